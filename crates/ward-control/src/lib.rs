@@ -1,0 +1,13 @@
+//! The control plane: the clinic registry and its lifecycle, the people, their
+//! memberships and sessions, one-time tokens, jobs and the auth log, in
+//! `<data>/control.db` (encrypted under a key derived from the master key).
+//!
+//! No web types here: callers pass plain values and get records back.
+
+mod clinics;
+mod platform;
+mod store;
+
+pub use clinics::{ClinicRecord, ClinicRef};
+pub use platform::{MasterKeySource, Platform};
+pub use store::{ControlError, ControlPlane};

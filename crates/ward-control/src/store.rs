@@ -1,0 +1,178 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libsql::{Connection, Database};
+use ward_core::Clock;
+use ward_tenancy::migrate::{self, MigrateOutcome};
+use ward_tenancy::{DataKey, DbError, Durability, MasterKey, TenantError, blocking, db};
+
+/// How many connections the control plane keeps; WAL lets readers run side by side.
+const POOL_SIZE: usize = 4;
+
+/// Label of the control plane's key, derived from the master key.
+const KEY_LABEL: &str = "ward control plane database v1";
+
+/// Why a control-plane operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The database refused or failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// No clinic matches the slug or id given.
+    #[error("there is no clinic {0:?}")]
+    NoSuchClinic(String),
+    /// The requested slug belongs to another clinic.
+    #[error("the short name {0:?} is already taken")]
+    SlugTaken(String),
+    /// A value was not acceptable; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The clinic's database could not be created or opened.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+}
+
+impl From<libsql::Error> for ControlError {
+    fn from(e: libsql::Error) -> Self {
+        Self::Db(DbError::Sql(e))
+    }
+}
+
+/// A handle on `<data>/control.db`.
+pub struct ControlPlane {
+    path: PathBuf,
+    pool: Vec<tokio::sync::Mutex<Connection>>,
+    _databases: Vec<Database>,
+    next: AtomicUsize,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Opens (creating if needed) `<data_dir>/control.db` and applies pending control
+    /// migrations. Returns the plane and what the migration did.
+    pub async fn open(
+        data_dir: &Path,
+        master: &MasterKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, MigrateOutcome), ControlError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            ControlError::Invalid(format!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join("control.db");
+        let key = DataKey::from_bytes(master.derive(KEY_LABEL));
+        let create = !path.try_exists().unwrap_or(false);
+        let mut pool = Vec::with_capacity(POOL_SIZE);
+        let mut databases = Vec::with_capacity(POOL_SIZE);
+        let mut outcome = None;
+        for i in 0..POOL_SIZE {
+            let opened =
+                blocking(db::open(&path, &key, create && i == 0, Durability::Full)).await?;
+            if i == 0 {
+                outcome = Some(
+                    blocking(migrate::migrate(
+                        &opened.conn,
+                        ward_tenancy::migrations::CONTROL,
+                    ))
+                    .await?,
+                );
+            }
+            pool.push(tokio::sync::Mutex::new(opened.conn));
+            databases.push(opened.database);
+        }
+        let outcome =
+            outcome.ok_or_else(|| ControlError::Invalid("empty connection pool".into()))?;
+        Ok((
+            Self {
+                path,
+                pool,
+                _databases: databases,
+                next: AtomicUsize::new(0),
+                clock,
+            },
+            outcome,
+        ))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The clock every record's time comes from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Runs `f` on one pooled connection, exclusively and off the async workers.
+    pub(crate) async fn with<T, F, Fut>(&self, f: F) -> T
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = T> + Send,
+    {
+        // Prefer a free connection; otherwise queue on the next one in turn.
+        let guard = match self.pool.iter().find_map(|m| m.try_lock().ok()) {
+            Some(g) => g,
+            None => {
+                self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()]
+                    .lock()
+                    .await
+            }
+        };
+        let out = blocking(f(guard.clone())).await;
+        drop(guard);
+        out
+    }
+
+    /// Runs `f` inside one write transaction (`BEGIN IMMEDIATE`): all of it or none.
+    pub(crate) async fn transaction<T, F, Fut>(&self, f: F) -> Result<T, ControlError>
+    where
+        F: FnOnce(Connection) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, ControlError>> + Send,
+        T: Send,
+    {
+        self.with(|conn| async move {
+            conn.execute("BEGIN IMMEDIATE", ()).await?;
+            match f(conn.clone()).await {
+                Ok(v) => {
+                    conn.execute("COMMIT", ()).await?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = conn.execute("ROLLBACK", ()).await;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    /// The control schema's version.
+    pub async fn schema_version(&self) -> Result<u32, ControlError> {
+        Ok(self
+            .with(|conn| async move { migrate::version(&conn).await })
+            .await?)
+    }
+
+    /// Whether the database answers a trivial query (for `/status`).
+    pub async fn ping(&self) -> bool {
+        self.with(|conn| async move { conn.query("SELECT 1", ()).await.is_ok() })
+            .await
+    }
+}
+
+/// Whether `e` is a UNIQUE violation.
+pub(crate) fn is_unique_violation(e: &libsql::Error) -> bool {
+    matches!(e, libsql::Error::SqliteFailure(code, msg) if code & 0xff == 19 && msg.contains("UNIQUE"))
+}

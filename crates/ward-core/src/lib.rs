@@ -1,0 +1,10 @@
+//! Ward's shared vocabulary: validated identifiers, roles, clinic states and the clock.
+//!
+//! Everything here is parsed, not validated: a value of these types that reached the
+//! rest of the code is already known to be well formed.
+
+mod clock;
+mod ids;
+
+pub use clock::{Clock, ManualClock, SystemClock, format_time, parse_time};
+pub use ids::{ClinicId, ClinicStatus, Email, ParseError, Role, Slug};

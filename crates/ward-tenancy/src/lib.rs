@@ -1,0 +1,31 @@
+//! Many encrypted SQLite databases in one process.
+//!
+//! A clinic id maps to exactly one file, `<data>/clinics/<uuid>.db`, encrypted under the
+//! clinic's own data key; [`TenantStore`] opens it on first use, brings its schema up to
+//! date and keeps the handle in a bounded cache. [`db`] is the one place a libSQL
+//! connection is opened and configured, for clinic files and the control plane alike.
+
+pub mod db;
+pub mod keys;
+mod lockfile;
+pub mod migrate;
+mod store;
+
+pub use db::{DbError, Durability, blocking};
+pub use keys::{DataKey, KeyError, MasterKey};
+pub use lockfile::OperatorLock;
+pub use migrate::{MigrateOutcome, Migration};
+pub use store::{
+    Registry, StoreConfig, StoreStats, Tenant, TenantError, TenantHandle, TenantRecord, TenantStore,
+};
+
+/// The types a [`Registry`] implementation needs.
+pub mod store_registry {
+    pub use crate::store::{RegistryError, TenantRecord};
+}
+
+/// The schema migrations embedded in the binary.
+pub mod migrations {
+    use crate::Migration;
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}

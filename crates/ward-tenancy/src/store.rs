@@ -1,0 +1,474 @@
+//! [`TenantStore`]: clinic id → encrypted file → cached, migrated connection.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use libsql::{Connection, Database};
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use ward_core::ClinicId;
+
+use crate::db::{self, Durability, blocking};
+use crate::keys::{DataKey, MasterKey};
+use crate::lockfile::{self, OperatorLock};
+use crate::migrate::{self, MigrateOutcome, Migration};
+
+/// What the control plane knows about a clinic that opening it needs.
+#[derive(Debug, Clone)]
+pub struct TenantRecord {
+    /// The data key, sealed under the master key.
+    pub wrapped_key: Vec<u8>,
+    /// The schema version last recorded.
+    pub schema_version: u32,
+    /// Whether the clinic is currently marked as failing to open.
+    pub failed: bool,
+}
+
+/// Boxed error from the registry.
+pub type RegistryError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The store's view of the control plane: where keys come from and where open results go.
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync + 'static {
+    /// The clinic's key and recorded state; `None` if there is no such clinic.
+    async fn tenant(&self, id: ClinicId) -> Result<Option<TenantRecord>, RegistryError>;
+    /// The clinic opened at `schema_version`; clears a failure mark.
+    async fn opened(&self, id: ClinicId, schema_version: u32) -> Result<(), RegistryError>;
+    /// The clinic could not be opened or migrated, for `reason`.
+    async fn failed(&self, id: ClinicId, reason: &str) -> Result<(), RegistryError>;
+}
+
+/// Why a clinic's database is not available.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TenantError {
+    /// No clinic has this id.
+    #[error("there is no clinic {0}")]
+    Unknown(ClinicId),
+    /// An operator holds the clinic's lock (restore, purge).
+    #[error("clinic {0} is under maintenance")]
+    Maintenance(ClinicId),
+    /// The file is missing, unreadable, has the wrong key, or its migration failed.
+    #[error("clinic {clinic} cannot be opened: {reason}")]
+    Unavailable {
+        /// Which clinic.
+        clinic: ClinicId,
+        /// What went wrong, for the operator (never shown to users).
+        reason: String,
+    },
+    /// The store is draining.
+    #[error("Ward is shutting down")]
+    ShuttingDown,
+}
+
+/// How the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The data directory; clinic files live in its `clinics/` folder.
+    pub data_dir: PathBuf,
+    /// Most handles kept open at once (`WARD_MAX_OPEN_TENANTS`).
+    pub max_open: u64,
+    /// A handle unused this long is closed.
+    pub idle_timeout: Duration,
+    /// The tenant schema.
+    pub migrations: Arc<[Migration]>,
+}
+
+impl StoreConfig {
+    /// The defaults for `data_dir`: 1,000 handles, 10 minutes idle, the embedded schema.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            max_open: 1_000,
+            idle_timeout: Duration::from_secs(600),
+            migrations: crate::migrations::TENANT.into(),
+        }
+    }
+}
+
+/// Counters for `/status` and the benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Database handles open right now (cached or still in use after eviction).
+    pub open_handles: usize,
+    /// Entries in the cache.
+    pub cached: u64,
+    /// The cap.
+    pub max_open: u64,
+    /// Lookups served from the cache.
+    pub hits: u64,
+    /// Lookups that had to open (or wait for an open).
+    pub misses: u64,
+    /// Files actually opened.
+    pub opens: u64,
+}
+
+/// One open clinic database. Dropping the last handle closes the file, which checkpoints
+/// the WAL into the database and removes it.
+pub struct Tenant {
+    id: ClinicId,
+    conn: tokio::sync::Mutex<Connection>,
+    _database: Database,
+    open_count: Arc<AtomicUsize>,
+}
+
+/// A shared, cached open clinic.
+pub type TenantHandle = Arc<Tenant>;
+
+impl Tenant {
+    /// Which clinic this is.
+    pub fn id(&self) -> ClinicId {
+        self.id
+    }
+
+    /// Runs `f` with this clinic's connection, exclusively (a transaction begun inside
+    /// cannot interleave with another request's statements) and off the async workers.
+    pub async fn with<T, F, Fut>(&self, f: F) -> T
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = T> + Send,
+    {
+        let guard = self.conn.lock().await;
+        let out = blocking(f(guard.clone())).await;
+        drop(guard);
+        out
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        self.open_count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Inner {
+    clinics_dir: PathBuf,
+    master: MasterKey,
+    registry: Arc<dyn Registry>,
+    migrations: Arc<[Migration]>,
+    max_open: u64,
+    cache: Cache<ClinicId, TenantHandle>,
+    shutting_down: AtomicBool,
+    open_count: Arc<AtomicUsize>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    opens: AtomicU64,
+}
+
+/// Opens clinics lazily and keeps a bounded set of them open.
+#[derive(Clone)]
+pub struct TenantStore {
+    inner: Arc<Inner>,
+}
+
+impl TenantStore {
+    /// A store over `config.data_dir`, creating its `clinics/` folder if needed.
+    pub fn new(
+        config: StoreConfig,
+        master: MasterKey,
+        registry: Arc<dyn Registry>,
+    ) -> std::io::Result<Self> {
+        let clinics_dir = config.data_dir.join("clinics");
+        std::fs::create_dir_all(&clinics_dir)?;
+        let cache = Cache::builder()
+            .max_capacity(config.max_open)
+            .time_to_idle(config.idle_timeout)
+            .eviction_listener(
+                |_id: Arc<ClinicId>, tenant: TenantHandle, _cause: RemovalCause| {
+                    close_off_thread(tenant)
+                },
+            )
+            .build();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                clinics_dir,
+                master,
+                registry,
+                migrations: config.migrations,
+                max_open: config.max_open,
+                cache,
+                shutting_down: AtomicBool::new(false),
+                open_count: Arc::new(AtomicUsize::new(0)),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                opens: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The folder holding every clinic file.
+    pub fn clinics_dir(&self) -> &Path {
+        &self.inner.clinics_dir
+    }
+
+    /// The file of clinic `id`. Built from the UUID alone: nothing a user typed can
+    /// reach a path.
+    pub fn path_of(&self, id: ClinicId) -> PathBuf {
+        self.inner.clinics_dir.join(id.file_name())
+    }
+
+    fn lock_path(&self, id: ClinicId) -> PathBuf {
+        self.inner.clinics_dir.join(format!("{id}.lock"))
+    }
+
+    /// The newest tenant schema version this store applies.
+    pub fn latest_version(&self) -> u32 {
+        migrate::latest(&self.inner.migrations)
+    }
+
+    /// A new random data key for `id`, and its wrapped form for the control plane.
+    pub fn new_data_key(&self, id: ClinicId) -> (DataKey, Vec<u8>) {
+        let key = DataKey::random();
+        let wrapped = self.inner.master.wrap(id, &key);
+        (key, wrapped)
+    }
+
+    /// Creates clinic `id`'s file (which must not exist), migrated to the newest schema,
+    /// and caches it. On failure nothing is left on disk.
+    pub async fn create(&self, id: ClinicId, wrapped_key: &[u8]) -> Result<u32, TenantError> {
+        self.check_running()?;
+        let key = self.unwrap_key(id, wrapped_key)?;
+        let path = self.path_of(id);
+        let migrations = self.inner.migrations.clone();
+        let result = blocking(async {
+            let opened = db::open(&path, &key, true, Durability::Full).await?;
+            let outcome = migrate::migrate(&opened.conn, &migrations).await?;
+            Ok::<_, db::DbError>((opened, outcome))
+        })
+        .await;
+        let (opened, outcome) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                if !matches!(e, db::DbError::AlreadyExists(_)) {
+                    remove_database_files(&path);
+                }
+                return Err(TenantError::Unavailable {
+                    clinic: id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        self.inner.opens.fetch_add(1, Ordering::Relaxed);
+        let tenant = self.wrap_tenant(id, opened);
+        self.record_opened(id, outcome.to).await;
+        self.inner.cache.insert(id, tenant).await;
+        Ok(outcome.to)
+    }
+
+    /// The open clinic `id`, opening and migrating it on first use. Concurrent first uses
+    /// share one open.
+    pub async fn get(&self, id: ClinicId) -> Result<TenantHandle, TenantError> {
+        self.check_running()?;
+        if self.is_locked(id) {
+            self.inner.cache.invalidate(&id).await;
+            return Err(TenantError::Maintenance(id));
+        }
+        if let Some(tenant) = self.inner.cache.get(&id).await {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(tenant);
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .cache
+            .try_get_with(id, async {
+                let (tenant, _) = self.open(id).await?;
+                Ok::<_, TenantError>(tenant)
+            })
+            .await
+            .map_err(|e: Arc<TenantError>| (*e).clone())
+    }
+
+    /// Brings one clinic to the newest schema (for `ward migrate`), without disturbing the
+    /// cache: an open handle is migrated in place, a closed clinic is opened and closed.
+    pub async fn migrate_clinic(&self, id: ClinicId) -> Result<MigrateOutcome, TenantError> {
+        self.check_running()?;
+        if self.is_locked(id) {
+            return Err(TenantError::Maintenance(id));
+        }
+        if let Some(tenant) = self.inner.cache.get(&id).await {
+            let migrations = self.inner.migrations.clone();
+            let outcome = tenant
+                .with(|conn| async move { migrate::migrate(&conn, &migrations).await })
+                .await
+                .map_err(|e| TenantError::Unavailable {
+                    clinic: id,
+                    reason: e.to_string(),
+                })?;
+            if outcome.changed() {
+                self.record_opened(id, outcome.to).await;
+            }
+            return Ok(outcome);
+        }
+        let (tenant, outcome) = self.open(id).await?;
+        close_off_thread(tenant);
+        Ok(outcome)
+    }
+
+    /// Takes the operator lock of clinic `id` and closes this process's handle to it.
+    /// Users of the clinic get [`TenantError::Maintenance`] until the lock is dropped.
+    pub async fn lock(&self, id: ClinicId, reason: &str) -> Result<OperatorLock, TenantError> {
+        let lock = OperatorLock::acquire(&self.lock_path(id), reason)
+            .map_err(|e| TenantError::Unavailable {
+                clinic: id,
+                reason: format!("cannot take the operator lock: {e}"),
+            })?
+            .ok_or(TenantError::Maintenance(id))?;
+        self.inner.cache.invalidate(&id).await;
+        Ok(lock)
+    }
+
+    /// Whether an operator lock is held on clinic `id`.
+    pub fn is_locked(&self, id: ClinicId) -> bool {
+        let path = self.lock_path(id);
+        // The common case is one failed stat; only an existing file is read.
+        path.exists() && lockfile::is_held(&path)
+    }
+
+    /// Closes clinic `id`'s handle if it is open.
+    pub async fn evict(&self, id: ClinicId) {
+        self.inner.cache.invalidate(&id).await;
+    }
+
+    /// Runs the cache's pending housekeeping (idle and over-cap evictions) now.
+    pub async fn run_pending(&self) {
+        self.inner.cache.run_pending_tasks().await;
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            open_handles: self.inner.open_count.load(Ordering::Acquire),
+            cached: self.inner.cache.entry_count(),
+            max_open: self.inner.max_open,
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            opens: self.inner.opens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Refuses new work, closes every cached handle and waits (up to `wait`) for handles
+    /// still in use to be released. Returns how many were still open at the deadline.
+    pub async fn shutdown(&self, wait: Duration) -> usize {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        self.inner.cache.invalidate_all();
+        self.inner.cache.run_pending_tasks().await;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let open = self.inner.open_count.load(Ordering::Acquire);
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                if open > 0 {
+                    tracing::warn!(open, "clinic handles still in use at shutdown");
+                }
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn check_running(&self) -> Result<(), TenantError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            Err(TenantError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn unwrap_key(&self, id: ClinicId, wrapped: &[u8]) -> Result<DataKey, TenantError> {
+        self.inner
+            .master
+            .unwrap(id, wrapped)
+            .map_err(|e| TenantError::Unavailable {
+                clinic: id,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Opens and migrates clinic `id` (not through the cache), recording the outcome in
+    /// the registry: the new version when it changed, or the failure.
+    async fn open(&self, id: ClinicId) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
+        let record = self
+            .inner
+            .registry
+            .tenant(id)
+            .await
+            .map_err(|e| TenantError::Unavailable {
+                clinic: id,
+                reason: format!("control plane: {e}"),
+            })?
+            .ok_or(TenantError::Unknown(id))?;
+        let result = match self.unwrap_key(id, &record.wrapped_key) {
+            Ok(key) => {
+                let path = self.path_of(id);
+                let migrations = self.inner.migrations.clone();
+                blocking(async {
+                    let opened = db::open(&path, &key, false, Durability::Full).await?;
+                    let outcome = migrate::migrate(&opened.conn, &migrations).await?;
+                    Ok::<_, db::DbError>((opened, outcome))
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok((opened, outcome)) => {
+                self.inner.opens.fetch_add(1, Ordering::Relaxed);
+                if outcome.changed() || record.failed || record.schema_version != outcome.to {
+                    self.record_opened(id, outcome.to).await;
+                }
+                Ok((self.wrap_tenant(id, opened), outcome))
+            }
+            Err(reason) => {
+                tracing::error!(clinic = %id, %reason, "clinic cannot be opened");
+                if let Err(e) = self.inner.registry.failed(id, &reason).await {
+                    tracing::error!(clinic = %id, error = %e, "could not record the failure");
+                }
+                Err(TenantError::Unavailable { clinic: id, reason })
+            }
+        }
+    }
+
+    fn wrap_tenant(&self, id: ClinicId, opened: db::Opened) -> TenantHandle {
+        self.inner.open_count.fetch_add(1, Ordering::AcqRel);
+        Arc::new(Tenant {
+            id,
+            conn: tokio::sync::Mutex::new(opened.conn),
+            _database: opened.database,
+            open_count: self.inner.open_count.clone(),
+        })
+    }
+
+    async fn record_opened(&self, id: ClinicId, version: u32) {
+        if let Err(e) = self.inner.registry.opened(id, version).await {
+            tracing::error!(clinic = %id, error = %e, "could not record the clinic's schema version");
+        }
+    }
+}
+
+/// Drops a handle on a blocking thread: closing checkpoints the WAL, which writes and
+/// fsyncs, and must not happen on an async worker.
+fn close_off_thread(tenant: TenantHandle) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(move || drop(tenant));
+        }
+        Err(_) => drop(tenant),
+    }
+}
+
+/// Removes a database file and its WAL and shared-memory files, ignoring absent ones.
+pub(crate) fn remove_database_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(path = %Path::new(&p).display(), error = %e, "could not remove a database file")
+            }
+        }
+    }
+}

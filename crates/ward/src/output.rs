@@ -1,0 +1,49 @@
+//! How the commands talk to a person: logs on stderr, one-sentence errors, progress bars
+//! only on a terminal.
+
+use std::io::IsTerminal as _;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr, filtered by `WARD_LOG` (e.g. `info`, `ward=debug`).
+pub fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Prints an error as one line (the causes joined) on stderr.
+#[expect(clippy::print_stderr, reason = "the CLI's error report")]
+pub fn fail(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise (logs, CI, pipes).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Writes a line of standard output (results a person or script reads).
+#[expect(clippy::print_stdout, reason = "the CLI's results")]
+pub fn say(line: impl std::fmt::Display) {
+    println!("{line}");
+}
+
+/// Writes a value as pretty JSON on standard output.
+pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    say(serde_json::to_string_pretty(value)?);
+    Ok(())
+}
