@@ -1,0 +1,2 @@
+-- Backup catalog (filled in by the backup work).
+SELECT 1;
