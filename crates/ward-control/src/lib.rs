@@ -4,10 +4,12 @@
 //!
 //! No web types here: callers pass plain values and get records back.
 
+mod auth_events;
 mod clinics;
 mod platform;
 mod store;
 
+pub use auth_events::AuthEvent;
 pub use clinics::{ClinicRecord, ClinicRef};
 pub use platform::{MasterKeySource, Platform};
 pub use store::{ControlError, ControlPlane};
