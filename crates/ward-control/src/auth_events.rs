@@ -41,3 +41,31 @@ impl ControlPlane {
         Ok(())
     }
 }
+
+impl ControlPlane {
+    /// The newest `limit` auth events, newest first (for the operator and tests).
+    pub async fn recent_auth_events(&self, limit: u32) -> Result<Vec<AuthEvent>, ControlError> {
+        self.with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT kind, user_id, email, ip, user_agent, outcome, detail FROM auth_events ORDER BY seq DESC LIMIT ?1",
+                    [limit],
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await? {
+                out.push(AuthEvent {
+                    kind: row.get(0)?,
+                    user_id: row.get(1)?,
+                    email: row.get(2)?,
+                    ip: row.get(3)?,
+                    user_agent: row.get(4)?,
+                    outcome: row.get(5)?,
+                    detail: row.get(6)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -6,10 +6,17 @@
 
 mod auth_events;
 mod clinics;
+pub mod passwords;
 mod platform;
+pub mod sessions;
 mod store;
+pub mod tokens;
+mod users;
 
 pub use auth_events::AuthEvent;
 pub use clinics::{ClinicRecord, ClinicRef};
 pub use platform::{MasterKeySource, Platform};
+pub use sessions::{Session, SessionPolicy, SessionSummary};
 pub use store::{ControlError, ControlPlane};
+pub use tokens::{Purpose, TokenInfo};
+pub use users::{Membership, User, parse_person_name};

@@ -1,19 +1,26 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use ward_control::ControlPlane;
+use ward_control::passwords::PasswordHasher;
+use ward_control::{ControlPlane, SessionPolicy};
 use ward_core::Clock;
+use ward_mail::Mailer;
 use ward_tenancy::TenantStore;
 
-use crate::{headers, views};
+use crate::client_ip::TrustedProxy;
+use crate::limits::{EmailLimits, IpLimit};
+use crate::views::{accounts, assets, clinic, health};
+use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     /// The address users reach Ward at (`WARD_PUBLIC_URL`), if set.
     pub public_url: Option<String>,
+    /// Where links in mail point: the public URL, or `http://<WARD_ADDR>`.
+    pub base_url: String,
     /// The build's version, shown on `/status`.
     pub version: String,
 }
@@ -33,12 +40,31 @@ pub struct App {
     pub control: Arc<ControlPlane>,
     /// Open clinic databases.
     pub tenants: TenantStore,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// Password hashing, capped and off the async workers.
+    pub hasher: PasswordHasher,
+    /// Session lifetimes.
+    pub session_policy: SessionPolicy,
+    /// Which proxy header names the client.
+    pub trusted_proxy: TrustedProxy,
+    /// Per-address limits on the account forms.
+    pub ip_limit: IpLimit,
+    /// Per-email limits on the account forms.
+    pub email_limits: EmailLimits,
     /// Web settings.
     pub config: WebConfig,
     /// Where the time comes from.
     pub clock: Arc<dyn Clock>,
     /// When this process started serving.
     pub started_at: DateTime<Utc>,
+}
+
+impl App {
+    /// The base of links in mail, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.config.base_url.trim_end_matches('/')
+    }
 }
 
 /// The state handed to handlers.
@@ -54,12 +80,56 @@ impl std::ops::Deref for AppState {
 
 /// The whole application as one router.
 pub fn router(app: Arc<App>) -> Router {
-    let https = app.config.is_https();
-    let routes = Router::new()
-        .route("/healthz", get(views::health::healthz_get))
-        .route("/status", get(views::health::status_get))
-        .route("/static/ward.css", get(views::assets::css_get))
+    let state = AppState(app);
+    let https = state.config.is_https();
+    let limited = limits::per_ip(
+        Router::new()
+            .route(
+                "/signup",
+                get(accounts::signup_get).post(accounts::signup_post),
+            )
+            .route(
+                "/verify-email",
+                get(accounts::verify_email_get).post(accounts::verify_email_post),
+            )
+            .route(
+                "/login",
+                get(accounts::login_get).post(accounts::login_post),
+            )
+            .route(
+                "/password/forgot",
+                get(accounts::forgot_get).post(accounts::forgot_post),
+            )
+            .route(
+                "/password/reset",
+                get(accounts::reset_get).post(accounts::reset_post),
+            ),
+        state.trusted_proxy,
+        state.ip_limit,
+    );
+    let pages = Router::new()
+        .route("/", get(accounts::home_get))
+        .route("/logout", post(accounts::logout_post))
+        .route("/account", get(accounts::account_get))
+        .route("/account/password", post(accounts::password_post))
+        .route("/account/sessions/revoke", post(accounts::revoke_post))
+        .route(
+            "/account/sessions/revoke-all",
+            post(accounts::revoke_all_post),
+        )
+        .route("/clinics", get(accounts::clinics_get))
+        .route("/c/{slug}/", get(clinic::home_get))
+        .merge(limited)
         .fallback(views::not_found)
-        .with_state(AppState(app));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::middleware,
+        ));
+    let routes = Router::new()
+        .route("/healthz", get(health::healthz_get))
+        .route("/status", get(health::status_get))
+        .route("/static/ward.css", get(assets::css_get))
+        .merge(pages)
+        .with_state(state);
     headers::apply(routes, https)
 }

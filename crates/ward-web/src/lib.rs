@@ -1,9 +1,15 @@
-//! Ward's web face: the axum router, its state, error pages and security headers.
+//! Ward's web face: the axum router, its state, sessions and CSRF, rate limits, error
+//! pages and security headers.
 
 mod app;
+pub mod client_ip;
 mod error;
+pub mod extract;
 mod headers;
+pub mod limits;
+pub mod session;
 mod views;
 
 pub use app::{App, AppState, WebConfig, router};
+pub use client_ip::TrustedProxy;
 pub use error::AppError;

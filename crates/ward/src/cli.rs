@@ -74,6 +74,16 @@ pub struct ServeOpts {
     /// connecting address is the client.
     #[arg(long, env = "WARD_TRUSTED_PROXY", value_parser = ["fly"])]
     pub trusted_proxy: Option<String>,
+    /// 64 hex characters mixed into every password hash. Unset: generated once into
+    /// <data>/pepper.key. Keep it secret and backed up with the master key.
+    #[arg(long, env = "WARD_PEPPER", hide_env_values = true)]
+    pub pepper: Option<String>,
+    /// Hours a session may sit unused before it ends.
+    #[arg(long, env = "WARD_SESSION_IDLE_HOURS", default_value_t = 12, value_parser = clap::value_parser!(i64).range(1..=720))]
+    pub session_idle_hours: i64,
+    /// Days a session lasts at most after sign-in.
+    #[arg(long, env = "WARD_SESSION_MAX_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365))]
+    pub session_max_days: i64,
 }
 
 /// `ward migrate`.

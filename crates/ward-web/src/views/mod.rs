@@ -1,7 +1,10 @@
 //! One module per area; one askama struct per page, handlers named page_method.
 
+pub mod accounts;
 pub mod assets;
+pub mod clinic;
 pub mod health;
+pub mod pages;
 
 use crate::AppError;
 

@@ -5,8 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::TimeDelta;
+use ward_control::SessionPolicy;
+use ward_control::passwords::{PRODUCTION_COST, PasswordHasher, Pepper};
 use ward_core::{Clock, SystemClock};
-use ward_web::{App, WebConfig};
+use ward_mail::{MailConfig, Mailer};
+use ward_web::limits::{EmailLimits, IpLimit};
+use ward_web::{App, TrustedProxy, WebConfig};
 
 use crate::cli::{Global, ServeOpts};
 
@@ -22,11 +27,40 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tenants = platform.tenants.clone();
+    let pepper = Pepper::load(&global.data_dir, opts.pepper.as_deref())?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?;
+    let mailer = Mailer::new(
+        platform.control.clone(),
+        MailConfig {
+            smtp_url: opts.smtp_url.clone(),
+            from: opts.mail_from.clone(),
+            outbox_dir: global.data_dir.join("outbox"),
+        },
+    )
+    .context("the mail settings are not usable")?;
+    let mail_worker = mailer.spawn_worker();
+    let trusted_proxy =
+        TrustedProxy::parse(opts.trusted_proxy.as_deref()).map_err(anyhow::Error::msg)?;
+    let base_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", opts.addr));
     let app = Arc::new(App {
         control: platform.control.clone(),
         tenants: tenants.clone(),
+        mailer,
+        hasher,
+        session_policy: SessionPolicy {
+            idle: TimeDelta::hours(opts.session_idle_hours),
+            absolute: TimeDelta::days(opts.session_max_days),
+        },
+        trusted_proxy,
+        ip_limit: IpLimit::default(),
+        email_limits: EmailLimits::default(),
         config: WebConfig {
             public_url: opts.public_url.clone(),
+            base_url,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         started_at: clock.now(),
@@ -45,11 +79,13 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     // Idle handles are closed by the cache's housekeeping; run it even when no request does.
     let housekeeping = {
         let tenants = tenants.clone();
+        let email_limits = app.email_limits.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(15));
             loop {
                 tick.tick().await;
                 tenants.run_pending().await;
+                email_limits.housekeeping();
             }
         })
     };
@@ -61,6 +97,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .await
         .context("the server stopped")?;
     housekeeping.abort();
+    mail_worker.abort();
     tracing::info!("draining clinic databases");
     let left = tenants.shutdown(Duration::from_secs(30)).await;
     tracing::info!(still_open = left, "stopped");

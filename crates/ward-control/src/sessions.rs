@@ -1,0 +1,229 @@
+//! Sign-in sessions: an opaque random token in a cookie, only its SHA-256 stored here.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use ward_core::{format_time, parse_time};
+use ward_tenancy::db::first_row;
+
+use crate::{ControlError, ControlPlane, User};
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// A session unused this long ends.
+    pub idle: TimeDelta,
+    /// A session ends this long after sign-in, used or not.
+    pub absolute: TimeDelta,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle: TimeDelta::hours(12),
+            absolute: TimeDelta::days(30),
+        }
+    }
+}
+
+/// Last-seen times are written at most this often per session (a write per page view
+/// would turn every read into an fsync).
+const TOUCH_EVERY: TimeDelta = TimeDelta::minutes(1);
+
+/// A live session and its user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Hex SHA-256 of the token: names the session (e.g. in revoke forms), reveals nothing.
+    pub id: String,
+    /// The signed-in user.
+    pub user: User,
+    /// The token forms must carry.
+    pub csrf_token: String,
+    /// When the user last proved who they are (password).
+    pub authenticated_at: DateTime<Utc>,
+}
+
+/// A session as listed on the account page.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    /// Hex SHA-256 of the token.
+    pub id: String,
+    /// Sign-in time.
+    pub created_at: DateTime<Utc>,
+    /// Last request.
+    pub last_seen_at: DateTime<Utc>,
+    /// Client address at sign-in.
+    pub ip: Option<String>,
+    /// Browser at sign-in.
+    pub user_agent: Option<String>,
+}
+
+/// A fresh random 256-bit value as 64 hex characters.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn parse_hex_id(id: &str) -> Option<Vec<u8>> {
+    let bytes = hex::decode(id).ok()?;
+    (bytes.len() == 32).then_some(bytes)
+}
+
+impl ControlPlane {
+    /// Starts a session for `user_id`; returns the cookie token (never stored).
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<String, ControlError> {
+        let token = random_token();
+        let now = format_time(self.clock.now());
+        let (hash, csrf, user) = (token_hash(&token), random_token(), user_id.to_owned());
+        let ua = user_agent.map(|u| {
+            u.chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect::<String>()
+        });
+        self.with(|conn| async move {
+            conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, authenticated_at, last_seen_at, ip, user_agent)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
+                libsql::params![hash, user, csrf, now, ip, ua],
+            )
+            .await
+        })
+        .await?;
+        Ok(token)
+    }
+
+    /// The live session for a cookie token, refreshing its last-seen time; `None` when
+    /// unknown, revoked, idle too long, past its absolute lifetime, or its user is disabled.
+    pub async fn session(
+        &self,
+        token: &str,
+        policy: SessionPolicy,
+    ) -> Result<Option<Session>, ControlError> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let hash = token_hash(token);
+        self.with(|conn| async move {
+            let row = first_row(
+                &conn,
+                "SELECT s.csrf_token, s.created_at, s.last_seen_at, s.authenticated_at,
+                        u.id, u.email, u.name, u.password_hash, u.email_verified_at IS NOT NULL, u.disabled_at IS NOT NULL, u.password_changed_at
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.revoked_at IS NULL",
+                [hash.clone()],
+            )
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let time = |i: i32| -> Result<DateTime<Utc>, ControlError> {
+                parse_time(&row.get::<String>(i)?).ok_or_else(|| ControlError::Invalid("bad session time".into()))
+            };
+            let (created, last_seen, authenticated) = (time(1)?, time(2)?, time(3)?);
+            let user = User {
+                id: row.get(4)?,
+                email: row.get(5)?,
+                name: row.get(6)?,
+                password_hash: row.get(7)?,
+                email_verified: row.get::<i64>(8)? != 0,
+                disabled: row.get::<i64>(9)? != 0,
+                password_changed_at: row.get::<Option<String>>(10)?.and_then(|t| parse_time(&t)),
+            };
+            if user.disabled || now - created > policy.absolute || now - last_seen > policy.idle {
+                return Ok(None);
+            }
+            if now - last_seen > TOUCH_EVERY {
+                conn.execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", libsql::params![hash.clone(), format_time(now)]).await?;
+            }
+            Ok(Some(Session { id: hex::encode(&hash), user, csrf_token: row.get(0)?, authenticated_at: authenticated }))
+        })
+        .await
+    }
+
+    /// Ends one session of `user_id` (by its id); false if there was no such live session.
+    pub async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<bool, ControlError> {
+        let Some(hash) = parse_hex_id(session_id) else {
+            return Ok(false);
+        };
+        let now = format_time(self.clock.now());
+        let user = user_id.to_owned();
+        let n = self
+            .with(|conn| async move {
+                conn.execute(
+                    "UPDATE sessions SET revoked_at = ?3 WHERE token_hash = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+                    libsql::params![hash, user, now],
+                )
+                .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Ends every session of `user_id`, except `keep` (a session id) if given. Returns
+    /// how many ended.
+    pub async fn revoke_all_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, ControlError> {
+        let now = format_time(self.clock.now());
+        let user = user_id.to_owned();
+        let keep = keep.and_then(parse_hex_id).unwrap_or_default();
+        Ok(self
+            .with(|conn| async move {
+                conn.execute(
+                    "UPDATE sessions SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL AND token_hash != ?2",
+                    libsql::params![user, keep, now],
+                )
+                .await
+            })
+            .await?)
+    }
+
+    /// The user's live sessions, most recent first.
+    pub async fn list_sessions(
+        &self,
+        user_id: &str,
+        policy: SessionPolicy,
+    ) -> Result<Vec<SessionSummary>, ControlError> {
+        let now = self.clock.now();
+        let idle_cut = format_time(now - policy.idle);
+        let abs_cut = format_time(now - policy.absolute);
+        let user = user_id.to_owned();
+        self.with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT token_hash, created_at, last_seen_at, ip, user_agent FROM sessions
+                     WHERE user_id = ?1 AND revoked_at IS NULL AND last_seen_at >= ?2 AND created_at >= ?3
+                     ORDER BY last_seen_at DESC",
+                    [user, idle_cut, abs_cut],
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await? {
+                let (Some(created_at), Some(last_seen_at)) = (parse_time(&row.get::<String>(1)?), parse_time(&row.get::<String>(2)?)) else {
+                    continue;
+                };
+                out.push(SessionSummary { id: hex::encode(row.get::<Vec<u8>>(0)?), created_at, last_seen_at, ip: row.get(3)?, user_agent: row.get(4)? });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

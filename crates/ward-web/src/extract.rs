@@ -1,0 +1,190 @@
+//! Extractors: who is asking, from where, with which form, for which clinic.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
+use ward_control::Session;
+use ward_core::{ClinicId, ClinicStatus, Role, Slug};
+use ward_tenancy::TenantHandle;
+
+use crate::client_ip::client_ip;
+use crate::session::{CsrfToken, ResolvedSession};
+use crate::views::pages;
+use crate::{AppError, AppState};
+
+/// The signed-in user; pages that need one redirect to sign-in without it.
+pub struct CurrentUser(pub Session);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<ResolvedSession>() {
+            Some(ResolvedSession(Some(s))) => Ok(Self(s.clone())),
+            _ => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// The signed-in user, if any.
+pub struct MaybeUser(pub Option<Session>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ResolvedSession>()
+                .and_then(|s| s.0.clone()),
+        ))
+    }
+}
+
+/// The CSRF token to put in this page's forms.
+pub struct Csrf(pub String);
+
+impl FromRequestParts<AppState> for Csrf {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<CsrfToken>()
+            .map(|t| Self(t.0.clone()))
+            .ok_or_else(|| AppError::Internal("the session middleware did not run".into()))
+    }
+}
+
+/// The client's address (as the rate limiter sees it) and browser, for the auth log.
+pub struct ClientInfo {
+    /// Address.
+    pub ip: Option<String>,
+    /// User agent, truncated.
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            ip: client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
+                .map(|ip| ip.to_string()),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().filter(|c| !c.is_control()).take(300).collect()),
+        })
+    }
+}
+
+/// A urlencoded form; an unreadable one is a 400 page, not a bare-text error.
+pub struct AppForm<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AppForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(Self(v)),
+            Err(_) => Err((
+                StatusCode::BAD_REQUEST,
+                pages::message("The form could not be read", "Some fields were missing or not in the expected form. Go back, check the form and send it again."),
+            )
+                .into_response()),
+        }
+    }
+}
+
+/// A clinic page's context: a verified member of an open clinic, with its database.
+/// A clinic the user does not belong to is "not found", exactly like one that does not
+/// exist.
+pub struct ClinicAccess {
+    /// The user.
+    pub session: Session,
+    /// The clinic's id.
+    pub clinic_id: ClinicId,
+    /// Its URL name.
+    pub slug: Slug,
+    /// The user's role there.
+    pub role: Role,
+    /// The open database.
+    pub tenant: TenantHandle,
+}
+
+#[derive(serde::Deserialize)]
+struct SlugParam {
+    slug: String,
+}
+
+impl FromRequestParts<AppState> for ClinicAccess {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentUser(session) = CurrentUser::from_request_parts(parts, state).await?;
+        let Path(SlugParam { slug }) = Path::<SlugParam>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound.into_response())?;
+        let slug = Slug::parse(&slug).map_err(|_| AppError::NotFound.into_response())?;
+        let membership = state
+            .control
+            .membership_by_slug(&session.user.id, slug.as_str())
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        let Some((clinic_id, status, role)) = membership else {
+            return Err(AppError::NotFound.into_response());
+        };
+        if !session.user.email_verified {
+            return Err((
+                StatusCode::FORBIDDEN,
+                pages::message("Confirm your email address first", "We sent you a link when you signed up. Open it to confirm your address, then sign in again."),
+            )
+                .into_response());
+        }
+        match status {
+            ClinicStatus::Active => {}
+            ClinicStatus::Suspended => {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    pages::message("This clinic is suspended", "Access to this clinic has been suspended by the operator. Its records are kept safe; contact the operator to restore access."),
+                )
+                    .into_response());
+            }
+            ClinicStatus::Closed | ClinicStatus::Purged => {
+                return Err(AppError::NotFound.into_response());
+            }
+        }
+        let tenant = state
+            .tenants
+            .get(clinic_id)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        Ok(Self {
+            session,
+            clinic_id,
+            slug,
+            role,
+            tenant,
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! Sessions and CSRF, resolved once per request by one middleware.
+//!
+//! The session cookie holds an opaque random token; the control plane stores only its
+//! hash. Every state-changing request must carry `_csrf`: with a session, the session's
+//! token; without one (sign-in, signup), the value of a pre-session cookie set when the
+//! form was shown (double submit). A cross-site `Origin` is refused outright.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use sha2::{Digest, Sha256};
+use ward_control::Session;
+use ward_control::sessions::random_token;
+
+use crate::views::pages;
+use crate::{AppError, AppState, WebConfig};
+
+/// Largest form body accepted (forms are small; uploads are not forms).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// The session resolved for this request, if any.
+#[derive(Clone)]
+pub struct ResolvedSession(pub Option<Session>);
+
+/// The CSRF token forms on this page must carry.
+#[derive(Clone)]
+pub struct CsrfToken(pub String);
+
+/// Cookie names: `__Host-` prefixed when served over https (then the browser insists on
+/// Secure, Path=/ and no Domain, so no subdomain can plant one).
+pub fn session_cookie_name(config: &WebConfig) -> &'static str {
+    if config.is_https() {
+        "__Host-ward_session"
+    } else {
+        "ward_session"
+    }
+}
+
+fn csrf_cookie_name(config: &WebConfig) -> &'static str {
+    if config.is_https() {
+        "__Host-ward_csrf"
+    } else {
+        "ward_csrf"
+    }
+}
+
+fn base_cookie(config: &WebConfig, name: &'static str, value: String) -> Cookie<'static> {
+    let mut c = Cookie::new(name, value);
+    c.set_http_only(true);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c.set_secure(config.is_https());
+    c
+}
+
+/// The Set-Cookie value starting a session.
+pub fn session_cookie(
+    config: &WebConfig,
+    token: String,
+    max_age: chrono::TimeDelta,
+) -> HeaderValue {
+    let mut c = base_cookie(config, session_cookie_name(config), token);
+    c.set_max_age(cookie::time::Duration::seconds(max_age.num_seconds()));
+    header_value(&c)
+}
+
+/// The Set-Cookie value removing the session cookie: same attributes, expired.
+pub fn clear_session_cookie(config: &WebConfig) -> HeaderValue {
+    let mut c = base_cookie(config, session_cookie_name(config), String::new());
+    c.set_max_age(cookie::time::Duration::ZERO);
+    header_value(&c)
+}
+
+fn header_value(c: &Cookie<'_>) -> HeaderValue {
+    HeaderValue::from_str(&c.encoded().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    // Compare digests so the comparison's time does not depend on where they differ.
+    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+}
+
+fn expected_origin(config: &WebConfig, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = &config.public_url {
+        let url = url.trim_end_matches('/');
+        // scheme://host[:port] only.
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let end = url[after_scheme..]
+            .find('/')
+            .map_or(url.len(), |i| after_scheme + i);
+        return Some(url[..end].to_owned());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    Some(format!("http://{host}"))
+}
+
+fn cross_site(config: &WebConfig, headers: &HeaderMap) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return true;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => {
+            expected_origin(config, headers).is_none_or(|want| !origin.eq_ignore_ascii_case(&want))
+        }
+        None => false,
+    }
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Resolves the session, enforces CSRF on state-changing requests, and marks responses
+/// uncacheable.
+pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let jar = CookieJar::from_headers(&parts.headers);
+    let session = match jar.get(session_cookie_name(&app.config)) {
+        Some(c) => match app.control.session(c.value(), app.session_policy).await {
+            Ok(s) => s,
+            Err(e) => return AppError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let pre_csrf = jar
+        .get(csrf_cookie_name(&app.config))
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 64);
+    let mut new_pre_csrf = None;
+    let csrf = match (&session, &pre_csrf) {
+        (Some(s), _) => s.csrf_token.clone(),
+        (None, Some(v)) => v.clone(),
+        (None, None) => {
+            let t = random_token();
+            new_pre_csrf = Some(t.clone());
+            t
+        }
+    };
+
+    let body = if matches!(
+        parts.method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        if cross_site(&app.config, &parts.headers) {
+            return forbidden();
+        }
+        let bytes = match to_bytes(body, MAX_FORM_BYTES).await {
+            Ok(b) => b,
+            Err(_) => return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                pages::message(
+                    "Too much data",
+                    "That form sent more data than Ward accepts. Shorten the text and try again.",
+                ),
+            )
+                .into_response(),
+        };
+        let sent = form_field(&bytes, "_csrf");
+        let ok = new_pre_csrf.is_none() && sent.is_some_and(|s| constant_time_eq(&s, &csrf));
+        if !ok {
+            return forbidden();
+        }
+        Body::from(bytes)
+    } else {
+        body
+    };
+
+    parts.extensions.insert(ResolvedSession(session.clone()));
+    parts.extensions.insert(CsrfToken(csrf));
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(t) = new_pre_csrf {
+        headers.append(
+            header::SET_COOKIE,
+            header_value(&base_cookie(&app.config, csrf_cookie_name(&app.config), t)),
+        );
+    }
+    response
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        pages::message(
+            "This form has expired",
+            "For your security, the form could not be accepted. Go back, reload the page, and try again.",
+        ),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_are_decoded() {
+        assert_eq!(
+            form_field(b"a=1&_csrf=ab%20c+d&x=", "_csrf").as_deref(),
+            Some("ab c d")
+        );
+        assert_eq!(form_field(b"a=1", "_csrf"), None);
+        assert_eq!(
+            form_field(b"_csrf=%zz%4", "_csrf").as_deref(),
+            Some("%zz%4")
+        );
+    }
+}

@@ -1,0 +1,1021 @@
+//! Signup, email verification, sign-in and out, password reset, the account page.
+//!
+//! Enumeration: signup, sign-in and reset answer the same way, with the same status and
+//! (password hashing included) the same work, whether or not an address has an account.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::TimeDelta;
+use serde::Deserialize;
+use ward_control::passwords::check_new_password;
+use ward_control::{AuthEvent, Purpose, Session, parse_person_name};
+use ward_core::{Email, Role};
+use ward_mail::Message;
+
+use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
+use crate::limits::{check, too_many};
+use crate::session::{clear_session_cookie, session_cookie};
+use crate::views::pages;
+use crate::{AppError, AppState};
+
+/// Verification links last two days; reset links half an hour.
+const VERIFY_TTL: TimeDelta = TimeDelta::hours(48);
+const RESET_TTL: TimeDelta = TimeDelta::minutes(30);
+/// Failed sign-ins processed per address per hour; past it, back off (not a lock-out).
+const MAX_FAILED_LOGINS_PER_HOUR: u64 = 100;
+
+type Page = Result<Response, AppError>;
+
+fn html(status: StatusCode, t: &impl Template) -> Page {
+    Ok((status, Html(t.render()?)).into_response())
+}
+
+async fn log(
+    app: &AppState,
+    kind: &str,
+    outcome: &str,
+    user_id: Option<&str>,
+    email: Option<&str>,
+    client: &ClientInfo,
+) {
+    let event = AuthEvent {
+        kind: kind.to_owned(),
+        user_id: user_id.map(str::to_owned),
+        email: email.map(|e| e.chars().filter(|c| !c.is_control()).take(254).collect()),
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        outcome: outcome.to_owned(),
+        detail: None,
+    };
+    if let Err(e) = app.control.record_auth_event(event).await {
+        tracing::error!(error = %e, kind, "could not record an auth event");
+    }
+}
+
+async fn send(app: &AppState, to: &Email, name: &str, message: Message) {
+    if let Err(e) = app.mailer.send(to, name, message).await {
+        tracing::error!(error = %e, "could not queue mail");
+    }
+}
+
+/// Starts a session and answers with a redirect to `to`, setting the cookie.
+async fn sign_in(
+    app: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+    old: Option<&Session>,
+    to: &str,
+) -> Page {
+    // A fresh token at every sign-in: a token planted before sign-in is worthless after.
+    if let Some(old) = old {
+        app.control.revoke_session(&old.user.id, &old.id).await?;
+    }
+    let token = app
+        .control
+        .create_session(user_id, client.ip.clone(), client.user_agent.clone())
+        .await?;
+    let mut r = Redirect::to(to).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        session_cookie(&app.config, token, app.session_policy.absolute),
+    );
+    Ok(r)
+}
+
+/// Where a user lands after signing in: their clinic, or the chooser.
+async fn landing(app: &AppState, user_id: &str) -> Result<String, AppError> {
+    let memberships = app.control.memberships(user_id).await?;
+    Ok(match memberships.as_slice() {
+        [only] => format!("/c/{}/", only.clinic.slug),
+        _ => "/clinics".to_owned(),
+    })
+}
+
+fn link(app: &AppState, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", app.base_url())
+}
+
+// ---------------------------------------------------------------- home
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage;
+
+/// `/`: signed in, on to the clinic; otherwise a welcome with sign-in and signup.
+pub async fn home_get(State(app): State<AppState>, MaybeUser(user): MaybeUser) -> Page {
+    match user {
+        Some(s) => Ok(Redirect::to(&landing(&app, &s.user.id).await?).into_response()),
+        None => html(StatusCode::OK, &HomePage),
+    }
+}
+
+// ---------------------------------------------------------------- signup
+
+/// The signup form's fields (DESIGN §6).
+#[derive(Debug, Default, Deserialize)]
+pub struct SignupForm {
+    #[serde(default)]
+    clinic_name: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Default)]
+struct SignupErrors {
+    clinic_name: Option<&'static str>,
+    name: Option<&'static str>,
+    email: Option<&'static str>,
+    password: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage {
+    csrf: String,
+    form: SignupForm,
+    errors: SignupErrors,
+}
+
+/// The signup form.
+pub async fn signup_get(Csrf(csrf): Csrf) -> Page {
+    html(
+        StatusCode::OK,
+        &SignupPage {
+            csrf,
+            form: SignupForm::default(),
+            errors: SignupErrors::default(),
+        },
+    )
+}
+
+fn check_email_page() -> Page {
+    Ok(pages::message(
+        "Check your email",
+        "We have sent a link to confirm your address. Open it to finish creating your clinic. The link works once and expires in two days.",
+    )
+    .into_response())
+}
+
+/// Creates the owner (unverified), the clinic and its database, and sends the link.
+pub async fn signup_post(
+    State(app): State<AppState>,
+    Csrf(csrf): Csrf,
+    client: ClientInfo,
+    AppForm(form): AppForm<SignupForm>,
+) -> Page {
+    let mut errors = SignupErrors::default();
+    let clinic_name = form.clinic_name.trim().to_owned();
+    if clinic_name.is_empty() {
+        errors.clinic_name = Some("Enter the clinic's name.");
+    } else if clinic_name.chars().count() > 200 || clinic_name.chars().any(char::is_control) {
+        errors.clinic_name = Some("A clinic name is at most 200 characters, on one line.");
+    }
+    let name = parse_person_name(&form.name)
+        .map_err(|e| errors.name = Some(e))
+        .ok();
+    let email = Email::parse(&form.email)
+        .map_err(|_| errors.email = Some("Enter an email address such as name@example.com."))
+        .ok();
+    if let Err(e) = check_new_password(&form.password) {
+        errors.password = Some(e);
+    }
+    let (Some(name), Some(email), None, None) = (name, email, errors.clinic_name, errors.password)
+    else {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &SignupPage {
+                csrf,
+                form: SignupForm {
+                    password: String::new(),
+                    ..form
+                },
+                errors,
+            },
+        );
+    };
+    if let Err(wait) = check(&app.email_limits.signup, email.as_str()) {
+        log(
+            &app,
+            "signup",
+            "limited",
+            None,
+            Some(email.as_str()),
+            &client,
+        )
+        .await;
+        return Ok(too_many(wait));
+    }
+    // Hash first, whether or not the address is taken: both paths cost the same.
+    let hash = app.hasher.hash(&form.password).await?;
+    let user = match app.control.create_user(&email, &name, &hash).await? {
+        Some(user) => user,
+        None => {
+            if let Some(existing) = app.control.user_by_email(&email).await? {
+                let reset_link = format!("{}/password/forgot", app.base_url());
+                send(
+                    &app,
+                    &email,
+                    &existing.name,
+                    Message::SignupAttempt {
+                        name: existing.name.clone(),
+                        reset_link,
+                    },
+                )
+                .await;
+                log(
+                    &app,
+                    "signup",
+                    "existing_email",
+                    Some(&existing.id),
+                    Some(email.as_str()),
+                    &client,
+                )
+                .await;
+            }
+            return check_email_page();
+        }
+    };
+    let clinic = match app
+        .control
+        .create_clinic(
+            &clinic_name,
+            None,
+            &app.tenants,
+            &format!("user:{}", user.id),
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            app.control.delete_unverified_user(&user.id).await?;
+            return Err(e.into());
+        }
+    };
+    app.control
+        .add_membership(&user.id, clinic.id, Role::Owner)
+        .await?;
+    let token = app
+        .control
+        .issue_token(
+            Purpose::VerifyEmail,
+            Some(&user.id),
+            Some(clinic.id),
+            Some(email.as_str()),
+            None,
+            VERIFY_TTL,
+        )
+        .await?;
+    send(
+        &app,
+        &email,
+        &name,
+        Message::VerifyEmail {
+            name: name.clone(),
+            link: link(&app, "/verify-email", &token),
+        },
+    )
+    .await;
+    log(
+        &app,
+        "signup",
+        "ok",
+        Some(&user.id),
+        Some(email.as_str()),
+        &client,
+    )
+    .await;
+    check_email_page()
+}
+
+// ---------------------------------------------------------------- verification
+
+/// `?token=` of a one-time link.
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "verify_email.html")]
+struct VerifyPage {
+    csrf: String,
+    token: String,
+    email: String,
+}
+
+fn expired_link() -> Page {
+    Ok((
+        StatusCode::BAD_REQUEST,
+        pages::message_with_link(
+            "This link has expired or was already used",
+            "Links in Ward's emails work once and only for a limited time. Sign in, or ask for a new link.",
+            "/login",
+            "Go to sign in",
+        ),
+    )
+        .into_response())
+}
+
+/// Shows a confirm button; opening the link changes nothing (mail scanners follow links).
+pub async fn verify_email_get(
+    State(app): State<AppState>,
+    Csrf(csrf): Csrf,
+    Query(q): Query<TokenQuery>,
+) -> Page {
+    match app
+        .control
+        .peek_token(Purpose::VerifyEmail, &q.token)
+        .await?
+    {
+        Some(info) => html(
+            StatusCode::OK,
+            &VerifyPage {
+                csrf,
+                token: q.token,
+                email: info.email.unwrap_or_default(),
+            },
+        ),
+        None => expired_link(),
+    }
+}
+
+/// Consumes the token, confirms the address, signs the owner in.
+pub async fn verify_email_post(
+    State(app): State<AppState>,
+    MaybeUser(old): MaybeUser,
+    client: ClientInfo,
+    AppForm(q): AppForm<TokenQuery>,
+) -> Page {
+    let Some(info) = app
+        .control
+        .consume_token(Purpose::VerifyEmail, &q.token)
+        .await?
+    else {
+        log(&app, "verify_email", "invalid_token", None, None, &client).await;
+        return expired_link();
+    };
+    let Some(user_id) = info.user_id else {
+        return expired_link();
+    };
+    app.control.mark_email_verified(&user_id).await?;
+    log(
+        &app,
+        "verify_email",
+        "ok",
+        Some(&user_id),
+        info.email.as_deref(),
+        &client,
+    )
+    .await;
+    let to = match info.clinic_id {
+        Some(id) => format!("/c/{}/", app.control.clinic_by_id(id).await?.slug),
+        None => landing(&app, &user_id).await?,
+    };
+    sign_in(&app, &user_id, &client, old.as_ref(), &to).await
+}
+
+// ---------------------------------------------------------------- sign in and out
+
+/// The sign-in form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    email: String,
+    error: Option<&'static str>,
+}
+
+/// The sign-in form.
+pub async fn login_get(Csrf(csrf): Csrf) -> Page {
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            csrf,
+            email: String::new(),
+            error: None,
+        },
+    )
+}
+
+const BAD_LOGIN: &str =
+    "That email and password do not match an account. Check them and try again.";
+
+/// Checks the password (the same work for unknown addresses) and starts a session.
+pub async fn login_post(
+    State(app): State<AppState>,
+    Csrf(csrf): Csrf,
+    MaybeUser(old): MaybeUser,
+    client: ClientInfo,
+    AppForm(form): AppForm<LoginForm>,
+) -> Page {
+    let typed = form.email.trim().to_lowercase();
+    let fail_page = |csrf: String, typed: String| {
+        html(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                csrf,
+                email: typed,
+                error: Some(BAD_LOGIN),
+            },
+        )
+    };
+    if let Err(wait) = check(&app.email_limits.login, &typed) {
+        log(&app, "login", "limited", None, Some(&typed), &client).await;
+        return Ok(too_many(wait));
+    }
+    let since = app.clock.now() - TimeDelta::hours(1);
+    if app.control.failed_logins_since(None, &typed, since).await? >= MAX_FAILED_LOGINS_PER_HOUR {
+        log(&app, "login", "limited", None, Some(&typed), &client).await;
+        return Ok(too_many(15 * 60));
+    }
+    let user = match Email::parse(&typed) {
+        Ok(email) => app.control.user_by_email(&email).await?,
+        Err(_) => None,
+    };
+    let ok = app
+        .hasher
+        .verify(
+            &form.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await;
+    let user = match user {
+        Some(u) if ok && !u.disabled => u,
+        other => {
+            log(
+                &app,
+                "login",
+                "failed",
+                other.as_ref().map(|u| u.id.as_str()),
+                Some(&typed),
+                &client,
+            )
+            .await;
+            return fail_page(csrf, typed);
+        }
+    };
+    if !user.email_verified {
+        log(
+            &app,
+            "login",
+            "unverified",
+            Some(&user.id),
+            Some(&typed),
+            &client,
+        )
+        .await;
+        if let (Ok(email), Ok(())) = (
+            Email::parse(&user.email),
+            check(&app.email_limits.mail, &user.email),
+        ) {
+            let token = app
+                .control
+                .issue_token(
+                    Purpose::VerifyEmail,
+                    Some(&user.id),
+                    None,
+                    Some(&user.email),
+                    None,
+                    VERIFY_TTL,
+                )
+                .await?;
+            send(
+                &app,
+                &email,
+                &user.name,
+                Message::VerifyEmail {
+                    name: user.name.clone(),
+                    link: link(&app, "/verify-email", &token),
+                },
+            )
+            .await;
+        }
+        return Ok((
+            StatusCode::FORBIDDEN,
+            pages::message("Confirm your email address first", "We have sent you a new link. Open it to confirm your address; you will be signed in."),
+        )
+            .into_response());
+    }
+    log(&app, "login", "ok", Some(&user.id), Some(&typed), &client).await;
+    let to = landing(&app, &user.id).await?;
+    sign_in(&app, &user.id, &client, old.as_ref(), &to).await
+}
+
+/// Ends this session and removes the cookie.
+pub async fn logout_post(
+    State(app): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    client: ClientInfo,
+) -> Page {
+    if let Some(s) = user {
+        app.control.revoke_session(&s.user.id, &s.id).await?;
+        log(
+            &app,
+            "logout",
+            "ok",
+            Some(&s.user.id),
+            Some(&s.user.email),
+            &client,
+        )
+        .await;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie(&app.config));
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- password reset
+
+/// The forgot-password form's field.
+#[derive(Debug, Default, Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotPage {
+    csrf: String,
+    email: String,
+    error: Option<&'static str>,
+}
+
+/// The forgot-password form.
+pub async fn forgot_get(Csrf(csrf): Csrf) -> Page {
+    html(
+        StatusCode::OK,
+        &ForgotPage {
+            csrf,
+            email: String::new(),
+            error: None,
+        },
+    )
+}
+
+/// Always the same answer; mails a link only when the address has an account.
+pub async fn forgot_post(
+    State(app): State<AppState>,
+    Csrf(csrf): Csrf,
+    client: ClientInfo,
+    AppForm(form): AppForm<ForgotForm>,
+) -> Page {
+    let Ok(email) = Email::parse(&form.email) else {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ForgotPage {
+                csrf,
+                email: form.email,
+                error: Some("Enter an email address such as name@example.com."),
+            },
+        );
+    };
+    if let Err(wait) = check(&app.email_limits.mail, email.as_str()) {
+        log(
+            &app,
+            "reset_request",
+            "limited",
+            None,
+            Some(email.as_str()),
+            &client,
+        )
+        .await;
+        return Ok(too_many(wait));
+    }
+    match app.control.user_by_email(&email).await? {
+        Some(user) if !user.disabled => {
+            let token = app
+                .control
+                .issue_token(
+                    Purpose::ResetPassword,
+                    Some(&user.id),
+                    None,
+                    Some(email.as_str()),
+                    None,
+                    RESET_TTL,
+                )
+                .await?;
+            send(
+                &app,
+                &email,
+                &user.name,
+                Message::ResetPassword {
+                    name: user.name.clone(),
+                    link: link(&app, "/password/reset", &token),
+                },
+            )
+            .await;
+            log(
+                &app,
+                "reset_request",
+                "sent",
+                Some(&user.id),
+                Some(email.as_str()),
+                &client,
+            )
+            .await;
+        }
+        _ => {
+            log(
+                &app,
+                "reset_request",
+                "no_account",
+                None,
+                Some(email.as_str()),
+                &client,
+            )
+            .await
+        }
+    }
+    Ok(pages::message(
+        "Check your email",
+        "If an account exists for that address, we have sent it a link to choose a new password. The link works once, for 30 minutes.",
+    )
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct ResetPage {
+    csrf: String,
+    token: String,
+    error: Option<&'static str>,
+}
+
+/// The new-password form, if the link is still good.
+pub async fn reset_get(
+    State(app): State<AppState>,
+    Csrf(csrf): Csrf,
+    Query(q): Query<TokenQuery>,
+) -> Page {
+    match app
+        .control
+        .peek_token(Purpose::ResetPassword, &q.token)
+        .await?
+    {
+        Some(_) => html(
+            StatusCode::OK,
+            &ResetPage {
+                csrf,
+                token: q.token,
+                error: None,
+            },
+        ),
+        None => expired_link(),
+    }
+}
+
+/// The reset form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Sets the new password and ends every session of the account.
+pub async fn reset_post(
+    State(app): State<AppState>,
+    Csrf(csrf): Csrf,
+    client: ClientInfo,
+    AppForm(form): AppForm<ResetForm>,
+) -> Page {
+    if let Err(e) = check_new_password(&form.password) {
+        // Check the link before complaining about the password: a dead link is the news.
+        if app
+            .control
+            .peek_token(Purpose::ResetPassword, &form.token)
+            .await?
+            .is_none()
+        {
+            return expired_link();
+        }
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ResetPage {
+                csrf,
+                token: form.token,
+                error: Some(e),
+            },
+        );
+    }
+    let hash = app.hasher.hash(&form.password).await?;
+    let Some(info) = app
+        .control
+        .consume_token(Purpose::ResetPassword, &form.token)
+        .await?
+    else {
+        return expired_link();
+    };
+    let Some(user_id) = info.user_id else {
+        return expired_link();
+    };
+    app.control.set_password(&user_id, &hash).await?;
+    // Following the link proved the address is theirs.
+    app.control.mark_email_verified(&user_id).await?;
+    log(
+        &app,
+        "reset_complete",
+        "ok",
+        Some(&user_id),
+        info.email.as_deref(),
+        &client,
+    )
+    .await;
+    let mut r = pages::message_with_link(
+        "Your password has been changed",
+        "Every session of your account has been signed out. Sign in with the new password.",
+        "/login",
+        "Sign in",
+    )
+    .into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie(&app.config));
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- account
+
+#[derive(Template)]
+#[template(path = "clinics.html")]
+struct ClinicsPage {
+    csrf: String,
+    user_name: String,
+    memberships: Vec<ward_control::Membership>,
+}
+
+/// The clinic chooser for people in several clinics.
+pub async fn clinics_get(
+    State(app): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    Csrf(csrf): Csrf,
+) -> Page {
+    let memberships = app.control.memberships(&s.user.id).await?;
+    html(
+        StatusCode::OK,
+        &ClinicsPage {
+            csrf,
+            user_name: s.user.name,
+            memberships,
+        },
+    )
+}
+
+struct SessionRow {
+    id: String,
+    device: String,
+    ip: String,
+    created: String,
+    last_seen: String,
+    current: bool,
+}
+
+#[derive(Default)]
+struct PasswordErrors {
+    current_password: Option<&'static str>,
+    new_password: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    csrf: String,
+    user_name: String,
+    email: String,
+    sessions: Vec<SessionRow>,
+    errors: PasswordErrors,
+    notice: Option<&'static str>,
+}
+
+fn describe_agent(ua: Option<&str>) -> String {
+    let Some(ua) = ua else {
+        return "Unknown device".to_owned();
+    };
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"]
+        .iter()
+        .find(|b| ua.contains(*b))
+        .map_or("Browser", |b| match *b {
+            "Edg/" => "Edge",
+            "Firefox/" => "Firefox",
+            "Chrome/" => "Chrome",
+            _ => "Safari",
+        });
+    let os = ["Android", "iPhone", "iPad", "Windows", "Mac OS", "Linux"]
+        .iter()
+        .find(|o| ua.contains(*o))
+        .copied();
+    match os {
+        Some(os) => format!("{browser} on {}", if os == "Mac OS" { "macOS" } else { os }),
+        None if ua.len() <= 60 => ua.to_owned(),
+        None => browser.to_owned(),
+    }
+}
+
+async fn account_page(
+    app: &AppState,
+    s: &Session,
+    csrf: String,
+    errors: PasswordErrors,
+    notice: Option<&'static str>,
+    status: StatusCode,
+) -> Page {
+    let sessions = app
+        .control
+        .list_sessions(&s.user.id, app.session_policy)
+        .await?
+        .into_iter()
+        .map(|x| SessionRow {
+            current: x.id == s.id,
+            device: describe_agent(x.user_agent.as_deref()),
+            ip: x.ip.unwrap_or_else(|| "unknown".to_owned()),
+            created: x.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            last_seen: x.last_seen_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            id: x.id,
+        })
+        .collect();
+    html(
+        status,
+        &AccountPage {
+            csrf,
+            user_name: s.user.name.clone(),
+            email: s.user.email.clone(),
+            sessions,
+            errors,
+            notice,
+        },
+    )
+}
+
+/// `?changed=1` after a password change.
+#[derive(Debug, Default, Deserialize)]
+pub struct AccountQuery {
+    changed: Option<String>,
+}
+
+/// The account page: password and sessions.
+pub async fn account_get(
+    State(app): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    Csrf(csrf): Csrf,
+    Query(q): Query<AccountQuery>,
+) -> Page {
+    let notice = q
+        .changed
+        .map(|_| "Your password has been changed, and every other session has been signed out.");
+    account_page(
+        &app,
+        &s,
+        csrf,
+        PasswordErrors::default(),
+        notice,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The change-password form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+/// Changes the password (the current one required), ends every session, and signs this
+/// browser in again with a fresh one.
+pub async fn password_post(
+    State(app): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    Csrf(csrf): Csrf,
+    client: ClientInfo,
+    AppForm(form): AppForm<PasswordForm>,
+) -> Page {
+    let mut errors = PasswordErrors::default();
+    if !app
+        .hasher
+        .verify(&form.current_password, Some(&s.user.password_hash))
+        .await
+    {
+        errors.current_password = Some("That is not your current password.");
+        log(
+            &app,
+            "password_change",
+            "failed",
+            Some(&s.user.id),
+            Some(&s.user.email),
+            &client,
+        )
+        .await;
+    }
+    if let Err(e) = check_new_password(&form.new_password) {
+        errors.new_password = Some(e);
+    }
+    if errors.current_password.is_some() || errors.new_password.is_some() {
+        return account_page(
+            &app,
+            &s,
+            csrf,
+            errors,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let hash = app.hasher.hash(&form.new_password).await?;
+    app.control.set_password(&s.user.id, &hash).await?;
+    log(
+        &app,
+        "password_change",
+        "ok",
+        Some(&s.user.id),
+        Some(&s.user.email),
+        &client,
+    )
+    .await;
+    let token = app
+        .control
+        .create_session(&s.user.id, client.ip.clone(), client.user_agent.clone())
+        .await?;
+    let mut r = Redirect::to("/account?changed=1").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        session_cookie(&app.config, token, app.session_policy.absolute),
+    );
+    Ok(r)
+}
+
+/// The revoke form's field.
+#[derive(Debug, Default, Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    session: String,
+}
+
+/// Ends one of the user's sessions.
+pub async fn revoke_post(
+    State(app): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    client: ClientInfo,
+    AppForm(form): AppForm<RevokeForm>,
+) -> Page {
+    let revoked = app
+        .control
+        .revoke_session(&s.user.id, &form.session)
+        .await?;
+    log(
+        &app,
+        "session_revoke",
+        if revoked { "ok" } else { "not_found" },
+        Some(&s.user.id),
+        Some(&s.user.email),
+        &client,
+    )
+    .await;
+    if form.session == s.id {
+        let mut r = Redirect::to("/login").into_response();
+        r.headers_mut()
+            .append(header::SET_COOKIE, clear_session_cookie(&app.config));
+        return Ok(r);
+    }
+    Ok(Redirect::to("/account").into_response())
+}
+
+/// Ends every session of the user, this one included.
+pub async fn revoke_all_post(
+    State(app): State<AppState>,
+    CurrentUser(s): CurrentUser,
+    client: ClientInfo,
+) -> Page {
+    let n = app.control.revoke_all_sessions(&s.user.id, None).await?;
+    log(
+        &app,
+        "session_revoke",
+        &format!("all:{n}"),
+        Some(&s.user.id),
+        Some(&s.user.email),
+        &client,
+    )
+    .await;
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie(&app.config));
+    Ok(r)
+}

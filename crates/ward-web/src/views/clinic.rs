@@ -1,0 +1,35 @@
+//! Clinic pages under `/c/{slug}/`.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Html;
+
+use crate::extract::{ClinicAccess, Csrf};
+use crate::{AppError, AppState};
+
+#[derive(Template)]
+#[template(path = "clinic_home.html")]
+struct ClinicHome {
+    clinic_name: String,
+    user_name: String,
+    role: String,
+    csrf: String,
+}
+
+/// The clinic's start page.
+pub async fn home_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+) -> Result<Html<String>, AppError> {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    Ok(Html(
+        ClinicHome {
+            clinic_name: clinic.name,
+            user_name: access.session.user.name.clone(),
+            role: access.role.to_string(),
+            csrf,
+        }
+        .render()?,
+    ))
+}
