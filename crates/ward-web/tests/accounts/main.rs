@@ -808,3 +808,113 @@ async fn a_member_of_one_clinic_gets_not_found_for_another() {
     );
     assert!(!foreign.body.contains("Acme"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_sign_ins_back_off_after_100_an_hour_but_never_lock_out_for_good() {
+    let mut t = TestApp::new().await;
+    t.signup_verified("Acme", "ana@example.com").await;
+    for _ in 0..100 {
+        let event = ward_control::AuthEvent {
+            kind: "login".into(),
+            email: Some("ana@example.com".into()),
+            outcome: "failed".into(),
+            ..Default::default()
+        };
+        t.app.control.record_auth_event(event).await.unwrap();
+    }
+    let mut b = t.fresh_browser();
+    let r = b.login("ana@example.com", PASSWORD).await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password is not processed now"
+    );
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    t.clock.advance(TimeDelta::minutes(61));
+    assert_eq!(
+        b.login("ana@example.com", PASSWORD).await.status,
+        StatusCode::SEE_OTHER,
+        "an hour later the owner gets in"
+    );
+}
+
+/// 50 sign-ins at production cost at once: hashing runs on the blocking pool behind a
+/// cap, so the async workers keep answering `/healthz` quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_stays_fast_during_50_concurrent_sign_ins_runs_alone() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let t = TestApp::with_hashing_cost(ward_control::passwords::PRODUCTION_COST).await;
+    let hash = t.app.hasher.hash(PASSWORD).await.unwrap();
+    // 50 different people, so the per-email limit stays out of the way.
+    for i in 0..50 {
+        let email = ward_core::Email::parse(&format!("user{i}@example.com")).unwrap();
+        let user = t
+            .app
+            .control
+            .create_user(&email, "Staff", &hash)
+            .await
+            .unwrap()
+            .unwrap();
+        t.app.control.mark_email_verified(&user.id).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = ward_web::router(t.app.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    async fn http(addr: std::net::SocketAddr, request: String) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+    let csrf = "c".repeat(64);
+    let login = |i: usize| {
+        let body = serde_urlencoded::to_string([
+            ("_csrf", csrf.as_str()),
+            ("email", &format!("user{i}@example.com")),
+            ("password", PASSWORD),
+        ])
+        .unwrap();
+        format!(
+            "POST /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: ward_csrf={csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let logins: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(http(addr, login(i))))
+        .collect();
+    let health = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while logins.iter().any(|h| !h.is_finished()) && started.elapsed() < Duration::from_secs(120) {
+        let t0 = Instant::now();
+        let r = http(addr, health.clone()).await;
+        latencies.push(t0.elapsed());
+        assert!(r.ends_with("ok"), "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ok = 0;
+    for h in logins {
+        if h.await.unwrap().starts_with("HTTP/1.1 303") {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 50, "every sign-in succeeds");
+    latencies.sort();
+    assert!(
+        latencies.len() >= 20,
+        "the logins took long enough to sample: {}",
+        latencies.len()
+    );
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    assert!(
+        p99 < Duration::from_millis(50),
+        "healthz p99 {p99:?} over {} samples",
+        latencies.len()
+    );
+}

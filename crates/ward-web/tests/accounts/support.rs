@@ -22,6 +22,7 @@ use ward_web::{App, TrustedProxy, WebConfig, router};
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Options {
+    pub hashing_cost: u32,
     pub public_url: Option<String>,
     pub trusted_proxy: TrustedProxy,
     pub ip_limit: IpLimit,
@@ -31,6 +32,7 @@ impl Default for Options {
     fn default() -> Self {
         // Generous per-address limit so flows are not throttled; limit tests set their own.
         Self {
+            hashing_cost: 4,
             public_url: None,
             trusted_proxy: TrustedProxy::None,
             ip_limit: IpLimit {
@@ -91,6 +93,14 @@ impl TestApp {
         Self::with(Options::default()).await
     }
 
+    pub async fn with_hashing_cost(cost: u32) -> Self {
+        Self::with(Options {
+            hashing_cost: cost,
+            ..Options::default()
+        })
+        .await
+    }
+
     pub async fn with(options: Options) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
@@ -120,7 +130,8 @@ impl TestApp {
             tenants: platform.tenants.clone(),
             mailer,
             // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
-            hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), 4, 2).unwrap(),
+            hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), options.hashing_cost, 2)
+                .unwrap(),
             session_policy: SessionPolicy::default(),
             trusted_proxy: options.trusted_proxy,
             ip_limit: options.ip_limit,
