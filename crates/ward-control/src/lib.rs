@@ -1,15 +1,17 @@
 //! The control plane: the clinic registry and its lifecycle, the people, their
-//! memberships and sessions, one-time tokens, jobs and the auth log, in
+//! memberships and sessions, one-time tokens, jobs, the mail outbox and the auth log, in
 //! `<data>/control.db` (encrypted under a key derived from the master key).
 //!
 //! No web types here: callers pass plain values and get records back.
 
 mod auth_events;
 mod clinics;
+mod outbox;
 mod platform;
 mod store;
 
 pub use auth_events::AuthEvent;
 pub use clinics::{ClinicRecord, ClinicRef};
+pub use outbox::{MailState, NewMail, Outbox, OutboxCounts, OutboxMail};
 pub use platform::{MasterKeySource, Platform};
 pub use store::{ControlError, ControlPlane};
