@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ward_core::{Clock, SystemClock};
+use ward_mail::{MailConfig, Mailer};
 use ward_web::{App, WebConfig};
 
 use crate::cli::{Global, ServeOpts};
@@ -20,6 +21,19 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             "control plane migrated"
         );
     }
+    // Mail goes through the control plane's outbox; the worker delivers it in the
+    // background and keeps retrying while the mail server is unreachable.
+    let mailer = Mailer::new(
+        platform.control.clone(),
+        MailConfig {
+            smtp_url: opts.smtp_url.clone(),
+            from: opts.mail_from.clone(),
+            outbox_dir: global.data_dir.join("outbox"),
+        },
+    )
+    .context("cannot set up outgoing mail")?;
+    tracing::info!(to = %mailer.describe(), "outgoing mail");
+    let mail_worker = mailer.spawn_worker();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tenants = platform.tenants.clone();
     let app = Arc::new(App {
@@ -61,6 +75,15 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .await
         .context("the server stopped")?;
     housekeeping.abort();
+    // Let the worker finish the mail it is handing over; whatever is still queued stays
+    // in the outbox and goes out after the next start.
+    mailer.stop();
+    if tokio::time::timeout(Duration::from_secs(30), mail_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the mail worker did not stop in time; queued mail stays in the outbox");
+    }
     tracing::info!("draining clinic databases");
     let left = tenants.shutdown(Duration::from_secs(30)).await;
     tracing::info!(still_open = left, "stopped");
