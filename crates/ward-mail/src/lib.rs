@@ -355,6 +355,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_mailer_can_be_shared_across_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Mailer>();
+        shareable::<MemoryMailbox>();
+    }
+
+    #[test]
     fn retries_back_off_from_thirty_seconds_to_an_hour() {
         let secs: Vec<i64> = (1..=10).map(|n| retry_delay(n).num_seconds()).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
