@@ -1,11 +1,12 @@
 //! The control plane: the clinic registry and its lifecycle, the people, their
-//! memberships and sessions, one-time tokens, jobs and the auth log, in
+//! memberships and sessions, one-time tokens, jobs, the mail outbox and the auth log, in
 //! `<data>/control.db` (encrypted under a key derived from the master key).
 //!
 //! No web types here: callers pass plain values and get records back.
 
 mod auth_events;
 mod clinics;
+mod outbox;
 pub mod passwords;
 mod platform;
 pub mod sessions;
@@ -15,6 +16,7 @@ mod users;
 
 pub use auth_events::AuthEvent;
 pub use clinics::{ClinicRecord, ClinicRef};
+pub use outbox::{MailState, NewMail, Outbox, OutboxCounts, OutboxMail};
 pub use platform::{MasterKeySource, Platform};
 pub use sessions::{Session, SessionPolicy, SessionSummary};
 pub use store::{ControlError, ControlPlane};

@@ -37,7 +37,7 @@ async fn signup_then_verify_from_the_mail_lands_the_owner_on_their_clinic() {
         "no session before the address is confirmed"
     );
 
-    let link = t.link_in_last_mail("/verify-email");
+    let link = t.link_in_last_mail("/verify-email").await;
     // Opening the link only shows a button; the token is still good afterwards.
     let page = t.get(&link).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -149,7 +149,7 @@ async fn signing_up_with_a_taken_address_looks_the_same_and_warns_the_owner() {
         .await;
     assert_eq!(fresh.status, taken.status);
     assert_eq!(fresh.body, taken.body);
-    let last = t.mails().pop().unwrap();
+    let last = t.mails().await.pop().unwrap();
     assert!(
         last.contains("Someone tried to sign up with your address"),
         "{last}"
@@ -188,7 +188,11 @@ async fn unverified_owners_cannot_reach_clinic_pages() {
     assert!(r.body.contains("Confirm your email address first"));
     assert!(t.session_cookie().is_none());
     assert!(
-        t.mails().pop().unwrap().contains("/verify-email?token="),
+        t.mails()
+            .await
+            .pop()
+            .unwrap()
+            .contains("/verify-email?token="),
         "a fresh link is sent"
     );
     let r = t.get("/c/acme/").await;
@@ -394,9 +398,10 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK);
-        let link = t.link_in_last_mail("/verify-email");
+        let link = t.link_in_last_mail("/verify-email").await;
         assert!(
             t.mails()
+                .await
                 .pop()
                 .unwrap()
                 .contains("https://ward.example/verify-email?token=")
@@ -481,10 +486,11 @@ async fn password_reset_sets_the_new_password_and_ends_every_session() {
         "the same answer for unknown addresses"
     );
 
-    let link = phone.link_in_last_mail("/password/reset");
+    let link = phone.link_in_last_mail("/password/reset").await;
     assert!(
         phone
             .mails()
+            .await
             .pop()
             .unwrap()
             .contains("Reset your Ward password")
@@ -557,7 +563,7 @@ async fn reset_links_expire_after_30_minutes() {
         &[("email", "ana@example.com")],
     )
     .await;
-    let link = b.link_in_last_mail("/password/reset");
+    let link = b.link_in_last_mail("/password/reset").await;
     t.clock.advance(TimeDelta::minutes(31));
     assert_eq!(b.get(&link).await.status, StatusCode::BAD_REQUEST);
 }

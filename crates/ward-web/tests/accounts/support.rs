@@ -14,7 +14,7 @@ use tower::ServiceExt as _;
 use ward_control::passwords::{PasswordHasher, Pepper};
 use ward_control::{MasterKeySource, Platform, SessionPolicy};
 use ward_core::{Clock, ManualClock};
-use ward_mail::{MailConfig, Mailer};
+use ward_mail::{Mailer, MemoryMailbox};
 use ward_tenancy::StoreConfig;
 use ward_web::limits::{EmailLimits, IpLimit};
 use ward_web::{App, TrustedProxy, WebConfig, router};
@@ -50,6 +50,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub cookies: HashMap<String, String>,
     pub peer: SocketAddr,
+    pub mailbox: MemoryMailbox,
 }
 
 pub struct Response {
@@ -112,15 +113,7 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let mailer = Mailer::new(
-            platform.control.clone(),
-            MailConfig {
-                smtp_url: None,
-                from: "Ward <ward@localhost>".into(),
-                outbox_dir: dir.path().join("outbox"),
-            },
-        )
-        .unwrap();
+        let (mailer, mailbox) = Mailer::in_memory(platform.control.clone()).unwrap();
         let base_url = options
             .public_url
             .clone()
@@ -152,6 +145,7 @@ impl TestApp {
             clock,
             cookies: HashMap::new(),
             peer: "203.0.113.7:40000".parse().unwrap(),
+            mailbox,
         }
     }
 
@@ -216,31 +210,28 @@ impl TestApp {
         self.post(action, &fields).await
     }
 
-    /// Every mail written so far, oldest first.
-    pub fn mails(&self) -> Vec<String> {
-        let dir = self.dir.path().join("outbox");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
+    /// Every mail sent so far (delivering what is queued first), oldest first, as
+    /// subject and text body.
+    pub async fn mails(&self) -> Vec<String> {
+        self.app.mailer.deliver_due().await.unwrap();
+        self.mailbox
+            .sent()
+            .into_iter()
+            .map(|m| format!("Subject: {}\n\n{}", m.subject, m.text))
             .collect()
     }
 
     /// The path and query of the first link to `path` in the newest mail.
-    pub fn link_in_last_mail(&self, path: &str) -> String {
-        let mail = self.mails().pop().expect("a mail was sent");
-        let marker = format!("{}{path}", self.app.base_url());
-        let start = mail
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {path} link in {mail}"))
-            + self.app.base_url().len();
-        let end = mail[start..]
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
-            .map_or(mail.len(), |e| e + start);
-        mail[start..end].replace("&amp;", "&")
+    pub async fn link_in_last_mail(&self, path: &str) -> String {
+        self.app.mailer.deliver_due().await.unwrap();
+        let mail = self.mailbox.sent().pop().expect("a mail was sent");
+        let base = self.app.base_url();
+        let link = mail
+            .links()
+            .into_iter()
+            .find(|l| l.starts_with(&format!("{base}{path}")))
+            .unwrap_or_else(|| panic!("no {path} link in {}", mail.text));
+        link[base.len()..].to_owned()
     }
 
     pub fn session_cookie(&self) -> Option<String> {
@@ -265,7 +256,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let link = self.link_in_last_mail("/verify-email");
+        let link = self.link_in_last_mail("/verify-email").await;
         let page = self.get(&link).await;
         let token = field_value(&page.body, "token").unwrap();
         let r = self
@@ -296,6 +287,7 @@ impl TestApp {
             clock: self.clock.clone(),
             cookies: HashMap::new(),
             peer: self.peer,
+            mailbox: self.mailbox.clone(),
         }
     }
 }

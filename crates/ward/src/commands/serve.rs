@@ -25,11 +25,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             "control plane migrated"
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tenants = platform.tenants.clone();
-    let pepper = Pepper::load(&global.data_dir, opts.pepper.as_deref())?;
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?;
+    // Mail goes through the control plane's outbox; the worker delivers it in the
+    // background and keeps retrying while the mail server is unreachable.
     let mailer = Mailer::new(
         platform.control.clone(),
         MailConfig {
@@ -38,8 +35,14 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             outbox_dir: global.data_dir.join("outbox"),
         },
     )
-    .context("the mail settings are not usable")?;
+    .context("cannot set up outgoing mail")?;
+    tracing::info!(to = %mailer.describe(), "outgoing mail");
     let mail_worker = mailer.spawn_worker();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tenants = platform.tenants.clone();
+    let pepper = Pepper::load(&global.data_dir, opts.pepper.as_deref())?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?;
     let trusted_proxy =
         TrustedProxy::parse(opts.trusted_proxy.as_deref()).map_err(anyhow::Error::msg)?;
     let base_url = opts
@@ -49,7 +52,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let app = Arc::new(App {
         control: platform.control.clone(),
         tenants: tenants.clone(),
-        mailer,
+        mailer: mailer.clone(),
         hasher,
         session_policy: SessionPolicy {
             idle: TimeDelta::hours(opts.session_idle_hours),
@@ -97,7 +100,15 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .await
         .context("the server stopped")?;
     housekeeping.abort();
-    mail_worker.abort();
+    // Let the worker finish the mail it is handing over; whatever is still queued stays
+    // in the outbox and goes out after the next start.
+    mailer.stop();
+    if tokio::time::timeout(Duration::from_secs(30), mail_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the mail worker did not stop in time; queued mail stays in the outbox");
+    }
     tracing::info!("draining clinic databases");
     let left = tenants.shutdown(Duration::from_secs(30)).await;
     tracing::info!(still_open = left, "stopped");
