@@ -63,7 +63,12 @@ impl FromRequestParts<AppState> for Csrf {
         parts
             .extensions
             .get::<CsrfToken>()
-            .map(|t| Self(t.0.clone()))
+            .map(|t| {
+                if let Some(used) = &t.used {
+                    used.store(true, std::sync::atomic::Ordering::Release);
+                }
+                Self(t.token.clone())
+            })
             .ok_or_else(|| AppError::Internal("the session middleware did not run".into()))
     }
 }

@@ -5,6 +5,9 @@
 //! token; without one (sign-in, signup), the value of a pre-session cookie set when the
 //! form was shown (double submit). A cross-site `Origin` is refused outright.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -25,9 +28,17 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct ResolvedSession(pub Option<Session>);
 
-/// The CSRF token forms on this page must carry.
+/// The CSRF token forms on this page must carry. A new pre-session token is only sent
+/// as a cookie if a handler actually put it in a form (`used`): otherwise a browser's
+/// parallel first requests (the page and its favicon) would each mint one and the last
+/// cookie set would not match the form.
 #[derive(Clone)]
-pub struct CsrfToken(pub String);
+pub struct CsrfToken {
+    /// The token.
+    pub token: String,
+    /// Set when a page used a freshly minted token.
+    pub used: Option<Arc<AtomicBool>>,
+}
 
 /// Cookie names: `__Host-` prefixed when served over https (then the browser insists on
 /// Secure, Path=/ and no Domain, so no subdomain can plant one).
@@ -102,6 +113,9 @@ fn cross_site(config: &WebConfig, headers: &HeaderMap) -> bool {
         return true;
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // Browsers send `Origin: null` on form posts from pages with Referrer-Policy
+        // no-referrer (ours); Sec-Fetch-Site above and the token decide those.
+        Some("null") => false,
         Some(origin) => {
             expected_origin(config, headers).is_none_or(|want| !origin.eq_ignore_ascii_case(&want))
         }
@@ -147,6 +161,7 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
         if cross_site(&app.config, &parts.headers) {
+            tracing::warn!(path = %parts.uri.path(), "refused a cross-site form submission");
             return forbidden();
         }
         let bytes = match to_bytes(body, MAX_FORM_BYTES).await {
@@ -161,8 +176,15 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
                 .into_response(),
         };
         let sent = form_field(&bytes, "_csrf");
-        let ok = new_pre_csrf.is_none() && sent.is_some_and(|s| constant_time_eq(&s, &csrf));
+        let ok =
+            new_pre_csrf.is_none() && sent.as_ref().is_some_and(|s| constant_time_eq(s, &csrf));
         if !ok {
+            let why = match (new_pre_csrf.is_some(), sent.is_some()) {
+                (true, _) => "no session and no form cookie",
+                (false, false) => "the form carried no token",
+                (false, true) => "the form's token does not match",
+            };
+            tracing::warn!(path = %parts.uri.path(), why, "refused a form submission");
             return forbidden();
         }
         Body::from(bytes)
@@ -171,13 +193,21 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
     };
 
     parts.extensions.insert(ResolvedSession(session.clone()));
-    parts.extensions.insert(CsrfToken(csrf));
+    let used = new_pre_csrf
+        .as_ref()
+        .map(|_| Arc::new(AtomicBool::new(false)));
+    parts.extensions.insert(CsrfToken {
+        token: csrf,
+        used: used.clone(),
+    });
     let mut response = next.run(Request::from_parts(parts, body)).await;
     let headers = response.headers_mut();
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if let Some(t) = new_pre_csrf {
+    if let (Some(t), Some(used)) = (new_pre_csrf, used)
+        && used.load(Ordering::Acquire)
+    {
         headers.append(
             header::SET_COOKIE,
             header_value(&base_cookie(&app.config, csrf_cookie_name(&app.config), t)),

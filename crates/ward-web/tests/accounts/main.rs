@@ -346,6 +346,18 @@ async fn posts_without_the_right_csrf_token_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(t.send(req).await.status, StatusCode::FORBIDDEN);
     assert_eq!(t.get("/account").await.status, StatusCode::OK);
+    // `Origin: null` (our no-referrer policy makes browsers send it) defers to the
+    // browser's own cross-site marker and the token.
+    let csrf = t.get("/account").await.csrf();
+    let body = serde_urlencoded::to_string([("_csrf", csrf.as_str())]).unwrap();
+    let req = Request::post("/account/sessions/revoke-all")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, "null")
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(t.send(req).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(t.get("/account").await.status, StatusCode::OK);
 
     // Anonymous forms: the pre-session cookie must match.
     let mut anon = t.fresh_browser();
@@ -378,12 +390,24 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
             .unwrap()
             .contains("max-age=31536000; includeSubDomains")
     );
-    // An error response still sets the pre-session cookie properly.
+    // A page without a form (here an error) mints no cookie: a browser's parallel first
+    // requests must not overwrite the token of the form it is about to show.
     let mut fresh = t.fresh_browser();
     let err = fresh.get("/no/such/page").await;
     assert_eq!(err.status, StatusCode::NOT_FOUND);
+    assert!(err.set_cookies().is_empty());
     let mut all = page.set_cookies();
-    all.extend(err.set_cookies());
+    // An error page that does show a form sets it with the same attributes.
+    let mut other = t.fresh_browser();
+    let bad = other.get("/password/forgot").await;
+    let rejected = other
+        .post(
+            "/password/forgot",
+            &[("_csrf", &bad.csrf()), ("email", "not an email")],
+        )
+        .await;
+    assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
+    all.extend(bad.set_cookies());
     let verified_path = {
         let r = t
             .submit(

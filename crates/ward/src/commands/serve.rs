@@ -25,6 +25,15 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             "control plane migrated"
         );
     }
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another Ward running there?)",
+                opts.addr
+            )
+        })?;
+    let bound = listener.local_addr()?;
     // Mail goes through the control plane's outbox; the worker delivers it in the
     // background and keeps retrying while the mail server is unreachable.
     let mailer = Mailer::new(
@@ -48,7 +57,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let base_url = opts
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", opts.addr));
+        .unwrap_or_else(|| format!("http://{bound}"));
     let app = Arc::new(App {
         control: platform.control.clone(),
         tenants: tenants.clone(),
@@ -69,15 +78,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         started_at: clock.now(),
         clock,
     });
-    let listener = tokio::net::TcpListener::bind(opts.addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another Ward running there?)",
-                opts.addr
-            )
-        })?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %global.data_dir.display(), "Ward is listening");
+    tracing::info!(addr = %bound, data_dir = %global.data_dir.display(), "Ward is listening");
 
     // Idle handles are closed by the cache's housekeeping; run it even when no request does.
     let housekeeping = {

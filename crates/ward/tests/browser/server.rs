@@ -1,0 +1,99 @@
+//! The real `ward serve` on a free loopback port, with its own data directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Server {
+    pub base: String,
+    pub data: tempfile::TempDir,
+    process: Child,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut process = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("WARD_DATA_DIR", data.path())
+            .env("WARD_MASTER_KEY", "22".repeat(32))
+            .env("WARD_LOG", "info")
+            .env_remove("WARD_SMTP_URL")
+            .env_remove("WARD_PUBLIC_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = process.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("ward: {line}");
+                if !sent && line.contains("Ward is listening") {
+                    let addr = line
+                        .split("addr=")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ward serve did not start listening");
+        Self {
+            base: format!("http://{addr}"),
+            data,
+            process,
+        }
+    }
+
+    /// The first link to `path` in the newest mail of the outbox (decoding the
+    /// quoted-printable soft breaks a mail body may carry).
+    pub fn link_in_newest_mail(&self, path: &str) -> String {
+        let dir = self.data.path().join("outbox");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+            if let Some(newest) = files.last() {
+                let raw = std::fs::read_to_string(newest).unwrap();
+                let text = raw
+                    .replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=");
+                if let Some(start) = text.find(&format!("{}{path}", self.base)) {
+                    let end = text[start..]
+                        .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+                        .map_or(text.len(), |e| start + e);
+                    return text[start..end].replace("&amp;", "&");
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no mail with a {path} link in {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
