@@ -100,17 +100,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     ));
     say("");
 
-    let mut plain = bare_opens(scratch.path(), None, opts.iterations).await?;
-    line("plaintext libSQL open + query", &mut plain, "(WAL file)");
-    // Any 32 random bytes will do as the bare file's key.
-    let key = MasterKey::random().derive("bench bare key");
-    let mut encrypted = bare_opens(scratch.path(), Some(key), opts.iterations).await?;
-    line(
-        "encrypted libSQL open + query",
-        &mut encrypted,
-        "(AES-256-CBC, WAL file)",
-    );
-    cold_opens(scratch.path(), &opts, &mut encrypted).await?;
+    opens(scratch.path(), &opts).await?;
     say("");
     many_clinics(scratch.path(), &opts).await?;
 
@@ -121,28 +111,17 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens a file with nothing but libSQL (optionally encrypted) and runs one query,
-/// `n` times; the file is created first.
-async fn bare_opens(dir: &Path, key: Option<[u8; 32]>, n: usize) -> anyhow::Result<Samples> {
-    let path = dir.join(if key.is_some() {
-        "bare-encrypted.db"
-    } else {
-        "bare-plain.db"
-    });
-    let open = |path: PathBuf| async move {
-        let mut builder = libsql::Builder::new_local(path);
-        if let Some(key) = key {
-            builder = builder.encryption_config(EncryptionConfig::new(
-                Cipher::Aes256Cbc,
-                bytes::Bytes::copy_from_slice(&key),
-            ));
-        }
-        let database = builder.build().await?;
-        let conn = database.connect()?;
-        anyhow::Ok((database, conn))
-    };
-    {
-        let (_db, conn) = open(path.clone()).await?;
+/// A file opened with nothing but libSQL (optionally encrypted), for comparison.
+struct BareFile {
+    path: PathBuf,
+    key: Option<[u8; 32]>,
+}
+
+impl BareFile {
+    /// Creates the file in WAL mode (as clinic files are) with one settings row.
+    async fn create(path: PathBuf, key: Option<[u8; 32]>) -> anyhow::Result<Self> {
+        let file = Self { path, key };
+        let (_db, conn) = file.open().await?;
         let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await?;
         rows.next().await?;
         drop(rows);
@@ -151,16 +130,31 @@ async fn bare_opens(dir: &Path, key: Option<[u8; 32]>, n: usize) -> anyhow::Resu
              INSERT INTO settings VALUES ('greeting', 'hello');",
         )
         .await?;
+        Ok(file)
     }
-    let mut samples = Samples::with_capacity(n);
-    for _ in 0..n {
+
+    async fn open(&self) -> anyhow::Result<(libsql::Database, Connection)> {
+        let mut builder = libsql::Builder::new_local(&self.path);
+        if let Some(key) = self.key {
+            builder = builder.encryption_config(EncryptionConfig::new(
+                Cipher::Aes256Cbc,
+                bytes::Bytes::copy_from_slice(&key),
+            ));
+        }
+        let database = builder.build().await?;
+        let conn = database.connect()?;
+        Ok((database, conn))
+    }
+
+    /// One timed open and first query; the close is not timed.
+    async fn time_open(&self) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let (db, conn) = open(path.clone()).await?;
+        let (db, conn) = self.open().await?;
         query_once(&conn).await?;
-        samples.push(started.elapsed());
+        let took = started.elapsed();
         drop((conn, db));
+        Ok(took)
     }
-    Ok(samples)
 }
 
 async fn query_once(conn: &Connection) -> anyhow::Result<()> {
@@ -207,7 +201,14 @@ async fn put_greeting(store: &TenantStore, id: ClinicId) -> anyhow::Result<()> {
 }
 
 /// Ward's own open of an encrypted, migrated clinic, through the store and in parts.
-async fn cold_opens(dir: &Path, opts: &Opts, bare: &mut Samples) -> anyhow::Result<()> {
+/// Open costs, all measured in the same loop so that the machine's background load
+/// falls on each alike: bare plaintext, bare encrypted, Ward's cold open through the store,
+/// and its two parts (the control-plane lookup, the configured open) alone.
+async fn opens(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
+    let plain_file = BareFile::create(dir.join("bare-plain.db"), None).await?;
+    // Any 32 random bytes will do as the bare file's key.
+    let key = MasterKey::random().derive("bench bare key");
+    let encrypted_file = BareFile::create(dir.join("bare-encrypted.db"), Some(key)).await?;
     let platform = open_platform(&dir.join("cold"), |_| {}).await?;
     let store = platform.tenants.clone();
     let mut ids = Vec::new();
@@ -224,9 +225,19 @@ async fn cold_opens(dir: &Path, opts: &Opts, bare: &mut Samples) -> anyhow::Resu
     }
     wait_closed(&store, 0).await;
 
-    let mut cold = Samples::with_capacity(opts.iterations);
-    for i in 0..opts.iterations {
+    let master = MasterKey::from_hex(MASTER_HEX)?;
+    let n = opts.iterations;
+    let (mut plain, mut bare, mut cold) = (
+        Samples::with_capacity(n),
+        Samples::with_capacity(n),
+        Samples::with_capacity(n),
+    );
+    let (mut lookup, mut configured) = (Samples::with_capacity(n), Samples::with_capacity(n));
+    for i in 0..n {
         let id = ids[i % ids.len()];
+        plain.push(plain_file.time_open().await?);
+        bare.push(encrypted_file.time_open().await?);
+
         let started = Instant::now();
         let tenant = store.get(id).await?;
         tenant.with(|c| async move { query_once(&c).await }).await?;
@@ -234,25 +245,8 @@ async fn cold_opens(dir: &Path, opts: &Opts, bare: &mut Samples) -> anyhow::Resu
         drop(tenant);
         store.evict(id).await;
         wait_closed(&store, 0).await;
-    }
-    let ratio = cold.p50().as_secs_f64() / bare.p50().as_secs_f64();
-    let p99_ok = cold.p99() <= Duration::from_micros(1_500);
-    line(
-        "Ward cold open (encrypted, migrated) + query",
-        &mut cold,
-        &format!(
-            "p50 {ratio:.2}x bare encrypted (target <= 1.20x: {}); p99 target <= 1500 us: {}",
-            verdict(ratio <= 1.2),
-            verdict(p99_ok)
-        ),
-    );
 
-    // Where the time goes: the control-plane read and Ward's configured open, alone.
-    let mut lookup = Samples::with_capacity(opts.iterations);
-    let mut configured = Samples::with_capacity(opts.iterations);
-    let master = MasterKey::from_hex(MASTER_HEX)?;
-    for i in 0..opts.iterations {
-        let id = ids[i % ids.len()];
+        // Where the time goes: the control-plane read, and Ward's configured open.
         let started = Instant::now();
         let record = platform
             .control
@@ -271,6 +265,24 @@ async fn cold_opens(dir: &Path, opts: &Opts, bare: &mut Samples) -> anyhow::Resu
         anyhow::ensure!(version == store.latest_version());
         drop(opened);
     }
+    line("plaintext libSQL open + query", &mut plain, "(WAL file)");
+    line(
+        "encrypted libSQL open + query",
+        &mut bare,
+        "(AES-256-CBC, WAL file)",
+    );
+    let ratio = cold.p50().as_secs_f64() / bare.p50().as_secs_f64();
+    let p99_ok = cold.p99() <= Duration::from_micros(1_500);
+    line(
+        "Ward cold open (encrypted, migrated) + query",
+        &mut cold,
+        &format!(
+            "p50 {ratio:.2}x bare encrypted (target <= 1.20x: {}); p99 target <= 1500 us: {}",
+            verdict(ratio <= 1.2),
+            verdict(p99_ok)
+        ),
+    );
+
     line(
         "  of which: key lookup + unwrap",
         &mut lookup,
@@ -312,15 +324,18 @@ async fn many_clinics(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
     let store = &platform.tenants;
     let control = &platform.control;
     let mut created = futures::stream::iter(0..n)
-        .map(|i| async move {
-            control
-                .create_clinic(&format!("Bench Clinic {i}"), None, store, "bench")
-                .await
+        .map(|i| {
+            let (control, store) = (control.clone(), store.clone());
+            tokio::spawn(async move {
+                control
+                    .create_clinic(&format!("Bench Clinic {i}"), None, &store, "bench")
+                    .await
+            })
         })
         .buffer_unordered(opts.parallel);
     let mut ids = Vec::with_capacity(n);
     while let Some(clinic) = created.next().await {
-        ids.push(clinic?.id);
+        ids.push(clinic??.id);
     }
     drop(created);
     let took = started.elapsed();
@@ -395,11 +410,16 @@ async fn many_clinics(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
     let clinics = platform.control.list_clinics().await?;
     let started = Instant::now();
     let mut results = futures::stream::iter(clinics)
-        .map(|c| async move { store.migrate_clinic(c.id).await })
+        .map(|c| {
+            // Each on its own task, as `ward migrate` does: database work blocks its
+            // thread, so futures sharing one task would run one after another.
+            let store = store.clone();
+            tokio::spawn(async move { store.migrate_clinic(c.id).await })
+        })
         .buffer_unordered(opts.parallel);
     let (mut migrated, mut failed) = (0usize, 0usize);
     while let Some(result) = results.next().await {
-        match result {
+        match result? {
             Ok(outcome) if outcome.changed() => migrated += 1,
             Ok(_) => {}
             Err(_) => failed += 1,
