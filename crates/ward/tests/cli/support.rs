@@ -234,7 +234,11 @@ impl Server {
     /// Sends SIGTERM (what fly.io and systemd send) and waits for the exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        // The shell's built-in kill: no procps needed on a minimal machine.
+        let killed = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .unwrap();
         assert!(killed.success());
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
