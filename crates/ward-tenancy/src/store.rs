@@ -417,6 +417,16 @@ impl TenantStore {
     /// Opens and migrates clinic `id` (not through the cache), recording the outcome in
     /// the registry: the new version when it changed, or the failure.
     async fn open(&self, id: ClinicId) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
+        // One hand-off from the async worker for the whole open (the registry read, the
+        // file, the migration check) rather than one per step: the nested `blocking`
+        // calls inside simply run.
+        blocking(self.open_blocking(id)).await
+    }
+
+    async fn open_blocking(
+        &self,
+        id: ClinicId,
+    ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         let record = self
             .inner
             .registry
