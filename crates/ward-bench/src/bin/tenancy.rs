@@ -44,6 +44,10 @@ struct Opts {
     /// Keep the scratch data directory.
     #[arg(long)]
     keep: bool,
+    /// Only measure memory with --open-handles clinics of this data directory open (the
+    /// full run uses it to measure in a fresh process).
+    #[arg(long, hide = true)]
+    rss_of: Option<PathBuf>,
 }
 
 const MASTER_HEX: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
@@ -81,6 +85,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<()> {
+    if let Some(data) = &opts.rss_of {
+        rlimit::increase_nofile_limit((opts.open_handles as u64) * 3 + 1024)?;
+        return hold_open(data, opts.open_handles).await;
+    }
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("cannot create {}", opts.dir.display()))?;
     let scratch = tempfile::Builder::new()
@@ -330,6 +338,48 @@ async fn opens(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens `n` clinics of the data directory `data` and holds them, printing the memory and
+/// descriptors they take.
+async fn hold_open(data: &Path, n: usize) -> anyhow::Result<()> {
+    let platform = open_platform(data, |c| c.max_open = (n as u64).max(1)).await?;
+    let store = &platform.tenants;
+    let ids: Vec<_> = platform
+        .control
+        .list_clinics()
+        .await?
+        .into_iter()
+        .take(n)
+        .map(|c| c.id)
+        .collect();
+    let (rss_before, fds_before) = (rss_bytes().unwrap_or(0), open_fds().unwrap_or(0));
+    let mut held = Vec::with_capacity(ids.len());
+    for id in ids {
+        let tenant = store.get(id).await?;
+        tenant
+            .with(|c| async move {
+                let mut rows = c.query("SELECT count(*) FROM settings", ()).await?;
+                rows.next().await?;
+                anyhow::Ok(())
+            })
+            .await?;
+        held.push(tenant);
+    }
+    let (rss_after, fds_after) = (rss_bytes().unwrap_or(0), open_fds().unwrap_or(0));
+    let per = held.len().max(1) as f64;
+    say(format_args!(
+        "{:<44} {:>9.1} MiB ({:.1} MiB before; {:.0} KiB and {:.1} fds per handle; target <= 512 MiB: {})",
+        format!("RSS with {} open handles", store.stats().open_handles),
+        mib(rss_after),
+        mib(rss_before),
+        rss_after.saturating_sub(rss_before) as f64 / 1024.0 / per,
+        fds_after.saturating_sub(fds_before) as f64 / per,
+        verdict(rss_after <= 512 * 1024 * 1024)
+    ));
+    drop(held);
+    store.shutdown(Duration::from_secs(60)).await;
+    Ok(())
+}
+
 /// Creating, storing, holding open and migrating many clinics.
 async fn many_clinics(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
     let data = dir.join("many");
@@ -382,36 +432,15 @@ async fn many_clinics(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
         mib(control_bytes)
     ));
 
-    // Memory and descriptors with many handles open.
-    let held_n = opts.open_handles.min(ids.len());
-    let platform = open_platform(&data, |c| c.max_open = (held_n as u64).max(1)).await?;
-    let store = &platform.tenants;
-    let (rss_before, fds_before) = (rss_bytes().unwrap_or(0), open_fds().unwrap_or(0));
-    let mut held = Vec::with_capacity(held_n);
-    for id in ids.iter().take(held_n) {
-        let tenant = store.get(*id).await?;
-        tenant
-            .with(|c| async move {
-                let mut rows = c.query("SELECT count(*) FROM settings", ()).await?;
-                rows.next().await?;
-                anyhow::Ok(())
-            })
-            .await?;
-        held.push(tenant);
-    }
-    let (rss_after, fds_after) = (rss_bytes().unwrap_or(0), open_fds().unwrap_or(0));
-    say(format_args!(
-        "{:<44} {:>9.1} MiB ({:.1} MiB before; {:.0} KiB and {:.1} fds per handle; target <= 512 MiB: {})",
-        format!("RSS with {} open handles", store.stats().open_handles),
-        mib(rss_after),
-        mib(rss_before),
-        rss_after.saturating_sub(rss_before) as f64 / 1024.0 / held_n.max(1) as f64,
-        fds_after.saturating_sub(fds_before) as f64 / held_n.max(1) as f64,
-        verdict(rss_after <= 512 * 1024 * 1024)
-    ));
-    drop(held);
-    store.shutdown(Duration::from_secs(60)).await;
-    drop(platform);
+    // Memory and descriptors with many handles open, in a fresh process: this one's heap
+    // still holds what creating the clinics used.
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("--rss-of")
+        .arg(&data)
+        .arg("--open-handles")
+        .arg(opts.open_handles.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "the memory measurement failed");
 
     // One new tenant migration across every clinic, as `ward migrate` runs it.
     let mut migrations = ward_tenancy::migrations::TENANT.to_vec();
