@@ -106,12 +106,13 @@ pub struct StoreStats {
 }
 
 /// One open clinic database. Dropping the last handle closes the file, which checkpoints
-/// the WAL into the database and removes it.
+/// the WAL into the database and removes it, on a blocking thread.
 pub struct Tenant {
     id: ClinicId,
+    // Field order matters: this second reference to the connection is dropped first, so
+    // the one in `_files` is the last and the close happens where `_files` sends it.
     conn: tokio::sync::Mutex<Connection>,
-    _database: Database,
-    open_count: Arc<AtomicUsize>,
+    _files: CloseOffThread,
 }
 
 /// A shared, cached open clinic.
@@ -137,9 +138,34 @@ impl Tenant {
     }
 }
 
-impl Drop for Tenant {
+/// Closes a clinic's database when dropped, off the async workers.
+///
+/// Whoever drops the last handle (a request, the cache's eviction listener, or the cache
+/// itself during housekeeping, which holds entries a little past their eviction) may be
+/// an async worker; closing checkpoints the WAL, which writes and fsyncs, so it is sent
+/// to a blocking thread. The open count drops only once the file is really closed, so
+/// `open_handles == 0` means every WAL has been checkpointed and removed.
+struct CloseOffThread {
+    files: Option<(Connection, Database)>,
+    open_count: Arc<AtomicUsize>,
+}
+
+impl Drop for CloseOffThread {
     fn drop(&mut self) {
-        self.open_count.fetch_sub(1, Ordering::AcqRel);
+        let Some(files) = self.files.take() else {
+            return;
+        };
+        let open_count = self.open_count.clone();
+        let close = move || {
+            drop(files);
+            open_count.fetch_sub(1, Ordering::AcqRel);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(close);
+            }
+            Err(_) => close(),
+        }
     }
 }
 
@@ -176,9 +202,7 @@ impl TenantStore {
             .max_capacity(config.max_open)
             .time_to_idle(config.idle_timeout)
             .eviction_listener(
-                |_id: Arc<ClinicId>, tenant: TenantHandle, _cause: RemovalCause| {
-                    close_off_thread(tenant)
-                },
+                |_id: Arc<ClinicId>, tenant: TenantHandle, _cause: RemovalCause| drop(tenant),
             )
             .build();
         Ok(Self {
@@ -302,7 +326,7 @@ impl TenantStore {
             return Ok(outcome);
         }
         let (tenant, outcome) = self.open(id).await?;
-        close_off_thread(tenant);
+        drop(tenant);
         Ok(outcome)
     }
 
@@ -315,7 +339,7 @@ impl TenantStore {
                 reason: format!("cannot take the operator lock: {e}"),
             })?
             .ok_or(TenantError::Maintenance(id))?;
-        self.inner.cache.invalidate(&id).await;
+        self.evict(id).await;
         Ok(lock)
     }
 
@@ -326,9 +350,12 @@ impl TenantStore {
         path.exists() && lockfile::is_held(&path)
     }
 
-    /// Closes clinic `id`'s handle if it is open.
+    /// Closes clinic `id`'s handle if it is open (once requests still using it finish).
     pub async fn evict(&self, id: ClinicId) {
         self.inner.cache.invalidate(&id).await;
+        // The cache keeps its own reference to a removed entry until its next
+        // housekeeping pass; run it now so the file is really closed.
+        self.inner.cache.run_pending_tasks().await;
     }
 
     /// Runs the cache's pending housekeeping (idle and over-cap evictions) now.
@@ -353,9 +380,11 @@ impl TenantStore {
     pub async fn shutdown(&self, wait: Duration) -> usize {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.cache.invalidate_all();
-        self.inner.cache.run_pending_tasks().await;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            // Housekeeping releases the cache's own references to removed entries, so it
+            // runs on every turn, not once: one pass can leave handles held until the next.
+            self.inner.cache.run_pending_tasks().await;
             let open = self.inner.open_count.load(Ordering::Acquire);
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 if open > 0 {
@@ -388,6 +417,16 @@ impl TenantStore {
     /// Opens and migrates clinic `id` (not through the cache), recording the outcome in
     /// the registry: the new version when it changed, or the failure.
     async fn open(&self, id: ClinicId) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
+        // One hand-off from the async worker for the whole open (the registry read, the
+        // file, the migration check) rather than one per step: the nested `blocking`
+        // calls inside simply run.
+        blocking(self.open_blocking(id)).await
+    }
+
+    async fn open_blocking(
+        &self,
+        id: ClinicId,
+    ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         let record = self
             .inner
             .registry
@@ -434,9 +473,11 @@ impl TenantStore {
         self.inner.open_count.fetch_add(1, Ordering::AcqRel);
         Arc::new(Tenant {
             id,
-            conn: tokio::sync::Mutex::new(opened.conn),
-            _database: opened.database,
-            open_count: self.inner.open_count.clone(),
+            conn: tokio::sync::Mutex::new(opened.conn.clone()),
+            _files: CloseOffThread {
+                files: Some((opened.conn, opened.database)),
+                open_count: self.inner.open_count.clone(),
+            },
         })
     }
 
@@ -444,17 +485,6 @@ impl TenantStore {
         if let Err(e) = self.inner.registry.opened(id, version).await {
             tracing::error!(clinic = %id, error = %e, "could not record the clinic's schema version");
         }
-    }
-}
-
-/// Drops a handle on a blocking thread: closing checkpoints the WAL, which writes and
-/// fsyncs, and must not happen on an async worker.
-fn close_off_thread(tenant: TenantHandle) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn_blocking(move || drop(tenant));
-        }
-        Err(_) => drop(tenant),
     }
 }
 

@@ -6,12 +6,16 @@ use std::io::IsTerminal as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr, filtered by `WARD_LOG` (e.g. `info`, `ward=debug`).
+/// Logs to stderr, filtered by `WARD_LOG` (e.g. `info`, `ward=debug`). Colours only on a
+/// terminal (and not with `NO_COLOR`): logs collected by fly.io, systemd or a file stay
+/// plain text.
 pub fn init_logging(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -46,20 +46,35 @@ pub async fn run(global: &Global, opts: MigrateOpts) -> anyhow::Result<ExitCode>
     let bar = progress(clinics.len() as u64, "migrating clinics");
     let tenants = &platform.tenants;
     let mut results = futures::stream::iter(clinics)
-        .map(|c| async move {
-            let r = tenants.migrate_clinic(c.id).await;
-            (c, r)
+        .map(|c| {
+            // Each clinic on its own task: database work blocks the thread it runs on
+            // (off the async workers), so futures sharing one task would migrate one
+            // clinic at a time whatever --parallel says.
+            let tenants = tenants.clone();
+            let id = c.id;
+            let task = tokio::spawn(async move { tenants.migrate_clinic(id).await });
+            async move { (c, task.await) }
         })
         .buffer_unordered(opts.parallel as usize);
     while let Some((clinic, result)) = results.next().await {
-        match result {
-            Ok(outcome) if outcome.changed() => summary.migrated += 1,
-            Ok(_) => summary.already_current += 1,
-            Err(e) => summary.failed.push(Failure {
+        let reason = match result {
+            Ok(Ok(outcome)) if outcome.changed() => {
+                summary.migrated += 1;
+                None
+            }
+            Ok(Ok(_)) => {
+                summary.already_current += 1;
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the migration stopped unexpectedly: {e}")),
+        };
+        if let Some(reason) = reason {
+            summary.failed.push(Failure {
                 clinic: clinic.id.to_string(),
                 slug: clinic.slug.to_string(),
-                reason: e.to_string(),
-            }),
+                reason,
+            });
         }
         bar.inc(1);
     }

@@ -1,0 +1,90 @@
+//! Helpers shared by Ward's benchmark programs: timing samples, percentiles, process
+//! statistics. The programs themselves are in `src/bin/`.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// A set of timings.
+#[derive(Debug, Default)]
+pub struct Samples(Vec<Duration>);
+
+impl Samples {
+    /// Room for `n` samples.
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    /// Adds one timing.
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+
+    /// The `p`th percentile (0–100), nearest rank; zero when empty.
+    pub fn percentile(&mut self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        self.0.sort_unstable();
+        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
+        self.0[rank.clamp(1, self.0.len()) - 1]
+    }
+
+    /// Median.
+    pub fn p50(&mut self) -> Duration {
+        self.percentile(50.0)
+    }
+
+    /// 99th percentile.
+    pub fn p99(&mut self) -> Duration {
+        self.percentile(99.0)
+    }
+}
+
+/// A duration in microseconds, for printing.
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// This process's resident set size in bytes (Linux), or `None` elsewhere.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// How many file descriptors this process has open (Linux), or `None` elsewhere.
+pub fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+/// Total size of the files directly in `dir` whose names end with `suffix`, and their count.
+pub fn dir_size(dir: &Path, suffix: &str) -> std::io::Result<(u64, usize)> {
+    let mut total = 0;
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(suffix) {
+            total += entry.metadata()?.len();
+            count += 1;
+        }
+    }
+    Ok((total, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let mut s = Samples::default();
+        for ms in (1..=100).rev() {
+            s.push(Duration::from_millis(ms));
+        }
+        assert_eq!(s.p50(), Duration::from_millis(50));
+        assert_eq!(s.p99(), Duration::from_millis(99));
+        assert_eq!(s.percentile(100.0), Duration::from_millis(100));
+        assert_eq!(Samples::default().p99(), Duration::ZERO);
+    }
+}

@@ -1,0 +1,165 @@
+//! The bounded handle cache: cap, reopening, single open, idle eviction, shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ward_tenancy::TenantError;
+
+use crate::support::{
+    TestPlatform, close_all, eventually, get_setting, put_setting, settle, sibling,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cap_holds_under_churn_and_evicted_clinics_reopen_with_their_data() {
+    const CAP: u64 = 8;
+    let t = TestPlatform::with(|c| c.max_open = CAP).await;
+    let store = t.store();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let c = t.clinic(&format!("Clinic {i}")).await;
+        put_setting(store, c.id, "owner", &format!("owner of clinic {i}")).await;
+        ids.push(c.id);
+    }
+    store.run_pending().await;
+    assert!(store.stats().cached <= CAP, "{:?}", store.stats());
+
+    // Churn: several passes in different orders, checking each clinic's own data.
+    for round in 0..3 {
+        for (i, id) in ids.iter().enumerate().rev().step_by(round + 1) {
+            assert_eq!(
+                get_setting(store, *id, "owner").await.as_deref(),
+                Some(format!("owner of clinic {i}").as_str())
+            );
+        }
+        store.run_pending().await;
+        let stats = store.stats();
+        assert!(stats.cached <= CAP, "round {round}: {stats:?}");
+    }
+    settle(store, "the evicted handles are closed", |s| {
+        s.stats().open_handles as u64 <= CAP
+    })
+    .await;
+    let stats = store.stats();
+    assert!(stats.opens > 40, "evicted clinics were reopened: {stats:?}");
+
+    // Clinics no longer cached have no WAL beside them: eviction closed them cleanly.
+    let cached_or_open = store.stats().open_handles;
+    let wal_files = ids
+        .iter()
+        .filter(|id| sibling(&store.path_of(**id), "-wal").exists())
+        .count();
+    assert!(
+        wal_files <= cached_or_open,
+        "{wal_files} WAL files, {cached_or_open} open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_first_uses_open_a_clinic_once() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Busy").await;
+    let store = t.store().clone();
+    close_all(&store, &[clinic.id]).await;
+    let before = store.stats().opens;
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.get(clinic.id).await.unwrap()
+            })
+        })
+        .collect();
+    let mut handles = Vec::new();
+    for task in tasks {
+        handles.push(task.await.unwrap());
+    }
+    assert_eq!(store.stats().opens - before, 1, "{:?}", store.stats());
+    assert!(handles.iter().all(|h| Arc::ptr_eq(h, &handles[0])));
+    assert_eq!(store.stats().open_handles, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_clinic_is_closed_and_its_wal_removed() {
+    let t = TestPlatform::with(|c| c.idle_timeout = Duration::from_millis(200)).await;
+    let clinic = t.clinic("Sleepy").await;
+    let store = t.store();
+    put_setting(store, clinic.id, "k", "v").await;
+    let wal = sibling(&store.path_of(clinic.id), "-wal");
+    assert!(wal.exists());
+    assert_eq!(store.stats().open_handles, 1);
+
+    // Idleness is measured by the cache's own clock: real time has to pass.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    settle(store, "the idle handle is closed", |s| {
+        s.stats().cached == 0 && s.stats().open_handles == 0
+    })
+    .await;
+    assert!(
+        !wal.exists(),
+        "closing did not checkpoint and remove the WAL"
+    );
+    assert_eq!(
+        get_setting(store, clinic.id, "k").await.as_deref(),
+        Some("v")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_every_handle_and_refuses_new_work() {
+    let t = TestPlatform::new().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let c = t.clinic(&format!("Clinic {i}")).await;
+        put_setting(t.store(), c.id, "k", "v").await;
+        ids.push(c.id);
+    }
+    let store = t.store().clone();
+    assert_eq!(store.stats().open_handles, 5);
+
+    // A handle still in use is waited for, not torn away.
+    let held = store.get(ids[0]).await.unwrap();
+    let shutdown = tokio::spawn({
+        let store = store.clone();
+        async move { store.shutdown(Duration::from_secs(10)).await }
+    });
+    eventually("the unused handles are closed", || {
+        store.stats().open_handles == 1
+    })
+    .await;
+    assert!(!shutdown.is_finished());
+    assert!(matches!(
+        store.get(ids[1]).await,
+        Err(TenantError::ShuttingDown)
+    ));
+    drop(held);
+    assert_eq!(shutdown.await.unwrap(), 0);
+    assert_eq!(store.stats().open_handles, 0);
+    for id in &ids {
+        assert!(!sibling(&store.path_of(*id), "-wal").exists());
+    }
+    assert!(matches!(
+        store.get(ids[0]).await,
+        Err(TenantError::ShuttingDown)
+    ));
+    assert!(matches!(
+        store.migrate_clinic(ids[0]).await,
+        Err(TenantError::ShuttingDown)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_reports_handles_still_in_use_at_its_deadline() {
+    let t = TestPlatform::new().await;
+    let c = t.clinic("Stuck").await;
+    let held = t.store().get(c.id).await.unwrap();
+    assert_eq!(t.store().shutdown(Duration::from_millis(50)).await, 1);
+    drop(held);
+    let store = t.store();
+    eventually("the last handle is closed", || {
+        store.stats().open_handles == 0
+    })
+    .await;
+}

@@ -1,0 +1,18 @@
+//! The foundation against real encrypted files: path safety, encryption at rest, the
+//! statement guard, the handle cache, the operator lock, isolation of slow work and
+//! tenant migrations. Every test opens a real data directory in a temporary folder.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test fails by panicking, its helpers included"
+)]
+
+mod cache;
+mod encryption;
+mod isolation;
+mod lock;
+mod migrations;
+mod paths;
+mod sql_guard;
+mod support;

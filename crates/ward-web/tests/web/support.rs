@@ -1,0 +1,120 @@
+//! An app over a real data directory in a temporary folder, driven with `oneshot`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use tempfile::TempDir;
+use tower::ServiceExt as _;
+use ward_control::{ClinicRecord, MasterKeySource, Platform};
+use ward_core::{Clock, ManualClock, parse_time};
+use ward_tenancy::StoreConfig;
+use ward_web::{App, WebConfig};
+
+/// A platform and the app serving it.
+pub struct TestApp {
+    /// Keeps the data directory alive.
+    pub dir: TempDir,
+    /// The opened data directory.
+    pub platform: Platform,
+    /// The app handed to the router.
+    pub app: Arc<App>,
+}
+
+impl TestApp {
+    /// An app served over plain http (no public URL).
+    pub async fn new() -> Self {
+        Self::with_public_url(None).await
+    }
+
+    /// An app whose public URL is `url`.
+    pub async fn with_public_url(url: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
+            parse_time("2025-03-01T09:00:00.000Z").unwrap(),
+        ));
+        let platform = Platform::open(
+            StoreConfig::new(dir.path().join("data")),
+            MasterKeySource::Configured("42".repeat(32)),
+            clock.clone(),
+        )
+        .await
+        .unwrap();
+        let (mailer, _) = ward_mail::Mailer::in_memory(platform.control.clone()).unwrap();
+        let app = Arc::new(App {
+            control: platform.control.clone(),
+            tenants: platform.tenants.clone(),
+            mailer,
+            hasher: ward_control::passwords::PasswordHasher::new(
+                ward_control::passwords::Pepper::from_bytes([5; 32]),
+                4,
+                1,
+            )
+            .unwrap(),
+            session_policy: ward_control::SessionPolicy::default(),
+            trusted_proxy: ward_web::TrustedProxy::None,
+            ip_limit: ward_web::limits::IpLimit::default(),
+            email_limits: ward_web::limits::EmailLimits::default(),
+            config: WebConfig {
+                public_url: url.map(str::to_owned),
+                base_url: url.unwrap_or("http://ward.test").to_owned(),
+                version: "9.9.9-test".to_owned(),
+            },
+            started_at: clock.now(),
+            clock,
+        });
+        Self { dir, platform, app }
+    }
+
+    /// Creates a clinic.
+    pub async fn clinic(&self, name: &str) -> ClinicRecord {
+        self.platform
+            .control
+            .create_clinic(name, None, &self.platform.tenants, "test")
+            .await
+            .unwrap()
+    }
+
+    /// Overwrites a clinic's file with garbage and makes the store find out.
+    pub async fn break_clinic(&self, clinic: &ClinicRecord) {
+        let store = &self.platform.tenants;
+        store.evict(clinic.id).await;
+        // Closing the last handle checkpoints and removes the WAL.
+        let mut wal = store.path_of(clinic.id).into_os_string();
+        wal.push("-wal");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&wal).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the clinic did not close"
+            );
+            store.run_pending().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        std::fs::write(store.path_of(clinic.id), vec![0x5a; 8192]).unwrap();
+        assert!(store.get(clinic.id).await.is_err());
+    }
+
+    /// Sends a GET for `path` through the whole router.
+    pub async fn get(&self, path: &str) -> Response<Body> {
+        ward_web::router(self.app.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// GET `path` and its body as text.
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, body_text(response).await)
+    }
+}
+
+/// A response's body as text.
+pub async fn body_text(response: Response<Body>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}

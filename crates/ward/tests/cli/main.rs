@@ -1,0 +1,14 @@
+//! The real `ward` binary against a temporary data directory.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test fails by panicking, its helpers included"
+)]
+
+mod arguments;
+mod clinics;
+mod deploy;
+mod migrate;
+mod serve;
+mod support;

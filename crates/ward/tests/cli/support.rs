@@ -1,0 +1,319 @@
+//! Running `ward` as an operator would, and talking HTTP to `ward serve`.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use ward_control::{ClinicRecord, MasterKeySource, Platform};
+use ward_core::SystemClock;
+use ward_tenancy::{Migration, StoreConfig};
+
+/// The master key every test passes in `WARD_MASTER_KEY`.
+pub const MASTER_HEX: &str = "0b5e7a9c2d4f6081a3c5e7f9b1d3e5a7c9e1f3b5d7f9a1c3e5b7d9f1a3c5e7f9";
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(self) -> String {
+        assert!(self.status.success(), "ward failed: {self:#?}");
+        self.stdout
+    }
+
+    /// Asserts failure ending in one `error:` line on stderr (after any log lines), and
+    /// returns that line.
+    pub fn final_error(self) -> String {
+        assert!(!self.status.success(), "ward succeeded: {self:#?}");
+        let errors = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .count();
+        assert_eq!(errors, 1, "{self:#?}");
+        let last = self.stderr.trim().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{self:#?}");
+        last.to_owned()
+    }
+
+    /// Asserts failure with exactly one `error:` line on stderr, and returns that line.
+    pub fn one_line_error(self) -> String {
+        assert!(!self.status.success(), "ward succeeded: {self:#?}");
+        let lines: Vec<_> = self.stderr.trim().lines().collect();
+        assert_eq!(lines.len(), 1, "expected one line: {self:#?}");
+        assert!(lines[0].starts_with("error: "), "{self:#?}");
+        lines[0].to_owned()
+    }
+}
+
+/// A data directory for one test.
+pub struct Ward {
+    dir: TempDir,
+}
+
+impl Ward {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The data directory (created by the first command).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A `ward` command with this data directory and the test master key, and no other
+    /// Ward setting inherited from the environment.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("WARD_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("WARD_MASTER_KEY", MASTER_HEX)
+            .env("WARD_LOG", "info")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `ward <args>` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(self.cmd().args(args))
+    }
+
+    /// Creates a clinic with the CLI and returns its id and slug as printed.
+    pub fn create(&self, name: &str) -> (String, String) {
+        let out = self.run(&["clinics", "create", "--name", name]).ok();
+        let field = |label: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {label} in {out}"))
+        };
+        (field("id:"), field("slug:"))
+    }
+
+    /// The clinics as `ward clinics list --json` reports them.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["clinics", "list", "--json"]).ok();
+        serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
+    }
+
+    /// Creates clinics through the library with `migrations` as the tenant schema (to
+    /// leave them behind the binary's), closing everything afterwards.
+    pub fn seed_with_schema(&self, names: &[&str], migrations: &[Migration]) -> Vec<ClinicRecord> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut config = StoreConfig::new(self.data_dir());
+            config.migrations = migrations.into();
+            let platform = Platform::open(
+                config,
+                MasterKeySource::Configured(MASTER_HEX.to_owned()),
+                Arc::new(SystemClock),
+            )
+            .await
+            .unwrap();
+            let mut out = Vec::new();
+            for name in names {
+                out.push(
+                    platform
+                        .control
+                        .create_clinic(name, None, &platform.tenants, "test")
+                        .await
+                        .unwrap(),
+                );
+            }
+            assert_eq!(platform.tenants.shutdown(Duration::from_secs(10)).await, 0);
+            out
+        })
+    }
+
+    /// Every file under the data directory whose name ends with `suffix`.
+    pub fn files_ending(&self, suffix: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.data_dir(), &mut |p| {
+            if p.to_string_lossy().ends_with(suffix) {
+                out.push(p.to_owned());
+            }
+        });
+        out
+    }
+}
+
+fn walk(dir: &Path, f: &mut impl FnMut(&Path)) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(&path, f);
+        } else {
+            f(&path);
+        }
+    }
+}
+
+/// Runs a prepared command to completion.
+pub fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        status: out.status,
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// A running `ward serve`, killed if the test ends without stopping it.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `ward serve` on a port the system picks and waits until it says where.
+    pub fn start(ward: &Ward) -> Self {
+        let mut child = ward
+            .cmd()
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                    if line.contains("Ward is listening") {
+                        let _ = tx.send(line);
+                    }
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ward serve did not start: {}", log.lock().unwrap());
+            }
+        };
+        assert!(
+            !line.contains('\u{1b}'),
+            "escape codes in a piped log: {line:?}"
+        );
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr, log }
+    }
+
+    /// Sends SIGTERM (what fly.io and systemd send) and waits for the exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        // The shell's built-in kill: no procps needed on a minimal machine.
+        let killed = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "ward serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // The log thread ends when the pipe closes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log.lock().unwrap().contains("stopped") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = self.log.lock().unwrap().clone();
+        (status, log)
+    }
+
+    /// GET `path`: the status code and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: enough for a health check and a status page.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
