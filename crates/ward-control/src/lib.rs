@@ -4,11 +4,13 @@
 //!
 //! No web types here: callers pass plain values and get records back.
 
+mod audit_anchors;
 mod auth_events;
 mod clinics;
 mod platform;
 mod store;
 
+pub use audit_anchors::AuditAnchor;
 pub use auth_events::AuthEvent;
 pub use clinics::{ClinicRecord, ClinicRef};
 pub use platform::{MasterKeySource, Platform};
