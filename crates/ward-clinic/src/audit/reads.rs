@@ -126,17 +126,18 @@ impl ReadAuditor {
     /// tenant store closes) and by tests.
     pub async fn flush(&self) -> FlushOutcome {
         let (reply, done) = oneshot::channel();
-        if self.tx.send(Command::Flush(reply)).is_err() {
-            tracing::error!("the read auditor has stopped; nothing to flush into");
-            return FlushOutcome {
+        let stopped = || {
+            tracing::error!("the read auditor has stopped; queued views cannot be written");
+            let stats = self.stats();
+            FlushOutcome {
                 written: 0,
-                pending: self.stats().noted.saturating_sub(self.stats().written),
-            };
+                pending: stats.noted.saturating_sub(stats.written),
+            }
+        };
+        if self.tx.send(Command::Flush(reply)).is_err() {
+            return stopped();
         }
-        done.await.unwrap_or(FlushOutcome {
-            written: 0,
-            pending: 0,
-        })
+        done.await.unwrap_or_else(|_| stopped())
     }
 
     /// Counters since start.
