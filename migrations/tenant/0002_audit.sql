@@ -22,11 +22,13 @@ CREATE TABLE audit_log (
     hash         BLOB NOT NULL
 ) STRICT;
 
--- The viewer filters by date range, actor, record and action, newest first.
+-- The viewer (ward_clinic::audit::search) filters by actor, record, action and date
+-- range, newest first by time: each index ends in `at` (and, implicitly, seq), so any one
+-- equality filter plus a date range reads only the rows it shows, without sorting.
 CREATE INDEX audit_log_by_at ON audit_log (at);
-CREATE INDEX audit_log_by_actor ON audit_log (actor_id, seq);
-CREATE INDEX audit_log_by_entity ON audit_log (entity_type, entity_id, seq);
-CREATE INDEX audit_log_by_action ON audit_log (action, seq);
+CREATE INDEX audit_log_by_actor ON audit_log (actor_id, at);
+CREATE INDEX audit_log_by_entity ON audit_log (entity_type, entity_id, at);
+CREATE INDEX audit_log_by_action ON audit_log (action, at);
 
 -- Rows are only appended, at head + 1: this also stops INSERT OR REPLACE, which would
 -- otherwise overwrite a row without firing the DELETE trigger.

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use libsql::Connection;
-use ward_clinic::audit::{self, Action, Actor, Diff, Entry, ReadAuditConfig, ReadAuditor};
+use ward_clinic::audit::{self, Action, Actor, Diff, Entry, Filter, ReadAuditConfig, ReadAuditor};
 use ward_control::{MasterKeySource, Platform};
-use ward_core::{Role, SystemClock, format_time, parse_time};
+use ward_core::{Role, SystemClock, parse_time};
 use ward_tenancy::StoreConfig;
 
 /// Rows in the viewer's table; `AUDIT_BENCH_ROWS` overrides (a quick run).
@@ -128,43 +127,87 @@ async fn main() {
             );
 
             // 4. The viewer's filters, newest first, 50 per page.
-            let mid = format_time(parse_time("2025-06-01T00:00:00.000Z").unwrap());
-            let late = format_time(parse_time("2025-06-08T00:00:00.000Z").unwrap());
-            let queries: [(&str, &str, Vec<libsql::Value>); 8] = [
-                ("newest", "ORDER BY seq DESC LIMIT 50", vec![]),
-                ("by actor", "WHERE actor_id = ?1 ORDER BY seq DESC LIMIT 50", vec!["user-07".into()]),
+            let mid = parse_time("2025-06-01T00:00:00.000Z").unwrap();
+            let week = Some(mid + TimeDelta::days(7));
+            let actor = |a: &str| Some(a.to_owned());
+            let patient = |p: &str| Some(("patient".to_owned(), p.to_owned()));
+            let queries: [(&str, Filter, Option<i64>); 9] = [
+                ("newest", Filter::default(), None),
+                ("newest, deep page", Filter::default(), Some(total / 2)),
+                (
+                    "by actor",
+                    Filter {
+                        actor_id: actor("user-07"),
+                        ..Filter::default()
+                    },
+                    None,
+                ),
                 (
                     "by patient",
-                    "WHERE entity_type = 'patient' AND entity_id = ?1 ORDER BY seq DESC LIMIT 50",
-                    vec!["patient-04242".into()],
+                    Filter {
+                        entity: patient("patient-04242"),
+                        ..Filter::default()
+                    },
+                    None,
                 ),
-                ("by action (rare)", "WHERE action = 'export' ORDER BY seq DESC LIMIT 50", vec![]),
+                (
+                    "by action (rare)",
+                    Filter {
+                        action: Some(Action::Export),
+                        ..Filter::default()
+                    },
+                    None,
+                ),
                 (
                     "by action, deep page",
-                    "WHERE action = 'print' AND seq < ?1 ORDER BY seq DESC LIMIT 50",
-                    vec![500_000.into()],
+                    Filter {
+                        action: Some(Action::Print),
+                        ..Filter::default()
+                    },
+                    Some(total / 2),
                 ),
                 (
-                    "date range (a week)",
-                    "WHERE at >= ?1 AND at < ?2 ORDER BY seq DESC LIMIT 50",
-                    vec![mid.clone().into(), late.clone().into()],
+                    "a week",
+                    Filter {
+                        from: Some(mid),
+                        until: week,
+                        ..Filter::default()
+                    },
+                    None,
                 ),
                 (
                     "actor + action + week",
-                    "WHERE actor_id = ?1 AND action = 'update' AND at >= ?2 AND at < ?3 ORDER BY seq DESC LIMIT 50",
-                    vec!["user-03".into(), mid.clone().into(), late.clone().into()],
+                    Filter {
+                        actor_id: actor("user-03"),
+                        action: Some(Action::Update),
+                        from: Some(mid),
+                        until: week,
+                        ..Filter::default()
+                    },
+                    None,
                 ),
                 (
                     "patient + action",
-                    "WHERE entity_type = 'patient' AND entity_id = ?1 AND action = 'view' ORDER BY seq DESC LIMIT 50",
-                    vec!["patient-00001".into()],
+                    Filter {
+                        entity: patient("patient-00001"),
+                        action: Some(Action::View),
+                        ..Filter::default()
+                    },
+                    None,
                 ),
             ];
-            for (name, tail, params) in queries {
-                let sql = format!("SELECT seq, at, actor_name, action, entity_id, diff FROM audit_log {tail}");
-                let plan = plan(&conn, &sql, params.clone()).await;
-                let (time, rows) = time_query(&conn, &sql, params).await;
-                println!("viewer {name:<22} {time:>10?} ({rows} rows)  [{plan}]");
+            for (name, filter, before) in queries {
+                let mut best = Duration::MAX;
+                let mut rows = 0;
+                for _ in 0..5 {
+                    let started = Instant::now();
+                    rows = audit::search(&conn, &filter, before, 50)
+                        .await
+                        .unwrap()
+                        .len();
+                    best = best.min(started.elapsed());
+                }
+                println!("viewer {name:<22} {best:>10?} ({rows} rows)");
             }
 
             // 5. Verifying a million rows.
@@ -195,31 +238,4 @@ async fn main() {
         size / (1024 * 1024)
     );
     platform.tenants.shutdown(Duration::from_secs(30)).await;
-}
-
-async fn time_query(conn: &Connection, sql: &str, params: Vec<libsql::Value>) -> (Duration, usize) {
-    let mut best = Duration::MAX;
-    let mut count = 0;
-    for _ in 0..5 {
-        let started = Instant::now();
-        let mut rows = conn.query(sql, params.clone()).await.unwrap();
-        count = 0;
-        while rows.next().await.unwrap().is_some() {
-            count += 1;
-        }
-        best = best.min(started.elapsed());
-    }
-    (best, count)
-}
-
-async fn plan(conn: &Connection, sql: &str, params: Vec<libsql::Value>) -> String {
-    let mut rows = conn
-        .query(&format!("EXPLAIN QUERY PLAN {sql}"), params)
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await.unwrap() {
-        out.push(row.get::<String>(3).unwrap());
-    }
-    out.join("; ")
 }

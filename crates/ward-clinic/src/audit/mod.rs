@@ -6,6 +6,7 @@
 //!   cannot exist: if the audit insert fails, the change rolls back with it.
 //! - Views are many and must not slow pages down: [`ReadAuditor::note_view`] queues them
 //!   and a background task writes them within about 100 ms, in one transaction per clinic.
+//! - [`search`] reads it back for the owner's viewer and a record's "accessed by".
 //! - [`verify_chain`] recomputes the chain; [`Anchorer`] copies every open clinic's head to
 //!   the control plane so a truncated or rewritten log is caught even when it is
 //!   internally consistent.
@@ -15,6 +16,7 @@
 mod anchor;
 mod entry;
 mod reads;
+mod search;
 mod verify;
 
 use std::future::Future;
@@ -26,6 +28,7 @@ use ward_core::chain::{self, Field, GENESIS};
 pub use anchor::{AnchorRun, AnchorSink, Anchorer, BoxError};
 pub use entry::{Action, Actor, Diff, Entry};
 pub use reads::{FlushOutcome, ReadAuditConfig, ReadAuditStats, ReadAuditor};
+pub use search::{AuditRow, Filter, MAX_PAGE, search};
 pub use verify::{integrity_check, verify_chain};
 pub use ward_core::chain::{ChainReport, Head, Problem, ProblemKind};
 

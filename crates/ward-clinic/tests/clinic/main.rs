@@ -10,5 +10,6 @@
 mod anchors;
 mod audit_log;
 mod reads;
+mod search;
 mod support;
 mod tamper;
