@@ -4,6 +4,7 @@
 //!
 //! No web types here: callers pass plain values and get records back.
 
+mod audit_anchors;
 mod auth_events;
 mod clinics;
 mod outbox;
@@ -14,6 +15,7 @@ mod store;
 pub mod tokens;
 mod users;
 
+pub use audit_anchors::AuditAnchor;
 pub use auth_events::AuthEvent;
 pub use clinics::{ClinicRecord, ClinicRef};
 pub use outbox::{MailState, NewMail, Outbox, OutboxCounts, OutboxMail};

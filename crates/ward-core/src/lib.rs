@@ -3,6 +3,7 @@
 //! Everything here is parsed, not validated: a value of these types that reached the
 //! rest of the code is already known to be well formed.
 
+pub mod chain;
 mod clock;
 mod ids;
 

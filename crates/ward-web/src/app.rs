@@ -3,6 +3,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use ward_clinic::audit::ReadAuditor;
 use ward_control::passwords::PasswordHasher;
 use ward_control::{ControlPlane, SessionPolicy};
 use ward_core::Clock;
@@ -42,6 +43,8 @@ pub struct App {
     pub tenants: TenantStore,
     /// Outgoing mail.
     pub mailer: Mailer,
+    /// Queues record views for the clinics' audit logs.
+    pub audit: ReadAuditor,
     /// Password hashing, capped and off the async workers.
     pub hasher: PasswordHasher,
     /// Session lifetimes.

@@ -51,6 +51,8 @@ pub enum Command {
     /// Create, list and inspect clinics.
     #[command(subcommand)]
     Clinics(ClinicsCommand),
+    /// Check every clinic's database and audit trail, and the platform's auth log.
+    Verify(VerifyOpts),
 }
 
 /// `ward serve`.
@@ -95,6 +97,17 @@ pub struct MigrateOpts {
     /// Clinics migrated at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub parallel: u64,
+}
+
+/// `ward verify`.
+#[derive(Debug, Args)]
+pub struct VerifyOpts {
+    /// Only this clinic (short name or id). The auth log is checked either way.
+    #[arg(long)]
+    pub clinic: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -122,6 +122,10 @@ impl TestApp {
             control: platform.control.clone(),
             tenants: platform.tenants.clone(),
             mailer,
+            audit: ward_clinic::audit::ReadAuditor::start(
+                platform.tenants.clone(),
+                Default::default(),
+            ),
             // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
             hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), options.hashing_cost, 2)
                 .unwrap(),

@@ -47,6 +47,10 @@ impl TestApp {
             control: platform.control.clone(),
             tenants: platform.tenants.clone(),
             mailer,
+            audit: ward_clinic::audit::ReadAuditor::start(
+                platform.tenants.clone(),
+                Default::default(),
+            ),
             hasher: ward_control::passwords::PasswordHasher::new(
                 ward_control::passwords::Pepper::from_bytes([5; 32]),
                 4,

@@ -3,6 +3,7 @@
 mod clinics;
 mod migrate;
 mod serve;
+mod verify;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(opts) => serve::run(&cli.global, opts).await,
         Command::Migrate(opts) => migrate::run(&cli.global, opts).await,
         Command::Clinics(cmd) => clinics::run(&cli.global, cmd).await,
+        Command::Verify(opts) => verify::run(&cli.global, opts).await,
     }
 }
 

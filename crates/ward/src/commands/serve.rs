@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::TimeDelta;
+use ward_clinic::audit::{AnchorSink, Anchorer, BoxError, ReadAuditConfig, ReadAuditor};
+use ward_control::ControlPlane;
 use ward_control::SessionPolicy;
 use ward_control::passwords::{PRODUCTION_COST, PasswordHasher, Pepper};
 use ward_core::{Clock, SystemClock};
@@ -49,6 +51,13 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let mail_worker = mailer.spawn_worker();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tenants = platform.tenants.clone();
+    // Views of records are queued by pages and written in batches (ward_clinic::audit).
+    let read_auditor = ReadAuditor::start(tenants.clone(), ReadAuditConfig::default());
+    let anchorer = Arc::new(Anchorer::new(
+        tenants.clone(),
+        anchor_sink(platform.control.clone()),
+    ));
+    let anchoring = anchorer.clone().spawn(ANCHOR_EVERY);
     let pepper = Pepper::load(&global.data_dir, opts.pepper.as_deref())?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?;
@@ -62,6 +71,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         control: platform.control.clone(),
         tenants: tenants.clone(),
         mailer: mailer.clone(),
+        audit: read_auditor.clone(),
         hasher,
         session_policy: SessionPolicy {
             idle: TimeDelta::hours(opts.session_idle_hours),
@@ -110,10 +120,45 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     {
         tracing::warn!("the mail worker did not stop in time; queued mail stays in the outbox");
     }
+    anchoring.abort();
+    // Every view noted by a finished request is written, then every open clinic's head
+    // anchored, before the clinics close.
+    let flushed = read_auditor.flush().await;
+    if flushed.pending > 0 {
+        tracing::error!(
+            views = flushed.pending,
+            "views could not be written to their clinics' audit logs before stopping"
+        );
+    }
+    match anchorer.anchor_open().await {
+        Ok(run) => tracing::info!(
+            views = flushed.written,
+            anchored = run.anchored,
+            "audit trail flushed and anchored"
+        ),
+        Err(e) => tracing::error!(error = %e, "audit heads could not be anchored at shutdown"),
+    }
     tracing::info!("draining clinic databases");
     let left = tenants.shutdown(Duration::from_secs(30)).await;
     tracing::info!(still_open = left, "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often open clinics' audit heads are anchored in the control plane.
+const ANCHOR_EVERY: Duration = Duration::from_secs(60);
+
+/// Anchors go to the control plane.
+fn anchor_sink(control: Arc<ControlPlane>) -> impl AnchorSink {
+    move |heads: Vec<(ward_core::ClinicId, ward_clinic::audit::Head)>| {
+        let control = control.clone();
+        async move {
+            let rows: Vec<_> = heads
+                .into_iter()
+                .map(|(id, head)| (id, head.seq, head.hash))
+                .collect();
+            control.anchor_many(&rows).await.map_err(BoxError::from)
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM (what fly.io and systemd send).

@@ -12,3 +12,4 @@ mod deploy;
 mod migrate;
 mod serve;
 mod support;
+mod verify;

@@ -1,0 +1,340 @@
+//! Auditing reads without slowing pages down: views are queued by the request (a channel
+//! send) and written by one background task, per clinic, in one transaction per batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use ward_core::ClinicId;
+use ward_tenancy::TenantStore;
+
+use super::{AuditError, Entry, in_transaction, record};
+
+/// How the read auditor batches.
+#[derive(Debug, Clone)]
+pub struct ReadAuditConfig {
+    /// The longest a noted view waits before its batch is written.
+    pub max_delay: Duration,
+    /// A clinic's batch is written at once when it reaches this many views.
+    pub max_batch: usize,
+    /// How long to wait before trying a clinic again after a failed write.
+    pub retry_after: Duration,
+    /// Clinics written at the same time.
+    pub parallel: usize,
+    /// Attempts [`ReadAuditor::flush`] makes per clinic before giving up.
+    pub flush_attempts: u32,
+}
+
+impl Default for ReadAuditConfig {
+    fn default() -> Self {
+        Self {
+            max_delay: Duration::from_millis(100),
+            max_batch: 500,
+            retry_after: Duration::from_secs(1),
+            parallel: 4,
+            flush_attempts: 5,
+        }
+    }
+}
+
+/// Counters for `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ReadAuditStats {
+    /// Views noted since start.
+    pub noted: u64,
+    /// Views written since start.
+    pub written: u64,
+    /// Failed batch writes since start (each retried).
+    pub failed_writes: u64,
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushOutcome {
+    /// Views written by this flush.
+    pub written: u64,
+    /// Views that could still not be written (their clinic unavailable); they stay
+    /// queued and are retried.
+    pub pending: u64,
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "almost every message is a view; boxing it would add an allocation per page view"
+)]
+enum Command {
+    View(ClinicId, Entry),
+    Flush(oneshot::Sender<FlushOutcome>),
+}
+
+#[derive(Default)]
+struct Counters {
+    noted: AtomicU64,
+    written: AtomicU64,
+    failed_writes: AtomicU64,
+}
+
+/// Queues views and writes them in batches. One per process; cheap to clone.
+#[derive(Clone)]
+pub struct ReadAuditor {
+    tx: mpsc::UnboundedSender<Command>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for ReadAuditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAuditor")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ReadAuditor {
+    /// Starts the writer task on the current runtime. It runs until every clone of the
+    /// returned auditor is dropped, writing what is still queued before it ends.
+    pub fn start(store: TenantStore, config: ReadAuditConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            store,
+            config,
+            counters: counters.clone(),
+            pending: HashMap::new(),
+        };
+        tokio::spawn(writer.run(rx));
+        Self { tx, counters }
+    }
+
+    /// Queues a view of a record in clinic `clinic`: a channel send, nothing more. The row
+    /// is written within [`ReadAuditConfig::max_delay`] (or retried until it is).
+    ///
+    /// Refuses an entry the log would refuse (so a bad entry cannot block a batch).
+    pub fn note_view(&self, clinic: ClinicId, entry: Entry) -> Result<(), AuditError> {
+        entry.validate()?;
+        self.counters.noted.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Command::View(clinic, entry)).is_err() {
+            // Only possible if the writer task died, which the log has already shown.
+            tracing::error!(clinic = %clinic, "the read auditor has stopped; a view was not recorded");
+        }
+        Ok(())
+    }
+
+    /// Writes every view noted before this call, now. Used at orderly shutdown (before the
+    /// tenant store closes) and by tests.
+    pub async fn flush(&self) -> FlushOutcome {
+        let (reply, done) = oneshot::channel();
+        let stopped = || {
+            tracing::error!("the read auditor has stopped; queued views cannot be written");
+            let stats = self.stats();
+            FlushOutcome {
+                written: 0,
+                pending: stats.noted.saturating_sub(stats.written),
+            }
+        };
+        if self.tx.send(Command::Flush(reply)).is_err() {
+            return stopped();
+        }
+        done.await.unwrap_or_else(|_| stopped())
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> ReadAuditStats {
+        ReadAuditStats {
+            noted: self.counters.noted.load(Ordering::Relaxed),
+            written: self.counters.written.load(Ordering::Relaxed),
+            failed_writes: self.counters.failed_writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One clinic's queued views.
+struct Batch {
+    entries: Vec<Entry>,
+    /// When the oldest queued view arrived.
+    since: Instant,
+    /// After a failure: not before this.
+    retry_at: Option<Instant>,
+}
+
+impl Batch {
+    fn due_at(&self, config: &ReadAuditConfig) -> Instant {
+        let due = if self.entries.len() >= config.max_batch {
+            self.since
+        } else {
+            self.since + config.max_delay
+        };
+        self.retry_at.map_or(due, |r| r.max(due))
+    }
+}
+
+struct Writer {
+    store: TenantStore,
+    config: ReadAuditConfig,
+    counters: Arc<Counters>,
+    pending: HashMap<ClinicId, Batch>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let next_due = self.pending.values().map(|b| b.due_at(&self.config)).min();
+            let command = match next_due {
+                None => rx.recv().await,
+                Some(due) => tokio::select! {
+                    c = rx.recv() => c,
+                    () = tokio::time::sleep_until(due) => {
+                        self.write_due(false).await;
+                        continue;
+                    }
+                },
+            };
+            match command {
+                Some(Command::View(clinic, entry)) => {
+                    self.queue(clinic, entry);
+                    // Take everything already waiting before deciding what is due, so a
+                    // burst becomes one batch, not many.
+                    let mut flush = None;
+                    while let Ok(c) = rx.try_recv() {
+                        match c {
+                            Command::View(clinic, entry) => self.queue(clinic, entry),
+                            Command::Flush(reply) => {
+                                flush = Some(reply);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(reply) = flush {
+                        self.flush(reply).await;
+                    } else if self
+                        .pending
+                        .values()
+                        .any(|b| b.due_at(&self.config) <= Instant::now())
+                    {
+                        self.write_due(false).await;
+                    }
+                }
+                Some(Command::Flush(reply)) => self.flush(reply).await,
+                None => {
+                    let outcome = self.write_all().await;
+                    if outcome.pending > 0 {
+                        tracing::error!(
+                            views = outcome.pending,
+                            "views could not be written to the audit log before the read auditor stopped"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, clinic: ClinicId, entry: Entry) {
+        self.pending
+            .entry(clinic)
+            .or_insert_with(|| Batch {
+                entries: Vec::new(),
+                since: Instant::now(),
+                retry_at: None,
+            })
+            .entries
+            .push(entry);
+    }
+
+    async fn flush(&mut self, reply: oneshot::Sender<FlushOutcome>) {
+        let outcome = self.write_all().await;
+        // The caller may have stopped waiting; the views are written either way.
+        let _ = reply.send(outcome);
+    }
+
+    /// Writes every clinic's batch now, retrying failures a few times.
+    async fn write_all(&mut self) -> FlushOutcome {
+        let mut written = 0;
+        for attempt in 1..=self.config.flush_attempts.max(1) {
+            written += self.write_due(true).await;
+            if self.pending.is_empty() || attempt == self.config.flush_attempts {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pending = self.pending.values().map(|b| b.entries.len() as u64).sum();
+        FlushOutcome { written, pending }
+    }
+
+    /// Writes the batches that are due (all of them with `all`), a few clinics at a time.
+    /// Failed batches go back to the queue with a retry time. Returns the rows written.
+    async fn write_due(&mut self, all: bool) -> u64 {
+        let now = Instant::now();
+        let due: Vec<ClinicId> = self
+            .pending
+            .iter()
+            .filter(|(_, b)| all || b.due_at(&self.config) <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut written = 0;
+        for chunk in due.chunks(self.config.parallel.max(1)) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for id in chunk {
+                if let Some(batch) = self.pending.remove(id) {
+                    let store = self.store.clone();
+                    let id = *id;
+                    // Each clinic in its own task: a write blocks its thread (fsync), and
+                    // clinics must not wait for each other.
+                    tasks.spawn(async move {
+                        let result = write_batch(&store, id, &batch.entries).await;
+                        (id, batch, result)
+                    });
+                }
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let Ok((id, mut batch, result)) = joined else {
+                    // A panic inside a write: the batch went with it. Never expected;
+                    // loud if it happens.
+                    tracing::error!("a read-audit write task panicked; its views are lost");
+                    continue;
+                };
+                match result {
+                    Ok(()) => {
+                        let n = batch.entries.len() as u64;
+                        written += n;
+                        self.counters.written.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(reason) => {
+                        self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            clinic = %id,
+                            views = batch.entries.len(),
+                            %reason,
+                            "views could not be written to the audit log yet; will retry"
+                        );
+                        batch.retry_at = Some(Instant::now() + self.config.retry_after);
+                        // Views noted while this batch was being written go after it.
+                        if let Some(newer) = self.pending.remove(&id) {
+                            batch.entries.extend(newer.entries);
+                        }
+                        self.pending.insert(id, batch);
+                    }
+                }
+            }
+        }
+        written
+    }
+}
+
+async fn write_batch(store: &TenantStore, id: ClinicId, entries: &[Entry]) -> Result<(), String> {
+    let tenant = store.get(id).await.map_err(|e| e.to_string())?;
+    tenant
+        .with(|conn| async move {
+            in_transaction(&conn, |tx| async move {
+                for entry in entries {
+                    record(&tx, entry).await?;
+                }
+                Ok::<_, AuditError>(())
+            })
+            .await
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the clinic domain: real encrypted clinic files, created through a
+//! real platform (control plane + tenant store) in a temporary data directory.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test by panicking"
+)]
+
+mod anchors;
+mod audit_log;
+mod reads;
+mod search;
+mod support;
+mod tamper;

@@ -1,0 +1,173 @@
+//! Read auditing: views queued on the request path, written in batches, never lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libsql::Connection;
+use ward_clinic::audit::{self, Action, ReadAuditConfig, ReadAuditor};
+use ward_control::ClinicRecord;
+
+use crate::support::{TestPlatform, doctor, start};
+
+fn view(patient: usize) -> audit::Entry {
+    audit::Entry::new(start(), doctor(), Action::View)
+        .entity("patient", format!("patient-{patient}"))
+        .ip("192.0.2.7")
+}
+
+async fn count(conn: &Connection) -> i64 {
+    let mut rows = conn
+        .query("SELECT count(*) FROM audit_log", ())
+        .await
+        .unwrap();
+    rows.next().await.unwrap().unwrap().get(0).unwrap()
+}
+
+async fn rows_of(t: &TestPlatform, clinic: &ClinicRecord) -> i64 {
+    t.with(clinic, |conn| async move { count(&conn).await })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn noted_views_are_written_within_about_a_tenth_of_a_second() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    let auditor = ReadAuditor::start(t.platform.tenants.clone(), ReadAuditConfig::default());
+    let noted = Instant::now();
+    for p in 0..5 {
+        auditor.note_view(clinic.id, view(p)).unwrap();
+    }
+    // Poll the clinic until the rows are there (the writer has no other signal to wait on).
+    let tenant = t.platform.tenants.get(clinic.id).await.unwrap();
+    let written = loop {
+        if tenant.with(|conn| async move { count(&conn).await }).await == 5 {
+            break noted.elapsed();
+        }
+        assert!(
+            noted.elapsed() < Duration::from_secs(2),
+            "views not written after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    eprintln!("5 views written {written:?} after being noted");
+    // 100 ms of batching plus one commit; generous for a loaded machine.
+    assert!(written < Duration::from_millis(600), "{written:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_views_from_many_tasks_are_all_written_exactly_once() {
+    let t = TestPlatform::new().await;
+    let clinics = [
+        t.clinic("Acme").await,
+        t.clinic("Bravo").await,
+        t.clinic("Charlie").await,
+    ];
+    let auditor = ReadAuditor::start(t.platform.tenants.clone(), ReadAuditConfig::default());
+    let ids = Arc::new(clinics.iter().map(|c| c.id).collect::<Vec<_>>());
+    const TASKS: usize = 50;
+    const PER_TASK: usize = 200;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let auditor = auditor.clone();
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let mut spent = Duration::ZERO;
+                for i in 0..PER_TASK {
+                    let entry = view(task * PER_TASK + i);
+                    let clinic = ids[(task + i) % ids.len()];
+                    let started = Instant::now();
+                    auditor.note_view(clinic, entry).unwrap();
+                    spent += started.elapsed();
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                spent
+            })
+        })
+        .collect();
+    let mut spent = Duration::ZERO;
+    for task in tasks {
+        spent += task.await.unwrap();
+    }
+    let per_note = spent / (TASKS * PER_TASK) as u32;
+    eprintln!("note_view: {per_note:?} per call on the request path");
+    let outcome = auditor.flush().await;
+    assert_eq!(outcome.pending, 0);
+    assert_eq!(auditor.stats().noted, 10_000);
+    assert_eq!(auditor.stats().written, 10_000);
+
+    let mut total = 0;
+    for clinic in &clinics {
+        let report = t
+            .with(clinic, |conn| async move {
+                audit::verify_chain(&conn, None).await.unwrap()
+            })
+            .await;
+        assert!(report.is_clean(), "{report:?}");
+        total += report.rows;
+    }
+    assert_eq!(total, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_writes_what_is_still_queued() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    let config = ReadAuditConfig {
+        // Nothing would be written for a minute without the flush.
+        max_delay: Duration::from_secs(60),
+        ..ReadAuditConfig::default()
+    };
+    let auditor = ReadAuditor::start(t.platform.tenants.clone(), config);
+    for p in 0..25 {
+        auditor.note_view(clinic.id, view(p)).unwrap();
+    }
+    let outcome = auditor.flush().await;
+    assert_eq!((outcome.written, outcome.pending), (25, 0));
+    assert_eq!(rows_of(&t, &clinic).await, 25);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn views_of_an_unavailable_clinic_wait_and_are_not_dropped() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    let other = t.clinic("Bravo").await;
+    let config = ReadAuditConfig {
+        retry_after: Duration::from_millis(20),
+        flush_attempts: 2,
+        ..ReadAuditConfig::default()
+    };
+    let auditor = ReadAuditor::start(t.platform.tenants.clone(), config);
+    let lock = t.platform.tenants.lock(clinic.id, "restore").await.unwrap();
+    for p in 0..10 {
+        auditor.note_view(clinic.id, view(p)).unwrap();
+        auditor.note_view(other.id, view(p)).unwrap();
+    }
+    let outcome = auditor.flush().await;
+    assert_eq!(
+        (outcome.written, outcome.pending),
+        (10, 10),
+        "the available clinic is written, the locked one kept"
+    );
+    assert!(auditor.stats().failed_writes >= 2);
+
+    drop(lock);
+    let outcome = auditor.flush().await;
+    assert_eq!((outcome.written, outcome.pending), (10, 0));
+    assert_eq!(rows_of(&t, &clinic).await, 10);
+    assert_eq!(rows_of(&t, &other).await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_the_log_would_refuse_is_refused_when_noted() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    let auditor = ReadAuditor::start(t.platform.tenants.clone(), ReadAuditConfig::default());
+    let mut bad = view(1);
+    bad.entity_type = None;
+    assert!(auditor.note_view(clinic.id, bad).is_err());
+    auditor.note_view(clinic.id, view(2)).unwrap();
+    assert_eq!(auditor.flush().await.pending, 0);
+    assert_eq!(rows_of(&t, &clinic).await, 1);
+}

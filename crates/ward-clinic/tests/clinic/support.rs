@@ -1,0 +1,137 @@
+//! A platform in a temporary directory, and audit entries to fill it with.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use libsql::Connection;
+use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
+use ward_control::{ClinicRecord, MasterKeySource, Platform};
+use ward_core::{ManualClock, Role, parse_time};
+use ward_tenancy::{DataKey, MasterKey, Registry, StoreConfig, db};
+
+/// The master key every test platform uses (64 hex characters).
+pub const MASTER_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+pub struct TestPlatform {
+    /// Keeps the data directory alive as long as the platform.
+    _dir: tempfile::TempDir,
+    pub platform: Platform,
+}
+
+impl TestPlatform {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(start());
+        let platform = Platform::open(
+            StoreConfig::new(dir.path()),
+            MasterKeySource::Configured(MASTER_HEX.into()),
+            Arc::new(clock),
+        )
+        .await
+        .unwrap();
+        Self {
+            _dir: dir,
+            platform,
+        }
+    }
+
+    pub async fn clinic(&self, name: &str) -> ClinicRecord {
+        self.platform
+            .control
+            .create_clinic(name, None, &self.platform.tenants, "test")
+            .await
+            .unwrap()
+    }
+
+    /// The clinic's data key, as the tenant store would unwrap it.
+    pub async fn key_of(&self, clinic: &ClinicRecord) -> DataKey {
+        let record = self
+            .platform
+            .control
+            .tenant(clinic.id)
+            .await
+            .unwrap()
+            .unwrap();
+        MasterKey::from_hex(MASTER_HEX)
+            .unwrap()
+            .unwrap(clinic.id, &record.wrapped_key)
+            .unwrap()
+    }
+
+    /// Runs `f` on the clinic's cached connection.
+    pub async fn with<T, F, Fut>(&self, clinic: &ClinicRecord, f: F) -> T
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = T> + Send,
+    {
+        let tenant = self.platform.tenants.get(clinic.id).await.unwrap();
+        tenant.with(f).await
+    }
+}
+
+pub fn start() -> DateTime<Utc> {
+    parse_time("2026-03-01T09:00:00.000Z").unwrap()
+}
+
+pub fn doctor() -> Actor {
+    Actor::User {
+        id: "0192f5c4-0000-7000-8000-000000000001".into(),
+        name: "Dr Ada Lovelace".into(),
+        role: Role::Doctor,
+    }
+}
+
+/// The `n`-th of a varied set of entries: every column gets exercised.
+pub fn entry(n: i64) -> Entry {
+    let at = start() + TimeDelta::milliseconds(n * 1_500);
+    let patient = format!("patient-{}", n % 17);
+    match n % 5 {
+        0 => Entry::new(at, doctor(), Action::View)
+            .entity("patient", &patient)
+            .ip("192.0.2.10"),
+        1 => Entry::new(at, doctor(), Action::Update)
+            .entity("patient", &patient)
+            .ip("2001:db8::1")
+            .diff(Diff::new().field("phone", format!("555-{n:04}"), format!("555-{:04}", n + 1))),
+        2 => Entry::new(
+            at,
+            Actor::User {
+                id: "0192f5c4-0000-7000-8000-000000000002".into(),
+                name: "Front Desk".into(),
+                role: Role::Receptionist,
+            },
+            Action::Create,
+        )
+        .entity("appointment", n),
+        3 => Entry::new(at, doctor(), Action::Print)
+            .entity("prescription", n)
+            .detail("printable prescription"),
+        _ => Entry::new(
+            at,
+            Actor::Operator { name: "ops".into() },
+            Action::OperatorAccess,
+        )
+        .reason("support ticket 42: the owner asked us to check a record"),
+    }
+}
+
+/// Appends entries `from..to` in one transaction.
+pub async fn append(conn: &Connection, range: std::ops::Range<i64>) {
+    audit::in_transaction(conn, |tx| async move {
+        for n in range {
+            audit::record(&tx, &entry(n)).await?;
+        }
+        Ok::<_, audit::AuditError>(())
+    })
+    .await
+    .unwrap();
+}
+
+/// Copies a closed clinic file to `to` and opens the copy with the clinic's key.
+pub async fn open_copy(from: &Path, to: &Path, key: &DataKey) -> db::Opened {
+    std::fs::copy(from, to).unwrap();
+    db::open(to, key, false, db::Durability::Normal)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,265 @@
+//! `ward verify`: proves the data has not been damaged or altered.
+//!
+//! For each clinic that still has data: SQLite's `integrity_check`, the audit chain
+//! recomputed end to end, and its head compared with the anchor the control plane keeps.
+//! Then the control plane's own auth log chain. Any problem is reported precisely (which
+//! clinic, the first bad sequence number, what is wrong) and makes the exit status 1.
+//!
+//! Each check of a clinic is one function returning its part of [`ClinicReport`], so
+//! further checks (backups, sampling) add a field and a call.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use ward_clinic::audit::{self, ChainReport, Head};
+use ward_control::{ClinicRecord, ClinicRef, Platform};
+use ward_core::ClinicStatus;
+
+use crate::cli::{Global, VerifyOpts};
+use crate::output::{json, progress, say};
+
+/// Everything `ward verify` found.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// Whether every check passed.
+    ok: bool,
+    /// The control plane's auth log.
+    auth_log: LogCheck,
+    /// One entry per clinic checked.
+    clinics: Vec<ClinicReport>,
+}
+
+/// A chain's verdict, or why it could not be checked.
+#[derive(Debug, Serialize)]
+struct LogCheck {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain: Option<ChainReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl LogCheck {
+    fn from_result<E: std::fmt::Display>(r: Result<ChainReport, E>) -> Self {
+        match r {
+            Ok(chain) => Self {
+                ok: chain.is_clean(),
+                chain: Some(chain),
+                error: None,
+            },
+            Err(e) => Self {
+                ok: false,
+                chain: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// One clinic's checks.
+#[derive(Debug, Serialize)]
+struct ClinicReport {
+    id: String,
+    slug: String,
+    ok: bool,
+    /// Why the clinic could not be checked at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// What `PRAGMA integrity_check` reported (empty when sound).
+    integrity: Vec<String>,
+    /// The audit chain against its anchor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<ChainReport>,
+}
+
+impl ClinicReport {
+    fn new(clinic: &ClinicRecord) -> Self {
+        Self {
+            id: clinic.id.to_string(),
+            slug: clinic.slug.to_string(),
+            ok: false,
+            error: None,
+            integrity: Vec::new(),
+            audit: None,
+        }
+    }
+
+    fn failed(mut self, error: impl std::fmt::Display) -> Self {
+        self.error = Some(error.to_string());
+        self.ok = false;
+        self
+    }
+}
+
+pub async fn run(global: &Global, opts: VerifyOpts) -> anyhow::Result<ExitCode> {
+    let platform = super::open_platform(global).await?;
+    let clinics = clinics_to_check(&platform, opts.clinic.as_deref()).await?;
+
+    let auth_log = LogCheck::from_result(platform.control.verify_auth_chain().await);
+    let bar = progress(clinics.len() as u64, "verifying clinics");
+    let mut reports = Vec::with_capacity(clinics.len());
+    for clinic in &clinics {
+        reports.push(check_clinic(&platform, clinic).await);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    platform
+        .tenants
+        .shutdown(std::time::Duration::from_secs(30))
+        .await;
+
+    let report = Report {
+        ok: auth_log.ok && reports.iter().all(|c| c.ok),
+        auth_log,
+        clinics: reports,
+    };
+    if opts.json {
+        json(&report)?;
+    } else {
+        print(&report);
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The named clinic, or every clinic that still has data (purged ones have none).
+async fn clinics_to_check(
+    platform: &Platform,
+    named: Option<&str>,
+) -> anyhow::Result<Vec<ClinicRecord>> {
+    if let Some(name) = named {
+        let r: ClinicRef = name.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let clinic = platform.control.find_clinic(&r).await?;
+        if clinic.status == ClinicStatus::Purged {
+            anyhow::bail!(
+                "clinic {} was purged: there is nothing left to verify",
+                clinic.slug
+            );
+        }
+        return Ok(vec![clinic]);
+    }
+    Ok(platform
+        .control
+        .list_clinics()
+        .await
+        .context("cannot list the clinics")?
+        .into_iter()
+        .filter(|c| c.status != ClinicStatus::Purged)
+        .collect())
+}
+
+/// Checks one clinic: the file's integrity and its audit chain against the anchor.
+async fn check_clinic(platform: &Platform, clinic: &ClinicRecord) -> ClinicReport {
+    let report = ClinicReport::new(clinic);
+    // The anchor first: the log only grows, so a head read afterwards is at least as
+    // new even while the server keeps writing.
+    let anchor = match platform.control.anchor_of(clinic.id).await {
+        Ok(a) => a.map(|a| Head {
+            seq: a.seq,
+            hash: a.hash,
+        }),
+        Err(e) => return report.failed(format_args!("cannot read its audit anchor: {e}")),
+    };
+    let tenant = match platform.tenants.get(clinic.id).await {
+        Ok(t) => t,
+        Err(e) => return report.failed(format_args!("cannot be opened: {e}")),
+    };
+    let checked = tenant
+        .with(|conn| async move {
+            let integrity = ward_clinic::integrity_check(&conn).await?;
+            let chain = audit::verify_chain(&conn, anchor).await?;
+            Ok::<_, audit::AuditError>((integrity, chain))
+        })
+        .await;
+    drop(tenant);
+    // Verifying every clinic must not fill the cache with clinics nobody is using.
+    platform.tenants.evict(clinic.id).await;
+    match checked {
+        Ok((integrity, chain)) => ClinicReport {
+            ok: integrity.is_empty() && chain.is_clean(),
+            integrity,
+            audit: Some(chain),
+            ..report
+        },
+        Err(e) => report.failed(format_args!("cannot be read: {e}")),
+    }
+}
+
+fn print(report: &Report) {
+    match (&report.auth_log.chain, &report.auth_log.error) {
+        (Some(chain), _) if chain.is_clean() => {
+            say(format_args!(
+                "auth log: {} events, chain intact",
+                chain.rows
+            ));
+        }
+        (Some(chain), _) => {
+            say(format_args!(
+                "auth log: {} events, {} problem(s):",
+                chain.rows, chain.problem_count
+            ));
+            for p in &chain.problems {
+                say(format_args!("  auth log: {p}"));
+            }
+        }
+        (None, error) => say(format_args!(
+            "auth log: cannot be checked: {}",
+            error.as_deref().unwrap_or("unknown error")
+        )),
+    }
+    let mut bad = 0;
+    for c in &report.clinics {
+        let name = format!("clinic {} ({})", c.slug, c.id);
+        if c.ok {
+            if let Some(chain) = &c.audit {
+                let head = chain.head.as_ref().map_or(0, |h| h.seq);
+                let anchored = chain.anchor.as_ref().map_or_else(
+                    || "not anchored yet".to_owned(),
+                    |a| format!("anchored at seq {}", a.seq),
+                );
+                say(format_args!(
+                    "{name}: ok; {} audit rows, head seq {head}, {anchored}",
+                    chain.rows
+                ));
+            }
+            continue;
+        }
+        bad += 1;
+        if let Some(e) = &c.error {
+            say(format_args!("{name}: PROBLEM: {e}"));
+        }
+        for line in &c.integrity {
+            say(format_args!("{name}: PROBLEM: database damaged: {line}"));
+        }
+        if let Some(chain) = &c.audit {
+            for p in &chain.problems {
+                say(format_args!("{name}: PROBLEM in the audit log at {p}"));
+            }
+            let more = chain
+                .problem_count
+                .saturating_sub(chain.problems.len() as u64);
+            if more > 0 {
+                say(format_args!("{name}: … and {more} more audit problem(s)"));
+            }
+            if let Some(seq) = chain.first_bad_seq() {
+                say(format_args!(
+                    "{name}: first bad audit sequence number: {seq}"
+                ));
+            }
+        }
+    }
+    say(format_args!(
+        "{} clinic(s) verified, {} with problems; auth log {}",
+        report.clinics.len(),
+        bad,
+        if report.auth_log.ok {
+            "intact"
+        } else {
+            "DAMAGED"
+        }
+    ));
+}

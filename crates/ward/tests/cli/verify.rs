@@ -1,0 +1,217 @@
+//! `ward verify`: clean data passes; a tampered audit log fails, naming clinic and row.
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use ward_clinic::audit::{self, Action, Actor, Entry};
+use ward_control::{AuthEvent, ClinicRecord, MasterKeySource, Platform};
+use ward_core::{Role, SystemClock, parse_time};
+use ward_tenancy::{MasterKey, Registry, StoreConfig, db};
+
+const MASTER_HEX: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+
+fn ward(data: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .env("WARD_DATA_DIR", data)
+        .env("WARD_MASTER_KEY", MASTER_HEX)
+        .env("WARD_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn open(data: &Path) -> Platform {
+    Platform::open(
+        StoreConfig::new(data),
+        MasterKeySource::Configured(MASTER_HEX.into()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+}
+
+/// Two clinics with 30 audit rows each, anchored; a few auth events.
+async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
+    let platform = open(data).await;
+    let mut clinics = Vec::new();
+    for name in ["Acme", "Bravo"] {
+        let clinic = platform
+            .control
+            .create_clinic(name, None, &platform.tenants, "test")
+            .await
+            .unwrap();
+        let tenant = platform.tenants.get(clinic.id).await.unwrap();
+        let head = tenant
+            .with(|conn| async move {
+                audit::in_transaction(&conn, |tx| async move {
+                    for n in 0..30 {
+                        audit::record(&tx, &entry(n)).await?;
+                    }
+                    Ok::<_, audit::AuditError>(())
+                })
+                .await
+                .unwrap();
+                audit::head(&conn).await.unwrap().unwrap()
+            })
+            .await;
+        platform
+            .control
+            .anchor(clinic.id, head.seq, &head.hash)
+            .await
+            .unwrap();
+        clinics.push(clinic);
+    }
+    for kind in ["signup", "login"] {
+        platform
+            .control
+            .record_auth_event(AuthEvent {
+                kind: kind.into(),
+                email: Some("owner@example.com".into()),
+                outcome: "ok".into(),
+                ..AuthEvent::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(platform.tenants.shutdown(Duration::from_secs(10)).await, 0);
+    let b = clinics.pop().unwrap();
+    let a = clinics.pop().unwrap();
+    (a, b)
+}
+
+fn entry(n: i64) -> Entry {
+    let at = parse_time("2026-03-01T09:00:00.000Z").unwrap() + TimeDelta::seconds(n);
+    Entry::new(
+        at,
+        Actor::User {
+            id: "0192f5c4-0000-7000-8000-000000000001".into(),
+            name: "Dr Ada Lovelace".into(),
+            role: Role::Doctor,
+        },
+        if n % 2 == 0 {
+            Action::View
+        } else {
+            Action::Update
+        },
+    )
+    .entity("patient", format!("patient-{}", n % 7))
+    .ip("192.0.2.10")
+}
+
+/// Runs `sql` on the clinic's file as someone holding its key, with the append-only
+/// triggers dropped and put back afterwards.
+async fn tamper(data: &Path, clinic: &ClinicRecord, sql: &str) {
+    let key = {
+        let platform = open(data).await;
+        let wrapped = platform
+            .control
+            .tenant(clinic.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped_key;
+        MasterKey::from_hex(MASTER_HEX)
+            .unwrap()
+            .unwrap(clinic.id, &wrapped)
+            .unwrap()
+    };
+    let path = data.join("clinics").join(clinic.id.file_name());
+    let opened = db::open(&path, &key, false, db::Durability::Full)
+        .await
+        .unwrap();
+    let conn = opened.conn;
+    let mut rows = conn
+        .query(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'",
+            (),
+        )
+        .await
+        .unwrap();
+    let mut triggers = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        triggers.push(row.get::<String>(0).unwrap());
+    }
+    drop(rows);
+    conn.execute_batch(
+        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_log_append_only;",
+    )
+    .await
+    .unwrap();
+    conn.execute_batch(sql).await.unwrap();
+    for t in triggers {
+        conn.execute(&t, ()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_passes_clean_data_and_pinpoints_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (acme, bravo) = set_up(data).await;
+
+    let out = ward(data, &["verify"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("auth log: 2 events, chain intact"), "{text}");
+    assert!(
+        text.contains("2 clinic(s) verified, 0 with problems"),
+        "{text}"
+    );
+
+    let out = ward(data, &["verify", "--json"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["clinics"][0]["audit"]["rows"], 30);
+    assert_eq!(report["clinics"][0]["audit"]["anchor"]["seq"], 30);
+
+    // Someone makes a doctor's view look like someone else's.
+    tamper(
+        data,
+        &bravo,
+        "UPDATE audit_log SET actor_name = 'Someone Else' WHERE seq = 17;",
+    )
+    .await;
+    let out = ward(data, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("clinic bravo ({})", bravo.id)) && text.contains("seq 17:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("first bad audit sequence number: 17"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("clinic acme") || text.contains(&format!("clinic acme ({}): ok", acme.id)),
+        "{text}"
+    );
+
+    // One clinic at a time; the other is untouched.
+    let out = ward(data, &["verify", "--clinic", "acme"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // The last ten rows cut off: internally consistent, caught by the anchor.
+    tamper(data, &acme, "DELETE FROM audit_log WHERE seq > 20;").await;
+    let out = ward(
+        data,
+        &["verify", "--clinic", acme.id.to_string().as_str(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = &report["clinics"][0]["audit"]["problems"][0];
+    assert_eq!(problem["kind"], "shorter_than_anchor", "{report:#}");
+    assert_eq!(problem["seq"], 21, "{report:#}");
+}
