@@ -5,11 +5,15 @@
 //! No web types here: callers pass plain values and get records back.
 
 mod auth_events;
+pub mod backups;
+pub mod catalog;
 mod clinics;
 mod platform;
 mod store;
 
 pub use auth_events::AuthEvent;
+pub use backups::{BackupConfig, Backups, RestoreTarget, ServeGuard};
+pub use catalog::{BackupRecord, Scope};
 pub use clinics::{ClinicRecord, ClinicRef};
 pub use platform::{MasterKeySource, Platform};
 pub use store::{ControlError, ControlPlane};
