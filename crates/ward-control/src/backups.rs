@@ -1255,7 +1255,7 @@ pub async fn restore_control_plane(
         })
         .await;
         let pre_restore = data_dir.join(format!("control.db.pre-restore-{}", stamp(clock.now())));
-        backup::swap_in(&live, &prepared, &pre_restore, &mut hook)?;
+        let pre_restore = backup::swap_in(&live, &prepared, &pre_restore, &mut hook)?;
         drop(pin);
         Ok::<_, BackupError>((before, pre_restore))
     };

@@ -375,7 +375,8 @@ pub fn step(hook: &mut StepHook<'_>, s: RestoreStep) -> Result<(), BackupError> 
 }
 
 /// Replaces `live` with the checked database `prepared` (same folder), keeping the old
-/// file as `pre_restore`.
+/// file as `pre_restore` (or, if an interrupted attempt took that name, the same name
+/// with `.1`, `.2`, … appended). Returns the name the old file was kept under.
 ///
 /// The caller holds the exclusive pin (no connection to `live` exists anywhere) and has
 /// checkpointed `live` if it could. At every moment `live` names a whole database: the
@@ -387,16 +388,24 @@ pub fn swap_in(
     prepared: &Path,
     pre_restore: &Path,
     hook: &mut StepHook<'_>,
-) -> Result<(), BackupError> {
+) -> Result<PathBuf, BackupError> {
     step(hook, RestoreStep::KeepOld)?;
+    let kept = (0..)
+        .map(|n| {
+            if n == 0 {
+                pre_restore.to_owned()
+            } else {
+                sidecar(pre_restore, &format!(".{n}"))
+            }
+        })
+        .find(|p| !p.exists() && !sidecar(p, "-wal").exists())
+        .unwrap_or_else(|| pre_restore.to_owned());
     if live.exists() {
-        std::fs::hard_link(live, pre_restore).map_err(BackupError::io(
-            "cannot keep the current file as",
-            pre_restore,
-        ))?;
+        std::fs::hard_link(live, &kept)
+            .map_err(BackupError::io("cannot keep the current file as", &kept))?;
         let wal = sidecar(live, "-wal");
         if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-            std::fs::hard_link(&wal, sidecar(pre_restore, "-wal"))
+            std::fs::hard_link(&wal, sidecar(&kept, "-wal"))
                 .map_err(BackupError::io("cannot keep the current WAL of", live))?;
         }
         sync_parent(live)?;
@@ -407,7 +416,7 @@ pub fn swap_in(
     step(hook, RestoreStep::Rename)?;
     std::fs::rename(prepared, live).map_err(BackupError::io("cannot rename", prepared))?;
     sync_parent(live)?;
-    Ok(())
+    Ok(kept)
 }
 
 /// `path` with `suffix` appended to its name (`-wal`, `-shm`).

@@ -362,7 +362,7 @@ impl TenantStore {
                 reason: format!("cannot take the operator lock: {e}"),
             })?
             .ok_or(TenantError::Maintenance(id))?;
-        self.inner.cache.invalidate(&id).await;
+        self.close_now(id).await;
         Ok(lock)
     }
 
@@ -375,7 +375,15 @@ impl TenantStore {
 
     /// Closes clinic `id`'s handle if it is open.
     pub async fn evict(&self, id: ClinicId) {
+        self.close_now(id).await;
+    }
+
+    /// Removes clinic `id` from the cache and has the handle closed now: the cache hands
+    /// an invalidated entry to the eviction listener (which closes it) only during its
+    /// housekeeping, which this runs.
+    async fn close_now(&self, id: ClinicId) {
         self.inner.cache.invalidate(&id).await;
+        self.inner.cache.run_pending_tasks().await;
     }
 
     /// Closes this process's handles to every clinic an operator has locked, so the
@@ -391,6 +399,9 @@ impl TenantStore {
             .collect();
         for id in &locked {
             self.inner.cache.invalidate(id).await;
+        }
+        if !locked.is_empty() {
+            self.inner.cache.run_pending_tasks().await;
         }
         locked.len()
     }
@@ -571,7 +582,7 @@ impl TenantStore {
         hook: &mut StepHook<'_>,
     ) -> Result<(Option<std::collections::BTreeMap<String, u64>>, PathBuf), BackupError> {
         backup::step(hook, RestoreStep::Exclusive)?;
-        self.inner.cache.invalidate(&id).await;
+        self.close_now(id).await;
         let pin_path = self.pin_path(id);
         let pin = blocking(async { Pin::exclusive(&pin_path, RESTORE_WAIT) })
             .await
@@ -600,7 +611,8 @@ impl TenantStore {
             .inner
             .clinics_dir
             .join(format!("{id}.db.pre-restore-{stamp}"));
-        blocking(async { backup::swap_in(live, prepared, &pre_restore, hook) }).await?;
+        let pre_restore =
+            blocking(async { backup::swap_in(live, prepared, &pre_restore, hook) }).await?;
         drop(pin);
         Ok((before, pre_restore))
     }
