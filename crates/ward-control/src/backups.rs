@@ -441,6 +441,17 @@ impl Backups {
         }
     }
 
+    /// Removes what an interrupted process left in the scratch folder (copies being
+    /// checked). Called when `ward serve` starts.
+    pub fn sweep_scratch(&self) {
+        let scratch = self.scratch();
+        for e in std::fs::read_dir(&scratch).into_iter().flatten().flatten() {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a scratch file");
+            }
+        }
+    }
+
     /// Backs up the control plane and every clinic whose files changed since its last
     /// backup (all of them when `full`), at most `parallel` at once and in random order
     /// (so a pass does not always start with the same clinics), then applies retention

@@ -15,5 +15,5 @@ pub use auth_events::AuthEvent;
 pub use backups::{BackupConfig, Backups, RestoreTarget, ServeGuard};
 pub use catalog::{BackupRecord, Scope};
 pub use clinics::{ClinicRecord, ClinicRef};
-pub use platform::{MasterKeySource, Platform};
+pub use platform::{MasterKeySource, Platform, master_key};
 pub use store::{ControlError, ControlPlane};

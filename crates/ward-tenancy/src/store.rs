@@ -638,6 +638,13 @@ impl TenantStore {
     /// still in use to be released. Returns how many were still open at the deadline.
     pub async fn shutdown(&self, wait: Duration) -> usize {
         self.inner.shutting_down.store(true, Ordering::Release);
+        // `invalidate_all` alone leaves the entries to the cache's lazy housekeeping, which
+        // may not hand them to the eviction listener (which closes them) for a while;
+        // invalidating each one explicitly does, at the next `run_pending_tasks`.
+        let open: Vec<ClinicId> = self.inner.cache.iter().map(|(id, _)| *id).collect();
+        for id in &open {
+            self.inner.cache.invalidate(id).await;
+        }
         self.inner.cache.invalidate_all();
         self.inner.cache.run_pending_tasks().await;
         let deadline = tokio::time::Instant::now() + wait;

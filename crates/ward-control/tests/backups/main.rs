@@ -1,5 +1,8 @@
 //! Backups and restores against real encrypted libSQL files in temporary directories.
-#![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test on any error"
+)]
 
 mod restore;
 mod taking;
