@@ -391,21 +391,15 @@ impl Backups {
                 chain_head,
             },
         )?;
-        self.control
-            .insert_backup(NewBackup { record: &record })
-            .await?;
         if let Some(e) = &verify_error {
             tracing::error!(scope = %scope.key(), backup = %id, error = %e, "a new backup FAILED verification; it will not be restored from");
         }
         self.control
-            .record_backup_state(
-                scope,
+            .record_new_backup(NewBackup {
+                record: &record,
                 fingerprint,
-                taken_at,
-                verify_error.is_none(),
-                verify_error.as_deref(),
-                self.now(),
-            )
+                now: self.now(),
+            })
             .await?;
         Ok(record)
     }
@@ -986,7 +980,11 @@ impl Backups {
                 deleted_at: None,
             };
             self.control
-                .insert_backup(NewBackup { record: &record })
+                .record_new_backup(NewBackup {
+                    record: &record,
+                    fingerprint: None,
+                    now: self.now(),
+                })
                 .await?;
             adopted += 1;
         }
@@ -1060,8 +1058,9 @@ fn write_manifest(db_file: &Path, m: &Manifest) -> Result<(), BackupError> {
         f.sync_all()?;
         std::fs::rename(&partial, &path)
     };
-    write().map_err(BackupError::io("cannot write", &path))?;
-    backup::sync_parent(&path)
+    // The folder is not synced for it: a manifest only matters for adopting backups
+    // into a restored catalog, and one lost in a crash leaves the backup catalogued.
+    write().map_err(BackupError::io("cannot write", &path))
 }
 
 /// Every manifest under `dir`, with its `.db` file's path relative to `dir`.

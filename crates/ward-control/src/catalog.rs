@@ -201,15 +201,20 @@ pub struct BackupOverview {
     pub attention: Vec<BackupAttention>,
 }
 
-/// A new catalog row.
+/// A new catalog row, and what the scheduler should remember with it.
 pub(crate) struct NewBackup<'a> {
     pub record: &'a BackupRecord,
+    /// File summary seen before the backup began (`None`: leave the stored one).
+    pub fingerprint: Option<String>,
+    pub now: DateTime<Utc>,
 }
 
 impl ControlPlane {
-    pub(crate) async fn insert_backup(&self, new: NewBackup<'_>) -> Result<(), ControlError> {
+    /// Catalogs a backup (ignored if its id is already known) and updates its scope's
+    /// scheduler state, in one transaction (one commit per backup).
+    pub(crate) async fn record_new_backup(&self, new: NewBackup<'_>) -> Result<(), ControlError> {
         let r = new.record;
-        let params = libsql::params![
+        let row = libsql::params![
             r.id.to_string(),
             r.scope.clinic_column(),
             r.kind.clone(),
@@ -225,15 +230,41 @@ impl ControlPlane {
             r.verified_at.map(format_time),
             r.verify_error.clone(),
         ];
-        self.with(|conn| async move {
+        let verified = r.verify_error.is_none() && r.verified_at.is_some();
+        let taken = format_time(r.taken_at);
+        let state = libsql::params![
+            r.scope.key(),
+            new.fingerprint,
+            taken.clone(),
+            verified.then(|| taken.clone()),
+            r.verify_error.clone(),
+            format_time(new.now),
+        ];
+        let adopted = r.trigger == "adopted";
+        self.transaction(|conn| async move {
             conn.execute(
                 "INSERT INTO backups (id, clinic_id, kind, target, file, taken_at, size, sha256, schema_version, audit_seq, audit_hash, trigger, verified_at, verify_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (id) DO NOTHING",
-                params,
+                row,
             )
-            .await
+            .await?;
+            if !adopted {
+                conn.execute(
+                    "INSERT INTO backup_state (scope, fingerprint, last_backup_at, last_verified_at, last_error, last_error_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN NULL ELSE ?6 END)
+                     ON CONFLICT (scope) DO UPDATE SET
+                       fingerprint = coalesce(excluded.fingerprint, fingerprint),
+                       last_backup_at = max(coalesce(last_backup_at, ''), excluded.last_backup_at),
+                       last_verified_at = CASE WHEN excluded.last_verified_at IS NULL THEN last_verified_at
+                                               ELSE max(coalesce(last_verified_at, ''), excluded.last_verified_at) END,
+                       last_error = excluded.last_error,
+                       last_error_at = excluded.last_error_at",
+                    state,
+                )
+                .await?;
+            }
+            Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Records the outcome of checking backup `id`.
@@ -348,41 +379,6 @@ impl ControlPlane {
             Ok(out)
         })
         .await
-    }
-
-    /// After a backup of `scope` taken at `taken_at`: remember the fingerprint seen
-    /// before it began and whether it verified.
-    pub(crate) async fn record_backup_state(
-        &self,
-        scope: Scope,
-        fingerprint: Option<String>,
-        taken_at: DateTime<Utc>,
-        verified: bool,
-        error: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), ControlError> {
-        let scope = scope.key();
-        let taken = format_time(taken_at);
-        let verified_at = verified.then(|| taken.clone());
-        let error = error.map(str::to_owned);
-        let now = format_time(now);
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO backup_state (scope, fingerprint, last_backup_at, last_verified_at, last_error, last_error_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN NULL ELSE ?6 END)
-                 ON CONFLICT (scope) DO UPDATE SET
-                   fingerprint = excluded.fingerprint,
-                   last_backup_at = max(coalesce(last_backup_at, ''), excluded.last_backup_at),
-                   last_verified_at = CASE WHEN excluded.last_verified_at IS NULL THEN last_verified_at
-                                           ELSE max(coalesce(last_verified_at, ''), excluded.last_verified_at) END,
-                   last_error = excluded.last_error,
-                   last_error_at = excluded.last_error_at",
-                libsql::params![scope, fingerprint, taken, verified_at, error, now],
-            )
-            .await
-        })
-        .await?;
-        Ok(())
     }
 
     /// A backup of `scope` could not be taken at all.

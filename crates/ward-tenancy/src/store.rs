@@ -450,9 +450,12 @@ impl TenantStore {
             format!("{}.{}.{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec())
         };
         let db = std::fs::metadata(&path).ok()?;
+        // An empty WAL and no WAL hold the same data: closing an idle clinic removes it.
         let wal = std::fs::metadata(backup::sidecar(&path, "-wal"))
+            .ok()
+            .filter(|m| m.len() > 0)
             .map(|m| part(&m))
-            .unwrap_or_else(|_| "-".to_owned());
+            .unwrap_or_else(|| "-".to_owned());
         Some(format!("{}/{wal}", part(&db)))
     }
 
