@@ -6,6 +6,8 @@
 
 mod audit_anchors;
 mod auth_events;
+pub mod backups;
+pub mod catalog;
 mod clinics;
 mod outbox;
 pub mod passwords;
@@ -17,9 +19,11 @@ mod users;
 
 pub use audit_anchors::AuditAnchor;
 pub use auth_events::AuthEvent;
+pub use backups::{BackupConfig, Backups, RestoreTarget, ServeGuard};
+pub use catalog::{BackupRecord, Scope};
 pub use clinics::{ClinicRecord, ClinicRef};
 pub use outbox::{MailState, NewMail, Outbox, OutboxCounts, OutboxMail};
-pub use platform::{MasterKeySource, Platform};
+pub use platform::{MasterKeySource, Platform, master_key};
 pub use sessions::{Session, SessionPolicy, SessionSummary};
 pub use store::{ControlError, ControlPlane};
 pub use tokens::{Purpose, TokenInfo};

@@ -64,7 +64,8 @@ impl Platform {
     }
 }
 
-fn master_key(data_dir: &Path, source: MasterKeySource) -> Result<MasterKey, ControlError> {
+/// The master key from its source (generating `<data>/master.key` on first use).
+pub fn master_key(data_dir: &Path, source: MasterKeySource) -> Result<MasterKey, ControlError> {
     match source {
         MasterKeySource::Configured(hex) => MasterKey::from_hex(&hex)
             .map_err(|e| ControlError::Invalid(format!("WARD_MASTER_KEY: {e}"))),

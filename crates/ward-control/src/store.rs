@@ -4,11 +4,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libsql::{Connection, Database};
 use ward_core::Clock;
+use ward_tenancy::backup::{BackupError, Digest};
 use ward_tenancy::migrate::{self, MigrateOutcome};
-use ward_tenancy::{DataKey, DbError, Durability, MasterKey, TenantError, blocking, db};
+use ward_tenancy::{
+    DataKey, DbError, Durability, MasterKey, Pin, TenantError, backup, blocking, db,
+};
 
 /// How many connections the control plane keeps; WAL lets readers run side by side.
 const POOL_SIZE: usize = 4;
+
+/// The control plane's pin file in the data directory (see [`ward_tenancy::Pin`]).
+pub const PIN_FILE: &str = "control.pin";
 
 /// Label of the control plane's key, derived from the master key.
 const KEY_LABEL: &str = "ward control plane database v1";
@@ -31,6 +37,12 @@ pub enum ControlError {
     /// The clinic's database could not be created or opened.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// A backup, its check or a restore failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// Another process holds what this operation needs to hold alone.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<libsql::Error> for ControlError {
@@ -46,6 +58,10 @@ pub struct ControlPlane {
     _databases: Vec<Database>,
     next: AtomicUsize,
     pub(crate) clock: Arc<dyn Clock>,
+    key: DataKey,
+    /// Shared pin on `<data>/control.pin` for as long as this process has the file open:
+    /// a control-plane restore swaps the file only when no process holds one.
+    _pin: Pin,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -71,7 +87,16 @@ impl ControlPlane {
             ))
         })?;
         let path = data_dir.join("control.db");
-        let key = DataKey::from_bytes(master.derive(KEY_LABEL));
+        let key = Self::key(master);
+        let pin_path = data_dir.join(PIN_FILE);
+        let pin = Pin::shared(&pin_path)
+            .map_err(|e| ControlError::Invalid(format!("cannot pin {}: {e}", pin_path.display())))?
+            .ok_or_else(|| {
+                ControlError::Busy(
+                    "the control plane is being restored; try again when the restore has finished"
+                        .into(),
+                )
+            })?;
         let create = !path.try_exists().unwrap_or(false);
         let mut pool = Vec::with_capacity(POOL_SIZE);
         let mut databases = Vec::with_capacity(POOL_SIZE);
@@ -100,9 +125,29 @@ impl ControlPlane {
                 _databases: databases,
                 next: AtomicUsize::new(0),
                 clock,
+                key,
+                _pin: pin,
             },
             outcome,
         ))
+    }
+
+    /// The control plane's database key, derived from the master key.
+    pub fn key(master: &MasterKey) -> DataKey {
+        DataKey::from_bytes(master.derive(KEY_LABEL))
+    }
+
+    /// This control plane's database key.
+    pub(crate) fn data_key(&self) -> &DataKey {
+        &self.key
+    }
+
+    /// Writes a consistent, encrypted snapshot of the control plane to the new file `dest`.
+    pub async fn snapshot(&self, dest: &Path) -> Result<Digest, ControlError> {
+        let dest = dest.to_owned();
+        Ok(self
+            .with(|conn| async move { backup::snapshot(&conn, &dest).await })
+            .await?)
     }
 
     /// The file.

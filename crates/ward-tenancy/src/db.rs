@@ -5,7 +5,7 @@
 //! timeout, the chosen durability, and an authorizer that refuses `ATTACH`, `DETACH`
 //! and extension loading (no SQL can reach a second file).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,8 +146,13 @@ async fn configure(conn: &Connection, durability: Durability) -> Result<(), DbEr
 }
 
 /// Refuses everything that could reach another file or load code.
+///
+/// The one exception is the `ATTACH` that `VACUUM INTO` performs internally, allowed only
+/// for the exact target [`vacuum_into`] is writing on this thread at that moment: SQL from
+/// anywhere else can still not name a second file.
 fn authorize(ctx: &AuthContext<'_>) -> Authorization {
     match ctx.action {
+        AuthAction::Attach { filename } if is_vacuum_target(filename) => Authorization::Allow,
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
         AuthAction::Function { function_name }
             if function_name.eq_ignore_ascii_case("load_extension") =>
@@ -160,6 +165,40 @@ fn authorize(ctx: &AuthContext<'_>) -> Authorization {
 
 thread_local! {
     static IN_BLOCKING: Cell<bool> = const { Cell::new(false) };
+    /// The file [`vacuum_into`] is writing on this thread, if it is running.
+    static VACUUM_TARGET: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn is_vacuum_target(filename: &str) -> bool {
+    VACUUM_TARGET.with_borrow(|t| t.as_deref() == Some(filename))
+}
+
+/// Writes a consistent copy of `conn`'s database into the new file `target` with
+/// `VACUUM INTO`, encrypted under the same key (SQLite3MultipleCiphers gives an attached
+/// database without its own key the main database's key, so no page reaches the disk in
+/// the clear).
+///
+/// The copy is one read transaction: writers on other connections carry on meanwhile,
+/// and the copy shows exactly the commits before it began. `target` must not exist.
+pub async fn vacuum_into(conn: &Connection, target: &Path) -> Result<(), DbError> {
+    let Some(name) = target
+        .to_str()
+        .filter(|n| !n.contains('\'') && !n.contains('\0'))
+    else {
+        return Err(DbError::Sql(libsql::Error::Misuse(
+            "a backup path must be plain UTF-8 without quotes".into(),
+        )));
+    };
+    if target.try_exists().unwrap_or(true) {
+        return Err(DbError::AlreadyExists(target.to_owned()));
+    }
+    // libSQL runs local statements on the calling thread, so the authorizer sees this
+    // thread's value while the statement runs, and no other statement can.
+    VACUUM_TARGET.set(Some(name.to_owned()));
+    let result = conn.execute(&format!("VACUUM INTO '{name}'"), ()).await;
+    VACUUM_TARGET.set(None);
+    result?;
+    Ok(())
 }
 
 /// Runs database work without stalling the async workers.
@@ -190,4 +229,66 @@ pub async fn first_row(
 ) -> Result<Option<libsql::Row>, DbError> {
     let mut rows = conn.query(sql, params).await?;
     Ok(rows.next().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CANARY: &[u8] = b"CANARY-7f3a9c";
+
+    async fn fresh(dir: &Path) -> (Opened, DataKey) {
+        let key = DataKey::random();
+        let opened = open(&dir.join("a.db"), &key, true, Durability::Full)
+            .await
+            .unwrap();
+        opened
+            .conn
+            .execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('CANARY-7f3a9c');")
+            .await
+            .unwrap();
+        (opened, key)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sql_cannot_attach_or_detach_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (opened, _) = fresh(dir.path()).await;
+        let other = dir.path().join("b.db");
+        let attach = format!("ATTACH '{}' AS other", other.display());
+        assert!(opened.conn.execute(&attach, ()).await.is_err());
+        assert!(opened.conn.execute("DETACH other", ()).await.is_err());
+        // Nor by naming the file as a VACUUM INTO target outside `vacuum_into`.
+        let vacuum = format!("VACUUM INTO '{}'", other.display());
+        assert!(opened.conn.execute(&vacuum, ()).await.is_err());
+        assert!(!other.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn vacuum_into_writes_an_encrypted_copy_that_opens_with_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (opened, key) = fresh(dir.path()).await;
+        let copy = dir.path().join("copy.db");
+        vacuum_into(&opened.conn, &copy).await.unwrap();
+        // The authorizer's exception ended with the statement.
+        let attach = format!("ATTACH '{}' AS other", copy.display());
+        assert!(opened.conn.execute(&attach, ()).await.is_err());
+        let bytes = std::fs::read(&copy).unwrap();
+        assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY));
+        assert!(matches!(
+            open(&copy, &DataKey::random(), false, Durability::Full).await,
+            Err(DbError::WrongKey(_))
+        ));
+        let reopened = open(&copy, &key, false, Durability::Full).await.unwrap();
+        let row = first_row(&reopened.conn, "SELECT x FROM t", ())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.get::<String>(0).unwrap().as_bytes(), CANARY);
+        // An existing target is refused rather than overwritten.
+        assert!(matches!(
+            vacuum_into(&opened.conn, &copy).await,
+            Err(DbError::AlreadyExists(_))
+        ));
+    }
 }

@@ -5,18 +5,22 @@
 //! date and keeps the handle in a bounded cache. [`db`] is the one place a libSQL
 //! connection is opened and configured, for clinic files and the control plane alike.
 
+pub mod backup;
 pub mod db;
 pub mod keys;
 mod lockfile;
 pub mod migrate;
+mod pin;
 mod store;
 
 pub use db::{DbError, Durability, blocking};
 pub use keys::{DataKey, KeyError, MasterKey};
 pub use lockfile::OperatorLock;
 pub use migrate::{MigrateOutcome, Migration};
+pub use pin::Pin;
 pub use store::{
-    Registry, StoreConfig, StoreStats, Tenant, TenantError, TenantHandle, TenantRecord, TenantStore,
+    RESTORE_WAIT, Registry, RestoreOutcome, StoreConfig, StoreStats, Tenant, TenantError,
+    TenantHandle, TenantRecord, TenantStore,
 };
 
 /// The types a [`Registry`] implementation needs.

@@ -11,10 +11,18 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use ward_core::ClinicId;
 
+use crate::backup::{
+    self, BackupError, Checked, ContentCheck, Digest, Expected, RestoreStep, StepHook,
+};
 use crate::db::{self, Durability, blocking};
 use crate::keys::{DataKey, MasterKey};
 use crate::lockfile::{self, OperatorLock};
 use crate::migrate::{self, MigrateOutcome, Migration};
+use crate::pin::Pin;
+
+/// How long a restore waits for other processes to close a clinic it has locked
+/// (`ward serve` closes locked clinics within about a second).
+pub const RESTORE_WAIT: Duration = Duration::from_secs(30);
 
 /// What the control plane knows about a clinic that opening it needs.
 #[derive(Debug, Clone)]
@@ -88,6 +96,21 @@ impl StoreConfig {
     }
 }
 
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreOutcome {
+    /// What checking the restored copy found (rows per table as restored).
+    pub checked: Checked,
+    /// Rows per table in the live file before, if it could be read.
+    pub before: Option<std::collections::BTreeMap<String, u64>>,
+    /// Rows per table after the switch and migrations; `None` for a dry run.
+    pub after: Option<std::collections::BTreeMap<String, u64>>,
+    /// Where the replaced file was kept; `None` for a dry run.
+    pub pre_restore: Option<PathBuf>,
+    /// What opening the restored file migrated; `None` for a dry run.
+    pub migration: Option<MigrateOutcome>,
+}
+
 /// Counters for `/status` and the benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
@@ -146,7 +169,9 @@ impl Tenant {
 /// to a blocking thread. The open count drops only once the file is really closed, so
 /// `open_handles == 0` means every WAL has been checkpointed and removed.
 struct CloseOffThread {
-    files: Option<(Connection, Database)>,
+    // Dropped in order: the connection, the database, then the pin (released only once
+    // the file is closed).
+    files: Option<(Connection, Database, Pin)>,
     open_count: Arc<AtomicUsize>,
 }
 
@@ -237,6 +262,27 @@ impl TenantStore {
         self.inner.clinics_dir.join(format!("{id}.lock"))
     }
 
+    fn pin_path(&self, id: ClinicId) -> PathBuf {
+        self.inner.clinics_dir.join(format!("{id}.pin"))
+    }
+
+    /// A shared pin on clinic `id`, held by every connection to its file: refused while
+    /// an operator holds the lock or a restore holds the exclusive pin.
+    fn pin_shared(&self, id: ClinicId, under_own_lock: bool) -> Result<Pin, TenantError> {
+        let pin = Pin::shared(&self.pin_path(id))
+            .map_err(|e| TenantError::Unavailable {
+                clinic: id,
+                reason: format!("cannot pin the clinic file: {e}"),
+            })?
+            .ok_or(TenantError::Maintenance(id))?;
+        // Checked again under the pin: a lock taken between the caller's check and the
+        // pin would otherwise let this connection open a file that is about to be swapped.
+        if !under_own_lock && self.is_locked(id) {
+            return Err(TenantError::Maintenance(id));
+        }
+        Ok(pin)
+    }
+
     /// The newest tenant schema version this store applies.
     pub fn latest_version(&self) -> u32 {
         migrate::latest(&self.inner.migrations)
@@ -255,6 +301,7 @@ impl TenantStore {
         self.check_running()?;
         let key = self.unwrap_key(id, wrapped_key)?;
         let path = self.path_of(id);
+        let pin = self.pin_shared(id, false)?;
         let migrations = self.inner.migrations.clone();
         let result = blocking(async {
             let opened = db::open(&path, &key, true, Durability::Full).await?;
@@ -275,7 +322,7 @@ impl TenantStore {
             }
         };
         self.inner.opens.fetch_add(1, Ordering::Relaxed);
-        let tenant = self.wrap_tenant(id, opened);
+        let tenant = self.wrap_tenant(id, opened, pin);
         self.record_opened(id, outcome.to).await;
         self.inner.cache.insert(id, tenant).await;
         Ok(outcome.to)
@@ -339,7 +386,7 @@ impl TenantStore {
                 reason: format!("cannot take the operator lock: {e}"),
             })?
             .ok_or(TenantError::Maintenance(id))?;
-        self.evict(id).await;
+        self.close_now(id).await;
         Ok(lock)
     }
 
@@ -352,6 +399,13 @@ impl TenantStore {
 
     /// Closes clinic `id`'s handle if it is open (once requests still using it finish).
     pub async fn evict(&self, id: ClinicId) {
+        self.close_now(id).await;
+    }
+
+    /// Removes clinic `id` from the cache and has the handle closed now: the cache hands
+    /// an invalidated entry to the eviction listener (which closes it) only during its
+    /// housekeeping, which this runs.
+    async fn close_now(&self, id: ClinicId) {
         self.inner.cache.invalidate(&id).await;
         // The cache keeps its own reference to a removed entry until its next
         // housekeeping pass; run it now so the file is really closed.
@@ -362,6 +416,240 @@ impl TenantStore {
     /// sweep (audit anchoring) does not keep idle clinics open.
     pub fn open_tenants(&self) -> Vec<TenantHandle> {
         self.inner.cache.iter().map(|(_, tenant)| tenant).collect()
+    }
+
+    /// Closes this process's handles to every clinic an operator has locked, so the
+    /// operator's restore is not left waiting for a request that would notice the lock.
+    /// Returns how many were closed. `ward serve` runs it every second.
+    pub async fn close_locked(&self) -> usize {
+        let locked: Vec<ClinicId> = self
+            .inner
+            .cache
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| self.is_locked(*id))
+            .collect();
+        for id in &locked {
+            self.inner.cache.invalidate(id).await;
+        }
+        if !locked.is_empty() {
+            self.inner.cache.run_pending_tasks().await;
+        }
+        locked.len()
+    }
+
+    /// Runs `f` on clinic `id`'s connection for the holder of its operator lock (whom
+    /// [`Self::get`] refuses like everyone else), opening and closing the file for it.
+    pub async fn with_locked<T, F, Fut>(
+        &self,
+        id: ClinicId,
+        _lock: &OperatorLock,
+        f: F,
+    ) -> Result<T, TenantError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = T> + Send,
+    {
+        let (tenant, _) = self.open_with(id, true).await?;
+        let out = tenant.with(f).await;
+        drop(tenant);
+        Ok(out)
+    }
+
+    /// Clinic `id`'s data key, unwrapped (for checking its backups).
+    pub async fn data_key(&self, id: ClinicId) -> Result<DataKey, TenantError> {
+        let record = self
+            .inner
+            .registry
+            .tenant(id)
+            .await
+            .map_err(|e| TenantError::Unavailable {
+                clinic: id,
+                reason: format!("control plane: {e}"),
+            })?
+            .ok_or(TenantError::Unknown(id))?;
+        self.unwrap_key(id, &record.wrapped_key)
+    }
+
+    /// A cheap summary of clinic `id`'s files (identity, size and modification time of
+    /// the database and its WAL): when it is unchanged, so is the clinic. `None` if the
+    /// file is missing. A checkpoint changes it without changing the data, which costs at
+    /// most one needless backup.
+    pub fn fingerprint(&self, id: ClinicId) -> Option<String> {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = self.path_of(id);
+        let part = |m: &std::fs::Metadata| {
+            format!("{}.{}.{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+        };
+        let db = std::fs::metadata(&path).ok()?;
+        // An empty WAL and no WAL hold the same data: closing an idle clinic removes it.
+        let wal = std::fs::metadata(backup::sidecar(&path, "-wal"))
+            .ok()
+            .filter(|m| m.len() > 0)
+            .map(|m| part(&m))
+            .unwrap_or_else(|| "-".to_owned());
+        Some(format!("{}/{wal}", part(&db)))
+    }
+
+    /// Writes a consistent, encrypted snapshot of clinic `id` to the new file `dest`
+    /// (whose folder exists), through a connection of its own so the clinic's requests
+    /// are not held up. Refused while an operator holds the clinic's lock.
+    pub async fn snapshot(&self, id: ClinicId, dest: &Path) -> Result<Digest, BackupError> {
+        self.check_running()?;
+        if self.is_locked(id) {
+            return Err(TenantError::Maintenance(id).into());
+        }
+        let key = self.data_key(id).await?;
+        let pin = self.pin_shared(id, false)?;
+        let path = self.path_of(id);
+        let digest = blocking(async {
+            let opened = db::open(&path, &key, false, Durability::Full).await?;
+            let digest = backup::snapshot(&opened.conn, dest).await;
+            drop(opened);
+            digest
+        })
+        .await;
+        drop(pin);
+        digest
+    }
+
+    /// Checks the backup `source` of clinic `id` by restoring it into a scratch file in
+    /// `scratch_dir`.
+    pub async fn verify_backup(
+        &self,
+        id: ClinicId,
+        source: &Path,
+        scratch_dir: &Path,
+        expected: &Expected,
+        check: &dyn ContentCheck,
+    ) -> Result<Checked, BackupError> {
+        let key = self.data_key(id).await?;
+        let expected = Expected {
+            latest_schema: self.latest_version(),
+            ..expected.clone()
+        };
+        blocking(backup::verify(source, scratch_dir, &key, &expected, check)).await
+    }
+
+    /// Restores clinic `id` from the backup file `source`, under the operator's `lock`.
+    ///
+    /// The backup is restored into `<uuid>.db.restoring` beside the live file and checked
+    /// (hash, integrity, schema, `check`); with `dry_run` that is all, and the file is
+    /// removed. Otherwise the restore waits until no process has the clinic open, counts
+    /// the live rows, checkpoints, keeps the live file as `<uuid>.db.pre-restore-<stamp>`,
+    /// switches to the restored file with one rename, and opens it through the store,
+    /// which runs pending migrations. Any failure before the rename leaves the live file
+    /// as it was; a crash at any point leaves a whole database, old or new, under the
+    /// live name.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per caller, all named"
+    )]
+    pub async fn restore(
+        &self,
+        id: ClinicId,
+        _lock: &OperatorLock,
+        source: &Path,
+        expected: &Expected,
+        check: &dyn ContentCheck,
+        stamp: &str,
+        dry_run: bool,
+        mut hook: StepHook<'_>,
+    ) -> Result<RestoreOutcome, BackupError> {
+        self.check_running()?;
+        let key = self.data_key(id).await?;
+        let live = self.path_of(id);
+        let prepared = self.inner.clinics_dir.join(format!("{id}.db.restoring"));
+        let expected = Expected {
+            latest_schema: self.latest_version(),
+            ..expected.clone()
+        };
+        backup::step(&mut hook, RestoreStep::Prepare)?;
+        let checked = blocking(backup::restore_copy(
+            source, &prepared, &key, &expected, check,
+        ))
+        .await?;
+        if dry_run {
+            backup::remove_database_and_sidecars(&prepared)?;
+            return Ok(RestoreOutcome {
+                checked,
+                before: None,
+                after: None,
+                pre_restore: None,
+                migration: None,
+            });
+        }
+        let swapped = self
+            .swap(id, &key, &live, &prepared, stamp, &mut hook)
+            .await;
+        let (before, pre_restore) = match swapped {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = backup::remove_database_and_sidecars(&prepared);
+                return Err(e);
+            }
+        };
+        backup::step(&mut hook, RestoreStep::Migrate)?;
+        // The operator lock still keeps everyone else out; this process opens the clinic
+        // directly, as `get` would refuse a locked clinic.
+        let (tenant, migration) = self.open_with(id, true).await?;
+        let after = tenant
+            .with(|conn| async move { backup::table_counts(&conn).await })
+            .await
+            .map_err(BackupError::Db)?;
+        drop(tenant);
+        Ok(RestoreOutcome {
+            checked,
+            before,
+            after: Some(after),
+            pre_restore: Some(pre_restore),
+            migration: Some(migration),
+        })
+    }
+
+    async fn swap(
+        &self,
+        id: ClinicId,
+        key: &DataKey,
+        live: &Path,
+        prepared: &Path,
+        stamp: &str,
+        hook: &mut StepHook<'_>,
+    ) -> Result<(Option<std::collections::BTreeMap<String, u64>>, PathBuf), BackupError> {
+        backup::step(hook, RestoreStep::Exclusive)?;
+        self.close_now(id).await;
+        let pin_path = self.pin_path(id);
+        let pin = blocking(async { Pin::exclusive(&pin_path, RESTORE_WAIT) })
+            .await
+            .map_err(BackupError::io("cannot pin", &pin_path))?
+            .ok_or_else(|| {
+                BackupError::Busy(format!(
+                    "clinic {id} is still open in another process after {} s; is a `ward serve` without backup support running on this data?",
+                    RESTORE_WAIT.as_secs()
+                ))
+            })?;
+        backup::step(hook, RestoreStep::Checkpoint)?;
+        let before = blocking(async {
+            // The live file may be the damaged one being replaced: not opening it is no
+            // reason to refuse the restore (its WAL is then kept with the old file).
+            let opened = db::open(live, key, false, Durability::Full).await.ok()?;
+            let counts = backup::table_counts(&opened.conn).await.ok();
+            let _ = opened
+                .conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .await;
+            drop(opened);
+            counts
+        })
+        .await;
+        let pre_restore = self
+            .inner
+            .clinics_dir
+            .join(format!("{id}.db.pre-restore-{stamp}"));
+        let pre_restore =
+            blocking(async { backup::swap_in(live, prepared, &pre_restore, hook) }).await?;
+        drop(pin);
+        Ok((before, pre_restore))
     }
 
     /// Runs the cache's pending housekeeping (idle and over-cap evictions) now.
@@ -385,6 +673,13 @@ impl TenantStore {
     /// still in use to be released. Returns how many were still open at the deadline.
     pub async fn shutdown(&self, wait: Duration) -> usize {
         self.inner.shutting_down.store(true, Ordering::Release);
+        // `invalidate_all` alone leaves the entries to the cache's lazy housekeeping, which
+        // may not hand them to the eviction listener (which closes them) for a while;
+        // invalidating each one explicitly does, at the next `run_pending_tasks`.
+        let open: Vec<ClinicId> = self.inner.cache.iter().map(|(id, _)| *id).collect();
+        for id in &open {
+            self.inner.cache.invalidate(id).await;
+        }
         self.inner.cache.invalidate_all();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -426,15 +721,25 @@ impl TenantStore {
     /// Opens and migrates clinic `id` (not through the cache), recording the outcome in
     /// the registry: the new version when it changed, or the failure.
     async fn open(&self, id: ClinicId) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
+        self.open_with(id, false).await
+    }
+
+    /// [`Self::open`], for the holder of the operator lock when `under_own_lock`.
+    async fn open_with(
+        &self,
+        id: ClinicId,
+        under_own_lock: bool,
+    ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         // One hand-off from the async worker for the whole open (the registry read, the
         // file, the migration check) rather than one per step: the nested `blocking`
         // calls inside simply run.
-        blocking(self.open_blocking(id)).await
+        blocking(self.open_blocking(id, under_own_lock)).await
     }
 
     async fn open_blocking(
         &self,
         id: ClinicId,
+        under_own_lock: bool,
     ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         let record = self
             .inner
@@ -446,6 +751,7 @@ impl TenantStore {
                 reason: format!("control plane: {e}"),
             })?
             .ok_or(TenantError::Unknown(id))?;
+        let pin = self.pin_shared(id, under_own_lock)?;
         let result = match self.unwrap_key(id, &record.wrapped_key) {
             Ok(key) => {
                 let path = self.path_of(id);
@@ -466,7 +772,7 @@ impl TenantStore {
                 if outcome.changed() || record.failed || record.schema_version != outcome.to {
                     self.record_opened(id, outcome.to).await;
                 }
-                Ok((self.wrap_tenant(id, opened), outcome))
+                Ok((self.wrap_tenant(id, opened, pin), outcome))
             }
             Err(reason) => {
                 tracing::error!(clinic = %id, %reason, "clinic cannot be opened");
@@ -478,13 +784,13 @@ impl TenantStore {
         }
     }
 
-    fn wrap_tenant(&self, id: ClinicId, opened: db::Opened) -> TenantHandle {
+    fn wrap_tenant(&self, id: ClinicId, opened: db::Opened, pin: Pin) -> TenantHandle {
         self.inner.open_count.fetch_add(1, Ordering::AcqRel);
         Arc::new(Tenant {
             id,
             conn: tokio::sync::Mutex::new(opened.conn.clone()),
             _files: CloseOffThread {
-                files: Some((opened.conn, opened.database)),
+                files: Some((opened.conn, opened.database, pin)),
                 open_count: self.inner.open_count.clone(),
             },
         })

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -40,6 +41,40 @@ pub struct Global {
     /// Seconds a clinic database may sit unused before it is closed.
     #[arg(long, env = "WARD_TENANT_IDLE_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub tenant_idle_secs: u64,
+    /// Folder for backups, ideally on another disk than the data. Default: <data>/backups.
+    #[arg(long, env = "WARD_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+    /// Most backups (or backup checks) running at once.
+    #[arg(long, env = "WARD_BACKUP_PARALLEL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64), global = true)]
+    pub backup_parallel: u64,
+    /// Every backup younger than this is kept (e.g. 48h, 2d).
+    #[arg(long, env = "WARD_BACKUP_KEEP_ALL", default_value = "48h", value_parser = parse_duration, global = true)]
+    pub backup_keep_all: Duration,
+    /// Beyond that, one backup a day is kept for this many days.
+    #[arg(
+        long,
+        env = "WARD_BACKUP_KEEP_DAILY",
+        default_value_t = 35,
+        global = true
+    )]
+    pub backup_keep_daily: u32,
+}
+
+/// Parses `300`, `300s`, `5m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 300s, 5m, 48h or 2d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{s:?} is not a duration like 300s, 5m, 48h or 2d")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,8 +86,98 @@ pub enum Command {
     /// Create, list and inspect clinics.
     #[command(subcommand)]
     Clinics(ClinicsCommand),
-    /// Check every clinic's database and audit trail, and the platform's auth log.
+    /// Take backups now (they are also taken by `ward serve` on a schedule).
+    Backup(BackupOpts),
+    /// Look at the backups taken.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+    /// Bring a clinic (or the control plane) back to an earlier moment from its backups.
+    Restore(RestoreOpts),
+    /// Check every clinic's database and audit trail and the platform's auth log; with
+    /// `--backups`, restore the newest backups into scratch files and check them instead.
     Verify(VerifyOpts),
+}
+
+/// `ward backup`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "all"])))]
+pub struct BackupOpts {
+    /// One clinic, by short name or id.
+    #[arg(long)]
+    pub clinic: Option<String>,
+    /// Every clinic and the control plane.
+    #[arg(long)]
+    pub all: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// List the backups of a clinic or of the control plane, newest first.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "control_plane"])))]
+    List {
+        /// The clinic, by short name or id.
+        #[arg(long)]
+        clinic: Option<String>,
+        /// The control plane's backups.
+        #[arg(long)]
+        control_plane: bool,
+        /// Include backups removed by retention.
+        #[arg(long)]
+        deleted: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ward restore`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "control_plane"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["at", "backup"])))]
+pub struct RestoreOpts {
+    /// The clinic, by short name or id.
+    #[arg(long)]
+    pub clinic: Option<String>,
+    /// The control plane (refused while `ward serve` runs on this data); needs --backup.
+    #[arg(long, conflicts_with = "at")]
+    pub control_plane: bool,
+    /// Restore the newest good backup taken at or before this moment (RFC 3339, e.g.
+    /// 2026-03-01T12:00:00Z).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Restore this backup (its id, from `ward backups list`).
+    #[arg(long)]
+    pub backup: Option<String>,
+    /// Why (recorded with the restore).
+    #[arg(long)]
+    pub reason: String,
+    /// Only pick the backup, restore it into a scratch file and check it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ward verify`.
+#[derive(Debug, Args)]
+pub struct VerifyOpts {
+    /// Restore drill: restore the newest backup of each clinic and of the control plane
+    /// into a scratch file and check it (instead of checking the live databases).
+    #[arg(long)]
+    pub backups: bool,
+    /// With --backups: only this many clinics, picked at random.
+    #[arg(long, requires = "backups", conflicts_with = "clinic")]
+    pub sample: Option<usize>,
+    /// Only this clinic (short name or id). The auth log is checked either way.
+    #[arg(long)]
+    pub clinic: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward serve`.
@@ -86,6 +211,10 @@ pub struct ServeOpts {
     /// Days a session lasts at most after sign-in.
     #[arg(long, env = "WARD_SESSION_MAX_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365))]
     pub session_max_days: i64,
+    /// How often clinics changed since their last backup are backed up (e.g. 5m; 0
+    /// turns scheduled backups, the daily full pass and the daily drill off).
+    #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub backup_interval: Duration,
 }
 
 /// `ward migrate`.
@@ -97,17 +226,6 @@ pub struct MigrateOpts {
     /// Clinics migrated at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub parallel: u64,
-}
-
-/// `ward verify`.
-#[derive(Debug, Args)]
-pub struct VerifyOpts {
-    /// Only this clinic (short name or id). The auth log is checked either way.
-    #[arg(long)]
-    pub clinic: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,5 +265,22 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        use std::time::Duration;
+        assert_eq!(super::parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(super::parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(
+            super::parse_duration("48h"),
+            Ok(Duration::from_secs(172_800))
+        );
+        assert_eq!(
+            super::parse_duration("2d"),
+            Ok(Duration::from_secs(172_800))
+        );
+        assert!(super::parse_duration("5 minutes").is_err());
+        assert!(super::parse_duration("").is_err());
     }
 }

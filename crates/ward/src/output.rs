@@ -17,6 +17,8 @@ pub fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -51,4 +53,11 @@ pub fn say(line: impl std::fmt::Display) {
 pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     say(serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Writes a line of progress or commentary on standard error (standard output stays
+/// clean for results and JSON).
+#[expect(clippy::print_stderr, reason = "the CLI's running commentary")]
+pub fn note(line: impl std::fmt::Display) {
+    eprintln!("{line}");
 }

@@ -194,9 +194,16 @@ async fn clinics_with_hostile_names_get_only_uuid_files() {
 
     let data = t.data_dir();
     let clinic_files: Vec<_> = files_under(&data.join("clinics"));
+    // Each clinic has its database and its pin file (the cross-process "in use" lock),
+    // both named from the id alone.
     let mut expected: Vec<_> = created
         .iter()
-        .map(|id| Path::new(&id.file_name()).to_owned())
+        .flat_map(|id| {
+            [
+                Path::new(&id.file_name()).to_owned(),
+                Path::new(&format!("{id}.pin")).to_owned(),
+            ]
+        })
         .collect();
     expected.sort();
     assert_eq!(clinic_files, expected);
@@ -205,7 +212,7 @@ async fn clinics_with_hostile_names_get_only_uuid_files() {
     for f in files_under(&data) {
         let s = f.to_str().unwrap();
         assert!(
-            s.starts_with("clinics/") || s.starts_with("control.db"),
+            s.starts_with("clinics/") || s.starts_with("control.db") || s == "control.pin",
             "unexpected file {s}"
         );
     }

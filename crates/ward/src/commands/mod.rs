@@ -1,7 +1,10 @@
 //! One file per command, each with a `run`.
 
+mod backup;
 mod clinics;
+mod drill;
 mod migrate;
+mod restore;
 mod serve;
 mod verify;
 
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ward_control::{MasterKeySource, Platform};
+use ward_control::{BackupConfig, Backups, ClinicRecord, ClinicRef, MasterKeySource, Platform};
 use ward_core::SystemClock;
 use ward_tenancy::StoreConfig;
 
@@ -22,8 +25,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(opts) => serve::run(&cli.global, opts).await,
         Command::Migrate(opts) => migrate::run(&cli.global, opts).await,
         Command::Clinics(cmd) => clinics::run(&cli.global, cmd).await,
+        Command::Backup(opts) => backup::run(&cli.global, opts).await,
+        Command::Backups(cmd) => backup::list(&cli.global, cmd).await,
+        Command::Restore(opts) => restore::run(&cli.global, opts).await,
         Command::Verify(opts) => verify::run(&cli.global, opts).await,
     }
+}
+
+/// The backup settings.
+pub fn backup_config(global: &Global) -> BackupConfig {
+    let dir = global
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| global.data_dir.join("backups"));
+    let mut config = BackupConfig::new(dir);
+    config.parallel = global.backup_parallel as usize;
+    config.keep_all =
+        chrono::TimeDelta::from_std(global.backup_keep_all).unwrap_or(config.keep_all);
+    config.keep_daily_days = global.backup_keep_daily;
+    config
+}
+
+/// Backups of the opened data directory.
+pub fn backups(global: &Global, platform: &Platform) -> Backups {
+    Backups::new(
+        platform.control.clone(),
+        platform.tenants.clone(),
+        backup_config(global),
+    )
+}
+
+/// The clinic an operator named, by slug or id.
+pub async fn find_clinic(platform: &Platform, name: &str) -> anyhow::Result<ClinicRecord> {
+    let r: ClinicRef = name.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    Ok(platform.control.find_clinic(&r).await?)
 }
 
 /// Opens the data directory as the settings say.

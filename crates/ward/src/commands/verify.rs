@@ -5,8 +5,8 @@
 //! Then the control plane's own auth log chain. Any problem is reported precisely (which
 //! clinic, the first bad sequence number, what is wrong) and makes the exit status 1.
 //!
-//! Each check of a clinic is one function returning its part of [`ClinicReport`], so
-//! further checks (backups, sampling) add a field and a call.
+//! Each check of a clinic is one function returning its part of [`ClinicReport`].
+//! `--backups` runs the restore drill instead ([`super::drill`]).
 
 use std::process::ExitCode;
 
@@ -93,6 +93,10 @@ impl ClinicReport {
 }
 
 pub async fn run(global: &Global, opts: VerifyOpts) -> anyhow::Result<ExitCode> {
+    if opts.backups {
+        // The restore drill (`super::drill`): the newest backups, not the live files.
+        return super::drill::run(global, opts.sample, opts.clinic.as_deref(), opts.json).await;
+    }
     let platform = super::open_platform(global).await?;
     let clinics = clinics_to_check(&platform, opts.clinic.as_deref()).await?;
 

@@ -53,9 +53,15 @@ fn create_takes_an_explicit_slug_and_refuses_a_taken_one() {
     assert_eq!(
         std::fs::read_dir(ward.data_dir().join("clinics"))
             .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "db"))
             .count(),
         1,
-        "a refused clinic left a file behind"
+        "a refused clinic left a database behind"
     );
 }
 
