@@ -2,7 +2,11 @@
 //! `libsql::Connection` explicitly; nothing here knows about HTTP.
 //!
 //! - [`audit`]: the append-only, hash-chained audit log every domain action writes to.
+//! - [`settings`]: letterhead, timezone and currency.
 
 pub mod audit;
+mod error;
+pub mod settings;
 
 pub use audit::integrity_check;
+pub use error::ClinicError;

@@ -6,6 +6,8 @@
 pub mod chain;
 mod clock;
 mod ids;
+mod permissions;
 
 pub use clock::{Clock, ManualClock, SystemClock, format_time, parse_time};
 pub use ids::{ClinicId, ClinicStatus, Email, ParseError, Role, Slug};
+pub use permissions::Permission;

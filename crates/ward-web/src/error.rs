@@ -18,6 +18,12 @@ pub enum AppError {
     /// 404: no such page or record, or one this user may not know exists.
     #[error("not found")]
     NotFound,
+    /// 403: a member of the clinic whose role does not allow this.
+    #[error("forbidden")]
+    Forbidden,
+    /// 422: the request made sense but the clinic's data refuses it; the text says why.
+    #[error("refused: {0}")]
+    Refused(String),
     /// 503: an operator is working on this clinic (restore, purge).
     #[error("clinic under maintenance")]
     Maintenance,
@@ -53,6 +59,18 @@ impl From<ControlError> for AppError {
     }
 }
 
+impl From<ward_clinic::ClinicError> for AppError {
+    fn from(e: ward_clinic::ClinicError) -> Self {
+        use ward_clinic::ClinicError as E;
+        match e {
+            E::NotFound => Self::NotFound,
+            E::Invalid { message, .. } => Self::Refused(message),
+            E::Conflict(message) => Self::Refused(message),
+            E::Audit(_) | E::Db(_) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(Box::new(e))
@@ -84,6 +102,23 @@ impl IntoResponse for AppError {
                 None,
                 None,
             ),
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Not available to your role",
+                "Your role in this clinic does not include this page. If you need it, ask the clinic's owner.",
+                None,
+                None,
+            ),
+            Self::Refused(text) => {
+                let body = ErrorPage {
+                    title: "That could not be done",
+                    message: text,
+                    operation_id: None,
+                }
+                .render()
+                .unwrap_or_else(|_| text.clone());
+                return (StatusCode::UNPROCESSABLE_ENTITY, Html(body)).into_response();
+            }
             Self::Maintenance => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Maintenance in progress",

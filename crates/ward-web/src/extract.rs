@@ -5,8 +5,9 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
+use ward_clinic::audit::{Action, Actor, Entry};
 use ward_control::Session;
-use ward_core::{ClinicId, ClinicStatus, Role, Slug};
+use ward_core::{ClinicId, ClinicStatus, Permission, Role, Slug};
 use ward_tenancy::TenantHandle;
 
 use crate::client_ip::client_ip;
@@ -124,6 +125,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppForm<T> {
 pub struct ClinicAccess {
     /// The user.
     pub session: Session,
+    /// The client's address, for the audit log.
+    pub ip: Option<String>,
     /// The clinic's id.
     pub clinic_id: ClinicId,
     /// Its URL name.
@@ -184,12 +187,49 @@ impl FromRequestParts<AppState> for ClinicAccess {
             .get(clinic_id)
             .await
             .map_err(|e| AppError::from(e).into_response())?;
+        let ip = client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
+            .map(|ip| ip.to_string());
         Ok(Self {
             session,
+            ip,
             clinic_id,
             slug,
             role,
             tenant,
         })
+    }
+}
+
+impl ClinicAccess {
+    /// `Ok` if the user's role allows `p`, otherwise the 403 page.
+    pub fn require(&self, p: Permission) -> Result<(), AppError> {
+        if self.role.can(p) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    /// Whether the user's role allows `p` (to show or hide links and sections).
+    pub fn can(&self, p: Permission) -> bool {
+        self.role.can(p)
+    }
+
+    /// The user as the audit log records them: id, name and role at this moment.
+    pub fn actor(&self) -> Actor {
+        Actor::User {
+            id: self.session.user.id.clone(),
+            name: self.session.user.name.clone(),
+            role: self.role,
+        }
+    }
+
+    /// An audit entry by this user, from this address, at `at`.
+    pub fn audit_entry(&self, at: chrono::DateTime<chrono::Utc>, action: Action) -> Entry {
+        let entry = Entry::new(at, self.actor(), action);
+        match &self.ip {
+            Some(ip) => entry.ip(ip),
+            None => entry,
+        }
     }
 }

@@ -5,15 +5,13 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::extract::{ClinicAccess, Csrf};
+use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
 #[derive(Template)]
 #[template(path = "clinic_home.html")]
 struct ClinicHome {
-    clinic_name: String,
-    user_name: String,
-    role: String,
-    csrf: String,
+    frame: ClinicFrame,
 }
 
 /// The clinic's start page.
@@ -25,10 +23,7 @@ pub async fn home_get(
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     Ok(Html(
         ClinicHome {
-            clinic_name: clinic.name,
-            user_name: access.session.user.name.clone(),
-            role: access.role.to_string(),
-            csrf,
+            frame: ClinicFrame::new(&access, clinic.name, csrf, ""),
         }
         .render()?,
     ))
