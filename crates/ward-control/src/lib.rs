@@ -7,6 +7,7 @@
 mod audit_anchors;
 mod auth_events;
 pub mod backups;
+mod cache;
 pub mod catalog;
 mod clinics;
 mod outbox;

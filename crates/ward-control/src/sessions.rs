@@ -42,6 +42,18 @@ pub struct Session {
     pub csrf_token: String,
     /// When the user last proved who they are (password).
     pub authenticated_at: DateTime<Utc>,
+    /// When the session began.
+    pub created_at: DateTime<Utc>,
+    /// The last request recorded (at most [`TOUCH_EVERY`] behind).
+    pub last_seen_at: DateTime<Utc>,
+}
+
+impl Session {
+    fn live(&self, now: DateTime<Utc>, policy: SessionPolicy) -> bool {
+        !self.user.disabled
+            && now - self.created_at <= policy.absolute
+            && now - self.last_seen_at <= policy.idle
+    }
 }
 
 /// A session as listed on the account page.
@@ -117,7 +129,13 @@ impl ControlPlane {
         }
         let now = self.clock.now();
         let hash = token_hash(token);
-        self.with(|conn| async move {
+        if let Some(cached) = self.cache.sessions.get(&hash)
+            && now - cached.last_seen_at <= TOUCH_EVERY
+        {
+            return Ok(cached.live(now, policy).then_some(cached));
+        }
+        let key = hash.clone();
+        let found = self.with(|conn| async move {
             let row = first_row(
                 &conn,
                 "SELECT s.csrf_token, s.created_at, s.last_seen_at, s.authenticated_at,
@@ -127,7 +145,7 @@ impl ControlPlane {
                 [hash.clone()],
             )
             .await?;
-            let Some(row) = row else { return Ok(None) };
+            let Some(row) = row else { return Ok::<_, ControlError>(None) };
             let time = |i: i32| -> Result<DateTime<Utc>, ControlError> {
                 parse_time(&row.get::<String>(i)?).ok_or_else(|| ControlError::Invalid("bad session time".into()))
             };
@@ -141,15 +159,28 @@ impl ControlPlane {
                 disabled: row.get::<i64>(9)? != 0,
                 password_changed_at: row.get::<Option<String>>(10)?.and_then(|t| parse_time(&t)),
             };
-            if user.disabled || now - created > policy.absolute || now - last_seen > policy.idle {
+            let mut session = Session {
+                id: hex::encode(&hash),
+                user,
+                csrf_token: row.get(0)?,
+                authenticated_at: authenticated,
+                created_at: created,
+                last_seen_at: last_seen,
+            };
+            if !session.live(now, policy) {
                 return Ok(None);
             }
             if now - last_seen > TOUCH_EVERY {
                 conn.execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", libsql::params![hash.clone(), format_time(now)]).await?;
+                session.last_seen_at = now;
             }
-            Ok(Some(Session { id: hex::encode(&hash), user, csrf_token: row.get(0)?, authenticated_at: authenticated }))
+            Ok(Some(session))
         })
-        .await
+        .await?;
+        if let Some(s) = &found {
+            self.cache.sessions.insert(key, s.clone());
+        }
+        Ok(found)
     }
 
     /// Ends one session of `user_id` (by its id); false if there was no such live session.
@@ -161,6 +192,7 @@ impl ControlPlane {
         let Some(hash) = parse_hex_id(session_id) else {
             return Ok(false);
         };
+        self.cache.sessions.invalidate(&hash);
         let now = format_time(self.clock.now());
         let user = user_id.to_owned();
         let n = self
@@ -182,6 +214,7 @@ impl ControlPlane {
         user_id: &str,
         keep: Option<&str>,
     ) -> Result<u64, ControlError> {
+        self.cache.forget_sessions();
         let now = format_time(self.clock.now());
         let user = user_id.to_owned();
         let keep = keep.and_then(parse_hex_id).unwrap_or_default();

@@ -59,6 +59,8 @@ pub struct ControlPlane {
     next: AtomicUsize,
     pub(crate) clock: Arc<dyn Clock>,
     key: DataKey,
+    /// Recently resolved sessions and memberships (see [`crate::cache`]).
+    pub(crate) cache: crate::cache::Caches,
     /// Shared pin on `<data>/control.pin` for as long as this process has the file open:
     /// a control-plane restore swaps the file only when no process holds one.
     _pin: Pin,
@@ -126,6 +128,7 @@ impl ControlPlane {
                 next: AtomicUsize::new(0),
                 clock,
                 key,
+                cache: crate::cache::Caches::new(),
                 _pin: pin,
             },
             outcome,

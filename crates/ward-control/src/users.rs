@@ -163,6 +163,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let (id, hash) = (user_id.to_owned(), password_hash.to_owned());
+        self.cache.forget_sessions();
         self.transaction(|conn| async move {
             conn.execute(
                 "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
@@ -188,6 +189,7 @@ impl ControlPlane {
     ) -> Result<bool, ControlError> {
         let now = format_time(self.clock.now());
         let email = email.to_string();
+        self.cache.forget_sessions();
         self.transaction(|conn| async move {
             let changed = if disabled {
                 conn.execute("UPDATE users SET disabled_at = coalesce(disabled_at, ?2) WHERE email = ?1", [email.clone(), now.clone()]).await?
@@ -215,6 +217,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let id = user_id.to_owned();
+        self.cache.forget_memberships();
         self.with(|conn| async move {
             conn.execute(
                 "INSERT INTO memberships (user_id, clinic_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -269,8 +272,12 @@ impl ControlPlane {
         user_id: &str,
         slug: &str,
     ) -> Result<Option<(ClinicId, ClinicStatus, Role)>, ControlError> {
-        let (id, slug) = (user_id.to_owned(), slug.to_owned());
-        self.with(|conn| async move {
+        let key = (user_id.to_owned(), slug.to_owned());
+        if let Some(hit) = self.cache.memberships.get(&key) {
+            return Ok(hit);
+        }
+        let (id, slug) = key.clone();
+        let found = self.with(|conn| async move {
             let row = first_row(
                 &conn,
                 "SELECT c.id, c.status, m.role FROM clinics c JOIN memberships m ON m.clinic_id = c.id WHERE c.slug = ?1 AND m.user_id = ?2",
@@ -288,7 +295,9 @@ impl ControlPlane {
                 _ => Err(ControlError::Invalid("the control plane holds an invalid membership".into())),
             }
         })
-        .await
+        .await?;
+        self.cache.memberships.insert(key, found);
+        Ok(found)
     }
 
     /// Failed sign-ins for this account (by user id) or address since `since`.

@@ -48,6 +48,9 @@ struct Opts {
     /// Zipf exponent.
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
+    /// Measure the clinic start page instead of the patient page.
+    #[arg(long)]
+    home: bool,
     /// Where the scratch data directory goes.
     #[arg(long, default_value = "bench-out")]
     dir: PathBuf,
@@ -76,6 +79,13 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
         *c /= acc;
     }
     cdf
+}
+
+#[derive(Clone, Copy)]
+enum Page {
+    Patient,
+    Home,
+    Bare,
 }
 
 #[derive(Clone, Copy)]
@@ -109,6 +119,15 @@ async fn one_request(
     };
     let head = std::str::from_utf8(&buf[..head_end])?.to_ascii_lowercase();
     let ok = head.starts_with("http/1.1 200");
+    if !ok {
+        static SHOWN: AtomicU64 = AtomicU64::new(0);
+        if SHOWN.fetch_add(1, Ordering::Relaxed) < 3 {
+            say(format_args!(
+                "unexpected answer: {}",
+                head.lines().next().unwrap_or_default()
+            ));
+        }
+    }
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
@@ -136,7 +155,7 @@ async fn load(
     seconds: u64,
     pick: Pick,
     cdf: Arc<Vec<f64>>,
-    bare: bool,
+    page: Page,
 ) -> anyhow::Result<Result_> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -157,10 +176,10 @@ async fn load(
                 };
                 let t = &targets[i];
                 let patient = rng.gen_range(1..=patients);
-                let request = if bare {
-                    format!("GET /bare/{patient} HTTP/1.1\r\nHost: bench\r\n\r\n")
-                } else {
-                    format!("GET /c/{}/patients/{patient} HTTP/1.1\r\nHost: bench\r\nCookie: ward_session={}\r\n\r\n", t.slug, t.token)
+                let request = match page {
+                    Page::Bare => format!("GET /bare/{patient} HTTP/1.1\r\nHost: bench\r\n\r\n"),
+                    Page::Patient => format!("GET /c/{}/patients/{patient} HTTP/1.1\r\nHost: bench\r\nCookie: ward_session={}\r\n\r\n", t.slug, t.token),
+                    Page::Home => format!("GET /c/{}/ HTTP/1.1\r\nHost: bench\r\nCookie: ward_session={}\r\n\r\n", t.slug, t.token),
                 };
                 let t0 = Instant::now();
                 match one_request(&mut stream, request.as_bytes(), &mut buf).await {
@@ -168,7 +187,11 @@ async fn load(
                     Ok(false) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        static SHOWN: AtomicU64 = AtomicU64::new(0);
+                        if SHOWN.fetch_add(1, Ordering::Relaxed) < 3 {
+                            say(format_args!("request failed: {e}"));
+                        }
                         errors.fetch_add(1, Ordering::Relaxed);
                         stream = tokio::net::TcpStream::connect(addr).await?;
                     }
@@ -342,6 +365,7 @@ async fn main() -> anyhow::Result<()> {
     let bare_addr = bare_listener.local_addr()?;
     tokio::spawn(async move { axum::serve(bare_listener, bare).await });
 
+    let page = if opts.home { Page::Home } else { Page::Patient };
     let stats = |t: &ward_tenancy::TenantStore| t.stats();
     let before = stats(&platform.tenants);
     let mut ward = load(
@@ -352,7 +376,7 @@ async fn main() -> anyhow::Result<()> {
         opts.seconds,
         Pick::Zipf,
         cdf.clone(),
-        false,
+        page,
     )
     .await?;
     let after = stats(&platform.tenants);
@@ -366,7 +390,7 @@ async fn main() -> anyhow::Result<()> {
         opts.seconds,
         Pick::Zipf,
         cdf.clone(),
-        true,
+        Page::Bare,
     )
     .await?;
     say(format_args!(
@@ -377,7 +401,15 @@ async fn main() -> anyhow::Result<()> {
         opts.connections,
         opts.seconds
     ));
-    let w = report("ward patient page (Zipf)", &mut ward, Some(hit));
+    let w = report(
+        if opts.home {
+            "ward clinic start page (Zipf)"
+        } else {
+            "ward patient page (Zipf)"
+        },
+        &mut ward,
+        Some(hit),
+    );
     let b = report("bare axum + SELECT", &mut bare_r, None);
     say(format_args!(
         "ratio ward/bare: {:.2} (target >= 0.4); targets >= 5,000 req/s and p99 <= 10 ms",
@@ -393,7 +425,7 @@ async fn main() -> anyhow::Result<()> {
         opts.seconds,
         Pick::Uniform,
         cdf,
-        false,
+        page,
     )
     .await?;
     let after = stats(&platform.tenants);

@@ -253,7 +253,14 @@ async fn a_new_session_token_is_issued_at_sign_in_and_the_old_one_dies() {
     assert_ne!(first, second);
     let mut old = t.fresh_browser();
     old.cookies.insert("ward_session".into(), first);
-    assert_eq!(old.get("/account").await.location(), "/login");
+    let r = old.get("/account").await;
+    assert_eq!(
+        r.location(),
+        "/login",
+        "{} {}",
+        r.status,
+        &r.body[..r.body.len().min(300)]
+    );
     assert_eq!(t.get("/account").await.status, StatusCode::OK);
 }
 
@@ -974,5 +981,23 @@ async fn disabling_an_account_ends_its_sessions_and_refuses_sign_in() {
     assert_eq!(
         t.login("ana@example.com", PASSWORD).await.status,
         StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_everywhere_ends_sessions_another_browser_holds_at_once() {
+    let mut t = TestApp::new().await;
+    t.signup_verified("Acme", "ana@example.com").await;
+    let mut other = t.fresh_browser();
+    other.login("ana@example.com", PASSWORD).await;
+    // Both sessions have just been used (and may be remembered for a moment).
+    assert_eq!(other.get("/account").await.status, StatusCode::OK);
+    let csrf = t.get("/account").await.csrf();
+    t.post("/account/sessions/revoke-all", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(
+        other.get("/account").await.location(),
+        "/login",
+        "no grace period for a revoked session"
     );
 }

@@ -1,0 +1,54 @@
+//! Short-lived caches for what every page asks: which session a cookie is, and which
+//! role its user has in the clinic of the URL.
+//!
+//! Every clinic page would otherwise make two control-plane queries before it touches
+//! the clinic. Entries live two seconds at most; anything in this process that revokes a
+//! session or changes a membership or a clinic's status clears the cache at once, so the
+//! delay applies only to changes made by another process (an operator's command).
+
+use std::time::Duration;
+
+use moka::sync::Cache;
+use ward_core::{ClinicId, ClinicStatus, Role};
+
+use crate::Session;
+
+/// How long a cached answer may be used.
+const TTL: Duration = Duration::from_secs(2);
+
+/// A membership as cached: the clinic, its status and the user's role, or none.
+pub(crate) type MembershipHit = Option<(ClinicId, ClinicStatus, Role)>;
+
+/// The caches of one control plane.
+pub(crate) struct Caches {
+    /// SHA-256 of a session token → the session as last read from the database.
+    pub sessions: Cache<Vec<u8>, Session>,
+    /// (user id, clinic slug) → the membership, or `None` when there is none.
+    pub memberships: Cache<(String, String), MembershipHit>,
+}
+
+impl Caches {
+    pub fn new() -> Self {
+        Self {
+            sessions: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TTL)
+                .build(),
+            memberships: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TTL)
+                .build(),
+        }
+    }
+
+    /// Forgets every session (after any revocation: they are rare, and a wrong cached
+    /// "still signed in" is the one thing this cache must never say).
+    pub fn forget_sessions(&self) {
+        self.sessions.invalidate_all();
+    }
+
+    /// Forgets every membership (after any membership or clinic status change).
+    pub fn forget_memberships(&self) {
+        self.memberships.invalidate_all();
+    }
+}
