@@ -23,7 +23,7 @@ pub use auth_events::AuthEvent;
 pub use backups::{BackupConfig, Backups, RestoreTarget, ServeGuard};
 pub use catalog::{BackupRecord, Scope};
 pub use clinics::{ClinicRecord, ClinicRef};
-pub use members::{Member, StaffChange};
+pub use members::{Member, PendingInvite, StaffChange};
 pub use outbox::{MailState, NewMail, Outbox, OutboxCounts, OutboxMail};
 pub use platform::{MasterKeySource, Platform, master_key};
 pub use sessions::{Session, SessionPolicy, SessionSummary};

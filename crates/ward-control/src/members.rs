@@ -342,3 +342,83 @@ impl ControlPlane {
         .await
     }
 }
+
+/// An invitation sent and not yet used, withdrawn or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingInvite {
+    /// Names the invitation for withdrawing it (hex of the stored token hash; the
+    /// link's secret itself is never stored).
+    pub id: String,
+    /// The invited address.
+    pub email: String,
+    /// The role offered.
+    pub role: Role,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl ControlPlane {
+    /// The clinic's open invitations, soonest to expire first.
+    pub async fn pending_invites(
+        &self,
+        clinic_id: ClinicId,
+    ) -> Result<Vec<PendingInvite>, ControlError> {
+        let now = format_time(self.clock.now());
+        self.with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT token_hash, email, payload, expires_at FROM one_time_tokens
+                     WHERE purpose = 'invite' AND clinic_id = ?1 AND used_at IS NULL AND expires_at > ?2
+                     ORDER BY expires_at",
+                    [clinic_id.to_string(), now],
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await? {
+                let payload: Option<String> = row.get(2)?;
+                let role = payload
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                    .and_then(|v| v.get("role").and_then(|r| r.as_str()).map(str::to_owned))
+                    .and_then(|r| Role::parse(&r).ok());
+                let (Some(role), Some(expires_at)) =
+                    (role, parse_time(&row.get::<String>(3)?))
+                else {
+                    continue;
+                };
+                out.push(PendingInvite {
+                    id: hex::encode(row.get::<Vec<u8>>(0)?),
+                    email: row.get::<Option<String>>(1)?.unwrap_or_default(),
+                    role,
+                    expires_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Withdraws an open invitation of this clinic: its link stops working. Returns the
+    /// invited address, or `None` if there was no such open invitation.
+    pub async fn withdraw_invite(
+        &self,
+        clinic_id: ClinicId,
+        id: &str,
+    ) -> Result<Option<String>, ControlError> {
+        let Some(hash) = hex::decode(id).ok().filter(|b| b.len() == 32) else {
+            return Ok(None);
+        };
+        let now = format_time(self.clock.now());
+        self.with(|conn| async move {
+            let row = first_row(
+                &conn,
+                "UPDATE one_time_tokens SET used_at = ?3
+                 WHERE token_hash = ?1 AND purpose = 'invite' AND clinic_id = ?2 AND used_at IS NULL AND expires_at > ?3
+                 RETURNING email",
+                libsql::params![hash, clinic_id.to_string(), now],
+            )
+            .await?;
+            Ok(row.map(|r| r.get::<Option<String>>(0)).transpose()?.flatten())
+        })
+        .await
+    }
+}

@@ -128,6 +128,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/c/{slug}/staff/{user_id}/role", post(staff::role_post))
         .route("/c/{slug}/staff/{user_id}/remove", post(staff::remove_post))
         .route(
+            "/c/{slug}/staff/invites/{id}/withdraw",
+            post(staff::withdraw_post),
+        )
+        .route(
             "/c/{slug}/settings",
             get(settings::settings_get).post(settings::settings_post),
         )

@@ -114,11 +114,20 @@ struct MemberRow {
     is_me: bool,
 }
 
+/// An open invitation as the page shows it.
+struct InviteRow {
+    id: String,
+    email: String,
+    role: &'static str,
+    expires: String,
+}
+
 #[derive(Template)]
 #[template(path = "staff.html")]
 struct StaffPage {
     frame: ClinicFrame,
     members: Vec<MemberRow>,
+    invites: Vec<InviteRow>,
     roles: Vec<&'static str>,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -196,9 +205,25 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
             role: m.role.as_str(),
         })
         .collect();
+    let invites = app
+        .control
+        .pending_invites(access.clinic_id)
+        .await?
+        .into_iter()
+        .map(|i| InviteRow {
+            expires: settings
+                .local(i.expires_at)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            id: i.id,
+            email: i.email,
+            role: i.role.as_str(),
+        })
+        .collect();
     let page = StaffPage {
         frame: ClinicFrame::new(access, clinic.name, csrf, "staff"),
         members,
+        invites,
         roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
         notice: state.notice,
         error: state.error,
@@ -222,6 +247,7 @@ pub async fn staff_get(
         "invited" => Some("Invitation sent. The link works once, for 72 hours."),
         "role" => Some("Role changed."),
         "removed" => Some("Removed. Their sessions have ended and they no longer have access."),
+        "withdrawn" => Some("Invitation withdrawn. Its link no longer works."),
         _ => None,
     };
     staff_page(
@@ -468,6 +494,32 @@ pub async fn remove_post(
         return Ok(Redirect::to("/login").into_response());
     }
     Ok(Redirect::to(&format!("/c/{}/staff?done=removed", access.slug)).into_response())
+}
+
+/// Withdraws an open invitation: its link stops working.
+pub async fn withdraw_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Path((_, id)): Path<(String, String)>,
+) -> Page {
+    access.require(Permission::ManageStaff)?;
+    let Some(email) = app.control.withdraw_invite(access.clinic_id, &id).await? else {
+        return Err(AppError::NotFound);
+    };
+    let mut entry = access
+        .audit_entry(app.clock.now(), Action::Delete)
+        .entity("staff", &email);
+    entry.detail = Some("invitation withdrawn".to_owned());
+    record(&access, entry).await?;
+    app.control
+        .record_clinic_event(
+            access.clinic_id,
+            "staff_invite_withdrawn",
+            &format!("user:{}", access.session.user.id),
+            serde_json::json!({"email": email}),
+        )
+        .await?;
+    Ok(Redirect::to(&format!("/c/{}/staff?done=withdrawn", access.slug)).into_response())
 }
 
 // ---------------------------------------------------------------- accepting

@@ -24,7 +24,7 @@ async fn other_roles_get_403_and_change_nothing() {
         }
         let home = a.path("");
         let owner_id = a.owner_id.clone();
-        let attempts: [(String, Vec<(&str, &str)>); 4] = [
+        let attempts: [(String, Vec<(&str, &str)>); 5] = [
             (
                 a.path("staff/invite"),
                 vec![("email", "x@example.com"), ("role", "owner")],
@@ -34,6 +34,10 @@ async fn other_roles_get_403_and_change_nothing() {
                 vec![("role", "billing")],
             ),
             (a.path(&format!("staff/{owner_id}/remove")), vec![]),
+            (
+                a.path(&format!("staff/invites/{}/withdraw", "ab".repeat(32))),
+                vec![],
+            ),
             (
                 a.path("settings"),
                 vec![

@@ -289,3 +289,69 @@ async fn inviting_refuses_bad_input_and_current_staff() {
     // Only the signup's verification mail was sent.
     assert_eq!(owner.mails().await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_invitation_is_listed_and_can_be_withdrawn() {
+    let mut owner = TestApp::new().await;
+    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let link = invite(&mut owner, &a.slug, "maybe@example.com", "billing").await;
+    let page = owner.get(&a.path("staff")).await;
+    assert!(page.body.contains("Open invitations"));
+    assert!(page.body.contains("maybe@example.com"));
+    assert!(
+        page.body.contains("2026-03-04 09:00"),
+        "expiry in the clinic's time"
+    );
+    let marker = "/staff/invites/";
+    let start = page.body.find(marker).unwrap() + marker.len();
+    let id = page.body[start..start + 64].to_owned();
+
+    // Another clinic's owner cannot withdraw it.
+    let mut other = owner.fresh_browser();
+    let b = other.clinic("Bravo Clinic", "owner@bravo.test").await;
+    let r = other
+        .submit(
+            &b.path(""),
+            &b.path(&format!("staff/invites/{id}/withdraw")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        owner.fresh_browser().get(&link).await.status,
+        StatusCode::OK
+    );
+
+    let r = owner
+        .submit(
+            &a.path("staff"),
+            &a.path(&format!("staff/invites/{id}/withdraw")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        owner.fresh_browser().get(&link).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        !owner
+            .get(&a.path("staff"))
+            .await
+            .body
+            .contains("Open invitations")
+    );
+    let row = owner.audit_rows(&a).await.pop().unwrap();
+    assert_eq!(row.action, "delete");
+    assert_eq!(row.entity_id.as_deref(), Some("maybe@example.com"));
+    assert_eq!(row.detail.as_deref(), Some("invitation withdrawn"));
+    // Twice is a 404, not a second record.
+    let r = owner
+        .submit(
+            &a.path("staff"),
+            &a.path(&format!("staff/invites/{id}/withdraw")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
