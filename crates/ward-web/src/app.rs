@@ -126,7 +126,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/c/{slug}/staff", get(staff::staff_get))
         .route("/c/{slug}/staff/invite", post(staff::invite_post))
         .route("/c/{slug}/staff/{user_id}/role", post(staff::role_post))
-        .route("/c/{slug}/staff/{user_id}/remove", post(staff::remove_post))
+        .route(
+            "/c/{slug}/staff/{user_id}/remove",
+            get(staff::remove_get).post(staff::remove_post),
+        )
         .route(
             "/c/{slug}/staff/invites/{id}/withdraw",
             post(staff::withdraw_post),

@@ -446,6 +446,43 @@ pub async fn role_post(
     Ok(Redirect::to(&format!("/c/{}/staff?done=role", access.slug)).into_response())
 }
 
+#[derive(Template)]
+#[template(path = "staff_remove.html")]
+struct RemovePage {
+    frame: ClinicFrame,
+    member: MemberRow,
+}
+
+/// Asks before removing a member (removal ends their sessions at once).
+pub async fn remove_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path((_, user_id)): Path<(String, String)>,
+) -> Page {
+    access.require(Permission::ManageStaff)?;
+    let Some(m) = app
+        .control
+        .clinic_member(access.clinic_id, &user_id)
+        .await?
+    else {
+        return Err(AppError::NotFound);
+    };
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let page = RemovePage {
+        frame: ClinicFrame::new(&access, clinic.name, csrf, "staff"),
+        member: MemberRow {
+            is_me: m.user_id == access.session.user.id,
+            since: String::new(),
+            user_id: m.user_id,
+            name: m.name,
+            email: m.email,
+            role: m.role.as_str(),
+        },
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
 /// Removes a member: their membership and every session end at once.
 pub async fn remove_post(
     State(app): State<AppState>,

@@ -17,7 +17,14 @@ async fn other_roles_get_403_and_change_nothing() {
         let email = format!("member{i}@example.com");
         owner.staff(&a, &email, "A Member", role).await;
         let mut member = owner.browser_as(&email).await;
-        for page in ["staff", "settings", "audit", "audit?action=view"] {
+        let remove_owner = format!("staff/{}/remove", a.owner_id);
+        for page in [
+            "staff",
+            "settings",
+            "audit",
+            "audit?action=view",
+            &remove_owner,
+        ] {
             let r = member.get(&a.path(page)).await;
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{role} {page}");
             assert!(!r.body.contains("owner@acme.test"), "{role} {page}");
@@ -76,7 +83,14 @@ async fn another_clinics_owner_gets_404_for_every_owner_page() {
     let mut owner_b = owner_a.fresh_browser();
     let b = owner_b.clinic("Bravo Clinic", "owner@bravo.test").await;
     let a_owner = a.owner_id.clone();
-    for page in ["staff", "settings", "audit", "audit?actor=x&before=5"] {
+    let remove_owner = format!("staff/{a_owner}/remove");
+    for page in [
+        "staff",
+        "settings",
+        "audit",
+        "audit?actor=x&before=5",
+        &remove_owner,
+    ] {
         let r = owner_b.get(&a.path(page)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{page}");
         assert!(!r.body.contains("Acme"), "{page}");
