@@ -29,6 +29,21 @@ impl Samples {
         self.0[rank.clamp(1, self.0.len()) - 1]
     }
 
+    /// How many timings.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds every timing of `other`.
+    pub fn extend(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+
     /// Median.
     pub fn p50(&mut self) -> Duration {
         self.percentile(50.0)

@@ -179,6 +179,33 @@ impl ControlPlane {
         .await
     }
 
+    /// Disables (or re-enables) the account with this address; disabling ends every one of
+    /// its sessions in the same transaction. `Ok(false)` if there is no such account.
+    pub async fn set_user_disabled(
+        &self,
+        email: &Email,
+        disabled: bool,
+    ) -> Result<bool, ControlError> {
+        let now = format_time(self.clock.now());
+        let email = email.to_string();
+        self.transaction(|conn| async move {
+            let changed = if disabled {
+                conn.execute("UPDATE users SET disabled_at = coalesce(disabled_at, ?2) WHERE email = ?1", [email.clone(), now.clone()]).await?
+            } else {
+                conn.execute("UPDATE users SET disabled_at = NULL WHERE email = ?1", [email.clone()]).await?
+            };
+            if disabled {
+                conn.execute(
+                    "UPDATE sessions SET revoked_at = ?2 WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE email = ?1)",
+                    [email, now],
+                )
+                .await?;
+            }
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     /// Gives `user_id` `role` in `clinic`.
     pub async fn add_membership(
         &self,

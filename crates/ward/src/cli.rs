@@ -86,6 +86,9 @@ pub enum Command {
     /// Create, list and inspect clinics.
     #[command(subcommand)]
     Clinics(ClinicsCommand),
+    /// Disable or re-enable a person's account.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Take backups now (they are also taken by `ward serve` on a schedule).
     Backup(BackupOpts),
     /// Look at the backups taken.
@@ -215,6 +218,28 @@ pub struct ServeOpts {
     /// turns scheduled backups, the daily full pass and the daily drill off).
     #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub backup_interval: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Disable an account: its sessions end at once and it cannot sign in.
+    Disable {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// Why (recorded in the auth log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Re-enable a disabled account.
+    Enable {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// Why (recorded in the auth log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// `ward migrate`.

@@ -948,3 +948,31 @@ async fn healthz_stays_fast_during_50_concurrent_sign_ins_runs_alone() {
         latencies.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_an_account_ends_its_sessions_and_refuses_sign_in() {
+    let mut t = TestApp::new().await;
+    t.signup_verified("Acme", "ana@example.com").await;
+    let email = ward_core::Email::parse("ana@example.com").unwrap();
+    assert!(t.app.control.set_user_disabled(&email, true).await.unwrap());
+    assert_eq!(
+        t.get("/account").await.location(),
+        "/login",
+        "the session ended"
+    );
+    assert_eq!(
+        t.login("ana@example.com", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        t.app
+            .control
+            .set_user_disabled(&email, false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.login("ana@example.com", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+}

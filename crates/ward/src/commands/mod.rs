@@ -6,6 +6,7 @@ mod drill;
 mod migrate;
 mod restore;
 mod serve;
+mod users;
 mod verify;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(opts) => serve::run(&cli.global, opts).await,
         Command::Migrate(opts) => migrate::run(&cli.global, opts).await,
         Command::Clinics(cmd) => clinics::run(&cli.global, cmd).await,
+        Command::Users(cmd) => users::run(&cli.global, cmd).await,
         Command::Backup(opts) => backup::run(&cli.global, opts).await,
         Command::Backups(cmd) => backup::list(&cli.global, cmd).await,
         Command::Restore(opts) => restore::run(&cli.global, opts).await,

@@ -1,0 +1,415 @@
+//! Authenticated patient pages over HTTP on loopback, with read auditing on, across many
+//! clinics: Ward's whole request path (session, membership, clinic handle, patient
+//! query, audit note, template) against a bare axum handler doing the same SELECT on one
+//! cached connection. Clinics are drawn from a Zipf distribution (a few busy clinics, a
+//! long tail), then uniformly (the worst case: most requests pay an encrypted open).
+//!
+//! Run it with `scripts/bench-http` (release build); `--help` lists the knobs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use clap::Parser;
+use futures::StreamExt as _;
+use rand::Rng as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use ward_bench::{Samples, us};
+use ward_control::passwords::{PasswordHasher, Pepper};
+use ward_control::{MasterKeySource, Platform, SessionPolicy};
+use ward_core::{Clock, Email, Role, SystemClock};
+use ward_web::limits::{EmailLimits, IpLimit};
+use ward_web::{App, TrustedProxy, WebConfig};
+
+/// Measures Ward's patient page under load.
+#[derive(Debug, Parser)]
+#[command(name = "http")]
+struct Opts {
+    /// Clinics.
+    #[arg(long, default_value_t = 10_000)]
+    clinics: usize,
+    /// Patients per clinic.
+    #[arg(long, default_value_t = 50)]
+    patients: usize,
+    /// Open-handle cap (WARD_MAX_OPEN_TENANTS).
+    #[arg(long, default_value_t = 1_000)]
+    cap: u64,
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Concurrent keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Zipf exponent.
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// Where the scratch data directory goes.
+    #[arg(long, default_value = "bench-out")]
+    dir: PathBuf,
+}
+
+#[expect(clippy::print_stdout, reason = "a benchmark prints its numbers")]
+fn say(line: impl std::fmt::Display) {
+    println!("{line}");
+}
+
+struct Target {
+    slug: String,
+    token: String,
+}
+
+/// Cumulative weights of a Zipf distribution over `n` ranks.
+fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+    let mut acc = 0.0;
+    let mut cdf: Vec<f64> = (1..=n)
+        .map(|k| {
+            acc += 1.0 / (k as f64).powf(s);
+            acc
+        })
+        .collect();
+    for c in &mut cdf {
+        *c /= acc;
+    }
+    cdf
+}
+
+#[derive(Clone, Copy)]
+enum Pick {
+    Zipf,
+    Uniform,
+}
+
+struct Result_ {
+    requests: u64,
+    errors: u64,
+    samples: Samples,
+    elapsed: Duration,
+}
+
+async fn one_request(
+    stream: &mut tokio::net::TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<bool> {
+    stream.write_all(request).await?;
+    buf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = std::str::from_utf8(&buf[..head_end])?.to_ascii_lowercase();
+    let ok = head.starts_with("http/1.1 200");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(ok)
+}
+
+/// Drives `connections` keep-alive connections for `seconds` against Ward's patient page
+/// (or the bare handler).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each phase passes its own mix; a struct would only rename them"
+)]
+async fn load(
+    addr: SocketAddr,
+    targets: Arc<Vec<Target>>,
+    patients: usize,
+    connections: usize,
+    seconds: u64,
+    pick: Pick,
+    cdf: Arc<Vec<f64>>,
+    bare: bool,
+) -> anyhow::Result<Result_> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (targets, cdf, errors) = (targets.clone(), cdf.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Samples::with_capacity(100_000);
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut buf = Vec::with_capacity(32 * 1024);
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+            while Instant::now() < deadline {
+                let i = match pick {
+                    Pick::Uniform => rng.gen_range(0..targets.len()),
+                    Pick::Zipf => cdf.partition_point(|c| *c < rng.r#gen::<f64>()).min(targets.len() - 1),
+                };
+                let t = &targets[i];
+                let patient = rng.gen_range(1..=patients);
+                let request = if bare {
+                    format!("GET /bare/{patient} HTTP/1.1\r\nHost: bench\r\n\r\n")
+                } else {
+                    format!("GET /c/{}/patients/{patient} HTTP/1.1\r\nHost: bench\r\nCookie: ward_session={}\r\n\r\n", t.slug, t.token)
+                };
+                let t0 = Instant::now();
+                match one_request(&mut stream, request.as_bytes(), &mut buf).await {
+                    Ok(true) => samples.push(t0.elapsed()),
+                    Ok(false) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        stream = tokio::net::TcpStream::connect(addr).await?;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let mut all = Samples::with_capacity(1_000_000);
+    let mut requests = 0;
+    for t in tasks {
+        let s = t.await??;
+        requests += s.len() as u64;
+        all.extend(s);
+    }
+    Ok(Result_ {
+        requests,
+        errors: errors.load(Ordering::Relaxed),
+        samples: all,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn report(name: &str, r: &mut Result_, hits: Option<f64>) -> f64 {
+    let rps = r.requests as f64 / r.elapsed.as_secs_f64();
+    let hit = hits
+        .map(|h| format!(", handle-cache hit rate {:.1}%", h * 100.0))
+        .unwrap_or_default();
+    say(format_args!(
+        "{name}: {rps:.0} req/s, p50 {:.0} us, p99 {:.0} us, {} errors{hit}",
+        us(r.samples.p50()),
+        us(r.samples.p99()),
+        r.errors
+    ));
+    rps
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let opts = Opts::parse();
+    let _ = rlimit::increase_nofile_limit(opts.cap * 4 + 4096);
+    std::fs::create_dir_all(&opts.dir)?;
+    let dir = tempfile::tempdir_in(&opts.dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut store = ward_tenancy::StoreConfig::new(dir.path());
+    store.max_open = opts.cap;
+    let platform = Platform::open(
+        store,
+        MasterKeySource::Configured("ab".repeat(32)),
+        clock.clone(),
+    )
+    .await?;
+    let hasher = PasswordHasher::new(Pepper::from_bytes([9; 32]), 4, 2)?;
+    let hash = hasher.hash("bench password 123").await?;
+
+    say(format_args!(
+        "setting up {} clinics with {} patients each…",
+        opts.clinics, opts.patients
+    ));
+    let t0 = Instant::now();
+    let (control, tenants) = (platform.control.clone(), platform.tenants.clone());
+    let targets: Vec<Target> = futures::stream::iter(0..opts.clinics)
+        .map(|i| {
+            let (control, tenants, hash) = (control.clone(), tenants.clone(), hash.clone());
+            let patients = opts.patients;
+            tokio::spawn(async move {
+                let clinic = control.create_clinic(&format!("Bench Clinic {i}"), None, &tenants, "bench").await?;
+                let tenant = tenants.get(clinic.id).await?;
+                tenant
+                    .with(|conn| async move {
+                        conn.execute("BEGIN", ()).await?;
+                        for p in 1..=patients {
+                            conn.execute(
+                                "INSERT INTO patients (id, number, full_name, sex, phone, phone_digits, address, created_at, updated_at)
+                                 VALUES (?1, ?1, ?2, 'female', '98450 12345', '9845012345', '12 Lake Road', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+                                libsql::params![p as i64, format!("Patient {p} of clinic {i}")],
+                            )
+                            .await?;
+                        }
+                        conn.execute("COMMIT", ()).await?;
+                        Ok::<_, libsql::Error>(())
+                    })
+                    .await?;
+                let email = Email::parse(&format!("owner{i}@bench.example")).map_err(anyhow::Error::msg)?;
+                let user = control.create_user(&email, "Bench Owner", &hash).await?.context("user exists")?;
+                control.mark_email_verified(&user.id).await?;
+                control.add_membership(&user.id, clinic.id, Role::Owner).await?;
+                let token = control.create_session(&user.id, None, None).await?;
+                Ok::<_, anyhow::Error>(Target { slug: clinic.slug.to_string(), token })
+            })
+        })
+        .buffered(4)
+        .map(|r| r.map_err(anyhow::Error::from).and_then(|r| r))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    say(format_args!(
+        "set up in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+    // Shuffle so the busy clinics are not simply the first created.
+    let mut targets = targets;
+    {
+        use rand::seq::SliceRandom as _;
+        targets.shuffle(&mut rand::thread_rng());
+    }
+    let targets = Arc::new(targets);
+    let cdf = Arc::new(zipf_cdf(targets.len(), opts.zipf));
+
+    let (mailer, _) = ward_mail::Mailer::in_memory(platform.control.clone())?;
+    let audit =
+        ward_clinic::audit::ReadAuditor::start(platform.tenants.clone(), Default::default());
+    let app = Arc::new(App {
+        control: platform.control.clone(),
+        tenants: platform.tenants.clone(),
+        mailer,
+        audit: audit.clone(),
+        hasher,
+        session_policy: SessionPolicy::default(),
+        trusted_proxy: TrustedProxy::None,
+        ip_limit: IpLimit::default(),
+        email_limits: EmailLimits::default(),
+        config: WebConfig {
+            public_url: None,
+            base_url: "http://bench".into(),
+            version: "bench".into(),
+        },
+        started_at: clock.now(),
+        clock: clock.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let service = ward_web::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+
+    // The bare handler: the same SELECT on one cached connection of one clinic.
+    let first = platform
+        .control
+        .list_clinics()
+        .await?
+        .into_iter()
+        .next()
+        .context("no clinic")?;
+    let bare_tenant = platform.tenants.get(first.id).await?;
+    let bare = axum::Router::new()
+        .route(
+            "/bare/{id}",
+            axum::routing::get(
+                |State(t): State<ward_tenancy::TenantHandle>, Path(id): Path<i64>| async move {
+                    let name = t
+                        .with(|conn| async move {
+                            let row = ward_tenancy::db::first_row(
+                                &conn,
+                                "SELECT full_name FROM patients WHERE id = ?1",
+                                [id],
+                            )
+                            .await
+                            .ok()
+                            .flatten();
+                            row.and_then(|r| r.get::<String>(0).ok())
+                                .unwrap_or_default()
+                        })
+                        .await;
+                    Html(name)
+                },
+            ),
+        )
+        .with_state(bare_tenant);
+    let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_addr = bare_listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(bare_listener, bare).await });
+
+    let stats = |t: &ward_tenancy::TenantStore| t.stats();
+    let before = stats(&platform.tenants);
+    let mut ward = load(
+        addr,
+        targets.clone(),
+        opts.patients,
+        opts.connections,
+        opts.seconds,
+        Pick::Zipf,
+        cdf.clone(),
+        false,
+    )
+    .await?;
+    let after = stats(&platform.tenants);
+    let hit = (after.hits - before.hits) as f64
+        / ((after.hits + after.misses) - (before.hits + before.misses)).max(1) as f64;
+    let mut bare_r = load(
+        bare_addr,
+        targets.clone(),
+        opts.patients,
+        opts.connections,
+        opts.seconds,
+        Pick::Zipf,
+        cdf.clone(),
+        true,
+    )
+    .await?;
+    say(format_args!(
+        "{} clinics, cap {}, Zipf s={}, {} connections, {} s per phase",
+        targets.len(),
+        opts.cap,
+        opts.zipf,
+        opts.connections,
+        opts.seconds
+    ));
+    let w = report("ward patient page (Zipf)", &mut ward, Some(hit));
+    let b = report("bare axum + SELECT", &mut bare_r, None);
+    say(format_args!(
+        "ratio ward/bare: {:.2} (target >= 0.4); targets >= 5,000 req/s and p99 <= 10 ms",
+        w / b.max(1.0)
+    ));
+
+    let before = stats(&platform.tenants);
+    let mut uniform = load(
+        addr,
+        targets.clone(),
+        opts.patients,
+        opts.connections,
+        opts.seconds,
+        Pick::Uniform,
+        cdf,
+        false,
+    )
+    .await?;
+    let after = stats(&platform.tenants);
+    let hit = (after.hits - before.hits) as f64
+        / ((after.hits + after.misses) - (before.hits + before.misses)).max(1) as f64;
+    report(
+        "ward patient page (uniform, worst case)",
+        &mut uniform,
+        Some(hit),
+    );
+    say("target for the worst case: no errors, no timeouts, p99 <= 50 ms");
+    let flushed = audit.flush().await;
+    say(format_args!(
+        "read audit: {} views written at the end, {} pending",
+        flushed.written, flushed.pending
+    ));
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    Ok(())
+}
