@@ -229,6 +229,11 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ClinicError> {
     })
 }
 
+/// Every timezone name a clinic can choose (IANA), for a select list.
+pub fn timezone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 /// The clinic's settings (defaults for anything never set).
 pub async fn load(conn: &Connection) -> Result<ClinicSettings, ClinicError> {
     let mut s = ClinicSettings::default();

@@ -51,4 +51,43 @@ impl Caches {
     pub fn forget_memberships(&self) {
         self.memberships.invalidate_all();
     }
+
+    /// Forgets sessions now and again when the guard drops, i.e. once the change is in
+    /// the database: a request reading between the two cannot keep a stale answer.
+    pub fn sessions_changing(&self) -> Forget<'_> {
+        self.forget_sessions();
+        Forget {
+            caches: self,
+            sessions: true,
+            memberships: false,
+        }
+    }
+
+    /// As [`Self::sessions_changing`], for memberships.
+    pub fn memberships_changing(&self) -> Forget<'_> {
+        self.forget_memberships();
+        Forget {
+            caches: self,
+            sessions: false,
+            memberships: true,
+        }
+    }
+}
+
+/// Clears caches when dropped; see [`Caches::sessions_changing`].
+pub(crate) struct Forget<'a> {
+    caches: &'a Caches,
+    sessions: bool,
+    memberships: bool,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if self.sessions {
+            self.caches.forget_sessions();
+        }
+        if self.memberships {
+            self.caches.forget_memberships();
+        }
+    }
 }

@@ -192,7 +192,9 @@ impl ControlPlane {
         let Some(hash) = parse_hex_id(session_id) else {
             return Ok(false);
         };
+        // Before and after the update: see `Caches::sessions_changing`.
         self.cache.sessions.invalidate(&hash);
+        let _sessions = self.cache.sessions_changing();
         let now = format_time(self.clock.now());
         let user = user_id.to_owned();
         let n = self
@@ -214,7 +216,7 @@ impl ControlPlane {
         user_id: &str,
         keep: Option<&str>,
     ) -> Result<u64, ControlError> {
-        self.cache.forget_sessions();
+        let _sessions = self.cache.sessions_changing();
         let now = format_time(self.clock.now());
         let user = user_id.to_owned();
         let keep = keep.and_then(parse_hex_id).unwrap_or_default();

@@ -163,7 +163,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let (id, hash) = (user_id.to_owned(), password_hash.to_owned());
-        self.cache.forget_sessions();
+        let _sessions = self.cache.sessions_changing();
         self.transaction(|conn| async move {
             conn.execute(
                 "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
@@ -189,7 +189,7 @@ impl ControlPlane {
     ) -> Result<bool, ControlError> {
         let now = format_time(self.clock.now());
         let email = email.to_string();
-        self.cache.forget_sessions();
+        let _sessions = self.cache.sessions_changing();
         self.transaction(|conn| async move {
             let changed = if disabled {
                 conn.execute("UPDATE users SET disabled_at = coalesce(disabled_at, ?2) WHERE email = ?1", [email.clone(), now.clone()]).await?
@@ -217,7 +217,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let id = user_id.to_owned();
-        self.cache.forget_memberships();
+        let _memberships = self.cache.memberships_changing();
         self.with(|conn| async move {
             conn.execute(
                 "INSERT INTO memberships (user_id, clinic_id, role, created_at) VALUES (?1, ?2, ?3, ?4)

@@ -12,7 +12,7 @@ use ward_tenancy::TenantStore;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
-use crate::views::{accounts, assets, clinic, health};
+use crate::views::{accounts, assets, audit, clinic, health, settings, staff};
 use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
@@ -122,6 +122,27 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/clinics", get(accounts::clinics_get))
         .route("/c/{slug}/", get(clinic::home_get))
+        // The owner's pages: staff, settings, the audit log; accepting an invitation.
+        .route("/c/{slug}/staff", get(staff::staff_get))
+        .route("/c/{slug}/staff/invite", post(staff::invite_post))
+        .route("/c/{slug}/staff/{user_id}/role", post(staff::role_post))
+        .route(
+            "/c/{slug}/staff/{user_id}/remove",
+            get(staff::remove_get).post(staff::remove_post),
+        )
+        .route(
+            "/c/{slug}/staff/invites/{id}/withdraw",
+            post(staff::withdraw_post),
+        )
+        .route(
+            "/c/{slug}/settings",
+            get(settings::settings_get).post(settings::settings_post),
+        )
+        .route("/c/{slug}/audit", get(audit::audit_get))
+        .route(
+            "/invite",
+            get(staff::invite_get).post(staff::invite_post_accept),
+        )
         .merge(limited)
         .fallback(views::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -13,3 +13,5 @@ mod views;
 pub use app::{App, AppState, WebConfig, router};
 pub use client_ip::TrustedProxy;
 pub use error::AppError;
+/// The "accessed by" box a record's page shows its owner.
+pub use views::audit::{AccessLine, AccessedBy};

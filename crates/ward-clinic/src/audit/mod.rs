@@ -13,6 +13,7 @@
 //!
 //! The row format and the canonical encoding are documented in `docs/audit.md`.
 
+mod accessed;
 mod anchor;
 mod entry;
 mod reads;
@@ -25,6 +26,7 @@ use chrono::{DateTime, Utc};
 use libsql::Connection;
 use ward_core::chain::{self, Field, GENESIS};
 
+pub use accessed::{Access, accessed_by};
 pub use anchor::{AnchorRun, AnchorSink, Anchorer, BoxError};
 pub use entry::{Action, Actor, Diff, Entry};
 pub use reads::{FlushOutcome, ReadAuditConfig, ReadAuditStats, ReadAuditor};

@@ -2,10 +2,13 @@
 
 pub mod accounts;
 pub mod assets;
+pub mod audit;
 pub mod clinic;
 pub mod frame;
 pub mod health;
 pub mod pages;
+pub mod settings;
+pub mod staff;
 
 use crate::AppError;
 

@@ -1,0 +1,428 @@
+//! A clinic's staff as the owner manages it: who belongs, in which role, joining through
+//! an invitation, role changes and removal, and the clinic's display name.
+//!
+//! Every change is one control-plane transaction that also appends a `clinic_events`
+//! row (who did what to whom), and the last-owner rule is checked inside that same
+//! transaction, so two owners demoting each other at once cannot leave a clinic with
+//! none.
+
+use chrono::{DateTime, Utc};
+use libsql::Connection;
+use serde::Serialize;
+use ward_core::{ClinicId, Role, format_time, parse_time};
+use ward_tenancy::db::first_row;
+
+use crate::{ControlError, ControlPlane};
+
+/// One member of a clinic's staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// The user's id.
+    pub user_id: String,
+    /// Display name.
+    pub name: String,
+    /// Login address.
+    pub email: String,
+    /// Role in this clinic.
+    pub role: Role,
+    /// When they joined.
+    pub since: DateTime<Utc>,
+}
+
+/// What a role change or removal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaffChange {
+    /// Done; the member as they were before.
+    Done(Member),
+    /// Nothing changed: the role asked for is the one they have.
+    Unchanged,
+    /// The user is not a member of this clinic.
+    NotMember,
+    /// Refused: the member is the clinic's only owner.
+    LastOwner,
+}
+
+const MEMBER_SQL: &str = "SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id";
+
+fn member_from_row(row: &libsql::Row) -> Result<Member, ControlError> {
+    let role = Role::parse(&row.get::<String>(3)?)
+        .map_err(|_| ControlError::Invalid("the control plane holds an invalid role".into()))?;
+    let since = parse_time(&row.get::<String>(4)?).ok_or_else(|| {
+        ControlError::Invalid("the control plane holds an invalid membership time".into())
+    })?;
+    Ok(Member {
+        user_id: row.get(0)?,
+        name: row.get(1)?,
+        email: row.get(2)?,
+        role,
+        since,
+    })
+}
+
+async fn member_in(
+    conn: &Connection,
+    clinic: ClinicId,
+    user_id: &str,
+) -> Result<Option<Member>, ControlError> {
+    let sql = format!("{MEMBER_SQL} WHERE m.clinic_id = ?1 AND m.user_id = ?2");
+    match first_row(conn, &sql, [clinic.to_string(), user_id.to_owned()]).await? {
+        Some(row) => Ok(Some(member_from_row(&row)?)),
+        None => Ok(None),
+    }
+}
+
+async fn owners_in(conn: &Connection, clinic: ClinicId) -> Result<u64, ControlError> {
+    let row = first_row(
+        conn,
+        "SELECT count(*) FROM memberships WHERE clinic_id = ?1 AND role = 'owner'",
+        [clinic.to_string()],
+    )
+    .await?;
+    Ok(row.map(|r| r.get::<u64>(0)).transpose()?.unwrap_or(0))
+}
+
+async fn clinic_event(
+    conn: &Connection,
+    clinic: ClinicId,
+    at: &str,
+    kind: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<(), ControlError> {
+    conn.execute(
+        "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        libsql::params![clinic.to_string(), at, kind, actor, detail.to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+impl ControlPlane {
+    /// The clinic's staff, by name.
+    pub async fn clinic_members(&self, clinic_id: ClinicId) -> Result<Vec<Member>, ControlError> {
+        let sql =
+            format!("{MEMBER_SQL} WHERE m.clinic_id = ?1 ORDER BY u.name COLLATE NOCASE, u.id");
+        self.with(|conn| async move {
+            let mut rows = conn.query(&sql, [clinic_id.to_string()]).await?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await? {
+                out.push(member_from_row(&row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One member of the clinic, if `user_id` is one.
+    pub async fn clinic_member(
+        &self,
+        clinic_id: ClinicId,
+        user_id: &str,
+    ) -> Result<Option<Member>, ControlError> {
+        let user = user_id.to_owned();
+        self.with(|conn| async move { member_in(&conn, clinic_id, &user).await })
+            .await
+    }
+
+    /// How many owners the clinic has.
+    pub async fn count_owners(&self, clinic_id: ClinicId) -> Result<u64, ControlError> {
+        self.with(|conn| async move { owners_in(&conn, clinic_id).await })
+            .await
+    }
+
+    /// Adds `user_id` to the clinic's staff with `role` (accepting an invitation).
+    /// Someone already on the staff keeps the role they have: an invitation never
+    /// changes a role (it could otherwise demote the last owner). Returns whether they
+    /// joined now. `actor` names who caused it (`user:<id>`).
+    pub async fn join_clinic(
+        &self,
+        clinic_id: ClinicId,
+        user_id: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<bool, ControlError> {
+        let _memberships = self.cache.memberships_changing();
+        let now = format_time(self.clock.now());
+        let (user, actor) = (user_id.to_owned(), actor.to_owned());
+        self.transaction(|conn| async move {
+            let n = conn
+                .execute(
+                    "INSERT INTO memberships (user_id, clinic_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user_id, clinic_id) DO NOTHING",
+                    [user.clone(), clinic_id.to_string(), role.as_str().to_owned(), now.clone()],
+                )
+                .await?;
+            if n > 0 {
+                clinic_event(
+                    &conn,
+                    clinic_id,
+                    &now,
+                    "staff_joined",
+                    &actor,
+                    serde_json::json!({"user_id": user, "role": role.as_str()}),
+                )
+                .await?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Gives a member a new role. Refuses to demote the clinic's last owner.
+    pub async fn change_role(
+        &self,
+        clinic_id: ClinicId,
+        user_id: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<StaffChange, ControlError> {
+        let _memberships = self.cache.memberships_changing();
+        let now = format_time(self.clock.now());
+        let (user, actor) = (user_id.to_owned(), actor.to_owned());
+        self.transaction(|conn| async move {
+            let Some(before) = member_in(&conn, clinic_id, &user).await? else {
+                return Ok(StaffChange::NotMember);
+            };
+            if before.role == role {
+                return Ok(StaffChange::Unchanged);
+            }
+            if before.role == Role::Owner && owners_in(&conn, clinic_id).await? <= 1 {
+                return Ok(StaffChange::LastOwner);
+            }
+            conn.execute(
+                "UPDATE memberships SET role = ?3 WHERE clinic_id = ?1 AND user_id = ?2",
+                [clinic_id.to_string(), user.clone(), role.as_str().to_owned()],
+            )
+            .await?;
+            clinic_event(
+                &conn,
+                clinic_id,
+                &now,
+                "staff_role_changed",
+                &actor,
+                serde_json::json!({"user_id": user, "from": before.role.as_str(), "to": role.as_str()}),
+            )
+            .await?;
+            Ok(StaffChange::Done(before))
+        })
+        .await
+    }
+
+    /// Removes a member from the clinic and ends every one of their sessions, in one
+    /// transaction: from the next request on they have no access. Refuses to remove the
+    /// clinic's last owner.
+    pub async fn remove_member(
+        &self,
+        clinic_id: ClinicId,
+        user_id: &str,
+        actor: &str,
+    ) -> Result<StaffChange, ControlError> {
+        let _memberships = self.cache.memberships_changing();
+        let _sessions = self.cache.sessions_changing();
+        let now = format_time(self.clock.now());
+        let (user, actor) = (user_id.to_owned(), actor.to_owned());
+        self.transaction(|conn| async move {
+            let Some(before) = member_in(&conn, clinic_id, &user).await? else {
+                return Ok(StaffChange::NotMember);
+            };
+            if before.role == Role::Owner && owners_in(&conn, clinic_id).await? <= 1 {
+                return Ok(StaffChange::LastOwner);
+            }
+            conn.execute(
+                "DELETE FROM memberships WHERE clinic_id = ?1 AND user_id = ?2",
+                [clinic_id.to_string(), user.clone()],
+            )
+            .await?;
+            // Sessions are per user, not per clinic: ending them all is what guarantees
+            // that no page already open keeps working (the same as revoke_all_sessions).
+            conn.execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                [user.clone(), now.clone()],
+            )
+            .await?;
+            clinic_event(
+                &conn,
+                clinic_id,
+                &now,
+                "staff_removed",
+                &actor,
+                serde_json::json!({"user_id": user, "role": before.role.as_str()}),
+            )
+            .await?;
+            Ok(StaffChange::Done(before))
+        })
+        .await
+    }
+
+    /// Renames the clinic (its slug, and so its addresses, stay). Returns the old name.
+    pub async fn rename_clinic(
+        &self,
+        clinic_id: ClinicId,
+        name: &str,
+        actor: &str,
+    ) -> Result<String, ControlError> {
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ControlError::Invalid(
+                "a clinic name is 1 to 200 characters, on one line".into(),
+            ));
+        }
+        let now = format_time(self.clock.now());
+        let actor = actor.to_owned();
+        self.transaction(|conn| async move {
+            let Some(row) = first_row(
+                &conn,
+                "SELECT name FROM clinics WHERE id = ?1",
+                [clinic_id.to_string()],
+            )
+            .await?
+            else {
+                return Err(ControlError::NoSuchClinic(clinic_id.to_string()));
+            };
+            let old: String = row.get(0)?;
+            if old != name {
+                conn.execute(
+                    "UPDATE clinics SET name = ?2 WHERE id = ?1",
+                    [clinic_id.to_string(), name.clone()],
+                )
+                .await?;
+                clinic_event(
+                    &conn,
+                    clinic_id,
+                    &now,
+                    "renamed",
+                    &actor,
+                    serde_json::json!({"from": old, "to": name}),
+                )
+                .await?;
+            }
+            Ok(old)
+        })
+        .await
+    }
+
+    /// The clinic's lifecycle and staff events, newest first, as (time, kind, actor,
+    /// detail).
+    pub async fn clinic_events(
+        &self,
+        clinic_id: ClinicId,
+        limit: u32,
+    ) -> Result<Vec<(DateTime<Utc>, String, String, Option<String>)>, ControlError> {
+        self.with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT at, kind, actor, detail FROM clinic_events WHERE clinic_id = ?1 ORDER BY seq DESC LIMIT ?2",
+                    libsql::params![clinic_id.to_string(), limit],
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await? {
+                let Some(at) = parse_time(&row.get::<String>(0)?) else {
+                    continue;
+                };
+                out.push((at, row.get(1)?, row.get(2)?, row.get(3)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl ControlPlane {
+    /// Appends one event to the clinic's lifecycle and staff history (an invitation
+    /// sent, …). `detail` is JSON and never holds a secret.
+    pub async fn record_clinic_event(
+        &self,
+        clinic_id: ClinicId,
+        kind: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ControlError> {
+        let now = format_time(self.clock.now());
+        let (kind, actor) = (kind.to_owned(), actor.to_owned());
+        self.with(|conn| async move {
+            clinic_event(&conn, clinic_id, &now, &kind, &actor, detail).await
+        })
+        .await
+    }
+}
+
+/// An invitation sent and not yet used, withdrawn or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingInvite {
+    /// Names the invitation for withdrawing it (hex of the stored token hash; the
+    /// link's secret itself is never stored).
+    pub id: String,
+    /// The invited address.
+    pub email: String,
+    /// The role offered.
+    pub role: Role,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl ControlPlane {
+    /// The clinic's open invitations, soonest to expire first.
+    pub async fn pending_invites(
+        &self,
+        clinic_id: ClinicId,
+    ) -> Result<Vec<PendingInvite>, ControlError> {
+        let now = format_time(self.clock.now());
+        self.with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT token_hash, email, payload, expires_at FROM one_time_tokens
+                     WHERE purpose = 'invite' AND clinic_id = ?1 AND used_at IS NULL AND expires_at > ?2
+                     ORDER BY expires_at",
+                    [clinic_id.to_string(), now],
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await? {
+                let payload: Option<String> = row.get(2)?;
+                let role = payload
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                    .and_then(|v| v.get("role").and_then(|r| r.as_str()).map(str::to_owned))
+                    .and_then(|r| Role::parse(&r).ok());
+                let (Some(role), Some(expires_at)) =
+                    (role, parse_time(&row.get::<String>(3)?))
+                else {
+                    continue;
+                };
+                out.push(PendingInvite {
+                    id: hex::encode(row.get::<Vec<u8>>(0)?),
+                    email: row.get::<Option<String>>(1)?.unwrap_or_default(),
+                    role,
+                    expires_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Withdraws an open invitation of this clinic: its link stops working. Returns the
+    /// invited address, or `None` if there was no such open invitation.
+    pub async fn withdraw_invite(
+        &self,
+        clinic_id: ClinicId,
+        id: &str,
+    ) -> Result<Option<String>, ControlError> {
+        let Some(hash) = hex::decode(id).ok().filter(|b| b.len() == 32) else {
+            return Ok(None);
+        };
+        let now = format_time(self.clock.now());
+        self.with(|conn| async move {
+            let row = first_row(
+                &conn,
+                "UPDATE one_time_tokens SET used_at = ?3
+                 WHERE token_hash = ?1 AND purpose = 'invite' AND clinic_id = ?2 AND used_at IS NULL AND expires_at > ?3
+                 RETURNING email",
+                libsql::params![hash, clinic_id.to_string(), now],
+            )
+            .await?;
+            Ok(row.map(|r| r.get::<Option<String>>(0)).transpose()?.flatten())
+        })
+        .await
+    }
+}

@@ -1,0 +1,405 @@
+//! The owner's audit log viewer (`/c/{slug}/audit`) and the "accessed by" box of a
+//! record's page.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use ward_clinic::audit::{self, Action, AuditRow, Diff, Filter};
+use ward_clinic::settings::{self, ClinicSettings};
+use ward_core::Permission;
+
+use crate::extract::{ClinicAccess, Csrf};
+use crate::views::frame::ClinicFrame;
+use crate::{AppError, AppState};
+
+/// Rows per page of the viewer.
+pub const PAGE_SIZE: u32 = 50;
+
+/// How many accesses the "accessed by" box lists.
+pub const ACCESSED_BY_LIMIT: u32 = 20;
+
+/// The viewer's filters, as typed (all optional).
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+pub struct AuditQuery {
+    /// A user id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    actor: String,
+    /// A patient number.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    patient: String,
+    /// An action's stored form.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    action: String,
+    /// First day (YYYY-MM-DD, clinic time).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    from: String,
+    /// Last day, inclusive.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    to: String,
+    /// Cursor: show rows older than this sequence number.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    before: String,
+}
+
+/// One changed field, for display.
+struct Change {
+    field: String,
+    old: String,
+    new: String,
+}
+
+/// One row as the viewer shows it.
+struct Row {
+    seq: i64,
+    when: String,
+    actor: String,
+    role: String,
+    action: String,
+    entity: String,
+    ip: String,
+    reason: String,
+    detail: String,
+    changes: Vec<Change>,
+}
+
+#[derive(Default)]
+struct FilterErrors {
+    patient: Option<&'static str>,
+    action: Option<&'static str>,
+    from: Option<&'static str>,
+    to: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    frame: ClinicFrame,
+    q: AuditQuery,
+    actors: Vec<(String, String)>,
+    actions: Vec<&'static str>,
+    errors: FilterErrors,
+    rows: Vec<Row>,
+    timezone: String,
+    next: Option<String>,
+    first_page: Option<String>,
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::Null => "—".to_owned(),
+        Value::String(s) if s.is_empty() => "(empty)".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
+    let changes = r
+        .diff
+        .as_deref()
+        .and_then(|d| Diff::parse(d).ok())
+        .map(|d| {
+            d.fields()
+                .map(|(field, old, new)| Change {
+                    field: field.to_owned(),
+                    old: show_value(old),
+                    new: show_value(new),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let entity = match (r.entity_type, r.entity_id) {
+        (Some(t), Some(id)) => format!("{t} {id}"),
+        (Some(t), None) => t,
+        _ => String::new(),
+    };
+    let role = match (r.actor_kind.as_str(), r.actor_role) {
+        ("user", Some(role)) => role,
+        (kind, _) => kind.to_owned(),
+    };
+    Row {
+        seq: r.seq,
+        when: settings.local(r.at).format("%Y-%m-%d %H:%M:%S").to_string(),
+        actor: r.actor_name,
+        role,
+        action: r.action.replace('_', " "),
+        entity,
+        ip: r.ip.unwrap_or_default(),
+        reason: r.reason.unwrap_or_default(),
+        detail: r.detail.unwrap_or_default(),
+        changes,
+    }
+}
+
+/// The start of `day` in `tz`, in UTC (the earliest instant, across DST gaps).
+fn start_of<Z: TimeZone>(day: NaiveDate, tz: &Z) -> Option<DateTime<Utc>> {
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| {
+            // Midnight skipped by a DST change: the day starts an hour later.
+            tz.from_local_datetime(&(midnight + chrono::TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+}
+
+/// The log, newest first, filtered and paginated by sequence number.
+pub async fn audit_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, AppError> {
+    access.require(Permission::ViewAudit)?;
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let members = app.control.clinic_members(access.clinic_id).await?;
+    let mut errors = FilterErrors::default();
+    let mut filter = Filter::default();
+    if !q.actor.trim().is_empty() {
+        filter.actor_id = Some(q.actor.trim().to_owned());
+    }
+    if !q.action.trim().is_empty() {
+        match Action::parse(q.action.trim()) {
+            Some(a) => filter.action = Some(a),
+            None => errors.action = Some("Choose an action from the list."),
+        }
+    }
+    let patient_number = if q.patient.trim().is_empty() {
+        None
+    } else {
+        match q.patient.trim().trim_start_matches('#').parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.patient = Some("Enter a patient number, e.g. 1024.");
+                None
+            }
+        }
+    };
+    let from_day = if q.from.trim().is_empty() {
+        None
+    } else {
+        let d = parse_day(&q.from);
+        if d.is_none() {
+            errors.from = Some("Enter a date as YYYY-MM-DD.");
+        }
+        d
+    };
+    let to_day = if q.to.trim().is_empty() {
+        None
+    } else {
+        let d = parse_day(&q.to);
+        if d.is_none() {
+            errors.to = Some("Enter a date as YYYY-MM-DD.");
+        }
+        d
+    };
+    if let (Some(f), Some(t)) = (from_day, to_day)
+        && t < f
+    {
+        errors.to = Some("The last day is before the first.");
+    }
+    let before = q.before.trim().parse::<i64>().ok();
+    let valid = errors.patient.is_none()
+        && errors.action.is_none()
+        && errors.from.is_none()
+        && errors.to.is_none();
+
+    let (settings, found, patient_missing) = access
+        .tenant
+        .with(|conn| async move {
+            let settings = settings::load(&conn).await?;
+            let tz = settings.timezone;
+            let tz = &tz;
+            if !valid {
+                return Ok::<_, AppError>((settings, Vec::new(), false));
+            }
+            if let Some(number) = patient_number {
+                let mut rows = conn
+                    .query("SELECT id FROM patients WHERE number = ?1", [number])
+                    .await
+                    .map_err(ward_clinic::ClinicError::from)?;
+                match rows.next().await.map_err(ward_clinic::ClinicError::from)? {
+                    Some(r) => {
+                        let id: i64 = r.get(0).map_err(ward_clinic::ClinicError::from)?;
+                        filter.entity = Some(("patient".to_owned(), id.to_string()));
+                    }
+                    None => return Ok((settings, Vec::new(), true)),
+                }
+            }
+            filter.from = from_day.and_then(|d| start_of(d, tz));
+            filter.until = to_day
+                .and_then(|d| d.succ_opt())
+                .and_then(|d| start_of(d, tz));
+            let rows = audit::search(&conn, &filter, before, PAGE_SIZE + 1)
+                .await
+                .map_err(ward_clinic::ClinicError::from)?;
+            Ok((settings, rows, false))
+        })
+        .await?;
+    if patient_missing {
+        errors.patient = Some("No patient has this number.");
+    }
+    let more = found.len() > PAGE_SIZE as usize;
+    let rows: Vec<Row> = found
+        .into_iter()
+        .take(PAGE_SIZE as usize)
+        .map(|r| row(r, &settings))
+        .collect();
+    let base = format!("/c/{}/audit", access.slug);
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => {
+            let next_q = AuditQuery {
+                before: last.seq.to_string(),
+                ..q.clone()
+            };
+            Some(format!(
+                "{base}?{}",
+                serde_urlencoded::to_string(&next_q).unwrap_or_default()
+            ))
+        }
+        _ => None,
+    };
+    let first_page = before.map(|_| {
+        let first_q = AuditQuery {
+            before: String::new(),
+            ..q.clone()
+        };
+        let query = serde_urlencoded::to_string(&first_q).unwrap_or_default();
+        if query.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}?{query}")
+        }
+    });
+    let status = if valid && !patient_missing {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = AuditPage {
+        frame: ClinicFrame::new(&access, clinic.name, csrf, "audit"),
+        q,
+        actors: members.into_iter().map(|m| (m.user_id, m.name)).collect(),
+        actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
+        errors,
+        rows,
+        timezone: settings.timezone.name().to_owned(),
+        next,
+        first_page,
+    };
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+// ---------------------------------------------------------------- accessed by
+
+/// One line of "accessed by".
+pub struct AccessLine {
+    /// When, in the clinic's time.
+    pub when: String,
+    /// Who (name at the time).
+    pub who: String,
+    /// Their role at the time, or `operator` / `system`.
+    pub role: String,
+    /// What they did: `view`, `update`, `print`, …
+    pub action: String,
+}
+
+/// Who viewed or changed a record, for its page; render with
+/// `{% include "_accessed_by.html" %}` from a template that has a field
+/// `accessed_by: Option<AccessedBy>`.
+pub struct AccessedBy {
+    /// Newest first.
+    pub lines: Vec<AccessLine>,
+    /// Link to the full history in the audit viewer, when the record is a patient.
+    pub more_href: Option<String>,
+}
+
+impl AccessedBy {
+    /// The box for `entity_type` `entity_id` (e.g. `"patient"`, the patient's id), or
+    /// `None` when this user's role may not see the audit log. `patient_number`, when
+    /// given, links to the viewer filtered on that patient.
+    pub async fn load(
+        access: &ClinicAccess,
+        entity_type: &str,
+        entity_id: &str,
+        patient_number: Option<i64>,
+    ) -> Result<Option<Self>, AppError> {
+        if !access.can(Permission::ViewAudit) {
+            return Ok(None);
+        }
+        let (kind, id) = (entity_type.to_owned(), entity_id.to_owned());
+        let (tz, accesses) = access
+            .tenant
+            .with(|conn| async move {
+                let tz = settings::load(&conn).await?;
+                let rows = audit::accessed_by(&conn, &kind, &id, ACCESSED_BY_LIMIT)
+                    .await
+                    .map_err(ward_clinic::ClinicError::from)?;
+                Ok::<_, ward_clinic::ClinicError>((tz, rows))
+            })
+            .await?;
+        Ok(Some(Self {
+            lines: accesses
+                .into_iter()
+                .map(|a| AccessLine {
+                    when: tz.local(a.at).format("%Y-%m-%d %H:%M").to_string(),
+                    role: match (a.actor_kind.as_str(), a.actor_role) {
+                        ("user", Some(r)) => r,
+                        (kind, _) => kind.to_owned(),
+                    },
+                    who: a.actor_name,
+                    action: a.action.replace('_', " "),
+                })
+                .collect(),
+            more_href: patient_number.map(|n| format!("/c/{}/audit?patient={n}", access.slug)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use askama::Template;
+
+    use super::{AccessLine, AccessedBy};
+
+    #[derive(Template)]
+    #[template(source = "{% include \"_accessed_by.html\" %}", ext = "html")]
+    struct Host {
+        accessed_by: Option<AccessedBy>,
+    }
+
+    #[test]
+    fn the_partial_lists_accesses_and_is_empty_for_other_roles() {
+        let html = Host {
+            accessed_by: Some(AccessedBy {
+                lines: vec![AccessLine {
+                    when: "2026-03-01 14:30".into(),
+                    who: "Dr. <Bo>".into(),
+                    role: "doctor".into(),
+                    action: "view".into(),
+                }],
+                more_href: Some("/c/acme/audit?patient=7".into()),
+            }),
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains("Accessed by"));
+        assert!(html.contains("2026-03-01 14:30"));
+        assert!(
+            html.contains("Dr. &#60;Bo&#62;") || html.contains("Dr. &lt;Bo&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("/c/acme/audit?patient=7"));
+        let none = Host { accessed_by: None }.render().unwrap();
+        assert!(!none.contains("Accessed by"));
+    }
+}

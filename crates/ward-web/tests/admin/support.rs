@@ -1,0 +1,390 @@
+//! A whole Ward app in-process over real files, with a controllable clock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use chrono::TimeZone;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use ward_control::passwords::{PasswordHasher, Pepper};
+use ward_control::{MasterKeySource, Platform, SessionPolicy};
+use ward_core::{Clock, ManualClock};
+use ward_mail::{Mailer, MemoryMailbox};
+use ward_tenancy::StoreConfig;
+use ward_web::limits::{EmailLimits, IpLimit};
+use ward_web::{App, TrustedProxy, WebConfig, router};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Options {
+    pub hashing_cost: u32,
+    pub public_url: Option<String>,
+    pub trusted_proxy: TrustedProxy,
+    pub ip_limit: IpLimit,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // Generous per-address limit so flows are not throttled; limit tests set their own.
+        Self {
+            hashing_cost: 4,
+            public_url: None,
+            trusted_proxy: TrustedProxy::None,
+            ip_limit: IpLimit {
+                burst: 10_000,
+                replenish: std::time::Duration::from_millis(1),
+            },
+        }
+    }
+}
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    router: Router,
+    pub dir: Arc<tempfile::TempDir>,
+    pub clock: ManualClock,
+    pub cookies: HashMap<String, String>,
+    pub peer: SocketAddr,
+    pub mailbox: MemoryMailbox,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The `_csrf` value of the first form on the page.
+    pub fn csrf(&self) -> String {
+        field_value(&self.body, "_csrf").expect("page has a _csrf field")
+    }
+}
+
+pub fn field_value(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_owned())
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let platform = Platform::open(
+            StoreConfig::new(dir.path()),
+            MasterKeySource::Configured("11".repeat(32)),
+            shared.clone(),
+        )
+        .await
+        .unwrap();
+        let (mailer, mailbox) = Mailer::in_memory(platform.control.clone()).unwrap();
+        let base_url = options
+            .public_url
+            .clone()
+            .unwrap_or_else(|| "http://ward.test".to_owned());
+        let app = Arc::new(App {
+            control: platform.control.clone(),
+            tenants: platform.tenants.clone(),
+            mailer,
+            audit: ward_clinic::audit::ReadAuditor::start(
+                platform.tenants.clone(),
+                Default::default(),
+            ),
+            // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
+            hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), options.hashing_cost, 2)
+                .unwrap(),
+            session_policy: SessionPolicy::default(),
+            trusted_proxy: options.trusted_proxy,
+            ip_limit: options.ip_limit,
+            email_limits: EmailLimits::default(),
+            config: WebConfig {
+                public_url: options.public_url,
+                base_url,
+                version: "test".into(),
+            },
+            clock: shared,
+            started_at: clock.now(),
+        });
+        let router = router(app.clone());
+        Self {
+            app,
+            router,
+            dir,
+            clock,
+            cookies: HashMap::new(),
+            peer: "203.0.113.7:40000".parse().unwrap(),
+            mailbox,
+        }
+    }
+
+    pub async fn send(&mut self, mut req: Request<Body>) -> Response {
+        if !self.cookies.is_empty() && !req.headers().contains_key(header::COOKIE) {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req.headers_mut()
+                .insert(header::COOKIE, cookie.parse().unwrap());
+        }
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        for c in parts.headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Response {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts `form` with the `_csrf` of the page at `form_page` (fetched first).
+    pub async fn submit(
+        &mut self,
+        form_page: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let csrf = self.get(form_page).await.csrf();
+        let mut fields = vec![("_csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(action, &fields).await
+    }
+
+    /// Every mail sent so far (delivering what is queued first), oldest first, as
+    /// subject and text body.
+    pub async fn mails(&self) -> Vec<String> {
+        self.app.mailer.deliver_due().await.unwrap();
+        self.mailbox
+            .sent()
+            .into_iter()
+            .map(|m| format!("Subject: {}\n\n{}", m.subject, m.text))
+            .collect()
+    }
+
+    /// The path and query of the first link to `path` in the newest mail.
+    pub async fn link_in_last_mail(&self, path: &str) -> String {
+        self.app.mailer.deliver_due().await.unwrap();
+        let mail = self.mailbox.sent().pop().expect("a mail was sent");
+        let base = self.app.base_url();
+        let link = mail
+            .links()
+            .into_iter()
+            .find(|l| l.starts_with(&format!("{base}{path}")))
+            .unwrap_or_else(|| panic!("no {path} link in {}", mail.text));
+        link[base.len()..].to_owned()
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies
+            .get("ward_session")
+            .or_else(|| self.cookies.get("__Host-ward_session"))
+            .cloned()
+    }
+
+    /// Signs up a clinic and confirms the owner's address; returns the clinic's path.
+    pub async fn signup_verified(&mut self, clinic: &str, email: &str) -> String {
+        let r = self
+            .submit(
+                "/signup",
+                "/signup",
+                &[
+                    ("clinic_name", clinic),
+                    ("name", "Dr. Ana Rao"),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let link = self.link_in_last_mail("/verify-email").await;
+        let page = self.get(&link).await;
+        let token = field_value(&page.body, "token").unwrap();
+        let r = self
+            .post(
+                "/verify-email",
+                &[("_csrf", &page.csrf()), ("token", &token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        r.location().to_owned()
+    }
+
+    pub async fn login(&mut self, email: &str, password: &str) -> Response {
+        self.submit(
+            "/login",
+            "/login",
+            &[("email", email), ("password", password)],
+        )
+        .await
+    }
+
+    /// A second browser (no cookies) against the same app.
+    pub fn fresh_browser(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            router: self.router.clone(),
+            dir: self.dir.clone(),
+            clock: self.clock.clone(),
+            cookies: HashMap::new(),
+            peer: self.peer,
+            mailbox: self.mailbox.clone(),
+        }
+    }
+}
+
+/// A clinic's owner, signed in, with what the tests need to find the clinic again.
+pub struct Clinic {
+    pub slug: String,
+    pub id: ward_core::ClinicId,
+    pub owner_id: String,
+}
+
+impl Clinic {
+    pub fn path(&self, rest: &str) -> String {
+        format!("/c/{}/{rest}", self.slug)
+    }
+}
+
+impl TestApp {
+    /// Signs up a clinic whose owner is `email` and stays signed in as them.
+    pub async fn clinic(&mut self, name: &str, email: &str) -> Clinic {
+        let path = self.signup_verified(name, email).await;
+        let slug = path
+            .trim_start_matches("/c/")
+            .trim_end_matches('/')
+            .to_owned();
+        let record = self
+            .app
+            .control
+            .clinic_by_slug(&ward_core::Slug::parse(&slug).unwrap())
+            .await
+            .unwrap();
+        let owner = self
+            .app
+            .control
+            .user_by_email(&ward_core::Email::parse(email).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        Clinic {
+            slug,
+            id: record.id,
+            owner_id: owner.id,
+        }
+    }
+
+    /// Creates a verified account for `email` (password [`PASSWORD`]) with `role` in
+    /// `clinic`, straight through the control plane; returns its id.
+    pub async fn staff(
+        &self,
+        clinic: &Clinic,
+        email: &str,
+        name: &str,
+        role: ward_core::Role,
+    ) -> String {
+        let control = &self.app.control;
+        let email = ward_core::Email::parse(email).unwrap();
+        let user = match control.user_by_email(&email).await.unwrap() {
+            Some(u) => u,
+            None => {
+                let hash = self.app.hasher.hash(PASSWORD).await.unwrap();
+                let u = control
+                    .create_user(&email, name, &hash)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                control.mark_email_verified(&u.id).await.unwrap();
+                u
+            }
+        };
+        control
+            .add_membership(&user.id, clinic.id, role)
+            .await
+            .unwrap();
+        user.id
+    }
+
+    /// A new browser signed in as `email`.
+    pub async fn browser_as(&self, email: &str) -> Self {
+        let mut b = self.fresh_browser();
+        let r = b.login(email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        b
+    }
+
+    /// The clinic's whole audit log, oldest first.
+    pub async fn audit_rows(&self, clinic: &Clinic) -> Vec<ward_clinic::audit::AuditRow> {
+        let tenant = self.app.tenants.get(clinic.id).await.unwrap();
+        let mut rows = tenant
+            .with(|conn| async move {
+                ward_clinic::audit::search(
+                    &conn,
+                    &ward_clinic::audit::Filter::default(),
+                    None,
+                    ward_clinic::audit::MAX_PAGE,
+                )
+                .await
+            })
+            .await
+            .unwrap();
+        rows.reverse();
+        rows
+    }
+
+    /// The role `user_id` has in the clinic, if any.
+    pub async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<ward_core::Role> {
+        self.app
+            .control
+            .clinic_member(clinic.id, user_id)
+            .await
+            .unwrap()
+            .map(|m| m.role)
+    }
+}
