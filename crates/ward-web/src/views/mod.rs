@@ -6,6 +6,8 @@ pub mod clinic;
 pub mod frame;
 pub mod health;
 pub mod pages;
+pub mod patients;
+pub mod visits;
 
 use crate::AppError;
 
