@@ -590,3 +590,74 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
     let r = b.owner.get(&format!("{b_base}/patients?q=zyxwv")).await;
     assert!(!r.body.contains("Zyxwv"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_visit_input_is_refused_field_by_field_and_never_a_500() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Rough Clinic", "rough").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(&base, &[("full_name", "Edge Case")])
+        .await;
+    let action = format!("{patient}/visits");
+    let csrf = c.doctor.get(&format!("{patient}/visits/new")).await.csrf();
+    let long = "y".repeat(20_000);
+    let many_rows: Vec<(String, String)> = (0..500)
+        .map(|i| (format!("item_{i}_drug"), format!("Drug {i}")))
+        .collect();
+    let mut bulk: Vec<(&str, &str)> = vec![("_csrf", &csrf), ("action", "add_item")];
+    bulk.extend(many_rows.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let r = c.doctor.post(&action, &bulk).await;
+    assert_eq!(r.status, StatusCode::OK, "rows beyond the cap are ignored");
+    assert!(!r.body.contains("item_30_drug"));
+    for form in [
+        vec![("action", "save"), ("presenting_complaints", long.as_str())],
+        vec![("action", "save"), ("item_0_drug", long.as_str())],
+        vec![("action", "save"), ("diagnosis_0", long.as_str())],
+        vec![("action", "save"), ("diagnosis_0", "a\u{0}b")],
+        vec![("action", "save"), ("follow_up_on", "tomorrow")],
+        vec![("action", "save"), ("follow_up_on", "99999-01-01")],
+        vec![("action", "save")],
+        vec![
+            ("action", "save_favourite"),
+            ("favourite_name", ""),
+            ("item_0_drug", "X"),
+        ],
+        vec![("action", "save_favourite"), ("favourite_name", "Empty")],
+        vec![
+            ("action", "save_favourite"),
+            ("favourite_name", long.as_str()),
+            ("item_0_drug", "X"),
+        ],
+    ] {
+        let mut fields = vec![("_csrf", csrf.as_str())];
+        fields.extend(form.iter().copied());
+        let r = c.doctor.post(&action, &fields).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{:?}",
+            &form[..1.min(form.len())]
+        );
+        assert!(r.body.contains("field-error"));
+    }
+    for odd in [
+        "apply_favourite_999",
+        "apply_favourite_x",
+        "remove_item_99999999999999999999",
+        "launch",
+    ] {
+        let r = c
+            .doctor
+            .post(&action, &[("_csrf", &csrf), ("action", odd)])
+            .await;
+        assert!(
+            r.status.is_client_error() || r.status == StatusCode::OK,
+            "{odd}: {}",
+            r.status
+        );
+    }
+    assert_eq!(t.count(c.id, "SELECT COUNT(*) FROM visits").await, 0);
+    assert_eq!(t.count(c.id, "SELECT COUNT(*) FROM favourites").await, 0);
+}
