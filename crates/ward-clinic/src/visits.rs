@@ -448,6 +448,46 @@ pub async fn for_patient(conn: &Connection, patient_id: i64) -> Result<Vec<Visit
     Ok(visits)
 }
 
+/// A visit as one line of a patient's history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VisitSummary {
+    /// Id.
+    pub id: i64,
+    /// When (UTC).
+    pub visited_at: DateTime<Utc>,
+    /// The doctor's name at the time.
+    pub doctor_name: String,
+    /// The diagnoses, in order, joined with "; ".
+    pub diagnoses: String,
+    /// How many prescription items.
+    pub items: i64,
+}
+
+/// Patient `patient_id`'s visits as history lines, newest first (at most 200), in one
+/// query: the patient page is the busiest page there is.
+pub async fn summaries(
+    conn: &Connection,
+    patient_id: i64,
+) -> Result<Vec<VisitSummary>, ClinicError> {
+    let mut rows = conn
+        .query(
+            "SELECT v.id, v.visited_at, v.doctor_name,                (SELECT group_concat(text, '; ') FROM (SELECT text FROM diagnoses WHERE visit_id = v.id ORDER BY position)),                (SELECT COUNT(*) FROM prescription_items WHERE visit_id = v.id)              FROM visits v WHERE v.patient_id = ?1 ORDER BY v.visited_at DESC, v.id DESC LIMIT 200",
+            [patient_id],
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(VisitSummary {
+            id: row.get(0)?,
+            visited_at: time(&row, 1)?,
+            doctor_name: row.get(2)?,
+            diagnoses: row.get::<Option<String>>(3)?.unwrap_or_default(),
+            items: row.get(4)?,
+        });
+    }
+    Ok(found)
+}
+
 /// A doctor's named set of prescription items.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Favourite {

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use ward_clinic::audit::Action;
 use ward_clinic::patients::{self, Patient, PatientForm};
 use ward_clinic::settings::{self, ClinicSettings};
-use ward_clinic::visits::{self, Visit};
+use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
@@ -363,7 +363,7 @@ pub struct VisitLine {
     /// Diagnoses, joined.
     pub diagnoses: String,
     /// Number of prescription items.
-    pub items: usize,
+    pub items: i64,
 }
 
 #[derive(Template)]
@@ -397,7 +397,7 @@ pub async fn show_get(
             let s = settings::load(&conn).await?;
             let p = patients::get(&conn, id).await?;
             let list = if clinical {
-                visits::for_patient(&conn, id).await?
+                visits::summaries(&conn, id).await?
             } else {
                 Vec::new()
             };
@@ -414,12 +414,12 @@ pub async fn show_get(
     let slug = access.slug.to_string();
     let visits = list
         .iter()
-        .map(|v: &Visit| VisitLine {
+        .map(|v: &VisitSummary| VisitLine {
             href: format!("/c/{slug}/visits/{}", v.id),
             when: s.local(v.visited_at).format("%Y-%m-%d %H:%M").to_string(),
             doctor: v.doctor_name.clone(),
-            diagnoses: v.diagnoses.join("; "),
-            items: v.items.len(),
+            diagnoses: v.diagnoses.clone(),
+            items: v.items,
         })
         .collect();
     let sections = extra_sections(&app, &access, &p).await?;
