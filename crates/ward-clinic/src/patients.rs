@@ -590,45 +590,49 @@ pub async fn search(conn: &Connection, query: &str) -> Result<Vec<Patient>, Clin
             .await?;
         return collect(&mut rows).await;
     }
-    let mut words: Vec<String> = name_tokens(query).into_iter().take(6).collect();
-    if words.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The longest word drives (it matches the fewest names) and is walked in index order,
-    // so the scan stops after enough hits; the other words are checked per candidate
-    // against that patient's few tokens. Sorting every match by name instead would cost
-    // a sort of a quarter of the register for a one-letter query.
-    words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
-    let mut sql = format!(
-        "SELECT {} FROM patient_name_tokens t JOIN patients p ON p.id = t.patient_id \
-         WHERE t.token >= ?1 AND t.token < ?2",
-        COLUMNS
-            .split(", ")
-            .map(|c| format!("p.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for i in 1..words.len() {
-        let (lo, hi) = (2 * i + 1, 2 * i + 2);
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM patient_name_tokens o WHERE o.patient_id = p.id AND o.token >= ?{lo} AND o.token < ?{hi})"
-        ));
-    }
-    // Twice the limit: a name can match the driving word twice ("Ravi Rao" for "ra").
-    sql.push_str(&format!(
-        " ORDER BY t.token, t.patient_id LIMIT {}",
-        2 * limit
-    ));
+    let words: Vec<String> = name_tokens(query).into_iter().take(6).collect();
     let mut values: Vec<libsql::Value> = Vec::with_capacity(words.len() * 2);
     for w in &words {
         values.push(libsql::Value::Text(w.clone()));
         values.push(libsql::Value::Text(prefix_end(w)));
     }
-    let mut rows = conn.query(&sql, values).await?;
-    let mut found = collect(&mut rows).await?;
-    let mut seen = std::collections::HashSet::new();
-    found.retain(|p| seen.insert(p.id));
-    found.truncate(SEARCH_LIMIT);
+    let found = match words.len() {
+        0 => return Ok(Vec::new()),
+        // One word: walk its index range in order and stop at the limit. Sorting every
+        // match by name instead would sort a quarter of the register for "r".
+        1 => {
+            let columns = COLUMNS
+                .split(", ")
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Twice the limit: a name can match twice ("Ravi Rao" for "ra").
+            let sql = format!(
+                "SELECT {columns} FROM patient_name_tokens t JOIN patients p ON p.id = t.patient_id \
+                 WHERE t.token >= ?1 AND t.token < ?2 ORDER BY t.token, t.patient_id LIMIT {}",
+                2 * limit
+            );
+            let mut rows = conn.query(&sql, values).await?;
+            let mut found = collect(&mut rows).await?;
+            let mut seen = std::collections::HashSet::new();
+            found.retain(|p| seen.insert(p.id));
+            found.truncate(SEARCH_LIMIT);
+            found
+        }
+        // Several words: intersect their ranges (each an index range scan), which leaves
+        // few enough patients to sort.
+        n => {
+            let one = "SELECT patient_id FROM patient_name_tokens WHERE token >= ? AND token < ?";
+            let ranges = vec![one; n].join(" INTERSECT ");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM patients WHERE id IN ({ranges}) \
+                 ORDER BY full_name COLLATE NOCASE, number LIMIT {limit}"
+            );
+            let mut rows = conn.query(&sql, values).await?;
+            collect(&mut rows).await?
+        }
+    };
+    let mut found = found;
     found.sort_by_cached_key(|p| (p.full_name.to_lowercase(), p.number));
     Ok(found)
 }
