@@ -368,7 +368,6 @@ pub async fn create(
     let p = p.clone();
     let at = entry.at;
     let now = format_time(at);
-    let today = at.date_naive();
     let id = audit::in_transaction(conn, |tx| async move {
         let mut rows = tx
             .query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())
@@ -378,6 +377,8 @@ pub async fn create(
             None => 1,
         };
         drop(rows);
+        // The age was given on the clinic's date, not UTC's.
+        let today = crate::settings::load(&tx).await?.local(at).date_naive();
         let phone_digits = digits(&p.phone);
         tx.execute(
             "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
@@ -485,7 +486,13 @@ pub async fn update(
         let age_recorded_on = match (p.age_years, old.age_years == p.age_years) {
             (None, _) => None,
             (Some(_), true) => old.age_recorded_on.map(|d| d.to_string()),
-            (Some(_), false) => Some(at.date_naive().to_string()),
+            (Some(_), false) => Some(
+                crate::settings::load(&tx)
+                    .await?
+                    .local(at)
+                    .date_naive()
+                    .to_string(),
+            ),
         };
         let phone_digits = digits(&p.phone);
         tx.execute(
