@@ -450,6 +450,16 @@ pub async fn edit_get(
         .tenant
         .with(|conn| async move { patients::get(&conn, id).await })
         .await?;
+    // The edit form shows the whole record: a view like the patient page.
+    app.audit
+        .note_view(
+            access.clinic_id,
+            access
+                .audit_entry(app.clock.now(), Action::View)
+                .entity("patient", id)
+                .detail("edit form"),
+        )
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
     let page = FormPage {
         action: format!("/c/{}/patients/{id}/edit", access.slug),
         title: format!("Edit No. {} {}", p.number, p.full_name),
