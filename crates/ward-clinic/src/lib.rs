@@ -3,10 +3,14 @@
 //!
 //! - [`audit`]: the append-only, hash-chained audit log every domain action writes to.
 //! - [`settings`]: letterhead, timezone and currency.
+//! - [`patients`]: the register, duplicate detection and search.
+//! - [`visits`]: consultations, diagnoses, prescriptions and favourites.
 
 pub mod audit;
 mod error;
+pub mod patients;
 pub mod settings;
+pub mod visits;
 
 pub use audit::integrity_check;
 pub use error::ClinicError;

@@ -12,7 +12,7 @@ use ward_tenancy::TenantStore;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
-use crate::views::{accounts, assets, audit, clinic, health, settings, staff};
+use crate::views::{accounts, assets, audit, clinic, health, patients, settings, staff, visits};
 use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
@@ -143,6 +143,25 @@ pub fn router(app: Arc<App>) -> Router {
             "/invite",
             get(staff::invite_get).post(staff::invite_post_accept),
         )
+        // Patients and visits.
+        .route("/c/{slug}/patients", get(patients::list_get))
+        .route("/c/{slug}/patients/search", get(patients::search_get))
+        .route(
+            "/c/{slug}/patients/new",
+            get(patients::new_get).post(patients::new_post),
+        )
+        .route("/c/{slug}/patients/{id}", get(patients::show_get))
+        .route(
+            "/c/{slug}/patients/{id}/edit",
+            get(patients::edit_get).post(patients::edit_post),
+        )
+        .route("/c/{slug}/patients/{id}/visits/new", get(visits::new_get))
+        .route("/c/{slug}/patients/{id}/visits", post(visits::create_post))
+        .route("/c/{slug}/visits/{id}", get(visits::show_get))
+        .route(
+            "/c/{slug}/visits/{id}/prescription",
+            get(visits::prescription_get),
+        )
         .merge(limited)
         .fallback(views::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -153,6 +172,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(health::healthz_get))
         .route("/status", get(health::status_get))
         .route("/static/ward.css", get(assets::css_get))
+        .route("/static/search.js", get(assets::search_js_get))
         .merge(pages)
         .with_state(state);
     headers::apply(routes, https)

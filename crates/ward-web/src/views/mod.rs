@@ -7,8 +7,10 @@ pub mod clinic;
 pub mod frame;
 pub mod health;
 pub mod pages;
+pub mod patients;
 pub mod settings;
 pub mod staff;
+pub mod visits;
 
 use crate::AppError;
 

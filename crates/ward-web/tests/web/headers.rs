@@ -46,7 +46,8 @@ async fn every_response_carries_the_security_headers() {
         ("/status", StatusCode::OK),
         ("/static/ward.css", StatusCode::OK),
         ("/no/such/page", StatusCode::NOT_FOUND),
-        ("/c/acme/patients", StatusCode::NOT_FOUND),
+        ("/c/acme/no-such-page", StatusCode::NOT_FOUND),
+        ("/c/acme/patients", StatusCode::SEE_OTHER),
         ("/../../etc/passwd", StatusCode::NOT_FOUND),
     ] {
         let response = t.get(path).await;

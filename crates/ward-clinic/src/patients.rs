@@ -1,0 +1,701 @@
+//! The patient register: registration with a sequential patient number, duplicate
+//! detection, edits with a field-level audit diff, and search by name, phone or number.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use libsql::{Connection, Row, params};
+use serde_json::Value;
+use ward_core::{format_time, parse_time};
+
+use crate::ClinicError;
+use crate::audit::{self, Diff, Entry};
+
+/// Most patients a search returns.
+pub const SEARCH_LIMIT: usize = 50;
+
+/// What a person typed into the patient form, unchecked.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct PatientForm {
+    /// Full name.
+    pub full_name: String,
+    /// `YYYY-MM-DD`, or empty when unknown.
+    pub date_of_birth: String,
+    /// Age in whole years, when the date of birth is unknown.
+    pub age_years: String,
+    /// `female`, `male`, `other` or `unknown`.
+    pub sex: String,
+    /// Phone number, any formatting.
+    pub phone: String,
+    /// Postal address.
+    pub address: String,
+    /// Email address (optional).
+    pub email: String,
+    /// Free notes (optional).
+    pub notes: String,
+}
+
+/// A checked patient form, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPatient {
+    /// Full name, trimmed.
+    pub full_name: String,
+    /// Date of birth, when known.
+    pub date_of_birth: Option<NaiveDate>,
+    /// Age in years, when only that is known.
+    pub age_years: Option<i64>,
+    /// One of [`SEXES`].
+    pub sex: String,
+    /// Phone number as typed.
+    pub phone: String,
+    /// Postal address.
+    pub address: String,
+    /// Email address.
+    pub email: String,
+    /// Notes.
+    pub notes: String,
+}
+
+/// The values `sex` may take, with labels.
+pub const SEXES: [(&str, &str); 4] = [
+    ("female", "Female"),
+    ("male", "Male"),
+    ("other", "Other"),
+    ("unknown", "Not stated"),
+];
+
+/// Field errors of a form: (field, sentence to show next to it).
+pub type FieldErrors = Vec<(&'static str, String)>;
+
+pub(crate) fn check_text(
+    errors: &mut FieldErrors,
+    field: &'static str,
+    value: &str,
+    max: usize,
+    multiline: bool,
+) -> String {
+    let value = value.trim();
+    if value.chars().count() > max {
+        errors.push((field, format!("At most {max} characters.")));
+    } else if value
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        errors.push((field, "Remove the control characters.".to_owned()));
+    }
+    value.to_owned()
+}
+
+/// Parses a `YYYY-MM-DD` date typed in a form.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+}
+
+/// Digits only, for searching phone numbers typed in any format.
+pub fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+impl PatientForm {
+    /// Checks the form; `today` is the clinic's local date. All field errors at once.
+    pub fn validate(&self, today: NaiveDate) -> Result<NewPatient, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let full_name = check_text(&mut errors, "full_name", &self.full_name, 200, false);
+        if full_name.is_empty() {
+            errors.push(("full_name", "Enter the patient's full name.".to_owned()));
+        }
+        let date_of_birth = match self.date_of_birth.trim() {
+            "" => None,
+            text => match parse_date(text) {
+                Some(d) if d > today => {
+                    errors.push((
+                        "date_of_birth",
+                        "The date of birth is in the future.".into(),
+                    ));
+                    None
+                }
+                Some(d) if d.year() < 1880 => {
+                    errors.push(("date_of_birth", "Check the year.".into()));
+                    None
+                }
+                Some(d) => Some(d),
+                None => {
+                    errors.push((
+                        "date_of_birth",
+                        "Enter the date as YYYY-MM-DD, e.g. 1984-07-21.".into(),
+                    ));
+                    None
+                }
+            },
+        };
+        let age_years = match self.age_years.trim() {
+            "" => None,
+            text => match text.parse::<i64>() {
+                Ok(n) if (0..=130).contains(&n) => Some(n),
+                _ => {
+                    errors.push(("age_years", "Enter the age in whole years (0–130).".into()));
+                    None
+                }
+            },
+        };
+        if date_of_birth.is_some() && age_years.is_some() {
+            errors.push((
+                "age_years",
+                "Give either the date of birth or the age, not both.".into(),
+            ));
+        }
+        let sex = self.sex.trim().to_owned();
+        if !SEXES.iter().any(|(v, _)| *v == sex) {
+            errors.push(("sex", "Choose one.".into()));
+        }
+        let phone = check_text(&mut errors, "phone", &self.phone, 40, false);
+        if !phone.is_empty() && digits(&phone).len() < 5 {
+            errors.push((
+                "phone",
+                "Enter a phone number with at least 5 digits.".into(),
+            ));
+        }
+        let address = check_text(&mut errors, "address", &self.address, 500, true);
+        let email = check_text(&mut errors, "email", &self.email, 254, false);
+        if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace)) {
+            errors.push((
+                "email",
+                "Enter an email address like name@example.com.".into(),
+            ));
+        }
+        let notes = check_text(&mut errors, "notes", &self.notes, 4000, true);
+        if errors.is_empty() {
+            Ok(NewPatient {
+                full_name,
+                date_of_birth,
+                age_years,
+                sex,
+                phone,
+                address,
+                email,
+                notes,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// One patient as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Patient {
+    /// Internal id (in URLs).
+    pub id: i64,
+    /// The clinic-visible patient number.
+    pub number: i64,
+    /// Full name.
+    pub full_name: String,
+    /// Date of birth, when known.
+    pub date_of_birth: Option<NaiveDate>,
+    /// Age given when the date of birth was unknown.
+    pub age_years: Option<i64>,
+    /// The date that age was given.
+    pub age_recorded_on: Option<NaiveDate>,
+    /// Sex.
+    pub sex: String,
+    /// Phone as typed.
+    pub phone: String,
+    /// Address.
+    pub address: String,
+    /// Email.
+    pub email: String,
+    /// Notes.
+    pub notes: String,
+    /// When registered.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Patient {
+    /// Age in whole years on `today` (from the date of birth, or the recorded age grown
+    /// by the years since it was given).
+    pub fn age_on(&self, today: NaiveDate) -> Option<i64> {
+        if let Some(dob) = self.date_of_birth {
+            return today.years_since(dob).map(i64::from);
+        }
+        let age = self.age_years?;
+        let grown = self
+            .age_recorded_on
+            .and_then(|d| today.years_since(d))
+            .map_or(0, i64::from);
+        Some(age + grown)
+    }
+
+    /// The label of the patient's sex.
+    pub fn sex_label(&self) -> &'static str {
+        SEXES
+            .iter()
+            .find(|(v, _)| *v == self.sex)
+            .map_or("Not stated", |(_, l)| l)
+    }
+
+    /// The form filled with this patient's details, for editing.
+    pub fn to_form(&self) -> PatientForm {
+        PatientForm {
+            full_name: self.full_name.clone(),
+            date_of_birth: self
+                .date_of_birth
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            age_years: self.age_years.map(|a| a.to_string()).unwrap_or_default(),
+            sex: self.sex.clone(),
+            phone: self.phone.clone(),
+            address: self.address.clone(),
+            email: self.email.clone(),
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, address, email, notes, created_at, updated_at";
+
+pub(crate) fn time(row: &Row, i: i32) -> Result<DateTime<Utc>, ClinicError> {
+    let text: String = row.get(i)?;
+    parse_time(&text).ok_or_else(|| ClinicError::invalid("stored time", "unreadable time"))
+}
+
+fn date(row: &Row, i: i32) -> Result<Option<NaiveDate>, ClinicError> {
+    Ok(row
+        .get::<Option<String>>(i)?
+        .as_deref()
+        .and_then(parse_date))
+}
+
+fn from_row(row: &Row) -> Result<Patient, ClinicError> {
+    Ok(Patient {
+        id: row.get(0)?,
+        number: row.get(1)?,
+        full_name: row.get(2)?,
+        date_of_birth: date(row, 3)?,
+        age_years: row.get(4)?,
+        age_recorded_on: date(row, 5)?,
+        sex: row.get(6)?,
+        phone: row.get(7)?,
+        address: row.get(8)?,
+        email: row.get(9)?,
+        notes: row.get(10)?,
+        created_at: time(row, 11)?,
+        updated_at: time(row, 12)?,
+    })
+}
+
+/// The patient with id `id`, or [`ClinicError::NotFound`].
+pub async fn get(conn: &Connection, id: i64) -> Result<Patient, ClinicError> {
+    let mut rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM patients WHERE id = ?1"),
+            [id],
+        )
+        .await?;
+    match rows.next().await? {
+        Some(row) => from_row(&row),
+        None => Err(ClinicError::NotFound),
+    }
+}
+
+/// The lower-cased words of a name, as searched.
+pub fn name_tokens(name: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    tokens
+}
+
+async fn write_tokens(conn: &Connection, id: i64, name: &str) -> Result<(), ClinicError> {
+    conn.execute(
+        "DELETE FROM patient_name_tokens WHERE patient_id = ?1",
+        [id],
+    )
+    .await?;
+    for token in name_tokens(name) {
+        conn.execute(
+            "INSERT INTO patient_name_tokens (token, patient_id) VALUES (?1, ?2)",
+            params![token, id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn reversed(s: &str) -> String {
+    s.chars().rev().collect()
+}
+
+/// Registered patients whose name matches `p`'s (ignoring case) and whose phone or
+/// date of birth also matches: probably the same person. Phones match on their last ten
+/// digits, so one typed with and one without the country code are the same number. `except` leaves one out (the
+/// record being edited).
+pub async fn find_duplicates(
+    conn: &Connection,
+    p: &NewPatient,
+    except: Option<i64>,
+) -> Result<Vec<Patient>, ClinicError> {
+    let phone = digits(&p.phone);
+    let dob = p.date_of_birth.map(|d| d.to_string());
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM patients WHERE full_name = ?1 COLLATE NOCASE \
+                 AND ((length(?2) >= 7 AND length(phone_digits) >= 7 AND substr(phone_digits, -10) = substr(?2, -10)) OR (?3 IS NOT NULL AND date_of_birth = ?3)) \
+                 AND id IS NOT ?4 ORDER BY number LIMIT 10"
+            ),
+            params![p.full_name.clone(), phone, dob, except],
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(from_row(&row)?);
+    }
+    Ok(found)
+}
+
+/// Registers `p` with the next patient number, recording `entry` (a `create` by the
+/// signed-in user) with every field in the diff. Returns the new patient.
+pub async fn create(
+    conn: &Connection,
+    p: &NewPatient,
+    entry: Entry,
+) -> Result<Patient, ClinicError> {
+    let p = p.clone();
+    let at = entry.at;
+    let now = format_time(at);
+    let id = audit::in_transaction(conn, |tx| async move {
+        let mut rows = tx
+            .query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())
+            .await?;
+        let number: i64 = match rows.next().await? {
+            Some(row) => row.get(0)?,
+            None => 1,
+        };
+        drop(rows);
+        // The age was given on the clinic's date, not UTC's.
+        let today = crate::settings::load(&tx).await?.local(at).date_naive();
+        let phone_digits = digits(&p.phone);
+        tx.execute(
+            "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+            params![
+                number,
+                p.full_name.clone(),
+                p.date_of_birth.map(|d| d.to_string()),
+                p.age_years,
+                p.age_years.map(|_| today.to_string()),
+                p.sex.clone(),
+                p.phone.clone(),
+                phone_digits.clone(),
+                reversed(&phone_digits),
+                p.address.clone(),
+                p.email.clone(),
+                p.notes.clone(),
+                now
+            ],
+        )
+        .await?;
+        let id = tx.last_insert_rowid();
+        write_tokens(&tx, id, &p.full_name).await?;
+        let diff = diff_of(&blank(), &p).field("number", Value::Null, number);
+        audit::record(&tx, &entry.entity("patient", id).diff(diff)).await?;
+        Ok::<_, ClinicError>(id)
+    })
+    .await?;
+    get(conn, id).await
+}
+
+fn blank() -> NewPatient {
+    NewPatient {
+        full_name: String::new(),
+        date_of_birth: None,
+        age_years: None,
+        sex: String::new(),
+        phone: String::new(),
+        address: String::new(),
+        email: String::new(),
+        notes: String::new(),
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+fn text(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        Value::String(s.to_owned())
+    }
+}
+
+fn diff_of(old: &NewPatient, new: &NewPatient) -> Diff {
+    Diff::new()
+        .field("full_name", text(&old.full_name), text(&new.full_name))
+        .field(
+            "date_of_birth",
+            opt(old.date_of_birth),
+            opt(new.date_of_birth),
+        )
+        .field("age_years", old.age_years, new.age_years)
+        .field("sex", text(&old.sex), text(&new.sex))
+        .field("phone", text(&old.phone), text(&new.phone))
+        .field("address", text(&old.address), text(&new.address))
+        .field("email", text(&old.email), text(&new.email))
+        .field("notes", text(&old.notes), text(&new.notes))
+}
+
+impl From<&Patient> for NewPatient {
+    fn from(p: &Patient) -> Self {
+        Self {
+            full_name: p.full_name.clone(),
+            date_of_birth: p.date_of_birth,
+            age_years: p.age_years,
+            sex: p.sex.clone(),
+            phone: p.phone.clone(),
+            address: p.address.clone(),
+            email: p.email.clone(),
+            notes: p.notes.clone(),
+        }
+    }
+}
+
+/// Changes patient `id` to `p`, recording `entry` (an `update`) with the changed fields
+/// only. Nothing is written (not even an audit row) when nothing changed.
+pub async fn update(
+    conn: &Connection,
+    id: i64,
+    p: &NewPatient,
+    entry: Entry,
+) -> Result<Patient, ClinicError> {
+    let p = p.clone();
+    let at = entry.at;
+    audit::in_transaction(conn, |tx| async move {
+        let old = get(&tx, id).await?;
+        let diff = diff_of(&NewPatient::from(&old), &p);
+        if diff.is_empty() {
+            return Ok::<_, ClinicError>(());
+        }
+        // A newly given age starts growing from today; an unchanged one keeps its date.
+        let age_recorded_on = match (p.age_years, old.age_years == p.age_years) {
+            (None, _) => None,
+            (Some(_), true) => old.age_recorded_on.map(|d| d.to_string()),
+            (Some(_), false) => Some(
+                crate::settings::load(&tx)
+                    .await?
+                    .local(at)
+                    .date_naive()
+                    .to_string(),
+            ),
+        };
+        let phone_digits = digits(&p.phone);
+        tx.execute(
+            "UPDATE patients SET full_name = ?2, date_of_birth = ?3, age_years = ?4, age_recorded_on = ?5, sex = ?6, phone = ?7, phone_digits = ?8, phone_digits_rev = ?9, address = ?10, email = ?11, notes = ?12, updated_at = ?13 WHERE id = ?1",
+            params![
+                id,
+                p.full_name.clone(),
+                p.date_of_birth.map(|d| d.to_string()),
+                p.age_years,
+                age_recorded_on,
+                p.sex.clone(),
+                p.phone.clone(),
+                phone_digits.clone(),
+                reversed(&phone_digits),
+                p.address.clone(),
+                p.email.clone(),
+                p.notes.clone(),
+                format_time(at)
+            ],
+        )
+        .await?;
+        if old.full_name != p.full_name {
+            write_tokens(&tx, id, &p.full_name).await?;
+        }
+        audit::record(&tx, &entry.entity("patient", id).diff(diff)).await?;
+        Ok(())
+    })
+    .await?;
+    get(conn, id).await
+}
+
+/// The most recently registered patients.
+pub async fn recent(conn: &Connection, limit: usize) -> Result<Vec<Patient>, ClinicError> {
+    let limit = i64::try_from(limit.min(SEARCH_LIMIT)).unwrap_or(50);
+    let mut rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM patients ORDER BY id DESC LIMIT ?1"),
+            [limit],
+        )
+        .await?;
+    collect(&mut rows).await
+}
+
+async fn collect(rows: &mut libsql::Rows) -> Result<Vec<Patient>, ClinicError> {
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(from_row(&row)?);
+    }
+    Ok(found)
+}
+
+/// The exclusive upper bound of strings starting with `prefix` (binary collation).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// Patients matching `query`, at most [`SEARCH_LIMIT`], best first:
+///
+/// - a query of digits (any formatting: spaces, dashes, `+`, brackets, a leading `#`)
+///   finds the patient with that number, and phones starting or ending with those digits
+///   (so a number typed with or without the country code is found);
+/// - otherwise every word of the query must start a word of the name, in any order
+///   ("ra an" finds "Ana Rao").
+///
+/// Every branch is an index range scan, so it stays fast on a large register.
+pub async fn search(conn: &Connection, query: &str) -> Result<Vec<Patient>, ClinicError> {
+    let query = query.trim();
+    if query.is_empty() {
+        return recent(conn, SEARCH_LIMIT).await;
+    }
+    let limit = SEARCH_LIMIT as i64;
+    let has_letters = query.chars().any(char::is_alphabetic);
+    if !has_letters {
+        let d = digits(query);
+        if d.is_empty() || d.len() > 20 {
+            return Ok(Vec::new());
+        }
+        let number: Option<i64> = if d.len() <= 9 { d.parse().ok() } else { None };
+        // Phones by prefix and suffix only from 4 digits: fewer would match half the
+        // register.
+        let phones = d.len() >= 4;
+        let rev = reversed(&d);
+        let mut rows = conn
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM patients WHERE id IN ( \
+                       SELECT id FROM patients WHERE number = ?1 \
+                       UNION SELECT id FROM patients WHERE ?2 AND phone_digits >= ?3 AND phone_digits < ?4 \
+                       UNION SELECT id FROM patients WHERE ?2 AND phone_digits_rev >= ?5 AND phone_digits_rev < ?6 \
+                     ) ORDER BY (number = ?1) DESC, full_name COLLATE NOCASE, number LIMIT ?7"
+                ),
+                params![
+                    number,
+                    phones,
+                    d.clone(),
+                    prefix_end(&d),
+                    rev.clone(),
+                    prefix_end(&rev),
+                    limit
+                ],
+            )
+            .await?;
+        return collect(&mut rows).await;
+    }
+    let words: Vec<String> = name_tokens(query).into_iter().take(6).collect();
+    let mut values: Vec<libsql::Value> = Vec::with_capacity(words.len() * 2);
+    for w in &words {
+        values.push(libsql::Value::Text(w.clone()));
+        values.push(libsql::Value::Text(prefix_end(w)));
+    }
+    let found = match words.len() {
+        0 => return Ok(Vec::new()),
+        // One word: walk its index range in order and stop at the limit. Sorting every
+        // match by name instead would sort a quarter of the register for "r".
+        1 => {
+            let columns = COLUMNS
+                .split(", ")
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Twice the limit: a name can match twice ("Ravi Rao" for "ra").
+            let sql = format!(
+                "SELECT {columns} FROM patient_name_tokens t JOIN patients p ON p.id = t.patient_id \
+                 WHERE t.token >= ?1 AND t.token < ?2 ORDER BY t.token, t.patient_id LIMIT {}",
+                2 * limit
+            );
+            let mut rows = conn.query(&sql, values).await?;
+            let mut found = collect(&mut rows).await?;
+            let mut seen = std::collections::HashSet::new();
+            found.retain(|p| seen.insert(p.id));
+            found.truncate(SEARCH_LIMIT);
+            found
+        }
+        // Several words: intersect their ranges (each an index range scan), which leaves
+        // few enough patients to sort.
+        n => {
+            let one = "SELECT patient_id FROM patient_name_tokens WHERE token >= ? AND token < ?";
+            let ranges = vec![one; n].join(" INTERSECT ");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM patients WHERE id IN ({ranges}) \
+                 ORDER BY full_name COLLATE NOCASE, number LIMIT {limit}"
+            );
+            let mut rows = conn.query(&sql, values).await?;
+            collect(&mut rows).await?
+        }
+    };
+    let mut found = found;
+    found.sort_by_cached_key(|p| (p.full_name.to_lowercase(), p.number));
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> PatientForm {
+        PatientForm {
+            full_name: " Ana Rao ".into(),
+            sex: "female".into(),
+            phone: "+91 98450-12345".into(),
+            ..PatientForm::default()
+        }
+    }
+
+    #[test]
+    fn forms_are_checked_field_by_field() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let ok = form().validate(today).unwrap();
+        assert_eq!(ok.full_name, "Ana Rao");
+        let bad = PatientForm {
+            full_name: "x".repeat(201),
+            date_of_birth: "2027-01-01".into(),
+            age_years: "abc".into(),
+            sex: "robot".into(),
+            phone: "12".into(),
+            email: "nope".into(),
+            ..PatientForm::default()
+        };
+        let errors = bad.validate(today).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|(f, _)| *f).collect();
+        for f in [
+            "full_name",
+            "date_of_birth",
+            "age_years",
+            "sex",
+            "phone",
+            "email",
+        ] {
+            assert!(fields.contains(&f), "{f} in {fields:?}");
+        }
+        let bad_date = PatientForm {
+            date_of_birth: "2024-02-30".into(),
+            ..form()
+        };
+        assert_eq!(bad_date.validate(today).unwrap_err()[0].0, "date_of_birth");
+    }
+
+    #[test]
+    fn names_split_into_lower_case_words() {
+        assert_eq!(
+            name_tokens("Ana  María O'Rao"),
+            ["ana", "maría", "o", "rao"]
+        );
+        assert_eq!(digits("+91 (984) 50-12"), "919845012");
+    }
+}

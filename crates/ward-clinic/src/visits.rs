@@ -1,0 +1,635 @@
+//! Visits: a consultation's complaints, examination, diagnoses, prescription, advice and
+//! follow-up, recorded by the doctor who saw the patient; and each doctor's prescription
+//! favourites.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use libsql::{Connection, params};
+use ward_core::format_time;
+
+use crate::ClinicError;
+use crate::audit::{self, Diff, Entry};
+use crate::patients::{check_text, parse_date, time};
+
+/// Most diagnoses on one visit.
+pub const MAX_DIAGNOSES: usize = 20;
+/// Most prescription items on one visit (and in one favourite).
+pub const MAX_ITEMS: usize = 30;
+
+/// Field errors keyed by form field name (`diagnosis_2`, `item_0_drug`, …).
+pub type FieldErrors = Vec<(String, String)>;
+
+/// One prescription line.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Item {
+    /// Drug name.
+    pub drug: String,
+    /// Strength / dose, e.g. "500 mg".
+    pub dose: String,
+    /// How often, e.g. "1-0-1" or "twice a day".
+    pub frequency: String,
+    /// For how long, e.g. "5 days".
+    pub duration: String,
+    /// Anything else: "after food".
+    pub instructions: String,
+}
+
+impl Item {
+    fn is_blank(&self) -> bool {
+        [
+            &self.drug,
+            &self.dose,
+            &self.frequency,
+            &self.duration,
+            &self.instructions,
+        ]
+        .iter()
+        .all(|s| s.trim().is_empty())
+    }
+}
+
+/// What the visit form holds, unchecked (blank rows included, so it can be shown again).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitForm {
+    /// Presenting complaints.
+    pub presenting_complaints: String,
+    /// Examination notes.
+    pub examination_notes: String,
+    /// Diagnoses, one per row.
+    pub diagnoses: Vec<String>,
+    /// Prescription rows.
+    pub items: Vec<Item>,
+    /// Advice.
+    pub advice: String,
+    /// Follow-up date `YYYY-MM-DD`, or empty.
+    pub follow_up_on: String,
+}
+
+impl VisitForm {
+    /// Reads the form's fields: `diagnosis_N` and `item_N_drug|dose|frequency|duration|instructions`
+    /// rows (N < the caps), in row order. Unknown fields are ignored.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let mut form = Self::default();
+        let mut diagnoses: Vec<(usize, String)> = Vec::new();
+        let mut items: std::collections::BTreeMap<usize, Item> = Default::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "presenting_complaints" => form.presenting_complaints = value.clone(),
+                "examination_notes" => form.examination_notes = value.clone(),
+                "advice" => form.advice = value.clone(),
+                "follow_up_on" => form.follow_up_on = value.clone(),
+                _ => {
+                    if let Some(n) = key.strip_prefix("diagnosis_")
+                        && let Ok(n) = n.parse::<usize>()
+                        && n < MAX_DIAGNOSES
+                    {
+                        diagnoses.push((n, value.clone()));
+                    } else if let Some(rest) = key.strip_prefix("item_")
+                        && let Some((n, field)) = rest.split_once('_')
+                        && let Ok(n) = n.parse::<usize>()
+                        && n < MAX_ITEMS
+                    {
+                        let item = items.entry(n).or_default();
+                        match field {
+                            "drug" => item.drug = value.clone(),
+                            "dose" => item.dose = value.clone(),
+                            "frequency" => item.frequency = value.clone(),
+                            "duration" => item.duration = value.clone(),
+                            "instructions" => item.instructions = value.clone(),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        diagnoses.sort_by_key(|(n, _)| *n);
+        form.diagnoses = diagnoses.into_iter().map(|(_, d)| d).collect();
+        form.items = items.into_values().collect();
+        form
+    }
+
+    /// Checks the form. `today` is the clinic's local date (the follow-up cannot be
+    /// before it). Blank rows are dropped. All field errors at once.
+    pub fn validate(&self, today: NaiveDate) -> Result<NewVisit, FieldErrors> {
+        let mut errors: Vec<(&'static str, String)> = Vec::new();
+        let presenting_complaints = check_text(
+            &mut errors,
+            "presenting_complaints",
+            &self.presenting_complaints,
+            4000,
+            true,
+        );
+        let examination_notes = check_text(
+            &mut errors,
+            "examination_notes",
+            &self.examination_notes,
+            8000,
+            true,
+        );
+        let advice = check_text(&mut errors, "advice", &self.advice, 4000, true);
+        let follow_up_on = match self.follow_up_on.trim() {
+            "" => None,
+            t => match parse_date(t) {
+                Some(d) if d < today => {
+                    errors.push(("follow_up_on", "The follow-up date has passed.".into()));
+                    None
+                }
+                Some(d) if d > today + chrono::Days::new(3660) => {
+                    errors.push(("follow_up_on", "Check the year.".into()));
+                    None
+                }
+                Some(d) => Some(d),
+                None => {
+                    errors.push((
+                        "follow_up_on",
+                        "Enter the date as YYYY-MM-DD, e.g. 2026-03-15.".into(),
+                    ));
+                    None
+                }
+            },
+        };
+        let mut errors: FieldErrors = errors.into_iter().map(|(f, m)| (f.to_owned(), m)).collect();
+        let mut diagnoses = Vec::new();
+        for (i, d) in self.diagnoses.iter().enumerate() {
+            let mut e = Vec::new();
+            let d = check_text(&mut e, "diagnosis", d, 300, false);
+            errors.extend(e.into_iter().map(|(_, m)| (format!("diagnosis_{i}"), m)));
+            if !d.is_empty() {
+                diagnoses.push(d);
+            }
+        }
+        let mut items = Vec::new();
+        for (i, item) in self.items.iter().enumerate() {
+            if item.is_blank() {
+                continue;
+            }
+            let mut e = Vec::new();
+            let checked = Item {
+                drug: check_text(&mut e, "drug", &item.drug, 200, false),
+                dose: check_text(&mut e, "dose", &item.dose, 100, false),
+                frequency: check_text(&mut e, "frequency", &item.frequency, 100, false),
+                duration: check_text(&mut e, "duration", &item.duration, 100, false),
+                instructions: check_text(&mut e, "instructions", &item.instructions, 300, false),
+            };
+            if checked.drug.is_empty() {
+                e.push(("drug", "Enter the drug, or clear the row.".into()));
+            }
+            errors.extend(e.into_iter().map(|(f, m)| (format!("item_{i}_{f}"), m)));
+            items.push(checked);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let visit = NewVisit {
+            presenting_complaints,
+            examination_notes,
+            diagnoses,
+            items,
+            advice,
+            follow_up_on,
+        };
+        if visit.is_empty() {
+            return Err(vec![(
+                "presenting_complaints".into(),
+                "Record at least the complaints, a diagnosis or a prescription.".into(),
+            )]);
+        }
+        Ok(visit)
+    }
+}
+
+/// A checked visit, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVisit {
+    /// Presenting complaints.
+    pub presenting_complaints: String,
+    /// Examination notes.
+    pub examination_notes: String,
+    /// Diagnoses, non-empty.
+    pub diagnoses: Vec<String>,
+    /// Prescription items, each with a drug.
+    pub items: Vec<Item>,
+    /// Advice.
+    pub advice: String,
+    /// Follow-up date.
+    pub follow_up_on: Option<NaiveDate>,
+}
+
+impl NewVisit {
+    fn is_empty(&self) -> bool {
+        self.presenting_complaints.is_empty()
+            && self.examination_notes.is_empty()
+            && self.diagnoses.is_empty()
+            && self.items.is_empty()
+            && self.advice.is_empty()
+            && self.follow_up_on.is_none()
+    }
+}
+
+/// The doctor recording a visit: the signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doctor {
+    /// User id in the control plane.
+    pub id: String,
+    /// Display name, kept on the visit as it was.
+    pub name: String,
+}
+
+/// One stored visit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Visit {
+    /// Id (in URLs).
+    pub id: i64,
+    /// The patient's id.
+    pub patient_id: i64,
+    /// The doctor's user id.
+    pub doctor_id: String,
+    /// The doctor's name at the time.
+    pub doctor_name: String,
+    /// When (UTC).
+    pub visited_at: DateTime<Utc>,
+    /// Presenting complaints.
+    pub presenting_complaints: String,
+    /// Examination notes.
+    pub examination_notes: String,
+    /// Diagnoses in order.
+    pub diagnoses: Vec<String>,
+    /// Prescription items in order.
+    pub items: Vec<Item>,
+    /// Advice.
+    pub advice: String,
+    /// Follow-up date.
+    pub follow_up_on: Option<NaiveDate>,
+}
+
+/// Records visit `v` of patient `patient_id` by `doctor`, with `entry` (a `create`).
+/// [`ClinicError::NotFound`] if the patient does not exist. Returns the visit's id.
+pub async fn create(
+    conn: &Connection,
+    patient_id: i64,
+    v: &NewVisit,
+    doctor: &Doctor,
+    entry: Entry,
+) -> Result<i64, ClinicError> {
+    let v = v.clone();
+    let doctor = doctor.clone();
+    let now = format_time(entry.at);
+    audit::in_transaction(conn, |tx| async move {
+        let mut rows = tx
+            .query("SELECT 1 FROM patients WHERE id = ?1", [patient_id])
+            .await?;
+        if rows.next().await?.is_none() {
+            return Err(ClinicError::NotFound);
+        }
+        drop(rows);
+        tx.execute(
+            "INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?4)",
+            params![
+                patient_id,
+                doctor.id.clone(),
+                doctor.name.clone(),
+                now,
+                v.presenting_complaints.clone(),
+                v.examination_notes.clone(),
+                v.advice.clone(),
+                v.follow_up_on.map(|d| d.to_string())
+            ],
+        )
+        .await?;
+        let id = tx.last_insert_rowid();
+        for (i, d) in v.diagnoses.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
+                params![id, i as i64, d.clone()],
+            )
+            .await?;
+        }
+        insert_items(&tx, "prescription_items", "visit_id", id, &v.items).await?;
+        // The log says which record and what it holds in outline; the record itself is
+        // the copy of the clinical content.
+        let diff = Diff::new()
+            .field("patient_id", serde_json::Value::Null, patient_id)
+            .field("diagnoses", serde_json::Value::Null, v.diagnoses.len())
+            .field("prescription_items", serde_json::Value::Null, v.items.len());
+        audit::record(&tx, &entry.entity("visit", id).diff(diff)).await?;
+        Ok(id)
+    })
+    .await
+}
+
+async fn insert_items(
+    tx: &Connection,
+    table: &str,
+    owner: &str,
+    owner_id: i64,
+    items: &[Item],
+) -> Result<(), ClinicError> {
+    let sql = format!(
+        "INSERT INTO {table} ({owner}, position, drug, dose, frequency, duration, instructions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    );
+    for (i, item) in items.iter().enumerate() {
+        tx.execute(
+            &sql,
+            params![
+                owner_id,
+                i as i64,
+                item.drug.clone(),
+                item.dose.clone(),
+                item.frequency.clone(),
+                item.duration.clone(),
+                item.instructions.clone()
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn items_of(
+    conn: &Connection,
+    table: &str,
+    owner: &str,
+    owner_id: i64,
+) -> Result<Vec<Item>, ClinicError> {
+    let mut rows = conn
+        .query(
+            &format!("SELECT drug, dose, frequency, duration, instructions FROM {table} WHERE {owner} = ?1 ORDER BY position"),
+            [owner_id],
+        )
+        .await?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().await? {
+        items.push(Item {
+            drug: row.get(0)?,
+            dose: row.get(1)?,
+            frequency: row.get(2)?,
+            duration: row.get(3)?,
+            instructions: row.get(4)?,
+        });
+    }
+    Ok(items)
+}
+
+async fn diagnoses_of(conn: &Connection, visit_id: i64) -> Result<Vec<String>, ClinicError> {
+    let mut rows = conn
+        .query(
+            "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
+            [visit_id],
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(row.get(0)?);
+    }
+    Ok(found)
+}
+
+const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on";
+
+// A libSQL row reads its columns from the live statement, so each row is copied out
+// before the next step and before any other query.
+fn head_from_row(row: &libsql::Row) -> Result<Visit, ClinicError> {
+    Ok(Visit {
+        id: row.get(0)?,
+        patient_id: row.get(1)?,
+        doctor_id: row.get(2)?,
+        doctor_name: row.get(3)?,
+        visited_at: time(row, 4)?,
+        presenting_complaints: row.get(5)?,
+        examination_notes: row.get(6)?,
+        advice: row.get(7)?,
+        follow_up_on: row
+            .get::<Option<String>>(8)?
+            .as_deref()
+            .and_then(parse_date),
+        diagnoses: Vec::new(),
+        items: Vec::new(),
+    })
+}
+
+async fn fill(conn: &Connection, mut visit: Visit) -> Result<Visit, ClinicError> {
+    visit.diagnoses = diagnoses_of(conn, visit.id).await?;
+    visit.items = items_of(conn, "prescription_items", "visit_id", visit.id).await?;
+    Ok(visit)
+}
+
+/// Visit `id` with its diagnoses and items, or [`ClinicError::NotFound`].
+pub async fn get(conn: &Connection, id: i64) -> Result<Visit, ClinicError> {
+    let head = {
+        let mut rows = conn
+            .query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])
+            .await?;
+        let row = rows.next().await?.ok_or(ClinicError::NotFound)?;
+        head_from_row(&row)?
+    };
+    fill(conn, head).await
+}
+
+/// Patient `patient_id`'s visits, newest first (at most 200).
+pub async fn for_patient(conn: &Connection, patient_id: i64) -> Result<Vec<Visit>, ClinicError> {
+    let mut heads = Vec::new();
+    {
+        let mut rows = conn
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM visits WHERE patient_id = ?1 ORDER BY visited_at DESC, id DESC LIMIT 200"
+                ),
+                [patient_id],
+            )
+            .await?;
+        while let Some(row) = rows.next().await? {
+            heads.push(head_from_row(&row)?);
+        }
+    }
+    let mut visits = Vec::with_capacity(heads.len());
+    for head in heads {
+        visits.push(fill(conn, head).await?);
+    }
+    Ok(visits)
+}
+
+/// A visit as one line of a patient's history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VisitSummary {
+    /// Id.
+    pub id: i64,
+    /// When (UTC).
+    pub visited_at: DateTime<Utc>,
+    /// The doctor's name at the time.
+    pub doctor_name: String,
+    /// The diagnoses, in order, joined with "; ".
+    pub diagnoses: String,
+    /// How many prescription items.
+    pub items: i64,
+}
+
+/// Patient `patient_id`'s visits as history lines, newest first (at most 200), in one
+/// query: the patient page is the busiest page there is.
+pub async fn summaries(
+    conn: &Connection,
+    patient_id: i64,
+) -> Result<Vec<VisitSummary>, ClinicError> {
+    let mut rows = conn
+        .query(
+            "SELECT v.id, v.visited_at, v.doctor_name,                (SELECT group_concat(text, '; ') FROM (SELECT text FROM diagnoses WHERE visit_id = v.id ORDER BY position)),                (SELECT COUNT(*) FROM prescription_items WHERE visit_id = v.id)              FROM visits v WHERE v.patient_id = ?1 ORDER BY v.visited_at DESC, v.id DESC LIMIT 200",
+            [patient_id],
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(VisitSummary {
+            id: row.get(0)?,
+            visited_at: time(&row, 1)?,
+            doctor_name: row.get(2)?,
+            diagnoses: row.get::<Option<String>>(3)?.unwrap_or_default(),
+            items: row.get(4)?,
+        });
+    }
+    Ok(found)
+}
+
+/// A doctor's named set of prescription items.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Favourite {
+    /// Id.
+    pub id: i64,
+    /// The name the doctor gave it.
+    pub name: String,
+    /// The items.
+    pub items: Vec<Item>,
+}
+
+/// Doctor `doctor_id`'s favourites, by name.
+pub async fn favourites(conn: &Connection, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
+    let mut rows = conn
+        .query(
+            "SELECT id, name FROM favourites WHERE doctor_id = ?1 ORDER BY name COLLATE NOCASE",
+            [doctor_id],
+        )
+        .await?;
+    let mut heads = Vec::new();
+    while let Some(row) = rows.next().await? {
+        heads.push((row.get::<i64>(0)?, row.get::<String>(1)?));
+    }
+    drop(rows);
+    let mut found = Vec::with_capacity(heads.len());
+    for (id, name) in heads {
+        let items = items_of(conn, "favourite_items", "favourite_id", id).await?;
+        found.push(Favourite { id, name, items });
+    }
+    Ok(found)
+}
+
+/// Favourite `id` if it belongs to `doctor_id`, else [`ClinicError::NotFound`].
+pub async fn favourite(
+    conn: &Connection,
+    doctor_id: &str,
+    id: i64,
+) -> Result<Favourite, ClinicError> {
+    let mut rows = conn
+        .query(
+            "SELECT name FROM favourites WHERE id = ?1 AND doctor_id = ?2",
+            params![id, doctor_id],
+        )
+        .await?;
+    let name: String = rows.next().await?.ok_or(ClinicError::NotFound)?.get(0)?;
+    drop(rows);
+    let items = items_of(conn, "favourite_items", "favourite_id", id).await?;
+    Ok(Favourite { id, name, items })
+}
+
+/// Saves `items` as doctor `doctor_id`'s favourite `name` (replacing a favourite of the
+/// same name), with `entry` (a `create`). Returns its id.
+pub async fn save_favourite(
+    conn: &Connection,
+    doctor_id: &str,
+    name: &str,
+    items: &[Item],
+    entry: Entry,
+) -> Result<i64, ClinicError> {
+    let mut errors = Vec::new();
+    let name = check_text(&mut errors, "favourite_name", name, 100, false);
+    if let Some((field, message)) = errors.pop() {
+        return Err(ClinicError::Invalid { field, message });
+    }
+    if name.is_empty() {
+        return Err(ClinicError::invalid(
+            "favourite_name",
+            "Give the favourite a name.",
+        ));
+    }
+    if items.is_empty() {
+        return Err(ClinicError::invalid(
+            "favourite_name",
+            "Add at least one prescription item to save as a favourite.",
+        ));
+    }
+    let items: Vec<Item> = items.iter().take(MAX_ITEMS).cloned().collect();
+    let doctor_id = doctor_id.to_owned();
+    let now = format_time(entry.at);
+    audit::in_transaction(conn, |tx| async move {
+        tx.execute(
+            "DELETE FROM favourites WHERE doctor_id = ?1 AND name = ?2",
+            params![doctor_id.clone(), name.clone()],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO favourites (doctor_id, name, created_at) VALUES (?1, ?2, ?3)",
+            params![doctor_id, name.clone(), now],
+        )
+        .await?;
+        let id = tx.last_insert_rowid();
+        insert_items(&tx, "favourite_items", "favourite_id", id, &items).await?;
+        let diff = Diff::new().field("name", serde_json::Value::Null, name);
+        audit::record(&tx, &entry.entity("favourite", id).diff(diff)).await?;
+        Ok(id)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn rows_are_read_in_order_and_blank_ones_dropped() {
+        let form = VisitForm::from_pairs(&pairs(&[
+            ("diagnosis_1", "Asthma"),
+            ("diagnosis_0", "Fever"),
+            ("diagnosis_2", " "),
+            ("item_1_drug", "Salbutamol"),
+            ("item_0_drug", "Paracetamol"),
+            ("item_0_dose", "500 mg"),
+            ("item_2_drug", ""),
+            ("item_99999999999999999999_drug", "x"),
+            ("item_x_drug", "x"),
+        ]));
+        assert_eq!(form.diagnoses, ["Fever", "Asthma", " "]);
+        assert_eq!(form.items.len(), 3);
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let v = form.validate(today).unwrap();
+        assert_eq!(v.diagnoses, ["Fever", "Asthma"]);
+        assert_eq!(v.items.len(), 2);
+        assert_eq!(v.items[0].dose, "500 mg");
+    }
+
+    #[test]
+    fn a_row_without_a_drug_and_a_past_follow_up_are_refused() {
+        let form = VisitForm::from_pairs(&pairs(&[
+            ("item_0_dose", "500 mg"),
+            ("follow_up_on", "2020-01-01"),
+        ]));
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let errors = form.validate(today).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(fields.contains(&"item_0_drug"), "{fields:?}");
+        assert!(fields.contains(&"follow_up_on"), "{fields:?}");
+        assert!(VisitForm::default().validate(today).is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! The patient register: list and search, registration with a duplicate warning, the
+//! patient page, editing.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::NaiveDate;
+use ward_clinic::audit::Action;
+use ward_clinic::patients::{self, Patient, PatientForm};
+use ward_clinic::settings::{self, ClinicSettings};
+use ward_clinic::visits::{self, VisitSummary};
+use ward_core::Permission;
+
+use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::views::frame::ClinicFrame;
+use crate::{AppError, AppState};
+
+type Page = Result<Response, AppError>;
+
+/// Field errors for a template: `errors.get("full_name")`.
+#[derive(Debug, Default)]
+pub struct Errors(pub Vec<(String, String)>);
+
+impl Errors {
+    /// The message for `field`, if any.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// Whether `field` has an error (for `aria-invalid`).
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// The message for column `field` of row `row` (`item_{row}_{field}`).
+    pub fn item(&self, row: &usize, field: &str) -> Option<&str> {
+        let key = format!("item_{row}_{field}");
+        self.get(&key)
+    }
+
+    /// The message for diagnosis row `row`.
+    pub fn diagnosis(&self, row: &usize) -> Option<&str> {
+        let key = format!("diagnosis_{row}");
+        self.get(&key)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<(&'static str, String)>> for Errors {
+    fn from(v: Vec<(&'static str, String)>) -> Self {
+        Self(v.into_iter().map(|(f, m)| (f.to_owned(), m)).collect())
+    }
+}
+
+/// A section of the patient page filled by another area (appointments, payments and
+/// balance, "accessed by"): a title, a table and what to say when it is empty. Pages
+/// build them in [`extra_sections`]; the template renders them all the same way.
+pub struct Section {
+    /// Anchor id.
+    pub id: &'static str,
+    /// Heading.
+    pub title: String,
+    /// A line under the heading (a balance, a total).
+    pub summary: Option<String>,
+    /// Column headings.
+    pub columns: Vec<String>,
+    /// Rows of cells.
+    pub rows: Vec<Vec<Cell>>,
+    /// Shown when there are no rows.
+    pub empty: String,
+    /// Links under the table (e.g. "Book an appointment").
+    pub actions: Vec<(String, String)>,
+}
+
+/// One table cell, optionally a link.
+pub struct Cell {
+    /// Text.
+    pub text: String,
+    /// Link target.
+    pub href: Option<String>,
+}
+
+/// The sections other areas add to the patient page, in order, for this user. Empty
+/// until those areas exist; each is added here behind its own permission.
+async fn extra_sections(
+    _app: &AppState,
+    _access: &ClinicAccess,
+    _patient: &Patient,
+) -> Result<Vec<Section>, AppError> {
+    Ok(Vec::new())
+}
+
+/// A patient as a list row.
+pub struct Row {
+    /// Link to the patient page.
+    pub href: String,
+    /// Patient number.
+    pub number: i64,
+    /// Name.
+    pub name: String,
+    /// Age and sex, e.g. "34 · Female".
+    pub age_sex: String,
+    /// Phone.
+    pub phone: String,
+}
+
+pub(crate) fn age_sex(p: &Patient, today: NaiveDate) -> String {
+    match p.age_on(today) {
+        Some(a) => format!("{a} y · {}", p.sex_label()),
+        None => p.sex_label().to_owned(),
+    }
+}
+
+fn rows(slug: &str, found: &[Patient], today: NaiveDate) -> Vec<Row> {
+    found
+        .iter()
+        .map(|p| Row {
+            href: format!("/c/{slug}/patients/{}", p.id),
+            number: p.number,
+            name: p.full_name.clone(),
+            age_sex: age_sex(p, today),
+            phone: p.phone.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn today(app: &AppState, s: &ClinicSettings) -> NaiveDate {
+    s.local(app.clock.now()).date_naive()
+}
+
+pub(crate) async fn clinic_name(app: &AppState, access: &ClinicAccess) -> Result<String, AppError> {
+    Ok(app.control.clinic_by_id(access.clinic_id).await?.name)
+}
+
+/// Parses an id from the path; anything but a positive integer is "not found".
+pub(crate) fn parse_id(text: &str) -> Result<i64, AppError> {
+    match text.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct IdParam {
+    pub(crate) id: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct SearchQuery {
+    q: String,
+}
+
+#[derive(Template)]
+#[template(path = "patients.html")]
+struct ListPage {
+    frame: ClinicFrame,
+    q: String,
+    rows: Vec<Row>,
+    can_register: bool,
+}
+
+#[derive(Template)]
+#[template(path = "_patient_rows.html")]
+struct RowsFragment {
+    q: String,
+    rows: Vec<Row>,
+}
+
+async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSettings), AppError> {
+    // Longer queries than any name or phone are cut rather than refused.
+    let q: String = q.chars().take(100).collect();
+    let found = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let found = patients::search(&conn, &q).await?;
+            Ok::<_, ward_clinic::ClinicError>((found, s))
+        })
+        .await?;
+    Ok(found)
+}
+
+/// `GET /c/{slug}/patients?q=`: the register, searched.
+pub async fn list_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Query(query): Query<SearchQuery>,
+) -> Page {
+    access.require(Permission::ViewDemographics)?;
+    let (found, s) = find(&access, &query.q).await?;
+    let page = ListPage {
+        rows: rows(access.slug.as_str(), &found, today(&app, &s)),
+        q: query.q.chars().take(100).collect(),
+        can_register: access.can(Permission::EditDemographics),
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `GET /c/{slug}/patients/search?q=`: just the result rows, for search as you type.
+pub async fn search_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Query(query): Query<SearchQuery>,
+) -> Page {
+    access.require(Permission::ViewDemographics)?;
+    let (found, s) = find(&access, &query.q).await?;
+    let fragment = RowsFragment {
+        rows: rows(access.slug.as_str(), &found, today(&app, &s)),
+        q: query.q.chars().take(100).collect(),
+    };
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Html(fragment.render()?),
+    )
+        .into_response())
+}
+
+/// A possible duplicate, linked.
+pub struct Duplicate {
+    /// Link.
+    pub href: String,
+    /// "No. 12 Ana Rao, 34 y · Female, 98450 12345".
+    pub label: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient_form.html")]
+struct FormPage {
+    frame: ClinicFrame,
+    /// Where the form posts.
+    action: String,
+    /// Heading and button.
+    title: String,
+    form: PatientForm,
+    errors: Errors,
+    duplicates: Vec<Duplicate>,
+    sexes: &'static [(&'static str, &'static str)],
+    cancel: String,
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct PatientPost {
+    #[serde(flatten)]
+    form: PatientForm,
+    #[serde(default)]
+    confirm_duplicate: String,
+}
+
+/// `GET /c/{slug}/patients/new`.
+pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csrf): Csrf) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let page = FormPage {
+        action: format!("/c/{}/patients/new", access.slug),
+        title: "Register a patient".into(),
+        form: PatientForm {
+            sex: String::new(),
+            ..PatientForm::default()
+        },
+        errors: Errors::default(),
+        duplicates: Vec::new(),
+        sexes: &patients::SEXES,
+        cancel: format!("/c/{}/patients", access.slug),
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `POST /c/{slug}/patients/new`: registers, or shows the form again with errors or a
+/// duplicate warning (which `confirm_duplicate=yes` overrides).
+pub async fn new_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    AppForm(post): AppForm<PatientPost>,
+) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let now = app.clock.now();
+    let entry = access.audit_entry(now, Action::Create);
+    let form = post.form.clone();
+    let confirmed = post.confirm_duplicate == "yes";
+    let outcome = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let valid = match form.validate(s.local(now).date_naive()) {
+                Ok(v) => v,
+                Err(errors) => {
+                    return Ok::<_, ward_clinic::ClinicError>(Err((errors, Vec::new(), s)));
+                }
+            };
+            if !confirmed {
+                let dups = patients::find_duplicates(&conn, &valid, None).await?;
+                if !dups.is_empty() {
+                    return Ok(Err((Vec::new(), dups, s)));
+                }
+            }
+            Ok(Ok(patients::create(&conn, &valid, entry).await?))
+        })
+        .await?;
+    match outcome {
+        Ok(p) => Ok(Redirect::to(&format!("/c/{}/patients/{}", access.slug, p.id)).into_response()),
+        Err((errors, dups, s)) => {
+            let today = today(&app, &s);
+            let page = FormPage {
+                action: format!("/c/{}/patients/new", access.slug),
+                title: "Register a patient".into(),
+                form: post.form,
+                errors: errors.into(),
+                duplicates: duplicates(access.slug.as_str(), &dups, today),
+                sexes: &patients::SEXES,
+                cancel: format!("/c/{}/patients", access.slug),
+                frame: ClinicFrame::new(
+                    &access,
+                    clinic_name(&app, &access).await?,
+                    csrf,
+                    "patients",
+                ),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+        }
+    }
+}
+
+fn duplicates(slug: &str, found: &[Patient], today: NaiveDate) -> Vec<Duplicate> {
+    found
+        .iter()
+        .map(|p| Duplicate {
+            href: format!("/c/{slug}/patients/{}", p.id),
+            label: format!(
+                "No. {} {}, {}{}",
+                p.number,
+                p.full_name,
+                age_sex(p, today),
+                if p.phone.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", p.phone)
+                }
+            ),
+        })
+        .collect()
+}
+
+/// A visit as a line of the patient's history.
+pub struct VisitLine {
+    /// Link to the visit.
+    pub href: String,
+    /// Date and time, clinic time.
+    pub when: String,
+    /// Doctor.
+    pub doctor: String,
+    /// Diagnoses, joined.
+    pub diagnoses: String,
+    /// Number of prescription items.
+    pub items: i64,
+}
+
+#[derive(Template)]
+#[template(path = "patient.html")]
+struct PatientPage {
+    frame: ClinicFrame,
+    p: Patient,
+    age_sex: String,
+    registered: String,
+    can_edit: bool,
+    clinical: bool,
+    can_write_clinical: bool,
+    visits: Vec<VisitLine>,
+    sections: Vec<Section>,
+}
+
+/// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
+/// other areas' sections. Audited as a `view`.
+pub async fn show_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::ViewDemographics)?;
+    let id = parse_id(&id)?;
+    let clinical = access.can(Permission::ViewClinical);
+    let (p, list, s) = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let p = patients::get(&conn, id).await?;
+            let list = if clinical {
+                visits::summaries(&conn, id).await?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, ward_clinic::ClinicError>((p, list, s))
+        })
+        .await?;
+    let now = app.clock.now();
+    app.audit
+        .note_view(
+            access.clinic_id,
+            access.audit_entry(now, Action::View).entity("patient", id),
+        )
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let slug = access.slug.to_string();
+    let visits = list
+        .iter()
+        .map(|v: &VisitSummary| VisitLine {
+            href: format!("/c/{slug}/visits/{}", v.id),
+            when: s.local(v.visited_at).format("%Y-%m-%d %H:%M").to_string(),
+            doctor: v.doctor_name.clone(),
+            diagnoses: v.diagnoses.clone(),
+            items: v.items,
+        })
+        .collect();
+    let sections = extra_sections(&app, &access, &p).await?;
+    let page = PatientPage {
+        age_sex: age_sex(&p, today(&app, &s)),
+        registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),
+        can_edit: access.can(Permission::EditDemographics),
+        clinical,
+        can_write_clinical: access.can(Permission::WriteClinical),
+        visits,
+        sections,
+        p,
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `GET /c/{slug}/patients/{id}/edit`.
+pub async fn edit_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let id = parse_id(&id)?;
+    let p = access
+        .tenant
+        .with(|conn| async move { patients::get(&conn, id).await })
+        .await?;
+    // The edit form shows the whole record: a view like the patient page.
+    app.audit
+        .note_view(
+            access.clinic_id,
+            access
+                .audit_entry(app.clock.now(), Action::View)
+                .entity("patient", id)
+                .detail("edit form"),
+        )
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let page = FormPage {
+        action: format!("/c/{}/patients/{id}/edit", access.slug),
+        title: format!("Edit No. {} {}", p.number, p.full_name),
+        form: p.to_form(),
+        errors: Errors::default(),
+        duplicates: Vec::new(),
+        sexes: &patients::SEXES,
+        cancel: format!("/c/{}/patients/{id}", access.slug),
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `POST /c/{slug}/patients/{id}/edit`: saves, audited as an `update` with the changed
+/// fields.
+pub async fn edit_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(post): AppForm<PatientPost>,
+) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let id = parse_id(&id)?;
+    let now = app.clock.now();
+    let entry = access.audit_entry(now, Action::Update);
+    let form = post.form.clone();
+    let outcome = access
+        .tenant
+        .with(|conn| async move {
+            let old = patients::get(&conn, id).await?;
+            let s = settings::load(&conn).await?;
+            match form.validate(s.local(now).date_naive()) {
+                Ok(valid) => {
+                    patients::update(&conn, id, &valid, entry).await?;
+                    Ok::<_, ward_clinic::ClinicError>(Ok(()))
+                }
+                Err(errors) => Ok(Err((errors, old))),
+            }
+        })
+        .await?;
+    match outcome {
+        Ok(()) => Ok(Redirect::to(&format!("/c/{}/patients/{id}", access.slug)).into_response()),
+        Err((errors, old)) => {
+            let page = FormPage {
+                action: format!("/c/{}/patients/{id}/edit", access.slug),
+                title: format!("Edit No. {} {}", old.number, old.full_name),
+                form: post.form,
+                errors: errors.into(),
+                duplicates: Vec::new(),
+                sexes: &patients::SEXES,
+                cancel: format!("/c/{}/patients/{id}", access.slug),
+                frame: ClinicFrame::new(
+                    &access,
+                    clinic_name(&app, &access).await?,
+                    csrf,
+                    "patients",
+                ),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Visits: recording a consultation, reading it back, and the printable prescription.
+//! Only roles with the clinical permissions reach any of it.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use ward_clinic::ClinicError;
+use ward_clinic::audit::Action;
+use ward_clinic::patients::{self, Patient};
+use ward_clinic::settings;
+use ward_clinic::visits::{
+    self, Doctor, Favourite, Item, MAX_DIAGNOSES, MAX_ITEMS, Visit, VisitForm,
+};
+use ward_core::Permission;
+
+use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::views::frame::ClinicFrame;
+use crate::views::patients::{Errors, IdParam, age_sex, clinic_name, parse_id, today};
+use crate::{AppError, AppState};
+
+type Page = Result<Response, AppError>;
+
+/// Empty prescription rows a new form offers (more with "Add a row").
+const BLANK_ITEMS: usize = 3;
+/// Empty diagnosis rows a new form offers.
+const BLANK_DIAGNOSES: usize = 2;
+
+#[derive(Template)]
+#[template(path = "visit_form.html")]
+struct FormPage {
+    frame: ClinicFrame,
+    patient: Patient,
+    age_sex: String,
+    form: VisitForm,
+    errors: Errors,
+    favourites: Vec<Favourite>,
+    favourite_name: String,
+    notice: Option<String>,
+    can_add_item: bool,
+    can_add_diagnosis: bool,
+}
+
+/// Pads the form with blank rows so there is always room to type: at least the default
+/// number of rows, and at least one blank one (within the caps).
+fn padded(mut form: VisitForm) -> VisitForm {
+    if !form.items.iter().any(|i| *i == Item::default()) && form.items.len() < MAX_ITEMS {
+        form.items.push(Item::default());
+    }
+    if form.items.len() < BLANK_ITEMS {
+        form.items.resize(BLANK_ITEMS, Item::default());
+    }
+    if !form.diagnoses.iter().any(|d| d.is_empty()) && form.diagnoses.len() < MAX_DIAGNOSES {
+        form.diagnoses.push(String::new());
+    }
+    if form.diagnoses.len() < BLANK_DIAGNOSES {
+        form.diagnoses.resize(BLANK_DIAGNOSES, String::new());
+    }
+    form
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one page, assembled in one place"
+)]
+async fn render_form(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    patient: Patient,
+    form: VisitForm,
+    errors: Errors,
+    favourites: Vec<Favourite>,
+    favourite_name: String,
+    notice: Option<String>,
+    status: StatusCode,
+) -> Page {
+    let s = access
+        .tenant
+        .with(|conn| async move { settings::load(&conn).await })
+        .await?;
+    let page = FormPage {
+        age_sex: age_sex(&patient, today(app, &s)),
+        patient,
+        can_add_item: form.items.len() < MAX_ITEMS,
+        can_add_diagnosis: form.diagnoses.len() < MAX_DIAGNOSES,
+        form,
+        errors,
+        favourites,
+        favourite_name,
+        notice,
+        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+    };
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// `GET /c/{slug}/patients/{id}/visits/new`: the visit form.
+pub async fn new_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::WriteClinical)?;
+    let id = parse_id(&id)?;
+    let doctor = access.session.user.id.clone();
+    let (patient, favourites) = access
+        .tenant
+        .with(|conn| async move {
+            let p = patients::get(&conn, id).await?;
+            let f = visits::favourites(&conn, &doctor).await?;
+            Ok::<_, ClinicError>((p, f))
+        })
+        .await?;
+    render_form(
+        &app,
+        &access,
+        csrf,
+        patient,
+        padded(VisitForm::default()),
+        Errors::default(),
+        favourites,
+        String::new(),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `POST /c/{slug}/patients/{id}/visits`: saves the visit (`action=save`), or redraws the
+/// form with a row added (`add_item`, `add_diagnosis`) or removed (`remove_item_N`), a
+/// favourite's items added (`apply_favourite_N`), or the items saved as a favourite
+/// (`save_favourite`). Everything typed is kept across redraws.
+pub async fn create_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(pairs): AppForm<Vec<(String, String)>>,
+) -> Page {
+    access.require(Permission::WriteClinical)?;
+    let id = parse_id(&id)?;
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let action = field("action");
+    let favourite_name: String = field("favourite_name").chars().take(200).collect();
+    let mut form = VisitForm::from_pairs(&pairs);
+    let doctor = Doctor {
+        id: access.session.user.id.clone(),
+        name: access.session.user.name.clone(),
+    };
+    let now = app.clock.now();
+    let doctor_id = doctor.id.clone();
+    let (patient, mut favourites, s) = access
+        .tenant
+        .with(|conn| async move {
+            let p = patients::get(&conn, id).await?;
+            let f = visits::favourites(&conn, &doctor_id).await?;
+            let s = settings::load(&conn).await?;
+            Ok::<_, ClinicError>((p, f, s))
+        })
+        .await?;
+    let local_today = s.local(now).date_naive();
+    let mut errors = Errors::default();
+    let mut notice = None;
+    let mut status = StatusCode::OK;
+    match action.as_str() {
+        "save" | "" => match form.validate(local_today) {
+            Ok(valid) => {
+                let entry = access.audit_entry(now, Action::Create);
+                let visit_id =
+                    access
+                        .tenant
+                        .with(|conn| async move {
+                            visits::create(&conn, id, &valid, &doctor, entry).await
+                        })
+                        .await?;
+                return Ok(
+                    Redirect::to(&format!("/c/{}/visits/{visit_id}", access.slug)).into_response(),
+                );
+            }
+            Err(e) => {
+                errors = Errors(e);
+                status = StatusCode::UNPROCESSABLE_ENTITY;
+            }
+        },
+        "add_item" => {
+            if form.items.len() < MAX_ITEMS {
+                form.items.push(Item::default());
+            }
+        }
+        "add_diagnosis" => {
+            if form.diagnoses.len() < MAX_DIAGNOSES {
+                form.diagnoses.push(String::new());
+            }
+        }
+        "save_favourite" => {
+            let items: Vec<Item> = match form.validate(local_today) {
+                Ok(v) => v.items,
+                Err(_) => form
+                    .items
+                    .iter()
+                    .filter(|i| !i.drug.trim().is_empty())
+                    .cloned()
+                    .collect(),
+            };
+            let entry = access.audit_entry(now, Action::Create);
+            let (doctor_id, name) = (doctor.id.clone(), favourite_name.clone());
+            let saved = access
+                .tenant
+                .with(|conn| async move {
+                    match visits::save_favourite(&conn, &doctor_id, &name, &items, entry).await {
+                        Ok(_) => Ok(Ok(visits::favourites(&conn, &doctor_id).await?)),
+                        Err(ClinicError::Invalid { field, message }) => Ok(Err((field, message))),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            match saved {
+                Ok(list) => {
+                    favourites = list;
+                    notice = Some(format!(
+                        "Saved the items as the favourite “{}”.",
+                        favourite_name.trim()
+                    ));
+                }
+                Err((field, message)) => {
+                    errors = Errors(vec![(field.to_owned(), message)]);
+                    status = StatusCode::UNPROCESSABLE_ENTITY;
+                }
+            }
+        }
+        other => {
+            if let Some(n) = other
+                .strip_prefix("remove_item_")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                if n < form.items.len() {
+                    form.items.remove(n);
+                }
+            } else if let Some(n) = other
+                .strip_prefix("apply_favourite_")
+                .and_then(|n| n.parse::<i64>().ok())
+            {
+                let Some(f) = favourites.iter().find(|f| f.id == n) else {
+                    return Err(AppError::NotFound);
+                };
+                form.items
+                    .retain(|i| !i.drug.trim().is_empty() || !i.dose.trim().is_empty());
+                for item in &f.items {
+                    if form.items.len() < MAX_ITEMS {
+                        form.items.push(item.clone());
+                    }
+                }
+                notice = Some(format!("Added the items of “{}”.", f.name));
+            } else {
+                return Err(AppError::Refused(
+                    "That button is not known here. Go back and try again.".into(),
+                ));
+            }
+        }
+    }
+    render_form(
+        &app,
+        &access,
+        csrf,
+        patient,
+        padded(form),
+        errors,
+        favourites,
+        favourite_name,
+        notice,
+        status,
+    )
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "visit.html")]
+struct VisitPage {
+    frame: ClinicFrame,
+    patient: Patient,
+    age_sex: String,
+    visit: Visit,
+    when: String,
+}
+
+async fn load(
+    access: &ClinicAccess,
+    id: i64,
+) -> Result<(Visit, Patient, settings::ClinicSettings), AppError> {
+    Ok(access
+        .tenant
+        .with(|conn| async move {
+            let v = visits::get(&conn, id).await?;
+            let p = patients::get(&conn, v.patient_id).await?;
+            let s = settings::load(&conn).await?;
+            Ok::<_, ClinicError>((v, p, s))
+        })
+        .await?)
+}
+
+/// `GET /c/{slug}/visits/{id}`: the visit, audited as a `view`.
+pub async fn show_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::ViewClinical)?;
+    let id = parse_id(&id)?;
+    let (visit, patient, s) = load(&access, id).await?;
+    app.audit
+        .note_view(
+            access.clinic_id,
+            access
+                .audit_entry(app.clock.now(), Action::View)
+                .entity("visit", id),
+        )
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let page = VisitPage {
+        age_sex: age_sex(&patient, today(&app, &s)),
+        when: s
+            .local(visit.visited_at)
+            .format("%Y-%m-%d %H:%M")
+            .to_string(),
+        patient,
+        visit,
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "prescription.html")]
+struct PrescriptionPage {
+    frame: ClinicFrame,
+    letterhead: String,
+    address: String,
+    phone: String,
+    patient: Patient,
+    age_sex: String,
+    date: String,
+    visit: Visit,
+    a5: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct PaperQuery {
+    paper: String,
+}
+
+/// `GET /c/{slug}/visits/{id}/prescription?paper=a4|a5`: the printable prescription,
+/// audited as a `print`.
+pub async fn prescription_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    Query(paper): Query<PaperQuery>,
+) -> Page {
+    access.require(Permission::WriteClinical)?;
+    let id = parse_id(&id)?;
+    let (visit, patient, s) = load(&access, id).await?;
+    let a5 = paper.paper == "a5";
+    app.audit
+        .note_view(
+            access.clinic_id,
+            access
+                .audit_entry(app.clock.now(), Action::Print)
+                .entity("visit", id)
+                .detail(if a5 {
+                    "prescription (A5)"
+                } else {
+                    "prescription"
+                }),
+        )
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let page = PrescriptionPage {
+        age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
+        date: s.local(visit.visited_at).format("%d %b %Y").to_string(),
+        letterhead: s.letterhead.clone(),
+        address: s.address.clone(),
+        phone: s.phone.clone(),
+        patient,
+        visit,
+        a5,
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}

@@ -1,0 +1,12 @@
+//! Clinic workflows over HTTP: patients, visits, prescriptions; roles, isolation, audit.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod patients;
+mod support;
+mod visits;

@@ -1,0 +1,386 @@
+//! A whole Ward app in-process over real files, with a controllable clock, and clinics
+//! staffed with one member of each role.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use chrono::TimeZone;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use ward_clinic::audit::{AuditRow, Filter};
+use ward_control::passwords::{PasswordHasher, Pepper};
+use ward_control::{MasterKeySource, Platform, SessionPolicy};
+use ward_core::{ClinicId, Clock, Email, ManualClock, Role, Slug};
+use ward_mail::{Mailer, MemoryMailbox};
+use ward_tenancy::StoreConfig;
+use ward_web::limits::{EmailLimits, IpLimit};
+use ward_web::{App, TrustedProxy, WebConfig, router};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Options {
+    pub hashing_cost: u32,
+    pub public_url: Option<String>,
+    pub trusted_proxy: TrustedProxy,
+    pub ip_limit: IpLimit,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // Generous per-address limit so flows are not throttled; limit tests set their own.
+        Self {
+            hashing_cost: 4,
+            public_url: None,
+            trusted_proxy: TrustedProxy::None,
+            ip_limit: IpLimit {
+                burst: 10_000,
+                replenish: std::time::Duration::from_millis(1),
+            },
+        }
+    }
+}
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    router: Router,
+    pub dir: Arc<tempfile::TempDir>,
+    pub clock: ManualClock,
+    pub cookies: HashMap<String, String>,
+    pub peer: SocketAddr,
+    pub mailbox: MemoryMailbox,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The `_csrf` value of the first form on the page.
+    pub fn csrf(&self) -> String {
+        field_value(&self.body, "_csrf").expect("page has a _csrf field")
+    }
+}
+
+pub fn field_value(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_owned())
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let platform = Platform::open(
+            StoreConfig::new(dir.path()),
+            MasterKeySource::Configured("11".repeat(32)),
+            shared.clone(),
+        )
+        .await
+        .unwrap();
+        let (mailer, mailbox) = Mailer::in_memory(platform.control.clone()).unwrap();
+        let base_url = options
+            .public_url
+            .clone()
+            .unwrap_or_else(|| "http://ward.test".to_owned());
+        let app = Arc::new(App {
+            control: platform.control.clone(),
+            tenants: platform.tenants.clone(),
+            mailer,
+            audit: ward_clinic::audit::ReadAuditor::start(
+                platform.tenants.clone(),
+                Default::default(),
+            ),
+            // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
+            hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), options.hashing_cost, 2)
+                .unwrap(),
+            session_policy: SessionPolicy::default(),
+            trusted_proxy: options.trusted_proxy,
+            ip_limit: options.ip_limit,
+            email_limits: EmailLimits::default(),
+            config: WebConfig {
+                public_url: options.public_url,
+                base_url,
+                version: "test".into(),
+            },
+            clock: shared,
+            started_at: clock.now(),
+        });
+        let router = router(app.clone());
+        Self {
+            app,
+            router,
+            dir,
+            clock,
+            cookies: HashMap::new(),
+            peer: "203.0.113.7:40000".parse().unwrap(),
+            mailbox,
+        }
+    }
+
+    pub async fn send(&mut self, mut req: Request<Body>) -> Response {
+        if !self.cookies.is_empty() && !req.headers().contains_key(header::COOKIE) {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req.headers_mut()
+                .insert(header::COOKIE, cookie.parse().unwrap());
+        }
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        for c in parts.headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Response {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts `form` with the `_csrf` of the page at `form_page` (fetched first).
+    pub async fn submit(
+        &mut self,
+        form_page: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let csrf = self.get(form_page).await.csrf();
+        let mut fields = vec![("_csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(action, &fields).await
+    }
+
+    /// The path and query of the first link to `path` in the newest mail.
+    pub async fn link_in_last_mail(&self, path: &str) -> String {
+        self.app.mailer.deliver_due().await.unwrap();
+        let mail = self.mailbox.sent().pop().expect("a mail was sent");
+        let base = self.app.base_url();
+        let link = mail
+            .links()
+            .into_iter()
+            .find(|l| l.starts_with(&format!("{base}{path}")))
+            .unwrap_or_else(|| panic!("no {path} link in {}", mail.text));
+        link[base.len()..].to_owned()
+    }
+
+    /// Signs up a clinic and confirms the owner's address; returns the clinic's path.
+    pub async fn signup_verified(&mut self, clinic: &str, email: &str) -> String {
+        let r = self
+            .submit(
+                "/signup",
+                "/signup",
+                &[
+                    ("clinic_name", clinic),
+                    ("name", "Dr. Ana Rao"),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let link = self.link_in_last_mail("/verify-email").await;
+        let page = self.get(&link).await;
+        let token = field_value(&page.body, "token").unwrap();
+        let r = self
+            .post(
+                "/verify-email",
+                &[("_csrf", &page.csrf()), ("token", &token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        r.location().to_owned()
+    }
+
+    pub async fn login(&mut self, email: &str, password: &str) -> Response {
+        self.submit(
+            "/login",
+            "/login",
+            &[("email", email), ("password", password)],
+        )
+        .await
+    }
+
+    /// A second browser (no cookies) against the same app.
+    pub fn fresh_browser(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            router: self.router.clone(),
+            dir: self.dir.clone(),
+            clock: self.clock.clone(),
+            cookies: HashMap::new(),
+            peer: self.peer,
+            mailbox: self.mailbox.clone(),
+        }
+    }
+}
+
+/// A clinic with one signed-in browser per role.
+pub struct Clinic {
+    pub id: ClinicId,
+    /// `/c/{slug}`, no trailing slash.
+    pub base: String,
+    pub owner: TestApp,
+    pub doctor: TestApp,
+    pub receptionist: TestApp,
+    pub billing: TestApp,
+}
+
+impl Clinic {
+    pub fn browser(&mut self, role: Role) -> &mut TestApp {
+        match role {
+            Role::Owner => &mut self.owner,
+            Role::Doctor => &mut self.doctor,
+            Role::Receptionist => &mut self.receptionist,
+            Role::Billing => &mut self.billing,
+        }
+    }
+}
+
+pub const ROLES: [Role; 4] = [Role::Owner, Role::Doctor, Role::Receptionist, Role::Billing];
+
+impl TestApp {
+    /// Signs up clinic `name` (owner `owner@{tag}.test`) and adds a doctor, a
+    /// receptionist and a billing clerk, each signed in in their own browser.
+    pub async fn clinic(&self, name: &str, tag: &str) -> Clinic {
+        let mut owner = self.fresh_browser();
+        let path = owner
+            .signup_verified(name, &format!("owner@{tag}.test"))
+            .await;
+        let slug = path
+            .trim_start_matches("/c/")
+            .trim_end_matches('/')
+            .to_owned();
+        let id = self
+            .app
+            .control
+            .clinic_by_slug(&Slug::parse(&slug).unwrap())
+            .await
+            .unwrap()
+            .id;
+        let mut staff = Vec::new();
+        for (role, person) in [
+            (Role::Doctor, "Dr. Bina Shah"),
+            (Role::Receptionist, "Ravi Kumar"),
+            (Role::Billing, "Meera Iyer"),
+        ] {
+            let email = format!("{}@{tag}.test", role.as_str());
+            staff.push(self.member(id, role, person, &email).await);
+        }
+        let billing = staff.pop().unwrap();
+        let receptionist = staff.pop().unwrap();
+        let doctor = staff.pop().unwrap();
+        Clinic {
+            id,
+            base: format!("/c/{slug}"),
+            owner,
+            doctor,
+            receptionist,
+            billing,
+        }
+    }
+
+    /// A verified user with `role` in `clinic`, signed in in a fresh browser.
+    pub async fn member(&self, clinic: ClinicId, role: Role, name: &str, email: &str) -> TestApp {
+        let control = &self.app.control;
+        let hash = self.app.hasher.hash(PASSWORD).await.unwrap();
+        let user = control
+            .create_user(&Email::parse(email).unwrap(), name, &hash)
+            .await
+            .unwrap()
+            .unwrap();
+        control.mark_email_verified(&user.id).await.unwrap();
+        control
+            .add_membership(&user.id, clinic, role)
+            .await
+            .unwrap();
+        let mut browser = self.fresh_browser();
+        let r = browser.login(email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        browser
+    }
+
+    /// The clinic's audit rows matching `filter`, newest first, after writing queued views.
+    pub async fn audit(&self, clinic: ClinicId, filter: Filter) -> Vec<AuditRow> {
+        self.app.audit.flush().await;
+        let tenant = self.app.tenants.get(clinic).await.unwrap();
+        tenant
+            .with(|conn| async move { ward_clinic::audit::search(&conn, &filter, None, 500).await })
+            .await
+            .unwrap()
+    }
+
+    /// One integer from the clinic's database (after writing queued views and prints).
+    pub async fn count(&self, clinic: ClinicId, sql: &str) -> i64 {
+        self.app.audit.flush().await;
+        let tenant = self.app.tenants.get(clinic).await.unwrap();
+        let sql = sql.to_owned();
+        tenant
+            .with(|conn| async move {
+                let mut rows = conn.query(&sql, ()).await.unwrap();
+                rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+            })
+            .await
+    }
+
+    /// Registers a patient through the form; returns the patient page's path.
+    pub async fn register(&mut self, base: &str, fields: &[(&str, &str)]) -> String {
+        let new = format!("{base}/patients/new");
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "sex") {
+            all.push(("sex", "female"));
+        }
+        all.push(("confirm_duplicate", "yes"));
+        let r = self.submit(&new, &new, &all).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        r.location().to_owned()
+    }
+}
