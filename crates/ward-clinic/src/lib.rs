@@ -3,9 +3,12 @@
 //!
 //! - [`audit`]: the append-only, hash-chained audit log every domain action writes to.
 //! - [`settings`]: letterhead, timezone and currency.
+//! - [`appointments`]: the appointment book; [`payments`]: payments, receipts, collections.
 
+pub mod appointments;
 pub mod audit;
 mod error;
+pub mod payments;
 pub mod settings;
 
 pub use audit::integrity_check;

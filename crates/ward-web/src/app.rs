@@ -12,7 +12,7 @@ use ward_tenancy::TenantStore;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
-use crate::views::{accounts, assets, clinic, health};
+use crate::views::{accounts, appointments, assets, clinic, health, payments};
 use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
@@ -122,6 +122,30 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/clinics", get(accounts::clinics_get))
         .route("/c/{slug}/", get(clinic::home_get))
+        // Front desk: appointment book, payments and receipts, collections.
+        .route(
+            "/c/{slug}/appointments",
+            get(appointments::day_get).post(appointments::book_post),
+        )
+        .route("/c/{slug}/appointments/{id}", get(appointments::show_get))
+        .route(
+            "/c/{slug}/appointments/{id}/status",
+            post(appointments::status_post),
+        )
+        .route(
+            "/c/{slug}/appointments/{id}/reschedule",
+            post(appointments::reschedule_post),
+        )
+        .route(
+            "/c/{slug}/payments",
+            get(payments::list_get).post(payments::create_post),
+        )
+        .route("/c/{slug}/payments/new", get(payments::new_get))
+        .route("/c/{slug}/payments/report", get(payments::report_get))
+        .route(
+            "/c/{slug}/payments/{id}/receipt",
+            get(payments::receipt_get),
+        )
         .merge(limited)
         .fallback(views::not_found)
         .layer(axum::middleware::from_fn_with_state(

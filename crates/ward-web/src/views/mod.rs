@@ -1,11 +1,13 @@
 //! One module per area; one askama struct per page, handlers named page_method.
 
 pub mod accounts;
+pub mod appointments;
 pub mod assets;
 pub mod clinic;
 pub mod frame;
 pub mod health;
 pub mod pages;
+pub mod payments;
 
 use crate::AppError;
 
