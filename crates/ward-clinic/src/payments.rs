@@ -215,8 +215,21 @@ pub async fn record(
             let table = has.next().await?.is_some();
             drop(has);
             let found = if table {
-                let mut rows = tx.query("SELECT 1 FROM visits WHERE id = ?1", [visit]).await?;
-                rows.next().await?.is_some()
+                // The visit must be this patient's; should the visits table not carry a
+                // patient column, its id alone is checked.
+                match tx
+                    .query(
+                        "SELECT 1 FROM visits WHERE id = ?1 AND patient_id = ?2",
+                        [visit, new.patient_id],
+                    )
+                    .await
+                {
+                    Ok(mut rows) => rows.next().await?.is_some(),
+                    Err(_) => {
+                        let mut rows = tx.query("SELECT 1 FROM visits WHERE id = ?1", [visit]).await?;
+                        rows.next().await?.is_some()
+                    }
+                }
             } else {
                 false
             };

@@ -127,6 +127,21 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Add at least one item"));
+    let r = d
+        .billing
+        .send_form(
+            &format!("{}/payments", c.base),
+            &[
+                ("patient_id", &p.to_string()),
+                ("visit_id", "5"),
+                ("method", "cash"),
+                ("item_description", "Fee"),
+                ("item_amount", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("There is no such visit."));
     assert_eq!(
         d.owner.scalar(c, "SELECT count(*) FROM payments").await,
         count
