@@ -109,6 +109,10 @@ pub struct ApptRow {
     pub status: String,
     /// Status stored form (for styling).
     pub status_key: &'static str,
+    /// The statuses it may move to: (stored form, label).
+    pub next: Vec<(&'static str, &'static str)>,
+    /// Local date `YYYY-MM-DD` (to come back to its day).
+    pub date: String,
 }
 
 impl ApptRow {
@@ -124,6 +128,13 @@ impl ApptRow {
             reason: a.reason.clone(),
             status: a.status.label().to_owned(),
             status_key: a.status.as_str(),
+            next: a
+                .status
+                .next()
+                .iter()
+                .map(|n| (n.as_str(), n.label()))
+                .collect(),
+            date: s.local(a.starts_at).format("%Y-%m-%d").to_string(),
         }
     }
 }
@@ -495,6 +506,7 @@ struct AppointmentPage {
     timezone: String,
     next: Vec<(&'static str, &'static str)>,
     can_manage: bool,
+    can_record: bool,
     reschedulable: bool,
     doctors: Vec<Doctor>,
     durations: &'static [i64],
@@ -566,6 +578,7 @@ async fn render_one(
             .map(|n| (n.as_str(), n.label()))
             .collect(),
         can_manage: access.can(Permission::ManageAppointments),
+        can_record: access.can(Permission::RecordPayments),
         reschedulable: a.status == Status::Booked,
         doctors,
         durations: DURATIONS,
@@ -606,6 +619,9 @@ pub async fn show_get(
 pub struct StatusForm {
     #[serde(default)]
     status: String,
+    /// `YYYY-MM-DD`: go back to that day's book instead of the appointment.
+    #[serde(default)]
+    back_to_day: String,
 }
 
 /// Moves an appointment to another status.
@@ -628,7 +644,12 @@ pub async fn status_post(
         .tenant
         .with(|conn| async move { appointments::set_status(&conn, id, status, now, entry).await })
         .await?;
-    Ok(Redirect::to(&format!("/c/{}/appointments/{id}", access.slug)).into_response())
+    // Only a well-formed date goes into the address: no open redirect.
+    let to = match appointments::parse_date("back_to_day", &form.back_to_day) {
+        Ok(day) => format!("/c/{}/appointments?date={day}", access.slug),
+        Err(_) => format!("/c/{}/appointments/{id}", access.slug),
+    };
+    Ok(Redirect::to(&to).into_response())
 }
 
 /// Moves an appointment to another time or doctor.

@@ -23,6 +23,8 @@ struct ClinicHome {
     timezone: String,
     days: Vec<DoctorDay>,
     can_search: bool,
+    can_book: bool,
+    can_record: bool,
     recent: Vec<PatientHit>,
 }
 
@@ -60,6 +62,8 @@ pub async fn home_get(
             timezone: s.timezone.name().to_owned(),
             days: by_doctor(&doctors, &list, &s),
             can_search,
+            can_book: access.can(Permission::ManageAppointments),
+            can_record: access.can(Permission::RecordPayments),
             recent,
         }
         .render()?,

@@ -77,11 +77,36 @@ async fn a_doctors_slot_cannot_be_booked_twice_but_a_cancelled_one_frees_it() {
 
     // Cancelling frees the slot.
     let path = format!("{}/appointments/{first}/status", c.base);
+    let day = d
+        .receptionist
+        .get(&format!("{}/appointments?date=2026-03-02", c.base))
+        .await;
+    assert!(
+        day.body
+            .contains("name=\"back_to_day\" value=\"2026-03-02\"")
+    );
+    assert!(day.body.contains(">No-show</button>"));
+    let day = d
+        .billing
+        .get(&format!("{}/appointments?date=2026-03-02", c.base))
+        .await;
+    assert!(day.body.contains("Asha Patel"));
+    assert!(
+        !day.body.contains(">No-show</button>"),
+        "billing only views"
+    );
     let r = d
         .receptionist
-        .send_form(&path, &[("status", "cancelled")])
+        .send_form(
+            &path,
+            &[("status", "cancelled"), ("back_to_day", "2026-03-02")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        r.location(),
+        format!("{}/appointments?date=2026-03-02", c.base)
+    );
     let r = book(
         &mut d.receptionist,
         c,
@@ -119,8 +144,12 @@ async fn statuses_move_only_forward_through_the_day_and_each_change_is_audited()
     );
 
     for step in ["arrived", "in_consultation", "done"] {
-        let r = d.doctor.send_form(&path, &[("status", step)]).await;
+        let r = d
+            .doctor
+            .send_form(&path, &[("status", step), ("back_to_day", "//evil.test/")])
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{step}: {}", r.body);
+        assert_eq!(r.location(), format!("{}/appointments/{id}", c.base));
     }
     let status = d
         .owner
