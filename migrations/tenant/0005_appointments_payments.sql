@@ -44,3 +44,6 @@ CREATE TABLE payment_items (
     amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
     PRIMARY KEY (payment_id, position)
 ) STRICT, WITHOUT ROWID;
+
+-- The dashboard's "recent patients" reads the register newest-changed first.
+CREATE INDEX patients_by_updated ON patients (updated_at);

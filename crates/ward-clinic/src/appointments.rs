@@ -410,14 +410,23 @@ pub async fn patient(conn: &Connection, id: i64) -> Result<PatientHit, ClinicErr
     })
 }
 
-/// The most recently registered or updated patients, newest first (for the dashboard).
+/// The patients most recently registered, updated or seen (an appointment that reached
+/// "arrived" or later), newest first (for the dashboard). Each source is read through an
+/// index and cut to `limit`, so this stays quick on a large register.
 pub async fn recent_patients(
     conn: &Connection,
     limit: u32,
 ) -> Result<Vec<PatientHit>, ClinicError> {
     let mut rows = conn
         .query(
-            "SELECT id, number, full_name, phone FROM patients ORDER BY max(created_at, updated_at) DESC, id DESC LIMIT ?1",
+            "SELECT p.id, p.number, p.full_name, p.phone FROM (\
+                SELECT id, max(t) AS t FROM (\
+                    SELECT * FROM (SELECT id, updated_at AS t FROM patients ORDER BY updated_at DESC LIMIT ?1) \
+                    UNION ALL \
+                    SELECT * FROM (SELECT patient_id AS id, updated_at AS t FROM appointments \
+                        WHERE status IN ('arrived', 'in_consultation', 'done') ORDER BY starts_at DESC LIMIT ?1)\
+                ) GROUP BY id\
+             ) r JOIN patients p ON p.id = r.id ORDER BY r.t DESC, p.id DESC LIMIT ?1",
             [i64::from(limit)],
         )
         .await?;

@@ -394,6 +394,9 @@ async fn the_dashboard_shows_todays_appointments_in_the_clinics_timezone() {
     let doc = d.doctor_id.clone();
     // 04:00 Kolkata = 22:30 UTC the day before; 23:00 Kolkata = 17:30 UTC; 03:00 on the
     // 2nd Kolkata = 21:30 UTC on the 1st.
+    let indexed = "SELECT count(*) FROM sqlite_master WHERE name = 'patients_by_updated'";
+    assert_eq!(d.owner.scalar(c, indexed).await, 1);
+    let mut booked = Vec::new();
     for (p, date, time) in [
         (early, "2026-03-01", "04:00"),
         (late, "2026-03-01", "23:00"),
@@ -401,8 +404,29 @@ async fn the_dashboard_shows_todays_appointments_in_the_clinics_timezone() {
     ] {
         let r = book(&mut d.receptionist, c, p, &doc, date, time, "15").await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        booked.push(id_in(r.location()));
     }
     let page = d.billing.get(&format!("{}/", c.base)).await;
+    let recent = page.body.split("Recent patients").nth(1).unwrap();
+    let pos = |name: &str| recent.find(&format!("{name}</a>")).unwrap();
+    assert!(
+        pos("Tomorrow Person") < pos("Early Bird"),
+        "newest registration first"
+    );
+    // A patient who is seen moves to the top.
+    d.owner.clock.advance(chrono::TimeDelta::minutes(5));
+    let r = d
+        .receptionist
+        .send_form(
+            &format!("{}/appointments/{}/status", c.base, booked[0]),
+            &[("status", "arrived")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = d.billing.get(&format!("{}/", c.base)).await;
+    let recent = page.body.split("Recent patients").nth(1).unwrap();
+    let pos = |name: &str| recent.find(&format!("{name}</a>")).unwrap();
+    assert!(pos("Early Bird") < pos("Tomorrow Person"), "{recent}");
     assert_eq!(page.status, StatusCode::OK);
     let today = page.body.split("id=\"today\"").nth(1).unwrap();
     let today = today.split("Recent patients").next().unwrap();
@@ -412,7 +436,7 @@ async fn the_dashboard_shows_todays_appointments_in_the_clinics_timezone() {
     assert!(today.contains(">23:00<"));
     assert!(!today.contains("Tomorrow Person"), "not today in Kolkata");
     assert!(today.contains("Dr. Vik Menon"));
-    assert!(today.contains("Booked"));
+    assert!(today.contains("Arrived"));
     assert!(
         page.body
             .contains(&format!("action=\"{}/patients\"", c.base))
