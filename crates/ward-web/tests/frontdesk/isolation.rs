@@ -84,7 +84,7 @@ async fn a_member_of_another_clinic_gets_404s_and_never_a_canary() {
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
             assert_no_canary(&r.body, &path);
         }
-        for id in 1..=60 {
+        for id in 1..=150 {
             for path in [
                 format!("{}/appointments/{id}", a.base),
                 format!("{}/payments/{id}/receipt", a.base),
@@ -154,7 +154,7 @@ async fn a_member_of_another_clinic_gets_404s_and_never_a_canary() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_no_canary(&r.body, "payment");
-    assert!(requests > 1000, "{requests}");
+    assert!(requests > 2500, "{requests}");
     let after = (
         d.owner
             .scalar(&a, "SELECT count(*) FROM appointments")
