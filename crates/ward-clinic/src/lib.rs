@@ -5,10 +5,13 @@
 //! - [`settings`]: letterhead, timezone and currency.
 //! - [`patients`]: the register, duplicate detection and search.
 //! - [`visits`]: consultations, diagnoses, prescriptions and favourites.
+//! - [`appointments`]: the appointment book; [`payments`]: payments, receipts, collections.
 
+pub mod appointments;
 pub mod audit;
 mod error;
 pub mod patients;
+pub mod payments;
 pub mod settings;
 pub mod visits;
 

@@ -12,7 +12,10 @@ use ward_tenancy::TenantStore;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
-use crate::views::{accounts, assets, audit, clinic, health, patients, settings, staff, visits};
+use crate::views::{
+    accounts, appointments, assets, audit, clinic, health, patients, payments, settings, staff,
+    visits,
+};
 use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
@@ -161,6 +164,30 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/c/{slug}/visits/{id}/prescription",
             get(visits::prescription_get),
+        )
+        // Front desk: appointment book, payments and receipts, collections.
+        .route(
+            "/c/{slug}/appointments",
+            get(appointments::day_get).post(appointments::book_post),
+        )
+        .route("/c/{slug}/appointments/{id}", get(appointments::show_get))
+        .route(
+            "/c/{slug}/appointments/{id}/status",
+            post(appointments::status_post),
+        )
+        .route(
+            "/c/{slug}/appointments/{id}/reschedule",
+            post(appointments::reschedule_post),
+        )
+        .route(
+            "/c/{slug}/payments",
+            get(payments::list_get).post(payments::create_post),
+        )
+        .route("/c/{slug}/payments/new", get(payments::new_get))
+        .route("/c/{slug}/payments/report", get(payments::report_get))
+        .route(
+            "/c/{slug}/payments/{id}/receipt",
+            get(payments::receipt_get),
         )
         .merge(limited)
         .fallback(views::not_found)

@@ -1,10 +1,16 @@
-//! Clinic pages under `/c/{slug}/`.
+//! The clinic's start page `/c/{slug}/`: today's appointments by doctor, a quick patient
+//! search, the recent patients.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Html;
+use ward_clinic::ClinicError;
+use ward_clinic::appointments::{self, PatientHit};
+use ward_clinic::settings;
+use ward_core::Permission;
 
 use crate::extract::{ClinicAccess, Csrf};
+use crate::views::appointments::{DoctorDay, by_doctor, doctors};
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -12,6 +18,14 @@ use crate::{AppError, AppState};
 #[template(path = "clinic_home.html")]
 struct ClinicHome {
     frame: ClinicFrame,
+    today: String,
+    today_label: String,
+    timezone: String,
+    days: Vec<DoctorDay>,
+    can_search: bool,
+    can_book: bool,
+    can_record: bool,
+    recent: Vec<PatientHit>,
 }
 
 /// The clinic's start page.
@@ -20,10 +34,37 @@ pub async fn home_get(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
 ) -> Result<Html<String>, AppError> {
+    access.require(Permission::ViewAppointments)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let doctors = doctors(&app, &access).await?;
+    let now = app.clock.now();
+    let can_search = access.can(Permission::ViewDemographics);
+    let (s, list, recent) = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let today = s.local(now).date_naive();
+            let list = appointments::for_day(&conn, s.timezone, today, None).await?;
+            let recent = if can_search {
+                appointments::recent_patients(&conn, 10).await?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, ClinicError>((s, list, recent))
+        })
+        .await?;
+    let today = s.local(now).date_naive();
     Ok(Html(
         ClinicHome {
             frame: ClinicFrame::new(&access, clinic.name, csrf, ""),
+            today: today.to_string(),
+            today_label: today.format("%A %-d %B %Y").to_string(),
+            timezone: s.timezone.name().to_owned(),
+            days: by_doctor(&doctors, &list, &s),
+            can_search,
+            can_book: access.can(Permission::ManageAppointments),
+            can_record: access.can(Permission::RecordPayments),
+            recent,
         }
         .render()?,
     ))

@@ -1,6 +1,7 @@
 //! One module per area; one askama struct per page, handlers named page_method.
 
 pub mod accounts;
+pub mod appointments;
 pub mod assets;
 pub mod audit;
 pub mod clinic;
@@ -8,6 +9,7 @@ pub mod frame;
 pub mod health;
 pub mod pages;
 pub mod patients;
+pub mod payments;
 pub mod settings;
 pub mod staff;
 pub mod visits;

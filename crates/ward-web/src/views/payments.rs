@@ -1,0 +1,497 @@
+//! Payments: `/c/{slug}/payments` (list and collection report), `payments/new`,
+//! `payments/{id}/receipt` (printable).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use ward_clinic::ClinicError;
+use ward_clinic::appointments::{self, PatientHit};
+use ward_clinic::audit::Action;
+use ward_clinic::payments::{self, Item, Method, NewPayment, Payment};
+use ward_clinic::settings::{self, ClinicSettings};
+use ward_core::Permission;
+
+use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::views::appointments::{FieldErrors, IdParam, parse_id};
+use crate::views::frame::ClinicFrame;
+use crate::{AppError, AppState};
+
+/// How many item rows the form offers (it works without JavaScript).
+const ITEM_ROWS: usize = 5;
+
+/// A payment as a list shows it.
+pub struct PaymentRow {
+    /// Row id.
+    pub id: i64,
+    /// Receipt number.
+    pub receipt_number: i64,
+    /// Local date and time.
+    pub when: String,
+    /// Patient row id.
+    pub patient_id: i64,
+    /// Patient number.
+    pub patient_number: i64,
+    /// Patient name.
+    pub patient_name: String,
+    /// Method label.
+    pub method: &'static str,
+    /// Reference.
+    pub reference: String,
+    /// Formatted amount.
+    pub amount: String,
+    /// Who recorded it.
+    pub recorded_by: String,
+}
+
+impl PaymentRow {
+    /// Shown in the clinic's timezone and currency.
+    pub fn new(p: &Payment, s: &ClinicSettings) -> Self {
+        Self {
+            id: p.id,
+            receipt_number: p.receipt_number,
+            when: s.local(p.received_at).format("%Y-%m-%d %H:%M").to_string(),
+            patient_id: p.patient_id,
+            patient_number: p.patient_number,
+            patient_name: p.patient_name.clone(),
+            method: p.method.label(),
+            reference: p.reference.clone(),
+            amount: s.money(p.amount_minor),
+            recorded_by: p.recorded_by_name.clone(),
+        }
+    }
+}
+
+/// A report line, formatted.
+pub struct TotalRow {
+    /// What.
+    pub label: String,
+    /// How many payments.
+    pub count: i64,
+    /// Formatted sum.
+    pub amount: String,
+}
+
+/// `?from=&to=` (local dates, inclusive).
+#[derive(Default, Deserialize)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "payments.html")]
+struct ListPage {
+    frame: ClinicFrame,
+    from: String,
+    to: String,
+    notice: Option<String>,
+    timezone: String,
+    rows: Vec<PaymentRow>,
+    show_list: bool,
+    report: Option<Report>,
+    can_record: bool,
+}
+
+struct Report {
+    by_day: Vec<TotalRow>,
+    by_method: Vec<TotalRow>,
+    by_staff: Vec<TotalRow>,
+    total: TotalRow,
+}
+
+fn rows(list: &[payments::Total], s: &ClinicSettings) -> Vec<TotalRow> {
+    list.iter().map(|t| total_row(t, s)).collect()
+}
+
+fn total_row(t: &payments::Total, s: &ClinicSettings) -> TotalRow {
+    TotalRow {
+        label: t.label.clone(),
+        count: t.count,
+        amount: s.money(t.amount_minor),
+    }
+}
+
+async fn render_list(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    q: RangeQuery,
+    show_list: bool,
+) -> Result<Response, AppError> {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let now = app.clock.now();
+    let show_report = access.can(Permission::ViewCollections);
+    let (s, list, from, to, notice) = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let today = s.local(now).date_naive();
+            let mut notice = None;
+            let mut day = |text: Option<String>| -> NaiveDate {
+                match text.as_deref().map(str::trim) {
+                    None | Some("") => today,
+                    Some(t) => appointments::parse_date("from", t).unwrap_or_else(|_| {
+                        notice = Some(
+                            "A date could not be read (use YYYY-MM-DD); showing today instead."
+                                .to_owned(),
+                        );
+                        today
+                    }),
+                }
+            };
+            let (mut from, mut to) = (day(q.from), day(q.to));
+            if to < from {
+                std::mem::swap(&mut from, &mut to);
+            }
+            if (to - from).num_days() > 366 {
+                from = to - chrono::TimeDelta::days(366);
+                notice = Some("At most a year is shown at once.".to_owned());
+            }
+            let start = appointments::day_bounds(s.timezone, from).0;
+            let end = appointments::day_bounds(s.timezone, to).1;
+            let list = payments::between(&conn, start, end).await?;
+            Ok::<_, ClinicError>((s, list, from, to, notice))
+        })
+        .await?;
+    let report = show_report.then(|| {
+        let c = payments::collection(&list, s.timezone);
+        Report {
+            by_day: rows(&c.by_day, &s),
+            by_method: rows(&c.by_method, &s),
+            by_staff: rows(&c.by_staff, &s),
+            total: total_row(&c.total, &s),
+        }
+    });
+    let page = ListPage {
+        frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+        from: from.to_string(),
+        to: to.to_string(),
+        notice,
+        timezone: s.timezone.name().to_owned(),
+        rows: if show_list {
+            list.iter().map(|p| PaymentRow::new(p, &s)).collect()
+        } else {
+            Vec::new()
+        },
+        show_list,
+        report,
+        can_record: access.can(Permission::RecordPayments),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+/// The payments of a date range, with the collection report for those who may see it.
+pub async fn list_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, AppError> {
+    access.require(Permission::ViewPayments)?;
+    render_list(&app, &access, csrf, q, true).await
+}
+
+/// The collection report alone.
+pub async fn report_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, AppError> {
+    access.require(Permission::ViewCollections)?;
+    render_list(&app, &access, csrf, q, false).await
+}
+
+/// `?patient=&q=&visit=` for the new-payment form.
+#[derive(Default, Deserialize)]
+pub struct NewQuery {
+    patient: Option<String>,
+    q: Option<String>,
+    visit: Option<String>,
+}
+
+/// The form's values, kept when it is shown again.
+#[derive(Default)]
+pub struct PaymentForm {
+    patient_id: String,
+    visit_id: String,
+    method: String,
+    reference: String,
+    items: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "payment_new.html")]
+struct NewPage {
+    frame: ClinicFrame,
+    q: String,
+    hits: Vec<PatientHit>,
+    chosen: Option<PatientHit>,
+    form: PaymentForm,
+    errors: FieldErrors,
+    methods: Vec<(&'static str, &'static str)>,
+    currency: String,
+}
+
+async fn render_new(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    q: String,
+    mut form: PaymentForm,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let chosen_id = form.patient_id.trim().parse::<i64>().ok();
+    let query = q.clone();
+    let (s, hits, chosen) = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let hits = appointments::find_patients(&conn, &query, 20).await?;
+            let chosen = match chosen_id {
+                Some(id) => appointments::patient(&conn, id).await.ok(),
+                None => None,
+            };
+            Ok::<_, ClinicError>((s, hits, chosen))
+        })
+        .await?;
+    while form.items.len() < ITEM_ROWS {
+        form.items.push((String::new(), String::new()));
+    }
+    if form.method.is_empty() {
+        form.method = Method::Cash.as_str().to_owned();
+    }
+    let page = NewPage {
+        frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+        q,
+        hits,
+        chosen,
+        form,
+        errors,
+        methods: Method::ALL
+            .iter()
+            .map(|m| (m.as_str(), m.label()))
+            .collect(),
+        currency: format!("{} ({})", s.currency.code, s.currency.symbol.trim()),
+    };
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// The form to record a payment.
+pub async fn new_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Query(q): Query<NewQuery>,
+) -> Result<Response, AppError> {
+    access.require(Permission::RecordPayments)?;
+    let form = PaymentForm {
+        patient_id: q.patient.unwrap_or_default(),
+        visit_id: q.visit.unwrap_or_default(),
+        ..PaymentForm::default()
+    };
+    render_new(
+        &app,
+        &access,
+        csrf,
+        q.q.unwrap_or_default(),
+        form,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Records a payment and shows its receipt.
+pub async fn create_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    AppForm(fields): AppForm<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    access.require(Permission::RecordPayments)?;
+    let mut form = PaymentForm::default();
+    let (mut descriptions, mut amounts) = (Vec::new(), Vec::new());
+    for (k, v) in fields {
+        match k.as_str() {
+            "patient_id" => form.patient_id = v,
+            "visit_id" => form.visit_id = v,
+            "method" => form.method = v,
+            "reference" => form.reference = v,
+            "item_description" => descriptions.push(v),
+            "item_amount" => amounts.push(v),
+            _ => {}
+        }
+    }
+    if descriptions.len() > 50 || amounts.len() > 50 {
+        return Err(AppError::Refused("A receipt has at most 20 items.".into()));
+    }
+    let n = descriptions.len().max(amounts.len());
+    descriptions.resize(n, String::new());
+    amounts.resize(n, String::new());
+    form.items = descriptions.into_iter().zip(amounts).collect();
+
+    let mut errors = FieldErrors::default();
+    let patient_id = form.patient_id.trim().parse::<i64>().ok();
+    if patient_id.is_none() {
+        errors.add("patient", "Search for and choose the patient who pays.");
+    }
+    let visit_id = match form.visit_id.trim() {
+        "" => None,
+        v => match v.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.add("visit", "There is no such visit.");
+                None
+            }
+        },
+    };
+    let method = Method::parse(form.method.trim());
+    if method.is_none() {
+        errors.add("method", "Choose how the patient paid.");
+    }
+    let now = app.clock.now();
+    let entry = access.audit_entry(now, Action::Create);
+    let user_id = access.session.user.id.clone();
+    let user_name = access.session.user.name.clone();
+    let items_typed = form.items.clone();
+    let reference = form.reference.clone();
+    let pre_errors = !errors.is_empty();
+    let result = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let mut items = Vec::new();
+            for (description, amount) in &items_typed {
+                if description.trim().is_empty() && amount.trim().is_empty() {
+                    continue;
+                }
+                let amount_minor = s.currency.parse_amount(amount).ok_or_else(|| {
+                    ClinicError::invalid(
+                        "items",
+                        format!(
+                            "Enter each amount in {} as a number, e.g. 250 or 250.50.",
+                            s.currency.code
+                        ),
+                    )
+                })?;
+                items.push(Item {
+                    description: payments::check_description(description)?,
+                    amount_minor,
+                });
+            }
+            if items.is_empty() {
+                return Err(ClinicError::invalid(
+                    "items",
+                    "Add at least one item with an amount.",
+                ));
+            }
+            let (Some(patient_id), Some(method), false) = (patient_id, method, pre_errors) else {
+                // Field errors are already known; only the items were checked here.
+                return Ok(None);
+            };
+            let new = NewPayment {
+                patient_id,
+                visit_id,
+                method,
+                reference,
+                items,
+                currency: s.currency.code.to_owned(),
+                recorded_by_id: user_id,
+                recorded_by_name: user_name,
+            };
+            payments::record(&conn, &new, now, entry).await.map(Some)
+        })
+        .await;
+    match result {
+        Ok(Some(id)) => {
+            return Ok(
+                Redirect::to(&format!("/c/{}/payments/{id}/receipt", access.slug)).into_response(),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => errors.absorb(e)?,
+    }
+    render_new(
+        &app,
+        &access,
+        csrf,
+        String::new(),
+        form,
+        errors,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "receipt.html")]
+struct ReceiptPage {
+    frame: ClinicFrame,
+    clinic_name: String,
+    address: String,
+    phone: String,
+    letterhead: String,
+    receipt_number: i64,
+    when: String,
+    patient_name: String,
+    patient_number: i64,
+    visit_id: Option<i64>,
+    method: &'static str,
+    reference: String,
+    items: Vec<(String, String)>,
+    total: String,
+    recorded_by: String,
+}
+
+/// The printable receipt; producing it is recorded in the audit log as `print`.
+pub async fn receipt_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Result<Response, AppError> {
+    access.require(Permission::RecordPayments)?;
+    let id = parse_id(&id)?;
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let entry = access.audit_entry(app.clock.now(), Action::Print);
+    let (s, p) = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let p = payments::get(&conn, id).await?;
+            payments::record_print(&conn, p.id, p.receipt_number, entry).await?;
+            Ok::<_, ClinicError>((s, p))
+        })
+        .await?;
+    let page = ReceiptPage {
+        clinic_name: clinic.name.clone(),
+        frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
+        address: s.address.clone(),
+        phone: s.phone.clone(),
+        letterhead: s.letterhead.clone(),
+        receipt_number: p.receipt_number,
+        when: s
+            .local(p.received_at)
+            .format("%-d %B %Y, %H:%M")
+            .to_string(),
+        patient_name: p.patient_name.clone(),
+        patient_number: p.patient_number,
+        visit_id: p.visit_id,
+        method: p.method.label(),
+        reference: p.reference.clone(),
+        items: p
+            .items
+            .iter()
+            .map(|i| (i.description.clone(), s.money(i.amount_minor)))
+            .collect(),
+        total: s.money(p.amount_minor),
+        recorded_by: p.recorded_by_name.clone(),
+    };
+    Ok(Html(page.render()?).into_response())
+}

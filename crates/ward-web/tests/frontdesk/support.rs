@@ -1,0 +1,472 @@
+//! A whole Ward app in-process over real files, with a controllable clock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use chrono::TimeZone;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use ward_control::passwords::{PasswordHasher, Pepper};
+use ward_control::{MasterKeySource, Platform, SessionPolicy};
+use ward_core::{Clock, ManualClock};
+use ward_mail::{Mailer, MemoryMailbox};
+use ward_tenancy::StoreConfig;
+use ward_web::limits::{EmailLimits, IpLimit};
+use ward_web::{App, TrustedProxy, WebConfig, router};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Options {
+    pub hashing_cost: u32,
+    pub public_url: Option<String>,
+    pub trusted_proxy: TrustedProxy,
+    pub ip_limit: IpLimit,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // Generous per-address limit so flows are not throttled; limit tests set their own.
+        Self {
+            hashing_cost: 4,
+            public_url: None,
+            trusted_proxy: TrustedProxy::None,
+            ip_limit: IpLimit {
+                burst: 10_000,
+                replenish: std::time::Duration::from_millis(1),
+            },
+        }
+    }
+}
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    router: Router,
+    pub dir: Arc<tempfile::TempDir>,
+    pub clock: ManualClock,
+    pub cookies: HashMap<String, String>,
+    pub peer: SocketAddr,
+    pub mailbox: MemoryMailbox,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The `_csrf` value of the first form on the page.
+    pub fn csrf(&self) -> String {
+        field_value(&self.body, "_csrf").expect("page has a _csrf field")
+    }
+}
+
+pub fn field_value(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_owned())
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with_hashing_cost(cost: u32) -> Self {
+        Self::with(Options {
+            hashing_cost: cost,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let platform = Platform::open(
+            StoreConfig::new(dir.path()),
+            MasterKeySource::Configured("11".repeat(32)),
+            shared.clone(),
+        )
+        .await
+        .unwrap();
+        let (mailer, mailbox) = Mailer::in_memory(platform.control.clone()).unwrap();
+        let base_url = options
+            .public_url
+            .clone()
+            .unwrap_or_else(|| "http://ward.test".to_owned());
+        let app = Arc::new(App {
+            control: platform.control.clone(),
+            tenants: platform.tenants.clone(),
+            mailer,
+            audit: ward_clinic::audit::ReadAuditor::start(
+                platform.tenants.clone(),
+                Default::default(),
+            ),
+            // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
+            hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), options.hashing_cost, 2)
+                .unwrap(),
+            session_policy: SessionPolicy::default(),
+            trusted_proxy: options.trusted_proxy,
+            ip_limit: options.ip_limit,
+            email_limits: EmailLimits::default(),
+            config: WebConfig {
+                public_url: options.public_url,
+                base_url,
+                version: "test".into(),
+            },
+            clock: shared,
+            started_at: clock.now(),
+        });
+        let router = router(app.clone());
+        Self {
+            app,
+            router,
+            dir,
+            clock,
+            cookies: HashMap::new(),
+            peer: "203.0.113.7:40000".parse().unwrap(),
+            mailbox,
+        }
+    }
+
+    pub async fn send(&mut self, mut req: Request<Body>) -> Response {
+        if !self.cookies.is_empty() && !req.headers().contains_key(header::COOKIE) {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req.headers_mut()
+                .insert(header::COOKIE, cookie.parse().unwrap());
+        }
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        for c in parts.headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Response {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts `form` with the `_csrf` of the page at `form_page` (fetched first).
+    pub async fn submit(
+        &mut self,
+        form_page: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let csrf = self.get(form_page).await.csrf();
+        let mut fields = vec![("_csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(action, &fields).await
+    }
+
+    /// Every mail sent so far (delivering what is queued first), oldest first, as
+    /// subject and text body.
+    pub async fn mails(&self) -> Vec<String> {
+        self.app.mailer.deliver_due().await.unwrap();
+        self.mailbox
+            .sent()
+            .into_iter()
+            .map(|m| format!("Subject: {}\n\n{}", m.subject, m.text))
+            .collect()
+    }
+
+    /// The path and query of the first link to `path` in the newest mail.
+    pub async fn link_in_last_mail(&self, path: &str) -> String {
+        self.app.mailer.deliver_due().await.unwrap();
+        let mail = self.mailbox.sent().pop().expect("a mail was sent");
+        let base = self.app.base_url();
+        let link = mail
+            .links()
+            .into_iter()
+            .find(|l| l.starts_with(&format!("{base}{path}")))
+            .unwrap_or_else(|| panic!("no {path} link in {}", mail.text));
+        link[base.len()..].to_owned()
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies
+            .get("ward_session")
+            .or_else(|| self.cookies.get("__Host-ward_session"))
+            .cloned()
+    }
+
+    /// Signs up a clinic and confirms the owner's address; returns the clinic's path.
+    pub async fn signup_verified(&mut self, clinic: &str, email: &str) -> String {
+        let r = self
+            .submit(
+                "/signup",
+                "/signup",
+                &[
+                    ("clinic_name", clinic),
+                    ("name", "Dr. Ana Rao"),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let link = self.link_in_last_mail("/verify-email").await;
+        let page = self.get(&link).await;
+        let token = field_value(&page.body, "token").unwrap();
+        let r = self
+            .post(
+                "/verify-email",
+                &[("_csrf", &page.csrf()), ("token", &token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        r.location().to_owned()
+    }
+
+    pub async fn login(&mut self, email: &str, password: &str) -> Response {
+        self.submit(
+            "/login",
+            "/login",
+            &[("email", email), ("password", password)],
+        )
+        .await
+    }
+
+    /// A second browser (no cookies) against the same app.
+    pub fn fresh_browser(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            router: self.router.clone(),
+            dir: self.dir.clone(),
+            clock: self.clock.clone(),
+            cookies: HashMap::new(),
+            peer: self.peer,
+            mailbox: self.mailbox.clone(),
+        }
+    }
+}
+
+/// A clinic made by signing up.
+#[derive(Clone)]
+pub struct Clinic {
+    pub id: ward_core::ClinicId,
+    pub slug: String,
+    /// `/c/{slug}`, without the trailing slash.
+    pub base: String,
+}
+
+impl TestApp {
+    /// Signs up a clinic (this browser is its owner, signed in) and returns it.
+    pub async fn clinic(&mut self, name: &str, owner_email: &str) -> Clinic {
+        let path = self.signup_verified(name, owner_email).await;
+        let slug = path
+            .trim_start_matches("/c/")
+            .trim_end_matches('/')
+            .to_owned();
+        let record = self
+            .app
+            .control
+            .clinic_by_slug(&ward_core::Slug::parse(&slug).unwrap())
+            .await
+            .unwrap();
+        Clinic {
+            id: record.id,
+            base: format!("/c/{slug}"),
+            slug,
+        }
+    }
+
+    /// A verified user with `role` in `clinic`, signed in in a new browser.
+    pub async fn staff(
+        &self,
+        clinic: &Clinic,
+        role: ward_core::Role,
+        email: &str,
+        name: &str,
+    ) -> Self {
+        let hash = self.app.hasher.hash(PASSWORD).await.unwrap();
+        let email_parsed = ward_core::Email::parse(email).unwrap();
+        let user = match self.app.control.user_by_email(&email_parsed).await.unwrap() {
+            Some(u) => u,
+            None => self
+                .app
+                .control
+                .create_user(&email_parsed, name, &hash)
+                .await
+                .unwrap()
+                .unwrap(),
+        };
+        self.app
+            .control
+            .mark_email_verified(&user.id)
+            .await
+            .unwrap();
+        self.app
+            .control
+            .add_membership(&user.id, clinic.id, role)
+            .await
+            .unwrap();
+        let mut browser = self.fresh_browser();
+        let r = browser.login(email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        browser
+    }
+
+    /// The user id of the account with `email`.
+    pub async fn user_id(&self, email: &str) -> String {
+        self.app
+            .control
+            .user_by_email(&ward_core::Email::parse(email).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    /// Runs `sql` returning one integer in the clinic's database.
+    pub async fn scalar(&self, clinic: &Clinic, sql: &str) -> i64 {
+        let sql = sql.to_owned();
+        let tenant = self.app.tenants.get(clinic.id).await.unwrap();
+        tenant
+            .with(|conn| async move {
+                let mut rows = conn.query(&sql, ()).await.unwrap();
+                rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+            })
+            .await
+    }
+
+    /// Runs `sql` returning one text in the clinic's database.
+    pub async fn text(&self, clinic: &Clinic, sql: &str) -> String {
+        let sql = sql.to_owned();
+        let tenant = self.app.tenants.get(clinic.id).await.unwrap();
+        tenant
+            .with(|conn| async move {
+                let mut rows = conn.query(&sql, ()).await.unwrap();
+                rows.next()
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .get::<Option<String>>(0)
+                    .unwrap()
+                    .unwrap_or_default()
+            })
+            .await
+    }
+
+    /// Registers a patient directly; returns the row id.
+    pub async fn add_patient(&self, clinic: &Clinic, name: &str, phone: &str) -> i64 {
+        let tenant = self.app.tenants.get(clinic.id).await.unwrap();
+        let at = self.clock.now();
+        let p = ward_clinic::appointments::QuickPatient {
+            full_name: name.to_owned(),
+            sex: "female".into(),
+            phone: phone.to_owned(),
+        };
+        tenant
+            .with(|conn| async move {
+                ward_clinic::audit::in_transaction(&conn, |tx| async move {
+                    let entry = ward_clinic::audit::Entry::new(
+                        at,
+                        ward_clinic::audit::Actor::System {
+                            name: "test".into(),
+                        },
+                        ward_clinic::audit::Action::Create,
+                    );
+                    ward_clinic::appointments::quick_register_patient(&tx, &p, at, entry).await
+                })
+                .await
+                .unwrap()
+            })
+            .await
+    }
+
+    /// Sets the clinic's timezone.
+    pub async fn set_timezone(&self, clinic: &Clinic, tz: &str) {
+        let tenant = self.app.tenants.get(clinic.id).await.unwrap();
+        let at = self.clock.now();
+        let tz = ward_clinic::settings::parse_timezone(tz).unwrap();
+        tenant
+            .with(|conn| async move {
+                let mut s = ward_clinic::settings::load(&conn).await.unwrap();
+                s.timezone = tz;
+                s.address = "12 Canal Road".into();
+                s.phone = "+91 80 1234 5678".into();
+                s.letterhead = "General practice · Mon–Sat 9–5".into();
+                ward_clinic::settings::save(
+                    &conn,
+                    &s,
+                    ward_clinic::audit::Actor::System {
+                        name: "test".into(),
+                    },
+                    None,
+                    at,
+                )
+                .await
+                .unwrap();
+            })
+            .await;
+    }
+
+    /// This browser's CSRF token.
+    pub async fn token(&mut self) -> String {
+        self.get("/account").await.csrf()
+    }
+
+    /// Posts `form` with this browser's CSRF token.
+    pub async fn send_form(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        let csrf = self.token().await;
+        let mut fields = vec![("_csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(path, &fields).await
+    }
+}
