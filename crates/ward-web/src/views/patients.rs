@@ -88,14 +88,115 @@ pub struct Cell {
     pub href: Option<String>,
 }
 
-/// The sections other areas add to the patient page, in order, for this user. Empty
-/// until those areas exist; each is added here behind its own permission.
+/// The sections other areas add to the patient page, in order, each behind its own
+/// permission: the patient's appointments, then their payments and total paid.
 async fn extra_sections(
     _app: &AppState,
-    _access: &ClinicAccess,
-    _patient: &Patient,
+    access: &ClinicAccess,
+    patient: &Patient,
 ) -> Result<Vec<Section>, AppError> {
-    Ok(Vec::new())
+    let id = patient.id;
+    let (show_appts, show_payments) = (
+        access.can(Permission::ViewAppointments),
+        access.can(Permission::ViewPayments),
+    );
+    let (settings, appts, pays, paid) = access
+        .tenant
+        .with(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let a = if show_appts {
+                ward_clinic::appointments::for_patient(&conn, id).await?
+            } else {
+                Vec::new()
+            };
+            let (p, paid) = if show_payments {
+                (
+                    ward_clinic::payments::for_patient(&conn, id).await?,
+                    ward_clinic::payments::balance(&conn, id).await?,
+                )
+            } else {
+                (Vec::new(), 0)
+            };
+            Ok::<_, ward_clinic::ClinicError>((s, a, p, paid))
+        })
+        .await?;
+    let slug = access.slug.as_str();
+    let cell = |text: String, href: Option<String>| Cell { text, href };
+    let mut out = Vec::new();
+    if show_appts {
+        let mut actions = Vec::new();
+        if access.can(Permission::ManageAppointments) {
+            actions.push((
+                format!("/c/{slug}/appointments?patient={id}"),
+                "Book an appointment".to_owned(),
+            ));
+        }
+        out.push(Section {
+            id: "appointments",
+            title: "Appointments".to_owned(),
+            summary: None,
+            columns: ["When", "Doctor", "Status", "Reason"]
+                .map(str::to_owned)
+                .to_vec(),
+            rows: appts
+                .iter()
+                .map(|a| {
+                    vec![
+                        cell(
+                            settings
+                                .local(a.starts_at)
+                                .format("%Y-%m-%d %H:%M")
+                                .to_string(),
+                            Some(format!("/c/{slug}/appointments/{}", a.id)),
+                        ),
+                        cell(a.doctor_name.clone(), None),
+                        cell(a.status.label().to_owned(), None),
+                        cell(a.reason.clone(), None),
+                    ]
+                })
+                .collect(),
+            empty: "No appointments.".to_owned(),
+            actions,
+        });
+    }
+    if show_payments {
+        let receipts = access.can(Permission::RecordPayments);
+        let mut actions = Vec::new();
+        if receipts {
+            actions.push((
+                format!("/c/{slug}/payments/new?patient={id}"),
+                "Record a payment".to_owned(),
+            ));
+        }
+        out.push(Section {
+            id: "payments",
+            title: "Payments".to_owned(),
+            summary: Some(format!("Total paid: {}", settings.money(paid))),
+            columns: ["Date", "Receipt", "Amount", "Method"]
+                .map(str::to_owned)
+                .to_vec(),
+            rows: pays
+                .iter()
+                .map(|p| {
+                    vec![
+                        cell(
+                            settings.local(p.received_at).format("%Y-%m-%d").to_string(),
+                            None,
+                        ),
+                        cell(
+                            format!("No. {}", p.receipt_number),
+                            receipts.then(|| format!("/c/{slug}/payments/{}/receipt", p.id)),
+                        ),
+                        cell(settings.money(p.amount_minor), None),
+                        cell(p.method.label().to_owned(), None),
+                    ]
+                })
+                .collect(),
+            empty: "No payments recorded.".to_owned(),
+            actions,
+        });
+    }
+    Ok(out)
 }
 
 /// A patient as a list row.
@@ -378,6 +479,8 @@ struct PatientPage {
     can_write_clinical: bool,
     visits: Vec<VisitLine>,
     sections: Vec<Section>,
+    /// Who viewed or changed this record (owners only).
+    accessed_by: Option<crate::views::audit::AccessedBy>,
 }
 
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
@@ -423,7 +526,11 @@ pub async fn show_get(
         })
         .collect();
     let sections = extra_sections(&app, &access, &p).await?;
+    let accessed_by =
+        crate::views::audit::AccessedBy::load(&access, "patient", &id.to_string(), Some(p.number))
+            .await?;
     let page = PatientPage {
+        accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),
         registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),
         can_edit: access.can(Permission::EditDemographics),

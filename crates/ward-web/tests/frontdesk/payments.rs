@@ -289,3 +289,59 @@ fn section<'a>(body: &'a str, marker: &str) -> &'a str {
     let rest = &body[start..];
     &rest[..rest.find("</table>").unwrap()]
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
+    let mut owner = crate::TestApp::new().await;
+    let c = owner.clinic("Sunrise", "owner@example.com").await;
+    let p = owner.add_patient(&c, "Lakshmi Menon", "98450 11111").await;
+    let doctor_id = owner.user_id("owner@example.com").await;
+    let r = crate::book(&mut owner, &c, p, &doctor_id, "2026-03-05", "10:30", "15").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let mut billing = owner
+        .staff(
+            &c,
+            ward_core::Role::Billing,
+            "bill@example.com",
+            "Bea Billing",
+        )
+        .await;
+    let r = billing
+        .send_form(
+            &format!("{}/payments", c.base),
+            &[
+                ("patient_id", &p.to_string()),
+                ("method", "cash"),
+                ("item_description", "Consultation"),
+                ("item_amount", "450"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let billing_view = billing.get(&format!("{}/patients/{p}", c.base)).await;
+    owner.app.audit.flush().await;
+
+    let page = owner.get(&format!("{}/patients/{p}", c.base)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("2026-03-05 10:30"),
+        "the appointment is listed"
+    );
+    assert!(page.body.contains("Total paid: ₹450.00"), "{}", page.body);
+    assert!(page.body.contains("No. 1"));
+    assert!(
+        page.body.contains("Accessed by") && page.body.contains("Bea Billing"),
+        "owners see who touched the record"
+    );
+
+    let page = billing_view;
+    assert!(page.body.contains("Total paid: ₹450.00"));
+    assert!(
+        !page.body.contains("Accessed by"),
+        "only owners see the access list"
+    );
+    assert!(
+        !page.body.contains("Book an appointment"),
+        "billing cannot book"
+    );
+}
