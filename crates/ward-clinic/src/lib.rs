@@ -3,9 +3,12 @@
 //!
 //! - [`audit`]: the append-only, hash-chained audit log every domain action writes to.
 //! - [`settings`]: letterhead, timezone and currency.
+//! - [`export`] / [`import`]: the whole clinic as one JSON document and back.
 
 pub mod audit;
 mod error;
+pub mod export;
+pub mod import;
 pub mod settings;
 
 pub use audit::integrity_check;

@@ -9,6 +9,7 @@
 
 mod anchors;
 mod audit_log;
+mod export;
 mod reads;
 mod search;
 mod support;

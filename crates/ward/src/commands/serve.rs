@@ -141,6 +141,24 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     if scheduler.is_none() {
         tracing::warn!("scheduled backups are off (WARD_BACKUP_INTERVAL=0)");
     }
+    // Clinics past their retention period are purged once a day (and once at start,
+    // which also finishes a purge a crash interrupted).
+    let purging = {
+        let purger = super::purger(global, &platform);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+            loop {
+                tick.tick().await;
+                match purger.run("ward serve", false).await {
+                    Ok(items) if !items.is_empty() => {
+                        tracing::info!(clinics = items.len(), "daily purge done");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "the daily purge failed"),
+                }
+            }
+        })
+    };
 
     let router =
         ward_web::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -149,6 +167,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .await
         .context("the server stopped")?;
     housekeeping.abort();
+    purging.abort();
     // Let the worker finish the mail it is handing over; whatever is still queued stays
     // in the outbox and goes out after the next start.
     mailer.stop();
