@@ -10,6 +10,7 @@
 mod anchors;
 mod audit_log;
 mod export;
+mod lifecycle;
 mod reads;
 mod search;
 mod support;
