@@ -12,7 +12,7 @@ use ward_tenancy::TenantStore;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
-use crate::views::{accounts, assets, clinic, health};
+use crate::views::{accounts, assets, clinic, health, lifecycle};
 use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
@@ -24,6 +24,8 @@ pub struct WebConfig {
     pub base_url: String,
     /// The build's version, shown on `/status`.
     pub version: String,
+    /// Days a closed clinic is kept before it is purged (`WARD_RETENTION_DAYS`).
+    pub retention_days: u32,
 }
 
 impl WebConfig {
@@ -122,6 +124,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/clinics", get(accounts::clinics_get))
         .route("/c/{slug}/", get(clinic::home_get))
+        .route(
+            "/c/{slug}/settings/close",
+            get(lifecycle::close_get).post(lifecycle::close_post),
+        )
         .merge(limited)
         .fallback(views::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -178,6 +178,16 @@ impl FromRequestParts<AppState> for ClinicAccess {
                 )
                     .into_response());
             }
+            ClinicStatus::Closed if role == Role::Owner => {
+                // Owners learn when the data goes and that an export is still possible;
+                // everyone else sees no clinic at all.
+                let clinic = state
+                    .control
+                    .clinic_by_id(clinic_id)
+                    .await
+                    .map_err(|e| AppError::from(e).into_response())?;
+                return Err(crate::views::lifecycle::closed_page(state, &clinic));
+            }
             ClinicStatus::Closed | ClinicStatus::Purged => {
                 return Err(AppError::NotFound.into_response());
             }

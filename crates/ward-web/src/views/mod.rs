@@ -5,6 +5,7 @@ pub mod assets;
 pub mod clinic;
 pub mod frame;
 pub mod health;
+pub mod lifecycle;
 pub mod pages;
 
 use crate::AppError;

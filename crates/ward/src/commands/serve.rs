@@ -109,6 +109,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             public_url: opts.public_url.clone(),
             base_url,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            retention_days: global.retention_days,
         },
         started_at: clock.now(),
         clock,
