@@ -9,6 +9,7 @@ mod auth_events;
 pub mod backups;
 pub mod catalog;
 mod clinics;
+pub mod jobs;
 pub mod lifecycle;
 mod outbox;
 pub mod passwords;

@@ -240,3 +240,31 @@ async fn suspend_and_resume_do_not_start_retention() {
         "an active clinic is not reopened"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
+    let s = setup().await;
+    let control = &s.platform.control;
+    let c = control
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .await
+        .unwrap();
+    let id = control
+        .enqueue_job("export", Some(c.id), r#"{"user_id":"u1"}"#)
+        .await
+        .unwrap();
+    assert!(control.claim_job("other").await.unwrap().is_none());
+    let job = control.claim_job("export").await.unwrap().unwrap();
+    assert_eq!((job.id, job.clinic_id, job.attempts), (id, Some(c.id), 1));
+    assert!(
+        control.claim_job("export").await.unwrap().is_none(),
+        "claimed once"
+    );
+    // The worker stopped mid-job: a new worker puts it back and runs it again.
+    assert_eq!(control.requeue_running("export").await.unwrap(), 1);
+    let again = control.claim_job("export").await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (id, 2));
+    control.finish_job(id, None).await.unwrap();
+    assert_eq!(control.requeue_running("export").await.unwrap(), 0);
+    assert!(control.claim_job("export").await.unwrap().is_none());
+}
