@@ -12,7 +12,7 @@ use ward_tenancy::TenantStore;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
-use crate::views::{accounts, assets, clinic, health, lifecycle};
+use crate::views::{accounts, assets, clinic, export, health, lifecycle};
 use crate::{headers, limits, session, views};
 
 /// Settings the web layer needs.
@@ -124,6 +124,14 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/clinics", get(accounts::clinics_get))
         .route("/c/{slug}/", get(clinic::home_get))
+        .route(
+            "/c/{slug}/export",
+            get(export::export_get).post(export::export_post),
+        )
+        .route(
+            "/export/download",
+            get(export::download_get).post(export::download_post),
+        )
         .route(
             "/c/{slug}/settings/close",
             get(lifecycle::close_get).post(lifecycle::close_post),

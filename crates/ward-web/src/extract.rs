@@ -178,6 +178,9 @@ impl FromRequestParts<AppState> for ClinicAccess {
                 )
                     .into_response());
             }
+            // While closed, owners can still take their export.
+            ClinicStatus::Closed
+                if role == Role::Owner && parts.uri.path().ends_with("/export") => {}
             ClinicStatus::Closed if role == Role::Owner => {
                 // Owners learn when the data goes and that an export is still possible;
                 // everyone else sees no clinic at all.

@@ -112,14 +112,19 @@ pub async fn close_post(
 pub fn closed_page(app: &AppState, clinic: &ClinicRecord) -> Response {
     let closed = clinic.closed_at.unwrap_or(clinic.created_at);
     let text = format!(
-        "{} was closed on {}. Its records will be permanently deleted, backups included, on {}. Until then the operator can reopen it, and an export of all its data can still be taken.",
+        "{} was closed on {}. Its records will be permanently deleted, backups included, on {}. Until then the operator can reopen it, and you can still take an export of all its data.",
         clinic.name,
         closed.format("%-d %B %Y"),
         delete_on(app, closed)
     );
     (
         StatusCode::FORBIDDEN,
-        pages::message("This clinic is closed", &text),
+        pages::message_with_link(
+            "This clinic is closed",
+            &text,
+            &format!("/c/{}/export", clinic.slug),
+            "Export the clinic's data",
+        ),
     )
         .into_response()
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod assets;
 pub mod clinic;
+pub mod export;
 pub mod frame;
 pub mod health;
 pub mod lifecycle;

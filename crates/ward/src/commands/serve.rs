@@ -142,6 +142,19 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     if scheduler.is_none() {
         tracing::warn!("scheduled backups are off (WARD_BACKUP_INTERVAL=0)");
     }
+    // Exports owners asked for are prepared in the background; jobs a stopped process
+    // left running are queued again first.
+    let exporting = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            ward_web::requeue_export_jobs(&app).await;
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                ward_web::run_export_jobs(&app).await;
+            }
+        })
+    };
     // Clinics past their retention period are purged once a day (and once at start,
     // which also finishes a purge a crash interrupted).
     let purging = {
@@ -169,6 +182,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .context("the server stopped")?;
     housekeeping.abort();
     purging.abort();
+    exporting.abort();
     // Let the worker finish the mail it is handing over; whatever is still queued stays
     // in the outbox and goes out after the next start.
     mailer.stop();
