@@ -6,10 +6,13 @@
 //! - [`patients`]: the register, duplicate detection and search.
 //! - [`visits`]: consultations, diagnoses, prescriptions and favourites.
 //! - [`appointments`]: the appointment book; [`payments`]: payments, receipts, collections.
+//! - [`export`] / [`import`]: the whole clinic as one JSON document and back.
 
 pub mod appointments;
 pub mod audit;
 mod error;
+pub mod export;
+pub mod import;
 pub mod patients;
 pub mod payments;
 pub mod settings;

@@ -93,6 +93,8 @@ pub struct Manifest {
 /// An entry for the restored clinic's own audit log.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreAuditEntry {
+    /// The clinic restored.
+    pub clinic: ClinicId,
     /// Who restored (the operator).
     pub actor: String,
     /// Why, as the operator typed it.
@@ -888,6 +890,7 @@ impl Backups {
                 .record_restore(scope, &backup, now, actor, reason, pre_restore, &detail)
                 .await?;
             let entry = RestoreAuditEntry {
+                clinic,
                 actor: actor.to_owned(),
                 reason: reason.to_owned(),
                 backup_id: backup.id,

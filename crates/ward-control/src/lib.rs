@@ -10,6 +10,8 @@ pub mod backups;
 mod cache;
 pub mod catalog;
 mod clinics;
+pub mod jobs;
+pub mod lifecycle;
 mod members;
 mod outbox;
 pub mod passwords;

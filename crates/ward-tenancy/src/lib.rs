@@ -11,6 +11,7 @@ pub mod keys;
 mod lockfile;
 pub mod migrate;
 mod pin;
+pub mod sealed;
 mod store;
 
 pub use db::{DbError, Durability, blocking};

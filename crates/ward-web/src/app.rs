@@ -13,8 +13,8 @@ use ward_tenancy::TenantStore;
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
-    accounts, appointments, assets, audit, clinic, health, patients, payments, settings, staff,
-    visits,
+    accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
+    settings, staff, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -27,6 +27,8 @@ pub struct WebConfig {
     pub base_url: String,
     /// The build's version, shown on `/status`.
     pub version: String,
+    /// Days a closed clinic is kept before it is purged (`WARD_RETENTION_DAYS`).
+    pub retention_days: u32,
 }
 
 impl WebConfig {
@@ -188,6 +190,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/c/{slug}/payments/{id}/receipt",
             get(payments::receipt_get),
+        )
+        // Taking the data away, and closing.
+        .route(
+            "/c/{slug}/export",
+            get(export::export_get).post(export::export_post),
+        )
+        .route(
+            "/export/download",
+            get(export::download_get).post(export::download_post),
+        )
+        .route(
+            "/c/{slug}/settings/close",
+            get(lifecycle::close_get).post(lifecycle::close_post),
         )
         .merge(limited)
         .fallback(views::not_found)

@@ -178,6 +178,19 @@ impl FromRequestParts<AppState> for ClinicAccess {
                 )
                     .into_response());
             }
+            // While closed, owners can still take their export.
+            ClinicStatus::Closed
+                if role == Role::Owner && parts.uri.path().ends_with("/export") => {}
+            ClinicStatus::Closed if role == Role::Owner => {
+                // Owners learn when the data goes and that an export is still possible;
+                // everyone else sees no clinic at all.
+                let clinic = state
+                    .control
+                    .clinic_by_id(clinic_id)
+                    .await
+                    .map_err(|e| AppError::from(e).into_response())?;
+                return Err(crate::views::lifecycle::closed_page(state, &clinic));
+            }
             ClinicStatus::Closed | ClinicStatus::Purged => {
                 return Err(AppError::NotFound.into_response());
             }

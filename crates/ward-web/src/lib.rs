@@ -10,6 +10,8 @@ pub mod limits;
 pub mod session;
 mod views;
 
+pub use views::export::{requeue_interrupted as requeue_export_jobs, run_export_jobs};
+
 pub use app::{App, AppState, WebConfig, router};
 pub use client_ip::TrustedProxy;
 pub use error::AppError;

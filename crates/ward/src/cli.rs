@@ -58,6 +58,10 @@ pub struct Global {
         global = true
     )]
     pub backup_keep_daily: u32,
+    /// Days a closed clinic's data is kept (and the clinic can be reopened) before
+    /// `ward purge` destroys it.
+    #[arg(long, env = "WARD_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500), global = true)]
+    pub retention_days: u32,
 }
 
 /// Parses `300`, `300s`, `5m`, `2h`, `1d` (a bare number is seconds).
@@ -99,6 +103,56 @@ pub enum Command {
     /// Check every clinic's database and audit trail and the platform's auth log; with
     /// `--backups`, restore the newest backups into scratch files and check them instead.
     Verify(VerifyOpts),
+    /// Write a clinic's whole database as one JSON document (records an operator
+    /// access in its audit log).
+    Export(ExportOpts),
+    /// Create a new clinic from an export.
+    Import(ImportOpts),
+    /// Destroy clinics closed longer than the retention period: key first, then files
+    /// and backups; a tombstone stays.
+    Purge(PurgeOpts),
+}
+
+/// `ward export`.
+#[derive(Debug, Args)]
+pub struct ExportOpts {
+    /// The clinic, by short name or id.
+    #[arg(long)]
+    pub clinic: String,
+    /// Why the operator reads the clinic's data (kept in its audit log).
+    #[arg(long)]
+    pub reason: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `ward import`.
+#[derive(Debug, Args)]
+pub struct ImportOpts {
+    /// The export to read.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// The new clinic's name.
+    #[arg(long)]
+    pub name: String,
+    /// The new clinic's short name; derived from the name when omitted.
+    #[arg(long)]
+    pub slug: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ward purge`.
+#[derive(Debug, Args)]
+pub struct PurgeOpts {
+    /// List what would be destroyed, destroy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward backup`.
@@ -134,6 +188,16 @@ pub enum BackupsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The clinic and the reason for a status change.
+#[derive(Debug, Args)]
+pub struct TransitionOpts {
+    /// Short name (slug) or id.
+    pub clinic: String,
+    /// Why (kept with the change).
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 /// `ward restore`.
@@ -281,6 +345,14 @@ pub enum ClinicsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Block access to a clinic (e.g. unpaid); its data is kept, no retention clock.
+    Suspend(TransitionOpts),
+    /// Give a suspended clinic its access back.
+    Resume(TransitionOpts),
+    /// Close a clinic: access ends and the retention period starts.
+    Close(TransitionOpts),
+    /// Reopen a closed clinic within its retention period.
+    Reopen(TransitionOpts),
 }
 
 #[cfg(test)]

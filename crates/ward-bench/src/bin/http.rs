@@ -316,6 +316,7 @@ async fn main() -> anyhow::Result<()> {
         ip_limit: IpLimit::default(),
         email_limits: EmailLimits::default(),
         config: WebConfig {
+            retention_days: 90,
             public_url: None,
             base_url: "http://bench".into(),
             version: "bench".into(),

@@ -9,6 +9,8 @@
 
 mod anchors;
 mod audit_log;
+mod export;
+mod lifecycle;
 mod reads;
 mod search;
 mod support;

@@ -137,6 +137,7 @@ impl TestApp {
                 public_url: options.public_url,
                 base_url,
                 version: "test".into(),
+                retention_days: 90,
             },
             clock: shared,
             started_at: clock.now(),

@@ -134,6 +134,7 @@ impl TestApp {
             ip_limit: options.ip_limit,
             email_limits: EmailLimits::default(),
             config: WebConfig {
+                retention_days: 90,
                 public_url: options.public_url,
                 base_url,
                 version: "test".into(),

@@ -65,6 +65,7 @@ impl TestApp {
                 public_url: url.map(str::to_owned),
                 base_url: url.unwrap_or("http://ward.test").to_owned(),
                 version: "9.9.9-test".to_owned(),
+                retention_days: 90,
             },
             started_at: clock.now(),
             clock,

@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use ward_control::{ClinicRecord, ClinicRef};
 use ward_core::{Slug, format_time};
 
-use crate::cli::{ClinicsCommand, Global};
+use ward_clinic::audit::{self, Action};
+use ward_control::lifecycle::Transition;
+
+use crate::cli::{ClinicsCommand, Global, TransitionOpts};
 use crate::output::{json, say};
 
 pub async fn run(global: &Global, cmd: ClinicsCommand) -> anyhow::Result<ExitCode> {
@@ -76,8 +79,99 @@ pub async fn run(global: &Global, cmd: ClinicsCommand) -> anyhow::Result<ExitCod
                 show(&c, platform.tenants.latest_version());
             }
         }
+        ClinicsCommand::Suspend(o) => transition(global, &platform, o, Transition::Suspend).await?,
+        ClinicsCommand::Resume(o) => transition(global, &platform, o, Transition::Resume).await?,
+        ClinicsCommand::Close(o) => transition(global, &platform, o, Transition::Close).await?,
+        ClinicsCommand::Reopen(o) => transition(global, &platform, o, Transition::Reopen).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Changes a clinic's status and records it in the control plane and, while the clinic
+/// exists, in its own audit log.
+async fn transition(
+    global: &Global,
+    platform: &ward_control::Platform,
+    opts: TransitionOpts,
+    t: Transition,
+) -> anyhow::Result<()> {
+    let c = super::find_clinic(platform, &opts.clinic).await?;
+    let before = c.status;
+    let after = platform
+        .control
+        .transition_clinic(c.id, t, "operator", &opts.reason, super::retention(global))
+        .await
+        .with_context(|| format!("clinic {} was not {}", c.slug, t.as_str()))?;
+    let reason = if opts.reason.trim().is_empty() {
+        format!("clinic {}", t.as_str())
+    } else {
+        opts.reason.clone()
+    };
+    if let Err(e) = record_status_change(
+        platform,
+        c.id,
+        "operator",
+        &reason,
+        before.as_str(),
+        after.status.as_str(),
+    )
+    .await
+    {
+        crate::output::note(format_args!(
+            "warning: the change is done but the clinic's audit log could not record it: {e:#}"
+        ));
+    }
+    say(format_args!(
+        "clinic {} is now {}",
+        after.slug, after.status
+    ));
+    if t == Transition::Close {
+        let until = after
+            .closed_at
+            .map(|at| format_time(at + super::retention(global)))
+            .unwrap_or_default();
+        say(format_args!(
+            "its data is kept until {until}; `ward clinics reopen {}` restores access until then",
+            after.slug
+        ));
+    }
+    Ok(())
+}
+
+/// Appends a status change to the clinic's own audit log and anchors the new head.
+pub async fn record_status_change(
+    platform: &ward_control::Platform,
+    id: ward_core::ClinicId,
+    operator: &str,
+    reason: &str,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    let tenant = platform.tenants.get(id).await?;
+    let at = platform.control.clock().now();
+    let (operator, reason) = (operator.to_owned(), reason.to_owned());
+    let detail = format!("clinic status {from} → {to}");
+    let recorded = tenant
+        .with(|conn| async move {
+            audit::in_transaction(&conn, |tx| async move {
+                audit::record_operator_access(
+                    &tx,
+                    at,
+                    &operator,
+                    &reason,
+                    Action::OperatorAccess,
+                    Some(&detail),
+                )
+                .await
+            })
+            .await
+        })
+        .await?;
+    platform
+        .control
+        .anchor(id, recorded.seq, &recorded.hash)
+        .await?;
+    Ok(())
 }
 
 fn show(c: &ClinicRecord, latest: u32) {

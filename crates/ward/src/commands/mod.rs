@@ -1,9 +1,12 @@
 //! One file per command, each with a `run`.
 
+mod audit_hooks;
 mod backup;
 mod clinics;
 mod drill;
+mod export;
 mod migrate;
+mod purge;
 mod restore;
 mod serve;
 mod users;
@@ -31,6 +34,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backups(cmd) => backup::list(&cli.global, cmd).await,
         Command::Restore(opts) => restore::run(&cli.global, opts).await,
         Command::Verify(opts) => verify::run(&cli.global, opts).await,
+        Command::Export(opts) => export::export(&cli.global, opts).await,
+        Command::Import(opts) => export::import(&cli.global, opts).await,
+        Command::Purge(opts) => purge::run(&cli.global, opts).await,
     }
 }
 
@@ -54,6 +60,26 @@ pub fn backups(global: &Global, platform: &Platform) -> Backups {
         platform.control.clone(),
         platform.tenants.clone(),
         backup_config(global),
+    )
+    .with_content_check(Arc::new(audit_hooks::AuditChainCheck))
+    .with_restore_audit(audit_hooks::ClinicRestoreAudit::new(
+        platform.control.clone(),
+    ))
+}
+
+/// The grace period between closing a clinic and purging it.
+pub fn retention(global: &Global) -> chrono::TimeDelta {
+    ward_control::lifecycle::retention_days(global.retention_days)
+}
+
+/// The purger of the opened data directory.
+pub fn purger(global: &Global, platform: &Platform) -> ward_control::lifecycle::Purger {
+    ward_control::lifecycle::Purger::new(
+        platform.control.clone(),
+        platform.tenants.clone(),
+        backup_config(global).dir,
+        global.data_dir.join("exports"),
+        retention(global),
     )
 }
 

@@ -109,6 +109,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             public_url: opts.public_url.clone(),
             base_url,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            retention_days: global.retention_days,
         },
         started_at: clock.now(),
         clock,
@@ -141,6 +142,37 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     if scheduler.is_none() {
         tracing::warn!("scheduled backups are off (WARD_BACKUP_INTERVAL=0)");
     }
+    // Exports owners asked for are prepared in the background; jobs a stopped process
+    // left running are queued again first.
+    let exporting = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            ward_web::requeue_export_jobs(&app).await;
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                ward_web::run_export_jobs(&app).await;
+            }
+        })
+    };
+    // Clinics past their retention period are purged once a day (and once at start,
+    // which also finishes a purge a crash interrupted).
+    let purging = {
+        let purger = super::purger(global, &platform);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+            loop {
+                tick.tick().await;
+                match purger.run("ward serve", false).await {
+                    Ok(items) if !items.is_empty() => {
+                        tracing::info!(clinics = items.len(), "daily purge done");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "the daily purge failed"),
+                }
+            }
+        })
+    };
 
     let router =
         ward_web::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -149,6 +181,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .await
         .context("the server stopped")?;
     housekeeping.abort();
+    purging.abort();
+    exporting.abort();
     // Let the worker finish the mail it is handing over; whatever is still queued stays
     // in the outbox and goes out after the next start.
     mailer.stop();

@@ -326,3 +326,113 @@ async fn the_control_plane_restore_is_refused_while_serve_runs() {
             .is_empty()
     );
 }
+
+/// Appends one audit row to the clinic and anchors the new head, as `ward serve` would.
+async fn audit_and_anchor(data: &Data, id: ClinicId, detail: &str) {
+    use ward_clinic::audit::{self, Action, Actor, Entry};
+    let p = data.platform().await;
+    let detail = detail.to_owned();
+    let recorded = p
+        .tenants
+        .get(id)
+        .await
+        .unwrap()
+        .with(|conn| async move {
+            audit::in_transaction(&conn, |tx| async move {
+                let entry = Entry::new(
+                    ward_core::Clock::now(&SystemClock),
+                    Actor::System {
+                        name: "test".into(),
+                    },
+                    Action::Update,
+                )
+                .entity("settings", "clinic")
+                .detail(&detail);
+                audit::record(&tx, &entry).await
+            })
+            .await
+            .unwrap()
+        })
+        .await;
+    p.control
+        .anchor(id, recorded.seq, &recorded.hash)
+        .await
+        .unwrap();
+    p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_writes_its_audit_row_and_verify_stays_clean() {
+    let data = Data::new();
+    let id = data.create_clinic("acme");
+    audit_and_anchor(&data, id, "before the backup").await;
+    data.ok(&["backup", "--clinic", "acme"]);
+    let backup = data.backups(&["--clinic", "acme"]);
+    let backup_id = backup[0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        backup[0]["chain_head"]["seq"].as_i64().is_some(),
+        "the catalog records the chain head: {backup:?}"
+    );
+    // The anchor moves past what the backup holds; the restore must reset it.
+    audit_and_anchor(&data, id, "after the backup").await;
+
+    data.ok(&[
+        "restore",
+        "--clinic",
+        "acme",
+        "--backup",
+        &backup_id,
+        "--reason",
+        "wrong edit",
+    ]);
+
+    let p = data.platform().await;
+    let rows = p
+        .tenants
+        .get(id)
+        .await
+        .unwrap()
+        .with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT action, actor_kind, actor_name, reason, detail FROM audit_log ORDER BY seq",
+                    (),
+                )
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await.unwrap() {
+                out.push((
+                    r.get::<String>(0).unwrap(),
+                    r.get::<String>(1).unwrap(),
+                    r.get::<Option<String>>(2).unwrap(),
+                    r.get::<Option<String>>(3).unwrap(),
+                    r.get::<Option<String>>(4).unwrap(),
+                ));
+            }
+            out
+        })
+        .await;
+    p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "the later row is gone, the restore row added: {rows:?}"
+    );
+    let (action, kind, _, reason, detail) = &rows[1];
+    assert_eq!(action, "restore");
+    assert_eq!(kind, "operator");
+    assert_eq!(reason.as_deref(), Some("wrong edit"));
+    assert!(
+        detail.as_deref().unwrap().contains(&backup_id),
+        "{detail:?}"
+    );
+
+    let out = data.run(&["verify", "--json"]);
+    assert!(
+        out.status.success(),
+        "ward verify after a restore: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

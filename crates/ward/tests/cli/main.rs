@@ -9,6 +9,7 @@
 mod arguments;
 mod clinics;
 mod deploy;
+mod lifecycle;
 mod migrate;
 mod serve;
 mod support;

@@ -1,0 +1,241 @@
+//! The clinic's whole database as one JSON document (docs/export-format.md).
+//!
+//! The writer is generic over the schema: every table in `sqlite_master` (SQLite's and
+//! libSQL's own tables aside) is written with its columns and rows, so a table added by
+//! a later migration is exported without any change here. Rows are written as they are
+//! read, so memory stays flat whatever the size of the clinic.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use libsql::{Connection, Value};
+use serde::{Deserialize, Serialize};
+use ward_core::format_time;
+
+/// The `format` field of every export.
+pub const FORMAT: &str = "ward-export";
+/// The version of the format this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Who the clinic is, as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClinicInfo {
+    /// The clinic's permanent id (a UUID).
+    pub id: String,
+    /// Its URL name.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+    /// `active`, `suspended` or `closed`.
+    pub status: String,
+    /// When it was created (RFC 3339 UTC).
+    pub created_at: String,
+}
+
+/// One member of the clinic's staff, without any credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffMember {
+    /// The person's account id.
+    pub user_id: String,
+    /// Their name.
+    pub name: String,
+    /// Their sign-in address.
+    pub email: String,
+    /// `owner`, `doctor`, `receptionist` or `billing`.
+    pub role: String,
+    /// Since when they are a member (RFC 3339 UTC).
+    pub member_since: String,
+}
+
+/// Everything an export says besides the tables.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The clinic.
+    pub clinic: ClinicInfo,
+    /// When the export was taken.
+    pub exported_at: DateTime<Utc>,
+    /// Who asked for it: `operator:<name>` or `user:<id>`.
+    pub exported_by: String,
+    /// The staff list.
+    pub staff: Vec<StaffMember>,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Rows per table, in the order written.
+    pub tables: Vec<(String, u64)>,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The database failed.
+    #[error("reading the clinic failed: {0}")]
+    Db(#[from] libsql::Error),
+    /// The destination failed.
+    #[error("writing the export failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// A value could not be encoded.
+    #[error("encoding the export failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The clinic's own tables, in name order: everything but SQLite's and libSQL's
+/// internal tables.
+pub async fn tables(conn: &Connection) -> Result<Vec<String>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\' \
+             AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+            (),
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(row.get::<String>(0)?);
+    }
+    Ok(out)
+}
+
+/// A table's column names, in declaration order.
+pub async fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
+            [table],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(row.get::<String>(0)?);
+    }
+    Ok(out)
+}
+
+/// SQL-quotes an identifier read from the schema.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The tenant schema version (`PRAGMA user_version`).
+pub async fn schema_version(conn: &Connection) -> Result<i64, libsql::Error> {
+    let mut rows = conn.query("PRAGMA user_version", ()).await?;
+    match rows.next().await? {
+        Some(row) => row.get::<i64>(0),
+        None => Ok(0),
+    }
+}
+
+/// Counts bytes on their way to the destination.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the clinic behind `conn` as one export document to `out`.
+///
+/// The whole read happens in one read transaction, so the document is one consistent
+/// moment of the clinic. Each row is encoded and written as soon as it is read.
+pub async fn write_export<W: Write>(
+    conn: &Connection,
+    header: &Header,
+    out: W,
+) -> Result<Summary, ExportError> {
+    let began = conn.is_autocommit();
+    if began {
+        conn.execute("BEGIN", ()).await?;
+    }
+    let result = write_body(conn, header, out).await;
+    if began && !conn.is_autocommit() {
+        // A read transaction: ending it cannot lose anything.
+        let _ = conn.execute("COMMIT", ()).await;
+    }
+    result
+}
+
+async fn write_body<W: Write>(
+    conn: &Connection,
+    header: &Header,
+    out: W,
+) -> Result<Summary, ExportError> {
+    let mut out = Counting {
+        inner: std::io::BufWriter::with_capacity(64 * 1024, out),
+        bytes: 0,
+    };
+    let w = &mut out;
+    write!(
+        w,
+        "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"clinic\":"
+    )?;
+    serde_json::to_writer(&mut *w, &header.clinic)?;
+    write!(w, ",\"exported_at\":")?;
+    serde_json::to_writer(&mut *w, &format_time(header.exported_at))?;
+    write!(w, ",\"exported_by\":")?;
+    serde_json::to_writer(&mut *w, &header.exported_by)?;
+    write!(w, ",\"schema_version\":{}", schema_version(conn).await?)?;
+    write!(w, ",\"staff\":")?;
+    serde_json::to_writer(&mut *w, &header.staff)?;
+    write!(w, ",\"tables\":{{")?;
+    let mut summary = Summary::default();
+    for (t, table) in tables(conn).await?.into_iter().enumerate() {
+        let cols = columns(conn, &table).await?;
+        if t > 0 {
+            w.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *w, &table)?;
+        w.write_all(b":{\"columns\":")?;
+        serde_json::to_writer(&mut *w, &cols)?;
+        w.write_all(b",\"rows\":[")?;
+        let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let mut rows = conn
+            .query(&format!("SELECT {list} FROM {}", quote(&table)), ())
+            .await?;
+        let mut n: u64 = 0;
+        while let Some(row) = rows.next().await? {
+            w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
+            for i in 0..cols.len() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                // Column counts are tiny; the cast cannot truncate.
+                write_value(&mut *w, row.get_value(i as i32)?)?;
+            }
+            w.write_all(b"]")?;
+            n += 1;
+        }
+        w.write_all(b"]}")?;
+        summary.tables.push((table, n));
+    }
+    w.write_all(b"}}\n")?;
+    out.flush()?;
+    summary.bytes = out.bytes;
+    Ok(summary)
+}
+
+/// One value: SQL NULL, integers, reals and text as their JSON counterparts; a blob as
+/// `{"hex": "<lowercase hex>"}` so it cannot be mistaken for text.
+fn write_value<W: Write>(w: &mut W, v: Value) -> Result<(), ExportError> {
+    match v {
+        Value::Null => w.write_all(b"null")?,
+        Value::Integer(i) => write!(w, "{i}")?,
+        Value::Real(r) => serde_json::to_writer(&mut *w, &r)?,
+        Value::Text(s) => serde_json::to_writer(&mut *w, &s)?,
+        Value::Blob(b) => write!(w, "{{\"hex\":\"{}\"}}", hex::encode(b))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The export document against the database, the import round trip, and bad files.
+
+use std::collections::BTreeMap;
+
+use libsql::{Connection, Value};
+use serde_json::Value as J;
+use ward_clinic::export::{self, ClinicInfo, Header, StaffMember};
+use ward_clinic::import::{self, ImportError};
+use ward_control::ClinicRecord;
+use ward_core::format_time;
+
+use crate::support::{TestPlatform, append, start};
+
+const CANARY: &str = "Zebediah Quillfeather";
+
+fn header(c: &ClinicRecord) -> Header {
+    Header {
+        clinic: ClinicInfo {
+            id: c.id.to_string(),
+            slug: c.slug.to_string(),
+            name: c.name.clone(),
+            status: c.status.to_string(),
+            created_at: format_time(c.created_at),
+        },
+        exported_at: start(),
+        exported_by: "operator".into(),
+        staff: vec![StaffMember {
+            user_id: "u1".into(),
+            name: "Owner One".into(),
+            email: "owner@example.com".into(),
+            role: "owner".into(),
+            member_since: format_time(start()),
+        }],
+    }
+}
+
+/// Fills a clinic with every kind of record this schema has.
+pub async fn fill(conn: &Connection, patients: i64) {
+    conn.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES ('address', '1 High St'), ('currency', 'EUR')",
+        (),
+    )
+    .await
+    .unwrap();
+    conn.execute("BEGIN", ()).await.unwrap();
+    for i in 1..=patients {
+        let name = if i == 1 {
+            CANARY.to_owned()
+        } else {
+            format!("Patient {i} \"quoted\" \\ ünïcode")
+        };
+        conn.execute(
+            "INSERT INTO patients (id, number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, address, email, notes, created_at, updated_at) \
+             VALUES (?1, ?1, ?2, ?3, NULL, NULL, 'female', '+1 555 0100', '15550100', 'Somewhere\nLine 2', '', ?4, '2026-03-01T09:00:00.000Z', '2026-03-01T09:00:00.000Z')",
+            libsql::params![i, name, if i % 2 == 0 { Some("1980-02-29") } else { None }, format!("notes {i}")],
+        )
+        .await
+        .unwrap();
+    }
+    // One of everything the clinic's other tables hold.
+    for sql in [
+        "INSERT INTO patient_name_tokens (token, patient_id) VALUES ('patient', 2), ('zebulon', 1)",
+        "INSERT INTO visits (id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, created_at, updated_at) \
+         VALUES (1, 1, 'u1', 'Dr. Rao', '2026-03-01T09:30:00.000Z', 'cough', 'clear chest', 'rest', '2026-03-08', '2026-03-01T09:30:00.000Z', '2026-03-01T09:30:00.000Z')",
+        "INSERT INTO diagnoses (id, visit_id, position, text) VALUES (1, 1, 0, 'viral URTI'), (2, 1, 1, 'mild fever')",
+        "INSERT INTO prescription_items (id, visit_id, position, drug, dose, frequency, duration, instructions) VALUES (1, 1, 0, 'Paracetamol', '500 mg', 'TDS', '3 days', 'after food')",
+        "INSERT INTO favourites (id, doctor_id, name, created_at) VALUES (1, 'u1', 'Fever', '2026-03-01T09:00:00.000Z')",
+        "INSERT INTO favourite_items (id, favourite_id, position, drug, dose, frequency, duration, instructions) VALUES (1, 1, 0, 'Paracetamol', '500 mg', 'TDS', '3 days', '')",
+        "INSERT INTO appointments (id, patient_id, doctor_id, doctor_name, starts_at, ends_at, status, reason, created_at, updated_at) \
+         VALUES (1, 1, 'u1', 'Dr. Rao', '2026-03-02T04:00:00.000Z', '2026-03-02T04:15:00.000Z', 'booked', 'review', '2026-03-01T09:00:00.000Z', '2026-03-01T09:00:00.000Z')",
+        "INSERT INTO payments (id, receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
+         VALUES (1, 1, 1, 1, 45000, 'EUR', 'cash', '', 'u1', 'Dr. Rao', '2026-03-01T10:00:00.000Z')",
+        "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (1, 0, 'Consultation', 45000)",
+    ] {
+        conn.execute(sql, ()).await.unwrap();
+    }
+    conn.execute("COMMIT", ()).await.unwrap();
+    append(conn, 0..25).await;
+}
+
+async fn export_bytes(tp: &TestPlatform, c: &ClinicRecord) -> Vec<u8> {
+    let h = header(c);
+    tp.with(c, |conn| async move {
+        let mut out = Vec::new();
+        export::write_export(&conn, &h, &mut out).await.unwrap();
+        out
+    })
+    .await
+}
+
+async fn query_all(conn: &Connection, table: &str) -> Vec<Vec<Value>> {
+    let cols = export::columns(conn, table).await.unwrap();
+    let mut rows = conn
+        .query(&format!("SELECT * FROM \"{table}\""), ())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await.unwrap() {
+        out.push(
+            (0..cols.len())
+                .map(|i| r.get_value(i as i32).unwrap())
+                .collect(),
+        );
+    }
+    out
+}
+
+fn json_of(v: &Value) -> J {
+    match v {
+        Value::Null => J::Null,
+        Value::Integer(i) => J::from(*i),
+        Value::Real(r) => J::from(*r),
+        Value::Text(s) => J::from(s.clone()),
+        Value::Blob(b) => serde_json::json!({ "hex": hex::encode(b) }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_export_holds_exactly_what_the_database_holds() {
+    let tp = TestPlatform::new().await;
+    let c = tp.clinic("Acme Clinic").await;
+    tp.with(&c, |conn| async move { fill(&conn, 40).await })
+        .await;
+    let bytes = export_bytes(&tp, &c).await;
+    let doc: J = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["format"], "ward-export");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["clinic"]["id"], c.id.to_string());
+    assert_eq!(doc["staff"][0]["email"], "owner@example.com");
+    assert!(doc["staff"][0].get("password_hash").is_none());
+    let tables = doc["tables"].as_object().unwrap().clone();
+    let expected = tp
+        .with(&c, |conn| async move {
+            let mut all = BTreeMap::new();
+            for t in export::tables(&conn).await.unwrap() {
+                let cols = export::columns(&conn, &t).await.unwrap();
+                all.insert(t.clone(), (cols, query_all(&conn, &t).await));
+            }
+            all
+        })
+        .await;
+    assert_eq!(
+        tables.keys().cloned().collect::<Vec<_>>(),
+        expected.keys().cloned().collect::<Vec<_>>()
+    );
+    for (t, (cols, rows)) in &expected {
+        let got = &tables[t];
+        assert_eq!(got["columns"], serde_json::json!(cols), "{t}");
+        let got_rows = got["rows"].as_array().unwrap();
+        assert_eq!(got_rows.len(), rows.len(), "row count of {t}");
+        assert!(!rows.is_empty(), "{t} should have rows in this test");
+        // Spot checks: first, middle and last row, value by value.
+        for i in [0, rows.len() / 2, rows.len() - 1] {
+            let want: Vec<J> = rows[i].iter().map(json_of).collect();
+            assert_eq!(got_rows[i], J::from(want), "{t} row {i}");
+        }
+    }
+    assert_eq!(tables["patients"]["rows"].as_array().unwrap().len(), 40);
+    assert_eq!(tables["audit_log"]["rows"].as_array().unwrap().len(), 25);
+    // Hashes are hex.
+    let hash_col = tables["audit_log"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "hash")
+        .unwrap();
+    let hash = tables["audit_log"]["rows"][0][hash_col]["hex"]
+        .as_str()
+        .unwrap();
+    assert_eq!(hash.len(), 64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_format_doc_lists_every_table_and_column() {
+    let tp = TestPlatform::new().await;
+    let c = tp.clinic("Docs Clinic").await;
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/export-format.md"
+    ))
+    .unwrap();
+    let schema = tp
+        .with(&c, |conn| async move {
+            let mut out = Vec::new();
+            for t in export::tables(&conn).await.unwrap() {
+                let cols = export::columns(&conn, &t).await.unwrap();
+                out.push((t, cols));
+            }
+            out
+        })
+        .await;
+    assert!(schema.len() >= 3);
+    for (table, cols) in schema {
+        let heading = format!("### `{table}`");
+        let start = doc
+            .find(&heading)
+            .unwrap_or_else(|| panic!("docs/export-format.md has no section {heading}"));
+        let section = &doc[start + heading.len()..];
+        let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+        for col in cols {
+            assert!(
+                section.contains(&format!("| `{col}` |")),
+                "docs/export-format.md does not document {table}.{col}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_import_export_round_trips() {
+    let tp = TestPlatform::new().await;
+    let a = tp.clinic("Origin Clinic").await;
+    tp.with(&a, |conn| async move { fill(&conn, 30).await })
+        .await;
+    let first: J = serde_json::from_slice(&export_bytes(&tp, &a).await).unwrap();
+    let doc = import::parse(&export_bytes(&tp, &a).await[..]).unwrap();
+
+    let b = tp.clinic("Copy Clinic").await;
+    let imported = tp
+        .with(&b, |conn| async move {
+            import::import(&conn, &doc, start(), "ops", "import")
+                .await
+                .unwrap()
+        })
+        .await;
+    assert!(
+        imported
+            .tables
+            .iter()
+            .any(|(t, n)| t == "patients" && *n == 30)
+    );
+    let second: J = serde_json::from_slice(&export_bytes(&tp, &b).await).unwrap();
+    assert_eq!(second["clinic"]["id"], b.id.to_string());
+    let (t1, t2) = (
+        first["tables"].as_object().unwrap(),
+        second["tables"].as_object().unwrap(),
+    );
+    assert_eq!(t1.keys().collect::<Vec<_>>(), t2.keys().collect::<Vec<_>>());
+    for (name, table) in t1 {
+        if name == "audit_log" {
+            let r1 = table["rows"].as_array().unwrap();
+            let r2 = t2[name]["rows"].as_array().unwrap();
+            assert_eq!(r2.len(), r1.len() + 1, "one import row appended");
+            assert_eq!(&r2[..r1.len()], &r1[..], "history kept as it was");
+            let last = r2.last().unwrap().to_string();
+            assert!(
+                last.contains("operator_access") && last.contains(&a.id.to_string()),
+                "{last}"
+            );
+        } else {
+            assert_eq!(
+                table, &t2[name],
+                "table {name} differs after the round trip"
+            );
+        }
+    }
+    // The imported chain verifies.
+    let report = tp
+        .with(&b, |conn| async move {
+            ward_clinic::audit::verify_chain(&conn, None).await.unwrap()
+        })
+        .await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+fn refused(r: Result<import::Document, ImportError>) -> String {
+    match r {
+        Err(ImportError::Refused(m)) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_files_are_refused_with_a_clear_message() {
+    let tp = TestPlatform::new().await;
+    let a = tp.clinic("Origin Clinic").await;
+    tp.with(&a, |conn| async move { fill(&conn, 5).await })
+        .await;
+    let good = String::from_utf8(export_bytes(&tp, &a).await).unwrap();
+    import::parse(good.as_bytes()).unwrap();
+
+    let m = refused(import::parse(
+        good.replace("\"ward-export\"", "\"other\"").as_bytes(),
+    ));
+    assert!(m.contains("not a Ward export"), "{m}");
+    let m = refused(import::parse(
+        good.replacen("\"version\":1", "\"version\":2", 1)
+            .as_bytes(),
+    ));
+    assert!(m.contains("version 2"), "{m}");
+    let m = refused(import::parse(&good.as_bytes()[..good.len() / 2]));
+    assert!(m.contains("ends too early"), "{m}");
+    let m = refused(import::parse(good.replacen("{", "{,", 1).as_bytes()));
+    assert!(m.contains("not valid JSON"), "{m}");
+    let m = refused(import::parse(&b"[1,2,3]"[..]));
+    assert!(m.contains("not a Ward export"), "{m}");
+    let huge = good.replacen(CANARY, &"x".repeat(import::MAX_TEXT + 1), 1);
+    let m = refused(import::parse(huge.as_bytes()));
+    assert!(m.contains("longer than"), "{m}");
+
+    // Duplicate ids: patient 2 appears twice. Parsing passes; the import refuses and
+    // leaves the target clinic as it was.
+    let mut v: J = serde_json::from_str(&good).unwrap();
+    let rows = v["tables"]["patients"]["rows"].as_array_mut().unwrap();
+    let dup = rows[1].clone();
+    rows.push(dup);
+    let doc = import::parse(v.to_string().as_bytes()).unwrap();
+    let b = tp.clinic("Target Clinic").await;
+    let (err, patients, audit) = tp
+        .with(&b, |conn| async move {
+            let err = import::import(&conn, &doc, start(), "ops", "import")
+                .await
+                .unwrap_err();
+            let count = |sql: &'static str| {
+                let conn = conn.clone();
+                async move {
+                    let mut r = conn.query(sql, ()).await.unwrap();
+                    r.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+                }
+            };
+            (
+                err.to_string(),
+                count("SELECT count(*) FROM patients").await,
+                count("SELECT count(*) FROM audit_log").await,
+            )
+        })
+        .await;
+    assert!(err.contains("duplicate id"), "{err}");
+    assert_eq!((patients, audit), (0, 0), "nothing was written");
+
+    // An edited audit log does not verify and is refused.
+    let mut v: J = serde_json::from_str(&good).unwrap();
+    let cols = v["tables"]["audit_log"]["columns"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let detail = cols.iter().position(|c| c == "detail").unwrap();
+    v["tables"]["audit_log"]["rows"][3][detail] = J::from("edited");
+    let doc = import::parse(v.to_string().as_bytes()).unwrap();
+    let c = tp.clinic("Target Two").await;
+    let err = tp
+        .with(&c, |conn| async move {
+            import::import(&conn, &doc, start(), "ops", "import")
+                .await
+                .unwrap_err()
+                .to_string()
+        })
+        .await;
+    assert!(err.contains("does not verify"), "{err}");
+}

@@ -1,0 +1,270 @@
+//! Closing, reopening and purging a clinic on a controlled clock.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use ward_control::lifecycle::{Purger, Transition, retention_days};
+use ward_control::{MasterKeySource, Platform};
+use ward_core::{ClinicStatus, ManualClock};
+use ward_tenancy::StoreConfig;
+
+use crate::export::fill;
+use crate::support::{MASTER_HEX, start};
+
+const CANARY: &[u8] = b"Zebediah Quillfeather";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    platform: Platform,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(start());
+    let platform = Platform::open(
+        StoreConfig::new(dir.path()),
+        MasterKeySource::Configured(MASTER_HEX.into()),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    Setup {
+        dir,
+        clock,
+        platform,
+    }
+}
+
+impl Setup {
+    fn purger(&self) -> Purger {
+        Purger::new(
+            self.platform.control.clone(),
+            self.platform.tenants.clone(),
+            self.dir.path().join("backups"),
+            self.dir.path().join("exports"),
+            retention_days(90),
+        )
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn close_reopen_within_grace_then_purge_after_it() {
+    let s = setup().await;
+    let control = &s.platform.control;
+    let c = control
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .await
+        .unwrap();
+    let other = control
+        .create_clinic("Other Clinic", None, &s.platform.tenants, "test")
+        .await
+        .unwrap();
+    let tenant = s.platform.tenants.get(c.id).await.unwrap();
+    tenant
+        .with(|conn| async move { fill(&conn, 5).await })
+        .await;
+    drop(tenant);
+    // Leftovers a purge must also remove: an export and a backup folder.
+    let exports = s.dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(exports.join(format!("{}-1.export", c.id)), b"sealed").unwrap();
+    let backup_dir = s.dir.path().join("backups/clinics").join(c.id.to_string());
+    std::fs::create_dir_all(&backup_dir).unwrap();
+    std::fs::write(backup_dir.join("x.db"), b"sealed").unwrap();
+
+    let ninety = retention_days(90);
+    let closed = control
+        .transition_clinic(
+            c.id,
+            Transition::Close,
+            "owner@example.com",
+            "moving",
+            ninety,
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.status, ClinicStatus::Closed);
+    // Closed twice: refused.
+    assert!(
+        control
+            .transition_clinic(c.id, Transition::Close, "x", "", ninety)
+            .await
+            .is_err()
+    );
+
+    // Day 89: reopening works; nothing is due.
+    s.clock.advance(TimeDelta::days(89));
+    assert!(s.purger().run("test", true).await.unwrap().is_empty());
+    let reopened = control
+        .transition_clinic(
+            c.id,
+            Transition::Reopen,
+            "operator",
+            "changed their mind",
+            ninety,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reopened.status, ClinicStatus::Active);
+
+    // Closed again; 91 days later the reopen is refused and the purge runs.
+    control
+        .transition_clinic(c.id, Transition::Close, "owner@example.com", "", ninety)
+        .await
+        .unwrap();
+    s.clock.advance(TimeDelta::days(91));
+    let err = control
+        .transition_clinic(c.id, Transition::Reopen, "operator", "", ninety)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("grace period"), "{err}");
+    let dry = s.purger().run("test", true).await.unwrap();
+    assert_eq!(dry.len(), 1);
+    assert!(!dry[0].done);
+    assert!(
+        s.platform.tenants.path_of(c.id).exists(),
+        "a dry run deletes nothing"
+    );
+    assert!(!files_containing(s.dir.path(), b"sealed").is_empty());
+
+    let done = s.purger().run("test", false).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].done);
+    let tomb = control.tombstone(c.id).await.unwrap();
+    assert_eq!(tomb.status, ClinicStatus::Purged);
+    assert!(!tomb.has_key, "the wrapped key is destroyed");
+    assert_eq!(tomb.name, "Acme Clinic");
+    assert_eq!(tomb.closed_by.as_deref(), Some("owner@example.com"));
+    assert!(tomb.closed_at.is_some() && tomb.purged_at.is_some());
+    let clinics = s.dir.path().join("clinics");
+    let left: Vec<_> = std::fs::read_dir(&clinics)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(&c.id.to_string()))
+        .collect();
+    assert!(left.is_empty(), "clinic files left: {left:?}");
+    assert!(!backup_dir.exists());
+    assert!(files_containing(s.dir.path(), b"sealed").is_empty());
+    assert!(
+        files_containing(s.dir.path(), CANARY).is_empty(),
+        "the canary is in no file"
+    );
+    assert!(
+        s.platform.tenants.get(c.id).await.is_err(),
+        "the clinic cannot be opened"
+    );
+    // The other clinic is untouched; a second run has nothing to do.
+    assert!(s.platform.tenants.path_of(other.id).exists());
+    assert!(s.purger().run("test", false).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
+    let s = setup().await;
+    let control = &s.platform.control;
+    let c = control
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .await
+        .unwrap();
+    let tenant = s.platform.tenants.get(c.id).await.unwrap();
+    tenant
+        .with(|conn| async move { fill(&conn, 3).await })
+        .await;
+    drop(tenant);
+    control
+        .transition_clinic(c.id, Transition::Close, "owner", "", retention_days(90))
+        .await
+        .unwrap();
+    s.clock.advance(TimeDelta::days(120));
+    // The crash: step one (the key) committed, nothing else happened.
+    control.destroy_clinic_key(c.id, "test").await.unwrap();
+    s.platform.tenants.evict(c.id).await;
+    assert!(s.platform.tenants.path_of(c.id).exists());
+    assert!(!control.tombstone(c.id).await.unwrap().has_key);
+
+    let done = s.purger().run("test", false).await.unwrap();
+    assert_eq!(done.len(), 1, "the re-run finishes the purge");
+    assert!(!s.platform.tenants.path_of(c.id).exists());
+    assert!(files_containing(s.dir.path(), CANARY).is_empty());
+    assert!(s.purger().run("test", false).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspend_and_resume_do_not_start_retention() {
+    let s = setup().await;
+    let control = &s.platform.control;
+    let c = control
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .await
+        .unwrap();
+    let r = retention_days(90);
+    let x = control
+        .transition_clinic(c.id, Transition::Suspend, "operator", "unpaid", r)
+        .await
+        .unwrap();
+    assert_eq!(x.status, ClinicStatus::Suspended);
+    assert!(x.closed_at.is_none());
+    s.clock.advance(TimeDelta::days(400));
+    assert!(s.purger().run("test", true).await.unwrap().is_empty());
+    let x = control
+        .transition_clinic(c.id, Transition::Resume, "operator", "paid", r)
+        .await
+        .unwrap();
+    assert_eq!(x.status, ClinicStatus::Active);
+    assert!(
+        control
+            .transition_clinic(c.id, Transition::Reopen, "operator", "", r)
+            .await
+            .is_err(),
+        "an active clinic is not reopened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
+    let s = setup().await;
+    let control = &s.platform.control;
+    let c = control
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .await
+        .unwrap();
+    let id = control
+        .enqueue_job("export", Some(c.id), r#"{"user_id":"u1"}"#)
+        .await
+        .unwrap();
+    assert!(control.claim_job("other").await.unwrap().is_none());
+    let job = control.claim_job("export").await.unwrap().unwrap();
+    assert_eq!((job.id, job.clinic_id, job.attempts), (id, Some(c.id), 1));
+    assert!(
+        control.claim_job("export").await.unwrap().is_none(),
+        "claimed once"
+    );
+    // The worker stopped mid-job: a new worker puts it back and runs it again.
+    assert_eq!(control.requeue_running("export").await.unwrap(), 1);
+    let again = control.claim_job("export").await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (id, 2));
+    control.finish_job(id, None).await.unwrap();
+    assert_eq!(control.requeue_running("export").await.unwrap(), 0);
+    assert!(control.claim_job("export").await.unwrap().is_none());
+}

@@ -1,0 +1,285 @@
+//! Closing a clinic from its settings, and what happens to access afterwards.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+#[path = "../accounts/support.rs"]
+#[allow(
+    dead_code,
+    reason = "helpers shared with the accounts tests; this binary uses some"
+)]
+mod support;
+
+use axum::http::StatusCode;
+use support::TestApp;
+use ward_core::{ClinicStatus, Slug};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_closes_the_clinic_by_typing_its_name() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Canary Clinic", "owner@example.com")
+        .await;
+    let close = format!("{home}settings/close");
+    let page = t.get(&close).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("90 days"), "{}", page.body);
+    assert!(page.body.contains("name=\"clinic_name\""));
+
+    // A wrong name closes nothing.
+    let r = t.submit(&close, &close, &[("clinic_name", "Canary")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("exactly"), "{}", r.body);
+    assert_eq!(t.get(&home).await.status, StatusCode::OK);
+
+    let r = t
+        .submit(&close, &close, &[("clinic_name", "Canary Clinic")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
+    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    assert_eq!(clinic.status, ClinicStatus::Closed);
+
+    // The owner is told when the data goes; the clinic's pages are closed to them.
+    let r = t.get(&home).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("This clinic is closed"), "{}", r.body);
+    assert!(r.body.contains("permanently deleted"), "{}", r.body);
+    assert!(r.body.contains("export"), "{}", r.body);
+    assert_eq!(t.get(&close).await.status, StatusCode::FORBIDDEN);
+
+    // The close is in the clinic's own audit log.
+    let tenant = t.app.tenants.get(clinic.id).await.unwrap();
+    let details = tenant
+        .with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT detail FROM audit_log WHERE entity_type = 'clinic'",
+                    (),
+                )
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await.unwrap() {
+                out.push(r.get::<String>(0).unwrap());
+            }
+            out
+        })
+        .await;
+    assert_eq!(details, ["clinic status active → closed"]);
+
+    // Someone else gets no clinic at all.
+    let mut other = t.fresh_browser();
+    other
+        .signup_verified("Other Clinic", "other@example.com")
+        .await;
+    assert_eq!(other.get(&home).await.status, StatusCode::NOT_FOUND);
+}
+
+const CANARY: &str = "Zebediah Quillfeather";
+
+async fn add_canary_patient(t: &TestApp, home: &str) {
+    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
+    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    let tenant = t.app.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| async move {
+            conn.execute(
+                "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, ?1, 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+                [CANARY],
+            )
+            .await
+            .unwrap();
+        })
+        .await;
+}
+
+fn exports(t: &TestApp) -> Vec<std::path::PathBuf> {
+    let dir = t
+        .app
+        .tenants
+        .clinics_dir()
+        .parent()
+        .unwrap()
+        .join("exports");
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+async fn audit_details(t: &TestApp, home: &str) -> Vec<String> {
+    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
+    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    let tenant = t.app.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT detail FROM audit_log WHERE action = 'export' ORDER BY seq",
+                    (),
+                )
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await.unwrap() {
+                out.push(r.get::<String>(0).unwrap());
+            }
+            out
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Canary Clinic", "owner@example.com")
+        .await;
+    add_canary_patient(&t, &home).await;
+    let export = format!("{home}export");
+    let page = t.get(&export).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        !page.body.contains("name=\"password\""),
+        "a fresh sign-in needs no password"
+    );
+    let r = t.submit(&export, &export, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("Your export has been requested"),
+        "{}",
+        r.body
+    );
+    assert!(
+        exports(&t).is_empty(),
+        "nothing is prepared before the worker runs"
+    );
+
+    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    let files = exports(&t);
+    assert_eq!(files.len(), 1);
+    let sealed = std::fs::read(&files[0]).unwrap();
+    assert!(
+        !sealed.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+        "sealed at rest"
+    );
+
+    let mails = t.mails().await;
+    let mail = mails.last().unwrap();
+    assert!(
+        mail.starts_with("Subject: Your Ward export is ready\n"),
+        "{mail}"
+    );
+    assert!(
+        !mail.contains(CANARY) && !mail.contains("Canary Clinic"),
+        "{mail}"
+    );
+    let link = t.link_in_last_mail("/export/download").await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    // Another clinic's owner, and an anonymous browser, get nothing.
+    let mut other = t.fresh_browser();
+    other
+        .signup_verified("Other Clinic", "other@example.com")
+        .await;
+    assert_eq!(other.get(&link).await.status, StatusCode::NOT_FOUND);
+    let r = other
+        .submit("/account", "/export/download", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let mut anonymous = t.fresh_browser();
+    assert_ne!(anonymous.get(&link).await.status, StatusCode::OK);
+    assert_eq!(exports(&t).len(), 1, "refusals leave the file");
+
+    let page = t.get(&link).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let r = t
+        .submit(&link, "/export/download", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let disposition = r.headers["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(doc["format"], "ward-export");
+    assert!(r.body.contains(CANARY));
+    assert!(!r.body.contains("password_hash"));
+    assert!(
+        exports(&t).is_empty(),
+        "the file is deleted after the download"
+    );
+
+    // Single use.
+    let r = t
+        .submit(&home, "/export/download", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let details = audit_details(&t, &home).await;
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(details[0].contains("requested") && details[1].contains("downloaded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_sign_in_needs_the_password_and_links_expire() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Canary Clinic", "owner@example.com")
+        .await;
+    let export = format!("{home}export");
+    t.clock.advance(chrono::TimeDelta::minutes(16));
+    let page = t.get(&export).await;
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    let r = t
+        .submit(&export, &export, &[("password", "wrong password")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(ward_web::run_export_jobs(&t.app).await, 0, "nothing queued");
+    let r = t
+        .submit(&export, &export, &[("password", support::PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    let link = t.link_in_last_mail("/export/download").await;
+    assert_eq!(exports(&t).len(), 1);
+
+    // 72 hours later the worker deletes the file and the link is dead.
+    t.clock.advance(chrono::TimeDelta::hours(73));
+    ward_web::run_export_jobs(&t.app).await;
+    assert!(exports(&t).is_empty(), "expired exports are deleted");
+    assert_ne!(t.get(&link).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_clinics_owner_can_still_export() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Canary Clinic", "owner@example.com")
+        .await;
+    let close = format!("{home}settings/close");
+    let r = t
+        .submit(&close, &close, &[("clinic_name", "Canary Clinic")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let closed = t.get(&home).await;
+    assert!(
+        closed.body.contains(&format!("{home}export")),
+        "{}",
+        closed.body
+    );
+    let export = format!("{home}export");
+    assert_eq!(t.get(&export).await.status, StatusCode::OK);
+    let r = t.submit(&export, &export, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    assert!(
+        t.mails()
+            .await
+            .last()
+            .unwrap()
+            .contains("Your Ward export is ready")
+    );
+}

@@ -1,0 +1,147 @@
+//! `ward export`, `ward import`, `ward clinics suspend|resume|close|reopen` and
+//! `ward purge` through the real binary.
+
+use crate::support::Ward;
+
+#[test]
+fn export_then_import_through_the_command_line() {
+    let ward = Ward::new();
+    let (id, slug) = ward.create("Acme Clinic");
+    let dir = ward.data_dir();
+    let file = dir.join("acme.json");
+    let out = ward
+        .run(&[
+            "export",
+            "--clinic",
+            &slug,
+            "--reason",
+            "owner asked by phone",
+            "--out",
+        ])
+        .stderr;
+    assert!(out.contains("--out"), "--out needs a value: {out}");
+    ward.run(&[
+        "export",
+        "--clinic",
+        &slug,
+        "--reason",
+        "owner asked by phone",
+        "--out",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["format"], "ward-export");
+    assert_eq!(doc["clinic"]["id"], id);
+    let audit = doc["tables"]["audit_log"]["rows"].as_array().unwrap();
+    let last = audit.last().unwrap().to_string();
+    assert!(
+        last.contains("operator") && last.contains("owner asked by phone"),
+        "the operator's access is in the exported log: {last}"
+    );
+
+    // Standard output by default.
+    let stdout = ward
+        .run(&["export", "--clinic", &id, "--reason", "second look"])
+        .ok();
+    let doc2: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc2["clinic"]["slug"], slug);
+
+    let out = ward
+        .run(&[
+            "import",
+            "--file",
+            file.to_str().unwrap(),
+            "--name",
+            "Acme Again",
+            "--json",
+        ])
+        .ok();
+    let imported: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(imported["id"], id);
+    assert_eq!(imported["from"], id);
+    assert_eq!(ward.list().len(), 2);
+    // The imported clinic verifies (chain imported, import row anchored).
+    ward.run(&["verify"]).ok();
+
+    // A cut-off file is refused and creates nothing.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.join("cut.json");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let err = ward
+        .run(&[
+            "import",
+            "--file",
+            cut.to_str().unwrap(),
+            "--name",
+            "Broken",
+        ])
+        .final_error();
+    assert!(
+        err.contains("ends too early") && err.contains("nothing was created"),
+        "{err}"
+    );
+    // Duplicate audit rows: parsed fine, refused while importing, clinic removed again.
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let rows = v["tables"]["audit_log"]["rows"].as_array_mut().unwrap();
+    let first = rows[0].clone();
+    rows.push(first);
+    let dup = dir.join("dup.json");
+    std::fs::write(&dup, v.to_string()).unwrap();
+    let err = ward
+        .run(&["import", "--file", dup.to_str().unwrap(), "--name", "Dup"])
+        .final_error();
+    assert!(err.contains("nothing was created"), "{err}");
+    assert_eq!(ward.list().len(), 2, "no clinic left behind");
+    let clinic_files = std::fs::read_dir(dir.join("clinics"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".db"))
+        .count();
+    assert_eq!(clinic_files, 2, "no clinic file left behind");
+}
+
+#[test]
+fn clinic_status_changes_and_purge_dry_run() {
+    let ward = Ward::new();
+    let (_, slug) = ward.create("Acme Clinic");
+    let status = |ward: &Ward| ward.list()[0]["status"].as_str().unwrap().to_owned();
+    let out = ward
+        .run(&["clinics", "suspend", &slug, "--reason", "unpaid"])
+        .ok();
+    assert!(out.contains("suspended"), "{out}");
+    assert_eq!(status(&ward), "suspended");
+    ward.run(&["clinics", "resume", &slug]).ok();
+    assert_eq!(status(&ward), "active");
+    let err = ward.run(&["clinics", "reopen", &slug]).final_error();
+    assert!(err.contains("cannot be reopened"), "{err}");
+    let out = ward
+        .run(&["clinics", "close", &slug, "--reason", "retiring"])
+        .ok();
+    assert!(out.contains("kept until"), "{out}");
+    assert_eq!(status(&ward), "closed");
+    // Inside the grace period nothing is due.
+    let out = ward.run(&["purge", "--dry-run"]).ok();
+    assert!(out.contains("nothing to purge"), "{out}");
+    ward.run(&["clinics", "reopen", &slug, "--reason", "came back"])
+        .ok();
+    assert_eq!(status(&ward), "active");
+    // Every change is in the clinic's own audit log: the export shows them.
+    let doc: serde_json::Value = serde_json::from_str(
+        &ward
+            .run(&["export", "--clinic", &slug, "--reason", "check"])
+            .ok(),
+    )
+    .unwrap();
+    let log = doc["tables"]["audit_log"].to_string();
+    for change in [
+        "active → suspended",
+        "suspended → active",
+        "active → closed",
+        "closed → active",
+    ] {
+        assert!(log.contains(change), "{change} missing from {log}");
+    }
+    ward.run(&["verify"]).ok();
+}
