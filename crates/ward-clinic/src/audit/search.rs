@@ -70,6 +70,8 @@ pub async fn search(
     // choose with, so it is told. Each index ends in `at`, so the order comes for free.
     let index = if filter.entity.is_some() {
         "audit_log_by_entity"
+    } else if filter.actor_id.is_some() && filter.action.is_some() {
+        "audit_log_by_actor_action"
     } else if filter.actor_id.is_some() {
         "audit_log_by_actor"
     } else if filter.action.is_some() {

@@ -7,6 +7,7 @@
     reason = "tests fail loudly"
 )]
 
+mod audit_trail;
 mod patients;
 mod support;
 mod visits;
