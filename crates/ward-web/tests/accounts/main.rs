@@ -7,6 +7,7 @@
     reason = "tests fail loudly"
 )]
 
+#[path = "../common/harness.rs"]
 mod support;
 
 use axum::body::Body;

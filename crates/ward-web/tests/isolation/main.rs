@@ -9,6 +9,7 @@
 )]
 
 #[expect(dead_code, reason = "shared harness; this binary uses part of it")]
+#[path = "../common/harness.rs"]
 mod support;
 
 use std::collections::{BTreeSet, VecDeque};

@@ -7,7 +7,7 @@
     reason = "tests fail loudly"
 )]
 
-#[path = "../accounts/support.rs"]
+#[path = "../common/harness.rs"]
 #[allow(
     dead_code,
     reason = "helpers shared with the accounts tests; this binary uses some"

@@ -1,4 +1,5 @@
-//! A whole Ward app in-process over real files, with a controllable clock.
+//! A whole Ward app in-process over real files, with a controllable clock: the harness
+//! the web test binaries share (each includes it with `#[path]`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -134,10 +135,10 @@ impl TestApp {
             ip_limit: options.ip_limit,
             email_limits: EmailLimits::default(),
             config: WebConfig {
-                retention_days: 90,
                 public_url: options.public_url,
                 base_url,
                 version: "test".into(),
+                retention_days: 90,
             },
             clock: shared,
             started_at: clock.now(),
