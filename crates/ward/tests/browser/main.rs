@@ -9,6 +9,7 @@
     reason = "tests fail loudly"
 )]
 
+mod day;
 mod server;
 mod webdriver;
 

@@ -192,6 +192,42 @@ impl Driver {
             .await;
     }
 
+    /// Signs the browser out of everything: drops every cookie of the current page's site.
+    pub async fn delete_cookies(&self) {
+        self.cmd("DELETE", "/cookie", None).await;
+    }
+
+    /// Sets an input's value directly, for the date and time inputs whose typed form
+    /// depends on the browser's locale.
+    pub async fn set_value(&self, css: &str, value: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "arguments[0].value = arguments[1];",
+                "args": [{ELEMENT: id}, value],
+            })),
+        )
+        .await;
+    }
+
+    /// Chooses the option with `value` in the select element `css`.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.click(&format!("{css} option[value=\"{value}\"]"))
+            .await;
+    }
+
+    /// The text of the element `css`.
+    pub async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.cmd("GET", &format!("/element/{id}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Waits until the page URL satisfies `pred`.
     pub async fn wait_for_url(&self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -200,7 +236,9 @@ impl Driver {
             if pred(&url) {
                 return url;
             }
-            assert!(Instant::now() < deadline, "timed out; still at {url}");
+            if Instant::now() >= deadline {
+                panic!("timed out; still at {url}:\n{}", self.source().await);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
