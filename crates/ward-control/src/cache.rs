@@ -25,6 +25,8 @@ pub(crate) struct Caches {
     pub sessions: Cache<Vec<u8>, Session>,
     /// (user id, clinic slug) → the membership, or `None` when there is none.
     pub memberships: Cache<(String, String), MembershipHit>,
+    /// Clinic id → its registry record (name, status, schema).
+    pub clinics: Cache<ClinicId, crate::ClinicRecord>,
 }
 
 impl Caches {
@@ -35,6 +37,10 @@ impl Caches {
                 .time_to_live(TTL)
                 .build(),
             memberships: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TTL)
+                .build(),
+            clinics: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(TTL)
                 .build(),
@@ -50,6 +56,7 @@ impl Caches {
     /// Forgets every membership (after any membership or clinic status change).
     pub fn forget_memberships(&self) {
         self.memberships.invalidate_all();
+        self.clinics.invalidate_all();
     }
 
     /// Forgets sessions now and again when the guard drops, i.e. once the change is in

@@ -190,12 +190,19 @@ impl ControlPlane {
     }
 
     /// The clinic with this id.
+    /// Remembered for a moment like memberships (every clinic page shows the name).
     pub async fn clinic_by_id(&self, id: ClinicId) -> Result<ClinicRecord, ControlError> {
+        if let Some(hit) = self.cache.clinics.get(&id) {
+            return Ok(hit);
+        }
         let sql = format!("SELECT {CLINIC_COLUMNS} FROM clinics WHERE id = ?1");
-        self.with(|conn| async move { collect(&conn, &sql, [id.to_string()]).await })
+        let record = self
+            .with(|conn| async move { collect(&conn, &sql, [id.to_string()]).await })
             .await?
             .pop()
-            .ok_or_else(|| ControlError::NoSuchClinic(id.to_string()))
+            .ok_or_else(|| ControlError::NoSuchClinic(id.to_string()))?;
+        self.cache.clinics.insert(id, record.clone());
+        Ok(record)
     }
 
     /// The clinic with this slug.
@@ -276,6 +283,7 @@ impl Registry for ControlPlane {
     }
 
     async fn opened(&self, id: ClinicId, schema_version: u32) -> Result<(), RegistryError> {
+        let _clinic = ForgetClinic(self, id);
         self.with(|conn| async move {
             conn.execute(
                 "UPDATE clinics SET schema_version = ?2, open_error = NULL, open_error_at = NULL WHERE id = ?1",
@@ -288,6 +296,7 @@ impl Registry for ControlPlane {
     }
 
     async fn failed(&self, id: ClinicId, reason: &str) -> Result<(), RegistryError> {
+        let _clinic = ForgetClinic(self, id);
         let now = format_time(self.clock.now());
         let reason = reason.to_owned();
         self.with(|conn| async move {
@@ -299,5 +308,14 @@ impl Registry for ControlPlane {
         })
         .await?;
         Ok(())
+    }
+}
+
+/// Drops a clinic's cached record once its row has changed.
+struct ForgetClinic<'a>(&'a ControlPlane, ClinicId);
+
+impl Drop for ForgetClinic<'_> {
+    fn drop(&mut self) {
+        self.0.cache.clinics.invalidate(&self.1);
     }
 }

@@ -261,6 +261,7 @@ impl ControlPlane {
         name: &str,
         actor: &str,
     ) -> Result<String, ControlError> {
+        let _clinics = self.cache.memberships_changing();
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ControlError::Invalid(

@@ -232,6 +232,11 @@ fn report(name: &str, r: &mut Result_, hits: Option<f64>) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
+    // Only problems: a benchmark's log is for explaining failed requests.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
     let _ = rlimit::increase_nofile_limit(opts.cap * 4 + 4096);
     std::fs::create_dir_all(&opts.dir)?;
     let dir = tempfile::tempdir_in(&opts.dir)?;
