@@ -171,8 +171,16 @@ impl ControlPlane {
                 return Ok(None);
             }
             if now - last_seen > TOUCH_EVERY {
-                conn.execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", libsql::params![hash.clone(), format_time(now)]).await?;
-                session.last_seen_at = now;
+                // Best effort: under a burst of writes the control plane may stay locked
+                // past the busy timeout, and a missed "last seen" must not turn a page
+                // into an error. The next request tries again.
+                match conn
+                    .execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", libsql::params![hash.clone(), format_time(now)])
+                    .await
+                {
+                    Ok(_) => session.last_seen_at = now,
+                    Err(e) => tracing::warn!(error = %e, "could not record a session's last use"),
+                }
             }
             Ok(Some(session))
         })
