@@ -167,6 +167,10 @@ impl ControlPlane {
                 created_at: created,
                 last_seen_at: last_seen,
             };
+            // A libSQL row keeps its statement running, and with it a read transaction;
+            // upgrading that to the write below fails at once (not after the busy
+            // timeout) whenever another connection has committed since.
+            drop(row);
             if !session.live(now, policy) {
                 return Ok(None);
             }
