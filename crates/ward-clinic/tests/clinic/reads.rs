@@ -171,3 +171,56 @@ async fn an_entry_the_log_would_refuse_is_refused_when_noted() {
     assert_eq!(auditor.flush().await.pending, 0);
     assert_eq!(rows_of(&t, &clinic).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_noted_through_its_handle_is_written_without_opening_the_clinic_again() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    let store = t.platform.tenants.clone();
+    let auditor = ReadAuditor::start(store.clone(), ReadAuditConfig::default());
+    let tenant = store.get(clinic.id).await.unwrap();
+    auditor.note_view_in(&tenant, view(1)).unwrap();
+    // The request ends and the clinic leaves the cache before the batch is due.
+    drop(tenant);
+    store.evict(clinic.id).await;
+    let opens = store.stats().opens;
+    let flushed = auditor.flush().await;
+    assert_eq!((flushed.written, flushed.pending), (1, 0));
+    assert_eq!(
+        store.stats().opens,
+        opens,
+        "writing the view opened the clinic again"
+    );
+    // The row is in the clinic's own log.
+    assert_eq!(rows_of(&t, &clinic).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_handle_is_not_used_once_an_operator_has_locked_the_clinic() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    let store = t.platform.tenants.clone();
+    let config = ReadAuditConfig {
+        flush_attempts: 1,
+        ..ReadAuditConfig::default()
+    };
+    let auditor = ReadAuditor::start(store.clone(), config);
+    let tenant = store.get(clinic.id).await.unwrap();
+    auditor.note_view_in(&tenant, view(1)).unwrap();
+    drop(tenant);
+    let lock = store.lock(clinic.id, "test").await.unwrap();
+    // Under the lock the view waits (the store refuses the clinic) instead of going
+    // through the handle the request had.
+    let flushed = auditor.flush().await;
+    assert_eq!((flushed.written, flushed.pending), (0, 1));
+    // Closing happens on a blocking thread: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.stats().open_handles > 0 {
+        assert!(Instant::now() < deadline, "the held handle was kept open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(lock);
+    let flushed = auditor.flush().await;
+    assert_eq!((flushed.written, flushed.pending), (1, 0));
+    assert_eq!(rows_of(&t, &clinic).await, 1);
+}

@@ -316,8 +316,8 @@ pub async fn show_get(
     let id = parse_id(&id)?;
     let (visit, patient, s) = load(&access, id).await?;
     app.audit
-        .note_view(
-            access.clinic_id,
+        .note_view_in(
+            &access.tenant,
             access
                 .audit_entry(app.clock.now(), Action::View)
                 .entity("visit", id),
@@ -370,8 +370,8 @@ pub async fn prescription_get(
     let (visit, patient, s) = load(&access, id).await?;
     let a5 = paper.paper == "a5";
     app.audit
-        .note_view(
-            access.clinic_id,
+        .note_view_in(
+            &access.tenant,
             access
                 .audit_entry(app.clock.now(), Action::Print)
                 .entity("visit", id)
