@@ -324,34 +324,32 @@ pub struct AccessedBy {
 }
 
 impl AccessedBy {
-    /// The box for `entity_type` `entity_id` (e.g. `"patient"`, the patient's id), or
-    /// `None` when this user's role may not see the audit log. `patient_number`, when
-    /// given, links to the viewer filtered on that patient.
-    pub async fn load(
-        access: &ClinicAccess,
+    /// The accesses to `entity_type` `entity_id` (e.g. `"patient"`, the patient's id) the
+    /// box lists, newest first. Read on the page's own connection hand-off, and only for
+    /// a role that may see the audit log.
+    pub async fn rows(
+        conn: &libsql::Connection,
         entity_type: &str,
         entity_id: &str,
+    ) -> Result<Vec<audit::Access>, ward_clinic::ClinicError> {
+        audit::accessed_by(conn, entity_type, entity_id, ACCESSED_BY_LIMIT)
+            .await
+            .map_err(ward_clinic::ClinicError::from)
+    }
+
+    /// The box from `rows`, times shown in the clinic's timezone. `patient_number`, when
+    /// given, links to the viewer filtered on that patient.
+    pub fn new(
+        access: &ClinicAccess,
+        settings: &ClinicSettings,
+        rows: Vec<audit::Access>,
         patient_number: Option<i64>,
-    ) -> Result<Option<Self>, AppError> {
-        if !access.can(Permission::ViewAudit) {
-            return Ok(None);
-        }
-        let (kind, id) = (entity_type.to_owned(), entity_id.to_owned());
-        let (tz, accesses) = access
-            .tenant
-            .with(|conn| async move {
-                let tz = settings::load(&conn).await?;
-                let rows = audit::accessed_by(&conn, &kind, &id, ACCESSED_BY_LIMIT)
-                    .await
-                    .map_err(ward_clinic::ClinicError::from)?;
-                Ok::<_, ward_clinic::ClinicError>((tz, rows))
-            })
-            .await?;
-        Ok(Some(Self {
-            lines: accesses
+    ) -> Self {
+        Self {
+            lines: rows
                 .into_iter()
                 .map(|a| AccessLine {
-                    when: tz.local(a.at).format("%Y-%m-%d %H:%M").to_string(),
+                    when: settings.local(a.at).format("%Y-%m-%d %H:%M").to_string(),
                     role: match (a.actor_kind.as_str(), a.actor_role) {
                         ("user", Some(r)) => r,
                         (kind, _) => kind.to_owned(),
@@ -361,7 +359,7 @@ impl AccessedBy {
                 })
                 .collect(),
             more_href: patient_number.map(|n| format!("/c/{}/audit?patient={n}", access.slug)),
-        }))
+        }
     }
 }
 

@@ -88,42 +88,83 @@ pub struct Cell {
     pub href: Option<String>,
 }
 
-/// The sections other areas add to the patient page, in order, each behind its own
-/// permission: the patient's appointments, then their payments and total paid.
-async fn extra_sections(
-    _app: &AppState,
-    access: &ClinicAccess,
-    patient: &Patient,
-) -> Result<Vec<Section>, AppError> {
-    let id = patient.id;
-    let (show_appts, show_payments) = (
-        access.can(Permission::ViewAppointments),
-        access.can(Permission::ViewPayments),
-    );
-    let (settings, appts, pays, paid) = access
-        .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let a = if show_appts {
-                ward_clinic::appointments::for_patient(&conn, id).await?
+/// What the patient page shows besides the demographics, read in the same hand-off to
+/// the database as the patient: each part only when the role may see it.
+struct PatientExtras {
+    visits: Vec<VisitSummary>,
+    appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
+    payments: Option<(Vec<ward_clinic::payments::Payment>, i64)>,
+    accessed_by: Option<Vec<ward_clinic::audit::Access>>,
+}
+
+impl PatientExtras {
+    /// Reads the parts `access` may see, on the clinic's connection.
+    async fn load(
+        conn: &libsql::Connection,
+        access: &Allowed,
+        id: i64,
+    ) -> Result<Self, ward_clinic::ClinicError> {
+        Ok(Self {
+            visits: if access.clinical {
+                visits::summaries(conn, id).await?
             } else {
                 Vec::new()
-            };
-            let (p, paid) = if show_payments {
-                (
-                    ward_clinic::payments::for_patient(&conn, id).await?,
-                    ward_clinic::payments::balance(&conn, id).await?,
-                )
+            },
+            appointments: if access.appointments {
+                Some(ward_clinic::appointments::for_patient(conn, id).await?)
             } else {
-                (Vec::new(), 0)
-            };
-            Ok::<_, ward_clinic::ClinicError>((s, a, p, paid))
+                None
+            },
+            payments: if access.payments {
+                Some((
+                    ward_clinic::payments::for_patient(conn, id).await?,
+                    ward_clinic::payments::balance(conn, id).await?,
+                ))
+            } else {
+                None
+            },
+            accessed_by: if access.audit {
+                Some(crate::views::audit::AccessedBy::rows(conn, "patient", &id.to_string()).await?)
+            } else {
+                None
+            },
         })
-        .await?;
+    }
+}
+
+/// Which parts of the patient page the user's role may see.
+#[derive(Clone, Copy)]
+struct Allowed {
+    clinical: bool,
+    appointments: bool,
+    payments: bool,
+    audit: bool,
+}
+
+impl Allowed {
+    fn of(access: &ClinicAccess) -> Self {
+        Self {
+            clinical: access.can(Permission::ViewClinical),
+            appointments: access.can(Permission::ViewAppointments),
+            payments: access.can(Permission::ViewPayments),
+            audit: access.can(Permission::ViewAudit),
+        }
+    }
+}
+
+/// The sections other areas add to the patient page, in order, each behind its own
+/// permission: the patient's appointments, then their payments and total paid.
+fn extra_sections(
+    access: &ClinicAccess,
+    settings: &ClinicSettings,
+    id: i64,
+    appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
+    payments: Option<(Vec<ward_clinic::payments::Payment>, i64)>,
+) -> Vec<Section> {
     let slug = access.slug.as_str();
     let cell = |text: String, href: Option<String>| Cell { text, href };
     let mut out = Vec::new();
-    if show_appts {
+    if let Some(appts) = appointments {
         let mut actions = Vec::new();
         if access.can(Permission::ManageAppointments) {
             actions.push((
@@ -159,7 +200,7 @@ async fn extra_sections(
             actions,
         });
     }
-    if show_payments {
+    if let Some((pays, paid)) = payments {
         let receipts = access.can(Permission::RecordPayments);
         let mut actions = Vec::new();
         if receipts {
@@ -196,7 +237,7 @@ async fn extra_sections(
             actions,
         });
     }
-    Ok(out)
+    out
 }
 
 /// A patient as a list row.
@@ -493,29 +534,27 @@ pub async fn show_get(
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let id = parse_id(&id)?;
-    let clinical = access.can(Permission::ViewClinical);
-    let (p, list, s) = access
+    let allowed = Allowed::of(&access);
+    // One hand-off to the database for the whole page.
+    let (p, extras, s) = access
         .tenant
         .with(|conn| async move {
             let s = settings::load(&conn).await?;
             let p = patients::get(&conn, id).await?;
-            let list = if clinical {
-                visits::summaries(&conn, id).await?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, ward_clinic::ClinicError>((p, list, s))
+            let extras = PatientExtras::load(&conn, &allowed, id).await?;
+            Ok::<_, ward_clinic::ClinicError>((p, extras, s))
         })
         .await?;
     let now = app.clock.now();
     app.audit
-        .note_view(
-            access.clinic_id,
+        .note_view_in(
+            &access.tenant,
             access.audit_entry(now, Action::View).entity("patient", id),
         )
         .map_err(|e| AppError::Internal(Box::new(e)))?;
     let slug = access.slug.to_string();
-    let visits = list
+    let visits = extras
+        .visits
         .iter()
         .map(|v: &VisitSummary| VisitLine {
             href: format!("/c/{slug}/visits/{}", v.id),
@@ -525,16 +564,16 @@ pub async fn show_get(
             items: v.items,
         })
         .collect();
-    let sections = extra_sections(&app, &access, &p).await?;
-    let accessed_by =
-        crate::views::audit::AccessedBy::load(&access, "patient", &id.to_string(), Some(p.number))
-            .await?;
+    let sections = extra_sections(&access, &s, id, extras.appointments, extras.payments);
+    let accessed_by = extras
+        .accessed_by
+        .map(|rows| crate::views::audit::AccessedBy::new(&access, &s, rows, Some(p.number)));
     let page = PatientPage {
         accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),
         registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),
         can_edit: access.can(Permission::EditDemographics),
-        clinical,
+        clinical: allowed.clinical,
         can_write_clinical: access.can(Permission::WriteClinical),
         visits,
         sections,
@@ -559,8 +598,8 @@ pub async fn edit_get(
         .await?;
     // The edit form shows the whole record: a view like the patient page.
     app.audit
-        .note_view(
-            access.clinic_id,
+        .note_view_in(
+            &access.tenant,
             access
                 .audit_entry(app.clock.now(), Action::View)
                 .entity("patient", id)
