@@ -99,6 +99,30 @@ struct Result_ {
     errors: u64,
     samples: Samples,
     elapsed: Duration,
+    /// CPU time this process used during the phase (server and load generator).
+    cpu: Duration,
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`; zero
+/// where that is not available. Per request it is a figure other load on the machine
+/// hardly changes, unlike req/s.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // utime and stime are the 12th and 13th of them, in clock ticks of 10 ms.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 async fn one_request(
@@ -159,6 +183,7 @@ async fn load(
 ) -> anyhow::Result<Result_> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
@@ -212,6 +237,7 @@ async fn load(
         errors: errors.load(Ordering::Relaxed),
         samples: all,
         elapsed: started.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu_before),
     })
 }
 
@@ -245,10 +271,11 @@ fn report(name: &str, r: &mut Result_, cache: Option<CacheUse>) -> f64 {
         })
         .unwrap_or_default();
     say(format_args!(
-        "{name}: {rps:.0} req/s, p50 {:.0} us, p99 {:.0} us, {} errors{hit}",
+        "{name}: {rps:.0} req/s, p50 {:.0} us, p99 {:.0} us, {} errors, {:.0} us CPU per request{hit}",
         us(r.samples.p50()),
         us(r.samples.p99()),
-        r.errors
+        r.errors,
+        r.cpu.as_secs_f64() * 1e6 / r.requests.max(1) as f64
     ));
     rps
 }
