@@ -359,18 +359,37 @@ pub async fn for_patient(conn: &Connection, patient_id: i64) -> Result<Vec<Payme
     collect(rows).await
 }
 
-/// A patient's balance. Charges are not modelled yet, so this is the total they have
-/// paid, in minor units.
-pub async fn balance(conn: &Connection, patient_id: i64) -> Result<i64, ClinicError> {
+/// What a patient was charged (their visits' fees) and what they paid, in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Account {
+    /// The sum of the fees of their visits.
+    pub charged_minor: i64,
+    /// The sum of their payments.
+    pub paid_minor: i64,
+}
+
+impl Account {
+    /// What they still owe: charges less payments (negative when they are in credit).
+    pub fn balance_minor(&self) -> i64 {
+        self.charged_minor.saturating_sub(self.paid_minor)
+    }
+}
+
+/// Patient `patient_id`'s charges and payments, in one query.
+pub async fn account(conn: &Connection, patient_id: i64) -> Result<Account, ClinicError> {
     let mut rows = conn
         .query(
-            "SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1",
+            "SELECT (SELECT coalesce(sum(fee_minor), 0) FROM visits WHERE patient_id = ?1), \
+                    (SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1)",
             [patient_id],
         )
         .await?;
     match rows.next().await? {
-        Some(row) => Ok(row.get(0)?),
-        None => Ok(0),
+        Some(row) => Ok(Account {
+            charged_minor: row.get(0)?,
+            paid_minor: row.get(1)?,
+        }),
+        None => Ok(Account::default()),
     }
 }
 

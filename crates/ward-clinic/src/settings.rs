@@ -130,6 +130,23 @@ impl Currency {
         }
     }
 
+    /// Writes an amount of minor units as a person would type it, without symbol or
+    /// grouping (`1250.50`), so [`Currency::parse_amount`] reads it back unchanged.
+    pub fn format_plain(&self, minor: i64) -> String {
+        let sign = if minor < 0 { "-" } else { "" };
+        let minor = minor.unsigned_abs();
+        let scale = 10u64.pow(u32::from(self.minor_units));
+        let (whole, frac) = (minor / scale, minor % scale);
+        if self.minor_units == 0 {
+            format!("{sign}{whole}")
+        } else {
+            format!(
+                "{sign}{whole}.{frac:0width$}",
+                width = usize::from(self.minor_units)
+            )
+        }
+    }
+
     /// Parses an amount typed by a person ("1250", "1,250.5") into minor units.
     pub fn parse_amount(&self, typed: &str) -> Option<i64> {
         let cleaned: String = typed

@@ -9,11 +9,15 @@ use ward_core::format_time;
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
 use crate::patients::{check_text, parse_date, time};
+use crate::settings::Currency;
 
 /// Most diagnoses on one visit.
 pub const MAX_DIAGNOSES: usize = 20;
 /// Most prescription items on one visit (and in one favourite).
 pub const MAX_ITEMS: usize = 30;
+/// The largest fee, in minor units: far beyond any consultation, and (like a payment's
+/// cap) keeps a patient's sum of charges far from overflow.
+pub const MAX_FEE_MINOR: i64 = 1_000_000_000_000;
 
 /// Field errors keyed by form field name (`diagnosis_2`, `item_0_drug`, …).
 pub type FieldErrors = Vec<(String, String)>;
@@ -62,9 +66,28 @@ pub struct VisitForm {
     pub advice: String,
     /// Follow-up date `YYYY-MM-DD`, or empty.
     pub follow_up_on: String,
+    /// The fee as typed in the clinic's currency ("500", "1,250.50"), or empty.
+    pub fee: String,
 }
 
 impl VisitForm {
+    /// The form filled with stored visit `v`, for editing; the fee written plainly in
+    /// `currency` so it reads back to the same amount.
+    pub fn from_visit(v: &Visit, currency: &Currency) -> Self {
+        Self {
+            presenting_complaints: v.presenting_complaints.clone(),
+            examination_notes: v.examination_notes.clone(),
+            diagnoses: v.diagnoses.clone(),
+            items: v.items.clone(),
+            advice: v.advice.clone(),
+            follow_up_on: v.follow_up_on.map(|d| d.to_string()).unwrap_or_default(),
+            fee: v
+                .fee_minor
+                .map(|m| currency.format_plain(m))
+                .unwrap_or_default(),
+        }
+    }
+
     /// Reads the form's fields: `diagnosis_N` and `item_N_drug|dose|frequency|duration|instructions`
     /// rows (N < the caps), in row order. Unknown fields are ignored.
     pub fn from_pairs(pairs: &[(String, String)]) -> Self {
@@ -77,6 +100,7 @@ impl VisitForm {
                 "examination_notes" => form.examination_notes = value.clone(),
                 "advice" => form.advice = value.clone(),
                 "follow_up_on" => form.follow_up_on = value.clone(),
+                "fee" => form.fee = value.clone(),
                 _ => {
                     if let Some(n) = key.strip_prefix("diagnosis_")
                         && let Ok(n) = n.parse::<usize>()
@@ -108,8 +132,9 @@ impl VisitForm {
     }
 
     /// Checks the form. `today` is the clinic's local date (the follow-up cannot be
-    /// before it). Blank rows are dropped. All field errors at once.
-    pub fn validate(&self, today: NaiveDate) -> Result<NewVisit, FieldErrors> {
+    /// before it); the fee is read in `currency`. Blank rows are dropped. All field
+    /// errors at once.
+    pub fn validate(&self, today: NaiveDate, currency: &Currency) -> Result<NewVisit, FieldErrors> {
         let mut errors: Vec<(&'static str, String)> = Vec::new();
         let presenting_complaints = check_text(
             &mut errors,
@@ -147,6 +172,7 @@ impl VisitForm {
                 }
             },
         };
+        let fee_minor = check_fee(&mut errors, &self.fee, currency);
         let mut errors: FieldErrors = errors.into_iter().map(|(f, m)| (f.to_owned(), m)).collect();
         let mut diagnoses = Vec::new();
         for (i, d) in self.diagnoses.iter().enumerate() {
@@ -186,6 +212,7 @@ impl VisitForm {
             items,
             advice,
             follow_up_on,
+            fee_minor,
         };
         if visit.is_empty() {
             return Err(vec![(
@@ -194,6 +221,40 @@ impl VisitForm {
             )]);
         }
         Ok(visit)
+    }
+}
+
+fn check_fee(
+    errors: &mut Vec<(&'static str, String)>,
+    typed: &str,
+    currency: &Currency,
+) -> Option<i64> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return None;
+    }
+    if typed.starts_with('-') {
+        errors.push(("fee", "A fee cannot be negative.".into()));
+        return None;
+    }
+    match currency.parse_amount(typed) {
+        Some(m) if m > MAX_FEE_MINOR => {
+            errors.push(("fee", "That fee is too large.".into()));
+            None
+        }
+        Some(m) => Some(m),
+        None => {
+            let example = if currency.minor_units == 0 {
+                "e.g. 500"
+            } else {
+                "e.g. 500 or 500.50"
+            };
+            errors.push((
+                "fee",
+                format!("Enter the fee in {} as a number, {example}.", currency.code),
+            ));
+            None
+        }
     }
 }
 
@@ -212,6 +273,8 @@ pub struct NewVisit {
     pub advice: String,
     /// Follow-up date.
     pub follow_up_on: Option<NaiveDate>,
+    /// The fee charged, in minor units of the clinic's currency.
+    pub fee_minor: Option<i64>,
 }
 
 impl NewVisit {
@@ -259,6 +322,8 @@ pub struct Visit {
     pub advice: String,
     /// Follow-up date.
     pub follow_up_on: Option<NaiveDate>,
+    /// The fee charged, in minor units of the clinic's currency; `None` if none entered.
+    pub fee_minor: Option<i64>,
 }
 
 /// Records visit `v` of patient `patient_id` by `doctor`, with `entry` (a `create`).
@@ -282,8 +347,8 @@ pub async fn create(
         }
         drop(rows);
         tx.execute(
-            "INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?4)",
+            "INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?4)",
             params![
                 patient_id,
                 doctor.id.clone(),
@@ -292,7 +357,8 @@ pub async fn create(
                 v.presenting_complaints.clone(),
                 v.examination_notes.clone(),
                 v.advice.clone(),
-                v.follow_up_on.map(|d| d.to_string())
+                v.follow_up_on.map(|d| d.to_string()),
+                v.fee_minor
             ],
         )
         .await?;
@@ -310,9 +376,108 @@ pub async fn create(
         let diff = Diff::new()
             .field("patient_id", serde_json::Value::Null, patient_id)
             .field("diagnoses", serde_json::Value::Null, v.diagnoses.len())
-            .field("prescription_items", serde_json::Value::Null, v.items.len());
+            .field("prescription_items", serde_json::Value::Null, v.items.len())
+            .field("fee_minor", serde_json::Value::Null, v.fee_minor);
         audit::record(&tx, &entry.entity("visit", id).diff(diff)).await?;
         Ok(id)
+    })
+    .await
+}
+
+/// What changed between two versions of a visit, for the log. Like [`create`]'s entry
+/// it is an outline, not a second copy of the notes: free text and lists are told by
+/// their size (with "edited" when only the wording changed); the follow-up date and the
+/// fee by their values.
+fn diff_of(old: &Visit, new: &NewVisit) -> Diff {
+    fn outline(old: usize, new: usize, unit: &str) -> (String, String) {
+        let edited = if old == new { ", edited" } else { "" };
+        (format!("{old} {unit}"), format!("{new} {unit}{edited}"))
+    }
+    let mut diff = Diff::new();
+    for (field, old_text, new_text) in [
+        (
+            "presenting_complaints",
+            &old.presenting_complaints,
+            &new.presenting_complaints,
+        ),
+        (
+            "examination_notes",
+            &old.examination_notes,
+            &new.examination_notes,
+        ),
+        ("advice", &old.advice, &new.advice),
+    ] {
+        if old_text != new_text {
+            let (o, n) = outline(
+                old_text.chars().count(),
+                new_text.chars().count(),
+                "characters",
+            );
+            diff.add(field, o, n);
+        }
+    }
+    if old.diagnoses != new.diagnoses {
+        let (o, n) = outline(old.diagnoses.len(), new.diagnoses.len(), "entries");
+        diff.add("diagnoses", o, n);
+    }
+    if old.items != new.items {
+        let (o, n) = outline(old.items.len(), new.items.len(), "items");
+        diff.add("prescription_items", o, n);
+    }
+    diff.add(
+        "follow_up_on",
+        old.follow_up_on.map(|d| d.to_string()),
+        new.follow_up_on.map(|d| d.to_string()),
+    );
+    diff.add("fee_minor", old.fee_minor, new.fee_minor);
+    diff
+}
+
+/// Replaces visit `id`'s notes, diagnoses, items, follow-up and fee with `v`, in one
+/// transaction with `entry` (an `update`, with an outline of what changed). The doctor
+/// and time of the visit stay as recorded. Nothing is written (not even an audit row)
+/// when nothing changed. [`ClinicError::NotFound`] if there is no such visit.
+pub async fn update(
+    conn: &Connection,
+    id: i64,
+    v: &NewVisit,
+    entry: Entry,
+) -> Result<(), ClinicError> {
+    let v = v.clone();
+    let now = format_time(entry.at);
+    audit::in_transaction(conn, |tx| async move {
+        let old = get(&tx, id).await?;
+        let diff = diff_of(&old, &v);
+        if diff.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "UPDATE visits SET presenting_complaints = ?2, examination_notes = ?3, advice = ?4, follow_up_on = ?5, fee_minor = ?6, updated_at = ?7 WHERE id = ?1",
+            params![
+                id,
+                v.presenting_complaints.clone(),
+                v.examination_notes.clone(),
+                v.advice.clone(),
+                v.follow_up_on.map(|d| d.to_string()),
+                v.fee_minor,
+                now
+            ],
+        )
+        .await?;
+        tx.execute("DELETE FROM diagnoses WHERE visit_id = ?1", [id])
+            .await?;
+        for (i, d) in v.diagnoses.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
+                params![id, i as i64, d.clone()],
+            )
+            .await?;
+        }
+        tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])
+            .await?;
+        insert_items(&tx, "prescription_items", "visit_id", id, &v.items).await?;
+        audit::record(&tx, &entry.entity("visit", id).diff(diff)).await?;
+        Ok(())
     })
     .await
 }
@@ -384,7 +549,7 @@ async fn diagnoses_of(conn: &Connection, visit_id: i64) -> Result<Vec<String>, C
     Ok(found)
 }
 
-const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on";
+const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor";
 
 // A libSQL row reads its columns from the live statement, so each row is copied out
 // before the next step and before any other query.
@@ -402,6 +567,7 @@ fn head_from_row(row: &libsql::Row) -> Result<Visit, ClinicError> {
             .get::<Option<String>>(8)?
             .as_deref()
             .and_then(parse_date),
+        fee_minor: row.get(9)?,
         diagnoses: Vec::new(),
         items: Vec::new(),
     })
@@ -590,6 +756,7 @@ pub async fn save_favourite(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::CURRENCIES;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter()
@@ -613,7 +780,7 @@ mod tests {
         assert_eq!(form.diagnoses, ["Fever", "Asthma", " "]);
         assert_eq!(form.items.len(), 3);
         let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
-        let v = form.validate(today).unwrap();
+        let v = form.validate(today, &CURRENCIES[0]).unwrap();
         assert_eq!(v.diagnoses, ["Fever", "Asthma"]);
         assert_eq!(v.items.len(), 2);
         assert_eq!(v.items[0].dose, "500 mg");
@@ -626,10 +793,81 @@ mod tests {
             ("follow_up_on", "2020-01-01"),
         ]));
         let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
-        let errors = form.validate(today).unwrap_err();
+        let errors = form.validate(today, &CURRENCIES[0]).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
         assert!(fields.contains(&"item_0_drug"), "{fields:?}");
         assert!(fields.contains(&"follow_up_on"), "{fields:?}");
-        assert!(VisitForm::default().validate(today).is_err());
+        assert!(
+            VisitForm::default()
+                .validate(today, &CURRENCIES[0])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_fee_is_read_in_minor_units_and_bad_ones_are_refused_on_the_fee_field() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let inr = &CURRENCIES[0];
+        let with_fee = |fee: &str| {
+            VisitForm::from_pairs(&pairs(&[("presenting_complaints", "Cough"), ("fee", fee)]))
+        };
+        assert_eq!(
+            with_fee("1,250.5").validate(today, inr).unwrap().fee_minor,
+            Some(125_050)
+        );
+        assert_eq!(with_fee(" ").validate(today, inr).unwrap().fee_minor, None);
+        assert_eq!(
+            with_fee("0").validate(today, inr).unwrap().fee_minor,
+            Some(0)
+        );
+        for bad in ["12.345", "abc", "-5", "1e3", "99999999999999999999"] {
+            let errors = with_fee(bad).validate(today, inr).unwrap_err();
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(errors[0].0, "fee", "{bad}");
+        }
+        let errors = with_fee("-5").validate(today, inr).unwrap_err();
+        assert!(errors[0].1.contains("negative"));
+    }
+
+    #[test]
+    fn a_stored_visit_fills_the_form_so_it_saves_back_unchanged() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let inr = &CURRENCIES[0];
+        let visit = Visit {
+            id: 1,
+            patient_id: 1,
+            doctor_id: "d".into(),
+            doctor_name: "Dr".into(),
+            visited_at: DateTime::default(),
+            presenting_complaints: "Cough".into(),
+            examination_notes: String::new(),
+            diagnoses: vec!["Asthma".into()],
+            items: vec![Item {
+                drug: "Salbutamol".into(),
+                ..Item::default()
+            }],
+            advice: "Rest".into(),
+            follow_up_on: NaiveDate::from_ymd_opt(2026, 3, 9),
+            fee_minor: Some(125_050),
+        };
+        let form = VisitForm::from_visit(&visit, inr);
+        assert_eq!(form.fee, "1250.50");
+        let back = form.validate(today, inr).unwrap();
+        assert!(diff_of(&visit, &back).is_empty());
+        let mut changed = back.clone();
+        changed.advice = "Walk".into();
+        changed.fee_minor = None;
+        let diff = diff_of(&visit, &changed);
+        let fields: Vec<_> = diff
+            .fields()
+            .map(|(f, o, n)| (f, o.clone(), n.clone()))
+            .collect();
+        assert_eq!(fields.len(), 2, "{fields:?}");
+        assert_eq!(fields[0].0, "advice");
+        assert_eq!(
+            fields[0].2, "4 characters, edited",
+            "the words stay out of the log"
+        );
+        assert_eq!(fields[1].0, "fee_minor");
     }
 }

@@ -164,6 +164,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/c/{slug}/patients/{id}/visits", post(visits::create_post))
         .route("/c/{slug}/visits/{id}", get(visits::show_get))
         .route(
+            "/c/{slug}/visits/{id}/edit",
+            get(visits::edit_get).post(visits::edit_post),
+        )
+        .route(
             "/c/{slug}/visits/{id}/prescription",
             get(visits::prescription_get),
         )

@@ -15,3 +15,4 @@ mod reads;
 mod search;
 mod support;
 mod tamper;
+mod visit_fee;

@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use ward_clinic::audit::Action;
 use ward_clinic::patients::{self, Patient, PatientForm};
+use ward_clinic::payments::Account;
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
@@ -93,7 +94,7 @@ pub struct Cell {
 struct PatientExtras {
     visits: Vec<VisitSummary>,
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
-    payments: Option<(Vec<ward_clinic::payments::Payment>, i64)>,
+    payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
     accessed_by: Option<Vec<ward_clinic::audit::Access>>,
 }
 
@@ -118,7 +119,7 @@ impl PatientExtras {
             payments: if access.payments {
                 Some((
                     ward_clinic::payments::for_patient(conn, id).await?,
-                    ward_clinic::payments::balance(conn, id).await?,
+                    ward_clinic::payments::account(conn, id).await?,
                 ))
             } else {
                 None
@@ -153,13 +154,14 @@ impl Allowed {
 }
 
 /// The sections other areas add to the patient page, in order, each behind its own
-/// permission: the patient's appointments, then their payments and total paid.
+/// permission: the patient's appointments, then their payments with what they were
+/// charged, paid and still owe.
 fn extra_sections(
     access: &ClinicAccess,
     settings: &ClinicSettings,
     id: i64,
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
-    payments: Option<(Vec<ward_clinic::payments::Payment>, i64)>,
+    payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
 ) -> Vec<Section> {
     let slug = access.slug.as_str();
     let cell = |text: String, href: Option<String>| Cell { text, href };
@@ -200,7 +202,7 @@ fn extra_sections(
             actions,
         });
     }
-    if let Some((pays, paid)) = payments {
+    if let Some((pays, account)) = payments {
         let receipts = access.can(Permission::RecordPayments);
         let mut actions = Vec::new();
         if receipts {
@@ -212,7 +214,7 @@ fn extra_sections(
         out.push(Section {
             id: "payments",
             title: "Payments".to_owned(),
-            summary: Some(format!("Total paid: {}", settings.money(paid))),
+            summary: Some(account_summary(settings, &account)),
             columns: ["Date", "Receipt", "Amount", "Method"]
                 .map(str::to_owned)
                 .to_vec(),
@@ -238,6 +240,22 @@ fn extra_sections(
         });
     }
     out
+}
+
+/// "Charged X · Paid Y · Balance due Z", or "In credit Z" when they paid more than
+/// they were charged.
+fn account_summary(settings: &ClinicSettings, account: &Account) -> String {
+    let balance = account.balance_minor();
+    let owed = if balance < 0 {
+        format!("In credit {}", settings.money(balance.saturating_neg()))
+    } else {
+        format!("Balance due {}", settings.money(balance))
+    };
+    format!(
+        "Charged {} · Paid {} · {owed}",
+        settings.money(account.charged_minor),
+        settings.money(account.paid_minor)
+    )
 }
 
 /// A patient as a list row.

@@ -1,5 +1,5 @@
-//! Visits: recording a consultation, reading it back, and the printable prescription.
-//! Only roles with the clinical permissions reach any of it.
+//! Visits: recording a consultation, correcting it, reading it back, and the printable
+//! prescription. Only roles with the clinical permissions reach any of it.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -26,10 +26,25 @@ const BLANK_ITEMS: usize = 3;
 /// Empty diagnosis rows a new form offers.
 const BLANK_DIAGNOSES: usize = 2;
 
+/// Which visit a form records: a new one for a patient, or a stored one being edited.
+#[derive(Clone, Copy)]
+enum Target {
+    New { patient_id: i64 },
+    Edit { visit_id: i64 },
+}
+
 #[derive(Template)]
 #[template(path = "visit_form.html")]
 struct FormPage {
     frame: ClinicFrame,
+    /// "New visit" or "Edit visit".
+    heading: &'static str,
+    /// Where the form posts.
+    action: String,
+    /// Where "Cancel" leads.
+    cancel: String,
+    /// The clinic's currency code, for the fee's label.
+    currency: &'static str,
     patient: Patient,
     age_sex: String,
     form: VisitForm,
@@ -59,28 +74,52 @@ fn padded(mut form: VisitForm) -> VisitForm {
     form
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one page, assembled in one place"
-)]
-async fn render_form(
-    app: &AppState,
-    access: &ClinicAccess,
-    csrf: String,
+/// What a visit form shows besides the frame.
+struct FormParts {
     patient: Patient,
     form: VisitForm,
     errors: Errors,
     favourites: Vec<Favourite>,
     favourite_name: String,
     notice: Option<String>,
+}
+
+async fn render_form(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    target: Target,
+    s: &settings::ClinicSettings,
+    parts: FormParts,
     status: StatusCode,
 ) -> Page {
-    let s = access
-        .tenant
-        .with(|conn| async move { settings::load(&conn).await })
-        .await?;
+    let FormParts {
+        patient,
+        form,
+        errors,
+        favourites,
+        favourite_name,
+        notice,
+    } = parts;
+    let slug = &access.slug;
+    let (heading, action, cancel) = match target {
+        Target::New { patient_id } => (
+            "New visit",
+            format!("/c/{slug}/patients/{patient_id}/visits"),
+            format!("/c/{slug}/patients/{patient_id}"),
+        ),
+        Target::Edit { visit_id } => (
+            "Edit visit",
+            format!("/c/{slug}/visits/{visit_id}/edit"),
+            format!("/c/{slug}/visits/{visit_id}"),
+        ),
+    };
     let page = FormPage {
-        age_sex: age_sex(&patient, today(app, &s)),
+        heading,
+        action,
+        cancel,
+        currency: s.currency.code,
+        age_sex: age_sex(&patient, today(app, s)),
         patient,
         can_add_item: form.items.len() < MAX_ITEMS,
         can_add_diagnosis: form.diagnoses.len() < MAX_DIAGNOSES,
@@ -104,33 +143,87 @@ pub async fn new_get(
     access.require(Permission::WriteClinical)?;
     let id = parse_id(&id)?;
     let doctor = access.session.user.id.clone();
-    let (patient, favourites) = access
+    let (patient, favourites, s) = access
         .tenant
         .with(|conn| async move {
             let p = patients::get(&conn, id).await?;
             let f = visits::favourites(&conn, &doctor).await?;
-            Ok::<_, ClinicError>((p, f))
+            let s = settings::load(&conn).await?;
+            Ok::<_, ClinicError>((p, f, s))
         })
         .await?;
+    let parts = FormParts {
+        patient,
+        form: padded(VisitForm::default()),
+        errors: Errors::default(),
+        favourites,
+        favourite_name: String::new(),
+        notice: None,
+    };
     render_form(
         &app,
         &access,
         csrf,
-        patient,
-        padded(VisitForm::default()),
-        Errors::default(),
-        favourites,
-        String::new(),
-        None,
+        Target::New { patient_id: id },
+        &s,
+        parts,
         StatusCode::OK,
     )
     .await
 }
 
-/// `POST /c/{slug}/patients/{id}/visits`: saves the visit (`action=save`), or redraws the
-/// form with a row added (`add_item`, `add_diagnosis`) or removed (`remove_item_N`), a
-/// favourite's items added (`apply_favourite_N`), or the items saved as a favourite
-/// (`save_favourite`). Everything typed is kept across redraws.
+/// `GET /c/{slug}/visits/{id}/edit`: the visit form filled with the stored visit. It
+/// shows the whole visit, so it is audited as a `view` like the visit page.
+pub async fn edit_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::WriteClinical)?;
+    let id = parse_id(&id)?;
+    let doctor = access.session.user.id.clone();
+    let (visit, patient, favourites, s) = access
+        .tenant
+        .with(|conn| async move {
+            let v = visits::get(&conn, id).await?;
+            let p = patients::get(&conn, v.patient_id).await?;
+            let f = visits::favourites(&conn, &doctor).await?;
+            let s = settings::load(&conn).await?;
+            Ok::<_, ClinicError>((v, p, f, s))
+        })
+        .await?;
+    app.audit
+        .note_view_in(
+            &access.tenant,
+            access
+                .audit_entry(app.clock.now(), Action::View)
+                .entity("visit", id)
+                .detail("edit form"),
+        )
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let parts = FormParts {
+        form: padded(VisitForm::from_visit(&visit, &s.currency)),
+        patient,
+        errors: Errors::default(),
+        favourites,
+        favourite_name: String::new(),
+        notice: None,
+    };
+    render_form(
+        &app,
+        &access,
+        csrf,
+        Target::Edit { visit_id: id },
+        &s,
+        parts,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `POST /c/{slug}/patients/{id}/visits`: saves a new visit, or redraws its form (see
+/// [`form_post`]).
 pub async fn create_post(
     State(app): State<AppState>,
     access: ClinicAccess,
@@ -140,6 +233,35 @@ pub async fn create_post(
 ) -> Page {
     access.require(Permission::WriteClinical)?;
     let id = parse_id(&id)?;
+    form_post(&app, &access, csrf, Target::New { patient_id: id }, &pairs).await
+}
+
+/// `POST /c/{slug}/visits/{id}/edit`: saves the changed visit, audited as one `update`
+/// (diagnoses and items replaced in the same transaction), or redraws its form (see
+/// [`form_post`]).
+pub async fn edit_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(pairs): AppForm<Vec<(String, String)>>,
+) -> Page {
+    access.require(Permission::WriteClinical)?;
+    let id = parse_id(&id)?;
+    form_post(&app, &access, csrf, Target::Edit { visit_id: id }, &pairs).await
+}
+
+/// A visit form's post: saves the visit (`action=save`), or redraws the form with a row
+/// added (`add_item`, `add_diagnosis`) or removed (`remove_item_N`), a favourite's items
+/// added (`apply_favourite_N`), or the items saved as a favourite (`save_favourite`).
+/// Everything typed is kept across redraws.
+async fn form_post(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    target: Target,
+    pairs: &[(String, String)],
+) -> Page {
     let field = |name: &str| {
         pairs
             .iter()
@@ -149,7 +271,7 @@ pub async fn create_post(
     };
     let action = field("action");
     let favourite_name: String = field("favourite_name").chars().take(200).collect();
-    let mut form = VisitForm::from_pairs(&pairs);
+    let mut form = VisitForm::from_pairs(pairs);
     let doctor = Doctor {
         id: access.session.user.id.clone(),
         name: access.session.user.name.clone(),
@@ -159,7 +281,11 @@ pub async fn create_post(
     let (patient, mut favourites, s) = access
         .tenant
         .with(|conn| async move {
-            let p = patients::get(&conn, id).await?;
+            let patient_id = match target {
+                Target::New { patient_id } => patient_id,
+                Target::Edit { visit_id } => visits::get(&conn, visit_id).await?.patient_id,
+            };
+            let p = patients::get(&conn, patient_id).await?;
             let f = visits::favourites(&conn, &doctor_id).await?;
             let s = settings::load(&conn).await?;
             Ok::<_, ClinicError>((p, f, s))
@@ -170,16 +296,29 @@ pub async fn create_post(
     let mut notice = None;
     let mut status = StatusCode::OK;
     match action.as_str() {
-        "save" | "" => match form.validate(local_today) {
+        "save" | "" => match form.validate(local_today, &s.currency) {
             Ok(valid) => {
-                let entry = access.audit_entry(now, Action::Create);
-                let visit_id =
-                    access
-                        .tenant
-                        .with(|conn| async move {
-                            visits::create(&conn, id, &valid, &doctor, entry).await
-                        })
-                        .await?;
+                let visit_id = match target {
+                    Target::New { patient_id } => {
+                        let entry = access.audit_entry(now, Action::Create);
+                        access
+                            .tenant
+                            .with(|conn| async move {
+                                visits::create(&conn, patient_id, &valid, &doctor, entry).await
+                            })
+                            .await?
+                    }
+                    Target::Edit { visit_id } => {
+                        let entry = access.audit_entry(now, Action::Update);
+                        access
+                            .tenant
+                            .with(|conn| async move {
+                                visits::update(&conn, visit_id, &valid, entry).await
+                            })
+                            .await?;
+                        visit_id
+                    }
+                };
                 return Ok(
                     Redirect::to(&format!("/c/{}/visits/{visit_id}", access.slug)).into_response(),
                 );
@@ -200,7 +339,7 @@ pub async fn create_post(
             }
         }
         "save_favourite" => {
-            let items: Vec<Item> = match form.validate(local_today) {
+            let items: Vec<Item> = match form.validate(local_today, &s.currency) {
                 Ok(v) => v.items,
                 Err(_) => form
                     .items
@@ -265,19 +404,15 @@ pub async fn create_post(
             }
         }
     }
-    render_form(
-        &app,
-        &access,
-        csrf,
+    let parts = FormParts {
         patient,
-        padded(form),
+        form: padded(form),
         errors,
         favourites,
         favourite_name,
         notice,
-        status,
-    )
-    .await
+    };
+    render_form(app, access, csrf, target, &s, parts, status).await
 }
 
 #[derive(Template)]
@@ -288,6 +423,10 @@ struct VisitPage {
     age_sex: String,
     visit: Visit,
     when: String,
+    /// Whether the user may edit the visit (shows "Edit visit").
+    can_edit: bool,
+    /// The fee, formatted, for roles that may see payments; `None` hides the row.
+    fee: Option<String>,
 }
 
 async fn load(
@@ -329,6 +468,13 @@ pub async fn show_get(
             .local(visit.visited_at)
             .format("%Y-%m-%d %H:%M")
             .to_string(),
+        can_edit: access.can(Permission::WriteClinical),
+        fee: access
+            .can(Permission::ViewPayments)
+            .then(|| match visit.fee_minor {
+                Some(m) => s.money(m),
+                None => "None recorded".to_owned(),
+            }),
         patient,
         visit,
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),

@@ -10,4 +10,5 @@
 mod audit_trail;
 mod patients;
 mod support;
+mod visit_edits;
 mod visits;

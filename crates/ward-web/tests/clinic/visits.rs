@@ -328,6 +328,7 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
         (format!("{patient}/edit"), Need::Edit),
         (format!("{patient}/visits/new"), Need::Clinical),
         (visit.clone(), Need::Clinical),
+        (format!("{visit}/edit"), Need::Clinical),
         (format!("{visit}/prescription"), Need::Clinical),
     ];
     for role in ROLES {
@@ -523,6 +524,8 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
             urls.push(format!("{b_base}/patients/{id}/visits/new"));
             urls.push(format!("{b_base}/visits/{id}"));
             urls.push(format!("{b_base}/visits/{id}/prescription"));
+            urls.push(format!("{b_base}/visits/{id}/edit"));
+            urls.push(format!("{a_base}/visits/{id}/edit"));
             urls.push(format!("{a_base}/patients/{id}"));
             urls.push(format!("{a_base}/visits/{id}/prescription"));
         }
@@ -556,6 +559,14 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
                 vec![("action", "save"), ("presenting_complaints", "x")],
             ),
             (
+                format!("{}/edit", a_paths[1]),
+                vec![("action", "save"), ("presenting_complaints", "x")],
+            ),
+            (
+                format!("{b_base}/visits/3/edit"),
+                vec![("action", "save"), ("presenting_complaints", "x")],
+            ),
+            (
                 format!("{b_base}/patients/3/edit"),
                 vec![("full_name", "Intruder"), ("sex", "male")],
             ),
@@ -584,6 +595,15 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
         0
     );
     assert_eq!(t.count(a.id, "SELECT COUNT(*) FROM visits").await, 4);
+    assert_eq!(
+        t.count(
+            a.id,
+            "SELECT COUNT(*) FROM visits WHERE presenting_complaints <> 'CANARY-alpha-notes-93c1'"
+        )
+        .await,
+        0,
+        "no visit of A was edited from B"
+    );
     assert_eq!(t.count(b.id, "SELECT COUNT(*) FROM patients").await, 1);
     assert_eq!(t.count(b.id, "SELECT COUNT(*) FROM visits").await, 1);
     // And the search of B never returns A's patients.

@@ -149,16 +149,18 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
 
     // The patient page's functions.
     let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
-    let (list, balance) = tenant
+    let (list, account) = tenant
         .with(|conn| async move {
             (
                 ward_clinic::payments::for_patient(&conn, p).await.unwrap(),
-                ward_clinic::payments::balance(&conn, p).await.unwrap(),
+                ward_clinic::payments::account(&conn, p).await.unwrap(),
             )
         })
         .await;
     assert_eq!(list.len(), 2);
-    assert_eq!(balance, 135_079);
+    assert_eq!(account.paid_minor, 135_079);
+    assert_eq!(account.charged_minor, 0, "no visit fees yet");
+    assert_eq!(account.balance_minor(), -135_079);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,7 +329,12 @@ async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
         page.body.contains("2026-03-05 10:30"),
         "the appointment is listed"
     );
-    assert!(page.body.contains("Total paid: ₹450.00"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Charged ₹0.00 · Paid ₹450.00 · In credit ₹450.00"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("No. 1"));
     assert!(
         page.body.contains("Accessed by") && page.body.contains("Bea Billing"),
@@ -335,7 +342,10 @@ async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
     );
 
     let page = billing_view;
-    assert!(page.body.contains("Total paid: ₹450.00"));
+    assert!(
+        page.body
+            .contains("Charged ₹0.00 · Paid ₹450.00 · In credit ₹450.00")
+    );
     assert!(
         !page.body.contains("Accessed by"),
         "only owners see the access list"

@@ -74,6 +74,14 @@ async fn seed(t: &TestApp, slug: &str) {
                 .await
                 .unwrap();
             }
+            // A visit, so the crawl reaches the visit page and its edit form.
+            conn.execute(
+                "INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, fee_minor, created_at, updated_at)
+                 VALUES (1, 'doc', 'Dr Canary', '2026-01-01T00:00:00.000Z', ?1, 50000, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+                [format!("{CANARY} notes")],
+            )
+            .await
+            .unwrap();
         })
         .await;
 }
@@ -150,6 +158,11 @@ async fn members_of_another_clinic_never_reach_this_clinics_records() {
     assert!(
         seen.iter().any(|u| u.contains("/patients/")),
         "the crawl reached patient records: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|u| u.ends_with("/visits/1/edit"))
+            && forms.iter().any(|f| f.ends_with("/visits/1/edit")),
+        "the crawl reached the visit edit form: {seen:?} {forms:?}"
     );
     // A's own views are written to its log in batches: let them land first.
     a.app.audit.flush().await;

@@ -1,0 +1,104 @@
+//! Migration 0007 on a clinic created before visits had a fee.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ward_clinic::audit::{Action, Entry};
+use ward_clinic::{payments, settings, visits};
+use ward_control::{MasterKeySource, Platform};
+use ward_core::ManualClock;
+use ward_tenancy::StoreConfig;
+use ward_tenancy::migrations::TENANT;
+
+use crate::support::{MASTER_HEX, doctor, start};
+
+async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration]) -> Platform {
+    let mut config = StoreConfig::new(dir);
+    config.migrations = migrations.into();
+    Platform::open(
+        config,
+        MasterKeySource::Configured(MASTER_HEX.into()),
+        Arc::new(ManualClock::new(start())),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = &TENANT[..TENANT.len() - 1];
+    assert_eq!(TENANT.last().unwrap().name, "visit_fee");
+
+    // A clinic on the schema before fees, with a patient, a visit and a payment.
+    let old = platform(dir.path(), before).await;
+    let clinic = old
+        .control
+        .create_clinic("Old Clinic", None, &old.tenants, "test")
+        .await
+        .unwrap();
+    let tenant = old.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| async move {
+            assert_eq!(
+                ward_tenancy::migrate::version(&conn).await.unwrap() as usize,
+                before.len()
+            );
+            conn.execute_batch(
+                "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, created_at, updated_at) VALUES (1, 'd', 'Dr Old', '2026-01-01T00:00:00.000Z', 'Cough', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
+            )
+            .await
+            .unwrap();
+        })
+        .await;
+    drop(tenant);
+    assert_eq!(old.tenants.shutdown(Duration::from_secs(10)).await, 0);
+    drop(old);
+
+    // Opened by this build: migrated on first use, the old rows intact and fee-less.
+    let new = platform(dir.path(), TENANT).await;
+    let tenant = new.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| async move {
+            assert_eq!(
+                ward_tenancy::migrate::version(&conn).await.unwrap() as usize,
+                TENANT.len()
+            );
+            let v = visits::get(&conn, 1).await.unwrap();
+            assert_eq!(v.presenting_complaints, "Cough");
+            assert_eq!(v.fee_minor, None);
+            let account = payments::account(&conn, 1).await.unwrap();
+            assert_eq!((account.charged_minor, account.paid_minor), (0, 20_000));
+            assert_eq!(account.balance_minor(), -20_000);
+
+            // The old visit takes a fee through an edit, and the balance follows.
+            let s = settings::load(&conn).await.unwrap();
+            let mut form = visits::VisitForm::from_visit(&v, &s.currency);
+            form.fee = "350".into();
+            let valid = form
+                .validate(s.local(start()).date_naive(), &s.currency)
+                .unwrap();
+            visits::update(
+                &conn,
+                1,
+                &valid,
+                Entry::new(start(), doctor(), Action::Update),
+            )
+            .await
+            .unwrap();
+            assert_eq!(visits::get(&conn, 1).await.unwrap().fee_minor, Some(35_000));
+            assert_eq!(
+                payments::account(&conn, 1).await.unwrap().balance_minor(),
+                15_000
+            );
+            // A negative fee cannot be stored even by a direct write.
+            assert!(
+                conn.execute("UPDATE visits SET fee_minor = -1 WHERE id = 1", ())
+                    .await
+                    .is_err()
+            );
+        })
+        .await;
+}
