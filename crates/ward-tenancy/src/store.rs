@@ -206,6 +206,10 @@ struct Inner {
     hits: AtomicU64,
     misses: AtomicU64,
     opens: AtomicU64,
+    /// Opens running at once. An open is CPU work (the cipher's key derivation and the
+    /// schema parse, about a millisecond); more of them at a time than there are cores
+    /// only adds threads switching between them, so the rest wait their turn here.
+    opening: tokio::sync::Semaphore,
 }
 
 /// Opens clinics lazily and keeps a bounded set of them open.
@@ -243,6 +247,9 @@ impl TenantStore {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 opens: AtomicU64::new(0),
+                opening: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+                ),
             }),
         })
     }
@@ -730,6 +737,9 @@ impl TenantStore {
         id: ClinicId,
         under_own_lock: bool,
     ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
+        // The semaphore is never closed, so acquiring cannot fail; were it to, opening
+        // without a turn is still correct.
+        let _turn = self.inner.opening.acquire().await.ok();
         // One hand-off from the async worker for the whole open (the registry read, the
         // file, the migration check) rather than one per step: the nested `blocking`
         // calls inside simply run.
