@@ -245,4 +245,12 @@ impl ClinicAccess {
             None => entry,
         }
     }
+
+    /// Queues `entry`, a read of this clinic's records, for the read auditor, with the
+    /// handle this request holds (so writing it never reopens the clinic).
+    pub fn note_view(&self, app: &AppState, entry: Entry) -> Result<(), AppError> {
+        app.audit
+            .note_view_in(&self.tenant, entry)
+            .map_err(|e| AppError::Internal(Box::new(e)))
+    }
 }

@@ -564,12 +564,10 @@ pub async fn show_get(
         })
         .await?;
     let now = app.clock.now();
-    app.audit
-        .note_view_in(
-            &access.tenant,
-            access.audit_entry(now, Action::View).entity("patient", id),
-        )
-        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    access.note_view(
+        &app,
+        access.audit_entry(now, Action::View).entity("patient", id),
+    )?;
     let slug = access.slug.to_string();
     let visits = extras
         .visits
@@ -615,15 +613,13 @@ pub async fn edit_get(
         .with(|conn| async move { patients::get(&conn, id).await })
         .await?;
     // The edit form shows the whole record: a view like the patient page.
-    app.audit
-        .note_view_in(
-            &access.tenant,
-            access
-                .audit_entry(app.clock.now(), Action::View)
-                .entity("patient", id)
-                .detail("edit form"),
-        )
-        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    access.note_view(
+        &app,
+        access
+            .audit_entry(app.clock.now(), Action::View)
+            .entity("patient", id)
+            .detail("edit form"),
+    )?;
     let page = FormPage {
         action: format!("/c/{}/patients/{id}/edit", access.slug),
         title: format!("Edit No. {} {}", p.number, p.full_name),

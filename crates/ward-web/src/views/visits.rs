@@ -193,15 +193,13 @@ pub async fn edit_get(
             Ok::<_, ClinicError>((v, p, f, s))
         })
         .await?;
-    app.audit
-        .note_view_in(
-            &access.tenant,
-            access
-                .audit_entry(app.clock.now(), Action::View)
-                .entity("visit", id)
-                .detail("edit form"),
-        )
-        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    access.note_view(
+        &app,
+        access
+            .audit_entry(app.clock.now(), Action::View)
+            .entity("visit", id)
+            .detail("edit form"),
+    )?;
     let parts = FormParts {
         form: padded(VisitForm::from_visit(&visit, &s.currency)),
         patient,
@@ -454,14 +452,12 @@ pub async fn show_get(
     access.require(Permission::ViewClinical)?;
     let id = parse_id(&id)?;
     let (visit, patient, s) = load(&access, id).await?;
-    app.audit
-        .note_view_in(
-            &access.tenant,
-            access
-                .audit_entry(app.clock.now(), Action::View)
-                .entity("visit", id),
-        )
-        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    access.note_view(
+        &app,
+        access
+            .audit_entry(app.clock.now(), Action::View)
+            .entity("visit", id),
+    )?;
     let page = VisitPage {
         age_sex: age_sex(&patient, today(&app, &s)),
         when: s
@@ -515,19 +511,17 @@ pub async fn prescription_get(
     let id = parse_id(&id)?;
     let (visit, patient, s) = load(&access, id).await?;
     let a5 = paper.paper == "a5";
-    app.audit
-        .note_view_in(
-            &access.tenant,
-            access
-                .audit_entry(app.clock.now(), Action::Print)
-                .entity("visit", id)
-                .detail(if a5 {
-                    "prescription (A5)"
-                } else {
-                    "prescription"
-                }),
-        )
-        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    access.note_view(
+        &app,
+        access
+            .audit_entry(app.clock.now(), Action::Print)
+            .entity("visit", id)
+            .detail(if a5 {
+                "prescription (A5)"
+            } else {
+                "prescription"
+            }),
+    )?;
     let page = PrescriptionPage {
         age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
         date: s.local(visit.visited_at).format("%d %b %Y").to_string(),
