@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
-use libsql::Connection;
 use ward_core::{format_time, parse_time};
+use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
@@ -283,7 +283,7 @@ async fn collect(mut rows: libsql::Rows) -> Result<Vec<Appointment>, ClinicError
 }
 
 /// The appointment with row id `id`.
-pub async fn get(conn: &Connection, id: i64) -> Result<Appointment, ClinicError> {
+pub async fn get(conn: &Db, id: i64) -> Result<Appointment, ClinicError> {
     let rows = conn
         .query(&format!("{SELECT} WHERE a.id = ?1"), [id])
         .await?;
@@ -293,7 +293,7 @@ pub async fn get(conn: &Connection, id: i64) -> Result<Appointment, ClinicError>
 /// The appointments starting between `from` (inclusive) and `to` (exclusive), of one
 /// doctor or all, by start time.
 pub async fn between(
-    conn: &Connection,
+    conn: &Db,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     doctor_id: Option<&str>,
@@ -319,7 +319,7 @@ pub async fn between(
 
 /// The appointments of local day `date` in `tz`, of one doctor or all.
 pub async fn for_day(
-    conn: &Connection,
+    conn: &Db,
     tz: Tz,
     date: NaiveDate,
     doctor_id: Option<&str>,
@@ -329,23 +329,19 @@ pub async fn for_day(
 }
 
 /// Every appointment of a patient, newest first (for the patient page).
-pub async fn for_patient(
-    conn: &Connection,
-    patient_id: i64,
-) -> Result<Vec<Appointment>, ClinicError> {
-    let rows = conn
-        .query(
-            &format!("{SELECT} WHERE a.patient_id = ?1 ORDER BY a.starts_at DESC, a.id DESC"),
-            [patient_id],
-        )
-        .await?;
-    collect(rows).await
+pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Appointment>, ClinicError> {
+    conn.rows(
+        &format!("{SELECT} WHERE a.patient_id = ?1 ORDER BY a.starts_at DESC, a.id DESC"),
+        [patient_id],
+        from_row,
+    )
+    .await
 }
 
 /// Patients for the booking and payment forms: by clinic number, phone digits, or any
 /// part of the name; at most `limit`.
 pub async fn find_patients(
-    conn: &Connection,
+    conn: &Db,
     query: &str,
     limit: u32,
 ) -> Result<Vec<PatientHit>, ClinicError> {
@@ -394,7 +390,7 @@ pub async fn find_patients(
 }
 
 /// A registered patient by row id, for display on the booking and payment forms.
-pub async fn patient(conn: &Connection, id: i64) -> Result<PatientHit, ClinicError> {
+pub async fn patient(conn: &Db, id: i64) -> Result<PatientHit, ClinicError> {
     let mut rows = conn
         .query(
             "SELECT id, number, full_name, phone FROM patients WHERE id = ?1",
@@ -413,10 +409,7 @@ pub async fn patient(conn: &Connection, id: i64) -> Result<PatientHit, ClinicErr
 /// The patients most recently registered, updated or seen (an appointment that reached
 /// "arrived" or later), newest first (for the dashboard). Each source is read through an
 /// index and cut to `limit`, so this stays quick on a large register.
-pub async fn recent_patients(
-    conn: &Connection,
-    limit: u32,
-) -> Result<Vec<PatientHit>, ClinicError> {
+pub async fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicError> {
     let mut rows = conn
         .query(
             "SELECT p.id, p.number, p.full_name, p.phone FROM (\
@@ -488,7 +481,7 @@ pub fn check_quick_patient(p: &QuickPatient) -> Result<QuickPatient, ClinicError
 /// whatever needed them (a booking) is also made. `entry` is the audit entry to write
 /// (its action should be `create`); the entity is set here. Returns the new row id.
 pub async fn quick_register_patient(
-    tx: &Connection,
+    tx: &Db,
     p: &QuickPatient,
     at: DateTime<Utc>,
     entry: Entry,
@@ -519,7 +512,7 @@ pub async fn quick_register_patient(
 /// Refuses if `doctor_id` has an appointment that holds time overlapping
 /// `[starts_at, ends_at)`, other than `except`.
 async fn check_free(
-    tx: &Connection,
+    tx: &Db,
     doctor: &Doctor,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
@@ -551,7 +544,7 @@ async fn check_free(
 /// doctor already has taken. `entry` is the audit entry (action `create`) for the
 /// booking; a new patient gets a copy of it. Returns the appointment's id.
 pub async fn book(
-    conn: &Connection,
+    conn: &Db,
     new: &NewAppointment,
     at: DateTime<Utc>,
     entry: Entry,
@@ -610,7 +603,7 @@ pub async fn book(
 /// Moves appointment `id` to `status`, if the day allows that step; the audit row
 /// (action `update`) carries the diff.
 pub async fn set_status(
-    conn: &Connection,
+    conn: &Db,
     id: i64,
     status: Status,
     at: DateTime<Utc>,
@@ -654,7 +647,7 @@ fn allowed_sentence(s: Status) -> String {
 /// Moves appointment `id` to a new time, length and doctor, if it is still only booked
 /// and the new slot is free; the audit row (action `update`) carries the diff.
 pub async fn reschedule(
-    conn: &Connection,
+    conn: &Db,
     id: i64,
     doctor: &Doctor,
     starts_at: DateTime<Utc>,

@@ -8,9 +8,10 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use libsql::{Connection, Value};
+use libsql::Value;
 use serde::{Deserialize, Serialize};
 use ward_core::format_time;
+use ward_tenancy::Db;
 
 /// The `format` field of every export.
 pub const FORMAT: &str = "ward-export";
@@ -85,7 +86,7 @@ pub enum ExportError {
 
 /// The clinic's own tables, in name order: everything but SQLite's and libSQL's
 /// internal tables.
-pub async fn tables(conn: &Connection) -> Result<Vec<String>, libsql::Error> {
+pub async fn tables(conn: &Db) -> Result<Vec<String>, libsql::Error> {
     let mut rows = conn
         .query(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -102,7 +103,7 @@ pub async fn tables(conn: &Connection) -> Result<Vec<String>, libsql::Error> {
 }
 
 /// A table's column names, in declaration order.
-pub async fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, libsql::Error> {
+pub async fn columns(conn: &Db, table: &str) -> Result<Vec<String>, libsql::Error> {
     let mut rows = conn
         .query(
             "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
@@ -122,7 +123,7 @@ pub(crate) fn quote(name: &str) -> String {
 }
 
 /// The tenant schema version (`PRAGMA user_version`).
-pub async fn schema_version(conn: &Connection) -> Result<i64, libsql::Error> {
+pub async fn schema_version(conn: &Db) -> Result<i64, libsql::Error> {
     let mut rows = conn.query("PRAGMA user_version", ()).await?;
     match rows.next().await? {
         Some(row) => row.get::<i64>(0),
@@ -152,7 +153,7 @@ impl<W: Write> Write for Counting<W> {
 /// The whole read happens in one read transaction, so the document is one consistent
 /// moment of the clinic. Each row is encoded and written as soon as it is read.
 pub async fn write_export<W: Write>(
-    conn: &Connection,
+    conn: &Db,
     header: &Header,
     out: W,
 ) -> Result<Summary, ExportError> {
@@ -168,11 +169,7 @@ pub async fn write_export<W: Write>(
     result
 }
 
-async fn write_body<W: Write>(
-    conn: &Connection,
-    header: &Header,
-    out: W,
-) -> Result<Summary, ExportError> {
+async fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
     let mut out = Counting {
         inner: std::io::BufWriter::with_capacity(64 * 1024, out),
         bytes: 0,

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
-use libsql::{Connection, Value};
+use libsql::Value;
 use serde::Deserialize;
+use ward_tenancy::Db;
 
 use crate::audit::{self, Action};
 use crate::export::{self, ClinicInfo, FORMAT, StaffMember, VERSION, quote};
@@ -181,7 +182,7 @@ pub struct Imported {
 /// the audit log is taken as it is, row by row at the end of the (empty) new log, and
 /// must verify end to end before the import commits.
 pub async fn import(
-    conn: &Connection,
+    conn: &Db,
     doc: &Document,
     at: DateTime<Utc>,
     operator: &str,

@@ -2,9 +2,10 @@
 //! detection, edits with a field-level audit diff, and search by name, phone or number.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 use serde_json::Value;
 use ward_core::{format_time, parse_time};
+use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
@@ -285,17 +286,14 @@ fn from_row(row: &Row) -> Result<Patient, ClinicError> {
 }
 
 /// The patient with id `id`, or [`ClinicError::NotFound`].
-pub async fn get(conn: &Connection, id: i64) -> Result<Patient, ClinicError> {
-    let mut rows = conn
-        .query(
-            &format!("SELECT {COLUMNS} FROM patients WHERE id = ?1"),
-            [id],
-        )
-        .await?;
-    match rows.next().await? {
-        Some(row) => from_row(&row),
-        None => Err(ClinicError::NotFound),
-    }
+pub async fn get(conn: &Db, id: i64) -> Result<Patient, ClinicError> {
+    conn.row(
+        &format!("SELECT {COLUMNS} FROM patients WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .await?
+    .ok_or(ClinicError::NotFound)
 }
 
 /// The lower-cased words of a name, as searched.
@@ -310,7 +308,7 @@ pub fn name_tokens(name: &str) -> Vec<String> {
     tokens
 }
 
-async fn write_tokens(conn: &Connection, id: i64, name: &str) -> Result<(), ClinicError> {
+async fn write_tokens(conn: &Db, id: i64, name: &str) -> Result<(), ClinicError> {
     conn.execute(
         "DELETE FROM patient_name_tokens WHERE patient_id = ?1",
         [id],
@@ -335,7 +333,7 @@ fn reversed(s: &str) -> String {
 /// digits, so one typed with and one without the country code are the same number. `except` leaves one out (the
 /// record being edited).
 pub async fn find_duplicates(
-    conn: &Connection,
+    conn: &Db,
     p: &NewPatient,
     except: Option<i64>,
 ) -> Result<Vec<Patient>, ClinicError> {
@@ -360,11 +358,7 @@ pub async fn find_duplicates(
 
 /// Registers `p` with the next patient number, recording `entry` (a `create` by the
 /// signed-in user) with every field in the diff. Returns the new patient.
-pub async fn create(
-    conn: &Connection,
-    p: &NewPatient,
-    entry: Entry,
-) -> Result<Patient, ClinicError> {
+pub async fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
     let p = p.clone();
     let at = entry.at;
     let now = format_time(at);
@@ -469,7 +463,7 @@ impl From<&Patient> for NewPatient {
 /// Changes patient `id` to `p`, recording `entry` (an `update`) with the changed fields
 /// only. Nothing is written (not even an audit row) when nothing changed.
 pub async fn update(
-    conn: &Connection,
+    conn: &Db,
     id: i64,
     p: &NewPatient,
     entry: Entry,
@@ -525,7 +519,7 @@ pub async fn update(
 }
 
 /// The most recently registered patients.
-pub async fn recent(conn: &Connection, limit: usize) -> Result<Vec<Patient>, ClinicError> {
+pub async fn recent(conn: &Db, limit: usize) -> Result<Vec<Patient>, ClinicError> {
     let limit = i64::try_from(limit.min(SEARCH_LIMIT)).unwrap_or(50);
     let mut rows = conn
         .query(
@@ -558,7 +552,7 @@ fn prefix_end(prefix: &str) -> String {
 ///   ("ra an" finds "Ana Rao").
 ///
 /// Every branch is an index range scan, so it stays fast on a large register.
-pub async fn search(conn: &Connection, query: &str) -> Result<Vec<Patient>, ClinicError> {
+pub async fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
     let query = query.trim();
     if query.is_empty() {
         return recent(conn, SEARCH_LIMIT).await;

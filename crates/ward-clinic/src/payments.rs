@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use libsql::Connection;
 use ward_core::{format_time, parse_time};
+use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Entry};
@@ -194,7 +194,7 @@ fn check(new: &NewPayment) -> Result<i64, ClinicError> {
 /// Records a payment with the next receipt number, in one transaction with its audit row
 /// (`entry`, action `create`; the entity is set here). Returns the new payment's id.
 pub async fn record(
-    conn: &Connection,
+    conn: &Db,
     new: &NewPayment,
     at: DateTime<Utc>,
     entry: Entry,
@@ -313,7 +313,7 @@ async fn collect(mut rows: libsql::Rows) -> Result<Vec<Payment>, ClinicError> {
 }
 
 /// The payment with row id `id`, with its items.
-pub async fn get(conn: &Connection, id: i64) -> Result<Payment, ClinicError> {
+pub async fn get(conn: &Db, id: i64) -> Result<Payment, ClinicError> {
     let rows = conn
         .query(&format!("{SELECT} WHERE y.id = ?1"), [id])
         .await?;
@@ -335,7 +335,7 @@ pub async fn get(conn: &Connection, id: i64) -> Result<Payment, ClinicError> {
 
 /// Payments received between `from` (inclusive) and `to` (exclusive), oldest first.
 pub async fn between(
-    conn: &Connection,
+    conn: &Db,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Payment>, ClinicError> {
@@ -349,14 +349,13 @@ pub async fn between(
 }
 
 /// Every payment of a patient, newest first (for the patient page).
-pub async fn for_patient(conn: &Connection, patient_id: i64) -> Result<Vec<Payment>, ClinicError> {
-    let rows = conn
-        .query(
-            &format!("{SELECT} WHERE y.patient_id = ?1 ORDER BY y.received_at DESC, y.id DESC"),
-            [patient_id],
-        )
-        .await?;
-    collect(rows).await
+pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Payment>, ClinicError> {
+    conn.rows(
+        &format!("{SELECT} WHERE y.patient_id = ?1 ORDER BY y.received_at DESC, y.id DESC"),
+        [patient_id],
+        from_row,
+    )
+    .await
 }
 
 /// What a patient was charged (their visits' fees) and what they paid, in minor units.
@@ -376,21 +375,21 @@ impl Account {
 }
 
 /// Patient `patient_id`'s charges and payments, in one query.
-pub async fn account(conn: &Connection, patient_id: i64) -> Result<Account, ClinicError> {
-    let mut rows = conn
-        .query(
+pub async fn account(conn: &Db, patient_id: i64) -> Result<Account, ClinicError> {
+    let account = conn
+        .row(
             "SELECT (SELECT coalesce(sum(fee_minor), 0) FROM visits WHERE patient_id = ?1), \
                     (SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1)",
             [patient_id],
+            |row| {
+                Ok::<_, ClinicError>(Account {
+                    charged_minor: row.get(0)?,
+                    paid_minor: row.get(1)?,
+                })
+            },
         )
         .await?;
-    match rows.next().await? {
-        Some(row) => Ok(Account {
-            charged_minor: row.get(0)?,
-            paid_minor: row.get(1)?,
-        }),
-        None => Ok(Account::default()),
-    }
+    Ok(account.unwrap_or_default())
 }
 
 /// A line of the collection report.
@@ -478,7 +477,7 @@ pub fn collection(payments: &[Payment], tz: Tz) -> Collection {
 
 /// Records that receipt `id` was produced for printing (action `print`).
 pub async fn record_print(
-    conn: &Connection,
+    conn: &Db,
     id: i64,
     receipt_number: i64,
     entry: Entry,

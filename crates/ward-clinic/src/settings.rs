@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use libsql::Connection;
 use serde::Serialize;
+use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Action, Actor, Diff, Entry};
@@ -252,11 +252,14 @@ pub fn timezone_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// The clinic's settings (defaults for anything never set).
-pub async fn load(conn: &Connection) -> Result<ClinicSettings, ClinicError> {
+pub async fn load(conn: &Db) -> Result<ClinicSettings, ClinicError> {
     let mut s = ClinicSettings::default();
-    let mut rows = conn.query("SELECT key, value FROM settings", ()).await?;
-    while let Some(row) = rows.next().await? {
-        let (key, value): (String, String) = (row.get(0)?, row.get(1)?);
+    let pairs = conn
+        .rows("SELECT key, value FROM settings", (), |row| {
+            Ok::<_, ClinicError>((row.get::<String>(0)?, row.get::<String>(1)?))
+        })
+        .await?;
+    for (key, value) in pairs {
         match key.as_str() {
             "address" => s.address = value,
             "phone" => s.phone = value,
@@ -271,7 +274,7 @@ pub async fn load(conn: &Connection) -> Result<ClinicSettings, ClinicError> {
 
 /// Saves `new` over the current settings, with an audit row listing what changed.
 pub async fn save(
-    conn: &Connection,
+    conn: &Db,
     new: &ClinicSettings,
     actor: Actor,
     ip: Option<&str>,

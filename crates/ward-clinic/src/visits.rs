@@ -3,8 +3,9 @@
 //! favourites.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use libsql::{Connection, params};
+use libsql::params;
 use ward_core::format_time;
+use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
@@ -329,7 +330,7 @@ pub struct Visit {
 /// Records visit `v` of patient `patient_id` by `doctor`, with `entry` (a `create`).
 /// [`ClinicError::NotFound`] if the patient does not exist. Returns the visit's id.
 pub async fn create(
-    conn: &Connection,
+    conn: &Db,
     patient_id: i64,
     v: &NewVisit,
     doctor: &Doctor,
@@ -437,12 +438,7 @@ fn diff_of(old: &Visit, new: &NewVisit) -> Diff {
 /// transaction with `entry` (an `update`, with an outline of what changed). The doctor
 /// and time of the visit stay as recorded. Nothing is written (not even an audit row)
 /// when nothing changed. [`ClinicError::NotFound`] if there is no such visit.
-pub async fn update(
-    conn: &Connection,
-    id: i64,
-    v: &NewVisit,
-    entry: Entry,
-) -> Result<(), ClinicError> {
+pub async fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<(), ClinicError> {
     let v = v.clone();
     let now = format_time(entry.at);
     audit::in_transaction(conn, |tx| async move {
@@ -483,7 +479,7 @@ pub async fn update(
 }
 
 async fn insert_items(
-    tx: &Connection,
+    tx: &Db,
     table: &str,
     owner: &str,
     owner_id: i64,
@@ -511,7 +507,7 @@ async fn insert_items(
 }
 
 async fn items_of(
-    conn: &Connection,
+    conn: &Db,
     table: &str,
     owner: &str,
     owner_id: i64,
@@ -535,7 +531,7 @@ async fn items_of(
     Ok(items)
 }
 
-async fn diagnoses_of(conn: &Connection, visit_id: i64) -> Result<Vec<String>, ClinicError> {
+async fn diagnoses_of(conn: &Db, visit_id: i64) -> Result<Vec<String>, ClinicError> {
     let mut rows = conn
         .query(
             "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
@@ -573,14 +569,14 @@ fn head_from_row(row: &libsql::Row) -> Result<Visit, ClinicError> {
     })
 }
 
-async fn fill(conn: &Connection, mut visit: Visit) -> Result<Visit, ClinicError> {
+async fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
     visit.diagnoses = diagnoses_of(conn, visit.id).await?;
     visit.items = items_of(conn, "prescription_items", "visit_id", visit.id).await?;
     Ok(visit)
 }
 
 /// Visit `id` with its diagnoses and items, or [`ClinicError::NotFound`].
-pub async fn get(conn: &Connection, id: i64) -> Result<Visit, ClinicError> {
+pub async fn get(conn: &Db, id: i64) -> Result<Visit, ClinicError> {
     let head = {
         let mut rows = conn
             .query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])
@@ -592,7 +588,7 @@ pub async fn get(conn: &Connection, id: i64) -> Result<Visit, ClinicError> {
 }
 
 /// Patient `patient_id`'s visits, newest first (at most 200).
-pub async fn for_patient(conn: &Connection, patient_id: i64) -> Result<Vec<Visit>, ClinicError> {
+pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Visit>, ClinicError> {
     let mut heads = Vec::new();
     {
         let mut rows = conn
@@ -631,27 +627,21 @@ pub struct VisitSummary {
 
 /// Patient `patient_id`'s visits as history lines, newest first (at most 200), in one
 /// query: the patient page is the busiest page there is.
-pub async fn summaries(
-    conn: &Connection,
-    patient_id: i64,
-) -> Result<Vec<VisitSummary>, ClinicError> {
-    let mut rows = conn
-        .query(
-            "SELECT v.id, v.visited_at, v.doctor_name,                (SELECT group_concat(text, '; ') FROM (SELECT text FROM diagnoses WHERE visit_id = v.id ORDER BY position)),                (SELECT COUNT(*) FROM prescription_items WHERE visit_id = v.id)              FROM visits v WHERE v.patient_id = ?1 ORDER BY v.visited_at DESC, v.id DESC LIMIT 200",
-            [patient_id],
-        )
-        .await?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next().await? {
-        found.push(VisitSummary {
-            id: row.get(0)?,
-            visited_at: time(&row, 1)?,
-            doctor_name: row.get(2)?,
-            diagnoses: row.get::<Option<String>>(3)?.unwrap_or_default(),
-            items: row.get(4)?,
-        });
-    }
-    Ok(found)
+pub async fn summaries(conn: &Db, patient_id: i64) -> Result<Vec<VisitSummary>, ClinicError> {
+    conn.rows(
+        "SELECT v.id, v.visited_at, v.doctor_name,                (SELECT group_concat(text, '; ') FROM (SELECT text FROM diagnoses WHERE visit_id = v.id ORDER BY position)),                (SELECT COUNT(*) FROM prescription_items WHERE visit_id = v.id)              FROM visits v WHERE v.patient_id = ?1 ORDER BY v.visited_at DESC, v.id DESC LIMIT 200",
+        [patient_id],
+        |row| {
+            Ok(VisitSummary {
+                id: row.get(0)?,
+                visited_at: time(row, 1)?,
+                doctor_name: row.get(2)?,
+                diagnoses: row.get::<Option<String>>(3)?.unwrap_or_default(),
+                items: row.get(4)?,
+            })
+        },
+    )
+    .await
 }
 
 /// A doctor's named set of prescription items.
@@ -666,7 +656,7 @@ pub struct Favourite {
 }
 
 /// Doctor `doctor_id`'s favourites, by name.
-pub async fn favourites(conn: &Connection, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
+pub async fn favourites(conn: &Db, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
     let mut rows = conn
         .query(
             "SELECT id, name FROM favourites WHERE doctor_id = ?1 ORDER BY name COLLATE NOCASE",
@@ -687,11 +677,7 @@ pub async fn favourites(conn: &Connection, doctor_id: &str) -> Result<Vec<Favour
 }
 
 /// Favourite `id` if it belongs to `doctor_id`, else [`ClinicError::NotFound`].
-pub async fn favourite(
-    conn: &Connection,
-    doctor_id: &str,
-    id: i64,
-) -> Result<Favourite, ClinicError> {
+pub async fn favourite(conn: &Db, doctor_id: &str, id: i64) -> Result<Favourite, ClinicError> {
     let mut rows = conn
         .query(
             "SELECT name FROM favourites WHERE id = ?1 AND doctor_id = ?2",
@@ -707,7 +693,7 @@ pub async fn favourite(
 /// Saves `items` as doctor `doctor_id`'s favourite `name` (replacing a favourite of the
 /// same name), with `entry` (a `create`). Returns its id.
 pub async fn save_favourite(
-    conn: &Connection,
+    conn: &Db,
     doctor_id: &str,
     name: &str,
     items: &[Item],

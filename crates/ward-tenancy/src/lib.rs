@@ -6,6 +6,7 @@
 //! connection is opened and configured, for clinic files and the control plane alike.
 
 pub mod backup;
+pub mod cached;
 pub mod db;
 pub mod keys;
 mod lockfile;
@@ -14,6 +15,7 @@ mod pin;
 pub mod sealed;
 mod store;
 
+pub use cached::Db;
 pub use db::{DbError, Durability, blocking};
 pub use keys::{DataKey, KeyError, MasterKey};
 pub use lockfile::OperatorLock;

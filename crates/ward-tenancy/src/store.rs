@@ -14,6 +14,7 @@ use ward_core::ClinicId;
 use crate::backup::{
     self, BackupError, Checked, ContentCheck, Digest, Expected, RestoreStep, StepHook,
 };
+use crate::cached::{Db, StatementCache};
 use crate::db::{self, Durability, blocking};
 use crate::keys::{DataKey, MasterKey};
 use crate::lockfile::{self, OperatorLock};
@@ -135,6 +136,7 @@ pub struct Tenant {
     // Field order matters: this second reference to the connection is dropped first, so
     // the one in `_files` is the last and the close happens where `_files` sends it.
     conn: tokio::sync::Mutex<Connection>,
+    statements: Arc<StatementCache>,
     _files: CloseOffThread,
 }
 
@@ -151,11 +153,12 @@ impl Tenant {
     /// cannot interleave with another request's statements) and off the async workers.
     pub async fn with<T, F, Fut>(&self, f: F) -> T
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(Db) -> Fut,
         Fut: Future<Output = T> + Send,
     {
         let guard = self.conn.lock().await;
-        let out = blocking(f(guard.clone())).await;
+        let db = Db::with_cache(guard.clone(), self.statements.clone());
+        let out = blocking(f(db)).await;
         drop(guard);
         out
     }
@@ -172,6 +175,8 @@ struct CloseOffThread {
     // Dropped in order: the connection, the database, then the pin (released only once
     // the file is closed).
     files: Option<(Connection, Database, Pin)>,
+    /// Finalized first: a prepared statement keeps its connection open.
+    statements: Arc<StatementCache>,
     open_count: Arc<AtomicUsize>,
 }
 
@@ -181,7 +186,9 @@ impl Drop for CloseOffThread {
             return;
         };
         let open_count = self.open_count.clone();
+        let statements = self.statements.clone();
         let close = move || {
+            statements.clear();
             drop(files);
             open_count.fetch_sub(1, Ordering::AcqRel);
         };
@@ -454,7 +461,7 @@ impl TenantStore {
         f: F,
     ) -> Result<T, TenantError>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(Db) -> Fut,
         Fut: Future<Output = T> + Send,
     {
         let (tenant, _) = self.open_with(id, true).await?;
@@ -796,11 +803,14 @@ impl TenantStore {
 
     fn wrap_tenant(&self, id: ClinicId, opened: db::Opened, pin: Pin) -> TenantHandle {
         self.inner.open_count.fetch_add(1, Ordering::AcqRel);
+        let statements = Arc::new(StatementCache::default());
         Arc::new(Tenant {
             id,
             conn: tokio::sync::Mutex::new(opened.conn.clone()),
+            statements: statements.clone(),
             _files: CloseOffThread {
                 files: Some((opened.conn, opened.database, pin)),
+                statements,
                 open_count: self.inner.open_count.clone(),
             },
         })

@@ -117,7 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let path = dir.path().join("clinic.db");
     let key = DataKey::random();
     let opened = db::open(&path, &key, true, Durability::Normal).await?;
-    let conn = opened.conn.clone();
+    let conn = ward_tenancy::Db::new(opened.conn.clone());
     ward_tenancy::migrate::migrate(&conn, migrations::TENANT).await?;
 
     let started = Instant::now();

@@ -1,8 +1,8 @@
 //! "Accessed by": who viewed or changed one record, and when, for the owner.
 
 use chrono::{DateTime, Utc};
-use libsql::Connection;
 use serde::Serialize;
+use ward_tenancy::Db;
 
 use super::{AuditError, Filter, MAX_PAGE, search};
 
@@ -30,7 +30,7 @@ pub struct Access {
 /// index, however long the log. Views still queued by the read auditor (under about
 /// 100 ms old) appear once written.
 pub async fn accessed_by(
-    conn: &Connection,
+    conn: &Db,
     entity_type: &str,
     entity_id: &str,
     limit: u32,

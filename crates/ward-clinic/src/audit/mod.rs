@@ -23,8 +23,8 @@ mod verify;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use libsql::Connection;
 use ward_core::chain::{self, Field, GENESIS};
+use ward_tenancy::Db;
 
 pub use accessed::{Access, accessed_by};
 pub use anchor::{AnchorRun, AnchorSink, Anchorer, BoxError};
@@ -85,7 +85,7 @@ pub struct Recorded {
 /// `seq = head + 1` (1 and 32 zero bytes for the first row). Within a write transaction
 /// (`BEGIN IMMEDIATE`) no other writer can append between the read and the insert, so
 /// the chain cannot fork; were one to try, the `seq` primary key would refuse it.
-pub async fn record(conn: &Connection, entry: &Entry) -> Result<Recorded, AuditError> {
+pub async fn record(conn: &Db, entry: &Entry) -> Result<Recorded, AuditError> {
     if conn.is_autocommit() {
         return Err(AuditError::NotInTransaction);
     }
@@ -114,7 +114,7 @@ pub async fn record(conn: &Connection, entry: &Entry) -> Result<Recorded, AuditE
         c.detail.as_deref().into(),
     ];
     let hash = chain::link(&prev_hash, &fields);
-    conn.execute(
+    conn.exec(
         "INSERT INTO audit_log (seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         libsql::params![
@@ -144,7 +144,7 @@ pub async fn record(conn: &Connection, entry: &Entry) -> Result<Recorded, AuditE
 /// ([`Action::Export`], [`Action::Restore`], [`Action::OperatorAccess`]); `detail` says to
 /// what (a backup's name, an export file).
 pub async fn record_operator_access(
-    conn: &Connection,
+    conn: &Db,
     at: DateTime<Utc>,
     operator: &str,
     reason: &str,
@@ -174,9 +174,9 @@ pub async fn record_operator_access(
 /// })
 /// .await
 /// ```
-pub async fn in_transaction<T, E, F, Fut>(conn: &Connection, f: F) -> Result<T, E>
+pub async fn in_transaction<T, E, F, Fut>(conn: &Db, f: F) -> Result<T, E>
 where
-    F: FnOnce(Connection) -> Fut,
+    F: FnOnce(Db) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: From<libsql::Error>,
 {
@@ -197,7 +197,7 @@ where
     }
 }
 
-async fn rollback(conn: &Connection) {
+async fn rollback(conn: &Db) {
     if !conn.is_autocommit()
         && let Err(e) = conn.execute("ROLLBACK", ()).await
     {
@@ -208,19 +208,15 @@ async fn rollback(conn: &Connection) {
 }
 
 /// The chain's head: the last row's sequence number and hash, `None` for an empty log.
-pub async fn head(conn: &Connection) -> Result<Option<Head>, AuditError> {
+pub async fn head(conn: &Db) -> Result<Option<Head>, AuditError> {
     Ok(raw_head(conn).await?.map(|(seq, hash)| Head { seq, hash }))
 }
 
-async fn raw_head(conn: &Connection) -> Result<Option<(i64, Vec<u8>)>, AuditError> {
-    let mut rows = conn
-        .query(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            (),
-        )
-        .await?;
-    match rows.next().await? {
-        Some(row) => Ok(Some((row.get::<i64>(0)?, row.get::<Vec<u8>>(1)?))),
-        None => Ok(None),
-    }
+async fn raw_head(conn: &Db) -> Result<Option<(i64, Vec<u8>)>, AuditError> {
+    conn.row(
+        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        (),
+        |row| Ok((row.get::<i64>(0)?, row.get::<Vec<u8>>(1)?)),
+    )
+    .await
 }

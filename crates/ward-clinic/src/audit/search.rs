@@ -2,9 +2,10 @@
 //! filtered and paginated without ever sorting or scanning more than a page needs.
 
 use chrono::{DateTime, Utc};
-use libsql::{Connection, Value};
+use libsql::Value;
 use serde::Serialize;
 use ward_core::{format_time, parse_time};
+use ward_tenancy::Db;
 
 use super::{Action, AuditError};
 
@@ -61,7 +62,7 @@ pub const MAX_PAGE: u32 = 500;
 /// `limit`; with `before`, only rows older than the row with that sequence number (the
 /// last one of the previous page). Keyset pagination: page 1,000 costs what page 1 does.
 pub async fn search(
-    conn: &Connection,
+    conn: &Db,
     filter: &Filter,
     before: Option<i64>,
     limit: u32,
@@ -156,11 +157,9 @@ pub async fn search(
         i64::from(limit.min(MAX_PAGE)).into(),
     );
 
-    let mut rows = conn.query(&sql, params).await?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    conn.rows(&sql, params, |row| {
         let at: String = row.get(1)?;
-        out.push(AuditRow {
+        Ok(AuditRow {
             seq: row.get(0)?,
             at: parse_time(&at).ok_or(AuditError::Invalid("an audit row holds an invalid time"))?,
             actor_kind: row.get(2)?,
@@ -174,12 +173,12 @@ pub async fn search(
             reason: row.get(10)?,
             diff: row.get(11)?,
             detail: row.get(12)?,
-        });
-    }
-    Ok(out)
+        })
+    })
+    .await
 }
 
-async fn at_of(conn: &Connection, seq: i64) -> Result<Option<String>, AuditError> {
+async fn at_of(conn: &Db, seq: i64) -> Result<Option<String>, AuditError> {
     let mut rows = conn
         .query("SELECT at FROM audit_log WHERE seq = ?1", [seq])
         .await?;

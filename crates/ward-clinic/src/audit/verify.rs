@@ -1,7 +1,8 @@
 //! Recomputing a clinic's audit chain end to end.
 
-use libsql::{Connection, Value};
+use libsql::Value;
 use ward_core::chain::{ChainReport, Field, Head, ProblemKind, Verifier};
+use ward_tenancy::Db;
 
 use super::{AuditError, CHAINED_COLUMNS};
 
@@ -22,10 +23,7 @@ const TRIGGERS: [&str; 3] = [
 /// anchored sequence number that is not the anchored one (rewritten, even consistently),
 /// and missing append-only triggers. One statement reads the whole log, so the report
 /// is of one consistent snapshot even while the clinic is in use.
-pub async fn verify_chain(
-    conn: &Connection,
-    anchor: Option<Head>,
-) -> Result<ChainReport, AuditError> {
+pub async fn verify_chain(conn: &Db, anchor: Option<Head>) -> Result<ChainReport, AuditError> {
     let mut verifier = Verifier::new(1, anchor);
     check_triggers(conn, &mut verifier).await?;
     let sql = format!(
@@ -58,7 +56,7 @@ pub async fn verify_chain(
     Ok(verifier.finish())
 }
 
-async fn check_triggers(conn: &Connection, verifier: &mut Verifier) -> Result<(), AuditError> {
+async fn check_triggers(conn: &Db, verifier: &mut Verifier) -> Result<(), AuditError> {
     for name in TRIGGERS {
         let mut rows = conn
             .query(
@@ -95,7 +93,7 @@ fn field(v: &Value) -> Field<'_> {
 
 /// `PRAGMA integrity_check`: an empty list when the file is sound, otherwise what SQLite
 /// found wrong (at most 100 lines).
-pub async fn integrity_check(conn: &Connection) -> Result<Vec<String>, libsql::Error> {
+pub async fn integrity_check(conn: &Db) -> Result<Vec<String>, libsql::Error> {
     let mut rows = conn.query("PRAGMA integrity_check(100)", ()).await?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().await? {

@@ -112,7 +112,7 @@ async fn a_failed_audit_insert_rolls_the_change_back() {
             .unwrap();
         append(&conn, 0..3).await;
 
-        let change = |conn: libsql::Connection, entry: Entry| async move {
+        let change = |conn: ward_tenancy::Db, entry: Entry| async move {
             audit::in_transaction(&conn, |tx| async move {
                 tx.execute("INSERT INTO things (name) VALUES ('x')", ()).await?;
                 tx.execute("UPDATE things SET name = 'y'", ()).await?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use libsql::{Connection, Value};
+use libsql::Value;
 use serde_json::Value as J;
 use ward_clinic::export::{self, ClinicInfo, Header, StaffMember};
 use ward_clinic::import::{self, ImportError};
@@ -35,7 +35,7 @@ fn header(c: &ClinicRecord) -> Header {
 }
 
 /// Fills a clinic with every kind of record this schema has.
-pub async fn fill(conn: &Connection, patients: i64) {
+pub async fn fill(conn: &ward_tenancy::Db, patients: i64) {
     conn.execute(
         "INSERT OR REPLACE INTO settings (key, value) VALUES ('address', '1 High St'), ('currency', 'EUR')",
         (),
@@ -88,7 +88,7 @@ async fn export_bytes(tp: &TestPlatform, c: &ClinicRecord) -> Vec<u8> {
     .await
 }
 
-async fn query_all(conn: &Connection, table: &str) -> Vec<Vec<Value>> {
+async fn query_all(conn: &ward_tenancy::Db, table: &str) -> Vec<Vec<Value>> {
     let cols = export::columns(conn, table).await.unwrap();
     let mut rows = conn
         .query(&format!("SELECT * FROM \"{table}\""), ())

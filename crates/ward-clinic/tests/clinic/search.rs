@@ -6,7 +6,7 @@ use ward_clinic::audit::{self, Action, AuditRow, Entry, Filter};
 use crate::support::{TestPlatform, append, doctor, start};
 
 /// Every row, newest first, as the viewer orders them.
-async fn all(conn: &libsql::Connection) -> Vec<AuditRow> {
+async fn all(conn: &ward_tenancy::Db) -> Vec<AuditRow> {
     let mut out = Vec::new();
     let mut before = None;
     loop {
@@ -21,7 +21,7 @@ async fn all(conn: &libsql::Connection) -> Vec<AuditRow> {
 }
 
 /// Pages of `size` through `filter`, concatenated.
-async fn paged(conn: &libsql::Connection, filter: &Filter, size: u32) -> Vec<i64> {
+async fn paged(conn: &ward_tenancy::Db, filter: &Filter, size: u32) -> Vec<i64> {
     let mut out = Vec::new();
     let mut before = None;
     loop {

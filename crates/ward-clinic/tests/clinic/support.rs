@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use libsql::Connection;
 use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
 use ward_control::{ClinicRecord, MasterKeySource, Platform};
 use ward_core::{ManualClock, Role, parse_time};
@@ -62,7 +61,7 @@ impl TestPlatform {
     /// Runs `f` on the clinic's cached connection.
     pub async fn with<T, F, Fut>(&self, clinic: &ClinicRecord, f: F) -> T
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(ward_tenancy::Db) -> Fut,
         Fut: std::future::Future<Output = T> + Send,
     {
         let tenant = self.platform.tenants.get(clinic.id).await.unwrap();
@@ -117,7 +116,7 @@ pub fn entry(n: i64) -> Entry {
 }
 
 /// Appends entries `from..to` in one transaction.
-pub async fn append(conn: &Connection, range: std::ops::Range<i64>) {
+pub async fn append(conn: &ward_tenancy::Db, range: std::ops::Range<i64>) {
     audit::in_transaction(conn, |tx| async move {
         for n in range {
             audit::record(&tx, &entry(n)).await?;

@@ -91,9 +91,12 @@ async fn every_random_tampering_is_detected_and_located() {
     let copy = work.path().join("copy.db");
 
     let untouched = open_copy(&base, &copy, &key).await;
-    let report = audit::verify_chain(&untouched.conn, Some(anchor.clone()))
-        .await
-        .unwrap();
+    let report = audit::verify_chain(
+        &ward_tenancy::Db::new(untouched.conn.clone()),
+        Some(anchor.clone()),
+    )
+    .await
+    .unwrap();
     assert!(
         report.is_clean(),
         "an untouched clinic verifies clean: {report:?}"
@@ -126,9 +129,10 @@ async fn every_random_tampering_is_detected_and_located() {
             conn.execute(sql, ()).await.unwrap();
         }
         conn.execute("COMMIT", ()).await.unwrap();
-        let report = audit::verify_chain(conn, Some(anchor.clone()))
-            .await
-            .unwrap();
+        let report =
+            audit::verify_chain(&ward_tenancy::Db::new(conn.clone()), Some(anchor.clone()))
+                .await
+                .unwrap();
         assert!(!report.is_clean(), "#{i} {what}: not detected");
         match expected {
             Expected::FirstBad(seq) => assert_eq!(

@@ -328,7 +328,7 @@ impl AccessedBy {
     /// box lists, newest first. Read on the page's own connection hand-off, and only for
     /// a role that may see the audit log.
     pub async fn rows(
-        conn: &libsql::Connection,
+        conn: &ward_tenancy::Db,
         entity_type: &str,
         entity_id: &str,
     ) -> Result<Vec<audit::Access>, ward_clinic::ClinicError> {

@@ -101,7 +101,7 @@ struct PatientExtras {
 impl PatientExtras {
     /// Reads the parts `access` may see, on the clinic's connection.
     async fn load(
-        conn: &libsql::Connection,
+        conn: &ward_tenancy::Db,
         access: &Allowed,
         id: i64,
     ) -> Result<Self, ward_clinic::ClinicError> {
@@ -557,10 +557,13 @@ pub async fn show_get(
     let (p, extras, s) = access
         .tenant
         .with(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let p = patients::get(&conn, id).await?;
-            let extras = PatientExtras::load(&conn, &allowed, id).await?;
-            Ok::<_, ward_clinic::ClinicError>((p, extras, s))
+            conn.snapshot(async {
+                let s = settings::load(&conn).await?;
+                let p = patients::get(&conn, id).await?;
+                let extras = PatientExtras::load(&conn, &allowed, id).await?;
+                Ok::<_, ward_clinic::ClinicError>((p, extras, s))
+            })
+            .await
         })
         .await?;
     let now = app.clock.now();

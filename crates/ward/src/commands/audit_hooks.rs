@@ -8,6 +8,7 @@ use ward_clinic::audit::{self, Action};
 use ward_control::ControlPlane;
 use ward_control::backups::{RestoreAudit, RestoreAuditEntry};
 use ward_core::format_time;
+use ward_tenancy::Db;
 use ward_tenancy::backup::{ChainHead, ContentCheck};
 
 /// Checks a restored copy's audit chain end to end (no anchor: a backup is older than
@@ -18,7 +19,8 @@ pub struct AuditChainCheck;
 #[async_trait::async_trait]
 impl ContentCheck for AuditChainCheck {
     async fn check(&self, conn: &Connection) -> Result<Option<ChainHead>, String> {
-        let report = audit::verify_chain(conn, None)
+        // Its own statement cache, dropped (so finalized) before the caller closes `conn`.
+        let report = audit::verify_chain(&Db::new(conn.clone()), None)
             .await
             .map_err(|e| format!("the audit log cannot be read: {e}"))?;
         if !report.is_clean() {
@@ -66,7 +68,7 @@ impl RestoreAudit for ClinicRestoreAudit {
             format_time(entry.backup_taken_at)
         );
         let (at, actor, reason) = (entry.at, entry.actor.clone(), entry.reason.clone());
-        let recorded = audit::in_transaction(conn, |tx| async move {
+        let recorded = audit::in_transaction(&Db::new(conn.clone()), |tx| async move {
             audit::record_operator_access(&tx, at, &actor, &reason, Action::Restore, Some(&detail))
                 .await
         })
