@@ -164,24 +164,29 @@ impl Db {
 
     /// Runs the reads in `reads` (which use this connection) in one read transaction: they
     /// all see the same snapshot, and the file's locks are taken once instead of once
-    /// per statement. Must not be called inside a transaction.
-    pub async fn snapshot<T, E>(&self, reads: impl Future<Output = Result<T, E>>) -> Result<T, E>
+    /// per statement. The transaction is rolled back, not committed, so nothing `reads`
+    /// might write is kept or reaches the disk; a write is reported as an error. Must not
+    /// be called inside a transaction.
+    pub async fn read_only<T, E>(&self, reads: impl Future<Output = Result<T, E>>) -> Result<T, E>
     where
         E: From<libsql::Error>,
     {
+        let changes = self.conn.total_changes();
         self.exec("BEGIN", ()).await?;
         let out = reads.await;
-        // Ending a read-only transaction cannot fail for want of a lock; if it fails at
-        // all the connection must still leave the transaction.
-        if let Err(e) = self.exec("COMMIT", ()).await {
-            if !self.conn.is_autocommit() {
-                let _ = self.exec("ROLLBACK", ()).await;
-            }
-            if out.is_ok() {
-                return Err(e.into());
-            }
+        let wrote = self.conn.total_changes() != changes;
+        let ended = self.exec("ROLLBACK", ()).await;
+        if wrote {
+            return Err(libsql::Error::Misuse(
+                "a read-only use of a clinic connection tried to write; the change was undone"
+                    .into(),
+            )
+            .into());
         }
-        out
+        match (out, ended) {
+            (Ok(_), Err(e)) => Err(e.into()),
+            (out, _) => out,
+        }
     }
 
     /// Runs a statement that returns no rows, on a reused statement; the number of rows
@@ -277,11 +282,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_reads_one_state_and_always_ends_its_transaction() {
+    async fn a_read_only_use_sees_one_snapshot_keeps_no_write_and_always_ends() {
         let (_dir, opened, db) = fresh().await;
         let other = opened.database.connect().unwrap();
         let (before, after) = db
-            .snapshot(async {
+            .read_only(async {
                 let before: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await?;
                 other.execute("INSERT INTO t VALUES (10)", ()).await?;
                 let after: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await?;
@@ -295,13 +300,18 @@ mod tests {
         );
         assert!(db.is_autocommit());
         let failed = db
-            .snapshot(async { db.rows("SELECT nope FROM t", (), |r| r.get::<i64>(0)).await })
+            .read_only(async { db.rows("SELECT nope FROM t", (), |r| r.get::<i64>(0)).await })
             .await;
         assert!(failed.is_err());
         assert!(
             db.is_autocommit(),
             "a failed read still ends the transaction"
         );
+        let wrote = db
+            .read_only(async { db.exec("DELETE FROM t", ()).await })
+            .await;
+        assert!(wrote.unwrap_err().to_string().contains("tried to write"));
+        assert!(db.is_autocommit());
         let now: Vec<i64> = db.rows(ALL, [10], |r| r.get::<i64>(0)).await.unwrap();
         assert_eq!(now, [10]);
     }

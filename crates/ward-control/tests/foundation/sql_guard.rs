@@ -4,7 +4,7 @@ use libsql::Connection;
 use ward_tenancy::DataKey;
 use ward_tenancy::db::{self, Durability};
 
-use crate::support::{TestPlatform, master};
+use crate::support::{TestPlatform, get_setting, master, put_setting};
 
 /// The label the control plane's key is derived with. Changing it would make every
 /// existing control.db unreadable, so it is pinned here.
@@ -119,4 +119,44 @@ async fn every_connection_is_configured_for_durability_and_integrity() {
     // 2 = FULL: an acknowledged commit survives power loss.
     assert_eq!(sync, libsql::Value::Integer(2));
     assert_eq!(busy, libsql::Value::Integer(5_000));
+}
+
+/// The read path that stays on the async worker cannot write: SQL that would is refused
+/// and changes nothing, and the connection writes normally again afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_on_the_worker_cannot_write_and_leaves_the_connection_writable() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Read Only Clinic").await;
+    put_setting(t.store(), clinic.id, "phone", "before").await;
+    let tenant = t.store().get(clinic.id).await.unwrap();
+    let refused = tenant
+        .read(|db| async move {
+            let phone = db
+                .row("SELECT value FROM settings WHERE key = 'phone'", (), |r| {
+                    r.get::<String>(0)
+                })
+                .await?;
+            assert_eq!(phone.as_deref(), Some("before"));
+            db.execute(
+                "UPDATE settings SET value = 'after' WHERE key = 'phone'",
+                (),
+            )
+            .await?;
+            Ok::<_, libsql::Error>(())
+        })
+        .await;
+    let err = refused
+        .expect_err("a write inside a read was allowed")
+        .to_string();
+    assert!(err.contains("tried to write"), "{err}");
+    drop(tenant);
+    assert_eq!(
+        get_setting(t.store(), clinic.id, "phone").await.as_deref(),
+        Some("before")
+    );
+    put_setting(t.store(), clinic.id, "phone", "after").await;
+    assert_eq!(
+        get_setting(t.store(), clinic.id, "phone").await.as_deref(),
+        Some("after")
+    );
 }

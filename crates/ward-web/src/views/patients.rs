@@ -556,14 +556,11 @@ pub async fn show_get(
     // One hand-off to the database for the whole page.
     let (p, extras, s) = access
         .tenant
-        .with(|conn| async move {
-            conn.snapshot(async {
-                let s = settings::load(&conn).await?;
-                let p = patients::get(&conn, id).await?;
-                let extras = PatientExtras::load(&conn, &allowed, id).await?;
-                Ok::<_, ward_clinic::ClinicError>((p, extras, s))
-            })
-            .await
+        .read(|conn| async move {
+            let s = settings::load(&conn).await?;
+            let p = patients::get(&conn, id).await?;
+            let extras = PatientExtras::load(&conn, &allowed, id).await?;
+            Ok::<_, ward_clinic::ClinicError>((p, extras, s))
         })
         .await?;
     let now = app.clock.now();
