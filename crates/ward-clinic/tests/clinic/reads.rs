@@ -126,6 +126,16 @@ async fn flush_writes_what_is_still_queued() {
     let outcome = auditor.flush().await;
     assert_eq!((outcome.written, outcome.pending), (25, 0));
     assert_eq!(rows_of(&t, &clinic).await, 25);
+    // The views' own commit does not wait for the disk, but the connection is back to
+    // full durability for every other write.
+    let synchronous = t
+        .with(&clinic, |conn| async move {
+            let mut rows = conn.query("PRAGMA synchronous", ()).await?;
+            rows.next().await?.unwrap().get::<i64>(0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 2, "synchronous=FULL after a batch of views");
 }
 
 #[tokio::test(flavor = "multi_thread")]
