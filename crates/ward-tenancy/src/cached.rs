@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use libsql::params::IntoParams;
 use libsql::{Connection, Row, Statement};
 
-/// Statements a connection keeps prepared; past this many the cache starts over (the
-/// pages use a few dozen distinct statements).
-const CAPACITY: usize = 128;
+/// Statements a connection keeps prepared; past this many the cache starts over. The
+/// busiest pages and the audit writer use about a dozen; a prepared statement costs a
+/// few KiB, and up to a thousand connections are open at once.
+const CAPACITY: usize = 48;
 
 /// Prepared statements of one connection, by SQL text.
 #[derive(Default)]
