@@ -84,6 +84,14 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
     cdf
 }
 
+/// A rank drawn from the distribution `cdf`. One draw for the whole search: a fresh draw
+/// per comparison would walk the binary search at random and pile the traffic onto its
+/// midpoints instead of following the distribution.
+fn zipf_pick(cdf: &[f64], rng: &mut impl rand::Rng) -> usize {
+    let x = rng.r#gen::<f64>();
+    cdf.partition_point(|c| *c < x).min(cdf.len() - 1)
+}
+
 #[derive(Clone, Copy)]
 enum Page {
     Patient,
@@ -223,7 +231,7 @@ async fn load(
                 }
                 let i = match pick {
                     Pick::Uniform => rng.gen_range(0..targets.len()),
-                    Pick::Zipf => cdf.partition_point(|c| *c < rng.r#gen::<f64>()).min(targets.len() - 1),
+                    Pick::Zipf => zipf_pick(&cdf, &mut rng),
                 };
                 let t = &targets[i];
                 let patient = rng.gen_range(1..=patients);
@@ -563,4 +571,37 @@ async fn main() -> anyhow::Result<()> {
     ));
     platform.tenants.shutdown(Duration::from_secs(30)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng as _;
+
+    #[test]
+    fn zipf_picks_follow_the_distribution() {
+        let n = 1_000;
+        let cdf = zipf_cdf(n, 1.0);
+        let harmonic = |k: usize| (1..=k).map(|i| 1.0 / i as f64).sum::<f64>();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let draws = 400_000;
+        let mut counts = vec![0u32; n];
+        for _ in 0..draws {
+            counts[zipf_pick(&cdf, &mut rng)] += 1;
+        }
+        let share = |range: std::ops::Range<usize>| {
+            counts[range].iter().map(|&c| f64::from(c)).sum::<f64>() / f64::from(draws)
+        };
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.05;
+        // The busiest clinic gets 1/H(n) of the traffic, the top half H(n/2)/H(n).
+        assert!(close(share(0..1), 1.0 / harmonic(n)), "{}", share(0..1));
+        assert!(close(share(0..2), 1.5 / harmonic(n)), "{}", share(0..2));
+        assert!(
+            close(share(0..n / 2), harmonic(n / 2) / harmonic(n)),
+            "{}",
+            share(0..n / 2)
+        );
+        // No midpoint of a binary search stands out from its neighbours.
+        assert!(counts[n / 2] < 4 * counts[n / 2 + 1].max(1));
+    }
 }
