@@ -45,6 +45,10 @@ struct Opts {
     /// Concurrent keep-alive connections of the load generator.
     #[arg(long, default_value_t = 32)]
     connections: usize,
+    /// Seconds of unmeasured Zipf traffic first, so the handle cache holds the clinics
+    /// that traffic favours (right after setup it holds the last ones created).
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
     /// Offered load of the fixed-rate phase, in requests per second (0 skips it).
     #[arg(long, default_value_t = 5_000.0)]
     rate: f64,
@@ -457,6 +461,24 @@ async fn main() -> anyhow::Result<()> {
 
     let page = if opts.home { Page::Home } else { Page::Patient };
     let stats = |t: &ward_tenancy::TenantStore| t.stats();
+    if opts.warmup > 0 {
+        let warm = load(
+            addr,
+            targets.clone(),
+            opts.patients,
+            opts.connections,
+            opts.warmup,
+            Pick::Zipf,
+            cdf.clone(),
+            page,
+            None,
+        )
+        .await?;
+        say(format_args!(
+            "warm-up: {} s of Zipf traffic, {} requests, not measured",
+            opts.warmup, warm.requests
+        ));
+    }
     let before = stats(&platform.tenants);
     let mut ward = load(
         addr,
