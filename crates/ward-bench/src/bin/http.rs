@@ -180,23 +180,31 @@ async fn one_request(
     Ok(ok)
 }
 
-/// Drives `connections` keep-alive connections for `seconds` against Ward's patient page
-/// (or the bare handler).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "each phase passes its own mix; a struct would only rename them"
-)]
-async fn load(
-    addr: SocketAddr,
+/// What every phase shares: the clinics, their Zipf weights and the generator's size.
+#[derive(Clone)]
+struct Traffic {
     targets: Arc<Vec<Target>>,
+    cdf: Arc<Vec<f64>>,
     patients: usize,
     connections: usize,
+}
+
+/// One phase: `traffic.connections` keep-alive connections for `seconds` against Ward's
+/// patient page (or the bare handler at `addr`), as fast as answered or at `rate`.
+async fn load(
+    traffic: &Traffic,
+    addr: SocketAddr,
     seconds: u64,
     pick: Pick,
-    cdf: Arc<Vec<f64>>,
     page: Page,
     rate: Option<f64>,
 ) -> anyhow::Result<Result_> {
+    let Traffic {
+        targets,
+        cdf,
+        patients,
+        connections,
+    } = traffic.clone();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let cpu_before = process_cpu();
@@ -394,6 +402,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let targets = Arc::new(targets);
     let cdf = Arc::new(zipf_cdf(targets.len(), opts.zipf));
+    let traffic = Traffic {
+        targets: targets.clone(),
+        cdf,
+        patients: opts.patients,
+        connections: opts.connections,
+    };
 
     let (mailer, _) = ward_mail::Mailer::in_memory(platform.control.clone())?;
     let audit =
@@ -462,45 +476,20 @@ async fn main() -> anyhow::Result<()> {
     let page = if opts.home { Page::Home } else { Page::Patient };
     let stats = |t: &ward_tenancy::TenantStore| t.stats();
     if opts.warmup > 0 {
-        let warm = load(
-            addr,
-            targets.clone(),
-            opts.patients,
-            opts.connections,
-            opts.warmup,
-            Pick::Zipf,
-            cdf.clone(),
-            page,
-            None,
-        )
-        .await?;
+        let warm = load(&traffic, addr, opts.warmup, Pick::Zipf, page, None).await?;
         say(format_args!(
             "warm-up: {} s of Zipf traffic, {} requests, not measured",
             opts.warmup, warm.requests
         ));
     }
     let before = stats(&platform.tenants);
-    let mut ward = load(
-        addr,
-        targets.clone(),
-        opts.patients,
-        opts.connections,
-        opts.seconds,
-        Pick::Zipf,
-        cdf.clone(),
-        page,
-        None,
-    )
-    .await?;
+    let mut ward = load(&traffic, addr, opts.seconds, Pick::Zipf, page, None).await?;
     let zipf_cache = CacheUse::between(before, stats(&platform.tenants));
     let mut bare_r = load(
+        &traffic,
         bare_addr,
-        targets.clone(),
-        opts.patients,
-        opts.connections,
         opts.seconds,
         Pick::Zipf,
-        cdf.clone(),
         Page::Bare,
         None,
     )
@@ -534,13 +523,10 @@ async fn main() -> anyhow::Result<()> {
     if opts.rate > 0.0 {
         let before = stats(&platform.tenants);
         let mut fixed = load(
+            &traffic,
             addr,
-            targets.clone(),
-            opts.patients,
-            opts.connections,
             opts.seconds,
             Pick::Zipf,
-            cdf.clone(),
             page,
             Some(opts.rate),
         )
@@ -555,18 +541,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let before = stats(&platform.tenants);
-    let mut uniform = load(
-        addr,
-        targets.clone(),
-        opts.patients,
-        opts.connections,
-        opts.seconds,
-        Pick::Uniform,
-        cdf.clone(),
-        page,
-        None,
-    )
-    .await?;
+    let mut uniform = load(&traffic, addr, opts.seconds, Pick::Uniform, page, None).await?;
     let uniform_cache = CacheUse::between(before, stats(&platform.tenants));
     report(
         "ward patient page (uniform, worst case)",
