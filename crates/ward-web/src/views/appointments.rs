@@ -5,6 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{NaiveDate, NaiveTime};
 use serde::Deserialize;
 use ward_clinic::ClinicError;
 use ward_clinic::appointments::{
@@ -56,6 +57,45 @@ impl FieldErrors {
                 Ok(())
             }
             other => Err(other.into()),
+        }
+    }
+
+    /// The status a refused form is shown with: 409 when it clashed with what is
+    /// stored (a double booking), 422 when the input itself was wrong.
+    pub fn status(&self) -> StatusCode {
+        if self.get("form").is_some() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    }
+}
+
+/// The date, start time and length a booking or rescheduling form asks for, or `None`
+/// with each bad field's error added to `errors`.
+fn parse_slot(
+    date: &str,
+    time: &str,
+    minutes: &str,
+    errors: &mut FieldErrors,
+) -> Result<Option<(NaiveDate, NaiveTime, i64)>, AppError> {
+    let date = appointments::parse_date("date", date);
+    let time = appointments::parse_clock("time", time);
+    let minutes = minutes
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| ClinicError::invalid("minutes", "Choose how long the appointment is."))
+        .and_then(appointments::check_minutes);
+    match (date, time, minutes) {
+        (Ok(date), Ok(time), Ok(minutes)) => Ok(Some((date, time, minutes))),
+        (date, time, minutes) => {
+            for e in [date.err(), time.err(), minutes.err()]
+                .into_iter()
+                .flatten()
+            {
+                errors.absorb(e)?;
+            }
+            Ok(None)
         }
     }
 }
@@ -418,63 +458,39 @@ pub async fn book_post(
         );
         None
     };
-    let date = appointments::parse_date("date", &form.date);
-    let time = appointments::parse_clock("time", &form.time);
-    let minutes = form
-        .minutes
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ClinicError::invalid("minutes", "Choose how long the appointment is."))
-        .and_then(appointments::check_minutes);
+    let slot = parse_slot(&form.date, &form.time, &form.minutes, &mut errors)?;
     let now = app.clock.now();
-    let mut booked = None;
-    match (date, time, minutes) {
-        (Ok(date), Ok(time), Ok(minutes)) => {
-            if let (Some(doctor), Some(patient)) = (doctor, patient)
-                && errors.is_empty()
-            {
-                let entry = access.audit_entry(now, Action::Create);
-                let reason = form.reason.clone();
-                let result = access
-                    .tenant
-                    .with(|conn| async move {
-                        let tz = settings::load(&conn).await?.timezone;
-                        let starts_at = appointments::local_to_utc(tz, date, time)?;
-                        let new = NewAppointment {
-                            patient,
-                            doctor,
-                            starts_at,
-                            minutes,
-                            reason,
-                        };
-                        appointments::book(&conn, &new, now, entry).await
-                    })
-                    .await;
-                match result {
-                    Ok(id) => booked = Some(id),
-                    Err(e) => errors.absorb(e)?,
-                }
+    if let (Some((date, time, minutes)), Some(doctor), Some(patient)) = (slot, doctor, patient)
+        && errors.is_empty()
+    {
+        let entry = access.audit_entry(now, Action::Create);
+        let reason = form.reason.clone();
+        let result = access
+            .tenant
+            .with(|conn| async move {
+                let tz = settings::load(&conn).await?.timezone;
+                let starts_at = appointments::local_to_utc(tz, date, time)?;
+                let new = NewAppointment {
+                    patient,
+                    doctor,
+                    starts_at,
+                    minutes,
+                    reason,
+                };
+                appointments::book(&conn, &new, now, entry).await
+            })
+            .await;
+        match result {
+            Ok(id) => {
+                return Ok(
+                    Redirect::to(&format!("/c/{}/appointments/{id}?booked=1", access.slug))
+                        .into_response(),
+                );
             }
-        }
-        (date, time, minutes) => {
-            for e in [date.err(), time.err(), minutes.err()]
-                .into_iter()
-                .flatten()
-            {
-                errors.absorb(e)?;
-            }
+            Err(e) => errors.absorb(e)?,
         }
     }
-    if let Some(id) = booked {
-        return Ok(
-            Redirect::to(&format!("/c/{}/appointments/{id}?booked=1", access.slug)).into_response(),
-        );
-    }
-    let status = if errors.get("form").is_some() {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let query = DayQuery {
         date: Some(form.date.clone()),
         doctor: Some(form.doctor.clone()),
@@ -668,52 +684,29 @@ pub async fn reschedule_post(
     if doctor.is_none() {
         errors.add("doctor", "Choose a doctor.");
     }
-    let date = appointments::parse_date("date", &form.date);
-    let time = appointments::parse_clock("time", &form.time);
-    let minutes = form
-        .minutes
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ClinicError::invalid("minutes", "Choose how long the appointment is."))
-        .and_then(appointments::check_minutes);
+    let slot = parse_slot(&form.date, &form.time, &form.minutes, &mut errors)?;
     let now = app.clock.now();
-    match (date, time, minutes, doctor) {
-        (Ok(date), Ok(time), Ok(minutes), Some(doctor)) => {
-            let entry = access.audit_entry(now, Action::Update);
-            let result = access
-                .tenant
-                .with(|conn| async move {
-                    // A missing id is a 404 before any field is judged.
-                    appointments::get(&conn, id).await?;
-                    let tz = settings::load(&conn).await?.timezone;
-                    let starts_at = appointments::local_to_utc(tz, date, time)?;
-                    appointments::reschedule(&conn, id, &doctor, starts_at, minutes, now, entry)
-                        .await
-                })
-                .await;
-            match result {
-                Ok(()) => {
-                    return Ok(
-                        Redirect::to(&format!("/c/{}/appointments/{id}", access.slug))
-                            .into_response(),
-                    );
-                }
-                Err(e) => errors.absorb(e)?,
+    if let (Some((date, time, minutes)), Some(doctor)) = (slot, doctor) {
+        let entry = access.audit_entry(now, Action::Update);
+        let result = access
+            .tenant
+            .with(|conn| async move {
+                // A missing id is a 404 before any field is judged.
+                appointments::get(&conn, id).await?;
+                let tz = settings::load(&conn).await?.timezone;
+                let starts_at = appointments::local_to_utc(tz, date, time)?;
+                appointments::reschedule(&conn, id, &doctor, starts_at, minutes, now, entry).await
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                return Ok(
+                    Redirect::to(&format!("/c/{}/appointments/{id}", access.slug)).into_response(),
+                );
             }
-        }
-        (date, time, minutes, _) => {
-            for e in [date.err(), time.err(), minutes.err()]
-                .into_iter()
-                .flatten()
-            {
-                errors.absorb(e)?;
-            }
+            Err(e) => errors.absorb(e)?,
         }
     }
-    let status = if errors.get("form").is_some() {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     render_one(&app, &access, csrf, id, Some(form), errors, None, status).await
 }
