@@ -84,6 +84,20 @@ struct FormParts {
     notice: Option<String>,
 }
 
+impl FormParts {
+    /// `form` as first shown: no errors, no notice.
+    fn fresh(patient: Patient, form: VisitForm, favourites: Vec<Favourite>) -> Self {
+        Self {
+            patient,
+            form,
+            errors: Errors::default(),
+            favourites,
+            favourite_name: String::new(),
+            notice: None,
+        }
+    }
+}
+
 async fn render_form(
     app: &AppState,
     access: &ClinicAccess,
@@ -101,6 +115,7 @@ async fn render_form(
         favourite_name,
         notice,
     } = parts;
+    let form = padded(form);
     let slug = &access.slug;
     let (heading, action, cancel) = match target {
         Target::New { patient_id } => (
@@ -152,14 +167,7 @@ pub async fn new_get(
             Ok::<_, ClinicError>((p, f, s))
         })
         .await?;
-    let parts = FormParts {
-        patient,
-        form: padded(VisitForm::default()),
-        errors: Errors::default(),
-        favourites,
-        favourite_name: String::new(),
-        notice: None,
-    };
+    let parts = FormParts::fresh(patient, VisitForm::default(), favourites);
     render_form(
         &app,
         &access,
@@ -200,14 +208,8 @@ pub async fn edit_get(
             .entity("visit", id)
             .detail("edit form"),
     )?;
-    let parts = FormParts {
-        form: padded(VisitForm::from_visit(&visit, &s.currency)),
-        patient,
-        errors: Errors::default(),
-        favourites,
-        favourite_name: String::new(),
-        notice: None,
-    };
+    let form = VisitForm::from_visit(&visit, &s.currency);
+    let parts = FormParts::fresh(patient, form, favourites);
     render_form(
         &app,
         &access,
@@ -404,7 +406,7 @@ async fn form_post(
     }
     let parts = FormParts {
         patient,
-        form: padded(form),
+        form,
         errors,
         favourites,
         favourite_name,
