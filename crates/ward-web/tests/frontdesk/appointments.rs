@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 
-use crate::{Desk, book, id_in};
+use crate::{Desk, TestApp, book, id_in, support};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_doctors_slot_cannot_be_booked_twice_but_a_cancelled_one_frees_it() {
@@ -197,48 +197,15 @@ async fn rescheduling_checks_the_new_slot_and_records_the_old_and_new_times() {
     let b = id_in(r.location());
 
     let path = format!("{}/appointments/{b}/reschedule", c.base);
-    let r = d
-        .receptionist
-        .send_form(
-            &path,
-            &[
-                ("doctor", &doc),
-                ("date", "2026-03-02"),
-                ("time", "10:05"),
-                ("minutes", "15"),
-            ],
-        )
-        .await;
+    let r = reschedule(&mut d.receptionist, &path, &doc, "10:05", "15").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("already has an appointment"));
-    let r = d
-        .receptionist
-        .send_form(
-            &path,
-            &[
-                ("doctor", &doc),
-                ("date", "2026-03-02"),
-                ("time", "25:99"),
-                ("minutes", "15"),
-            ],
-        )
-        .await;
+    let r = reschedule(&mut d.receptionist, &path, &doc, "25:99", "15").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Enter a time as HH:MM"));
     assert!(r.body.contains("value=\"25:99\""));
 
-    let r = d
-        .receptionist
-        .send_form(
-            &path,
-            &[
-                ("doctor", &doc),
-                ("date", "2026-03-02"),
-                ("time", "10:15"),
-                ("minutes", "20"),
-            ],
-        )
-        .await;
+    let r = reschedule(&mut d.receptionist, &path, &doc, "10:15", "20").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // 10:15 in Kolkata is 04:45 UTC.
     let starts = d
@@ -453,4 +420,24 @@ async fn the_dashboard_shows_todays_appointments_in_the_clinics_timezone() {
         .await;
     assert!(day.body.contains("Tomorrow Person"));
     assert!(!day.body.contains("Night Owl"));
+}
+
+/// Reschedules through the form at `path` as `who`, to 2 March 2026.
+async fn reschedule(
+    who: &mut TestApp,
+    path: &str,
+    doctor: &str,
+    time: &str,
+    minutes: &str,
+) -> support::Response {
+    who.send_form(
+        path,
+        &[
+            ("doctor", doctor),
+            ("date", "2026-03-02"),
+            ("time", time),
+            ("minutes", minutes),
+        ],
+    )
+    .await
 }
