@@ -1,6 +1,6 @@
-# Build stage: cmake builds libSQL's encryption (SQLite3MultipleCiphers).
+# Build stage: SQLCipher and the OpenSSL it uses are compiled from source by cargo
+# (the image already has the C compiler, make and perl they need).
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p ward

@@ -253,7 +253,7 @@ fn check_reason(reason: &str) -> Result<String, ClinicError> {
 const SELECT: &str = "SELECT a.id, a.patient_id, p.number, p.full_name, a.doctor_id, a.doctor_name, a.starts_at, a.ends_at, a.status, a.reason \
                       FROM appointments a JOIN patients p ON p.id = a.patient_id";
 
-fn from_row(row: &libsql::Row) -> Result<Appointment, ClinicError> {
+fn from_row(row: &ward_tenancy::sql::Row) -> Result<Appointment, ClinicError> {
     let time = |i: i32| -> Result<DateTime<Utc>, ClinicError> {
         let s: String = row.get(i)?;
         parse_time(&s)
@@ -274,7 +274,7 @@ fn from_row(row: &libsql::Row) -> Result<Appointment, ClinicError> {
     })
 }
 
-async fn collect(mut rows: libsql::Rows) -> Result<Vec<Appointment>, ClinicError> {
+async fn collect(mut rows: ward_tenancy::sql::Rows) -> Result<Vec<Appointment>, ClinicError> {
     let mut out = Vec::new();
     while let Some(row) = rows.next().await? {
         out.push(from_row(&row)?);
@@ -374,7 +374,7 @@ pub async fn find_patients(
             "SELECT id, number, full_name, phone FROM patients \
              WHERE number = ?1 OR phone_digits LIKE ?2 OR full_name LIKE ?3 ESCAPE '\\' \
              ORDER BY (number = ?1) DESC, full_name COLLATE NOCASE, id LIMIT ?4",
-            libsql::params![number, phone, format!("%{escaped}%"), i64::from(limit)],
+            ward_tenancy::sql::params![number, phone, format!("%{escaped}%"), i64::from(limit)],
         )
         .await?;
     let mut out = Vec::new();
@@ -493,7 +493,7 @@ pub async fn quick_register_patient(
         .query(
             "INSERT INTO patients (number, full_name, sex, phone, phone_digits, created_at, updated_at) \
              VALUES ((SELECT coalesce(max(number), 0) + 1 FROM patients), ?1, ?2, ?3, ?4, ?5, ?5) RETURNING id, number",
-            libsql::params![p.full_name, p.sex, p.phone, digits, now],
+            ward_tenancy::sql::params![p.full_name, p.sex, p.phone, digits, now],
         )
         .await?;
     let row = rows.next().await?.ok_or(ClinicError::NotFound)?;
@@ -523,7 +523,7 @@ async fn check_free(
             "SELECT 1 FROM appointments WHERE doctor_id = ?1 AND id != ?4 \
              AND status NOT IN ('cancelled', 'no_show') AND starts_at < ?3 AND ends_at > ?2 \
              LIMIT 1",
-            libsql::params![
+            ward_tenancy::sql::params![
                 doctor.id.clone(),
                 format_time(starts_at),
                 format_time(ends_at),
@@ -573,7 +573,7 @@ pub async fn book(
             .query(
                 "INSERT INTO appointments (patient_id, doctor_id, doctor_name, starts_at, ends_at, status, reason, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, 'booked', ?6, ?7, ?7) RETURNING id",
-                libsql::params![
+                ward_tenancy::sql::params![
                     patient_id,
                     new.doctor.id.clone(),
                     new.doctor.name.clone(),
@@ -624,7 +624,7 @@ pub async fn set_status(
         }
         tx.execute(
             "UPDATE appointments SET status = ?2, updated_at = ?3 WHERE id = ?1",
-            libsql::params![id, status.as_str(), format_time(at)],
+            ward_tenancy::sql::params![id, status.as_str(), format_time(at)],
         )
         .await?;
         let diff = Diff::new().field("status", current.status.as_str(), status.as_str());
@@ -677,7 +677,7 @@ pub async fn reschedule(
         }
         tx.execute(
             "UPDATE appointments SET starts_at = ?2, ends_at = ?3, doctor_id = ?4, doctor_name = ?5, updated_at = ?6 WHERE id = ?1",
-            libsql::params![id, format_time(starts_at), format_time(ends_at), doctor.id.clone(), doctor.name.clone(), format_time(at)],
+            ward_tenancy::sql::params![id, format_time(starts_at), format_time(ends_at), doctor.id.clone(), doctor.name.clone(), format_time(at)],
         )
         .await?;
         audit::record(&tx, &entry.entity("appointment", id).diff(diff)).await?;

@@ -26,7 +26,7 @@ pub enum ClinicError {
     Audit(#[from] AuditError),
     /// The database refused or failed.
     #[error(transparent)]
-    Db(#[from] libsql::Error),
+    Db(#[from] ward_tenancy::sql::Error),
 }
 
 impl ClinicError {

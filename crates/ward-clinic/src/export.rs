@@ -1,17 +1,17 @@
 //! The clinic's whole database as one JSON document (docs/export-format.md).
 //!
-//! The writer is generic over the schema: every table in `sqlite_master` (SQLite's and
-//! libSQL's own tables aside) is written with its columns and rows, so a table added by
+//! The writer is generic over the schema: every table in `sqlite_master` (SQLite's own
+//! tables aside) is written with its columns and rows, so a table added by
 //! a later migration is exported without any change here. Rows are written as they are
 //! read, so memory stays flat whatever the size of the clinic.
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use libsql::Value;
 use serde::{Deserialize, Serialize};
 use ward_core::format_time;
 use ward_tenancy::Db;
+use ward_tenancy::sql::Value;
 
 /// The `format` field of every export.
 pub const FORMAT: &str = "ward-export";
@@ -75,7 +75,7 @@ pub struct Summary {
 pub enum ExportError {
     /// The database failed.
     #[error("reading the clinic failed: {0}")]
-    Db(#[from] libsql::Error),
+    Db(#[from] ward_tenancy::sql::Error),
     /// The destination failed.
     #[error("writing the export failed: {0}")]
     Io(#[from] std::io::Error),
@@ -84,9 +84,9 @@ pub enum ExportError {
     Json(#[from] serde_json::Error),
 }
 
-/// The clinic's own tables, in name order: everything but SQLite's and libSQL's
+/// The clinic's own tables, in name order: everything but SQLite's
 /// internal tables.
-pub async fn tables(conn: &Db) -> Result<Vec<String>, libsql::Error> {
+pub async fn tables(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
     let mut rows = conn
         .query(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -103,7 +103,7 @@ pub async fn tables(conn: &Db) -> Result<Vec<String>, libsql::Error> {
 }
 
 /// A table's column names, in declaration order.
-pub async fn columns(conn: &Db, table: &str) -> Result<Vec<String>, libsql::Error> {
+pub async fn columns(conn: &Db, table: &str) -> Result<Vec<String>, ward_tenancy::sql::Error> {
     let mut rows = conn
         .query(
             "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
@@ -123,7 +123,7 @@ pub(crate) fn quote(name: &str) -> String {
 }
 
 /// The tenant schema version (`PRAGMA user_version`).
-pub async fn schema_version(conn: &Db) -> Result<i64, libsql::Error> {
+pub async fn schema_version(conn: &Db) -> Result<i64, ward_tenancy::sql::Error> {
     let mut rows = conn.query("PRAGMA user_version", ()).await?;
     match rows.next().await? {
         Some(row) => row.get::<i64>(0),
@@ -199,22 +199,25 @@ async fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summ
         serde_json::to_writer(&mut *w, &cols)?;
         w.write_all(b",\"rows\":[")?;
         let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-        let mut rows = conn
-            .query(&format!("SELECT {list} FROM {}", quote(&table)), ())
-            .await?;
         let mut n: u64 = 0;
-        while let Some(row) = rows.next().await? {
-            w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
-            for i in 0..cols.len() {
-                if i > 0 {
-                    w.write_all(b",")?;
+        // Streamed: each row is written before the next is read, none is kept.
+        conn.for_each_row(
+            &format!("SELECT {list} FROM {}", quote(&table)),
+            (),
+            |row| {
+                w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
+                for i in 0..cols.len() {
+                    if i > 0 {
+                        w.write_all(b",")?;
+                    }
+                    // Column counts are tiny; the cast cannot truncate.
+                    write_value(&mut *w, row.get_value(i as i32)?)?;
                 }
-                // Column counts are tiny; the cast cannot truncate.
-                write_value(&mut *w, row.get_value(i as i32)?)?;
-            }
-            w.write_all(b"]")?;
-            n += 1;
-        }
+                w.write_all(b"]")?;
+                n += 1;
+                Ok::<_, ExportError>(())
+            },
+        )?;
         w.write_all(b"]}")?;
         summary.tables.push((table, n));
     }

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
-use libsql::Value;
 use serde::Deserialize;
 use ward_tenancy::Db;
+use ward_tenancy::sql::Value;
 
 use crate::audit::{self, Action};
 use crate::export::{self, ClinicInfo, FORMAT, StaffMember, VERSION, quote};
@@ -62,7 +62,7 @@ pub enum ImportError {
     Refused(String),
     /// The database failed.
     #[error("writing the clinic failed: {0}")]
-    Db(#[from] libsql::Error),
+    Db(#[from] ward_tenancy::sql::Error),
 }
 
 impl From<audit::AuditError> for ImportError {
@@ -241,11 +241,10 @@ pub async fn import(
                 quote(name),
                 cols.join(", ")
             );
-            let stmt = tx.prepare(&sql).await?;
+            // One prepared statement for the table (the connection caches it).
             for (i, row) in table.rows.iter().enumerate() {
                 let values = row.iter().map(to_sql).collect::<Result<Vec<_>, _>>()?;
-                stmt.reset();
-                stmt.execute(values)
+                tx.execute(&sql, values)
                     .await
                     .map_err(|e| row_error(name, i, e))?;
             }
@@ -278,7 +277,7 @@ pub async fn import(
     })
 }
 
-fn row_error(table: &str, row: usize, e: libsql::Error) -> ImportError {
+fn row_error(table: &str, row: usize, e: ward_tenancy::sql::Error) -> ImportError {
     let text = e.to_string();
     if text.contains("UNIQUE") || text.contains("PRIMARY KEY") {
         refused(format!(

@@ -1,5 +1,5 @@
 //! The clinic domain over one tenant connection. Every function takes the clinic's
-//! `libsql::Connection` explicitly; nothing here knows about HTTP.
+//! `ward_tenancy::sql::Connection` explicitly; nothing here knows about HTTP.
 //!
 //! - [`audit`]: the append-only, hash-chained audit log every domain action writes to.
 //! - [`settings`]: letterhead, timezone and currency.

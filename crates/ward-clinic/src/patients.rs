@@ -2,10 +2,10 @@
 //! detection, edits with a field-level audit diff, and search by name, phone or number.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use libsql::{Row, params};
 use serde_json::Value;
 use ward_core::{format_time, parse_time};
 use ward_tenancy::Db;
+use ward_tenancy::sql::{Row, params};
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
@@ -530,7 +530,7 @@ pub async fn recent(conn: &Db, limit: usize) -> Result<Vec<Patient>, ClinicError
     collect(&mut rows).await
 }
 
-async fn collect(rows: &mut libsql::Rows) -> Result<Vec<Patient>, ClinicError> {
+async fn collect(rows: &mut ward_tenancy::sql::Rows) -> Result<Vec<Patient>, ClinicError> {
     let mut found = Vec::new();
     while let Some(row) = rows.next().await? {
         found.push(from_row(&row)?);
@@ -592,10 +592,10 @@ pub async fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError>
         return collect(&mut rows).await;
     }
     let words: Vec<String> = name_tokens(query).into_iter().take(6).collect();
-    let mut values: Vec<libsql::Value> = Vec::with_capacity(words.len() * 2);
+    let mut values: Vec<ward_tenancy::sql::Value> = Vec::with_capacity(words.len() * 2);
     for w in &words {
-        values.push(libsql::Value::Text(w.clone()));
-        values.push(libsql::Value::Text(prefix_end(w)));
+        values.push(ward_tenancy::sql::Value::Text(w.clone()));
+        values.push(ward_tenancy::sql::Value::Text(prefix_end(w)));
     }
     let found = match words.len() {
         0 => return Ok(Vec::new()),

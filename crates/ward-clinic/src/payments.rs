@@ -241,7 +241,7 @@ pub async fn record(
             .query(
                 "INSERT INTO payments (receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
                  VALUES ((SELECT coalesce(max(receipt_number), 0) + 1 FROM payments), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, receipt_number",
-                libsql::params![
+                ward_tenancy::sql::params![
                     new.patient_id,
                     new.visit_id,
                     total,
@@ -260,7 +260,7 @@ pub async fn record(
         for (i, item) in new.items.iter().enumerate() {
             tx.execute(
                 "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (?1, ?2, ?3, ?4)",
-                libsql::params![id, i64::try_from(i).unwrap_or(0) + 1, check_description(&item.description)?, item.amount_minor],
+                ward_tenancy::sql::params![id, i64::try_from(i).unwrap_or(0) + 1, check_description(&item.description)?, item.amount_minor],
             )
             .await?;
         }
@@ -283,7 +283,7 @@ pub async fn record(
 const SELECT: &str = "SELECT y.id, y.receipt_number, y.patient_id, p.number, p.full_name, y.visit_id, y.amount_minor, y.currency, y.method, y.reference, y.recorded_by_id, y.recorded_by_name, y.received_at \
                       FROM payments y JOIN patients p ON p.id = y.patient_id";
 
-fn from_row(row: &libsql::Row) -> Result<Payment, ClinicError> {
+fn from_row(row: &ward_tenancy::sql::Row) -> Result<Payment, ClinicError> {
     let method: String = row.get(8)?;
     let at: String = row.get(12)?;
     Ok(Payment {
@@ -304,7 +304,7 @@ fn from_row(row: &libsql::Row) -> Result<Payment, ClinicError> {
     })
 }
 
-async fn collect(mut rows: libsql::Rows) -> Result<Vec<Payment>, ClinicError> {
+async fn collect(mut rows: ward_tenancy::sql::Rows) -> Result<Vec<Payment>, ClinicError> {
     let mut out = Vec::new();
     while let Some(row) = rows.next().await? {
         out.push(from_row(&row)?);

@@ -3,9 +3,9 @@
 //! favourites.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use libsql::params;
 use ward_core::format_time;
 use ward_tenancy::Db;
+use ward_tenancy::sql::params;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
@@ -547,9 +547,7 @@ async fn diagnoses_of(conn: &Db, visit_id: i64) -> Result<Vec<String>, ClinicErr
 
 const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor";
 
-// A libSQL row reads its columns from the live statement, so each row is copied out
-// before the next step and before any other query.
-fn head_from_row(row: &libsql::Row) -> Result<Visit, ClinicError> {
+fn head_from_row(row: &ward_tenancy::sql::Row) -> Result<Visit, ClinicError> {
     Ok(Visit {
         id: row.get(0)?,
         patient_id: row.get(1)?,

@@ -58,7 +58,7 @@ impl ControlPlane {
                     "INSERT INTO audit_anchors (clinic_id, seq, hash, anchored_at) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (clinic_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, anchored_at = excluded.anchored_at \
                      WHERE excluded.seq > audit_anchors.seq",
-                    libsql::params![clinic.to_string(), seq, hash, now.as_str()],
+                    ward_tenancy::sql::params![clinic.to_string(), seq, hash, now.as_str()],
                 )
                 .await?;
             }
@@ -86,12 +86,12 @@ impl ControlPlane {
             conn.execute(
                 "INSERT INTO audit_anchors (clinic_id, seq, hash, anchored_at) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (clinic_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, anchored_at = excluded.anchored_at",
-                libsql::params![clinic.to_string(), seq, hash, now.as_str()],
+                ward_tenancy::sql::params![clinic.to_string(), seq, hash, now.as_str()],
             )
             .await?;
             conn.execute(
                 "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'anchor_reset', ?3, ?4)",
-                libsql::params![clinic.to_string(), now.as_str(), actor, detail],
+                ward_tenancy::sql::params![clinic.to_string(), now.as_str(), actor, detail],
             )
             .await?;
             Ok(())

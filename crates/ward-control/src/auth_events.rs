@@ -2,11 +2,11 @@
 //! logout, password reset and session revocation, hash-chained like a clinic's audit
 //! log.
 
-use libsql::Value;
 use serde::Serialize;
 use ward_core::chain::{self, ChainReport, Field, GENESIS, ProblemKind, Verifier};
 use ward_core::format_time;
 use ward_tenancy::db;
+use ward_tenancy::sql::Value;
 
 use crate::{ControlError, ControlPlane};
 
@@ -74,7 +74,7 @@ impl ControlPlane {
             conn.execute(
                 "INSERT INTO auth_events (seq, at, kind, user_id, email, ip, user_agent, outcome, detail, prev_hash, hash) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                libsql::params![
+                ward_tenancy::sql::params![
                     seq,
                     at,
                     event.kind,

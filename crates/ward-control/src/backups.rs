@@ -119,7 +119,7 @@ pub trait RestoreAudit: Send + Sync {
     /// Writes `entry` to the clinic behind `conn`.
     async fn record_restore(
         &self,
-        conn: &libsql::Connection,
+        conn: &ward_tenancy::sql::Connection,
         entry: &RestoreAuditEntry,
     ) -> Result<(), String>;
 }
@@ -132,7 +132,7 @@ pub struct NoClinicAuditLog;
 impl RestoreAudit for NoClinicAuditLog {
     async fn record_restore(
         &self,
-        _conn: &libsql::Connection,
+        _conn: &ward_tenancy::sql::Connection,
         _entry: &RestoreAuditEntry,
     ) -> Result<(), String> {
         Ok(())

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use libsql::Row;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use ward_core::{ClinicId, format_time, parse_time};
 use ward_tenancy::backup::ChainHead;
+use ward_tenancy::sql::Row;
 
 use crate::{ControlError, ControlPlane};
 
@@ -214,7 +214,7 @@ impl ControlPlane {
     /// scheduler state, in one transaction (one commit per backup).
     pub(crate) async fn record_new_backup(&self, new: NewBackup<'_>) -> Result<(), ControlError> {
         let r = new.record;
-        let row = libsql::params![
+        let row = ward_tenancy::sql::params![
             r.id.to_string(),
             r.scope.clinic_column(),
             r.kind.clone(),
@@ -232,7 +232,7 @@ impl ControlPlane {
         ];
         let verified = r.verify_error.is_none() && r.verified_at.is_some();
         let taken = format_time(r.taken_at);
-        let state = libsql::params![
+        let state = ward_tenancy::sql::params![
             r.scope.key(),
             new.fingerprint,
             taken.clone(),
@@ -313,7 +313,7 @@ impl ControlPlane {
         );
         let clinic = scope.clinic_column();
         self.with(|conn| async move {
-            let mut rows = conn.query(&sql, libsql::params![clinic]).await?;
+            let mut rows = conn.query(&sql, ward_tenancy::sql::params![clinic]).await?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().await? {
                 out.push(BackupRecord::from_row(&row)?);
@@ -422,7 +422,7 @@ impl ControlPlane {
                    drill_error = excluded.drill_error,
                    last_verified_at = CASE WHEN excluded.last_verified_at IS NULL THEN last_verified_at
                                            ELSE max(coalesce(last_verified_at, ''), excluded.last_verified_at) END",
-                libsql::params![scope, at, ok, error, verified],
+                ward_tenancy::sql::params![scope, at, ok, error, verified],
             )
             .await
         })
@@ -437,7 +437,7 @@ impl ControlPlane {
         self.with(|conn| async move {
             conn.execute(
                 "UPDATE backup_state SET last_verified_at = (SELECT max(taken_at) FROM backups WHERE clinic_id IS ?2 AND verified_at IS NOT NULL AND verify_error IS NULL AND deleted_at IS NULL) WHERE scope = ?1",
-                libsql::params![key, clinic],
+                ward_tenancy::sql::params![key, clinic],
             )
             .await
         })
@@ -504,7 +504,7 @@ impl ControlPlane {
         self.transaction(|conn| async move {
             conn.execute(
                 "INSERT INTO restores (scope, backup_id, backup_at, at, actor, reason, pre_restore, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                libsql::params![key, backup_id.clone(), backup_at.clone(), at.clone(), actor.clone(), reason.clone(), pre_restore, detail],
+                ward_tenancy::sql::params![key, backup_id.clone(), backup_at.clone(), at.clone(), actor.clone(), reason.clone(), pre_restore, detail],
             )
             .await?;
             if let Some(clinic) = clinic {

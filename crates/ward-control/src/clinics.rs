@@ -4,9 +4,9 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use libsql::{Connection, Row};
 use serde::Serialize;
 use ward_core::{ClinicId, ClinicStatus, Slug, format_time, parse_time};
+use ward_tenancy::sql::{Connection, Row};
 use ward_tenancy::store_registry::{RegistryError, TenantRecord};
 use ward_tenancy::{Registry, TenantStore, db};
 
@@ -93,7 +93,7 @@ impl std::fmt::Display for ClinicRef {
 async fn collect(
     conn: &Connection,
     sql: &str,
-    params: impl libsql::params::IntoParams,
+    params: impl ward_tenancy::sql::IntoParams,
 ) -> Result<Vec<ClinicRecord>, ControlError> {
     let mut rows = conn.query(sql, params).await?;
     let mut out = Vec::new();
@@ -140,14 +140,14 @@ impl ControlPlane {
                     let inserted = conn
                         .execute(
                             "INSERT INTO clinics (id, slug, name, status, created_at, wrapped_key) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
-                            libsql::params![id.to_string(), candidate.as_str(), name_owned.as_str(), now.as_str(), wrapped.clone()],
+                            ward_tenancy::sql::params![id.to_string(), candidate.as_str(), name_owned.as_str(), now.as_str(), wrapped.clone()],
                         )
                         .await;
                     match inserted {
                         Ok(_) => {
                             conn.execute(
                                 "INSERT INTO clinic_events (clinic_id, at, kind, actor) VALUES (?1, ?2, 'created', ?3)",
-                                libsql::params![id.to_string(), now.as_str(), actor.as_str()],
+                                ward_tenancy::sql::params![id.to_string(), now.as_str(), actor.as_str()],
                             )
                             .await?;
                             return Ok(candidate);
@@ -287,7 +287,7 @@ impl Registry for ControlPlane {
         self.with(|conn| async move {
             conn.execute(
                 "UPDATE clinics SET schema_version = ?2, open_error = NULL, open_error_at = NULL WHERE id = ?1",
-                libsql::params![id.to_string(), schema_version],
+                ward_tenancy::sql::params![id.to_string(), schema_version],
             )
             .await
         })
@@ -302,7 +302,7 @@ impl Registry for ControlPlane {
         self.with(|conn| async move {
             conn.execute(
                 "UPDATE clinics SET open_error = ?2, open_error_at = ?3 WHERE id = ?1",
-                libsql::params![id.to_string(), reason, now],
+                ward_tenancy::sql::params![id.to_string(), reason, now],
             )
             .await
         })

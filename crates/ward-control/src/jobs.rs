@@ -27,7 +27,7 @@ impl ControlPlane {
         payload: &str,
     ) -> Result<i64, ControlError> {
         let now = format_time(self.clock.now());
-        let params = libsql::params![
+        let params = ward_tenancy::sql::params![
             kind.to_owned(),
             clinic_id.map(|c| c.to_string()),
             payload.to_owned(),
@@ -58,7 +58,7 @@ impl ControlPlane {
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1 WHERE id = \
                      (SELECT id FROM jobs WHERE kind = ?1 AND status = 'queued' AND run_after <= ?2 ORDER BY id LIMIT 1) \
                      RETURNING id, clinic_id, payload, attempts",
-                    libsql::params![kind, now],
+                    ward_tenancy::sql::params![kind, now],
                 )
                 .await?;
             let Some(row) = rows.next().await? else {
@@ -87,7 +87,7 @@ impl ControlPlane {
         self.with(|conn| async move {
             conn.execute(
                 "UPDATE jobs SET status = ?2, last_error = ?3, finished_at = ?4 WHERE id = ?1",
-                libsql::params![id, status, error, now],
+                ward_tenancy::sql::params![id, status, error, now],
             )
             .await?;
             Ok(())

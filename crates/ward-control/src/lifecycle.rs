@@ -131,28 +131,28 @@ impl ControlPlane {
                 Transition::Close => {
                     conn.execute(
                         "UPDATE clinics SET status = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1",
-                        libsql::params![id.to_string(), target, at.as_str(), actor.as_str()],
+                        ward_tenancy::sql::params![id.to_string(), target, at.as_str(), actor.as_str()],
                     )
                     .await?
                 }
                 Transition::Reopen => {
                     conn.execute(
                         "UPDATE clinics SET status = ?2, closed_at = NULL, closed_by = NULL WHERE id = ?1",
-                        libsql::params![id.to_string(), target],
+                        ward_tenancy::sql::params![id.to_string(), target],
                     )
                     .await?
                 }
                 Transition::Suspend | Transition::Resume => {
                     conn.execute(
                         "UPDATE clinics SET status = ?2 WHERE id = ?1",
-                        libsql::params![id.to_string(), target],
+                        ward_tenancy::sql::params![id.to_string(), target],
                     )
                     .await?
                 }
             };
             conn.execute(
                 "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                libsql::params![id.to_string(), at.as_str(), transition.as_str(), actor.as_str(), detail],
+                ward_tenancy::sql::params![id.to_string(), at.as_str(), transition.as_str(), actor.as_str(), detail],
             )
             .await?;
             Ok(())
@@ -227,13 +227,13 @@ impl ControlPlane {
             let changed = conn
                 .execute(
                     "UPDATE clinics SET wrapped_key = NULL, status = 'purged', purged_at = coalesce(purged_at, ?2) WHERE id = ?1 AND (wrapped_key IS NOT NULL OR status <> 'purged')",
-                    libsql::params![id.to_string(), at.as_str()],
+                    ward_tenancy::sql::params![id.to_string(), at.as_str()],
                 )
                 .await?;
             if changed > 0 {
                 conn.execute(
                     "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'key_destroyed', ?3, NULL)",
-                    libsql::params![id.to_string(), at.as_str(), actor.as_str()],
+                    ward_tenancy::sql::params![id.to_string(), at.as_str(), actor.as_str()],
                 )
                 .await?;
             }
@@ -263,7 +263,7 @@ impl ControlPlane {
             if !done {
                 conn.execute(
                     "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'purged', ?3, 'files, exports and backups deleted')",
-                    libsql::params![id.to_string(), at.as_str(), actor.as_str()],
+                    ward_tenancy::sql::params![id.to_string(), at.as_str(), actor.as_str()],
                 )
                 .await?;
             }

@@ -7,10 +7,10 @@
 //! none.
 
 use chrono::{DateTime, Utc};
-use libsql::Connection;
 use serde::Serialize;
 use ward_core::{ClinicId, Role, format_time, parse_time};
 use ward_tenancy::db::first_row;
+use ward_tenancy::sql::Connection;
 
 use crate::{ControlError, ControlPlane};
 
@@ -44,7 +44,7 @@ pub enum StaffChange {
 
 const MEMBER_SQL: &str = "SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id";
 
-fn member_from_row(row: &libsql::Row) -> Result<Member, ControlError> {
+fn member_from_row(row: &ward_tenancy::sql::Row) -> Result<Member, ControlError> {
     let role = Role::parse(&row.get::<String>(3)?)
         .map_err(|_| ControlError::Invalid("the control plane holds an invalid role".into()))?;
     let since = parse_time(&row.get::<String>(4)?).ok_or_else(|| {
@@ -91,7 +91,7 @@ async fn clinic_event(
 ) -> Result<(), ControlError> {
     conn.execute(
         "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        libsql::params![clinic.to_string(), at, kind, actor, detail.to_string()],
+        ward_tenancy::sql::params![clinic.to_string(), at, kind, actor, detail.to_string()],
     )
     .await?;
     Ok(())
@@ -313,7 +313,7 @@ impl ControlPlane {
             let mut rows = conn
                 .query(
                     "SELECT at, kind, actor, detail FROM clinic_events WHERE clinic_id = ?1 ORDER BY seq DESC LIMIT ?2",
-                    libsql::params![clinic_id.to_string(), limit],
+                    ward_tenancy::sql::params![clinic_id.to_string(), limit],
                 )
                 .await?;
             let mut out = Vec::new();
@@ -419,7 +419,7 @@ impl ControlPlane {
                 "UPDATE one_time_tokens SET used_at = ?3
                  WHERE token_hash = ?1 AND purpose = 'invite' AND clinic_id = ?2 AND used_at IS NULL AND expires_at > ?3
                  RETURNING email",
-                libsql::params![hash, clinic_id.to_string(), now],
+                ward_tenancy::sql::params![hash, clinic_id.to_string(), now],
             )
             .await?;
             Ok(row.map(|r| r.get::<Option<String>>(0)).transpose()?.flatten())

@@ -3,9 +3,9 @@
 //! belongs to the mail crate; this module only stores what it decides.
 
 use chrono::{DateTime, Utc};
-use libsql::Row;
 use serde::Serialize;
 use ward_core::{format_time, parse_time};
+use ward_tenancy::sql::Row;
 
 use crate::{ControlError, ControlPlane};
 
@@ -142,7 +142,7 @@ impl Outbox<'_> {
                     .query(
                         "INSERT INTO outbox (to_addr, to_name, subject, body_text, body_html, created_at, next_attempt_at) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
-                        libsql::params![
+                        ward_tenancy::sql::params![
                             mail.to_addr,
                             mail.to_name,
                             mail.subject,
@@ -177,7 +177,7 @@ impl Outbox<'_> {
                              WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1 \
                              ORDER BY next_attempt_at, id LIMIT ?2"
                         ),
-                        libsql::params![now, limit],
+                        ward_tenancy::sql::params![now, limit],
                     )
                     .await?;
                 let mut out = Vec::new();
@@ -201,7 +201,7 @@ impl Outbox<'_> {
                     "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, next_attempt_at = NULL, \
                      last_error = NULL, body_text = '', body_html = '' \
                      WHERE id = ?1 AND next_attempt_at IS NOT NULL",
-                    libsql::params![id, now],
+                    ward_tenancy::sql::params![id, now],
                 )
                 .await
             })
@@ -229,7 +229,7 @@ impl Outbox<'_> {
                         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, \
                          last_error = ?3, failed_at = ?4 \
                          WHERE id = ?1 AND next_attempt_at IS NOT NULL RETURNING attempts",
-                        libsql::params![id, next, error, failed_at],
+                        ward_tenancy::sql::params![id, next, error, failed_at],
                     )
                     .await?;
                 match rows.next().await? {
@@ -272,7 +272,7 @@ impl Outbox<'_> {
                 let mut rows = conn
                     .query(
                         &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
-                        libsql::params![id],
+                        ward_tenancy::sql::params![id],
                     )
                     .await?;
                 match rows.next().await? {

@@ -109,7 +109,7 @@ impl ControlPlane {
             conn.execute(
                 "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, authenticated_at, last_seen_at, ip, user_agent)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
-                libsql::params![hash, user, csrf, now, ip, ua],
+                ward_tenancy::sql::params![hash, user, csrf, now, ip, ua],
             )
             .await
         })
@@ -167,9 +167,9 @@ impl ControlPlane {
                 created_at: created,
                 last_seen_at: last_seen,
             };
-            // A libSQL row keeps its statement running, and with it a read transaction;
-            // upgrading that to the write below fails at once (not after the busy
-            // timeout) whenever another connection has committed since.
+            // Rows are read before the call returns, so no read transaction is left open
+            // to be upgraded by the write below (which would fail at once whenever
+            // another connection has committed since).
             drop(row);
             if !session.live(now, policy) {
                 return Ok(None);
@@ -179,7 +179,7 @@ impl ControlPlane {
                 // past the busy timeout, and a missed "last seen" must not turn a page
                 // into an error. The next request tries again.
                 match conn
-                    .execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", libsql::params![hash.clone(), format_time(now)])
+                    .execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", ward_tenancy::sql::params![hash.clone(), format_time(now)])
                     .await
                 {
                     Ok(_) => session.last_seen_at = now,
@@ -213,7 +213,7 @@ impl ControlPlane {
             .with(|conn| async move {
                 conn.execute(
                     "UPDATE sessions SET revoked_at = ?3 WHERE token_hash = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-                    libsql::params![hash, user, now],
+                    ward_tenancy::sql::params![hash, user, now],
                 )
                 .await
             })
@@ -236,7 +236,7 @@ impl ControlPlane {
             .with(|conn| async move {
                 conn.execute(
                     "UPDATE sessions SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL AND token_hash != ?2",
-                    libsql::params![user, keep, now],
+                    ward_tenancy::sql::params![user, keep, now],
                 )
                 .await
             })

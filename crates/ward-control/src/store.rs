@@ -2,10 +2,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use libsql::{Connection, Database};
 use ward_core::Clock;
 use ward_tenancy::backup::{BackupError, Digest};
 use ward_tenancy::migrate::{self, MigrateOutcome};
+use ward_tenancy::sql::Connection;
 use ward_tenancy::{
     DataKey, DbError, Durability, MasterKey, Pin, TenantError, backup, blocking, db,
 };
@@ -45,8 +45,8 @@ pub enum ControlError {
     Busy(String),
 }
 
-impl From<libsql::Error> for ControlError {
-    fn from(e: libsql::Error) -> Self {
+impl From<ward_tenancy::sql::Error> for ControlError {
+    fn from(e: ward_tenancy::sql::Error) -> Self {
         Self::Db(DbError::Sql(e))
     }
 }
@@ -55,7 +55,6 @@ impl From<libsql::Error> for ControlError {
 pub struct ControlPlane {
     path: PathBuf,
     pool: Vec<tokio::sync::Mutex<Connection>>,
-    _databases: Vec<Database>,
     next: AtomicUsize,
     pub(crate) clock: Arc<dyn Clock>,
     key: DataKey,
@@ -100,8 +99,8 @@ impl ControlPlane {
                 )
             })?;
         let create = !path.try_exists().unwrap_or(false);
+        ward_tenancy::format::check_or_mark(data_dir, create).map_err(ControlError::Invalid)?;
         let mut pool = Vec::with_capacity(POOL_SIZE);
-        let mut databases = Vec::with_capacity(POOL_SIZE);
         let mut outcome = None;
         for i in 0..POOL_SIZE {
             let opened =
@@ -116,7 +115,6 @@ impl ControlPlane {
                 );
             }
             pool.push(tokio::sync::Mutex::new(opened.conn));
-            databases.push(opened.database);
         }
         let outcome =
             outcome.ok_or_else(|| ControlError::Invalid("empty connection pool".into()))?;
@@ -124,7 +122,6 @@ impl ControlPlane {
             Self {
                 path,
                 pool,
-                _databases: databases,
                 next: AtomicUsize::new(0),
                 clock,
                 key,
@@ -221,6 +218,6 @@ impl ControlPlane {
 }
 
 /// Whether `e` is a UNIQUE violation.
-pub(crate) fn is_unique_violation(e: &libsql::Error) -> bool {
-    matches!(e, libsql::Error::SqliteFailure(code, msg) if code & 0xff == 19 && msg.contains("UNIQUE"))
+pub(crate) fn is_unique_violation(e: &ward_tenancy::sql::Error) -> bool {
+    matches!(e, ward_tenancy::sql::Error::SqliteFailure(code, msg) if code & 0xff == 19 && msg.contains("UNIQUE"))
 }

@@ -57,7 +57,7 @@ impl ControlPlane {
     ) -> Result<String, ControlError> {
         let token = random_token();
         let now = self.clock.now();
-        let params = libsql::params![
+        let params = ward_tenancy::sql::params![
             token_hash(&token),
             purpose.as_str(),
             user_id.map(str::to_owned),
@@ -116,8 +116,12 @@ impl ControlPlane {
              WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3"
         };
         self.with(|conn| async move {
-            let Some(row) =
-                first_row(&conn, sql, libsql::params![hash, purpose.as_str(), now]).await?
+            let Some(row) = first_row(
+                &conn,
+                sql,
+                ward_tenancy::sql::params![hash, purpose.as_str(), now],
+            )
+            .await?
             else {
                 return Ok(None);
             };

@@ -1,11 +1,11 @@
 //! People and their memberships in clinics.
 
 use chrono::{DateTime, Utc};
-use libsql::Row;
 use serde::Serialize;
 use uuid::Uuid;
 use ward_core::{ClinicId, ClinicStatus, Email, Role, format_time, parse_time};
 use ward_tenancy::db::first_row;
+use ward_tenancy::sql::Row;
 
 use crate::store::is_unique_violation;
 use crate::{ClinicRecord, ControlError, ControlPlane};
@@ -87,7 +87,7 @@ impl ControlPlane {
             .with(|conn| async move {
                 conn.execute(
                     "INSERT INTO users (id, email, name, password_hash, created_at, password_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    libsql::params![id_s, email_s, name_s, hash_s, now],
+                    ward_tenancy::sql::params![id_s, email_s, name_s, hash_s, now],
                 )
                 .await
             })

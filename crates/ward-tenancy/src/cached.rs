@@ -1,87 +1,23 @@
-//! A clinic connection with a cache of prepared statements.
+//! A clinic connection with the convenience calls the domain code uses.
 //!
-//! libSQL prepares a statement afresh for every `query` and `execute`: parsing the SQL,
-//! resolving names against the schema and planning the query. On a page that runs half a
-//! dozen queries that is a third of the page's CPU time. [`Db`] keeps each prepared
-//! statement for reuse on the same connection.
-//!
-//! A libSQL row reads its values from its live statement, so a statement handed out while
-//! rows from it are still being read would corrupt them. The cache therefore never hands
-//! out a statement: [`Db::rows`] and [`Db::row`] take it out of the cache, read every row
-//! they return into plain values, reset it (which also ends its read transaction) and put
-//! it back. The same SQL run again before that (a nested query) simply gets a statement of
-//! its own.
+//! Every statement runs through the connection's cache of prepared statements (see
+//! [`crate::sql`]): parsing the SQL, resolving names against the schema and planning the
+//! query happen once per connection, not once per page. SQLite takes a cached statement
+//! out of the cache while it runs, so a nested use of the same SQL (a query inside a row
+//! callback) simply gets a statement of its own, and each statement is reset when its
+//! call returns, which also ends its read transaction.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use libsql::params::IntoParams;
-use libsql::{Connection, Row, Statement};
+use crate::sql::{self, Connection, IntoParams, Row};
 
-/// Statements a connection keeps prepared; past this many the cache starts over. The
-/// busiest pages and the audit writer use about a dozen; a prepared statement costs a
-/// few KiB, and up to a thousand connections are open at once.
-const CAPACITY: usize = 48;
-
-/// Prepared statements of one connection, by SQL text.
-#[derive(Default)]
-pub struct StatementCache {
-    statements: Mutex<HashMap<String, Statement>>,
-}
-
-impl StatementCache {
-    fn take(&self, sql: &str) -> Option<(String, Statement)> {
-        self.statements
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove_entry(sql)
-    }
-
-    fn put_back(&self, sql: String, statement: Statement) {
-        // Ends the statement's read transaction now rather than when it is next used.
-        statement.reset();
-        let mut statements = self
-            .statements
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if statements.len() >= CAPACITY {
-            statements.clear();
-        }
-        statements.insert(sql, statement);
-    }
-
-    /// Finalizes every cached statement. A statement holds its connection open, so this
-    /// must run before the connection is closed.
-    pub fn clear(&self) {
-        self.statements
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
-    /// How many statements are cached.
-    pub fn len(&self) -> usize {
-        self.statements
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A connection and its statement cache. Dereferences to the [`Connection`], so anything
-/// written for a plain connection works with it; [`Self::rows`], [`Self::row`] and
-/// [`Self::exec`] reuse prepared statements.
+/// A connection. Dereferences to the [`Connection`], so anything written for a plain
+/// connection works with it; [`Self::rows`], [`Self::row`] and [`Self::exec`] read
+/// results straight into the caller's values.
 #[derive(Clone)]
 pub struct Db {
     conn: Connection,
-    cache: Arc<StatementCache>,
 }
 
 impl Deref for Db {
@@ -93,15 +29,9 @@ impl Deref for Db {
 }
 
 impl Db {
-    /// `conn` with a cache of its own (for connections outside the tenant store: tests,
-    /// maintenance commands).
+    /// `conn`, for the domain calls.
     pub fn new(conn: Connection) -> Self {
-        Self::with_cache(conn, Arc::default())
-    }
-
-    /// `conn` with `cache`, which must belong to `conn` alone.
-    pub(crate) fn with_cache(conn: Connection, cache: Arc<StatementCache>) -> Self {
-        Self { conn, cache }
+        Self { conn }
     }
 
     /// The plain connection.
@@ -109,14 +39,7 @@ impl Db {
         &self.conn
     }
 
-    async fn statement(&self, sql: &str) -> Result<(String, Statement), libsql::Error> {
-        match self.cache.take(sql) {
-            Some(found) => Ok(found),
-            None => Ok((sql.to_owned(), self.conn.prepare(sql).await?)),
-        }
-    }
-
-    /// Every row of `sql`, each turned into a value by `f`, on a reused statement.
+    /// Every row of `sql`, each turned into a value by `f`.
     pub async fn rows<T, E>(
         &self,
         sql: &str,
@@ -124,23 +47,17 @@ impl Db {
         mut f: impl FnMut(&Row) -> Result<T, E>,
     ) -> Result<Vec<T>, E>
     where
-        E: From<libsql::Error>,
+        E: From<sql::Error>,
     {
-        let (key, statement) = self.statement(sql).await?;
-        let result = async {
-            let mut rows = statement.query(params).await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(f(&row)?);
-            }
-            Ok(out)
-        }
-        .await;
-        self.cache.put_back(key, statement);
-        result
+        let mut out = Vec::new();
+        self.conn.for_each_row(sql, params, |row| {
+            out.push(f(row)?);
+            Ok::<_, E>(())
+        })?;
+        Ok(out)
     }
 
-    /// The first row of `sql`, if any, turned into a value by `f`, on a reused statement.
+    /// The first row of `sql`, if any, turned into a value by `f`.
     pub async fn row<T, E>(
         &self,
         sql: &str,
@@ -148,19 +65,12 @@ impl Db {
         f: impl FnOnce(&Row) -> Result<T, E>,
     ) -> Result<Option<T>, E>
     where
-        E: From<libsql::Error>,
+        E: From<sql::Error>,
     {
-        let (key, statement) = self.statement(sql).await?;
-        let result = async {
-            let mut rows = statement.query(params).await?;
-            match rows.next().await? {
-                Some(row) => f(&row).map(Some),
-                None => Ok(None),
-            }
+        match self.conn.first_row_now(sql, params)? {
+            Some(row) => f(&row).map(Some),
+            None => Ok(None),
         }
-        .await;
-        self.cache.put_back(key, statement);
-        result
     }
 
     /// Runs the reads in `reads` (which use this connection) in one read transaction: they
@@ -170,7 +80,7 @@ impl Db {
     /// be called inside a transaction.
     pub async fn read_only<T, E>(&self, reads: impl Future<Output = Result<T, E>>) -> Result<T, E>
     where
-        E: From<libsql::Error>,
+        E: From<sql::Error>,
     {
         let changes = self.conn.total_changes();
         self.exec("BEGIN", ()).await?;
@@ -178,7 +88,7 @@ impl Db {
         let wrote = self.conn.total_changes() != changes;
         let ended = self.exec("ROLLBACK", ()).await;
         if wrote {
-            return Err(libsql::Error::Misuse(
+            return Err(sql::Error::Misuse(
                 "a read-only use of a clinic connection tried to write; the change was undone"
                     .into(),
             )
@@ -190,13 +100,10 @@ impl Db {
         }
     }
 
-    /// Runs a statement that returns no rows, on a reused statement; the number of rows
-    /// it changed.
-    pub async fn exec(&self, sql: &str, params: impl IntoParams) -> Result<usize, libsql::Error> {
-        let (key, statement) = self.statement(sql).await?;
-        let result = statement.execute(params).await;
-        self.cache.put_back(key, statement);
-        result
+    /// Runs a statement that returns no rows; the number of rows it changed.
+    pub async fn exec(&self, sql: &str, params: impl IntoParams) -> Result<usize, sql::Error> {
+        let n = self.conn.execute_now(sql, params)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
@@ -205,23 +112,38 @@ mod tests {
     use super::*;
     use crate::{DataKey, Durability, db};
 
-    async fn fresh() -> (tempfile::TempDir, db::Opened, Db) {
+    struct Fresh {
+        dir: tempfile::TempDir,
+        key: DataKey,
+    }
+
+    impl Fresh {
+        /// A second connection to the same file.
+        fn other(&self) -> Connection {
+            db::open_now(
+                &self.dir.path().join("a.db"),
+                &self.key,
+                false,
+                Durability::Full,
+            )
+            .unwrap()
+            .conn
+        }
+    }
+
+    async fn fresh() -> (Fresh, db::Opened, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let opened = db::open(
-            &dir.path().join("a.db"),
-            &DataKey::random(),
-            true,
-            Durability::Full,
-        )
-        .await
-        .unwrap();
+        let key = DataKey::random();
+        let opened = db::open(&dir.path().join("a.db"), &key, true, Durability::Full)
+            .await
+            .unwrap();
         opened
             .conn
             .execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3);")
             .await
             .unwrap();
         let db = Db::new(opened.conn.clone());
-        (dir, opened, db)
+        (Fresh { dir, key }, opened, db)
     }
 
     const ALL: &str = "SELECT n FROM t WHERE n >= ?1 ORDER BY n";
@@ -231,12 +153,10 @@ mod tests {
         let (_dir, _opened, db) = fresh().await;
         let first: Vec<i64> = db.rows(ALL, [2], |r| r.get::<i64>(0)).await.unwrap();
         assert_eq!(first, [2, 3]);
-        assert_eq!(db.cache.len(), 1);
         // Same statement, new parameters, after a change.
         assert_eq!(db.exec("INSERT INTO t VALUES (?1)", [4]).await.unwrap(), 1);
         let again: Vec<i64> = db.rows(ALL, [1], |r| r.get::<i64>(0)).await.unwrap();
         assert_eq!(again, [1, 2, 3, 4]);
-        assert_eq!(db.cache.len(), 2);
         // A first row only, then the full set again: the early stop left nothing behind.
         let one = db.row(ALL, [3], |r| r.get::<i64>(0)).await.unwrap();
         assert_eq!(one, Some(3));
@@ -263,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_statement_stays_usable_and_a_finished_read_holds_no_transaction() {
-        let (_dir, opened, db) = fresh().await;
+        let (fresh, _opened, db) = fresh().await;
         db.execute("CREATE UNIQUE INDEX t_n ON t (n)", ())
             .await
             .unwrap();
@@ -273,7 +193,7 @@ mod tests {
         // The cached read released its snapshot: a checkpoint from another connection
         // can copy every frame and truncate the log.
         let _ = db.row(ALL, [0], |r| r.get::<i64>(0)).await.unwrap();
-        let other = opened.database.connect().unwrap();
+        let other = fresh.other();
         let mut rows = other
             .query("PRAGMA wal_checkpoint(TRUNCATE)", ())
             .await
@@ -284,14 +204,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_only_use_sees_one_snapshot_keeps_no_write_and_always_ends() {
-        let (_dir, opened, db) = fresh().await;
-        let other = opened.database.connect().unwrap();
+        let (fresh, _opened, db) = fresh().await;
+        let other = fresh.other();
         let (before, after) = db
             .read_only(async {
                 let before: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await?;
                 other.execute("INSERT INTO t VALUES (10)", ()).await?;
                 let after: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await?;
-                Ok::<_, libsql::Error>((before, after))
+                Ok::<_, sql::Error>((before, after))
             })
             .await
             .unwrap();
@@ -315,15 +235,5 @@ mod tests {
         assert!(db.is_autocommit());
         let now: Vec<i64> = db.rows(ALL, [10], |r| r.get::<i64>(0)).await.unwrap();
         assert_eq!(now, [10]);
-    }
-
-    #[tokio::test]
-    async fn clearing_finalizes_so_the_connection_can_close() {
-        let (_dir, opened, db) = fresh().await;
-        let _ = db.rows(ALL, [0], |r| r.get::<i64>(0)).await.unwrap();
-        assert!(!db.cache.is_empty());
-        db.cache.clear();
-        assert!(db.cache.is_empty());
-        drop(opened);
     }
 }

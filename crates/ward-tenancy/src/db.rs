@@ -1,22 +1,22 @@
-//! The one place a libSQL connection is opened and configured.
+//! The one place a database connection is opened and configured.
 //!
 //! Every database Ward touches, clinic files and the control plane alike, goes through
-//! [`open`], so every connection gets the same settings: WAL, foreign keys, a busy
-//! timeout, the chosen durability, and an authorizer that refuses `ATTACH`, `DETACH`
-//! and extension loading (no SQL can reach a second file).
+//! [`open`], so every connection gets the same settings: SQLCipher 4 with the database's
+//! raw 256-bit key (no key derivation at open; every page authenticated with
+//! HMAC-SHA512), WAL, foreign keys, a busy timeout, the chosen durability, and an
+//! authorizer that refuses `ATTACH`, `DETACH` and extension loading (no SQL can reach a
+//! second file).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use libsql::{
-    AuthAction, AuthContext, Authorization, Cipher, Connection, Database, EncryptionConfig,
-    OpenFlags,
-};
+use rusqlite::OpenFlags;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::keys::DataKey;
+use crate::sql::{self, Connection, IntoParams, Row};
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,8 +41,10 @@ pub enum DbError {
     /// The file was to be created but already exists.
     #[error("the database file {0} already exists")]
     AlreadyExists(PathBuf),
-    /// The key does not decrypt the file (or it is not a database at all).
-    #[error("the database file {0} does not open with its key (wrong key, or not a Ward database)")]
+    /// The key does not decrypt the file (or it is not a Ward database at all).
+    #[error(
+        "the database file {0} does not open with its key (wrong key, damaged header, or not a Ward database)"
+    )]
     WrongKey(PathBuf),
     /// The file's schema is newer than this build knows.
     #[error(
@@ -56,25 +58,37 @@ pub enum DbError {
     },
     /// Anything the engine reported.
     #[error(transparent)]
-    Sql(#[from] libsql::Error),
+    Sql(#[from] sql::Error),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e.into())
+    }
 }
 
 impl DbError {
     /// Whether this error says the file is not readable with its key.
-    fn from_open(path: &Path, e: libsql::Error) -> Self {
-        match e {
-            libsql::Error::SqliteFailure(code, _) if code & 0xff == SQLITE_NOTADB => {
-                Self::WrongKey(path.to_owned())
-            }
-            other => Self::Sql(other),
+    fn from_open(path: &Path, e: sql::Error) -> Self {
+        match e.primary_code() {
+            Some(SQLITE_NOTADB) => Self::WrongKey(path.to_owned()),
+            _ => Self::Sql(e),
+        }
+    }
+
+    /// Whether this error means the file's pages are damaged (an authentication
+    /// failure, a corrupt page, or a header that no longer opens).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Self::WrongKey(_) => true,
+            Self::Sql(e) => e.is_damage(),
+            _ => false,
         }
     }
 }
 
-/// An open database: the libSQL database object and its single connection.
+/// An open database: its one configured connection.
 pub struct Opened {
-    /// Keeps the database object alive as long as its connection.
-    pub database: Database,
     /// The configured connection.
     pub conn: Connection,
 }
@@ -83,7 +97,18 @@ pub struct Opened {
 ///
 /// With `create`, the file must not exist yet; without, it must. Either way a wrong key
 /// is reported as [`DbError::WrongKey`] naming the file, not as a bare engine error.
+/// Runs on the calling thread (it reads the file header).
 pub async fn open(
+    path: &Path,
+    key: &DataKey,
+    create: bool,
+    durability: Durability,
+) -> Result<Opened, DbError> {
+    open_now(path, key, create, durability)
+}
+
+/// [`open`], called synchronously.
+pub fn open_now(
     path: &Path,
     key: &DataKey,
     create: bool,
@@ -94,54 +119,57 @@ pub async fn open(
         (false, Ok(false)) => return Err(DbError::Missing(path.to_owned())),
         _ => {}
     }
-    let flags = if create {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-    };
-    let database = libsql::Builder::new_local(path)
-        .flags(flags)
-        .encryption_config(EncryptionConfig::new(
-            Cipher::Aes256Cbc,
-            bytes::Bytes::copy_from_slice(key.bytes()),
-        ))
-        .build()
-        .await?;
-    let conn = database
-        .connect()
-        .map_err(|e| DbError::from_open(path, e))?;
-    configure(&conn, durability).await.map_err(|e| match e {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_EXRESCODE;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let mut conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    configure(&mut conn, key, durability).map_err(|e| match e {
         DbError::Sql(e) => DbError::from_open(path, e),
         other => other,
     })?;
-    Ok(Opened { database, conn })
+    Ok(Opened {
+        conn: Connection::new(conn),
+    })
 }
 
 /// Applies Ward's settings to a connection. Called by [`open`] and nowhere else.
-async fn configure(conn: &Connection, durability: Durability) -> Result<(), DbError> {
+fn configure(
+    conn: &mut rusqlite::Connection,
+    key: &DataKey,
+    durability: Durability,
+) -> Result<(), DbError> {
+    // SQLCipher writes its own diagnostics to stderr by default (an HMAC failure names
+    // the page); Ward reports damage through its errors instead, and the log may reach
+    // places page numbers of a clinic's file should not. The setting is process-wide and
+    // takes effect once SQLite is initialised, which the open above did.
+    conn.execute_batch("PRAGMA cipher_log = off; PRAGMA cipher_log_level = NONE;")?;
+    // The raw key: SQLCipher uses these 32 bytes as the encryption key directly (the
+    // salt stays in the file's first 16 bytes) and derives only the HMAC key, cheaply.
+    let mut pragma = zeroize::Zeroizing::new(String::with_capacity(80));
+    pragma.push_str("PRAGMA key = \"x'");
+    pragma.push_str(&hex::encode(key.bytes()));
+    pragma.push_str("'\"");
+    conn.execute_batch(&pragma)?;
+    drop(pragma);
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.load_extension_disable()?;
-    conn.authorizer(Some(Arc::new(authorize)))?;
+    conn.authorizer(Some(authorize))?;
     let synchronous = match durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    // journal_mode answers with a row, so it goes through query, not a batch.
-    let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await?;
-    let mode: String = match rows.next().await? {
-        Some(row) => row.get(0)?,
-        None => String::new(),
-    };
-    drop(rows);
+    // The first statement that reads the file: a wrong key fails here with NOTADB.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(DbError::Sql(libsql::Error::Misuse(format!(
+        return Err(DbError::Sql(sql::Error::Misuse(format!(
             "journal mode stayed {mode}"
         ))));
     }
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys=ON; PRAGMA synchronous={synchronous}; PRAGMA trusted_schema=OFF;"
-    ))
-    .await?;
+    ))?;
     Ok(())
 }
 
@@ -150,7 +178,7 @@ async fn configure(conn: &Connection, durability: Durability) -> Result<(), DbEr
 /// The one exception is the `ATTACH` that `VACUUM INTO` performs internally, allowed only
 /// for the exact target [`vacuum_into`] is writing on this thread at that moment: SQL from
 /// anywhere else can still not name a second file.
-fn authorize(ctx: &AuthContext<'_>) -> Authorization {
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Attach { filename } if is_vacuum_target(filename) => Authorization::Allow,
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
@@ -174,9 +202,9 @@ fn is_vacuum_target(filename: &str) -> bool {
 }
 
 /// Writes a consistent copy of `conn`'s database into the new file `target` with
-/// `VACUUM INTO`, encrypted under the same key (SQLite3MultipleCiphers gives an attached
-/// database without its own key the main database's key, so no page reaches the disk in
-/// the clear).
+/// `VACUUM INTO`, encrypted under the same key (SQLCipher gives the target, attached
+/// without a key of its own, the main database's key, so no page reaches the disk in the
+/// clear).
 ///
 /// The copy is one read transaction: writers on other connections carry on meanwhile,
 /// and the copy shows exactly the commits before it began. `target` must not exist.
@@ -185,17 +213,17 @@ pub async fn vacuum_into(conn: &Connection, target: &Path) -> Result<(), DbError
         .to_str()
         .filter(|n| !n.contains('\'') && !n.contains('\0'))
     else {
-        return Err(DbError::Sql(libsql::Error::Misuse(
+        return Err(DbError::Sql(sql::Error::Misuse(
             "a backup path must be plain UTF-8 without quotes".into(),
         )));
     };
     if target.try_exists().unwrap_or(true) {
         return Err(DbError::AlreadyExists(target.to_owned()));
     }
-    // libSQL runs local statements on the calling thread, so the authorizer sees this
+    // SQLite runs the statement on the calling thread, so the authorizer sees this
     // thread's value while the statement runs, and no other statement can.
     VACUUM_TARGET.set(Some(name.to_owned()));
-    let result = conn.execute(&format!("VACUUM INTO '{name}'"), ()).await;
+    let result = conn.execute_batch_now(&format!("VACUUM INTO '{name}'"));
     VACUUM_TARGET.set(None);
     result?;
     Ok(())
@@ -203,7 +231,7 @@ pub async fn vacuum_into(conn: &Connection, target: &Path) -> Result<(), DbError
 
 /// Runs database work without stalling the async workers.
 ///
-/// libSQL's local calls block the thread while SQLite reads, writes and fsyncs. On the
+/// SQLite calls block the thread while SQLite reads, writes and fsyncs. On the
 /// multi-threaded runtime this hands the worker's other tasks to another thread for the
 /// duration (`block_in_place`), so one clinic's slow commit never delays another clinic's
 /// page. Elsewhere (single-threaded tests, nested calls) it simply awaits.
@@ -225,10 +253,9 @@ pub async fn blocking<F: Future>(fut: F) -> F::Output {
 pub async fn first_row(
     conn: &Connection,
     sql: &str,
-    params: impl libsql::params::IntoParams,
-) -> Result<Option<libsql::Row>, DbError> {
-    let mut rows = conn.query(sql, params).await?;
-    Ok(rows.next().await?)
+    params: impl IntoParams,
+) -> Result<Option<Row>, DbError> {
+    Ok(conn.first_row_now(sql, params)?)
 }
 
 #[cfg(test)]

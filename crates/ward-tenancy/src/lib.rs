@@ -2,17 +2,19 @@
 //!
 //! A clinic id maps to exactly one file, `<data>/clinics/<uuid>.db`, encrypted under the
 //! clinic's own data key; [`TenantStore`] opens it on first use, brings its schema up to
-//! date and keeps the handle in a bounded cache. [`db`] is the one place a libSQL
+//! date and keeps the handle in a bounded cache. [`db`] is the one place a database
 //! connection is opened and configured, for clinic files and the control plane alike.
 
 pub mod backup;
 pub mod cached;
 pub mod db;
+pub mod format;
 pub mod keys;
 mod lockfile;
 pub mod migrate;
 mod pin;
 pub mod sealed;
+pub mod sql;
 mod store;
 
 pub use cached::Db;

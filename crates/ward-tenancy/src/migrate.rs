@@ -1,6 +1,6 @@
 //! Forward-only schema migrations, tracked in SQLite's `user_version`.
 
-use libsql::Connection;
+use crate::sql::Connection;
 
 use crate::db::{DbError, first_row};
 

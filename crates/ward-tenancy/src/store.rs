@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use libsql::{Connection, Database};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use ward_core::ClinicId;
@@ -14,12 +13,13 @@ use ward_core::ClinicId;
 use crate::backup::{
     self, BackupError, Checked, ContentCheck, Digest, Expected, RestoreStep, StepHook,
 };
-use crate::cached::{Db, StatementCache};
+use crate::cached::Db;
 use crate::db::{self, Durability, blocking};
 use crate::keys::{DataKey, MasterKey};
 use crate::lockfile::{self, OperatorLock};
 use crate::migrate::{self, MigrateOutcome, Migration};
 use crate::pin::Pin;
+use crate::sql::{self, Connection};
 
 /// How long a restore waits for other processes to close a clinic it has locked
 /// (`ward serve` closes locked clinics within about a second).
@@ -136,7 +136,6 @@ pub struct Tenant {
     // Field order matters: this second reference to the connection is dropped first, so
     // the one in `_files` is the last and the close happens where `_files` sends it.
     conn: tokio::sync::Mutex<Connection>,
-    statements: Arc<StatementCache>,
     _files: CloseOffThread,
 }
 
@@ -157,7 +156,7 @@ impl Tenant {
         Fut: Future<Output = T> + Send,
     {
         let guard = self.conn.lock().await;
-        let db = Db::with_cache(guard.clone(), self.statements.clone());
+        let db = Db::new(guard.clone());
         let out = blocking(f(db)).await;
         drop(guard);
         out
@@ -179,10 +178,10 @@ impl Tenant {
     where
         F: FnOnce(Db) -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        E: From<libsql::Error>,
+        E: From<sql::Error>,
     {
         let guard = self.conn.lock().await;
-        let db = Db::with_cache(guard.clone(), self.statements.clone());
+        let db = Db::new(guard.clone());
         let out = db.read_only(f(db.clone())).await;
         drop(guard);
         out
@@ -197,11 +196,9 @@ impl Tenant {
 /// to a blocking thread. The open count drops only once the file is really closed, so
 /// `open_handles == 0` means every WAL has been checkpointed and removed.
 struct CloseOffThread {
-    // Dropped in order: the connection, the database, then the pin (released only once
-    // the file is closed).
-    files: Option<(Connection, Database, Pin)>,
-    /// Finalized first: a prepared statement keeps its connection open.
-    statements: Arc<StatementCache>,
+    // Dropped in order: the connection, then the pin (released only once the file is
+    // closed).
+    files: Option<(Connection, Pin)>,
     open_count: Arc<AtomicUsize>,
 }
 
@@ -211,9 +208,7 @@ impl Drop for CloseOffThread {
             return;
         };
         let open_count = self.open_count.clone();
-        let statements = self.statements.clone();
         let close = move || {
-            statements.clear();
             drop(files);
             open_count.fetch_sub(1, Ordering::AcqRel);
         };
@@ -828,14 +823,11 @@ impl TenantStore {
 
     fn wrap_tenant(&self, id: ClinicId, opened: db::Opened, pin: Pin) -> TenantHandle {
         self.inner.open_count.fetch_add(1, Ordering::AcqRel);
-        let statements = Arc::new(StatementCache::default());
         Arc::new(Tenant {
             id,
             conn: tokio::sync::Mutex::new(opened.conn.clone()),
-            statements: statements.clone(),
             _files: CloseOffThread {
-                files: Some((opened.conn, opened.database, pin)),
-                statements,
+                files: Some((opened.conn, pin)),
                 open_count: self.inner.open_count.clone(),
             },
         })

@@ -368,12 +368,12 @@ async fn main() -> anyhow::Result<()> {
                             conn.execute(
                                 "INSERT INTO patients (id, number, full_name, sex, phone, phone_digits, address, created_at, updated_at)
                                  VALUES (?1, ?1, ?2, 'female', '98450 12345', '9845012345', '12 Lake Road', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
-                                libsql::params![p as i64, format!("Patient {p} of clinic {i}")],
+                                ward_tenancy::sql::params![p as i64, format!("Patient {p} of clinic {i}")],
                             )
                             .await?;
                         }
                         conn.execute("COMMIT", ()).await?;
-                        Ok::<_, libsql::Error>(())
+                        Ok::<_, ward_tenancy::sql::Error>(())
                     })
                     .await?;
                 let email = Email::parse(&format!("owner{i}@bench.example")).map_err(anyhow::Error::msg)?;

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use libsql::params;
 use ward_bench::{Samples, us};
 use ward_clinic::patients;
 use ward_tenancy::db::{self, Durability};
+use ward_tenancy::sql::params;
 use ward_tenancy::{DataKey, migrations};
 
 #[derive(Parser)]

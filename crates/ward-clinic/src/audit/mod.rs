@@ -64,7 +64,7 @@ pub enum AuditError {
     Invalid(&'static str),
     /// The database refused or failed.
     #[error(transparent)]
-    Db(#[from] libsql::Error),
+    Db(#[from] ward_tenancy::sql::Error),
 }
 
 /// What [`record`] wrote.
@@ -117,7 +117,7 @@ pub async fn record(conn: &Db, entry: &Entry) -> Result<Recorded, AuditError> {
     conn.exec(
         "INSERT INTO audit_log (seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        libsql::params![
+        ward_tenancy::sql::params![
             seq,
             c.at,
             c.actor_kind,
@@ -178,7 +178,7 @@ pub async fn in_transaction<T, E, F, Fut>(conn: &Db, f: F) -> Result<T, E>
 where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    E: From<libsql::Error>,
+    E: From<ward_tenancy::sql::Error>,
 {
     conn.execute("BEGIN IMMEDIATE", ()).await?;
     match f(conn.clone()).await {

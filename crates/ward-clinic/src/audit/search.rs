@@ -2,10 +2,10 @@
 //! filtered and paginated without ever sorting or scanning more than a page needs.
 
 use chrono::{DateTime, Utc};
-use libsql::Value;
 use serde::Serialize;
 use ward_core::{format_time, parse_time};
 use ward_tenancy::Db;
+use ward_tenancy::sql::Value;
 
 use super::{Action, AuditError};
 

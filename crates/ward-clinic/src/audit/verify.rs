@@ -1,8 +1,8 @@
 //! Recomputing a clinic's audit chain end to end.
 
-use libsql::Value;
 use ward_core::chain::{ChainReport, Field, Head, ProblemKind, Verifier};
 use ward_tenancy::Db;
+use ward_tenancy::sql::Value;
 
 use super::{AuditError, CHAINED_COLUMNS};
 
@@ -93,7 +93,7 @@ fn field(v: &Value) -> Field<'_> {
 
 /// `PRAGMA integrity_check`: an empty list when the file is sound, otherwise what SQLite
 /// found wrong (at most 100 lines).
-pub async fn integrity_check(conn: &Db) -> Result<Vec<String>, libsql::Error> {
+pub async fn integrity_check(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
     let mut rows = conn.query("PRAGMA integrity_check(100)", ()).await?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().await? {

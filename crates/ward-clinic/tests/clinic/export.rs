@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use libsql::Value;
 use serde_json::Value as J;
 use ward_clinic::export::{self, ClinicInfo, Header, StaffMember};
 use ward_clinic::import::{self, ImportError};
 use ward_control::ClinicRecord;
 use ward_core::format_time;
+use ward_tenancy::sql::Value;
 
 use crate::support::{TestPlatform, append, start};
 
@@ -52,7 +52,7 @@ pub async fn fill(conn: &ward_tenancy::Db, patients: i64) {
         conn.execute(
             "INSERT INTO patients (id, number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, address, email, notes, created_at, updated_at) \
              VALUES (?1, ?1, ?2, ?3, NULL, NULL, 'female', '+1 555 0100', '15550100', 'Somewhere\nLine 2', '', ?4, '2026-03-01T09:00:00.000Z', '2026-03-01T09:00:00.000Z')",
-            libsql::params![i, name, if i % 2 == 0 { Some("1980-02-29") } else { None }, format!("notes {i}")],
+            ward_tenancy::sql::params![i, name, if i % 2 == 0 { Some("1980-02-29") } else { None }, format!("notes {i}")],
         )
         .await
         .unwrap();

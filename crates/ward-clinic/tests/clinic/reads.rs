@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libsql::Connection;
 use ward_clinic::audit::{self, Action, ReadAuditConfig, ReadAuditor};
 use ward_control::ClinicRecord;
+use ward_tenancy::sql::Connection;
 
 use crate::support::{TestPlatform, doctor, start};
 

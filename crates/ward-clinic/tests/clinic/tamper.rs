@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use libsql::{Connection, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ward_clinic::audit::{self, CHAINED_COLUMNS, ChainReport, Head, ProblemKind};
 use ward_core::chain::{self, Field};
 use ward_core::{format_time, parse_time};
+use ward_tenancy::sql::{Connection, Value};
 
 use crate::support::{TestPlatform, append, open_copy};
 
@@ -297,7 +297,7 @@ async fn change_field(conn: &Connection, seq: i64, column: &str, rng: &mut StdRn
     };
     conn.execute(
         &format!("UPDATE audit_log SET {column} = ?2 WHERE seq = ?1"),
-        libsql::params![seq, new],
+        ward_tenancy::sql::params![seq, new],
     )
     .await
     .unwrap();
@@ -383,7 +383,7 @@ async fn rehash_from(conn: &Connection, from: i64) {
         if seq >= from {
             conn.execute(
                 "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-                libsql::params![seq, prev.clone(), hash.clone()],
+                ward_tenancy::sql::params![seq, prev.clone(), hash.clone()],
             )
             .await
             .unwrap();

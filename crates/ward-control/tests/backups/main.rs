@@ -1,4 +1,4 @@
-//! Backups and restores against real encrypted libSQL files in temporary directories.
+//! Backups and restores against real encrypted SQLCipher files in temporary directories.
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers fail the test on any error"
@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use libsql::Connection;
 use tempfile::TempDir;
 use ward_control::backups::PassSummary;
 use ward_control::{BackupConfig, Backups, MasterKeySource, Platform};
 use ward_core::{ClinicId, ManualClock, parse_time};
+use ward_tenancy::sql::Connection;
 use ward_tenancy::{DataKey, Durability, StoreConfig, db};
 
 /// A canary written into clinics; it must never appear in a backup file in the clear.

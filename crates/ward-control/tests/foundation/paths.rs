@@ -212,7 +212,10 @@ async fn clinics_with_hostile_names_get_only_uuid_files() {
     for f in files_under(&data) {
         let s = f.to_str().unwrap();
         assert!(
-            s.starts_with("clinics/") || s.starts_with("control.db") || s == "control.pin",
+            s.starts_with("clinics/")
+                || s.starts_with("control.db")
+                || s == "control.pin"
+                || s == "format",
             "unexpected file {s}"
         );
     }

@@ -1,8 +1,8 @@
 //! No statement on a Ward connection can reach a second file or load code.
 
-use libsql::Connection;
 use ward_tenancy::DataKey;
 use ward_tenancy::db::{self, Durability};
+use ward_tenancy::sql::Connection;
 
 use crate::support::{TestPlatform, get_setting, master, put_setting};
 
@@ -114,11 +114,11 @@ async fn every_connection_is_configured_for_durability_and_integrity() {
             )
         })
         .await;
-    assert_eq!(journal, libsql::Value::Text("wal".into()));
-    assert_eq!(fk, libsql::Value::Integer(1));
+    assert_eq!(journal, ward_tenancy::sql::Value::Text("wal".into()));
+    assert_eq!(fk, ward_tenancy::sql::Value::Integer(1));
     // 2 = FULL: an acknowledged commit survives power loss.
-    assert_eq!(sync, libsql::Value::Integer(2));
-    assert_eq!(busy, libsql::Value::Integer(5_000));
+    assert_eq!(sync, ward_tenancy::sql::Value::Integer(2));
+    assert_eq!(busy, ward_tenancy::sql::Value::Integer(5_000));
 }
 
 /// The read path that stays on the async worker cannot write: SQL that would is refused
@@ -142,7 +142,7 @@ async fn a_read_on_the_worker_cannot_write_and_leaves_the_connection_writable() 
                 (),
             )
             .await?;
-            Ok::<_, libsql::Error>(())
+            Ok::<_, ward_tenancy::sql::Error>(())
         })
         .await;
     let err = refused

@@ -42,8 +42,8 @@ pub(crate) enum TxError {
     Refused(StaffChange),
 }
 
-impl From<libsql::Error> for TxError {
-    fn from(e: libsql::Error) -> Self {
+impl From<ward_tenancy::sql::Error> for TxError {
+    fn from(e: ward_tenancy::sql::Error) -> Self {
         Self::Clinic(e.into())
     }
 }

@@ -69,7 +69,7 @@ async fn seed(t: &TestApp, slug: &str) {
                 conn.execute(
                     "INSERT INTO patients (number, full_name, sex, phone, phone_digits, address, created_at, updated_at)
                      VALUES (?1, ?2, 'female', ?3, ?3, 'Canary Lane', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
-                    libsql::params![n, format!("{CANARY} {n}"), format!("{CANARY_PHONE}{n}")],
+                    ward_tenancy::sql::params![n, format!("{CANARY} {n}"), format!("{CANARY_PHONE}{n}")],
                 )
                 .await
                 .unwrap();

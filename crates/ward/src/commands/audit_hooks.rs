@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use libsql::Connection;
 use ward_clinic::audit::{self, Action};
 use ward_control::ControlPlane;
 use ward_control::backups::{RestoreAudit, RestoreAuditEntry};
 use ward_core::format_time;
 use ward_tenancy::Db;
 use ward_tenancy::backup::{ChainHead, ContentCheck};
+use ward_tenancy::sql::Connection;
 
 /// Checks a restored copy's audit chain end to end (no anchor: a backup is older than
 /// the live head by nature) and reports its head, hash in lowercase hex.

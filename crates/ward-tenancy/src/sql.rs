@@ -1,0 +1,649 @@
+//! Ward's SQL surface: one SQLite + SQLCipher connection (through `rusqlite`) behind a
+//! small, shareable handle.
+//!
+//! [`Connection`] is cheap to clone and can be handed to the closures of
+//! [`crate::Tenant::with`] and the control plane's pool; every call locks the one
+//! underlying SQLite connection for the duration of that call only. The lock is
+//! re-entrant, so a row callback may use the connection again on the same thread.
+//!
+//! Statements run through SQLite's own prepared-statement cache (`prepare_cached`), so a
+//! query that runs on every page is parsed and planned once per connection.
+//!
+//! The calls are `async` in shape only: SQLite runs on the calling thread and the future
+//! is ready when it is first polled. Callers keep SQLite off the async workers with
+//! [`crate::blocking`] (or by running on a blocking thread), exactly as they must for any
+//! synchronous call that may wait for the disk.
+//!
+//! Rows are read into plain [`Value`]s before a call returns, so no statement stays open
+//! (and no read transaction lingers) between calls. Long reads that should not be held
+//! in memory whole use [`Connection::for_each_row`].
+
+use std::sync::Arc;
+
+use parking_lot::ReentrantMutex;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+/// How many prepared statements each connection keeps. The busiest pages and the audit
+/// writer use about a dozen; a prepared statement costs a few KiB.
+pub const STATEMENT_CACHE: usize = 48;
+
+/// Why a statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite reported a failure: the extended result code and its message.
+    #[error("SQLite failure: `{1}`")]
+    SqliteFailure(i32, String),
+    /// The caller used the API in a way it does not allow.
+    #[error("{0}")]
+    Misuse(String),
+    /// A column held NULL where a value was required.
+    #[error("column {0} is NULL")]
+    NullValue(i32),
+    /// A column's value does not convert to the type asked for.
+    #[error("column {0} holds {1}, which is not the type asked for")]
+    InvalidColumnType(i32, &'static str),
+    /// There is no column at this index.
+    #[error("there is no column {0}")]
+    InvalidColumnIndex(i32),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(err, msg) => {
+                let text = msg.unwrap_or_else(|| err.to_string());
+                Self::SqliteFailure(err.extended_code, text)
+            }
+            rusqlite::Error::InvalidColumnIndex(i) => {
+                Self::InvalidColumnIndex(i32::try_from(i).unwrap_or(i32::MAX))
+            }
+            other => Self::Misuse(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// The primary SQLite result code, when SQLite reported this error.
+    pub fn primary_code(&self) -> Option<i32> {
+        match self {
+            Self::SqliteFailure(code, _) => Some(code & 0xff),
+            _ => None,
+        }
+    }
+
+    /// Whether this error means the file's pages are damaged or not a database:
+    /// `SQLITE_CORRUPT` (which SQLCipher reports for a page whose HMAC does not match)
+    /// or `SQLITE_NOTADB`.
+    pub fn is_damage(&self) -> bool {
+        matches!(self.primary_code(), Some(11 | 26))
+    }
+}
+
+/// One SQL value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A double.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Null => "NULL",
+            Self::Integer(_) => "an integer",
+            Self::Real(_) => "a real",
+            Self::Text(_) => "text",
+            Self::Blob(_) => "a blob",
+        }
+    }
+
+    fn from_ref(v: ValueRef<'_>) -> Self {
+        match v {
+            ValueRef::Null => Self::Null,
+            ValueRef::Integer(i) => Self::Integer(i),
+            ValueRef::Real(r) => Self::Real(r),
+            // A damaged or foreign text value is shown, not trusted: invalid UTF-8 is
+            // replaced rather than turned into a panic or an error far from its cause.
+            ValueRef::Text(t) => Self::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Self::Blob(b.to_vec()),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Self::Null => ValueRef::Null,
+            Self::Integer(i) => ValueRef::Integer(*i),
+            Self::Real(r) => ValueRef::Real(*r),
+            Self::Text(s) => ValueRef::Text(s.as_bytes()),
+            Self::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+macro_rules! value_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Self::Integer(i64::from(v))
+            }
+        }
+        impl From<&$t> for Value {
+            fn from(v: &$t) -> Self {
+                Self::Integer(i64::from(*v))
+            }
+        }
+    )*};
+}
+value_from_int!(i64, i32, u32, i16, u16, u8, i8, bool);
+
+macro_rules! value_from_wide_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            /// Values past `i64::MAX` saturate: no count Ward stores comes near it.
+            fn from(v: $t) -> Self {
+                Self::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+        impl From<&$t> for Value {
+            fn from(v: &$t) -> Self {
+                Self::from(*v)
+            }
+        }
+    )*};
+}
+value_from_wide_int!(u64, usize);
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Self::Real(v)
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Self::Text(v.clone())
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::Text(v.to_owned())
+    }
+}
+impl From<&&str> for Value {
+    fn from(v: &&str) -> Self {
+        Self::Text((*v).to_owned())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Blob(v)
+    }
+}
+impl From<&Vec<u8>> for Value {
+    fn from(v: &Vec<u8>) -> Self {
+        Self::Blob(v.clone())
+    }
+}
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Self {
+        Self::Blob(v.to_vec())
+    }
+}
+impl<const N: usize> From<[u8; N]> for Value {
+    fn from(v: [u8; N]) -> Self {
+        Self::Blob(v.to_vec())
+    }
+}
+impl From<&Value> for Value {
+    fn from(v: &Value) -> Self {
+        v.clone()
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+impl From<&Option<String>> for Value {
+    fn from(v: &Option<String>) -> Self {
+        v.as_deref().map_or(Self::Null, Into::into)
+    }
+}
+impl From<&Option<i64>> for Value {
+    fn from(v: &Option<i64>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// Parameters of a statement, by position (`?1`, `?2`, …).
+#[derive(Debug, Clone, Default)]
+pub struct Params(Vec<Value>);
+
+impl Params {
+    /// Parameters from a list of values.
+    pub fn new(values: Vec<Value>) -> Self {
+        Self(values)
+    }
+}
+
+/// Anything that can be a statement's parameters.
+pub trait IntoParams {
+    /// The parameters.
+    fn into_params(self) -> Params;
+}
+
+impl IntoParams for () {
+    fn into_params(self) -> Params {
+        Params::default()
+    }
+}
+impl IntoParams for Params {
+    fn into_params(self) -> Params {
+        self
+    }
+}
+impl IntoParams for Vec<Value> {
+    fn into_params(self) -> Params {
+        Params(self)
+    }
+}
+impl<T: Into<Value>, const N: usize> IntoParams for [T; N] {
+    fn into_params(self) -> Params {
+        Params(self.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Positional parameters from a list of expressions, each converted into a [`Value`].
+#[macro_export]
+macro_rules! sql_params {
+    () => { $crate::sql::Params::default() };
+    ($($x:expr),+ $(,)?) => {
+        $crate::sql::Params::new(vec![$($crate::sql::Value::from($x)),+])
+    };
+}
+pub use crate::sql_params as params;
+
+/// Types a column value can be read as.
+pub trait FromValue: Sized {
+    /// Converts the value of column `idx`.
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error>;
+}
+
+impl FromValue for Value {
+    fn from_value(v: &Value, _: i32) -> Result<Self, Error> {
+        Ok(v.clone())
+    }
+}
+impl FromValue for i64 {
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+        match v {
+            Value::Integer(i) => Ok(*i),
+            Value::Null => Err(Error::NullValue(idx)),
+            other => Err(Error::InvalidColumnType(idx, other.kind())),
+        }
+    }
+}
+macro_rules! from_value_int {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+                let i = i64::from_value(v, idx)?;
+                <$t>::try_from(i).map_err(|_| Error::InvalidColumnType(idx, "an integer out of range"))
+            }
+        }
+    )*};
+}
+from_value_int!(i32, u32, u64, usize, u16, u8);
+impl FromValue for bool {
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+        Ok(i64::from_value(v, idx)? != 0)
+    }
+}
+impl FromValue for f64 {
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+        match v {
+            Value::Real(r) => Ok(*r),
+            // Integers are exact in a double up to 2^53; SQLite stores whole reals so.
+            #[expect(clippy::cast_precision_loss, reason = "SQLite's own REAL affinity")]
+            Value::Integer(i) => Ok(*i as f64),
+            Value::Null => Err(Error::NullValue(idx)),
+            other => Err(Error::InvalidColumnType(idx, other.kind())),
+        }
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            Value::Null => Err(Error::NullValue(idx)),
+            other => Err(Error::InvalidColumnType(idx, other.kind())),
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+        match v {
+            Value::Blob(b) => Ok(b.clone()),
+            Value::Null => Err(Error::NullValue(idx)),
+            other => Err(Error::InvalidColumnType(idx, other.kind())),
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value, idx: i32) -> Result<Self, Error> {
+        match v {
+            Value::Null => Ok(None),
+            other => T::from_value(other, idx).map(Some),
+        }
+    }
+}
+
+/// One row of a result, read into plain values.
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    fn read(columns: &Arc<[String]>, row: &rusqlite::Row<'_>) -> Result<Self, Error> {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(Value::from_ref(row.get_ref(i)?));
+        }
+        Ok(Self {
+            columns: columns.clone(),
+            values,
+        })
+    }
+
+    fn value(&self, idx: i32) -> Result<&Value, Error> {
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.values.get(i))
+            .ok_or(Error::InvalidColumnIndex(idx))
+    }
+
+    /// Column `idx` (from 0) as a `T`.
+    pub fn get<T: FromValue>(&self, idx: i32) -> Result<T, Error> {
+        T::from_value(self.value(idx)?, idx)
+    }
+
+    /// Column `idx` as a plain value.
+    pub fn get_value(&self, idx: i32) -> Result<Value, Error> {
+        self.value(idx).cloned()
+    }
+
+    /// How many columns the row has.
+    pub fn column_count(&self) -> i32 {
+        i32::try_from(self.values.len()).unwrap_or(i32::MAX)
+    }
+
+    /// The name of column `idx`.
+    pub fn column_name(&self, idx: i32) -> Option<&str> {
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.columns.get(i))
+            .map(String::as_str)
+    }
+}
+
+/// The rows of a query, already read.
+#[derive(Debug)]
+pub struct Rows {
+    columns: Arc<[String]>,
+    rows: std::vec::IntoIter<Row>,
+}
+
+impl Rows {
+    /// The next row, if any.
+    pub async fn next(&mut self) -> Result<Option<Row>, Error> {
+        Ok(self.rows.next())
+    }
+
+    /// How many columns each row has.
+    pub fn column_count(&self) -> i32 {
+        i32::try_from(self.columns.len()).unwrap_or(i32::MAX)
+    }
+
+    /// The name of column `idx`.
+    pub fn column_name(&self, idx: i32) -> Option<&str> {
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.columns.get(i))
+            .map(String::as_str)
+    }
+}
+
+/// A shareable handle on one SQLite connection.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<ReentrantMutex<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connection")
+    }
+}
+
+fn columns_of(stmt: &rusqlite::Statement<'_>) -> Arc<[String]> {
+    stmt.column_names().map(str::to_owned).collect()
+}
+
+impl Connection {
+    /// Wraps a configured connection. Only [`crate::db::open`] calls this.
+    pub(crate) fn new(conn: rusqlite::Connection) -> Self {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Self {
+            inner: Arc::new(ReentrantMutex::new(conn)),
+        }
+    }
+
+    /// Runs `f` on the underlying connection, for what this handle does not wrap (the
+    /// backup API, pragmas with unusual results). Keeps the connection for the call.
+    pub fn with_raw<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+        let guard = self.inner.lock();
+        f(&guard)
+    }
+
+    /// Whether this is the only handle on the connection (so dropping it closes it).
+    pub fn is_last_handle(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+
+    /// Runs a statement that returns no rows (or whose rows are not wanted); the number
+    /// of rows it changed.
+    pub async fn execute(&self, sql: &str, params: impl IntoParams) -> Result<u64, Error> {
+        self.execute_now(sql, params)
+    }
+
+    /// [`Self::execute`], called synchronously.
+    pub fn execute_now(&self, sql: &str, params: impl IntoParams) -> Result<u64, Error> {
+        let params = params.into_params();
+        let conn = self.inner.lock();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.0.iter()))?;
+        // Step to the end: a statement with rows (a pragma, `RETURNING`) runs fully.
+        while rows.next()?.is_some() {}
+        drop(rows);
+        drop(stmt);
+        Ok(conn.changes())
+    }
+
+    /// Runs several statements separated by semicolons, with no parameters.
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
+        self.execute_batch_now(sql)
+    }
+
+    /// [`Self::execute_batch`], called synchronously.
+    pub fn execute_batch_now(&self, sql: &str) -> Result<(), Error> {
+        Ok(self.inner.lock().execute_batch(sql)?)
+    }
+
+    /// Every row of a query.
+    pub async fn query(&self, sql: &str, params: impl IntoParams) -> Result<Rows, Error> {
+        self.query_now(sql, params)
+    }
+
+    /// [`Self::query`], called synchronously.
+    pub fn query_now(&self, sql: &str, params: impl IntoParams) -> Result<Rows, Error> {
+        let mut out = Vec::new();
+        let columns = self.for_each_row(sql, params, |row| {
+            out.push(row.clone());
+            Ok::<_, Error>(())
+        })?;
+        Ok(Rows {
+            columns,
+            rows: out.into_iter(),
+        })
+    }
+
+    /// Runs a query and hands each row to `f` as it is read, without keeping the rows:
+    /// for reads too large to hold in memory. Returns the column names.
+    pub fn for_each_row<E: From<Error>>(
+        &self,
+        sql: &str,
+        params: impl IntoParams,
+        mut f: impl FnMut(&Row) -> Result<(), E>,
+    ) -> Result<Arc<[String]>, E> {
+        let params = params.into_params();
+        let conn = self.inner.lock();
+        let mut stmt = conn.prepare_cached(sql).map_err(Error::from)?;
+        let columns = columns_of(&stmt);
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.0.iter()))
+            .map_err(Error::from)?;
+        while let Some(row) = rows.next().map_err(Error::from)? {
+            f(&Row::read(&columns, row)?)?;
+        }
+        Ok(columns)
+    }
+
+    /// The first row of a query, if any; the statement is reset after it.
+    pub fn first_row_now(&self, sql: &str, params: impl IntoParams) -> Result<Option<Row>, Error> {
+        let params = params.into_params();
+        let conn = self.inner.lock();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let columns = columns_of(&stmt);
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.0.iter()))?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Row::read(&columns, row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether no transaction is open.
+    pub fn is_autocommit(&self) -> bool {
+        self.inner.lock().is_autocommit()
+    }
+
+    /// The rowid of the last row inserted on this connection.
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.inner.lock().last_insert_rowid()
+    }
+
+    /// Rows changed by the last statement.
+    pub fn changes(&self) -> u64 {
+        self.inner.lock().changes()
+    }
+
+    /// Rows changed since the connection opened.
+    pub fn total_changes(&self) -> u64 {
+        self.inner.lock().total_changes()
+    }
+
+    /// Releases the memory SQLite holds for this connection that it can do without
+    /// (unpinned page-cache pages, lookaside): for a connection going idle.
+    pub fn release_memory(&self) {
+        // Best effort: a connection that cannot shrink just keeps its cache.
+        let _ = self.inner.lock().release_memory();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        Connection::new(rusqlite::Connection::open_in_memory().unwrap())
+    }
+
+    #[tokio::test]
+    async fn values_round_trip_and_convert_as_asked() {
+        let c = conn();
+        c.execute_batch("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)")
+            .await
+            .unwrap();
+        let changed = c
+            .execute(
+                "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![7_i64, 1.5, "text", vec![1_u8, 2], None::<String>],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let mut rows = c.query("SELECT i, r, s, b, n FROM t", ()).await.unwrap();
+        assert_eq!(rows.column_name(2), Some("s"));
+        let row = rows.next().await.unwrap().unwrap();
+        assert_eq!(row.get::<i64>(0).unwrap(), 7);
+        assert_eq!(row.get::<u32>(0).unwrap(), 7);
+        assert_eq!(row.get::<f64>(1).unwrap(), 1.5);
+        assert_eq!(row.get::<String>(2).unwrap(), "text");
+        assert_eq!(row.get::<Vec<u8>>(3).unwrap(), vec![1, 2]);
+        assert_eq!(row.get::<Option<String>>(4).unwrap(), None);
+        assert!(matches!(row.get::<String>(4), Err(Error::NullValue(4))));
+        assert!(matches!(
+            row.get::<i64>(2),
+            Err(Error::InvalidColumnType(2, _))
+        ));
+        assert!(matches!(
+            row.get::<i64>(9),
+            Err(Error::InvalidColumnIndex(9))
+        ));
+        assert!(rows.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_row_callback_may_use_the_connection_again() {
+        let c = conn();
+        c.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2);")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        c.for_each_row("SELECT n FROM t ORDER BY n", (), |row| {
+            let n: i64 = row.get(0)?;
+            let again = c.first_row_now("SELECT n FROM t WHERE n = ?1", [n])?;
+            seen.push(again.map(|r| r.get::<i64>(0)).transpose()?);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        assert_eq!(seen, [Some(1), Some(2)]);
+    }
+
+    #[tokio::test]
+    async fn engine_errors_keep_their_code() {
+        let c = conn();
+        c.execute_batch("CREATE TABLE t (n INTEGER UNIQUE); INSERT INTO t VALUES (1);")
+            .await
+            .unwrap();
+        let e = c.execute("INSERT INTO t VALUES (1)", ()).await.unwrap_err();
+        assert_eq!(e.primary_code(), Some(19), "{e}");
+        assert!(e.to_string().contains("UNIQUE"), "{e}");
+        assert!(!e.is_damage());
+    }
+}
