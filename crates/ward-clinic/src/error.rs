@@ -30,6 +30,14 @@ pub enum ClinicError {
 }
 
 impl ClinicError {
+    /// Whether this failure is the clinic's file being damaged.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Self::Db(e) | Self::Audit(AuditError::Db(e)) => e.is_damage(),
+            _ => false,
+        }
+    }
+
     /// A field error.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {

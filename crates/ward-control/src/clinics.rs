@@ -267,8 +267,8 @@ impl Registry for ControlPlane {
             .with(|conn| async move {
                 let row = db::first_row(
                     &conn,
-                    "SELECT wrapped_key, schema_version, open_error IS NOT NULL FROM clinics WHERE id = ?1",
-                    [id.to_string()],
+                    "SELECT wrapped_key, schema_version, open_error IS NOT NULL, coalesce(substr(open_error, 1, length(?2)) = ?2, 0) FROM clinics WHERE id = ?1",
+                    ward_tenancy::sql::params![id.to_string(), ward_tenancy::DAMAGED],
                 )
                 .await?;
                 let Some(row) = row else { return Ok::<_, ControlError>(None) };
@@ -276,7 +276,7 @@ impl Registry for ControlPlane {
                     // Purged: the key is gone, and so, for every purpose, is the clinic.
                     return Ok(None);
                 };
-                Ok(Some(TenantRecord { wrapped_key, schema_version: row.get(1)?, failed: row.get::<i64>(2)? != 0 }))
+                Ok(Some(TenantRecord { wrapped_key, schema_version: row.get(1)?, failed: row.get::<i64>(2)? != 0, damaged: row.get::<i64>(3)? != 0 }))
             })
             .await?;
         Ok(row)

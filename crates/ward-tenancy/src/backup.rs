@@ -317,17 +317,7 @@ pub async fn table_counts(conn: &Connection) -> Result<BTreeMap<String, u64>, Db
 }
 
 async fn integrity(conn: &Connection) -> Result<(), BackupError> {
-    let mut rows = conn
-        .query("PRAGMA integrity_check(20)", ())
-        .await
-        .map_err(DbError::Sql)?;
-    let mut problems = Vec::new();
-    while let Some(row) = rows.next().await.map_err(DbError::Sql)? {
-        let line: String = row.get(0).map_err(DbError::Sql)?;
-        if line != "ok" {
-            problems.push(line);
-        }
-    }
+    let problems = crate::check::file_problems(conn);
     if problems.is_empty() {
         Ok(())
     } else {

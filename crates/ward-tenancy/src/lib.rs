@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod cached;
+pub mod check;
 pub mod db;
 pub mod format;
 pub mod keys;
@@ -24,7 +25,7 @@ pub use lockfile::OperatorLock;
 pub use migrate::{MigrateOutcome, Migration};
 pub use pin::Pin;
 pub use store::{
-    RESTORE_WAIT, Registry, RestoreOutcome, StoreConfig, StoreStats, Tenant, TenantError,
+    DAMAGED, RESTORE_WAIT, Registry, RestoreOutcome, StoreConfig, StoreStats, Tenant, TenantError,
     TenantHandle, TenantRecord, TenantStore,
 };
 

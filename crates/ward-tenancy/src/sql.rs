@@ -432,7 +432,13 @@ impl Rows {
 /// A shareable handle on one SQLite connection.
 #[derive(Clone)]
 pub struct Connection {
-    inner: Arc<ReentrantMutex<rusqlite::Connection>>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    conn: ReentrantMutex<rusqlite::Connection>,
+    /// The first error since [`Connection::take_damage`] that said the file is damaged.
+    damage: parking_lot::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -450,14 +456,35 @@ impl Connection {
     pub(crate) fn new(conn: rusqlite::Connection) -> Self {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Self {
-            inner: Arc::new(ReentrantMutex::new(conn)),
+            inner: Arc::new(Shared {
+                conn: ReentrantMutex::new(conn),
+                damage: parking_lot::Mutex::new(None),
+            }),
         }
+    }
+
+    /// Remembers `e` if it says the file is damaged, and passes it on.
+    fn note(&self, e: impl Into<Error>) -> Error {
+        let e = e.into();
+        if e.is_damage() {
+            self.inner
+                .damage
+                .lock()
+                .get_or_insert_with(|| e.to_string());
+        }
+        e
+    }
+
+    /// The damage a statement on this connection ran into since the last call, if any:
+    /// the caller (the tenant store) takes the clinic out of service and names it.
+    pub fn take_damage(&self) -> Option<String> {
+        self.inner.damage.lock().take()
     }
 
     /// Runs `f` on the underlying connection, for what this handle does not wrap (the
     /// backup API, pragmas with unusual results). Keeps the connection for the call.
     pub fn with_raw<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
-        let guard = self.inner.lock();
+        let guard = self.inner.conn.lock();
         f(&guard)
     }
 
@@ -475,14 +502,15 @@ impl Connection {
     /// [`Self::execute`], called synchronously.
     pub fn execute_now(&self, sql: &str, params: impl IntoParams) -> Result<u64, Error> {
         let params = params.into_params();
-        let conn = self.inner.lock();
-        let mut stmt = conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.0.iter()))?;
-        // Step to the end: a statement with rows (a pragma, `RETURNING`) runs fully.
-        while rows.next()?.is_some() {}
-        drop(rows);
-        drop(stmt);
-        Ok(conn.changes())
+        let conn = self.inner.conn.lock();
+        let run = || -> rusqlite::Result<u64> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params.0.iter()))?;
+            // Step to the end: a statement with rows (a pragma, `RETURNING`) runs fully.
+            while rows.next()?.is_some() {}
+            Ok(conn.changes())
+        };
+        run().map_err(|e| self.note(e))
     }
 
     /// Runs several statements separated by semicolons, with no parameters.
@@ -492,7 +520,11 @@ impl Connection {
 
     /// [`Self::execute_batch`], called synchronously.
     pub fn execute_batch_now(&self, sql: &str) -> Result<(), Error> {
-        Ok(self.inner.lock().execute_batch(sql)?)
+        self.inner
+            .conn
+            .lock()
+            .execute_batch(sql)
+            .map_err(|e| self.note(e))
     }
 
     /// Every row of a query.
@@ -522,14 +554,14 @@ impl Connection {
         mut f: impl FnMut(&Row) -> Result<(), E>,
     ) -> Result<Arc<[String]>, E> {
         let params = params.into_params();
-        let conn = self.inner.lock();
-        let mut stmt = conn.prepare_cached(sql).map_err(Error::from)?;
+        let conn = self.inner.conn.lock();
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.note(e))?;
         let columns = columns_of(&stmt);
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.0.iter()))
-            .map_err(Error::from)?;
-        while let Some(row) = rows.next().map_err(Error::from)? {
-            f(&Row::read(&columns, row)?)?;
+            .map_err(|e| self.note(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.note(e))? {
+            f(&Row::read(&columns, row).map_err(|e| self.note(e))?)?;
         }
         Ok(columns)
     }
@@ -537,41 +569,44 @@ impl Connection {
     /// The first row of a query, if any; the statement is reset after it.
     pub fn first_row_now(&self, sql: &str, params: impl IntoParams) -> Result<Option<Row>, Error> {
         let params = params.into_params();
-        let conn = self.inner.lock();
-        let mut stmt = conn.prepare_cached(sql)?;
-        let columns = columns_of(&stmt);
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.0.iter()))?;
-        match rows.next()? {
-            Some(row) => Ok(Some(Row::read(&columns, row)?)),
-            None => Ok(None),
-        }
+        let conn = self.inner.conn.lock();
+        let run = || -> Result<Option<Row>, Error> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let columns = columns_of(&stmt);
+            let mut rows = stmt.query(rusqlite::params_from_iter(params.0.iter()))?;
+            match rows.next()? {
+                Some(row) => Ok(Some(Row::read(&columns, row)?)),
+                None => Ok(None),
+            }
+        };
+        run().map_err(|e| self.note(e))
     }
 
     /// Whether no transaction is open.
     pub fn is_autocommit(&self) -> bool {
-        self.inner.lock().is_autocommit()
+        self.inner.conn.lock().is_autocommit()
     }
 
     /// The rowid of the last row inserted on this connection.
     pub fn last_insert_rowid(&self) -> i64 {
-        self.inner.lock().last_insert_rowid()
+        self.inner.conn.lock().last_insert_rowid()
     }
 
     /// Rows changed by the last statement.
     pub fn changes(&self) -> u64 {
-        self.inner.lock().changes()
+        self.inner.conn.lock().changes()
     }
 
     /// Rows changed since the connection opened.
     pub fn total_changes(&self) -> u64 {
-        self.inner.lock().total_changes()
+        self.inner.conn.lock().total_changes()
     }
 
     /// Releases the memory SQLite holds for this connection that it can do without
     /// (unpinned page-cache pages, lookaside): for a connection going idle.
     pub fn release_memory(&self) {
         // Best effort: a connection that cannot shrink just keeps its cache.
-        let _ = self.inner.lock().release_memory();
+        let _ = self.inner.conn.lock().release_memory();
     }
 }
 

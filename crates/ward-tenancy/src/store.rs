@@ -34,7 +34,14 @@ pub struct TenantRecord {
     pub schema_version: u32,
     /// Whether the clinic is currently marked as failing to open.
     pub failed: bool,
+    /// Whether that mark says its file is damaged (the reason starts with
+    /// [`DAMAGED`]): such a clinic stays out of service until an operator restores it or
+    /// `ward verify` finds it sound.
+    pub damaged: bool,
 }
+
+/// How the reason recorded for a clinic with a damaged file begins.
+pub const DAMAGED: &str = "damaged: ";
 
 /// Boxed error from the registry.
 pub type RegistryError = Box<dyn std::error::Error + Send + Sync>;
@@ -67,6 +74,10 @@ pub enum TenantError {
         /// What went wrong, for the operator (never shown to users).
         reason: String,
     },
+    /// The clinic's file is damaged (a page failed its authentication check, or the file
+    /// no longer opens); it is out of service until an operator repairs it.
+    #[error("clinic {0}'s database file is damaged")]
+    Damaged(ClinicId),
     /// The store is draining.
     #[error("Ward is shutting down")]
     ShuttingDown,
@@ -133,6 +144,9 @@ pub struct StoreStats {
 /// the WAL into the database and removes it, on a blocking thread.
 pub struct Tenant {
     id: ClinicId,
+    /// The store, told when a statement finds the file damaged. Weak: the store's cache
+    /// holds the tenant.
+    store: std::sync::Weak<Inner>,
     // Field order matters: this second reference to the connection is dropped first, so
     // the one in `_files` is the last and the close happens where `_files` sends it.
     conn: tokio::sync::Mutex<Connection>,
@@ -141,6 +155,17 @@ pub struct Tenant {
 
 /// A shared, cached open clinic.
 pub type TenantHandle = Arc<Tenant>;
+
+/// Who is opening a clinic, which decides what a damage mark and the operator lock mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// A request: a clinic marked damaged stays closed, a locked one is refused.
+    Request,
+    /// An operator's command (`ward migrate`): a damaged clinic is tried again.
+    Operator,
+    /// The holder of the clinic's operator lock (restore, purge).
+    UnderLock,
+}
 
 impl Tenant {
     /// Which clinic this is.
@@ -158,8 +183,30 @@ impl Tenant {
         let guard = self.conn.lock().await;
         let db = Db::new(guard.clone());
         let out = blocking(f(db)).await;
+        let damage = guard.take_damage();
         drop(guard);
+        if let Some(reason) = damage {
+            self.damaged(reason).await;
+        }
         out
+    }
+
+    /// A statement found the file damaged: the clinic is marked (so `/status` and
+    /// `ward clinics list` name it and it is not opened again until repaired) and this
+    /// handle leaves the cache. Other clinics are not touched.
+    async fn damaged(&self, reason: String) {
+        tracing::error!(clinic = %self.id, %reason, "clinic database file is damaged");
+        let Some(store) = self.store.upgrade() else {
+            return;
+        };
+        if let Err(e) = store
+            .registry
+            .failed(self.id, &format!("{DAMAGED}{reason}"))
+            .await
+        {
+            tracing::error!(clinic = %self.id, error = %e, "could not record the damage");
+        }
+        store.cache.invalidate(&self.id).await;
     }
 }
 
@@ -183,7 +230,11 @@ impl Tenant {
         let guard = self.conn.lock().await;
         let db = Db::new(guard.clone());
         let out = db.read_only(f(db.clone())).await;
+        let damage = guard.take_damage();
         drop(guard);
+        if let Some(reason) = damage {
+            self.damaged(reason).await;
+        }
         out
     }
 }
@@ -406,7 +457,9 @@ impl TenantStore {
             }
             return Ok(outcome);
         }
-        let (tenant, outcome) = self.open(id).await?;
+        // An operator's command tries a clinic marked damaged again (its file may have
+        // been repaired); requests do not.
+        let (tenant, outcome) = self.open_with(id, Opening::Operator).await?;
         drop(tenant);
         Ok(outcome)
     }
@@ -484,7 +537,7 @@ impl TenantStore {
         F: FnOnce(Db) -> Fut,
         Fut: Future<Output = T> + Send,
     {
-        let (tenant, _) = self.open_with(id, true).await?;
+        let (tenant, _) = self.open_with(id, Opening::UnderLock).await?;
         let out = tenant.with(f).await;
         drop(tenant);
         Ok(out)
@@ -523,6 +576,49 @@ impl TenantStore {
             .map(|m| part(&m))
             .unwrap_or_else(|| "-".to_owned());
         Some(format!("{}/{wal}", part(&db)))
+    }
+
+    /// Checks clinic `id`'s file for damage through a connection of its own (see
+    /// [`crate::check::file_problems`]), whether or not the clinic is marked damaged:
+    /// the problems found, empty when the file is sound. A sound file clears a damage
+    /// mark, so the clinic is served again. Refused while an operator holds its lock.
+    pub async fn check_file(&self, id: ClinicId) -> Result<Vec<String>, TenantError> {
+        self.check_running()?;
+        if self.is_locked(id) {
+            return Err(TenantError::Maintenance(id));
+        }
+        let record = self
+            .inner
+            .registry
+            .tenant(id)
+            .await
+            .map_err(|e| TenantError::Unavailable {
+                clinic: id,
+                reason: format!("control plane: {e}"),
+            })?
+            .ok_or(TenantError::Unknown(id))?;
+        let key = self.unwrap_key(id, &record.wrapped_key)?;
+        let pin = self.pin_shared(id, false)?;
+        let path = self.path_of(id);
+        let checked = blocking(async {
+            let opened = db::open(&path, &key, false, Durability::Full).await?;
+            let problems = crate::check::file_problems(&opened.conn);
+            let version = migrate::version(&opened.conn).await.ok();
+            Ok::<_, db::DbError>((problems, version))
+        })
+        .await;
+        drop(pin);
+        match checked {
+            Ok((problems, Some(version))) if problems.is_empty() => {
+                if record.damaged {
+                    tracing::info!(clinic = %id, "clinic file checked sound; damage mark cleared");
+                    self.record_opened(id, version).await;
+                }
+                Ok(problems)
+            }
+            Ok((problems, _)) => Ok(problems),
+            Err(e) => Ok(vec![format!("the file does not open: {e}")]),
+        }
     }
 
     /// Writes a consistent, encrypted snapshot of clinic `id` to the new file `dest`
@@ -626,7 +722,7 @@ impl TenantStore {
         backup::step(&mut hook, RestoreStep::Migrate)?;
         // The operator lock still keeps everyone else out; this process opens the clinic
         // directly, as `get` would refuse a locked clinic.
-        let (tenant, migration) = self.open_with(id, true).await?;
+        let (tenant, migration) = self.open_with(id, Opening::UnderLock).await?;
         let after = tenant
             .with(|conn| async move { backup::table_counts(&conn).await })
             .await
@@ -755,14 +851,14 @@ impl TenantStore {
     /// Opens and migrates clinic `id` (not through the cache), recording the outcome in
     /// the registry: the new version when it changed, or the failure.
     async fn open(&self, id: ClinicId) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
-        self.open_with(id, false).await
+        self.open_with(id, Opening::Request).await
     }
 
-    /// [`Self::open`], for the holder of the operator lock when `under_own_lock`.
+    /// [`Self::open`], for whoever `opening` says.
     async fn open_with(
         &self,
         id: ClinicId,
-        under_own_lock: bool,
+        opening: Opening,
     ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         // The semaphore is never closed, so acquiring cannot fail; were it to, opening
         // without a turn is still correct.
@@ -770,14 +866,16 @@ impl TenantStore {
         // One hand-off from the async worker for the whole open (the registry read, the
         // file, the migration check) rather than one per step: the nested `blocking`
         // calls inside simply run.
-        blocking(self.open_blocking(id, under_own_lock)).await
+        blocking(self.open_blocking(id, opening)).await
     }
 
     async fn open_blocking(
         &self,
         id: ClinicId,
-        under_own_lock: bool,
+        opening: Opening,
     ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
+        let under_own_lock = opening == Opening::UnderLock;
+        let retry_damaged = opening != Opening::Request;
         let record = self
             .inner
             .registry
@@ -788,6 +886,9 @@ impl TenantStore {
                 reason: format!("control plane: {e}"),
             })?
             .ok_or(TenantError::Unknown(id))?;
+        if record.damaged && !retry_damaged {
+            return Err(TenantError::Damaged(id));
+        }
         let pin = self.pin_shared(id, under_own_lock)?;
         let result = match self.unwrap_key(id, &record.wrapped_key) {
             Ok(key) => {
@@ -799,7 +900,13 @@ impl TenantStore {
                     Ok::<_, db::DbError>((opened, outcome))
                 })
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| {
+                    if e.is_damage() {
+                        format!("{DAMAGED}{e}")
+                    } else {
+                        e.to_string()
+                    }
+                })
             }
             Err(e) => Err(e.to_string()),
         };
@@ -816,6 +923,9 @@ impl TenantStore {
                 if let Err(e) = self.inner.registry.failed(id, &reason).await {
                     tracing::error!(clinic = %id, error = %e, "could not record the failure");
                 }
+                if reason.starts_with(DAMAGED) && !retry_damaged {
+                    return Err(TenantError::Damaged(id));
+                }
                 Err(TenantError::Unavailable { clinic: id, reason })
             }
         }
@@ -825,6 +935,7 @@ impl TenantStore {
         self.inner.open_count.fetch_add(1, Ordering::AcqRel);
         Arc::new(Tenant {
             id,
+            store: Arc::downgrade(&self.inner),
             conn: tokio::sync::Mutex::new(opened.conn.clone()),
             _files: CloseOffThread {
                 files: Some((opened.conn, pin)),

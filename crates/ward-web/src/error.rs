@@ -30,6 +30,10 @@ pub enum AppError {
     /// 503: this clinic's database cannot be opened right now; the cause is for the log.
     #[error("clinic unavailable: {0}")]
     ClinicUnavailable(String),
+    /// 503: this clinic's database file is damaged; the operator has been told (the
+    /// clinic is marked and named on `/status`). Other clinics are not affected.
+    #[error("clinic database damaged")]
+    ClinicDamaged,
     /// 503: the server is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -44,6 +48,7 @@ impl From<TenantError> for AppError {
             TenantError::Unknown(_) => Self::NotFound,
             TenantError::Maintenance(_) => Self::Maintenance,
             TenantError::Unavailable { .. } => Self::ClinicUnavailable(e.to_string()),
+            TenantError::Damaged(_) => Self::ClinicDamaged,
             TenantError::ShuttingDown => Self::ShuttingDown,
         }
     }
@@ -62,6 +67,10 @@ impl From<ControlError> for AppError {
 impl From<ward_clinic::ClinicError> for AppError {
     fn from(e: ward_clinic::ClinicError) -> Self {
         use ward_clinic::ClinicError as E;
+        if e.is_damage() {
+            // The store has already marked the clinic and logged the cause.
+            return Self::ClinicDamaged;
+        }
         match e {
             E::NotFound => Self::NotFound,
             E::Invalid { message, .. } => Self::Refused(message),
@@ -137,6 +146,13 @@ impl IntoResponse for AppError {
                     Some("300"),
                 )
             }
+            Self::ClinicDamaged => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This clinic's records need attention",
+                "This clinic's records need attention; the operator has been told. Nothing you entered before is lost, and no other clinic is affected. Please try again later.",
+                None,
+                Some("600"),
+            ),
             Self::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Restarting",

@@ -91,16 +91,9 @@ fn field(v: &Value) -> Field<'_> {
     }
 }
 
-/// `PRAGMA integrity_check`: an empty list when the file is sound, otherwise what SQLite
-/// found wrong (at most 100 lines).
+/// Every page's authentication code and SQLite's structural check
+/// ([`ward_tenancy::check::file_problems`]): an empty list when the file is sound,
+/// otherwise what was found wrong (at most 100 lines).
 pub async fn integrity_check(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
-    let mut rows = conn.query("PRAGMA integrity_check(100)", ()).await?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
-        let line: String = row.get(0)?;
-        if line != "ok" {
-            out.push(line);
-        }
-    }
-    Ok(out)
+    Ok(ward_tenancy::check::file_problems(conn))
 }

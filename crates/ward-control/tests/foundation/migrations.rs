@@ -159,20 +159,25 @@ async fn a_corrupted_clinic_file_is_reported_and_does_not_affect_the_others() {
     let garbage: Vec<u8> = (0..size).map(|i| (i * 7 + 13) as u8).collect();
     std::fs::write(&path, &garbage).unwrap();
 
+    // A file that no longer opens with its key is damage: the clinic is marked so.
     match t.store().get(broken.id).await {
-        Err(TenantError::Unavailable { clinic, reason }) => {
-            assert_eq!(clinic, broken.id);
-            assert!(
-                reason.contains("key") || reason.contains("database"),
-                "{reason}"
-            );
-        }
-        other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
+        Err(TenantError::Damaged(clinic)) => assert_eq!(clinic, broken.id),
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
     }
     let failing = t.platform.control.failing_clinics().await.unwrap();
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].id, broken.id);
-    assert!(failing[0].open_error.is_some() && failing[0].open_error_at.is_some());
+    let reason = failing[0].open_error.clone().unwrap();
+    assert!(
+        reason.starts_with(ward_tenancy::DAMAGED) && reason.contains("key"),
+        "{reason}"
+    );
+    assert!(failing[0].open_error_at.is_some());
+    // Requests do not retry a damaged clinic: the mark answers until it is repaired.
+    assert!(matches!(
+        t.store().get(broken.id).await,
+        Err(TenantError::Damaged(_))
+    ));
     let listed = t.platform.control.clinic_by_id(broken.id).await.unwrap();
     assert!(listed.open_error.is_some());
 

@@ -1,6 +1,8 @@
 //! `ward verify`: proves the data has not been damaged or altered.
 //!
-//! For each clinic that still has data: SQLite's `integrity_check`, the audit chain
+//! For each clinic that still has data: SQLCipher's `cipher_integrity_check` (every
+//! page's HMAC) and SQLite's `integrity_check`, damaged pages named by their table or
+//! index; then the audit chain
 //! recomputed end to end, and its head compared with the anchor the control plane keeps.
 //! Then the control plane's own auth log chain. Any problem is reported precisely (which
 //! clinic, the first bad sequence number, what is wrong) and makes the exit status 1.
@@ -168,23 +170,32 @@ async fn check_clinic(platform: &Platform, clinic: &ClinicRecord) -> ClinicRepor
         }),
         Err(e) => return report.failed(format_args!("cannot read its audit anchor: {e}")),
     };
+    // Every page's authentication code and the b-trees, on a connection of its own so
+    // a clinic already marked damaged is checked too (and cleared when sound).
+    let integrity = match platform.tenants.check_file(clinic.id).await {
+        Ok(problems) => problems,
+        Err(e) => return report.failed(format_args!("cannot be opened: {e}")),
+    };
+    if !integrity.is_empty() {
+        return ClinicReport {
+            ok: false,
+            integrity,
+            ..report
+        };
+    }
     let tenant = match platform.tenants.get(clinic.id).await {
         Ok(t) => t,
         Err(e) => return report.failed(format_args!("cannot be opened: {e}")),
     };
     let checked = tenant
-        .with(|conn| async move {
-            let integrity = ward_clinic::integrity_check(&conn).await?;
-            let chain = audit::verify_chain(&conn, anchor).await?;
-            Ok::<_, audit::AuditError>((integrity, chain))
-        })
+        .with(|conn| async move { audit::verify_chain(&conn, anchor).await })
         .await;
     drop(tenant);
     // Verifying every clinic must not fill the cache with clinics nobody is using.
     platform.tenants.evict(clinic.id).await;
     match checked {
-        Ok((integrity, chain)) => ClinicReport {
-            ok: integrity.is_empty() && chain.is_clean(),
+        Ok(chain) => ClinicReport {
+            ok: chain.is_clean(),
             integrity,
             audit: Some(chain),
             ..report
