@@ -8,6 +8,7 @@
 )]
 
 mod audit_trail;
+mod damage;
 mod patients;
 mod support;
 mod visit_edits;

@@ -68,7 +68,8 @@ struct ClinicReport {
     /// Why the clinic could not be checked at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    /// What `PRAGMA integrity_check` reported (empty when sound).
+    /// What the page check (`cipher_integrity_check`) and `integrity_check` reported,
+    /// damaged pages named by table or index (empty when sound).
     integrity: Vec<String>,
     /// The audit chain against its anchor.
     #[serde(skip_serializing_if = "Option::is_none")]

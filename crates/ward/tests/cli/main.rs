@@ -13,4 +13,5 @@ mod lifecycle;
 mod migrate;
 mod serve;
 mod support;
+mod tamper;
 mod verify;
