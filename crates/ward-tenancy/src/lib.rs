@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cached;
 pub mod check;
 pub mod db;
+pub mod fds;
 pub mod format;
 pub mod keys;
 mod lockfile;

@@ -88,8 +88,12 @@ pub enum TenantError {
 pub struct StoreConfig {
     /// The data directory; clinic files live in its `clinics/` folder.
     pub data_dir: PathBuf,
-    /// Most handles kept open at once (`WARD_MAX_OPEN_TENANTS`).
+    /// Most handles kept in the cache (`WARD_MAX_OPEN_TENANTS`).
     pub max_open: u64,
+    /// Most handles open at any moment, those that left the cache but are still in use
+    /// included: the descriptor budget ([`crate::fds`]). An open past it waits for a
+    /// handle to close. `None`: an eighth more than `max_open`.
+    pub max_handles: Option<u64>,
     /// A handle unused this long is closed.
     pub idle_timeout: Duration,
     /// The tenant schema.
@@ -102,6 +106,7 @@ impl StoreConfig {
         Self {
             data_dir: data_dir.into(),
             max_open: 1_000,
+            max_handles: None,
             idle_timeout: Duration::from_secs(600),
             migrations: crate::migrations::TENANT.into(),
         }
@@ -132,6 +137,8 @@ pub struct StoreStats {
     pub cached: u64,
     /// The cap.
     pub max_open: u64,
+    /// The hard bound on open handles (the descriptor budget).
+    pub max_handles: u64,
     /// Lookups served from the cache.
     pub hits: u64,
     /// Lookups that had to open (or wait for an open).
@@ -147,6 +154,10 @@ pub struct Tenant {
     /// The store, told when a statement finds the file damaged. Weak: the store's cache
     /// holds the tenant.
     store: std::sync::Weak<Inner>,
+    /// Whether the connection was used since the last idle sweep.
+    used: AtomicBool,
+    /// Whether its memory was released since it was last used.
+    released: AtomicBool,
     // Field order matters: this second reference to the connection is dropped first, so
     // the one in `_files` is the last and the close happens where `_files` sends it.
     conn: tokio::sync::Mutex<Connection>,
@@ -181,6 +192,8 @@ impl Tenant {
         Fut: Future<Output = T> + Send,
     {
         let guard = self.conn.lock().await;
+        self.used.store(true, Ordering::Relaxed);
+        self.released.store(false, Ordering::Relaxed);
         let db = Db::new(guard.clone());
         let out = blocking(f(db)).await;
         let damage = guard.take_damage();
@@ -189,6 +202,22 @@ impl Tenant {
             self.damaged(reason).await;
         }
         out
+    }
+
+    /// One idle sweep: gives back the memory SQLite holds for this connection (its page
+    /// cache) if the connection was not used since the previous sweep and has not been
+    /// released since it was last used. A clinic in use keeps its cache. Returns whether
+    /// it released.
+    pub fn release_memory_if_idle(&self) -> bool {
+        if self.used.swap(false, Ordering::Relaxed) || self.released.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Ok(guard) = self.conn.try_lock() else {
+            return false;
+        };
+        guard.release_memory();
+        self.released.store(true, Ordering::Relaxed);
+        true
     }
 
     /// A statement found the file damaged: the clinic is marked (so `/status` and
@@ -228,6 +257,8 @@ impl Tenant {
         E: From<sql::Error>,
     {
         let guard = self.conn.lock().await;
+        self.used.store(true, Ordering::Relaxed);
+        self.released.store(false, Ordering::Relaxed);
         let db = Db::new(guard.clone());
         let out = db.read_only(f(db.clone())).await;
         let damage = guard.take_damage();
@@ -248,8 +279,8 @@ impl Tenant {
 /// `open_handles == 0` means every WAL has been checkpointed and removed.
 struct CloseOffThread {
     // Dropped in order: the connection, then the pin (released only once the file is
-    // closed).
-    files: Option<(Connection, Pin)>,
+    // closed), then the handle's place in the descriptor budget.
+    files: Option<(Connection, Pin, tokio::sync::OwnedSemaphorePermit)>,
     open_count: Arc<AtomicUsize>,
 }
 
@@ -260,8 +291,12 @@ impl Drop for CloseOffThread {
         };
         let open_count = self.open_count.clone();
         let close = move || {
-            drop(files);
+            let (conn, pin, place) = files;
+            drop(conn);
+            drop(pin);
             open_count.fetch_sub(1, Ordering::AcqRel);
+            // Last: the next open may take this handle's place only once it is gone.
+            drop(place);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -288,7 +323,14 @@ struct Inner {
     /// schema parse, about a millisecond); more of them at a time than there are cores
     /// only adds threads switching between them, so the rest wait their turn here.
     opening: tokio::sync::Semaphore,
+    /// One permit per handle that may be open; each open handle holds one until its file
+    /// is closed.
+    handles: Arc<tokio::sync::Semaphore>,
+    max_handles: u64,
 }
+
+/// How long an open waits for a handle to close when the budget is spent.
+const HANDLE_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens clinics lazily and keeps a bounded set of them open.
 #[derive(Clone)]
@@ -305,6 +347,10 @@ impl TenantStore {
     ) -> std::io::Result<Self> {
         let clinics_dir = config.data_dir.join("clinics");
         std::fs::create_dir_all(&clinics_dir)?;
+        let max_handles = config
+            .max_handles
+            .unwrap_or(config.max_open + config.max_open / 8 + 1)
+            .max(config.max_open);
         let cache = Cache::builder()
             .max_capacity(config.max_open)
             .time_to_idle(config.idle_timeout)
@@ -325,6 +371,10 @@ impl TenantStore {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 opens: AtomicU64::new(0),
+                handles: Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(max_handles).unwrap_or(usize::MAX >> 4),
+                )),
+                max_handles,
                 opening: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
@@ -386,6 +436,7 @@ impl TenantStore {
         self.check_running()?;
         let key = self.unwrap_key(id, wrapped_key)?;
         let path = self.path_of(id);
+        let permit = self.handle_permit(id).await?;
         let pin = self.pin_shared(id, false)?;
         let migrations = self.inner.migrations.clone();
         let result = blocking(async {
@@ -407,7 +458,7 @@ impl TenantStore {
             }
         };
         self.inner.opens.fetch_add(1, Ordering::Relaxed);
-        let tenant = self.wrap_tenant(id, opened, pin);
+        let tenant = self.wrap_tenant(id, opened, pin, permit);
         self.record_opened(id, outcome.to).await;
         self.inner.cache.insert(id, tenant).await;
         Ok(outcome.to)
@@ -782,6 +833,17 @@ impl TenantStore {
         Ok((before, pre_restore))
     }
 
+    /// Releases the page-cache memory of every open clinic not used since the previous
+    /// call (`ward serve` calls it every 15 s): an idle handle then costs little more
+    /// than its schema and its descriptors. Returns how many were released.
+    pub fn release_idle_memory(&self) -> usize {
+        self.inner
+            .cache
+            .iter()
+            .filter(|(_, tenant)| tenant.release_memory_if_idle())
+            .count()
+    }
+
     /// Runs the cache's pending housekeeping (idle and over-cap evictions) now.
     pub async fn run_pending(&self) {
         self.inner.cache.run_pending_tasks().await;
@@ -793,6 +855,7 @@ impl TenantStore {
             open_handles: self.inner.open_count.load(Ordering::Acquire),
             cached: self.inner.cache.entry_count(),
             max_open: self.inner.max_open,
+            max_handles: self.inner.max_handles,
             hits: self.inner.hits.load(Ordering::Relaxed),
             misses: self.inner.misses.load(Ordering::Relaxed),
             opens: self.inner.opens.load(Ordering::Relaxed),
@@ -863,16 +926,54 @@ impl TenantStore {
         // The semaphore is never closed, so acquiring cannot fail; were it to, opening
         // without a turn is still correct.
         let _turn = self.inner.opening.acquire().await.ok();
+        let permit = self.handle_permit(id).await?;
         // One hand-off from the async worker for the whole open (the registry read, the
         // file, the migration check) rather than one per step: the nested `blocking`
         // calls inside simply run.
-        blocking(self.open_blocking(id, opening)).await
+        blocking(self.open_blocking(id, opening, permit)).await
+    }
+
+    /// A place for one more open handle within the descriptor budget. While the budget
+    /// is spent this runs the cache's housekeeping (which closes handles evicted over the
+    /// cap) and waits for a handle to close, up to [`HANDLE_WAIT`]; a request never goes
+    /// on to meet `EMFILE`.
+    async fn handle_permit(
+        &self,
+        id: ClinicId,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, TenantError> {
+        if let Ok(permit) = self.inner.handles.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let deadline = tokio::time::Instant::now() + HANDLE_WAIT;
+        loop {
+            self.inner.cache.run_pending_tasks().await;
+            let wait = tokio::time::timeout(
+                Duration::from_millis(20),
+                self.inner.handles.clone().acquire_owned(),
+            );
+            match wait.await {
+                Ok(Ok(permit)) => return Ok(permit),
+                Ok(Err(_)) => return Err(TenantError::ShuttingDown),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(TenantError::Unavailable {
+                        clinic: id,
+                        reason: format!(
+                            "all {} clinic handles the descriptor budget allows stayed in use for {} s",
+                            self.inner.max_handles,
+                            HANDLE_WAIT.as_secs()
+                        ),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     async fn open_blocking(
         &self,
         id: ClinicId,
         opening: Opening,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         let under_own_lock = opening == Opening::UnderLock;
         let retry_damaged = opening != Opening::Request;
@@ -916,7 +1017,7 @@ impl TenantStore {
                 if outcome.changed() || record.failed || record.schema_version != outcome.to {
                     self.record_opened(id, outcome.to).await;
                 }
-                Ok((self.wrap_tenant(id, opened, pin), outcome))
+                Ok((self.wrap_tenant(id, opened, pin, permit), outcome))
             }
             Err(reason) => {
                 tracing::error!(clinic = %id, %reason, "clinic cannot be opened");
@@ -931,14 +1032,22 @@ impl TenantStore {
         }
     }
 
-    fn wrap_tenant(&self, id: ClinicId, opened: db::Opened, pin: Pin) -> TenantHandle {
+    fn wrap_tenant(
+        &self,
+        id: ClinicId,
+        opened: db::Opened,
+        pin: Pin,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> TenantHandle {
         self.inner.open_count.fetch_add(1, Ordering::AcqRel);
         Arc::new(Tenant {
             id,
             store: Arc::downgrade(&self.inner),
+            used: AtomicBool::new(true),
+            released: AtomicBool::new(false),
             conn: tokio::sync::Mutex::new(opened.conn.clone()),
             _files: CloseOffThread {
-                files: Some((opened.conn, pin)),
+                files: Some((opened.conn, pin, permit)),
                 open_count: self.inner.open_count.clone(),
             },
         })

@@ -35,9 +35,12 @@ pub struct Global {
     /// Log filter, e.g. `info`, `warn`, `ward=debug`.
     #[arg(long, env = "WARD_LOG", default_value = "info", global = true)]
     pub log: String,
-    /// Most clinic databases kept open at once (3 file descriptors each).
-    #[arg(long, env = "WARD_MAX_OPEN_TENANTS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
-    pub max_open_tenants: u64,
+    /// Most clinic databases kept open at once (4 file descriptors each). Unset: seven
+    /// eighths of what the open-file limit allows (the soft limit is raised to the hard
+    /// one at start, 1,024 descriptors are kept for everything else); a value above what
+    /// the limit allows is refused.
+    #[arg(long, env = "WARD_MAX_OPEN_TENANTS", value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub max_open_tenants: Option<u64>,
     /// Seconds a clinic database may sit unused before it is closed.
     #[arg(long, env = "WARD_TENANT_IDLE_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub tenant_idle_secs: u64,

@@ -163,3 +163,93 @@ async fn shutdown_reports_handles_still_in_use_at_its_deadline() {
     })
     .await;
 }
+
+/// Descriptors open in this process right now.
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_churn_past_the_cap_no_request_meets_emfile() {
+    // Each test runs in a process of its own (nextest), so lowering this process's
+    // open-file limit touches no other test.
+    const BUDGET: u64 = 24;
+    const CAP: u64 = 20;
+    let t = TestPlatform::with(|c| {
+        c.max_open = CAP;
+        c.max_handles = Some(BUDGET);
+    })
+    .await;
+    let store = t.store().clone();
+    let mut ids = Vec::new();
+    for i in 0..80 {
+        let c = t.clinic(&format!("Clinic {i}")).await;
+        put_setting(&store, c.id, "owner", &format!("owner of clinic {i}")).await;
+        ids.push((c.id, i));
+    }
+    // Room for what is open now, the budget's handles at four descriptors each, and a
+    // little for the runtime: one handle past the budget would not fit for long.
+    let limit = open_fds() + BUDGET * 4 + 16;
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    rlimit::Resource::NOFILE.set(limit, hard).unwrap();
+
+    // 64 requests at once, each holding its clinic a moment after its query (as a page
+    // still rendering, or views waiting for the audit writer, keep a handle past its
+    // eviction): far more handles wanted at once than the budget holds.
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ids = Arc::new(ids);
+    let mut tasks = Vec::new();
+    for worker in 0..64usize {
+        let (store, ids, peak) = (store.clone(), ids.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for round in 0..25usize {
+                let (id, i) = ids[(worker * 31 + round * 17) % ids.len()];
+                let tenant = match store.get(id).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                let owner = tenant
+                    .with(|c| async move {
+                        c.query("SELECT value FROM settings WHERE key = 'owner'", ())
+                            .await?
+                            .next()
+                            .await?
+                            .map(|r| r.get::<String>(0))
+                            .transpose()
+                    })
+                    .await;
+                match owner {
+                    Ok(Some(o)) if o == format!("owner of clinic {i}") => {}
+                    other => errors.push(format!("{other:?}")),
+                }
+                peak.fetch_max(
+                    store.stats().open_handles,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tokio::time::sleep(Duration::from_millis((round % 4) as u64)).await;
+                drop(tenant);
+            }
+            errors
+        }));
+    }
+    let mut errors = Vec::new();
+    for task in tasks {
+        errors.extend(task.await.unwrap());
+    }
+    assert_eq!(errors, Vec::<String>::new(), "requests failed");
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed) as u64;
+    assert!(
+        peak <= BUDGET,
+        "{peak} handles were open at once, over the budget of {BUDGET}"
+    );
+    // The budget was what held: more handles than the cache cap were open at once.
+    assert!(
+        peak > CAP,
+        "peak {peak}: the churn never went past the cache cap"
+    );
+    assert!(store.stats().opens > 80, "{:?}", store.stats());
+}

@@ -89,10 +89,38 @@ pub async fn find_clinic(platform: &Platform, name: &str) -> anyhow::Result<Clin
     Ok(platform.control.find_clinic(&r).await?)
 }
 
+/// The cache cap and the hard bound on open clinic handles, from the open-file limit
+/// (its soft value raised to the hard one first) and `WARD_MAX_OPEN_TENANTS`.
+pub fn handle_budget(configured: Option<u64>) -> anyhow::Result<(u64, u64)> {
+    use ward_tenancy::fds;
+    let nofile = fds::raise_limit()
+        .or_else(|_| fds::limit())
+        .context("cannot read the open-file limit")?;
+    let budget = fds::budget(nofile, fds::RESERVED);
+    if budget == 0 {
+        anyhow::bail!(
+            "the open-file limit is {nofile}, too low to open any clinic ({} descriptors are kept for sockets and the control plane, {} more per clinic); raise it (ulimit -n, or LimitNOFILE in the service's unit)",
+            fds::RESERVED,
+            fds::PER_HANDLE
+        );
+    }
+    match configured {
+        Some(cap) if cap > budget => anyhow::bail!(
+            "WARD_MAX_OPEN_TENANTS is {cap}, but the open-file limit of {nofile} allows at most {budget} open clinics ({} descriptors each, {} kept for everything else); lower it, or raise the limit (ulimit -n, or LimitNOFILE in the service's unit)",
+            fds::PER_HANDLE,
+            fds::RESERVED
+        ),
+        Some(cap) => Ok((cap, budget)),
+        None => Ok((fds::default_cap(budget), budget)),
+    }
+}
+
 /// Opens the data directory as the settings say.
 pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
     let mut store = StoreConfig::new(&global.data_dir);
-    store.max_open = global.max_open_tenants;
+    let (max_open, max_handles) = handle_budget(global.max_open_tenants)?;
+    store.max_open = max_open;
+    store.max_handles = Some(max_handles);
     store.idle_timeout = Duration::from_secs(global.tenant_idle_secs);
     let key = match &global.master_key {
         Some(hex) => MasterKeySource::Configured(hex.clone()),

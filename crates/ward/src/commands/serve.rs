@@ -19,7 +19,6 @@ use ward_web::{App, TrustedProxy, WebConfig};
 use crate::cli::{Global, ServeOpts};
 
 pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
-    raise_fd_limit(global.max_open_tenants);
     std::fs::create_dir_all(&global.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -114,6 +113,12 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         started_at: clock.now(),
         clock,
     });
+    let stats = tenants.stats();
+    tracing::info!(
+        max_open = stats.max_open,
+        max_handles = stats.max_handles,
+        "clinic handles: cache cap and descriptor budget"
+    );
     tracing::info!(addr = %bound, data_dir = %global.data_dir.display(), "Ward is listening");
 
     // Idle handles are closed by the cache's housekeeping; run it even when no request
@@ -131,6 +136,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
                 n += 1;
                 if n.is_multiple_of(15) {
                     tenants.run_pending().await;
+                    tenants.release_idle_memory();
                     email_limits.housekeeping();
                 }
             }
@@ -293,19 +299,4 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested");
-}
-
-/// Each open clinic holds four descriptors (database, WAL, shared memory, pin): make
-/// room for the cap plus sockets, backups and the control plane.
-fn raise_fd_limit(max_open: u64) {
-    let wanted = max_open.saturating_mul(4).saturating_add(1024);
-    match rlimit::increase_nofile_limit(wanted) {
-        Ok(got) if got < wanted => tracing::warn!(
-            wanted,
-            got,
-            "the open-file limit is lower than the clinic cache needs; lower WARD_MAX_OPEN_TENANTS or raise the limit"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
-    }
 }

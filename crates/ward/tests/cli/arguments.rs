@@ -103,3 +103,38 @@ fn help_says_what_each_command_is_for() {
     let version = ward.run(&["--version"]).ok();
     assert!(version.contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_handle_cap_beyond_the_open_file_limit_is_refused_with_what_to_do() {
+    let ward = Ward::new();
+    // A million clinics need four million descriptors: more than any Linux allows.
+    let err = ward
+        .run(&["--max-open-tenants", "1000000", "clinics", "list"])
+        .one_line_error();
+    assert!(err.contains("WARD_MAX_OPEN_TENANTS is 1000000"), "{err}");
+    assert!(err.contains("allows at most"), "{err}");
+    assert!(err.contains("ulimit -n"), "{err}");
+    assert!(
+        !ward.data_dir().join("control.db").exists(),
+        "nothing was opened"
+    );
+    // Within the limit, the same command works.
+    ward.run(&["--max-open-tenants", "50", "clinics", "list"])
+        .ok();
+}
+
+#[test]
+fn a_data_directory_of_the_old_engine_is_refused_in_one_sentence() {
+    let ward = Ward::new();
+    std::fs::create_dir_all(ward.data_dir()).unwrap();
+    // A control plane written before the format mark existed (by the old engine).
+    std::fs::write(ward.data_dir().join("control.db"), vec![0x42; 8192]).unwrap();
+    let err = ward.run(&["clinics", "list"]).one_line_error();
+    assert!(err.contains("earlier Ward"), "{err}");
+    assert!(err.contains("move the directory aside"), "{err}");
+    assert_eq!(
+        std::fs::read(ward.data_dir().join("control.db")).unwrap(),
+        vec![0x42; 8192],
+        "the old file is left as it was"
+    );
+}
