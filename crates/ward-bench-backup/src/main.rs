@@ -104,7 +104,7 @@ async fn exec(platform: &Platform, id: ClinicId, sql: String) -> anyhow::Result<
         .tenants
         .get(id)
         .await?
-        .with(|conn| async move { conn.execute_batch(&sql).await.map(|_| ()) })
+        .with(|conn| conn.execute_batch(&sql).map(|_| ()))
         .await?;
     Ok(())
 }

@@ -88,16 +88,12 @@ async fn main() {
 
     let tenant = platform.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             // 2. A change and its audit row, one transaction each (the fsync dominates).
             let n = 200;
             let started = Instant::now();
             for i in 0..n {
-                audit::in_transaction(&conn, |tx| async move {
-                    audit::record(&tx, &entry(notes + i)).await
-                })
-                .await
-                .unwrap();
+                audit::in_transaction(&conn, |tx| audit::record(&tx, &entry(notes + i))).unwrap();
             }
             println!(
                 "record in its own transaction:   {:?} per row (synchronous=FULL)",
@@ -106,17 +102,16 @@ async fn main() {
 
             // 3. Fill to a million rows, 10,000 per transaction.
             let started = Instant::now();
-            let mut next = audit::head(&conn).await.unwrap().map_or(0, |h| h.seq);
+            let mut next = audit::head(&conn).unwrap().map_or(0, |h| h.seq);
             let total = rows();
             while next < total {
                 let end = (next + BATCH).min(total);
-                audit::in_transaction(&conn, |tx| async move {
+                audit::in_transaction(&conn, |tx| {
                     for i in next..end {
-                        audit::record(&tx, &entry(i)).await?;
+                        audit::record(&tx, &entry(i))?;
                     }
                     Ok::<_, audit::AuditError>(())
                 })
-                .await
                 .unwrap();
                 next = end;
             }
@@ -201,19 +196,16 @@ async fn main() {
                 let mut rows = 0;
                 for _ in 0..5 {
                     let started = Instant::now();
-                    rows = audit::search(&conn, &filter, before, 50)
-                        .await
-                        .unwrap()
-                        .len();
+                    rows = audit::search(&conn, &filter, before, 50).unwrap().len();
                     best = best.min(started.elapsed());
                 }
                 println!("viewer {name:<22} {best:>10?} ({rows} rows)");
             }
 
             // 5. Verifying a million rows.
-            let head = audit::head(&conn).await.unwrap();
+            let head = audit::head(&conn).unwrap();
             let started = Instant::now();
-            let report = audit::verify_chain(&conn, head).await.unwrap();
+            let report = audit::verify_chain(&conn, head).unwrap();
             assert!(report.is_clean());
             println!(
                 "verify_chain over {} rows:  {:?}",

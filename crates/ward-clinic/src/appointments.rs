@@ -274,25 +274,23 @@ fn from_row(row: &ward_tenancy::sql::Row) -> Result<Appointment, ClinicError> {
     })
 }
 
-async fn collect(mut rows: ward_tenancy::sql::Rows) -> Result<Vec<Appointment>, ClinicError> {
+fn collect(mut rows: ward_tenancy::DbRows) -> Result<Vec<Appointment>, ClinicError> {
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         out.push(from_row(&row)?);
     }
     Ok(out)
 }
 
 /// The appointment with row id `id`.
-pub async fn get(conn: &Db, id: i64) -> Result<Appointment, ClinicError> {
-    let rows = conn
-        .query(&format!("{SELECT} WHERE a.id = ?1"), [id])
-        .await?;
-    collect(rows).await?.pop().ok_or(ClinicError::NotFound)
+pub fn get(conn: &Db, id: i64) -> Result<Appointment, ClinicError> {
+    let rows = conn.query(&format!("{SELECT} WHERE a.id = ?1"), [id])?;
+    collect(rows)?.pop().ok_or(ClinicError::NotFound)
 }
 
 /// The appointments starting between `from` (inclusive) and `to` (exclusive), of one
 /// doctor or all, by start time.
-pub async fn between(
+pub fn between(
     conn: &Db,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -303,48 +301,41 @@ pub async fn between(
             conn.query(
                 &format!("{SELECT} WHERE a.starts_at >= ?1 AND a.starts_at < ?2 AND a.doctor_id = ?3 ORDER BY a.starts_at, a.id"),
                 [format_time(from), format_time(to), d.to_owned()],
-            )
-            .await?
+            )?
         }
         None => {
             conn.query(
                 &format!("{SELECT} WHERE a.starts_at >= ?1 AND a.starts_at < ?2 ORDER BY a.doctor_name, a.starts_at, a.id"),
                 [format_time(from), format_time(to)],
-            )
-            .await?
+            )?
         }
     };
-    collect(rows).await
+    collect(rows)
 }
 
 /// The appointments of local day `date` in `tz`, of one doctor or all.
-pub async fn for_day(
+pub fn for_day(
     conn: &Db,
     tz: Tz,
     date: NaiveDate,
     doctor_id: Option<&str>,
 ) -> Result<Vec<Appointment>, ClinicError> {
     let (from, to) = day_bounds(tz, date);
-    between(conn, from, to, doctor_id).await
+    between(conn, from, to, doctor_id)
 }
 
 /// Every appointment of a patient, newest first (for the patient page).
-pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Appointment>, ClinicError> {
+pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Appointment>, ClinicError> {
     conn.rows(
         &format!("{SELECT} WHERE a.patient_id = ?1 ORDER BY a.starts_at DESC, a.id DESC"),
         [patient_id],
         from_row,
     )
-    .await
 }
 
 /// Patients for the booking and payment forms: by clinic number, phone digits, or any
 /// part of the name; at most `limit`.
-pub async fn find_patients(
-    conn: &Db,
-    query: &str,
-    limit: u32,
-) -> Result<Vec<PatientHit>, ClinicError> {
+pub fn find_patients(conn: &Db, query: &str, limit: u32) -> Result<Vec<PatientHit>, ClinicError> {
     let q = query.trim();
     if q.is_empty() || q.chars().count() > 100 {
         return Ok(Vec::new());
@@ -369,16 +360,14 @@ pub async fn find_patients(
         // this matches nothing.
         "x".to_owned()
     };
-    let mut rows = conn
-        .query(
-            "SELECT id, number, full_name, phone FROM patients \
+    let mut rows = conn.query(
+        "SELECT id, number, full_name, phone FROM patients \
              WHERE number = ?1 OR phone_digits LIKE ?2 OR full_name LIKE ?3 ESCAPE '\\' \
              ORDER BY (number = ?1) DESC, full_name COLLATE NOCASE, id LIMIT ?4",
-            ward_tenancy::sql::params![number, phone, format!("%{escaped}%"), i64::from(limit)],
-        )
-        .await?;
+        ward_tenancy::sql::params![number, phone, format!("%{escaped}%"), i64::from(limit)],
+    )?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         out.push(PatientHit {
             id: row.get(0)?,
             number: row.get(1)?,
@@ -390,14 +379,12 @@ pub async fn find_patients(
 }
 
 /// A registered patient by row id, for display on the booking and payment forms.
-pub async fn patient(conn: &Db, id: i64) -> Result<PatientHit, ClinicError> {
-    let mut rows = conn
-        .query(
-            "SELECT id, number, full_name, phone FROM patients WHERE id = ?1",
-            [id],
-        )
-        .await?;
-    let row = rows.next().await?.ok_or(ClinicError::NotFound)?;
+pub fn patient(conn: &Db, id: i64) -> Result<PatientHit, ClinicError> {
+    let mut rows = conn.query(
+        "SELECT id, number, full_name, phone FROM patients WHERE id = ?1",
+        [id],
+    )?;
+    let row = rows.next()?.ok_or(ClinicError::NotFound)?;
     Ok(PatientHit {
         id: row.get(0)?,
         number: row.get(1)?,
@@ -409,7 +396,7 @@ pub async fn patient(conn: &Db, id: i64) -> Result<PatientHit, ClinicError> {
 /// The patients most recently registered, updated or seen (an appointment that reached
 /// "arrived" or later), newest first (for the dashboard). Each source is read through an
 /// index and cut to `limit`, so this stays quick on a large register.
-pub async fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicError> {
+pub fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicError> {
     let mut rows = conn
         .query(
             "SELECT p.id, p.number, p.full_name, p.phone FROM (\
@@ -421,10 +408,9 @@ pub async fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, C
                 ) GROUP BY id\
              ) r JOIN patients p ON p.id = r.id ORDER BY r.t DESC, p.id DESC LIMIT ?1",
             [i64::from(limit)],
-        )
-        .await?;
+        )?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         out.push(PatientHit {
             id: row.get(0)?,
             number: row.get(1)?,
@@ -480,7 +466,7 @@ pub fn check_quick_patient(p: &QuickPatient) -> Result<QuickPatient, ClinicError
 /// Must run inside the caller's write transaction (`tx`), so the patient exists only if
 /// whatever needed them (a booking) is also made. `entry` is the audit entry to write
 /// (its action should be `create`); the entity is set here. Returns the new row id.
-pub async fn quick_register_patient(
+pub fn quick_register_patient(
     tx: &Db,
     p: &QuickPatient,
     at: DateTime<Utc>,
@@ -494,9 +480,8 @@ pub async fn quick_register_patient(
             "INSERT INTO patients (number, full_name, sex, phone, phone_digits, created_at, updated_at) \
              VALUES ((SELECT coalesce(max(number), 0) + 1 FROM patients), ?1, ?2, ?3, ?4, ?5, ?5) RETURNING id, number",
             ward_tenancy::sql::params![p.full_name, p.sex, p.phone, digits, now],
-        )
-        .await?;
-    let row = rows.next().await?.ok_or(ClinicError::NotFound)?;
+        )?;
+    let row = rows.next()?.ok_or(ClinicError::NotFound)?;
     let (id, number): (i64, i64) = (row.get(0)?, row.get(1)?);
     drop(rows);
     audit::record(
@@ -504,34 +489,31 @@ pub async fn quick_register_patient(
         &entry
             .entity("patient", id)
             .detail(&format!("registered at the front desk as patient {number}")),
-    )
-    .await?;
+    )?;
     Ok(id)
 }
 
 /// Refuses if `doctor_id` has an appointment that holds time overlapping
 /// `[starts_at, ends_at)`, other than `except`.
-async fn check_free(
+fn check_free(
     tx: &Db,
     doctor: &Doctor,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     except: i64,
 ) -> Result<(), ClinicError> {
-    let mut rows = tx
-        .query(
-            "SELECT 1 FROM appointments WHERE doctor_id = ?1 AND id != ?4 \
+    let mut rows = tx.query(
+        "SELECT 1 FROM appointments WHERE doctor_id = ?1 AND id != ?4 \
              AND status NOT IN ('cancelled', 'no_show') AND starts_at < ?3 AND ends_at > ?2 \
              LIMIT 1",
-            ward_tenancy::sql::params![
-                doctor.id.clone(),
-                format_time(starts_at),
-                format_time(ends_at),
-                except
-            ],
-        )
-        .await?;
-    if rows.next().await?.is_some() {
+        ward_tenancy::sql::params![
+            doctor.id.clone(),
+            format_time(starts_at),
+            format_time(ends_at),
+            except
+        ],
+    )?;
+    if rows.next()?.is_some() {
         return Err(ClinicError::Conflict(format!(
             "{} already has an appointment at that time. Choose another time or another doctor.",
             doctor.name
@@ -543,7 +525,7 @@ async fn check_free(
 /// Books an appointment (registering a new patient first if asked), refusing a slot the
 /// doctor already has taken. `entry` is the audit entry (action `create`) for the
 /// booking; a new patient gets a copy of it. Returns the appointment's id.
-pub async fn book(
+pub fn book(
     conn: &Db,
     new: &NewAppointment,
     at: DateTime<Utc>,
@@ -556,18 +538,21 @@ pub async fn book(
     }
     let ends_at = new.starts_at + TimeDelta::minutes(minutes);
     let new = new.clone();
-    audit::in_transaction(conn, |tx| async move {
+    audit::in_transaction(conn, |tx| {
         let patient_id = match &new.patient {
             PatientChoice::Existing(id) => {
-                patient(&tx, *id).await.map_err(|e| match e {
-                    ClinicError::NotFound => ClinicError::invalid("patient", "Choose a registered patient, or register a new one."),
+                patient(&tx, *id).map_err(|e| match e {
+                    ClinicError::NotFound => ClinicError::invalid(
+                        "patient",
+                        "Choose a registered patient, or register a new one.",
+                    ),
                     other => other,
                 })?;
                 *id
             }
-            PatientChoice::New(p) => quick_register_patient(&tx, p, at, entry.clone()).await?,
+            PatientChoice::New(p) => quick_register_patient(&tx, p, at, entry.clone())?,
         };
-        check_free(&tx, &new.doctor, new.starts_at, ends_at, 0).await?;
+        check_free(&tx, &new.doctor, new.starts_at, ends_at, 0)?;
         let now = format_time(at);
         let mut rows = tx
             .query(
@@ -582,9 +567,8 @@ pub async fn book(
                     reason,
                     now
                 ],
-            )
-            .await?;
-        let id: i64 = rows.next().await?.ok_or(ClinicError::NotFound)?.get(0)?;
+            )?;
+        let id: i64 = rows.next()?.ok_or(ClinicError::NotFound)?.get(0)?;
         drop(rows);
         audit::record(
             &tx,
@@ -593,24 +577,22 @@ pub async fn book(
                 new.doctor.name,
                 format_time(new.starts_at)
             )),
-        )
-        .await?;
+        )?;
         Ok(id)
     })
-    .await
 }
 
 /// Moves appointment `id` to `status`, if the day allows that step; the audit row
 /// (action `update`) carries the diff.
-pub async fn set_status(
+pub fn set_status(
     conn: &Db,
     id: i64,
     status: Status,
     at: DateTime<Utc>,
     entry: Entry,
 ) -> Result<(), ClinicError> {
-    audit::in_transaction(conn, |tx| async move {
-        let current = get(&tx, id).await?;
+    audit::in_transaction(conn, |tx| {
+        let current = get(&tx, id)?;
         if current.status == status {
             return Ok(());
         }
@@ -625,13 +607,11 @@ pub async fn set_status(
         tx.execute(
             "UPDATE appointments SET status = ?2, updated_at = ?3 WHERE id = ?1",
             ward_tenancy::sql::params![id, status.as_str(), format_time(at)],
-        )
-        .await?;
+        )?;
         let diff = Diff::new().field("status", current.status.as_str(), status.as_str());
-        audit::record(&tx, &entry.entity("appointment", id).diff(diff)).await?;
+        audit::record(&tx, &entry.entity("appointment", id).diff(diff))?;
         Ok(())
     })
-    .await
 }
 
 fn allowed_sentence(s: Status) -> String {
@@ -646,7 +626,7 @@ fn allowed_sentence(s: Status) -> String {
 
 /// Moves appointment `id` to a new time, length and doctor, if it is still only booked
 /// and the new slot is free; the audit row (action `update`) carries the diff.
-pub async fn reschedule(
+pub fn reschedule(
     conn: &Db,
     id: i64,
     doctor: &Doctor,
@@ -658,32 +638,42 @@ pub async fn reschedule(
     let minutes = check_minutes(minutes)?;
     let ends_at = starts_at + TimeDelta::minutes(minutes);
     let doctor = doctor.clone();
-    audit::in_transaction(conn, |tx| async move {
-        let current = get(&tx, id).await?;
+    audit::in_transaction(conn, |tx| {
+        let current = get(&tx, id)?;
         if current.status != Status::Booked {
             return Err(ClinicError::Conflict(format!(
                 "Only a booked appointment can be rescheduled; this one is {}.",
                 current.status.label().to_lowercase()
             )));
         }
-        check_free(&tx, &doctor, starts_at, ends_at, id).await?;
+        check_free(&tx, &doctor, starts_at, ends_at, id)?;
         let diff = Diff::new()
-            .field("starts_at", format_time(current.starts_at), format_time(starts_at))
-            .field("ends_at", format_time(current.ends_at), format_time(ends_at))
+            .field(
+                "starts_at",
+                format_time(current.starts_at),
+                format_time(starts_at),
+            )
+            .field(
+                "ends_at",
+                format_time(current.ends_at),
+                format_time(ends_at),
+            )
             .field("doctor_id", current.doctor_id.clone(), doctor.id.clone())
-            .field("doctor_name", current.doctor_name.clone(), doctor.name.clone());
+            .field(
+                "doctor_name",
+                current.doctor_name.clone(),
+                doctor.name.clone(),
+            );
         if diff.is_empty() {
             return Ok(());
         }
         tx.execute(
             "UPDATE appointments SET starts_at = ?2, ends_at = ?3, doctor_id = ?4, doctor_name = ?5, updated_at = ?6 WHERE id = ?1",
             ward_tenancy::sql::params![id, format_time(starts_at), format_time(ends_at), doctor.id.clone(), doctor.name.clone(), format_time(at)],
-        )
-        .await?;
-        audit::record(&tx, &entry.entity("appointment", id).diff(diff)).await?;
+        )?;
+        audit::record(&tx, &entry.entity("appointment", id).diff(diff))?;
         Ok(())
     })
-    .await
 }
 
 #[cfg(test)]

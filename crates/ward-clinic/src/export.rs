@@ -86,32 +86,28 @@ pub enum ExportError {
 
 /// The clinic's own tables, in name order: everything but SQLite's
 /// internal tables.
-pub async fn tables(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' \
+pub fn tables(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
+    let mut rows = conn.query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\' \
              AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
-            (),
-        )
-        .await?;
+        (),
+    )?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         out.push(row.get::<String>(0)?);
     }
     Ok(out)
 }
 
 /// A table's column names, in declaration order.
-pub async fn columns(conn: &Db, table: &str) -> Result<Vec<String>, ward_tenancy::sql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
-            [table],
-        )
-        .await?;
+pub fn columns(conn: &Db, table: &str) -> Result<Vec<String>, ward_tenancy::sql::Error> {
+    let mut rows = conn.query(
+        "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
+        [table],
+    )?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         out.push(row.get::<String>(0)?);
     }
     Ok(out)
@@ -123,9 +119,9 @@ pub(crate) fn quote(name: &str) -> String {
 }
 
 /// The tenant schema version (`PRAGMA user_version`).
-pub async fn schema_version(conn: &Db) -> Result<i64, ward_tenancy::sql::Error> {
-    let mut rows = conn.query("PRAGMA user_version", ()).await?;
-    match rows.next().await? {
+pub fn schema_version(conn: &Db) -> Result<i64, ward_tenancy::sql::Error> {
+    let mut rows = conn.query("PRAGMA user_version", ())?;
+    match rows.next()? {
         Some(row) => row.get::<i64>(0),
         None => Ok(0),
     }
@@ -152,24 +148,20 @@ impl<W: Write> Write for Counting<W> {
 ///
 /// The whole read happens in one read transaction, so the document is one consistent
 /// moment of the clinic. Each row is encoded and written as soon as it is read.
-pub async fn write_export<W: Write>(
-    conn: &Db,
-    header: &Header,
-    out: W,
-) -> Result<Summary, ExportError> {
+pub fn write_export<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
     let began = conn.is_autocommit();
     if began {
-        conn.execute("BEGIN", ()).await?;
+        conn.execute("BEGIN", ())?;
     }
-    let result = write_body(conn, header, out).await;
+    let result = write_body(conn, header, out);
     if began && !conn.is_autocommit() {
         // A read transaction: ending it cannot lose anything.
-        let _ = conn.execute("COMMIT", ()).await;
+        let _ = conn.execute("COMMIT", ());
     }
     result
 }
 
-async fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
+fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
     let mut out = Counting {
         inner: std::io::BufWriter::with_capacity(64 * 1024, out),
         bytes: 0,
@@ -184,13 +176,13 @@ async fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summ
     serde_json::to_writer(&mut *w, &format_time(header.exported_at))?;
     write!(w, ",\"exported_by\":")?;
     serde_json::to_writer(&mut *w, &header.exported_by)?;
-    write!(w, ",\"schema_version\":{}", schema_version(conn).await?)?;
+    write!(w, ",\"schema_version\":{}", schema_version(conn)?)?;
     write!(w, ",\"staff\":")?;
     serde_json::to_writer(&mut *w, &header.staff)?;
     write!(w, ",\"tables\":{{")?;
     let mut summary = Summary::default();
-    for (t, table) in tables(conn).await?.into_iter().enumerate() {
-        let cols = columns(conn, &table).await?;
+    for (t, table) in tables(conn)?.into_iter().enumerate() {
+        let cols = columns(conn, &table)?;
         if t > 0 {
             w.write_all(b",")?;
         }

@@ -181,28 +181,28 @@ pub struct Imported {
 /// Rows the new clinic was created with (default settings) are replaced by the file's;
 /// the audit log is taken as it is, row by row at the end of the (empty) new log, and
 /// must verify end to end before the import commits.
-pub async fn import(
+pub fn import(
     conn: &Db,
     doc: &Document,
     at: DateTime<Utc>,
     operator: &str,
     reason: &str,
 ) -> Result<Imported, ImportError> {
-    let current = export::schema_version(conn).await?;
+    let current = export::schema_version(conn)?;
     if doc.schema_version > current {
         return Err(refused(format!(
             "the export comes from a newer Ward (schema {}; this one has {current}); upgrade first",
             doc.schema_version
         )));
     }
-    let known = export::tables(conn).await?;
+    let known = export::tables(conn)?;
     for (name, table) in &doc.tables {
         if !known.contains(name) {
             return Err(refused(format!(
                 "the file holds a table {name:?} this Ward does not have"
             )));
         }
-        let cols = export::columns(conn, name).await?;
+        let cols = export::columns(conn, name)?;
         if let Some(c) = table.columns.iter().find(|c| !cols.contains(c)) {
             return Err(refused(format!("table {name} has no column {c:?}")));
         }
@@ -213,8 +213,8 @@ pub async fn import(
     );
     let reason = reason.to_owned();
     let operator = operator.to_owned();
-    let result = audit::in_transaction(conn, |tx| async move {
-        tx.execute("PRAGMA defer_foreign_keys = ON", ()).await?;
+    let result = audit::in_transaction(conn, |tx| {
+        tx.execute("PRAGMA defer_foreign_keys = ON", ())?;
         let mut out = Imported::default();
         // The audit log goes last so that its own entry follows every imported row.
         let order = doc
@@ -224,12 +224,11 @@ pub async fn import(
             .chain(doc.tables.iter().filter(|(n, _)| n.as_str() == "audit_log"));
         for (name, table) in order {
             if name == "audit_log" {
-                if audit::head(&tx).await?.is_some() {
+                if audit::head(&tx)?.is_some() {
                     return Err(refused("the new clinic's audit log is not empty"));
                 }
             } else {
-                tx.execute(&format!("DELETE FROM {}", quote(name)), ())
-                    .await?;
+                tx.execute(&format!("DELETE FROM {}", quote(name)), ())?;
             }
             let cols = table.columns.iter().map(|c| quote(c)).collect::<Vec<_>>();
             let marks = (1..=cols.len())
@@ -245,12 +244,11 @@ pub async fn import(
             for (i, row) in table.rows.iter().enumerate() {
                 let values = row.iter().map(to_sql).collect::<Result<Vec<_>, _>>()?;
                 tx.execute(&sql, values)
-                    .await
                     .map_err(|e| row_error(name, i, e))?;
             }
             out.tables.push((name.clone(), table.rows.len() as u64));
         }
-        let report = audit::verify_chain(&tx, None).await?;
+        let report = audit::verify_chain(&tx, None)?;
         if !report.is_clean() {
             return Err(refused(format!(
                 "the audit log in the file does not verify ({} problem(s)): it was altered",
@@ -264,11 +262,9 @@ pub async fn import(
             &reason,
             Action::OperatorAccess,
             Some(&detail),
-        )
-        .await?;
+        )?;
         Ok::<_, ImportError>(out)
-    })
-    .await;
+    });
     result.map_err(|e| match e {
         ImportError::Db(e) if e.to_string().contains("FOREIGN KEY") => refused(format!(
             "the file's rows refer to rows it does not hold ({e})"

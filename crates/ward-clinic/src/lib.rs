@@ -1,5 +1,8 @@
 //! The clinic domain over one tenant connection. Every function takes the clinic's
-//! `ward_tenancy::sql::Connection` explicitly; nothing here knows about HTTP.
+//! [`ward_tenancy::Db`] explicitly and is plain synchronous SQLite: it returns when the
+//! database has answered. Callers run it off the async workers (`Tenant::with` does);
+//! nothing here knows about HTTP. Only the batched read-audit writer
+//! and the anchoring sweep are tasks.
 //!
 //! - [`audit`]: the append-only, hash-chained audit log every domain action writes to.
 //! - [`settings`]: letterhead, timezone and currency.

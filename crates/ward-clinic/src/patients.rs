@@ -286,13 +286,12 @@ fn from_row(row: &Row) -> Result<Patient, ClinicError> {
 }
 
 /// The patient with id `id`, or [`ClinicError::NotFound`].
-pub async fn get(conn: &Db, id: i64) -> Result<Patient, ClinicError> {
+pub fn get(conn: &Db, id: i64) -> Result<Patient, ClinicError> {
     conn.row(
         &format!("SELECT {COLUMNS} FROM patients WHERE id = ?1"),
         [id],
         from_row,
-    )
-    .await?
+    )?
     .ok_or(ClinicError::NotFound)
 }
 
@@ -308,18 +307,16 @@ pub fn name_tokens(name: &str) -> Vec<String> {
     tokens
 }
 
-async fn write_tokens(conn: &Db, id: i64, name: &str) -> Result<(), ClinicError> {
+fn write_tokens(conn: &Db, id: i64, name: &str) -> Result<(), ClinicError> {
     conn.execute(
         "DELETE FROM patient_name_tokens WHERE patient_id = ?1",
         [id],
-    )
-    .await?;
+    )?;
     for token in name_tokens(name) {
         conn.execute(
             "INSERT INTO patient_name_tokens (token, patient_id) VALUES (?1, ?2)",
             params![token, id],
-        )
-        .await?;
+        )?;
     }
     Ok(())
 }
@@ -332,7 +329,7 @@ fn reversed(s: &str) -> String {
 /// date of birth also matches: probably the same person. Phones match on their last ten
 /// digits, so one typed with and one without the country code are the same number. `except` leaves one out (the
 /// record being edited).
-pub async fn find_duplicates(
+pub fn find_duplicates(
     conn: &Db,
     p: &NewPatient,
     except: Option<i64>,
@@ -347,10 +344,9 @@ pub async fn find_duplicates(
                  AND id IS NOT ?4 ORDER BY number LIMIT 10"
             ),
             params![p.full_name.clone(), phone, dob, except],
-        )
-        .await?;
+        )?;
     let mut found = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         found.push(from_row(&row)?);
     }
     Ok(found)
@@ -358,21 +354,19 @@ pub async fn find_duplicates(
 
 /// Registers `p` with the next patient number, recording `entry` (a `create` by the
 /// signed-in user) with every field in the diff. Returns the new patient.
-pub async fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
+pub fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
     let p = p.clone();
     let at = entry.at;
     let now = format_time(at);
-    let id = audit::in_transaction(conn, |tx| async move {
-        let mut rows = tx
-            .query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())
-            .await?;
-        let number: i64 = match rows.next().await? {
+    let id = audit::in_transaction(conn, |tx| {
+        let mut rows = tx.query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())?;
+        let number: i64 = match rows.next()? {
             Some(row) => row.get(0)?,
             None => 1,
         };
         drop(rows);
         // The age was given on the clinic's date, not UTC's.
-        let today = crate::settings::load(&tx).await?.local(at).date_naive();
+        let today = crate::settings::load(&tx)?.local(at).date_naive();
         let phone_digits = digits(&p.phone);
         tx.execute(
             "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
@@ -392,16 +386,14 @@ pub async fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, 
                 p.notes.clone(),
                 now
             ],
-        )
-        .await?;
+        )?;
         let id = tx.last_insert_rowid();
-        write_tokens(&tx, id, &p.full_name).await?;
+        write_tokens(&tx, id, &p.full_name)?;
         let diff = diff_of(&blank(), &p).field("number", Value::Null, number);
-        audit::record(&tx, &entry.entity("patient", id).diff(diff)).await?;
+        audit::record(&tx, &entry.entity("patient", id).diff(diff))?;
         Ok::<_, ClinicError>(id)
-    })
-    .await?;
-    get(conn, id).await
+    })?;
+    get(conn, id)
 }
 
 fn blank() -> NewPatient {
@@ -462,16 +454,11 @@ impl From<&Patient> for NewPatient {
 
 /// Changes patient `id` to `p`, recording `entry` (an `update`) with the changed fields
 /// only. Nothing is written (not even an audit row) when nothing changed.
-pub async fn update(
-    conn: &Db,
-    id: i64,
-    p: &NewPatient,
-    entry: Entry,
-) -> Result<Patient, ClinicError> {
+pub fn update(conn: &Db, id: i64, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
     let p = p.clone();
     let at = entry.at;
-    audit::in_transaction(conn, |tx| async move {
-        let old = get(&tx, id).await?;
+    audit::in_transaction(conn, |tx| {
+        let old = get(&tx, id)?;
         let diff = diff_of(&NewPatient::from(&old), &p);
         if diff.is_empty() {
             return Ok::<_, ClinicError>(());
@@ -481,8 +468,7 @@ pub async fn update(
             (None, _) => None,
             (Some(_), true) => old.age_recorded_on.map(|d| d.to_string()),
             (Some(_), false) => Some(
-                crate::settings::load(&tx)
-                    .await?
+                crate::settings::load(&tx)?
                     .local(at)
                     .date_naive()
                     .to_string(),
@@ -506,33 +492,29 @@ pub async fn update(
                 p.notes.clone(),
                 format_time(at)
             ],
-        )
-        .await?;
+        )?;
         if old.full_name != p.full_name {
-            write_tokens(&tx, id, &p.full_name).await?;
+            write_tokens(&tx, id, &p.full_name)?;
         }
-        audit::record(&tx, &entry.entity("patient", id).diff(diff)).await?;
+        audit::record(&tx, &entry.entity("patient", id).diff(diff))?;
         Ok(())
-    })
-    .await?;
-    get(conn, id).await
+    })?;
+    get(conn, id)
 }
 
 /// The most recently registered patients.
-pub async fn recent(conn: &Db, limit: usize) -> Result<Vec<Patient>, ClinicError> {
+pub fn recent(conn: &Db, limit: usize) -> Result<Vec<Patient>, ClinicError> {
     let limit = i64::try_from(limit.min(SEARCH_LIMIT)).unwrap_or(50);
-    let mut rows = conn
-        .query(
-            &format!("SELECT {COLUMNS} FROM patients ORDER BY id DESC LIMIT ?1"),
-            [limit],
-        )
-        .await?;
-    collect(&mut rows).await
+    let mut rows = conn.query(
+        &format!("SELECT {COLUMNS} FROM patients ORDER BY id DESC LIMIT ?1"),
+        [limit],
+    )?;
+    collect(&mut rows)
 }
 
-async fn collect(rows: &mut ward_tenancy::sql::Rows) -> Result<Vec<Patient>, ClinicError> {
+fn collect(rows: &mut ward_tenancy::DbRows) -> Result<Vec<Patient>, ClinicError> {
     let mut found = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         found.push(from_row(&row)?);
     }
     Ok(found)
@@ -552,10 +534,10 @@ fn prefix_end(prefix: &str) -> String {
 ///   ("ra an" finds "Ana Rao").
 ///
 /// Every branch is an index range scan, so it stays fast on a large register.
-pub async fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
+pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
     let query = query.trim();
     if query.is_empty() {
-        return recent(conn, SEARCH_LIMIT).await;
+        return recent(conn, SEARCH_LIMIT);
     }
     let limit = SEARCH_LIMIT as i64;
     let has_letters = query.chars().any(char::is_alphabetic);
@@ -587,9 +569,8 @@ pub async fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError>
                     prefix_end(&rev),
                     limit
                 ],
-            )
-            .await?;
-        return collect(&mut rows).await;
+            )?;
+        return collect(&mut rows);
     }
     let words: Vec<String> = name_tokens(query).into_iter().take(6).collect();
     let mut values: Vec<ward_tenancy::sql::Value> = Vec::with_capacity(words.len() * 2);
@@ -613,8 +594,8 @@ pub async fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError>
                  WHERE t.token >= ?1 AND t.token < ?2 ORDER BY t.token, t.patient_id LIMIT {}",
                 2 * limit
             );
-            let mut rows = conn.query(&sql, values).await?;
-            let mut found = collect(&mut rows).await?;
+            let mut rows = conn.query(&sql, values)?;
+            let mut found = collect(&mut rows)?;
             let mut seen = std::collections::HashSet::new();
             found.retain(|p| seen.insert(p.id));
             found.truncate(SEARCH_LIMIT);
@@ -629,8 +610,8 @@ pub async fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError>
                 "SELECT {COLUMNS} FROM patients WHERE id IN ({ranges}) \
                  ORDER BY full_name COLLATE NOCASE, number LIMIT {limit}"
             );
-            let mut rows = conn.query(&sql, values).await?;
-            collect(&mut rows).await?
+            let mut rows = conn.query(&sql, values)?;
+            collect(&mut rows)?
         }
     };
     let mut found = found;

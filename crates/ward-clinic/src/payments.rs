@@ -193,7 +193,7 @@ fn check(new: &NewPayment) -> Result<i64, ClinicError> {
 
 /// Records a payment with the next receipt number, in one transaction with its audit row
 /// (`entry`, action `create`; the entity is set here). Returns the new payment's id.
-pub async fn record(
+pub fn record(
     conn: &Db,
     new: &NewPayment,
     at: DateTime<Utc>,
@@ -201,33 +201,34 @@ pub async fn record(
 ) -> Result<i64, ClinicError> {
     let total = check(new)?;
     let new = new.clone();
-    audit::in_transaction(conn, |tx| async move {
-        let mut rows = tx.query("SELECT 1 FROM patients WHERE id = ?1", [new.patient_id]).await?;
-        if rows.next().await?.is_none() {
-            return Err(ClinicError::invalid("patient", "Choose a registered patient."));
+    audit::in_transaction(conn, |tx| {
+        let mut rows = tx.query("SELECT 1 FROM patients WHERE id = ?1", [new.patient_id])?;
+        if rows.next()?.is_none() {
+            return Err(ClinicError::invalid(
+                "patient",
+                "Choose a registered patient.",
+            ));
         }
         drop(rows);
         if let Some(visit) = new.visit_id {
             // Visits may not exist in this clinic's schema yet; then no visit can be named.
-            let mut has = tx
-                .query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'visits'", ())
-                .await?;
-            let table = has.next().await?.is_some();
+            let mut has = tx.query(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'visits'",
+                (),
+            )?;
+            let table = has.next()?.is_some();
             drop(has);
             let found = if table {
                 // The visit must be this patient's; should the visits table not carry a
                 // patient column, its id alone is checked.
-                match tx
-                    .query(
-                        "SELECT 1 FROM visits WHERE id = ?1 AND patient_id = ?2",
-                        [visit, new.patient_id],
-                    )
-                    .await
-                {
-                    Ok(mut rows) => rows.next().await?.is_some(),
+                match tx.query(
+                    "SELECT 1 FROM visits WHERE id = ?1 AND patient_id = ?2",
+                    [visit, new.patient_id],
+                ) {
+                    Ok(mut rows) => rows.next()?.is_some(),
                     Err(_) => {
-                        let mut rows = tx.query("SELECT 1 FROM visits WHERE id = ?1", [visit]).await?;
-                        rows.next().await?.is_some()
+                        let mut rows = tx.query("SELECT 1 FROM visits WHERE id = ?1", [visit])?;
+                        rows.next()?.is_some()
                     }
                 }
             } else {
@@ -252,17 +253,15 @@ pub async fn record(
                     new.recorded_by_name.clone(),
                     format_time(at)
                 ],
-            )
-            .await?;
-        let row = rows.next().await?.ok_or(ClinicError::NotFound)?;
+            )?;
+        let row = rows.next()?.ok_or(ClinicError::NotFound)?;
         let (id, receipt): (i64, i64) = (row.get(0)?, row.get(1)?);
         drop(rows);
         for (i, item) in new.items.iter().enumerate() {
             tx.execute(
                 "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (?1, ?2, ?3, ?4)",
                 ward_tenancy::sql::params![id, i64::try_from(i).unwrap_or(0) + 1, check_description(&item.description)?, item.amount_minor],
-            )
-            .await?;
+            )?;
         }
         audit::record(
             &tx,
@@ -273,11 +272,9 @@ pub async fn record(
                 new.currency,
                 new.method.as_str()
             )),
-        )
-        .await?;
+        )?;
         Ok(id)
     })
-    .await
 }
 
 const SELECT: &str = "SELECT y.id, y.receipt_number, y.patient_id, p.number, p.full_name, y.visit_id, y.amount_minor, y.currency, y.method, y.reference, y.recorded_by_id, y.recorded_by_name, y.received_at \
@@ -304,27 +301,24 @@ fn from_row(row: &ward_tenancy::sql::Row) -> Result<Payment, ClinicError> {
     })
 }
 
-async fn collect(mut rows: ward_tenancy::sql::Rows) -> Result<Vec<Payment>, ClinicError> {
+fn collect(mut rows: ward_tenancy::DbRows) -> Result<Vec<Payment>, ClinicError> {
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         out.push(from_row(&row)?);
     }
     Ok(out)
 }
 
 /// The payment with row id `id`, with its items.
-pub async fn get(conn: &Db, id: i64) -> Result<Payment, ClinicError> {
-    let rows = conn
-        .query(&format!("{SELECT} WHERE y.id = ?1"), [id])
-        .await?;
-    let mut payment = collect(rows).await?.pop().ok_or(ClinicError::NotFound)?;
+pub fn get(conn: &Db, id: i64) -> Result<Payment, ClinicError> {
+    let rows = conn.query(&format!("{SELECT} WHERE y.id = ?1"), [id])?;
+    let mut payment = collect(rows)?.pop().ok_or(ClinicError::NotFound)?;
     let mut rows = conn
         .query(
             "SELECT description, amount_minor FROM payment_items WHERE payment_id = ?1 ORDER BY position",
             [id],
-        )
-        .await?;
-    while let Some(row) = rows.next().await? {
+        )?;
+    while let Some(row) = rows.next()? {
         payment.items.push(Item {
             description: row.get(0)?,
             amount_minor: row.get(1)?,
@@ -334,28 +328,27 @@ pub async fn get(conn: &Db, id: i64) -> Result<Payment, ClinicError> {
 }
 
 /// Payments received between `from` (inclusive) and `to` (exclusive), oldest first.
-pub async fn between(
+pub fn between(
     conn: &Db,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Payment>, ClinicError> {
-    let rows = conn
-        .query(
-            &format!("{SELECT} WHERE y.received_at >= ?1 AND y.received_at < ?2 ORDER BY y.received_at, y.id"),
-            [format_time(from), format_time(to)],
-        )
-        .await?;
-    collect(rows).await
+    let rows = conn.query(
+        &format!(
+            "{SELECT} WHERE y.received_at >= ?1 AND y.received_at < ?2 ORDER BY y.received_at, y.id"
+        ),
+        [format_time(from), format_time(to)],
+    )?;
+    collect(rows)
 }
 
 /// Every payment of a patient, newest first (for the patient page).
-pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Payment>, ClinicError> {
+pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Payment>, ClinicError> {
     conn.rows(
         &format!("{SELECT} WHERE y.patient_id = ?1 ORDER BY y.received_at DESC, y.id DESC"),
         [patient_id],
         from_row,
     )
-    .await
 }
 
 /// What a patient was charged (their visits' fees) and what they paid, in minor units.
@@ -375,20 +368,18 @@ impl Account {
 }
 
 /// Patient `patient_id`'s charges and payments, in one query.
-pub async fn account(conn: &Db, patient_id: i64) -> Result<Account, ClinicError> {
-    let account = conn
-        .row(
-            "SELECT (SELECT coalesce(sum(fee_minor), 0) FROM visits WHERE patient_id = ?1), \
+pub fn account(conn: &Db, patient_id: i64) -> Result<Account, ClinicError> {
+    let account = conn.row(
+        "SELECT (SELECT coalesce(sum(fee_minor), 0) FROM visits WHERE patient_id = ?1), \
                     (SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1)",
-            [patient_id],
-            |row| {
-                Ok::<_, ClinicError>(Account {
-                    charged_minor: row.get(0)?,
-                    paid_minor: row.get(1)?,
-                })
-            },
-        )
-        .await?;
+        [patient_id],
+        |row| {
+            Ok::<_, ClinicError>(Account {
+                charged_minor: row.get(0)?,
+                paid_minor: row.get(1)?,
+            })
+        },
+    )?;
     Ok(account.unwrap_or_default())
 }
 
@@ -476,21 +467,19 @@ pub fn collection(payments: &[Payment], tz: Tz) -> Collection {
 }
 
 /// Records that receipt `id` was produced for printing (action `print`).
-pub async fn record_print(
+pub fn record_print(
     conn: &Db,
     id: i64,
     receipt_number: i64,
     entry: Entry,
 ) -> Result<(), ClinicError> {
-    audit::in_transaction(conn, |tx| async move {
+    audit::in_transaction(conn, |tx| {
         audit::record(
             &tx,
             &entry
                 .entity("payment", id)
                 .detail(&format!("receipt {receipt_number}")),
-        )
-        .await?;
+        )?;
         Ok(())
     })
-    .await
 }

@@ -252,13 +252,11 @@ pub fn timezone_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// The clinic's settings (defaults for anything never set).
-pub async fn load(conn: &Db) -> Result<ClinicSettings, ClinicError> {
+pub fn load(conn: &Db) -> Result<ClinicSettings, ClinicError> {
     let mut s = ClinicSettings::default();
-    let pairs = conn
-        .rows("SELECT key, value FROM settings", (), |row| {
-            Ok::<_, ClinicError>((row.get::<String>(0)?, row.get::<String>(1)?))
-        })
-        .await?;
+    let pairs = conn.rows("SELECT key, value FROM settings", (), |row| {
+        Ok::<_, ClinicError>((row.get::<String>(0)?, row.get::<String>(1)?))
+    })?;
     for (key, value) in pairs {
         match key.as_str() {
             "address" => s.address = value,
@@ -273,7 +271,7 @@ pub async fn load(conn: &Db) -> Result<ClinicSettings, ClinicError> {
 }
 
 /// Saves `new` over the current settings, with an audit row listing what changed.
-pub async fn save(
+pub fn save(
     conn: &Db,
     new: &ClinicSettings,
     actor: Actor,
@@ -291,8 +289,8 @@ pub async fn save(
     }
     let new = new.clone();
     let ip = ip.map(str::to_owned);
-    audit::in_transaction(conn, |tx| async move {
-        let old = load(&tx).await?;
+    audit::in_transaction(conn, |tx| {
+        let old = load(&tx)?;
         let mut diff = Diff::new();
         for ((key, before), (_, after)) in old.pairs().into_iter().zip(new.pairs()) {
             if before != after {
@@ -300,21 +298,21 @@ pub async fn save(
                 tx.execute(
                     "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [key.to_owned(), after],
-                )
-                .await?;
+                )?;
             }
         }
         if diff.is_empty() {
             return Ok(());
         }
-        let mut entry = Entry::new(at, actor, Action::Update).entity("settings", "clinic").diff(diff);
+        let mut entry = Entry::new(at, actor, Action::Update)
+            .entity("settings", "clinic")
+            .diff(diff);
         if let Some(ip) = ip {
             entry = entry.ip(ip);
         }
-        audit::record(&tx, &entry).await?;
+        audit::record(&tx, &entry)?;
         Ok::<_, ClinicError>(())
     })
-    .await
 }
 
 #[cfg(test)]

@@ -329,7 +329,7 @@ pub struct Visit {
 
 /// Records visit `v` of patient `patient_id` by `doctor`, with `entry` (a `create`).
 /// [`ClinicError::NotFound`] if the patient does not exist. Returns the visit's id.
-pub async fn create(
+pub fn create(
     conn: &Db,
     patient_id: i64,
     v: &NewVisit,
@@ -339,11 +339,9 @@ pub async fn create(
     let v = v.clone();
     let doctor = doctor.clone();
     let now = format_time(entry.at);
-    audit::in_transaction(conn, |tx| async move {
-        let mut rows = tx
-            .query("SELECT 1 FROM patients WHERE id = ?1", [patient_id])
-            .await?;
-        if rows.next().await?.is_none() {
+    audit::in_transaction(conn, |tx| {
+        let mut rows = tx.query("SELECT 1 FROM patients WHERE id = ?1", [patient_id])?;
+        if rows.next()?.is_none() {
             return Err(ClinicError::NotFound);
         }
         drop(rows);
@@ -361,17 +359,15 @@ pub async fn create(
                 v.follow_up_on.map(|d| d.to_string()),
                 v.fee_minor
             ],
-        )
-        .await?;
+        )?;
         let id = tx.last_insert_rowid();
         for (i, d) in v.diagnoses.iter().enumerate() {
             tx.execute(
                 "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
                 params![id, i as i64, d.clone()],
-            )
-            .await?;
+            )?;
         }
-        insert_items(&tx, "prescription_items", "visit_id", id, &v.items).await?;
+        insert_items(&tx, "prescription_items", "visit_id", id, &v.items)?;
         // The log says which record and what it holds in outline; the record itself is
         // the copy of the clinical content.
         let diff = Diff::new()
@@ -379,10 +375,9 @@ pub async fn create(
             .field("diagnoses", serde_json::Value::Null, v.diagnoses.len())
             .field("prescription_items", serde_json::Value::Null, v.items.len())
             .field("fee_minor", serde_json::Value::Null, v.fee_minor);
-        audit::record(&tx, &entry.entity("visit", id).diff(diff)).await?;
+        audit::record(&tx, &entry.entity("visit", id).diff(diff))?;
         Ok(id)
     })
-    .await
 }
 
 /// What changed between two versions of a visit, for the log. Like [`create`]'s entry
@@ -438,11 +433,11 @@ fn diff_of(old: &Visit, new: &NewVisit) -> Diff {
 /// transaction with `entry` (an `update`, with an outline of what changed). The doctor
 /// and time of the visit stay as recorded. Nothing is written (not even an audit row)
 /// when nothing changed. [`ClinicError::NotFound`] if there is no such visit.
-pub async fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<(), ClinicError> {
+pub fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<(), ClinicError> {
     let v = v.clone();
     let now = format_time(entry.at);
-    audit::in_transaction(conn, |tx| async move {
-        let old = get(&tx, id).await?;
+    audit::in_transaction(conn, |tx| {
+        let old = get(&tx, id)?;
         let diff = diff_of(&old, &v);
         if diff.is_empty() {
             return Ok(());
@@ -458,27 +453,22 @@ pub async fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<()
                 v.fee_minor,
                 now
             ],
-        )
-        .await?;
-        tx.execute("DELETE FROM diagnoses WHERE visit_id = ?1", [id])
-            .await?;
+        )?;
+        tx.execute("DELETE FROM diagnoses WHERE visit_id = ?1", [id])?;
         for (i, d) in v.diagnoses.iter().enumerate() {
             tx.execute(
                 "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
                 params![id, i as i64, d.clone()],
-            )
-            .await?;
+            )?;
         }
-        tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])
-            .await?;
-        insert_items(&tx, "prescription_items", "visit_id", id, &v.items).await?;
-        audit::record(&tx, &entry.entity("visit", id).diff(diff)).await?;
+        tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])?;
+        insert_items(&tx, "prescription_items", "visit_id", id, &v.items)?;
+        audit::record(&tx, &entry.entity("visit", id).diff(diff))?;
         Ok(())
     })
-    .await
 }
 
-async fn insert_items(
+fn insert_items(
     tx: &Db,
     table: &str,
     owner: &str,
@@ -500,26 +490,19 @@ async fn insert_items(
                 item.duration.clone(),
                 item.instructions.clone()
             ],
-        )
-        .await?;
+        )?;
     }
     Ok(())
 }
 
-async fn items_of(
-    conn: &Db,
-    table: &str,
-    owner: &str,
-    owner_id: i64,
-) -> Result<Vec<Item>, ClinicError> {
+fn items_of(conn: &Db, table: &str, owner: &str, owner_id: i64) -> Result<Vec<Item>, ClinicError> {
     let mut rows = conn
         .query(
             &format!("SELECT drug, dose, frequency, duration, instructions FROM {table} WHERE {owner} = ?1 ORDER BY position"),
             [owner_id],
-        )
-        .await?;
+        )?;
     let mut items = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         items.push(Item {
             drug: row.get(0)?,
             dose: row.get(1)?,
@@ -531,15 +514,13 @@ async fn items_of(
     Ok(items)
 }
 
-async fn diagnoses_of(conn: &Db, visit_id: i64) -> Result<Vec<String>, ClinicError> {
-    let mut rows = conn
-        .query(
-            "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
-            [visit_id],
-        )
-        .await?;
+fn diagnoses_of(conn: &Db, visit_id: i64) -> Result<Vec<String>, ClinicError> {
+    let mut rows = conn.query(
+        "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
+        [visit_id],
+    )?;
     let mut found = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         found.push(row.get(0)?);
     }
     Ok(found)
@@ -567,26 +548,24 @@ fn head_from_row(row: &ward_tenancy::sql::Row) -> Result<Visit, ClinicError> {
     })
 }
 
-async fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
-    visit.diagnoses = diagnoses_of(conn, visit.id).await?;
-    visit.items = items_of(conn, "prescription_items", "visit_id", visit.id).await?;
+fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
+    visit.diagnoses = diagnoses_of(conn, visit.id)?;
+    visit.items = items_of(conn, "prescription_items", "visit_id", visit.id)?;
     Ok(visit)
 }
 
 /// Visit `id` with its diagnoses and items, or [`ClinicError::NotFound`].
-pub async fn get(conn: &Db, id: i64) -> Result<Visit, ClinicError> {
+pub fn get(conn: &Db, id: i64) -> Result<Visit, ClinicError> {
     let head = {
-        let mut rows = conn
-            .query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])
-            .await?;
-        let row = rows.next().await?.ok_or(ClinicError::NotFound)?;
+        let mut rows = conn.query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])?;
+        let row = rows.next()?.ok_or(ClinicError::NotFound)?;
         head_from_row(&row)?
     };
-    fill(conn, head).await
+    fill(conn, head)
 }
 
 /// Patient `patient_id`'s visits, newest first (at most 200).
-pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Visit>, ClinicError> {
+pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Visit>, ClinicError> {
     let mut heads = Vec::new();
     {
         let mut rows = conn
@@ -595,15 +574,14 @@ pub async fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Visit>, Clini
                     "SELECT {COLUMNS} FROM visits WHERE patient_id = ?1 ORDER BY visited_at DESC, id DESC LIMIT 200"
                 ),
                 [patient_id],
-            )
-            .await?;
-        while let Some(row) = rows.next().await? {
+            )?;
+        while let Some(row) = rows.next()? {
             heads.push(head_from_row(&row)?);
         }
     }
     let mut visits = Vec::with_capacity(heads.len());
     for head in heads {
-        visits.push(fill(conn, head).await?);
+        visits.push(fill(conn, head)?);
     }
     Ok(visits)
 }
@@ -625,7 +603,7 @@ pub struct VisitSummary {
 
 /// Patient `patient_id`'s visits as history lines, newest first (at most 200), in one
 /// query: the patient page is the busiest page there is.
-pub async fn summaries(conn: &Db, patient_id: i64) -> Result<Vec<VisitSummary>, ClinicError> {
+pub fn summaries(conn: &Db, patient_id: i64) -> Result<Vec<VisitSummary>, ClinicError> {
     conn.rows(
         "SELECT v.id, v.visited_at, v.doctor_name,                (SELECT group_concat(text, '; ') FROM (SELECT text FROM diagnoses WHERE visit_id = v.id ORDER BY position)),                (SELECT COUNT(*) FROM prescription_items WHERE visit_id = v.id)              FROM visits v WHERE v.patient_id = ?1 ORDER BY v.visited_at DESC, v.id DESC LIMIT 200",
         [patient_id],
@@ -639,7 +617,6 @@ pub async fn summaries(conn: &Db, patient_id: i64) -> Result<Vec<VisitSummary>, 
             })
         },
     )
-    .await
 }
 
 /// A doctor's named set of prescription items.
@@ -654,43 +631,39 @@ pub struct Favourite {
 }
 
 /// Doctor `doctor_id`'s favourites, by name.
-pub async fn favourites(conn: &Db, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
-    let mut rows = conn
-        .query(
-            "SELECT id, name FROM favourites WHERE doctor_id = ?1 ORDER BY name COLLATE NOCASE",
-            [doctor_id],
-        )
-        .await?;
+pub fn favourites(conn: &Db, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
+    let mut rows = conn.query(
+        "SELECT id, name FROM favourites WHERE doctor_id = ?1 ORDER BY name COLLATE NOCASE",
+        [doctor_id],
+    )?;
     let mut heads = Vec::new();
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         heads.push((row.get::<i64>(0)?, row.get::<String>(1)?));
     }
     drop(rows);
     let mut found = Vec::with_capacity(heads.len());
     for (id, name) in heads {
-        let items = items_of(conn, "favourite_items", "favourite_id", id).await?;
+        let items = items_of(conn, "favourite_items", "favourite_id", id)?;
         found.push(Favourite { id, name, items });
     }
     Ok(found)
 }
 
 /// Favourite `id` if it belongs to `doctor_id`, else [`ClinicError::NotFound`].
-pub async fn favourite(conn: &Db, doctor_id: &str, id: i64) -> Result<Favourite, ClinicError> {
-    let mut rows = conn
-        .query(
-            "SELECT name FROM favourites WHERE id = ?1 AND doctor_id = ?2",
-            params![id, doctor_id],
-        )
-        .await?;
-    let name: String = rows.next().await?.ok_or(ClinicError::NotFound)?.get(0)?;
+pub fn favourite(conn: &Db, doctor_id: &str, id: i64) -> Result<Favourite, ClinicError> {
+    let mut rows = conn.query(
+        "SELECT name FROM favourites WHERE id = ?1 AND doctor_id = ?2",
+        params![id, doctor_id],
+    )?;
+    let name: String = rows.next()?.ok_or(ClinicError::NotFound)?.get(0)?;
     drop(rows);
-    let items = items_of(conn, "favourite_items", "favourite_id", id).await?;
+    let items = items_of(conn, "favourite_items", "favourite_id", id)?;
     Ok(Favourite { id, name, items })
 }
 
 /// Saves `items` as doctor `doctor_id`'s favourite `name` (replacing a favourite of the
 /// same name), with `entry` (a `create`). Returns its id.
-pub async fn save_favourite(
+pub fn save_favourite(
     conn: &Db,
     doctor_id: &str,
     name: &str,
@@ -717,24 +690,21 @@ pub async fn save_favourite(
     let items: Vec<Item> = items.iter().take(MAX_ITEMS).cloned().collect();
     let doctor_id = doctor_id.to_owned();
     let now = format_time(entry.at);
-    audit::in_transaction(conn, |tx| async move {
+    audit::in_transaction(conn, |tx| {
         tx.execute(
             "DELETE FROM favourites WHERE doctor_id = ?1 AND name = ?2",
             params![doctor_id.clone(), name.clone()],
-        )
-        .await?;
+        )?;
         tx.execute(
             "INSERT INTO favourites (doctor_id, name, created_at) VALUES (?1, ?2, ?3)",
             params![doctor_id, name.clone(), now],
-        )
-        .await?;
+        )?;
         let id = tx.last_insert_rowid();
-        insert_items(&tx, "favourite_items", "favourite_id", id, &items).await?;
+        insert_items(&tx, "favourite_items", "favourite_id", id, &items)?;
         let diff = Diff::new().field("name", serde_json::Value::Null, name);
-        audit::record(&tx, &entry.entity("favourite", id).diff(diff)).await?;
+        audit::record(&tx, &entry.entity("favourite", id).diff(diff))?;
         Ok(id)
     })
-    .await
 }
 
 #[cfg(test)]

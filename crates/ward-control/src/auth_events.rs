@@ -46,8 +46,7 @@ impl ControlPlane {
                 &conn,
                 "SELECT seq, hash FROM auth_events ORDER BY seq DESC LIMIT 1",
                 (),
-            )
-            .await?;
+            )?;
             let (seq, prev_hash) = match head {
                 // Events from before the chain existed have no hash; the chain starts after them.
                 Some(row) => (
@@ -108,8 +107,7 @@ impl ControlPlane {
                     &conn,
                     "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'auth_events' AND name = ?1 AND upper(sql) LIKE '%RAISE(ABORT%'",
                     [name],
-                )
-                .await?
+                )?
                 .is_some();
                 if !present {
                     problems.push(format!("the append-only trigger {name} is missing or altered"));

@@ -1259,7 +1259,7 @@ pub async fn restore_control_plane(
             let opened = ward_tenancy::db::open(&live, &key, false, ward_tenancy::Durability::Full)
                 .await
                 .ok()?;
-            let counts = backup::table_counts(&opened.conn).await.ok();
+            let counts = backup::table_counts(&opened.conn).ok();
             let _ = opened
                 .conn
                 .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")

@@ -456,8 +456,7 @@ impl ControlPlane {
                 &conn,
                 "SELECT ran_at FROM backup_schedule WHERE job = ?1",
                 [job],
-            )
-            .await?;
+            )?;
             Ok(match row {
                 Some(r) => parse_time(&r.get::<String>(0)?),
                 None => None,
@@ -535,8 +534,7 @@ impl ControlPlane {
                  FROM backup_state
                  WHERE scope = 'control' OR scope IN (SELECT id FROM clinics WHERE status != 'purged')",
                 (),
-            )
-            .await?
+            )?
             {
                 o.scopes_verified = row.get::<u64>(0)?;
                 o.stalest_verified_at = time(&row, 1)?;

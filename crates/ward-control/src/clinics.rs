@@ -269,8 +269,7 @@ impl Registry for ControlPlane {
                     &conn,
                     "SELECT wrapped_key, schema_version, open_error IS NOT NULL, coalesce(substr(open_error, 1, length(?2)) = ?2, 0) FROM clinics WHERE id = ?1",
                     ward_tenancy::sql::params![id.to_string(), ward_tenancy::DAMAGED],
-                )
-                .await?;
+                )?;
                 let Some(row) = row else { return Ok::<_, ControlError>(None) };
                 let Some(wrapped_key) = row.get::<Option<Vec<u8>>>(0)? else {
                     // Purged: the key is gone, and so, for every purpose, is the clinic.

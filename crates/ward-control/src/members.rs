@@ -65,7 +65,7 @@ async fn member_in(
     user_id: &str,
 ) -> Result<Option<Member>, ControlError> {
     let sql = format!("{MEMBER_SQL} WHERE m.clinic_id = ?1 AND m.user_id = ?2");
-    match first_row(conn, &sql, [clinic.to_string(), user_id.to_owned()]).await? {
+    match first_row(conn, &sql, [clinic.to_string(), user_id.to_owned()])? {
         Some(row) => Ok(Some(member_from_row(&row)?)),
         None => Ok(None),
     }
@@ -76,8 +76,7 @@ async fn owners_in(conn: &Connection, clinic: ClinicId) -> Result<u64, ControlEr
         conn,
         "SELECT count(*) FROM memberships WHERE clinic_id = ?1 AND role = 'owner'",
         [clinic.to_string()],
-    )
-    .await?;
+    )?;
     Ok(row.map(|r| r.get::<u64>(0)).transpose()?.unwrap_or(0))
 }
 
@@ -275,8 +274,7 @@ impl ControlPlane {
                 &conn,
                 "SELECT name FROM clinics WHERE id = ?1",
                 [clinic_id.to_string()],
-            )
-            .await?
+            )?
             else {
                 return Err(ControlError::NoSuchClinic(clinic_id.to_string()));
             };
@@ -420,8 +418,7 @@ impl ControlPlane {
                  WHERE token_hash = ?1 AND purpose = 'invite' AND clinic_id = ?2 AND used_at IS NULL AND expires_at > ?3
                  RETURNING email",
                 ward_tenancy::sql::params![hash, clinic_id.to_string(), now],
-            )
-            .await?;
+            )?;
             Ok(row.map(|r| r.get::<Option<String>>(0)).transpose()?.flatten())
         })
         .await

@@ -143,8 +143,7 @@ impl ControlPlane {
                  FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.revoked_at IS NULL",
                 [hash.clone()],
-            )
-            .await?;
+            )?;
             let Some(row) = row else { return Ok::<_, ControlError>(None) };
             let time = |i: i32| -> Result<DateTime<Utc>, ControlError> {
                 parse_time(&row.get::<String>(i)?).ok_or_else(|| ControlError::Invalid("bad session time".into()))

@@ -106,13 +106,9 @@ impl ControlPlane {
             let opened =
                 blocking(db::open(&path, &key, create && i == 0, Durability::Full)).await?;
             if i == 0 {
-                outcome = Some(
-                    blocking(migrate::migrate(
-                        &opened.conn,
-                        ward_tenancy::migrations::CONTROL,
-                    ))
-                    .await?,
-                );
+                outcome = Some(ward_tenancy::db::run_blocking(|| {
+                    migrate::migrate(&opened.conn, ward_tenancy::migrations::CONTROL)
+                })?);
             }
             pool.push(tokio::sync::Mutex::new(opened.conn));
         }
@@ -206,7 +202,7 @@ impl ControlPlane {
     /// The control schema's version.
     pub async fn schema_version(&self) -> Result<u32, ControlError> {
         Ok(self
-            .with(|conn| async move { migrate::version(&conn).await })
+            .with(|conn| async move { migrate::version(&conn) })
             .await?)
     }
 

@@ -120,8 +120,7 @@ impl ControlPlane {
                 &conn,
                 sql,
                 ward_tenancy::sql::params![hash, purpose.as_str(), now],
-            )
-            .await?
+            )?
             else {
                 return Ok(None);
             };

@@ -122,7 +122,7 @@ impl ControlPlane {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1");
         let email = email.to_string();
         self.with(|conn| async move {
-            match first_row(&conn, &sql, [email]).await? {
+            match first_row(&conn, &sql, [email])? {
                 Some(row) => Ok(Some(User::from_row(&row)?)),
                 None => Ok(None),
             }
@@ -135,7 +135,7 @@ impl ControlPlane {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
         let id = id.to_owned();
         self.with(|conn| async move {
-            match first_row(&conn, &sql, [id]).await? {
+            match first_row(&conn, &sql, [id])? {
                 Some(row) => Ok(Some(User::from_row(&row)?)),
                 None => Ok(None),
             }
@@ -282,8 +282,7 @@ impl ControlPlane {
                 &conn,
                 "SELECT c.id, c.status, m.role FROM clinics c JOIN memberships m ON m.clinic_id = c.id WHERE c.slug = ?1 AND m.user_id = ?2",
                 [slug, id],
-            )
-            .await?;
+            )?;
             let Some(row) = row else { return Ok(None) };
             let parsed = (
                 ClinicId::parse(&row.get::<String>(0)?),
@@ -314,8 +313,8 @@ impl ControlPlane {
         );
         self.with(|conn| async move {
             let row = match user {
-                Some(u) => first_row(&conn, "SELECT count(*) FROM auth_events WHERE user_id = ?1 AND kind = 'login' AND outcome = 'failed' AND at >= ?2", [u, since]).await?,
-                None => first_row(&conn, "SELECT count(*) FROM auth_events WHERE email = ?1 AND kind = 'login' AND outcome = 'failed' AND at >= ?2", [email, since]).await?,
+                Some(u) => first_row(&conn, "SELECT count(*) FROM auth_events WHERE user_id = ?1 AND kind = 'login' AND outcome = 'failed' AND at >= ?2", [u, since])?,
+                None => first_row(&conn, "SELECT count(*) FROM auth_events WHERE email = ?1 AND kind = 'login' AND outcome = 'failed' AND at >= ?2", [email, since])?,
             };
             Ok(row.map(|r| r.get::<u64>(0)).transpose()?.unwrap_or(0))
         })

@@ -120,12 +120,10 @@ impl ContentCheck for AuditTableReadable {
             "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'audit_log'",
             (),
         )
-        .await
         .map_err(|e| e.to_string())?
         .is_some();
         if exists {
             first_row(conn, "SELECT count(*) FROM audit_log", ())
-                .await
                 .map_err(|e| format!("the audit log cannot be read: {e}"))?;
         }
         Ok(None)
@@ -227,7 +225,7 @@ async fn restore_copy_inner(
     let opened = db::open(dest, key, false, Durability::Normal).await?;
     let conn = &opened.conn;
     integrity(conn).await?;
-    let version = migrate::version(conn).await?;
+    let version = migrate::version(conn)?;
     if version == 0 {
         return Err(BackupError::Schema(
             "the copy has no schema (version 0): not a Ward database".into(),
@@ -255,7 +253,7 @@ async fn restore_copy_inner(
             found.seq, want.seq
         )));
     }
-    let tables = table_counts(conn).await?;
+    let tables = table_counts(conn)?;
     // Fold the WAL back into the file so that the file alone is the database.
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
         .await
@@ -292,22 +290,20 @@ pub async fn verify(
 }
 
 /// Rows in every table of `conn`'s database.
-pub async fn table_counts(conn: &Connection) -> Result<BTreeMap<String, u64>, DbError> {
+pub fn table_counts(conn: &Connection) -> Result<BTreeMap<String, u64>, DbError> {
     let mut names = Vec::new();
-    let mut rows = conn
-        .query(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-            (),
-        )
-        .await?;
-    while let Some(row) = rows.next().await? {
-        names.push(row.get::<String>(0)?);
-    }
-    drop(rows);
+    conn.for_each_row(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        (),
+        |row| {
+            names.push(row.get::<String>(0)?);
+            Ok::<_, DbError>(())
+        },
+    )?;
     let mut out = BTreeMap::new();
     for name in names {
         let quoted = name.replace('"', "\"\"");
-        let n = match first_row(conn, &format!("SELECT count(*) FROM \"{quoted}\""), ()).await? {
+        let n = match conn.first_row_now(&format!("SELECT count(*) FROM \"{quoted}\""), ())? {
             Some(row) => row.get::<u64>(0)?,
             None => 0,
         };

@@ -7,14 +7,15 @@
 //! callback) simply gets a statement of its own, and each statement is reset when its
 //! call returns, which also ends its read transaction.
 
-use std::future::Future;
 use std::ops::Deref;
 
 use crate::sql::{self, Connection, IntoParams, Row};
 
-/// A connection. Dereferences to the [`Connection`], so anything written for a plain
-/// connection works with it; [`Self::rows`], [`Self::row`] and [`Self::exec`] read
-/// results straight into the caller's values.
+/// A connection for the clinic domain, whose calls are plain synchronous SQLite: each
+/// returns when SQLite has answered. Dereferences to the [`Connection`] for what it
+/// does not define itself.
+///
+/// Callers run these calls off the async workers ([`crate::Tenant::with`] does).
 #[derive(Clone)]
 pub struct Db {
     conn: Connection,
@@ -25,6 +26,24 @@ impl Deref for Db {
 
     fn deref(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// The rows of a query on a [`Db`], already read.
+#[derive(Debug)]
+pub struct DbRows {
+    rows: std::vec::IntoIter<Row>,
+}
+
+impl DbRows {
+    /// The next row, if any. (Shaped like the connection's own rows, so code reads the
+    /// same whichever it holds.)
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "reads like a fallible cursor; the rows are already in memory"
+    )]
+    pub fn next(&mut self) -> Result<Option<Row>, sql::Error> {
+        Ok(self.rows.next())
     }
 }
 
@@ -39,8 +58,31 @@ impl Db {
         &self.conn
     }
 
+    /// Runs a statement that returns no rows (or whose rows are not wanted); the number
+    /// of rows it changed.
+    pub fn execute(&self, sql: &str, params: impl IntoParams) -> Result<u64, sql::Error> {
+        self.conn.execute_now(sql, params)
+    }
+
+    /// Runs several statements separated by semicolons, with no parameters.
+    pub fn execute_batch(&self, sql: &str) -> Result<(), sql::Error> {
+        self.conn.execute_batch_now(sql)
+    }
+
+    /// Every row of a query.
+    pub fn query(&self, sql: &str, params: impl IntoParams) -> Result<DbRows, sql::Error> {
+        let mut rows = Vec::new();
+        self.conn.for_each_row(sql, params, |row| {
+            rows.push(row.clone());
+            Ok::<_, sql::Error>(())
+        })?;
+        Ok(DbRows {
+            rows: rows.into_iter(),
+        })
+    }
+
     /// Every row of `sql`, each turned into a value by `f`.
-    pub async fn rows<T, E>(
+    pub fn rows<T, E>(
         &self,
         sql: &str,
         params: impl IntoParams,
@@ -58,7 +100,7 @@ impl Db {
     }
 
     /// The first row of `sql`, if any, turned into a value by `f`.
-    pub async fn row<T, E>(
+    pub fn row<T, E>(
         &self,
         sql: &str,
         params: impl IntoParams,
@@ -73,20 +115,20 @@ impl Db {
         }
     }
 
-    /// Runs the reads in `reads` (which use this connection) in one read transaction: they
-    /// all see the same snapshot, and the file's locks are taken once instead of once
-    /// per statement. The transaction is rolled back, not committed, so nothing `reads`
+    /// Runs `reads` (which use this connection) in one read transaction: they all see
+    /// the same snapshot, and the file's locks are taken once instead of once per
+    /// statement. The transaction is rolled back, not committed, so nothing `reads`
     /// might write is kept or reaches the disk; a write is reported as an error. Must not
     /// be called inside a transaction.
-    pub async fn read_only<T, E>(&self, reads: impl Future<Output = Result<T, E>>) -> Result<T, E>
+    pub fn read_only<T, E>(&self, reads: impl FnOnce() -> Result<T, E>) -> Result<T, E>
     where
         E: From<sql::Error>,
     {
         let changes = self.conn.total_changes();
-        self.exec("BEGIN", ()).await?;
-        let out = reads.await;
+        self.exec("BEGIN", ())?;
+        let out = reads();
         let wrote = self.conn.total_changes() != changes;
-        let ended = self.exec("ROLLBACK", ()).await;
+        let ended = self.exec("ROLLBACK", ());
         if wrote {
             return Err(sql::Error::Misuse(
                 "a read-only use of a clinic connection tried to write; the change was undone"
@@ -101,7 +143,7 @@ impl Db {
     }
 
     /// Runs a statement that returns no rows; the number of rows it changed.
-    pub async fn exec(&self, sql: &str, params: impl IntoParams) -> Result<usize, sql::Error> {
+    pub fn exec(&self, sql: &str, params: impl IntoParams) -> Result<usize, sql::Error> {
         let n = self.conn.execute_now(sql, params)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -131,16 +173,13 @@ mod tests {
         }
     }
 
-    async fn fresh() -> (Fresh, db::Opened, Db) {
+    fn fresh() -> (Fresh, db::Opened, Db) {
         let dir = tempfile::tempdir().unwrap();
         let key = DataKey::random();
-        let opened = db::open(&dir.path().join("a.db"), &key, true, Durability::Full)
-            .await
-            .unwrap();
+        let opened = db::open_now(&dir.path().join("a.db"), &key, true, Durability::Full).unwrap();
         opened
             .conn
-            .execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3);")
-            .await
+            .execute_batch_now("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3);")
             .unwrap();
         let db = Db::new(opened.conn.clone());
         (Fresh { dir, key }, opened, db)
@@ -148,32 +187,32 @@ mod tests {
 
     const ALL: &str = "SELECT n FROM t WHERE n >= ?1 ORDER BY n";
 
-    #[tokio::test]
-    async fn statements_are_reused_and_give_fresh_results_each_time() {
-        let (_dir, _opened, db) = fresh().await;
-        let first: Vec<i64> = db.rows(ALL, [2], |r| r.get::<i64>(0)).await.unwrap();
+    #[test]
+    fn statements_are_reused_and_give_fresh_results_each_time() {
+        let (_dir, _opened, db) = fresh();
+        let first: Vec<i64> = db.rows(ALL, [2], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(first, [2, 3]);
         // Same statement, new parameters, after a change.
-        assert_eq!(db.exec("INSERT INTO t VALUES (?1)", [4]).await.unwrap(), 1);
-        let again: Vec<i64> = db.rows(ALL, [1], |r| r.get::<i64>(0)).await.unwrap();
+        assert_eq!(db.exec("INSERT INTO t VALUES (?1)", [4]).unwrap(), 1);
+        let again: Vec<i64> = db.rows(ALL, [1], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(again, [1, 2, 3, 4]);
         // A first row only, then the full set again: the early stop left nothing behind.
-        let one = db.row(ALL, [3], |r| r.get::<i64>(0)).await.unwrap();
+        let one = db.row(ALL, [3], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(one, Some(3));
-        let none = db.row(ALL, [9], |r| r.get::<i64>(0)).await.unwrap();
+        let none = db.row(ALL, [9], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(none, None);
-        let all: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await.unwrap();
+        let all: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(all, [1, 2, 3, 4]);
     }
 
-    #[tokio::test]
-    async fn a_nested_use_of_the_same_sql_gets_its_own_statement() {
-        let (_dir, _opened, db) = fresh().await;
+    #[test]
+    fn a_nested_use_of_the_same_sql_gets_its_own_statement() {
+        let (_dir, _opened, db) = fresh();
         let pairs: Vec<(i64, Vec<i64>)> = {
-            let outer: Vec<i64> = db.rows(ALL, [1], |r| r.get::<i64>(0)).await.unwrap();
+            let outer: Vec<i64> = db.rows(ALL, [1], |r| r.get::<i64>(0)).unwrap();
             let mut out = Vec::new();
             for n in outer {
-                out.push((n, db.rows(ALL, [n], |r| r.get::<i64>(0)).await.unwrap()));
+                out.push((n, db.rows(ALL, [n], |r| r.get::<i64>(0)).unwrap()));
             }
             out
         };
@@ -181,59 +220,53 @@ mod tests {
         assert_eq!(pairs[2], (3, vec![3]));
     }
 
-    #[tokio::test]
-    async fn a_failed_statement_stays_usable_and_a_finished_read_holds_no_transaction() {
-        let (fresh, _opened, db) = fresh().await;
-        db.execute("CREATE UNIQUE INDEX t_n ON t (n)", ())
-            .await
-            .unwrap();
+    #[test]
+    fn a_failed_statement_stays_usable_and_a_finished_read_holds_no_transaction() {
+        let (fresh, _opened, db) = fresh();
+        db.execute("CREATE UNIQUE INDEX t_n ON t (n)", ()).unwrap();
         let insert = "INSERT INTO t VALUES (?1)";
-        assert!(db.exec(insert, [1]).await.is_err());
-        assert_eq!(db.exec(insert, [7]).await.unwrap(), 1);
+        assert!(db.exec(insert, [1]).is_err());
+        assert_eq!(db.exec(insert, [7]).unwrap(), 1);
         // The cached read released its snapshot: a checkpoint from another connection
         // can copy every frame and truncate the log.
-        let _ = db.row(ALL, [0], |r| r.get::<i64>(0)).await.unwrap();
+        let _ = db.row(ALL, [0], |r| r.get::<i64>(0)).unwrap();
         let other = fresh.other();
-        let mut rows = other
-            .query("PRAGMA wal_checkpoint(TRUNCATE)", ())
-            .await
+        let busy: i64 = other
+            .first_row_now("PRAGMA wal_checkpoint(TRUNCATE)", ())
+            .unwrap()
+            .unwrap()
+            .get(0)
             .unwrap();
-        let busy: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
         assert_eq!(busy, 0, "a cached statement kept a read transaction open");
     }
 
-    #[tokio::test]
-    async fn a_read_only_use_sees_one_snapshot_keeps_no_write_and_always_ends() {
-        let (fresh, _opened, db) = fresh().await;
+    #[test]
+    fn a_read_only_use_sees_one_snapshot_keeps_no_write_and_always_ends() {
+        let (fresh, _opened, db) = fresh();
         let other = fresh.other();
         let (before, after) = db
-            .read_only(async {
-                let before: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await?;
-                other.execute("INSERT INTO t VALUES (10)", ()).await?;
-                let after: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0)).await?;
+            .read_only(|| {
+                let before: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0))?;
+                other.execute_now("INSERT INTO t VALUES (10)", ())?;
+                let after: Vec<i64> = db.rows(ALL, [0], |r| r.get::<i64>(0))?;
                 Ok::<_, sql::Error>((before, after))
             })
-            .await
             .unwrap();
         assert_eq!(
             before, after,
             "both reads see the snapshot the first one began"
         );
         assert!(db.is_autocommit());
-        let failed = db
-            .read_only(async { db.rows("SELECT nope FROM t", (), |r| r.get::<i64>(0)).await })
-            .await;
+        let failed = db.read_only(|| db.rows("SELECT nope FROM t", (), |r| r.get::<i64>(0)));
         assert!(failed.is_err());
         assert!(
             db.is_autocommit(),
             "a failed read still ends the transaction"
         );
-        let wrote = db
-            .read_only(async { db.exec("DELETE FROM t", ()).await })
-            .await;
+        let wrote = db.read_only(|| db.exec("DELETE FROM t", ()));
         assert!(wrote.unwrap_err().to_string().contains("tried to write"));
         assert!(db.is_autocommit());
-        let now: Vec<i64> = db.rows(ALL, [10], |r| r.get::<i64>(0)).await.unwrap();
+        let now: Vec<i64> = db.rows(ALL, [10], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(now, [10]);
     }
 }

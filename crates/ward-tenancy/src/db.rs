@@ -249,8 +249,27 @@ pub async fn blocking<F: Future>(fut: F) -> F::Output {
     })
 }
 
+/// Runs synchronous database work without stalling the async workers: on the
+/// multi-threaded runtime the worker's other tasks move to another thread for the
+/// duration (`block_in_place`), so one clinic's fsync never delays another clinic's page;
+/// elsewhere (single-threaded tests, nested calls) `f` simply runs.
+pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread && !IN_BLOCKING.get() => {
+            tokio::task::block_in_place(move || {
+                IN_BLOCKING.set(true);
+                let out = f();
+                IN_BLOCKING.set(false);
+                out
+            })
+        }
+        _ => f(),
+    }
+}
+
 /// The first row of a query, if any.
-pub async fn first_row(
+pub fn first_row(
     conn: &Connection,
     sql: &str,
     params: impl IntoParams,
@@ -308,7 +327,6 @@ mod tests {
         ));
         let reopened = open(&copy, &key, false, Durability::Full).await.unwrap();
         let row = first_row(&reopened.conn, "SELECT x FROM t", ())
-            .await
             .unwrap()
             .unwrap();
         assert_eq!(row.get::<String>(0).unwrap().as_bytes(), CANARY);

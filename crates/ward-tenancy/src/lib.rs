@@ -19,7 +19,7 @@ pub mod sealed;
 pub mod sql;
 mod store;
 
-pub use cached::Db;
+pub use cached::{Db, DbRows};
 pub use db::{DbError, Durability, blocking};
 pub use keys::{DataKey, KeyError, MasterKey};
 pub use lockfile::OperatorLock;

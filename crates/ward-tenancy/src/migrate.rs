@@ -2,7 +2,7 @@
 
 use crate::sql::Connection;
 
-use crate::db::{DbError, first_row};
+use crate::db::DbError;
 
 /// One numbered SQL file.
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +37,8 @@ pub fn latest(migrations: &[Migration]) -> u32 {
 }
 
 /// Reads the schema version of a database.
-pub async fn version(conn: &Connection) -> Result<u32, DbError> {
-    match first_row(conn, "PRAGMA user_version", ()).await? {
+pub fn version(conn: &Connection) -> Result<u32, DbError> {
+    match conn.first_row_now("PRAGMA user_version", ())? {
         Some(row) => Ok(row.get::<u32>(0)?),
         None => Ok(0),
     }
@@ -48,12 +48,9 @@ pub async fn version(conn: &Connection) -> Result<u32, DbError> {
 /// transaction: a failure leaves the schema exactly as it was.
 ///
 /// The common case (already current) costs one read and no write lock.
-pub async fn migrate(
-    conn: &Connection,
-    migrations: &[Migration],
-) -> Result<MigrateOutcome, DbError> {
+pub fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<MigrateOutcome, DbError> {
     let known = latest(migrations);
-    let current = version(conn).await?;
+    let current = version(conn)?;
     if current == known {
         return Ok(MigrateOutcome {
             from: current,
@@ -66,35 +63,34 @@ pub async fn migrate(
             known,
         });
     }
-    conn.execute("BEGIN IMMEDIATE", ()).await?;
-    match apply(conn, migrations, known).await {
+    conn.execute_now("BEGIN IMMEDIATE", ())?;
+    match apply(conn, migrations, known) {
         Ok(outcome) => {
-            conn.execute("COMMIT", ()).await?;
+            conn.execute_now("COMMIT", ())?;
             Ok(outcome)
         }
         Err(e) => {
             // The rollback's own failure would hide the cause; the cause is what matters.
-            let _ = conn.execute("ROLLBACK", ()).await;
+            let _ = conn.execute_now("ROLLBACK", ());
             Err(e)
         }
     }
 }
 
-async fn apply(
+fn apply(
     conn: &Connection,
     migrations: &[Migration],
     known: u32,
 ) -> Result<MigrateOutcome, DbError> {
     // Re-read under the write lock: another process may have migrated meanwhile.
-    let from = version(conn).await?;
+    let from = version(conn)?;
     if from > known {
         return Err(DbError::TooNew { found: from, known });
     }
     for m in migrations.iter().filter(|m| m.version > from) {
-        conn.execute_batch(m.sql).await?;
+        conn.execute_batch_now(m.sql)?;
     }
-    conn.execute(&format!("PRAGMA user_version = {known}"), ())
-        .await?;
+    conn.execute_now(&format!("PRAGMA user_version = {known}"), ())?;
     Ok(MigrateOutcome { from, to: known })
 }
 

@@ -1,6 +1,5 @@
 //! [`TenantStore`]: clinic id → encrypted file → cached, migrated connection.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -186,16 +185,36 @@ impl Tenant {
 
     /// Runs `f` with this clinic's connection, exclusively (a transaction begun inside
     /// cannot interleave with another request's statements) and off the async workers.
-    pub async fn with<T, F, Fut>(&self, f: F) -> T
+    pub async fn with<T, F>(&self, f: F) -> T
     where
-        F: FnOnce(Db) -> Fut,
-        Fut: Future<Output = T> + Send,
+        F: FnOnce(Db) -> T,
     {
         let guard = self.conn.lock().await;
         self.used.store(true, Ordering::Relaxed);
         self.released.store(false, Ordering::Relaxed);
         let db = Db::new(guard.clone());
-        let out = blocking(f(db)).await;
+        let out = db::run_blocking(|| f(db));
+        let damage = guard.take_damage();
+        drop(guard);
+        if let Some(reason) = damage {
+            self.damaged(reason).await;
+        }
+        out
+    }
+
+    /// [`Self::with`] for work that must also await another service while it holds the
+    /// clinic (a clinic transaction that changes the control plane in its middle, so the
+    /// audit row and the change commit or fail together). Its SQLite calls run on this
+    /// thread, handed off from the async worker; prefer [`Self::with`].
+    pub async fn with_async<T, F, Fut>(&self, f: F) -> T
+    where
+        F: FnOnce(Db) -> Fut,
+        Fut: std::future::Future<Output = T> + Send,
+    {
+        let guard = self.conn.lock().await;
+        self.used.store(true, Ordering::Relaxed);
+        self.released.store(false, Ordering::Relaxed);
+        let out = blocking(f(Db::new(guard.clone()))).await;
         let damage = guard.take_damage();
         drop(guard);
         if let Some(reason) = damage {
@@ -250,17 +269,16 @@ impl Tenant {
     /// The transaction is rolled back at the end, so nothing written inside is kept or
     /// reaches the disk from an async worker (a write is reported as an error); writes
     /// go through [`Self::with`].
-    pub async fn read<T, E, F, Fut>(&self, f: F) -> Result<T, E>
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(Db) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        F: FnOnce(Db) -> Result<T, E>,
         E: From<sql::Error>,
     {
         let guard = self.conn.lock().await;
         self.used.store(true, Ordering::Relaxed);
         self.released.store(false, Ordering::Relaxed);
         let db = Db::new(guard.clone());
-        let out = db.read_only(f(db.clone())).await;
+        let out = db.read_only(|| f(db.clone()));
         let damage = guard.take_damage();
         drop(guard);
         if let Some(reason) = damage {
@@ -441,7 +459,7 @@ impl TenantStore {
         let migrations = self.inner.migrations.clone();
         let result = blocking(async {
             let opened = db::open(&path, &key, true, Durability::Full).await?;
-            let outcome = migrate::migrate(&opened.conn, &migrations).await?;
+            let outcome = migrate::migrate(&opened.conn, &migrations)?;
             Ok::<_, db::DbError>((opened, outcome))
         })
         .await;
@@ -497,7 +515,7 @@ impl TenantStore {
         if let Some(tenant) = self.inner.cache.get(&id).await {
             let migrations = self.inner.migrations.clone();
             let outcome = tenant
-                .with(|conn| async move { migrate::migrate(&conn, &migrations).await })
+                .with(|conn| migrate::migrate(&conn, &migrations))
                 .await
                 .map_err(|e| TenantError::Unavailable {
                     clinic: id,
@@ -578,6 +596,9 @@ impl TenantStore {
 
     /// Runs `f` on clinic `id`'s connection for the holder of its operator lock (whom
     /// [`Self::get`] refuses like everyone else), opening and closing the file for it.
+    ///
+    /// `f` may await other services (the restore hook moves the control plane's audit
+    /// anchor); its SQLite calls run on this thread, handed off from the async worker.
     pub async fn with_locked<T, F, Fut>(
         &self,
         id: ClinicId,
@@ -586,10 +607,10 @@ impl TenantStore {
     ) -> Result<T, TenantError>
     where
         F: FnOnce(Db) -> Fut,
-        Fut: Future<Output = T> + Send,
+        Fut: std::future::Future<Output = T> + Send,
     {
         let (tenant, _) = self.open_with(id, Opening::UnderLock).await?;
-        let out = tenant.with(f).await;
+        let out = tenant.with_async(f).await;
         drop(tenant);
         Ok(out)
     }
@@ -654,7 +675,7 @@ impl TenantStore {
         let checked = blocking(async {
             let opened = db::open(&path, &key, false, Durability::Full).await?;
             let problems = crate::check::file_problems(&opened.conn);
-            let version = migrate::version(&opened.conn).await.ok();
+            let version = migrate::version(&opened.conn).ok();
             Ok::<_, db::DbError>((problems, version))
         })
         .await;
@@ -775,7 +796,7 @@ impl TenantStore {
         // directly, as `get` would refuse a locked clinic.
         let (tenant, migration) = self.open_with(id, Opening::UnderLock).await?;
         let after = tenant
-            .with(|conn| async move { backup::table_counts(&conn).await })
+            .with(|conn| backup::table_counts(&conn))
             .await
             .map_err(BackupError::Db)?;
         drop(tenant);
@@ -814,7 +835,7 @@ impl TenantStore {
             // The live file may be the damaged one being replaced: not opening it is no
             // reason to refuse the restore (its WAL is then kept with the old file).
             let opened = db::open(live, key, false, Durability::Full).await.ok()?;
-            let counts = backup::table_counts(&opened.conn).await.ok();
+            let counts = backup::table_counts(&opened.conn).ok();
             let _ = opened
                 .conn
                 .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
@@ -997,7 +1018,7 @@ impl TenantStore {
                 let migrations = self.inner.migrations.clone();
                 blocking(async {
                     let opened = db::open(&path, &key, false, Durability::Full).await?;
-                    let outcome = migrate::migrate(&opened.conn, &migrations).await?;
+                    let outcome = migrate::migrate(&opened.conn, &migrations)?;
                     Ok::<_, db::DbError>((opened, outcome))
                 })
                 .await

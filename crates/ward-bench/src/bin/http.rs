@@ -362,17 +362,16 @@ async fn main() -> anyhow::Result<()> {
                 let clinic = control.create_clinic(&format!("Bench Clinic {i}"), None, &tenants, "bench").await?;
                 let tenant = tenants.get(clinic.id).await?;
                 tenant
-                    .with(|conn| async move {
-                        conn.execute("BEGIN", ()).await?;
+                    .with(|conn| {
+                        conn.execute("BEGIN", ())?;
                         for p in 1..=patients {
                             conn.execute(
                                 "INSERT INTO patients (id, number, full_name, sex, phone, phone_digits, address, created_at, updated_at)
                                  VALUES (?1, ?1, ?2, 'female', '98450 12345', '9845012345', '12 Lake Road', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
                                 ward_tenancy::sql::params![p as i64, format!("Patient {p} of clinic {i}")],
-                            )
-                            .await?;
+                            )?;
                         }
-                        conn.execute("COMMIT", ()).await?;
+                        conn.execute("COMMIT", ())?;
                         Ok::<_, ward_tenancy::sql::Error>(())
                     })
                     .await?;
@@ -451,13 +450,12 @@ async fn main() -> anyhow::Result<()> {
             axum::routing::get(
                 |State(t): State<ward_tenancy::TenantHandle>, Path(id): Path<i64>| async move {
                     let name = t
-                        .with(|conn| async move {
+                        .with(|conn| {
                             let row = ward_tenancy::db::first_row(
                                 &conn,
                                 "SELECT full_name FROM patients WHERE id = ?1",
                                 [id],
                             )
-                            .await
                             .ok()
                             .flatten();
                             row.and_then(|r| r.get::<String>(0).ok())

@@ -118,12 +118,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let key = DataKey::random();
     let opened = db::open(&path, &key, true, Durability::Normal).await?;
     let conn = ward_tenancy::Db::new(opened.conn.clone());
-    ward_tenancy::migrate::migrate(&conn, migrations::TENANT).await?;
+    ward_tenancy::migrate::migrate(&conn, migrations::TENANT)?;
 
     let started = Instant::now();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut known_phone = String::new();
-    conn.execute("BEGIN", ()).await?;
+    conn.execute("BEGIN", ())?;
     for n in 1..=args.patients {
         let name = if rng.next().is_multiple_of(3) {
             format!("{} {} {}", rng.pick(FIRST), rng.pick(FIRST), rng.pick(LAST))
@@ -141,18 +141,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "INSERT INTO patients (number, full_name, sex, phone, phone_digits, phone_digits_rev, created_at, updated_at) \
              VALUES (?1, ?2, 'unknown', ?3, ?4, ?5, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
             params![n as i64, name.clone(), shown, digits, rev],
-        )
-        .await?;
+        )?;
         let id = conn.last_insert_rowid();
         for token in patients::name_tokens(&name) {
             conn.execute(
                 "INSERT INTO patient_name_tokens (token, patient_id) VALUES (?1, ?2)",
                 params![token, id],
-            )
-            .await?;
+            )?;
         }
     }
-    conn.execute("COMMIT", ()).await?;
+    conn.execute("COMMIT", ())?;
     say(format!(
         "register: {} patients built in {:.1} s",
         args.patients,
@@ -181,11 +179,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let mut worst = Duration::ZERO;
     for q in &queries {
-        let found = patients::search(&conn, q).await.context("search")?.len();
+        let found = patients::search(&conn, q).context("search")?.len();
         let mut samples = Samples::with_capacity(args.runs);
         for _ in 0..args.runs {
             let t = Instant::now();
-            let n = patients::search(&conn, q).await?.len();
+            let n = patients::search(&conn, q)?.len();
             samples.push(t.elapsed());
             anyhow::ensure!(n == found, "results changed between runs");
         }

@@ -158,9 +158,10 @@ impl BareFile {
     }
 }
 
-async fn query_once(conn: &Connection) -> anyhow::Result<()> {
-    let mut rows = conn.query(QUERY, ()).await?;
-    let row = rows.next().await?.context("the settings row is missing")?;
+fn query_once(conn: &Connection) -> anyhow::Result<()> {
+    let row = conn
+        .first_row_now(QUERY, ())?
+        .context("the settings row is missing")?;
     let _: String = row.get(0)?;
     Ok(())
 }
@@ -190,12 +191,11 @@ async fn put_greeting(store: &TenantStore, id: ClinicId) -> anyhow::Result<()> {
     store
         .get(id)
         .await?
-        .with(|c| async move {
+        .with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO settings (key, value) VALUES ('greeting', 'hello')",
                 (),
             )
-            .await
         })
         .await?;
     Ok(())
@@ -245,7 +245,7 @@ async fn opens(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
             async move {
                 let started = Instant::now();
                 let tenant = store.get(id).await?;
-                tenant.with(|c| async move { query_once(&c).await }).await?;
+                tenant.with(|c| query_once(&c)).await?;
                 anyhow::Ok(started.elapsed())
             }
         })
@@ -267,8 +267,8 @@ async fn opens(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
         let path = store.path_of(id);
         let started = Instant::now();
         let opened = ward_tenancy::blocking(db::open(&path, &key, false, Durability::Full)).await?;
-        let version = ward_tenancy::migrate::version(&opened.conn).await?;
-        query_once(&opened.conn).await?;
+        let version = ward_tenancy::migrate::version(&opened.conn)?;
+        query_once(&opened.conn)?;
         configured.push(started.elapsed());
         anyhow::ensure!(version == store.latest_version());
         drop(opened);
@@ -352,9 +352,9 @@ async fn hold_open(data: &Path, n: usize) -> anyhow::Result<()> {
     for id in ids {
         let tenant = store.get(id).await?;
         tenant
-            .with(|c| async move {
-                let mut rows = c.query("SELECT count(*) FROM settings", ()).await?;
-                rows.next().await?;
+            .with(|c| {
+                let mut rows = c.query("SELECT count(*) FROM settings", ())?;
+                rows.next()?;
                 anyhow::Ok(())
             })
             .await?;

@@ -29,7 +29,7 @@ pub struct Access {
 /// `entity_id`, newest first. Reads only those rows through the `audit_log_by_entity`
 /// index, however long the log. Views still queued by the read auditor (under about
 /// 100 ms old) appear once written.
-pub async fn accessed_by(
+pub fn accessed_by(
     conn: &Db,
     entity_type: &str,
     entity_id: &str,
@@ -39,8 +39,7 @@ pub async fn accessed_by(
         entity: Some((entity_type.to_owned(), entity_id.to_owned())),
         ..Filter::default()
     };
-    Ok(search(conn, &filter, None, limit.min(MAX_PAGE))
-        .await?
+    Ok(search(conn, &filter, None, limit.min(MAX_PAGE))?
         .into_iter()
         .map(|r| Access {
             at: r.at,

@@ -83,7 +83,7 @@ impl<S: AnchorSink> Anchorer<S> {
         let mut moved = Vec::new();
         for tenant in tenants {
             let id = tenant.id();
-            match tenant.with(|conn| async move { head(&conn).await }).await {
+            match tenant.with(|conn| head(&conn)).await {
                 Ok(Some(h)) => {
                     let known = self
                         .anchored

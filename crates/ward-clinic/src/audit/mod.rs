@@ -20,8 +20,6 @@ mod reads;
 mod search;
 mod verify;
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
 use ward_core::chain::{self, Field, GENESIS};
 use ward_tenancy::Db;
@@ -85,14 +83,14 @@ pub struct Recorded {
 /// `seq = head + 1` (1 and 32 zero bytes for the first row). Within a write transaction
 /// (`BEGIN IMMEDIATE`) no other writer can append between the read and the insert, so
 /// the chain cannot fork; were one to try, the `seq` primary key would refuse it.
-pub async fn record(conn: &Db, entry: &Entry) -> Result<Recorded, AuditError> {
+pub fn record(conn: &Db, entry: &Entry) -> Result<Recorded, AuditError> {
     if conn.is_autocommit() {
         return Err(AuditError::NotInTransaction);
     }
     entry.validate()?;
     // The head as stored, whatever its length: a damaged chain stays writable (the clinic
     // keeps working) and `ward verify` reports the damage.
-    let (last_seq, prev_hash) = match raw_head(conn).await? {
+    let (last_seq, prev_hash) = match raw_head(conn)? {
         Some((seq, hash)) => (seq, hash),
         None => (0, GENESIS.to_vec()),
     };
@@ -134,8 +132,7 @@ pub async fn record(conn: &Db, entry: &Entry) -> Result<Recorded, AuditError> {
             prev_hash,
             hash.to_vec()
         ],
-    )
-    .await?;
+    )?;
     Ok(Recorded { seq, hash })
 }
 
@@ -143,7 +140,7 @@ pub async fn record(conn: &Db, entry: &Entry) -> Result<Recorded, AuditError> {
 /// the caller's transaction. `reason` must say why, in words; `action` says what
 /// ([`Action::Export`], [`Action::Restore`], [`Action::OperatorAccess`]); `detail` says to
 /// what (a backup's name, an export file).
-pub async fn record_operator_access(
+pub fn record_operator_access(
     conn: &Db,
     at: DateTime<Utc>,
     operator: &str,
@@ -160,46 +157,70 @@ pub async fn record_operator_access(
     )
     .reason(reason.trim());
     entry.detail = detail.map(str::to_owned);
-    record(conn, &entry).await
+    record(conn, &entry)
 }
 
 /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`) on `conn` and commits if it
 /// succeeds; any error rolls everything back, the change and its audit row together.
 ///
 /// ```ignore
-/// audit::in_transaction(&conn, |tx| async move {
-///     tx.execute("UPDATE patients SET phone = ?2 WHERE id = ?1", (id, phone)).await?;
-///     audit::record(&tx, &entry).await?;
+/// audit::in_transaction(&conn, |tx| {
+///     tx.execute("UPDATE patients SET phone = ?2 WHERE id = ?1", (id, phone))?;
+///     audit::record(&tx, &entry)?;
 ///     Ok::<_, ClinicError>(())
 /// })
-/// .await
+///
 /// ```
-pub async fn in_transaction<T, E, F, Fut>(conn: &Db, f: F) -> Result<T, E>
+pub fn in_transaction<T, E, F>(conn: &Db, f: F) -> Result<T, E>
 where
-    F: FnOnce(Db) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    F: FnOnce(Db) -> Result<T, E>,
     E: From<ward_tenancy::sql::Error>,
 {
-    conn.execute("BEGIN IMMEDIATE", ()).await?;
-    match f(conn.clone()).await {
-        Ok(value) => match conn.execute("COMMIT", ()).await {
+    conn.execute("BEGIN IMMEDIATE", ())?;
+    match f(conn.clone()) {
+        Ok(value) => match conn.execute("COMMIT", ()) {
             Ok(_) => Ok(value),
             Err(e) => {
                 // A failed COMMIT (busy, disk full) leaves the transaction open.
-                rollback(conn).await;
+                rollback(conn);
                 Err(e.into())
             }
         },
         Err(e) => {
-            rollback(conn).await;
+            rollback(conn);
             Err(e)
         }
     }
 }
 
-async fn rollback(conn: &Db) {
+/// [`in_transaction`] for a change whose middle awaits another service (the control
+/// plane), so that the clinic's audit row and the other change commit or fail together.
+/// The clinic stays locked for the whole await; prefer [`in_transaction`].
+pub async fn in_transaction_async<T, E, F, Fut>(conn: &Db, f: F) -> Result<T, E>
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: From<ward_tenancy::sql::Error>,
+{
+    conn.execute("BEGIN IMMEDIATE", ())?;
+    match f(conn.clone()).await {
+        Ok(value) => match conn.execute("COMMIT", ()) {
+            Ok(_) => Ok(value),
+            Err(e) => {
+                rollback(conn);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            rollback(conn);
+            Err(e)
+        }
+    }
+}
+
+fn rollback(conn: &Db) {
     if !conn.is_autocommit()
-        && let Err(e) = conn.execute("ROLLBACK", ()).await
+        && let Err(e) = conn.execute("ROLLBACK", ())
     {
         // The cause the caller gets matters more; the connection is unusable only if
         // this also failed, which the log must show.
@@ -208,15 +229,14 @@ async fn rollback(conn: &Db) {
 }
 
 /// The chain's head: the last row's sequence number and hash, `None` for an empty log.
-pub async fn head(conn: &Db) -> Result<Option<Head>, AuditError> {
-    Ok(raw_head(conn).await?.map(|(seq, hash)| Head { seq, hash }))
+pub fn head(conn: &Db) -> Result<Option<Head>, AuditError> {
+    Ok(raw_head(conn)?.map(|(seq, hash)| Head { seq, hash }))
 }
 
-async fn raw_head(conn: &Db) -> Result<Option<(i64, Vec<u8>)>, AuditError> {
+fn raw_head(conn: &Db) -> Result<Option<(i64, Vec<u8>)>, AuditError> {
     conn.row(
         "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
         (),
         |row| Ok((row.get::<i64>(0)?, row.get::<Vec<u8>>(1)?)),
     )
-    .await
 }

@@ -362,22 +362,21 @@ async fn write_batch(
         None => store.get(id).await.map_err(|e| e.to_string())?,
     };
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             // These views waited in memory up to `max_delay` before this write, so their
             // rows were never promised to survive a power cut; their commit need not
             // wait for the disk (`synchronous=NORMAL` in WAL mode: durable at the next
             // full commit or checkpoint, never corrupt). Every other write on the
             // connection stays `FULL`. Pragmas take effect when prepared, so these two
             // are never taken from the statement cache.
-            conn.execute("PRAGMA synchronous=NORMAL", ()).await?;
-            let written = in_transaction(&conn, |tx| async move {
+            conn.execute("PRAGMA synchronous=NORMAL", ())?;
+            let written = in_transaction(&conn, |tx| {
                 for entry in entries {
-                    record(&tx, entry).await?;
+                    record(&tx, entry)?;
                 }
                 Ok::<_, AuditError>(())
-            })
-            .await;
-            conn.execute("PRAGMA synchronous=FULL", ()).await?;
+            });
+            conn.execute("PRAGMA synchronous=FULL", ())?;
             written
         })
         .await

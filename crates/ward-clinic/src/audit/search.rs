@@ -61,7 +61,7 @@ pub const MAX_PAGE: u32 = 500;
 /// Rows matching `filter`, newest first (by time, then sequence number), at most
 /// `limit`; with `before`, only rows older than the row with that sequence number (the
 /// last one of the previous page). Keyset pagination: page 1,000 costs what page 1 does.
-pub async fn search(
+pub fn search(
     conn: &Db,
     filter: &Filter,
     before: Option<i64>,
@@ -137,7 +137,7 @@ pub async fn search(
         );
     }
     if let Some(seq) = before {
-        let Some(at) = at_of(conn, seq).await? else {
+        let Some(at) = at_of(conn, seq)? else {
             return Ok(Vec::new());
         };
         // Older than the cursor row: earlier in time, or the same time and a lower seq.
@@ -175,14 +175,11 @@ pub async fn search(
             detail: row.get(12)?,
         })
     })
-    .await
 }
 
-async fn at_of(conn: &Db, seq: i64) -> Result<Option<String>, AuditError> {
-    let mut rows = conn
-        .query("SELECT at FROM audit_log WHERE seq = ?1", [seq])
-        .await?;
-    Ok(match rows.next().await? {
+fn at_of(conn: &Db, seq: i64) -> Result<Option<String>, AuditError> {
+    let mut rows = conn.query("SELECT at FROM audit_log WHERE seq = ?1", [seq])?;
+    Ok(match rows.next()? {
         Some(row) => Some(row.get(0)?),
         None => None,
     })

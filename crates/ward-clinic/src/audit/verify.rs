@@ -23,17 +23,17 @@ const TRIGGERS: [&str; 3] = [
 /// anchored sequence number that is not the anchored one (rewritten, even consistently),
 /// and missing append-only triggers. One statement reads the whole log, so the report
 /// is of one consistent snapshot even while the clinic is in use.
-pub async fn verify_chain(conn: &Db, anchor: Option<Head>) -> Result<ChainReport, AuditError> {
+pub fn verify_chain(conn: &Db, anchor: Option<Head>) -> Result<ChainReport, AuditError> {
     let mut verifier = Verifier::new(1, anchor);
-    check_triggers(conn, &mut verifier).await?;
+    check_triggers(conn, &mut verifier)?;
     let sql = format!(
         "SELECT {}, prev_hash, hash FROM audit_log ORDER BY seq",
         CHAINED_COLUMNS.join(", ")
     );
-    let mut rows = conn.query(&sql, ()).await?;
+    let mut rows = conn.query(&sql, ())?;
     let n = CHAINED_COLUMNS.len();
     let mut values: Vec<Value> = Vec::with_capacity(n + 2);
-    while let Some(row) = rows.next().await? {
+    while let Some(row) = rows.next()? {
         values.clear();
         for i in 0..n + 2 {
             // Column indexes are tiny; the cast cannot truncate.
@@ -56,15 +56,14 @@ pub async fn verify_chain(conn: &Db, anchor: Option<Head>) -> Result<ChainReport
     Ok(verifier.finish())
 }
 
-async fn check_triggers(conn: &Db, verifier: &mut Verifier) -> Result<(), AuditError> {
+fn check_triggers(conn: &Db, verifier: &mut Verifier) -> Result<(), AuditError> {
     for name in TRIGGERS {
         let mut rows = conn
             .query(
                 "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log' AND name = ?1",
                 [name],
-            )
-            .await?;
-        let protects = match rows.next().await? {
+            )?;
+        let protects = match rows.next()? {
             Some(row) => row
                 .get::<Option<String>>(0)?
                 .is_some_and(|sql| sql.to_ascii_uppercase().contains("RAISE(ABORT")),
@@ -94,6 +93,6 @@ fn field(v: &Value) -> Field<'_> {
 /// Every page's authentication code and SQLite's structural check
 /// ([`ward_tenancy::check::file_problems`]): an empty list when the file is sound,
 /// otherwise what was found wrong (at most 100 lines).
-pub async fn integrity_check(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
+pub fn integrity_check(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
     Ok(ward_tenancy::check::file_problems(conn))
 }

@@ -35,8 +35,7 @@ async fn each_pass_anchors_the_heads_that_moved() {
     let control = t.platform.control.clone();
     let anchorer = Anchorer::new(t.platform.tenants.clone(), sink(control.clone()));
 
-    t.with(&a, |conn| async move { append(&conn, 0..7).await })
-        .await;
+    t.with(&a, |conn| append(&conn, 0..7)).await;
     let run = anchorer.anchor_open().await.unwrap();
     assert_eq!(
         (run.clinics, run.anchored, run.failed),
@@ -44,9 +43,7 @@ async fn each_pass_anchors_the_heads_that_moved() {
         "{run:?}"
     );
     let head_a = t
-        .with(&a, |conn| async move {
-            audit::head(&conn).await.unwrap().unwrap()
-        })
+        .with(&a, |conn| audit::head(&conn).unwrap().unwrap())
         .await;
     let anchor = control.anchor_of(a.id).await.unwrap().unwrap();
     assert_eq!((anchor.seq, anchor.hash.clone()), (7, head_a.hash));
@@ -62,10 +59,8 @@ async fn each_pass_anchors_the_heads_that_moved() {
         "nothing moved"
     );
 
-    t.with(&a, |conn| async move { append(&conn, 7..9).await })
-        .await;
-    t.with(&b, |conn| async move { append(&conn, 0..3).await })
-        .await;
+    t.with(&a, |conn| append(&conn, 7..9)).await;
+    t.with(&b, |conn| append(&conn, 0..3)).await;
     assert_eq!(anchorer.anchor_open().await.unwrap().anchored, 2);
     assert_eq!(control.anchor_of(a.id).await.unwrap().unwrap().seq, 9);
     assert_eq!(control.anchor_of(b.id).await.unwrap().unwrap().seq, 3);

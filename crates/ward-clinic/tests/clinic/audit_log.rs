@@ -9,11 +9,10 @@ async fn a_row_holds_exactly_what_happened() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
     let row = t
-        .with(&clinic, |conn| async move {
-            let recorded = audit::in_transaction(&conn, |tx| async move {
-                audit::record(&tx, &entry(1)).await
+        .with(&clinic, |conn| {
+            let recorded = audit::in_transaction(&conn, |tx| {
+                audit::record(&tx, &entry(1))
             })
-            .await
             .unwrap();
             assert_eq!(recorded.seq, 1);
             let mut rows = conn
@@ -21,9 +20,8 @@ async fn a_row_holds_exactly_what_happened() {
                     "SELECT seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail, prev_hash, hash FROM audit_log",
                     (),
                 )
-                .await
                 .unwrap();
-            let row = rows.next().await.unwrap().unwrap();
+            let row = rows.next().unwrap().unwrap();
             let text = |i| row.get::<Option<String>>(i).unwrap();
             let out = (
                 row.get::<i64>(0).unwrap(),
@@ -62,9 +60,7 @@ async fn the_log_is_written_only_inside_a_transaction() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
     let outside = t
-        .with(&clinic, |conn| async move {
-            audit::record(&conn, &entry(0)).await
-        })
+        .with(&clinic, |conn| audit::record(&conn, &entry(0)))
         .await;
     assert!(
         matches!(outside, Err(AuditError::NotInTransaction)),
@@ -76,8 +72,8 @@ async fn the_log_is_written_only_inside_a_transaction() {
 async fn the_application_cannot_change_or_remove_audit_rows() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| async move {
-        append(&conn, 0..5).await;
+    t.with(&clinic, |conn| {
+        append(&conn, 0..5);
         for sql in [
             "UPDATE audit_log SET actor_name = 'someone else' WHERE seq = 2",
             "UPDATE audit_log SET hash = zeroblob(32)",
@@ -92,10 +88,10 @@ async fn the_application_cannot_change_or_remove_audit_rows() {
             "INSERT INTO audit_log (seq, at, actor_kind, actor_name, action, prev_hash, hash) \
              VALUES (0, '2026-01-01T00:00:00.000Z', 'system', 'x', 'view', zeroblob(32), zeroblob(32))",
         ] {
-            let err = conn.execute(sql, ()).await.expect_err(sql).to_string();
+            let err = conn.execute(sql, ()).expect_err(sql).to_string();
             assert!(err.contains("append-only"), "{sql}: {err}");
         }
-        let report = audit::verify_chain(&conn, None).await.unwrap();
+        let report = audit::verify_chain(&conn, None).unwrap();
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(report.rows, 5);
     })
@@ -106,20 +102,18 @@ async fn the_application_cannot_change_or_remove_audit_rows() {
 async fn a_failed_audit_insert_rolls_the_change_back() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| async move {
+    t.with(&clinic, |conn| {
         conn.execute_batch("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL);")
-            .await
             .unwrap();
-        append(&conn, 0..3).await;
+        append(&conn, 0..3);
 
-        let change = |conn: ward_tenancy::Db, entry: Entry| async move {
-            audit::in_transaction(&conn, |tx| async move {
-                tx.execute("INSERT INTO things (name) VALUES ('x')", ()).await?;
-                tx.execute("UPDATE things SET name = 'y'", ()).await?;
-                audit::record(&tx, &entry).await?;
+        let change = |conn: ward_tenancy::Db, entry: Entry| {
+            audit::in_transaction(&conn, |tx| {
+                tx.execute("INSERT INTO things (name) VALUES ('x')", ())?;
+                tx.execute("UPDATE things SET name = 'y'", ())?;
+                audit::record(&tx, &entry)?;
                 Ok::<_, AuditError>(())
             })
-            .await
         };
 
         // The database refuses the audit row (forced here by a trigger; in life: disk
@@ -127,34 +121,33 @@ async fn a_failed_audit_insert_rolls_the_change_back() {
         conn.execute_batch(
             "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'forced failure'); END;",
         )
-        .await
         .unwrap();
-        let refused = change(conn.clone(), entry(10)).await;
+        let refused = change(conn.clone(), entry(10));
         assert!(matches!(refused, Err(AuditError::Db(_))), "{refused:?}");
-        conn.execute_batch("DROP TRIGGER fail_audit;").await.unwrap();
+        conn.execute_batch("DROP TRIGGER fail_audit;").unwrap();
 
         // The writer refuses the entry itself (the operator must give a reason).
         let mut no_reason = entry(4);
         no_reason.reason = Some("  ".into());
-        let refused = change(conn.clone(), no_reason).await;
+        let refused = change(conn.clone(), no_reason);
         assert!(matches!(refused, Err(AuditError::Invalid(_))), "{refused:?}");
 
         let count = |sql: &'static str| {
             let conn = conn.clone();
-            async move {
-                let mut rows = conn.query(sql, ()).await.unwrap();
-                rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+            {
+                let mut rows = conn.query(sql, ()).unwrap();
+                rows.next().unwrap().unwrap().get::<i64>(0).unwrap()
             }
         };
-        assert_eq!(count("SELECT count(*) FROM things").await, 0, "the change rolled back");
-        assert_eq!(count("SELECT count(*) FROM audit_log").await, 3);
+        assert_eq!(count("SELECT count(*) FROM things"), 0, "the change rolled back");
+        assert_eq!(count("SELECT count(*) FROM audit_log"), 3);
         assert!(conn.is_autocommit(), "no transaction left open");
 
         // And a change whose audit row is written commits both.
-        change(conn.clone(), entry(10)).await.unwrap();
-        assert_eq!(count("SELECT count(*) FROM things").await, 1);
-        assert_eq!(count("SELECT count(*) FROM audit_log").await, 4);
-        assert!(audit::verify_chain(&conn, None).await.unwrap().is_clean());
+        change(conn.clone(), entry(10)).unwrap();
+        assert_eq!(count("SELECT count(*) FROM things"), 1);
+        assert_eq!(count("SELECT count(*) FROM audit_log"), 4);
+        assert!(audit::verify_chain(&conn, None).unwrap().is_clean());
     })
     .await;
 }
@@ -163,14 +156,13 @@ async fn a_failed_audit_insert_rolls_the_change_back() {
 async fn operator_access_always_carries_a_reason() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| async move {
-        let blank = audit::in_transaction(&conn, |tx| async move {
-            audit::record_operator_access(&tx, start(), "ops", " ", Action::Export, None).await
-        })
-        .await;
+    t.with(&clinic, |conn| {
+        let blank = audit::in_transaction(&conn, |tx| {
+            audit::record_operator_access(&tx, start(), "ops", " ", Action::Export, None)
+        });
         assert!(matches!(blank, Err(AuditError::Invalid(_))), "{blank:?}");
 
-        let recorded = audit::in_transaction(&conn, |tx| async move {
+        let recorded = audit::in_transaction(&conn, |tx| {
             audit::record_operator_access(
                 &tx,
                 start(),
@@ -179,15 +171,12 @@ async fn operator_access_always_carries_a_reason() {
                 Action::Export,
                 Some("exports/acme.json"),
             )
-            .await
         })
-        .await
         .unwrap();
         let mut rows = conn
             .query("SELECT actor_kind, actor_name, actor_id, action, reason, detail FROM audit_log WHERE seq = ?1", [recorded.seq])
-            .await
             .unwrap();
-        let row = rows.next().await.unwrap().unwrap();
+        let row = rows.next().unwrap().unwrap();
         let cols: Vec<Option<String>> = (0..6).map(|i| row.get(i).unwrap()).collect();
         assert_eq!(
             cols,
@@ -208,29 +197,21 @@ async fn operator_access_always_carries_a_reason() {
 async fn sequence_numbers_count_up_and_the_head_follows() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| async move {
-        assert_eq!(audit::head(&conn).await.unwrap(), None);
+    t.with(&clinic, |conn| {
+        assert_eq!(audit::head(&conn).unwrap(), None);
         let mut last = None;
         for n in 0..20 {
-            let r =
-                audit::in_transaction(
-                    &conn,
-                    |tx| async move { audit::record(&tx, &entry(n)).await },
-                )
-                .await
-                .unwrap();
+            let r = audit::in_transaction(&conn, |tx| audit::record(&tx, &entry(n))).unwrap();
             assert_eq!(r.seq, n + 1);
             last = Some(r);
         }
-        let head = audit::head(&conn).await.unwrap().unwrap();
+        let head = audit::head(&conn).unwrap().unwrap();
         let last = last.unwrap();
         assert_eq!(
             (head.seq, head.hash.clone()),
             (last.seq, last.hash.to_vec())
         );
-        let report = audit::verify_chain(&conn, Some(head.clone()))
-            .await
-            .unwrap();
+        let report = audit::verify_chain(&conn, Some(head.clone())).unwrap();
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(report.head, Some(head));
     })

@@ -35,14 +35,13 @@ fn header(c: &ClinicRecord) -> Header {
 }
 
 /// Fills a clinic with every kind of record this schema has.
-pub async fn fill(conn: &ward_tenancy::Db, patients: i64) {
+pub fn fill(conn: &ward_tenancy::Db, patients: i64) {
     conn.execute(
         "INSERT OR REPLACE INTO settings (key, value) VALUES ('address', '1 High St'), ('currency', 'EUR')",
         (),
     )
-    .await
     .unwrap();
-    conn.execute("BEGIN", ()).await.unwrap();
+    conn.execute("BEGIN", ()).unwrap();
     for i in 1..=patients {
         let name = if i == 1 {
             CANARY.to_owned()
@@ -54,7 +53,6 @@ pub async fn fill(conn: &ward_tenancy::Db, patients: i64) {
              VALUES (?1, ?1, ?2, ?3, NULL, NULL, 'female', '+1 555 0100', '15550100', 'Somewhere\nLine 2', '', ?4, '2026-03-01T09:00:00.000Z', '2026-03-01T09:00:00.000Z')",
             ward_tenancy::sql::params![i, name, if i % 2 == 0 { Some("1980-02-29") } else { None }, format!("notes {i}")],
         )
-        .await
         .unwrap();
     }
     // One of everything the clinic's other tables hold.
@@ -72,30 +70,29 @@ pub async fn fill(conn: &ward_tenancy::Db, patients: i64) {
          VALUES (1, 1, 1, 1, 45000, 'EUR', 'cash', '', 'u1', 'Dr. Rao', '2026-03-01T10:00:00.000Z')",
         "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (1, 0, 'Consultation', 45000)",
     ] {
-        conn.execute(sql, ()).await.unwrap();
+        conn.execute(sql, ()).unwrap();
     }
-    conn.execute("COMMIT", ()).await.unwrap();
-    append(conn, 0..25).await;
+    conn.execute("COMMIT", ()).unwrap();
+    append(conn, 0..25);
 }
 
 async fn export_bytes(tp: &TestPlatform, c: &ClinicRecord) -> Vec<u8> {
     let h = header(c);
-    tp.with(c, |conn| async move {
+    tp.with(c, |conn| {
         let mut out = Vec::new();
-        export::write_export(&conn, &h, &mut out).await.unwrap();
+        export::write_export(&conn, &h, &mut out).unwrap();
         out
     })
     .await
 }
 
-async fn query_all(conn: &ward_tenancy::Db, table: &str) -> Vec<Vec<Value>> {
-    let cols = export::columns(conn, table).await.unwrap();
+fn query_all(conn: &ward_tenancy::Db, table: &str) -> Vec<Vec<Value>> {
+    let cols = export::columns(conn, table).unwrap();
     let mut rows = conn
         .query(&format!("SELECT * FROM \"{table}\""), ())
-        .await
         .unwrap();
     let mut out = Vec::new();
-    while let Some(r) = rows.next().await.unwrap() {
+    while let Some(r) = rows.next().unwrap() {
         out.push(
             (0..cols.len())
                 .map(|i| r.get_value(i as i32).unwrap())
@@ -119,8 +116,7 @@ fn json_of(v: &Value) -> J {
 async fn the_export_holds_exactly_what_the_database_holds() {
     let tp = TestPlatform::new().await;
     let c = tp.clinic("Acme Clinic").await;
-    tp.with(&c, |conn| async move { fill(&conn, 40).await })
-        .await;
+    tp.with(&c, |conn| fill(&conn, 40)).await;
     let bytes = export_bytes(&tp, &c).await;
     let doc: J = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["format"], "ward-export");
@@ -130,11 +126,11 @@ async fn the_export_holds_exactly_what_the_database_holds() {
     assert!(doc["staff"][0].get("password_hash").is_none());
     let tables = doc["tables"].as_object().unwrap().clone();
     let expected = tp
-        .with(&c, |conn| async move {
+        .with(&c, |conn| {
             let mut all = BTreeMap::new();
-            for t in export::tables(&conn).await.unwrap() {
-                let cols = export::columns(&conn, &t).await.unwrap();
-                all.insert(t.clone(), (cols, query_all(&conn, &t).await));
+            for t in export::tables(&conn).unwrap() {
+                let cols = export::columns(&conn, &t).unwrap();
+                all.insert(t.clone(), (cols, query_all(&conn, &t)));
             }
             all
         })
@@ -180,10 +176,10 @@ async fn export_format_doc_lists_every_table_and_column() {
     ))
     .unwrap();
     let schema = tp
-        .with(&c, |conn| async move {
+        .with(&c, |conn| {
             let mut out = Vec::new();
-            for t in export::tables(&conn).await.unwrap() {
-                let cols = export::columns(&conn, &t).await.unwrap();
+            for t in export::tables(&conn).unwrap() {
+                let cols = export::columns(&conn, &t).unwrap();
                 out.push((t, cols));
             }
             out
@@ -210,17 +206,14 @@ async fn export_format_doc_lists_every_table_and_column() {
 async fn export_import_export_round_trips() {
     let tp = TestPlatform::new().await;
     let a = tp.clinic("Origin Clinic").await;
-    tp.with(&a, |conn| async move { fill(&conn, 30).await })
-        .await;
+    tp.with(&a, |conn| fill(&conn, 30)).await;
     let first: J = serde_json::from_slice(&export_bytes(&tp, &a).await).unwrap();
     let doc = import::parse(&export_bytes(&tp, &a).await[..]).unwrap();
 
     let b = tp.clinic("Copy Clinic").await;
     let imported = tp
-        .with(&b, |conn| async move {
-            import::import(&conn, &doc, start(), "ops", "import")
-                .await
-                .unwrap()
+        .with(&b, |conn| {
+            import::import(&conn, &doc, start(), "ops", "import").unwrap()
         })
         .await;
     assert!(
@@ -256,8 +249,8 @@ async fn export_import_export_round_trips() {
     }
     // The imported chain verifies.
     let report = tp
-        .with(&b, |conn| async move {
-            ward_clinic::audit::verify_chain(&conn, None).await.unwrap()
+        .with(&b, |conn| {
+            ward_clinic::audit::verify_chain(&conn, None).unwrap()
         })
         .await;
     assert!(report.is_clean(), "{report:?}");
@@ -274,8 +267,7 @@ fn refused(r: Result<import::Document, ImportError>) -> String {
 async fn bad_files_are_refused_with_a_clear_message() {
     let tp = TestPlatform::new().await;
     let a = tp.clinic("Origin Clinic").await;
-    tp.with(&a, |conn| async move { fill(&conn, 5).await })
-        .await;
+    tp.with(&a, |conn| fill(&conn, 5)).await;
     let good = String::from_utf8(export_bytes(&tp, &a).await).unwrap();
     import::parse(good.as_bytes()).unwrap();
 
@@ -307,21 +299,19 @@ async fn bad_files_are_refused_with_a_clear_message() {
     let doc = import::parse(v.to_string().as_bytes()).unwrap();
     let b = tp.clinic("Target Clinic").await;
     let (err, patients, audit) = tp
-        .with(&b, |conn| async move {
-            let err = import::import(&conn, &doc, start(), "ops", "import")
-                .await
-                .unwrap_err();
+        .with(&b, |conn| {
+            let err = import::import(&conn, &doc, start(), "ops", "import").unwrap_err();
             let count = |sql: &'static str| {
                 let conn = conn.clone();
-                async move {
-                    let mut r = conn.query(sql, ()).await.unwrap();
-                    r.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+                {
+                    let mut r = conn.query(sql, ()).unwrap();
+                    r.next().unwrap().unwrap().get::<i64>(0).unwrap()
                 }
             };
             (
                 err.to_string(),
-                count("SELECT count(*) FROM patients").await,
-                count("SELECT count(*) FROM audit_log").await,
+                count("SELECT count(*) FROM patients"),
+                count("SELECT count(*) FROM audit_log"),
             )
         })
         .await;
@@ -339,9 +329,8 @@ async fn bad_files_are_refused_with_a_clear_message() {
     let doc = import::parse(v.to_string().as_bytes()).unwrap();
     let c = tp.clinic("Target Two").await;
     let err = tp
-        .with(&c, |conn| async move {
+        .with(&c, |conn| {
             import::import(&conn, &doc, start(), "ops", "import")
-                .await
                 .unwrap_err()
                 .to_string()
         })

@@ -81,9 +81,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
         .await
         .unwrap();
     let tenant = s.platform.tenants.get(c.id).await.unwrap();
-    tenant
-        .with(|conn| async move { fill(&conn, 5).await })
-        .await;
+    tenant.with(|conn| fill(&conn, 5)).await;
     drop(tenant);
     // Leftovers a purge must also remove: an export and a backup folder.
     let exports = s.dir.path().join("exports");
@@ -188,9 +186,7 @@ async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
         .await
         .unwrap();
     let tenant = s.platform.tenants.get(c.id).await.unwrap();
-    tenant
-        .with(|conn| async move { fill(&conn, 3).await })
-        .await;
+    tenant.with(|conn| fill(&conn, 3)).await;
     drop(tenant);
     control
         .transition_clinic(c.id, Transition::Close, "owner", "", retention_days(90))

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use ward_clinic::audit::{self, Action, ReadAuditConfig, ReadAuditor};
 use ward_control::ClinicRecord;
-use ward_tenancy::sql::Connection;
 
 use crate::support::{TestPlatform, doctor, start};
 
@@ -15,17 +14,13 @@ fn view(patient: usize) -> audit::Entry {
         .ip("192.0.2.7")
 }
 
-async fn count(conn: &Connection) -> i64 {
-    let mut rows = conn
-        .query("SELECT count(*) FROM audit_log", ())
-        .await
-        .unwrap();
-    rows.next().await.unwrap().unwrap().get(0).unwrap()
+fn count(conn: &ward_tenancy::Db) -> i64 {
+    let mut rows = conn.query("SELECT count(*) FROM audit_log", ()).unwrap();
+    rows.next().unwrap().unwrap().get(0).unwrap()
 }
 
 async fn rows_of(t: &TestPlatform, clinic: &ClinicRecord) -> i64 {
-    t.with(clinic, |conn| async move { count(&conn).await })
-        .await
+    t.with(clinic, |conn| count(&conn)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,7 +35,7 @@ async fn noted_views_are_written_within_about_a_tenth_of_a_second() {
     // Poll the clinic until the rows are there (the writer has no other signal to wait on).
     let tenant = t.platform.tenants.get(clinic.id).await.unwrap();
     let written = loop {
-        if tenant.with(|conn| async move { count(&conn).await }).await == 5 {
+        if tenant.with(|conn| count(&conn)).await == 5 {
             break noted.elapsed();
         }
         assert!(
@@ -100,9 +95,7 @@ async fn ten_thousand_views_from_many_tasks_are_all_written_exactly_once() {
     let mut total = 0;
     for clinic in &clinics {
         let report = t
-            .with(clinic, |conn| async move {
-                audit::verify_chain(&conn, None).await.unwrap()
-            })
+            .with(clinic, |conn| audit::verify_chain(&conn, None).unwrap())
             .await;
         assert!(report.is_clean(), "{report:?}");
         total += report.rows;
@@ -129,9 +122,9 @@ async fn flush_writes_what_is_still_queued() {
     // The views' own commit does not wait for the disk, but the connection is back to
     // full durability for every other write.
     let synchronous = t
-        .with(&clinic, |conn| async move {
-            let mut rows = conn.query("PRAGMA synchronous", ()).await?;
-            rows.next().await?.unwrap().get::<i64>(0)
+        .with(&clinic, |conn| {
+            let mut rows = conn.query("PRAGMA synchronous", ())?;
+            rows.next()?.unwrap().get::<i64>(0)
         })
         .await
         .unwrap();

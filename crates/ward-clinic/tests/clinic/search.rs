@@ -6,13 +6,11 @@ use ward_clinic::audit::{self, Action, AuditRow, Entry, Filter};
 use crate::support::{TestPlatform, append, doctor, start};
 
 /// Every row, newest first, as the viewer orders them.
-async fn all(conn: &ward_tenancy::Db) -> Vec<AuditRow> {
+fn all(conn: &ward_tenancy::Db) -> Vec<AuditRow> {
     let mut out = Vec::new();
     let mut before = None;
     loop {
-        let page = audit::search(conn, &Filter::default(), before, 500)
-            .await
-            .unwrap();
+        let page = audit::search(conn, &Filter::default(), before, 500).unwrap();
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
         out.extend(page);
@@ -21,11 +19,11 @@ async fn all(conn: &ward_tenancy::Db) -> Vec<AuditRow> {
 }
 
 /// Pages of `size` through `filter`, concatenated.
-async fn paged(conn: &ward_tenancy::Db, filter: &Filter, size: u32) -> Vec<i64> {
+fn paged(conn: &ward_tenancy::Db, filter: &Filter, size: u32) -> Vec<i64> {
     let mut out = Vec::new();
     let mut before = None;
     loop {
-        let page = audit::search(conn, filter, before, size).await.unwrap();
+        let page = audit::search(conn, filter, before, size).unwrap();
         assert!(page.len() <= size as usize);
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
@@ -38,21 +36,20 @@ async fn paged(conn: &ward_tenancy::Db, filter: &Filter, size: u32) -> Vec<i64> 
 async fn filters_and_pages_return_exactly_the_matching_rows_newest_first() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| async move {
-        append(&conn, 0..300).await;
+    t.with(&clinic, |conn| {
+        append(&conn, 0..300);
         // Views written late (batched): earlier times, later sequence numbers; and ties.
-        audit::in_transaction(&conn, |tx| async move {
+        audit::in_transaction(&conn, |tx| {
             for i in 0..20 {
                 let at = start() + TimeDelta::seconds(if i < 10 { 30 } else { 100 });
                 let e = Entry::new(at, doctor(), Action::View).entity("patient", "patient-3");
-                audit::record(&tx, &e).await?;
+                audit::record(&tx, &e)?;
             }
             Ok::<_, audit::AuditError>(())
         })
-        .await
         .unwrap();
 
-        let rows = all(&conn).await;
+        let rows = all(&conn);
         assert_eq!(rows.len(), 320);
         assert!(
             rows.windows(2)
@@ -119,7 +116,7 @@ async fn filters_and_pages_return_exactly_the_matching_rows_newest_first() {
                 .collect();
             for size in [1, 7, 50] {
                 assert_eq!(
-                    paged(&conn, filter, size).await,
+                    paged(&conn, filter, size),
                     expected,
                     "{filter:?}, pages of {size}"
                 );
@@ -135,7 +132,6 @@ async fn filters_and_pages_return_exactly_the_matching_rows_newest_first() {
             None,
             500,
         )
-        .await
         .unwrap();
         assert!(accessed.iter().filter(|r| r.seq > 300).count() == 20);
     })

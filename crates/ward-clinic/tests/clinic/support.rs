@@ -59,10 +59,9 @@ impl TestPlatform {
     }
 
     /// Runs `f` on the clinic's cached connection.
-    pub async fn with<T, F, Fut>(&self, clinic: &ClinicRecord, f: F) -> T
+    pub async fn with<T, F>(&self, clinic: &ClinicRecord, f: F) -> T
     where
-        F: FnOnce(ward_tenancy::Db) -> Fut,
-        Fut: std::future::Future<Output = T> + Send,
+        F: FnOnce(ward_tenancy::Db) -> T,
     {
         let tenant = self.platform.tenants.get(clinic.id).await.unwrap();
         tenant.with(f).await
@@ -116,14 +115,13 @@ pub fn entry(n: i64) -> Entry {
 }
 
 /// Appends entries `from..to` in one transaction.
-pub async fn append(conn: &ward_tenancy::Db, range: std::ops::Range<i64>) {
-    audit::in_transaction(conn, |tx| async move {
+pub fn append(conn: &ward_tenancy::Db, range: std::ops::Range<i64>) {
+    audit::in_transaction(conn, |tx| {
         for n in range {
-            audit::record(&tx, &entry(n)).await?;
+            audit::record(&tx, &entry(n))?;
         }
         Ok::<_, audit::AuditError>(())
     })
-    .await
     .unwrap();
 }
 

@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng};
 use ward_clinic::audit::{self, CHAINED_COLUMNS, ChainReport, Head, ProblemKind};
 use ward_core::chain::{self, Field};
 use ward_core::{format_time, parse_time};
-use ward_tenancy::sql::{Connection, Value};
+use ward_tenancy::Db;
+use ward_tenancy::sql::Value;
 
 use crate::support::{TestPlatform, append, open_copy};
 
@@ -57,9 +58,9 @@ async fn every_random_tampering_is_detected_and_located() {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
     let head = t
-        .with(&clinic, |conn| async move {
-            append(&conn, 0..ROWS).await;
-            audit::head(&conn).await.unwrap().unwrap()
+        .with(&clinic, |conn| {
+            append(&conn, 0..ROWS);
+            audit::head(&conn).unwrap().unwrap()
         })
         .await;
     t.platform
@@ -95,14 +96,13 @@ async fn every_random_tampering_is_detected_and_located() {
         &ward_tenancy::Db::new(untouched.conn.clone()),
         Some(anchor.clone()),
     )
-    .await
     .unwrap();
     assert!(
         report.is_clean(),
         "an untouched clinic verifies clean: {report:?}"
     );
     assert_eq!(report.rows, ROWS as u64);
-    let triggers = trigger_sql(&untouched.conn).await;
+    let triggers = trigger_sql(&Db::new(untouched.conn.clone()));
     assert_eq!(triggers.len(), 3);
     drop(untouched);
     remove(&copy);
@@ -112,27 +112,22 @@ async fn every_random_tampering_is_detected_and_located() {
     for i in 0..TAMPERINGS {
         let kind = KINDS[rng.gen_range(0..KINDS.len())];
         let opened = open_copy(&base, &copy, &key).await;
-        let conn = &opened.conn;
-        conn.execute("BEGIN", ()).await.unwrap();
+        let conn = &Db::new(opened.conn.clone());
+        conn.execute("BEGIN", ()).unwrap();
         for name in [
             "audit_log_no_update",
             "audit_log_no_delete",
             "audit_log_append_only",
         ] {
-            conn.execute(&format!("DROP TRIGGER {name}"), ())
-                .await
-                .unwrap();
+            conn.execute(&format!("DROP TRIGGER {name}"), ()).unwrap();
         }
-        let (what, expected) = tamper(conn, kind, &mut rng).await;
+        let (what, expected) = tamper(conn, kind, &mut rng);
         // Put the triggers back: detection must come from the chain and the anchor.
         for sql in &triggers {
-            conn.execute(sql, ()).await.unwrap();
+            conn.execute(sql, ()).unwrap();
         }
-        conn.execute("COMMIT", ()).await.unwrap();
-        let report =
-            audit::verify_chain(&ward_tenancy::Db::new(conn.clone()), Some(anchor.clone()))
-                .await
-                .unwrap();
+        conn.execute("COMMIT", ()).unwrap();
+        let report = audit::verify_chain(conn, Some(anchor.clone())).unwrap();
         assert!(!report.is_clean(), "#{i} {what}: not detected");
         match expected {
             Expected::FirstBad(seq) => assert_eq!(
@@ -168,7 +163,7 @@ fn assert_only_anchor_problems(report: &ChainReport, what: &str) {
     );
 }
 
-async fn tamper(conn: &Connection, kind: Tampering, rng: &mut StdRng) -> (String, Expected) {
+fn tamper(conn: &Db, kind: Tampering, rng: &mut StdRng) -> (String, Expected) {
     match kind {
         Tampering::ChangeField => {
             let seq = rng.gen_range(1..=ROWS);
@@ -177,7 +172,7 @@ async fn tamper(conn: &Connection, kind: Tampering, rng: &mut StdRng) -> (String
             } else {
                 CONTENT[rng.gen_range(0..CONTENT.len())]
             };
-            change_field(conn, seq, column, rng).await;
+            change_field(conn, seq, column, rng);
             (
                 format!("change {column} of row {seq}"),
                 Expected::FirstBad(seq),
@@ -186,22 +181,20 @@ async fn tamper(conn: &Connection, kind: Tampering, rng: &mut StdRng) -> (String
         Tampering::DeleteRow => {
             let seq = rng.gen_range(1..=ROWS);
             conn.execute("DELETE FROM audit_log WHERE seq = ?1", [seq])
-                .await
                 .unwrap();
             (format!("delete row {seq}"), Expected::FirstBad(seq))
         }
         Tampering::SwapRows => {
             let a = rng.gen_range(1..ROWS);
             let b = rng.gen_range(a + 1..=ROWS);
-            let (ra, rb) = (read_row(conn, a).await, read_row(conn, b).await);
-            write_content(conn, a, &rb).await;
-            write_content(conn, b, &ra).await;
+            let (ra, rb) = (read_row(conn, a), read_row(conn, b));
+            write_content(conn, a, &rb);
+            write_content(conn, b, &ra);
             (format!("swap rows {a} and {b}"), Expected::FirstBad(a))
         }
         Tampering::TruncateTail => {
             let keep = rng.gen_range(0..ROWS);
             conn.execute("DELETE FROM audit_log WHERE seq > ?1", [keep])
-                .await
                 .unwrap();
             (
                 format!("truncate after row {keep}"),
@@ -212,16 +205,14 @@ async fn tamper(conn: &Connection, kind: Tampering, rng: &mut StdRng) -> (String
             let seq = rng.gen_range(1..=ROWS);
             let what = if rng.gen_bool(0.5) {
                 let column = CONTENT[rng.gen_range(0..CONTENT.len() - 2)];
-                change_field(conn, seq, column, rng).await;
+                change_field(conn, seq, column, rng);
                 format!("change {column} of row {seq}")
             } else {
                 conn.execute("DELETE FROM audit_log WHERE seq = ?1", [seq])
-                    .await
                     .unwrap();
                 // One row at a time, upwards, so no two rows ever share a number.
                 for s in seq + 1..=ROWS {
                     conn.execute("UPDATE audit_log SET seq = ?1 - 1 WHERE seq = ?1", [s])
-                        .await
                         .unwrap();
                 }
                 if rng.gen_bool(0.5) {
@@ -231,14 +222,13 @@ async fn tamper(conn: &Connection, kind: Tampering, rng: &mut StdRng) -> (String
                          VALUES (?1, '2026-03-01T12:00:00.000Z', 'system', 'ward', 'view', zeroblob(32), zeroblob(32))",
                         [ROWS],
                     )
-                    .await
                     .unwrap();
                     format!("delete row {seq}, renumber and pad")
                 } else {
                     format!("delete row {seq} and renumber")
                 }
             };
-            rehash_from(conn, 1).await;
+            rehash_from(conn, 1);
             (
                 format!("{what}, then recompute every hash"),
                 Expected::OnlyAnchor,
@@ -247,13 +237,12 @@ async fn tamper(conn: &Connection, kind: Tampering, rng: &mut StdRng) -> (String
     }
 }
 
-async fn change_field(conn: &Connection, seq: i64, column: &str, rng: &mut StdRng) {
+fn change_field(conn: &Db, seq: i64, column: &str, rng: &mut StdRng) {
     if column == "seq" {
         conn.execute(
             "UPDATE audit_log SET seq = ?2 WHERE seq = ?1",
             [seq, ROWS + 1_000 + seq],
         )
-        .await
         .unwrap();
         return;
     }
@@ -262,9 +251,8 @@ async fn change_field(conn: &Connection, seq: i64, column: &str, rng: &mut StdRn
             &format!("SELECT {column} FROM audit_log WHERE seq = ?1"),
             [seq],
         )
-        .await
         .unwrap();
-    let current = rows.next().await.unwrap().unwrap().get_value(0).unwrap();
+    let current = rows.next().unwrap().unwrap().get_value(0).unwrap();
     drop(rows);
     let new = match (column, current) {
         ("at", Value::Text(at)) => {
@@ -299,7 +287,6 @@ async fn change_field(conn: &Connection, seq: i64, column: &str, rng: &mut StdRn
         &format!("UPDATE audit_log SET {column} = ?2 WHERE seq = ?1"),
         ward_tenancy::sql::params![seq, new],
     )
-    .await
     .unwrap();
 }
 
@@ -315,7 +302,7 @@ fn mutate(s: &str, rng: &mut StdRng) -> String {
     chars.into_iter().collect()
 }
 
-async fn read_row(conn: &Connection, seq: i64) -> Vec<Value> {
+fn read_row(conn: &Db, seq: i64) -> Vec<Value> {
     let mut rows = conn
         .query(
             &format!(
@@ -324,15 +311,14 @@ async fn read_row(conn: &Connection, seq: i64) -> Vec<Value> {
             ),
             [seq],
         )
-        .await
         .unwrap();
-    let row = rows.next().await.unwrap().unwrap();
+    let row = rows.next().unwrap().unwrap();
     (0..CONTENT.len() as i32)
         .map(|i| row.get_value(i).unwrap())
         .collect()
 }
 
-async fn write_content(conn: &Connection, seq: i64, values: &[Value]) {
+fn write_content(conn: &Db, seq: i64, values: &[Value]) {
     let sets: Vec<String> = CONTENT
         .iter()
         .enumerate()
@@ -344,21 +330,20 @@ async fn write_content(conn: &Connection, seq: i64, values: &[Value]) {
         &format!("UPDATE audit_log SET {} WHERE seq = ?1", sets.join(", ")),
         params,
     )
-    .await
     .unwrap();
 }
 
 /// Recomputes `prev_hash` and `hash` of every row from `from` on, as a forger with the
 /// key and the documented encoding would.
-async fn rehash_from(conn: &Connection, from: i64) {
+fn rehash_from(conn: &Db, from: i64) {
     let mut prev = chain::GENESIS.to_vec();
     let sql = format!(
         "SELECT {} FROM audit_log ORDER BY seq",
         CHAINED_COLUMNS.join(", ")
     );
-    let mut rows = conn.query(&sql, ()).await.unwrap();
+    let mut rows = conn.query(&sql, ()).unwrap();
     let mut all = Vec::new();
-    while let Some(row) = rows.next().await.unwrap() {
+    while let Some(row) = rows.next().unwrap() {
         let values: Vec<Value> = (0..CHAINED_COLUMNS.len() as i32)
             .map(|i| row.get_value(i).unwrap())
             .collect();
@@ -385,23 +370,21 @@ async fn rehash_from(conn: &Connection, from: i64) {
                 "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
                 ward_tenancy::sql::params![seq, prev.clone(), hash.clone()],
             )
-            .await
             .unwrap();
         }
         prev = hash;
     }
 }
 
-async fn trigger_sql(conn: &Connection) -> Vec<String> {
+fn trigger_sql(conn: &Db) -> Vec<String> {
     let mut rows = conn
         .query(
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log' ORDER BY name",
             (),
         )
-        .await
         .unwrap();
     let mut out = Vec::new();
-    while let Some(row) = rows.next().await.unwrap() {
+    while let Some(row) = rows.next().unwrap() {
         out.push(row.get::<String>(0).unwrap());
     }
     out

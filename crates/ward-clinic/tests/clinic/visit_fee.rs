@@ -39,9 +39,9 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
         .unwrap();
     let tenant = old.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             assert_eq!(
-                ward_tenancy::migrate::version(&conn).await.unwrap() as usize,
+                ward_tenancy::migrate::version(&conn).unwrap() as usize,
                 before.len()
             );
             conn.execute_batch(
@@ -49,7 +49,6 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
                  INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, created_at, updated_at) VALUES (1, 'd', 'Dr Old', '2026-01-01T00:00:00.000Z', 'Cough', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
             )
-            .await
             .unwrap();
         })
         .await;
@@ -61,20 +60,20 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
     let new = platform(dir.path(), TENANT).await;
     let tenant = new.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             assert_eq!(
-                ward_tenancy::migrate::version(&conn).await.unwrap() as usize,
+                ward_tenancy::migrate::version(&conn).unwrap() as usize,
                 TENANT.len()
             );
-            let v = visits::get(&conn, 1).await.unwrap();
+            let v = visits::get(&conn, 1).unwrap();
             assert_eq!(v.presenting_complaints, "Cough");
             assert_eq!(v.fee_minor, None);
-            let account = payments::account(&conn, 1).await.unwrap();
+            let account = payments::account(&conn, 1).unwrap();
             assert_eq!((account.charged_minor, account.paid_minor), (0, 20_000));
             assert_eq!(account.balance_minor(), -20_000);
 
             // The old visit takes a fee through an edit, and the balance follows.
-            let s = settings::load(&conn).await.unwrap();
+            let s = settings::load(&conn).unwrap();
             let mut form = visits::VisitForm::from_visit(&v, &s.currency);
             form.fee = "350".into();
             let valid = form
@@ -86,17 +85,12 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
                 &valid,
                 Entry::new(start(), doctor(), Action::Update),
             )
-            .await
             .unwrap();
-            assert_eq!(visits::get(&conn, 1).await.unwrap().fee_minor, Some(35_000));
-            assert_eq!(
-                payments::account(&conn, 1).await.unwrap().balance_minor(),
-                15_000
-            );
+            assert_eq!(visits::get(&conn, 1).unwrap().fee_minor, Some(35_000));
+            assert_eq!(payments::account(&conn, 1).unwrap().balance_minor(), 15_000);
             // A negative fee cannot be stored even by a direct write.
             assert!(
                 conn.execute("UPDATE visits SET fee_minor = -1 WHERE id = 1", ())
-                    .await
                     .is_err()
             );
         })

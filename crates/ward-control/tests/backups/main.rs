@@ -83,7 +83,7 @@ impl Env {
             .get(id)
             .await
             .unwrap()
-            .with(|conn| async move { conn.execute_batch(&sql).await.map(|_| ()) })
+            .with(|conn| conn.execute_batch(&sql).map(|_| ()))
             .await
             .unwrap();
     }
@@ -95,7 +95,7 @@ impl Env {
             .get(id)
             .await
             .unwrap()
-            .with(|conn| async move { dump(&conn).await })
+            .with_async(|conn| async move { dump(&conn).await })
             .await
     }
 

@@ -84,7 +84,7 @@ async fn backups_taken_while_a_writer_commits_are_all_consistent() {
                     .get(id)
                     .await
                     .unwrap()
-                    .with(|conn| async move { conn.execute_batch(&sql).await.map(|_| ()) })
+                    .with(|conn| conn.execute_batch(&sql).map(|_| ()))
                     .await
                     .unwrap();
                 tokio::task::yield_now().await;

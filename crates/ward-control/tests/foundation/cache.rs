@@ -213,11 +213,9 @@ async fn under_churn_past_the_cap_no_request_meets_emfile() {
                     }
                 };
                 let owner = tenant
-                    .with(|c| async move {
-                        c.query("SELECT value FROM settings WHERE key = 'owner'", ())
-                            .await?
-                            .next()
-                            .await?
+                    .with(|c| {
+                        c.query("SELECT value FROM settings WHERE key = 'owner'", ())?
+                            .next()?
                             .map(|r| r.get::<String>(0))
                             .transpose()
                     })

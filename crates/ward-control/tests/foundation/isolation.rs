@@ -24,7 +24,7 @@ async fn a_slow_query_in_one_clinic_does_not_delay_another() {
     let started = Instant::now();
     let tenant_a = store.get(a.id).await.unwrap();
     tenant_a
-        .with(|c| async move { c.query(SLOW, [probe]).await?.next().await.map(|_| ()) })
+        .with(|c| c.query(SLOW, [probe])?.next().map(|_| ()))
         .await
         .unwrap();
     let per_row = started.elapsed().as_secs_f64() / probe as f64;
@@ -37,9 +37,9 @@ async fn a_slow_query_in_one_clinic_does_not_delay_another() {
             let tenant = store.get(a.id).await.unwrap();
             let began = Instant::now();
             tenant
-                .with(|c| async move {
+                .with(|c| {
                     let _ = started_tx.send(());
-                    c.query(SLOW, [rows]).await?.next().await.map(|_| ())
+                    c.query(SLOW, [rows])?.next().map(|_| ())
                 })
                 .await
                 .unwrap();
@@ -55,10 +55,7 @@ async fn a_slow_query_in_one_clinic_does_not_delay_another() {
             let began = Instant::now();
             let tenant = store.get(b.id).await.unwrap();
             tenant
-                .with(|c| async move {
-                    c.execute("INSERT INTO settings (key, value) VALUES ('k', 'v')", ())
-                        .await
-                })
+                .with(|c| c.execute("INSERT INTO settings (key, value) VALUES ('k', 'v')", ()))
                 .await
                 .unwrap();
             began.elapsed()

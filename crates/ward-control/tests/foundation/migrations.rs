@@ -25,15 +25,14 @@ async fn versions(t: &TestPlatform) -> BTreeMap<ClinicId, u32> {
 async fn has_table(t: &TestPlatform, id: ClinicId, table: &'static str) -> bool {
     let tenant = t.store().get(id).await.unwrap();
     tenant
-        .with(|c| async move {
+        .with(|c| {
             let mut rows = c
                 .query(
                     "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
                     [table],
                 )
-                .await
                 .unwrap();
-            rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap() == 1
+            rows.next().unwrap().unwrap().get::<i64>(0).unwrap() == 1
         })
         .await
 }

@@ -62,7 +62,7 @@ async fn a_clinic_connection_refuses_attach_detach_and_extensions() {
     let tenant = t.store().get(clinic.id).await.unwrap();
     let scratch = t.dir.path().to_owned();
     tenant
-        .with(|c| async move { assert_guarded(&c, &scratch).await })
+        .with_async(|c| async move { assert_guarded(&c, &scratch).await })
         .await;
 }
 
@@ -98,19 +98,19 @@ async fn every_connection_is_configured_for_durability_and_integrity() {
     let clinic = t.clinic("Pragmas").await;
     let tenant = t.store().get(clinic.id).await.unwrap();
     let (journal, fk, sync, busy) = tenant
-        .with(|c| async move {
+        .with(|c| {
             let one = |sql: &'static str| {
                 let c = c.clone();
-                async move {
-                    let mut rows = c.query(sql, ()).await.unwrap();
-                    rows.next().await.unwrap().unwrap().get_value(0).unwrap()
+                {
+                    let mut rows = c.query(sql, ()).unwrap();
+                    rows.next().unwrap().unwrap().get_value(0).unwrap()
                 }
             };
             (
-                one("PRAGMA journal_mode").await,
-                one("PRAGMA foreign_keys").await,
-                one("PRAGMA synchronous").await,
-                one("PRAGMA busy_timeout").await,
+                one("PRAGMA journal_mode"),
+                one("PRAGMA foreign_keys"),
+                one("PRAGMA synchronous"),
+                one("PRAGMA busy_timeout"),
             )
         })
         .await;
@@ -130,18 +130,15 @@ async fn a_read_on_the_worker_cannot_write_and_leaves_the_connection_writable() 
     put_setting(t.store(), clinic.id, "phone", "before").await;
     let tenant = t.store().get(clinic.id).await.unwrap();
     let refused = tenant
-        .read(|db| async move {
-            let phone = db
-                .row("SELECT value FROM settings WHERE key = 'phone'", (), |r| {
-                    r.get::<String>(0)
-                })
-                .await?;
+        .read(|db| {
+            let phone = db.row("SELECT value FROM settings WHERE key = 'phone'", (), |r| {
+                r.get::<String>(0)
+            })?;
             assert_eq!(phone.as_deref(), Some("before"));
             db.execute(
                 "UPDATE settings SET value = 'after' WHERE key = 'phone'",
                 (),
-            )
-            .await?;
+            )?;
             Ok::<_, ward_tenancy::sql::Error>(())
         })
         .await;

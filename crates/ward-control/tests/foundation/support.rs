@@ -139,12 +139,11 @@ pub async fn put_setting(store: &TenantStore, id: ClinicId, key: &str, value: &s
     let tenant = store.get(id).await.unwrap();
     let (key, value) = (key.to_owned(), value.to_owned());
     tenant
-        .with(|c| async move {
+        .with(|c| {
             c.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [key, value],
             )
-            .await
         })
         .await
         .unwrap();
@@ -155,11 +154,9 @@ pub async fn get_setting(store: &TenantStore, id: ClinicId, key: &str) -> Option
     let tenant = store.get(id).await.unwrap();
     let key = key.to_owned();
     tenant
-        .with(|c| async move {
-            let mut rows = c
-                .query("SELECT value FROM settings WHERE key = ?1", [key])
-                .await?;
-            match rows.next().await? {
+        .with(|c| {
+            let mut rows = c.query("SELECT value FROM settings WHERE key = ?1", [key])?;
+            match rows.next()? {
                 Some(row) => row.get::<String>(0).map(Some),
                 None => Ok(None),
             }

@@ -318,8 +318,8 @@ async fn render_day(
     let date_text = query.date.clone().unwrap_or_default();
     let (settings, list, hits, chosen, notice, date) = access
         .tenant
-        .with(|conn| async move {
-            let settings = settings::load(&conn).await?;
+        .with(|conn| {
+            let settings = settings::load(&conn)?;
             let today = settings.local(now).date_naive();
             let (date, notice) = if date_text.trim().is_empty() {
                 (today, None)
@@ -333,11 +333,10 @@ async fn render_day(
                 }
             };
             let list =
-                appointments::for_day(&conn, settings.timezone, date, doctor_filter.as_deref())
-                    .await?;
-            let hits = appointments::find_patients(&conn, &q, 20).await?;
+                appointments::for_day(&conn, settings.timezone, date, doctor_filter.as_deref())?;
+            let hits = appointments::find_patients(&conn, &q, 20)?;
             let chosen = match chosen_id {
-                Some(id) => appointments::patient(&conn, id).await.ok(),
+                Some(id) => appointments::patient(&conn, id).ok(),
                 None => None,
             };
             Ok::<_, ClinicError>((settings, list, hits, chosen, notice, date))
@@ -467,8 +466,8 @@ pub async fn book_post(
         let reason = form.reason.clone();
         let result = access
             .tenant
-            .with(|conn| async move {
-                let tz = settings::load(&conn).await?.timezone;
+            .with(|conn| {
+                let tz = settings::load(&conn)?.timezone;
                 let starts_at = appointments::local_to_utc(tz, date, time)?;
                 let new = NewAppointment {
                     patient,
@@ -477,7 +476,7 @@ pub async fn book_post(
                     minutes,
                     reason,
                 };
-                appointments::book(&conn, &new, now, entry).await
+                appointments::book(&conn, &new, now, entry)
             })
             .await;
         match result {
@@ -568,9 +567,9 @@ async fn render_one(
     let doctors = doctors(app, access).await?;
     let (s, a) = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let a = appointments::get(&conn, id).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            let a = appointments::get(&conn, id)?;
             Ok::<_, ClinicError>((s, a))
         })
         .await?;
@@ -658,7 +657,7 @@ pub async fn status_post(
     let entry = access.audit_entry(now, Action::Update);
     access
         .tenant
-        .with(|conn| async move { appointments::set_status(&conn, id, status, now, entry).await })
+        .with(|conn| appointments::set_status(&conn, id, status, now, entry))
         .await?;
     // Only a well-formed date goes into the address: no open redirect.
     let to = match appointments::parse_date("back_to_day", &form.back_to_day) {
@@ -690,12 +689,12 @@ pub async fn reschedule_post(
         let entry = access.audit_entry(now, Action::Update);
         let result = access
             .tenant
-            .with(|conn| async move {
+            .with(|conn| {
                 // A missing id is a 404 before any field is judged.
-                appointments::get(&conn, id).await?;
-                let tz = settings::load(&conn).await?.timezone;
+                appointments::get(&conn, id)?;
+                let tz = settings::load(&conn)?.timezone;
                 let starts_at = appointments::local_to_utc(tz, date, time)?;
-                appointments::reschedule(&conn, id, &doctor, starts_at, minutes, now, entry).await
+                appointments::reschedule(&conn, id, &doctor, starts_at, minutes, now, entry)
             })
             .await;
         match result {

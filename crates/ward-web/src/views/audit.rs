@@ -215,8 +215,8 @@ pub async fn audit_get(
 
     let (settings, found, patient_missing) = access
         .tenant
-        .with(|conn| async move {
-            let settings = settings::load(&conn).await?;
+        .with(|conn| {
+            let settings = settings::load(&conn)?;
             let tz = settings.timezone;
             let tz = &tz;
             if !valid {
@@ -225,9 +225,8 @@ pub async fn audit_get(
             if let Some(number) = patient_number {
                 let mut rows = conn
                     .query("SELECT id FROM patients WHERE number = ?1", [number])
-                    .await
                     .map_err(ward_clinic::ClinicError::from)?;
-                match rows.next().await.map_err(ward_clinic::ClinicError::from)? {
+                match rows.next().map_err(ward_clinic::ClinicError::from)? {
                     Some(r) => {
                         let id: i64 = r.get(0).map_err(ward_clinic::ClinicError::from)?;
                         filter.entity = Some(("patient".to_owned(), id.to_string()));
@@ -240,7 +239,6 @@ pub async fn audit_get(
                 .and_then(|d| d.succ_opt())
                 .and_then(|d| start_of(d, tz));
             let rows = audit::search(&conn, &filter, before, PAGE_SIZE + 1)
-                .await
                 .map_err(ward_clinic::ClinicError::from)?;
             Ok((settings, rows, false))
         })
@@ -327,13 +325,12 @@ impl AccessedBy {
     /// The accesses to `entity_type` `entity_id` (e.g. `"patient"`, the patient's id) the
     /// box lists, newest first. Read on the page's own connection hand-off, and only for
     /// a role that may see the audit log.
-    pub async fn rows(
+    pub fn rows(
         conn: &ward_tenancy::Db,
         entity_type: &str,
         entity_id: &str,
     ) -> Result<Vec<audit::Access>, ward_clinic::ClinicError> {
         audit::accessed_by(conn, entity_type, entity_id, ACCESSED_BY_LIMIT)
-            .await
             .map_err(ward_clinic::ClinicError::from)
     }
 

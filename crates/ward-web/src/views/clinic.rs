@@ -41,12 +41,12 @@ pub async fn home_get(
     let can_search = access.can(Permission::ViewDemographics);
     let (s, list, recent) = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
             let today = s.local(now).date_naive();
-            let list = appointments::for_day(&conn, s.timezone, today, None).await?;
+            let list = appointments::for_day(&conn, s.timezone, today, None)?;
             let recent = if can_search {
-                appointments::recent_patients(&conn, 10).await?
+                appointments::recent_patients(&conn, 10)?
             } else {
                 Vec::new()
             };

@@ -118,9 +118,7 @@ pub async fn export_post(
 
 async fn record(tenant: &ward_tenancy::Tenant, entry: audit::Entry) -> Result<(), AppError> {
     tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move { audit::record(&tx, &entry).await }).await
-        })
+        .with(|conn| audit::in_transaction(&conn, |tx| audit::record(&tx, &entry)))
         .await
         .map(drop)
         .map_err(|e| AppError::Internal(Box::new(e)))
@@ -220,11 +218,11 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
     let tenant = app.tenants.get(clinic_id).await?;
     let (p2, final_path) = (partial.clone(), path.clone());
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             std::fs::create_dir_all(p2.parent().ok_or("no exports folder")?)?;
             let file = std::fs::File::create(&p2)?;
             let mut sealer = sealed::SealWriter::new(&key, file)?;
-            export::write_export(&conn, &header, &mut sealer).await?;
+            export::write_export(&conn, &header, &mut sealer)?;
             sealer.finish()?.sync_all()?;
             std::fs::rename(&p2, &final_path)?;
             Ok::<_, BoxError>(())

@@ -89,9 +89,7 @@ pub async fn close_post(
         .detail("clinic status active → closed");
     access
         .tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move { audit::record(&tx, &entry).await }).await
-        })
+        .with(|conn| audit::in_transaction(&conn, |tx| audit::record(&tx, &entry)))
         .await
         .map_err(|e| AppError::Internal(Box::new(e)))?;
     let actor = format!("user:{}", access.session.user.id);

@@ -100,32 +100,36 @@ struct PatientExtras {
 
 impl PatientExtras {
     /// Reads the parts `access` may see, on the clinic's connection.
-    async fn load(
+    fn load(
         conn: &ward_tenancy::Db,
         access: &Allowed,
         id: i64,
     ) -> Result<Self, ward_clinic::ClinicError> {
         Ok(Self {
             visits: if access.clinical {
-                visits::summaries(conn, id).await?
+                visits::summaries(conn, id)?
             } else {
                 Vec::new()
             },
             appointments: if access.appointments {
-                Some(ward_clinic::appointments::for_patient(conn, id).await?)
+                Some(ward_clinic::appointments::for_patient(conn, id)?)
             } else {
                 None
             },
             payments: if access.payments {
                 Some((
-                    ward_clinic::payments::for_patient(conn, id).await?,
-                    ward_clinic::payments::account(conn, id).await?,
+                    ward_clinic::payments::for_patient(conn, id)?,
+                    ward_clinic::payments::account(conn, id)?,
                 ))
             } else {
                 None
             },
             accessed_by: if access.audit {
-                Some(crate::views::audit::AccessedBy::rows(conn, "patient", &id.to_string()).await?)
+                Some(crate::views::audit::AccessedBy::rows(
+                    conn,
+                    "patient",
+                    &id.to_string(),
+                )?)
             } else {
                 None
             },
@@ -340,9 +344,9 @@ async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSet
     let q: String = q.chars().take(100).collect();
     let found = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let found = patients::search(&conn, &q).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            let found = patients::search(&conn, &q)?;
             Ok::<_, ward_clinic::ClinicError>((found, s))
         })
         .await?;
@@ -451,8 +455,8 @@ pub async fn new_post(
     let confirmed = post.confirm_duplicate == "yes";
     let outcome = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
             let valid = match form.validate(s.local(now).date_naive()) {
                 Ok(v) => v,
                 Err(errors) => {
@@ -460,12 +464,12 @@ pub async fn new_post(
                 }
             };
             if !confirmed {
-                let dups = patients::find_duplicates(&conn, &valid, None).await?;
+                let dups = patients::find_duplicates(&conn, &valid, None)?;
                 if !dups.is_empty() {
                     return Ok(Err((Vec::new(), dups, s)));
                 }
             }
-            Ok(Ok(patients::create(&conn, &valid, entry).await?))
+            Ok(Ok(patients::create(&conn, &valid, entry)?))
         })
         .await?;
     match outcome {
@@ -556,10 +560,10 @@ pub async fn show_get(
     // One hand-off to the database for the whole page.
     let (p, extras, s) = access
         .tenant
-        .read(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let p = patients::get(&conn, id).await?;
-            let extras = PatientExtras::load(&conn, &allowed, id).await?;
+        .read(|conn| {
+            let s = settings::load(&conn)?;
+            let p = patients::get(&conn, id)?;
+            let extras = PatientExtras::load(&conn, &allowed, id)?;
             Ok::<_, ward_clinic::ClinicError>((p, extras, s))
         })
         .await?;
@@ -608,10 +612,7 @@ pub async fn edit_get(
 ) -> Page {
     access.require(Permission::EditDemographics)?;
     let id = parse_id(&id)?;
-    let p = access
-        .tenant
-        .with(|conn| async move { patients::get(&conn, id).await })
-        .await?;
+    let p = access.tenant.with(|conn| patients::get(&conn, id)).await?;
     // The edit form shows the whole record: a view like the patient page.
     access.note_view(
         &app,
@@ -649,12 +650,12 @@ pub async fn edit_post(
     let form = post.form.clone();
     let outcome = access
         .tenant
-        .with(|conn| async move {
-            let old = patients::get(&conn, id).await?;
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let old = patients::get(&conn, id)?;
+            let s = settings::load(&conn)?;
             match form.validate(s.local(now).date_naive()) {
                 Ok(valid) => {
-                    patients::update(&conn, id, &valid, entry).await?;
+                    patients::update(&conn, id, &valid, entry)?;
                     Ok::<_, ward_clinic::ClinicError>(Ok(()))
                 }
                 Err(errors) => Ok(Err((errors, old))),

@@ -126,8 +126,8 @@ async fn render_list(
     let show_report = access.can(Permission::ViewCollections);
     let (s, list, from, to, notice) = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
             let today = s.local(now).date_naive();
             let mut notice = None;
             let mut day = |text: Option<String>| -> NaiveDate {
@@ -152,7 +152,7 @@ async fn render_list(
             }
             let start = appointments::day_bounds(s.timezone, from).0;
             let end = appointments::day_bounds(s.timezone, to).1;
-            let list = payments::between(&conn, start, end).await?;
+            let list = payments::between(&conn, start, end)?;
             Ok::<_, ClinicError>((s, list, from, to, notice))
         })
         .await?;
@@ -250,11 +250,11 @@ async fn render_new(
     let query = q.clone();
     let (s, hits, chosen) = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let hits = appointments::find_patients(&conn, &query, 20).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            let hits = appointments::find_patients(&conn, &query, 20)?;
             let chosen = match chosen_id {
-                Some(id) => appointments::patient(&conn, id).await.ok(),
+                Some(id) => appointments::patient(&conn, id).ok(),
                 None => None,
             };
             Ok::<_, ClinicError>((s, hits, chosen))
@@ -364,8 +364,8 @@ pub async fn create_post(
     let pre_errors = !errors.is_empty();
     let result = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
             let mut items = Vec::new();
             for (description, amount) in &items_typed {
                 if description.trim().is_empty() && amount.trim().is_empty() {
@@ -405,7 +405,7 @@ pub async fn create_post(
                 recorded_by_id: user_id,
                 recorded_by_name: user_name,
             };
-            payments::record(&conn, &new, now, entry).await.map(Some)
+            payments::record(&conn, &new, now, entry).map(Some)
         })
         .await;
     match result {
@@ -462,10 +462,10 @@ pub async fn receipt_get(
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, p) = access
         .tenant
-        .with(|conn| async move {
-            let s = settings::load(&conn).await?;
-            let p = payments::get(&conn, id).await?;
-            payments::record_print(&conn, p.id, p.receipt_number, entry).await?;
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            let p = payments::get(&conn, id)?;
+            payments::record_print(&conn, p.id, p.receipt_number, entry)?;
             Ok::<_, ClinicError>((s, p))
         })
         .await?;

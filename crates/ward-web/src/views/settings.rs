@@ -105,10 +105,7 @@ pub async fn settings_get(
 ) -> Page {
     access.require(Permission::ManageSettings)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let s = access
-        .tenant
-        .with(|conn| async move { settings::load(&conn).await })
-        .await?;
+    let s = access.tenant.with(|conn| settings::load(&conn)).await?;
     let form = SettingsForm {
         name: clinic.name,
         address: s.address,
@@ -213,8 +210,8 @@ pub async fn settings_post(
     let new_name = name.clone();
     access
         .tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move {
+        .with_async(|conn| async move {
+            audit::in_transaction_async(&conn, |tx| async move {
                 let old = control.rename_clinic(clinic_id, &new_name, &actor).await?;
                 if old != new_name {
                     let entry = entry.entity("settings", "clinic").diff(Diff::new().field(
@@ -222,7 +219,7 @@ pub async fn settings_post(
                         old,
                         new_name.clone(),
                     ));
-                    audit::record(&tx, &entry).await?;
+                    audit::record(&tx, &entry)?;
                 }
                 Ok::<_, TxError>(())
             })
@@ -234,7 +231,7 @@ pub async fn settings_post(
     let ip = access.ip.clone();
     let saved = access
         .tenant
-        .with(|conn| async move { settings::save(&conn, &new, actor, ip.as_deref(), now).await })
+        .with(|conn| settings::save(&conn, &new, actor, ip.as_deref(), now))
         .await;
     match saved {
         Ok(()) => Ok(Redirect::to(&format!("/c/{}/settings?saved=1", access.slug)).into_response()),

@@ -68,12 +68,11 @@ impl From<TxError> for AppError {
 async fn record(access: &ClinicAccess, entry: Entry) -> Result<(), AppError> {
     access
         .tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move {
-                audit::record(&tx, &entry).await?;
+        .with(|conn| {
+            audit::in_transaction(&conn, |tx| {
+                audit::record(&tx, &entry)?;
                 Ok::<_, ClinicError>(())
             })
-            .await
         })
         .await?;
     Ok(())
@@ -189,7 +188,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let settings = access
         .tenant
-        .with(|conn| async move { ward_clinic::settings::load(&conn).await })
+        .with(|conn| ward_clinic::settings::load(&conn))
         .await?;
     let members = app
         .control
@@ -414,8 +413,8 @@ pub async fn role_post(
     let target = user_id.clone();
     let outcome = access
         .tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move {
+        .with_async(|conn| async move {
+            audit::in_transaction_async(&conn, |tx| async move {
                 let before = match control.change_role(clinic_id, &target, role, &actor).await? {
                     StaffChange::Done(before) => before,
                     other => return Err(TxError::Refused(other)),
@@ -424,7 +423,7 @@ pub async fn role_post(
                     .entity("staff", &target)
                     .diff(Diff::new().field("role", before.role.as_str(), role.as_str()));
                 entry.detail = Some(format!("{} <{}>", before.name, before.email));
-                if let Err(e) = audit::record(&tx, &entry).await {
+                if let Err(e) = audit::record(&tx, &entry) {
                     tracing::error!(error = %e, "a role change was made but could not be recorded in the clinic's audit log");
                     return Err(e.into());
                 }
@@ -500,8 +499,8 @@ pub async fn remove_post(
     let target = user_id.clone();
     let outcome = access
         .tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move {
+        .with_async(|conn| async move {
+            audit::in_transaction_async(&conn, |tx| async move {
                 let before = match control.remove_member(clinic_id, &target, &actor).await? {
                     StaffChange::Done(before) => before,
                     other => return Err(TxError::Refused(other)),
@@ -510,7 +509,7 @@ pub async fn remove_post(
                     .entity("staff", &target)
                     .diff(Diff::new().field("role", before.role.as_str(), serde_json::Value::Null));
                 entry.detail = Some(format!("{} <{}>", before.name, before.email));
-                if let Err(e) = audit::record(&tx, &entry).await {
+                if let Err(e) = audit::record(&tx, &entry) {
                     tracing::error!(error = %e, "a member was removed but it could not be recorded in the clinic's audit log");
                     return Err(e.into());
                 }
@@ -836,12 +835,11 @@ pub async fn invite_post_accept(
             entry = entry.ip(ip);
         }
         tenant
-            .with(|conn| async move {
-                audit::in_transaction(&conn, |tx| async move {
-                    audit::record(&tx, &entry).await?;
+            .with(|conn| {
+                audit::in_transaction(&conn, |tx| {
+                    audit::record(&tx, &entry)?;
                     Ok::<_, ClinicError>(())
                 })
-                .await
             })
             .await?;
     }

@@ -160,10 +160,10 @@ pub async fn new_get(
     let doctor = access.session.user.id.clone();
     let (patient, favourites, s) = access
         .tenant
-        .with(|conn| async move {
-            let p = patients::get(&conn, id).await?;
-            let f = visits::favourites(&conn, &doctor).await?;
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let p = patients::get(&conn, id)?;
+            let f = visits::favourites(&conn, &doctor)?;
+            let s = settings::load(&conn)?;
             Ok::<_, ClinicError>((p, f, s))
         })
         .await?;
@@ -193,11 +193,11 @@ pub async fn edit_get(
     let doctor = access.session.user.id.clone();
     let (visit, patient, favourites, s) = access
         .tenant
-        .with(|conn| async move {
-            let v = visits::get(&conn, id).await?;
-            let p = patients::get(&conn, v.patient_id).await?;
-            let f = visits::favourites(&conn, &doctor).await?;
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let v = visits::get(&conn, id)?;
+            let p = patients::get(&conn, v.patient_id)?;
+            let f = visits::favourites(&conn, &doctor)?;
+            let s = settings::load(&conn)?;
             Ok::<_, ClinicError>((v, p, f, s))
         })
         .await?;
@@ -280,14 +280,14 @@ async fn form_post(
     let doctor_id = doctor.id.clone();
     let (patient, mut favourites, s) = access
         .tenant
-        .with(|conn| async move {
+        .with(|conn| {
             let patient_id = match target {
                 Target::New { patient_id } => patient_id,
-                Target::Edit { visit_id } => visits::get(&conn, visit_id).await?.patient_id,
+                Target::Edit { visit_id } => visits::get(&conn, visit_id)?.patient_id,
             };
-            let p = patients::get(&conn, patient_id).await?;
-            let f = visits::favourites(&conn, &doctor_id).await?;
-            let s = settings::load(&conn).await?;
+            let p = patients::get(&conn, patient_id)?;
+            let f = visits::favourites(&conn, &doctor_id)?;
+            let s = settings::load(&conn)?;
             Ok::<_, ClinicError>((p, f, s))
         })
         .await?;
@@ -303,18 +303,14 @@ async fn form_post(
                         let entry = access.audit_entry(now, Action::Create);
                         access
                             .tenant
-                            .with(|conn| async move {
-                                visits::create(&conn, patient_id, &valid, &doctor, entry).await
-                            })
+                            .with(|conn| visits::create(&conn, patient_id, &valid, &doctor, entry))
                             .await?
                     }
                     Target::Edit { visit_id } => {
                         let entry = access.audit_entry(now, Action::Update);
                         access
                             .tenant
-                            .with(|conn| async move {
-                                visits::update(&conn, visit_id, &valid, entry).await
-                            })
+                            .with(|conn| visits::update(&conn, visit_id, &valid, entry))
                             .await?;
                         visit_id
                     }
@@ -352,9 +348,9 @@ async fn form_post(
             let (doctor_id, name) = (doctor.id.clone(), favourite_name.clone());
             let saved = access
                 .tenant
-                .with(|conn| async move {
-                    match visits::save_favourite(&conn, &doctor_id, &name, &items, entry).await {
-                        Ok(_) => Ok(Ok(visits::favourites(&conn, &doctor_id).await?)),
+                .with(|conn| {
+                    match visits::save_favourite(&conn, &doctor_id, &name, &items, entry) {
+                        Ok(_) => Ok(Ok(visits::favourites(&conn, &doctor_id)?)),
                         Err(ClinicError::Invalid { field, message }) => Ok(Err((field, message))),
                         Err(e) => Err(e),
                     }
@@ -435,10 +431,10 @@ async fn load(
 ) -> Result<(Visit, Patient, settings::ClinicSettings), AppError> {
     Ok(access
         .tenant
-        .with(|conn| async move {
-            let v = visits::get(&conn, id).await?;
-            let p = patients::get(&conn, v.patient_id).await?;
-            let s = settings::load(&conn).await?;
+        .with(|conn| {
+            let v = visits::get(&conn, id)?;
+            let p = patients::get(&conn, v.patient_id)?;
+            let s = settings::load(&conn)?;
             Ok::<_, ClinicError>((v, p, s))
         })
         .await?)

@@ -47,32 +47,29 @@ async fn seeded() -> (TestApp, Clinic, String) {
     };
     let now = owner.clock.now();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             let new = ClinicSettings {
                 timezone: settings::parse_timezone("Asia/Kolkata").unwrap(),
                 ..ClinicSettings::default()
             };
             settings::save(&conn, &new, owner_actor.clone(), Some("198.51.100.1"), now)
-                .await
                 .unwrap();
             conn.execute(
                 "INSERT INTO patients (id, number, full_name, sex, created_at, updated_at) VALUES (41, 7, 'Canary Patient', 'female', 'x', 'x')",
                 (),
             )
-            .await
             .unwrap();
             let base = Utc.with_ymd_and_hms(2026, 3, 1, 18, 0, 0).unwrap();
-            audit::in_transaction(&conn, |tx| async move {
+            audit::in_transaction(&conn, |tx| {
                 for i in 0..120i64 {
                     let actor = if i % 3 == 0 { doc_actor.clone() } else { owner_actor.clone() };
                     let action = if i % 2 == 0 { Action::View } else { Action::Update };
                     let mut e = Entry::new(base + TimeDelta::minutes(i), actor, action).ip("198.51.100.9");
                     e = if i % 10 == 0 { e.entity("patient", 41) } else { e.entity("visit", i) };
-                    audit::record(&tx, &e).await?;
+                    audit::record(&tx, &e)?;
                 }
                 Ok::<_, audit::AuditError>(())
             })
-            .await
             .unwrap();
         })
         .await;
@@ -201,12 +198,11 @@ async fn the_viewer_is_fast_on_a_million_rows() {
     let tenant = owner.app.tenants.get(a.id).await.unwrap();
     let started = std::time::Instant::now();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             conn.execute(
                 "INSERT INTO patients (id, number, full_name, sex, created_at, updated_at) VALUES (123, 7, 'Canary Patient', 'female', 'x', 'x')",
                 (),
             )
-            .await
             .unwrap();
             // Hashes are not checked by the viewer; the rows are shaped like real ones:
             // 20 staff, mostly views, 50,000 patients, one row every 30 seconds.
@@ -219,7 +215,6 @@ async fn the_viewer_is_fast_on_a_million_rows() {
                  FROM n",
                 [ROWS],
             )
-            .await
             .unwrap();
         })
         .await;

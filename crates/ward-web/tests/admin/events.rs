@@ -108,7 +108,7 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
     // The chain still verifies.
     let tenant = owner.app.tenants.get(a.id).await.unwrap();
     let report = tenant
-        .with(|conn| async move { ward_clinic::audit::verify_chain(&conn, None).await })
+        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
         .await
         .unwrap();
     assert!(report.problems.is_empty(), "{report:?}");

@@ -95,14 +95,13 @@ impl TestApp {
     pub async fn audit_rows(&self, clinic: &Clinic) -> Vec<ward_clinic::audit::AuditRow> {
         let tenant = self.app.tenants.get(clinic.id).await.unwrap();
         let mut rows = tenant
-            .with(|conn| async move {
+            .with(|conn| {
                 ward_clinic::audit::search(
                     &conn,
                     &ward_clinic::audit::Filter::default(),
                     None,
                     ward_clinic::audit::MAX_PAGE,
                 )
-                .await
             })
             .await
             .unwrap();

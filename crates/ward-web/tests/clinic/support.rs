@@ -103,7 +103,7 @@ impl TestApp {
         self.app.audit.flush().await;
         let tenant = self.app.tenants.get(clinic).await.unwrap();
         tenant
-            .with(|conn| async move { ward_clinic::audit::search(&conn, &filter, None, 500).await })
+            .with(|conn| ward_clinic::audit::search(&conn, &filter, None, 500))
             .await
             .unwrap()
     }
@@ -114,9 +114,9 @@ impl TestApp {
         let tenant = self.app.tenants.get(clinic).await.unwrap();
         let sql = sql.to_owned();
         tenant
-            .with(|conn| async move {
-                let mut rows = conn.query(&sql, ()).await.unwrap();
-                rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+            .with(|conn| {
+                let mut rows = conn.query(&sql, ()).unwrap();
+                rows.next().unwrap().unwrap().get::<i64>(0).unwrap()
             })
             .await
     }

@@ -13,7 +13,7 @@ async fn set_letterhead(t: &TestApp, clinic: ClinicId) {
     let tenant = t.app.tenants.get(clinic).await.unwrap();
     let at = t.app.clock.now();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             let s = ClinicSettings {
                 address: "4 Lake View, Pune".into(),
                 phone: "020 4000 1000".into(),
@@ -26,7 +26,7 @@ async fn set_letterhead(t: &TestApp, clinic: ClinicId) {
                 name: "Owner".into(),
                 role: Role::Owner,
             };
-            settings::save(&conn, &s, owner, None, at).await.unwrap();
+            settings::save(&conn, &s, owner, None, at).unwrap();
         })
         .await;
 }

@@ -150,10 +150,10 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
     // The patient page's functions.
     let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
     let (list, account) = tenant
-        .with(|conn| async move {
+        .with(|conn| {
             (
-                ward_clinic::payments::for_patient(&conn, p).await.unwrap(),
-                ward_clinic::payments::account(&conn, p).await.unwrap(),
+                ward_clinic::payments::for_patient(&conn, p).unwrap(),
+                ward_clinic::payments::account(&conn, p).unwrap(),
             )
         })
         .await;

@@ -90,9 +90,9 @@ impl TestApp {
         let sql = sql.to_owned();
         let tenant = self.app.tenants.get(clinic.id).await.unwrap();
         tenant
-            .with(|conn| async move {
-                let mut rows = conn.query(&sql, ()).await.unwrap();
-                rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+            .with(|conn| {
+                let mut rows = conn.query(&sql, ()).unwrap();
+                rows.next().unwrap().unwrap().get::<i64>(0).unwrap()
             })
             .await
     }
@@ -102,10 +102,9 @@ impl TestApp {
         let sql = sql.to_owned();
         let tenant = self.app.tenants.get(clinic.id).await.unwrap();
         tenant
-            .with(|conn| async move {
-                let mut rows = conn.query(&sql, ()).await.unwrap();
+            .with(|conn| {
+                let mut rows = conn.query(&sql, ()).unwrap();
                 rows.next()
-                    .await
                     .unwrap()
                     .unwrap()
                     .get::<Option<String>>(0)
@@ -125,8 +124,8 @@ impl TestApp {
             phone: phone.to_owned(),
         };
         tenant
-            .with(|conn| async move {
-                ward_clinic::audit::in_transaction(&conn, |tx| async move {
+            .with(|conn| {
+                ward_clinic::audit::in_transaction(&conn, |tx| {
                     let entry = ward_clinic::audit::Entry::new(
                         at,
                         ward_clinic::audit::Actor::System {
@@ -134,9 +133,8 @@ impl TestApp {
                         },
                         ward_clinic::audit::Action::Create,
                     );
-                    ward_clinic::appointments::quick_register_patient(&tx, &p, at, entry).await
+                    ward_clinic::appointments::quick_register_patient(&tx, &p, at, entry)
                 })
-                .await
                 .unwrap()
             })
             .await
@@ -148,8 +146,8 @@ impl TestApp {
         let at = self.clock.now();
         let tz = ward_clinic::settings::parse_timezone(tz).unwrap();
         tenant
-            .with(|conn| async move {
-                let mut s = ward_clinic::settings::load(&conn).await.unwrap();
+            .with(|conn| {
+                let mut s = ward_clinic::settings::load(&conn).unwrap();
                 s.timezone = tz;
                 s.address = "12 Canal Road".into();
                 s.phone = "+91 80 1234 5678".into();
@@ -163,7 +161,6 @@ impl TestApp {
                     None,
                     at,
                 )
-                .await
                 .unwrap();
             })
             .await;

@@ -64,14 +64,13 @@ async fn seed(t: &TestApp, slug: &str) {
         .unwrap();
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             for n in 1..=3 {
                 conn.execute(
                     "INSERT INTO patients (number, full_name, sex, phone, phone_digits, address, created_at, updated_at)
                      VALUES (?1, ?2, 'female', ?3, ?3, 'Canary Lane', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
                     ward_tenancy::sql::params![n, format!("{CANARY} {n}"), format!("{CANARY_PHONE}{n}")],
                 )
-                .await
                 .unwrap();
             }
             // A visit, so the crawl reaches the visit page and its edit form.
@@ -80,7 +79,6 @@ async fn seed(t: &TestApp, slug: &str) {
                  VALUES (1, 'doc', 'Dr Canary', '2026-01-01T00:00:00.000Z', ?1, 50000, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
                 [format!("{CANARY} notes")],
             )
-            .await
             .unwrap();
         })
         .await;
@@ -229,13 +227,12 @@ async fn audit_rows(t: &TestApp, slug: &str) -> i64 {
         .unwrap();
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             let row = ward_tenancy::db::first_row(
                 &conn,
                 "SELECT count(*) + coalesce(max(seq), 0) FROM audit_log",
                 (),
             )
-            .await
             .unwrap()
             .unwrap();
             row.get::<i64>(0).unwrap()

@@ -55,16 +55,15 @@ async fn the_owner_closes_the_clinic_by_typing_its_name() {
     // The close is in the clinic's own audit log.
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     let details = tenant
-        .with(|conn| async move {
+        .with(|conn| {
             let mut rows = conn
                 .query(
                     "SELECT detail FROM audit_log WHERE entity_type = 'clinic'",
                     (),
                 )
-                .await
                 .unwrap();
             let mut out = Vec::new();
-            while let Some(r) = rows.next().await.unwrap() {
+            while let Some(r) = rows.next().unwrap() {
                 out.push(r.get::<String>(0).unwrap());
             }
             out
@@ -87,12 +86,11 @@ async fn add_canary_patient(t: &TestApp, home: &str) {
     let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             conn.execute(
                 "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, ?1, 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
                 [CANARY],
             )
-            .await
             .unwrap();
         })
         .await;
@@ -116,16 +114,15 @@ async fn audit_details(t: &TestApp, home: &str) -> Vec<String> {
     let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
-        .with(|conn| async move {
+        .with(|conn| {
             let mut rows = conn
                 .query(
                     "SELECT detail FROM audit_log WHERE action = 'export' ORDER BY seq",
                     (),
                 )
-                .await
                 .unwrap();
             let mut out = Vec::new();
-            while let Some(r) = rows.next().await.unwrap() {
+            while let Some(r) = rows.next().unwrap() {
                 out.push(r.get::<String>(0).unwrap());
             }
             out

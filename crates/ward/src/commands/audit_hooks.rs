@@ -21,7 +21,6 @@ impl ContentCheck for AuditChainCheck {
     async fn check(&self, conn: &Connection) -> Result<Option<ChainHead>, String> {
         // Its own statement cache, dropped (so finalized) before the caller closes `conn`.
         let report = audit::verify_chain(&Db::new(conn.clone()), None)
-            .await
             .map_err(|e| format!("the audit log cannot be read: {e}"))?;
         if !report.is_clean() {
             let first = report
@@ -68,11 +67,9 @@ impl RestoreAudit for ClinicRestoreAudit {
             format_time(entry.backup_taken_at)
         );
         let (at, actor, reason) = (entry.at, entry.actor.clone(), entry.reason.clone());
-        let recorded = audit::in_transaction(&Db::new(conn.clone()), |tx| async move {
+        let recorded = audit::in_transaction(&Db::new(conn.clone()), |tx| {
             audit::record_operator_access(&tx, at, &actor, &reason, Action::Restore, Some(&detail))
-                .await
         })
-        .await
         .map_err(|e| e.to_string())?;
         self.control
             .reset_anchor(

@@ -152,8 +152,8 @@ pub async fn record_status_change(
     let (operator, reason) = (operator.to_owned(), reason.to_owned());
     let detail = format!("clinic status {from} → {to}");
     let recorded = tenant
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move {
+        .with(|conn| {
+            audit::in_transaction(&conn, |tx| {
                 audit::record_operator_access(
                     &tx,
                     at,
@@ -162,9 +162,7 @@ pub async fn record_status_change(
                     Action::OperatorAccess,
                     Some(&detail),
                 )
-                .await
             })
-            .await
         })
         .await?;
     platform

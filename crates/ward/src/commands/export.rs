@@ -73,10 +73,10 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
         .as_ref()
         .map_or_else(|| "standard output".to_owned(), |p| p.display().to_string());
     let (recorded, summary) = tenant
-        .with(|conn| async move {
+        .with(|conn| {
             // The access is recorded before a single row leaves, so even a failed
             // export is in the log.
-            let recorded = audit::in_transaction(&conn, |tx| async move {
+            let recorded = audit::in_transaction(&conn, |tx| {
                 audit::record_operator_access(
                     &tx,
                     at,
@@ -85,10 +85,8 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
                     Action::Export,
                     Some(&format!("full export to {target}")),
                 )
-                .await
-            })
-            .await?;
-            let summary = export::write_export(&conn, &header, out).await?;
+            })?;
+            let summary = export::write_export(&conn, &header, out)?;
             Ok::<_, anyhow::Error>((recorded, summary))
         })
         .await?;
@@ -140,9 +138,9 @@ pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCod
         let tenant = platform.tenants.get(clinic.id).await?;
         let d = doc.clone();
         let imported = tenant
-            .with(|conn| async move {
-                let imported = import::import(&conn, &d, at, "operator", "import").await?;
-                let head = audit::head(&conn).await?;
+            .with(|conn| {
+                let imported = import::import(&conn, &d, at, "operator", "import")?;
+                let head = audit::head(&conn)?;
                 Ok::<_, anyhow::Error>((imported, head))
             })
             .await?;

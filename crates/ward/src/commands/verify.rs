@@ -188,9 +188,7 @@ async fn check_clinic(platform: &Platform, clinic: &ClinicRecord) -> ClinicRepor
         Ok(t) => t,
         Err(e) => return report.failed(format_args!("cannot be opened: {e}")),
     };
-    let checked = tenant
-        .with(|conn| async move { audit::verify_chain(&conn, anchor).await })
-        .await;
+    let checked = tenant.with(|conn| audit::verify_chain(&conn, anchor)).await;
     drop(tenant);
     // Verifying every clinic must not fill the cache with clinics nobody is using.
     platform.tenants.evict(clinic.id).await;

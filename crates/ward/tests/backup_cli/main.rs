@@ -74,7 +74,7 @@ impl Data {
             .get(id)
             .await
             .unwrap()
-            .with(|conn| async move { conn.execute_batch(&sql).await.map(|_| ()) })
+            .with(|conn| conn.execute_batch(&sql).map(|_| ()))
             .await
             .unwrap();
         p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
@@ -87,13 +87,12 @@ impl Data {
             .get(id)
             .await
             .unwrap()
-            .with(|conn| async move {
+            .with(|conn| {
                 let mut rows = conn
                     .query("SELECT body FROM notes ORDER BY id", ())
-                    .await
                     .unwrap();
                 let mut out = Vec::new();
-                while let Some(r) = rows.next().await.unwrap() {
+                while let Some(r) = rows.next().unwrap() {
                     out.push(r.get::<String>(0).unwrap());
                 }
                 out
@@ -337,8 +336,8 @@ async fn audit_and_anchor(data: &Data, id: ClinicId, detail: &str) {
         .get(id)
         .await
         .unwrap()
-        .with(|conn| async move {
-            audit::in_transaction(&conn, |tx| async move {
+        .with(|conn| {
+            audit::in_transaction(&conn, |tx| {
                 let entry = Entry::new(
                     ward_core::Clock::now(&SystemClock),
                     Actor::System {
@@ -348,9 +347,8 @@ async fn audit_and_anchor(data: &Data, id: ClinicId, detail: &str) {
                 )
                 .entity("settings", "clinic")
                 .detail(&detail);
-                audit::record(&tx, &entry).await
+                audit::record(&tx, &entry)
             })
-            .await
             .unwrap()
         })
         .await;
@@ -392,16 +390,15 @@ async fn a_restore_writes_its_audit_row_and_verify_stays_clean() {
         .get(id)
         .await
         .unwrap()
-        .with(|conn| async move {
+        .with(|conn| {
             let mut rows = conn
                 .query(
                     "SELECT action, actor_kind, actor_name, reason, detail FROM audit_log ORDER BY seq",
                     (),
                 )
-                .await
                 .unwrap();
             let mut out = Vec::new();
-            while let Some(r) = rows.next().await.unwrap() {
+            while let Some(r) = rows.next().unwrap() {
                 out.push((
                     r.get::<String>(0).unwrap(),
                     r.get::<String>(1).unwrap(),

@@ -55,16 +55,15 @@ fn seed(ward: &Ward, names: &[&str], rows: i64) -> Vec<ward_control::ClinicRecor
             let n = if i == 0 { rows } else { 10 };
             let tenant = platform.tenants.get(clinic.id).await.unwrap();
             let head = tenant
-                .with(|conn| async move {
-                    audit::in_transaction(&conn, |tx| async move {
+                .with(|conn| {
+                    audit::in_transaction(&conn, |tx| {
                         for k in 0..n {
-                            audit::record(&tx, &entry(k)).await?;
+                            audit::record(&tx, &entry(k))?;
                         }
                         Ok::<_, audit::AuditError>(())
                     })
-                    .await
                     .unwrap();
-                    audit::head(&conn).await.unwrap().unwrap()
+                    audit::head(&conn).unwrap().unwrap()
                 })
                 .await;
             drop(tenant);

@@ -49,16 +49,15 @@ async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
             .unwrap();
         let tenant = platform.tenants.get(clinic.id).await.unwrap();
         let head = tenant
-            .with(|conn| async move {
-                audit::in_transaction(&conn, |tx| async move {
+            .with(|conn| {
+                audit::in_transaction(&conn, |tx| {
                     for n in 0..30 {
-                        audit::record(&tx, &entry(n)).await?;
+                        audit::record(&tx, &entry(n))?;
                     }
                     Ok::<_, audit::AuditError>(())
                 })
-                .await
                 .unwrap();
-                audit::head(&conn).await.unwrap().unwrap()
+                audit::head(&conn).unwrap().unwrap()
             })
             .await;
         platform
