@@ -177,20 +177,7 @@ where
     E: From<ward_tenancy::sql::Error>,
 {
     conn.execute("BEGIN IMMEDIATE", ())?;
-    match f(conn.clone()) {
-        Ok(value) => match conn.execute("COMMIT", ()) {
-            Ok(_) => Ok(value),
-            Err(e) => {
-                // A failed COMMIT (busy, disk full) leaves the transaction open.
-                rollback(conn);
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            rollback(conn);
-            Err(e)
-        }
-    }
+    finish(conn, f(conn.clone()))
 }
 
 /// [`in_transaction`] for a change whose middle awaits another service (the control
@@ -203,10 +190,20 @@ where
     E: From<ward_tenancy::sql::Error>,
 {
     conn.execute("BEGIN IMMEDIATE", ())?;
-    match f(conn.clone()).await {
+    let outcome = f(conn.clone()).await;
+    finish(conn, outcome)
+}
+
+/// Commits the transaction `outcome` came from if it succeeded, rolls it back otherwise.
+fn finish<T, E>(conn: &Db, outcome: Result<T, E>) -> Result<T, E>
+where
+    E: From<ward_tenancy::sql::Error>,
+{
+    match outcome {
         Ok(value) => match conn.execute("COMMIT", ()) {
             Ok(_) => Ok(value),
             Err(e) => {
+                // A failed COMMIT (busy, disk full) leaves the transaction open.
                 rollback(conn);
                 Err(e.into())
             }
