@@ -294,12 +294,40 @@ impl Tenant {
 /// itself during housekeeping, which holds entries a little past their eviction) may be
 /// an async worker; closing checkpoints the WAL, which writes and fsyncs, so it is sent
 /// to a blocking thread. The open count drops only once the file is really closed, so
-/// `open_handles == 0` means every WAL has been checkpointed and removed.
+/// `open_handles == 0` means every WAL has been checkpointed (and emptied).
 struct CloseOffThread {
+    id: ClinicId,
     // Dropped in order: the connection, then the pin (released only once the file is
     // closed), then the handle's place in the descriptor budget.
     files: Option<(Connection, Pin, tokio::sync::OwnedSemaphorePermit)>,
-    open_count: Arc<AtomicUsize>,
+    open: Arc<OpenFiles>,
+}
+
+/// Which clinic files this process has open right now (in the cache or still in use).
+#[derive(Default)]
+struct OpenFiles {
+    count: AtomicUsize,
+    ids: parking_lot::Mutex<std::collections::HashMap<ClinicId, u32>>,
+}
+
+impl OpenFiles {
+    fn opened(&self, id: ClinicId) {
+        *self.ids.lock().entry(id).or_insert(0) += 1;
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn closed(&self, id: ClinicId) {
+        {
+            let mut ids = self.ids.lock();
+            if let Some(n) = ids.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    ids.remove(&id);
+                }
+            }
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for CloseOffThread {
@@ -307,12 +335,12 @@ impl Drop for CloseOffThread {
         let Some(files) = self.files.take() else {
             return;
         };
-        let open_count = self.open_count.clone();
+        let (open, id) = (self.open.clone(), self.id);
         let close = move || {
             let (conn, pin, place) = files;
             drop(conn);
             drop(pin);
-            open_count.fetch_sub(1, Ordering::AcqRel);
+            open.closed(id);
             // Last: the next open may take this handle's place only once it is gone.
             drop(place);
         };
@@ -333,7 +361,7 @@ struct Inner {
     max_open: u64,
     cache: Cache<ClinicId, TenantHandle>,
     shutting_down: AtomicBool,
-    open_count: Arc<AtomicUsize>,
+    open: Arc<OpenFiles>,
     hits: AtomicU64,
     misses: AtomicU64,
     opens: AtomicU64,
@@ -385,7 +413,7 @@ impl TenantStore {
                 max_open: config.max_open,
                 cache,
                 shutting_down: AtomicBool::new(false),
-                open_count: Arc::new(AtomicUsize::new(0)),
+                open: Arc::default(),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 opens: AtomicU64::new(0),
@@ -870,10 +898,16 @@ impl TenantStore {
         self.inner.cache.run_pending_tasks().await;
     }
 
+    /// Whether this process has clinic `id`'s file open (cached, or still in use after it
+    /// left the cache). False once the last handle has really closed the file.
+    pub fn is_open(&self, id: ClinicId) -> bool {
+        self.inner.open.ids.lock().contains_key(&id)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            open_handles: self.inner.open_count.load(Ordering::Acquire),
+            open_handles: self.inner.open.count.load(Ordering::Acquire),
             cached: self.inner.cache.entry_count(),
             max_open: self.inner.max_open,
             max_handles: self.inner.max_handles,
@@ -900,7 +934,7 @@ impl TenantStore {
             // Housekeeping releases the cache's own references to removed entries, so it
             // runs on every turn, not once: one pass can leave handles held until the next.
             self.inner.cache.run_pending_tasks().await;
-            let open = self.inner.open_count.load(Ordering::Acquire);
+            let open = self.inner.open.count.load(Ordering::Acquire);
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 if open > 0 {
                     tracing::warn!(open, "clinic handles still in use at shutdown");
@@ -1060,7 +1094,7 @@ impl TenantStore {
         pin: Pin,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> TenantHandle {
-        self.inner.open_count.fetch_add(1, Ordering::AcqRel);
+        self.inner.open.opened(id);
         Arc::new(Tenant {
             id,
             store: Arc::downgrade(&self.inner),
@@ -1068,8 +1102,9 @@ impl TenantStore {
             released: AtomicBool::new(false),
             conn: tokio::sync::Mutex::new(opened.conn.clone()),
             _files: CloseOffThread {
+                id,
                 files: Some((opened.conn, pin, permit)),
-                open_count: self.inner.open_count.clone(),
+                open: self.inner.open.clone(),
             },
         })
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ward_tenancy::TenantError;
 
 use crate::support::{
-    TestPlatform, close_all, eventually, get_setting, put_setting, settle, sibling,
+    TestPlatform, close_all, eventually, get_setting, put_setting, settle, wal_len,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -42,16 +42,17 @@ async fn the_cap_holds_under_churn_and_evicted_clinics_reopen_with_their_data() 
     let stats = store.stats();
     assert!(stats.opens > 40, "evicted clinics were reopened: {stats:?}");
 
-    // Clinics no longer cached have no WAL beside them: eviction closed them cleanly.
-    let cached_or_open = store.stats().open_handles;
-    let wal_files = ids
-        .iter()
-        .filter(|id| sibling(&store.path_of(**id), "-wal").exists())
-        .count();
-    assert!(
-        wal_files <= cached_or_open,
-        "{wal_files} WAL files, {cached_or_open} open"
-    );
+    // Clinics no longer open have nothing left in their WAL: eviction closed them
+    // cleanly, checkpoint included.
+    let closed: Vec<_> = ids.iter().filter(|id| !store.is_open(**id)).collect();
+    assert!(closed.len() >= 40 - CAP as usize, "{} closed", closed.len());
+    for id in closed {
+        assert_eq!(
+            wal_len(&store.path_of(*id)),
+            0,
+            "clinic {id} closed with a WAL"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,8 +88,9 @@ async fn an_idle_clinic_is_closed_and_its_wal_removed() {
     let clinic = t.clinic("Sleepy").await;
     let store = t.store();
     put_setting(store, clinic.id, "k", "v").await;
-    let wal = sibling(&store.path_of(clinic.id), "-wal");
-    assert!(wal.exists());
+    let path = store.path_of(clinic.id);
+    assert!(wal_len(&path) > 0, "the write is in the WAL");
+    assert!(store.is_open(clinic.id));
     assert_eq!(store.stats().open_handles, 1);
 
     // Idleness is measured by the cache's own clock: real time has to pass.
@@ -97,10 +99,8 @@ async fn an_idle_clinic_is_closed_and_its_wal_removed() {
         s.stats().cached == 0 && s.stats().open_handles == 0
     })
     .await;
-    assert!(
-        !wal.exists(),
-        "closing did not checkpoint and remove the WAL"
-    );
+    assert!(!store.is_open(clinic.id));
+    assert_eq!(wal_len(&path), 0, "closing did not checkpoint the WAL");
     assert_eq!(
         get_setting(store, clinic.id, "k").await.as_deref(),
         Some("v")
@@ -138,7 +138,8 @@ async fn shutdown_drains_every_handle_and_refuses_new_work() {
     assert_eq!(shutdown.await.unwrap(), 0);
     assert_eq!(store.stats().open_handles, 0);
     for id in &ids {
-        assert!(!sibling(&store.path_of(*id), "-wal").exists());
+        assert!(!store.is_open(*id));
+        assert_eq!(wal_len(&store.path_of(*id)), 0);
     }
     assert!(matches!(
         store.get(ids[0]).await,

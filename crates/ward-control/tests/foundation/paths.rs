@@ -194,13 +194,16 @@ async fn clinics_with_hostile_names_get_only_uuid_files() {
 
     let data = t.data_dir();
     let clinic_files: Vec<_> = files_under(&data.join("clinics"));
-    // Each clinic has its database and its pin file (the cross-process "in use" lock),
-    // both named from the id alone.
+    // Each clinic has its database, the database's WAL and shared-memory files (kept,
+    // empty, after close) and its pin file (the cross-process "in use" lock), all named
+    // from the id alone.
     let mut expected: Vec<_> = created
         .iter()
         .flat_map(|id| {
             [
                 Path::new(&id.file_name()).to_owned(),
+                Path::new(&format!("{}-shm", id.file_name())).to_owned(),
+                Path::new(&format!("{}-wal", id.file_name())).to_owned(),
                 Path::new(&format!("{id}.pin")).to_owned(),
             ]
         })

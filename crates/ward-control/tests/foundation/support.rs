@@ -165,6 +165,12 @@ pub async fn get_setting(store: &TenantStore, id: ClinicId, key: &str) -> Option
         .unwrap()
 }
 
+/// Bytes in the WAL beside the database `path` (0 when there is none). A closed clinic's
+/// WAL stays on disk, checkpointed and empty.
+pub fn wal_len(path: &Path) -> u64 {
+    std::fs::metadata(sibling(path, "-wal")).map_or(0, |m| m.len())
+}
+
 /// The file `path` with `suffix` appended (`-wal`, `-shm`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();

@@ -16,9 +16,8 @@ async fn damage(t: &TestApp, id: ward_core::ClinicId) -> Vec<u8> {
     let store = &t.app.tenants;
     store.evict(id).await;
     let path = store.path_of(id);
-    let wal = ward_tenancy::backup::sidecar(&path, "-wal");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while wal.exists() {
+    while store.is_open(id) {
         assert!(
             std::time::Instant::now() < deadline,
             "the clinic did not close"

@@ -107,5 +107,5 @@ fn a_new_migration_reaches_every_clinic_but_a_broken_one_which_is_named() {
             .all(|c| c["schema_version"] == TENANT.len() && c["open_error"].is_null())
     );
     // Every clinic was closed cleanly.
-    assert_eq!(ward.files_ending("-wal"), Vec::<std::path::PathBuf>::new());
+    assert_eq!(ward.non_empty_wals(), Vec::<std::path::PathBuf>::new());
 }

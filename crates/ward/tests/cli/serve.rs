@@ -24,7 +24,7 @@ fn serve_answers_health_and_status_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains(crate::support::MASTER_HEX));
     assert_eq!(
-        ward.files_ending("-wal"),
+        ward.non_empty_wals(),
         Vec::<std::path::PathBuf>::new(),
         "{log}"
     );

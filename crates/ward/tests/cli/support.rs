@@ -145,6 +145,15 @@ impl Ward {
         })
     }
 
+    /// Every WAL under the data directory that still holds frames. A cleanly closed
+    /// database keeps its WAL file, checkpointed and empty.
+    pub fn non_empty_wals(&self) -> Vec<PathBuf> {
+        self.files_ending("-wal")
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+            .collect()
+    }
+
     /// Every file under the data directory whose name ends with `suffix`.
     pub fn files_ending(&self, suffix: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
