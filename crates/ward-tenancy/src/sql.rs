@@ -611,8 +611,52 @@ impl Connection {
 }
 
 #[cfg(test)]
+impl Connection {
+    /// How often SQLite recompiled the cached statement for `sql`.
+    fn reprepares(&self, sql: &str) -> i32 {
+        let conn = self.inner.conn.lock();
+        conn.prepare_cached(sql)
+            .map_or(-1, |s| s.get_status(rusqlite::StatementStatus::RePrepare))
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_bound_values_do_not_recompile_a_cached_statement() {
+        const SQL: &str = "SELECT n FROM t WHERE n >= ?1 AND ?3 ORDER BY n LIMIT ?2";
+        let run = |c: &Connection| {
+            c.execute_batch_now(
+                "CREATE TABLE t (n INTEGER); CREATE INDEX t_n ON t (n);
+                 INSERT INTO t VALUES (1), (2), (3), (4), (5);",
+            )
+            .unwrap();
+            for i in 0..20_i64 {
+                let mut got = Vec::new();
+                c.for_each_row(SQL, params![i % 5, i % 3 + 1, i % 2], |r| {
+                    got.push(r.get::<i64>(0)?);
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+                assert!(got.len() <= usize::try_from(i % 3 + 1).unwrap());
+            }
+            c.reprepares(SQL)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let configured = crate::db::open_now(
+            &dir.path().join("a.db"),
+            &crate::DataKey::random(),
+            true,
+            crate::Durability::Full,
+        )
+        .unwrap()
+        .conn;
+        assert_eq!(run(&configured), 0, "Ward's connections keep their plans");
+        // The same on a connection without Ward's settings: SQLite recompiles.
+        assert!(run(&conn()) > 0, "the check would see a recompile");
+    }
 
     fn conn() -> Connection {
         Connection::new(rusqlite::Connection::open_in_memory().unwrap())
