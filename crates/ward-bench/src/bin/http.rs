@@ -439,6 +439,19 @@ async fn main() -> anyhow::Result<()> {
         started_at: clock.now(),
         clock: clock.clone(),
     });
+    // The housekeeping `ward serve` runs: idle and over-cap evictions, and the page cache
+    // of clinics unused since the previous sweep given back, every 15 s.
+    {
+        let tenants = platform.tenants.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                tenants.run_pending().await;
+                tenants.release_idle_memory();
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let service = ward_web::router(app).into_make_service_with_connect_info::<SocketAddr>();
