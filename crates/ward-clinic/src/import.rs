@@ -214,7 +214,7 @@ pub fn import(
     let reason = reason.to_owned();
     let operator = operator.to_owned();
     let result = audit::in_transaction(conn, |tx| {
-        tx.execute("PRAGMA defer_foreign_keys = ON", ())?;
+        tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
         let mut out = Imported::default();
         // The audit log goes last so that its own entry follows every imported row.
         let order = doc

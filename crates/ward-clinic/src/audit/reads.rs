@@ -368,15 +368,15 @@ async fn write_batch(
             // wait for the disk (`synchronous=NORMAL` in WAL mode: durable at the next
             // full commit or checkpoint, never corrupt). Every other write on the
             // connection stays `FULL`. Pragmas take effect when prepared, so these two
-            // are never taken from the statement cache.
-            conn.execute("PRAGMA synchronous=NORMAL", ())?;
+            // go through `execute_batch`, which never takes a statement from the cache.
+            conn.execute_batch("PRAGMA synchronous=NORMAL")?;
             let written = in_transaction(&conn, |tx| {
                 for entry in entries {
                     record(&tx, entry)?;
                 }
                 Ok::<_, AuditError>(())
             });
-            conn.execute("PRAGMA synchronous=FULL", ())?;
+            conn.execute_batch("PRAGMA synchronous=FULL")?;
             written
         })
         .await
