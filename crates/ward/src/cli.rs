@@ -1,5 +1,5 @@
 //! The command line: one clap struct per command, every setting also an environment
-//! variable (DESIGN §6).
+//! variable (their names are documented in the README and relied on outside the code).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

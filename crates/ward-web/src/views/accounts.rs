@@ -113,7 +113,7 @@ pub async fn home_get(State(app): State<AppState>, MaybeUser(user): MaybeUser) -
 
 // ---------------------------------------------------------------- signup
 
-/// The signup form's fields (DESIGN §6).
+/// The signup form's fields, whose names outside checks rely on.
 #[derive(Debug, Default, Deserialize)]
 pub struct SignupForm {
     #[serde(default)]
