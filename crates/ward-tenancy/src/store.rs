@@ -643,10 +643,10 @@ impl TenantStore {
         Ok(out)
     }
 
-    /// Clinic `id`'s data key, unwrapped (for checking its backups).
-    pub async fn data_key(&self, id: ClinicId) -> Result<DataKey, TenantError> {
-        let record = self
-            .inner
+    /// What the control plane knows of clinic `id`; an unknown (or purged) clinic is
+    /// [`TenantError::Unknown`].
+    async fn record(&self, id: ClinicId) -> Result<TenantRecord, TenantError> {
+        self.inner
             .registry
             .tenant(id)
             .await
@@ -654,7 +654,12 @@ impl TenantStore {
                 clinic: id,
                 reason: format!("control plane: {e}"),
             })?
-            .ok_or(TenantError::Unknown(id))?;
+            .ok_or(TenantError::Unknown(id))
+    }
+
+    /// Clinic `id`'s data key, unwrapped (for checking its backups).
+    pub async fn data_key(&self, id: ClinicId) -> Result<DataKey, TenantError> {
+        let record = self.record(id).await?;
         self.unwrap_key(id, &record.wrapped_key)
     }
 
@@ -669,7 +674,7 @@ impl TenantStore {
             format!("{}.{}.{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec())
         };
         let db = std::fs::metadata(&path).ok()?;
-        // An empty WAL and no WAL hold the same data: closing an idle clinic removes it.
+        // An empty WAL and no WAL hold the same data: closing a clinic empties it.
         let wal = std::fs::metadata(backup::sidecar(&path, "-wal"))
             .ok()
             .filter(|m| m.len() > 0)
@@ -687,16 +692,7 @@ impl TenantStore {
         if self.is_locked(id) {
             return Err(TenantError::Maintenance(id));
         }
-        let record = self
-            .inner
-            .registry
-            .tenant(id)
-            .await
-            .map_err(|e| TenantError::Unavailable {
-                clinic: id,
-                reason: format!("control plane: {e}"),
-            })?
-            .ok_or(TenantError::Unknown(id))?;
+        let record = self.record(id).await?;
         let key = self.unwrap_key(id, &record.wrapped_key)?;
         let pin = self.pin_shared(id, false)?;
         let path = self.path_of(id);
@@ -1032,16 +1028,7 @@ impl TenantStore {
     ) -> Result<(TenantHandle, MigrateOutcome), TenantError> {
         let under_own_lock = opening == Opening::UnderLock;
         let retry_damaged = opening != Opening::Request;
-        let record = self
-            .inner
-            .registry
-            .tenant(id)
-            .await
-            .map_err(|e| TenantError::Unavailable {
-                clinic: id,
-                reason: format!("control plane: {e}"),
-            })?
-            .ok_or(TenantError::Unknown(id))?;
+        let record = self.record(id).await?;
         if record.damaged && !retry_damaged {
             return Err(TenantError::Damaged(id));
         }
