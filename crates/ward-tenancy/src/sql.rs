@@ -390,16 +390,26 @@ impl Row {
 
     /// How many columns the row has.
     pub fn column_count(&self) -> i32 {
-        i32::try_from(self.values.len()).unwrap_or(i32::MAX)
+        index_count(self.values.len())
     }
 
     /// The name of column `idx`.
     pub fn column_name(&self, idx: i32) -> Option<&str> {
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| self.columns.get(i))
-            .map(String::as_str)
+        name_at(&self.columns, idx)
     }
+}
+
+/// A column count as the `i32` SQLite's API speaks in.
+fn index_count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The name of column `idx` among `columns`.
+fn name_at(columns: &[String], idx: i32) -> Option<&str> {
+    usize::try_from(idx)
+        .ok()
+        .and_then(|i| columns.get(i))
+        .map(String::as_str)
 }
 
 /// The rows of a query, already read.
@@ -417,15 +427,12 @@ impl Rows {
 
     /// How many columns each row has.
     pub fn column_count(&self) -> i32 {
-        i32::try_from(self.columns.len()).unwrap_or(i32::MAX)
+        index_count(self.columns.len())
     }
 
     /// The name of column `idx`.
     pub fn column_name(&self, idx: i32) -> Option<&str> {
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| self.columns.get(i))
-            .map(String::as_str)
+        name_at(&self.columns, idx)
     }
 }
 

@@ -4,31 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::TimeDelta;
-use ward_clinic::audit::{self, Action, Actor, Entry};
+use ward_clinic::audit;
 use ward_control::{MasterKeySource, Platform};
-use ward_core::{Role, SystemClock, parse_time};
+use ward_core::SystemClock;
 use ward_tenancy::StoreConfig;
 
 use crate::support::{MASTER_HEX, Ward};
+use crate::verify::entry;
 
 /// How many places of the file are changed, one at a time.
 const FLIPS: usize = 300;
-
-fn entry(n: i64) -> Entry {
-    let at = parse_time("2026-03-01T09:00:00.000Z").unwrap() + TimeDelta::seconds(n);
-    Entry::new(
-        at,
-        Actor::User {
-            id: "0192f5c4-0000-7000-8000-000000000001".into(),
-            name: "Dr Ada Lovelace".into(),
-            role: Role::Doctor,
-        },
-        Action::Update,
-    )
-    .entity("patient", format!("patient-{n}"))
-    .ip("192.0.2.10")
-}
 
 /// Clinics `names`, the first with enough audit rows to span dozens of pages, all
 /// anchored and closed (so each file is whole, with no WAL beside it).

@@ -85,7 +85,8 @@ async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
     (a, b)
 }
 
-fn entry(n: i64) -> Entry {
+/// An audit entry of a doctor, `n` seconds into the test day.
+pub(crate) fn entry(n: i64) -> Entry {
     let at = parse_time("2026-03-01T09:00:00.000Z").unwrap() + TimeDelta::seconds(n);
     Entry::new(
         at,
