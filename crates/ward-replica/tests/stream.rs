@@ -1,0 +1,164 @@
+//! A real SQLCipher file replicated to a folder and restored from it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ward_replica::{Replicator, Target, restore_to};
+use ward_tenancy::db::{self, Durability};
+use ward_tenancy::keys::DataKey;
+
+fn clinic_path(data: &Path) -> std::path::PathBuf {
+    let dir = data.join("clinics");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{}.db", uuid::Uuid::now_v7()))
+}
+
+fn count(path: &Path, key: &DataKey) -> i64 {
+    let opened = db::open_now(path, key, false, Durability::Full).unwrap();
+    let n = db::first_row(&opened.conn, "SELECT count(*) FROM t", ())
+        .unwrap()
+        .unwrap()
+        .get::<i64>(0)
+        .unwrap();
+    let problems: String = opened
+        .conn
+        .first_row_now("PRAGMA integrity_check", ())
+        .unwrap()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(problems, "ok");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_hold_exactly_the_commits_made_by_each_chosen_moment() {
+    let data = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    let replicator = Replicator::new(data.path(), target.clone()).unwrap();
+    replicator.start();
+    let key = DataKey::random();
+    let path = clinic_path(data.path());
+    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
+    opened
+        .conn
+        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
+        .unwrap();
+    // Four rounds of writes, 300 ms apart; the moments between rounds are remembered.
+    let mut marks = Vec::new();
+    for round in 0..4i64 {
+        for i in 0..(50 + round * 400) {
+            opened
+                .conn
+                .execute_now(
+                    "INSERT INTO t (pad) VALUES (?1)",
+                    ward_tenancy::sql::params![format!(
+                        "round {round} row {i} {}",
+                        "x".repeat(200)
+                    )],
+                )
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        marks.push((ward_replica::now_ms(), count(&path, &key)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The WAL passed the checkpoint threshold at least once: the stream went on.
+    let wal_len = std::fs::metadata(format!("{}-wal", path.display()))
+        .unwrap()
+        .len();
+    assert!(
+        wal_len < 8 << 20,
+        "the WAL was never checkpointed ({wal_len} bytes)"
+    );
+    replicator.sync(&db_id).await.unwrap();
+    for (i, (at, expected)) in marks.iter().enumerate() {
+        let out = data.path().join(format!("restored-{i}.db"));
+        let report = restore_to(&target, &db_id, Some(*at), &out).await.unwrap();
+        assert!(report.last_commit_ms <= *at);
+        assert_eq!(count(&out, &key), *expected, "restore to mark {i}");
+    }
+    // Closing ships and checkpoints: the WAL is empty and the latest restore is whole.
+    drop(opened);
+    let wal_len = std::fs::metadata(format!("{}-wal", path.display()))
+        .unwrap()
+        .len();
+    assert_eq!(wal_len, 0);
+    let out = data.path().join("latest.db");
+    restore_to(&target, &db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &key), marks.last().unwrap().1);
+    // No page of the replica is plaintext.
+    for entry in walk(replica.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"round 3 r"),
+            "{}",
+            entry.display()
+        );
+    }
+    assert!(!walk(replica.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
+    let data = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    let replicator = Replicator::new(data.path(), target.clone()).unwrap();
+    replicator.start();
+    let key = DataKey::random();
+    let path = clinic_path(data.path());
+    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
+    opened
+        .conn
+        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
+        .unwrap();
+    for i in 0..5 {
+        opened
+            .conn
+            .execute_now(
+                "INSERT INTO t (pad) VALUES (?1)",
+                ward_tenancy::sql::params![format!("{i}")],
+            )
+            .unwrap();
+        replicator.sync(&db_id).await.unwrap();
+    }
+    drop(opened);
+    let mut segments: Vec<_> = walk(replica.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 5, "{segments:?}");
+    // A flipped byte in the third segment.
+    let mut bytes = std::fs::read(&segments[2]).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x40;
+    std::fs::write(&segments[2], &bytes).unwrap();
+    let err = restore_to(&target, &db_id, None, &data.path().join("a.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("000000000002.seg"), "{err}");
+    // A missing one.
+    std::fs::remove_file(&segments[2]).unwrap();
+    let err = restore_to(&target, &db_id, None, &data.path().join("b.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("segment 2 is missing"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
