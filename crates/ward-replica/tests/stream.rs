@@ -1,5 +1,7 @@
 //! A real SQLCipher file replicated to a folder and restored from it.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::path::Path;
 use std::time::Duration;
 
