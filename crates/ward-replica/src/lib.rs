@@ -13,7 +13,7 @@ pub mod segment;
 pub mod target;
 pub mod wal;
 
-pub use replicator::{DbStatus, Position, Replicator, db_name, db_path};
+pub use replicator::{DbStatus, Position, Replicator, db_name, db_path, disk_status};
 pub use restore::{Generation, Restored, databases, delete_database, generations, restore_to};
 pub use target::Target;
 

@@ -115,6 +115,8 @@ struct Shared {
     stopped: AtomicBool,
     runtime: tokio::runtime::Handle,
     me: std::sync::Weak<Shared>,
+    /// How far back restores reach; generations older than that are deleted.
+    retention: Duration,
 }
 
 /// Ships every database of one data directory to one target.
@@ -178,7 +180,7 @@ impl Replicator {
     /// A replicator for the databases under `data_dir`, shipping to `target`. It watches
     /// every connection opened from now on (see `ward_tenancy::db::watch_wal`) and ships
     /// from its own threads; call [`Replicator::start`] to run the shipping loop.
-    pub fn new(data_dir: &Path, target: Target) -> Result<Self, ReplicaError> {
+    pub fn new(data_dir: &Path, target: Target, retention: Duration) -> Result<Self, ReplicaError> {
         let state_dir = data_dir.join("replication");
         std::fs::create_dir_all(state_dir.join("tmp"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -196,6 +198,7 @@ impl Replicator {
             stopped: AtomicBool::new(false),
             runtime: runtime.handle().clone(),
             me: me.clone(),
+            retention,
         });
         let watch: Arc<dyn ward_tenancy::db::WalWatch> = shared.clone();
         ward_tenancy::db::watch_wal(&watch);
@@ -239,6 +242,38 @@ impl Replicator {
             failed
         });
         handle.await.unwrap_or_default()
+    }
+
+    /// Ships what this process wrote and has not shipped yet (a command about to exit).
+    pub async fn sync_dirty(&self) -> Vec<(String, String)> {
+        let shared = self.shared.clone();
+        let dirty: Vec<String> = std::mem::take(&mut *shared.dirty.lock())
+            .into_iter()
+            .collect();
+        self.shared
+            .runtime
+            .spawn(async move {
+                let mut failed = Vec::new();
+                for db in dirty {
+                    if let Err(e) = shared.ship(&db).await {
+                        failed.push((db, e.to_string()));
+                    }
+                }
+                failed
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Deletes the generations no restore within the retention can need: those whose
+    /// successor began before the retention's start. Returns how many went.
+    pub async fn apply_retention(&self) -> Result<usize, ReplicaError> {
+        let shared = self.shared.clone();
+        self.shared
+            .runtime
+            .spawn(async move { shared.apply_retention().await })
+            .await
+            .map_err(|e| ReplicaError::Store(e.to_string()))?
     }
 
     /// Ships `db`'s pending frames now.
@@ -352,9 +387,64 @@ impl Shared {
             .clone()
     }
 
+    async fn apply_retention(&self) -> Result<usize, ReplicaError> {
+        let horizon = now_ms() - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        for db in crate::restore::databases(&self.target).await? {
+            let gens = crate::restore::generations(&self.target, &db).await?;
+            for pair in gens.windows(2) {
+                if pair[1].meta.created_at_ms < horizon {
+                    for (name, _) in self.target.list(&format!("{db}/{}", pair[0].name)).await? {
+                        self.target.delete(&name).await?;
+                    }
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Marks every database whose files changed since the last look (written by another
+    /// process, which this one's hooks do not see).
+    fn notice_outside_writes(&self, seen: &mut HashMap<String, (u64, i64)>) {
+        use std::os::unix::fs::MetadataExt;
+        for db in all_databases(&self.data_dir) {
+            let path = db_path(&self.data_dir, &db);
+            let stamp = |p: &Path| {
+                std::fs::metadata(p).map_or((0, 0), |m| {
+                    (m.len(), m.mtime_nsec() + m.mtime() * 1_000_000_000)
+                })
+            };
+            let (a, b) = (stamp(&path), stamp(&wal_path(&path)));
+            let now = (a.0 ^ b.0.rotate_left(32), a.1 ^ b.1);
+            if seen
+                .insert(db.clone(), now)
+                .is_some_and(|before| before != now)
+            {
+                self.dirty.lock().insert(db);
+            }
+        }
+    }
+
     async fn run(self: Arc<Self>) {
         use futures::StreamExt;
+        let mut seen = HashMap::new();
+        self.notice_outside_writes(&mut seen);
+        let mut last_look = std::time::Instant::now();
+        let mut last_retention: Option<std::time::Instant> = None;
         while !self.stopped.load(Ordering::Acquire) {
+            if last_look.elapsed() >= Duration::from_secs(10) {
+                self.notice_outside_writes(&mut seen);
+                last_look = std::time::Instant::now();
+            }
+            if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                last_retention = Some(std::time::Instant::now());
+                match self.apply_retention().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(generations = n, "replica retention applied"),
+                    Err(e) => tracing::warn!(error = %e, "replica retention failed; will retry"),
+                }
+            }
             let batch: Vec<String> = std::mem::take(&mut *self.dirty.lock())
                 .into_iter()
                 .collect();
@@ -469,6 +559,20 @@ impl Shared {
             return Ok(Work::Snapshot);
         };
         if pos.file_id != id {
+            // Another process may have started this file's stream (a restore): take its.
+            match load_position(&self.data_dir, &stream.db) {
+                Some(p) if p.file_id == id => {
+                    st.pos = Some(p);
+                    drop(st);
+                    return self.plan(stream);
+                }
+                _ => return Ok(Work::Snapshot),
+            }
+        }
+        let max_age = i64::try_from(self.retention.as_millis() / 2).unwrap_or(i64::MAX);
+        if now_ms() - pos.created_at_ms > max_age {
+            // A fresh snapshot now and then bounds a restore's replay and lets old
+            // generations go.
             return Ok(Work::Snapshot);
         }
         let log = wal::read_from(&wal_path(&stream.path), 0)?;
@@ -534,7 +638,20 @@ impl Shared {
             // The file changes only when this replicator checkpoints, which it does not
             // while `snapshotting` is set, so the copy is the file as of the last
             // checkpoint; the WAL on disk continues it from its first frame.
-            let copied = std::fs::copy(&stream.path, &tmp).and_then(|_| file_id(&stream.path));
+            // A process that does not replicate (a command run while the server serves)
+            // may checkpoint meanwhile: a copy during which the file changed is retried.
+            let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            let mut copied = Err(std::io::Error::other(
+                "the file kept changing during the copy",
+            ));
+            for _ in 0..5 {
+                let before = stamp(&stream.path);
+                let r = std::fs::copy(&stream.path, &tmp).and_then(|_| file_id(&stream.path));
+                if r.is_err() || stamp(&stream.path) == before {
+                    copied = r;
+                    break;
+                }
+            }
             if copied.is_err() {
                 st.snapshotting = false;
             }
@@ -579,7 +696,7 @@ impl Shared {
         st.pos = Some(pos.clone());
         drop(st);
         save_position(&self.data_dir, &stream.db, &pos)?;
-        tracing::info!(db = %stream.db, generation = %pos.generation, bytes = size, "replica generation started");
+        tracing::debug!(db = %stream.db, generation = %pos.generation, bytes = size, "replica generation started");
         Ok(())
     }
 
@@ -681,4 +798,47 @@ impl ward_tenancy::db::WalWatch for Shared {
             });
         }
     }
+}
+
+/// Every database's replication as the data directory shows it (for a process other
+/// than the one shipping): the saved position, and whether the WAL holds committed
+/// frames beyond it (the lag then counts from the WAL's last change).
+pub fn disk_status(data_dir: &Path) -> Vec<DbStatus> {
+    let now = now_ms();
+    all_databases(data_dir)
+        .map(|db| {
+            let path = db_path(data_dir, &db);
+            let pos = load_position(data_dir, &db);
+            let wal_file = wal_path(&path);
+            let log = wal::read_from(&wal_file, 0).unwrap_or_default();
+            let pending = match (wal::header(&log), &pos) {
+                (Err(_), _) => false,
+                (Ok(_), None) => true,
+                (Ok(h), Some(p)) => {
+                    let from = match (p.salt, p.cursor) {
+                        (Some(salt), Some(c)) if salt == h.salt => c,
+                        _ => Cursor::start(&h),
+                    };
+                    !wal::scan(&log, &h, from).frames.is_empty()
+                }
+            };
+            let changed_ms = std::fs::metadata(&wal_file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(now, |d| i64::try_from(d.as_millis()).unwrap_or(now));
+            DbStatus {
+                generation: pos.as_ref().map(|p| p.generation.clone()),
+                shipped_at_ms: pos.as_ref().map(|p| p.shipped_at_ms),
+                lag_ms: if pending {
+                    (now - changed_ms).max(0)
+                } else {
+                    0
+                },
+                bytes: pos.as_ref().map_or(0, |p| p.bytes),
+                error: pos.is_none().then(|| "never replicated".to_owned()),
+                db,
+            }
+        })
+        .collect()
 }

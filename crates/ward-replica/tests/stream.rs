@@ -38,7 +38,12 @@ async fn restores_hold_exactly_the_commits_made_by_each_chosen_moment() {
     let data = tempfile::tempdir().unwrap();
     let replica = tempfile::tempdir().unwrap();
     let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
-    let replicator = Replicator::new(data.path(), target.clone()).unwrap();
+    let replicator = Replicator::new(
+        data.path(),
+        target.clone(),
+        Duration::from_secs(30 * 86_400),
+    )
+    .unwrap();
     replicator.start();
     let key = DataKey::random();
     let path = clinic_path(data.path());
@@ -108,7 +113,12 @@ async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
     let data = tempfile::tempdir().unwrap();
     let replica = tempfile::tempdir().unwrap();
     let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
-    let replicator = Replicator::new(data.path(), target.clone()).unwrap();
+    let replicator = Replicator::new(
+        data.path(),
+        target.clone(),
+        Duration::from_secs(30 * 86_400),
+    )
+    .unwrap();
     replicator.start();
     let key = DataKey::random();
     let path = clinic_path(data.path());

@@ -65,6 +65,14 @@ pub struct Global {
     /// `ward purge` destroys it.
     #[arg(long, env = "WARD_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500), global = true)]
     pub retention_days: u32,
+    /// Where every database streams to: `s3://bucket/prefix` (endpoint and credentials
+    /// from the usual AWS_* variables) or `file:///path`. Default: <data>/replica, on the
+    /// same disk (said so in the log and on the operator's status).
+    #[arg(long, env = "WARD_REPLICA_URL", global = true)]
+    pub replica_url: Option<String>,
+    /// How far back a restore can reach (e.g. 30d, 72h).
+    #[arg(long, env = "WARD_REPLICA_RETENTION", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub replica_retention: Duration,
 }
 
 /// Parses `300`, `300s`, `5m`, `2h`, `1d` (a bare number is seconds).
@@ -114,6 +122,24 @@ pub enum Command {
     /// Destroy clinics closed longer than the retention period: key first, then files
     /// and backups; a tombstone stays.
     Purge(PurgeOpts),
+    /// Look at the continuous replica of every database.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
+}
+
+/// `ward replica`.
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// Per database: generation, last shipped commit, lag, bytes.
+    Status(ReplicaStatusOpts),
+}
+
+/// `ward replica status`.
+#[derive(Debug, Args)]
+pub struct ReplicaStatusOpts {
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward export`.
@@ -214,13 +240,18 @@ pub struct RestoreOpts {
     /// The control plane (refused while `ward serve` runs on this data); needs --backup.
     #[arg(long, conflicts_with = "at")]
     pub control_plane: bool,
-    /// Restore the newest good backup taken at or before this moment (RFC 3339, e.g.
-    /// 2026-03-01T12:00:00Z).
+    /// Restore the clinic as it was at this moment (RFC 3339, e.g. 2026-03-01T12:00:00Z):
+    /// every commit made before the end of that second. With --from backups: the newest
+    /// good backup taken at or before it.
     #[arg(long)]
     pub at: Option<String>,
     /// Restore this backup (its id, from `ward backups list`).
     #[arg(long)]
     pub backup: Option<String>,
+    /// Where --at restores from: the continuous replica (any second within its
+    /// retention) or the snapshot backups.
+    #[arg(long, value_enum, default_value = "replica")]
+    pub from: RestoreSource,
     /// Why (recorded with the restore).
     #[arg(long)]
     pub reason: String,
@@ -230,6 +261,15 @@ pub struct RestoreOpts {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `ward restore --at` rebuilds from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreSource {
+    /// The continuous replica (`WARD_REPLICA_URL`).
+    Replica,
+    /// The snapshot backups (`WARD_BACKUP_DIR`).
+    Backups,
 }
 
 /// `ward verify`.

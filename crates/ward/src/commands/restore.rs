@@ -12,7 +12,7 @@ use ward_control::{MasterKeySource, RestoreTarget, master_key};
 use ward_core::{SystemClock, format_time, parse_time};
 use ward_tenancy::backup::RestoreStep;
 
-use crate::cli::{Global, RestoreOpts};
+use crate::cli::{Global, RestoreOpts, RestoreSource};
 use crate::output::{json, note, say};
 
 /// Testing hook: when set to a step's name (`prepare`, `exclusive`, `checkpoint`,
@@ -101,6 +101,12 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
     let Some(name) = &opts.clinic else {
         anyhow::bail!("say which clinic with --clinic <slug|id>, or --control-plane");
     };
+    if let (Some(at), None, RestoreSource::Replica) = (&opts.at, backup_id, opts.from) {
+        let at = parse_time(at).with_context(|| {
+            format!("--at {at:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z")
+        })?;
+        return from_replica(global, &opts, name, at, &mut hook).await;
+    }
     let target = match (&opts.at, backup_id) {
         (_, Some(id)) => RestoreTarget::Backup(id),
         (Some(at), None) => RestoreTarget::At(parse_time(at).with_context(|| {
@@ -184,6 +190,177 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
         for w in &report.warnings {
             say(format_args!("WARNING: {w}"));
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rebuilds clinic `name` from the replica as it was at the end of second `at`, checks
+/// it, and swaps it in under the operator lock (or only checks it, with --dry-run).
+async fn from_replica(
+    global: &Global,
+    opts: &RestoreOpts,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    hook: ward_tenancy::backup::StepHook<'_>,
+) -> anyhow::Result<ExitCode> {
+    use ward_tenancy::backup::Expected;
+    if opts.reason.trim().is_empty() {
+        anyhow::bail!("a restore needs a reason (--reason \"…\")");
+    }
+    let started = std::time::Instant::now();
+    let platform = super::open_platform(global).await?;
+    let clinic = super::find_clinic(&platform, name).await?;
+    let target = super::replica::target(global)?;
+    let scratch_dir = global.data_dir.join("replication").join("tmp");
+    std::fs::create_dir_all(&scratch_dir)?;
+    let scratch = scratch_dir.join(format!("{}-{}.restoring", clinic.id, Uuid::now_v7()));
+    let expected = Expected {
+        digest: None,
+        schema_version: None,
+        chain_head: None,
+        latest_schema: 0,
+    };
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(
+            platform
+                .tenants
+                .lock(clinic.id, &opts.reason)
+                .await
+                .with_context(|| {
+                    format!(
+                        "clinic {} is locked by another operator; try again when it has finished",
+                        clinic.slug
+                    )
+                })?,
+        )
+    };
+    // The whole second: "10:15:03" holds every commit made before 10:15:04.
+    let until = at.timestamp_millis() + 999;
+    let rebuilt =
+        ward_replica::restore_to(&target, &clinic.id.to_string(), Some(until), &scratch).await;
+    let rebuilt = match rebuilt {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ward_tenancy::backup::remove_database_and_sidecars(&scratch);
+            return Err(anyhow::anyhow!(e)).with_context(|| {
+                format!(
+                    "clinic {} was not restored (it is as it was before)",
+                    clinic.slug
+                )
+            });
+        }
+    };
+    note(format_args!(
+        "rebuilt from generation {} ({} segments, {} transactions, last at {})",
+        rebuilt.generation,
+        rebuilt.segments,
+        rebuilt.commits,
+        ward_replica::restore::rfc3339(rebuilt.last_commit_ms)
+    ));
+    let check = super::audit_hooks::AuditChainCheck;
+    let result = match &lock {
+        None => platform
+            .tenants
+            .verify_backup(clinic.id, &scratch, &scratch_dir, &expected, &check)
+            .await
+            .map(|checked| (checked.tables, None, None)),
+        Some(lock) => {
+            let stamp = at.format("%Y%m%dT%H%M%SZ").to_string();
+            platform
+                .tenants
+                .restore(
+                    clinic.id, lock, &scratch, &expected, &check, &stamp, false, hook,
+                )
+                .await
+                .map(|o| (o.checked.tables, o.before, o.pre_restore))
+        }
+    };
+    let _ = ward_tenancy::backup::remove_database_and_sidecars(&scratch);
+    let (tables, before, pre_restore) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            platform.tenants.shutdown(Duration::from_secs(30)).await;
+            return Err(anyhow::anyhow!(e)).with_context(|| {
+                format!(
+                    "clinic {} was not restored (it is as it was before)",
+                    clinic.slug
+                )
+            });
+        }
+    };
+    let mut warnings = Vec::new();
+    if let Some(lock) = &lock {
+        let entry = ward_control::backups::RestoreAuditEntry {
+            clinic: clinic.id,
+            actor: actor(),
+            reason: opts.reason.clone(),
+            backup_id: Uuid::nil(),
+            backup_taken_at: at,
+            at: ward_core::Clock::now(&SystemClock),
+        };
+        let detail = format!(
+            "replica generation {} at {}",
+            rebuilt.generation,
+            ward_replica::restore::rfc3339(rebuilt.last_commit_ms)
+        );
+        let control = platform.control.clone();
+        let written = platform
+            .tenants
+            .with_locked(clinic.id, lock, |conn| async move {
+                super::audit_hooks::record_restore(&control, &conn, &entry, &detail).await
+            })
+            .await;
+        if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r) {
+            warnings.push(format!(
+                "the clinic's audit log entry could not be written: {e}"
+            ));
+        }
+        if let Some(r) = super::replica::replicator() {
+            r.forget(&clinic.id.to_string());
+        }
+    }
+    drop(lock);
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    if opts.json {
+        json(&serde_json::json!({
+            "clinic": clinic.id,
+            "dry_run": opts.dry_run,
+            "at": format_time(at),
+            "replica": rebuilt,
+            "tables_restored": tables,
+            "tables_before": before,
+            "pre_restore": pre_restore,
+            "warnings": warnings,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if opts.dry_run {
+        say(format_args!(
+            "dry run: {} as of {} rebuilds from the replica and checks out; nothing was changed",
+            clinic.slug,
+            format_time(at)
+        ));
+    } else {
+        say(format_args!(
+            "restored {} ({}) to {} from the replica in {:.2} s",
+            clinic.slug,
+            clinic.id,
+            format_time(at),
+            started.elapsed().as_secs_f64()
+        ));
+        if let Some(p) = &pre_restore {
+            say(format_args!(
+                "the replaced file was kept as {}",
+                p.display()
+            ));
+        }
+    }
+    table(before.as_ref(), &tables);
+    for w in &warnings {
+        say(format_args!("WARNING: {w}"));
     }
     Ok(ExitCode::SUCCESS)
 }

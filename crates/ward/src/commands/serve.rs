@@ -43,7 +43,16 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
                 global.data_dir.display()
             )
         })?;
+    super::replica::install(global)?;
     let platform = super::open_platform(global).await?;
+    if let Some(replicator) = super::replica::replicator() {
+        replicator.start();
+        if replicator.target().local {
+            tracing::warn!(target_url = %replicator.target().url, "the replica is on this machine's disk, not off it: set WARD_REPLICA_URL to a bucket");
+        } else {
+            tracing::info!(target_url = %replicator.target().url, "every database streams to the replica");
+        }
+    }
     if platform.control_migration.changed() {
         tracing::info!(
             from = platform.control_migration.from,

@@ -1,0 +1,124 @@
+//! The continuous replica: which one this process streams to, and `ward replica status`.
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use ward_control::ServeGuard;
+use ward_replica::{Replicator, Target};
+
+use crate::cli::{Global, ReplicaCommand, ReplicaStatusOpts};
+
+static REPLICATOR: OnceLock<Replicator> = OnceLock::new();
+
+/// The replica target the settings name (default: `<data>/replica`).
+pub fn target(global: &Global) -> anyhow::Result<Target> {
+    let url = match &global.replica_url {
+        Some(url) => url.clone(),
+        None => {
+            let data = std::path::absolute(&global.data_dir)
+                .with_context(|| format!("cannot resolve {}", global.data_dir.display()))?;
+            format!("file://{}", data.join("replica").display())
+        }
+    };
+    Target::from_url(&url).map_err(|e| anyhow::anyhow!("WARD_REPLICA_URL: {e}"))
+}
+
+/// The replicator of this process, if it replicates.
+pub fn replicator() -> Option<&'static Replicator> {
+    REPLICATOR.get()
+}
+
+/// Makes every database this process opens from now on stream to the replica, unless a
+/// `ward serve` on the same data is doing it (it then notices this process's writes
+/// itself, within seconds).
+pub fn watch(global: &Global) -> anyhow::Result<()> {
+    if REPLICATOR.get().is_some() {
+        return Ok(());
+    }
+    if std::fs::create_dir_all(&global.data_dir).is_err() {
+        return Ok(());
+    }
+    match ServeGuard::acquire(&global.data_dir) {
+        Ok(Some(guard)) => drop(guard),
+        Ok(None) => return Ok(()),
+        Err(_) => {}
+    }
+    install(global)
+}
+
+/// [`watch`] for `ward serve`, which holds the serve guard itself.
+pub fn install(global: &Global) -> anyhow::Result<()> {
+    let target = target(global)?;
+    let replicator = Replicator::new(&global.data_dir, target, global.replica_retention)
+        .context("cannot start replication")?;
+    let _ = REPLICATOR.set(replicator);
+    Ok(())
+}
+
+/// Ships what this command wrote before it exits; says so if the replica is unreachable
+/// (the frames stay in the WAL and the next `ward serve` ships them).
+pub async fn finish() {
+    let Some(r) = REPLICATOR.get() else { return };
+    for (db, error) in r.sync_dirty().await {
+        tracing::warn!(db = %db, error = %error, "not yet in the replica; `ward serve` will ship it");
+    }
+}
+
+/// `ward replica …`.
+pub async fn run(global: &Global, cmd: ReplicaCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ReplicaCommand::Status(opts) => status(global, opts),
+    }
+}
+
+fn status(global: &Global, opts: ReplicaStatusOpts) -> anyhow::Result<ExitCode> {
+    let target = target(global)?;
+    let dbs = ward_replica::disk_status(&global.data_dir);
+    let worst = dbs.iter().map(|d| d.lag_ms).max().unwrap_or(0);
+    let failing: Vec<&str> = dbs
+        .iter()
+        .filter(|d| d.error.is_some())
+        .map(|d| d.db.as_str())
+        .collect();
+    if opts.json {
+        let doc = serde_json::json!({
+            "target": target.url,
+            "same_disk": target.local,
+            "worst_lag_ms": worst,
+            "databases": dbs,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("replica: {}", target.url);
+        if target.local {
+            println!("warning: the replica is on this machine; set WARD_REPLICA_URL to a bucket");
+        }
+        println!(
+            "{:<38} {:<32} {:>10} {:>12}  last shipped",
+            "database", "generation", "lag", "bytes"
+        );
+        for d in &dbs {
+            println!(
+                "{:<38} {:<32} {:>8}ms {:>12}  {}",
+                d.db,
+                d.generation.as_deref().unwrap_or("-"),
+                d.lag_ms,
+                d.bytes,
+                d.shipped_at_ms
+                    .map(ward_replica::restore::rfc3339)
+                    .or_else(|| d.error.clone())
+                    .unwrap_or_default()
+            );
+        }
+        println!(
+            "worst lag: {worst} ms; {} not replicated yet",
+            failing.len()
+        );
+    }
+    Ok(if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
