@@ -6,9 +6,11 @@ mod clinics;
 mod drill;
 mod export;
 mod migrate;
+mod operator;
 mod purge;
 mod restore;
 mod serve;
+mod status;
 mod users;
 mod verify;
 
@@ -37,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(opts) => export::export(&cli.global, opts).await,
         Command::Import(opts) => export::import(&cli.global, opts).await,
         Command::Purge(opts) => purge::run(&cli.global, opts).await,
+        Command::Status(opts) => status::run(&cli.global, opts).await,
     }
 }
 
