@@ -2,7 +2,7 @@
 //!
 //! Policy: a handler returns `Result<_, AppError>`. Each variant says its status below,
 //! and [`IntoResponse`] maps them in one exhaustive `match`, so a new variant forces a
-//! decision. The page shown never carries SQL, paths or stack traces, but it does show
+//! decision. The page shown never carries SQL, paths or stack traces; a 5xx page shows
 //! the request's id (also in the `x-request-id` header); an unexpected error's full cause
 //! goes to the log inside the request's span, so the log line carries the same id with
 //! the method, route and clinic.
@@ -92,7 +92,7 @@ impl From<askama::Error> for AppError {
 struct ErrorPage<'a> {
     title: &'a str,
     message: &'a str,
-    /// The request's id, for the user to quote.
+    /// The request's id, for the user to quote (5xx pages only).
     request_id: Option<std::sync::Arc<str>>,
 }
 
@@ -109,7 +109,6 @@ fn log_failure(what: &str, cause: &dyn std::fmt::Display) {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let request_id = crate::observe::current_request_id();
         let (status, title, message, retry) = match &self {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -127,7 +126,7 @@ impl IntoResponse for AppError {
                 let body = ErrorPage {
                     title: "That could not be done",
                     message: text,
-                    request_id,
+                    request_id: None,
                 }
                 .render()
                 .unwrap_or_else(|_| text.clone());
@@ -173,7 +172,12 @@ impl IntoResponse for AppError {
         let body = ErrorPage {
             title,
             message,
-            request_id,
+            // Only where the fault is ours is there a log line worth finding; a "not
+            // found" stays the same page for everyone (and byte for byte, whoever asks).
+            request_id: status
+                .is_server_error()
+                .then(crate::observe::current_request_id)
+                .flatten(),
         }
         .render()
         .unwrap_or_else(|_| message.to_owned());

@@ -6,7 +6,7 @@
 //! every response, shown on error pages and carried by the request's span, which also
 //! holds the method, the route *template* (`/c/{slug}/patients/{id}`; never the path
 //! itself, the query string, a cookie or a form field), the clinic's id once the clinic
-//! is resolved, the status and the latency. Every log line written while the request runs
+//! is resolved, the status and the latency in microseconds. Every log line written while the request runs
 //! carries those fields.
 
 use std::sync::Arc;
@@ -85,12 +85,12 @@ pub async fn track(mut req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let span = tracing::info_span!(
         "request",
-        method,
-        route = &*route,
-        request_id = &*id,
+        method = %method,
+        route = %route,
+        request_id = %id,
         clinic_id = tracing::field::Empty,
         status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
     );
     let mut response = REQUEST_ID
         .scope(id, next.run(req))
@@ -99,7 +99,10 @@ pub async fn track(mut req: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     let status = response.status();
     span.record("status", status.as_u16());
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    span.record(
+        "latency_us",
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    );
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!("request finished");

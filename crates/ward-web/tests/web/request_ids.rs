@@ -1,4 +1,4 @@
-//! Every response carries an `x-request-id`; error pages show it for the user to quote.
+//! Every response carries an `x-request-id`; a client's well-formed one is echoed.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -21,7 +21,7 @@ async fn send(t: &TestApp, req: Request<Body>) -> axum::http::Response<Body> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_response_carries_a_request_id_and_error_pages_show_it() {
+async fn every_response_carries_a_fresh_request_id() {
     let t = TestApp::new().await;
     let mut seen = std::collections::HashSet::new();
     for (method, path, expected) in [
@@ -48,13 +48,9 @@ async fn every_response_carries_a_request_id_and_error_pages_show_it() {
         let id = id_of(&response);
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
         assert!(seen.insert(id.clone()), "{id} given twice");
+        // A 404 is the same page for everyone; 5xx pages show the id (clinic/damage.rs).
         let body = body_text(response).await;
-        if expected == StatusCode::NOT_FOUND {
-            assert!(
-                body.contains(&format!("<code>{id}</code>")),
-                "the error page does not show {id}: {body}"
-            );
-        }
+        assert!(!body.contains(&id), "{body}");
     }
 }
 
@@ -69,7 +65,6 @@ async fn a_well_formed_incoming_request_id_is_echoed_and_a_bad_one_replaced() {
     };
     let response = send(&t, get("edge-7f3a.42:1")).await;
     assert_eq!(id_of(&response), "edge-7f3a.42:1");
-    assert!(body_text(response).await.contains("edge-7f3a.42:1"));
 
     let long = "a".repeat(65);
     for bad in ["two words", "<b>x</b>", "a;b=c", long.as_str()] {
