@@ -110,6 +110,10 @@ fn describe() {
         "ward_audit_reads_pending",
         "Record views noted but not yet written to their clinics' audit logs."
     );
+    describe_histogram!(
+        "ward_audit_read_flush_lag_seconds",
+        "Time from a record view to its audit row, per written batch."
+    );
     describe_gauge!(
         "ward_audit_read_write_failures",
         "Failed batch writes of record views since start (each retried)."

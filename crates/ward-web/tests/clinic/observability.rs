@@ -57,6 +57,8 @@ async fn metrics_after_real_requests_show_requests_and_handle_cache_counters_mov
         .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
 
+    // The patient page noted a view; written now, it shows as one flush-lag sample.
+    t.app.audit.flush().await;
     let after = scrape(&t).await;
     let moved =
         |name: &str, labels: &[&str]| sample(&after, name, labels) - sample(&before, name, labels);
@@ -95,6 +97,10 @@ async fn metrics_after_real_requests_show_requests_and_handle_cache_counters_mov
     );
     assert!(
         moved("ward_signin_failures_total", &["reason=\"credentials\""]) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved("ward_audit_read_flush_lag_seconds_count", &[]) >= 1.0,
         "{after}"
     );
     for gauge in [
