@@ -149,10 +149,17 @@ pub async fn serve_operator(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    /// Stops the upkeep with the listener, however that ends (even aborted).
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let router = operator_router(app);
     // Histograms are kept as raw samples until upkeep folds them into their buckets;
     // without a scrape for a while, this keeps memory flat.
-    let upkeep = tokio::spawn(async {
+    let _upkeep = AbortOnDrop(tokio::spawn(async {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
@@ -160,12 +167,10 @@ pub async fn serve_operator(
                 h.run_upkeep();
             }
         }
-    });
-    let served = axum::serve(listener, router)
+    }));
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
-        .await;
-    upkeep.abort();
-    served
+        .await
 }
 
 /// Sets the gauges that are read rather than counted.

@@ -130,3 +130,63 @@ async fn metrics_after_real_requests_show_requests_and_handle_cache_counters_mov
         assert!(!after.contains(secret), "/metrics shows {secret:?}");
     }
 }
+
+/// Collects what a `fmt` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so the subscriber set for this test sees every request it makes.
+#[tokio::test(flavor = "current_thread")]
+async fn the_request_log_names_route_template_and_clinic_id_but_no_patient_or_query() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Logging Clinic", "logging").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(&base, &[("full_name", "Zebulon Quartermain")])
+        .await;
+    let page = c.doctor.get(&format!("{patient}?tab=secretquery")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let request_id = page.headers["x-request-id"].to_str().unwrap().to_owned();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("request_id={request_id}")))
+        .unwrap_or_else(|| panic!("no line for {request_id}: {log}"));
+    assert!(line.contains("route=/c/{slug}/patients/{id}"), "{line}");
+    assert!(line.contains(&format!("clinic_id={}", c.id)), "{line}");
+    assert!(line.contains("status=200"), "{line}");
+    let patient_id = patient.rsplit('/').next().unwrap();
+    for secret in [
+        base.as_str(),
+        &format!("/patients/{patient_id}"),
+        "secretquery",
+        "Zebulon",
+        "Quartermain",
+        "@logging.test",
+        crate::support::PASSWORD,
+        "_csrf",
+        "ward_session",
+    ] {
+        assert!(!log.contains(secret), "the log shows {secret:?}: {log}");
+    }
+}
