@@ -18,7 +18,37 @@ pub struct Job {
     pub attempts: i64,
 }
 
+/// How many jobs wait and run (for the operator's metrics and status).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    /// Queued, due or not.
+    pub queued: u64,
+    /// Claimed by a worker and not finished.
+    pub running: u64,
+}
+
 impl ControlPlane {
+    /// How many jobs are queued and running, over every kind.
+    pub async fn job_counts(&self) -> Result<JobCounts, ControlError> {
+        self.with(|conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'running'), 0) \
+                     FROM jobs WHERE status IN ('queued', 'running')",
+                    (),
+                )
+                .await?;
+            match rows.next().await? {
+                Some(row) => Ok(JobCounts {
+                    queued: row.get(0)?,
+                    running: row.get(1)?,
+                }),
+                None => Ok(JobCounts::default()),
+            }
+        })
+        .await
+    }
+
     /// Queues a job of `kind`; returns its id.
     pub async fn enqueue_job(
         &self,

@@ -222,12 +222,19 @@ impl Mailer {
         match result {
             Ok(()) => {
                 outbox.mark_sent(row.id).await?;
+                metrics::counter!("ward_mail_sent_total").increment(1);
                 tracing::info!(outbox_id = row.id, "mail delivered");
                 Ok(true)
             }
             Err(e) => {
                 let attempts = row.attempts.saturating_add(1);
-                if e.permanent || attempts >= MAX_ATTEMPTS {
+                let gave_up = e.permanent || attempts >= MAX_ATTEMPTS;
+                metrics::counter!(
+                    "ward_mail_send_failures_total",
+                    "outcome" => if gave_up { "gave_up" } else { "retry" }
+                )
+                .increment(1);
+                if gave_up {
                     outbox.mark_failed(row.id, None, &e.message).await?;
                     tracing::error!(
                         outbox_id = row.id,

@@ -18,6 +18,7 @@ mod pin;
 pub mod sealed;
 pub mod sql;
 mod store;
+mod telemetry;
 
 pub use cached::{Db, DbRows};
 pub use db::{DbError, Durability, blocking};

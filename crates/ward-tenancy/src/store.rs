@@ -401,7 +401,10 @@ impl TenantStore {
             .max_capacity(config.max_open)
             .time_to_idle(config.idle_timeout)
             .eviction_listener(
-                |_id: Arc<ClinicId>, tenant: TenantHandle, _cause: RemovalCause| drop(tenant),
+                |_id: Arc<ClinicId>, tenant: TenantHandle, cause: RemovalCause| {
+                    crate::telemetry::evicted(cause);
+                    drop(tenant);
+                },
             )
             .build();
         Ok(Self {
@@ -504,6 +507,7 @@ impl TenantStore {
             }
         };
         self.inner.opens.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::opened();
         let tenant = self.wrap_tenant(id, opened, pin, permit);
         self.record_opened(id, outcome.to).await;
         self.inner.cache.insert(id, tenant).await;
@@ -520,9 +524,11 @@ impl TenantStore {
         }
         if let Some(tenant) = self.inner.cache.get(&id).await {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::hit();
             return Ok(tenant);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::miss();
         self.inner
             .cache
             .try_get_with(id, async {
@@ -1056,6 +1062,7 @@ impl TenantStore {
         match result {
             Ok((opened, outcome)) => {
                 self.inner.opens.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::opened();
                 if outcome.changed() || record.failed || record.schema_version != outcome.to {
                     self.record_opened(id, outcome.to).await;
                 }

@@ -25,7 +25,7 @@ pub struct WebConfig {
     pub public_url: Option<String>,
     /// Where links in mail point: the public URL, or `http://<WARD_ADDR>`.
     pub base_url: String,
-    /// The build's version, shown on `/status`.
+    /// The build's version, shown on the operator's `/status`.
     pub version: String,
     /// Days a closed clinic is kept before it is purged (`WARD_RETENTION_DAYS`).
     pub retention_days: u32,
@@ -221,5 +221,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/static/search.js", get(assets::search_js_get))
         .merge(pages)
         .with_state(state);
-    headers::apply(routes, https)
+    // Outermost, so every response (a rate limit's, a rejection's) carries the request id
+    // and is counted; applied per route, so it sees the route's template.
+    headers::apply(routes, https).layer(axum::middleware::from_fn(crate::observe::track))
 }

@@ -2,13 +2,14 @@
 //!
 //! Policy: a handler returns `Result<_, AppError>`. Each variant says its status below,
 //! and [`IntoResponse`] maps them in one exhaustive `match`, so a new variant forces a
-//! decision. The page shown never carries SQL, paths or stack traces; unexpected errors
-//! get an operation id that is also written, with the full cause, to the log.
+//! decision. The page shown never carries SQL, paths or stack traces; a 5xx page shows
+//! the request's id (also in the `x-request-id` header); an unexpected error's full cause
+//! goes to the log inside the request's span, so the log line carries the same id with
+//! the method, route and clinic.
 
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use rand::RngCore;
 use ward_control::ControlError;
 use ward_tenancy::TenantError;
 
@@ -91,24 +92,28 @@ impl From<askama::Error> for AppError {
 struct ErrorPage<'a> {
     title: &'a str,
     message: &'a str,
-    operation_id: Option<String>,
+    /// The request's id, for the user to quote (5xx pages only).
+    request_id: Option<std::sync::Arc<str>>,
 }
 
-/// A short random reference tying the page a user saw to the log line.
-fn operation_id() -> String {
-    let mut b = [0u8; 6];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
+/// Logs an unexpected failure. Inside a request the span supplies the request id (and
+/// method, route, clinic); outside one (a page rendered by hand) a fresh reference ties
+/// the log line to what was shown.
+fn log_failure(what: &str, cause: &dyn std::fmt::Display) {
+    if crate::observe::current_request_id().is_some() {
+        tracing::error!(cause = %cause, "{what}");
+    } else {
+        tracing::error!(reference = %uuid::Uuid::now_v7(), cause = %cause, "{what}");
+    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, title, message, op, retry) = match &self {
+        let (status, title, message, retry) = match &self {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
                 "Not found",
                 "There is nothing at this address. Check the link, or start again from the home page.",
-                None,
                 None,
             ),
             Self::Forbidden => (
@@ -116,13 +121,12 @@ impl IntoResponse for AppError {
                 "Not available to your role",
                 "Your role in this clinic does not include this page. If you need it, ask the clinic's owner.",
                 None,
-                None,
             ),
             Self::Refused(text) => {
                 let body = ErrorPage {
                     title: "That could not be done",
                     message: text,
-                    operation_id: None,
+                    request_id: None,
                 }
                 .render()
                 .unwrap_or_else(|_| text.clone());
@@ -132,17 +136,14 @@ impl IntoResponse for AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Maintenance in progress",
                 "This clinic's records are being maintained by the operator. Nothing is lost; please try again in a few minutes.",
-                None,
                 Some("120"),
             ),
             Self::ClinicUnavailable(cause) => {
-                let op = operation_id();
-                tracing::error!(op = %op, cause = %cause, "clinic unavailable");
+                log_failure("clinic unavailable", cause);
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Clinic temporarily unavailable",
                     "This clinic's records cannot be opened right now. The operator has been alerted; please try again later.",
-                    Some(op),
                     Some("300"),
                 )
             }
@@ -150,24 +151,20 @@ impl IntoResponse for AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "This clinic's records need attention",
                 "This clinic's records need attention; the operator has been told. Nothing you entered before is lost, and no other clinic is affected. Please try again later.",
-                None,
                 Some("600"),
             ),
             Self::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Restarting",
                 "Ward is restarting. Please try again in a moment.",
-                None,
                 Some("10"),
             ),
             Self::Internal(cause) => {
-                let op = operation_id();
-                tracing::error!(op = %op, cause = %cause, "request failed");
+                log_failure("request failed", cause);
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
                     "Your request could not be completed, and nothing was changed by it. Please try again.",
-                    Some(op),
                     None,
                 )
             }
@@ -175,7 +172,12 @@ impl IntoResponse for AppError {
         let body = ErrorPage {
             title,
             message,
-            operation_id: op,
+            // Only where the fault is ours is there a log line worth finding; a "not
+            // found" stays the same page for everyone (and byte for byte, whoever asks).
+            request_id: status
+                .is_server_error()
+                .then(crate::observe::current_request_id)
+                .flatten(),
         }
         .render()
         .unwrap_or_else(|_| message.to_owned());

@@ -162,6 +162,7 @@ impl FromRequestParts<AppState> for ClinicAccess {
         let Some((clinic_id, status, role)) = membership else {
             return Err(AppError::NotFound.into_response());
         };
+        crate::observe::record_clinic(clinic_id);
         if !session.user.email_verified {
             return Err((
                 StatusCode::FORBIDDEN,

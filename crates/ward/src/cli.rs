@@ -35,6 +35,10 @@ pub struct Global {
     /// Log filter, e.g. `info`, `warn`, `ward=debug`.
     #[arg(long, env = "WARD_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// Log lines as `text` (for a person) or `json` (one object a line, for a log
+    /// collector).
+    #[arg(long, env = "WARD_LOG_FORMAT", value_enum, default_value_t = crate::output::LogFormat::Text, global = true)]
+    pub log_format: crate::output::LogFormat,
     /// Most clinic databases kept open at once (4 file descriptors each). Unset: seven
     /// eighths of what the open-file limit allows (the soft limit is raised to the hard
     /// one at start, 1,024 descriptors are kept for everything else); a value above what
@@ -125,6 +129,9 @@ pub enum Command {
     /// Look at the continuous replica of every database.
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// Show the platform's health: clinics, failing clinics, backups, mail, jobs; exit 1
+    /// when degraded.
+    Status(StatusOpts),
 }
 
 /// `ward replica`.
@@ -138,6 +145,14 @@ pub enum ReplicaCommand {
 #[derive(Debug, Args)]
 pub struct ReplicaStatusOpts {
     /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ward status`.
+#[derive(Debug, Args)]
+pub struct StatusOpts {
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -325,6 +340,10 @@ pub struct ServeOpts {
     /// turns scheduled backups, the daily full pass and the daily drill off).
     #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub backup_interval: Duration,
+    /// Address and port of the operator listener: Prometheus metrics at /metrics and the
+    /// detailed /status. Unset: not served. Keep it off the public network.
+    #[arg(long, env = "WARD_OPERATOR_ADDR")]
+    pub operator_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

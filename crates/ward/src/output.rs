@@ -6,21 +6,36 @@ use std::io::IsTerminal as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr, filtered by `WARD_LOG` (e.g. `info`, `ward=debug`). Colours only on a
-/// terminal (and not with `NO_COLOR`): logs collected by fly.io, systemd or a file stay
-/// plain text.
-pub fn init_logging(filter: &str) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event, span fields first.
+    Text,
+    /// One JSON object per line, with the span's fields (request id, route, clinic).
+    Json,
+}
+
+/// Logs to stderr, filtered by `WARD_LOG` (e.g. `info`, `ward=debug`), as text or JSON.
+/// Colours only in text on a terminal (and not with `NO_COLOR`): logs collected by
+/// fly.io, systemd or a file stay plain.
+pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour)
         .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in log files or pipes.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Prints an error as one line (the causes joined) on stderr.

@@ -323,6 +323,9 @@ impl Writer {
                         let n = batch.entries.len() as u64;
                         written += n;
                         self.counters.written.fetch_add(n, Ordering::Relaxed);
+                        // From the oldest view's arrival to its row: the flush lag.
+                        metrics::histogram!("ward_audit_read_flush_lag_seconds")
+                            .record(batch.since.elapsed().as_secs_f64());
                     }
                     Err(reason) => {
                         self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);

@@ -416,6 +416,12 @@ const BAD_LOGIN: &str =
     "That email and password do not match an account. Check them and try again.";
 
 /// Checks the password (the same work for unknown addresses) and starts a session.
+/// Counts a refused sign-in for the operator's metrics. The reason is one of a few fixed
+/// words; never the address typed.
+fn signin_failed(reason: &'static str) {
+    metrics::counter!("ward_signin_failures_total", "reason" => reason).increment(1);
+}
+
 pub async fn login_post(
     State(app): State<AppState>,
     Csrf(csrf): Csrf,
@@ -435,11 +441,13 @@ pub async fn login_post(
         )
     };
     if let Err(wait) = check(&app.email_limits.login, &typed) {
+        signin_failed("limited");
         log(&app, "login", "limited", None, Some(&typed), &client).await;
         return Ok(too_many(wait));
     }
     let since = app.clock.now() - TimeDelta::hours(1);
     if app.control.failed_logins_since(None, &typed, since).await? >= MAX_FAILED_LOGINS_PER_HOUR {
+        signin_failed("limited");
         log(&app, "login", "limited", None, Some(&typed), &client).await;
         return Ok(too_many(15 * 60));
     }
@@ -457,6 +465,7 @@ pub async fn login_post(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         other => {
+            signin_failed("credentials");
             log(
                 &app,
                 "login",
@@ -470,6 +479,7 @@ pub async fn login_post(
         }
     };
     if !user.email_verified {
+        signin_failed("unverified");
         log(
             &app,
             "login",

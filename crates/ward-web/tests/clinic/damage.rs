@@ -1,4 +1,5 @@
-//! A clinic whose file is damaged gets a 503 page of its own, is named on `/status`, and
+//! A clinic whose file is damaged gets a 503 page of its own, is named on the operator's
+//! `/status`, and
 //! every other clinic keeps working; once the file is sound again it is served again.
 
 use std::time::Duration;
@@ -58,6 +59,13 @@ async fn a_damaged_clinic_gets_its_own_503_while_the_others_keep_working() {
         page.body
     );
     assert!(page.body.contains(SENTENCE), "{}", page.body);
+    // The page shows the request's id, which the response also carries.
+    let request_id = page.headers["x-request-id"].to_str().unwrap();
+    assert!(
+        page.body.contains(&format!("<code>{request_id}</code>")),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("Ana Maria Rao"));
     assert!(!page.body.contains(".db") && !page.body.contains("HMAC"));
 
@@ -73,18 +81,19 @@ async fn a_damaged_clinic_gets_its_own_503_while_the_others_keep_working() {
         .register(&bravo_base, &[("full_name", "Cyrus Vale")])
         .await;
 
-    // Named on /status by id, and the damage mark holds for the next request too.
-    let status = acme.owner.get("/status").await;
+    // Named on the operator's /status by id (publicly: only "degraded"), and the damage
+    // mark holds for the next request too.
+    let public = acme.owner.get("/status").await;
+    assert_eq!(public.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        status.body.contains(&acme.id.to_string()),
+        !public.body.contains(&acme.id.to_string()),
         "{}",
-        status.body
+        public.body
     );
-    assert!(
-        !status.body.contains(&bravo.id.to_string()),
-        "{}",
-        status.body
-    );
+    let (code, status) = operator_status(&t).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(status.contains(&acme.id.to_string()), "{status}");
+    assert!(!status.contains(&bravo.id.to_string()), "{status}");
     let again = acme.owner.get(&format!("{acme_base}/patients/new")).await;
     assert_eq!(again.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(again.body.contains(SENTENCE));
@@ -99,10 +108,23 @@ async fn a_damaged_clinic_gets_its_own_503_while_the_others_keep_working() {
     let page = acme.receptionist.get(&patients).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Ana Maria Rao"));
-    let status = acme.owner.get("/status").await;
-    assert!(
-        !status.body.contains(&acme.id.to_string()),
-        "{}",
-        status.body
-    );
+    let (_, status) = operator_status(&t).await;
+    assert!(!status.contains(&acme.id.to_string()), "{status}");
+}
+
+/// The operator listener's `/status`, as text.
+async fn operator_status(t: &TestApp) -> (StatusCode, String) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let response = ward_web::operator_router(t.app.clone())
+        .oneshot(
+            axum::http::Request::get("/status")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let code = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (code, String::from_utf8(bytes.to_vec()).unwrap())
 }

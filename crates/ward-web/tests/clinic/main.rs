@@ -9,6 +9,7 @@
 
 mod audit_trail;
 mod damage;
+mod observability;
 mod patients;
 mod support;
 mod visit_edits;

@@ -9,4 +9,5 @@
 mod errors;
 mod headers;
 mod health;
+mod request_ids;
 mod support;

@@ -6,10 +6,12 @@ mod clinics;
 mod drill;
 mod export;
 mod migrate;
+mod operator;
 mod purge;
 mod replica;
 mod restore;
 mod serve;
+mod status;
 mod users;
 mod verify;
 
@@ -45,6 +47,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(opts) => export::import(&cli.global, opts).await,
         Command::Purge(opts) => purge::run(&cli.global, opts).await,
         Command::Replica(cmd) => replica::run(&cli.global, cmd).await,
+        Command::Status(opts) => status::run(&cli.global, opts).await,
     }
 }
 

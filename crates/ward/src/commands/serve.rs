@@ -122,6 +122,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         started_at: clock.now(),
         clock,
     });
+    let operator = super::operator::start(opts.operator_addr, app.clone()).await?;
     let stats = tenants.stats();
     tracing::info!(
         max_open = stats.max_open,
@@ -196,6 +197,9 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .await
         .context("the server stopped")?;
     housekeeping.abort();
+    if let Some(operator) = operator {
+        operator.abort();
+    }
     purging.abort();
     exporting.abort();
     // Let the worker finish the mail it is handing over; whatever is still queued stays

@@ -245,13 +245,15 @@ async fn a_restore_killed_at_any_step_leaves_a_usable_clinic_old_or_new() {
     assert_eq!(data.notes(id).await, ["backed up"]);
 }
 
-/// `ward serve` on port 0; returns the child and its address once it listens.
+/// `ward serve` on port 0, its operator listener too; returns the child and the
+/// operator listener's address once it listens.
 fn serve(data: &Data) -> (std::process::Child, String) {
     let mut child = data
         .ward()
         .env("WARD_LOG", "info")
         .env("WARD_BACKUP_INTERVAL", "0")
         .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(["--operator-addr", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -262,7 +264,7 @@ fn serve(data: &Data) -> (std::process::Child, String) {
             .next()
             .expect("serve exited before listening")
             .unwrap();
-        if line.contains("Ward is listening") {
+        if line.contains("operator listener") {
             let at = line.find("addr=").unwrap() + 5;
             break line[at..].split_whitespace().next().unwrap().to_owned();
         }
@@ -290,8 +292,8 @@ async fn the_control_plane_restore_is_refused_while_serve_runs() {
 
     let (mut server, addr) = serve(&data);
     let status = get(&addr, "/status");
-    assert!(status.contains("Backups"), "{status}");
-    assert!(status.contains("With a verified backup"));
+    assert!(status.contains("backups: all backups"), "{status}");
+    assert!(status.contains("with a verified backup: "), "{status}");
     let out = data.run(&[
         "restore",
         "--control-plane",

@@ -12,6 +12,7 @@ mod deploy;
 mod lifecycle;
 mod migrate;
 mod serve;
+mod status;
 mod support;
 mod tamper;
 mod verify;

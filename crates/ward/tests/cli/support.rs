@@ -191,15 +191,34 @@ pub fn run(cmd: &mut Command) -> Run {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The operator listener's address, when one was asked for.
+    pub operator: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
+}
+
+/// The `addr` field of a log line, text (`addr=…`) or JSON (`"addr":"…"`).
+fn addr_field(line: &str) -> Option<SocketAddr> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        return v["fields"]["addr"].as_str()?.parse().ok();
+    }
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))?
+        .parse()
+        .ok()
 }
 
 impl Server {
     /// Starts `ward serve` on a port the system picks and waits until it says where.
     pub fn start(ward: &Ward) -> Self {
+        Self::start_with(ward, &[])
+    }
+
+    /// [`Self::start`] with more arguments for `ward serve`.
+    pub fn start_with(ward: &Ward, args: &[&str]) -> Self {
         let mut child = ward
             .cmd()
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -231,13 +250,20 @@ impl Server {
             !line.contains('\u{1b}'),
             "escape codes in a piped log: {line:?}"
         );
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr, log }
+        let addr = addr_field(&line).unwrap_or_else(|| panic!("no addr in {line:?}"));
+        // Logged before the public listener's line.
+        let operator = log
+            .lock()
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("operator listener"))
+            .and_then(addr_field);
+        Self {
+            child,
+            addr,
+            operator,
+            log,
+        }
     }
 
     /// Sends SIGTERM (what fly.io and systemd send) and waits for the exit.
@@ -283,13 +309,28 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET: enough for a health check and a status page.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(addr, path, &[]);
+    (status, body)
+}
+
+/// A GET with extra request headers: the status, the response's head (lower-cased) and
+/// the body.
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -311,7 +352,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     } else {
         body.to_owned()
     };
-    (status, body)
+    (status, head.to_ascii_lowercase(), body)
 }
 
 fn dechunk(mut rest: &str) -> String {
