@@ -29,6 +29,12 @@ impl Target {
     /// `AWS_*` variables: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...) or
     /// `file:///absolute/path`.
     pub fn from_url(url: &str) -> Result<Self, ReplicaError> {
+        Self::from_url_with(url, &[])
+    }
+
+    /// [`Target::from_url`], with S3 settings given explicitly (`aws_endpoint`,
+    /// `aws_access_key_id`, ...) on top of the environment's.
+    pub fn from_url_with(url: &str, s3: &[(&str, &str)]) -> Result<Self, ReplicaError> {
         let parsed = url::Url::parse(url).map_err(|e| {
             ReplicaError::Config(format!("the replica URL {url:?} is not a URL: {e}"))
         })?;
@@ -67,6 +73,12 @@ impl Target {
                     builder = builder
                         .with_allow_http(endpoint.starts_with("http://"))
                         .with_endpoint(endpoint);
+                }
+                for (k, v) in s3 {
+                    let key = k
+                        .parse()
+                        .map_err(|e: object_store::Error| ReplicaError::Config(e.to_string()))?;
+                    builder = builder.with_config(key, *v);
                 }
                 let store = builder.build().map_err(|e| {
                     ReplicaError::Config(format!("the replica target {url:?}: {e}"))

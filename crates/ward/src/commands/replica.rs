@@ -8,6 +8,7 @@ use ward_control::ServeGuard;
 use ward_replica::{Replicator, Target};
 
 use crate::cli::{Global, ReplicaCommand, ReplicaStatusOpts};
+use crate::output::{json, say};
 
 static REPLICATOR: OnceLock<Replicator> = OnceLock::new();
 
@@ -82,39 +83,41 @@ fn status(global: &Global, opts: ReplicaStatusOpts) -> anyhow::Result<ExitCode> 
         .map(|d| d.db.as_str())
         .collect();
     if opts.json {
-        let doc = serde_json::json!({
+        json(&serde_json::json!({
             "target": target.url,
             "same_disk": target.local,
             "worst_lag_ms": worst,
             "databases": dbs,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        }))?;
     } else {
-        println!("replica: {}", target.url);
+        say(format_args!("replica: {}", target.url));
         if target.local {
-            println!("warning: the replica is on this machine; set WARD_REPLICA_URL to a bucket");
+            say(format_args!(
+                "warning: the replica is on this machine; set WARD_REPLICA_URL to a bucket"
+            ));
         }
-        println!(
+        say(format_args!(
             "{:<38} {:<32} {:>10} {:>12}  last shipped",
             "database", "generation", "lag", "bytes"
-        );
+        ));
         for d in &dbs {
-            println!(
-                "{:<38} {:<32} {:>8}ms {:>12}  {}",
+            let shipped = d
+                .shipped_at_ms
+                .map(ward_replica::restore::rfc3339)
+                .or_else(|| d.error.clone())
+                .unwrap_or_default();
+            say(format_args!(
+                "{:<38} {:<32} {:>8}ms {:>12}  {shipped}",
                 d.db,
                 d.generation.as_deref().unwrap_or("-"),
                 d.lag_ms,
-                d.bytes,
-                d.shipped_at_ms
-                    .map(ward_replica::restore::rfc3339)
-                    .or_else(|| d.error.clone())
-                    .unwrap_or_default()
-            );
+                d.bytes
+            ));
         }
-        println!(
+        say(format_args!(
             "worst lag: {worst} ms; {} not replicated yet",
             failing.len()
-        );
+        ));
     }
     Ok(if failing.is_empty() {
         ExitCode::SUCCESS
