@@ -246,9 +246,13 @@ pub struct TransitionOpts {
 
 /// `ward restore`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "control_plane"])))]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["at", "backup"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "control_plane", "everything"])))]
+#[command(group(clap::ArgGroup::new("which").args(["at", "backup"])))]
 pub struct RestoreOpts {
+    /// Rebuild an empty data directory from the replica: the control plane, then every
+    /// clinic (the latest commit, or --at). Needs the master key (WARD_MASTER_KEY).
+    #[arg(long, conflicts_with = "backup")]
+    pub everything: bool,
     /// The clinic, by short name or id.
     #[arg(long)]
     pub clinic: Option<String>,

@@ -11,6 +11,13 @@ use crate::cli::{Global, ReplicaCommand, ReplicaStatusOpts};
 use crate::output::{json, say};
 
 static REPLICATOR: OnceLock<Replicator> = OnceLock::new();
+static OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// This process writes no replica (it is rebuilding from one): the next `ward serve`
+/// starts every database's stream afresh.
+pub fn off() {
+    OFF.store(true, std::sync::atomic::Ordering::Release);
+}
 
 /// The replica target the settings name (default: `<data>/replica`).
 pub fn target(global: &Global) -> anyhow::Result<Target> {
@@ -34,7 +41,7 @@ pub fn replicator() -> Option<&'static Replicator> {
 /// `ward serve` on the same data is doing it (it then notices this process's writes
 /// itself, within seconds).
 pub fn watch(global: &Global) -> anyhow::Result<()> {
-    if REPLICATOR.get().is_some() {
+    if REPLICATOR.get().is_some() || OFF.load(std::sync::atomic::Ordering::Acquire) {
         return Ok(());
     }
     if std::fs::create_dir_all(&global.data_dir).is_err() {

@@ -43,6 +43,9 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
         note(format_args!("… {s}"));
         Ok(())
     };
+    if opts.everything {
+        return everything(global, &opts).await;
+    }
     let backup_id = opts
         .backup
         .as_deref()
@@ -192,6 +195,109 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rebuilds an empty data directory from the replica: the control plane, then every
+/// clinic it lists, each checked (authenticated pages, integrity) as it lands.
+async fn everything(global: &Global, opts: &RestoreOpts) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let data = &global.data_dir;
+    if data.join("control.db").exists() {
+        anyhow::bail!(
+            "--everything rebuilds an empty data directory, and {} already holds a control plane; use an empty one (WARD_DATA_DIR)",
+            data.display()
+        );
+    }
+    if global.master_key.is_none() && !data.join("master.key").exists() {
+        anyhow::bail!(
+            "--everything needs the master key the clinics' keys are wrapped with: set WARD_MASTER_KEY (or put master.key in {})",
+            data.display()
+        );
+    }
+    let until = match &opts.at {
+        Some(at) => Some(
+            parse_time(at)
+                .with_context(|| {
+                    format!("--at {at:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z")
+                })?
+                .timestamp_millis()
+                + 999,
+        ),
+        None => None,
+    };
+    super::replica::off();
+    let target = super::replica::target(global)?;
+    std::fs::create_dir_all(data.join("clinics"))?;
+    ward_tenancy::format::check_or_mark(data, true).map_err(anyhow::Error::msg)?;
+    let control = ward_replica::restore_to(&target, "control", until, &data.join("control.db"))
+        .await
+        .context("the control plane could not be rebuilt from the replica")?;
+    note(format_args!(
+        "control plane rebuilt (generation {}, last commit {})",
+        control.generation,
+        ward_replica::restore::rfc3339(control.last_commit_ms)
+    ));
+    let platform = super::open_platform(global).await?;
+    let clinics: Vec<_> = platform
+        .control
+        .list_clinics()
+        .await?
+        .into_iter()
+        .filter(|c| c.status != ward_core::ClinicStatus::Purged)
+        .collect();
+    let bar = crate::output::progress(clinics.len() as u64, "clinics");
+    let mut failed = Vec::new();
+    let mut restored = 0usize;
+    for clinic in &clinics {
+        let path = platform.tenants.path_of(clinic.id);
+        let result =
+            match ward_replica::restore_to(&target, &clinic.id.to_string(), until, &path).await {
+                Ok(_) => platform
+                    .tenants
+                    .check_file(clinic.id)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|problems| {
+                        if problems.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(problems.join("; "))
+                        }
+                    }),
+                Err(e) => Err(e.to_string()),
+            };
+        match result {
+            Ok(()) => restored += 1,
+            Err(e) => {
+                let _ = ward_tenancy::backup::remove_database_and_sidecars(&path);
+                failed.push(serde_json::json!({"clinic": clinic.id, "slug": clinic.slug.to_string(), "error": e}));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    let secs = started.elapsed().as_secs_f64();
+    if opts.json {
+        json(&serde_json::json!({
+            "control": control, "clinics": clinics.len(), "restored": restored,
+            "failed": failed, "duration_ms": (secs * 1000.0) as u64,
+        }))?;
+    } else {
+        say(format_args!(
+            "rebuilt the control plane and {restored} of {} clinics from {} in {secs:.1} s",
+            clinics.len(),
+            target.url
+        ));
+        for f in &failed {
+            say(format_args!("FAILED {}: {}", f["slug"], f["error"]));
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Rebuilds clinic `name` from the replica as it was at the end of second `at`, checks
