@@ -769,14 +769,21 @@ impl ward_tenancy::db::WalWatch for Shared {
             return;
         };
         let stream = self.stream(&db);
-        {
+        let starting = {
             let mut st = stream.state.lock();
+            self.ensure_loaded(&stream, &mut st);
             let now = now_ms();
             st.commits.push_back((frames, now));
             st.pending_since.get_or_insert(now);
-        }
+            st.pos.is_none()
+        };
         self.dirty.lock().insert(db.clone());
         self.wake.notify_one();
+        if starting && frames < CHECKPOINT_FRAMES {
+            // A database's first commit (a new clinic) waits for its generation to be
+            // stored: a clinic the control plane lists always has a copy to restore.
+            self.ship_and_wait(&db);
+        }
         if frames >= CHECKPOINT_FRAMES && self.ship_and_wait(&db) {
             self.checkpoint_if_shipped(&db, || {
                 wal.checkpoint_v2(rusqlite::wal::CheckpointMode::TRUNCATE)

@@ -264,6 +264,10 @@ async fn everything(global: &Global, opts: &RestoreOpts) -> anyhow::Result<ExitC
                             Err(problems.join("; "))
                         }
                     }),
+                Err(ward_replica::ReplicaError::NotFound(_)) => Err(
+                    "the replica holds no copy of it (created moments before the last shipment)"
+                        .to_owned(),
+                ),
                 Err(e) => Err(e.to_string()),
             };
         match result {
