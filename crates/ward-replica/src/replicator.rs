@@ -117,6 +117,8 @@ struct Shared {
     me: std::sync::Weak<Shared>,
     /// How far back restores reach; generations older than that are deleted.
     retention: Duration,
+    /// Commit-to-stored delays of recent commits, in milliseconds (the newest 100,000).
+    lags: parking_lot::Mutex<VecDeque<u32>>,
 }
 
 /// Ships every database of one data directory to one target.
@@ -199,6 +201,7 @@ impl Replicator {
             runtime: runtime.handle().clone(),
             me: me.clone(),
             retention,
+            lags: parking_lot::Mutex::new(VecDeque::new()),
         });
         let watch: Arc<dyn ward_tenancy::db::WalWatch> = shared.clone();
         ward_tenancy::db::watch_wal(&watch);
@@ -320,6 +323,11 @@ impl Replicator {
             .collect();
         out.sort_by(|a, b| a.db.cmp(&b.db));
         out
+    }
+
+    /// The commit-to-stored delays (milliseconds) recorded since the last call.
+    pub fn take_lag_samples(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.shared.lags.lock()).into()
     }
 
     /// Stops the loop (pending frames stay in the WAL for the next start).
@@ -512,6 +520,18 @@ impl Shared {
                             continue;
                         }
                         Err(e) => return Err(e),
+                    }
+                    {
+                        let stored = now_ms();
+                        let mut lags = self.lags.lock();
+                        for c in &header.commits {
+                            lags.push_back(
+                                u32::try_from((stored - c.at_ms).max(0)).unwrap_or(u32::MAX),
+                            );
+                        }
+                        while lags.len() > 100_000 {
+                            lags.pop_front();
+                        }
                     }
                     let mut st = stream.state.lock();
                     let Some(pos) = st.pos.as_mut() else { continue };

@@ -63,8 +63,25 @@ impl Target {
                     .host_str()
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| ReplicaError::Config(format!("{url:?} names no bucket")))?;
-                let mut builder =
-                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // Failures surface within seconds and the replicator retries on its own
+                // schedule, so an outage shows as lag instead of a request stuck retrying.
+                let retry = object_store::RetryConfig {
+                    backoff: object_store::BackoffConfig {
+                        init_backoff: std::time::Duration::from_millis(100),
+                        max_backoff: std::time::Duration::from_secs(1),
+                        base: 2.0,
+                    },
+                    max_retries: 3,
+                    retry_timeout: std::time::Duration::from_secs(10),
+                };
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(std::time::Duration::from_secs(5))
+                            .with_timeout(std::time::Duration::from_secs(60)),
+                    );
                 let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
                     .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
                     .or_else(|_| std::env::var("AWS_ENDPOINT"))

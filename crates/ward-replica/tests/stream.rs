@@ -217,3 +217,145 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A TCP proxy in front of the test S3 server that can be cut off and restored.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::Acquire) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                {
+                    let mut open = open2.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { addr, up, open }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::Release);
+        if !up {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_after() {
+    let Some(_) = s3_target() else { return };
+    let endpoint = std::env::var("WARD_TEST_S3_ENDPOINT").unwrap();
+    let upstream = endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(upstream);
+    let via = format!("http://{}", proxy.addr);
+    let (key, secret) = (
+        std::env::var("WARD_TEST_S3_KEY").unwrap(),
+        std::env::var("WARD_TEST_S3_SECRET").unwrap(),
+    );
+    let url = format!(
+        "s3://{}/outage-{}",
+        std::env::var("WARD_TEST_S3_BUCKET").unwrap(),
+        uuid::Uuid::now_v7()
+    );
+    let target = Target::from_url_with(
+        &url,
+        &[
+            ("aws_endpoint", via.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", key.as_str()),
+            ("aws_secret_access_key", secret.as_str()),
+            ("aws_region", "us-east-1"),
+        ],
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let replicator =
+        Replicator::new(data.path(), target.clone(), Duration::from_secs(86_400)).unwrap();
+    replicator.start();
+    let key = DataKey::random();
+    let path = clinic_path(data.path());
+    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
+    opened
+        .conn
+        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
+        .unwrap();
+    replicator.sync(&db_id).await.unwrap();
+
+    proxy.set_up(false);
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        opened
+            .conn
+            .execute_now(
+                "INSERT INTO t (pad) VALUES (?1)",
+                ward_tenancy::sql::params![format!("{i}")],
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "writes waited for the store"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = replicator
+        .status()
+        .into_iter()
+        .find(|s| s.db == db_id)
+        .unwrap();
+    assert!(status.lag_ms > 1000, "{status:?}");
+    assert!(status.error.is_some(), "{status:?}");
+
+    proxy.set_up(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = replicator
+            .status()
+            .into_iter()
+            .find(|s| s.db == db_id)
+            .unwrap();
+        if s.lag_ms == 0 && s.error.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog never drained: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = data.path().join("after.db");
+    restore_to(&target, &db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &key), 40);
+    drop(opened);
+}

@@ -18,7 +18,7 @@ pub struct Cli {
 }
 
 /// Settings every command shares.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Folder holding control.db, clinics/, backups/, exports/ and outbox/.
     #[arg(

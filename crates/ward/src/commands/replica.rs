@@ -132,3 +132,19 @@ fn status(global: &Global, opts: ReplicaStatusOpts) -> anyhow::Result<ExitCode> 
         ExitCode::FAILURE
     })
 }
+
+/// Deletes the replica objects of clinics just purged (their key is already gone, so
+/// the objects were unreadable; this frees the space and leaves nothing behind).
+pub async fn drop_purged(global: &Global, items: &[ward_control::lifecycle::PurgeItem]) {
+    let Ok(target) = target(global) else { return };
+    for item in items.iter().filter(|i| i.done) {
+        let db = item.clinic.id.to_string();
+        ward_replica::replicator::forget_position(&global.data_dir, &db);
+        match ward_replica::delete_database(&target, &db).await {
+            Ok(n) => tracing::info!(clinic = %db, objects = n, "purged clinic's replica deleted"),
+            Err(e) => {
+                tracing::warn!(clinic = %db, error = %e, "the purged clinic's replica objects could not all be deleted (they are unreadable without its key)");
+            }
+        }
+    }
+}

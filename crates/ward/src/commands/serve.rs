@@ -175,12 +175,14 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     // which also finishes a purge a crash interrupted).
     let purging = {
         let purger = super::purger(global, &platform);
+        let global = global.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(86_400));
             loop {
                 tick.tick().await;
                 match purger.run("ward serve", false).await {
                     Ok(items) if !items.is_empty() => {
+                        super::replica::drop_purged(&global, &items).await;
                         tracing::info!(clinics = items.len(), "daily purge done");
                     }
                     Ok(_) => {}
