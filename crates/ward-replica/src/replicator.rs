@@ -113,6 +113,7 @@ struct Shared {
     dirty: parking_lot::Mutex<BTreeSet<String>>,
     wake: tokio::sync::Notify,
     stopped: AtomicBool,
+    running: AtomicBool,
     runtime: tokio::runtime::Handle,
     me: std::sync::Weak<Shared>,
     /// How far back restores reach; generations older than that are deleted.
@@ -198,6 +199,7 @@ impl Replicator {
             dirty: parking_lot::Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             runtime: runtime.handle().clone(),
             me: me.clone(),
             retention,
@@ -226,6 +228,7 @@ impl Replicator {
                 dirty.insert(db);
             }
         }
+        self.shared.running.store(true, Ordering::Release);
         self.shared.runtime.spawn(async move { shared.run().await });
         self.shared.wake.notify_one();
     }
@@ -328,6 +331,11 @@ impl Replicator {
     /// The commit-to-stored delays (milliseconds) recorded since the last call.
     pub fn take_lag_samples(&self) -> Vec<u32> {
         std::mem::take(&mut *self.shared.lags.lock()).into()
+    }
+
+    /// Whether the shipping loop runs in this process.
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
     }
 
     /// Stops the loop (pending frames stay in the WAL for the next start).

@@ -45,6 +45,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         })?;
     super::replica::install(global)?;
     let platform = super::open_platform(global).await?;
+    super::replica::report_status(global);
     if let Some(replicator) = super::replica::replicator() {
         replicator.start();
         if replicator.target().local {

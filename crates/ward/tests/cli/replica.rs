@@ -111,6 +111,24 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     // Every restored clinic opens, checks out, and its audit chain verifies.
     let verify = fresh.run(&["verify"]);
     assert_eq!(verify.status.code(), Some(0), "{verify:?}");
+    // The rebuilt machine's status names the replica and its lag.
+    let status: serde_json::Value =
+        serde_json::from_str(&fresh.run(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        status["replica"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("kill-") || t.starts_with("file://")),
+        "{status}"
+    );
+    assert!(status["replica"]["worst_lag_ms"].is_i64(), "{status}");
+    let replica: serde_json::Value =
+        serde_json::from_str(&fresh.run(&["replica", "status", "--json"]).stdout).unwrap();
+    assert!(
+        replica["databases"]
+            .as_array()
+            .is_some_and(|d| d.len() >= names.len()),
+        "{replica}"
+    );
     // And it serves again.
     let server = Server::start(&fresh);
     assert_eq!(server.get("/healthz").0, 200);
