@@ -298,8 +298,12 @@ pub struct VerifyOpts {
     /// into a scratch file and check it (instead of checking the live databases).
     #[arg(long)]
     pub backups: bool,
-    /// With --backups: only this many clinics, picked at random.
-    #[arg(long, requires = "backups", conflicts_with = "clinic")]
+    /// Replica drill: rebuild the latest state of each clinic from the replica into a
+    /// scratch file and check it (authenticated pages, integrity, audit chain).
+    #[arg(long, conflicts_with = "backups")]
+    pub replica: bool,
+    /// With --backups or --replica: only this many clinics, picked at random.
+    #[arg(long, conflicts_with = "clinic")]
     pub sample: Option<usize>,
     /// Only this clinic (short name or id). The auth log is checked either way.
     #[arg(long)]

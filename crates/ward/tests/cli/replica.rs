@@ -111,6 +111,10 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     // Every restored clinic opens, checks out, and its audit chain verifies.
     let verify = fresh.run(&["verify"]);
     assert_eq!(verify.status.code(), Some(0), "{verify:?}");
+    // The replica drill rebuilds every clinic again and checks it.
+    let drill = fresh.run(&["verify", "--replica", "--sample", "5"]);
+    assert_eq!(drill.status.code(), Some(0), "{drill:?}");
+    assert!(drill.stdout.contains("5 of 5 clinics rebuilt"), "{drill:?}");
     // The rebuilt machine's status names the replica and its lag.
     let status: serde_json::Value =
         serde_json::from_str(&fresh.run(&["status", "--json"]).stdout).unwrap();
