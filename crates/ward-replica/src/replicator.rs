@@ -30,7 +30,7 @@ const CHECKPOINT_FRAMES: u32 = 1000;
 /// leaves them in the WAL for later.
 const SHIP_WAIT: Duration = Duration::from_secs(5);
 /// Segments shipped at once.
-const PARALLEL: usize = 32;
+const PARALLEL: usize = 64;
 
 /// Where a database's stream stands, kept in `<data>/replication/<db>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -443,7 +443,7 @@ impl Shared {
     }
 
     async fn run(self: Arc<Self>) {
-        use futures::StreamExt;
+        let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
         let mut seen = HashMap::new();
         self.notice_outside_writes(&mut seen);
         let mut last_look = std::time::Instant::now();
@@ -468,27 +468,23 @@ impl Shared {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
                 continue;
             }
-            let results: Vec<(String, Result<(), ReplicaError>)> =
-                futures::stream::iter(batch.into_iter().map(|db| {
-                    let me = self.clone();
-                    async move {
-                        let r = me.ship(&db).await;
-                        (db, r)
+            // Each database ships as soon as a slot is free; a slow one never holds up
+            // the others' next commits.
+            for db in batch {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if me.ship(&db).await.is_err() {
+                        // Retried after a pause; the slot stays taken meanwhile, so an
+                        // unreachable store is not hammered.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        me.dirty.lock().insert(db);
+                        me.wake.notify_one();
                     }
-                }))
-                .buffer_unordered(PARALLEL)
-                .collect()
-                .await;
-            let mut failed = false;
-            for (db, r) in results {
-                if let Err(e) = r {
-                    failed = true;
-                    tracing::warn!(db = %db, error = %e, "replication is behind; will retry");
-                    self.dirty.lock().insert(db);
-                }
-            }
-            if failed {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                    drop(permit);
+                });
             }
         }
     }
@@ -499,7 +495,15 @@ impl Shared {
         let _one = stream.shipping.lock().await;
         let result = self.ship_locked(&stream).await;
         let mut st = stream.state.lock();
-        st.error = result.as_ref().err().map(ToString::to_string);
+        let error = result.as_ref().err().map(ToString::to_string);
+        match (&st.error, &error) {
+            (None, Some(e)) => {
+                tracing::warn!(db = %db, error = %e, "replication is behind; retrying every second");
+            }
+            (Some(_), None) => tracing::info!(db = %db, "replication caught up"),
+            _ => {}
+        }
+        st.error = error;
         result
     }
 
