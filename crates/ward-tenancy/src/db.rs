@@ -312,6 +312,20 @@ pub async fn vacuum_into(conn: &Connection, target: &Path) -> Result<(), DbError
     Ok(())
 }
 
+/// Re-encrypts the whole database of `conn` under `key`: a copy made into another clinic
+/// must not share its source's key (crypto-shredding one must not spare the other).
+pub fn rekey(conn: &Connection, key: &DataKey) -> Result<(), DbError> {
+    conn.execute_batch_now("PRAGMA journal_mode=DELETE")?;
+    let mut pragma = zeroize::Zeroizing::new(String::with_capacity(80));
+    pragma.push_str("PRAGMA rekey = \"x'");
+    pragma.push_str(&hex::encode(key.bytes()));
+    pragma.push_str("'\"");
+    conn.execute_batch_now(&pragma)?;
+    drop(pragma);
+    conn.execute_batch_now("PRAGMA journal_mode=WAL")?;
+    Ok(())
+}
+
 /// Runs database work without stalling the async workers.
 ///
 /// SQLite calls block the thread while SQLite reads, writes and fsyncs. On the

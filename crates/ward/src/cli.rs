@@ -277,6 +277,10 @@ pub struct RestoreOpts {
     /// Only pick the backup, restore it into a scratch file and check it.
     #[arg(long)]
     pub dry_run: bool,
+    /// From the replica: restore into a new clinic with this name, beside the live one,
+    /// for inspection (its own key; the live clinic is untouched).
+    #[arg(long, requires = "clinic", conflicts_with_all = ["dry_run", "backup"])]
+    pub as_new: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

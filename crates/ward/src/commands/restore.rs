@@ -304,6 +304,120 @@ async fn everything(global: &Global, opts: &RestoreOpts) -> anyhow::Result<ExitC
     })
 }
 
+/// The whole second: "10:15:03" holds every commit made before 10:15:04.
+fn until_of(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis() + 999
+}
+
+/// `--as-new`: the clinic as it was, rebuilt into a new clinic under its own key.
+#[expect(clippy::too_many_arguments, reason = "the restore's pieces, passed on")]
+async fn as_new(
+    platform: &ward_control::Platform,
+    target: &ward_replica::Target,
+    source: &ward_control::ClinicRecord,
+    new_name: &str,
+    until: i64,
+    opts: &RestoreOpts,
+    scratch: &std::path::Path,
+    scratch_dir: &std::path::Path,
+    hook: ward_tenancy::backup::StepHook<'_>,
+) -> anyhow::Result<ExitCode> {
+    use ward_tenancy::db::{self, Durability};
+    let started = std::time::Instant::now();
+    let rebuilt = ward_replica::restore_to(target, &source.id.to_string(), Some(until), scratch)
+        .await
+        .with_context(|| {
+            format!(
+                "clinic {} could not be rebuilt from the replica",
+                source.slug
+            )
+        })?;
+    let created = platform
+        .control
+        .create_clinic(new_name, None, &platform.tenants, &actor())
+        .await
+        .context("the inspection copy's clinic could not be created")?;
+    let result = async {
+        // The copy gets the new clinic's own key: nothing links the two files.
+        let old_key = platform.tenants.data_key(source.id).await?;
+        let new_key = platform.tenants.data_key(created.id).await?;
+        {
+            let opened = db::open_now(scratch, &old_key, false, Durability::Full)?;
+            db::rekey(&opened.conn, &new_key)?;
+        }
+        let lock = platform.tenants.lock(created.id, &opts.reason).await?;
+        let expected = ward_tenancy::backup::Expected {
+            digest: None,
+            schema_version: None,
+            chain_head: None,
+            latest_schema: 0,
+        };
+        let stamp = format!("asnew-{}", Uuid::now_v7());
+        platform
+            .tenants
+            .restore(
+                created.id,
+                &lock,
+                scratch,
+                &expected,
+                &super::audit_hooks::AuditChainCheck,
+                &stamp,
+                false,
+                hook,
+            )
+            .await?;
+        let entry = ward_control::backups::RestoreAuditEntry {
+            clinic: created.id,
+            actor: actor(),
+            reason: opts.reason.clone(),
+            backup_id: Uuid::nil(),
+            backup_taken_at: ward_core::Clock::now(&SystemClock),
+            at: ward_core::Clock::now(&SystemClock),
+        };
+        let detail = format!(
+            "copy of clinic {} as of {} (replica generation {})",
+            source.id,
+            ward_replica::restore::rfc3339(rebuilt.last_commit_ms),
+            rebuilt.generation
+        );
+        let control = platform.control.clone();
+        platform
+            .tenants
+            .with_locked(created.id, &lock, |conn| async move {
+                super::audit_hooks::record_restore(&control, &conn, &entry, &detail).await
+            })
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = ward_tenancy::backup::remove_database_and_sidecars(scratch);
+    let _ = scratch_dir;
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    result.with_context(|| {
+        format!(
+            "the copy of {} was not made (the new clinic {} holds no data; close it with ward clinics close)",
+            source.slug, created.slug
+        )
+    })?;
+    if opts.json {
+        json(&serde_json::json!({
+            "source": source.id, "clinic": created.id, "slug": created.slug.to_string(),
+            "replica": rebuilt, "duration_ms": started.elapsed().as_millis() as u64,
+        }))?;
+    } else {
+        say(format_args!(
+            "restored {} as of {} into the new clinic {} ({}) in {:.2} s; the live clinic is unchanged",
+            source.slug,
+            ward_replica::restore::rfc3339(rebuilt.last_commit_ms),
+            created.slug,
+            created.id,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Rebuilds clinic `name` from the replica as it was at the end of second `at`, checks
 /// it, and swaps it in under the operator lock (or only checks it, with --dry-run).
 async fn from_replica(
@@ -330,6 +444,20 @@ async fn from_replica(
         chain_head: None,
         latest_schema: 0,
     };
+    if let Some(new_name) = &opts.as_new {
+        return as_new(
+            &platform,
+            &target,
+            &clinic,
+            new_name,
+            until_of(at),
+            opts,
+            &scratch,
+            &scratch_dir,
+            hook,
+        )
+        .await;
+    }
     let lock = if opts.dry_run {
         None
     } else {
@@ -346,8 +474,7 @@ async fn from_replica(
                 })?,
         )
     };
-    // The whole second: "10:15:03" holds every commit made before 10:15:04.
-    let until = at.timestamp_millis() + 999;
+    let until = until_of(at);
     let rebuilt =
         ward_replica::restore_to(&target, &clinic.id.to_string(), Some(until), &scratch).await;
     let rebuilt = match rebuilt {

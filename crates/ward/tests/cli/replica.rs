@@ -115,6 +115,28 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     let drill = fresh.run(&["verify", "--replica", "--sample", "5"]);
     assert_eq!(drill.status.code(), Some(0), "{drill:?}");
     assert!(drill.stdout.contains("5 of 5 clinics rebuilt"), "{drill:?}");
+    // A copy as of now, beside the live clinic, under its own key.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let copy = fresh.run(&[
+        "restore",
+        "--clinic",
+        "replica-clinic-00",
+        "--at",
+        &now,
+        "--as-new",
+        "Inspection Copy",
+        "--reason",
+        "look at yesterday's state",
+    ]);
+    assert_eq!(copy.status.code(), Some(0), "{copy:?}");
+    let listed = fresh.list();
+    let copy = listed
+        .iter()
+        .find(|c| c["name"] == "Inspection Copy")
+        .unwrap_or_else(|| panic!("no copy in {listed:?}"));
+    let slug = copy["slug"].as_str().unwrap().to_owned();
+    let checked = fresh.run(&["verify", "--clinic", &slug]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
     // The rebuilt machine's status names the replica and its lag.
     let status: serde_json::Value =
         serde_json::from_str(&fresh.run(&["status", "--json"]).stdout).unwrap();
