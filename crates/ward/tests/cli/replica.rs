@@ -116,7 +116,8 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     assert_eq!(drill.status.code(), Some(0), "{drill:?}");
     assert!(drill.stdout.contains("5 of 5 clinics rebuilt"), "{drill:?}");
     // A copy as of now, beside the live clinic, under its own key.
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = ward_core::Clock::now(&ward_core::SystemClock)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let copy = fresh.run(&[
         "restore",
         "--clinic",
