@@ -37,6 +37,44 @@ fn s3_target() -> Option<Target> {
     )
 }
 
+/// A started replicator over a new data directory, and one new clinic file in it with
+/// a table `t`.
+struct Setup {
+    data: tempfile::TempDir,
+    replicator: Replicator,
+    key: DataKey,
+    path: std::path::PathBuf,
+    db_id: String,
+    conn: ward_tenancy::sql::Connection,
+}
+
+fn setup(target: &Target) -> Setup {
+    let data = tempfile::tempdir().unwrap();
+    let replicator = Replicator::new(
+        data.path(),
+        target.clone(),
+        Duration::from_secs(30 * 86_400),
+    )
+    .unwrap();
+    replicator.start();
+    let key = DataKey::random();
+    let path = clinic_path(data.path());
+    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let conn = db::open_now(&path, &key, true, Durability::Full)
+        .unwrap()
+        .conn;
+    conn.execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
+        .unwrap();
+    Setup {
+        data,
+        replicator,
+        key,
+        path,
+        db_id,
+        conn,
+    }
+}
+
 fn clinic_path(data: &Path) -> std::path::PathBuf {
     let dir = data.join("clinics");
     std::fs::create_dir_all(&dir).unwrap();
@@ -76,22 +114,15 @@ async fn restores_hold_exactly_the_commits_made_by_each_chosen_moment() {
 
 /// Writes in rounds, then restores to the moment after each round.
 async fn timeline(target: Target, folder: Option<&Path>) {
-    let data = tempfile::tempdir().unwrap();
-    let replicator = Replicator::new(
-        data.path(),
-        target.clone(),
-        Duration::from_secs(30 * 86_400),
-    )
-    .unwrap();
-    replicator.start();
-    let key = DataKey::random();
-    let path = clinic_path(data.path());
-    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
-    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
-    opened
-        .conn
-        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
-        .unwrap();
+    let Setup {
+        data,
+        replicator,
+        key,
+        path,
+        db_id,
+        conn,
+    } = setup(&target);
+    let opened = db::Opened { conn };
     // Four rounds of writes, 300 ms apart; the moments between rounds are remembered.
     let mut marks = Vec::new();
     for round in 0..4i64 {
@@ -153,24 +184,16 @@ async fn timeline(target: Target, folder: Option<&Path>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
-    let data = tempfile::tempdir().unwrap();
     let replica = tempfile::tempdir().unwrap();
     let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
-    let replicator = Replicator::new(
-        data.path(),
-        target.clone(),
-        Duration::from_secs(30 * 86_400),
-    )
-    .unwrap();
-    replicator.start();
-    let key = DataKey::random();
-    let path = clinic_path(data.path());
-    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
-    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
-    opened
-        .conn
-        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
-        .unwrap();
+    let Setup {
+        data,
+        replicator,
+        db_id,
+        conn,
+        ..
+    } = setup(&target);
+    let opened = db::Opened { conn };
     for i in 0..5 {
         opened
             .conn
@@ -298,18 +321,15 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
         ],
     )
     .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let replicator =
-        Replicator::new(data.path(), target.clone(), Duration::from_secs(86_400)).unwrap();
-    replicator.start();
-    let key = DataKey::random();
-    let path = clinic_path(data.path());
-    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
-    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
-    opened
-        .conn
-        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
-        .unwrap();
+    let Setup {
+        data,
+        replicator,
+        key,
+        db_id,
+        conn,
+        ..
+    } = setup(&target);
+    let opened = db::Opened { conn };
     replicator.sync(&db_id).await.unwrap();
 
     proxy.set_up(false);

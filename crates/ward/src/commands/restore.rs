@@ -346,12 +346,7 @@ async fn as_new(
             db::rekey(&opened.conn, &new_key)?;
         }
         let lock = platform.tenants.lock(created.id, &opts.reason).await?;
-        let expected = ward_tenancy::backup::Expected {
-            digest: None,
-            schema_version: None,
-            chain_head: None,
-            latest_schema: 0,
-        };
+        let expected = ward_tenancy::backup::Expected::unrecorded();
         let stamp = format!("asnew-{}", Uuid::now_v7());
         platform
             .tenants
@@ -438,12 +433,7 @@ async fn from_replica(
     let scratch_dir = global.data_dir.join("replication").join("tmp");
     std::fs::create_dir_all(&scratch_dir)?;
     let scratch = scratch_dir.join(format!("{}-{}.restoring", clinic.id, Uuid::now_v7()));
-    let expected = Expected {
-        digest: None,
-        schema_version: None,
-        chain_head: None,
-        latest_schema: 0,
-    };
+    let expected = Expected::unrecorded();
     if let Some(new_name) = &opts.as_new {
         return as_new(
             &platform,

@@ -297,12 +297,7 @@ async fn replica_drill(global: &Global, opts: &VerifyOpts) -> anyhow::Result<Exi
     let target = super::replica::target(global)?;
     let scratch = global.data_dir.join("replication").join("tmp");
     std::fs::create_dir_all(&scratch)?;
-    let expected = ward_tenancy::backup::Expected {
-        digest: None,
-        schema_version: None,
-        chain_head: None,
-        latest_schema: 0,
-    };
+    let expected = ward_tenancy::backup::Expected::unrecorded();
     let bar = progress(clinics.len() as u64, "rebuilding clinics from the replica");
     let mut results = Vec::new();
     for clinic in &clinics {
