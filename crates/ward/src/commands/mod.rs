@@ -135,6 +135,7 @@ pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
     store.max_open = max_open;
     store.max_handles = Some(max_handles);
     store.idle_timeout = Duration::from_secs(global.tenant_idle_secs);
+    store.fetch_missing = replica::fetcher().map(|f| f as Arc<dyn ward_tenancy::FetchMissing>);
     let key = match &global.master_key {
         Some(hex) => MasterKeySource::Configured(hex.clone()),
         None => MasterKeySource::DataDirFile,

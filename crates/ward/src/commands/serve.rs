@@ -44,7 +44,14 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             )
         })?;
     super::replica::install(global)?;
+    let rebuilding = super::replica::rebuild_control_if_empty(global).await?;
     let platform = super::open_platform(global).await?;
+    if rebuilding {
+        tokio::spawn(super::replica::rebuild_clinics(
+            platform.control.clone(),
+            platform.tenants.clone(),
+        ));
+    }
     super::replica::report_status(global);
     if let Some(replicator) = super::replica::replicator() {
         replicator.start();

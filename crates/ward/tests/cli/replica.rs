@@ -87,7 +87,7 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     server.kill();
 
     // An empty machine, the same replica and master key.
-    let fresh = Ward::with_env(env);
+    let fresh = Ward::with_env(env.clone());
     let out = fresh.run(&["restore", "--everything", "--reason", "the volume died"]);
     let stdout = out.ok();
     assert!(stdout.contains("rebuilt the control plane"), "{stdout}");
@@ -156,6 +156,25 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
             .is_some_and(|d| d.len() >= names.len()),
         "{replica}"
     );
+    // A server started on another empty machine rebuilds it by itself: the control plane
+    // first, then every clinic in the background.
+    let expected = fresh.list().len();
+    let third = Ward::with_env(env);
+    let rebuilt = Server::start(&third);
+    assert_eq!(rebuilt.get("/login").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let files = third.files_ending(".db").len();
+        if files >= expected + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{files} files of {expected} clinics + control");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let restored_list: Vec<serde_json::Value> =
+        serde_json::from_str(&third.run(&["clinics", "list", "--json"]).ok()).unwrap();
+    assert_eq!(restored_list.len(), expected);
+    rebuilt.kill();
     // And it serves again.
     let server = Server::start(&fresh);
     assert_eq!(server.get("/healthz").0, 200);
