@@ -168,7 +168,10 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
         if files >= expected + 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "{files} files of {expected} clinics + control");
+        assert!(
+            Instant::now() < deadline,
+            "{files} files of {expected} clinics + control"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let restored_list: Vec<serde_json::Value> =
