@@ -350,7 +350,7 @@ pub struct ServeOpts {
     pub session_max_days: i64,
     /// How often clinics changed since their last backup are backed up (e.g. 5m; 0
     /// turns scheduled backups, the daily full pass and the daily drill off).
-    #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "24h", value_parser = parse_duration)]
     pub backup_interval: Duration,
     /// Address and port of the operator listener: Prometheus metrics at /metrics and the
     /// detailed /status. Unset: not served. Keep it off the public network.
