@@ -143,6 +143,19 @@ pub struct Expected {
     pub latest_schema: u32,
 }
 
+impl Expected {
+    /// Nothing recorded about the copy beforehand (a rebuild from the replica): only the
+    /// checks themselves decide.
+    pub fn unrecorded() -> Self {
+        Self {
+            digest: None,
+            schema_version: None,
+            chain_head: None,
+            latest_schema: 0,
+        }
+    }
+}
+
 /// What checking a restored copy found.
 #[derive(Debug, Clone)]
 pub struct Checked {

@@ -91,6 +91,42 @@ impl DbError {
     }
 }
 
+/// Replication's view of the databases a process writes: told of every commit, and
+/// before a connection closes, so that no WAL frame is checkpointed away before it has
+/// been shipped.
+///
+/// A database is watched when a registered watch says so for its path; its connections
+/// then never checkpoint on their own (no automatic checkpoint, none at close): the
+/// watch checkpoints, from [`WalWatch::committed`] or [`WalWatch::closing`], once what
+/// the WAL holds has left the machine.
+pub trait WalWatch: Send + Sync + 'static {
+    /// Whether the database at `path` is replicated by this watch.
+    fn watches(&self, path: &Path) -> bool;
+    /// A transaction was committed to `path`'s WAL, which now holds `frames` frames. Runs
+    /// on the committing thread: it must be quick unless the WAL has grown large.
+    fn committed(&self, path: &Path, frames: u32, wal: &mut rusqlite::hooks::Wal);
+    /// The last handle on a connection to `path` is being dropped.
+    fn closing(&self, path: &Path, conn: &rusqlite::Connection);
+}
+
+static WATCHES: parking_lot::RwLock<Vec<std::sync::Weak<dyn WalWatch>>> =
+    parking_lot::RwLock::new(Vec::new());
+
+/// Registers a watch for the connections opened from now on (kept while `watch` lives).
+pub fn watch_wal(watch: &std::sync::Arc<dyn WalWatch>) {
+    let mut all = WATCHES.write();
+    all.retain(|w| w.strong_count() > 0);
+    all.push(std::sync::Arc::downgrade(watch));
+}
+
+fn watch_for(path: &Path) -> Option<std::sync::Arc<dyn WalWatch>> {
+    WATCHES
+        .read()
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .find(|w| w.watches(path))
+}
+
 /// An open database: its one configured connection.
 pub struct Opened {
     /// The configured connection.
@@ -134,8 +170,15 @@ pub fn open_now(
         DbError::Sql(e) => DbError::from_open(path, e),
         other => other,
     })?;
+    let watched = match watch_for(path) {
+        Some(watch) => {
+            hand_checkpoints_to(&mut conn, path, &watch)?;
+            Some((path.to_owned(), watch))
+        }
+        None => None,
+    };
     Ok(Opened {
-        conn: Connection::new(conn),
+        conn: Connection::new(conn, watched),
     })
 }
 
@@ -193,6 +236,26 @@ fn configure(
     Ok(())
 }
 
+/// Makes `watch` the only one to checkpoint `conn`'s WAL: its hook replaces SQLite's
+/// automatic checkpoint, and closing leaves the WAL as it is.
+fn hand_checkpoints_to(
+    conn: &mut rusqlite::Connection,
+    path: &Path,
+    watch: &std::sync::Arc<dyn WalWatch>,
+) -> Result<(), DbError> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    let (watch, path) = (std::sync::Arc::downgrade(watch), path.to_owned());
+    conn.wal_hook(Some(
+        move |wal: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+            if let Some(w) = watch.upgrade() {
+                w.committed(&path, u32::try_from(frames).unwrap_or(0), wal);
+            }
+            Ok(())
+        },
+    ))?;
+    Ok(())
+}
+
 /// Refuses everything that could reach another file or load code.
 ///
 /// The one exception is the `ATTACH` that `VACUUM INTO` performs internally, allowed only
@@ -246,6 +309,20 @@ pub async fn vacuum_into(conn: &Connection, target: &Path) -> Result<(), DbError
     let result = conn.execute_batch_now(&format!("VACUUM INTO '{name}'"));
     VACUUM_TARGET.set(None);
     result?;
+    Ok(())
+}
+
+/// Re-encrypts the whole database of `conn` under `key`: a copy made into another clinic
+/// must not share its source's key (crypto-shredding one must not spare the other).
+pub fn rekey(conn: &Connection, key: &DataKey) -> Result<(), DbError> {
+    conn.execute_batch_now("PRAGMA journal_mode=DELETE")?;
+    let mut pragma = zeroize::Zeroizing::new(String::with_capacity(80));
+    pragma.push_str("PRAGMA rekey = \"x'");
+    pragma.push_str(&hex::encode(key.bytes()));
+    pragma.push_str("'\"");
+    conn.execute_batch_now(&pragma)?;
+    drop(pragma);
+    conn.execute_batch_now("PRAGMA journal_mode=WAL")?;
     Ok(())
 }
 

@@ -27,8 +27,8 @@ pub use lockfile::OperatorLock;
 pub use migrate::{MigrateOutcome, Migration};
 pub use pin::Pin;
 pub use store::{
-    DAMAGED, RESTORE_WAIT, Registry, RestoreOutcome, StoreConfig, StoreStats, Tenant, TenantError,
-    TenantHandle, TenantRecord, TenantStore,
+    DAMAGED, FetchMissing, RESTORE_WAIT, Registry, RestoreOutcome, StoreConfig, StoreStats, Tenant,
+    TenantError, TenantHandle, TenantRecord, TenantStore,
 };
 
 /// The types a [`Registry`] implementation needs.

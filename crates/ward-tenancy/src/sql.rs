@@ -444,8 +444,18 @@ pub struct Connection {
 
 struct Shared {
     conn: ReentrantMutex<rusqlite::Connection>,
+    /// Told before the connection closes, when its database is replicated.
+    watched: Option<(std::path::PathBuf, Arc<dyn crate::db::WalWatch>)>,
     /// The first error since [`Connection::take_damage`] that said the file is damaged.
     damage: parking_lot::Mutex<Option<String>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some((path, watch)) = &self.watched {
+            watch.closing(path, &self.conn.lock());
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -460,11 +470,15 @@ fn columns_of(stmt: &rusqlite::Statement<'_>) -> Arc<[String]> {
 
 impl Connection {
     /// Wraps a configured connection. Only [`crate::db::open`] calls this.
-    pub(crate) fn new(conn: rusqlite::Connection) -> Self {
+    pub(crate) fn new(
+        conn: rusqlite::Connection,
+        watched: Option<(std::path::PathBuf, Arc<dyn crate::db::WalWatch>)>,
+    ) -> Self {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Self {
             inner: Arc::new(Shared {
                 conn: ReentrantMutex::new(conn),
+                watched,
                 damage: parking_lot::Mutex::new(None),
             }),
         }
@@ -666,7 +680,7 @@ mod tests {
     }
 
     fn conn() -> Connection {
-        Connection::new(rusqlite::Connection::open_in_memory().unwrap())
+        Connection::new(rusqlite::Connection::open_in_memory().unwrap(), None)
     }
 
     #[tokio::test]

@@ -82,8 +82,17 @@ pub enum TenantError {
     ShuttingDown,
 }
 
+/// Brings back a clinic file that is missing: a new machine rebuilding from its replica
+/// serves each clinic as soon as its own file is back.
+#[async_trait::async_trait]
+pub trait FetchMissing: Send + Sync {
+    /// Writes clinic `id`'s file at `path` (which does not exist); `Ok(false)` when there
+    /// is nothing to fetch.
+    async fn fetch(&self, id: ClinicId, path: &Path) -> Result<bool, String>;
+}
+
 /// How the store is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     /// The data directory; clinic files live in its `clinics/` folder.
     pub data_dir: PathBuf,
@@ -97,6 +106,20 @@ pub struct StoreConfig {
     pub idle_timeout: Duration,
     /// The tenant schema.
     pub migrations: Arc<[Migration]>,
+    /// Where a missing clinic file comes back from, if anywhere.
+    pub fetch_missing: Option<Arc<dyn FetchMissing>>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("data_dir", &self.data_dir)
+            .field("max_open", &self.max_open)
+            .field("max_handles", &self.max_handles)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("fetch_missing", &self.fetch_missing.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreConfig {
@@ -108,6 +131,7 @@ impl StoreConfig {
             max_handles: None,
             idle_timeout: Duration::from_secs(600),
             migrations: crate::migrations::TENANT.into(),
+            fetch_missing: None,
         }
     }
 }
@@ -373,6 +397,7 @@ struct Inner {
     /// is closed.
     handles: Arc<tokio::sync::Semaphore>,
     max_handles: u64,
+    fetch_missing: Option<Arc<dyn FetchMissing>>,
 }
 
 /// How long an open waits for a handle to close when the budget is spent.
@@ -424,6 +449,7 @@ impl TenantStore {
                     usize::try_from(max_handles).unwrap_or(usize::MAX >> 4),
                 )),
                 max_handles,
+                fetch_missing: config.fetch_missing,
                 opening: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
                 ),
@@ -1039,7 +1065,16 @@ impl TenantStore {
             return Err(TenantError::Damaged(id));
         }
         let pin = self.pin_shared(id, under_own_lock)?;
-        let result = match self.unwrap_key(id, &record.wrapped_key) {
+        let fetched = match &self.inner.fetch_missing {
+            Some(f) if !self.path_of(id).exists() => {
+                f.fetch(id, &self.path_of(id)).await.map(|_| ())
+            }
+            _ => Ok(()),
+        };
+        let result = match fetched.and_then(|()| {
+            self.unwrap_key(id, &record.wrapped_key)
+                .map_err(|e| e.to_string())
+        }) {
             Ok(key) => {
                 let path = self.path_of(id);
                 let migrations = self.inner.migrations.clone();
@@ -1057,7 +1092,7 @@ impl TenantStore {
                     }
                 })
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         match result {
             Ok((opened, outcome)) => {

@@ -81,6 +81,14 @@ fn describe() {
     );
     describe_gauge!("ward_tenant_cached", "Entries in the handle cache.");
     describe_gauge!(
+        "ward_replica_worst_lag_seconds",
+        "The longest a committed change has waited to reach the replica."
+    );
+    describe_gauge!(
+        "ward_replica_failing_databases",
+        "Databases whose last replication attempt failed."
+    );
+    describe_gauge!(
         "ward_tenant_cache_capacity",
         "The handle cache's cap (WARD_MAX_OPEN_TENANTS)."
     );
@@ -178,6 +186,10 @@ fn refresh_gauges(app: &App, report: &StatusReport) {
     use metrics::gauge;
     let stats = app.tenants.stats();
     gauge!("ward_tenant_open_handles").set(stats.open_handles as f64);
+    if let Some(r) = &report.replica {
+        gauge!("ward_replica_worst_lag_seconds").set(r.worst_lag_ms as f64 / 1000.0);
+        gauge!("ward_replica_failing_databases").set(r.failing.len() as f64);
+    }
     gauge!("ward_tenant_cached").set(stats.cached as f64);
     gauge!("ward_tenant_cache_capacity").set(stats.max_open as f64);
     gauge!("ward_tenant_handle_budget").set(stats.max_handles as f64);

@@ -36,9 +36,38 @@ pub struct StatusReport {
     pub mail: OutboxCounts,
     /// The background job queue.
     pub jobs: JobCounts,
+    /// The continuous replica, when this process knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaSection>,
     /// The serving process, when the report comes from it (not from `ward status`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessSection>,
+}
+
+/// How the continuous replica is doing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplicaSection {
+    /// Where it goes (no credentials).
+    pub target: String,
+    /// Whether that is this machine's own disk.
+    pub same_disk: bool,
+    /// Databases streaming.
+    pub databases: usize,
+    /// The longest a committed change has waited to be stored, in milliseconds.
+    pub worst_lag_ms: i64,
+    /// Databases whose last attempt failed, with the reason.
+    pub failing: Vec<(String, String)>,
+}
+
+/// A replica lag beyond this makes the platform degraded.
+pub const REPLICA_LAG_DEGRADED_MS: i64 = 60_000;
+
+type ReplicaSource = Box<dyn Fn() -> ReplicaSection + Send + Sync>;
+static REPLICA_SOURCE: std::sync::OnceLock<ReplicaSource> = std::sync::OnceLock::new();
+
+/// Names where reports of this process read the replica's state from (set once).
+pub fn set_replica_source(source: impl Fn() -> ReplicaSection + Send + Sync + 'static) {
+    let _ = REPLICA_SOURCE.set(Box::new(source));
 }
 
 /// The verdict.
@@ -161,7 +190,11 @@ impl StatusReport {
             Default::default()
         };
         let backups_ok = backups.attention.is_empty();
-        let healthy = readable && failing.is_empty() && backups_ok;
+        let replica = REPLICA_SOURCE.get().map(|f| f());
+        let replica_ok = replica
+            .as_ref()
+            .is_none_or(|r| r.worst_lag_ms < REPLICA_LAG_DEGRADED_MS);
+        let healthy = readable && failing.is_empty() && backups_ok && replica_ok;
         Self {
             state: if healthy { State::Ok } else { State::Degraded },
             at: now,
@@ -187,6 +220,7 @@ impl StatusReport {
             backups_ok,
             mail,
             jobs,
+            replica,
             process: None,
         }
     }
@@ -242,6 +276,23 @@ impl fmt::Display for StatusReport {
             for c in &self.failing {
                 let since = c.since.map(format_time).unwrap_or_default();
                 writeln!(f, "  {} since {since}", c.id)?;
+            }
+        }
+        if let Some(r) = &self.replica {
+            writeln!(
+                f,
+                "replica: {} ({} databases), worst lag {} ms{}",
+                r.target,
+                r.databases,
+                r.worst_lag_ms,
+                if r.same_disk {
+                    "; WARNING: on this machine's disk, not off it"
+                } else {
+                    ""
+                }
+            )?;
+            for (db, why) in &r.failing {
+                writeln!(f, "  {db}: {why}")?;
             }
         }
         let b = &self.backups;

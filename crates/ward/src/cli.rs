@@ -18,7 +18,7 @@ pub struct Cli {
 }
 
 /// Settings every command shares.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Folder holding control.db, clinics/, backups/, exports/ and outbox/.
     #[arg(
@@ -69,6 +69,14 @@ pub struct Global {
     /// `ward purge` destroys it.
     #[arg(long, env = "WARD_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500), global = true)]
     pub retention_days: u32,
+    /// Where every database streams to: `s3://bucket/prefix` (endpoint and credentials
+    /// from the usual AWS_* variables) or `file:///path`. Default: <data>/replica, on the
+    /// same disk (said so in the log and on the operator's status).
+    #[arg(long, env = "WARD_REPLICA_URL", global = true)]
+    pub replica_url: Option<String>,
+    /// How far back a restore can reach (e.g. 30d, 72h).
+    #[arg(long, env = "WARD_REPLICA_RETENTION", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub replica_retention: Duration,
 }
 
 /// Parses `300`, `300s`, `5m`, `2h`, `1d` (a bare number is seconds).
@@ -118,9 +126,27 @@ pub enum Command {
     /// Destroy clinics closed longer than the retention period: key first, then files
     /// and backups; a tombstone stays.
     Purge(PurgeOpts),
+    /// Look at the continuous replica of every database.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
     /// Show the platform's health: clinics, failing clinics, backups, mail, jobs; exit 1
     /// when degraded.
     Status(StatusOpts),
+}
+
+/// `ward replica`.
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// Per database: generation, last shipped commit, lag, bytes.
+    Status(ReplicaStatusOpts),
+}
+
+/// `ward replica status`.
+#[derive(Debug, Args)]
+pub struct ReplicaStatusOpts {
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward status`.
@@ -220,31 +246,53 @@ pub struct TransitionOpts {
 
 /// `ward restore`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "control_plane"])))]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["at", "backup"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["clinic", "control_plane", "everything"])))]
+#[command(group(clap::ArgGroup::new("which").args(["at", "backup"])))]
 pub struct RestoreOpts {
+    /// Rebuild an empty data directory from the replica: the control plane, then every
+    /// clinic (the latest commit, or --at). Needs the master key (WARD_MASTER_KEY).
+    #[arg(long, conflicts_with = "backup")]
+    pub everything: bool,
     /// The clinic, by short name or id.
     #[arg(long)]
     pub clinic: Option<String>,
     /// The control plane (refused while `ward serve` runs on this data); needs --backup.
     #[arg(long, conflicts_with = "at")]
     pub control_plane: bool,
-    /// Restore the newest good backup taken at or before this moment (RFC 3339, e.g.
-    /// 2026-03-01T12:00:00Z).
+    /// Restore the clinic as it was at this moment (RFC 3339, e.g. 2026-03-01T12:00:00Z):
+    /// every commit made before the end of that second. With --from backups: the newest
+    /// good backup taken at or before it.
     #[arg(long)]
     pub at: Option<String>,
     /// Restore this backup (its id, from `ward backups list`).
     #[arg(long)]
     pub backup: Option<String>,
+    /// Where --at restores from: the continuous replica (any second within its
+    /// retention) or the snapshot backups.
+    #[arg(long, value_enum, default_value = "replica")]
+    pub from: RestoreSource,
     /// Why (recorded with the restore).
     #[arg(long)]
     pub reason: String,
     /// Only pick the backup, restore it into a scratch file and check it.
     #[arg(long)]
     pub dry_run: bool,
+    /// From the replica: restore into a new clinic with this name, beside the live one,
+    /// for inspection (its own key; the live clinic is untouched).
+    #[arg(long, requires = "clinic", conflicts_with_all = ["dry_run", "backup"])]
+    pub as_new: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `ward restore --at` rebuilds from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreSource {
+    /// The continuous replica (`WARD_REPLICA_URL`).
+    Replica,
+    /// The snapshot backups (`WARD_BACKUP_DIR`).
+    Backups,
 }
 
 /// `ward verify`.
@@ -254,8 +302,12 @@ pub struct VerifyOpts {
     /// into a scratch file and check it (instead of checking the live databases).
     #[arg(long)]
     pub backups: bool,
-    /// With --backups: only this many clinics, picked at random.
-    #[arg(long, requires = "backups", conflicts_with = "clinic")]
+    /// Replica drill: rebuild the latest state of each clinic from the replica into a
+    /// scratch file and check it (authenticated pages, integrity, audit chain).
+    #[arg(long, conflicts_with = "backups")]
+    pub replica: bool,
+    /// With --backups or --replica: only this many clinics, picked at random.
+    #[arg(long, conflicts_with = "clinic")]
     pub sample: Option<usize>,
     /// Only this clinic (short name or id). The auth log is checked either way.
     #[arg(long)]
@@ -298,7 +350,7 @@ pub struct ServeOpts {
     pub session_max_days: i64,
     /// How often clinics changed since their last backup are backed up (e.g. 5m; 0
     /// turns scheduled backups, the daily full pass and the daily drill off).
-    #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "WARD_BACKUP_INTERVAL", default_value = "24h", value_parser = parse_duration)]
     pub backup_interval: Duration,
     /// Address and port of the operator listener: Prometheus metrics at /metrics and the
     /// detailed /status. Unset: not served. Keep it off the public network.

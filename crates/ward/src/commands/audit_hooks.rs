@@ -66,20 +66,31 @@ impl RestoreAudit for ClinicRestoreAudit {
             entry.backup_id,
             format_time(entry.backup_taken_at)
         );
-        let (at, actor, reason) = (entry.at, entry.actor.clone(), entry.reason.clone());
-        let recorded = audit::in_transaction(&Db::new(conn.clone()), |tx| {
-            audit::record_operator_access(&tx, at, &actor, &reason, Action::Restore, Some(&detail))
-        })
-        .map_err(|e| e.to_string())?;
-        self.control
-            .reset_anchor(
-                entry.clinic,
-                recorded.seq,
-                &recorded.hash,
-                &entry.actor,
-                &format!("restored from backup {}", entry.backup_id),
-            )
-            .await
-            .map_err(|e| e.to_string())
+        record_restore(&self.control, conn, entry, &detail).await
     }
+}
+
+/// Appends a `restore` entry (with `detail` saying what it came from) to the restored
+/// clinic's audit log, then moves the control plane's anchor to the new head.
+pub async fn record_restore(
+    control: &ControlPlane,
+    conn: &Connection,
+    entry: &RestoreAuditEntry,
+    detail: &str,
+) -> Result<(), String> {
+    let (at, actor, reason) = (entry.at, entry.actor.clone(), entry.reason.clone());
+    let recorded = audit::in_transaction(&Db::new(conn.clone()), |tx| {
+        audit::record_operator_access(&tx, at, &actor, &reason, Action::Restore, Some(detail))
+    })
+    .map_err(|e| e.to_string())?;
+    control
+        .reset_anchor(
+            entry.clinic,
+            recorded.seq,
+            &recorded.hash,
+            &entry.actor,
+            &format!("restored: {detail}"),
+        )
+        .await
+        .map_err(|e| e.to_string())
 }

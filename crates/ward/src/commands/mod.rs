@@ -8,6 +8,7 @@ mod export;
 mod migrate;
 mod operator;
 mod purge;
+mod replica;
 mod restore;
 mod serve;
 mod status;
@@ -27,6 +28,12 @@ use crate::cli::{Cli, Command, Global};
 
 /// Runs the command the user asked for.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let result = dispatch(cli).await;
+    replica::finish().await;
+    result
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(opts) => serve::run(&cli.global, opts).await,
         Command::Migrate(opts) => migrate::run(&cli.global, opts).await,
@@ -39,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(opts) => export::export(&cli.global, opts).await,
         Command::Import(opts) => export::import(&cli.global, opts).await,
         Command::Purge(opts) => purge::run(&cli.global, opts).await,
+        Command::Replica(cmd) => replica::run(&cli.global, cmd).await,
         Command::Status(opts) => status::run(&cli.global, opts).await,
     }
 }
@@ -118,13 +126,16 @@ pub fn handle_budget(configured: Option<u64>) -> anyhow::Result<(u64, u64)> {
     }
 }
 
-/// Opens the data directory as the settings say.
+/// Opens the data directory as the settings say. Every database it opens streams to the
+/// replica (see [`replica::watch`]).
 pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
+    replica::watch(global)?;
     let mut store = StoreConfig::new(&global.data_dir);
     let (max_open, max_handles) = handle_budget(global.max_open_tenants)?;
     store.max_open = max_open;
     store.max_handles = Some(max_handles);
     store.idle_timeout = Duration::from_secs(global.tenant_idle_secs);
+    store.fetch_missing = replica::fetcher().map(|f| f as Arc<dyn ward_tenancy::FetchMissing>);
     let key = match &global.master_key {
         Some(hex) => MasterKeySource::Configured(hex.clone()),
         None => MasterKeySource::DataDirFile,

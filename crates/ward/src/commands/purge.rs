@@ -12,6 +12,7 @@ pub async fn run(global: &Global, opts: PurgeOpts) -> anyhow::Result<ExitCode> {
     let items = super::purger(global, &platform)
         .run("operator", opts.dry_run)
         .await?;
+    super::replica::drop_purged(global, &items).await;
     if opts.json {
         json(&items)?;
         return Ok(ExitCode::SUCCESS);

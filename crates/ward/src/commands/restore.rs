@@ -12,7 +12,7 @@ use ward_control::{MasterKeySource, RestoreTarget, master_key};
 use ward_core::{SystemClock, format_time, parse_time};
 use ward_tenancy::backup::RestoreStep;
 
-use crate::cli::{Global, RestoreOpts};
+use crate::cli::{Global, RestoreOpts, RestoreSource};
 use crate::output::{json, note, say};
 
 /// Testing hook: when set to a step's name (`prepare`, `exclusive`, `checkpoint`,
@@ -43,6 +43,9 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
         note(format_args!("… {s}"));
         Ok(())
     };
+    if opts.everything {
+        return everything(global, &opts).await;
+    }
     let backup_id = opts
         .backup
         .as_deref()
@@ -101,6 +104,12 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
     let Some(name) = &opts.clinic else {
         anyhow::bail!("say which clinic with --clinic <slug|id>, or --control-plane");
     };
+    if let (Some(at), None, RestoreSource::Replica) = (&opts.at, backup_id, opts.from) {
+        let at = parse_time(at).with_context(|| {
+            format!("--at {at:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z")
+        })?;
+        return from_replica(global, &opts, name, at, &mut hook).await;
+    }
     let target = match (&opts.at, backup_id) {
         (_, Some(id)) => RestoreTarget::Backup(id),
         (Some(at), None) => RestoreTarget::At(parse_time(at).with_context(|| {
@@ -184,6 +193,401 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
         for w in &report.warnings {
             say(format_args!("WARNING: {w}"));
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rebuilds an empty data directory from the replica: the control plane, then every
+/// clinic it lists, each checked (authenticated pages, integrity) as it lands.
+async fn everything(global: &Global, opts: &RestoreOpts) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let data = &global.data_dir;
+    if data.join("control.db").exists() {
+        anyhow::bail!(
+            "--everything rebuilds an empty data directory, and {} already holds a control plane; use an empty one (WARD_DATA_DIR)",
+            data.display()
+        );
+    }
+    if global.master_key.is_none() && !data.join("master.key").exists() {
+        anyhow::bail!(
+            "--everything needs the master key the clinics' keys are wrapped with: set WARD_MASTER_KEY (or put master.key in {})",
+            data.display()
+        );
+    }
+    let until = match &opts.at {
+        Some(at) => Some(
+            parse_time(at)
+                .with_context(|| {
+                    format!("--at {at:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z")
+                })?
+                .timestamp_millis()
+                + 999,
+        ),
+        None => None,
+    };
+    super::replica::off();
+    let target = super::replica::target(global)?;
+    std::fs::create_dir_all(data.join("clinics"))?;
+    ward_tenancy::format::check_or_mark(data, true).map_err(anyhow::Error::msg)?;
+    let control = ward_replica::restore_to(&target, "control", until, &data.join("control.db"))
+        .await
+        .context("the control plane could not be rebuilt from the replica")?;
+    note(format_args!(
+        "control plane rebuilt (generation {}, last commit {})",
+        control.generation,
+        ward_replica::restore::rfc3339(control.last_commit_ms)
+    ));
+    let platform = super::open_platform(global).await?;
+    let clinics: Vec<_> = platform
+        .control
+        .list_clinics()
+        .await?
+        .into_iter()
+        .filter(|c| c.status != ward_core::ClinicStatus::Purged)
+        .collect();
+    let bar = crate::output::progress(clinics.len() as u64, "clinics");
+    let mut failed = Vec::new();
+    let mut restored = 0usize;
+    for clinic in &clinics {
+        let path = platform.tenants.path_of(clinic.id);
+        let result =
+            match ward_replica::restore_to(&target, &clinic.id.to_string(), until, &path).await {
+                Ok(_) => platform
+                    .tenants
+                    .check_file(clinic.id)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|problems| {
+                        if problems.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(problems.join("; "))
+                        }
+                    }),
+                Err(ward_replica::ReplicaError::NotFound(_)) => Err(
+                    "the replica holds no copy of it (created moments before the last shipment)"
+                        .to_owned(),
+                ),
+                Err(e) => Err(e.to_string()),
+            };
+        match result {
+            Ok(()) => restored += 1,
+            Err(e) => {
+                let _ = ward_tenancy::backup::remove_database_and_sidecars(&path);
+                failed.push(serde_json::json!({"clinic": clinic.id, "slug": clinic.slug.to_string(), "error": e}));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    let secs = started.elapsed().as_secs_f64();
+    if opts.json {
+        json(&serde_json::json!({
+            "control": control, "clinics": clinics.len(), "restored": restored,
+            "failed": failed, "duration_ms": (secs * 1000.0) as u64,
+        }))?;
+    } else {
+        say(format_args!(
+            "rebuilt the control plane and {restored} of {} clinics from {} in {secs:.1} s",
+            clinics.len(),
+            target.url
+        ));
+        for f in &failed {
+            say(format_args!("FAILED {}: {}", f["slug"], f["error"]));
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The whole second: "10:15:03" holds every commit made before 10:15:04.
+fn until_of(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis() + 999
+}
+
+/// `--as-new`: the clinic as it was, rebuilt into a new clinic under its own key.
+#[expect(clippy::too_many_arguments, reason = "the restore's pieces, passed on")]
+async fn as_new(
+    platform: &ward_control::Platform,
+    target: &ward_replica::Target,
+    source: &ward_control::ClinicRecord,
+    new_name: &str,
+    until: i64,
+    opts: &RestoreOpts,
+    scratch: &std::path::Path,
+    scratch_dir: &std::path::Path,
+    hook: ward_tenancy::backup::StepHook<'_>,
+) -> anyhow::Result<ExitCode> {
+    use ward_tenancy::db::{self, Durability};
+    let started = std::time::Instant::now();
+    let rebuilt = ward_replica::restore_to(target, &source.id.to_string(), Some(until), scratch)
+        .await
+        .with_context(|| {
+            format!(
+                "clinic {} could not be rebuilt from the replica",
+                source.slug
+            )
+        })?;
+    let created = platform
+        .control
+        .create_clinic(new_name, None, &platform.tenants, &actor())
+        .await
+        .context("the inspection copy's clinic could not be created")?;
+    let result = async {
+        // The copy gets the new clinic's own key: nothing links the two files.
+        let old_key = platform.tenants.data_key(source.id).await?;
+        let new_key = platform.tenants.data_key(created.id).await?;
+        {
+            let opened = db::open_now(scratch, &old_key, false, Durability::Full)?;
+            db::rekey(&opened.conn, &new_key)?;
+        }
+        let lock = platform.tenants.lock(created.id, &opts.reason).await?;
+        let expected = ward_tenancy::backup::Expected::unrecorded();
+        let stamp = format!("asnew-{}", Uuid::now_v7());
+        platform
+            .tenants
+            .restore(
+                created.id,
+                &lock,
+                scratch,
+                &expected,
+                &super::audit_hooks::AuditChainCheck,
+                &stamp,
+                false,
+                hook,
+            )
+            .await?;
+        let entry = ward_control::backups::RestoreAuditEntry {
+            clinic: created.id,
+            actor: actor(),
+            reason: opts.reason.clone(),
+            backup_id: Uuid::nil(),
+            backup_taken_at: ward_core::Clock::now(&SystemClock),
+            at: ward_core::Clock::now(&SystemClock),
+        };
+        let detail = format!(
+            "copy of clinic {} as of {} (replica generation {})",
+            source.id,
+            ward_replica::restore::rfc3339(rebuilt.last_commit_ms),
+            rebuilt.generation
+        );
+        let control = platform.control.clone();
+        platform
+            .tenants
+            .with_locked(created.id, &lock, |conn| async move {
+                super::audit_hooks::record_restore(&control, &conn, &entry, &detail).await
+            })
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = ward_tenancy::backup::remove_database_and_sidecars(scratch);
+    let _ = scratch_dir;
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    result.with_context(|| {
+        format!(
+            "the copy of {} was not made (the new clinic {} holds no data; close it with ward clinics close)",
+            source.slug, created.slug
+        )
+    })?;
+    if opts.json {
+        json(&serde_json::json!({
+            "source": source.id, "clinic": created.id, "slug": created.slug.to_string(),
+            "replica": rebuilt, "duration_ms": started.elapsed().as_millis() as u64,
+        }))?;
+    } else {
+        say(format_args!(
+            "restored {} as of {} into the new clinic {} ({}) in {:.2} s; the live clinic is unchanged",
+            source.slug,
+            ward_replica::restore::rfc3339(rebuilt.last_commit_ms),
+            created.slug,
+            created.id,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rebuilds clinic `name` from the replica as it was at the end of second `at`, checks
+/// it, and swaps it in under the operator lock (or only checks it, with --dry-run).
+async fn from_replica(
+    global: &Global,
+    opts: &RestoreOpts,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    hook: ward_tenancy::backup::StepHook<'_>,
+) -> anyhow::Result<ExitCode> {
+    use ward_tenancy::backup::Expected;
+    if opts.reason.trim().is_empty() {
+        anyhow::bail!("a restore needs a reason (--reason \"…\")");
+    }
+    let started = std::time::Instant::now();
+    let platform = super::open_platform(global).await?;
+    let clinic = super::find_clinic(&platform, name).await?;
+    let target = super::replica::target(global)?;
+    let scratch_dir = global.data_dir.join("replication").join("tmp");
+    std::fs::create_dir_all(&scratch_dir)?;
+    let scratch = scratch_dir.join(format!("{}-{}.restoring", clinic.id, Uuid::now_v7()));
+    let expected = Expected::unrecorded();
+    if let Some(new_name) = &opts.as_new {
+        return as_new(
+            &platform,
+            &target,
+            &clinic,
+            new_name,
+            until_of(at),
+            opts,
+            &scratch,
+            &scratch_dir,
+            hook,
+        )
+        .await;
+    }
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(
+            platform
+                .tenants
+                .lock(clinic.id, &opts.reason)
+                .await
+                .with_context(|| {
+                    format!(
+                        "clinic {} is locked by another operator; try again when it has finished",
+                        clinic.slug
+                    )
+                })?,
+        )
+    };
+    let until = until_of(at);
+    let rebuilt =
+        ward_replica::restore_to(&target, &clinic.id.to_string(), Some(until), &scratch).await;
+    let rebuilt = match rebuilt {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ward_tenancy::backup::remove_database_and_sidecars(&scratch);
+            return Err(anyhow::anyhow!(e)).with_context(|| {
+                format!(
+                    "clinic {} was not restored (it is as it was before)",
+                    clinic.slug
+                )
+            });
+        }
+    };
+    note(format_args!(
+        "rebuilt from generation {} ({} segments, {} transactions, last at {})",
+        rebuilt.generation,
+        rebuilt.segments,
+        rebuilt.commits,
+        ward_replica::restore::rfc3339(rebuilt.last_commit_ms)
+    ));
+    let check = super::audit_hooks::AuditChainCheck;
+    let result = match &lock {
+        None => platform
+            .tenants
+            .verify_backup(clinic.id, &scratch, &scratch_dir, &expected, &check)
+            .await
+            .map(|checked| (checked.tables, None, None)),
+        Some(lock) => {
+            let stamp = at.format("%Y%m%dT%H%M%SZ").to_string();
+            platform
+                .tenants
+                .restore(
+                    clinic.id, lock, &scratch, &expected, &check, &stamp, false, hook,
+                )
+                .await
+                .map(|o| (o.checked.tables, o.before, o.pre_restore))
+        }
+    };
+    let _ = ward_tenancy::backup::remove_database_and_sidecars(&scratch);
+    let (tables, before, pre_restore) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            platform.tenants.shutdown(Duration::from_secs(30)).await;
+            return Err(anyhow::anyhow!(e)).with_context(|| {
+                format!(
+                    "clinic {} was not restored (it is as it was before)",
+                    clinic.slug
+                )
+            });
+        }
+    };
+    let mut warnings = Vec::new();
+    if let Some(lock) = &lock {
+        let entry = ward_control::backups::RestoreAuditEntry {
+            clinic: clinic.id,
+            actor: actor(),
+            reason: opts.reason.clone(),
+            backup_id: Uuid::nil(),
+            backup_taken_at: at,
+            at: ward_core::Clock::now(&SystemClock),
+        };
+        let detail = format!(
+            "replica generation {} at {}",
+            rebuilt.generation,
+            ward_replica::restore::rfc3339(rebuilt.last_commit_ms)
+        );
+        let control = platform.control.clone();
+        let written = platform
+            .tenants
+            .with_locked(clinic.id, lock, |conn| async move {
+                super::audit_hooks::record_restore(&control, &conn, &entry, &detail).await
+            })
+            .await;
+        if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r) {
+            warnings.push(format!(
+                "the clinic's audit log entry could not be written: {e}"
+            ));
+        }
+        if let Some(r) = super::replica::replicator() {
+            r.forget(&clinic.id.to_string());
+        }
+    }
+    drop(lock);
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    if opts.json {
+        json(&serde_json::json!({
+            "clinic": clinic.id,
+            "dry_run": opts.dry_run,
+            "at": format_time(at),
+            "replica": rebuilt,
+            "tables_restored": tables,
+            "tables_before": before,
+            "pre_restore": pre_restore,
+            "warnings": warnings,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if opts.dry_run {
+        say(format_args!(
+            "dry run: {} as of {} rebuilds from the replica and checks out; nothing was changed",
+            clinic.slug,
+            format_time(at)
+        ));
+    } else {
+        say(format_args!(
+            "restored {} ({}) to {} from the replica in {:.2} s",
+            clinic.slug,
+            clinic.id,
+            format_time(at),
+            started.elapsed().as_secs_f64()
+        ));
+        if let Some(p) = &pre_restore {
+            say(format_args!(
+                "the replaced file was kept as {}",
+                p.display()
+            ));
+        }
+    }
+    table(before.as_ref(), &tables);
+    for w in &warnings {
+        say(format_args!("WARNING: {w}"));
     }
     Ok(ExitCode::SUCCESS)
 }

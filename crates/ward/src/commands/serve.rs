@@ -43,7 +43,24 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
                 global.data_dir.display()
             )
         })?;
+    super::replica::install(global)?;
+    let rebuilding = super::replica::rebuild_control_if_empty(global).await?;
     let platform = super::open_platform(global).await?;
+    if rebuilding {
+        tokio::spawn(super::replica::rebuild_clinics(
+            platform.control.clone(),
+            platform.tenants.clone(),
+        ));
+    }
+    super::replica::report_status(global);
+    if let Some(replicator) = super::replica::replicator() {
+        replicator.start();
+        if replicator.target().local {
+            tracing::warn!(target_url = %replicator.target().url, "the replica is on this machine's disk, not off it: set WARD_REPLICA_URL to a bucket");
+        } else {
+            tracing::info!(target_url = %replicator.target().url, "every database streams to the replica");
+        }
+    }
     if platform.control_migration.changed() {
         tracing::info!(
             from = platform.control_migration.from,
@@ -166,12 +183,14 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     // which also finishes a purge a crash interrupted).
     let purging = {
         let purger = super::purger(global, &platform);
+        let global = global.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(86_400));
             loop {
                 tick.tick().await;
                 match purger.run("ward serve", false).await {
                     Ok(items) if !items.is_empty() => {
+                        super::replica::drop_purged(&global, &items).await;
                         tracing::info!(clinics = items.len(), "daily purge done");
                     }
                     Ok(_) => {}

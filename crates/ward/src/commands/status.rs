@@ -11,6 +11,7 @@ use crate::output::{json, say};
 
 pub async fn run(global: &Global, opts: StatusOpts) -> anyhow::Result<ExitCode> {
     let platform = super::open_platform(global).await?;
+    super::replica::report_status(global);
     let report = StatusReport::gather(&platform.control, SystemClock.now()).await;
     if opts.json {
         json(&report)?;

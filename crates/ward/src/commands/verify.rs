@@ -100,6 +100,12 @@ pub async fn run(global: &Global, opts: VerifyOpts) -> anyhow::Result<ExitCode> 
         // The restore drill (`super::drill`): the newest backups, not the live files.
         return super::drill::run(global, opts.sample, opts.clinic.as_deref(), opts.json).await;
     }
+    if opts.replica {
+        return replica_drill(global, &opts).await;
+    }
+    if opts.sample.is_some() {
+        anyhow::bail!("--sample picks clinics for --backups or --replica; add one of them");
+    }
     let platform = super::open_platform(global).await?;
     let clinics = clinics_to_check(&platform, opts.clinic.as_deref()).await?;
 
@@ -276,4 +282,91 @@ fn print(report: &Report) {
             "DAMAGED"
         }
     ));
+}
+
+/// `ward verify --replica`: rebuilds clinics from the replica into scratch files and
+/// checks each as a restore would, without touching the live files.
+async fn replica_drill(global: &Global, opts: &VerifyOpts) -> anyhow::Result<ExitCode> {
+    use rand::seq::SliceRandom as _;
+    let platform = super::open_platform(global).await?;
+    let mut clinics = clinics_to_check(&platform, opts.clinic.as_deref()).await?;
+    if let Some(n) = opts.sample {
+        clinics.shuffle(&mut rand::thread_rng());
+        clinics.truncate(n);
+    }
+    let target = super::replica::target(global)?;
+    let scratch = global.data_dir.join("replication").join("tmp");
+    std::fs::create_dir_all(&scratch)?;
+    let expected = ward_tenancy::backup::Expected::unrecorded();
+    let bar = progress(clinics.len() as u64, "rebuilding clinics from the replica");
+    let mut results = Vec::new();
+    for clinic in &clinics {
+        let file = scratch.join(format!("{}-{}.drill", clinic.id, uuid::Uuid::now_v7()));
+        let outcome =
+            match ward_replica::restore_to(&target, &clinic.id.to_string(), None, &file).await {
+                Ok(r) => platform
+                    .tenants
+                    .verify_backup(
+                        clinic.id,
+                        &file,
+                        &scratch,
+                        &expected,
+                        &super::audit_hooks::AuditChainCheck,
+                    )
+                    .await
+                    .map(|c| (r, c.tables.values().sum::<u64>()))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+        let _ = ward_tenancy::backup::remove_database_and_sidecars(&file);
+        results.push(match outcome {
+            Ok((r, rows)) => serde_json::json!({
+                "clinic": clinic.id, "slug": clinic.slug.to_string(), "ok": true,
+                "generation": r.generation, "last_commit": ward_replica::restore::rfc3339(r.last_commit_ms),
+                "rows": rows,
+            }),
+            Err(e) => serde_json::json!({
+                "clinic": clinic.id, "slug": clinic.slug.to_string(), "ok": false, "error": e,
+            }),
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    platform
+        .tenants
+        .shutdown(std::time::Duration::from_secs(30))
+        .await;
+    let ok = results.iter().all(|r| r["ok"] == true);
+    if opts.json {
+        json(&serde_json::json!({"ok": ok, "target": target.url, "clinics": results}))?;
+    } else {
+        for r in &results {
+            if r["ok"] == true {
+                say(format_args!(
+                    "ok      {} (generation {}, last commit {}, {} rows)",
+                    r["slug"].as_str().unwrap_or_default(),
+                    r["generation"].as_str().unwrap_or_default(),
+                    r["last_commit"].as_str().unwrap_or_default(),
+                    r["rows"]
+                ));
+            } else {
+                say(format_args!(
+                    "FAILED  {}: {}",
+                    r["slug"].as_str().unwrap_or_default(),
+                    r["error"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        say(format_args!(
+            "{} of {} clinics rebuilt from {} and checked",
+            results.iter().filter(|r| r["ok"] == true).count(),
+            results.len(),
+            target.url
+        ));
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -145,6 +145,8 @@ async fn backup_list_restore_and_drill_through_the_command_line() {
         "acme",
         "--at",
         &taken_at,
+        "--from",
+        "backups",
         "--reason",
         "check",
         "--dry-run",
@@ -153,7 +155,7 @@ async fn backup_list_restore_and_drill_through_the_command_line() {
     assert_eq!(data.notes(id).await, ["one", "two"]);
 
     let out = data.ok(&[
-        "restore", "--clinic", "acme", "--at", &taken_at, "--reason", "test",
+        "restore", "--clinic", "acme", "--at", &taken_at, "--from", "backups", "--reason", "test",
     ]);
     assert!(out.contains("restored acme"), "{out}");
     assert!(out.contains("notes"), "rows per table: {out}");
@@ -170,6 +172,8 @@ async fn backup_list_restore_and_drill_through_the_command_line() {
         "acme",
         "--at",
         "2000-01-01T00:00:00Z",
+        "--from",
+        "backups",
         "--reason",
         "x",
     ]);

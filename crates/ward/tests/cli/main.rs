@@ -11,6 +11,7 @@ mod clinics;
 mod deploy;
 mod lifecycle;
 mod migrate;
+mod replica;
 mod serve;
 mod status;
 mod support;

@@ -59,12 +59,22 @@ impl Run {
 /// A data directory for one test.
 pub struct Ward {
     dir: TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl Ward {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A data directory whose commands also get `env` (a replica target, say).
+    pub fn with_env(env: Vec<(String, String)>) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            env,
         }
     }
 
@@ -82,6 +92,7 @@ impl Ward {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("WARD_MASTER_KEY", MASTER_HEX)
             .env("WARD_LOG", "info")
             .arg("--data-dir")
@@ -266,6 +277,12 @@ impl Server {
         }
     }
 
+    /// Kills the process outright (SIGKILL), as a dying machine would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Sends SIGTERM (what fly.io and systemd send) and waits for the exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
@@ -366,4 +383,26 @@ fn dechunk(mut rest: &str) -> String {
         out.push_str(&after[..size]);
         rest = &after[size + 2..];
     }
+}
+
+/// A POST of a urlencoded form with a cookie: the status and the response's head.
+pub fn http_post_form(addr: SocketAddr, path: &str, cookie: &str, form: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let head = text
+        .split_once("\r\n\r\n")
+        .map_or(text.as_str(), |(h, _)| h);
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase())
 }

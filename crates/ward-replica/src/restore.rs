@@ -1,0 +1,199 @@
+//! Rebuilding a database from its replica, up to a chosen moment.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::ReplicaError;
+use crate::segment::{self, Meta};
+use crate::target::Target;
+use crate::wal::{self, Cursor};
+
+/// A generation of a database in the replica.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub meta: Meta,
+}
+
+/// What a restore rebuilt.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    /// The generation restored from.
+    pub generation: String,
+    /// When its snapshot was taken.
+    pub snapshot_ms: i64,
+    /// Segments read.
+    pub segments: usize,
+    /// Transactions replayed onto the snapshot.
+    pub commits: usize,
+    /// When the last replayed transaction was committed (the snapshot's time if none).
+    pub last_commit_ms: i64,
+    /// Bytes read from the replica.
+    pub bytes: u64,
+}
+
+/// The complete generations of `db` (those with a description), oldest first.
+pub async fn generations(target: &Target, db: &str) -> Result<Vec<Generation>, ReplicaError> {
+    let mut out = Vec::new();
+    for name in target.folders(db).await? {
+        let Some(bytes) = target.get(&format!("{db}/{name}/meta.json")).await? else {
+            continue;
+        };
+        let meta: Meta = serde_json::from_slice(&bytes)
+            .map_err(|_| ReplicaError::Damaged(format!("{db}/{name}/meta.json is unreadable")))?;
+        out.push(Generation { name, meta });
+    }
+    out.sort_by(|a, b| (a.meta.created_at_ms, &a.name).cmp(&(b.meta.created_at_ms, &b.name)));
+    Ok(out)
+}
+
+/// The databases the replica holds (`control` and clinic ids).
+pub async fn databases(target: &Target) -> Result<Vec<String>, ReplicaError> {
+    target.folders("").await
+}
+
+/// Rebuilds `db` into the new file `out` as it was after the last commit at or before
+/// `at_ms` (the latest commit when `None`). The file is the encrypted database; the
+/// caller checks it with its key before using it.
+pub async fn restore_to(
+    target: &Target,
+    db: &str,
+    at_ms: Option<i64>,
+    out: &Path,
+) -> Result<Restored, ReplicaError> {
+    let at = at_ms.unwrap_or(i64::MAX);
+    let gens = generations(target, db).await?;
+    let Some(chosen) = gens.iter().rev().find(|g| g.meta.created_at_ms <= at) else {
+        return Err(ReplicaError::NotFound(match gens.first() {
+            Some(g) => format!(
+                "the replica's oldest copy of {db} is from {}; nothing is kept from before",
+                crate::restore::rfc3339(g.meta.created_at_ms)
+            ),
+            None => format!("the replica holds no copy of {db}"),
+        }));
+    };
+    let prefix = format!("{db}/{}", chosen.name);
+    let snapshot = target
+        .get(&format!("{prefix}/snapshot.db"))
+        .await?
+        .ok_or_else(|| ReplicaError::Damaged(format!("{prefix}/snapshot.db is missing")))?;
+    if segment::digest(&snapshot) != chosen.meta.sha256 {
+        return Err(ReplicaError::Damaged(format!(
+            "{prefix}/snapshot.db does not match its checksum"
+        )));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)?;
+    file.write_all(&snapshot)?;
+    let mut report = Restored {
+        generation: chosen.name.clone(),
+        snapshot_ms: chosen.meta.created_at_ms,
+        segments: 0,
+        commits: 0,
+        last_commit_ms: chosen.meta.created_at_ms,
+        bytes: snapshot.len() as u64,
+    };
+    drop(snapshot);
+    let listed = target.list(&format!("{prefix}/wal")).await?;
+    let mut log: Vec<u8> = Vec::new();
+    let mut header: Option<wal::Header> = None;
+    let mut cursor: Option<Cursor> = None;
+    'segments: for (expected, (name, _)) in listed.iter().enumerate() {
+        let seq = name
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if seq != Some(expected as u64) {
+            return Err(ReplicaError::Damaged(format!(
+                "{prefix}: segment {expected} is missing (found {name}); the replica cannot be \
+                 replayed past {}",
+                rfc3339(report.last_commit_ms)
+            )));
+        }
+        let bytes = target
+            .get(name)
+            .await?
+            .ok_or_else(|| ReplicaError::Damaged(format!("{name} vanished")))?;
+        report.bytes += bytes.len() as u64;
+        let (h, body) = segment::decode(name, &bytes)?;
+        report.segments += 1;
+        if h.from == 0 {
+            let parsed = wal::header(&body).map_err(|_| {
+                ReplicaError::Damaged(format!("{name}: its log header is not valid"))
+            })?;
+            log = body;
+            header = Some(parsed);
+            cursor = Some(Cursor::start(&parsed));
+        } else {
+            let continues =
+                header.is_some_and(|hh| hh.salt == h.salt) && h.from == log.len() as u64;
+            if !continues {
+                return Err(ReplicaError::Damaged(format!(
+                    "{name} does not continue the segment before it"
+                )));
+            }
+            log.extend_from_slice(&body);
+        }
+        let (Some(hh), Some(from)) = (header, cursor) else {
+            return Err(ReplicaError::Damaged(format!(
+                "{name}: no log header before it"
+            )));
+        };
+        let scan = wal::scan(&log, &hh, from);
+        if scan.end.offset != log.len() as u64 {
+            return Err(ReplicaError::Damaged(format!(
+                "{name}: its frames do not check out (byte {})",
+                scan.end.offset
+            )));
+        }
+        let frame_len = u64::from(hh.page_size) + wal::FRAME_HEADER as u64;
+        let mut last = None;
+        let mut past = false;
+        for f in scan.commits() {
+            let end = f.offset + frame_len;
+            let t = h
+                .commits
+                .iter()
+                .find(|c| c.end == end)
+                .map(|c| c.at_ms)
+                .ok_or_else(|| ReplicaError::Damaged(format!("{name}: a commit has no time")))?;
+            if t > at {
+                past = true;
+                break;
+            }
+            last = Some(f.offset);
+            report.commits += 1;
+            report.last_commit_ms = t;
+        }
+        if let Some(last) = last {
+            wal::apply(&mut file, &log, &scan.frames, last)?;
+        }
+        cursor = Some(scan.end);
+        if past {
+            break 'segments;
+        }
+    }
+    file.sync_all()?;
+    Ok(report)
+}
+
+/// `ms` as an RFC 3339 time, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Deletes every object of `db` from the replica (a purged clinic). Returns how many.
+pub async fn delete_database(target: &Target, db: &str) -> Result<usize, ReplicaError> {
+    let objects = target.list(db).await?;
+    for (name, _) in &objects {
+        target.delete(name).await?;
+    }
+    Ok(objects.len())
+}

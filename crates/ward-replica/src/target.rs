@@ -1,0 +1,238 @@
+//! Where replicas go: an object store named by a URL.
+
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+
+use crate::ReplicaError;
+
+/// A replica target: an object store and the prefix Ward's objects live under.
+#[derive(Clone)]
+pub struct Target {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// The URL it was made from, without credentials.
+    pub url: String,
+    /// Whether the target is a folder on this machine (not off the machine).
+    pub local: bool,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Target {
+    /// Parses `s3://bucket/prefix` (endpoint, region and credentials from the usual
+    /// `AWS_*` variables: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...) or
+    /// `file:///absolute/path`.
+    pub fn from_url(url: &str) -> Result<Self, ReplicaError> {
+        Self::from_url_with(url, &[])
+    }
+
+    /// [`Target::from_url`], with S3 settings given explicitly (`aws_endpoint`,
+    /// `aws_access_key_id`, ...) on top of the environment's.
+    pub fn from_url_with(url: &str, s3: &[(&str, &str)]) -> Result<Self, ReplicaError> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            ReplicaError::Config(format!("the replica URL {url:?} is not a URL: {e}"))
+        })?;
+        match parsed.scheme() {
+            "file" => {
+                let path = parsed.to_file_path().map_err(|()| {
+                    ReplicaError::Config(format!("{url:?} does not name an absolute path"))
+                })?;
+                std::fs::create_dir_all(&path).map_err(|e| {
+                    ReplicaError::Config(format!(
+                        "cannot create the replica folder {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                    .map_err(|e| ReplicaError::Config(e.to_string()))?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    prefix: ObjectPath::default(),
+                    url: format!("file://{}", path.display()),
+                    local: true,
+                })
+            }
+            "s3" => {
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| ReplicaError::Config(format!("{url:?} names no bucket")))?;
+                // Failures surface within seconds and the replicator retries on its own
+                // schedule, so an outage shows as lag instead of a request stuck retrying.
+                let retry = object_store::RetryConfig {
+                    backoff: object_store::BackoffConfig {
+                        init_backoff: std::time::Duration::from_millis(100),
+                        max_backoff: std::time::Duration::from_secs(1),
+                        base: 2.0,
+                    },
+                    max_retries: 3,
+                    retry_timeout: std::time::Duration::from_secs(10),
+                };
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(std::time::Duration::from_secs(5))
+                            .with_timeout(std::time::Duration::from_secs(60)),
+                    );
+                let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                    .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                    .ok();
+                if let Some(endpoint) = endpoint {
+                    builder = builder
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_endpoint(endpoint);
+                }
+                for (k, v) in s3 {
+                    let key = k
+                        .parse()
+                        .map_err(|e: object_store::Error| ReplicaError::Config(e.to_string()))?;
+                    builder = builder.with_config(key, *v);
+                }
+                let store = builder.build().map_err(|e| {
+                    ReplicaError::Config(format!("the replica target {url:?}: {e}"))
+                })?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    prefix: ObjectPath::from(parsed.path().trim_matches('/')),
+                    url: format!("s3://{bucket}{}", parsed.path()),
+                    local: false,
+                })
+            }
+            other => Err(ReplicaError::Config(format!(
+                "replica URLs start with s3:// or file://, not {other}://"
+            ))),
+        }
+    }
+
+    /// The full object path of `name` (a '/'-separated path under the prefix).
+    pub(crate) fn path(&self, name: &str) -> ObjectPath {
+        let mut p = self.prefix.clone();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            p = p.child(part);
+        }
+        p
+    }
+
+    /// Writes `bytes` to `name`, failing if it already exists.
+    pub(crate) async fn create(&self, name: &str, bytes: Vec<u8>) -> Result<(), ReplicaError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.path(name), PutPayload::from(bytes), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                object_store::Error::AlreadyExists { .. } => {
+                    ReplicaError::Fenced(format!("{name} was already written by another writer"))
+                }
+                e => ReplicaError::Store(e.to_string()),
+            })
+    }
+
+    /// Writes a large object from a file, in parts.
+    pub(crate) async fn upload_file(
+        &self,
+        name: &str,
+        file: &std::path::Path,
+    ) -> Result<(), ReplicaError> {
+        use tokio::io::AsyncReadExt;
+        let len = tokio::fs::metadata(file).await?.len();
+        if len <= 8 << 20 {
+            return self.create(name, tokio::fs::read(file).await?).await;
+        }
+        let upload = self
+            .store
+            .put_multipart(&self.path(name))
+            .await
+            .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut f = tokio::fs::File::open(file).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| ReplicaError::Store(e.to_string()))?;
+            writer.write(&buf[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicaError::Store(e.to_string()))
+    }
+
+    /// Reads `name`, or `None` if there is no such object.
+    pub(crate) async fn get(&self, name: &str) -> Result<Option<bytes::Bytes>, ReplicaError> {
+        match self.store.get(&self.path(name)).await {
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| ReplicaError::Store(e.to_string()))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        }
+    }
+
+    /// The names (relative to the prefix, sorted) of every object under `dir`, with
+    /// their sizes.
+    pub(crate) async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, ReplicaError> {
+        use futures::TryStreamExt;
+        let base = self.path(dir);
+        let strip = self.prefix.as_ref().len();
+        let mut out: Vec<(String, u64)> = self
+            .store
+            .list(Some(&base))
+            .map_ok(|m| {
+                let full = m.location.as_ref();
+                let rel = full[strip..].trim_start_matches('/').to_owned();
+                (rel, m.size)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The immediate sub-folders of `dir` (names only, sorted).
+    pub(crate) async fn folders(&self, dir: &str) -> Result<Vec<String>, ReplicaError> {
+        let base = self.path(dir);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&base))
+            .await
+            .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        let mut out: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes `name` (absent is fine).
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), ReplicaError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        }
+    }
+}

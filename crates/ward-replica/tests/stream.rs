@@ -1,0 +1,381 @@
+//! A real SQLCipher file replicated to a folder and restored from it.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::path::Path;
+use std::time::Duration;
+
+use ward_replica::{Replicator, Target, restore_to};
+use ward_tenancy::db::{self, Durability};
+use ward_tenancy::keys::DataKey;
+
+/// The test S3 server's bucket (started by scripts/s3-test-server), with a fresh prefix.
+fn s3_target() -> Option<Target> {
+    let Ok(endpoint) = std::env::var("WARD_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs the S3 tests: start scripts/s3-test-server"
+        );
+        return None;
+    };
+    let bucket = std::env::var("WARD_TEST_S3_BUCKET").unwrap();
+    let key = std::env::var("WARD_TEST_S3_KEY").unwrap();
+    let secret = std::env::var("WARD_TEST_S3_SECRET").unwrap();
+    let url = format!("s3://{bucket}/t-{}", uuid::Uuid::now_v7());
+    Some(
+        Target::from_url_with(
+            &url,
+            &[
+                ("aws_endpoint", endpoint.as_str()),
+                ("aws_allow_http", "true"),
+                ("aws_access_key_id", key.as_str()),
+                ("aws_secret_access_key", secret.as_str()),
+                ("aws_region", "us-east-1"),
+            ],
+        )
+        .unwrap(),
+    )
+}
+
+/// A started replicator over a new data directory, and one new clinic file in it with
+/// a table `t`.
+struct Setup {
+    data: tempfile::TempDir,
+    replicator: Replicator,
+    key: DataKey,
+    path: std::path::PathBuf,
+    db_id: String,
+    conn: ward_tenancy::sql::Connection,
+}
+
+fn setup(target: &Target) -> Setup {
+    let data = tempfile::tempdir().unwrap();
+    let replicator = Replicator::new(
+        data.path(),
+        target.clone(),
+        Duration::from_secs(30 * 86_400),
+    )
+    .unwrap();
+    replicator.start();
+    let key = DataKey::random();
+    let path = clinic_path(data.path());
+    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let conn = db::open_now(&path, &key, true, Durability::Full)
+        .unwrap()
+        .conn;
+    conn.execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
+        .unwrap();
+    Setup {
+        data,
+        replicator,
+        key,
+        path,
+        db_id,
+        conn,
+    }
+}
+
+fn clinic_path(data: &Path) -> std::path::PathBuf {
+    let dir = data.join("clinics");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{}.db", uuid::Uuid::now_v7()))
+}
+
+fn count(path: &Path, key: &DataKey) -> i64 {
+    let opened = db::open_now(path, key, false, Durability::Full).unwrap();
+    let n = db::first_row(&opened.conn, "SELECT count(*) FROM t", ())
+        .unwrap()
+        .unwrap()
+        .get::<i64>(0)
+        .unwrap();
+    let problems: String = opened
+        .conn
+        .first_row_now("PRAGMA integrity_check", ())
+        .unwrap()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(problems, "ok");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_from_s3_hold_exactly_the_commits_made_by_each_chosen_moment() {
+    let Some(target) = s3_target() else { return };
+    timeline(target, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_hold_exactly_the_commits_made_by_each_chosen_moment() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    timeline(target, Some(replica.path())).await;
+}
+
+/// Writes in rounds, then restores to the moment after each round.
+async fn timeline(target: Target, folder: Option<&Path>) {
+    let Setup {
+        data,
+        replicator,
+        key,
+        path,
+        db_id,
+        conn,
+    } = setup(&target);
+    let opened = db::Opened { conn };
+    // Four rounds of writes, 300 ms apart; the moments between rounds are remembered.
+    let mut marks = Vec::new();
+    for round in 0..4i64 {
+        for i in 0..(50 + round * 400) {
+            opened
+                .conn
+                .execute_now(
+                    "INSERT INTO t (pad) VALUES (?1)",
+                    ward_tenancy::sql::params![format!(
+                        "round {round} row {i} {}",
+                        "x".repeat(200)
+                    )],
+                )
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        marks.push((ward_replica::now_ms(), count(&path, &key)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The WAL passed the checkpoint threshold at least once: the stream went on.
+    let wal_len = std::fs::metadata(format!("{}-wal", path.display()))
+        .unwrap()
+        .len();
+    assert!(
+        wal_len < 8 << 20,
+        "the WAL was never checkpointed ({wal_len} bytes): {:?}",
+        replicator.status()
+    );
+    replicator.sync(&db_id).await.unwrap();
+    for (i, (at, expected)) in marks.iter().enumerate() {
+        let out = data.path().join(format!("restored-{i}.db"));
+        let report = restore_to(&target, &db_id, Some(*at), &out).await.unwrap();
+        assert!(report.last_commit_ms <= *at);
+        assert_eq!(count(&out, &key), *expected, "restore to mark {i}");
+    }
+    // Closing ships and checkpoints: the WAL is empty and the latest restore is whole.
+    drop(opened);
+    let wal_len = std::fs::metadata(format!("{}-wal", path.display()))
+        .unwrap()
+        .len();
+    assert_eq!(wal_len, 0);
+    let out = data.path().join("latest.db");
+    restore_to(&target, &db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &key), marks.last().unwrap().1);
+    // No page of the replica is plaintext, though the rows are in it (restored above).
+    if let Some(folder) = folder {
+        let files = walk(folder);
+        assert!(files.len() > 3, "{files:?}");
+        for entry in files {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(
+                !bytes.windows(9).any(|w| w == b"round 3 r"),
+                "{}",
+                entry.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    let Setup {
+        data,
+        replicator,
+        db_id,
+        conn,
+        ..
+    } = setup(&target);
+    let opened = db::Opened { conn };
+    for i in 0..5 {
+        opened
+            .conn
+            .execute_now(
+                "INSERT INTO t (pad) VALUES (?1)",
+                ward_tenancy::sql::params![format!("{i}")],
+            )
+            .unwrap();
+        replicator.sync(&db_id).await.unwrap();
+    }
+    drop(opened);
+    let mut segments: Vec<_> = walk(replica.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 5, "{segments:?}");
+    // A flipped byte in the third segment.
+    let mut bytes = std::fs::read(&segments[2]).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x40;
+    std::fs::write(&segments[2], &bytes).unwrap();
+    let err = restore_to(&target, &db_id, None, &data.path().join("a.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("000000000002.seg"), "{err}");
+    // A missing one.
+    std::fs::remove_file(&segments[2]).unwrap();
+    let err = restore_to(&target, &db_id, None, &data.path().join("b.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("segment 2 is missing"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A TCP proxy in front of the test S3 server that can be cut off and restored.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::Acquire) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                {
+                    let mut open = open2.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { addr, up, open }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::Release);
+        if !up {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_after() {
+    let Some(_) = s3_target() else { return };
+    let endpoint = std::env::var("WARD_TEST_S3_ENDPOINT").unwrap();
+    let upstream = endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(upstream);
+    let via = format!("http://{}", proxy.addr);
+    let (key, secret) = (
+        std::env::var("WARD_TEST_S3_KEY").unwrap(),
+        std::env::var("WARD_TEST_S3_SECRET").unwrap(),
+    );
+    let url = format!(
+        "s3://{}/outage-{}",
+        std::env::var("WARD_TEST_S3_BUCKET").unwrap(),
+        uuid::Uuid::now_v7()
+    );
+    let target = Target::from_url_with(
+        &url,
+        &[
+            ("aws_endpoint", via.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", key.as_str()),
+            ("aws_secret_access_key", secret.as_str()),
+            ("aws_region", "us-east-1"),
+        ],
+    )
+    .unwrap();
+    let Setup {
+        data,
+        replicator,
+        key,
+        db_id,
+        conn,
+        ..
+    } = setup(&target);
+    let opened = db::Opened { conn };
+    replicator.sync(&db_id).await.unwrap();
+
+    proxy.set_up(false);
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        opened
+            .conn
+            .execute_now(
+                "INSERT INTO t (pad) VALUES (?1)",
+                ward_tenancy::sql::params![format!("{i}")],
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "writes waited for the store"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = replicator
+        .status()
+        .into_iter()
+        .find(|s| s.db == db_id)
+        .unwrap();
+    assert!(status.lag_ms > 1000, "{status:?}");
+    assert!(status.error.is_some(), "{status:?}");
+
+    proxy.set_up(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = replicator
+            .status()
+            .into_iter()
+            .find(|s| s.db == db_id)
+            .unwrap();
+        if s.lag_ms == 0 && s.error.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog never drained: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = data.path().join("after.db");
+    restore_to(&target, &db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &key), 40);
+    drop(opened);
+}

@@ -1,0 +1,293 @@
+//! The continuous replica: which one this process streams to, and `ward replica status`.
+
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context as _;
+use ward_control::ServeGuard;
+use ward_replica::{Replicator, Target};
+
+use crate::cli::{Global, ReplicaCommand, ReplicaStatusOpts};
+use crate::output::{json, say};
+
+static REPLICATOR: OnceLock<Replicator> = OnceLock::new();
+static OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// This process writes no replica (it is rebuilding from one): the next `ward serve`
+/// starts every database's stream afresh.
+pub fn off() {
+    OFF.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// The replica target the settings name (default: `<data>/replica`).
+pub fn target(global: &Global) -> anyhow::Result<Target> {
+    let url = match &global.replica_url {
+        Some(url) => url.clone(),
+        None => {
+            let data = std::path::absolute(&global.data_dir)
+                .with_context(|| format!("cannot resolve {}", global.data_dir.display()))?;
+            format!("file://{}", data.join("replica").display())
+        }
+    };
+    Target::from_url(&url).map_err(|e| anyhow::anyhow!("WARD_REPLICA_URL: {e}"))
+}
+
+/// The replicator of this process, if it replicates.
+pub fn replicator() -> Option<&'static Replicator> {
+    REPLICATOR.get()
+}
+
+/// Makes every database this process opens from now on stream to the replica, unless a
+/// `ward serve` on the same data is doing it (it then notices this process's writes
+/// itself, within seconds).
+pub fn watch(global: &Global) -> anyhow::Result<()> {
+    if REPLICATOR.get().is_some() || OFF.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(());
+    }
+    if std::fs::create_dir_all(&global.data_dir).is_err() {
+        return Ok(());
+    }
+    match ServeGuard::acquire(&global.data_dir) {
+        Ok(Some(guard)) => drop(guard),
+        Ok(None) => return Ok(()),
+        Err(_) => {}
+    }
+    install(global)
+}
+
+/// [`watch`] for `ward serve`, which holds the serve guard itself.
+pub fn install(global: &Global) -> anyhow::Result<()> {
+    let target = target(global)?;
+    let replicator = Replicator::new(&global.data_dir, target, global.replica_retention)
+        .context("cannot start replication")?;
+    let _ = REPLICATOR.set(replicator);
+    Ok(())
+}
+
+/// Ships what this command wrote before it exits; says so if the replica is unreachable
+/// (the frames stay in the WAL and the next `ward serve` ships them).
+pub async fn finish() {
+    let Some(r) = REPLICATOR.get() else { return };
+    for (db, error) in r.sync_dirty().await {
+        tracing::warn!(db = %db, error = %error, "not yet in the replica; `ward serve` will ship it");
+    }
+}
+
+/// `ward replica …`.
+pub async fn run(global: &Global, cmd: ReplicaCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ReplicaCommand::Status(opts) => status(global, opts),
+    }
+}
+
+fn status(global: &Global, opts: ReplicaStatusOpts) -> anyhow::Result<ExitCode> {
+    let target = target(global)?;
+    let dbs = ward_replica::disk_status(&global.data_dir);
+    let worst = dbs.iter().map(|d| d.lag_ms).max().unwrap_or(0);
+    let failing: Vec<&str> = dbs
+        .iter()
+        .filter(|d| d.error.is_some())
+        .map(|d| d.db.as_str())
+        .collect();
+    if opts.json {
+        json(&serde_json::json!({
+            "target": target.url,
+            "same_disk": target.local,
+            "worst_lag_ms": worst,
+            "databases": dbs,
+        }))?;
+    } else {
+        say(format_args!("replica: {}", target.url));
+        if target.local {
+            say(format_args!(
+                "warning: the replica is on this machine; set WARD_REPLICA_URL to a bucket"
+            ));
+        }
+        say(format_args!(
+            "{:<38} {:<32} {:>10} {:>12}  last shipped",
+            "database", "generation", "lag", "bytes"
+        ));
+        for d in &dbs {
+            let shipped = d
+                .shipped_at_ms
+                .map(ward_replica::restore::rfc3339)
+                .or_else(|| d.error.clone())
+                .unwrap_or_default();
+            say(format_args!(
+                "{:<38} {:<32} {:>8}ms {:>12}  {shipped}",
+                d.db,
+                d.generation.as_deref().unwrap_or("-"),
+                d.lag_ms,
+                d.bytes
+            ));
+        }
+        say(format_args!(
+            "worst lag: {worst} ms; {} not replicated yet",
+            failing.len()
+        ));
+    }
+    Ok(if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Deletes the replica objects of clinics just purged (their key is already gone, so
+/// the objects were unreadable; this frees the space and leaves nothing behind).
+pub async fn drop_purged(global: &Global, items: &[ward_control::lifecycle::PurgeItem]) {
+    let Ok(target) = target(global) else { return };
+    for item in items.iter().filter(|i| i.done) {
+        let db = item.clinic.id.to_string();
+        ward_replica::replicator::forget_position(&global.data_dir, &db);
+        match ward_replica::delete_database(&target, &db).await {
+            Ok(n) => tracing::info!(clinic = %db, objects = n, "purged clinic's replica deleted"),
+            Err(e) => {
+                tracing::warn!(clinic = %db, error = %e, "the purged clinic's replica objects could not all be deleted (they are unreadable without its key)");
+            }
+        }
+    }
+}
+
+/// Makes status reports of this process show the replica: the running replicator's view
+/// in `ward serve`, the data directory's otherwise.
+pub fn report_status(global: &Global) {
+    let Ok(target) = target(global) else { return };
+    let data = global.data_dir.clone();
+    ward_web::status::set_replica_source(move || {
+        let dbs = match REPLICATOR.get() {
+            Some(r) if r.is_running() => r.status(),
+            _ => ward_replica::disk_status(&data),
+        };
+        ward_web::status::ReplicaSection {
+            target: target.url.clone(),
+            same_disk: target.local,
+            databases: dbs.len(),
+            worst_lag_ms: dbs.iter().map(|d| d.lag_ms).max().unwrap_or(0),
+            failing: dbs
+                .iter()
+                .filter_map(|d| d.error.clone().map(|e| (d.db.clone(), e)))
+                .collect(),
+        }
+    });
+}
+
+/// Brings missing clinic files back from the replica (a server started on an empty
+/// machine): on a clinic's first use, and in the background for the rest.
+pub struct Fetcher {
+    target: Target,
+    scratch: std::path::PathBuf,
+    busy: std::sync::Mutex<
+        std::collections::HashMap<ward_core::ClinicId, Arc<tokio::sync::Mutex<()>>>,
+    >,
+}
+
+static FETCHER: OnceLock<Arc<Fetcher>> = OnceLock::new();
+
+/// The fetcher of this process, when `ward serve` set one up.
+pub fn fetcher() -> Option<Arc<Fetcher>> {
+    FETCHER.get().cloned()
+}
+
+#[async_trait::async_trait]
+impl ward_tenancy::FetchMissing for Fetcher {
+    async fn fetch(&self, id: ward_core::ClinicId, path: &std::path::Path) -> Result<bool, String> {
+        let one = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id)
+            .or_default()
+            .clone();
+        let _one = one.lock().await;
+        if path.exists() {
+            return Ok(true);
+        }
+        let tmp = self
+            .scratch
+            .join(format!("{id}-{}.fetching", uuid::Uuid::now_v7()));
+        let result = ward_replica::restore_to(&self.target, &id.to_string(), None, &tmp).await;
+        let outcome = match result {
+            Ok(_) => std::fs::hard_link(&tmp, path)
+                .map(|()| true)
+                .map_err(|e| format!("cannot put the rebuilt file in place: {e}")),
+            Err(ward_replica::ReplicaError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = std::fs::remove_file(&tmp);
+        if outcome == Ok(true) {
+            tracing::info!(clinic = %id, "clinic rebuilt from the replica");
+        }
+        outcome
+    }
+}
+
+/// For `ward serve` on a data directory without a control plane: if the replica holds
+/// one, rebuilds it (the clinics follow, each on first use or in the background) and
+/// says so. Returns whether it did.
+pub async fn rebuild_control_if_empty(global: &Global) -> anyhow::Result<bool> {
+    let target = target(global)?;
+    let data = &global.data_dir;
+    std::fs::create_dir_all(data.join("replication").join("tmp"))?;
+    let _ = FETCHER.set(Arc::new(Fetcher {
+        target: target.clone(),
+        scratch: data.join("replication").join("tmp"),
+        busy: std::sync::Mutex::new(std::collections::HashMap::new()),
+    }));
+    if data.join("control.db").exists() {
+        return Ok(false);
+    }
+    let generations = ward_replica::generations(&target, "control")
+        .await
+        .unwrap_or_default();
+    if generations.is_empty() {
+        return Ok(false);
+    }
+    tracing::warn!(target_url = %target.url, "no control plane here but the replica has one: rebuilding this machine from the replica");
+    std::fs::create_dir_all(data.join("clinics"))?;
+    ward_tenancy::format::check_or_mark(data, true).map_err(anyhow::Error::msg)?;
+    let tmp = data
+        .join("replication")
+        .join("tmp")
+        .join("control.rebuilding");
+    let _ = std::fs::remove_file(&tmp);
+    ward_replica::restore_to(&target, "control", None, &tmp)
+        .await
+        .context("the control plane could not be rebuilt from the replica")?;
+    std::fs::rename(&tmp, data.join("control.db"))?;
+    Ok(true)
+}
+
+/// Rebuilds, one after another, every clinic whose file is missing (a request for one
+/// not yet done rebuilds it first).
+pub async fn rebuild_clinics(
+    control: Arc<ward_control::ControlPlane>,
+    tenants: ward_tenancy::TenantStore,
+) {
+    let Some(fetcher) = fetcher() else { return };
+    let Ok(clinics) = control.list_clinics().await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut done = 0usize;
+    for c in clinics
+        .iter()
+        .filter(|c| c.status != ward_core::ClinicStatus::Purged)
+    {
+        let path = tenants.path_of(c.id);
+        if path.exists() {
+            continue;
+        }
+        match ward_tenancy::FetchMissing::fetch(fetcher.as_ref(), c.id, &path).await {
+            Ok(_) => done += 1,
+            Err(e) => {
+                tracing::error!(clinic = %c.id, error = %e, "clinic could not be rebuilt from the replica")
+            }
+        }
+    }
+    tracing::info!(
+        clinics = done,
+        secs = started.elapsed().as_secs_f64(),
+        "every clinic rebuilt from the replica"
+    );
+}

@@ -1,0 +1,186 @@
+//! The continuous replica through the real binary: a server killed mid-write, and an
+//! empty machine rebuilt from what it shipped.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, Ward, http_get_with, http_post_form};
+
+/// The replica settings of one test: the test S3 server (scripts/s3-test-server) under a
+/// fresh prefix, or a folder when it is not running outside CI.
+fn replica_env(folder: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(endpoint) = std::env::var("WARD_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs the replica tests against S3: start scripts/s3-test-server"
+        );
+        return vec![(
+            "WARD_REPLICA_URL".into(),
+            format!("file://{}", folder.display()),
+        )];
+    };
+    let var = |k: &str| std::env::var(k).unwrap();
+    vec![
+        (
+            "WARD_REPLICA_URL".into(),
+            format!(
+                "s3://{}/kill-{}",
+                var("WARD_TEST_S3_BUCKET"),
+                uuid::Uuid::now_v7()
+            ),
+        ),
+        ("AWS_ENDPOINT_URL".into(), endpoint),
+        ("AWS_ACCESS_KEY_ID".into(), var("WARD_TEST_S3_KEY")),
+        ("AWS_SECRET_ACCESS_KEY".into(), var("WARD_TEST_S3_SECRET")),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ]
+}
+
+/// Signs up a clinic named `name` through the public form; true when acknowledged.
+fn sign_up(server: &Server, name: &str, email: &str) -> bool {
+    let (status, head, body) = http_get_with(server.addr, "/signup", &[]);
+    assert_eq!(status, 200, "{body}");
+    let cookie = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let csrf = body
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("_csrf", csrf)
+        .append_pair("clinic_name", name)
+        .append_pair("name", "Dr Owner")
+        .append_pair("email", email)
+        .append_pair("password", "correct horse battery staple 42")
+        .finish();
+    let (status, _) = http_post_form(server.addr, "/signup", &cookie, &form);
+    (200..400).contains(&status)
+}
+
+#[test]
+fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
+    let folder = tempfile::tempdir().unwrap();
+    let env = replica_env(folder.path());
+    let ward = Ward::with_env(env.clone());
+    let server = Server::start(&ward);
+    // Signups write the control plane and create a clinic file each; every one that was
+    // answered is an acknowledged write.
+    let mut acked: Vec<(String, Instant)> = Vec::new();
+    for i in 0..14 {
+        let name = format!("Replica Clinic {i:02}");
+        if sign_up(&server, &name, &format!("owner{i}@example.com")) {
+            acked.push((name, Instant::now()));
+        }
+    }
+    assert!(acked.len() >= 10, "signups were refused: {}", acked.len());
+    std::thread::sleep(Duration::from_millis(1200));
+    // Killed with a write just acknowledged.
+    let last = format!("Replica Clinic {:02}", 99);
+    if sign_up(&server, &last, "owner99@example.com") {
+        acked.push((last, Instant::now()));
+    }
+    let killed_at = Instant::now();
+    server.kill();
+
+    // An empty machine, the same replica and master key.
+    let fresh = Ward::with_env(env.clone());
+    let out = fresh.run(&["restore", "--everything", "--reason", "the volume died"]);
+    let stdout = out.ok();
+    assert!(stdout.contains("rebuilt the control plane"), "{stdout}");
+    let names: Vec<String> = fresh
+        .list()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut checked = 0;
+    for (name, at) in &acked {
+        if killed_at.duration_since(*at) > Duration::from_secs(1) {
+            assert!(names.contains(name), "{name} is lost: {names:?}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} writes were old enough to count"
+    );
+    assert!(names.len() >= acked.len() - 2, "{names:?}");
+    // Every restored clinic opens, checks out, and its audit chain verifies.
+    let verify = fresh.run(&["verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{verify:?}");
+    // The replica drill rebuilds every clinic again and checks it.
+    let drill = fresh.run(&["verify", "--replica", "--sample", "5"]);
+    assert_eq!(drill.status.code(), Some(0), "{drill:?}");
+    assert!(drill.stdout.contains("5 of 5 clinics rebuilt"), "{drill:?}");
+    // A copy as of now, beside the live clinic, under its own key.
+    let now = ward_core::Clock::now(&ward_core::SystemClock)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let copy = fresh.run(&[
+        "restore",
+        "--clinic",
+        "replica-clinic-00",
+        "--at",
+        &now,
+        "--as-new",
+        "Inspection Copy",
+        "--reason",
+        "look at yesterday's state",
+    ]);
+    assert_eq!(copy.status.code(), Some(0), "{copy:?}");
+    let listed = fresh.list();
+    let copy = listed
+        .iter()
+        .find(|c| c["name"] == "Inspection Copy")
+        .unwrap_or_else(|| panic!("no copy in {listed:?}"));
+    let slug = copy["slug"].as_str().unwrap().to_owned();
+    let checked = fresh.run(&["verify", "--clinic", &slug]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    // The rebuilt machine's status names the replica and its lag.
+    let status: serde_json::Value =
+        serde_json::from_str(&fresh.run(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        status["replica"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("kill-") || t.starts_with("file://")),
+        "{status}"
+    );
+    assert!(status["replica"]["worst_lag_ms"].is_i64(), "{status}");
+    let replica: serde_json::Value =
+        serde_json::from_str(&fresh.run(&["replica", "status", "--json"]).stdout).unwrap();
+    assert!(
+        replica["databases"]
+            .as_array()
+            .is_some_and(|d| d.len() >= names.len()),
+        "{replica}"
+    );
+    // A server started on another empty machine rebuilds it by itself: the control plane
+    // first, then every clinic in the background.
+    let expected = fresh.list().len();
+    let third = Ward::with_env(env);
+    let rebuilt = Server::start(&third);
+    assert_eq!(rebuilt.get("/login").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let files = third.files_ending(".db").len();
+        if files > expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{files} files of {expected} clinics + control"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let restored_list: Vec<serde_json::Value> =
+        serde_json::from_str(&third.run(&["clinics", "list", "--json"]).ok()).unwrap();
+    assert_eq!(restored_list.len(), expected);
+    rebuilt.kill();
+    // And it serves again.
+    let server = Server::start(&fresh);
+    assert_eq!(server.get("/healthz").0, 200);
+    let (status, body) = server.get("/login");
+    assert_eq!(status, 200, "{body}");
+}
