@@ -738,6 +738,11 @@ impl Shared {
         let Some(me) = self.me.upgrade() else {
             return false;
         };
+        // While the store is failing for this database, nobody waits on it: its frames
+        // stay in the WAL (uncheckpointed) and the loop ships them once it is back.
+        if self.stream(db).state.lock().error.is_some() {
+            return false;
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let db = db.to_owned();
         self.runtime.spawn(async move {
