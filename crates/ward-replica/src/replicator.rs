@@ -32,6 +32,21 @@ const SHIP_WAIT: Duration = Duration::from_secs(5);
 /// Segments shipped at once.
 const PARALLEL: usize = 64;
 
+/// How long a server's hold on the replica lasts without renewal.
+const LEASE_TTL_MS: i64 = 30_000;
+/// The lease's object.
+const LEASE: &str = "lease.json";
+
+/// Which server writes the replica: one at a time, so two machines holding copies of
+/// the same data never both stream into it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Lease {
+    holder: String,
+    host: String,
+    pid: u32,
+    expires_at_ms: i64,
+}
+
 /// Where a database's stream stands, kept in `<data>/replication/<db>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Position {
@@ -120,6 +135,12 @@ struct Shared {
     retention: Duration,
     /// Commit-to-stored delays of recent commits, in milliseconds (the newest 100,000).
     lags: parking_lot::Mutex<VecDeque<u32>>,
+    /// This process's id in the lease.
+    holder: String,
+    /// Whether this process holds the lease (only the shipping loop takes it).
+    leased: AtomicBool,
+    /// Why it does not, when another server holds it.
+    lease_error: parking_lot::Mutex<Option<String>>,
 }
 
 /// Ships every database of one data directory to one target.
@@ -204,6 +225,9 @@ impl Replicator {
             me: me.clone(),
             retention,
             lags: parking_lot::Mutex::new(VecDeque::new()),
+            holder: uuid::Uuid::now_v7().to_string(),
+            leased: AtomicBool::new(false),
+            lease_error: parking_lot::Mutex::new(None),
         });
         let watch: Arc<dyn ward_tenancy::db::WalWatch> = shared.clone();
         ward_tenancy::db::watch_wal(&watch);
@@ -228,6 +252,14 @@ impl Replicator {
                 dirty.insert(db);
             }
         }
+        // Take the lease before anything ships (waiting a few seconds at most; the loop
+        // keeps trying).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = shared.clone();
+        self.shared.runtime.spawn(async move {
+            let _ = tx.send(first.hold_lease().await);
+        });
+        let _ = rx.recv_timeout(SHIP_WAIT);
         self.shared.running.store(true, Ordering::Release);
         self.shared.runtime.spawn(async move { shared.run().await });
         self.shared.wake.notify_one();
@@ -331,6 +363,34 @@ impl Replicator {
     /// The commit-to-stored delays (milliseconds) recorded since the last call.
     pub fn take_lag_samples(&self) -> Vec<u32> {
         std::mem::take(&mut *self.shared.lags.lock()).into()
+    }
+
+    /// Why this server is not writing the replica, when another holds it.
+    pub fn lease_error(&self) -> Option<String> {
+        self.shared.lease_error.lock().clone()
+    }
+
+    /// Ships what is pending and gives the replica up for the next server (at shutdown).
+    pub async fn release(&self) {
+        let shared = self.shared.clone();
+        let _ = self
+            .shared
+            .runtime
+            .spawn(async move {
+                shared.stopped.store(true, Ordering::Release);
+                let dirty: Vec<String> = std::mem::take(&mut *shared.dirty.lock())
+                    .into_iter()
+                    .collect();
+                for db in dirty {
+                    let _ = shared.ship(&db).await;
+                }
+                // The hold is given up for the next server; this process may still ship
+                // what its last closes leave, in its own generations.
+                if shared.leased.load(Ordering::Acquire) {
+                    let _ = shared.target.delete(LEASE).await;
+                }
+            })
+            .await;
     }
 
     /// Whether the shipping loop runs in this process.
@@ -442,13 +502,84 @@ impl Shared {
         }
     }
 
+    /// Takes or renews the lease; false when another server holds it.
+    async fn hold_lease(&self) -> bool {
+        let now = now_ms();
+        let current = match self.target.get_versioned(LEASE).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Unreachable: shipping fails too. The hold lapses on its own.
+                tracing::debug!(error = %e, "cannot read the replica lease");
+                return self.leased.load(Ordering::Acquire);
+            }
+        };
+        let version = match &current {
+            Some((bytes, version)) => match serde_json::from_slice::<Lease>(bytes) {
+                Ok(l) if l.holder != self.holder && l.expires_at_ms > now => {
+                    let why = format!(
+                        "another server (host {}, pid {}) writes this replica until {} unless it renews; this one is not replicating",
+                        l.host,
+                        l.pid,
+                        crate::restore::rfc3339(l.expires_at_ms)
+                    );
+                    if self.leased.swap(false, Ordering::AcqRel)
+                        || self.lease_error.lock().is_none()
+                    {
+                        tracing::error!("{why}");
+                    }
+                    *self.lease_error.lock() = Some(why);
+                    return false;
+                }
+                _ => Some(version.clone()),
+            },
+            None => None,
+        };
+        let lease = Lease {
+            holder: self.holder.clone(),
+            host: std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+            expires_at_ms: now + LEASE_TTL_MS,
+        };
+        let bytes = serde_json::to_vec(&lease).unwrap_or_default();
+        match self.target.put_if(LEASE, bytes, version).await {
+            Ok(true) => {
+                if !self.leased.swap(true, Ordering::AcqRel) {
+                    tracing::info!("this server writes the replica");
+                }
+                *self.lease_error.lock() = None;
+                true
+            }
+            Ok(false) => {
+                self.leased.store(false, Ordering::Release);
+                false
+            }
+            Err(_) => self.leased.load(Ordering::Acquire),
+        }
+    }
+
     async fn run(self: Arc<Self>) {
         let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        let mut last_lease: Option<std::time::Instant> = None;
         let mut seen = HashMap::new();
         self.notice_outside_writes(&mut seen);
         let mut last_look = std::time::Instant::now();
         let mut last_retention: Option<std::time::Instant> = None;
         while !self.stopped.load(Ordering::Acquire) {
+            let lease_every = if self.leased.load(Ordering::Acquire) {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(2)
+            };
+            if last_lease.is_none_or(|t| t.elapsed() >= lease_every) {
+                last_lease = Some(std::time::Instant::now());
+                self.hold_lease().await;
+            }
+            if !self.leased.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             if last_look.elapsed() >= Duration::from_secs(10) {
                 self.notice_outside_writes(&mut seen);
                 last_look = std::time::Instant::now();
@@ -491,6 +622,14 @@ impl Shared {
 
     /// Ships what `db` has not shipped, starting a generation if it must.
     async fn ship(&self, db: &str) -> Result<(), ReplicaError> {
+        if self.running.load(Ordering::Acquire) && !self.leased.load(Ordering::Acquire) {
+            return Err(ReplicaError::Fenced(
+                self.lease_error
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| "this server does not hold the replica lease yet".into()),
+            ));
+        }
         let stream = self.stream(db);
         let _one = stream.shipping.lock().await;
         let result = self.ship_locked(&stream).await;

@@ -177,6 +177,66 @@ impl Target {
             .map_err(|e| ReplicaError::Store(e.to_string()))
     }
 
+    /// Reads `name` with its version, or `None` if there is no such object.
+    pub(crate) async fn get_versioned(
+        &self,
+        name: &str,
+    ) -> Result<Option<(bytes::Bytes, object_store::UpdateVersion)>, ReplicaError> {
+        match self.store.get(&self.path(name)).await {
+            Ok(r) => {
+                let version = object_store::UpdateVersion {
+                    e_tag: r.meta.e_tag.clone(),
+                    version: r.meta.version.clone(),
+                };
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|e| ReplicaError::Store(e.to_string()))?;
+                Ok(Some((bytes, version)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        }
+    }
+
+    /// Writes `name` only if it is still at `version` (or, with `None`, absent). Returns
+    /// whether this write won. A folder target cannot compare versions and simply
+    /// writes (one machine, one server: the data directory's guard fences it).
+    pub(crate) async fn put_if(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        version: Option<object_store::UpdateVersion>,
+    ) -> Result<bool, ReplicaError> {
+        let mode = match version {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(v),
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let path = self.path(name);
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(bytes.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(object_store::Error::NotImplemented) => self
+                .store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map(|_| true)
+                .map_err(|e| ReplicaError::Store(e.to_string())),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        }
+    }
+
     /// Reads `name`, or `None` if there is no such object.
     pub(crate) async fn get(&self, name: &str) -> Result<Option<bytes::Bytes>, ReplicaError> {
         match self.store.get(&self.path(name)).await {

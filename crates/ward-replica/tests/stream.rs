@@ -379,3 +379,52 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
     assert_eq!(count(&out, &key), 40);
     drop(opened);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_replica_waits_for_the_first_to_let_go() {
+    let Some(target) = s3_target() else { return };
+    let first = setup(&target);
+    let second = setup(&target);
+    // The first took the lease; the second writes locally but ships nothing.
+    assert_eq!(first.replicator.lease_error(), None);
+    let why = second.replicator.lease_error().unwrap_or_default();
+    assert!(why.contains("another server"), "{why:?}");
+    second
+        .conn
+        .execute_now("INSERT INTO t (pad) VALUES ('x')", ())
+        .unwrap();
+    assert!(second.replicator.sync(&second.db_id).await.is_err());
+    assert!(
+        ward_replica::generations(&target, &second.db_id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the second server shipped while the first held the replica"
+    );
+    first
+        .conn
+        .execute_now("INSERT INTO t (pad) VALUES ('y')", ())
+        .unwrap();
+    first.replicator.sync(&first.db_id).await.unwrap();
+    // Once the first lets go, the second takes over and ships its backlog.
+    first.replicator.release().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while second.replicator.lease_error().is_some()
+        || ward_replica::generations(&target, &second.db_id)
+            .await
+            .unwrap()
+            .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second server never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = second.data.path().join("after.db");
+    restore_to(&target, &second.db_id, None, &out)
+        .await
+        .unwrap();
+    assert_eq!(count(&out, &second.key), 1);
+    drop(second.path);
+}

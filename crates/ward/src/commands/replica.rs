@@ -155,18 +155,22 @@ pub fn report_status(global: &Global) {
     let Ok(target) = target(global) else { return };
     let data = global.data_dir.clone();
     ward_web::status::set_replica_source(move || {
-        let dbs = match REPLICATOR.get() {
-            Some(r) if r.is_running() => r.status(),
-            _ => ward_replica::disk_status(&data),
+        let (dbs, lease) = match REPLICATOR.get() {
+            Some(r) if r.is_running() => (r.status(), r.lease_error()),
+            _ => (ward_replica::disk_status(&data), None),
         };
         ward_web::status::ReplicaSection {
             target: target.url.clone(),
             same_disk: target.local,
             databases: dbs.len(),
             worst_lag_ms: dbs.iter().map(|d| d.lag_ms).max().unwrap_or(0),
-            failing: dbs
-                .iter()
-                .filter_map(|d| d.error.clone().map(|e| (d.db.clone(), e)))
+            failing: lease
+                .map(|e| ("lease".to_owned(), e))
+                .into_iter()
+                .chain(
+                    dbs.iter()
+                        .filter_map(|d| d.error.clone().map(|e| (d.db.clone(), e))),
+                )
                 .collect(),
         }
     });

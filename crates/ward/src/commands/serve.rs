@@ -244,6 +244,10 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("draining clinic databases");
     let left = tenants.shutdown(Duration::from_secs(30)).await;
+    if let Some(replicator) = super::replica::replicator() {
+        // What is pending ships, and the next server may write the replica at once.
+        replicator.release().await;
+    }
     tracing::info!(still_open = left, "stopped");
     Ok(ExitCode::SUCCESS)
 }
