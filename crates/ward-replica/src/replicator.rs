@@ -746,20 +746,12 @@ impl Shared {
             // generations go.
             return Ok(Work::Snapshot);
         }
-        let log = wal::read_from(&wal_path(&stream.path), 0)?;
-        let Ok(h) = wal::header(&log) else {
-            return Ok(Work::Nothing);
+        let u = match unshipped(&wal_path(&stream.path), Some(&pos))? {
+            WalState::Empty => return Ok(Work::Nothing),
+            WalState::Broken => return Ok(Work::Snapshot),
+            WalState::Continues(u) => u,
         };
-        let (from, start) = match (pos.salt, pos.cursor) {
-            (Some(salt), Some(cursor)) if salt == h.salt => (cursor.offset, cursor),
-            // The first WAL of a generation, or the next one after a checkpoint that
-            // followed a complete shipment (which clears the salt).
-            (None, _) => (0, Cursor::start(&h)),
-            // This WAL does not continue what was shipped: a checkpoint happened that
-            // this stream did not make.
-            _ => return Ok(Work::Snapshot),
-        };
-        let scan = wal::scan(&log, &h, start);
+        let (h, scan) = (u.header, &u.scan);
         if scan.frames.is_empty() {
             return Ok(Work::Nothing);
         }
@@ -776,7 +768,13 @@ impl Shared {
                 .map_or(now, |(_, t)| *t);
             commits.push(Commit { end, at_ms: at });
         }
-        let body = log[from as usize..scan.end.offset as usize].to_vec();
+        let end = (scan.end.offset - u.base) as usize;
+        let body = if u.from == 0 {
+            [u.header_bytes.as_slice(), &u.tail[..end]].concat()
+        } else {
+            u.tail[..end].to_vec()
+        };
+        let from = u.from;
         let header = SegmentHeader {
             db: stream.db.clone(),
             generation: pos.generation.clone(),
@@ -902,19 +900,10 @@ impl Shared {
         if file_id(&stream.path).ok() != Some(pos.file_id) {
             return;
         }
-        let log = match wal::read_from(&wal_path(&stream.path), 0) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        let shipped = match wal::header(&log) {
-            Err(_) => true,
-            Ok(h) => match (pos.salt, pos.cursor) {
-                (Some(salt), Some(cursor)) if salt == h.salt => {
-                    wal::scan(&log, &h, cursor).frames.is_empty()
-                }
-                (None, _) => wal::scan(&log, &h, Cursor::start(&h)).frames.is_empty(),
-                _ => false,
-            },
+        let shipped = match unshipped(&wal_path(&stream.path), Some(&pos)) {
+            Ok(WalState::Empty) => true,
+            Ok(WalState::Continues(u)) => u.scan.frames.is_empty(),
+            Ok(WalState::Broken) | Err(_) => false,
         };
         if shipped && checkpoint() {
             // The next WAL starts afresh: its first bytes begin the next segment.
@@ -928,6 +917,53 @@ impl Shared {
             }
         }
     }
+}
+
+/// What of a database's WAL is not in the replica yet, read from disk: only the header
+/// and the bytes past what was shipped.
+struct Unshipped {
+    header: wal::Header,
+    header_bytes: Vec<u8>,
+    /// Where the next segment begins (0: with the WAL's header).
+    from: u64,
+    /// The bytes from `scan`'s start on.
+    tail: Vec<u8>,
+    /// Offset of `tail`'s first byte.
+    base: u64,
+    scan: wal::Scan,
+}
+
+/// What `Unshipped` found, or that the WAL does not continue the stream.
+enum WalState {
+    /// No WAL, or no valid header: nothing to ship.
+    Empty,
+    /// The WAL does not continue what was shipped (a checkpoint this stream did not make).
+    Broken,
+    /// The WAL continues the stream; its unshipped committed frames (perhaps none).
+    Continues(Unshipped),
+}
+
+fn unshipped(wal_file: &Path, pos: Option<&Position>) -> std::io::Result<WalState> {
+    let Some((header, header_bytes)) = wal::read_header(wal_file)? else {
+        return Ok(WalState::Empty);
+    };
+    let (from, start) = match pos.map(|p| (p.salt, p.cursor)) {
+        Some((Some(salt), Some(cursor))) if salt == header.salt => (cursor.offset, cursor),
+        // The first WAL of a generation, or the next one after a checkpoint that
+        // followed a complete shipment (which clears the salt).
+        Some((None, _)) | None => (0, Cursor::start(&header)),
+        Some(_) => return Ok(WalState::Broken),
+    };
+    let tail = wal::read_from(wal_file, start.offset)?;
+    let scan = wal::scan_at(&tail, start.offset, &header, start);
+    Ok(WalState::Continues(Unshipped {
+        header,
+        header_bytes,
+        from,
+        tail,
+        base: start.offset,
+        scan,
+    }))
 }
 
 fn frames_at(offset: u64, page_size: u32) -> u32 {
@@ -993,17 +1029,10 @@ pub fn disk_status(data_dir: &Path) -> Vec<DbStatus> {
             let path = db_path(data_dir, &db);
             let pos = load_position(data_dir, &db);
             let wal_file = wal_path(&path);
-            let log = wal::read_from(&wal_file, 0).unwrap_or_default();
-            let pending = match (wal::header(&log), &pos) {
-                (Err(_), _) => false,
-                (Ok(_), None) => true,
-                (Ok(h), Some(p)) => {
-                    let from = match (p.salt, p.cursor) {
-                        (Some(salt), Some(c)) if salt == h.salt => c,
-                        _ => Cursor::start(&h),
-                    };
-                    !wal::scan(&log, &h, from).frames.is_empty()
-                }
+            let pending = match unshipped(&wal_file, pos.as_ref()) {
+                Ok(WalState::Empty) | Err(_) => false,
+                Ok(WalState::Broken) => true,
+                Ok(WalState::Continues(u)) => pos.is_none() || !u.scan.frames.is_empty(),
             };
             let changed_ms = std::fs::metadata(&wal_file)
                 .and_then(|m| m.modified())

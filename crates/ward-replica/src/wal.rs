@@ -145,8 +145,16 @@ impl Scan {
 /// follow `from`, and returns those up to the last complete transaction. Frames after it
 /// (a transaction being written, or stale frames of an earlier log) are not returned.
 pub fn scan(log: &[u8], header: &Header, from: Cursor) -> Scan {
+    scan_at(log, 0, header, from)
+}
+
+/// [`scan`] over `tail`, the bytes of the log from offset `base` on (`base <=
+/// from.offset`): a pass need not read what it has already checked.
+pub fn scan_at(tail: &[u8], base: u64, header: &Header, from: Cursor) -> Scan {
     let frame_len = FRAME_HEADER + header.page_size as usize;
-    let mut at = from.offset as usize;
+    let log = tail;
+    let base = base as usize;
+    let mut at = from.offset as usize - base;
     let mut sum = from.checksum;
     let mut frames = Vec::new();
     let mut end = from;
@@ -170,14 +178,14 @@ pub fn scan(log: &[u8], header: &Header, from: Cursor) -> Scan {
         let frame = Frame {
             page,
             commit: word(4),
-            offset: at as u64,
+            offset: (base + at) as u64,
         };
         frames.push(frame);
         at += frame_len;
         if frame.commit != 0 {
             committed = frames.len();
             end = Cursor {
-                offset: at as u64,
+                offset: (base + at) as u64,
                 checksum: sum,
             };
         }
@@ -202,6 +210,21 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity((len - offset) as usize);
     file.read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// The header of the WAL at `path` and its 32 bytes, if it has a valid one.
+pub fn read_header(path: &Path) -> std::io::Result<Option<(Header, Vec<u8>)>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = vec![0u8; HEADER];
+    match file.read_exact(&mut bytes) {
+        Ok(()) => Ok(header(&bytes).ok().map(|h| (h, bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes the frames of `log` (a whole log, header included) into the database file
@@ -283,6 +306,20 @@ mod tests {
         assert!(scan(&log, &h, s.end).frames.is_empty());
         let cut = &log[..HEADER + 4 * (FRAME_HEADER + 512) + 100];
         assert_eq!(scan(cut, &h, Cursor::start(&h)).frames.len(), 3);
+        // Scanning only the tail past a cursor finds the same frames at the same offsets.
+        let first = scan(
+            &log[..HEADER + 3 * (FRAME_HEADER + 512)],
+            &h,
+            Cursor::start(&h),
+        );
+        let rest = scan_at(
+            &log[first.end.offset as usize..],
+            first.end.offset,
+            &h,
+            first.end,
+        );
+        assert_eq!(rest.frames, s.frames[3..]);
+        assert_eq!(rest.end, s.end);
     }
 
     #[test]

@@ -195,12 +195,7 @@ fn configure(
     conn.execute_batch("PRAGMA cipher_log = off; PRAGMA cipher_log_level = NONE;")?;
     // The raw key: SQLCipher uses these 32 bytes as the encryption key directly (the
     // salt stays in the file's first 16 bytes) and derives only the HMAC key, cheaply.
-    let mut pragma = zeroize::Zeroizing::new(String::with_capacity(80));
-    pragma.push_str("PRAGMA key = \"x'");
-    pragma.push_str(&hex::encode(key.bytes()));
-    pragma.push_str("'\"");
-    conn.execute_batch(&pragma)?;
-    drop(pragma);
+    conn.execute_batch(&key_pragma("key", key))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // A query plan that does not depend on bound values: without it SQLite recompiles a
     // cached statement whenever a new value is bound to a parameter the planner looked
@@ -254,6 +249,17 @@ fn hand_checkpoints_to(
         },
     ))?;
     Ok(())
+}
+
+/// `PRAGMA <verb> = "x'<key hex>'"`, wiped from memory when dropped.
+fn key_pragma(verb: &str, key: &DataKey) -> zeroize::Zeroizing<String> {
+    let mut pragma = zeroize::Zeroizing::new(String::with_capacity(80));
+    pragma.push_str("PRAGMA ");
+    pragma.push_str(verb);
+    pragma.push_str(" = \"x'");
+    pragma.push_str(&hex::encode(key.bytes()));
+    pragma.push_str("'\"");
+    pragma
 }
 
 /// Refuses everything that could reach another file or load code.
@@ -316,12 +322,7 @@ pub async fn vacuum_into(conn: &Connection, target: &Path) -> Result<(), DbError
 /// must not share its source's key (crypto-shredding one must not spare the other).
 pub fn rekey(conn: &Connection, key: &DataKey) -> Result<(), DbError> {
     conn.execute_batch_now("PRAGMA journal_mode=DELETE")?;
-    let mut pragma = zeroize::Zeroizing::new(String::with_capacity(80));
-    pragma.push_str("PRAGMA rekey = \"x'");
-    pragma.push_str(&hex::encode(key.bytes()));
-    pragma.push_str("'\"");
-    conn.execute_batch_now(&pragma)?;
-    drop(pragma);
+    conn.execute_batch_now(&key_pragma("rekey", key))?;
     conn.execute_batch_now("PRAGMA journal_mode=WAL")?;
     Ok(())
 }
