@@ -16,6 +16,7 @@ mod members;
 mod outbox;
 pub mod passwords;
 mod platform;
+pub mod second_factor;
 pub mod sessions;
 mod store;
 pub mod tokens;

@@ -60,6 +60,8 @@ pub struct ControlPlane {
     key: DataKey,
     /// Recently resolved sessions and memberships (see [`crate::cache`]).
     pub(crate) cache: crate::cache::Caches,
+    /// See [`ControlPlane::owners_second_factor_since`].
+    pub(crate) owners_since: tokio::sync::OnceCell<chrono::DateTime<chrono::Utc>>,
     /// Shared pin on `<data>/control.pin` for as long as this process has the file open:
     /// a control-plane restore swaps the file only when no process holds one.
     _pin: Pin,
@@ -122,6 +124,7 @@ impl ControlPlane {
                 clock,
                 key,
                 cache: crate::cache::Caches::new(),
+                owners_since: tokio::sync::OnceCell::new(),
                 _pin: pin,
             },
             outcome,

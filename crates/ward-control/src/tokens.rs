@@ -18,6 +18,8 @@ pub enum Purpose {
     Invite,
     /// Download an export.
     Export,
+    /// Finish a sign-in whose password was right by typing the second factor.
+    SignInCode,
 }
 
 impl Purpose {
@@ -27,6 +29,7 @@ impl Purpose {
             Self::ResetPassword => "reset_password",
             Self::Invite => "invite",
             Self::Export => "export",
+            Self::SignInCode => "sign_in_code",
         }
     }
 }

@@ -23,7 +23,7 @@ use lettre::message::{Mailbox, MultiPart};
 use ward_control::{ControlError, ControlPlane, NewMail, OutboxMail};
 use ward_core::Email;
 
-pub use message::{Message, Rendered, display};
+pub use message::{Message, Rendered, SecurityEvent, display};
 pub use transport::{MemoryMailbox, SentMail, Transport};
 
 /// Attempts after which a mail is given up on (about 14 hours of retrying).

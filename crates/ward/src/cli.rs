@@ -356,6 +356,11 @@ pub struct ServeOpts {
     /// detailed /status. Unset: not served. Keep it off the public network.
     #[arg(long, env = "WARD_OPERATOR_ADDR")]
     pub operator_addr: Option<SocketAddr>,
+    /// How long an owner may keep working without two-step sign-in before they are sent
+    /// to set it up (e.g. 14d), counted from their signup or, for owners from before
+    /// this rule, from the first start that enforced it. 0: at once.
+    #[arg(long, env = "WARD_OWNER_MFA_GRACE", default_value = "0", value_parser = parse_duration)]
+    pub owner_mfa_grace: Duration,
 }
 
 #[derive(Debug, Subcommand)]

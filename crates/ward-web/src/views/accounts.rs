@@ -17,8 +17,8 @@ use ward_mail::Message;
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
 use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
-use crate::views::pages;
-use crate::{AppError, AppState};
+use crate::views::{pages, second_factor};
+use crate::{App, AppError, AppState};
 
 /// Verification links last two days; reset links half an hour.
 const VERIFY_TTL: TimeDelta = TimeDelta::hours(48);
@@ -28,12 +28,12 @@ const MAX_FAILED_LOGINS_PER_HOUR: u64 = 100;
 
 type Page = Result<Response, AppError>;
 
-fn html(status: StatusCode, t: &impl Template) -> Page {
+pub(crate) fn html(status: StatusCode, t: &impl Template) -> Page {
     Ok((status, Html(t.render()?)).into_response())
 }
 
-async fn log(
-    app: &AppState,
+pub(crate) async fn log(
+    app: &App,
     kind: &str,
     outcome: &str,
     user_id: Option<&str>,
@@ -54,7 +54,7 @@ async fn log(
     }
 }
 
-async fn send(app: &AppState, to: &Email, name: &str, message: Message) {
+pub(crate) async fn send(app: &App, to: &Email, name: &str, message: Message) {
     if let Err(e) = app.mailer.send(to, name, message).await {
         tracing::error!(error = %e, "could not queue mail");
     }
@@ -62,11 +62,23 @@ async fn send(app: &AppState, to: &Email, name: &str, message: Message) {
 
 /// Starts a session and answers with a redirect to `to`, setting the cookie.
 async fn sign_in(
-    app: &AppState,
+    app: &App,
     user_id: &str,
     client: &ClientInfo,
     old: Option<&Session>,
     to: &str,
+) -> Page {
+    sign_in_with(app, user_id, client, old, to, false).await
+}
+
+/// As [`sign_in`]; `second_factor` when the sign-in proved it too.
+pub(crate) async fn sign_in_with(
+    app: &App,
+    user_id: &str,
+    client: &ClientInfo,
+    old: Option<&Session>,
+    to: &str,
+    second_factor: bool,
 ) -> Page {
     // A fresh token at every sign-in: a token planted before sign-in is worthless after.
     if let Some(old) = old {
@@ -74,7 +86,12 @@ async fn sign_in(
     }
     let token = app
         .control
-        .create_session(user_id, client.ip.clone(), client.user_agent.clone())
+        .create_session_with(
+            user_id,
+            client.ip.clone(),
+            client.user_agent.clone(),
+            second_factor,
+        )
         .await?;
     let mut r = Redirect::to(to).into_response();
     r.headers_mut().append(
@@ -85,7 +102,7 @@ async fn sign_in(
 }
 
 /// Where a user lands after signing in: their clinic, or the chooser.
-async fn landing(app: &AppState, user_id: &str) -> Result<String, AppError> {
+pub(crate) async fn landing(app: &App, user_id: &str) -> Result<String, AppError> {
     let memberships = app.control.memberships(user_id).await?;
     Ok(match memberships.as_slice() {
         [only] => format!("/c/{}/", only.clinic.slug),
@@ -521,6 +538,19 @@ pub async fn login_post(
         )
             .into_response());
     }
+    if app.control.second_factor_enrolled(&user.id).await? {
+        // The password was right; the session starts only after the code.
+        log(
+            &app,
+            "login",
+            "password_ok",
+            Some(&user.id),
+            Some(&typed),
+            &client,
+        )
+        .await;
+        return second_factor::start_pending(&app, &user).await;
+    }
     log(&app, "login", "ok", Some(&user.id), Some(&typed), &client).await;
     let to = landing(&app, &user.id).await?;
     sign_in(&app, &user.id, &client, old.as_ref(), &to).await
@@ -812,6 +842,7 @@ struct AccountPage {
     sessions: Vec<SessionRow>,
     errors: PasswordErrors,
     notice: Option<&'static str>,
+    two_factor: bool,
 }
 
 fn describe_agent(ua: Option<&str>) -> String {
@@ -869,6 +900,7 @@ async fn account_page(
             sessions,
             errors,
             notice,
+            two_factor: s.has_second_factor,
         },
     )
 }
@@ -962,7 +994,13 @@ pub async fn password_post(
     .await;
     let token = app
         .control
-        .create_session(&s.user.id, client.ip.clone(), client.user_agent.clone())
+        .create_session_with(
+            &s.user.id,
+            client.ip.clone(),
+            client.user_agent.clone(),
+            // A password proves the password only: sensitive actions ask for a code again.
+            false,
+        )
         .await?;
     let mut r = Redirect::to("/account?changed=1").into_response();
     r.headers_mut().append(

@@ -269,6 +269,7 @@ pub async fn invite_post(
     AppForm(form): AppForm<InviteForm>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let email = Email::parse(&form.email).ok();
     let role = Role::parse(form.role.trim()).ok();
     let (Some(email), Some(role)) = (email.clone(), role) else {
@@ -399,6 +400,7 @@ pub async fn role_post(
     AppForm(form): AppForm<RoleForm>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let Ok(role) = Role::parse(form.role.trim()) else {
         return Err(AppError::Refused(
             "Choose one of the roles in the list.".into(),
@@ -460,6 +462,7 @@ pub async fn remove_get(
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let Some(m) = app
         .control
         .clinic_member(access.clinic_id, &user_id)
@@ -490,6 +493,7 @@ pub async fn remove_post(
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let (control, clinic_id, actor) = (
         app.control.clone(),
         access.clinic_id,
@@ -539,6 +543,7 @@ pub async fn withdraw_post(
     Path((_, id)): Path<(String, String)>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let Some(email) = app.control.withdraw_invite(access.clinic_id, &id).await? else {
         return Err(AppError::NotFound);
     };

@@ -9,6 +9,7 @@
 
 #[path = "../common/harness.rs"]
 mod support;
+mod two_factor;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};

@@ -27,6 +27,9 @@ pub struct Options {
     pub public_url: Option<String>,
     pub trusted_proxy: TrustedProxy,
     pub ip_limit: IpLimit,
+    /// How long owners may work without a second factor. Flows that are not about
+    /// two-step sign-in run inside a long grace; its own tests set zero.
+    pub owner_mfa_grace: chrono::TimeDelta,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
                 burst: 10_000,
                 replenish: std::time::Duration::from_millis(1),
             },
+            owner_mfa_grace: chrono::TimeDelta::days(365),
         }
     }
 }
@@ -139,6 +143,7 @@ impl TestApp {
                 base_url,
                 version: "test".into(),
                 retention_days: 90,
+                owner_second_factor_grace: options.owner_mfa_grace,
             },
             clock: shared,
             started_at: clock.now(),

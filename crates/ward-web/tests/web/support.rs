@@ -66,6 +66,7 @@ impl TestApp {
                 base_url: url.unwrap_or("http://ward.test").to_owned(),
                 version: "9.9.9-test".to_owned(),
                 retention_days: 90,
+                owner_second_factor_grace: chrono::TimeDelta::days(365),
             },
             started_at: clock.now(),
             clock,

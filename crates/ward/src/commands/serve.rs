@@ -126,6 +126,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             base_url,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             retention_days: global.retention_days,
+            owner_second_factor_grace: chrono::TimeDelta::from_std(opts.owner_mfa_grace)
+                .unwrap_or(chrono::TimeDelta::MAX),
         },
         started_at: clock.now(),
         clock,
