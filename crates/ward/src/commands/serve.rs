@@ -82,8 +82,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let mailer = Mailer::new(
         platform.control.clone(),
         MailConfig {
-            smtp_url: opts.smtp_url.clone(),
-            from: opts.mail_from.clone(),
+            smtp_url: opts.mail.smtp_url.clone(),
+            from: opts.mail.mail_from.clone(),
             outbox_dir: global.data_dir.join("outbox"),
         },
     )
