@@ -1,7 +1,7 @@
 //! Two-step sign-in in a real browser: a new owner is sent to set it up, scans (here:
 //! reads) the key, confirms with a code, and later signs in with password and code.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use totp_rs::{Builder, Secret};
 
@@ -12,10 +12,7 @@ use crate::webdriver::Driver;
 const PASSWORD: &str = "a long and private passphrase";
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    u64::try_from(ward_core::Clock::now(&ward_core::SystemClock).timestamp()).unwrap()
 }
 
 /// What an authenticator app shows for `secret` at `at` (Unix seconds).
