@@ -19,6 +19,7 @@ pub mod passwords;
 mod platform;
 pub mod second_factor;
 pub mod sessions;
+pub mod signup;
 mod store;
 pub mod tokens;
 mod users;

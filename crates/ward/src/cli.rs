@@ -359,6 +359,13 @@ pub struct ServeOpts {
     /// this rule, from the first start that enforced it. 0: at once.
     #[arg(long, env = "WARD_OWNER_MFA_GRACE", default_value = "0", value_parser = parse_duration)]
     pub owner_mfa_grace: Duration,
+    /// Signups allowed per client address per hour (5 at once, then spread over the hour).
+    #[arg(long, env = "WARD_SIGNUP_PER_HOUR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub signup_per_hour: u32,
+    /// A signup form sent back sooner than this many seconds after it was shown is
+    /// refused (people take longer; scripts do not wait). 0 turns the check off.
+    #[arg(long, env = "WARD_SIGNUP_MIN_SECONDS", default_value_t = 3, value_parser = clap::value_parser!(i64).range(0..=600))]
+    pub signup_min_seconds: i64,
 }
 
 /// Where Ward's mail goes: `ward serve` and the commands that send mail.

@@ -60,7 +60,7 @@ impl TestApp {
             session_policy: ward_control::SessionPolicy::default(),
             trusted_proxy: ward_web::TrustedProxy::None,
             ip_limit: ward_web::limits::IpLimit::default(),
-            email_limits: ward_web::limits::EmailLimits::default(),
+            email_limits: ward_web::limits::EmailLimits::with_signup(100_000, 0),
             config: WebConfig {
                 public_url: url.map(str::to_owned),
                 base_url: url.unwrap_or("http://ward.test").to_owned(),

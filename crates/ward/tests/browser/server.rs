@@ -22,6 +22,7 @@ impl Server {
         let data = tempfile::tempdir().unwrap();
         let mut process = Command::new(env!("CARGO_BIN_EXE_ward"))
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("WARD_SIGNUP_MIN_SECONDS", "0")
             .envs(env.iter().copied())
             .env("WARD_DATA_DIR", data.path())
             .env("WARD_MASTER_KEY", "22".repeat(32))

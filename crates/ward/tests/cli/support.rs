@@ -94,6 +94,9 @@ impl Ward {
         }
         // Owners here are not about two-step sign-in: they work inside a long grace.
         cmd.env("WARD_OWNER_MFA_GRACE", "365d");
+        // Nor about signup abuse: no per-address limit, no minimum time on the form.
+        cmd.env("WARD_SIGNUP_PER_HOUR", "1000000")
+            .env("WARD_SIGNUP_MIN_SECONDS", "0");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("WARD_MASTER_KEY", MASTER_HEX)
             .env("WARD_LOG", "info")
