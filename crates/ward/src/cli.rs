@@ -359,6 +359,10 @@ pub struct ServeOpts {
     /// this rule, from the first start that enforced it. 0: at once.
     #[arg(long, env = "WARD_OWNER_MFA_GRACE", default_value = "0", value_parser = parse_duration)]
     pub owner_mfa_grace: Duration,
+    /// Account-form posts (sign-in, signup, confirmation, reset) allowed at once per
+    /// client address; then one every 3 seconds.
+    #[arg(long, env = "WARD_FORM_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub form_burst: u32,
     /// Signups allowed per client address per hour (5 at once, then spread over the hour).
     #[arg(long, env = "WARD_SIGNUP_PER_HOUR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub signup_per_hour: u32,

@@ -119,7 +119,10 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             absolute: TimeDelta::days(opts.session_max_days),
         },
         trusted_proxy,
-        ip_limit: IpLimit::default(),
+        ip_limit: IpLimit {
+            burst: opts.form_burst,
+            ..IpLimit::default()
+        },
         email_limits: EmailLimits::with_signup(opts.signup_per_hour, opts.signup_min_seconds),
         config: WebConfig {
             public_url: opts.public_url.clone(),

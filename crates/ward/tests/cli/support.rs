@@ -96,6 +96,7 @@ impl Ward {
         cmd.env("WARD_OWNER_MFA_GRACE", "365d");
         // Nor about signup abuse: no per-address limit, no minimum time on the form.
         cmd.env("WARD_SIGNUP_PER_HOUR", "1000000")
+            .env("WARD_FORM_BURST", "1000")
             .env("WARD_SIGNUP_MIN_SECONDS", "0");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("WARD_MASTER_KEY", MASTER_HEX)
