@@ -117,6 +117,21 @@ impl ControlPlane {
         store: &TenantStore,
         actor: &str,
     ) -> Result<ClinicRecord, ControlError> {
+        self.create_clinic_owned(name, slug, store, actor, None)
+            .await
+    }
+
+    /// Creates the clinic (registry row and database) and, with `owner`, its first
+    /// owner's account and membership in the same control-plane transaction: all of it
+    /// or none (a database that cannot be made removes the rows again).
+    pub(crate) async fn create_clinic_owned(
+        &self,
+        name: &str,
+        slug: Option<Slug>,
+        store: &TenantStore,
+        actor: &str,
+        owner: Option<crate::signup::NewOwner>,
+    ) -> Result<ClinicRecord, ControlError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ControlError::Invalid(
@@ -133,6 +148,7 @@ impl ControlPlane {
         };
         let name_owned = name.to_owned();
         let actor = actor.to_owned();
+        let owner_id = owner.as_ref().map(|o| o.id.clone());
         let slug = self
             .transaction(|conn| async move {
                 for n in 1..=SLUG_ATTEMPTS {
@@ -150,6 +166,9 @@ impl ControlPlane {
                                 ward_tenancy::sql::params![id.to_string(), now.as_str(), actor.as_str()],
                             )
                             .await?;
+                            if let Some(o) = &owner {
+                                o.insert(&conn, id, &now).await?;
+                            }
                             return Ok(candidate);
                         }
                         Err(e) if is_unique_violation(&e) && e.to_string().contains("slug") => {
@@ -168,6 +187,15 @@ impl ControlPlane {
             Err(e) => {
                 let cleanup = self
                     .transaction(|conn| async move {
+                        if let Some(user) = owner_id {
+                            conn.execute(
+                                "DELETE FROM memberships WHERE user_id = ?1",
+                                [user.clone()],
+                            )
+                            .await?;
+                            conn.execute("DELETE FROM users WHERE id = ?1", [user])
+                                .await?;
+                        }
                         conn.execute(
                             "DELETE FROM clinic_events WHERE clinic_id = ?1",
                             [id.to_string()],

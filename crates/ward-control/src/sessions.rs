@@ -42,6 +42,12 @@ pub struct Session {
     pub csrf_token: String,
     /// When the user last proved who they are (password).
     pub authenticated_at: DateTime<Utc>,
+    /// When this session last proved the second factor, if it has.
+    pub second_factor_at: Option<DateTime<Utc>>,
+    /// Whether the user has a confirmed second factor.
+    pub has_second_factor: bool,
+    /// When the user's account was made.
+    pub account_created_at: DateTime<Utc>,
     /// When the session began.
     pub created_at: DateTime<Utc>,
     /// The last request recorded (at most [`TOUCH_EVERY`] behind).
@@ -89,12 +95,25 @@ fn parse_hex_id(id: &str) -> Option<Vec<u8>> {
 }
 
 impl ControlPlane {
-    /// Starts a session for `user_id`; returns the cookie token (never stored).
+    /// Starts a session for `user_id` after a password alone; returns the cookie token
+    /// (never stored).
     pub async fn create_session(
         &self,
         user_id: &str,
         ip: Option<String>,
         user_agent: Option<String>,
+    ) -> Result<String, ControlError> {
+        self.create_session_with(user_id, ip, user_agent, false)
+            .await
+    }
+
+    /// As [`Self::create_session`]; `second_factor` when the sign-in also proved it.
+    pub async fn create_session_with(
+        &self,
+        user_id: &str,
+        ip: Option<String>,
+        user_agent: Option<String>,
+        second_factor: bool,
     ) -> Result<String, ControlError> {
         let token = random_token();
         let now = format_time(self.clock.now());
@@ -107,9 +126,9 @@ impl ControlPlane {
         });
         self.with(|conn| async move {
             conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, authenticated_at, last_seen_at, ip, user_agent)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
-                ward_tenancy::sql::params![hash, user, csrf, now, ip, ua],
+                "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, authenticated_at, last_seen_at, ip, user_agent, second_factor_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6, CASE WHEN ?7 THEN ?4 END)",
+                ward_tenancy::sql::params![hash, user, csrf, now, ip, ua, second_factor],
             )
             .await
         })
@@ -139,7 +158,9 @@ impl ControlPlane {
             let row = first_row(
                 &conn,
                 "SELECT s.csrf_token, s.created_at, s.last_seen_at, s.authenticated_at,
-                        u.id, u.email, u.name, u.password_hash, u.email_verified_at IS NOT NULL, u.disabled_at IS NOT NULL, u.password_changed_at
+                        u.id, u.email, u.name, u.password_hash, u.email_verified_at IS NOT NULL, u.disabled_at IS NOT NULL, u.password_changed_at,
+                        s.second_factor_at, u.created_at,
+                        EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
                  FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.revoked_at IS NULL",
                 [hash.clone()],
@@ -163,6 +184,9 @@ impl ControlPlane {
                 user,
                 csrf_token: row.get(0)?,
                 authenticated_at: authenticated,
+                second_factor_at: row.get::<Option<String>>(11)?.and_then(|t| parse_time(&t)),
+                account_created_at: time(12)?,
+                has_second_factor: row.get::<i64>(13)? != 0,
                 created_at: created,
                 last_seen_at: last_seen,
             };

@@ -18,6 +18,8 @@ pub const PIN_FILE: &str = "control.pin";
 
 /// Label of the control plane's key, derived from the master key.
 const KEY_LABEL: &str = "ward control plane database v1";
+/// Derives the key of form stamps (see `signup`).
+const STAMP_LABEL: &str = "ward form stamps v1";
 
 /// Why a control-plane operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum ControlError {
     /// Another process holds what this operation needs to hold alone.
     #[error("{0}")]
     Busy(String),
+    /// An account with this email address already exists.
+    #[error("the address already has an account")]
+    AddressTaken,
 }
 
 impl From<ward_tenancy::sql::Error> for ControlError {
@@ -60,6 +65,10 @@ pub struct ControlPlane {
     key: DataKey,
     /// Recently resolved sessions and memberships (see [`crate::cache`]).
     pub(crate) cache: crate::cache::Caches,
+    /// See [`ControlPlane::owners_second_factor_since`].
+    pub(crate) owners_since: tokio::sync::OnceCell<chrono::DateTime<chrono::Utc>>,
+    /// Keyed (from the master key) for form stamps; see [`crate::signup`].
+    pub(crate) stamp_key: hmac::Hmac<sha2::Sha256>,
     /// Shared pin on `<data>/control.pin` for as long as this process has the file open:
     /// a control-plane restore swaps the file only when no process holds one.
     _pin: Pin,
@@ -89,6 +98,9 @@ impl ControlPlane {
         })?;
         let path = data_dir.join("control.db");
         let key = Self::key(master);
+        let stamp_key =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&master.derive(STAMP_LABEL))
+                .map_err(|e| ControlError::Invalid(format!("cannot key form stamps: {e}")))?;
         let pin_path = data_dir.join(PIN_FILE);
         let pin = Pin::shared(&pin_path)
             .map_err(|e| ControlError::Invalid(format!("cannot pin {}: {e}", pin_path.display())))?
@@ -122,6 +134,8 @@ impl ControlPlane {
                 clock,
                 key,
                 cache: crate::cache::Caches::new(),
+                owners_since: tokio::sync::OnceCell::new(),
+                stamp_key,
                 _pin: pin,
             },
             outcome,

@@ -18,15 +18,18 @@ pub enum Purpose {
     Invite,
     /// Download an export.
     Export,
+    /// Finish a sign-in whose password was right by typing the second factor.
+    SignInCode,
 }
 
 impl Purpose {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::Invite => "invite",
             Self::Export => "export",
+            Self::SignInCode => "sign_in_code",
         }
     }
 }

@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lettre::message::{Mailbox, MultiPart};
-use ward_control::{ControlError, ControlPlane, NewMail, OutboxMail};
+use ward_control::{ControlError, ControlPlane, MailState, NewMail, OutboxMail};
 use ward_core::Email;
 
-pub use message::{Message, Rendered, display};
+pub use message::{Message, Rendered, SecurityEvent, display};
 pub use transport::{MemoryMailbox, SentMail, Transport};
 
 /// Attempts after which a mail is given up on (about 14 hours of retrying).
@@ -206,6 +206,17 @@ impl Mailer {
             if fetched < BATCH as usize {
                 return Ok(delivered);
             }
+        }
+    }
+
+    /// Tries mail `id` now if it is still pending, for a command that stored it and
+    /// should not wait for `ward serve`'s worker; returns whether it was delivered. A
+    /// failed attempt is recorded as the worker's would be, and the worker retries it.
+    pub async fn deliver(&self, id: i64) -> Result<bool, MailError> {
+        let _pass = self.inner.pass.lock().await;
+        match self.inner.control.outbox().get(id).await? {
+            Some(row) if row.state() == MailState::Pending => self.deliver_one(row).await,
+            _ => Ok(false),
         }
     }
 

@@ -53,6 +53,40 @@ pub enum Message {
         /// The one-time download-page link.
         link: String,
     },
+    /// Something changed in how the recipient signs in (never carries a code).
+    SecurityNotice {
+        /// The account holder's name.
+        name: String,
+        /// What happened.
+        event: SecurityEvent,
+        /// The account page, to review sessions and the second factor.
+        link: String,
+    },
+}
+
+/// A change to how someone signs in, told to them by mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityEvent {
+    /// Two-step sign-in was turned on.
+    SecondFactorAdded,
+    /// Two-step sign-in was turned off.
+    SecondFactorRemoved,
+    /// A recovery code was used to sign in or confirm an action.
+    RecoveryCodeUsed {
+        /// How many unused codes remain.
+        left: usize,
+    },
+}
+
+impl SecurityEvent {
+    /// The sentence the mail opens with.
+    pub fn sentence(self) -> String {
+        match self {
+            Self::SecondFactorAdded => "Two-step sign-in was turned on for your Ward account: from now on, signing in asks for a code from your authenticator app after your password.".to_owned(),
+            Self::SecondFactorRemoved => "Two-step sign-in was turned off for your Ward account: signing in now needs only your password.".to_owned(),
+            Self::RecoveryCodeUsed { left } => format!("One of your recovery codes was just used for your Ward account. It will not work again; {left} unused codes remain."),
+        }
+    }
 }
 
 /// A message turned into what is stored in the outbox.
@@ -75,6 +109,7 @@ impl Message {
             Message::SignupAttempt { .. } => "signup_attempt",
             Message::StaffInvite { .. } => "staff_invite",
             Message::ExportReady { .. } => "export_ready",
+            Message::SecurityNotice { .. } => "security_notice",
         }
     }
 
@@ -87,6 +122,7 @@ impl Message {
             Message::SignupAttempt { .. } => "Someone tried to sign up with your address",
             Message::StaffInvite { .. } => "You have been invited to a clinic on Ward",
             Message::ExportReady { .. } => "Your Ward export is ready",
+            Message::SecurityNotice { .. } => "A change to how you sign in to Ward",
         }
     }
 
@@ -96,7 +132,8 @@ impl Message {
             Message::VerifyEmail { link, .. }
             | Message::ResetPassword { link, .. }
             | Message::StaffInvite { link, .. }
-            | Message::ExportReady { link, .. } => [link],
+            | Message::ExportReady { link, .. }
+            | Message::SecurityNotice { link, .. } => [link],
             Message::SignupAttempt { reset_link, .. } => [reset_link],
         }
     }
@@ -163,6 +200,24 @@ impl Message {
                 (
                     ExportReadyText { name: &name, link }.render()?,
                     ExportReadyHtml { name: &name, link }.render()?,
+                )
+            }
+            Message::SecurityNotice { name, event, link } => {
+                let name = display(name);
+                let sentence = event.sentence();
+                (
+                    SecurityNoticeText {
+                        name: &name,
+                        sentence: &sentence,
+                        link,
+                    }
+                    .render()?,
+                    SecurityNoticeHtml {
+                        name: &name,
+                        sentence: &sentence,
+                        link,
+                    }
+                    .render()?,
                 )
             }
         };
@@ -311,6 +366,22 @@ struct ExportReadyText<'a> {
 #[template(path = "mail/export_ready.html")]
 struct ExportReadyHtml<'a> {
     name: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/security_notice.txt")]
+struct SecurityNoticeText<'a> {
+    name: &'a str,
+    sentence: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/security_notice.html")]
+struct SecurityNoticeHtml<'a> {
+    name: &'a str,
+    sentence: &'a str,
     link: &'a str,
 }
 

@@ -14,7 +14,7 @@ use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
     accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
-    settings, staff, visits,
+    second_factor, settings, staff, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -29,6 +29,10 @@ pub struct WebConfig {
     pub version: String,
     /// Days a closed clinic is kept before it is purged (`WARD_RETENTION_DAYS`).
     pub retention_days: u32,
+    /// How long an owner may work without a second factor, counted from when their
+    /// account was made or (for accounts from before owners needed one) from when this
+    /// installation first required it (`WARD_OWNER_MFA_GRACE`; zero: at once).
+    pub owner_second_factor_grace: chrono::TimeDelta,
 }
 
 impl WebConfig {
@@ -111,6 +115,10 @@ pub fn router(app: Arc<App>) -> Router {
             .route(
                 "/password/reset",
                 get(accounts::reset_get).post(accounts::reset_post),
+            )
+            .route(
+                "/login/code",
+                get(second_factor::code_get).post(second_factor::code_post),
             ),
         state.trusted_proxy,
         state.ip_limit,
@@ -120,6 +128,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/logout", post(accounts::logout_post))
         .route("/account", get(accounts::account_get))
         .route("/account/password", post(accounts::password_post))
+        .route("/account/two-factor", get(second_factor::factor_get))
+        .route("/account/two-factor/setup", post(second_factor::setup_post))
+        .route(
+            "/account/two-factor/confirm",
+            post(second_factor::confirm_setup_post),
+        )
+        .route(
+            "/account/two-factor/remove",
+            post(second_factor::remove_post),
+        )
+        .route(
+            "/account/confirm",
+            get(second_factor::confirm_get).post(second_factor::confirm_post),
+        )
         .route("/account/sessions/revoke", post(accounts::revoke_post))
         .route(
             "/account/sessions/revoke-all",

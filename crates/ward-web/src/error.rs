@@ -25,6 +25,10 @@ pub enum AppError {
     /// 422: the request made sense but the clinic's data refuses it; the text says why.
     #[error("refused: {0}")]
     Refused(String),
+    /// 303 to "confirm it is you": a sensitive action after an old sign-in. Holds the
+    /// path to come back to.
+    #[error("needs a recent sign-in")]
+    Reconfirm(String),
     /// 503: an operator is working on this clinic (restore, purge).
     #[error("clinic under maintenance")]
     Maintenance,
@@ -122,6 +126,11 @@ impl IntoResponse for AppError {
                 "Your role in this clinic does not include this page. If you need it, ask the clinic's owner.",
                 None,
             ),
+            Self::Reconfirm(back) => {
+                let next: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
+                return axum::response::Redirect::to(&format!("/account/confirm?next={next}"))
+                    .into_response();
+            }
             Self::Refused(text) => {
                 let body = ErrorPage {
                     title: "That could not be done",

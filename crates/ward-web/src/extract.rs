@@ -170,6 +170,14 @@ impl FromRequestParts<AppState> for ClinicAccess {
             )
                 .into_response());
         }
+        if role == Role::Owner
+            && crate::views::second_factor::owner_must_enrol(state, &session)
+                .await
+                .map_err(IntoResponse::into_response)?
+        {
+            // Owners hold every record of the clinic: no way in on a password alone.
+            return Err(Redirect::to("/account/two-factor?required=1").into_response());
+        }
         match status {
             ClinicStatus::Active => {}
             ClinicStatus::Suspended => {
@@ -222,6 +230,17 @@ impl ClinicAccess {
         } else {
             Err(AppError::Forbidden)
         }
+    }
+
+    /// `Ok` if the user proved who they are in the last minutes (password, and second
+    /// factor when they have one); otherwise the error that asks them to confirm and
+    /// then come back to `back`, a page of this clinic (e.g. `staff`).
+    pub fn require_fresh(&self, app: &crate::App, back: &str) -> Result<(), AppError> {
+        crate::views::second_factor::require_fresh(
+            app,
+            &self.session,
+            &format!("/c/{}/{back}", self.slug),
+        )
     }
 
     /// Whether the user's role allows `p` (to show or hide links and sections).

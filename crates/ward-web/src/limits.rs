@@ -25,6 +25,24 @@ pub struct EmailLimits {
     pub signup: Arc<DefaultKeyedRateLimiter<String>>,
     /// Reset and verification mails per address.
     pub mail: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Signups per client address (on top of the per-address limit of every account
+    /// form): a few an hour.
+    pub signup_per_address: Arc<DefaultKeyedRateLimiter<String>>,
+    /// A signup form sent back sooner than this after it was shown is refused: no person
+    /// reads and fills it that fast.
+    pub signup_min_fill: chrono::TimeDelta,
+}
+
+impl EmailLimits {
+    /// The defaults with `per_hour` signups per client address and `min_fill_secs`.
+    pub fn with_signup(per_hour: u32, min_fill_secs: i64) -> Self {
+        let every = Duration::from_secs(3600 / u64::from(per_hour.max(1)));
+        Self {
+            signup_per_address: Arc::new(DefaultKeyedRateLimiter::keyed(quota(per_hour, every))),
+            signup_min_fill: chrono::TimeDelta::seconds(min_fill_secs),
+            ..Self::default()
+        }
+    }
 }
 
 fn quota(burst: u32, every: Duration) -> Quota {
@@ -51,6 +69,12 @@ impl Default for EmailLimits {
                 3,
                 Duration::from_secs(1200),
             ))),
+            // 5 at once, then one every 12 minutes.
+            signup_per_address: Arc::new(DefaultKeyedRateLimiter::keyed(quota(
+                5,
+                Duration::from_secs(720),
+            ))),
+            signup_min_fill: chrono::TimeDelta::seconds(3),
         }
     }
 }
@@ -61,6 +85,7 @@ impl EmailLimits {
         self.login.retain_recent();
         self.signup.retain_recent();
         self.mail.retain_recent();
+        self.signup_per_address.retain_recent();
     }
 }
 

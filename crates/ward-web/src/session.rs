@@ -85,6 +85,36 @@ pub fn clear_session_cookie(config: &WebConfig) -> HeaderValue {
     header_value(&c)
 }
 
+/// The cookie naming a sign-in whose password was right and whose second factor is
+/// still to be typed: a random token (stored hashed, single use, minutes long).
+pub fn pending_cookie_name(config: &WebConfig) -> &'static str {
+    if config.is_https() {
+        "__Host-ward_pending"
+    } else {
+        "ward_pending"
+    }
+}
+
+/// The Set-Cookie value naming a pending sign-in for `max_age`.
+pub fn pending_cookie(
+    config: &WebConfig,
+    token: String,
+    max_age: chrono::TimeDelta,
+) -> HeaderValue {
+    let mut c = base_cookie(config, pending_cookie_name(config), token);
+    c.set_same_site(SameSite::Strict);
+    c.set_max_age(cookie::time::Duration::seconds(max_age.num_seconds()));
+    header_value(&c)
+}
+
+/// The Set-Cookie value removing the pending sign-in cookie.
+pub fn clear_pending_cookie(config: &WebConfig) -> HeaderValue {
+    let mut c = base_cookie(config, pending_cookie_name(config), String::new());
+    c.set_same_site(SameSite::Strict);
+    c.set_max_age(cookie::time::Duration::ZERO);
+    header_value(&c)
+}
+
 fn header_value(c: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&c.encoded().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

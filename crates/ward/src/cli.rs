@@ -108,6 +108,9 @@ pub enum Command {
     /// Disable or re-enable a person's account.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Give a clinic a member (its owner, say, after `ward import`), and list its staff.
+    #[command(subcommand)]
+    Members(MembersCommand),
     /// Take backups now (they are also taken by `ward serve` on a schedule).
     Backup(BackupOpts),
     /// Look at the backups taken.
@@ -327,13 +330,8 @@ pub struct ServeOpts {
     /// and to decide https-only cookies and HSTS).
     #[arg(long, env = "WARD_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Outgoing mail server, e.g. smtps://user:pass@smtp.example.com. Unset: mail is
-    /// written as .eml files under <data>/outbox/.
-    #[arg(long, env = "WARD_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
-    /// Sender address of Ward's mail.
-    #[arg(long, env = "WARD_MAIL_FROM", default_value = "Ward <ward@localhost>")]
-    pub mail_from: String,
+    #[command(flatten)]
+    pub mail: MailOpts,
     /// Trust a proxy's client-address header: `fly` reads Fly-Client-IP. Unset: the
     /// connecting address is the client.
     #[arg(long, env = "WARD_TRUSTED_PROXY", value_parser = ["fly"])]
@@ -356,6 +354,85 @@ pub struct ServeOpts {
     /// detailed /status. Unset: not served. Keep it off the public network.
     #[arg(long, env = "WARD_OPERATOR_ADDR")]
     pub operator_addr: Option<SocketAddr>,
+    /// How long an owner may keep working without two-step sign-in before they are sent
+    /// to set it up (e.g. 14d), counted from their signup or, for owners from before
+    /// this rule, from the first start that enforced it. 0: at once.
+    #[arg(long, env = "WARD_OWNER_MFA_GRACE", default_value = "0", value_parser = parse_duration)]
+    pub owner_mfa_grace: Duration,
+    /// Account-form posts (sign-in, signup, confirmation, reset) allowed at once per
+    /// client address; then one every 3 seconds.
+    #[arg(long, env = "WARD_FORM_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub form_burst: u32,
+    /// Signups allowed per client address per hour (5 at once, then spread over the hour).
+    #[arg(long, env = "WARD_SIGNUP_PER_HOUR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub signup_per_hour: u32,
+    /// A signup form sent back sooner than this many seconds after it was shown is
+    /// refused (people take longer; scripts do not wait). 0 turns the check off.
+    #[arg(long, env = "WARD_SIGNUP_MIN_SECONDS", default_value_t = 3, value_parser = clap::value_parser!(i64).range(0..=600))]
+    pub signup_min_seconds: i64,
+}
+
+/// Where Ward's mail goes: `ward serve` and the commands that send mail.
+#[derive(Debug, Clone, Args)]
+pub struct MailOpts {
+    /// Outgoing mail server, e.g. smtps://user:pass@smtp.example.com. Unset: mail is
+    /// written as .eml files under <data>/outbox/.
+    #[arg(long, env = "WARD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of Ward's mail.
+    #[arg(long, env = "WARD_MAIL_FROM", default_value = "Ward <ward@localhost>")]
+    pub mail_from: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Add a person to a clinic's staff. An address with an account joins at once; any
+    /// other is sent an invitation (a link valid for 72 hours) through the mail outbox.
+    /// Recorded in the clinic's audit log with the reason.
+    Add(MembersAddOpts),
+    /// List a clinic's staff and its open invitations.
+    List {
+        /// The clinic, by short name or id.
+        #[arg(long)]
+        clinic: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ward members add`.
+#[derive(Debug, Args)]
+pub struct MembersAddOpts {
+    /// The clinic, by short name or id.
+    #[arg(long)]
+    pub clinic: String,
+    /// The person's email address.
+    #[arg(long)]
+    pub email: String,
+    /// Their role in the clinic: owner, doctor, receptionist or billing.
+    #[arg(long, value_parser = parse_role)]
+    pub role: ward_core::Role,
+    /// Why (kept in the clinic's audit log).
+    #[arg(long)]
+    pub reason: String,
+    /// The address users reach Ward at, e.g. https://ward.example.com: an invitation's
+    /// link points there. Needed when the address has no account yet.
+    #[arg(long, env = "WARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub mail: MailOpts,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a role by its name.
+fn parse_role(s: &str) -> Result<ward_core::Role, String> {
+    ward_core::Role::parse(s.trim()).map_err(|_| {
+        let names: Vec<&str> = ward_core::Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("not a role; use one of {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -249,6 +249,16 @@ impl Entry {
         self
     }
 
+    /// As the record of someone coming onto the staff: the `staff` record `who` (a user
+    /// id, or the address invited), its role from nothing to `role`, and `how` ("invitation
+    /// sent", "joined by invitation", "added by the operator"). The staff page, accepting
+    /// an invitation and `ward members add` all write it this way.
+    pub fn staff_added(self, who: &str, role: Role, how: &str) -> Self {
+        self.entity("staff", who)
+            .diff(Diff::new().field("role", Value::Null, role.as_str()))
+            .detail(how)
+    }
+
     /// Refuses entries the log must never hold.
     pub(crate) fn validate(&self) -> Result<(), AuditError> {
         let blank = |s: &str| s.trim().is_empty();

@@ -10,15 +10,16 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::TimeDelta;
 use serde::Deserialize;
 use ward_control::passwords::check_new_password;
+use ward_control::signup::SignupOutcome;
 use ward_control::{AuthEvent, Purpose, Session, parse_person_name};
-use ward_core::{Email, Role};
+use ward_core::Email;
 use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
 use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
-use crate::views::pages;
-use crate::{AppError, AppState};
+use crate::views::{pages, second_factor};
+use crate::{App, AppError, AppState};
 
 /// Verification links last two days; reset links half an hour.
 const VERIFY_TTL: TimeDelta = TimeDelta::hours(48);
@@ -28,12 +29,12 @@ const MAX_FAILED_LOGINS_PER_HOUR: u64 = 100;
 
 type Page = Result<Response, AppError>;
 
-fn html(status: StatusCode, t: &impl Template) -> Page {
+pub(crate) fn html(status: StatusCode, t: &impl Template) -> Page {
     Ok((status, Html(t.render()?)).into_response())
 }
 
-async fn log(
-    app: &AppState,
+pub(crate) async fn log(
+    app: &App,
     kind: &str,
     outcome: &str,
     user_id: Option<&str>,
@@ -54,7 +55,7 @@ async fn log(
     }
 }
 
-async fn send(app: &AppState, to: &Email, name: &str, message: Message) {
+pub(crate) async fn send(app: &App, to: &Email, name: &str, message: Message) {
     if let Err(e) = app.mailer.send(to, name, message).await {
         tracing::error!(error = %e, "could not queue mail");
     }
@@ -62,11 +63,23 @@ async fn send(app: &AppState, to: &Email, name: &str, message: Message) {
 
 /// Starts a session and answers with a redirect to `to`, setting the cookie.
 async fn sign_in(
-    app: &AppState,
+    app: &App,
     user_id: &str,
     client: &ClientInfo,
     old: Option<&Session>,
     to: &str,
+) -> Page {
+    sign_in_with(app, user_id, client, old, to, false).await
+}
+
+/// As [`sign_in`]; `second_factor` when the sign-in proved it too.
+pub(crate) async fn sign_in_with(
+    app: &App,
+    user_id: &str,
+    client: &ClientInfo,
+    old: Option<&Session>,
+    to: &str,
+    second_factor: bool,
 ) -> Page {
     // A fresh token at every sign-in: a token planted before sign-in is worthless after.
     if let Some(old) = old {
@@ -74,7 +87,12 @@ async fn sign_in(
     }
     let token = app
         .control
-        .create_session(user_id, client.ip.clone(), client.user_agent.clone())
+        .create_session_with(
+            user_id,
+            client.ip.clone(),
+            client.user_agent.clone(),
+            second_factor,
+        )
         .await?;
     let mut r = Redirect::to(to).into_response();
     r.headers_mut().append(
@@ -85,7 +103,7 @@ async fn sign_in(
 }
 
 /// Where a user lands after signing in: their clinic, or the chooser.
-async fn landing(app: &AppState, user_id: &str) -> Result<String, AppError> {
+pub(crate) async fn landing(app: &App, user_id: &str) -> Result<String, AppError> {
     let memberships = app.control.memberships(user_id).await?;
     Ok(match memberships.as_slice() {
         [only] => format!("/c/{}/", only.clinic.slug),
@@ -124,6 +142,12 @@ pub struct SignupForm {
     email: String,
     #[serde(default)]
     password: String,
+    /// The form stamp: when the form was shown (see `ward_control::signup`).
+    #[serde(default)]
+    started: String,
+    /// A field people never see or fill; bots that fill every field do.
+    #[serde(default)]
+    website: String,
 }
 
 #[derive(Default)]
@@ -140,35 +164,77 @@ struct SignupPage {
     csrf: String,
     form: SignupForm,
     errors: SignupErrors,
+    stamp: String,
+    error: Option<&'static str>,
 }
 
 /// The signup form.
-pub async fn signup_get(Csrf(csrf): Csrf) -> Page {
+pub async fn signup_get(State(app): State<AppState>, Csrf(csrf): Csrf) -> Page {
     html(
         StatusCode::OK,
         &SignupPage {
             csrf,
             form: SignupForm::default(),
             errors: SignupErrors::default(),
+            stamp: app.control.form_stamp(app.clock.now()),
+            error: None,
         },
     )
+}
+
+/// Refuses answers no person sends: the hidden field filled, no stamp of ours, or
+/// sent faster than the form can be read. `Some(reason)` to refuse (a word for the log).
+fn looks_automated(app: &App, form: &SignupForm) -> Option<&'static str> {
+    if !form.website.is_empty() {
+        return Some("honeypot");
+    }
+    if app.email_limits.signup_min_fill <= chrono::TimeDelta::zero() {
+        // The timing check is turned off (WARD_SIGNUP_MIN_SECONDS=0).
+        return None;
+    }
+    match app.control.form_stamp_age(&form.started) {
+        None => Some("no_stamp"),
+        Some(age) if age < app.email_limits.signup_min_fill => Some("too_fast"),
+        Some(age) if age > ward_control::signup::SIGNUP_TTL => Some("stale_form"),
+        Some(_) => None,
+    }
 }
 
 fn check_email_page() -> Page {
     Ok(pages::message(
         "Check your email",
-        "We have sent a link to confirm your address. Open it to finish creating your clinic. The link works once and expires in two days.",
+        "We have sent a link to confirm your address. Open it to finish creating your clinic: nothing is made until then. The link works once and expires in 24 hours.",
     )
     .into_response())
 }
 
-/// Creates the owner (unverified), the clinic and its database, and sends the link.
+/// Keeps the answers and sends the confirmation link; nothing else is made until the
+/// address is confirmed.
 pub async fn signup_post(
     State(app): State<AppState>,
     Csrf(csrf): Csrf,
     client: ClientInfo,
     AppForm(form): AppForm<SignupForm>,
 ) -> Page {
+    if let Some(why) = looks_automated(&app, &form) {
+        log(&app, "signup", why, None, None, &client).await;
+        metrics::counter!("ward_signup_refused_total", "reason" => why).increment(1);
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &SignupPage {
+                csrf,
+                stamp: app.control.form_stamp(app.clock.now()),
+                form: SignupForm {
+                    password: String::new(),
+                    started: String::new(),
+                    website: String::new(),
+                    ..form
+                },
+                errors: SignupErrors::default(),
+                error: Some("Please check your details and send the form again."),
+            },
+        );
+    }
     let mut errors = SignupErrors::default();
     let clinic_name = form.clinic_name.trim().to_owned();
     if clinic_name.is_empty() {
@@ -191,14 +257,31 @@ pub async fn signup_post(
             StatusCode::UNPROCESSABLE_ENTITY,
             &SignupPage {
                 csrf,
+                stamp: form.started.clone(),
                 form: SignupForm {
                     password: String::new(),
                     ..form
                 },
                 errors,
+                error: None,
             },
         );
     };
+    // Per client address (as the rate limiter sees it: a forwarded header only from a
+    // trusted proxy), then per address typed.
+    let address = client.ip.clone().unwrap_or_default();
+    if let Err(wait) = check(&app.email_limits.signup_per_address, &address) {
+        log(
+            &app,
+            "signup",
+            "limited_address",
+            None,
+            Some(email.as_str()),
+            &client,
+        )
+        .await;
+        return Ok(too_many(wait));
+    }
     if let Err(wait) = check(&app.email_limits.signup, email.as_str()) {
         log(
             &app,
@@ -213,63 +296,32 @@ pub async fn signup_post(
     }
     // Hash first, whether or not the address is taken: both paths cost the same.
     let hash = app.hasher.hash(&form.password).await?;
-    let user = match app.control.create_user(&email, &name, &hash).await? {
-        Some(user) => user,
-        None => {
-            if let Some(existing) = app.control.user_by_email(&email).await? {
-                let reset_link = format!("{}/password/forgot", app.base_url());
-                send(
-                    &app,
-                    &email,
-                    &existing.name,
-                    Message::SignupAttempt {
-                        name: existing.name.clone(),
-                        reset_link,
-                    },
-                )
-                .await;
-                log(
-                    &app,
-                    "signup",
-                    "existing_email",
-                    Some(&existing.id),
-                    Some(email.as_str()),
-                    &client,
-                )
-                .await;
-            }
-            return check_email_page();
-        }
-    };
-    let clinic = match app
-        .control
-        .create_clinic(
-            &clinic_name,
-            None,
-            &app.tenants,
-            &format!("user:{}", user.id),
+    if let Some(existing) = app.control.user_by_email(&email).await? {
+        let reset_link = format!("{}/password/forgot", app.base_url());
+        send(
+            &app,
+            &email,
+            &existing.name,
+            Message::SignupAttempt {
+                name: existing.name.clone(),
+                reset_link,
+            },
         )
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            app.control.delete_unverified_user(&user.id).await?;
-            return Err(e.into());
-        }
-    };
-    app.control
-        .add_membership(&user.id, clinic.id, Role::Owner)
-        .await?;
+        .await;
+        log(
+            &app,
+            "signup",
+            "existing_email",
+            Some(&existing.id),
+            Some(email.as_str()),
+            &client,
+        )
+        .await;
+        return check_email_page();
+    }
     let token = app
         .control
-        .issue_token(
-            Purpose::VerifyEmail,
-            Some(&user.id),
-            Some(clinic.id),
-            Some(email.as_str()),
-            None,
-            VERIFY_TTL,
-        )
+        .start_signup(&email, &name, &clinic_name, &hash)
         .await?;
     send(
         &app,
@@ -281,15 +333,7 @@ pub async fn signup_post(
         },
     )
     .await;
-    log(
-        &app,
-        "signup",
-        "ok",
-        Some(&user.id),
-        Some(email.as_str()),
-        &client,
-    )
-    .await;
+    log(&app, "signup", "ok", None, Some(email.as_str()), &client).await;
     check_email_page()
 }
 
@@ -346,13 +390,45 @@ pub async fn verify_email_get(
     }
 }
 
-/// Consumes the token, confirms the address, signs the owner in.
+/// Confirms the address: a signup's account, clinic and database are made now, and
+/// the owner is signed in. (Links sent to accounts made before signups waited for
+/// confirmation just mark the address confirmed.)
 pub async fn verify_email_post(
     State(app): State<AppState>,
     MaybeUser(old): MaybeUser,
     client: ClientInfo,
     AppForm(q): AppForm<TokenQuery>,
 ) -> Page {
+    match app.control.finish_signup(&q.token, &app.tenants).await? {
+        SignupOutcome::Created { user_id, clinic } => {
+            log(&app, "verify_email", "ok", Some(&user_id), None, &client).await;
+            log(
+                &app,
+                "signup",
+                "clinic_created",
+                Some(&user_id),
+                None,
+                &client,
+            )
+            .await;
+            let to = format!("/c/{}/", clinic.slug);
+            return sign_in(&app, &user_id, &client, old.as_ref(), &to).await;
+        }
+        SignupOutcome::AddressTaken => {
+            log(&app, "verify_email", "existing_email", None, None, &client).await;
+            return Ok((
+                StatusCode::CONFLICT,
+                pages::message_with_link(
+                    "This address already has an account",
+                    "An account was made with this address after you signed up, so no new clinic was created. Sign in with it, or reset its password if you do not know it.",
+                    "/login",
+                    "Go to sign in",
+                ),
+            )
+                .into_response());
+        }
+        SignupOutcome::NoSuchSignup => {}
+    }
     let Some(info) = app
         .control
         .consume_token(Purpose::VerifyEmail, &q.token)
@@ -520,6 +596,19 @@ pub async fn login_post(
             pages::message("Confirm your email address first", "We have sent you a new link. Open it to confirm your address; you will be signed in."),
         )
             .into_response());
+    }
+    if app.control.second_factor_enrolled(&user.id).await? {
+        // The password was right; the session starts only after the code.
+        log(
+            &app,
+            "login",
+            "password_ok",
+            Some(&user.id),
+            Some(&typed),
+            &client,
+        )
+        .await;
+        return second_factor::start_pending(&app, &user).await;
     }
     log(&app, "login", "ok", Some(&user.id), Some(&typed), &client).await;
     let to = landing(&app, &user.id).await?;
@@ -738,6 +827,10 @@ pub async fn reset_post(
         return expired_link();
     };
     app.control.set_password(&user_id, &hash).await?;
+    // Any other reset link still in a mailbox stops working.
+    app.control
+        .revoke_tokens(&user_id, Purpose::ResetPassword)
+        .await?;
     // Following the link proved the address is theirs.
     app.control.mark_email_verified(&user_id).await?;
     log(
@@ -812,6 +905,7 @@ struct AccountPage {
     sessions: Vec<SessionRow>,
     errors: PasswordErrors,
     notice: Option<&'static str>,
+    two_factor: bool,
 }
 
 fn describe_agent(ua: Option<&str>) -> String {
@@ -869,6 +963,7 @@ async fn account_page(
             sessions,
             errors,
             notice,
+            two_factor: s.has_second_factor,
         },
     )
 }
@@ -951,6 +1046,9 @@ pub async fn password_post(
     }
     let hash = app.hasher.hash(&form.new_password).await?;
     app.control.set_password(&s.user.id, &hash).await?;
+    app.control
+        .revoke_tokens(&s.user.id, Purpose::ResetPassword)
+        .await?;
     log(
         &app,
         "password_change",
@@ -962,7 +1060,13 @@ pub async fn password_post(
     .await;
     let token = app
         .control
-        .create_session(&s.user.id, client.ip.clone(), client.user_agent.clone())
+        .create_session_with(
+            &s.user.id,
+            client.ip.clone(),
+            client.user_agent.clone(),
+            // A password proves the password only: sensitive actions ask for a code again.
+            false,
+        )
         .await?;
     let mut r = Redirect::to("/account?changed=1").into_response();
     r.headers_mut().append(

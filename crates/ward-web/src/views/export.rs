@@ -18,15 +18,13 @@ use ward_core::{Email, Permission, Role, format_time};
 use ward_mail::Message;
 use ward_tenancy::sealed;
 
-use crate::extract::{ClinicAccess, Csrf, CurrentUser};
+use crate::extract::{ClientInfo, ClinicAccess, Csrf, CurrentUser};
 use crate::views::frame::ClinicFrame;
-use crate::views::pages;
+use crate::views::{pages, second_factor};
 use crate::{App, AppError, AppState};
 
 /// The `jobs.kind` of export jobs.
 pub const JOB_KIND: &str = "export";
-/// A sign-in older than this asks for the password again before an export.
-const REAUTH: TimeDelta = TimeDelta::minutes(15);
 /// How long the download link and the sealed file live.
 const LINK_TTL: TimeDelta = TimeDelta::hours(72);
 
@@ -35,13 +33,16 @@ const LINK_TTL: TimeDelta = TimeDelta::hours(72);
 struct ExportPage {
     frame: ClinicFrame,
     needs_password: bool,
+    needs_code: bool,
     error: Option<String>,
     queued: bool,
     email: String,
 }
 
+/// A sign-in (password, and code if the owner has a second factor) older than a few
+/// minutes asks for them again before an export.
 fn needs_password(app: &App, access: &ClinicAccess) -> bool {
-    app.clock.now() - access.session.authenticated_at > REAUTH
+    !second_factor::is_fresh(app, &access.session)
 }
 
 async fn render_page(
@@ -55,6 +56,7 @@ async fn render_page(
     Ok(Html(
         ExportPage {
             needs_password: needs_password(app, access),
+            needs_code: access.session.has_second_factor,
             email: access.session.user.email.clone(),
             frame: ClinicFrame::new(access, clinic.name, csrf, "export"),
             error,
@@ -79,6 +81,8 @@ pub async fn export_get(
 pub struct ExportForm {
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    code: String,
 }
 
 /// Queues the export (after the password, if the sign-in is old) and says what happens.
@@ -86,16 +90,18 @@ pub async fn export_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
+    client: ClientInfo,
     Form(form): Form<ExportForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::Export)?;
-    if needs_password(&app, &access)
-        && !app
-            .hasher
-            .verify(&form.password, Some(&access.session.user.password_hash))
-            .await
-    {
-        let error = Some("That is not your password.".to_owned());
+    let confirmed = if needs_password(&app, &access) {
+        second_factor::confirm_inline(&app, &access.session, &form.password, &form.code, &client)
+            .await?
+    } else {
+        Ok(())
+    };
+    if let Err(error) = confirmed {
+        let error = Some(error.to_owned());
         let mut res = render_page(&app, &access, csrf, error, false)
             .await?
             .into_response();

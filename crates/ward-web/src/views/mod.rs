@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod pages;
 pub mod patients;
 pub mod payments;
+pub mod second_factor;
 pub mod settings;
 pub mod staff;
 pub mod visits;

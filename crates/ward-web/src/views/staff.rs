@@ -10,13 +10,15 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::TimeDelta;
 use serde::Deserialize;
 use ward_clinic::ClinicError;
 use ward_clinic::audit::{self, Action, Actor, AuditError, Diff, Entry};
 use ward_control::passwords::check_new_password;
-use ward_control::{AuthEvent, ControlError, Member, Purpose, StaffChange, parse_person_name};
-use ward_core::{ClinicStatus, Email, Permission, Role};
+use ward_control::{
+    AuthEvent, ControlError, Invitation, Invited, Inviter, Member, Purpose, StaffChange,
+    invitation_link, parse_person_name,
+};
+use ward_core::{Email, Permission, Role};
 use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, ClinicAccess, Csrf, MaybeUser};
@@ -24,9 +26,6 @@ use crate::session::session_cookie;
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
 use crate::{AppError, AppState};
-
-/// Invitations are valid for three days.
-pub const INVITE_TTL: TimeDelta = TimeDelta::hours(72);
 
 type Page = Result<Response, AppError>;
 
@@ -269,6 +268,7 @@ pub async fn invite_post(
     AppForm(form): AppForm<InviteForm>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let email = Email::parse(&form.email).ok();
     let role = Role::parse(form.role.trim()).ok();
     let (Some(email), Some(role)) = (email.clone(), role) else {
@@ -288,60 +288,39 @@ pub async fn invite_post(
         )
         .await;
     };
-    if app
-        .control
-        .clinic_members(access.clinic_id)
-        .await?
-        .iter()
-        .any(|m| m.email.eq_ignore_ascii_case(email.as_str()))
-    {
-        return staff_page(
-            &app,
-            &access,
-            csrf,
-            PageState {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                invite_error_email: Some("This person is already on the staff."),
-                invite: form,
-                ..PageState::default()
-            },
-        )
-        .await;
-    }
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let payload = serde_json::json!({
-        "role": role.as_str(),
-        "inviter": access.session.user.name,
-        "inviter_id": access.session.user.id,
-    })
-    .to_string();
-    let token = app
+    let actor = format!("user:{}", access.session.user.id);
+    let inviter = Inviter {
+        name: &access.session.user.name,
+        user_id: Some(&access.session.user.id),
+        actor: &actor,
+    };
+    let token = match app
         .control
-        .issue_token(
-            Purpose::Invite,
-            None,
-            Some(access.clinic_id),
-            Some(email.as_str()),
-            Some(&payload),
-            INVITE_TTL,
-        )
-        .await?;
-    let now = app.clock.now();
-    let mut entry = access
-        .audit_entry(now, Action::Create)
-        .entity("staff", email.as_str())
-        .diff(Diff::new().field("role", serde_json::Value::Null, role.as_str()));
-    entry.detail = Some("invitation sent".to_owned());
+        .invite_to_clinic(access.clinic_id, &email, role, inviter)
+        .await?
+    {
+        Invited::Sent(token) => token,
+        Invited::AlreadyMember => {
+            return staff_page(
+                &app,
+                &access,
+                csrf,
+                PageState {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    invite_error_email: Some("This person is already on the staff."),
+                    invite: form,
+                    ..PageState::default()
+                },
+            )
+            .await;
+        }
+    };
+    let entry = access
+        .audit_entry(app.clock.now(), Action::Create)
+        .staff_added(email.as_str(), role, "invitation sent");
     record(&access, entry).await?;
-    app.control
-        .record_clinic_event(
-            access.clinic_id,
-            "staff_invited",
-            &format!("user:{}", access.session.user.id),
-            serde_json::json!({"email": email.as_str(), "role": role.as_str()}),
-        )
-        .await?;
-    let link = format!("{}/invite?token={token}", app.base_url());
+    let link = invitation_link(app.base_url(), &token);
     if let Err(e) = app
         .mailer
         .send(
@@ -399,6 +378,7 @@ pub async fn role_post(
     AppForm(form): AppForm<RoleForm>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let Ok(role) = Role::parse(form.role.trim()) else {
         return Err(AppError::Refused(
             "Choose one of the roles in the list.".into(),
@@ -460,6 +440,7 @@ pub async fn remove_get(
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let Some(m) = app
         .control
         .clinic_member(access.clinic_id, &user_id)
@@ -490,6 +471,7 @@ pub async fn remove_post(
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let (control, clinic_id, actor) = (
         app.control.clone(),
         access.clinic_id,
@@ -539,6 +521,7 @@ pub async fn withdraw_post(
     Path((_, id)): Path<(String, String)>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
+    access.require_fresh(&app, "staff")?;
     let Some(email) = app.control.withdraw_invite(access.clinic_id, &id).await? else {
         return Err(AppError::NotFound);
     };
@@ -599,50 +582,6 @@ struct InvitePage {
     password_error: Option<&'static str>,
 }
 
-struct Invitation {
-    clinic: ward_control::ClinicRecord,
-    email: Email,
-    role: Role,
-    inviter: String,
-}
-
-#[derive(Deserialize)]
-struct InvitePayload {
-    role: String,
-    #[serde(default)]
-    inviter: String,
-}
-
-async fn invitation(app: &AppState, token: &str) -> Result<Option<Invitation>, AppError> {
-    let Some(info) = app.control.peek_token(Purpose::Invite, token).await? else {
-        return Ok(None);
-    };
-    let (Some(clinic_id), Some(email), Some(payload)) = (info.clinic_id, info.email, info.payload)
-    else {
-        return Ok(None);
-    };
-    let (Ok(email), Ok(payload)) = (
-        Email::parse(&email),
-        serde_json::from_str::<InvitePayload>(&payload),
-    ) else {
-        return Ok(None);
-    };
-    let Ok(role) = Role::parse(&payload.role) else {
-        return Ok(None);
-    };
-    let clinic = match app.control.clinic_by_id(clinic_id).await {
-        Ok(c) if c.status == ClinicStatus::Active => c,
-        Ok(_) | Err(ControlError::NoSuchClinic(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Some(Invitation {
-        clinic,
-        email,
-        role,
-        inviter: payload.inviter,
-    }))
-}
-
 fn expired() -> Page {
     Ok((
         StatusCode::BAD_REQUEST,
@@ -692,7 +631,7 @@ pub async fn invite_get(
     Csrf(csrf): Csrf,
     Query(q): Query<AcceptForm>,
 ) -> Page {
-    let Some(inv) = invitation(&app, &q.token).await? else {
+    let Some(inv) = app.control.peek_invitation(&q.token).await? else {
         return expired();
     };
     let offer = offer(&app, &inv, user.as_ref()).await?;
@@ -716,7 +655,7 @@ pub async fn invite_post_accept(
     client: ClientInfo,
     AppForm(form): AppForm<AcceptForm>,
 ) -> Page {
-    let Some(inv) = invitation(&app, &form.token).await? else {
+    let Some(inv) = app.control.peek_invitation(&form.token).await? else {
         auth_event(
             &app,
             "invite_accept",
@@ -828,9 +767,7 @@ pub async fn invite_post_accept(
             },
             Action::Create,
         )
-        .entity("staff", &user_id)
-        .diff(Diff::new().field("role", serde_json::Value::Null, inv.role.as_str()));
-        entry.detail = Some("joined by invitation".to_owned());
+        .staff_added(&user_id, inv.role, "joined by invitation");
         if let Some(ip) = &client.ip {
             entry = entry.ip(ip);
         }

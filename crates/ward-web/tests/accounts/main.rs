@@ -7,8 +7,10 @@
     reason = "tests fail loudly"
 )]
 
+mod signup_abuse;
 #[path = "../common/harness.rs"]
 mod support;
+mod two_factor;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -171,34 +173,58 @@ async fn signing_up_with_a_taken_address_looks_the_same_and_warns_the_owner() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unverified_owners_cannot_reach_clinic_pages() {
+async fn nothing_exists_before_the_address_is_confirmed() {
     let mut t = TestApp::new().await;
-    t.submit(
-        "/signup",
-        "/signup",
-        &[
-            ("clinic_name", "Acme"),
-            ("name", "Ana"),
-            ("email", "ana@example.com"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
+    let r = t
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("clinic_name", "Acme"),
+                ("name", "Ana"),
+                ("email", "ana@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // No account, no clinic row, no clinic file.
+    let email = ward_core::Email::parse("ana@example.com").unwrap();
+    assert!(t.app.control.user_by_email(&email).await.unwrap().is_none());
+    assert!(t.app.control.list_clinics().await.unwrap().is_empty());
+    let files = std::fs::read_dir(t.dir.path().join("clinics"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "no clinic database before confirmation");
+    // Signing in with those details is refused like any unknown address.
     let r = t.login("ana@example.com", PASSWORD).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.body.contains("Confirm your email address first"));
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(t.session_cookie().is_none());
-    assert!(
-        t.mails()
-            .await
-            .pop()
-            .unwrap()
-            .contains("/verify-email?token="),
-        "a fresh link is sent"
-    );
     let r = t.get("/c/acme/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login");
+
+    // Confirming makes all of it at once.
+    let link = t.link_in_last_mail("/verify-email").await;
+    let page = t.get(&link).await;
+    let token = field_value(&page.body, "token").unwrap();
+    let r = t
+        .post(
+            "/verify-email",
+            &[("_csrf", &page.csrf()), ("token", &token)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/c/acme/");
+    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), 1);
+    let user = t.app.control.user_by_email(&email).await.unwrap().unwrap();
+    assert!(user.email_verified);
+    assert_eq!(t.get("/c/acme/").await.status, StatusCode::OK);
+    // The link was used up.
+    let mut other = t.fresh_browser();
+    let page = other.get(&link).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -27,6 +27,13 @@ pub struct Options {
     pub public_url: Option<String>,
     pub trusted_proxy: TrustedProxy,
     pub ip_limit: IpLimit,
+    /// How long owners may work without a second factor. Flows that are not about
+    /// two-step sign-in run inside a long grace; its own tests set zero.
+    pub owner_mfa_grace: chrono::TimeDelta,
+    /// Signups per client address per hour, and the least time a signup form takes.
+    /// Flows not about signup abuse get no limit and no wait; its own tests set them.
+    pub signup_per_hour: u32,
+    pub signup_min_fill_secs: i64,
 }
 
 impl Default for Options {
@@ -40,6 +47,9 @@ impl Default for Options {
                 burst: 10_000,
                 replenish: std::time::Duration::from_millis(1),
             },
+            owner_mfa_grace: chrono::TimeDelta::days(365),
+            signup_per_hour: 100_000,
+            signup_min_fill_secs: 0,
         }
     }
 }
@@ -133,12 +143,16 @@ impl TestApp {
             session_policy: SessionPolicy::default(),
             trusted_proxy: options.trusted_proxy,
             ip_limit: options.ip_limit,
-            email_limits: EmailLimits::default(),
+            email_limits: EmailLimits::with_signup(
+                options.signup_per_hour,
+                options.signup_min_fill_secs,
+            ),
             config: WebConfig {
                 public_url: options.public_url,
                 base_url,
                 version: "test".into(),
                 retention_days: 90,
+                owner_second_factor_grace: options.owner_mfa_grace,
             },
             clock: shared,
             started_at: clock.now(),

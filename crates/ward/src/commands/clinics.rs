@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use ward_control::{ClinicRecord, ClinicRef};
 use ward_core::{Slug, format_time};
 
-use ward_clinic::audit::{self, Action};
+use ward_clinic::audit::{self, Action, Actor, Entry};
 use ward_control::lifecycle::Transition;
 
 use crate::cli::{ClinicsCommand, Global, TransitionOpts};
@@ -147,23 +147,28 @@ pub async fn record_status_change(
     from: &str,
     to: &str,
 ) -> anyhow::Result<()> {
+    let entry = Entry::new(
+        platform.control.clock().now(),
+        Actor::Operator {
+            name: operator.to_owned(),
+        },
+        Action::OperatorAccess,
+    )
+    .reason(reason.trim())
+    .detail(&format!("clinic status {from} → {to}"));
+    record_in_audit_log(platform, id, entry).await
+}
+
+/// Appends `entry` to the clinic's own audit log, in a transaction of its own, and
+/// anchors the new head in the control plane (no `ward serve` may be running to do it).
+pub async fn record_in_audit_log(
+    platform: &ward_control::Platform,
+    id: ward_core::ClinicId,
+    entry: Entry,
+) -> anyhow::Result<()> {
     let tenant = platform.tenants.get(id).await?;
-    let at = platform.control.clock().now();
-    let (operator, reason) = (operator.to_owned(), reason.to_owned());
-    let detail = format!("clinic status {from} → {to}");
     let recorded = tenant
-        .with(|conn| {
-            audit::in_transaction(&conn, |tx| {
-                audit::record_operator_access(
-                    &tx,
-                    at,
-                    &operator,
-                    &reason,
-                    Action::OperatorAccess,
-                    Some(&detail),
-                )
-            })
-        })
+        .with(|conn| audit::in_transaction(&conn, |tx| audit::record(&tx, &entry)))
         .await?;
     platform
         .control

@@ -187,8 +187,9 @@ pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCod
         ));
         if !doc.staff.is_empty() {
             say(format_args!(
-                "the export lists {} staff members; invite them to the new clinic to give them access",
-                doc.staff.len()
+                "the export lists {} staff members; give the new clinic its owner with `ward members add --clinic {} --email … --role owner --reason \"…\"`, then invite the others",
+                doc.staff.len(),
+                clinic.slug
             ));
         }
     }

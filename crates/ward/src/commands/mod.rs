@@ -5,6 +5,7 @@ mod backup;
 mod clinics;
 mod drill;
 mod export;
+mod members;
 mod migrate;
 mod operator;
 mod purge;
@@ -39,6 +40,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(opts) => migrate::run(&cli.global, opts).await,
         Command::Clinics(cmd) => clinics::run(&cli.global, cmd).await,
         Command::Users(cmd) => users::run(&cli.global, cmd).await,
+        Command::Members(cmd) => members::run(&cli.global, cmd).await,
         Command::Backup(opts) => backup::run(&cli.global, opts).await,
         Command::Backups(cmd) => backup::list(&cli.global, cmd).await,
         Command::Restore(opts) => restore::run(&cli.global, opts).await,

@@ -82,8 +82,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let mailer = Mailer::new(
         platform.control.clone(),
         MailConfig {
-            smtp_url: opts.smtp_url.clone(),
-            from: opts.mail_from.clone(),
+            smtp_url: opts.mail.smtp_url.clone(),
+            from: opts.mail.mail_from.clone(),
             outbox_dir: global.data_dir.join("outbox"),
         },
     )
@@ -119,13 +119,18 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             absolute: TimeDelta::days(opts.session_max_days),
         },
         trusted_proxy,
-        ip_limit: IpLimit::default(),
-        email_limits: EmailLimits::default(),
+        ip_limit: IpLimit {
+            burst: opts.form_burst,
+            ..IpLimit::default()
+        },
+        email_limits: EmailLimits::with_signup(opts.signup_per_hour, opts.signup_min_seconds),
         config: WebConfig {
             public_url: opts.public_url.clone(),
             base_url,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             retention_days: global.retention_days,
+            owner_second_factor_grace: chrono::TimeDelta::from_std(opts.owner_mfa_grace)
+                .unwrap_or(chrono::TimeDelta::MAX),
         },
         started_at: clock.now(),
         clock,
@@ -181,6 +186,29 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     };
     // Clinics past their retention period are purged once a day (and once at start,
     // which also finishes a purge a crash interrupted).
+    // What can no longer be used is deleted every ten minutes: expired links and
+    // unconfirmed signups, ended sessions, accounts never confirmed.
+    let sweeping = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                match app.control.sweep(app.session_policy).await {
+                    Ok(s) if s != ward_control::signup::Swept::default() => tracing::info!(
+                        tokens = s.tokens,
+                        sessions = s.sessions,
+                        users = s.users,
+                        "swept expired links, sessions and unconfirmed accounts"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the sweep of expired links and sessions failed")
+                    }
+                }
+            }
+        })
+    };
     let purging = {
         let purger = super::purger(global, &platform);
         let global = global.clone();
@@ -211,6 +239,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         operator.abort();
     }
     purging.abort();
+    sweeping.abort();
     exporting.abort();
     // Let the worker finish the mail it is handing over; whatever is still queued stays
     // in the outbox and goes out after the next start.

@@ -11,6 +11,7 @@
 
 mod day;
 mod server;
+mod two_factor;
 mod webdriver;
 
 use std::path::PathBuf;

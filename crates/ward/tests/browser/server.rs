@@ -12,10 +12,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server whose owners work inside a long grace for two-step sign-in.
     pub fn start() -> Self {
+        Self::start_with(&[("WARD_OWNER_MFA_GRACE", "365d")])
+    }
+
+    /// A server with these extra variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut process = Command::new(env!("CARGO_BIN_EXE_ward"))
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("WARD_SIGNUP_MIN_SECONDS", "0")
+            .envs(env.iter().copied())
             .env("WARD_DATA_DIR", data.path())
             .env("WARD_MASTER_KEY", "22".repeat(32))
             .env("WARD_LOG", "info")

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, Ward, http_get_with, http_post_form};
+use crate::support::{Server, Visitor, Ward, sign_up_and_confirm};
 
 /// The replica settings of one test: the test S3 server (scripts/s3-test-server) under a
 /// fresh prefix, or a folder when it is not running outside CI.
@@ -35,30 +35,12 @@ fn replica_env(folder: &std::path::Path) -> Vec<(String, String)> {
     ]
 }
 
-/// Signs up a clinic named `name` through the public form; true when acknowledged.
-fn sign_up(server: &Server, name: &str, email: &str) -> bool {
-    let (status, head, body) = http_get_with(server.addr, "/signup", &[]);
-    assert_eq!(status, 200, "{body}");
-    let cookie = head
-        .lines()
-        .filter_map(|l| l.strip_prefix("set-cookie: "))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let csrf = body
-        .split("name=\"_csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap();
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("_csrf", csrf)
-        .append_pair("clinic_name", name)
-        .append_pair("name", "Dr Owner")
-        .append_pair("email", email)
-        .append_pair("password", "correct horse battery staple 42")
-        .finish();
-    let (status, _) = http_post_form(server.addr, "/signup", &cookie, &form);
-    (200..400).contains(&status)
+/// Signs up a clinic named `name` through the public form and confirms the address
+/// from the mail (only then is the clinic made); true when acknowledged.
+fn sign_up(ward: &Ward, server: &Server, name: &str, email: &str) -> bool {
+    let mut visitor = Visitor::new(server);
+    let home = sign_up_and_confirm(ward, server, &mut visitor, name, email);
+    home.starts_with("/c/")
 }
 
 #[test]
@@ -67,12 +49,12 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     let env = replica_env(folder.path());
     let ward = Ward::with_env(env.clone());
     let server = Server::start(&ward);
-    // Signups write the control plane and create a clinic file each; every one that was
-    // answered is an acknowledged write.
+    // Confirmed signups write the control plane and create a clinic file each; every one
+    // that was answered is an acknowledged write.
     let mut acked: Vec<(String, Instant)> = Vec::new();
     for i in 0..14 {
         let name = format!("Replica Clinic {i:02}");
-        if sign_up(&server, &name, &format!("owner{i}@example.com")) {
+        if sign_up(&ward, &server, &name, &format!("owner{i}@example.com")) {
             acked.push((name, Instant::now()));
         }
     }
@@ -80,7 +62,7 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     std::thread::sleep(Duration::from_millis(1200));
     // Killed with a write just acknowledged.
     let last = format!("Replica Clinic {:02}", 99);
-    if sign_up(&server, &last, "owner99@example.com") {
+    if sign_up(&ward, &server, &last, "owner99@example.com") {
         acked.push((last, Instant::now()));
     }
     let killed_at = Instant::now();

@@ -92,6 +92,12 @@ impl Ward {
                 cmd.env_remove(key);
             }
         }
+        // Owners here are not about two-step sign-in: they work inside a long grace.
+        cmd.env("WARD_OWNER_MFA_GRACE", "365d");
+        // Nor about signup abuse: no per-address limit, no minimum time on the form.
+        cmd.env("WARD_SIGNUP_PER_HOUR", "1000000")
+            .env("WARD_FORM_BURST", "1000")
+            .env("WARD_SIGNUP_MIN_SECONDS", "0");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("WARD_MASTER_KEY", MASTER_HEX)
             .env("WARD_LOG", "info")
@@ -405,4 +411,202 @@ pub fn http_post_form(addr: SocketAddr, path: &str, cookie: &str, form: &str) ->
         .map_or(text.as_str(), |(h, _)| h);
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, head.to_ascii_lowercase())
+}
+
+/// A browser against one `ward serve`: it keeps the cookies the server sets and sends
+/// them back, and posts forms with the CSRF token of the page they are on.
+pub struct Visitor {
+    addr: SocketAddr,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Visitor {
+    pub fn new(server: &Server) -> Self {
+        Self {
+            addr: server.addr,
+            cookies: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Keeps the cookies a response sets; an emptied one is dropped.
+    fn absorb(&mut self, head: &str) {
+        for line in head.lines() {
+            let Some(cookie) = line.strip_prefix("set-cookie: ") else {
+                continue;
+            };
+            let pair = cookie.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    /// GET `path`: the status and the body.
+    pub fn get(&mut self, path: &str) -> (u16, String) {
+        let cookie = self.cookie_header();
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            Vec::new()
+        } else {
+            vec![("Cookie", cookie.as_str())]
+        };
+        let (status, head, body) = http_get_with(self.addr, path, &headers);
+        self.absorb(&head);
+        (status, body)
+    }
+
+    /// Opens the form at `page`, then posts `fields` with its CSRF token to `action`:
+    /// the status and the response's head (lower-cased).
+    pub fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let (status, body) = self.get(page);
+        assert_eq!(status, 200, "{page}: {body}");
+        let csrf = body
+            .split("name=\"_csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no CSRF token on {page}: {body}"))
+            .to_owned();
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("_csrf", &csrf);
+        for (k, v) in fields {
+            form.append_pair(k, v);
+        }
+        let (status, head) =
+            http_post_form(self.addr, action, &self.cookie_header(), &form.finish());
+        self.absorb(&head);
+        (status, head)
+    }
+
+    /// Signs in with the form; true when the server started a session.
+    pub fn sign_in(&mut self, email: &str, password: &str) -> bool {
+        let (status, head) = self.submit(
+            "/login",
+            "/login",
+            &[("email", email), ("password", password)],
+        );
+        assert!(
+            status == 303 || status == 401,
+            "sign-in answered {status}: {head}"
+        );
+        status == 303
+    }
+
+    /// GETs `path` until it answers `want` (another process's change reaches the
+    /// server's caches within seconds), and returns the last status.
+    pub fn status_becomes(&mut self, path: &str, want: u16) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, _) = self.get(path);
+            if status == want || Instant::now() >= deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery staple 42";
+
+/// Signs up `email` as the owner of a new clinic `clinic_name` through the public form
+/// and confirms the address with the link mailed for it, which signs the visitor in.
+/// Returns the clinic's home page (`/c/<slug>/`).
+pub fn sign_up_and_confirm(
+    ward: &Ward,
+    server: &Server,
+    visitor: &mut Visitor,
+    clinic_name: &str,
+    email: &str,
+) -> String {
+    let (status, head) = visitor.submit(
+        "/signup",
+        "/signup",
+        &[
+            ("clinic_name", clinic_name),
+            ("name", "Dr Ada Lovelace"),
+            ("email", email),
+            ("password", PASSWORD),
+        ],
+    );
+    assert!(
+        (200..400).contains(&status),
+        "signup answered {status}: {head}"
+    );
+    let link = ward.link_in_mail(server, email, "/verify-email");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let page = link
+        .trim_start_matches(&format!("http://{}", server.addr))
+        .to_owned();
+    let (status, head) = visitor.submit(&page, "/verify-email", &[("token", &token)]);
+    assert_eq!(status, 303, "{head}");
+    head.lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+impl Ward {
+    /// The first link to `path` on `server` in the newest mail to `to` in the outbox
+    /// folder (quoted-printable soft breaks undone), waiting a little for it.
+    pub fn link_in_mail(&self, server: &Server, to: &str, path: &str) -> String {
+        self.link_in_mail_at(&format!("http://{}", server.addr), to, path)
+    }
+
+    /// [`Self::link_in_mail`] for links to `base`.
+    pub fn link_in_mail_at(&self, base: &str, to: &str, path: &str) -> String {
+        self.mail_to(to, path)
+            .and_then(|text| {
+                let start = text.find(&format!("{base}{path}"))?;
+                let end = text[start..]
+                    .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+                    .map_or(text.len(), |e| start + e);
+                Some(text[start..end].replace("&amp;", "&"))
+            })
+            .unwrap_or_else(|| panic!("no mail to {to} with a {base}{path} link"))
+    }
+
+    /// The decoded text of the newest mail to `to` that mentions `needle`, waiting up to
+    /// 20 seconds for it.
+    pub fn mail_to(&self, to: &str, needle: &str) -> Option<String> {
+        let dir = self.data_dir().join("outbox");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+            let found = files.iter().rev().find_map(|f| {
+                let text = std::fs::read_to_string(f)
+                    .unwrap()
+                    .replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=");
+                let to_line = text
+                    .lines()
+                    .find(|l| l.starts_with("To:"))
+                    .unwrap_or_default();
+                (to_line.contains(to) && text.contains(needle)).then_some(text)
+            });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

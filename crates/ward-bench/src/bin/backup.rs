@@ -1,17 +1,14 @@
 //! Backup benchmark: backup and restore time of a large clinic (the restore time is the
 //! recovery time objective), a scheduled pass over many clinics of which a few changed,
 //! and the disk the retention tiers use. Run it through `scripts/bench-backup`.
-//!
-//! Flags: `--size-mib N` (100), `--clinics N` (10000), `--changed N` (500),
-//! `--parallel N` (2), `--dir PATH` (a temporary folder; put it on the disk to measure).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use chrono::{Datelike as _, TimeDelta, Timelike as _, Weekday};
+use clap::Parser;
 use rand::seq::SliceRandom as _;
 use ward_control::backups::retention_plan;
 use ward_control::{BackupConfig, Backups, MasterKeySource, Platform, RestoreTarget, Scope};
@@ -20,39 +17,28 @@ use ward_tenancy::StoreConfig;
 
 const MASTER_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
+/// Backup benchmark: one large clinic, a pass over many, the disk retention uses.
+#[derive(Debug, Parser)]
 struct Args {
+    /// Size of the large clinic, MiB.
+    #[arg(long, default_value_t = 100)]
     size_mib: u64,
+    /// Clinics in the scheduled pass.
+    #[arg(long, default_value_t = 10_000)]
     clinics: usize,
+    /// Of those, how many changed since their last backup.
+    #[arg(long, default_value_t = 500)]
     changed: usize,
+    /// Backups running at once.
+    #[arg(long, default_value_t = 2)]
     parallel: usize,
+    /// Where the data and backups go (put it on the disk to measure); a temporary
+    /// folder by default.
+    #[arg(long)]
     dir: Option<PathBuf>,
 }
 
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        size_mib: 100,
-        clinics: 10_000,
-        changed: 500,
-        parallel: 2,
-        dir: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--size-mib" => a.size_mib = value()?.parse()?,
-            "--clinics" => a.clinics = value()?.parse()?,
-            "--changed" => a.changed = value()?.parse()?,
-            "--parallel" => a.parallel = value()?.parse()?,
-            "--dir" => a.dir = Some(PathBuf::from(value()?)),
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
-    a.changed = a.changed.min(a.clinics);
-    Ok(a)
-}
-
-#[expect(clippy::print_stdout, reason = "the benchmark's report")]
+#[expect(clippy::print_stdout, reason = "a benchmark prints its numbers")]
 fn say(line: impl std::fmt::Display) {
     println!("{line}");
 }
@@ -111,7 +97,8 @@ async fn exec(platform: &Platform, id: ClinicId, sql: String) -> anyhow::Result<
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let a = args()?;
+    let mut a = Args::parse();
+    a.changed = a.changed.min(a.clinics);
     let tmp = match &a.dir {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir()?,
