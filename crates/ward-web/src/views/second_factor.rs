@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use ward_control::second_factor::{Enrolment, FactorCheck};
 use ward_control::{Purpose, Session, User};
@@ -58,17 +58,32 @@ pub fn require_fresh(app: &App, s: &Session, back: &str) -> Result<(), AppError>
     }
 }
 
-/// Whether an owner without a second factor must set one up now (their grace is over).
-pub async fn owner_must_enrol(app: &App, s: &Session) -> Result<bool, AppError> {
+/// Where an owner stands with the second factor they must have.
+pub enum OwnerFactor {
+    /// They have one.
+    Done,
+    /// They have none yet and may work until then.
+    DueBy(DateTime<Utc>),
+    /// They have none and their grace is over: they must set it up now.
+    Overdue,
+}
+
+/// Where the owner of session `s` stands.
+pub async fn owner_enrolment(app: &App, s: &Session) -> Result<OwnerFactor, AppError> {
     if s.has_second_factor {
-        return Ok(false);
+        return Ok(OwnerFactor::Done);
     }
     let since = app.control.owners_second_factor_since().await?;
     let due = s
         .account_created_at
         .max(since)
         .checked_add_signed(app.config.owner_second_factor_grace);
-    Ok(due.is_some_and(|due| app.clock.now() >= due))
+    Ok(match due {
+        Some(due) if app.clock.now() >= due => OwnerFactor::Overdue,
+        Some(due) => OwnerFactor::DueBy(due),
+        // A grace too long to represent never ends.
+        None => OwnerFactor::DueBy(DateTime::<Utc>::MAX_UTC),
+    })
 }
 
 /// A safe place to go back to: a path on this site, never another origin.
