@@ -118,6 +118,19 @@ async fn notify(app: &App, user: &User, event: SecurityEvent) {
     }
 }
 
+/// Records an auth-log event about `user`.
+async fn log_user(app: &App, kind: &str, outcome: &str, user: &User, client: &ClientInfo) {
+    log(
+        app,
+        kind,
+        outcome,
+        Some(&user.id),
+        Some(&user.email),
+        client,
+    )
+    .await;
+}
+
 /// Counts a refused code for the operator's metrics.
 fn refused(outcome: &'static str) {
     metrics::counter!("ward_signin_failures_total", "reason" => outcome).increment(1);
@@ -151,15 +164,7 @@ async fn check_code(
     client: &ClientInfo,
 ) -> Result<FactorCheck, AppError> {
     let check = app.control.check_second_factor(user, code).await?;
-    log(
-        app,
-        kind,
-        outcome_word(check),
-        Some(&user.id),
-        Some(&user.email),
-        client,
-    )
-    .await;
+    log_user(app, kind, outcome_word(check), user, client).await;
     if let FactorCheck::Recovery { left } = check {
         notify(app, user, SecurityEvent::RecoveryCodeUsed { left }).await;
     }
@@ -257,15 +262,7 @@ pub async fn code_post(
             .consume_token(Purpose::SignInCode, &token)
             .await?;
         refused("limited");
-        log(
-            &app,
-            "second_factor",
-            "limited",
-            Some(&user.id),
-            Some(&user.email),
-            &client,
-        )
-        .await;
+        log_user(&app, "second_factor", "limited", &user, &client).await;
         let mut r = too_many(FAILURE_WINDOW.num_seconds().unsigned_abs());
         r.headers_mut()
             .append(header::SET_COOKIE, clear_pending_cookie(&app.config));
@@ -289,15 +286,7 @@ pub async fn code_post(
     {
         return start_again_cleared(&app);
     }
-    log(
-        &app,
-        "login",
-        "ok",
-        Some(&user.id),
-        Some(&user.email),
-        &client,
-    )
-    .await;
+    log_user(&app, "login", "ok", &user, &client).await;
     let to = landing(&app, &user.id).await?;
     let mut r = sign_in_with(&app, &user.id, &client, old.as_ref(), &to, true).await?;
     r.headers_mut()
@@ -452,15 +441,7 @@ pub async fn confirm_setup_post(
     match app.control.confirm_totp(&s.user, &form.code).await? {
         Some(codes) => {
             app.control.mark_reauthenticated(&s.id, true).await?;
-            log(
-                &app,
-                "second_factor_added",
-                "ok",
-                Some(&s.user.id),
-                Some(&s.user.email),
-                &client,
-            )
-            .await;
+            log_user(&app, "second_factor_added", "ok", &s.user, &client).await;
             notify(&app, &s.user, SecurityEvent::SecondFactorAdded).await;
             let mut page = FactorPage::new(&s, csrf, true, required);
             page.codes_left = codes.len();
@@ -469,15 +450,7 @@ pub async fn confirm_setup_post(
             html(StatusCode::OK, &page)
         }
         None => {
-            log(
-                &app,
-                "second_factor_added",
-                "failed",
-                Some(&s.user.id),
-                Some(&s.user.email),
-                &client,
-            )
-            .await;
+            log_user(&app, "second_factor_added", "failed", &s.user, &client).await;
             let mut page = FactorPage::new(&s, csrf, false, required);
             match app.control.pending_totp(&s.user).await? {
                 Some(e) => page.setup = Some(setup_of(&e)?),
@@ -527,15 +500,7 @@ pub async fn remove_post(
         .verify(&form.password, Some(&s.user.password_hash))
         .await
     {
-        log(
-            &app,
-            "second_factor_removed",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
+        log_user(&app, "second_factor_removed", "failed", &s.user, &client).await;
         return refuse(csrf, "That is not your password.", left);
     }
     let check = check_code(&app, &s.user, &form.code, "second_factor_removed", &client).await?;
@@ -543,15 +508,7 @@ pub async fn remove_post(
         return refuse(csrf, refusal_text(check), left);
     }
     app.control.remove_second_factor(&s.user.id).await?;
-    log(
-        &app,
-        "second_factor_removed",
-        "ok",
-        Some(&s.user.id),
-        Some(&s.user.email),
-        &client,
-    )
-    .await;
+    log_user(&app, "second_factor_removed", "ok", &s.user, &client).await;
     notify(&app, &s.user, SecurityEvent::SecondFactorRemoved).await;
     let mut page = FactorPage::new(&s, csrf, false, required);
     page.notice = Some("Two-step sign-in is off.");
@@ -631,44 +588,10 @@ pub async fn confirm_post(
             },
         )
     };
-    if over_limit(&app, "reauth", &s.user, &client).await? {
-        return Ok(too_many(FAILURE_WINDOW.num_seconds().unsigned_abs()));
+    match confirm_inline(&app, &s, &form.password, &form.code, &client).await? {
+        Ok(()) => {}
+        Err(error) => return refuse(csrf, next, error),
     }
-    if !app
-        .hasher
-        .verify(&form.password, Some(&s.user.password_hash))
-        .await
-    {
-        log(
-            &app,
-            "reauth",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
-        return refuse(csrf, next, "That is not your password.");
-    }
-    if s.has_second_factor {
-        let check = check_code(&app, &s.user, &form.code, "reauth", &client).await?;
-        if !check.passed() {
-            return refuse(csrf, next, refusal_text(check));
-        }
-    } else {
-        log(
-            &app,
-            "reauth",
-            "ok",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
-    }
-    app.control
-        .mark_reauthenticated(&s.id, s.has_second_factor)
-        .await?;
     Ok(Redirect::to(&next).into_response())
 }
 
@@ -691,15 +614,7 @@ pub async fn confirm_inline(
         .verify(password, Some(&s.user.password_hash))
         .await
     {
-        log(
-            app,
-            "reauth",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            client,
-        )
-        .await;
+        log_user(app, "reauth", "failed", &s.user, client).await;
         return Ok(Err("That is not your password."));
     }
     if s.has_second_factor {
@@ -707,6 +622,8 @@ pub async fn confirm_inline(
         if !check.passed() {
             return Ok(Err(refusal_text(check)));
         }
+    } else {
+        log_user(app, "reauth", "ok", &s.user, client).await;
     }
     app.control
         .mark_reauthenticated(&s.id, s.has_second_factor)
