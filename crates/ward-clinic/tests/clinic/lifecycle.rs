@@ -313,3 +313,32 @@ async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
     assert_eq!(control.requeue_running("export").await.unwrap(), 0);
     assert!(control.claim_job("export").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_restore_copies_of_the_control_plane_do_not_outlive_the_backups() {
+    let s = setup().await;
+    let now = ward_core::Clock::now(&s.clock);
+    let name = |age: TimeDelta| {
+        format!(
+            "control.db.pre-restore-{}",
+            (now - age).format("%Y%m%dT%H%M%S%.3fZ")
+        )
+    };
+    let old = s.dir.path().join(name(TimeDelta::days(36)));
+    let recent = s.dir.path().join(name(TimeDelta::days(2)));
+    std::fs::write(&old, b"an old copy").unwrap();
+    std::fs::write(&recent, b"a recent copy").unwrap();
+    // A dry run touches nothing.
+    s.purger().run("test", true).await.unwrap();
+    assert!(old.exists());
+    s.purger().run("test", false).await.unwrap();
+    assert!(
+        !old.exists(),
+        "a copy older than the backups' retention is deleted"
+    );
+    assert!(recent.exists(), "a recent copy is kept to undo a restore");
+    assert!(
+        s.dir.path().join("control.db").exists(),
+        "the live file is untouched"
+    );
+}
