@@ -132,9 +132,51 @@ pub enum Command {
     /// Look at the continuous replica of every database.
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// Rotate the master key; see the state of the keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show the platform's health: clinics, failing clinics, backups, mail, jobs; exit 1
     /// when degraded.
     Status(StatusOpts),
+}
+
+/// `ward keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every clinic's data key and re-key the control plane under a new master
+    /// key. Stop `ward serve` first. Resumable: after a crash, run it again.
+    RotateMaster(RotateMasterOpts),
+    /// The master key's fingerprint and whether a rotation is unfinished.
+    Status(KeysStatusOpts),
+}
+
+/// `ward keys rotate-master`.
+#[derive(Debug, Args)]
+pub struct RotateMasterOpts {
+    /// A file holding the new master key (64 hex characters). Without it (and without
+    /// WARD_NEW_MASTER_KEY) a fresh key is generated, which is only allowed when the
+    /// master key is <data>/master.key.
+    #[arg(long, value_name = "FILE")]
+    pub new_master_key_file: Option<PathBuf>,
+    /// The new master key, 64 hex characters.
+    #[arg(
+        long = "new-master-key",
+        env = "WARD_NEW_MASTER_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub new_master_key: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ward keys status`.
+#[derive(Debug, Args)]
+pub struct KeysStatusOpts {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward replica`.

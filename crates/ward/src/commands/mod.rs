@@ -5,6 +5,7 @@ mod backup;
 mod clinics;
 mod drill;
 mod export;
+mod keys;
 mod members;
 mod migrate;
 mod operator;
@@ -49,6 +50,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(opts) => export::import(&cli.global, opts).await,
         Command::Purge(opts) => purge::run(&cli.global, opts).await,
         Command::Replica(cmd) => replica::run(&cli.global, cmd).await,
+        Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Status(opts) => status::run(&cli.global, opts).await,
     }
 }

@@ -1,0 +1,144 @@
+//! `ward keys`: rotating the master key, and the keys' state.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ward_control::rotation::{self, Event, KeyHome};
+use ward_control::{MasterKeySource, master_key};
+use ward_core::SystemClock;
+use ward_tenancy::MasterKey;
+
+use crate::cli::{Global, KeysCommand, KeysStatusOpts, RotateMasterOpts};
+use crate::output::{json, note, progress, say};
+
+/// Testing hook: when set to a step's name (`save-new-key`, `copy`, `rewrap`,
+/// `rewrap-half`, `rekey`, `keep_old`, `clear_sidecars`, `rename`, `install-key`,
+/// `reopen`), the process aborts right before that step, as if killed, so tests can
+/// prove a crash anywhere leaves a data directory that opens and a rotation that a
+/// second run finishes.
+const CRASH_AT: &str = "WARD_TEST_CRASH_AT";
+
+pub async fn run(global: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeysCommand::RotateMaster(opts) => rotate_master(global, opts).await,
+        KeysCommand::Status(opts) => status(global, &opts),
+    }
+}
+
+fn current(global: &Global) -> anyhow::Result<(MasterKey, KeyHome)> {
+    let (source, home) = match &global.master_key {
+        Some(hex) => (
+            MasterKeySource::Configured(hex.clone()),
+            KeyHome::Configured,
+        ),
+        None => (MasterKeySource::DataDirFile, KeyHome::DataDirFile),
+    };
+    if home == KeyHome::DataDirFile && !global.data_dir.join(rotation::KEY_FILE).exists() {
+        anyhow::bail!(
+            "there is no master key in {} (and WARD_MASTER_KEY is not set): nothing to rotate",
+            global.data_dir.display()
+        );
+    }
+    Ok((master_key(&global.data_dir, source)?, home))
+}
+
+fn new_key(opts: &RotateMasterOpts) -> anyhow::Result<Option<MasterKey>> {
+    match (&opts.new_master_key_file, &opts.new_master_key) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give the new master key once: --new-master-key-file or WARD_NEW_MASTER_KEY, not both"
+        ),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(Some(
+                MasterKey::from_hex(&text).with_context(|| path.display().to_string())?,
+            ))
+        }
+        (None, Some(hex)) => Ok(Some(
+            MasterKey::from_hex(hex).context("WARD_NEW_MASTER_KEY")?,
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+async fn rotate_master(global: &Global, opts: RotateMasterOpts) -> anyhow::Result<ExitCode> {
+    let (current, home) = current(global)?;
+    let new = new_key(&opts)?;
+    let crash_at = std::env::var(CRASH_AT).ok();
+    let bar = progress(0, "re-wrapping clinic keys");
+    let mut hook = |e: Event| -> Result<(), String> {
+        match e {
+            Event::Step(name) => {
+                if crash_at.as_deref() == Some(name) {
+                    std::process::abort();
+                }
+                note(format_args!("… {name}"));
+            }
+            Event::Rewrapped { done, total } => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        }
+        Ok(())
+    };
+    let report = rotation::rotate_master(
+        &global.data_dir,
+        &current,
+        home,
+        new,
+        Arc::new(SystemClock),
+        &mut hook,
+    )
+    .await
+    .context("the master key was not rotated")?;
+    bar.finish_and_clear();
+    // The control plane is another file now: its replica starts a new generation.
+    ward_replica::replicator::forget_position(&global.data_dir, "control");
+    if opts.json {
+        json(&report)?;
+    } else {
+        say(format_args!(
+            "master key rotated from {} to {}: {} clinic keys re-wrapped, control plane re-keyed{}",
+            report.old_fingerprint,
+            report.new_fingerprint,
+            report.clinics,
+            if report.resumed {
+                " (finishing an earlier run)"
+            } else {
+                ""
+            }
+        ));
+    }
+    match (home, &report.old_key_kept) {
+        (KeyHome::DataDirFile, Some(old)) => note(format_args!(
+            "the new key is in {}; the old one is kept as {} for backups taken before (see docs/keys.md)",
+            global.data_dir.join(rotation::KEY_FILE).display(),
+            old.display()
+        )),
+        (KeyHome::DataDirFile, None) => {}
+        (KeyHome::Configured, _) => note(
+            "WARD_MASTER_KEY still holds the old key: set it to the new key before starting ward serve (e.g. `fly secrets set WARD_MASTER_KEY=…`), and keep the old one for backups taken before",
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(global: &Global, opts: &KeysStatusOpts) -> anyhow::Result<ExitCode> {
+    let (current, _) = current(global)?;
+    let status = rotation::key_status(&global.data_dir, &current);
+    if opts.json {
+        json(&status)?;
+    } else {
+        say(format_args!("master key: {}", status.fingerprint));
+        if let Some(next) = &status.unfinished_rotation_to {
+            say(format_args!(
+                "unfinished rotation to {next}: run `ward keys rotate-master` again to finish it"
+            ));
+        }
+        for old in &status.old_keys_kept {
+            say(format_args!("old key kept: {}", old.display()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
