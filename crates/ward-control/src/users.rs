@@ -154,6 +154,28 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Replaces a hash made under an older pepper by `new_hash` of the same password
+    /// (after a successful sign-in): no session ends and the password's age is kept. Does
+    /// nothing if the stored hash is no longer `old_hash` (the password changed meanwhile).
+    pub async fn rehash_password(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, ControlError> {
+        let (id, old, new) = (user_id.to_owned(), old_hash.to_owned(), new_hash.to_owned());
+        let changed = self
+            .with(|conn| async move {
+                conn.execute(
+                    "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+                    [id, old, new],
+                )
+                .await
+            })
+            .await?;
+        Ok(changed > 0)
+    }
+
     /// Replaces the user's password hash and revokes every one of their sessions, in one
     /// transaction (a changed password must end every other sign-in).
     pub async fn set_password(
