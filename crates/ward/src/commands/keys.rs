@@ -9,7 +9,7 @@ use ward_control::{MasterKeySource, master_key};
 use ward_core::SystemClock;
 use ward_tenancy::MasterKey;
 
-use crate::cli::{Global, KeysCommand, KeysStatusOpts, RotateMasterOpts};
+use crate::cli::{Global, KeysCommand, KeysStatusOpts, RotateMasterOpts, RotatePepperOpts};
 use crate::output::{json, note, progress, say};
 
 /// Testing hook: when set to a step's name (`save-new-key`, `copy`, `rewrap`,
@@ -22,6 +22,7 @@ const CRASH_AT: &str = "WARD_TEST_CRASH_AT";
 pub async fn run(global: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::RotateMaster(opts) => rotate_master(global, opts).await,
+        KeysCommand::RotatePepper(opts) => rotate_pepper(global, &opts),
         KeysCommand::Status(opts) => status(global, &opts),
     }
 }
@@ -121,6 +122,59 @@ async fn rotate_master(global: &Global, opts: RotateMasterOpts) -> anyhow::Resul
             "WARD_MASTER_KEY still holds the old key: set it to the new key before starting ward serve (e.g. `fly secrets set WARD_MASTER_KEY=…`), and keep the old one for backups taken before",
         ),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves `<data>/pepper.key` to `pepper.key.previous` and makes a new one. The server must
+/// be stopped: it reads both at start.
+fn rotate_pepper(global: &Global, opts: &RotatePepperOpts) -> anyhow::Result<ExitCode> {
+    use ward_control::ServeGuard;
+    use ward_control::passwords::PREVIOUS_PEPPER_FILE;
+    if std::env::var_os("WARD_PEPPER").is_some() {
+        anyhow::bail!(
+            "WARD_PEPPER is set, so the pepper is yours to rotate: set WARD_PEPPER_PREVIOUS to its current value and WARD_PEPPER to a new one (openssl rand -hex 32), then restart ward serve (see docs/keys.md)"
+        );
+    }
+    let _serve = ServeGuard::acquire(&global.data_dir)
+        .with_context(|| {
+            format!(
+                "cannot take {}",
+                ServeGuard::path(&global.data_dir).display()
+            )
+        })?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "ward serve is running on this data directory; stop it before rotating the pepper"
+            )
+        })?;
+    let current = global.data_dir.join("pepper.key");
+    let previous = global.data_dir.join(PREVIOUS_PEPPER_FILE);
+    if !current.exists() {
+        anyhow::bail!("there is no {} to rotate", current.display());
+    }
+    if previous.exists() && !opts.force {
+        anyhow::bail!(
+            "{} still holds the pepper before the last rotation; passwords not re-hashed since would stop working. Rotate again with --force once that is acceptable",
+            previous.display()
+        );
+    }
+    // The rename replaces an older previous pepper; then a fresh pepper.key is made.
+    // A crash between the two leaves no pepper.key: the next start (or a second run)
+    // generates one, and pepper.key.previous still verifies every hash.
+    std::fs::rename(&current, &previous)
+        .with_context(|| format!("cannot move {} aside", current.display()))?;
+    ward_tenancy::keys::load_or_generate_secret(&current)?;
+    for path in [&previous, &current] {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
+    say(format_args!(
+        "pepper rotated: new hashes use {}; {} keeps the old one until every user has signed in again",
+        current.display(),
+        previous.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

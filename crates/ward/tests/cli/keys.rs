@@ -228,3 +228,37 @@ fn the_replica_continues_after_a_rotation_and_rebuilds_under_the_new_key() {
     assert!(!refused.status.success(), "{refused:#?}");
     assert!(!refused.stderr.contains("panicked"), "{refused:#?}");
 }
+
+#[test]
+fn after_a_pepper_rotation_passwords_work_and_are_rehashed_at_sign_in() {
+    let ward = Ward::new();
+    let server = Server::start(&ward);
+    for (name, email) in [
+        ("Pepper A", "ada@example.com"),
+        ("Pepper B", "bob@example.com"),
+    ] {
+        let mut visitor = Visitor::new(&server);
+        sign_up_and_confirm(&ward, &server, &mut visitor, name, email);
+    }
+    let refused = ward.run(&["keys", "rotate-pepper"]).final_error();
+    assert!(refused.contains("ward serve"), "{refused}");
+    server.terminate();
+
+    ward.run(&["keys", "rotate-pepper"]).ok();
+    let again = ward.run(&["keys", "rotate-pepper"]).final_error();
+    assert!(again.contains("pepper.key.previous"), "{again}");
+
+    // Both still sign in under the new pepper; Ada's sign-in re-hashes her password.
+    let server = Server::start(&ward);
+    assert!(Visitor::new(&server).sign_in("ada@example.com", PASSWORD));
+    assert!(!Visitor::new(&server).sign_in("ada@example.com", "not the password at all"));
+    server.terminate();
+
+    // One more rotation drops the first pepper: Ada's re-hashed password still works,
+    // Bob's (not signed in since the first rotation) no longer does.
+    ward.run(&["keys", "rotate-pepper", "--force"]).ok();
+    let server = Server::start(&ward);
+    assert!(Visitor::new(&server).sign_in("ada@example.com", PASSWORD));
+    assert!(!Visitor::new(&server).sign_in("bob@example.com", PASSWORD));
+    server.terminate();
+}
