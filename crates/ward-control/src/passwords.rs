@@ -98,7 +98,7 @@ pub const PREVIOUS_PEPPER_FILE: &str = "pepper.key.previous";
 /// The pepper a stored hash names (`p<id>:` in front of the bcrypt text), or `None` for a
 /// hash made before peppers were named (under the pepper in force before the first
 /// rotation).
-fn split_hash(stored: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_hash(stored: &str) -> (Option<&str>, &str) {
     match stored.strip_prefix('p').and_then(|r| r.split_once(':')) {
         Some((id, rest)) if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
             (Some(id), rest)

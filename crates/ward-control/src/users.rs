@@ -154,6 +154,26 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// How many password hashes name the pepper `current_id`, and how many another (an
+    /// older pepper, or none: made before hashes named theirs).
+    pub async fn password_peppers(&self, current_id: &str) -> Result<(u64, u64), ControlError> {
+        let hashes: Vec<String> = self
+            .with(|conn| async move {
+                let mut out = Vec::new();
+                conn.for_each_row("SELECT password_hash FROM users", (), |row| {
+                    out.push(row.get::<String>(0)?);
+                    Ok::<_, ControlError>(())
+                })?;
+                Ok::<_, ControlError>(out)
+            })
+            .await?;
+        let current = hashes
+            .iter()
+            .filter(|h| crate::passwords::split_hash(h).0 == Some(current_id))
+            .count() as u64;
+        Ok((current, hashes.len() as u64 - current))
+    }
+
     /// Replaces a hash made under an older pepper by `new_hash` of the same password
     /// (after a successful sign-in): no session ends and the password's age is kept. Does
     /// nothing if the stored hash is no longer `old_hash` (the password changed meanwhile).

@@ -23,7 +23,7 @@ pub async fn run(global: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
     match cmd {
         KeysCommand::RotateMaster(opts) => rotate_master(global, opts).await,
         KeysCommand::RotatePepper(opts) => rotate_pepper(global, &opts),
-        KeysCommand::Status(opts) => status(global, &opts),
+        KeysCommand::Status(opts) => status(global, &opts).await,
     }
 }
 
@@ -178,20 +178,59 @@ fn rotate_pepper(global: &Global, opts: &RotatePepperOpts) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(global: &Global, opts: &KeysStatusOpts) -> anyhow::Result<ExitCode> {
+/// Password hashes under the current pepper and under older ones, when the pepper and
+/// the control plane can be read without changing anything.
+async fn pepper_counts(global: &Global) -> Option<(String, u64, u64)> {
+    use ward_control::passwords::Pepper;
+    let configured = std::env::var("WARD_PEPPER").ok();
+    if configured.is_none() && !global.data_dir.join("pepper.key").exists() {
+        return None;
+    }
+    let pepper = Pepper::load(&global.data_dir, configured.as_deref()).ok()?;
+    let platform = super::open_platform(global).await.ok()?;
+    let (current, older) = platform.control.password_peppers(&pepper.id()).await.ok()?;
+    Some((pepper.id(), current, older))
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    #[serde(flatten)]
+    master: rotation::KeyStatus,
+    pepper: Option<String>,
+    hashes_current_pepper: Option<u64>,
+    hashes_older_pepper: Option<u64>,
+}
+
+async fn status(global: &Global, opts: &KeysStatusOpts) -> anyhow::Result<ExitCode> {
     let (current, _) = current(global)?;
-    let status = rotation::key_status(&global.data_dir, &current);
+    let master = rotation::key_status(&global.data_dir, &current);
+    let counts = if master.unfinished_rotation_to.is_some() {
+        None
+    } else {
+        pepper_counts(global).await
+    };
+    let status = Status {
+        master,
+        pepper: counts.as_ref().map(|c| c.0.clone()),
+        hashes_current_pepper: counts.as_ref().map(|c| c.1),
+        hashes_older_pepper: counts.as_ref().map(|c| c.2),
+    };
     if opts.json {
         json(&status)?;
     } else {
-        say(format_args!("master key: {}", status.fingerprint));
-        if let Some(next) = &status.unfinished_rotation_to {
+        say(format_args!("master key: {}", status.master.fingerprint));
+        if let Some(next) = &status.master.unfinished_rotation_to {
             say(format_args!(
                 "unfinished rotation to {next}: run `ward keys rotate-master` again to finish it"
             ));
         }
-        for old in &status.old_keys_kept {
+        for old in &status.master.old_keys_kept {
             say(format_args!("old key kept: {}", old.display()));
+        }
+        if let Some((id, current, older)) = &counts {
+            say(format_args!(
+                "pepper: {id}; password hashes: {current} under it, {older} under an older pepper (re-hashed at each user's next sign-in)"
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -248,11 +248,22 @@ fn after_a_pepper_rotation_passwords_work_and_are_rehashed_at_sign_in() {
     let again = ward.run(&["keys", "rotate-pepper"]).final_error();
     assert!(again.contains("pepper.key.previous"), "{again}");
 
+    let older = |ward: &Ward| {
+        let out = ward.run(&["keys", "status", "--json"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            v["hashes_current_pepper"].as_u64(),
+            v["hashes_older_pepper"].as_u64(),
+        )
+    };
+    assert_eq!(older(&ward), (Some(0), Some(2)));
+
     // Both still sign in under the new pepper; Ada's sign-in re-hashes her password.
     let server = Server::start(&ward);
     assert!(Visitor::new(&server).sign_in("ada@example.com", PASSWORD));
     assert!(!Visitor::new(&server).sign_in("ada@example.com", "not the password at all"));
     server.terminate();
+    assert_eq!(older(&ward), (Some(1), Some(1)));
 
     // One more rotation drops the first pepper: Ada's re-hashed password still works,
     // Bob's (not signed in since the first rotation) no longer does.
