@@ -147,9 +147,19 @@ pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
     Platform::open(store, key, Arc::new(SystemClock))
         .await
         .with_context(|| {
+            let unfinished = global.master_key.is_none()
+                && global
+                    .data_dir
+                    .join(ward_control::rotation::NEXT_KEY_FILE)
+                    .exists();
             format!(
-                "cannot open the data directory {}",
-                global.data_dir.display()
+                "cannot open the data directory {}{}",
+                global.data_dir.display(),
+                if unfinished {
+                    " (a master-key rotation is unfinished: run `ward keys rotate-master` again to finish it)"
+                } else {
+                    ""
+                }
             )
         })
 }

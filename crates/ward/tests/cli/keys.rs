@@ -149,6 +149,8 @@ fn with_master_key_file_the_new_key_replaces_it_and_the_old_is_kept() {
     assert!(next.exists());
     let status = ward.run(&["keys", "status"]).ok();
     assert!(status.contains("unfinished rotation"), "{status}");
+    let meanwhile = ward.run(&["clinics", "list"]).final_error();
+    assert!(meanwhile.contains("rotation is unfinished"), "{meanwhile}");
     // Another new key is refused while that one is unfinished.
     let refused = rotate(&ward, Some(NEW_HEX), None).final_error();
     assert!(refused.contains("unfinished rotation"), "{refused}");
