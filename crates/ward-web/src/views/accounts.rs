@@ -246,6 +246,20 @@ pub async fn login_post(
             return fail_page(csrf, typed);
         }
     };
+    if app.hasher.needs_rehash(&user.password_hash) {
+        // Made under the pepper before a rotation: replaced now that the password is known.
+        let rehashed = match app.hasher.hash(&form.password).await {
+            Ok(h) => {
+                app.control
+                    .rehash_password(&user.id, &user.password_hash, &h)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = rehashed {
+            tracing::warn!(error = %e, "could not re-hash a password under the current pepper");
+        }
+    }
     if !user.email_verified {
         signin_failed("unverified");
         log(
