@@ -266,10 +266,13 @@ pub fn record(
         audit::record(
             &tx,
             &entry.entity("payment", id).detail(&format!(
-                "receipt {receipt}, patient {}, {} {} by {}",
+                "receipt {receipt}, patient {}, {} by {}",
                 new.patient_id,
-                total,
-                new.currency,
+                // As people read money (₹450.00), not in minor units.
+                crate::settings::Currency::parse(&new.currency).map_or_else(
+                    || format!("{total} {} (minor units)", new.currency),
+                    |c| c.format(total)
+                ),
                 new.method.as_str()
             )),
         )?;

@@ -258,6 +258,27 @@ impl ControlPlane {
             .await
     }
 
+    /// Every clinic not purged, most recently used first: by the newest activity of any
+    /// session of any of its members, then clinics no one has used, newest first. (The
+    /// order a machine rebuilt from the replica restores them in the background.)
+    pub async fn clinics_by_recent_use(&self) -> Result<Vec<ClinicRecord>, ControlError> {
+        let columns = CLINIC_COLUMNS
+            .split(',')
+            .map(|c| format!("c.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM clinics c
+             LEFT JOIN memberships m ON m.clinic_id = c.id
+             LEFT JOIN sessions s ON s.user_id = m.user_id
+             WHERE c.status != 'purged'
+             GROUP BY c.id
+             ORDER BY max(s.last_seen_at) IS NULL, max(s.last_seen_at) DESC, c.created_at DESC, c.id"
+        );
+        self.with(|conn| async move { collect(&conn, &sql, ()).await })
+            .await
+    }
+
     /// Clinics currently marked as failing to open.
     pub async fn failing_clinics(&self) -> Result<Vec<ClinicRecord>, ControlError> {
         let sql = format!(

@@ -17,6 +17,7 @@ mod members;
 mod outbox;
 pub mod passwords;
 mod platform;
+pub mod rotation;
 pub mod second_factor;
 pub mod sessions;
 pub mod signup;

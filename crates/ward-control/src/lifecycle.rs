@@ -448,9 +448,57 @@ impl Purger {
                 done: true,
             });
         }
+        if !dry_run {
+            let pruned = self.prune_control_copies().await?;
+            if !pruned.is_empty() {
+                tracing::info!(
+                    files = pruned.len(),
+                    "old pre-restore copies of the control plane deleted"
+                );
+            }
+        }
         Ok(out)
     }
+
+    /// Deletes `control.db.pre-restore-<time>` copies older than
+    /// [`KEEP_CONTROL_COPIES`]: they hold every clinic's wrapped key as it was, a purged
+    /// clinic's included, so keeping them for ever would keep that key for ever.
+    /// Returns what was deleted.
+    pub async fn prune_control_copies(&self) -> Result<Vec<PathBuf>, ControlError> {
+        let Some(dir) = self.control.path().parent().map(Path::to_owned) else {
+            return Ok(Vec::new());
+        };
+        let cut = self.control.clock().now() - KEEP_CONTROL_COPIES;
+        blocking(async move {
+            let mut gone = Vec::new();
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return Ok(gone);
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix("control.db.pre-restore-") else {
+                    continue;
+                };
+                let stamp = rest.split('-').next().unwrap_or(rest);
+                let Ok(at) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
+                else {
+                    continue;
+                };
+                if at.and_utc() < cut {
+                    remove_path(&e.path())?;
+                    gone.push(e.path());
+                }
+            }
+            gone.sort();
+            Ok::<_, ControlError>(gone)
+        })
+        .await
+    }
 }
+
+/// How long a pre-restore copy of the control plane is kept: as long as the daily
+/// backups of the control plane (35 by default), so no copy outlives them.
+pub const KEEP_CONTROL_COPIES: TimeDelta = TimeDelta::days(35);
 
 /// The retention period from `WARD_RETENTION_DAYS`-style days.
 pub fn retention_days(days: u32) -> TimeDelta {

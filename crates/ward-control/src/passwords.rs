@@ -92,6 +92,21 @@ const COMMON: &[&str] = &[
     "wardward12",
 ];
 
+/// The file `ward keys rotate-pepper` keeps the previous pepper in.
+pub const PREVIOUS_PEPPER_FILE: &str = "pepper.key.previous";
+
+/// The pepper a stored hash names (`p<id>:` in front of the bcrypt text), or `None` for a
+/// hash made before peppers were named (under the pepper in force before the first
+/// rotation).
+pub(crate) fn split_hash(stored: &str) -> (Option<&str>, &str) {
+    match stored.strip_prefix('p').and_then(|r| r.split_once(':')) {
+        Some((id, rest)) if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (Some(id), rest)
+        }
+        _ => (None, stored),
+    }
+}
+
 /// The server secret mixed into every password hash.
 #[derive(Clone)]
 pub struct Pepper([u8; 32]);
@@ -125,6 +140,47 @@ impl Pepper {
             ))
         })?;
         Ok(Self(k))
+    }
+
+    /// The previous pepper, kept after `ward keys rotate-pepper` so that hashes made
+    /// under it verify until each user's next sign-in: `WARD_PEPPER_PREVIOUS`, or
+    /// `<data>/pepper.key.previous` if it exists.
+    pub fn load_previous(
+        data_dir: &Path,
+        configured: Option<&str>,
+    ) -> Result<Option<Self>, ControlError> {
+        let (hex, origin) = match configured {
+            Some(h) => (h.trim().to_owned(), "WARD_PEPPER_PREVIOUS".to_owned()),
+            None => {
+                let path = data_dir.join(PREVIOUS_PEPPER_FILE);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (text.trim().to_owned(), path.display().to_string()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => {
+                        return Err(ControlError::Invalid(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        };
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(&hex, &mut k).map_err(|_| {
+            ControlError::Invalid(format!(
+                "{origin}: the pepper must be 64 hexadecimal characters"
+            ))
+        })?;
+        Ok(Some(Self(k)))
+    }
+
+    /// A short, non-secret name for this pepper (8 hex characters derived from it),
+    /// written in front of every hash made with it.
+    pub fn id(&self) -> String {
+        #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        mac.update(b"ward pepper id");
+        hex::encode(&mac.finalize().into_bytes()[..4])
     }
 
     /// A fixed pepper; for tests.
@@ -169,6 +225,8 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
 #[derive(Clone)]
 pub struct PasswordHasher {
     pepper: Pepper,
+    /// The pepper before the last rotation: hashes that name it still verify.
+    previous: Option<Pepper>,
     cost: u32,
     permits: Arc<Semaphore>,
     /// A hash of a random password, verified against when the email is unknown so that
@@ -192,10 +250,43 @@ impl PasswordHasher {
             .map_err(|e| ControlError::Invalid(format!("bcrypt: {e}")))?;
         Ok(Self {
             pepper,
+            previous: None,
             cost,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
             dummy: Arc::new(dummy),
         })
+    }
+
+    /// Also verifies hashes made under `previous` (the pepper before a rotation).
+    pub fn with_previous(mut self, previous: Option<Pepper>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    /// Whether `stored` was made under another pepper than the current one, so that it
+    /// should be replaced by a fresh hash at the next successful sign-in.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        split_hash(stored).0 != Some(self.pepper.id().as_str())
+    }
+
+    /// Whether `stored` verifies with the current pepper or the previous one; with
+    /// neither it is left behind by two rotations (or was never Ward's).
+    pub fn pepper_known(&self, stored: &str) -> bool {
+        self.pepper_of(stored).is_some()
+    }
+
+    /// The pepper `stored` was made with, if this hasher has it.
+    fn pepper_of<'a>(&'a self, stored: &'a str) -> Option<(&'a Pepper, &'a str)> {
+        let (id, hash) = split_hash(stored);
+        match id {
+            Some(id) if id == self.pepper.id() => Some((&self.pepper, hash)),
+            Some(id) => self
+                .previous
+                .as_ref()
+                .filter(|p| p.id() == id)
+                .map(|p| (p, hash)),
+            None => Some((self.previous.as_ref().unwrap_or(&self.pepper), hash)),
+        }
     }
 
     /// The cost in use.
@@ -207,16 +298,23 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String, ControlError> {
         let pre = self.pepper.prehash(password);
         let cost = self.cost;
-        self.run(move || bcrypt::hash(pre, cost)).await
+        let id = self.pepper.id();
+        self.run(move || bcrypt::hash(pre, cost).map(|h| format!("p{id}:{h}")))
+            .await
     }
 
     /// Whether `password` matches `hash`; with `None` (unknown user) it checks against a
     /// dummy hash and returns false, taking the same time.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
-        let pre = self.pepper.prehash(password);
-        let (hash, real) = match hash {
-            Some(h) => (h.to_owned(), true),
-            None => (self.dummy.as_ref().clone(), false),
+        // A hash under a pepper no longer kept is checked against the dummy, so that it
+        // takes the same time and fails.
+        let (pre, hash, real) = match hash.map(|h| (h, self.pepper_of(h))) {
+            Some((_, Some((pepper, h)))) => (pepper.prehash(password), h.to_owned(), true),
+            _ => (
+                self.pepper.prehash(password),
+                self.dummy.as_ref().clone(),
+                false,
+            ),
         };
         let ok = self
             .run(move || bcrypt::verify(pre, &hash))
@@ -281,6 +379,43 @@ mod tests {
         let b = PasswordHasher::new(Pepper::from_bytes([8; 32]), 4, 1).unwrap();
         let hash = a.hash("correct horse battery").await.unwrap();
         assert!(!b.verify("correct horse battery", Some(&hash)).await);
+    }
+
+    #[tokio::test]
+    async fn after_a_rotation_old_hashes_verify_until_rehashed_and_not_after_two() {
+        let first = Pepper::from_bytes([7; 32]);
+        let second = Pepper::from_bytes([8; 32]);
+        let third = Pepper::from_bytes([9; 32]);
+        let before = PasswordHasher::new(first.clone(), 4, 1).unwrap();
+        let old = before.hash("correct horse battery").await.unwrap();
+        assert!(old.starts_with(&format!("p{}:$2", first.id())), "{old}");
+        assert!(!before.needs_rehash(&old));
+        // A hash from before peppers were named is under the first pepper.
+        let legacy = old.split_once(':').unwrap().1.to_owned();
+        assert!(before.verify("correct horse battery", Some(&legacy)).await);
+        assert!(before.needs_rehash(&legacy));
+
+        let after = PasswordHasher::new(second.clone(), 4, 1)
+            .unwrap()
+            .with_previous(Some(first.clone()));
+        for h in [&old, &legacy] {
+            assert!(after.verify("correct horse battery", Some(h)).await);
+            assert!(!after.verify("wrong horse battery", Some(h)).await);
+            assert!(after.needs_rehash(h));
+        }
+        let fresh = after.hash("correct horse battery").await.unwrap();
+        assert!(!after.needs_rehash(&fresh));
+        assert!(after.verify("correct horse battery", Some(&fresh)).await);
+
+        // Without the previous pepper, or two rotations on, the old hash does not verify.
+        let forgot = PasswordHasher::new(second, 4, 1).unwrap();
+        assert!(!forgot.verify("correct horse battery", Some(&old)).await);
+        let twice = PasswordHasher::new(third, 4, 1)
+            .unwrap()
+            .with_previous(Some(Pepper::from_bytes([8; 32])));
+        assert!(!twice.pepper_known(&old));
+        assert!(!twice.verify("correct horse battery", Some(&old)).await);
+        assert!(twice.verify("correct horse battery", Some(&fresh)).await);
     }
 
     #[test]

@@ -154,6 +154,48 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// How many password hashes name the pepper `current_id`, and how many another (an
+    /// older pepper, or none: made before hashes named theirs).
+    pub async fn password_peppers(&self, current_id: &str) -> Result<(u64, u64), ControlError> {
+        let hashes: Vec<String> = self
+            .with(|conn| async move {
+                let mut out = Vec::new();
+                conn.for_each_row("SELECT password_hash FROM users", (), |row| {
+                    out.push(row.get::<String>(0)?);
+                    Ok::<_, ControlError>(())
+                })?;
+                Ok::<_, ControlError>(out)
+            })
+            .await?;
+        let current = hashes
+            .iter()
+            .filter(|h| crate::passwords::split_hash(h).0 == Some(current_id))
+            .count() as u64;
+        Ok((current, hashes.len() as u64 - current))
+    }
+
+    /// Replaces a hash made under an older pepper by `new_hash` of the same password
+    /// (after a successful sign-in): no session ends and the password's age is kept. Does
+    /// nothing if the stored hash is no longer `old_hash` (the password changed meanwhile).
+    pub async fn rehash_password(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, ControlError> {
+        let (id, old, new) = (user_id.to_owned(), old_hash.to_owned(), new_hash.to_owned());
+        let changed = self
+            .with(|conn| async move {
+                conn.execute(
+                    "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+                    [id, old, new],
+                )
+                .await
+            })
+            .await?;
+        Ok(changed > 0)
+    }
+
     /// Replaces the user's password hash and revokes every one of their sessions, in one
     /// transaction (a changed password must end every other sign-in).
     pub async fn set_password(

@@ -86,6 +86,32 @@ impl MasterKey {
         Self(Secret::random())
     }
 
+    /// A short, non-secret name for this key (16 hex characters derived from it), so
+    /// that an operator can tell two keys apart without showing either.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(&self.derive("ward master key fingerprint")[..8])
+    }
+
+    /// Writes this key as hex to the new file `path` (mode 0600) and syncs it.
+    pub fn write_new(&self, path: &Path) -> Result<(), KeyError> {
+        let io = |source| KeyError::File {
+            path: path.to_owned(),
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io)?;
+        let mut text = hex::encode(self.0.0);
+        text.push('\n');
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all());
+        text.zeroize();
+        written.map_err(io)
+    }
+
     /// A key for one purpose derived from this one (HMAC-SHA-256 with a label), so that
     /// one configured secret can key several things without reusing a key.
     pub fn derive(&self, label: &str) -> [u8; 32] {

@@ -14,7 +14,7 @@ use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
     accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
-    second_factor, settings, staff, visits,
+    second_factor, settings, signup, staff, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -96,13 +96,10 @@ pub fn router(app: Arc<App>) -> Router {
     let https = state.config.is_https();
     let limited = limits::per_ip(
         Router::new()
-            .route(
-                "/signup",
-                get(accounts::signup_get).post(accounts::signup_post),
-            )
+            .route("/signup", get(signup::signup_get).post(signup::signup_post))
             .route(
                 "/verify-email",
-                get(accounts::verify_email_get).post(accounts::verify_email_post),
+                get(signup::verify_email_get).post(signup::verify_email_post),
             )
             .route(
                 "/login",

@@ -133,6 +133,8 @@ pub struct ClinicAccess {
     pub slug: Slug,
     /// The user's role there.
     pub role: Role,
+    /// An owner without a second factor, inside the grace: when it ends.
+    pub second_factor_due: Option<chrono::DateTime<chrono::Utc>>,
     /// The open database.
     pub tenant: TenantHandle,
 }
@@ -170,13 +172,19 @@ impl FromRequestParts<AppState> for ClinicAccess {
             )
                 .into_response());
         }
-        if role == Role::Owner
-            && crate::views::second_factor::owner_must_enrol(state, &session)
+        let mut second_factor_due = None;
+        if role == Role::Owner {
+            match crate::views::second_factor::owner_enrolment(state, &session)
                 .await
                 .map_err(IntoResponse::into_response)?
-        {
-            // Owners hold every record of the clinic: no way in on a password alone.
-            return Err(Redirect::to("/account/two-factor?required=1").into_response());
+            {
+                crate::views::second_factor::OwnerFactor::Overdue => {
+                    // Owners hold every record of the clinic: no way in on a password alone.
+                    return Err(Redirect::to("/account/two-factor?required=1").into_response());
+                }
+                crate::views::second_factor::OwnerFactor::DueBy(at) => second_factor_due = Some(at),
+                crate::views::second_factor::OwnerFactor::Done => {}
+            }
         }
         match status {
             ClinicStatus::Active => {}
@@ -217,6 +225,7 @@ impl FromRequestParts<AppState> for ClinicAccess {
             clinic_id,
             slug,
             role,
+            second_factor_due,
             tenant,
         })
     }

@@ -132,9 +132,63 @@ pub enum Command {
     /// Look at the continuous replica of every database.
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// Rotate the master key; see the state of the keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show the platform's health: clinics, failing clinics, backups, mail, jobs; exit 1
     /// when degraded.
     Status(StatusOpts),
+}
+
+/// `ward keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every clinic's data key and re-key the control plane under a new master
+    /// key. Stop `ward serve` first. Resumable: after a crash, run it again.
+    RotateMaster(RotateMasterOpts),
+    /// Start using a new password pepper (<data>/pepper.key; the old one is kept as
+    /// pepper.key.previous). Each password is re-hashed at its user's next sign-in.
+    RotatePepper(RotatePepperOpts),
+    /// The master key's fingerprint and whether a rotation is unfinished.
+    Status(KeysStatusOpts),
+}
+
+/// `ward keys rotate-master`.
+#[derive(Debug, Args)]
+pub struct RotateMasterOpts {
+    /// A file holding the new master key (64 hex characters). Without it (and without
+    /// WARD_NEW_MASTER_KEY) a fresh key is generated, which is only allowed when the
+    /// master key is <data>/master.key.
+    #[arg(long, value_name = "FILE")]
+    pub new_master_key_file: Option<PathBuf>,
+    /// The new master key, 64 hex characters.
+    #[arg(
+        long = "new-master-key",
+        env = "WARD_NEW_MASTER_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub new_master_key: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ward keys rotate-pepper`.
+#[derive(Debug, Args)]
+pub struct RotatePepperOpts {
+    /// Rotate even though pepper.key.previous exists: passwords still hashed under the
+    /// pepper it holds stop working (those users reset their password).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `ward keys status`.
+#[derive(Debug, Args)]
+pub struct KeysStatusOpts {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward replica`.
@@ -340,6 +394,10 @@ pub struct ServeOpts {
     /// <data>/pepper.key. Keep it secret and backed up with the master key.
     #[arg(long, env = "WARD_PEPPER", hide_env_values = true)]
     pub pepper: Option<String>,
+    /// The pepper before the last rotation, so that hashes made under it verify until each
+    /// user's next sign-in re-hashes them. Unset: <data>/pepper.key.previous, if present.
+    #[arg(long, env = "WARD_PEPPER_PREVIOUS", hide_env_values = true)]
+    pub pepper_previous: Option<String>,
     /// Hours a session may sit unused before it ends.
     #[arg(long, env = "WARD_SESSION_IDLE_HOURS", default_value_t = 12, value_parser = clap::value_parser!(i64).range(1..=720))]
     pub session_idle_hours: i64,

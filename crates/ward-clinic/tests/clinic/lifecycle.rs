@@ -49,6 +49,25 @@ impl Setup {
     }
 }
 
+/// Whether the database file `path` opens under `key` and holds the canary patient.
+fn readable(path: &Path, key: &ward_tenancy::DataKey) -> bool {
+    let Ok(opened) = ward_tenancy::db::open_now(path, key, false, ward_tenancy::Durability::Full)
+    else {
+        return false;
+    };
+    let canary = String::from_utf8_lossy(CANARY).into_owned();
+    opened
+        .conn
+        .first_row_now(
+            "SELECT count(*) FROM patients WHERE full_name = ?1",
+            [canary],
+        )
+        .ok()
+        .flatten()
+        .and_then(|r| r.get::<i64>(0).ok())
+        == Some(1)
+}
+
 /// Every file under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -87,9 +106,23 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     let exports = s.dir.path().join("exports");
     std::fs::create_dir_all(&exports).unwrap();
     std::fs::write(exports.join(format!("{}-1.export", c.id)), b"sealed").unwrap();
+    // A real encrypted snapshot where backups live, and a copy of it somewhere Ward does
+    // not control (an old replica object, a stolen disk): before the purge both are
+    // readable with the clinic's key, which is what makes the purge's claim testable.
     let backup_dir = s.dir.path().join("backups/clinics").join(c.id.to_string());
     std::fs::create_dir_all(&backup_dir).unwrap();
-    std::fs::write(backup_dir.join("x.db"), b"sealed").unwrap();
+    let snapshot = backup_dir.join("x.db");
+    s.platform.tenants.snapshot(c.id, &snapshot).await.unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("copy.db");
+    std::fs::copy(&snapshot, &copy).unwrap();
+    let clinic_key = s.platform.tenants.data_key(c.id).await.unwrap();
+    assert!(
+        readable(&copy, &clinic_key),
+        "the copy is a real backup of the clinic"
+    );
+    std::fs::remove_file(elsewhere.path().join("copy.db-wal")).ok();
+    std::fs::remove_file(elsewhere.path().join("copy.db-shm")).ok();
 
     let ninety = retention_days(90);
     let closed = control
@@ -144,7 +177,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
         s.platform.tenants.path_of(c.id).exists(),
         "a dry run deletes nothing"
     );
-    assert!(!files_containing(s.dir.path(), b"sealed").is_empty());
+    assert!(snapshot.exists(), "a dry run keeps the backups");
 
     let done = s.purger().run("test", false).await.unwrap();
     assert_eq!(done.len(), 1);
@@ -163,7 +196,23 @@ async fn close_reopen_within_grace_then_purge_after_it() {
         .collect();
     assert!(left.is_empty(), "clinic files left: {left:?}");
     assert!(!backup_dir.exists());
-    assert!(files_containing(s.dir.path(), b"sealed").is_empty());
+    // The copy outside opens with no key Ward still has: the clinic's is gone, and
+    // neither the control plane's nor another clinic's opens it.
+    assert!(
+        s.platform.tenants.data_key(c.id).await.is_err(),
+        "Ward can no longer produce the clinic's key"
+    );
+    let master = ward_tenancy::MasterKey::from_hex(MASTER_HEX).unwrap();
+    let keys_left = [
+        ward_control::ControlPlane::key(&master),
+        s.platform.tenants.data_key(other.id).await.unwrap(),
+    ];
+    for key in &keys_left {
+        assert!(
+            !readable(&copy, key),
+            "a key Ward still has opened the copy"
+        );
+    }
     assert!(
         files_containing(s.dir.path(), CANARY).is_empty(),
         "the canary is in no file"
@@ -263,4 +312,33 @@ async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
     control.finish_job(id, None).await.unwrap();
     assert_eq!(control.requeue_running("export").await.unwrap(), 0);
     assert!(control.claim_job("export").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_restore_copies_of_the_control_plane_do_not_outlive_the_backups() {
+    let s = setup().await;
+    let now = ward_core::Clock::now(&s.clock);
+    let name = |age: TimeDelta| {
+        format!(
+            "control.db.pre-restore-{}",
+            (now - age).format("%Y%m%dT%H%M%S%.3fZ")
+        )
+    };
+    let old = s.dir.path().join(name(TimeDelta::days(36)));
+    let recent = s.dir.path().join(name(TimeDelta::days(2)));
+    std::fs::write(&old, b"an old copy").unwrap();
+    std::fs::write(&recent, b"a recent copy").unwrap();
+    // A dry run touches nothing.
+    s.purger().run("test", true).await.unwrap();
+    assert!(old.exists());
+    s.purger().run("test", false).await.unwrap();
+    assert!(
+        !old.exists(),
+        "a copy older than the backups' retention is deleted"
+    );
+    assert!(recent.exists(), "a recent copy is kept to undo a restore");
+    assert!(
+        s.dir.path().join("control.db").exists(),
+        "the live file is untouched"
+    );
 }

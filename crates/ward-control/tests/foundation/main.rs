@@ -14,5 +14,6 @@ mod isolation;
 mod lock;
 mod migrations;
 mod paths;
+mod recent_use;
 mod sql_guard;
 mod support;

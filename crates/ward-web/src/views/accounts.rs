@@ -1,4 +1,5 @@
-//! Signup, email verification, sign-in and out, password reset, the account page.
+//! Sign-in and out, password reset, the account page (signup and its confirmation are
+//! in `signup`).
 //!
 //! Enumeration: signup, sign-in and reset answer the same way, with the same status and
 //! (password hashing included) the same work, whether or not an address has an account.
@@ -10,8 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::TimeDelta;
 use serde::Deserialize;
 use ward_control::passwords::check_new_password;
-use ward_control::signup::SignupOutcome;
-use ward_control::{AuthEvent, Purpose, Session, parse_person_name};
+use ward_control::{AuthEvent, Purpose, Session};
 use ward_core::Email;
 use ward_mail::Message;
 
@@ -62,7 +62,7 @@ pub(crate) async fn send(app: &App, to: &Email, name: &str, message: Message) {
 }
 
 /// Starts a session and answers with a redirect to `to`, setting the cookie.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &App,
     user_id: &str,
     client: &ClientInfo,
@@ -111,7 +111,7 @@ pub(crate) async fn landing(app: &App, user_id: &str) -> Result<String, AppError
     })
 }
 
-fn link(app: &AppState, path: &str, token: &str) -> String {
+pub(crate) fn link(app: &AppState, path: &str, token: &str) -> String {
     format!("{}{path}?token={token}", app.base_url())
 }
 
@@ -129,232 +129,14 @@ pub async fn home_get(State(app): State<AppState>, MaybeUser(user): MaybeUser) -
     }
 }
 
-// ---------------------------------------------------------------- signup
-
-/// The signup form's fields, whose names outside checks rely on.
-#[derive(Debug, Default, Deserialize)]
-pub struct SignupForm {
-    #[serde(default)]
-    clinic_name: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
-    /// The form stamp: when the form was shown (see `ward_control::signup`).
-    #[serde(default)]
-    started: String,
-    /// A field people never see or fill; bots that fill every field do.
-    #[serde(default)]
-    website: String,
-}
-
-#[derive(Default)]
-struct SignupErrors {
-    clinic_name: Option<&'static str>,
-    name: Option<&'static str>,
-    email: Option<&'static str>,
-    password: Option<&'static str>,
-}
-
-#[derive(Template)]
-#[template(path = "signup.html")]
-struct SignupPage {
-    csrf: String,
-    form: SignupForm,
-    errors: SignupErrors,
-    stamp: String,
-    error: Option<&'static str>,
-}
-
-/// The signup form.
-pub async fn signup_get(State(app): State<AppState>, Csrf(csrf): Csrf) -> Page {
-    html(
-        StatusCode::OK,
-        &SignupPage {
-            csrf,
-            form: SignupForm::default(),
-            errors: SignupErrors::default(),
-            stamp: app.control.form_stamp(app.clock.now()),
-            error: None,
-        },
-    )
-}
-
-/// Refuses answers no person sends: the hidden field filled, no stamp of ours, or
-/// sent faster than the form can be read. `Some(reason)` to refuse (a word for the log).
-fn looks_automated(app: &App, form: &SignupForm) -> Option<&'static str> {
-    if !form.website.is_empty() {
-        return Some("honeypot");
-    }
-    if app.email_limits.signup_min_fill <= chrono::TimeDelta::zero() {
-        // The timing check is turned off (WARD_SIGNUP_MIN_SECONDS=0).
-        return None;
-    }
-    match app.control.form_stamp_age(&form.started) {
-        None => Some("no_stamp"),
-        Some(age) if age < app.email_limits.signup_min_fill => Some("too_fast"),
-        Some(age) if age > ward_control::signup::SIGNUP_TTL => Some("stale_form"),
-        Some(_) => None,
-    }
-}
-
-fn check_email_page() -> Page {
-    Ok(pages::message(
-        "Check your email",
-        "We have sent a link to confirm your address. Open it to finish creating your clinic: nothing is made until then. The link works once and expires in 24 hours.",
-    )
-    .into_response())
-}
-
-/// Keeps the answers and sends the confirmation link; nothing else is made until the
-/// address is confirmed.
-pub async fn signup_post(
-    State(app): State<AppState>,
-    Csrf(csrf): Csrf,
-    client: ClientInfo,
-    AppForm(form): AppForm<SignupForm>,
-) -> Page {
-    if let Some(why) = looks_automated(&app, &form) {
-        log(&app, "signup", why, None, None, &client).await;
-        metrics::counter!("ward_signup_refused_total", "reason" => why).increment(1);
-        return html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &SignupPage {
-                csrf,
-                stamp: app.control.form_stamp(app.clock.now()),
-                form: SignupForm {
-                    password: String::new(),
-                    started: String::new(),
-                    website: String::new(),
-                    ..form
-                },
-                errors: SignupErrors::default(),
-                error: Some("Please check your details and send the form again."),
-            },
-        );
-    }
-    let mut errors = SignupErrors::default();
-    let clinic_name = form.clinic_name.trim().to_owned();
-    if clinic_name.is_empty() {
-        errors.clinic_name = Some("Enter the clinic's name.");
-    } else if clinic_name.chars().count() > 200 || clinic_name.chars().any(char::is_control) {
-        errors.clinic_name = Some("A clinic name is at most 200 characters, on one line.");
-    }
-    let name = parse_person_name(&form.name)
-        .map_err(|e| errors.name = Some(e))
-        .ok();
-    let email = Email::parse(&form.email)
-        .map_err(|_| errors.email = Some("Enter an email address such as name@example.com."))
-        .ok();
-    if let Err(e) = check_new_password(&form.password) {
-        errors.password = Some(e);
-    }
-    let (Some(name), Some(email), None, None) = (name, email, errors.clinic_name, errors.password)
-    else {
-        return html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &SignupPage {
-                csrf,
-                stamp: form.started.clone(),
-                form: SignupForm {
-                    password: String::new(),
-                    ..form
-                },
-                errors,
-                error: None,
-            },
-        );
-    };
-    // Per client address (as the rate limiter sees it: a forwarded header only from a
-    // trusted proxy), then per address typed.
-    let address = client.ip.clone().unwrap_or_default();
-    if let Err(wait) = check(&app.email_limits.signup_per_address, &address) {
-        log(
-            &app,
-            "signup",
-            "limited_address",
-            None,
-            Some(email.as_str()),
-            &client,
-        )
-        .await;
-        return Ok(too_many(wait));
-    }
-    if let Err(wait) = check(&app.email_limits.signup, email.as_str()) {
-        log(
-            &app,
-            "signup",
-            "limited",
-            None,
-            Some(email.as_str()),
-            &client,
-        )
-        .await;
-        return Ok(too_many(wait));
-    }
-    // Hash first, whether or not the address is taken: both paths cost the same.
-    let hash = app.hasher.hash(&form.password).await?;
-    if let Some(existing) = app.control.user_by_email(&email).await? {
-        let reset_link = format!("{}/password/forgot", app.base_url());
-        send(
-            &app,
-            &email,
-            &existing.name,
-            Message::SignupAttempt {
-                name: existing.name.clone(),
-                reset_link,
-            },
-        )
-        .await;
-        log(
-            &app,
-            "signup",
-            "existing_email",
-            Some(&existing.id),
-            Some(email.as_str()),
-            &client,
-        )
-        .await;
-        return check_email_page();
-    }
-    let token = app
-        .control
-        .start_signup(&email, &name, &clinic_name, &hash)
-        .await?;
-    send(
-        &app,
-        &email,
-        &name,
-        Message::VerifyEmail {
-            name: name.clone(),
-            link: link(&app, "/verify-email", &token),
-        },
-    )
-    .await;
-    log(&app, "signup", "ok", None, Some(email.as_str()), &client).await;
-    check_email_page()
-}
-
-// ---------------------------------------------------------------- verification
-
 /// `?token=` of a one-time link.
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     #[serde(default)]
-    token: String,
+    pub(crate) token: String,
 }
 
-#[derive(Template)]
-#[template(path = "verify_email.html")]
-struct VerifyPage {
-    csrf: String,
-    token: String,
-    email: String,
-}
-
-fn expired_link() -> Page {
+pub(crate) fn expired_link() -> Page {
     Ok((
         StatusCode::BAD_REQUEST,
         pages::message_with_link(
@@ -365,96 +147,6 @@ fn expired_link() -> Page {
         ),
     )
         .into_response())
-}
-
-/// Shows a confirm button; opening the link changes nothing (mail scanners follow links).
-pub async fn verify_email_get(
-    State(app): State<AppState>,
-    Csrf(csrf): Csrf,
-    Query(q): Query<TokenQuery>,
-) -> Page {
-    match app
-        .control
-        .peek_token(Purpose::VerifyEmail, &q.token)
-        .await?
-    {
-        Some(info) => html(
-            StatusCode::OK,
-            &VerifyPage {
-                csrf,
-                token: q.token,
-                email: info.email.unwrap_or_default(),
-            },
-        ),
-        None => expired_link(),
-    }
-}
-
-/// Confirms the address: a signup's account, clinic and database are made now, and
-/// the owner is signed in. (Links sent to accounts made before signups waited for
-/// confirmation just mark the address confirmed.)
-pub async fn verify_email_post(
-    State(app): State<AppState>,
-    MaybeUser(old): MaybeUser,
-    client: ClientInfo,
-    AppForm(q): AppForm<TokenQuery>,
-) -> Page {
-    match app.control.finish_signup(&q.token, &app.tenants).await? {
-        SignupOutcome::Created { user_id, clinic } => {
-            log(&app, "verify_email", "ok", Some(&user_id), None, &client).await;
-            log(
-                &app,
-                "signup",
-                "clinic_created",
-                Some(&user_id),
-                None,
-                &client,
-            )
-            .await;
-            let to = format!("/c/{}/", clinic.slug);
-            return sign_in(&app, &user_id, &client, old.as_ref(), &to).await;
-        }
-        SignupOutcome::AddressTaken => {
-            log(&app, "verify_email", "existing_email", None, None, &client).await;
-            return Ok((
-                StatusCode::CONFLICT,
-                pages::message_with_link(
-                    "This address already has an account",
-                    "An account was made with this address after you signed up, so no new clinic was created. Sign in with it, or reset its password if you do not know it.",
-                    "/login",
-                    "Go to sign in",
-                ),
-            )
-                .into_response());
-        }
-        SignupOutcome::NoSuchSignup => {}
-    }
-    let Some(info) = app
-        .control
-        .consume_token(Purpose::VerifyEmail, &q.token)
-        .await?
-    else {
-        log(&app, "verify_email", "invalid_token", None, None, &client).await;
-        return expired_link();
-    };
-    let Some(user_id) = info.user_id else {
-        return expired_link();
-    };
-    app.control.mark_email_verified(&user_id).await?;
-    log(
-        &app,
-        "verify_email",
-        "ok",
-        Some(&user_id),
-        info.email.as_deref(),
-        &client,
-    )
-    .await;
-    let to = match info.clinic_id {
-        Some(id) => format!("/c/{}/", app.control.clinic_by_id(id).await?.slug),
-        None => landing(&app, &user_id).await?,
-    };
-    sign_in(&app, &user_id, &client, old.as_ref(), &to).await
 }
 
 // ---------------------------------------------------------------- sign in and out
@@ -554,6 +246,20 @@ pub async fn login_post(
             return fail_page(csrf, typed);
         }
     };
+    if app.hasher.needs_rehash(&user.password_hash) {
+        // Made under the pepper before a rotation: replaced now that the password is known.
+        let rehashed = match app.hasher.hash(&form.password).await {
+            Ok(h) => {
+                app.control
+                    .rehash_password(&user.id, &user.password_hash, &h)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = rehashed {
+            tracing::warn!(error = %e, "could not re-hash a password under the current pepper");
+        }
+    }
     if !user.email_verified {
         signin_failed("unverified");
         log(

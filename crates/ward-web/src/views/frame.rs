@@ -29,6 +29,8 @@ pub struct ClinicFrame {
     pub csrf: String,
     /// Sections this role may open.
     pub nav: Vec<NavItem>,
+    /// For an owner still without a second factor: the day their grace ends.
+    pub second_factor_due: Option<String>,
 }
 
 /// The clinic sections, in menu order, with the permission each needs.
@@ -63,6 +65,9 @@ impl ClinicFrame {
             role: access.role.to_string(),
             csrf,
             nav,
+            second_factor_due: access
+                .second_factor_due
+                .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
         }
     }
 }

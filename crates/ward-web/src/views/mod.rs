@@ -14,6 +14,7 @@ pub mod patients;
 pub mod payments;
 pub mod second_factor;
 pub mod settings;
+pub mod signup;
 pub mod staff;
 pub mod visits;
 

@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use ward_control::second_factor::{Enrolment, FactorCheck};
 use ward_control::{Purpose, Session, User};
@@ -58,17 +58,32 @@ pub fn require_fresh(app: &App, s: &Session, back: &str) -> Result<(), AppError>
     }
 }
 
-/// Whether an owner without a second factor must set one up now (their grace is over).
-pub async fn owner_must_enrol(app: &App, s: &Session) -> Result<bool, AppError> {
+/// Where an owner stands with the second factor they must have.
+pub enum OwnerFactor {
+    /// They have one.
+    Done,
+    /// They have none yet and may work until then.
+    DueBy(DateTime<Utc>),
+    /// They have none and their grace is over: they must set it up now.
+    Overdue,
+}
+
+/// Where the owner of session `s` stands.
+pub async fn owner_enrolment(app: &App, s: &Session) -> Result<OwnerFactor, AppError> {
     if s.has_second_factor {
-        return Ok(false);
+        return Ok(OwnerFactor::Done);
     }
     let since = app.control.owners_second_factor_since().await?;
     let due = s
         .account_created_at
         .max(since)
         .checked_add_signed(app.config.owner_second_factor_grace);
-    Ok(due.is_some_and(|due| app.clock.now() >= due))
+    Ok(match due {
+        Some(due) if app.clock.now() >= due => OwnerFactor::Overdue,
+        Some(due) => OwnerFactor::DueBy(due),
+        // A grace too long to represent never ends.
+        None => OwnerFactor::DueBy(DateTime::<Utc>::MAX_UTC),
+    })
 }
 
 /// A safe place to go back to: a path on this site, never another origin.
@@ -101,6 +116,19 @@ async fn notify(app: &App, user: &User, event: SecurityEvent) {
         )
         .await;
     }
+}
+
+/// Records an auth-log event about `user`.
+async fn log_user(app: &App, kind: &str, outcome: &str, user: &User, client: &ClientInfo) {
+    log(
+        app,
+        kind,
+        outcome,
+        Some(&user.id),
+        Some(&user.email),
+        client,
+    )
+    .await;
 }
 
 /// Counts a refused code for the operator's metrics.
@@ -136,15 +164,7 @@ async fn check_code(
     client: &ClientInfo,
 ) -> Result<FactorCheck, AppError> {
     let check = app.control.check_second_factor(user, code).await?;
-    log(
-        app,
-        kind,
-        outcome_word(check),
-        Some(&user.id),
-        Some(&user.email),
-        client,
-    )
-    .await;
+    log_user(app, kind, outcome_word(check), user, client).await;
     if let FactorCheck::Recovery { left } = check {
         notify(app, user, SecurityEvent::RecoveryCodeUsed { left }).await;
     }
@@ -242,15 +262,7 @@ pub async fn code_post(
             .consume_token(Purpose::SignInCode, &token)
             .await?;
         refused("limited");
-        log(
-            &app,
-            "second_factor",
-            "limited",
-            Some(&user.id),
-            Some(&user.email),
-            &client,
-        )
-        .await;
+        log_user(&app, "second_factor", "limited", &user, &client).await;
         let mut r = too_many(FAILURE_WINDOW.num_seconds().unsigned_abs());
         r.headers_mut()
             .append(header::SET_COOKIE, clear_pending_cookie(&app.config));
@@ -274,15 +286,7 @@ pub async fn code_post(
     {
         return start_again_cleared(&app);
     }
-    log(
-        &app,
-        "login",
-        "ok",
-        Some(&user.id),
-        Some(&user.email),
-        &client,
-    )
-    .await;
+    log_user(&app, "login", "ok", &user, &client).await;
     let to = landing(&app, &user.id).await?;
     let mut r = sign_in_with(&app, &user.id, &client, old.as_ref(), &to, true).await?;
     r.headers_mut()
@@ -437,15 +441,7 @@ pub async fn confirm_setup_post(
     match app.control.confirm_totp(&s.user, &form.code).await? {
         Some(codes) => {
             app.control.mark_reauthenticated(&s.id, true).await?;
-            log(
-                &app,
-                "second_factor_added",
-                "ok",
-                Some(&s.user.id),
-                Some(&s.user.email),
-                &client,
-            )
-            .await;
+            log_user(&app, "second_factor_added", "ok", &s.user, &client).await;
             notify(&app, &s.user, SecurityEvent::SecondFactorAdded).await;
             let mut page = FactorPage::new(&s, csrf, true, required);
             page.codes_left = codes.len();
@@ -454,15 +450,7 @@ pub async fn confirm_setup_post(
             html(StatusCode::OK, &page)
         }
         None => {
-            log(
-                &app,
-                "second_factor_added",
-                "failed",
-                Some(&s.user.id),
-                Some(&s.user.email),
-                &client,
-            )
-            .await;
+            log_user(&app, "second_factor_added", "failed", &s.user, &client).await;
             let mut page = FactorPage::new(&s, csrf, false, required);
             match app.control.pending_totp(&s.user).await? {
                 Some(e) => page.setup = Some(setup_of(&e)?),
@@ -512,15 +500,7 @@ pub async fn remove_post(
         .verify(&form.password, Some(&s.user.password_hash))
         .await
     {
-        log(
-            &app,
-            "second_factor_removed",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
+        log_user(&app, "second_factor_removed", "failed", &s.user, &client).await;
         return refuse(csrf, "That is not your password.", left);
     }
     let check = check_code(&app, &s.user, &form.code, "second_factor_removed", &client).await?;
@@ -528,15 +508,7 @@ pub async fn remove_post(
         return refuse(csrf, refusal_text(check), left);
     }
     app.control.remove_second_factor(&s.user.id).await?;
-    log(
-        &app,
-        "second_factor_removed",
-        "ok",
-        Some(&s.user.id),
-        Some(&s.user.email),
-        &client,
-    )
-    .await;
+    log_user(&app, "second_factor_removed", "ok", &s.user, &client).await;
     notify(&app, &s.user, SecurityEvent::SecondFactorRemoved).await;
     let mut page = FactorPage::new(&s, csrf, false, required);
     page.notice = Some("Two-step sign-in is off.");
@@ -616,44 +588,10 @@ pub async fn confirm_post(
             },
         )
     };
-    if over_limit(&app, "reauth", &s.user, &client).await? {
-        return Ok(too_many(FAILURE_WINDOW.num_seconds().unsigned_abs()));
+    match confirm_inline(&app, &s, &form.password, &form.code, &client).await? {
+        Ok(()) => {}
+        Err(error) => return refuse(csrf, next, error),
     }
-    if !app
-        .hasher
-        .verify(&form.password, Some(&s.user.password_hash))
-        .await
-    {
-        log(
-            &app,
-            "reauth",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
-        return refuse(csrf, next, "That is not your password.");
-    }
-    if s.has_second_factor {
-        let check = check_code(&app, &s.user, &form.code, "reauth", &client).await?;
-        if !check.passed() {
-            return refuse(csrf, next, refusal_text(check));
-        }
-    } else {
-        log(
-            &app,
-            "reauth",
-            "ok",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
-    }
-    app.control
-        .mark_reauthenticated(&s.id, s.has_second_factor)
-        .await?;
     Ok(Redirect::to(&next).into_response())
 }
 
@@ -676,15 +614,7 @@ pub async fn confirm_inline(
         .verify(password, Some(&s.user.password_hash))
         .await
     {
-        log(
-            app,
-            "reauth",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            client,
-        )
-        .await;
+        log_user(app, "reauth", "failed", &s.user, client).await;
         return Ok(Err("That is not your password."));
     }
     if s.has_second_factor {
@@ -692,6 +622,8 @@ pub async fn confirm_inline(
         if !check.passed() {
             return Ok(Err(refusal_text(check)));
         }
+    } else {
+        log_user(app, "reauth", "ok", &s.user, client).await;
     }
     app.control
         .mark_reauthenticated(&s.id, s.has_second_factor)

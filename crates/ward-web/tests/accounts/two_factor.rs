@@ -458,10 +458,13 @@ async fn existing_owners_get_the_configured_grace() {
     })
     .await;
     let home = t.signup_verified("Acme Clinic", OWNER).await;
-    assert_eq!(
-        t.get(&home).await.status,
-        StatusCode::OK,
-        "inside the grace"
+    let page = t.get(&home).await;
+    assert_eq!(page.status, StatusCode::OK, "inside the grace");
+    assert!(
+        page.body
+            .contains("Turn on two-step sign-in</a> before 2026-03-08 09:00 UTC"),
+        "the owner is told until when: {}",
+        page.body
     );
     t.clock.advance(TimeDelta::days(7) + TimeDelta::minutes(1));
     t.cookies.clear();

@@ -67,6 +67,14 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
         d.owner.scalar(c, &format!("SELECT count(*) FROM audit_log WHERE action = 'create' AND entity_type = 'payment' AND entity_id = '{id}'")).await,
         1
     );
+    let detail = d
+        .owner
+        .text(c, &format!("SELECT detail FROM audit_log WHERE action = 'create' AND entity_type = 'payment' AND entity_id = '{id}'"))
+        .await;
+    assert!(
+        detail.contains("₹0.30 by mobile"),
+        "money as people read it: {detail}"
+    );
 
     let r = pay(
         &mut d.billing,

@@ -5,6 +5,7 @@ mod backup;
 mod clinics;
 mod drill;
 mod export;
+mod keys;
 mod members;
 mod migrate;
 mod operator;
@@ -49,6 +50,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(opts) => export::import(&cli.global, opts).await,
         Command::Purge(opts) => purge::run(&cli.global, opts).await,
         Command::Replica(cmd) => replica::run(&cli.global, cmd).await,
+        Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Status(opts) => status::run(&cli.global, opts).await,
     }
 }
@@ -145,9 +147,19 @@ pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
     Platform::open(store, key, Arc::new(SystemClock))
         .await
         .with_context(|| {
+            let unfinished = global.master_key.is_none()
+                && global
+                    .data_dir
+                    .join(ward_control::rotation::NEXT_KEY_FILE)
+                    .exists();
             format!(
-                "cannot open the data directory {}",
-                global.data_dir.display()
+                "cannot open the data directory {}{}",
+                global.data_dir.display(),
+                if unfinished {
+                    " (a master-key rotation is unfinished: run `ward keys rotate-master` again to finish it)"
+                } else {
+                    ""
+                }
             )
         })
 }

@@ -269,15 +269,14 @@ pub async fn rebuild_clinics(
     tenants: ward_tenancy::TenantStore,
 ) {
     let Some(fetcher) = fetcher() else { return };
-    let Ok(clinics) = control.list_clinics().await else {
+    // Clinics in use come back first; any clinic opened before its turn is fetched on
+    // that first use (the store's fetch-on-open) and skipped here.
+    let Ok(clinics) = control.clinics_by_recent_use().await else {
         return;
     };
     let started = std::time::Instant::now();
     let mut done = 0usize;
-    for c in clinics
-        .iter()
-        .filter(|c| c.status != ward_core::ClinicStatus::Purged)
-    {
+    for c in &clinics {
         let path = tenants.path_of(c.id);
         if path.exists() {
             continue;

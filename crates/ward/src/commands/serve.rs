@@ -101,7 +101,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let anchoring = anchorer.clone().spawn(ANCHOR_EVERY);
     let pepper = Pepper::load(&global.data_dir, opts.pepper.as_deref())?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?;
+    let previous = Pepper::load_previous(&global.data_dir, opts.pepper_previous.as_deref())?;
+    let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?.with_previous(previous);
     let trusted_proxy =
         TrustedProxy::parse(opts.trusted_proxy.as_deref()).map_err(anyhow::Error::msg)?;
     let base_url = opts

@@ -9,6 +9,7 @@
 mod arguments;
 mod clinics;
 mod deploy;
+mod keys;
 mod lifecycle;
 mod members;
 mod migrate;

@@ -7,7 +7,7 @@ use crate::support::{Server, Visitor, Ward, sign_up_and_confirm};
 
 /// The replica settings of one test: the test S3 server (scripts/s3-test-server) under a
 /// fresh prefix, or a folder when it is not running outside CI.
-fn replica_env(folder: &std::path::Path) -> Vec<(String, String)> {
+pub fn replica_env(folder: &std::path::Path) -> Vec<(String, String)> {
     let Ok(endpoint) = std::env::var("WARD_TEST_S3_ENDPOINT") else {
         assert!(
             std::env::var("CI").is_err(),

@@ -78,6 +78,12 @@ impl Ward {
         }
     }
 
+    /// Sets (or replaces) one variable for every later command of this data directory.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// The data directory (created by the first command).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -99,8 +105,13 @@ impl Ward {
             .env("WARD_FORM_BURST", "1000")
             .env("WARD_SIGNUP_MIN_SECONDS", "0");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.env("WARD_MASTER_KEY", MASTER_HEX)
-            .env("WARD_LOG", "info")
+        match self.env.iter().find(|(k, _)| k == "WARD_MASTER_KEY") {
+            // An empty key set with `set_env`: the data directory's master.key is used.
+            Some((_, v)) if v.is_empty() => cmd.env_remove("WARD_MASTER_KEY"),
+            Some(_) => &mut cmd,
+            None => cmd.env("WARD_MASTER_KEY", MASTER_HEX),
+        };
+        cmd.env("WARD_LOG", "info")
             .arg("--data-dir")
             .arg(self.data_dir())
             .stdin(Stdio::null());
