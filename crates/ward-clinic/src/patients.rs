@@ -295,6 +295,15 @@ pub fn get(conn: &Db, id: i64) -> Result<Patient, ClinicError> {
     .ok_or(ClinicError::NotFound)
 }
 
+/// The id of the patient with register number `number`, if there is one.
+pub fn id_by_number(conn: &Db, number: i64) -> Result<Option<i64>, ClinicError> {
+    conn.row(
+        "SELECT id FROM patients WHERE number = ?1",
+        [number],
+        |r| -> Result<i64, ClinicError> { Ok(r.get(0)?) },
+    )
+}
+
 /// The lower-cased words of a name, as searched.
 pub fn name_tokens(name: &str) -> Vec<String> {
     let mut tokens: Vec<String> = name

@@ -223,14 +223,8 @@ pub async fn audit_get(
                 return Ok::<_, AppError>((settings, Vec::new(), false));
             }
             if let Some(number) = patient_number {
-                let mut rows = conn
-                    .query("SELECT id FROM patients WHERE number = ?1", [number])
-                    .map_err(ward_clinic::ClinicError::from)?;
-                match rows.next().map_err(ward_clinic::ClinicError::from)? {
-                    Some(r) => {
-                        let id: i64 = r.get(0).map_err(ward_clinic::ClinicError::from)?;
-                        filter.entity = Some(("patient".to_owned(), id.to_string()));
-                    }
+                match ward_clinic::patients::id_by_number(&conn, number)? {
+                    Some(id) => filter.entity = Some(("patient".to_owned(), id.to_string())),
                     None => return Ok((settings, Vec::new(), true)),
                 }
             }
