@@ -56,31 +56,11 @@ pub struct RotationLock {
 impl RotationLock {
     /// Takes the lock; `Ok(None)` if another process holds it.
     pub fn acquire(data_dir: &Path) -> std::io::Result<Option<Self>> {
-        use std::io::{Seek as _, Write as _};
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(data_dir.join(LOCK_FILE))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "{}", std::process::id())?;
-        file.sync_all()?;
-        Ok(Some(Self { _file: file }))
+        Ok(crate::backups::pid_lock(&data_dir.join(LOCK_FILE))?.map(|file| Self { _file: file }))
     }
 
     fn holder_pid(data_dir: &Path) -> Option<u32> {
-        std::fs::read_to_string(data_dir.join(LOCK_FILE))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        crate::backups::pid_in(&data_dir.join(LOCK_FILE))
     }
 }
 

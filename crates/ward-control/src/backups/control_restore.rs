@@ -36,33 +36,41 @@ impl ServeGuard {
     /// Takes the guard and records this process's pid in it; `Ok(None)` if another
     /// process holds it.
     pub fn acquire(data_dir: &Path) -> std::io::Result<Option<Self>> {
-        use std::io::{Seek as _, Write as _};
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(Self::path(data_dir))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "{}", std::process::id())?;
-        file.sync_all()?;
-        Ok(Some(Self { _file: file }))
+        Ok(pid_lock(&Self::path(data_dir))?.map(|file| Self { _file: file }))
     }
 
     /// The pid written by the guard's last holder.
     pub fn holder_pid(data_dir: &Path) -> Option<u32> {
-        std::fs::read_to_string(Self::path(data_dir))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        pid_in(&Self::path(data_dir))
     }
+}
+
+/// Takes an exclusive `flock` on `path` (created if missing) and writes this process's
+/// pid into it; `Ok(None)` if another process holds it. The kernel releases it when the
+/// process dies.
+pub(crate) fn pid_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::io::{Seek as _, Write as _};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.sync_all()?;
+    Ok(Some(file))
+}
+
+/// The pid the last holder of the lock file `path` wrote.
+pub(crate) fn pid_in(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// What a control-plane restore did.
