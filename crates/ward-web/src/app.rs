@@ -176,12 +176,17 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/c/{slug}/patients/{id}", get(patients::show_get))
         .route(
+            "/c/{slug}/patients/{id}/history",
+            get(patients::history_get),
+        )
+        .route(
             "/c/{slug}/patients/{id}/edit",
             get(patients::edit_get).post(patients::edit_post),
         )
         .route("/c/{slug}/patients/{id}/visits/new", get(visits::new_get))
         .route("/c/{slug}/patients/{id}/visits", post(visits::create_post))
         .route("/c/{slug}/visits/{id}", get(visits::show_get))
+        .route("/c/{slug}/visits/{id}/history", get(visits::history_get))
         .route(
             "/c/{slug}/visits/{id}/edit",
             get(visits::edit_get).post(visits::edit_post),

@@ -69,6 +69,11 @@ pub fn fill(conn: &ward_tenancy::Db, patients: i64) {
         "INSERT INTO payments (id, receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
          VALUES (1, 1, 1, 1, 45000, 'EUR', 'cash', '', 'u1', 'Dr. Rao', '2026-03-01T10:00:00.000Z')",
         "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (1, 0, 'Consultation', 45000)",
+        "INSERT INTO patient_versions (patient_id, version, content, author_id, author_name, saved_at, reason) \
+         SELECT id, 1, json_object('full_name', full_name, 'notes', notes), 'u1', 'Dr. Rao', created_at, NULL FROM patients",
+        "INSERT INTO visit_versions (visit_id, version, content, author_id, author_name, saved_at, reason) \
+         VALUES (1, 1, '{\"presenting_complaints\":\"cough\"}', 'u1', 'Dr. Rao', '2026-03-01T09:30:00.000Z', NULL), \
+                (1, 2, '{\"presenting_complaints\":\"cough, wheeze\"}', 'u1', 'Dr. Rao', '2026-03-01T09:40:00.000Z', 'heard a wheeze')",
     ] {
         conn.execute(sql, ()).unwrap();
     }

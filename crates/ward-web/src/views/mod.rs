@@ -8,6 +8,7 @@ pub mod clinic;
 pub mod export;
 pub mod frame;
 pub mod health;
+pub mod history;
 pub mod lifecycle;
 pub mod pages;
 pub mod patients;
