@@ -591,8 +591,9 @@ pub fn changes(old: &NewVisit, new: &NewVisit, money: impl Fn(i64) -> String) ->
         found.push(Change::lines("Diagnoses", &old.diagnoses, &new.diagnoses));
     }
     if old.items != new.items {
-        let lines = |items: &[Item]| items.iter().map(item_line).collect::<Vec<_>>();
-        found.push(Change::lines(
+        // Word by word across the lines: a changed dose reads as just that.
+        let lines = |items: &[Item]| items.iter().map(item_line).collect::<Vec<_>>().join("\n");
+        found.push(Change::text(
             "Prescription",
             &lines(&old.items),
             &lines(&new.items),
