@@ -371,56 +371,61 @@ pub fn find_duplicates(
 /// given, not their values (see [`diff_of`]). Returns the new patient.
 pub fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
     let p = p.clone();
+    let (id, _) = audit::in_transaction(conn, |tx| insert(&tx, &p, entry))?;
+    get(conn, id)
+}
+
+/// [`create`]'s work inside the caller's transaction `tx`, for workflows that register a
+/// patient as part of something else (a booking at the front desk): the row, its search
+/// tokens, version 1 and the audit row. Returns the id and the patient number.
+pub(crate) fn insert(tx: &Db, p: &NewPatient, entry: Entry) -> Result<(i64, i64), ClinicError> {
     let at = entry.at;
     let now = format_time(at);
-    let id = audit::in_transaction(conn, |tx| {
-        let mut rows = tx.query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())?;
-        let number: i64 = match rows.next()? {
-            Some(row) => row.get(0)?,
-            None => 1,
-        };
-        drop(rows);
-        // The age was given on the clinic's date, not UTC's.
-        let today = crate::settings::load(&tx)?.local(at).date_naive();
-        let phone_digits = digits(&p.phone);
-        tx.execute(
-            "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-            params![
-                number,
-                p.full_name.clone(),
-                p.date_of_birth.map(|d| d.to_string()),
-                p.age_years,
-                p.age_years.map(|_| today.to_string()),
-                p.sex.clone(),
-                p.phone.clone(),
-                phone_digits.clone(),
-                reversed(&phone_digits),
-                p.address.clone(),
-                p.email.clone(),
-                p.notes.clone(),
-                now
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        write_tokens(&tx, id, &p.full_name)?;
-        history::insert(
-            &tx,
-            Kind::Patient,
-            id,
-            &p,
-            &Saved {
-                number: 1,
-                actor: &entry.actor,
-                at,
-                reason: None,
-            },
-        )?;
-        let diff = diff_of(&blank(), &p, 0, 1).field("number", Value::Null, number);
-        audit::record(&tx, &entry.entity("patient", id).diff(diff))?;
-        Ok::<_, ClinicError>(id)
-    })?;
-    get(conn, id)
+    let mut rows = tx.query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())?;
+    let number: i64 = match rows.next()? {
+        Some(row) => row.get(0)?,
+        None => 1,
+    };
+    drop(rows);
+    // The age was given on the clinic's date, not UTC's.
+    let today = crate::settings::load(tx)?.local(at).date_naive();
+    let phone_digits = digits(&p.phone);
+    tx.execute(
+        "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+        params![
+            number,
+            p.full_name.clone(),
+            p.date_of_birth.map(|d| d.to_string()),
+            p.age_years,
+            p.age_years.map(|_| today.to_string()),
+            p.sex.clone(),
+            p.phone.clone(),
+            phone_digits.clone(),
+            reversed(&phone_digits),
+            p.address.clone(),
+            p.email.clone(),
+            p.notes.clone(),
+            now
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    write_tokens(tx, id, &p.full_name)?;
+    history::insert(
+        tx,
+        Kind::Patient,
+        id,
+        p,
+        &Saved {
+            number: 1,
+            actor: &entry.actor,
+            at,
+            reason: None,
+        },
+    )?;
+    let diff = diff_of(&blank(), p, 0, 1).field("number", Value::Null, number);
+    audit::record(tx, &entry.entity("patient", id).diff(diff))?;
+    Ok((id, number))
 }
 
 fn blank() -> NewPatient {
