@@ -180,6 +180,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(patients::history_get),
         )
         .route(
+            "/c/{slug}/patients/{id}/access",
+            get(audit::patient_access_get),
+        )
+        .route(
             "/c/{slug}/patients/{id}/edit",
             get(patients::edit_get).post(patients::edit_post),
         )

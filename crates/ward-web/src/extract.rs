@@ -282,4 +282,30 @@ impl ClinicAccess {
             .note_view_in(&self.tenant, entry)
             .map_err(|e| AppError::Internal(Box::new(e)))
     }
+
+    /// Queues one `view` of each patient a page listed (`patients`, in any order, repeats
+    /// noted once), with `what` naming the list ("patient list", "today's appointments").
+    /// A patient is *shown* when the page names them: a row of a list, a search result,
+    /// an appointment on a day's book. So "accessed by" includes everyone who saw the
+    /// patient in a list, not only those who opened the record.
+    pub fn note_shown(
+        &self,
+        app: &AppState,
+        patients: impl IntoIterator<Item = i64>,
+        what: &str,
+    ) -> Result<(), AppError> {
+        let now = app.clock.now();
+        let mut seen = std::collections::BTreeSet::new();
+        for id in patients {
+            if seen.insert(id) {
+                self.note_view(
+                    app,
+                    self.audit_entry(now, Action::View)
+                        .entity("patient", id)
+                        .detail(what),
+                )?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -83,6 +83,8 @@ pub enum Action {
     Export,
     /// A member signed in to the clinic.
     Login,
+    /// A member signed out.
+    Logout,
     /// The clinic's data was restored from a backup.
     Restore,
     /// The operator accessed the clinic's data (always with a reason).
@@ -91,7 +93,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in display order.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Self::View,
         Self::Create,
         Self::Update,
@@ -99,6 +101,7 @@ impl Action {
         Self::Print,
         Self::Export,
         Self::Login,
+        Self::Logout,
         Self::Restore,
         Self::OperatorAccess,
     ];
@@ -113,6 +116,7 @@ impl Action {
             Self::Print => "print",
             Self::Export => "export",
             Self::Login => "login",
+            Self::Logout => "logout",
             Self::Restore => "restore",
             Self::OperatorAccess => "operator_access",
         }

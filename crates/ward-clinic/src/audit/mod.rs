@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use ward_core::chain::{self, Field, GENESIS};
 use ward_tenancy::Db;
 
-pub use accessed::{Access, accessed_by};
+pub use accessed::{Access, MAX_PATIENT_REPORT, accessed_by, accessed_by_patient};
 pub use anchor::{AnchorRun, AnchorSink, Anchorer, BoxError};
 pub use entry::{Action, Actor, Diff, Entry};
 pub use reads::{FlushOutcome, ReadAuditConfig, ReadAuditStats, ReadAuditor};

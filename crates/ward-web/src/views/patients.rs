@@ -125,11 +125,7 @@ impl PatientExtras {
                 None
             },
             accessed_by: if access.audit {
-                Some(crate::views::audit::AccessedBy::rows(
-                    conn,
-                    "patient",
-                    &id.to_string(),
-                )?)
+                Some(crate::views::audit::AccessedBy::patient_rows(conn, id)?)
             } else {
                 None
             },
@@ -362,6 +358,7 @@ pub async fn list_get(
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let (found, s) = find(&access, &query.q).await?;
+    access.note_shown(&app, found.iter().map(|p| p.id), "patient list")?;
     let page = ListPage {
         rows: rows(access.slug.as_str(), &found, today(&app, &s)),
         q: query.q.chars().take(100).collect(),
@@ -379,6 +376,7 @@ pub async fn search_get(
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let (found, s) = find(&access, &query.q).await?;
+    access.note_shown(&app, found.iter().map(|p| p.id), "search results")?;
     let fragment = RowsFragment {
         rows: rows(access.slug.as_str(), &found, today(&app, &s)),
         q: query.q.chars().take(100).collect(),
@@ -592,9 +590,9 @@ pub async fn show_get(
         })
         .collect();
     let sections = extra_sections(&access, &s, id, extras.appointments, extras.payments);
-    let accessed_by = extras
-        .accessed_by
-        .map(|rows| crate::views::audit::AccessedBy::new(&access, &s, rows, Some(p.number)));
+    let accessed_by = extras.accessed_by.map(|rows| {
+        crate::views::audit::AccessedBy::new(&access, &s, rows, Some((p.id, p.number)))
+    });
     let page = PatientPage {
         accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),
