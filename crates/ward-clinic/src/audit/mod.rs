@@ -26,7 +26,7 @@ use ward_tenancy::Db;
 
 pub use accessed::{Access, accessed_by};
 pub use anchor::{AnchorRun, AnchorSink, Anchorer, BoxError};
-pub use entry::{Action, Actor, Diff, Entry};
+pub use entry::{Action, Actor, Diff, Entry, support_actor_id};
 pub use reads::{FlushOutcome, ReadAuditConfig, ReadAuditStats, ReadAuditor};
 pub use search::{AuditRow, Filter, MAX_PAGE, search};
 pub use verify::{integrity_check, verify_chain};

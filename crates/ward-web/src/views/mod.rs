@@ -16,6 +16,7 @@ pub mod second_factor;
 pub mod settings;
 pub mod signup;
 pub mod staff;
+pub mod support;
 pub mod visits;
 
 use crate::AppError;
