@@ -337,6 +337,15 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Nor can it answer support requests, its own or any other.
+    let r = op
+        .post(
+            &clinic.path(&format!("support/{}/approve", grant.id)),
+            &[("_csrf", &home.csrf()), ("allow_changes", "1")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("Not available in a support session"));
 
     // Its time runs out: the next request is signed out, and the log says expired.
     t.clock.advance(TimeDelta::minutes(15));
@@ -367,6 +376,30 @@ async fn a_refused_request_opens_nothing() {
     let mut t = TestApp::new().await;
     let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
     let grant = request(&t, &clinic, 30, false, false).await;
+    // Approving needs a recent sign-in, like other sensitive owner actions.
+    t.clock.advance(TimeDelta::hours(1));
+    let r = t
+        .submit(
+            &clinic.path("support"),
+            &clinic.path(&format!("support/{}/approve", grant.id)),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.location().starts_with("/account/confirm"),
+        "{}",
+        r.location()
+    );
+    assert_eq!(
+        t.app
+            .control
+            .issue_support_link(grant.id)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        LinkRefused::NotApproved
+    );
     let r = t
         .submit(
             &clinic.path("support"),
