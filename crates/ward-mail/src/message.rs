@@ -497,6 +497,31 @@ mod tests {
     }
 
     #[test]
+    fn support_mail_names_the_operator_and_the_length_never_in_the_subject() {
+        let link = "https://ward.example/c/acme/support";
+        for emergency in [false, true] {
+            let m = Message::SupportAccess {
+                name: "Ana".into(),
+                clinic_name: "<b>Acme</b>".into(),
+                operator: "alice".into(),
+                minutes: 30,
+                emergency,
+                link: link.into(),
+            };
+            let r = m.render("Ana").unwrap();
+            assert_eq!(r.subject, m.subject());
+            for word in ["alice", "Acme", "30"] {
+                assert!(!r.subject.contains(word), "{}", r.subject);
+                assert!(r.text.contains(word), "{word}: {}", r.text);
+            }
+            assert_eq!(links_in(&r.text).collect::<Vec<_>>(), vec![link]);
+            assert!(r.html.contains(&format!("href=\"{link}\"")));
+            assert!(!r.html.contains("<b>Acme"), "escaped: {}", r.html);
+            assert_eq!(r.text.contains("without waiting for approval"), emergency);
+        }
+    }
+
+    #[test]
     fn every_kind_has_a_fixed_subject_and_the_link_in_both_bodies() {
         for m in every_kind("Ana Pérez", LINK) {
             let r = m.render("Ana Pérez").unwrap();

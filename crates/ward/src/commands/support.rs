@@ -203,6 +203,12 @@ fn describe(g: &Grant, now: chrono::DateTime<chrono::Utc>) -> String {
     if let Some(by) = &g.ended_by {
         line.push_str(&format!("; ended by {by}"));
     }
+    if g.state == ward_control::support::GrantState::Approved && g.open_at(now) {
+        line.push_str(&format!(
+            "; get the sign-in link with `ward support link --grant {}`",
+            g.id
+        ));
+    }
     line.push_str(&format!("; reason: {}", g.reason));
     line
 }

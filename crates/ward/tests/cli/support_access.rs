@@ -166,6 +166,12 @@ fn support_access_through_the_command_line_and_the_pages() {
         &[],
     );
     assert_eq!(code, 303, "{head}");
+    let status = support(&ward, &["status", "--clinic", &slug]).ok();
+    assert!(
+        status.contains("approved (link not used yet)")
+            && status.contains("`ward support link --grant 1`"),
+        "{status}"
+    );
     let out = support(&ward, &["link", "--grant", "1", "--public-url", &base]).ok();
     let link = out
         .split_whitespace()
