@@ -9,7 +9,7 @@ CREATE TABLE support_grants (
     reason           TEXT NOT NULL,
     minutes          INTEGER NOT NULL CHECK (minutes BETWEEN 1 AND 30),
     write_requested  INTEGER NOT NULL DEFAULT 0,   -- the operator asked to make changes
-    write_allowed    INTEGER NOT NULL DEFAULT 0,   -- the owner allowed it (or the emergency path)
+    write_allowed    INTEGER NOT NULL DEFAULT 0,   -- an owner allowed it (never on the emergency path)
     emergency        INTEGER NOT NULL DEFAULT 0,   -- opened without approval
     state            TEXT NOT NULL
                      CHECK (state IN ('requested', 'approved', 'active', 'ended', 'refused', 'expired')),

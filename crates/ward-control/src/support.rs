@@ -34,7 +34,7 @@ const MAX_REASON_CHARS: usize = 500;
 pub enum GrantState {
     /// Waiting for an owner.
     Requested,
-    /// Approved (or opened on the emergency path); the link is not used yet.
+    /// Approved (or opened, read only, on the emergency path); the link is not used yet.
     Approved,
     /// Its session has started.
     Active,
@@ -94,7 +94,7 @@ pub struct Grant {
     pub minutes: u32,
     /// The operator asked to make changes.
     pub write_requested: bool,
-    /// Changes are allowed.
+    /// Changes are allowed (only ever by an owner's approval).
     pub write_allowed: bool,
     /// Opened without approval.
     pub emergency: bool,
@@ -219,6 +219,12 @@ impl ControlPlane {
                 new.minutes
             )));
         }
+        if new.emergency && new.write {
+            return Err(ControlError::Invalid(
+                "an emergency support session is read only: changes need an owner's approval"
+                    .into(),
+            ));
+        }
         let reason: String = new.reason.trim().chars().take(MAX_REASON_CHARS).collect();
         if reason.is_empty() {
             return Err(ControlError::Invalid(
@@ -249,7 +255,7 @@ impl ControlPlane {
         let (minutes, write, emergency) = (new.minutes, new.write, new.emergency);
         let sql = format!(
             "INSERT INTO support_grants (clinic_id, operator, reason, minutes, write_requested, write_allowed, emergency, state, requested_at, decided_by, decided_at, starts_at, ends_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6 AND ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING {GRANT_COLUMNS}"
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING {GRANT_COLUMNS}"
         );
         self.transaction(|conn| async move {
             let open = first_row(

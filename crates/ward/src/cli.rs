@@ -195,8 +195,9 @@ pub struct SupportRequestOpts {
     /// Ask to make changes, not only look (the owner decides).
     #[arg(long)]
     pub write: bool,
-    /// Open the session at once without approval, for an emergency: the owners are
-    /// mailed immediately and the audit log marks every row as emergency support.
+    /// Open the session at once without approval, for an emergency: read only, the
+    /// owners are mailed immediately and the audit log marks every row as emergency
+    /// support.
     #[arg(long)]
     pub emergency: bool,
     /// The address users reach Ward at, e.g. https://ward.example.com: the owners' mail

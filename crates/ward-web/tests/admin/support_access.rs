@@ -294,8 +294,21 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
     let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
     let grant = request(&t, &clinic, 15, true, false).await;
     approve(&mut t, &clinic, &grant, true).await;
+    let spare = link(&t, &grant).await;
     let link = link(&t, &grant).await;
     let mut op = open_session(&t, &clinic, &link).await;
+    // Once one link started the session, no other link starts another.
+    let mut second = t.fresh_browser();
+    let page = second.get(&spare).await;
+    let token = field_value(&page.body, "token").unwrap();
+    let r = second
+        .post(
+            "/support/start",
+            &[("_csrf", &page.csrf()), ("token", &token)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
+    assert!(second.session_cookie().is_none());
     let home = op.get(&clinic.path("")).await;
     assert!(
         home.body.contains(
@@ -546,6 +559,16 @@ async fn requests_are_checked() {
         .await
         .unwrap_err();
     assert!(blank.to_string().contains("needs a reason"), "{blank}");
+    let mut emergency_write = ask(10, REASON);
+    emergency_write.emergency = true;
+    emergency_write.write = true;
+    let refused = t
+        .app
+        .control
+        .request_support(emergency_write)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("read only"), "{refused}");
     let first = t
         .app
         .control

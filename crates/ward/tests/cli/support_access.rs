@@ -108,6 +108,27 @@ fn support_access_through_the_command_line_and_the_pages() {
     )
     .final_error();
     assert!(nowhere.contains("no-such-clinic"), "{nowhere}");
+    let write = support(
+        &ward,
+        &[
+            "request",
+            "--clinic",
+            &slug,
+            "--reason",
+            REASON,
+            "--minutes",
+            "10",
+            "--emergency",
+            "--write",
+            "--public-url",
+            &base,
+        ],
+    )
+    .final_error();
+    assert!(
+        write.contains("emergency support session is read only"),
+        "{write}"
+    );
     let help = support(&ward, &["request", "--help"]).ok();
     assert!(
         help.contains("1 to 30 minutes") && help.contains("--emergency"),
