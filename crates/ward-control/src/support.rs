@@ -475,6 +475,22 @@ impl ControlPlane {
         Ok(Ok((token, now + ttl)))
     }
 
+    /// The grant a sign-in link would open, without using the link: `None` unless the
+    /// link is valid and its grant approved, unused and open.
+    pub async fn support_link_grant(&self, token: &str) -> Result<Option<Grant>, ControlError> {
+        let Some(info) = self.peek_token(Purpose::SupportSignIn, token).await? else {
+            return Ok(None);
+        };
+        let Some(id) = grant_of_payload(info.payload.as_deref()) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        Ok(self
+            .support_grant(id)
+            .await?
+            .filter(|g| g.state == GrantState::Approved && g.open_at(now)))
+    }
+
     /// Uses a sign-in link: the grant becomes active and a support session starts.
     /// Returns the cookie token (never stored) and the grant; `None` when the link is
     /// unknown, used, expired, or its grant is no longer approved.

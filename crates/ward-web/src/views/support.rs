@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use ward_clinic::audit::{Action, support_actor_id};
 use ward_control::support::{Grant, GrantState, SupportSession};
-use ward_control::{Purpose, Session, User};
+use ward_control::{Session, User};
 use ward_core::{ClinicStatus, Permission, Role, Slug};
 
 use crate::extract::{AppForm, ClientInfo, ClinicAccess, Csrf, SlugParam};
@@ -455,6 +455,10 @@ pub async fn end_post(
 struct StartPage {
     csrf: String,
     token: String,
+    clinic_name: String,
+    minutes: u32,
+    access: &'static str,
+    reason: String,
 }
 
 /// The page a sign-in link opens: one button, so that merely fetching the link (a
@@ -464,12 +468,19 @@ pub async fn start_get(
     Path(token): Path<String>,
     State(app): State<AppState>,
 ) -> Page {
-    match app
-        .control
-        .peek_token(Purpose::SupportSignIn, &token)
-        .await?
-    {
-        Some(_) => Ok(Html(StartPage { csrf, token }.render()?).into_response()),
+    match app.control.support_link_grant(&token).await? {
+        Some(grant) => {
+            let clinic = app.control.clinic_by_id(grant.clinic_id).await?;
+            let page = StartPage {
+                csrf,
+                token,
+                clinic_name: clinic.name,
+                minutes: grant.minutes,
+                access: access_words(&grant),
+                reason: grant.reason,
+            };
+            Ok(Html(page.render()?).into_response())
+        }
         None => Ok(used_link()),
     }
 }

@@ -55,6 +55,7 @@ async fn open_session(t: &TestApp, clinic: &Clinic, link: &str) -> TestApp {
     let page = op.get(link).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Start the support session"));
+    assert!(page.body.contains("Acme Clinic") && page.body.contains(REASON));
     let token = field_value(&page.body, "token").unwrap();
     let r = op
         .post(
@@ -299,13 +300,11 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
     let mut op = open_session(&t, &clinic, &link).await;
     // Once one link started the session, no other link starts another.
     let mut second = t.fresh_browser();
-    let page = second.get(&spare).await;
-    let token = field_value(&page.body, "token").unwrap();
+    assert_eq!(second.get(&spare).await.status, StatusCode::GONE);
+    let token = spare.trim_start_matches("/support/");
+    let csrf = second.get("/login").await.csrf();
     let r = second
-        .post(
-            "/support/start",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post("/support/start", &[("_csrf", &csrf), ("token", token)])
         .await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
     assert!(second.session_cookie().is_none());
