@@ -14,7 +14,7 @@ use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
     accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
-    second_factor, settings, signup, staff, visits,
+    second_factor, settings, signup, staff, support, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -163,6 +163,17 @@ pub fn router(app: Arc<App>) -> Router {
             get(settings::settings_get).post(settings::settings_post),
         )
         .route("/c/{slug}/audit", get(audit::audit_get))
+        // Support access: the owners' answers, the operator's one-time link.
+        .route("/c/{slug}/support", get(support::support_get))
+        .route(
+            "/c/{slug}/support/{id}/approve",
+            post(support::approve_post),
+        )
+        .route("/c/{slug}/support/{id}/refuse", post(support::refuse_post))
+        .route("/c/{slug}/support/{id}/end", post(support::end_post))
+        .route("/support/start", post(support::start_post))
+        .route("/support/end", post(support::end_self_post))
+        .route("/support/{token}", get(support::start_get))
         .route(
             "/invite",
             get(staff::invite_get).post(staff::invite_post_accept),

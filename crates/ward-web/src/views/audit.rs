@@ -97,6 +97,20 @@ fn show_value(v: &Value) -> String {
     }
 }
 
+/// The staff filter's choices: the members, and a support session's grant when the
+/// page was opened filtered by it (from the support page).
+fn audit_actors(members: Vec<ward_control::Member>, chosen: &str) -> Vec<(String, String)> {
+    let mut actors: Vec<(String, String)> =
+        members.into_iter().map(|m| (m.user_id, m.name)).collect();
+    let chosen = chosen.trim();
+    if let Some(grant) = chosen.strip_prefix("support:")
+        && !actors.iter().any(|(id, _)| id == chosen)
+    {
+        actors.push((chosen.to_owned(), format!("Support session #{grant}")));
+    }
+    actors
+}
+
 fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
     let changes = r
         .diff
@@ -118,7 +132,8 @@ fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
         _ => String::new(),
     };
     let role = match (r.actor_kind.as_str(), r.actor_role) {
-        ("user", Some(role)) => role,
+        // Support sessions are operator rows with a role: "support", "emergency support".
+        ("user" | "operator", Some(role)) => role,
         (kind, _) => kind.to_owned(),
     };
     Row {
@@ -277,10 +292,11 @@ pub async fn audit_get(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
+    let actors = audit_actors(members, &q.actor);
     let page = AuditPage {
         frame: ClinicFrame::new(&access, clinic.name, csrf, "audit"),
         q,
-        actors: members.into_iter().map(|m| (m.user_id, m.name)).collect(),
+        actors,
         actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
         errors,
         rows,
@@ -370,7 +386,7 @@ impl AccessedBy {
                     action: describe(&a),
                     when: settings.local(a.at).format("%Y-%m-%d %H:%M").to_string(),
                     role: match (a.actor_kind.as_str(), a.actor_role) {
-                        ("user", Some(r)) => r,
+                        ("user" | "operator", Some(r)) => r,
                         (kind, _) => kind.to_owned(),
                     },
                     who: a.actor_name,

@@ -17,6 +17,7 @@ pub mod second_factor;
 pub mod settings;
 pub mod signup;
 pub mod staff;
+pub mod support;
 pub mod visits;
 
 use crate::AppError;
