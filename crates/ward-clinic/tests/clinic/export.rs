@@ -69,6 +69,8 @@ pub fn fill(conn: &ward_tenancy::Db, patients: i64) {
         "INSERT INTO payments (id, receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
          VALUES (1, 1, 1, 1, 45000, 'EUR', 'cash', '', 'u1', 'Dr. Rao', '2026-03-01T10:00:00.000Z')",
         "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (1, 0, 'Consultation', 45000)",
+        "INSERT INTO payment_corrections (id, payment_id, kind, receipt_number, amount_minor, currency, method, reason, recorded_by_id, recorded_by_name, recorded_at) \
+         VALUES (1, 1, 'refund', 2, 5000, 'EUR', 'card', 'charged for a dressing not given', 'u1', 'Dr. Rao', '2026-03-01T11:00:00.000Z')",
     ] {
         conn.execute(sql, ()).unwrap();
     }
@@ -229,6 +231,18 @@ async fn export_import_export_round_trips() {
         second["tables"].as_object().unwrap(),
     );
     assert_eq!(t1.keys().collect::<Vec<_>>(), t2.keys().collect::<Vec<_>>());
+    // Refunds and voids come along, and still count against the payment.
+    assert_eq!(
+        t2["payment_corrections"]["rows"].as_array().unwrap().len(),
+        1
+    );
+    let account = tp
+        .with(&b, |conn| ward_clinic::payments::account(&conn, 1).unwrap())
+        .await;
+    assert_eq!(
+        (account.paid_minor, account.refunded_minor),
+        (40_000, 5_000)
+    );
     for (name, table) in t1 {
         if name == "audit_log" {
             let r1 = table["rows"].as_array().unwrap();
