@@ -376,3 +376,59 @@ async fn only_owners_and_billing_staff_refund_or_void() {
     assert!(receipt.body.contains(&format!("/payments/{paid}/refund")));
     assert!(receipt.body.contains(&format!("/payments/{paid}/void")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_page_shows_amounts_through_the_money_formatter() {
+    let mut d = Desk::new().await;
+    let c = &d.clinic;
+    let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
+    let at = ward_core::Clock::now(&d.owner.clock);
+    tenant
+        .with(move |conn| {
+            use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
+            audit::in_transaction(&conn, |tx| {
+                let e = Entry::new(
+                    at,
+                    Actor::System {
+                        name: "test".into(),
+                    },
+                    Action::Update,
+                )
+                .entity("visit", 1)
+                .diff(
+                    Diff::new()
+                        .field("fee_minor", 50_000, 65_050)
+                        .field("advice", "rest", "fluids"),
+                );
+                audit::record(&tx, &e)?;
+                let e = Entry::new(
+                    at,
+                    Actor::System {
+                        name: "test".into(),
+                    },
+                    Action::Update,
+                )
+                .entity("visit", 2)
+                .diff(Diff::new().field("fee_minor", serde_json::Value::Null, 120));
+                audit::record(&tx, &e)
+            })
+            .unwrap();
+        })
+        .await;
+    let page = d
+        .owner
+        .get(&format!("{}/audit?action=update", c.base))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("<strong>fee_minor</strong>: <del>₹500.00</del> → <ins>₹650.50</ins>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<strong>fee_minor</strong>: <del>—</del> → <ins>₹1.20</ins>")
+    );
+    assert!(page.body.contains("<del>rest</del> → <ins>fluids</ins>"));
+}
