@@ -15,6 +15,7 @@ pub mod appointments;
 pub mod audit;
 mod error;
 pub mod export;
+pub mod export_csv;
 pub mod import;
 pub mod patients;
 pub mod payments;
