@@ -637,6 +637,7 @@ struct CorrectPage {
     refunded: String,
     remaining: String,
     voided: bool,
+    blocked: Option<String>,
     form: CorrectionForm,
     errors: FieldErrors,
     methods: Vec<(&'static str, &'static str)>,
@@ -667,6 +668,26 @@ async fn render_correct(
     if form.method.is_empty() {
         form.method = p.method.as_str().to_owned();
     }
+    // Why this payment cannot take this correction any more, said before anyone types.
+    let blocked = if p.voided {
+        Some(format!(
+            "Receipt {} was voided: it cannot be refunded or voided again.",
+            p.receipt_number
+        ))
+    } else if kind == CorrectionKind::Refund && p.remaining_minor() <= 0 {
+        Some(format!(
+            "Receipt {} was refunded in full: nothing remains to refund.",
+            p.receipt_number
+        ))
+    } else if kind == CorrectionKind::Void && p.refunded_minor > 0 {
+        Some(format!(
+            "Part of receipt {} was refunded, so it cannot be voided: refund the remaining {} instead.",
+            p.receipt_number,
+            s.money(p.remaining_minor())
+        ))
+    } else {
+        None
+    };
     let page = CorrectPage {
         frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
         refund: kind == CorrectionKind::Refund,
@@ -683,6 +704,11 @@ async fn render_correct(
         refunded: s.money(p.refunded_minor),
         remaining: s.money(p.remaining_minor()),
         voided: p.voided,
+        blocked: if errors.get("form").is_some() {
+            None
+        } else {
+            blocked
+        },
         form,
         errors,
         methods: Method::ALL

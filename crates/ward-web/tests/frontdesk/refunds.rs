@@ -327,6 +327,16 @@ async fn bad_refunds_and_voids_are_refused_on_the_form_and_write_nothing() {
     assert!(r.body.contains("was voided"), "{}", r.body);
     let r = refund(&mut d.billing, c, other, "1", "cash", "After void").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        !r.body.contains("name=\"reason\""),
+        "no form to fill in again"
+    );
+    let page = d
+        .billing
+        .get(&format!("{}/payments/{other}/refund", c.base))
+        .await;
+    assert!(page.body.contains("id=\"blocked\""), "{}", page.body);
+    assert!(!page.body.contains("name=\"reason\""));
     assert_eq!(count(&d).await, written + 2);
 
     // No such payment: 404; the payments themselves never changed.
