@@ -186,6 +186,33 @@ async fn a_refund_changes_the_balance_and_the_report() {
         "{}",
         page.body
     );
+    // The sequence goes on after them, and a number cannot be taken twice across the two
+    // tables, even by a direct write.
+    let r = pay(&mut d.billing, c, p, "cash", &[("Lab", "1")]).await;
+    let next = d.billing.get(r.location()).await;
+    assert!(
+        next.body.contains("id=\"receipt-number\">5<"),
+        "{}",
+        next.body
+    );
+    let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
+    let clash = tenant
+        .with(move |conn| {
+            conn.execute(
+                "INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, recorded_by_id, recorded_by_name, received_at) \
+                 VALUES (3, ?1, 100, 'INR', 'cash', 'x', 'x', '2026-03-01T10:00:00.000Z')",
+                [p],
+            )
+            .map(drop)
+        })
+        .await;
+    assert!(
+        clash
+            .unwrap_err()
+            .to_string()
+            .contains("receipt number already used"),
+        "refund 3's number"
+    );
     // The list marks them, and lists the corrections.
     let page = d
         .receptionist
