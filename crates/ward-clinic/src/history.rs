@@ -58,11 +58,11 @@ pub fn check_reason(reason: &str) -> Result<String, ClinicError> {
 
 /// Who an audit entry's actor is, as a version's author: (id, name).
 pub(crate) fn author(actor: &Actor) -> (String, String) {
-    match actor {
-        Actor::User { id, name, .. } => (id.clone(), name.clone()),
-        Actor::Operator { name } => (format!("operator:{name}"), format!("Operator ({name})")),
-        Actor::System { name } => (format!("system:{name}"), format!("Ward ({name})")),
-    }
+    let name = actor.name();
+    let id = actor
+        .id()
+        .unwrap_or_else(|| format!("{}:{name}", actor.kind()));
+    (id, name)
 }
 
 /// Which record kind: its versions table and the column naming the record.

@@ -16,6 +16,7 @@ pub mod appointments;
 pub mod audit;
 mod error;
 pub mod export;
+pub mod export_csv;
 pub mod history;
 pub mod import;
 pub mod patients;

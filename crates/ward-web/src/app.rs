@@ -234,6 +234,18 @@ pub fn router(app: Arc<App>) -> Router {
             "/c/{slug}/payments/{id}/receipt",
             get(payments::receipt_get),
         )
+        .route(
+            "/c/{slug}/payments/{id}/refund",
+            get(payments::correct_get).post(payments::correct_post),
+        )
+        .route(
+            "/c/{slug}/payments/{id}/void",
+            get(payments::correct_get).post(payments::correct_post),
+        )
+        .route(
+            "/c/{slug}/corrections/{id}/receipt",
+            get(payments::correction_receipt_get),
+        )
         // Taking the data away, and closing.
         .route(
             "/c/{slug}/export",

@@ -297,6 +297,19 @@ pub struct ExportOpts {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `json`: the ward-export document (`ward import` reads it); `csv`: a zip of one
+    /// CSV file per table, for spreadsheet apps.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+    pub format: ExportFormat,
+}
+
+/// What `ward export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The ward-export JSON document.
+    Json,
+    /// A zip of CSV files, one per table.
+    Csv,
 }
 
 /// `ward import`.

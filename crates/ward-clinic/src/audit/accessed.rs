@@ -75,28 +75,47 @@ pub const MAX_PATIENT_REPORT: u32 = 5_000;
 
 /// The newest `limit` accesses (at most [`MAX_PATIENT_REPORT`]) to anything about patient
 /// `patient_id`, newest first: the patient record itself (including every list that
-/// showed them), their visits, appointments and payments. Each part is read through the
+/// showed them), their visits, appointments, payments and the payments' refunds and voids. Each part is read through the
 /// `audit_log_by_entity` index.
 pub fn accessed_by_patient(
     conn: &Db,
     patient_id: i64,
     limit: u32,
 ) -> Result<Vec<Access>, AuditError> {
-    let part = |kind: &str, ids: Option<&str>| match ids {
-        None => format!(
-            "SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity WHERE entity_type = '{kind}' AND entity_id = CAST(?1 AS TEXT)"
+    // Each kind of record, and the ids of the patient's records of that kind.
+    let parts = [
+        ("patient", "SELECT CAST(?1 AS TEXT)"),
+        (
+            "visit",
+            "SELECT CAST(id AS TEXT) FROM visits WHERE patient_id = ?1",
         ),
-        Some(table) => format!(
-            "SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity WHERE entity_type = '{kind}' AND entity_id IN (SELECT CAST(id AS TEXT) FROM {table} WHERE patient_id = ?1)"
+        (
+            "appointment",
+            "SELECT CAST(id AS TEXT) FROM appointments WHERE patient_id = ?1",
         ),
-    };
-    let sql = format!(
-        "{} UNION ALL {} UNION ALL {} UNION ALL {} ORDER BY at DESC, seq DESC LIMIT ?2",
-        part("patient", None),
-        part("visit", Some("visits")),
-        part("appointment", Some("appointments")),
-        part("payment", Some("payments")),
-    );
+        (
+            "payment",
+            "SELECT CAST(id AS TEXT) FROM payments WHERE patient_id = ?1",
+        ),
+        (
+            "refund",
+            "SELECT CAST(c.id AS TEXT) FROM payment_corrections c JOIN payments p ON p.id = c.payment_id WHERE p.patient_id = ?1 AND c.kind = 'refund'",
+        ),
+        (
+            "void",
+            "SELECT CAST(c.id AS TEXT) FROM payment_corrections c JOIN payments p ON p.id = c.payment_id WHERE p.patient_id = ?1 AND c.kind = 'void'",
+        ),
+    ];
+    let sql = parts
+        .iter()
+        .map(|(kind, ids)| {
+            format!(
+                "SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity WHERE entity_type = '{kind}' AND entity_id IN ({ids})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+        + " ORDER BY at DESC, seq DESC LIMIT ?2";
     let limit = i64::from(limit.min(MAX_PATIENT_REPORT));
     let rows = conn.rows(&sql, ward_tenancy::sql::params![patient_id, limit], row_of)?;
     Ok(rows.into_iter().map(Access::from).collect())

@@ -58,7 +58,8 @@ impl Actor {
         }
     }
 
-    fn id(&self) -> Option<String> {
+    /// The stored `actor_id`: the user's id, `support:<grant>`, or none.
+    pub(crate) fn id(&self) -> Option<String> {
         match self {
             Self::User { id, .. } => Some(id.clone()),
             Self::Support { grant, .. } => Some(support_actor_id(*grant)),
@@ -66,7 +67,8 @@ impl Actor {
         }
     }
 
-    fn name(&self) -> String {
+    /// The stored `actor_name`.
+    pub(crate) fn name(&self) -> String {
         match self {
             Self::User { name, .. } | Self::Operator { name } | Self::System { name } => {
                 name.clone()
@@ -126,7 +128,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in display order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Self::View,
         Self::Create,
         Self::Update,

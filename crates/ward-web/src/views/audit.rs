@@ -111,6 +111,15 @@ fn audit_actors(members: Vec<ward_control::Member>, chosen: &str) -> Vec<(String
     actors
 }
 
+/// A changed field's value; amounts (fields named `…_minor`, integer minor units) as
+/// people read money, through the clinic's one money formatter.
+fn show_field(field: &str, v: &Value, settings: &ClinicSettings) -> String {
+    match v.as_i64() {
+        Some(minor) if field.ends_with("_minor") => settings.money(minor),
+        _ => show_value(v),
+    }
+}
+
 fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
     let changes = r
         .diff
@@ -120,8 +129,8 @@ fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
             d.fields()
                 .map(|(field, old, new)| Change {
                     field: field.to_owned(),
-                    old: show_value(old),
-                    new: show_value(new),
+                    old: show_field(field, old, settings),
+                    new: show_field(field, new, settings),
                 })
                 .collect()
         })

@@ -200,8 +200,17 @@ pub async fn clinic_access(
         support_notice: None,
     };
     if reads {
+        // The path, and only the names of the query's parameters: a search's text
+        // (a patient's name, a phone number) never reaches the log.
         let page = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
+            Some(q) => {
+                let names: Vec<&str> = q
+                    .split('&')
+                    .filter_map(|pair| pair.split('=').next())
+                    .filter(|name| !name.is_empty())
+                    .collect();
+                format!("{path} (with {})", names.join(", "))
+            }
             None => path,
         };
         let entry = access

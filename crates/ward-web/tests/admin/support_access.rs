@@ -212,8 +212,24 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
         );
     }
 
+    // A search: the log names the page and the parameter, never what was typed.
+    let r = op
+        .get(&format!(
+            "{}?q=Wilhelmina+Searched",
+            clinic.path("patients")
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+
     // Every page view is in the audit log as support, with the reason.
     let rows = support_rows(&t, &clinic).await;
+    assert!(
+        rows.iter()
+            .any(|v| v.detail.as_deref()
+                == Some(&format!("page {} (with q)", clinic.path("patients")))),
+        "{rows:#?}"
+    );
+    assert!(!format!("{rows:?}").contains("Wilhelmina"), "{rows:#?}");
     let views: Vec<&AuditRow> = rows.iter().filter(|r| r.action == "view").collect();
     assert!(views.len() >= 2, "{rows:#?}");
     for v in &views {
