@@ -461,7 +461,9 @@ pub fn check_quick_patient(p: &QuickPatient) -> Result<QuickPatient, ClinicError
     })
 }
 
-/// Registers `p` with the next patient number and records it in the audit log.
+/// Registers `p` with the next patient number and records it in the audit log, as
+/// [`crate::patients::create`] does (search tokens, version 1, the audit row naming the
+/// fields given), with the detail that it happened at the front desk.
 ///
 /// Must run inside the caller's write transaction (`tx`), so the patient exists only if
 /// whatever needed them (a booking) is also made. `entry` is the audit entry to write
@@ -473,23 +475,18 @@ pub fn quick_register_patient(
     entry: Entry,
 ) -> Result<i64, ClinicError> {
     let p = check_quick_patient(p)?;
-    let digits: String = p.phone.chars().filter(char::is_ascii_digit).collect();
-    let now = format_time(at);
-    let mut rows = tx
-        .query(
-            "INSERT INTO patients (number, full_name, sex, phone, phone_digits, created_at, updated_at) \
-             VALUES ((SELECT coalesce(max(number), 0) + 1 FROM patients), ?1, ?2, ?3, ?4, ?5, ?5) RETURNING id, number",
-            ward_tenancy::sql::params![p.full_name, p.sex, p.phone, digits, now],
-        )?;
-    let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-    let (id, number): (i64, i64) = (row.get(0)?, row.get(1)?);
-    drop(rows);
-    audit::record(
-        tx,
-        &entry
-            .entity("patient", id)
-            .detail(&format!("registered at the front desk as patient {number}")),
-    )?;
+    let new = crate::patients::NewPatient {
+        full_name: p.full_name,
+        date_of_birth: None,
+        age_years: None,
+        sex: p.sex,
+        phone: p.phone,
+        address: String::new(),
+        email: String::new(),
+        notes: String::new(),
+    };
+    let entry = Entry { at, ..entry }.detail("registered at the front desk");
+    let (id, _) = crate::patients::insert(tx, &new, entry)?;
     Ok(id)
 }
 

@@ -9,12 +9,15 @@
 //! - [`patients`]: the register, duplicate detection and search.
 //! - [`visits`]: consultations, diagnoses, prescriptions and favourites.
 //! - [`appointments`]: the appointment book; [`payments`]: payments, receipts, collections.
+//! - [`history`]: the kept versions of amended visits and patients, and their differences.
 //! - [`export`] / [`import`]: the whole clinic as one JSON document and back.
 
 pub mod appointments;
 pub mod audit;
 mod error;
 pub mod export;
+pub mod export_csv;
+pub mod history;
 pub mod import;
 pub mod patients;
 pub mod payments;

@@ -9,6 +9,7 @@ use ward_tenancy::sql::{Row, params};
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
+use crate::history::{self, Change, Kind, Saved, Version};
 
 /// Most patients a search returns.
 pub const SEARCH_LIMIT: usize = 50;
@@ -35,8 +36,9 @@ pub struct PatientForm {
     pub notes: String,
 }
 
-/// A checked patient form, ready to store.
-#[derive(Debug, Clone, PartialEq)]
+/// A checked patient form, ready to store; also the content of one kept version of a
+/// patient's record (see [`crate::history`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewPatient {
     /// Full name, trimmed.
     pub full_name: String,
@@ -210,6 +212,8 @@ pub struct Patient {
     pub created_at: DateTime<Utc>,
     /// When last changed.
     pub updated_at: DateTime<Utc>,
+    /// Which version the record is at: 1 as registered, one more for each correction.
+    pub version: i64,
 }
 
 impl Patient {
@@ -253,7 +257,7 @@ impl Patient {
     }
 }
 
-const COLUMNS: &str = "id, number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, address, email, notes, created_at, updated_at";
+const COLUMNS: &str = "id, number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, address, email, notes, created_at, updated_at, version";
 
 pub(crate) fn time(row: &Row, i: i32) -> Result<DateTime<Utc>, ClinicError> {
     let text: String = row.get(i)?;
@@ -282,6 +286,7 @@ fn from_row(row: &Row) -> Result<Patient, ClinicError> {
         notes: row.get(10)?,
         created_at: time(row, 11)?,
         updated_at: time(row, 12)?,
+        version: row.get(13)?,
     })
 }
 
@@ -361,48 +366,66 @@ pub fn find_duplicates(
     Ok(found)
 }
 
-/// Registers `p` with the next patient number, recording `entry` (a `create` by the
-/// signed-in user) with every field in the diff. Returns the new patient.
+/// Registers `p` with the next patient number as the record's version 1, recording
+/// `entry` (a `create` by the signed-in user) with the number and the names of the fields
+/// given, not their values (see [`diff_of`]). Returns the new patient.
 pub fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
     let p = p.clone();
+    let (id, _) = audit::in_transaction(conn, |tx| insert(&tx, &p, entry))?;
+    get(conn, id)
+}
+
+/// [`create`]'s work inside the caller's transaction `tx`, for workflows that register a
+/// patient as part of something else (a booking at the front desk): the row, its search
+/// tokens, version 1 and the audit row. Returns the id and the patient number.
+pub(crate) fn insert(tx: &Db, p: &NewPatient, entry: Entry) -> Result<(i64, i64), ClinicError> {
     let at = entry.at;
     let now = format_time(at);
-    let id = audit::in_transaction(conn, |tx| {
-        let mut rows = tx.query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())?;
-        let number: i64 = match rows.next()? {
-            Some(row) => row.get(0)?,
-            None => 1,
-        };
-        drop(rows);
-        // The age was given on the clinic's date, not UTC's.
-        let today = crate::settings::load(&tx)?.local(at).date_naive();
-        let phone_digits = digits(&p.phone);
-        tx.execute(
-            "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-            params![
-                number,
-                p.full_name.clone(),
-                p.date_of_birth.map(|d| d.to_string()),
-                p.age_years,
-                p.age_years.map(|_| today.to_string()),
-                p.sex.clone(),
-                p.phone.clone(),
-                phone_digits.clone(),
-                reversed(&phone_digits),
-                p.address.clone(),
-                p.email.clone(),
-                p.notes.clone(),
-                now
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        write_tokens(&tx, id, &p.full_name)?;
-        let diff = diff_of(&blank(), &p).field("number", Value::Null, number);
-        audit::record(&tx, &entry.entity("patient", id).diff(diff))?;
-        Ok::<_, ClinicError>(id)
-    })?;
-    get(conn, id)
+    let mut rows = tx.query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())?;
+    let number: i64 = match rows.next()? {
+        Some(row) => row.get(0)?,
+        None => 1,
+    };
+    drop(rows);
+    // The age was given on the clinic's date, not UTC's.
+    let today = crate::settings::load(tx)?.local(at).date_naive();
+    let phone_digits = digits(&p.phone);
+    tx.execute(
+        "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+        params![
+            number,
+            p.full_name.clone(),
+            p.date_of_birth.map(|d| d.to_string()),
+            p.age_years,
+            p.age_years.map(|_| today.to_string()),
+            p.sex.clone(),
+            p.phone.clone(),
+            phone_digits.clone(),
+            reversed(&phone_digits),
+            p.address.clone(),
+            p.email.clone(),
+            p.notes.clone(),
+            now
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    write_tokens(tx, id, &p.full_name)?;
+    history::insert(
+        tx,
+        Kind::Patient,
+        id,
+        p,
+        &Saved {
+            number: 1,
+            actor: &entry.actor,
+            at,
+            reason: None,
+        },
+    )?;
+    let diff = diff_of(&blank(), p, 0, 1).field("number", Value::Null, number);
+    audit::record(tx, &entry.entity("patient", id).diff(diff))?;
+    Ok((id, number))
 }
 
 fn blank() -> NewPatient {
@@ -418,32 +441,32 @@ fn blank() -> NewPatient {
     }
 }
 
-fn opt<T: ToString>(v: Option<T>) -> Value {
-    v.map_or(Value::Null, |v| Value::String(v.to_string()))
-}
-
-fn text(s: &str) -> Value {
-    if s.is_empty() {
+/// Which fields differ between two versions, for the log: each changed field's entry
+/// names the versions before and after (`null` before for a new record), never the
+/// values, so the audit log holds no demographics; the versions themselves hold them.
+fn diff_of(old: &NewPatient, new: &NewPatient, from: i64, to: i64) -> Diff {
+    let before = if from == 0 {
         Value::Null
     } else {
-        Value::String(s.to_owned())
+        Value::String(format!("version {from}"))
+    };
+    let after = Value::String(format!("version {to}"));
+    let mut diff = Diff::new();
+    for (field, changed) in [
+        ("full_name", old.full_name != new.full_name),
+        ("date_of_birth", old.date_of_birth != new.date_of_birth),
+        ("age_years", old.age_years != new.age_years),
+        ("sex", old.sex != new.sex),
+        ("phone", old.phone != new.phone),
+        ("address", old.address != new.address),
+        ("email", old.email != new.email),
+        ("notes", old.notes != new.notes),
+    ] {
+        if changed {
+            diff.add(field, before.clone(), after.clone());
+        }
     }
-}
-
-fn diff_of(old: &NewPatient, new: &NewPatient) -> Diff {
-    Diff::new()
-        .field("full_name", text(&old.full_name), text(&new.full_name))
-        .field(
-            "date_of_birth",
-            opt(old.date_of_birth),
-            opt(new.date_of_birth),
-        )
-        .field("age_years", old.age_years, new.age_years)
-        .field("sex", text(&old.sex), text(&new.sex))
-        .field("phone", text(&old.phone), text(&new.phone))
-        .field("address", text(&old.address), text(&new.address))
-        .field("email", text(&old.email), text(&new.email))
-        .field("notes", text(&old.notes), text(&new.notes))
+    diff
 }
 
 impl From<&Patient> for NewPatient {
@@ -461,17 +484,29 @@ impl From<&Patient> for NewPatient {
     }
 }
 
-/// Changes patient `id` to `p`, recording `entry` (an `update`) with the changed fields
-/// only. Nothing is written (not even an audit row) when nothing changed.
-pub fn update(conn: &Db, id: i64, p: &NewPatient, entry: Entry) -> Result<Patient, ClinicError> {
+/// Corrects patient `id` to `p`: kept as the record's next version with `reason`
+/// (required, see [`history::check_reason`]) and the author and time of `entry` (an
+/// `update` naming the changed fields and the versions, not the values). Earlier
+/// versions stay as written. Nothing is written (not even an audit row) when nothing
+/// changed.
+pub fn update(
+    conn: &Db,
+    id: i64,
+    p: &NewPatient,
+    reason: &str,
+    entry: Entry,
+) -> Result<Patient, ClinicError> {
     let p = p.clone();
+    let reason = reason.to_owned();
     let at = entry.at;
     audit::in_transaction(conn, |tx| {
         let old = get(&tx, id)?;
-        let diff = diff_of(&NewPatient::from(&old), &p);
+        let version = old.version + 1;
+        let diff = diff_of(&NewPatient::from(&old), &p, old.version, version);
         if diff.is_empty() {
             return Ok::<_, ClinicError>(());
         }
+        let reason = history::check_reason(&reason)?;
         // A newly given age starts growing from today; an unchanged one keeps its date.
         let age_recorded_on = match (p.age_years, old.age_years == p.age_years) {
             (None, _) => None,
@@ -485,7 +520,7 @@ pub fn update(conn: &Db, id: i64, p: &NewPatient, entry: Entry) -> Result<Patien
         };
         let phone_digits = digits(&p.phone);
         tx.execute(
-            "UPDATE patients SET full_name = ?2, date_of_birth = ?3, age_years = ?4, age_recorded_on = ?5, sex = ?6, phone = ?7, phone_digits = ?8, phone_digits_rev = ?9, address = ?10, email = ?11, notes = ?12, updated_at = ?13 WHERE id = ?1",
+            "UPDATE patients SET full_name = ?2, date_of_birth = ?3, age_years = ?4, age_recorded_on = ?5, sex = ?6, phone = ?7, phone_digits = ?8, phone_digits_rev = ?9, address = ?10, email = ?11, notes = ?12, updated_at = ?13, version = ?14 WHERE id = ?1",
             params![
                 id,
                 p.full_name.clone(),
@@ -499,16 +534,75 @@ pub fn update(conn: &Db, id: i64, p: &NewPatient, entry: Entry) -> Result<Patien
                 p.address.clone(),
                 p.email.clone(),
                 p.notes.clone(),
-                format_time(at)
+                format_time(at),
+                version
             ],
         )?;
         if old.full_name != p.full_name {
             write_tokens(&tx, id, &p.full_name)?;
         }
-        audit::record(&tx, &entry.entity("patient", id).diff(diff))?;
+        history::insert(
+            &tx,
+            Kind::Patient,
+            id,
+            &p,
+            &Saved {
+                number: version,
+                actor: &entry.actor,
+                at,
+                reason: Some(&reason),
+            },
+        )?;
+        audit::record(
+            &tx,
+            &entry.entity("patient", id).diff(diff).detail("correction"),
+        )?;
         Ok(())
     })?;
     get(conn, id)
+}
+
+/// Every kept version of patient `id`'s record, oldest first.
+pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewPatient>>, ClinicError> {
+    history::list(conn, Kind::Patient, id)
+}
+
+/// How version `new` of a patient's record differs from `old`, field by field.
+pub fn changes(old: &NewPatient, new: &NewPatient) -> Vec<Change> {
+    let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+    let age = |a: Option<i64>| a.map(|a| a.to_string()).unwrap_or_default();
+    let sex = |s: &str| {
+        SEXES
+            .iter()
+            .find(|(v, _)| *v == s)
+            .map_or("Not stated", |(_, l)| l)
+            .to_owned()
+    };
+    let mut found = Vec::new();
+    let mut value = |label, o: String, n: String| {
+        if o != n {
+            found.push(Change::value(label, &o, &n));
+        }
+    };
+    value("Name", old.full_name.clone(), new.full_name.clone());
+    value(
+        "Date of birth",
+        date(old.date_of_birth),
+        date(new.date_of_birth),
+    );
+    value("Age", age(old.age_years), age(new.age_years));
+    value("Sex", sex(&old.sex), sex(&new.sex));
+    value("Phone", old.phone.clone(), new.phone.clone());
+    value("Email", old.email.clone(), new.email.clone());
+    for (label, o, n) in [
+        ("Address", &old.address, &new.address),
+        ("Notes", &old.notes, &new.notes),
+    ] {
+        if o != n {
+            found.push(Change::text(label, o, n));
+        }
+    }
+    found
 }
 
 /// The most recently registered patients.

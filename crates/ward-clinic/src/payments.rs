@@ -3,6 +3,12 @@
 //! Amounts are integer minor units of the clinic's currency (never floats): a payment's
 //! amount is the sum of its receipt's items. Receipt numbers are the clinic's own
 //! sequence, assigned inside the write transaction so two payments cannot share one.
+//!
+//! A payment is never changed or deleted. It is corrected by a refund (part or all of
+//! the money given back) or a void (the payment cancelled entirely), each a row of its
+//! own in `payment_corrections` with its own receipt number from the same sequence, a
+//! method, a required reason, who and when. Balances and the collection report subtract
+//! corrections; see [`correct`] for the rules.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -132,6 +138,21 @@ pub struct Payment {
     pub received_at: DateTime<Utc>,
     /// The receipt's lines (empty in lists; filled by [`get`]).
     pub items: Vec<Item>,
+    /// The sum of its refunds, in minor units.
+    pub refunded_minor: i64,
+    /// Whether it was voided.
+    pub voided: bool,
+}
+
+impl Payment {
+    /// What is still held of it: its amount less refunds, nothing once voided.
+    pub fn remaining_minor(&self) -> i64 {
+        if self.voided {
+            0
+        } else {
+            self.amount_minor.saturating_sub(self.refunded_minor)
+        }
+    }
 }
 
 /// Checks a receipt line's text.
@@ -240,8 +261,8 @@ pub fn record(
         }
         let mut rows = tx
             .query(
-                "INSERT INTO payments (receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
-                 VALUES ((SELECT coalesce(max(receipt_number), 0) + 1 FROM payments), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, receipt_number",
+                &format!("INSERT INTO payments (receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
+                 VALUES (({NEXT_RECEIPT}), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, receipt_number"),
                 ward_tenancy::sql::params![
                     new.patient_id,
                     new.visit_id,
@@ -268,11 +289,7 @@ pub fn record(
             &entry.entity("payment", id).detail(&format!(
                 "receipt {receipt}, patient {}, {} by {}",
                 new.patient_id,
-                // As people read money (₹450.00), not in minor units.
-                crate::settings::Currency::parse(&new.currency).map_or_else(
-                    || format!("{total} {} (minor units)", new.currency),
-                    |c| c.format(total)
-                ),
+                money(&new.currency, total),
                 new.method.as_str()
             )),
         )?;
@@ -280,7 +297,22 @@ pub fn record(
     })
 }
 
-const SELECT: &str = "SELECT y.id, y.receipt_number, y.patient_id, p.number, p.full_name, y.visit_id, y.amount_minor, y.currency, y.method, y.reference, y.recorded_by_id, y.recorded_by_name, y.received_at \
+/// The next receipt number: one sequence across payments and their corrections.
+const NEXT_RECEIPT: &str = "SELECT max((SELECT coalesce(max(receipt_number), 0) FROM payments), \
+                            (SELECT coalesce(max(receipt_number), 0) FROM payment_corrections)) + 1";
+
+/// An amount as people read it (`₹450.00`), through the one money formatter; a
+/// currency this build does not know is named by its code.
+pub fn money(currency: &str, minor: i64) -> String {
+    crate::settings::Currency::parse(currency).map_or_else(
+        || format!("{minor} {currency} (minor units)"),
+        |c| c.format(minor),
+    )
+}
+
+const SELECT: &str = "SELECT y.id, y.receipt_number, y.patient_id, p.number, p.full_name, y.visit_id, y.amount_minor, y.currency, y.method, y.reference, y.recorded_by_id, y.recorded_by_name, y.received_at, \
+                      (SELECT coalesce(sum(c.amount_minor), 0) FROM payment_corrections c WHERE c.payment_id = y.id AND c.kind = 'refund'), \
+                      EXISTS (SELECT 1 FROM payment_corrections c WHERE c.payment_id = y.id AND c.kind = 'void') \
                       FROM payments y JOIN patients p ON p.id = y.patient_id";
 
 fn from_row(row: &ward_tenancy::sql::Row) -> Result<Payment, ClinicError> {
@@ -301,6 +333,8 @@ fn from_row(row: &ward_tenancy::sql::Row) -> Result<Payment, ClinicError> {
         recorded_by_name: row.get(11)?,
         received_at: parse_time(&at).unwrap_or_default(),
         items: Vec::new(),
+        refunded_minor: row.get(13)?,
+        voided: row.get::<i64>(14)? != 0,
     })
 }
 
@@ -359,31 +393,324 @@ pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Payment>, ClinicErr
 pub struct Account {
     /// The sum of the fees of their visits.
     pub charged_minor: i64,
-    /// The sum of their payments.
+    /// What they paid, net: their payments less refunds and voids.
     pub paid_minor: i64,
+    /// What of their payments was refunded or voided (already taken off `paid_minor`).
+    pub refunded_minor: i64,
 }
 
 impl Account {
-    /// What they still owe: charges less payments (negative when they are in credit).
+    /// What they still owe: charges less net payments (negative when they are in credit).
     pub fn balance_minor(&self) -> i64 {
         self.charged_minor.saturating_sub(self.paid_minor)
     }
 }
 
-/// Patient `patient_id`'s charges and payments, in one query.
+/// Patient `patient_id`'s charges and payments (net of refunds and voids), in one query.
 pub fn account(conn: &Db, patient_id: i64) -> Result<Account, ClinicError> {
     let account = conn.row(
         "SELECT (SELECT coalesce(sum(fee_minor), 0) FROM visits WHERE patient_id = ?1), \
-                    (SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1)",
+                    (SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1), \
+                    (SELECT coalesce(sum(c.amount_minor), 0) FROM payment_corrections c JOIN payments y ON y.id = c.payment_id WHERE y.patient_id = ?1)",
         [patient_id],
         |row| {
+            let paid: i64 = row.get(1)?;
+            let corrected: i64 = row.get(2)?;
             Ok::<_, ClinicError>(Account {
                 charged_minor: row.get(0)?,
-                paid_minor: row.get(1)?,
+                paid_minor: paid.saturating_sub(corrected),
+                refunded_minor: corrected,
             })
         },
     )?;
     Ok(account.unwrap_or_default())
+}
+
+/// What a correction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CorrectionKind {
+    /// Money given back: part or all of what remains of the payment.
+    Refund,
+    /// The payment cancelled entirely (entered by mistake, never received…).
+    Void,
+}
+
+impl CorrectionKind {
+    /// The stored form (also the audit entity type).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refund => "refund",
+            Self::Void => "void",
+        }
+    }
+
+    /// How people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Refund => "Refund",
+            Self::Void => "Void",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Refund, Self::Void]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CorrectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.label())
+    }
+}
+
+/// A refund or void to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCorrection {
+    /// The payment corrected (row id).
+    pub payment_id: i64,
+    /// Refund or void.
+    pub kind: CorrectionKind,
+    /// A refund's amount in minor units (> 0, at most what remains); ignored for a void,
+    /// which is always the whole payment.
+    pub amount_minor: i64,
+    /// How a refund is paid back; `None` (and always for a void) means the payment's own.
+    pub method: Option<Method>,
+    /// Why (required; at most 500 characters).
+    pub reason: String,
+    /// Who recorded it (control-plane user id).
+    pub recorded_by_id: String,
+    /// Their name.
+    pub recorded_by_name: String,
+}
+
+/// A recorded refund or void.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correction {
+    /// Row id.
+    pub id: i64,
+    /// Refund or void.
+    pub kind: CorrectionKind,
+    /// Its own receipt number.
+    pub receipt_number: i64,
+    /// The payment corrected.
+    pub payment_id: i64,
+    /// That payment's receipt number.
+    pub payment_receipt_number: i64,
+    /// Who paid.
+    pub patient_id: i64,
+    /// Their clinic number.
+    pub patient_number: i64,
+    /// Their name.
+    pub patient_name: String,
+    /// Amount given back or cancelled, in minor units (positive).
+    pub amount_minor: i64,
+    /// ISO currency code.
+    pub currency: String,
+    /// How the money went back (a void: the payment's method).
+    pub method: Method,
+    /// Why.
+    pub reason: String,
+    /// Who recorded it (user id).
+    pub recorded_by_id: String,
+    /// Their name.
+    pub recorded_by_name: String,
+    /// When (UTC).
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The longest reason accepted.
+pub const MAX_REASON: usize = 500;
+
+/// Checks a correction's reason: required, at most [`MAX_REASON`] characters.
+pub fn check_reason(reason: &str) -> Result<String, ClinicError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ClinicError::invalid(
+            "reason",
+            "Say why (e.g. charged twice, treatment not given).",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON
+        || reason
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ClinicError::invalid(
+            "reason",
+            format!("A reason is at most {MAX_REASON} characters."),
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+/// Records a refund or void of a payment, with the next receipt number, in one
+/// transaction with its audit row (`entry`, action `create`, entity `refund` or `void`
+/// with the new row's id; the entity is set here). Returns the new row's id.
+///
+/// The rules, checked inside the transaction so two desks cannot both pass them:
+/// a refund is more than zero and at most what remains (the amount less earlier
+/// refunds); a void cancels the whole payment and is refused once any of it was
+/// refunded (refund the rest instead); nothing more can be done to a voided payment.
+/// The audit row names the ids, the amount as people read it and the method; the
+/// reason, free text, stays on the correction's row and the audit row only says it is
+/// kept there.
+pub fn correct(
+    conn: &Db,
+    new: &NewCorrection,
+    at: DateTime<Utc>,
+    entry: Entry,
+) -> Result<i64, ClinicError> {
+    let reason = check_reason(&new.reason)?;
+    if new.kind == CorrectionKind::Refund && new.amount_minor <= 0 {
+        return Err(ClinicError::invalid(
+            "amount",
+            "Enter an amount more than zero.",
+        ));
+    }
+    let new = new.clone();
+    audit::in_transaction(conn, |tx| {
+        let payment = get(&tx, new.payment_id)?;
+        if payment.voided {
+            return Err(ClinicError::Conflict(format!(
+                "Receipt {} was voided: it cannot be refunded or voided again.",
+                payment.receipt_number
+            )));
+        }
+        let remaining = payment.remaining_minor();
+        let amount = match new.kind {
+            CorrectionKind::Refund => {
+                if remaining <= 0 {
+                    return Err(ClinicError::Conflict(format!(
+                        "Receipt {} was refunded in full: nothing remains to refund.",
+                        payment.receipt_number
+                    )));
+                }
+                if new.amount_minor > remaining {
+                    return Err(ClinicError::invalid(
+                        "amount",
+                        format!(
+                            "At most {} remains to refund of this payment.",
+                            money(&payment.currency, remaining)
+                        ),
+                    ));
+                }
+                new.amount_minor
+            }
+            CorrectionKind::Void => {
+                if payment.refunded_minor > 0 {
+                    return Err(ClinicError::Conflict(format!(
+                        "Part of receipt {} was refunded, so it cannot be voided: refund the remaining {} instead.",
+                        payment.receipt_number,
+                        money(&payment.currency, remaining)
+                    )));
+                }
+                payment.amount_minor
+            }
+        };
+        let method = match new.kind {
+            CorrectionKind::Refund => new.method.unwrap_or(payment.method),
+            CorrectionKind::Void => payment.method,
+        };
+        let mut rows = tx.query(
+            &format!(
+                "INSERT INTO payment_corrections (payment_id, kind, receipt_number, amount_minor, currency, method, reason, recorded_by_id, recorded_by_name, recorded_at) \
+                 VALUES (?1, ?2, ({NEXT_RECEIPT}), ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, receipt_number"
+            ),
+            ward_tenancy::sql::params![
+                payment.id,
+                new.kind.as_str(),
+                amount,
+                payment.currency.clone(),
+                method.as_str(),
+                reason.clone(),
+                new.recorded_by_id.clone(),
+                new.recorded_by_name.clone(),
+                format_time(at)
+            ],
+        )?;
+        let row = rows.next()?.ok_or(ClinicError::NotFound)?;
+        let (id, receipt): (i64, i64) = (row.get(0)?, row.get(1)?);
+        drop(rows);
+        audit::record(
+            &tx,
+            &entry.entity(new.kind.as_str(), id).detail(&format!(
+                "{} receipt {receipt} of payment {} (receipt {}), {} by {}; reason kept on {} {id} ({} characters)",
+                new.kind.as_str(),
+                payment.id,
+                payment.receipt_number,
+                money(&payment.currency, amount),
+                method.as_str(),
+                new.kind.as_str(),
+                reason.chars().count()
+            )),
+        )?;
+        Ok(id)
+    })
+}
+
+const SELECT_CORRECTION: &str = "SELECT c.id, c.kind, c.receipt_number, c.payment_id, y.receipt_number, y.patient_id, p.number, p.full_name, c.amount_minor, c.currency, c.method, c.reason, c.recorded_by_id, c.recorded_by_name, c.recorded_at \
+                                 FROM payment_corrections c JOIN payments y ON y.id = c.payment_id JOIN patients p ON p.id = y.patient_id";
+
+fn correction_from_row(row: &ward_tenancy::sql::Row) -> Result<Correction, ClinicError> {
+    let kind: String = row.get(1)?;
+    let method: String = row.get(10)?;
+    let at: String = row.get(14)?;
+    Ok(Correction {
+        id: row.get(0)?,
+        kind: CorrectionKind::parse(&kind).unwrap_or(CorrectionKind::Refund),
+        receipt_number: row.get(2)?,
+        payment_id: row.get(3)?,
+        payment_receipt_number: row.get(4)?,
+        patient_id: row.get(5)?,
+        patient_number: row.get(6)?,
+        patient_name: row.get(7)?,
+        amount_minor: row.get(8)?,
+        currency: row.get(9)?,
+        method: Method::parse(&method).unwrap_or(Method::Other),
+        reason: row.get(11)?,
+        recorded_by_id: row.get(12)?,
+        recorded_by_name: row.get(13)?,
+        recorded_at: parse_time(&at).unwrap_or_default(),
+    })
+}
+
+/// The refund or void with row id `id`.
+pub fn get_correction(conn: &Db, id: i64) -> Result<Correction, ClinicError> {
+    conn.rows(
+        &format!("{SELECT_CORRECTION} WHERE c.id = ?1"),
+        [id],
+        correction_from_row,
+    )?
+    .pop()
+    .ok_or(ClinicError::NotFound)
+}
+
+/// The refunds and void of payment `payment_id`, oldest first.
+pub fn corrections_of(conn: &Db, payment_id: i64) -> Result<Vec<Correction>, ClinicError> {
+    conn.rows(
+        &format!("{SELECT_CORRECTION} WHERE c.payment_id = ?1 ORDER BY c.recorded_at, c.id"),
+        [payment_id],
+        correction_from_row,
+    )
+}
+
+/// Refunds and voids recorded between `from` (inclusive) and `to` (exclusive), oldest
+/// first, whenever the payments they correct were received.
+pub fn corrections_between(
+    conn: &Db,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Correction>, ClinicError> {
+    conn.rows(
+        &format!(
+            "{SELECT_CORRECTION} WHERE c.recorded_at >= ?1 AND c.recorded_at < ?2 ORDER BY c.recorded_at, c.id"
+        ),
+        [format_time(from), format_time(to)],
+        correction_from_row,
+    )
 }
 
 /// A line of the collection report.
@@ -393,70 +720,125 @@ pub struct Total {
     pub label: String,
     /// How many payments.
     pub count: i64,
-    /// Their sum, in minor units.
+    /// Their sum (gross), in minor units.
     pub amount_minor: i64,
+    /// How many refunds.
+    pub refund_count: i64,
+    /// Their sum, in minor units.
+    pub refunds_minor: i64,
+    /// How many voids.
+    pub void_count: i64,
+    /// Their sum, in minor units.
+    pub voids_minor: i64,
 }
 
-/// Totals of a list of payments: per local day, per method, per staff member.
+impl Total {
+    /// What was kept: gross less refunds and voids.
+    pub fn net_minor(&self) -> i64 {
+        self.amount_minor
+            .saturating_sub(self.refunds_minor)
+            .saturating_sub(self.voids_minor)
+    }
+
+    fn add(&mut self, movement: Movement) {
+        match movement {
+            Movement::Payment(a) => {
+                self.count += 1;
+                self.amount_minor = self.amount_minor.saturating_add(a);
+            }
+            Movement::Refund(a) => {
+                self.refund_count += 1;
+                self.refunds_minor = self.refunds_minor.saturating_add(a);
+            }
+            Movement::Void(a) => {
+                self.void_count += 1;
+                self.voids_minor = self.voids_minor.saturating_add(a);
+            }
+        }
+    }
+}
+
+/// Totals of a list of payments and corrections: per local day, per method, per staff
+/// member.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Collection {
     /// Per day in the clinic's timezone, oldest first.
     pub by_day: Vec<Total>,
     /// Per method, in [`Method::ALL`] order, only methods used.
     pub by_method: Vec<Total>,
-    /// Per staff member who recorded payments, by name.
+    /// Per staff member who recorded payments or corrections, by name.
     pub by_staff: Vec<Total>,
     /// Everything.
     pub total: Total,
 }
 
-fn add(list: &mut Vec<(String, Total)>, key: String, label: String, amount: i64) {
+#[derive(Debug, Clone, Copy)]
+enum Movement {
+    Payment(i64),
+    Refund(i64),
+    Void(i64),
+}
+
+fn add(list: &mut Vec<(String, Total)>, key: String, label: String, movement: Movement) {
     match list.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, t)) => {
-            t.count += 1;
-            t.amount_minor = t.amount_minor.saturating_add(amount);
-        }
-        None => list.push((
-            key,
-            Total {
+        Some((_, t)) => t.add(movement),
+        None => {
+            let mut t = Total {
                 label,
-                count: 1,
-                amount_minor: amount,
-            },
-        )),
+                ..Total::default()
+            };
+            t.add(movement);
+            list.push((key, t));
+        }
     }
 }
 
-/// The collection report of `payments`, days in `tz`.
-pub fn collection(payments: &[Payment], tz: Tz) -> Collection {
+/// The collection report of `payments` and `corrections`, days in `tz`. A correction
+/// counts on the day it was recorded, under its own method and the staff member who
+/// recorded it, whenever the payment it corrects was received.
+pub fn collection(payments: &[Payment], corrections: &[Correction], tz: Tz) -> Collection {
     let (mut days, mut methods, mut staff) = (Vec::new(), Vec::new(), Vec::new());
     let mut total = Total {
         label: "Total".into(),
-        count: 0,
-        amount_minor: 0,
+        ..Total::default()
     };
-    for p in payments {
-        let day: NaiveDate = p.received_at.with_timezone(&tz).date_naive();
+    let movements = payments
+        .iter()
+        .map(|p| {
+            (
+                p.received_at,
+                p.method,
+                (&p.recorded_by_id, &p.recorded_by_name),
+                Movement::Payment(p.amount_minor),
+            )
+        })
+        .chain(corrections.iter().map(|c| {
+            (
+                c.recorded_at,
+                c.method,
+                (&c.recorded_by_id, &c.recorded_by_name),
+                match c.kind {
+                    CorrectionKind::Refund => Movement::Refund(c.amount_minor),
+                    CorrectionKind::Void => Movement::Void(c.amount_minor),
+                },
+            )
+        }));
+    for (at, method, (who_id, who_name), movement) in movements {
+        let day: NaiveDate = at.with_timezone(&tz).date_naive();
         add(
             &mut days,
             day.to_string(),
             day.format("%a %-d %b %Y").to_string(),
-            p.amount_minor,
+            movement,
         );
         add(
             &mut methods,
-            p.method.as_str().to_owned(),
-            p.method.label().to_owned(),
-            p.amount_minor,
+            method.as_str().to_owned(),
+            method.label().to_owned(),
+            movement,
         );
-        add(
-            &mut staff,
-            p.recorded_by_id.clone(),
-            p.recorded_by_name.clone(),
-            p.amount_minor,
-        );
-        total.count += 1;
-        total.amount_minor = total.amount_minor.saturating_add(p.amount_minor);
+        add(&mut staff, who_id.clone(), who_name.clone(), movement);
+        total.add(movement);
     }
     days.sort_by(|a, b| a.0.cmp(&b.0));
     methods.sort_by_key(|(k, _)| Method::parse(k));
@@ -482,6 +864,22 @@ pub fn record_print(
             &entry
                 .entity("payment", id)
                 .detail(&format!("receipt {receipt_number}")),
+        )?;
+        Ok(())
+    })
+}
+
+/// Records that the receipt of refund or void `id` was produced for printing (action
+/// `print`).
+pub fn record_correction_print(conn: &Db, c: &Correction, entry: Entry) -> Result<(), ClinicError> {
+    audit::in_transaction(conn, |tx| {
+        audit::record(
+            &tx,
+            &entry.entity(c.kind.as_str(), c.id).detail(&format!(
+                "{} receipt {}",
+                c.kind.as_str(),
+                c.receipt_number
+            )),
         )?;
         Ok(())
     })

@@ -9,6 +9,7 @@ use ward_tenancy::sql::params;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
+use crate::history::{self, Change, Kind, Saved, Version};
 use crate::patients::{check_text, parse_date, time};
 use crate::settings::Currency;
 
@@ -24,7 +25,7 @@ pub const MAX_FEE_MINOR: i64 = 1_000_000_000_000;
 pub type FieldErrors = Vec<(String, String)>;
 
 /// One prescription line.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// Drug name.
     pub drug: String,
@@ -259,8 +260,9 @@ fn check_fee(
     }
 }
 
-/// A checked visit, ready to store.
-#[derive(Debug, Clone, PartialEq)]
+/// A checked visit, ready to store; also the content of one kept version of a visit
+/// (see [`crate::history`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewVisit {
     /// Presenting complaints.
     pub presenting_complaints: String,
@@ -325,6 +327,22 @@ pub struct Visit {
     pub follow_up_on: Option<NaiveDate>,
     /// The fee charged, in minor units of the clinic's currency; `None` if none entered.
     pub fee_minor: Option<i64>,
+    /// Which version the record is at: 1 as first saved, one more for each amendment.
+    pub version: i64,
+}
+
+impl From<&Visit> for NewVisit {
+    fn from(v: &Visit) -> Self {
+        Self {
+            presenting_complaints: v.presenting_complaints.clone(),
+            examination_notes: v.examination_notes.clone(),
+            diagnoses: v.diagnoses.clone(),
+            items: v.items.clone(),
+            advice: v.advice.clone(),
+            follow_up_on: v.follow_up_on,
+            fee_minor: v.fee_minor,
+        }
+    }
 }
 
 /// Records visit `v` of patient `patient_id` by `doctor`, with `entry` (a `create`).
@@ -368,10 +386,23 @@ pub fn create(
             )?;
         }
         insert_items(&tx, "prescription_items", "visit_id", id, &v.items)?;
+        history::insert(
+            &tx,
+            Kind::Visit,
+            id,
+            &v,
+            &Saved {
+                number: 1,
+                actor: &entry.actor,
+                at: entry.at,
+                reason: None,
+            },
+        )?;
         // The log says which record and what it holds in outline; the record itself is
         // the copy of the clinical content.
         let diff = Diff::new()
             .field("patient_id", serde_json::Value::Null, patient_id)
+            .field("version", serde_json::Value::Null, 1)
             .field("diagnoses", serde_json::Value::Null, v.diagnoses.len())
             .field("prescription_items", serde_json::Value::Null, v.items.len())
             .field("fee_minor", serde_json::Value::Null, v.fee_minor);
@@ -429,21 +460,34 @@ fn diff_of(old: &Visit, new: &NewVisit) -> Diff {
     diff
 }
 
-/// Replaces visit `id`'s notes, diagnoses, items, follow-up and fee with `v`, in one
-/// transaction with `entry` (an `update`, with an outline of what changed). The doctor
-/// and time of the visit stay as recorded. Nothing is written (not even an audit row)
-/// when nothing changed. [`ClinicError::NotFound`] if there is no such visit.
-pub fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<(), ClinicError> {
+/// Amends visit `id`: its notes, diagnoses, items, follow-up and fee become `v`, kept as
+/// the visit's next version with `reason` (required, see [`history::check_reason`]) and
+/// the author and time of `entry` (an `update`, with an outline of what changed and the
+/// version numbers: no clinical text). The earlier versions stay as they were written.
+/// The doctor and time of the visit stay as recorded. Nothing is written (not even an
+/// audit row) when nothing changed; returns the version the visit is now at.
+/// [`ClinicError::NotFound`] if there is no such visit.
+pub fn update(
+    conn: &Db,
+    id: i64,
+    v: &NewVisit,
+    reason: &str,
+    entry: Entry,
+) -> Result<i64, ClinicError> {
     let v = v.clone();
+    let reason = reason.to_owned();
     let now = format_time(entry.at);
     audit::in_transaction(conn, |tx| {
         let old = get(&tx, id)?;
-        let diff = diff_of(&old, &v);
+        let mut diff = diff_of(&old, &v);
         if diff.is_empty() {
-            return Ok(());
+            return Ok(old.version);
         }
+        let reason = history::check_reason(&reason)?;
+        let version = old.version + 1;
+        diff.add("version", old.version, version);
         tx.execute(
-            "UPDATE visits SET presenting_complaints = ?2, examination_notes = ?3, advice = ?4, follow_up_on = ?5, fee_minor = ?6, updated_at = ?7 WHERE id = ?1",
+            "UPDATE visits SET presenting_complaints = ?2, examination_notes = ?3, advice = ?4, follow_up_on = ?5, fee_minor = ?6, updated_at = ?7, version = ?8 WHERE id = ?1",
             params![
                 id,
                 v.presenting_complaints.clone(),
@@ -451,7 +495,8 @@ pub fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<(), Clin
                 v.advice.clone(),
                 v.follow_up_on.map(|d| d.to_string()),
                 v.fee_minor,
-                now
+                now,
+                version
             ],
         )?;
         tx.execute("DELETE FROM diagnoses WHERE visit_id = ?1", [id])?;
@@ -463,9 +508,117 @@ pub fn update(conn: &Db, id: i64, v: &NewVisit, entry: Entry) -> Result<(), Clin
         }
         tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])?;
         insert_items(&tx, "prescription_items", "visit_id", id, &v.items)?;
-        audit::record(&tx, &entry.entity("visit", id).diff(diff))?;
-        Ok(())
+        history::insert(
+            &tx,
+            Kind::Visit,
+            id,
+            &v,
+            &Saved {
+                number: version,
+                actor: &entry.actor,
+                at: entry.at,
+                reason: Some(&reason),
+            },
+        )?;
+        audit::record(
+            &tx,
+            &entry.entity("visit", id).diff(diff).detail("amendment"),
+        )?;
+        Ok(version)
     })
+}
+
+/// Every kept version of visit `id`, oldest first (empty if there is no such visit).
+pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewVisit>>, ClinicError> {
+    history::list(conn, Kind::Visit, id)
+}
+
+/// Version `number` of visit `id`, or [`ClinicError::NotFound`].
+pub fn version(conn: &Db, id: i64, number: i64) -> Result<Version<NewVisit>, ClinicError> {
+    history::one(conn, Kind::Visit, id, number)
+}
+
+/// Visit `id` as it read in version `number`: the stored visit (doctor, time, patient)
+/// with that version's content. [`ClinicError::NotFound`] if either does not exist.
+pub fn as_of(conn: &Db, id: i64, number: i64) -> Result<Visit, ClinicError> {
+    let mut visit = get(conn, id)?;
+    if number == visit.version {
+        return Ok(visit);
+    }
+    let v = version(conn, id, number)?.content;
+    visit.presenting_complaints = v.presenting_complaints;
+    visit.examination_notes = v.examination_notes;
+    visit.diagnoses = v.diagnoses;
+    visit.items = v.items;
+    visit.advice = v.advice;
+    visit.follow_up_on = v.follow_up_on;
+    visit.fee_minor = v.fee_minor;
+    visit.version = number;
+    Ok(visit)
+}
+
+/// One prescription line as one line of text, for differences between versions.
+fn item_line(i: &Item) -> String {
+    [&i.drug, &i.dose, &i.frequency, &i.duration, &i.instructions]
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// How version `new` differs from `old`, field by field, readably: free text word by
+/// word, diagnoses and prescription lines entry by entry; `money` formats the fee.
+pub fn changes(old: &NewVisit, new: &NewVisit, money: impl Fn(i64) -> String) -> Vec<Change> {
+    let mut found = Vec::new();
+    for (label, o, n) in [
+        (
+            "Presenting complaints",
+            &old.presenting_complaints,
+            &new.presenting_complaints,
+        ),
+        (
+            "Examination",
+            &old.examination_notes,
+            &new.examination_notes,
+        ),
+    ] {
+        if o != n {
+            found.push(Change::text(label, o, n));
+        }
+    }
+    if old.diagnoses != new.diagnoses {
+        found.push(Change::lines("Diagnoses", &old.diagnoses, &new.diagnoses));
+    }
+    if old.items != new.items {
+        // Word by word across the lines: a changed dose reads as just that.
+        let lines = |items: &[Item]| items.iter().map(item_line).collect::<Vec<_>>().join("\n");
+        found.push(Change::text(
+            "Prescription",
+            &lines(&old.items),
+            &lines(&new.items),
+        ));
+    }
+    if old.advice != new.advice {
+        found.push(Change::text("Advice", &old.advice, &new.advice));
+    }
+    if old.follow_up_on != new.follow_up_on {
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        found.push(Change::value(
+            "Follow-up",
+            &date(old.follow_up_on),
+            &date(new.follow_up_on),
+        ));
+    }
+    if old.fee_minor != new.fee_minor {
+        let fee = |f: Option<i64>| f.map(&money).unwrap_or_default();
+        found.push(Change::value(
+            "Fee",
+            &fee(old.fee_minor),
+            &fee(new.fee_minor),
+        ));
+    }
+    found
 }
 
 fn insert_items(
@@ -526,7 +679,7 @@ fn diagnoses_of(conn: &Db, visit_id: i64) -> Result<Vec<String>, ClinicError> {
     Ok(found)
 }
 
-const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor";
+const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor, version";
 
 fn head_from_row(row: &ward_tenancy::sql::Row) -> Result<Visit, ClinicError> {
     Ok(Visit {
@@ -543,6 +696,7 @@ fn head_from_row(row: &ward_tenancy::sql::Row) -> Result<Visit, ClinicError> {
             .as_deref()
             .and_then(parse_date),
         fee_minor: row.get(9)?,
+        version: row.get(10)?,
         diagnoses: Vec::new(),
         items: Vec::new(),
     })
@@ -803,6 +957,7 @@ mod tests {
             advice: "Rest".into(),
             follow_up_on: NaiveDate::from_ymd_opt(2026, 3, 9),
             fee_minor: Some(125_050),
+            version: 1,
         };
         let form = VisitForm::from_visit(&visit, inr);
         assert_eq!(form.fee, "1250.50");

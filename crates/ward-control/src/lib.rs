@@ -22,6 +22,7 @@ pub mod second_factor;
 pub mod sessions;
 pub mod signup;
 mod store;
+pub mod support;
 pub mod tokens;
 mod users;
 

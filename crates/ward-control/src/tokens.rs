@@ -20,6 +20,8 @@ pub enum Purpose {
     Export,
     /// Finish a sign-in whose password was right by typing the second factor.
     SignInCode,
+    /// Start a support session on an approved grant (`support`).
+    SupportSignIn,
 }
 
 impl Purpose {
@@ -30,6 +32,7 @@ impl Purpose {
             Self::Invite => "invite",
             Self::Export => "export",
             Self::SignInCode => "sign_in_code",
+            Self::SupportSignIn => "support_sign_in",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | visits, diagnoses, prescriptions: view / write | ✓ / ✓ | ✓ / ✓ | – / – | – / – |
 //! | appointments: view / manage | ✓ / ✓ | ✓ / ✓ | ✓ / ✓ | ✓ / – |
 //! | payments, receipts, collection report | ✓ | view | record | ✓ |
+//! | refund or void a payment | ✓ | – | – | ✓ |
 //! | staff, settings, audit log, export, close clinic | ✓ | – | – | – |
 
 use crate::Role;
@@ -31,6 +32,9 @@ pub enum Permission {
     RecordPayments,
     /// See the collection report (totals by method and staff member).
     ViewCollections,
+    /// Refund or void a payment (and print those receipts). Stricter than recording
+    /// one: money going back out is for the owner and billing staff.
+    CorrectPayments,
     /// Invite, change and remove staff.
     ManageStaff,
     /// Change the clinic's settings.
@@ -45,7 +49,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, for matrix tests.
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Self::ViewDemographics,
         Self::EditDemographics,
         Self::ViewClinical,
@@ -55,6 +59,7 @@ impl Permission {
         Self::ViewPayments,
         Self::RecordPayments,
         Self::ViewCollections,
+        Self::CorrectPayments,
         Self::ManageStaff,
         Self::ManageSettings,
         Self::ViewAudit,
@@ -80,6 +85,7 @@ impl Role {
                 | P::ViewPayments => true,
                 P::RecordPayments
                 | P::ViewCollections
+                | P::CorrectPayments
                 | P::ManageStaff
                 | P::ManageSettings
                 | P::ViewAudit
@@ -96,6 +102,7 @@ impl Role {
                 P::ViewClinical
                 | P::WriteClinical
                 | P::ViewCollections
+                | P::CorrectPayments
                 | P::ManageStaff
                 | P::ManageSettings
                 | P::ViewAudit
@@ -107,7 +114,8 @@ impl Role {
                 | P::ViewAppointments
                 | P::ViewPayments
                 | P::RecordPayments
-                | P::ViewCollections => true,
+                | P::ViewCollections
+                | P::CorrectPayments => true,
                 P::EditDemographics
                 | P::ViewClinical
                 | P::WriteClinical
@@ -129,7 +137,7 @@ mod tests {
 
     /// The matrix of the product description, row by row: (permission, owner, doctor,
     /// receptionist, billing).
-    const MATRIX: [(P, bool, bool, bool, bool); 14] = [
+    const MATRIX: [(P, bool, bool, bool, bool); 15] = [
         (P::ViewDemographics, true, true, true, true),
         (P::EditDemographics, true, true, true, false),
         (P::ViewClinical, true, true, false, false),
@@ -139,6 +147,7 @@ mod tests {
         (P::ViewPayments, true, true, true, true),
         (P::RecordPayments, true, false, true, true),
         (P::ViewCollections, true, false, false, true),
+        (P::CorrectPayments, true, false, false, true),
         (P::ManageStaff, true, false, false, false),
         (P::ManageSettings, true, false, false, false),
         (P::ViewAudit, true, false, false, false),

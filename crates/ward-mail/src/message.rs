@@ -62,6 +62,22 @@ pub enum Message {
         /// The account page, to review sessions and the second factor.
         link: String,
     },
+    /// The operator asks an owner to approve a support session, or (emergency) has
+    /// opened one. Never carries the reason: the clinic's support page shows it.
+    SupportAccess {
+        /// The owner's name.
+        name: String,
+        /// The clinic's display name (in the body only).
+        clinic_name: String,
+        /// Who at the operator's end.
+        operator: String,
+        /// How long the session may last.
+        minutes: u32,
+        /// Opened without approval.
+        emergency: bool,
+        /// The clinic's support page.
+        link: String,
+    },
 }
 
 /// A change to how someone signs in, told to them by mail.
@@ -110,6 +126,7 @@ impl Message {
             Message::StaffInvite { .. } => "staff_invite",
             Message::ExportReady { .. } => "export_ready",
             Message::SecurityNotice { .. } => "security_notice",
+            Message::SupportAccess { .. } => "support_access",
         }
     }
 
@@ -123,6 +140,12 @@ impl Message {
             Message::StaffInvite { .. } => "You have been invited to a clinic on Ward",
             Message::ExportReady { .. } => "Your Ward export is ready",
             Message::SecurityNotice { .. } => "A change to how you sign in to Ward",
+            Message::SupportAccess {
+                emergency: false, ..
+            } => "Support asks to look at your clinic on Ward",
+            Message::SupportAccess {
+                emergency: true, ..
+            } => "Emergency support access to your clinic on Ward",
         }
     }
 
@@ -133,7 +156,8 @@ impl Message {
             | Message::ResetPassword { link, .. }
             | Message::StaffInvite { link, .. }
             | Message::ExportReady { link, .. }
-            | Message::SecurityNotice { link, .. } => [link],
+            | Message::SecurityNotice { link, .. }
+            | Message::SupportAccess { link, .. } => [link],
             Message::SignupAttempt { reset_link, .. } => [reset_link],
         }
     }
@@ -215,6 +239,38 @@ impl Message {
                     SecurityNoticeHtml {
                         name: &name,
                         sentence: &sentence,
+                        link,
+                    }
+                    .render()?,
+                )
+            }
+            Message::SupportAccess {
+                name,
+                clinic_name,
+                operator,
+                minutes,
+                emergency,
+                link,
+            } => {
+                let (name, clinic_name, operator) =
+                    (display(name), display(clinic_name), display(operator));
+                let (minutes, emergency) = (*minutes, *emergency);
+                (
+                    SupportAccessText {
+                        name: &name,
+                        clinic_name: &clinic_name,
+                        operator: &operator,
+                        minutes,
+                        emergency,
+                        link,
+                    }
+                    .render()?,
+                    SupportAccessHtml {
+                        name: &name,
+                        clinic_name: &clinic_name,
+                        operator: &operator,
+                        minutes,
+                        emergency,
                         link,
                     }
                     .render()?,
@@ -385,6 +441,28 @@ struct SecurityNoticeHtml<'a> {
     link: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/support_access.txt")]
+struct SupportAccessText<'a> {
+    name: &'a str,
+    clinic_name: &'a str,
+    operator: &'a str,
+    minutes: u32,
+    emergency: bool,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/support_access.html")]
+struct SupportAccessHtml<'a> {
+    name: &'a str,
+    clinic_name: &'a str,
+    operator: &'a str,
+    minutes: u32,
+    emergency: bool,
+    link: &'a str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +494,31 @@ mod tests {
                 link: link.into(),
             },
         ]
+    }
+
+    #[test]
+    fn support_mail_names_the_operator_and_the_length_never_in_the_subject() {
+        let link = "https://ward.example/c/acme/support";
+        for emergency in [false, true] {
+            let m = Message::SupportAccess {
+                name: "Ana".into(),
+                clinic_name: "<b>Acme</b>".into(),
+                operator: "alice".into(),
+                minutes: 30,
+                emergency,
+                link: link.into(),
+            };
+            let r = m.render("Ana").unwrap();
+            assert_eq!(r.subject, m.subject());
+            for word in ["alice", "Acme", "30"] {
+                assert!(!r.subject.contains(word), "{}", r.subject);
+                assert!(r.text.contains(word), "{word}: {}", r.text);
+            }
+            assert_eq!(links_in(&r.text).collect::<Vec<_>>(), vec![link]);
+            assert!(r.html.contains(&format!("href=\"{link}\"")));
+            assert!(!r.html.contains("<b>Acme"), "escaped: {}", r.html);
+            assert_eq!(r.text.contains("without waiting for approval"), emergency);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
     accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
-    second_factor, settings, signup, staff, visits,
+    second_factor, settings, signup, staff, support, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -163,6 +163,17 @@ pub fn router(app: Arc<App>) -> Router {
             get(settings::settings_get).post(settings::settings_post),
         )
         .route("/c/{slug}/audit", get(audit::audit_get))
+        // Support access: the owners' answers, the operator's one-time link.
+        .route("/c/{slug}/support", get(support::support_get))
+        .route(
+            "/c/{slug}/support/{id}/approve",
+            post(support::approve_post),
+        )
+        .route("/c/{slug}/support/{id}/refuse", post(support::refuse_post))
+        .route("/c/{slug}/support/{id}/end", post(support::end_post))
+        .route("/support/start", post(support::start_post))
+        .route("/support/end", post(support::end_self_post))
+        .route("/support/{token}", get(support::start_get))
         .route(
             "/invite",
             get(staff::invite_get).post(staff::invite_post_accept),
@@ -176,12 +187,21 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/c/{slug}/patients/{id}", get(patients::show_get))
         .route(
+            "/c/{slug}/patients/{id}/history",
+            get(patients::history_get),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/access",
+            get(audit::patient_access_get),
+        )
+        .route(
             "/c/{slug}/patients/{id}/edit",
             get(patients::edit_get).post(patients::edit_post),
         )
         .route("/c/{slug}/patients/{id}/visits/new", get(visits::new_get))
         .route("/c/{slug}/patients/{id}/visits", post(visits::create_post))
         .route("/c/{slug}/visits/{id}", get(visits::show_get))
+        .route("/c/{slug}/visits/{id}/history", get(visits::history_get))
         .route(
             "/c/{slug}/visits/{id}/edit",
             get(visits::edit_get).post(visits::edit_post),
@@ -213,6 +233,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/c/{slug}/payments/{id}/receipt",
             get(payments::receipt_get),
+        )
+        .route(
+            "/c/{slug}/payments/{id}/refund",
+            get(payments::correct_get).post(payments::correct_post),
+        )
+        .route(
+            "/c/{slug}/payments/{id}/void",
+            get(payments::correct_get).post(payments::correct_post),
+        )
+        .route(
+            "/c/{slug}/corrections/{id}/receipt",
+            get(payments::correction_receipt_get),
         )
         // Taking the data away, and closing.
         .route(

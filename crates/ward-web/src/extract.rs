@@ -11,7 +11,7 @@ use ward_core::{ClinicId, ClinicStatus, Permission, Role, Slug};
 use ward_tenancy::TenantHandle;
 
 use crate::client_ip::client_ip;
-use crate::session::{CsrfToken, ResolvedSession};
+use crate::session::{CsrfToken, ResolvedSession, ResolvedSupport};
 use crate::views::pages;
 use crate::{AppError, AppState};
 
@@ -137,11 +137,15 @@ pub struct ClinicAccess {
     pub second_factor_due: Option<chrono::DateTime<chrono::Utc>>,
     /// The open database.
     pub tenant: TenantHandle,
+    /// A support session's grant: the operator, seen as a read-only owner.
+    pub support: Option<crate::views::support::SupportInfo>,
+    /// For an owner: support requests waiting and the open support session.
+    pub support_notice: Option<crate::views::support::OwnerNotice>,
 }
 
 #[derive(serde::Deserialize)]
-struct SlugParam {
-    slug: String,
+pub(crate) struct SlugParam {
+    pub(crate) slug: String,
 }
 
 impl FromRequestParts<AppState> for ClinicAccess {
@@ -151,6 +155,9 @@ impl FromRequestParts<AppState> for ClinicAccess {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(ResolvedSupport(Some(support))) = parts.extensions.get().cloned() {
+            return crate::views::support::clinic_access(parts, state, support).await;
+        }
         let CurrentUser(session) = CurrentUser::from_request_parts(parts, state).await?;
         let Path(SlugParam { slug }) = Path::<SlugParam>::from_request_parts(parts, state)
             .await
@@ -219,6 +226,14 @@ impl FromRequestParts<AppState> for ClinicAccess {
             .map_err(|e| AppError::from(e).into_response())?;
         let ip = client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
             .map(|ip| ip.to_string());
+        let support_notice = match role {
+            Role::Owner => Some(
+                crate::views::support::owner_notice(state, clinic_id)
+                    .await
+                    .map_err(IntoResponse::into_response)?,
+            ),
+            _ => None,
+        };
         Ok(Self {
             session,
             ip,
@@ -227,6 +242,8 @@ impl FromRequestParts<AppState> for ClinicAccess {
             role,
             second_factor_due,
             tenant,
+            support: None,
+            support_notice,
         })
     }
 }
@@ -234,7 +251,7 @@ impl FromRequestParts<AppState> for ClinicAccess {
 impl ClinicAccess {
     /// `Ok` if the user's role allows `p`, otherwise the 403 page.
     pub fn require(&self, p: Permission) -> Result<(), AppError> {
-        if self.role.can(p) {
+        if self.can(p) {
             Ok(())
         } else {
             Err(AppError::Forbidden)
@@ -245,6 +262,10 @@ impl ClinicAccess {
     /// factor when they have one); otherwise the error that asks them to confirm and
     /// then come back to `back`, a page of this clinic (e.g. `staff`).
     pub fn require_fresh(&self, app: &crate::App, back: &str) -> Result<(), AppError> {
+        if self.support.is_some() {
+            // A support session has no password or second factor to confirm.
+            return Err(AppError::Forbidden);
+        }
         crate::views::second_factor::require_fresh(
             app,
             &self.session,
@@ -254,11 +275,14 @@ impl ClinicAccess {
 
     /// Whether the user's role allows `p` (to show or hide links and sections).
     pub fn can(&self, p: Permission) -> bool {
-        self.role.can(p)
+        self.role.can(p) && (self.support.is_none() || !crate::views::support::NEVER.contains(&p))
     }
 
     /// The user as the audit log records them: id, name and role at this moment.
     pub fn actor(&self) -> Actor {
+        if let Some(s) = &self.support {
+            return crate::support_access::actor(&s.grant);
+        }
         Actor::User {
             id: self.session.user.id.clone(),
             name: self.session.user.name.clone(),
@@ -281,5 +305,31 @@ impl ClinicAccess {
         app.audit
             .note_view_in(&self.tenant, entry)
             .map_err(|e| AppError::Internal(Box::new(e)))
+    }
+
+    /// Queues one `view` of each patient a page listed (`patients`, in any order, repeats
+    /// noted once), with `what` naming the list ("patient list", "today's appointments").
+    /// A patient is *shown* when the page names them: a row of a list, a search result,
+    /// an appointment on a day's book. So "accessed by" includes everyone who saw the
+    /// patient in a list, not only those who opened the record.
+    pub fn note_shown(
+        &self,
+        app: &AppState,
+        patients: impl IntoIterator<Item = i64>,
+        what: &str,
+    ) -> Result<(), AppError> {
+        let now = app.clock.now();
+        let mut seen = std::collections::BTreeSet::new();
+        for id in patients {
+            if seen.insert(id) {
+                self.note_view(
+                    app,
+                    self.audit_entry(now, Action::View)
+                        .entity("patient", id)
+                        .detail(what),
+                )?;
+            }
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub mod observe;
 pub mod operator;
 pub mod session;
 pub mod status;
+pub mod support_access;
 mod views;
 
 pub use views::export::{requeue_interrupted as requeue_export_jobs, run_export_jobs};

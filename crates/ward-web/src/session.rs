@@ -17,6 +17,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use sha2::{Digest, Sha256};
 use ward_control::Session;
 use ward_control::sessions::random_token;
+use ward_control::support::SupportSession;
 
 use crate::views::pages;
 use crate::{AppError, AppState, WebConfig};
@@ -27,6 +28,11 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 /// The session resolved for this request, if any.
 #[derive(Clone)]
 pub struct ResolvedSession(pub Option<Session>);
+
+/// The support session resolved for this request, if any: a cookie names either a
+/// user's session or a support session, never both. Pages outside a clinic see no one.
+#[derive(Clone)]
+pub struct ResolvedSupport(pub Option<SupportSession>);
 
 /// The CSRF token forms on this page must carry. A new pre-session token is only sent
 /// as a cookie if a handler actually put it in a form (`used`): otherwise a browser's
@@ -171,15 +177,23 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
         },
         None => None,
     };
+    let support = match (&session, jar.get(session_cookie_name(&app.config))) {
+        (None, Some(c)) => match app.control.support_session(c.value()).await {
+            Ok(s) => s,
+            Err(e) => return AppError::from(e).into_response(),
+        },
+        _ => None,
+    };
     let pre_csrf = jar
         .get(csrf_cookie_name(&app.config))
         .map(|c| c.value().to_owned())
         .filter(|v| v.len() == 64);
     let mut new_pre_csrf = None;
-    let csrf = match (&session, &pre_csrf) {
-        (Some(s), _) => s.csrf_token.clone(),
-        (None, Some(v)) => v.clone(),
-        (None, None) => {
+    let csrf = match (&session, &support, &pre_csrf) {
+        (Some(s), _, _) => s.csrf_token.clone(),
+        (None, Some(s), _) => s.csrf_token.clone(),
+        (None, None, Some(v)) => v.clone(),
+        (None, None, None) => {
             let t = random_token();
             new_pre_csrf = Some(t.clone());
             t
@@ -223,6 +237,7 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
     };
 
     parts.extensions.insert(ResolvedSession(session.clone()));
+    parts.extensions.insert(ResolvedSupport(support));
     let used = new_pre_csrf
         .as_ref()
         .map(|_| Arc::new(AtomicBool::new(false)));

@@ -138,6 +138,77 @@ pub enum Command {
     /// Show the platform's health: clinics, failing clinics, backups, mail, jobs; exit 1
     /// when degraded.
     Status(StatusOpts),
+    /// Look at one clinic as support, for at most 30 minutes, with its owners' approval:
+    /// request, see the answer, get the one-time sign-in link, end it (docs/support.md).
+    #[command(subcommand)]
+    Support(SupportCommand),
+}
+
+/// `ward support`.
+#[derive(Debug, Subcommand)]
+pub enum SupportCommand {
+    /// Ask a clinic's owners for a support session: they are mailed and see a notice on
+    /// their pages, and approve (read only, or with changes) or refuse. Nothing opens
+    /// before an owner approves, except with --emergency.
+    Request(SupportRequestOpts),
+    /// A clinic's support grants, newest first, with their state and times.
+    Status {
+        /// The clinic, by short name or id.
+        #[arg(long)]
+        clinic: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a fresh one-time sign-in link for an approved grant whose session has not
+    /// started. It works once, for 10 minutes at most, and never past the grant's end.
+    Link {
+        /// The grant's number (from `ward support request` or `ward support status`).
+        #[arg(long)]
+        grant: i64,
+        /// The address users reach Ward at, e.g. https://ward.example.com.
+        #[arg(long, env = "WARD_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// End a grant now: a pending request is withdrawn, an open session is signed out at
+    /// its next page.
+    End {
+        /// The grant's number.
+        #[arg(long)]
+        grant: i64,
+    },
+}
+
+/// `ward support request`.
+#[derive(Debug, Args)]
+pub struct SupportRequestOpts {
+    /// The clinic, by short name or id.
+    #[arg(long)]
+    pub clinic: String,
+    /// Why, in words the clinic's owners understand; shown to them and kept on every
+    /// audit row the session writes.
+    #[arg(long)]
+    pub reason: String,
+    /// How long the session may last once approved: 1 to 30 minutes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=30))]
+    pub minutes: u32,
+    /// Ask to make changes, not only look (the owner decides).
+    #[arg(long)]
+    pub write: bool,
+    /// Open the session at once without approval, for an emergency: read only, the
+    /// owners are mailed immediately and the audit log marks every row as emergency
+    /// support.
+    #[arg(long)]
+    pub emergency: bool,
+    /// The address users reach Ward at, e.g. https://ward.example.com: the owners' mail
+    /// and the sign-in link point there.
+    #[arg(long, env = "WARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub mail: MailOpts,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ward keys`.
@@ -226,6 +297,19 @@ pub struct ExportOpts {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `json`: the ward-export document (`ward import` reads it); `csv`: a zip of one
+    /// CSV file per table, for spreadsheet apps.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+    pub format: ExportFormat,
+}
+
+/// What `ward export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The ward-export JSON document.
+    Json,
+    /// A zip of CSV files, one per table.
+    Csv,
 }
 
 /// `ward import`.

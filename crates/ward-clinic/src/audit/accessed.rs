@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ward_tenancy::Db;
 
+use super::search::{COLUMNS, row_of};
 use super::{AuditError, Filter, MAX_PAGE, search};
+use crate::audit::AuditRow;
 
 /// One access to a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +25,29 @@ pub struct Access {
     pub action: String,
     /// From where.
     pub ip: Option<String>,
+    /// Which kind of record (`patient`, `visit`, `appointment`, `payment`).
+    pub entity_type: Option<String>,
+    /// Which record.
+    pub entity_id: Option<String>,
+    /// What else the row says (which list showed the patient, which version, …).
+    pub detail: Option<String>,
+}
+
+impl From<AuditRow> for Access {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            at: r.at,
+            actor_kind: r.actor_kind,
+            actor_id: r.actor_id,
+            actor_name: r.actor_name,
+            actor_role: r.actor_role,
+            action: r.action,
+            ip: r.ip,
+            entity_type: r.entity_type,
+            entity_id: r.entity_id,
+            detail: r.detail,
+        }
+    }
 }
 
 /// The newest `limit` accesses (at most [`MAX_PAGE`]) to the record `entity_type`
@@ -41,14 +66,57 @@ pub fn accessed_by(
     };
     Ok(search(conn, &filter, None, limit.min(MAX_PAGE))?
         .into_iter()
-        .map(|r| Access {
-            at: r.at,
-            actor_kind: r.actor_kind,
-            actor_id: r.actor_id,
-            actor_name: r.actor_name,
-            actor_role: r.actor_role,
-            action: r.action,
-            ip: r.ip,
-        })
+        .map(Access::from)
         .collect())
+}
+
+/// The most rows [`accessed_by_patient`] returns: years of a busy patient's accesses.
+pub const MAX_PATIENT_REPORT: u32 = 5_000;
+
+/// The newest `limit` accesses (at most [`MAX_PATIENT_REPORT`]) to anything about patient
+/// `patient_id`, newest first: the patient record itself (including every list that
+/// showed them), their visits, appointments, payments and the payments' refunds and voids. Each part is read through the
+/// `audit_log_by_entity` index.
+pub fn accessed_by_patient(
+    conn: &Db,
+    patient_id: i64,
+    limit: u32,
+) -> Result<Vec<Access>, AuditError> {
+    // Each kind of record, and the ids of the patient's records of that kind.
+    let parts = [
+        ("patient", "SELECT CAST(?1 AS TEXT)"),
+        (
+            "visit",
+            "SELECT CAST(id AS TEXT) FROM visits WHERE patient_id = ?1",
+        ),
+        (
+            "appointment",
+            "SELECT CAST(id AS TEXT) FROM appointments WHERE patient_id = ?1",
+        ),
+        (
+            "payment",
+            "SELECT CAST(id AS TEXT) FROM payments WHERE patient_id = ?1",
+        ),
+        (
+            "refund",
+            "SELECT CAST(c.id AS TEXT) FROM payment_corrections c JOIN payments p ON p.id = c.payment_id WHERE p.patient_id = ?1 AND c.kind = 'refund'",
+        ),
+        (
+            "void",
+            "SELECT CAST(c.id AS TEXT) FROM payment_corrections c JOIN payments p ON p.id = c.payment_id WHERE p.patient_id = ?1 AND c.kind = 'void'",
+        ),
+    ];
+    let sql = parts
+        .iter()
+        .map(|(kind, ids)| {
+            format!(
+                "SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity WHERE entity_type = '{kind}' AND entity_id IN ({ids})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+        + " ORDER BY at DESC, seq DESC LIMIT ?2";
+    let limit = i64::from(limit.min(MAX_PATIENT_REPORT));
+    let rows = conn.rows(&sql, ward_tenancy::sql::params![patient_id, limit], row_of)?;
+    Ok(rows.into_iter().map(Access::from).collect())
 }

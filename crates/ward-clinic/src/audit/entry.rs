@@ -27,6 +27,19 @@ pub enum Actor {
         /// Who at the operator's end (the login name running the command).
         name: String,
     },
+    /// The operator inside the clinic through a support session (`docs/support.md`):
+    /// stored as an operator row named "Support (…)", with the grant as its id and the
+    /// grant's reason on every row.
+    Support {
+        /// Who at the operator's end.
+        operator: String,
+        /// The reason the owners saw.
+        reason: String,
+        /// The grant's number.
+        grant: i64,
+        /// Opened without approval.
+        emergency: bool,
+    },
     /// Ward itself (scheduled jobs, retention).
     System {
         /// Which part of Ward.
@@ -39,30 +52,49 @@ impl Actor {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::User { .. } => "user",
-            Self::Operator { .. } => "operator",
+            // The log's kinds are fixed: support is the operator, named as such.
+            Self::Operator { .. } | Self::Support { .. } => "operator",
             Self::System { .. } => "system",
         }
     }
 
-    fn id(&self) -> Option<&str> {
+    /// The stored `actor_id`: the user's id, `support:<grant>`, or none.
+    pub(crate) fn id(&self) -> Option<String> {
         match self {
-            Self::User { id, .. } => Some(id),
+            Self::User { id, .. } => Some(id.clone()),
+            Self::Support { grant, .. } => Some(support_actor_id(*grant)),
             Self::Operator { .. } | Self::System { .. } => None,
         }
     }
 
-    fn name(&self) -> &str {
+    /// The stored `actor_name`.
+    pub(crate) fn name(&self) -> String {
         match self {
-            Self::User { name, .. } | Self::Operator { name } | Self::System { name } => name,
+            Self::User { name, .. } | Self::Operator { name } | Self::System { name } => {
+                name.clone()
+            }
+            Self::Support { operator, .. } => format!("Support ({operator})"),
         }
     }
 
     fn role(&self) -> Option<&'static str> {
         match self {
             Self::User { role, .. } => Some(role.as_str()),
+            Self::Support {
+                emergency: false, ..
+            } => Some("support"),
+            Self::Support {
+                emergency: true, ..
+            } => Some("emergency support"),
             Self::Operator { .. } | Self::System { .. } => None,
         }
     }
+}
+
+/// The `actor_id` of every row a support grant's session writes (the audit page filters
+/// by it).
+pub fn support_actor_id(grant: i64) -> String {
+    format!("support:{grant}")
 }
 
 /// What was done.
@@ -83,15 +115,20 @@ pub enum Action {
     Export,
     /// A member signed in to the clinic.
     Login,
+    /// A member signed out.
+    Logout,
     /// The clinic's data was restored from a backup.
     Restore,
     /// The operator accessed the clinic's data (always with a reason).
     OperatorAccess,
+    /// A support grant was requested, approved, refused, started, ended or expired (the
+    /// detail says which).
+    Support,
 }
 
 impl Action {
     /// Every action, in display order.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 11] = [
         Self::View,
         Self::Create,
         Self::Update,
@@ -99,8 +136,10 @@ impl Action {
         Self::Print,
         Self::Export,
         Self::Login,
+        Self::Logout,
         Self::Restore,
         Self::OperatorAccess,
+        Self::Support,
     ];
 
     /// The stored form.
@@ -113,8 +152,10 @@ impl Action {
             Self::Print => "print",
             Self::Export => "export",
             Self::Login => "login",
+            Self::Logout => "logout",
             Self::Restore => "restore",
             Self::OperatorAccess => "operator_access",
+            Self::Support => "support",
         }
     }
 
@@ -262,15 +303,16 @@ impl Entry {
     /// Refuses entries the log must never hold.
     pub(crate) fn validate(&self) -> Result<(), AuditError> {
         let blank = |s: &str| s.trim().is_empty();
-        if blank(self.actor.name()) {
+        if blank(&self.actor.name()) {
             return Err(AuditError::Invalid("an audit entry names its actor"));
         }
-        if self.actor.id().is_some_and(blank) {
+        if self.actor.id().is_some_and(|id| blank(&id)) {
             return Err(AuditError::Invalid(
                 "a user's audit entry carries the user id",
             ));
         }
         if matches!(self.actor, Actor::Operator { .. }) && self.reason.as_deref().is_none_or(blank)
+            || matches!(&self.actor, Actor::Support { reason, .. } if blank(reason))
         {
             return Err(AuditError::Invalid(
                 "every access by the operator states a reason",
@@ -282,19 +324,31 @@ impl Entry {
         Ok(())
     }
 
+    /// The reason column: a support session's every row carries the grant's reason,
+    /// followed by the row's own when it has one (an edit's reason, say).
+    fn stored_reason(&self) -> Option<String> {
+        match (&self.actor, &self.reason) {
+            (Actor::Support { reason, .. }, Some(own)) if own.trim() != reason.trim() => {
+                Some(format!("{} — {}", reason.trim(), own.trim()))
+            }
+            (Actor::Support { reason, .. }, _) => Some(reason.trim().to_owned()),
+            (_, own) => own.clone(),
+        }
+    }
+
     /// The stored column values, in the order of [`super::CHAINED_COLUMNS`] after `seq`.
     pub(crate) fn columns(&self) -> StoredColumns {
         StoredColumns {
             at: ward_core::format_time(self.at),
             actor_kind: self.actor.kind(),
-            actor_id: self.actor.id().map(str::to_owned),
-            actor_name: self.actor.name().to_owned(),
+            actor_id: self.actor.id(),
+            actor_name: self.actor.name(),
             actor_role: self.actor.role(),
             ip: self.ip.clone(),
             action: self.action.as_str(),
             entity_type: self.entity_type.clone(),
             entity_id: self.entity_id.clone(),
-            reason: self.reason.clone(),
+            reason: self.stored_reason(),
             diff: self.diff.as_ref().map(Diff::to_json),
             detail: self.detail.clone(),
         }

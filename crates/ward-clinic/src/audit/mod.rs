@@ -24,9 +24,9 @@ use chrono::{DateTime, Utc};
 use ward_core::chain::{self, Field, GENESIS};
 use ward_tenancy::Db;
 
-pub use accessed::{Access, accessed_by};
+pub use accessed::{Access, MAX_PATIENT_REPORT, accessed_by, accessed_by_patient};
 pub use anchor::{AnchorRun, AnchorSink, Anchorer, BoxError};
-pub use entry::{Action, Actor, Diff, Entry};
+pub use entry::{Action, Actor, Diff, Entry, support_actor_id};
 pub use reads::{FlushOutcome, ReadAuditConfig, ReadAuditStats, ReadAuditor};
 pub use search::{AuditRow, Filter, MAX_PAGE, search};
 pub use verify::{integrity_check, verify_chain};

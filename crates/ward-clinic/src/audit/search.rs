@@ -80,10 +80,7 @@ pub fn search(
     } else {
         "audit_log_by_at"
     };
-    let mut sql = format!(
-        "SELECT seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail \
-         FROM audit_log INDEXED BY {index} WHERE 1"
-    );
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_log INDEXED BY {index} WHERE 1");
     let mut params: Vec<Value> = Vec::new();
     // Appends `clause` with its one `?` numbered for `value`; only fixed text reaches SQL.
     let bind = |sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value| {
@@ -157,23 +154,29 @@ pub fn search(
         i64::from(limit.min(MAX_PAGE)).into(),
     );
 
-    conn.rows(&sql, params, |row| {
-        let at: String = row.get(1)?;
-        Ok(AuditRow {
-            seq: row.get(0)?,
-            at: parse_time(&at).ok_or(AuditError::Invalid("an audit row holds an invalid time"))?,
-            actor_kind: row.get(2)?,
-            actor_id: row.get(3)?,
-            actor_name: row.get(4)?,
-            actor_role: row.get(5)?,
-            ip: row.get(6)?,
-            action: row.get(7)?,
-            entity_type: row.get(8)?,
-            entity_id: row.get(9)?,
-            reason: row.get(10)?,
-            diff: row.get(11)?,
-            detail: row.get(12)?,
-        })
+    conn.rows(&sql, params, row_of)
+}
+
+/// The columns [`row_of`] reads, in order.
+pub(super) const COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail";
+
+/// One row selected with [`COLUMNS`].
+pub(super) fn row_of(row: &ward_tenancy::sql::Row) -> Result<AuditRow, AuditError> {
+    let at: String = row.get(1)?;
+    Ok(AuditRow {
+        seq: row.get(0)?,
+        at: parse_time(&at).ok_or(AuditError::Invalid("an audit row holds an invalid time"))?,
+        actor_kind: row.get(2)?,
+        actor_id: row.get(3)?,
+        actor_name: row.get(4)?,
+        actor_role: row.get(5)?,
+        ip: row.get(6)?,
+        action: row.get(7)?,
+        entity_type: row.get(8)?,
+        entity_id: row.get(9)?,
+        reason: row.get(10)?,
+        diff: row.get(11)?,
+        detail: row.get(12)?,
     })
 }
 

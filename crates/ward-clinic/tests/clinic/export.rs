@@ -69,6 +69,13 @@ pub fn fill(conn: &ward_tenancy::Db, patients: i64) {
         "INSERT INTO payments (id, receipt_number, patient_id, visit_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) \
          VALUES (1, 1, 1, 1, 45000, 'EUR', 'cash', '', 'u1', 'Dr. Rao', '2026-03-01T10:00:00.000Z')",
         "INSERT INTO payment_items (payment_id, position, description, amount_minor) VALUES (1, 0, 'Consultation', 45000)",
+        "INSERT INTO patient_versions (patient_id, version, content, author_id, author_name, saved_at, reason) \
+         SELECT id, 1, json_object('full_name', full_name, 'notes', notes), 'u1', 'Dr. Rao', created_at, NULL FROM patients",
+        "INSERT INTO visit_versions (visit_id, version, content, author_id, author_name, saved_at, reason) \
+         VALUES (1, 1, '{\"presenting_complaints\":\"cough\"}', 'u1', 'Dr. Rao', '2026-03-01T09:30:00.000Z', NULL), \
+                (1, 2, '{\"presenting_complaints\":\"cough, wheeze\"}', 'u1', 'Dr. Rao', '2026-03-01T09:40:00.000Z', 'heard a wheeze')",
+        "INSERT INTO payment_corrections (id, payment_id, kind, receipt_number, amount_minor, currency, method, reason, recorded_by_id, recorded_by_name, recorded_at) \
+         VALUES (1, 1, 'refund', 2, 5000, 'EUR', 'card', 'charged for a dressing not given', 'u1', 'Dr. Rao', '2026-03-01T11:00:00.000Z')",
     ] {
         conn.execute(sql, ()).unwrap();
     }
@@ -229,6 +236,18 @@ async fn export_import_export_round_trips() {
         second["tables"].as_object().unwrap(),
     );
     assert_eq!(t1.keys().collect::<Vec<_>>(), t2.keys().collect::<Vec<_>>());
+    // Refunds and voids come along, and still count against the payment.
+    assert_eq!(
+        t2["payment_corrections"]["rows"].as_array().unwrap().len(),
+        1
+    );
+    let account = tp
+        .with(&b, |conn| ward_clinic::payments::account(&conn, 1).unwrap())
+        .await;
+    assert_eq!(
+        (account.paid_minor, account.refunded_minor),
+        (40_000, 5_000)
+    );
     for (name, table) in t1 {
         if name == "audit_log" {
             let r1 = table["rows"].as_array().unwrap();
@@ -336,4 +355,154 @@ async fn bad_files_are_refused_with_a_clear_message() {
         })
         .await;
     assert!(err.contains("does not verify"), "{err}");
+}
+
+/// The files of a zip, by name.
+fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        out.insert(f.name().unwrap().into_owned(), data);
+    }
+    out
+}
+
+/// A CSV file's rows (header first), after checking its byte-order mark.
+fn csv_rows(file: &[u8]) -> Vec<Vec<String>> {
+    let body = file
+        .strip_prefix(ward_clinic::export_csv::BOM)
+        .unwrap_or_else(|| panic!("every file starts with the UTF-8 byte-order mark"));
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(body)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_csv_export_is_a_zip_of_one_csv_per_table_with_money_in_both_forms() {
+    let tp = TestPlatform::new().await;
+    let c = tp.clinic("Acme Clinic").await;
+    tp.with(&c, |conn| fill(&conn, 3)).await;
+    let h = header(&c);
+    let (bytes, summary, tables) = tp
+        .with(&c, |conn| {
+            let mut out = Vec::new();
+            let summary = ward_clinic::export_csv::write_csv_zip(&conn, &h, &mut out).unwrap();
+            (out, summary, export::tables(&conn).unwrap())
+        })
+        .await;
+    assert_eq!(summary.bytes, bytes.len() as u64);
+    let files = unzip(&bytes);
+    let mut expected: Vec<String> = tables.iter().map(|t| format!("{t}.csv")).collect();
+    expected.extend(["export.csv".to_owned(), "staff.csv".to_owned()]);
+    expected.sort();
+    assert_eq!(files.keys().cloned().collect::<Vec<_>>(), expected);
+    for (name, data) in &files {
+        let text = std::str::from_utf8(data).unwrap();
+        assert!(text.starts_with('\u{feff}'), "{name} has a BOM");
+        assert!(
+            text.ends_with("\r\n"),
+            "{name} ends its last line with CRLF"
+        );
+    }
+
+    let payments = csv_rows(&files["payments.csv"]);
+    assert_eq!(
+        payments[0],
+        [
+            "id",
+            "receipt_number",
+            "patient_id",
+            "visit_id",
+            "amount_minor",
+            "amount",
+            "currency",
+            "method",
+            "reference",
+            "recorded_by_id",
+            "recorded_by_name",
+            "received_at"
+        ]
+    );
+    assert_eq!(
+        payments[1],
+        [
+            "1",
+            "1",
+            "1",
+            "1",
+            "45000",
+            "450.00",
+            "EUR",
+            "cash",
+            "",
+            "u1",
+            "Dr. Rao",
+            "2026-03-01T10:00:00.000Z"
+        ]
+    );
+    let refunds = csv_rows(&files["payment_corrections.csv"]);
+    assert_eq!(
+        refunds[0][..7],
+        [
+            "id",
+            "payment_id",
+            "kind",
+            "receipt_number",
+            "amount_minor",
+            "amount",
+            "currency"
+        ]
+    );
+    assert_eq!(
+        refunds[1][..9],
+        [
+            "1",
+            "1",
+            "refund",
+            "2",
+            "5000",
+            "50.00",
+            "EUR",
+            "card",
+            "charged for a dressing not given"
+        ]
+    );
+    // A money column without a currency of its own is in the clinic's (INR by default);
+    // no fee is an empty cell in both columns.
+    let visits = csv_rows(&files["visits.csv"]);
+    let fee = visits[0].iter().position(|c| c == "fee_minor").unwrap();
+    assert_eq!(visits[0][fee + 1], "fee");
+    assert_eq!(visits[1][fee..fee + 2], ["", ""]);
+    // Names keep their accents; the patient register is complete.
+    let patients = csv_rows(&files["patients.csv"]);
+    assert_eq!(patients.len(), 1 + 3);
+    assert!(
+        patients.iter().any(|r| r.iter().any(|v| v == CANARY)),
+        "{patients:?}"
+    );
+    let staff = csv_rows(&files["staff.csv"]);
+    assert_eq!(
+        staff[1],
+        [
+            "u1",
+            "Owner One",
+            "owner@example.com",
+            "owner",
+            &format_time(start())
+        ]
+    );
+    let about = csv_rows(&files["export.csv"]);
+    assert_eq!(about[1][0], "ward-export");
+    assert_eq!(about[1][3], c.slug.to_string());
+    // Audit hashes are hex, as in the JSON export.
+    let audit = csv_rows(&files["audit_log.csv"]);
+    let hash = audit[0].iter().position(|c| c == "hash").unwrap();
+    assert_eq!(audit[1][hash].len(), 64);
 }

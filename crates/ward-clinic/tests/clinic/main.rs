@@ -11,6 +11,7 @@ mod anchors;
 mod audit_log;
 mod export;
 mod lifecycle;
+mod payment_corrections;
 mod reads;
 mod search;
 mod support;

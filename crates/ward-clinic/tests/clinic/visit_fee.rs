@@ -27,8 +27,8 @@ async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration])
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
     let dir = tempfile::tempdir().unwrap();
-    let before = &TENANT[..TENANT.len() - 1];
-    assert_eq!(TENANT.last().unwrap().name, "visit_fee");
+    let fee = TENANT.iter().position(|m| m.name == "visit_fee").unwrap();
+    let before = &TENANT[..fee];
 
     // A clinic on the schema before fees, with a patient, a visit and a payment.
     let old = platform(dir.path(), before).await;
@@ -47,6 +47,8 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
             conn.execute_batch(
                 "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, created_at, updated_at) VALUES (1, 'd', 'Dr Old', '2026-01-01T00:00:00.000Z', 'Cough', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO diagnoses (visit_id, position, text) VALUES (1, 1, 'Asthma'), (1, 0, 'Bronchitis');
+                 INSERT INTO prescription_items (visit_id, position, drug, dose) VALUES (1, 1, 'Honey \"raw\"', ''), (1, 0, 'Salbutamol', '2 puffs');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
             )
             .unwrap();
@@ -79,14 +81,47 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
             let valid = form
                 .validate(s.local(start()).date_naive(), &s.currency)
                 .unwrap();
-            visits::update(
+            // A correction needs a reason; refused without one, nothing written.
+            let refused = visits::update(
                 &conn,
                 1,
                 &valid,
+                " ",
+                Entry::new(start(), doctor(), Action::Update),
+            );
+            assert!(
+                matches!(
+                    refused,
+                    Err(ward_clinic::ClinicError::Invalid {
+                        field: "reason",
+                        ..
+                    })
+                ),
+                "{refused:?}"
+            );
+            assert_eq!(visits::get(&conn, 1).unwrap().fee_minor, None);
+            let version = visits::update(
+                &conn,
+                1,
+                &valid,
+                "fee was not entered",
                 Entry::new(start(), doctor(), Action::Update),
             )
             .unwrap();
+            assert_eq!(version, 2);
             assert_eq!(visits::get(&conn, 1).unwrap().fee_minor, Some(35_000));
+            // The visit saved before versions were kept became version 1 as it was.
+            let versions = visits::versions(&conn, 1).unwrap();
+            assert_eq!(versions.len(), 2);
+            assert_eq!(versions[0].content.fee_minor, None);
+            assert_eq!(versions[0].content.diagnoses, v.diagnoses);
+            assert_eq!(versions[0].content.items, v.items);
+            assert_eq!(versions[0].content.diagnoses, ["Bronchitis", "Asthma"]);
+            assert_eq!(versions[0].content.items[0].dose, "2 puffs");
+            assert_eq!(versions[0].content.items[1].drug, "Honey \"raw\"");
+            assert_eq!(versions[0].reason, None);
+            assert_eq!(versions[1].reason.as_deref(), Some("fee was not entered"));
+            assert_eq!(versions[1].content.fee_minor, Some(35_000));
             assert_eq!(payments::account(&conn, 1).unwrap().balance_minor(), 15_000);
             // A negative fee cannot be stored even by a direct write.
             assert!(

@@ -342,6 +342,9 @@ async fn render_day(
             Ok::<_, ClinicError>((settings, list, hits, chosen, notice, date))
         })
         .await?;
+    access.note_shown(app, list.iter().map(|a| a.patient_id), "appointment book")?;
+    access.note_shown(app, hits.iter().map(|p| p.id), "booking search")?;
+    access.note_shown(app, chosen.iter().map(|p| p.id), "booking form")?;
     let today = settings.local(now).date_naive();
     let shown_doctors: Vec<Doctor> = match &query.doctor {
         Some(d) if doctors.iter().any(|x| x.id == *d) => {
@@ -573,6 +576,7 @@ async fn render_one(
             Ok::<_, ClinicError>((s, a))
         })
         .await?;
+    access.note_shown(app, [a.patient_id], "appointment")?;
     let local = s.local(a.starts_at);
     let form = form.unwrap_or_else(|| RescheduleForm {
         doctor: a.doctor_id.clone(),

@@ -97,6 +97,29 @@ fn show_value(v: &Value) -> String {
     }
 }
 
+/// The staff filter's choices: the members, and a support session's grant when the
+/// page was opened filtered by it (from the support page).
+fn audit_actors(members: Vec<ward_control::Member>, chosen: &str) -> Vec<(String, String)> {
+    let mut actors: Vec<(String, String)> =
+        members.into_iter().map(|m| (m.user_id, m.name)).collect();
+    let chosen = chosen.trim();
+    if let Some(grant) = chosen.strip_prefix("support:")
+        && !actors.iter().any(|(id, _)| id == chosen)
+    {
+        actors.push((chosen.to_owned(), format!("Support session #{grant}")));
+    }
+    actors
+}
+
+/// A changed field's value; amounts (fields named `…_minor`, integer minor units) as
+/// people read money, through the clinic's one money formatter.
+fn show_field(field: &str, v: &Value, settings: &ClinicSettings) -> String {
+    match v.as_i64() {
+        Some(minor) if field.ends_with("_minor") => settings.money(minor),
+        _ => show_value(v),
+    }
+}
+
 fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
     let changes = r
         .diff
@@ -106,8 +129,8 @@ fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
             d.fields()
                 .map(|(field, old, new)| Change {
                     field: field.to_owned(),
-                    old: show_value(old),
-                    new: show_value(new),
+                    old: show_field(field, old, settings),
+                    new: show_field(field, new, settings),
                 })
                 .collect()
         })
@@ -118,7 +141,8 @@ fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
         _ => String::new(),
     };
     let role = match (r.actor_kind.as_str(), r.actor_role) {
-        ("user", Some(role)) => role,
+        // Support sessions are operator rows with a role: "support", "emergency support".
+        ("user" | "operator", Some(role)) => role,
         (kind, _) => kind.to_owned(),
     };
     Row {
@@ -277,10 +301,11 @@ pub async fn audit_get(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
+    let actors = audit_actors(members, &q.actor);
     let page = AuditPage {
         frame: ClinicFrame::new(&access, clinic.name, csrf, "audit"),
         q,
-        actors: members.into_iter().map(|m| (m.user_id, m.name)).collect(),
+        actors,
         actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
         errors,
         rows,
@@ -313,6 +338,22 @@ pub struct AccessedBy {
     pub lines: Vec<AccessLine>,
     /// Link to the full history in the audit viewer, when the record is a patient.
     pub more_href: Option<String>,
+    /// Link to the patient's access report, when the record is a patient.
+    pub report_href: Option<String>,
+}
+
+/// What an access was, for people: the action, the kind of record when it is not the
+/// patient's own, and the detail (`view visit (version 1)`, `view (patient list)`).
+pub fn describe(a: &audit::Access) -> String {
+    let mut text = a.action.replace('_', " ");
+    if let Some(kind) = a.entity_type.as_deref().filter(|k| *k != "patient") {
+        text.push(' ');
+        text.push_str(kind);
+    }
+    if let Some(detail) = a.detail.as_deref().filter(|d| !d.is_empty()) {
+        text.push_str(&format!(" ({detail})"));
+    }
+    text
 }
 
 impl AccessedBy {
@@ -328,30 +369,133 @@ impl AccessedBy {
             .map_err(ward_clinic::ClinicError::from)
     }
 
-    /// The box from `rows`, times shown in the clinic's timezone. `patient_number`, when
-    /// given, links to the viewer filtered on that patient.
+    /// The newest accesses to anything about patient `id` (the record, every list that
+    /// showed them, their visits, appointments and payments), for the patient page.
+    pub fn patient_rows(
+        conn: &ward_tenancy::Db,
+        id: i64,
+    ) -> Result<Vec<audit::Access>, ward_clinic::ClinicError> {
+        audit::accessed_by_patient(conn, id, ACCESSED_BY_LIMIT)
+            .map_err(ward_clinic::ClinicError::from)
+    }
+
+    /// The box from `rows`, times shown in the clinic's timezone. `patient`, when given
+    /// (id, number), links to the viewer filtered on that patient and to their access
+    /// report.
     pub fn new(
         access: &ClinicAccess,
         settings: &ClinicSettings,
         rows: Vec<audit::Access>,
-        patient_number: Option<i64>,
+        patient: Option<(i64, i64)>,
     ) -> Self {
         Self {
             lines: rows
                 .into_iter()
                 .map(|a| AccessLine {
+                    action: describe(&a),
                     when: settings.local(a.at).format("%Y-%m-%d %H:%M").to_string(),
                     role: match (a.actor_kind.as_str(), a.actor_role) {
-                        ("user", Some(r)) => r,
+                        ("user" | "operator", Some(r)) => r,
                         (kind, _) => kind.to_owned(),
                     },
                     who: a.actor_name,
-                    action: a.action.replace('_', " "),
                 })
                 .collect(),
-            more_href: patient_number.map(|n| format!("/c/{}/audit?patient={n}", access.slug)),
+            more_href: patient.map(|(_, n)| format!("/c/{}/audit?patient={n}", access.slug)),
+            report_href: patient.map(|(id, _)| format!("/c/{}/patients/{id}/access", access.slug)),
         }
     }
+}
+
+/// One line of a patient's access report.
+pub struct ReportLine {
+    when: String,
+    who: String,
+    role: String,
+    what: String,
+    from: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient_access.html")]
+struct AccessReport {
+    frame: ClinicFrame,
+    patient: ward_clinic::patients::Patient,
+    generated: String,
+    timezone: String,
+    lines: Vec<ReportLine>,
+    /// The report stops at [`audit::MAX_PATIENT_REPORT`] lines: say so when it does.
+    truncated: bool,
+}
+
+/// `GET /c/{slug}/patients/{id}/access`: the per-patient access report — who saw or
+/// changed anything about the patient (the record, every list that showed them, their
+/// visits, appointments and payments), when, what and from where — as a page that
+/// prints as a document. For roles that see the audit log; itself audited as a `view`.
+pub async fn patient_access_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    axum::extract::Path(crate::views::patients::IdParam { id }): axum::extract::Path<
+        crate::views::patients::IdParam,
+    >,
+) -> Result<Response, AppError> {
+    access.require(Permission::ViewAudit)?;
+    let id = crate::views::patients::parse_id(&id)?;
+    let (patient, rows, s) = access
+        .tenant
+        .read(|conn| {
+            let p = ward_clinic::patients::get(&conn, id)?;
+            let rows = audit::accessed_by_patient(&conn, id, audit::MAX_PATIENT_REPORT)
+                .map_err(ward_clinic::ClinicError::from)?;
+            let s = settings::load(&conn)?;
+            Ok::<_, ward_clinic::ClinicError>((p, rows, s))
+        })
+        .await?;
+    let now = app.clock.now();
+    access.note_view(
+        &app,
+        access
+            .audit_entry(now, Action::View)
+            .entity("patient", id)
+            .detail("access report"),
+    )?;
+    let truncated = rows.len() >= audit::MAX_PATIENT_REPORT as usize;
+    let lines = rows
+        .iter()
+        .map(|a| ReportLine {
+            when: s.local(a.at).format("%Y-%m-%d %H:%M:%S").to_string(),
+            who: a.actor_name.clone(),
+            role: match (a.actor_kind.as_str(), &a.actor_role) {
+                ("user", Some(r)) => r.clone(),
+                (kind, _) => kind.to_owned(),
+            },
+            what: describe(a),
+            from: a.ip.clone().unwrap_or_else(|| "—".to_owned()),
+        })
+        .collect();
+    let page = AccessReport {
+        generated: format!(
+            "{} by {}",
+            s.local(now).format("%Y-%m-%d %H:%M"),
+            access.session.user.name
+        ),
+        timezone: s.timezone.name().to_owned(),
+        lines,
+        truncated,
+        patient,
+        frame: ClinicFrame::new(
+            &access,
+            crate::views::patients::clinic_name(&app, &access).await?,
+            csrf,
+            "patients",
+        ),
+    };
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Html(page.render()?),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -377,6 +521,7 @@ mod tests {
                     action: "view".into(),
                 }],
                 more_href: Some("/c/acme/audit?patient=7".into()),
+                report_href: None,
             }),
         }
         .render()

@@ -53,6 +53,12 @@ pub async fn home_get(
             Ok::<_, ClinicError>((s, list, recent))
         })
         .await?;
+    access.note_shown(
+        &app,
+        list.iter().map(|a| a.patient_id),
+        "today's appointments",
+    )?;
+    access.note_shown(&app, recent.iter().map(|p| p.id), "recent patients")?;
     let today = s.local(now).date_naive();
     Ok(Html(
         ClinicHome {

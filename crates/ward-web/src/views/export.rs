@@ -11,7 +11,8 @@ use chrono::TimeDelta;
 use rand::RngCore;
 use serde::Deserialize;
 use ward_clinic::audit::{self, Action};
-use ward_clinic::export::{self, ClinicInfo, Header, StaffMember};
+use ward_clinic::export::{ClinicInfo, Header, StaffMember};
+use ward_clinic::export_csv::Format;
 use ward_control::jobs::Job;
 use ward_control::{Purpose, TokenInfo};
 use ward_core::{Email, Permission, Role, format_time};
@@ -37,6 +38,8 @@ struct ExportPage {
     error: Option<String>,
     queued: bool,
     email: String,
+    format: &'static str,
+    format_error: bool,
 }
 
 /// A sign-in (password, and code if the owner has a second factor) older than a few
@@ -51,6 +54,7 @@ async fn render_page(
     csrf: String,
     error: Option<String>,
     queued: bool,
+    format: Format,
 ) -> Result<Html<String>, AppError> {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     Ok(Html(
@@ -61,6 +65,8 @@ async fn render_page(
             frame: ClinicFrame::new(access, clinic.name, csrf, "export"),
             error,
             queued,
+            format: format.as_str(),
+            format_error: false,
         }
         .render()?,
     ))
@@ -73,7 +79,7 @@ pub async fn export_get(
     Csrf(csrf): Csrf,
 ) -> Result<Html<String>, AppError> {
     access.require(Permission::Export)?;
-    render_page(&app, &access, csrf, None, false).await
+    render_page(&app, &access, csrf, None, false, Format::Json).await
 }
 
 /// The export form.
@@ -83,6 +89,9 @@ pub struct ExportForm {
     password: String,
     #[serde(default)]
     code: String,
+    /// `json` (the default) or `csv`.
+    #[serde(default)]
+    format: String,
 }
 
 /// Queues the export (after the password, if the sign-in is old) and says what happens.
@@ -94,6 +103,20 @@ pub async fn export_post(
     Form(form): Form<ExportForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::Export)?;
+    let Some(format) = Format::parse(&form.format) else {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        let page = ExportPage {
+            needs_password: needs_password(&app, &access),
+            needs_code: access.session.has_second_factor,
+            email: access.session.user.email.clone(),
+            frame: ClinicFrame::new(&access, clinic.name, csrf, "export"),
+            error: None,
+            queued: false,
+            format: Format::Json.as_str(),
+            format_error: true,
+        };
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
+    };
     let confirmed = if needs_password(&app, &access) {
         second_factor::confirm_inline(&app, &access.session, &form.password, &form.code, &client)
             .await?
@@ -102,22 +125,27 @@ pub async fn export_post(
     };
     if let Err(error) = confirmed {
         let error = Some(error.to_owned());
-        let mut res = render_page(&app, &access, csrf, error, false)
+        let mut res = render_page(&app, &access, csrf, error, false, format)
             .await?
             .into_response();
         *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
         return Ok(res);
     }
-    let payload = serde_json::json!({ "user_id": access.session.user.id }).to_string();
+    let payload =
+        serde_json::json!({ "user_id": access.session.user.id, "format": format.as_str() })
+            .to_string();
     app.control
         .enqueue_job(JOB_KIND, Some(access.clinic_id), &payload)
         .await?;
     let entry = access
         .audit_entry(app.clock.now(), Action::Export)
         .entity("clinic", access.clinic_id)
-        .detail("export requested; a download link is mailed to the owner");
+        .detail(&format!(
+            "export requested ({}); a download link is mailed to the owner",
+            format.as_str()
+        ));
     record(&access.tenant, entry).await?;
-    Ok(render_page(&app, &access, csrf, None, true)
+    Ok(render_page(&app, &access, csrf, None, true, format)
         .await?
         .into_response())
 }
@@ -179,6 +207,9 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
     let user_id = payload["user_id"]
         .as_str()
         .ok_or("an export job without a user")?;
+    // Jobs queued before there was a choice are JSON.
+    let format = Format::parse(payload["format"].as_str().unwrap_or_default())
+        .ok_or("an export job with an unknown format")?;
     let user = app
         .control
         .user_by_id(user_id)
@@ -228,7 +259,7 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
             std::fs::create_dir_all(p2.parent().ok_or("no exports folder")?)?;
             let file = std::fs::File::create(&p2)?;
             let mut sealer = sealed::SealWriter::new(&key, file)?;
-            export::write_export(&conn, &header, &mut sealer)?;
+            format.write(&conn, &header, &mut sealer)?;
             sealer.finish()?.sync_all()?;
             std::fs::rename(&p2, &final_path)?;
             Ok::<_, BoxError>(())
@@ -237,7 +268,9 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
         })?;
-    let token_payload = serde_json::json!({ "file": name, "key": hex::encode(key) }).to_string();
+    let token_payload =
+        serde_json::json!({ "file": name, "key": hex::encode(key), "format": format.as_str() })
+            .to_string();
     let token = app
         .control
         .issue_token(
@@ -385,6 +418,7 @@ pub async fn download_post(
     let payload: serde_json::Value =
         serde_json::from_str(info.payload.as_deref().unwrap_or("{}")).unwrap_or_default();
     let file = payload["file"].as_str().unwrap_or_default().to_owned();
+    let format = Format::parse(payload["format"].as_str().unwrap_or_default()).unwrap_or_default();
     let key: [u8; 32] = hex::decode(payload["key"].as_str().unwrap_or_default())
         .ok()
         .and_then(|k| k.try_into().ok())
@@ -416,16 +450,17 @@ pub async fn download_post(
         Action::Export,
     )
     .entity("clinic", clinic_id)
-    .detail("export downloaded");
+    .detail(&format!("export downloaded ({})", format.as_str()));
     record(&tenant, entry).await?;
     let filename = format!(
-        "ward-export-{}-{}.json",
+        "ward-export-{}-{}.{}",
         clinic.slug,
-        app.clock.now().format("%Y%m%d")
+        app.clock.now().format("%Y%m%d"),
+        format.extension()
     );
     Ok((
         [
-            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{filename}\""),

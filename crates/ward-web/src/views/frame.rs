@@ -31,6 +31,10 @@ pub struct ClinicFrame {
     pub nav: Vec<NavItem>,
     /// For an owner still without a second factor: the day their grace ends.
     pub second_factor_due: Option<String>,
+    /// In a support session: its banner, and the reason the owners approved.
+    pub support: Option<(String, String)>,
+    /// For an owner: what support is asking for or doing now.
+    pub support_notice: Option<String>,
 }
 
 /// The clinic sections, in menu order, with the permission each needs.
@@ -43,6 +47,8 @@ const SECTIONS: &[(&str, &str, Permission)] = &[
     ("audit", "Audit log", Permission::ViewAudit),
     ("export", "Export", Permission::Export),
     ("settings", "Settings", Permission::ManageSettings),
+    // Owners only (never a support session).
+    ("support", "Support access", Permission::ManageStaff),
 ];
 
 impl ClinicFrame {
@@ -62,12 +68,20 @@ impl ClinicFrame {
             slug: access.slug.to_string(),
             clinic_name,
             user_name: access.session.user.name.clone(),
-            role: access.role.to_string(),
+            role: match &access.support {
+                Some(s) => crate::support_access::access_words(&s.grant).to_owned(),
+                None => access.role.to_string(),
+            },
             csrf,
             nav,
             second_factor_due: access
                 .second_factor_due
                 .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
+            support: access
+                .support
+                .as_ref()
+                .map(|s| (s.banner(), s.grant.reason.clone())),
+            support_notice: access.support_notice.as_ref().and_then(|n| n.text()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod clinic;
 pub mod export;
 pub mod frame;
 pub mod health;
+pub mod history;
 pub mod lifecycle;
 pub mod pages;
 pub mod patients;
@@ -16,6 +17,7 @@ pub mod second_factor;
 pub mod settings;
 pub mod signup;
 pub mod staff;
+pub mod support;
 pub mod visits;
 
 use crate::AppError;

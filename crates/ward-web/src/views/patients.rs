@@ -125,11 +125,7 @@ impl PatientExtras {
                 None
             },
             accessed_by: if access.audit {
-                Some(crate::views::audit::AccessedBy::rows(
-                    conn,
-                    "patient",
-                    &id.to_string(),
-                )?)
+                Some(crate::views::audit::AccessedBy::patient_rows(conn, id)?)
             } else {
                 None
             },
@@ -362,6 +358,7 @@ pub async fn list_get(
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let (found, s) = find(&access, &query.q).await?;
+    access.note_shown(&app, found.iter().map(|p| p.id), "patient list")?;
     let page = ListPage {
         rows: rows(access.slug.as_str(), &found, today(&app, &s)),
         q: query.q.chars().take(100).collect(),
@@ -379,6 +376,7 @@ pub async fn search_get(
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let (found, s) = find(&access, &query.q).await?;
+    access.note_shown(&app, found.iter().map(|p| p.id), "search results")?;
     let fragment = RowsFragment {
         rows: rows(access.slug.as_str(), &found, today(&app, &s)),
         q: query.q.chars().take(100).collect(),
@@ -411,6 +409,8 @@ struct FormPage {
     duplicates: Vec<Duplicate>,
     sexes: &'static [(&'static str, &'static str)],
     cancel: String,
+    /// Correcting a saved record: the form asks why (`Some`, with what was typed).
+    reason: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -419,6 +419,9 @@ pub(crate) struct PatientPost {
     form: PatientForm,
     #[serde(default)]
     confirm_duplicate: String,
+    /// Why a saved record is being corrected (the edit form only).
+    #[serde(default)]
+    reason: String,
 }
 
 /// `GET /c/{slug}/patients/new`.
@@ -435,6 +438,7 @@ pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csr
         duplicates: Vec::new(),
         sexes: &patients::SEXES,
         cancel: format!("/c/{}/patients", access.slug),
+        reason: None,
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
     Ok(Html(page.render()?).into_response())
@@ -484,6 +488,7 @@ pub async fn new_post(
                 duplicates: duplicates(access.slug.as_str(), &dups, today),
                 sexes: &patients::SEXES,
                 cancel: format!("/c/{}/patients", access.slug),
+                reason: None,
                 frame: ClinicFrame::new(
                     &access,
                     clinic_name(&app, &access).await?,
@@ -585,9 +590,9 @@ pub async fn show_get(
         })
         .collect();
     let sections = extra_sections(&access, &s, id, extras.appointments, extras.payments);
-    let accessed_by = extras
-        .accessed_by
-        .map(|rows| crate::views::audit::AccessedBy::new(&access, &s, rows, Some(p.number)));
+    let accessed_by = extras.accessed_by.map(|rows| {
+        crate::views::audit::AccessedBy::new(&access, &s, rows, Some((p.id, p.number)))
+    });
     let page = PatientPage {
         accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),
@@ -629,13 +634,14 @@ pub async fn edit_get(
         duplicates: Vec::new(),
         sexes: &patients::SEXES,
         cancel: format!("/c/{}/patients/{id}", access.slug),
+        reason: Some(String::new()),
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
     Ok(Html(page.render()?).into_response())
 }
 
-/// `POST /c/{slug}/patients/{id}/edit`: saves, audited as an `update` with the changed
-/// fields.
+/// `POST /c/{slug}/patients/{id}/edit`: saves the correction as the record's next
+/// version with its reason, audited as an `update` naming the changed fields.
 pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
@@ -648,16 +654,21 @@ pub async fn edit_post(
     let now = app.clock.now();
     let entry = access.audit_entry(now, Action::Update);
     let form = post.form.clone();
+    let reason = post.reason.clone();
     let outcome = access
         .tenant
         .with(|conn| {
             let old = patients::get(&conn, id)?;
             let s = settings::load(&conn)?;
             match form.validate(s.local(now).date_naive()) {
-                Ok(valid) => {
-                    patients::update(&conn, id, &valid, entry)?;
-                    Ok::<_, ward_clinic::ClinicError>(Ok(()))
-                }
+                Ok(valid) => match patients::update(&conn, id, &valid, &reason, entry) {
+                    Ok(_) => Ok::<_, ward_clinic::ClinicError>(Ok(())),
+                    Err(ward_clinic::ClinicError::Invalid {
+                        field: "reason",
+                        message,
+                    }) => Ok(Err((vec![("reason", message)], old))),
+                    Err(e) => Err(e),
+                },
                 Err(errors) => Ok(Err((errors, old))),
             }
         })
@@ -673,6 +684,7 @@ pub async fn edit_post(
                 duplicates: Vec::new(),
                 sexes: &patients::SEXES,
                 cancel: format!("/c/{}/patients/{id}", access.slug),
+                reason: Some(post.reason),
                 frame: ClinicFrame::new(
                     &access,
                     clinic_name(&app, &access).await?,
@@ -683,4 +695,52 @@ pub async fn edit_post(
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "patient_history.html")]
+struct HistoryPage {
+    frame: ClinicFrame,
+    p: Patient,
+    /// Newest first.
+    entries: Vec<crate::views::history::HistoryEntry>,
+}
+
+/// `GET /c/{slug}/patients/{id}/history`: every version of the patient's details,
+/// newest first, with who saved it, when, why and what changed. For the roles that see
+/// the details; audited as a `view`.
+pub async fn history_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::ViewDemographics)?;
+    let id = parse_id(&id)?;
+    let (p, versions, s) = access
+        .tenant
+        .with(|conn| {
+            let p = patients::get(&conn, id)?;
+            let versions = patients::versions(&conn, id)?;
+            let s = settings::load(&conn)?;
+            Ok::<_, ward_clinic::ClinicError>((p, versions, s))
+        })
+        .await?;
+    access.note_view(
+        &app,
+        access
+            .audit_entry(app.clock.now(), Action::View)
+            .entity("patient", id)
+            .detail("history"),
+    )?;
+    let page = HistoryPage {
+        entries: crate::views::history::HistoryEntry::newest_first(
+            &versions,
+            &s,
+            patients::changes,
+        ),
+        p,
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
 }

@@ -1,5 +1,7 @@
 //! Payments: `/c/{slug}/payments` (list and collection report), `payments/new`,
-//! `payments/{id}/receipt` (printable).
+//! `payments/{id}/receipt` (printable, with the payment's refunds and void),
+//! `payments/{id}/refund` and `payments/{id}/void` (forms), and
+//! `corrections/{id}/receipt` (a refund's or void's own printable receipt).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -10,7 +12,9 @@ use serde::Deserialize;
 use ward_clinic::ClinicError;
 use ward_clinic::appointments::{self, PatientHit};
 use ward_clinic::audit::Action;
-use ward_clinic::payments::{self, Item, Method, NewPayment, Payment};
+use ward_clinic::payments::{
+    self, Correction, CorrectionKind, Item, Method, NewCorrection, NewPayment, Payment,
+};
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::Permission;
 
@@ -44,6 +48,19 @@ pub struct PaymentRow {
     pub amount: String,
     /// Who recorded it.
     pub recorded_by: String,
+    /// "Voided", "Refunded ₹100.00" or empty.
+    pub status: String,
+}
+
+/// What became of a payment: voided, refunded (how much), or nothing.
+pub fn correction_status(p: &Payment, s: &ClinicSettings) -> String {
+    if p.voided {
+        "Voided".to_owned()
+    } else if p.refunded_minor > 0 {
+        format!("Refunded {}", s.money(p.refunded_minor))
+    } else {
+        String::new()
+    }
 }
 
 impl PaymentRow {
@@ -60,6 +77,58 @@ impl PaymentRow {
             reference: p.reference.clone(),
             amount: s.money(p.amount_minor),
             recorded_by: p.recorded_by_name.clone(),
+            status: correction_status(p, s),
+        }
+    }
+}
+
+/// A refund or void as a list shows it.
+pub struct CorrectionRow {
+    /// Row id.
+    pub id: i64,
+    /// "Refund" or "Void".
+    pub kind: &'static str,
+    /// Its own receipt number.
+    pub receipt_number: i64,
+    /// The corrected payment's id.
+    pub payment_id: i64,
+    /// The corrected payment's receipt number.
+    pub payment_receipt_number: i64,
+    /// Local date and time.
+    pub when: String,
+    /// Patient row id.
+    pub patient_id: i64,
+    /// Patient number.
+    pub patient_number: i64,
+    /// Patient name.
+    pub patient_name: String,
+    /// Method label.
+    pub method: &'static str,
+    /// Formatted amount.
+    pub amount: String,
+    /// Why.
+    pub reason: String,
+    /// Who recorded it.
+    pub recorded_by: String,
+}
+
+impl CorrectionRow {
+    /// Shown in the clinic's timezone and currency.
+    pub fn new(c: &Correction, s: &ClinicSettings) -> Self {
+        Self {
+            id: c.id,
+            kind: c.kind.label(),
+            receipt_number: c.receipt_number,
+            payment_id: c.payment_id,
+            payment_receipt_number: c.payment_receipt_number,
+            when: s.local(c.recorded_at).format("%Y-%m-%d %H:%M").to_string(),
+            patient_id: c.patient_id,
+            patient_number: c.patient_number,
+            patient_name: c.patient_name.clone(),
+            method: c.method.label(),
+            amount: s.money(c.amount_minor),
+            reason: c.reason.clone(),
+            recorded_by: c.recorded_by_name.clone(),
         }
     }
 }
@@ -70,8 +139,18 @@ pub struct TotalRow {
     pub label: String,
     /// How many payments.
     pub count: i64,
-    /// Formatted sum.
+    /// Formatted gross sum of the payments.
     pub amount: String,
+    /// How many refunds.
+    pub refund_count: i64,
+    /// Formatted sum of the refunds.
+    pub refunds: String,
+    /// How many voids.
+    pub void_count: i64,
+    /// Formatted sum of the voids.
+    pub voids: String,
+    /// Formatted net: gross less refunds and voids.
+    pub net: String,
 }
 
 /// `?from=&to=` (local dates, inclusive).
@@ -90,6 +169,7 @@ struct ListPage {
     notice: Option<String>,
     timezone: String,
     rows: Vec<PaymentRow>,
+    corrections: Vec<CorrectionRow>,
     show_list: bool,
     report: Option<Report>,
     can_record: bool,
@@ -111,6 +191,11 @@ fn total_row(t: &payments::Total, s: &ClinicSettings) -> TotalRow {
         label: t.label.clone(),
         count: t.count,
         amount: s.money(t.amount_minor),
+        refund_count: t.refund_count,
+        refunds: s.money(t.refunds_minor),
+        void_count: t.void_count,
+        voids: s.money(t.voids_minor),
+        net: s.money(t.net_minor()),
     }
 }
 
@@ -124,7 +209,7 @@ async fn render_list(
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let now = app.clock.now();
     let show_report = access.can(Permission::ViewCollections);
-    let (s, list, from, to, notice) = access
+    let (s, list, fixes, from, to, notice) = access
         .tenant
         .with(|conn| {
             let s = settings::load(&conn)?;
@@ -153,11 +238,12 @@ async fn render_list(
             let start = appointments::day_bounds(s.timezone, from).0;
             let end = appointments::day_bounds(s.timezone, to).1;
             let list = payments::between(&conn, start, end)?;
-            Ok::<_, ClinicError>((s, list, from, to, notice))
+            let fixes = payments::corrections_between(&conn, start, end)?;
+            Ok::<_, ClinicError>((s, list, fixes, from, to, notice))
         })
         .await?;
     let report = show_report.then(|| {
-        let c = payments::collection(&list, s.timezone);
+        let c = payments::collection(&list, &fixes, s.timezone);
         Report {
             by_day: rows(&c.by_day, &s),
             by_method: rows(&c.by_method, &s),
@@ -173,6 +259,11 @@ async fn render_list(
         timezone: s.timezone.name().to_owned(),
         rows: if show_list {
             list.iter().map(|p| PaymentRow::new(p, &s)).collect()
+        } else {
+            Vec::new()
+        },
+        corrections: if show_list {
+            fixes.iter().map(|c| CorrectionRow::new(c, &s)).collect()
         } else {
             Vec::new()
         },
@@ -447,6 +538,14 @@ struct ReceiptPage {
     items: Vec<(String, String)>,
     total: String,
     recorded_by: String,
+    payment_id: i64,
+    corrections: Vec<CorrectionRow>,
+    remaining: String,
+    voided: bool,
+    corrected: bool,
+    can_correct: bool,
+    can_refund: bool,
+    can_void: bool,
 }
 
 /// The printable receipt; producing it is recorded in the audit log as `print`.
@@ -460,15 +559,17 @@ pub async fn receipt_get(
     let id = parse_id(&id)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let entry = access.audit_entry(app.clock.now(), Action::Print);
-    let (s, p) = access
+    let (s, p, fixes) = access
         .tenant
         .with(|conn| {
             let s = settings::load(&conn)?;
             let p = payments::get(&conn, id)?;
+            let fixes = payments::corrections_of(&conn, p.id)?;
             payments::record_print(&conn, p.id, p.receipt_number, entry)?;
-            Ok::<_, ClinicError>((s, p))
+            Ok::<_, ClinicError>((s, p, fixes))
         })
         .await?;
+    let can_correct = access.can(Permission::CorrectPayments);
     let page = ReceiptPage {
         clinic_name: clinic.name.clone(),
         frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
@@ -492,6 +593,324 @@ pub async fn receipt_get(
             .collect(),
         total: s.money(p.amount_minor),
         recorded_by: p.recorded_by_name.clone(),
+        payment_id: p.id,
+        corrections: fixes.iter().map(|c| CorrectionRow::new(c, &s)).collect(),
+        remaining: s.money(p.remaining_minor()),
+        voided: p.voided,
+        corrected: !fixes.is_empty(),
+        can_correct,
+        can_refund: can_correct && p.remaining_minor() > 0,
+        can_void: can_correct && !p.voided && p.refunded_minor == 0,
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `/c/{slug}/payments/{id}/refund` or `…/void`.
+fn kind_of(path: &str) -> CorrectionKind {
+    if path.ends_with("/void") {
+        CorrectionKind::Void
+    } else {
+        CorrectionKind::Refund
+    }
+}
+
+/// The refund or void form's values, kept when it is shown again.
+#[derive(Default)]
+struct CorrectionForm {
+    amount: String,
+    method: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "payment_correct.html")]
+struct CorrectPage {
+    frame: ClinicFrame,
+    refund: bool,
+    payment_id: i64,
+    receipt_number: i64,
+    when: String,
+    patient_name: String,
+    patient_number: i64,
+    method: &'static str,
+    total: String,
+    refunded: String,
+    remaining: String,
+    voided: bool,
+    blocked: Option<String>,
+    form: CorrectionForm,
+    errors: FieldErrors,
+    methods: Vec<(&'static str, &'static str)>,
+    currency: String,
+    max_reason: usize,
+}
+
+#[allow(clippy::too_many_arguments, reason = "one page's inputs")]
+async fn render_correct(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    id: i64,
+    kind: CorrectionKind,
+    mut form: CorrectionForm,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let (s, p) = access
+        .tenant
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            let p = payments::get(&conn, id)?;
+            Ok::<_, ClinicError>((s, p))
+        })
+        .await?;
+    if form.method.is_empty() {
+        form.method = p.method.as_str().to_owned();
+    }
+    // Why this payment cannot take this correction any more, said before anyone types.
+    let blocked = if p.voided {
+        Some(format!(
+            "Receipt {} was voided: it cannot be refunded or voided again.",
+            p.receipt_number
+        ))
+    } else if kind == CorrectionKind::Refund && p.remaining_minor() <= 0 {
+        Some(format!(
+            "Receipt {} was refunded in full: nothing remains to refund.",
+            p.receipt_number
+        ))
+    } else if kind == CorrectionKind::Void && p.refunded_minor > 0 {
+        Some(format!(
+            "Part of receipt {} was refunded, so it cannot be voided: refund the remaining {} instead.",
+            p.receipt_number,
+            s.money(p.remaining_minor())
+        ))
+    } else {
+        None
+    };
+    let page = CorrectPage {
+        frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+        refund: kind == CorrectionKind::Refund,
+        payment_id: p.id,
+        receipt_number: p.receipt_number,
+        when: s
+            .local(p.received_at)
+            .format("%-d %B %Y, %H:%M")
+            .to_string(),
+        patient_name: p.patient_name.clone(),
+        patient_number: p.patient_number,
+        method: p.method.label(),
+        total: s.money(p.amount_minor),
+        refunded: s.money(p.refunded_minor),
+        remaining: s.money(p.remaining_minor()),
+        voided: p.voided,
+        blocked: if errors.get("form").is_some() {
+            None
+        } else {
+            blocked
+        },
+        form,
+        errors,
+        methods: Method::ALL
+            .iter()
+            .map(|m| (m.as_str(), m.label()))
+            .collect(),
+        currency: format!("{} ({})", s.currency.code, s.currency.symbol.trim()),
+        max_reason: payments::MAX_REASON,
+    };
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// The refund or void form of a payment.
+pub async fn correct_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    uri: axum::http::Uri,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Result<Response, AppError> {
+    access.require(Permission::CorrectPayments)?;
+    let id = parse_id(&id)?;
+    render_correct(
+        &app,
+        &access,
+        csrf,
+        id,
+        kind_of(uri.path()),
+        CorrectionForm::default(),
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The refund or void form, as posted.
+#[derive(Debug, Default, Deserialize)]
+pub struct CorrectionPost {
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Records a refund or void and shows its receipt; refused input is shown on the form
+/// (422, or 409 when the payment's state forbids it) and nothing is written.
+pub async fn correct_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    uri: axum::http::Uri,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(post): AppForm<CorrectionPost>,
+) -> Result<Response, AppError> {
+    access.require(Permission::CorrectPayments)?;
+    let id = parse_id(&id)?;
+    let kind = kind_of(uri.path());
+    let form = CorrectionForm {
+        amount: post.amount,
+        method: post.method,
+        reason: post.reason,
+    };
+    let mut errors = FieldErrors::default();
+    let method = match (kind, form.method.trim()) {
+        (CorrectionKind::Void, _) | (_, "") => None,
+        (CorrectionKind::Refund, m) => {
+            let parsed = Method::parse(m);
+            if parsed.is_none() {
+                errors.add("method", "Choose how the money is given back.");
+            }
+            parsed
+        }
+    };
+    if let Err(e) = payments::check_reason(&form.reason) {
+        errors.absorb(e)?;
+    }
+    let now = app.clock.now();
+    let entry = access.audit_entry(now, Action::Create);
+    let user_id = access.session.user.id.clone();
+    let user_name = access.session.user.name.clone();
+    let (amount_typed, reason) = (form.amount.clone(), form.reason.clone());
+    let pre_errors = !errors.is_empty();
+    let result = access
+        .tenant
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            // Exists in this clinic? (A missing payment is a 404, not a form error.)
+            payments::get(&conn, id)?;
+            let amount_minor = match kind {
+                CorrectionKind::Void => 0,
+                CorrectionKind::Refund => {
+                    let amount = amount_typed.trim();
+                    if amount.starts_with('-') {
+                        return Err(ClinicError::invalid(
+                            "amount",
+                            "Enter an amount more than zero.",
+                        ));
+                    }
+                    s.currency.parse_amount(amount).ok_or_else(|| {
+                        ClinicError::invalid(
+                            "amount",
+                            format!(
+                                "Enter the amount in {} as a number, e.g. 250 or 250.50.",
+                                s.currency.code
+                            ),
+                        )
+                    })?
+                }
+            };
+            if pre_errors {
+                return Ok(None);
+            }
+            let new = NewCorrection {
+                payment_id: id,
+                kind,
+                amount_minor,
+                method,
+                reason,
+                recorded_by_id: user_id,
+                recorded_by_name: user_name,
+            };
+            payments::correct(&conn, &new, now, entry).map(Some)
+        })
+        .await;
+    match result {
+        Ok(Some(cid)) => {
+            return Ok(
+                Redirect::to(&format!("/c/{}/corrections/{cid}/receipt", access.slug))
+                    .into_response(),
+            );
+        }
+        Ok(None) => {}
+        Err(ClinicError::NotFound) => return Err(AppError::NotFound),
+        Err(e) => errors.absorb(e)?,
+    }
+    let status = errors.status();
+    render_correct(&app, &access, csrf, id, kind, form, errors, status).await
+}
+
+#[derive(Template)]
+#[template(path = "correction_receipt.html")]
+struct CorrectionReceiptPage {
+    frame: ClinicFrame,
+    clinic_name: String,
+    address: String,
+    phone: String,
+    letterhead: String,
+    refund: bool,
+    receipt_number: i64,
+    payment_id: i64,
+    payment_receipt_number: i64,
+    when: String,
+    patient_name: String,
+    patient_number: i64,
+    method: &'static str,
+    amount: String,
+    reason: String,
+    recorded_by: String,
+}
+
+/// The printable receipt of a refund or void; producing it is audited as `print`.
+pub async fn correction_receipt_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Result<Response, AppError> {
+    access.require(Permission::CorrectPayments)?;
+    let id = parse_id(&id)?;
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let entry = access.audit_entry(app.clock.now(), Action::Print);
+    let (s, c) = access
+        .tenant
+        .with(|conn| {
+            let s = settings::load(&conn)?;
+            let c = payments::get_correction(&conn, id)?;
+            payments::record_correction_print(&conn, &c, entry)?;
+            Ok::<_, ClinicError>((s, c))
+        })
+        .await?;
+    let page = CorrectionReceiptPage {
+        clinic_name: clinic.name.clone(),
+        frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
+        address: s.address.clone(),
+        phone: s.phone.clone(),
+        letterhead: s.letterhead.clone(),
+        refund: c.kind == CorrectionKind::Refund,
+        receipt_number: c.receipt_number,
+        payment_id: c.payment_id,
+        payment_receipt_number: c.payment_receipt_number,
+        when: s
+            .local(c.recorded_at)
+            .format("%-d %B %Y, %H:%M")
+            .to_string(),
+        patient_name: c.patient_name.clone(),
+        patient_number: c.patient_number,
+        method: c.method.label(),
+        amount: s.money(c.amount_minor),
+        reason: c.reason.clone(),
+        recorded_by: c.recorded_by_name.clone(),
     };
     Ok(Html(page.render()?).into_response())
 }

@@ -16,6 +16,7 @@ use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::views::frame::ClinicFrame;
+use crate::views::history::HistoryEntry;
 use crate::views::patients::{Errors, IdParam, age_sex, clinic_name, parse_id, today};
 use crate::{AppError, AppState};
 
@@ -54,6 +55,8 @@ struct FormPage {
     notice: Option<String>,
     can_add_item: bool,
     can_add_diagnosis: bool,
+    /// Correcting a saved visit: the form asks why (`Some`, with what was typed).
+    reason: Option<String>,
 }
 
 /// Pads the form with blank rows so there is always room to type: at least the default
@@ -82,6 +85,8 @@ struct FormParts {
     favourites: Vec<Favourite>,
     favourite_name: String,
     notice: Option<String>,
+    /// The reason typed for a correction.
+    reason: String,
 }
 
 impl FormParts {
@@ -94,6 +99,7 @@ impl FormParts {
             favourites,
             favourite_name: String::new(),
             notice: None,
+            reason: String::new(),
         }
     }
 }
@@ -114,6 +120,7 @@ async fn render_form(
         favourites,
         favourite_name,
         notice,
+        reason,
     } = parts;
     let form = padded(form);
     let slug = &access.slug;
@@ -124,7 +131,7 @@ async fn render_form(
             format!("/c/{slug}/patients/{patient_id}"),
         ),
         Target::Edit { visit_id } => (
-            "Edit visit",
+            "Correct the visit",
             format!("/c/{slug}/visits/{visit_id}/edit"),
             format!("/c/{slug}/visits/{visit_id}"),
         ),
@@ -143,6 +150,7 @@ async fn render_form(
         favourites,
         favourite_name,
         notice,
+        reason: matches!(target, Target::Edit { .. }).then_some(reason),
         frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
     };
     Ok((status, Html(page.render()?)).into_response())
@@ -236,7 +244,8 @@ pub async fn create_post(
     form_post(&app, &access, csrf, Target::New { patient_id: id }, &pairs).await
 }
 
-/// `POST /c/{slug}/visits/{id}/edit`: saves the changed visit, audited as one `update`
+/// `POST /c/{slug}/visits/{id}/edit`: saves the correction as the visit's next version
+/// with its reason (`reason`, required), audited as one `update` naming the versions
 /// (diagnoses and items replaced in the same transaction), or redraws its form (see
 /// [`form_post`]).
 pub async fn edit_post(
@@ -271,6 +280,7 @@ async fn form_post(
     };
     let action = field("action");
     let favourite_name: String = field("favourite_name").chars().take(200).collect();
+    let reason: String = field("reason").chars().take(1000).collect();
     let mut form = VisitForm::from_pairs(pairs);
     let doctor = Doctor {
         id: access.session.user.id.clone(),
@@ -308,10 +318,34 @@ async fn form_post(
                     }
                     Target::Edit { visit_id } => {
                         let entry = access.audit_entry(now, Action::Update);
-                        access
+                        let why = reason.clone();
+                        let saved = access
                             .tenant
-                            .with(|conn| visits::update(&conn, visit_id, &valid, entry))
+                            .with(|conn| {
+                                match visits::update(&conn, visit_id, &valid, &why, entry) {
+                                    Ok(_) => Ok(None),
+                                    Err(ClinicError::Invalid {
+                                        field: "reason",
+                                        message,
+                                    }) => Ok(Some(message)),
+                                    Err(e) => Err(e),
+                                }
+                            })
                             .await?;
+                        if let Some(message) = saved {
+                            errors = Errors(vec![("reason".to_owned(), message)]);
+                            status = StatusCode::UNPROCESSABLE_ENTITY;
+                            let parts = FormParts {
+                                patient,
+                                form,
+                                errors,
+                                favourites,
+                                favourite_name,
+                                notice,
+                                reason,
+                            };
+                            return render_form(app, access, csrf, target, &s, parts, status).await;
+                        }
                         visit_id
                     }
                 };
@@ -407,8 +441,69 @@ async fn form_post(
         favourites,
         favourite_name,
         notice,
+        reason,
     };
     render_form(app, access, csrf, target, &s, parts, status).await
+}
+
+/// `?version=N`: a kept version of the visit instead of the current one.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct VersionQuery {
+    version: String,
+    paper: String,
+}
+
+impl VersionQuery {
+    /// The version asked for, if any; a malformed one is a 404 like an unknown one.
+    fn number(&self) -> Result<Option<i64>, AppError> {
+        if self.version.is_empty() {
+            return Ok(None);
+        }
+        match self.version.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(AppError::NotFound),
+        }
+    }
+}
+
+/// How a page names a visit's versions: the amendment line of the current version, or
+/// for an earlier one what superseded it.
+struct VersionNote {
+    /// The version shown.
+    number: i64,
+    /// The visit's current version.
+    current: i64,
+    /// "Version 2 of 3, saved 2026-03-01 10:15 by Dr Rao (reason: …)".
+    text: String,
+}
+
+fn version_note(
+    s: &settings::ClinicSettings,
+    shown: i64,
+    versions: &[ward_clinic::history::Version<visits::NewVisit>],
+) -> Option<VersionNote> {
+    let current = versions.last()?.number;
+    if current <= 1 {
+        return None;
+    }
+    let v = versions.iter().find(|v| v.number == shown)?;
+    let when = s.local(v.saved_at).format("%Y-%m-%d %H:%M");
+    let text = match &v.reason {
+        Some(reason) => format!(
+            "Version {shown} of {current}, corrected {when} by {} (reason: {reason})",
+            v.author_name
+        ),
+        None => format!(
+            "Version {shown} of {current}, first saved {when} by {}",
+            v.author_name
+        ),
+    };
+    Some(VersionNote {
+        number: shown,
+        current,
+        text,
+    })
 }
 
 #[derive(Template)]
@@ -423,46 +518,73 @@ struct VisitPage {
     can_edit: bool,
     /// The fee, formatted, for roles that may see payments; `None` hides the row.
     fee: Option<String>,
+    /// For an amended visit: which version this is.
+    note: Option<VersionNote>,
 }
 
+/// What a page about one visit shows: the visit as of `version` (the current one if
+/// `None`), its patient, the settings, and the note naming the version (amended visits).
 async fn load(
     access: &ClinicAccess,
     id: i64,
-) -> Result<(Visit, Patient, settings::ClinicSettings), AppError> {
+    version: Option<i64>,
+) -> Result<
+    (
+        Visit,
+        Patient,
+        settings::ClinicSettings,
+        Option<VersionNote>,
+    ),
+    AppError,
+> {
     Ok(access
         .tenant
         .with(|conn| {
-            let v = visits::get(&conn, id)?;
+            let v = match version {
+                Some(n) => visits::as_of(&conn, id, n)?,
+                None => visits::get(&conn, id)?,
+            };
             let p = patients::get(&conn, v.patient_id)?;
             let s = settings::load(&conn)?;
-            Ok::<_, ClinicError>((v, p, s))
+            let note = if v.version > 1 || version.is_some() {
+                version_note(&s, v.version, &visits::versions(&conn, id)?)
+            } else {
+                None
+            };
+            Ok::<_, ClinicError>((v, p, s, note))
         })
         .await?)
 }
 
-/// `GET /c/{slug}/visits/{id}`: the visit, audited as a `view`.
+/// `GET /c/{slug}/visits/{id}[?version=N]`: the visit (or one of its kept versions),
+/// audited as a `view` (naming the version when an earlier one was asked for).
 pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     Path(IdParam { id }): Path<IdParam>,
+    Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
     let id = parse_id(&id)?;
-    let (visit, patient, s) = load(&access, id).await?;
-    access.note_view(
-        &app,
-        access
-            .audit_entry(app.clock.now(), Action::View)
-            .entity("visit", id),
-    )?;
+    let asked = q.number()?;
+    let (visit, patient, s, note) = load(&access, id, asked).await?;
+    let mut entry = access
+        .audit_entry(app.clock.now(), Action::View)
+        .entity("visit", id);
+    if asked.is_some() {
+        entry = entry.detail(&format!("version {}", visit.version));
+    }
+    access.note_view(&app, entry)?;
     let page = VisitPage {
         age_sex: age_sex(&patient, today(&app, &s)),
         when: s
             .local(visit.visited_at)
             .format("%Y-%m-%d %H:%M")
             .to_string(),
-        can_edit: access.can(Permission::WriteClinical),
+        can_edit: access.can(Permission::WriteClinical)
+            && note.as_ref().is_none_or(|n| n.number == n.current),
+        note,
         fee: access
             .can(Permission::ViewPayments)
             .then(|| match visit.fee_minor {
@@ -488,37 +610,34 @@ struct PrescriptionPage {
     date: String,
     visit: Visit,
     a5: bool,
+    /// For an amended visit: which version this print shows.
+    note: Option<VersionNote>,
+    /// `&version=N` for the paper links of an earlier version's print.
+    version_query: String,
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-pub(crate) struct PaperQuery {
-    paper: String,
-}
-
-/// `GET /c/{slug}/visits/{id}/prescription?paper=a4|a5`: the printable prescription,
-/// audited as a `print`.
+/// `GET /c/{slug}/visits/{id}/prescription?paper=a4|a5[&version=N]`: the printable
+/// prescription, audited as a `print` naming the version printed, so a print of an
+/// amended visit can be reproduced as it was (`version=N`).
 pub async fn prescription_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     Path(IdParam { id }): Path<IdParam>,
-    Query(paper): Query<PaperQuery>,
+    Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
     let id = parse_id(&id)?;
-    let (visit, patient, s) = load(&access, id).await?;
-    let a5 = paper.paper == "a5";
+    let asked = q.number()?;
+    let (visit, patient, s, note) = load(&access, id, asked).await?;
+    let a5 = q.paper == "a5";
+    let paper = if a5 { " (A5)" } else { "" };
     access.note_view(
         &app,
         access
             .audit_entry(app.clock.now(), Action::Print)
             .entity("visit", id)
-            .detail(if a5 {
-                "prescription (A5)"
-            } else {
-                "prescription"
-            }),
+            .detail(&format!("prescription{paper}, version {}", visit.version)),
     )?;
     let page = PrescriptionPage {
         age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
@@ -526,9 +645,90 @@ pub async fn prescription_get(
         letterhead: s.letterhead.clone(),
         address: s.address.clone(),
         phone: s.phone.clone(),
+        version_query: asked.map(|n| format!("&version={n}")).unwrap_or_default(),
         patient,
         visit,
         a5,
+        note,
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "visit_history.html")]
+struct HistoryPage {
+    frame: ClinicFrame,
+    patient: Patient,
+    visit: Visit,
+    when: String,
+    /// Newest first.
+    entries: Vec<HistoryEntry>,
+    /// The visit as first saved.
+    original: visits::NewVisit,
+    /// The original's fee, formatted, for roles that may see payments.
+    original_fee: Option<String>,
+}
+
+/// `GET /c/{slug}/visits/{id}/history`: every version of the visit, newest first, each
+/// with who saved it, when, why and what it changed; the original in full. Clinical
+/// roles only (the changes are clinical text); audited as a `view`.
+pub async fn history_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::ViewClinical)?;
+    let id = parse_id(&id)?;
+    let (visit, patient, s, versions) = access
+        .tenant
+        .with(|conn| {
+            let v = visits::get(&conn, id)?;
+            let p = patients::get(&conn, v.patient_id)?;
+            let s = settings::load(&conn)?;
+            let versions = visits::versions(&conn, id)?;
+            Ok::<_, ClinicError>((v, p, s, versions))
+        })
+        .await?;
+    access.note_view(
+        &app,
+        access
+            .audit_entry(app.clock.now(), Action::View)
+            .entity("visit", id)
+            .detail("history"),
+    )?;
+    let payments = access.can(Permission::ViewPayments);
+    let money = |m: i64| {
+        if payments {
+            s.money(m)
+        } else {
+            "(hidden)".to_owned()
+        }
+    };
+    let entries = HistoryEntry::newest_first(&versions, &s, |old, new| {
+        let mut changes = visits::changes(old, new, money);
+        if !payments {
+            changes.retain(|c| c.label != "Fee");
+        }
+        changes
+    });
+    let original = versions
+        .into_iter()
+        .next()
+        .map_or_else(|| visits::NewVisit::from(&visit), |v| v.content);
+    let page = HistoryPage {
+        when: s
+            .local(visit.visited_at)
+            .format("%Y-%m-%d %H:%M")
+            .to_string(),
+        original_fee: payments
+            .then(|| original.fee_minor.map(|m| s.money(m)))
+            .flatten(),
+        original,
+        entries,
+        patient,
+        visit,
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
     Ok(Html(page.render()?).into_response())

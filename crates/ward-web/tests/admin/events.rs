@@ -42,6 +42,19 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
         owner.audit_rows(&a).await.is_empty(),
         "signing in reads no record"
     );
+    // The clinic's own log has the successful sign-in (not the failed one), as the
+    // member in their role, from their address.
+    let logins: Vec<_> = owner
+        .all_audit_rows(&a)
+        .await
+        .into_iter()
+        .filter(|r| r.actor_id.as_deref() == Some(doc.as_str()))
+        .collect();
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(logins[0].action, "login");
+    assert_eq!(logins[0].actor_role.as_deref(), Some("doctor"));
+    assert_eq!(logins[0].ip.as_deref(), Some("203.0.113.7"));
+    let base = owner.all_audit_rows(&a).await.len() as i64;
 
     // One role change: one audit row, one clinic event.
     let r = owner
@@ -55,7 +68,7 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
     let rows = owner.audit_rows(&a).await;
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row.seq, 1);
+    assert_eq!(row.seq, base + 1);
     assert_eq!(row.actor_kind, "user");
     assert_eq!(row.actor_id.as_deref(), Some(a.owner_id.as_str()));
     assert_eq!(row.actor_name, "Dr. Ana Rao");
@@ -98,7 +111,7 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let rows = owner.audit_rows(&a).await;
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1].seq, 2);
+    assert_eq!(rows[1].seq, base + 2);
     assert_eq!(rows[1].action, "update");
     assert_eq!(rows[1].entity_type.as_deref(), Some("settings"));
     assert_eq!(

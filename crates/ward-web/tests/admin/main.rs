@@ -15,3 +15,4 @@ mod invites;
 mod settings;
 mod staff;
 mod support;
+mod support_access;

@@ -92,7 +92,18 @@ impl TestApp {
     }
 
     /// The clinic's whole audit log, oldest first.
+    /// The clinic's audit rows, oldest first, without the members' sign-ins and
+    /// sign-outs (see [`Self::all_audit_rows`]).
     pub async fn audit_rows(&self, clinic: &Clinic) -> Vec<ward_clinic::audit::AuditRow> {
+        let mut rows = self.all_audit_rows(clinic).await;
+        rows.retain(|r| r.action != "login" && r.action != "logout");
+        rows
+    }
+
+    /// Every audit row of the clinic, oldest first.
+    pub async fn all_audit_rows(&self, clinic: &Clinic) -> Vec<ward_clinic::audit::AuditRow> {
+        // Views and sign-ins are queued; write them first.
+        self.app.audit.flush().await;
         let tenant = self.app.tenants.get(clinic.id).await.unwrap();
         let mut rows = tenant
             .with(|conn| {

@@ -11,6 +11,7 @@ mod audit_trail;
 mod damage;
 mod observability;
 mod patients;
+mod reads;
 mod support;
 mod visit_edits;
 mod visits;

@@ -157,24 +157,45 @@ async fn registering_searching_and_editing_patients_is_audited() {
         "same name alone is not a duplicate"
     );
 
-    // Edit: only the changed fields are in the audit diff.
+    // Edit: a correction needs a reason; without one nothing changes.
     let edit = format!("{ana}/edit");
     let form = rec.get(&edit).await;
     assert!(form.body.contains("value=\"Ana Maria Rao\""));
-    let r = rec
-        .submit(
-            &edit,
-            &edit,
-            &[
-                ("full_name", "Ana Maria Rao"),
-                ("date_of_birth", "1990-05-04"),
-                ("sex", "female"),
-                ("phone", "+91 98450 99999"),
-                ("address", "12 MG Road"),
-            ],
-        )
-        .await;
+    assert!(form.body.contains("name=\"reason\""));
+    let corrected = [
+        ("full_name", "Ana Maria Rao"),
+        ("date_of_birth", "1990-05-04"),
+        ("sex", "female"),
+        ("phone", "+91 98450 99999"),
+        ("address", "12 MG Road"),
+    ];
+    let r = rec.submit(&edit, &edit, &corrected).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("id=\"reason-error\""), "{}", r.body);
+    assert!(
+        r.body.contains("value=\"+91 98450 99999\""),
+        "what was typed is kept"
+    );
+    assert!(rec.get(&ana).await.body.contains("+91 98450-12345"));
+    let mut with_reason = corrected.to_vec();
+    with_reason.push(("reason", "patient changed their number"));
+    let r = rec.submit(&edit, &edit, &with_reason).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // The record keeps both versions: the history shows the old number struck out, the
+    // new one, who, and why.
+    let page = rec.get(&ana).await.body;
+    assert!(page.contains("id=\"corrections\""), "{page}");
+    let history = rec.get(&format!("{ana}/history")).await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert!(
+        history
+            .body
+            .contains("<del>+91 98450-12345</del><ins>+91 98450 99999</ins>"),
+        "{}",
+        history.body
+    );
+    assert!(history.body.contains("patient changed their number"));
+    assert!(history.body.contains("Corrected") && history.body.contains("by Ravi Kumar"));
     assert!(rec.get(&list).await.status == StatusCode::OK);
     let by_phone = rec.get(&format!("{list}?q=9845099999")).await;
     assert!(
@@ -206,15 +227,20 @@ async fn registering_searching_and_editing_patients_is_audited() {
         .fields()
         .map(|(f, o, n)| (f.to_owned(), o.clone(), n.clone()))
         .collect();
+    // Only the changed field, by the versions: the log holds no demographics.
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!(changed[0].0, "phone");
-    assert_eq!(changed[0].1, "+91 98450-12345");
-    assert_eq!(changed[0].2, "+91 98450 99999");
+    assert_eq!(changed[0].1, "version 1");
+    assert_eq!(changed[0].2, "version 2");
     let create = rows
         .iter()
         .find(|r| r.action == Action::Create.as_str())
         .unwrap();
-    assert!(create.diff.as_deref().unwrap().contains("Ana Maria Rao"));
+    let created = create.diff.as_deref().unwrap();
+    assert!(created.contains("full_name") && created.contains("version 1"));
+    for value in ["Ana", "Rao", "98450", "MG Road", "1990-05-04"] {
+        assert!(!created.contains(value), "{value} in {created}");
+    }
     // A saved edit that changes nothing writes nothing.
     let before = rows.len();
     let r = rec

@@ -63,7 +63,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
 
     let page = c.doctor.get(&visit).await;
     assert!(
-        page.body.contains(&format!("href=\"{edit}\"")) && page.body.contains("Edit visit"),
+        page.body.contains(&format!("href=\"{edit}\"")) && page.body.contains("Correct the visit"),
         "the visit page links to its edit form"
     );
     assert!(page.body.contains("None recorded"), "no fee yet");
@@ -71,7 +71,11 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     // The form is the visit form, filled in.
     let form = c.doctor.get(&edit).await;
     assert_eq!(form.status, StatusCode::OK);
-    assert!(form.body.contains("Edit visit"));
+    assert!(form.body.contains("Correct the visit"));
+    assert!(
+        form.body.contains("name=\"reason\""),
+        "a correction asks why"
+    );
     assert!(form.body.contains(&format!("action=\"{edit}\"")));
     for kept in [
         ">Fever for two days</textarea>",
@@ -110,24 +114,36 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     assert!(!r.body.contains("Cetirizine") && r.body.contains("value=\"Amoxicillin\""));
     assert!(update_rows(&t, &c, &visit).await.is_empty());
 
-    let r = c
-        .doctor
-        .post(
-            &edit,
-            &[
-                ("_csrf", &csrf),
-                ("action", "save"),
-                ("presenting_complaints", "Fever for three days"),
-                ("examination_notes", "Throat red"),
-                ("diagnosis_0", "Streptococcal pharyngitis"),
-                ("item_0_drug", "Amoxicillin"),
-                ("item_0_dose", "250 mg"),
-                ("advice", "Fluids"),
-                ("follow_up_on", "2026-03-09"),
-                ("fee", "1,250.5"),
-            ],
-        )
-        .await;
+    let corrected = [
+        ("_csrf", csrf.as_str()),
+        ("action", "save"),
+        ("presenting_complaints", "Fever for three days"),
+        ("examination_notes", "Throat red"),
+        ("diagnosis_0", "Streptococcal pharyngitis"),
+        ("item_0_drug", "Amoxicillin"),
+        ("item_0_dose", "250 mg"),
+        ("advice", "Fluids"),
+        ("follow_up_on", "2026-03-09"),
+        ("fee", "1,250.5"),
+    ];
+    // Without a reason the correction is refused next to the field, input kept.
+    let r = c.doctor.post(&edit, &corrected).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("id=\"reason-error\"") && r.body.contains("Say why"));
+    assert!(r.body.contains("value=\"Streptococcal pharyngitis\""));
+    assert!(update_rows(&t, &c, &visit).await.is_empty());
+    assert!(
+        c.doctor
+            .get(&visit)
+            .await
+            .body
+            .contains("Fever for two days")
+    );
+    let mut fields = corrected.to_vec();
+    fields.push(("reason", "throat swab came back positive"));
+    t.clock
+        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 11, 30, 0).unwrap());
+    let r = c.doctor.post(&edit, &fields).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), visit);
 
@@ -151,9 +167,99 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     ] {
         assert!(!page.body.contains(gone), "{gone} was replaced");
     }
+    assert!(
+        page.body.contains("id=\"amended\"")
+            && page.body.contains("Version 2 of 2")
+            && page.body.contains("throat swab came back positive"),
+        "the page says it was amended, when, by whom and why: {}",
+        page.body
+    );
     let rx = c.doctor.get(&format!("{visit}/prescription")).await;
     assert!(rx.body.contains("Amoxicillin") && rx.body.contains("250 mg"));
     assert!(!rx.body.contains("Paracetamol") && !rx.body.contains("Cetirizine"));
+    assert!(
+        rx.body.contains("Amended record: Version 2 of 2"),
+        "{}",
+        rx.body
+    );
+
+    // The history keeps what was first written and shows what changed.
+    let history = c.doctor.get(&format!("{visit}/history")).await;
+    assert_eq!(history.status, StatusCode::OK);
+    for shown in [
+        "<span>Fever for </span><del>two</del><ins>three</ins><span> days</span>",
+        "<del>Viral fever</del><ins>Streptococcal pharyngitis</ins>",
+        "<del>Paracetamol</del><ins>Amoxicillin</ins><span> · </span><del>500</del><ins>250</ins><span> mg</span><del>\nCetirizine</del>",
+        "throat swab came back positive",
+        "Corrected 2026-03-01 11:30 by Dr. Bina Shah",
+    ] {
+        assert!(
+            history.body.contains(shown),
+            "history shows {shown}: {}",
+            history.body
+        );
+    }
+    assert!(
+        history.body.contains("<ins>₹1,250.50</ins>"),
+        "{}",
+        history.body
+    );
+    let original = history.body.split("id=\"original\"").nth(1).unwrap();
+    for first in [
+        "Fever for two days",
+        "Viral fever",
+        "Paracetamol",
+        "Cetirizine",
+    ] {
+        assert!(original.contains(first), "the original keeps {first}");
+    }
+    // Version 1 reads in full, and prints as it was printed then.
+    let v1 = c.doctor.get(&format!("{visit}?version=1")).await;
+    assert!(v1.body.contains("id=\"superseded\"") && v1.body.contains("Fever for two days"));
+    assert!(
+        !v1.body.contains(&format!("href=\"{edit}\"")),
+        "an old version is not edited"
+    );
+    let rx1 = c
+        .doctor
+        .get(&format!("{visit}/prescription?version=1"))
+        .await;
+    assert!(rx1.body.contains("Paracetamol") && rx1.body.contains("Cetirizine"));
+    assert!(!rx1.body.contains("Amoxicillin"));
+    assert!(rx1.body.contains("Superseded version: Version 1 of 2"));
+    for bad in ["?version=3", "?version=0", "?version=x"] {
+        let r = c.doctor.get(&format!("{visit}{bad}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
+    }
+    // Front desk sees none of it: the history is clinical.
+    for role in [Role::Receptionist, Role::Billing] {
+        let r = c.browser(role).get(&format!("{visit}/history")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{role:?}");
+        assert!(
+            !r.body.contains("Fever") && !r.body.contains("swab"),
+            "{role:?}"
+        );
+    }
+    // The prints name the version they showed.
+    let prints = t
+        .audit(
+            c.id,
+            Filter {
+                entity: Some(("visit".into(), visit.rsplit('/').next().unwrap().into())),
+                action: Some(Action::Print),
+                ..Filter::default()
+            },
+        )
+        .await;
+    let details: Vec<_> = prints.iter().filter_map(|r| r.detail.clone()).collect();
+    assert!(
+        details.contains(&"prescription, version 2".to_owned()),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&"prescription, version 1".to_owned()),
+        "{details:?}"
+    );
     assert_eq!(
         t.count(c.id, "SELECT COUNT(*) FROM prescription_items")
             .await,
@@ -176,7 +282,8 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
             "fee_minor",
             "follow_up_on",
             "prescription_items",
-            "presenting_complaints"
+            "presenting_complaints",
+            "version"
         ]
     );
     let (_, old_fee, new_fee) = diff.fields().find(|(f, _, _)| *f == "fee_minor").unwrap();
@@ -263,6 +370,7 @@ async fn only_clinical_writers_may_edit_a_visit_and_refusals_change_nothing() {
                     ("action", "save"),
                     ("presenting_complaints", &format!("Changed by {role:?}")),
                     ("fee", "1"),
+                    ("reason", "correction"),
                 ],
             )
             .await;

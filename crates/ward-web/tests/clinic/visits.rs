@@ -330,6 +330,9 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
         (visit.clone(), Need::Clinical),
         (format!("{visit}/edit"), Need::Clinical),
         (format!("{visit}/prescription"), Need::Clinical),
+        (format!("{visit}/history"), Need::Clinical),
+        (format!("{visit}?version=1"), Need::Clinical),
+        (format!("{patient}/history"), Need::View),
     ];
     for role in ROLES {
         let b = c.browser(role);
@@ -400,6 +403,7 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
                     ("full_name", &format!("Matrix Patient {role:?}")),
                     ("sex", "female"),
                     ("date_of_birth", "1990-05-04"),
+                    ("reason", "spelling"),
                 ],
             )
             .await;

@@ -68,6 +68,9 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body as sent (`body` is its text, for pages).
+    #[allow(dead_code, reason = "only the binaries that download files read it")]
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -183,7 +186,8 @@ impl TestApp {
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let res = self.router.clone().oneshot(req).await.unwrap();
         let (parts, body) = res.into_parts();
-        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         for c in parts.headers.get_all(header::SET_COOKIE) {
             let c = c.to_str().unwrap();
             let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
@@ -198,6 +202,7 @@ impl TestApp {
             status: parts.status,
             headers: parts.headers,
             body,
+            bytes,
         }
     }
 

@@ -288,6 +288,24 @@ async fn a_new_patient_can_be_registered_while_booking_and_bad_input_is_shown_by
             .await,
         "919845033333"
     );
+    // Registered like any patient: found by a word of the name and by the end of the
+    // phone number, with the record's first version kept.
+    for q in ["li", "chen", "45033333"] {
+        let found = d
+            .receptionist
+            .get(&format!("{}/patients/search?q={q}", c.base))
+            .await;
+        assert!(found.body.contains("Chen Li"), "search {q}: {}", found.body);
+    }
+    assert_eq!(
+        d.owner
+            .scalar(
+                c,
+                "SELECT COUNT(*) FROM patient_versions v JOIN patients p ON p.id = v.patient_id WHERE p.full_name = 'Chen Li' AND v.version = 1 AND v.content LIKE '%98450-33333%'"
+            )
+            .await,
+        1
+    );
 
     // A clash rolls back the new patient too.
     let r = d

@@ -11,6 +11,7 @@
 mod appointments;
 mod isolation;
 mod payments;
+mod refunds;
 mod roles;
 mod support;
 

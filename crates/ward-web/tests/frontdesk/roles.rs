@@ -57,6 +57,14 @@ async fn every_front_desk_route_allows_exactly_the_roles_of_the_matrix() {
             format!("{c}/payments/{payment}/receipt"),
             [true, false, true, true],
         ),
+        (
+            format!("{c}/payments/{payment}/refund"),
+            [true, false, false, true],
+        ),
+        (
+            format!("{c}/payments/{payment}/void"),
+            [true, false, false, true],
+        ),
     ];
     for (path, allowed) in &gets {
         for (i, role) in ROLES.iter().enumerate() {

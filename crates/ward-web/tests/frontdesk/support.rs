@@ -87,6 +87,8 @@ impl TestApp {
 
     /// Runs `sql` returning one integer in the clinic's database.
     pub async fn scalar(&self, clinic: &Clinic, sql: &str) -> i64 {
+        // Views (pages, lists) and sign-ins are queued: write them first.
+        self.app.audit.flush().await;
         let sql = sql.to_owned();
         let tenant = self.app.tenants.get(clinic.id).await.unwrap();
         tenant

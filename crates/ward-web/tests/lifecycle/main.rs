@@ -220,6 +220,204 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
     assert!(details[0].contains("requested") && details[1].contains("downloaded"));
 }
 
+/// The CSV files of a downloaded zip, by name, each as rows of cells (header first),
+/// after checking that each starts with the UTF-8 byte-order mark.
+fn csv_files(zip: &[u8]) -> std::collections::BTreeMap<String, Vec<Vec<String>>> {
+    use std::io::Read as _;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        let name = f.name().unwrap().into_owned();
+        let body = data
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or_else(|| panic!("{name} has no byte-order mark"));
+        let rows = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(body)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        out.insert(name, rows);
+    }
+    out
+}
+
+/// The cells of `file`'s rows as (column name → value) maps.
+fn records(rows: &[Vec<String>]) -> Vec<std::collections::BTreeMap<String, String>> {
+    rows[1..]
+        .iter()
+        .map(|r| rows[0].iter().cloned().zip(r.iter().cloned()).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Canary Clinic", "owner@example.com")
+        .await;
+    add_canary_patient(&t, &home).await;
+    let r = t
+        .submit(
+            &format!("{home}payments/new"),
+            &format!("{home}payments"),
+            &[
+                ("patient_id", "1"),
+                ("method", "card"),
+                ("item_description", "Consultation"),
+                ("item_amount", "1,250.50"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let refund = format!("{home}payments/1/refund");
+    let r = t
+        .submit(
+            &refund,
+            &refund,
+            &[
+                ("amount", "250.25"),
+                ("method", "cash"),
+                ("reason", "Charged twice for the dressing"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    let export = format!("{home}export");
+    let page = t.get(&export).await;
+    assert!(
+        page.body.contains("name=\"format\" value=\"csv\""),
+        "{}",
+        page.body
+    );
+    let r = t.submit(&export, &export, &[("format", "xml")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Choose JSON or CSV."), "{}", r.body);
+    assert_eq!(ward_web::run_export_jobs(&t.app).await, 0, "nothing queued");
+    let r = t.submit(&export, &export, &[("format", "csv")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("a zip of spreadsheet (CSV) files"),
+        "{}",
+        r.body
+    );
+    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    let sealed = std::fs::read(&exports(&t)[0]).unwrap();
+    assert!(
+        !sealed.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+        "sealed at rest"
+    );
+    let link = t.link_in_last_mail("/export/download").await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let r = t
+        .submit(&link, "/export/download", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/zip");
+    let disposition = r.headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment") && disposition.ends_with(".zip\""),
+        "{disposition}"
+    );
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert!(r.bytes.starts_with(b"PK"), "a zip");
+
+    let files = csv_files(&r.bytes);
+    for name in [
+        "export.csv",
+        "staff.csv",
+        "patients.csv",
+        "visits.csv",
+        "diagnoses.csv",
+        "prescription_items.csv",
+        "appointments.csv",
+        "payments.csv",
+        "payment_items.csv",
+        "payment_corrections.csv",
+        "settings.csv",
+        "audit_log.csv",
+    ] {
+        assert!(files.contains_key(name), "{name} in {:?}", files.keys());
+    }
+    let patients = records(&files["patients.csv"]);
+    assert_eq!(patients.len(), 1);
+    assert_eq!(patients[0]["full_name"], CANARY);
+    assert_eq!(patients[0]["number"], "1");
+    let payments = &files["payments.csv"];
+    assert_eq!(
+        payments[0][..7],
+        [
+            "id",
+            "receipt_number",
+            "patient_id",
+            "visit_id",
+            "amount_minor",
+            "amount",
+            "currency"
+        ]
+    );
+    let payments = records(payments);
+    assert_eq!(payments[0]["amount_minor"], "125050");
+    assert_eq!(payments[0]["amount"], "1250.50");
+    assert_eq!(payments[0]["method"], "card");
+    let refunds = &files["payment_corrections.csv"];
+    assert_eq!(
+        refunds[0],
+        [
+            "id",
+            "payment_id",
+            "kind",
+            "receipt_number",
+            "amount_minor",
+            "amount",
+            "currency",
+            "method",
+            "reason",
+            "recorded_by_id",
+            "recorded_by_name",
+            "recorded_at"
+        ]
+    );
+    let refunds = records(refunds);
+    assert_eq!(refunds.len(), 1);
+    let row = &refunds[0];
+    assert_eq!(
+        (
+            row["payment_id"].as_str(),
+            row["kind"].as_str(),
+            row["receipt_number"].as_str(),
+            row["amount_minor"].as_str(),
+            row["amount"].as_str(),
+            row["currency"].as_str(),
+            row["method"].as_str(),
+            row["reason"].as_str(),
+        ),
+        (
+            "1",
+            "refund",
+            "2",
+            "25025",
+            "250.25",
+            "INR",
+            "cash",
+            "Charged twice for the dressing"
+        )
+    );
+    let staff = records(&files["staff.csv"]);
+    assert_eq!(staff[0]["email"], "owner@example.com");
+    assert_eq!(staff[0]["role"], "owner");
+    let details = audit_details(&t, &home).await;
+    assert!(
+        details.iter().any(|d| d.contains("requested (csv)"))
+            && details.iter().any(|d| d.contains("downloaded (csv)")),
+        "{details:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_old_sign_in_needs_the_password_and_links_expire() {
     let mut t = TestApp::new().await;

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use ward_clinic::audit::{self, Action};
-use ward_clinic::export::{self, ClinicInfo, Header, StaffMember, Summary};
+use ward_clinic::export::{ClinicInfo, Header, StaffMember, Summary};
 use ward_clinic::import;
 use ward_control::{ClinicRecord, Platform};
 use ward_core::{Slug, format_time};
 
-use crate::cli::{ExportOpts, Global, ImportOpts};
+use crate::cli::{ExportFormat, ExportOpts, Global, ImportOpts};
 use crate::output::{json, note, say};
 
 /// The export header for clinic `c`: its identity and its staff, no credentials.
@@ -68,6 +68,10 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
     };
     let at = header.exported_at;
     let reason = opts.reason.clone();
+    let format = match opts.format {
+        ExportFormat::Json => ward_clinic::export_csv::Format::Json,
+        ExportFormat::Csv => ward_clinic::export_csv::Format::Csv,
+    };
     let target = opts
         .out
         .as_ref()
@@ -83,10 +87,10 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
                     "operator",
                     &reason,
                     Action::Export,
-                    Some(&format!("full export to {target}")),
+                    Some(&format!("full export ({}) to {target}", format.as_str())),
                 )
             })?;
-            let summary = export::write_export(&conn, &header, out)?;
+            let summary = format.write(&conn, &header, out)?;
             Ok::<_, anyhow::Error>((recorded, summary))
         })
         .await?;

@@ -14,6 +14,7 @@ mod replica;
 mod restore;
 mod serve;
 mod status;
+mod support;
 mod users;
 mod verify;
 
@@ -52,6 +53,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replica(cmd) => replica::run(&cli.global, cmd).await,
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Status(opts) => status::run(&cli.global, opts).await,
+        Command::Support(cmd) => support::run(&cli.global, cmd).await,
     }
 }
 

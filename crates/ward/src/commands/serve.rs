@@ -179,9 +179,18 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move {
             ward_web::requeue_export_jobs(&app).await;
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut n = 0u64;
             loop {
                 tick.tick().await;
                 ward_web::run_export_jobs(&app).await;
+                // Support sessions whose time is up get their "expired" audit row.
+                n += 1;
+                if n.is_multiple_of(6)
+                    && let Err(e) =
+                        ward_web::support_access::expire(&app.control, &app.tenants, None).await
+                {
+                    tracing::warn!(error = %e, "could not mark expired support grants");
+                }
             }
         })
     };

@@ -66,6 +66,57 @@ fn has_row(page: &str, cells: &[&str]) -> bool {
         .any(|row| cells.iter().all(|c| row.contains(c)))
 }
 
+/// The doctor corrects visit `visit`: the reason is asked for, the page says it was
+/// amended, and the history shows what was first written and what changed.
+async fn correct_the_visit(browser: &Driver, server: &Server, visit: &str) {
+    browser
+        .goto(&format!("{}/c/{SLUG}/visits/{visit}", server.base))
+        .await;
+    browser.wait_for_text("Correct the visit").await;
+    browser.click("a[href$=\"/edit\"]").await;
+    browser.wait_for_url(|u| u.ends_with("/edit")).await;
+    browser.wait_for_text("Reason for the correction").await;
+    browser.fill("#diagnosis_0", "Dengue fever").await;
+    browser.fill("#item_1_dose", "5 mg").await;
+    browser
+        .click("button[name=action][value=save]:not(.visually-hidden)")
+        .await;
+    // No reason: the form comes back with the message by the field, input kept.
+    let page = browser.wait_for_text("reason-error").await;
+    assert!(
+        page.contains("Say why") && page.contains("Dengue fever"),
+        "{page}"
+    );
+    browser
+        .fill("#reason", "NS1 antigen test came back positive")
+        .await;
+    browser
+        .click("button[name=action][value=save]:not(.visually-hidden)")
+        .await;
+    browser
+        .wait_for_url(|u| u.ends_with(&format!("/visits/{visit}")))
+        .await;
+    let page = browser.wait_for_text("Version 2 of 2").await;
+    assert!(
+        page.contains("Dengue fever") && page.contains("NS1 antigen test came back positive"),
+        "{page}"
+    );
+    browser.click("#amended a[href$=\"/history\"]").await;
+    browser.wait_for_url(|u| u.ends_with("/history")).await;
+    let page = browser.wait_for_text("History of the visit").await;
+    for shown in [
+        "<del>Viral fever</del><ins>Dengue fever</ins>",
+        "Cetirizine · </span><del>10</del><ins>5</ins><span> mg · At night",
+        "NS1 antigen test came back positive",
+        "by Dr. Neha Menon",
+    ] {
+        assert!(page.contains(shown), "the history shows {shown}:\n{page}");
+    }
+    let original = browser.text("#original").await;
+    assert!(original.contains("Viral fever"), "{original}");
+    browser.screenshot(&artifact("visit-history.png")).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log() {
     let server = Server::start();
@@ -211,6 +262,9 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
         );
     }
     browser.screenshot(&artifact("prescription.png")).await;
+
+    // The doctor corrects the visit (boxed: the test's future would outgrow the stack).
+    Box::pin(correct_the_visit(&browser, &server, &visit)).await;
 
     // Billing takes the payment and prints the receipt.
     sign_in_as(&browser, &server, "sunil@lakeside.example").await;

@@ -76,6 +76,13 @@ fn help_says_what_each_command_is_for() {
         (&["clinics", "create", "--help"], "Register a clinic"),
         (&["clinics", "list", "--help"], "List every clinic"),
         (&["clinics", "show", "--help"], "Show one clinic"),
+        (&["support", "--help"], "with its owners' approval"),
+        (
+            &["support", "request", "--help"],
+            "Nothing opens before an owner approves",
+        ),
+        (&["support", "link", "--help"], "one-time sign-in link"),
+        (&["support", "end", "--help"], "signed out at"),
     ] {
         let out = ward.run(args).ok();
         assert!(out.contains(purpose), "ward {args:?}: {out}");

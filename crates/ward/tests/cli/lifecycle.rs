@@ -145,3 +145,74 @@ fn clinic_status_changes_and_purge_dry_run() {
     }
     ward.run(&["verify"]).ok();
 }
+
+#[test]
+fn export_as_csv_writes_a_zip_of_one_csv_per_table() {
+    use std::io::Read as _;
+    let ward = Ward::new();
+    let (id, slug) = ward.create("Acme Clinic");
+    let file = ward.data_dir().join("acme.zip");
+    ward.run(&[
+        "export",
+        "--clinic",
+        &slug,
+        "--reason",
+        "spreadsheet for the accountant",
+        "--format",
+        "csv",
+        "--out",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let mut read = |name: &str| {
+        let mut text = String::new();
+        zip.by_name(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let about = read("export.csv");
+    assert!(
+        about.starts_with("\u{feff}format,version,clinic_id,"),
+        "{about}"
+    );
+    assert!(
+        about.contains(&format!("ward-export,1,{id},{slug},")),
+        "{about}"
+    );
+    let patients = read("patients.csv");
+    assert!(
+        patients.starts_with("\u{feff}id,number,full_name,"),
+        "{patients}"
+    );
+    let payments = read("payments.csv");
+    assert!(
+        payments.contains(",amount_minor,amount,currency,"),
+        "{payments}"
+    );
+    let refunds = read("payment_corrections.csv");
+    assert!(
+        refunds.starts_with("\u{feff}id,payment_id,kind,receipt_number,amount_minor,amount,"),
+        "{refunds}"
+    );
+    let audit = read("audit_log.csv");
+    assert!(
+        audit.contains("spreadsheet for the accountant") && audit.contains("full export (csv)"),
+        "the operator's access is in the exported log: {audit}"
+    );
+
+    // JSON stays the default; an unknown format is refused.
+    let stdout = ward
+        .run(&["export", "--clinic", &id, "--reason", "json still"])
+        .ok();
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["format"], "ward-export");
+    let err = ward
+        .run(&[
+            "export", "--clinic", &id, "--reason", "x", "--format", "xml",
+        ])
+        .stderr;
+    assert!(err.contains("xml"), "{err}");
+}

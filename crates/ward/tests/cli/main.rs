@@ -17,6 +17,7 @@ mod replica;
 mod serve;
 mod status;
 mod support;
+mod support_access;
 mod tamper;
 mod users;
 mod verify;

@@ -1,0 +1,128 @@
+//! Migration 0008 on a clinic that already took payments, and the correction rules
+//! against the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ward_clinic::ClinicError;
+use ward_clinic::audit::{Action, Entry};
+use ward_clinic::payments::{self, CorrectionKind, NewCorrection};
+use ward_control::{MasterKeySource, Platform};
+use ward_core::ManualClock;
+use ward_tenancy::StoreConfig;
+use ward_tenancy::migrations::TENANT;
+
+use crate::support::{MASTER_HEX, doctor, start};
+
+async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration]) -> Platform {
+    let mut config = StoreConfig::new(dir);
+    config.migrations = migrations.into();
+    Platform::open(
+        config,
+        MasterKeySource::Configured(MASTER_HEX.into()),
+        Arc::new(ManualClock::new(start())),
+    )
+    .await
+    .unwrap()
+}
+
+fn refund(payment_id: i64, kind: CorrectionKind, amount_minor: i64) -> NewCorrection {
+    NewCorrection {
+        payment_id,
+        kind,
+        amount_minor,
+        method: None,
+        reason: "overcharged".into(),
+        recorded_by_id: "u1".into(),
+        recorded_by_name: "Bala Billing".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = TENANT
+        .iter()
+        .position(|m| m.name == "payment_corrections")
+        .unwrap();
+    let before = &TENANT[..at];
+
+    let old = platform(dir.path(), before).await;
+    let clinic = old
+        .control
+        .create_clinic("Old Clinic", None, &old.tenants, "test")
+        .await
+        .unwrap();
+    let tenant = old.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| {
+            conn.execute_batch(
+                "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'card', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (2, 1, 5000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
+            )
+            .unwrap();
+        })
+        .await;
+    drop(tenant);
+    assert_eq!(old.tenants.shutdown(Duration::from_secs(10)).await, 0);
+    drop(old);
+
+    let new = platform(dir.path(), TENANT).await;
+    let tenant = new.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| {
+            let entry = || Entry::new(start(), doctor(), Action::Create);
+            let p = payments::get(&conn, 1).unwrap();
+            assert_eq!((p.refunded_minor, p.voided, p.remaining_minor()), (0, false, 20_000));
+
+            let id = payments::correct(&conn, &refund(1, CorrectionKind::Refund, 7_500), start(), entry())
+                .unwrap();
+            let c = payments::get_correction(&conn, id).unwrap();
+            assert_eq!(c.receipt_number, 3, "after the existing receipts");
+            assert_eq!(c.method, payments::Method::Card, "the payment's method by default");
+            assert_eq!(c.payment_receipt_number, 1);
+            assert_eq!(payments::get(&conn, 1).unwrap().remaining_minor(), 12_500);
+
+            // Over-refund, a void after a refund, a void twice: refused, nothing written.
+            let over = payments::correct(&conn, &refund(1, CorrectionKind::Refund, 12_501), start(), entry());
+            assert!(matches!(over, Err(ClinicError::Invalid { field: "amount", .. })), "{over:?}");
+            let void = payments::correct(&conn, &refund(1, CorrectionKind::Void, 0), start(), entry());
+            assert!(matches!(void, Err(ClinicError::Conflict(_))), "{void:?}");
+            payments::correct(&conn, &refund(2, CorrectionKind::Void, 0), start(), entry()).unwrap();
+            let twice = payments::correct(&conn, &refund(2, CorrectionKind::Void, 0), start(), entry());
+            assert!(matches!(twice, Err(ClinicError::Conflict(_))), "{twice:?}");
+            let mut none = refund(1, CorrectionKind::Refund, 1);
+            none.reason = " \n ".into();
+            assert!(matches!(
+                payments::correct(&conn, &none, start(), entry()),
+                Err(ClinicError::Invalid { field: "reason", .. })
+            ));
+            let count = conn
+                .row("SELECT count(*) FROM payment_corrections", (), |r| r.get::<i64>(0))
+                .unwrap()
+                .unwrap();
+            assert_eq!(count, 2);
+
+            // The balance and the report subtract both.
+            let account = payments::account(&conn, 1).unwrap();
+            assert_eq!((account.paid_minor, account.refunded_minor), (12_500, 12_500));
+            let list = payments::between(&conn, start() - chrono::TimeDelta::days(365), start() + chrono::TimeDelta::days(1)).unwrap();
+            let fixes = payments::corrections_between(&conn, start(), start() + chrono::TimeDelta::days(1)).unwrap();
+            let report = payments::collection(&list, &fixes, chrono_tz::Tz::UTC);
+            assert_eq!(
+                (report.total.amount_minor, report.total.refunds_minor, report.total.voids_minor, report.total.net_minor()),
+                (25_000, 7_500, 5_000, 12_500)
+            );
+            // A void's row cannot be doubled even by a direct write.
+            assert!(
+                conn.execute(
+                    "INSERT INTO payment_corrections (payment_id, kind, receipt_number, amount_minor, currency, method, reason, recorded_by_id, recorded_by_name, recorded_at) \
+                     VALUES (2, 'void', 99, 5000, 'INR', 'cash', 'again', 'u', 'u', '2026-03-01T09:00:00.000Z')",
+                    (),
+                )
+                .is_err()
+            );
+        })
+        .await;
+}

@@ -1,0 +1,282 @@
+//! `ward support request|status|link|end` through the real binary, against a running
+//! `ward serve`: the owner approves on the page, the operator's link opens the session,
+//! `ward support end` signs it out; and the emergency path.
+
+use crate::support::{Run, Server, Visitor, Ward, run, sign_up_and_confirm};
+
+const REASON: &str = "Receipts print without the clinic address";
+
+/// `ward support <args>` as operator "alice".
+fn support(ward: &Ward, args: &[&str]) -> Run {
+    run(ward.cmd().env("USER", "alice").arg("support").args(args))
+}
+
+/// A new visitor that opens the sign-in link and starts the session.
+fn open_session(server: &Server, link: &str) -> Visitor {
+    let base = format!("http://{}", server.addr);
+    let page = link.trim().trim_start_matches(&base).to_owned();
+    assert!(page.starts_with("/support/"), "{link}");
+    let token = page.trim_start_matches("/support/").to_owned();
+    let mut op = Visitor::new(server);
+    let (status, head) = op.submit(&page, "/support/start", &[("token", &token)]);
+    assert_eq!(status, 303, "{head}");
+    op
+}
+
+#[test]
+fn support_access_through_the_command_line_and_the_pages() {
+    let ward = Ward::new();
+    let server = Server::start(&ward);
+    let base = format!("http://{}", server.addr);
+    let mut owner = Visitor::new(&server);
+    let home = sign_up_and_confirm(&ward, &server, &mut owner, "Acme Clinic", "owner@acme.test");
+    let slug = home
+        .trim_start_matches("/c/")
+        .trim_end_matches('/')
+        .to_owned();
+    let url = ["--public-url", base.as_str()];
+
+    // What is refused, and why.
+    let long = support(
+        &ward,
+        &[
+            "request",
+            "--clinic",
+            &slug,
+            "--reason",
+            REASON,
+            "--minutes",
+            "45",
+        ],
+    );
+    assert!(!long.status.success());
+    assert!(
+        long.stderr.contains("45 is not in 1..=30"),
+        "{}",
+        long.stderr
+    );
+    let no_reason = support(&ward, &["request", "--clinic", &slug, "--minutes", "10"]);
+    assert!(!no_reason.status.success());
+    assert!(
+        no_reason.stderr.contains("--reason"),
+        "{}",
+        no_reason.stderr
+    );
+    let blank = support(
+        &ward,
+        &[
+            "request",
+            "--clinic",
+            &slug,
+            "--reason",
+            "  ",
+            "--minutes",
+            "10",
+            "--public-url",
+            &base,
+        ],
+    )
+    .final_error();
+    assert!(blank.contains("--reason must say why"), "{blank}");
+    let no_url = support(
+        &ward,
+        &[
+            "request",
+            "--clinic",
+            &slug,
+            "--reason",
+            REASON,
+            "--minutes",
+            "10",
+        ],
+    )
+    .final_error();
+    assert!(no_url.contains("WARD_PUBLIC_URL"), "{no_url}");
+    let nowhere = support(
+        &ward,
+        &[
+            "request",
+            "--clinic",
+            "no-such-clinic",
+            "--reason",
+            REASON,
+            "--minutes",
+            "10",
+            "--public-url",
+            &base,
+        ],
+    )
+    .final_error();
+    assert!(nowhere.contains("no-such-clinic"), "{nowhere}");
+    let write = support(
+        &ward,
+        &[
+            "request",
+            "--clinic",
+            &slug,
+            "--reason",
+            REASON,
+            "--minutes",
+            "10",
+            "--emergency",
+            "--write",
+            "--public-url",
+            &base,
+        ],
+    )
+    .final_error();
+    assert!(
+        write.contains("emergency support session is read only"),
+        "{write}"
+    );
+    let help = support(&ward, &["request", "--help"]).ok();
+    assert!(
+        help.contains("1 to 30 minutes") && help.contains("--emergency"),
+        "{help}"
+    );
+
+    // The request: the owner is mailed and sees it on their pages.
+    let mut args = vec![
+        "request",
+        "--clinic",
+        &slug,
+        "--reason",
+        REASON,
+        "--minutes",
+        "30",
+    ];
+    args.extend(url);
+    let out = support(&ward, &args).ok();
+    assert!(
+        out.contains(&format!(
+            "support grant #1 requested on clinic {slug} for 30 minutes; 1 owner(s) were asked"
+        )),
+        "{out}"
+    );
+    let mail = ward
+        .mail_to("owner@acme.test", "Support asks to look at your clinic")
+        .expect("the owner is mailed");
+    assert!(
+        mail.contains("alice") && mail.contains(&format!("{base}/c/{slug}/support")),
+        "{mail}"
+    );
+    let (_, page) = owner.get(&home);
+    assert!(
+        page.contains("Support (alice) asks to look at this clinic"),
+        "{page}"
+    );
+    let again = support(&ward, &args).final_error();
+    assert!(
+        again.contains("already has an open support grant (#1)"),
+        "{again}"
+    );
+
+    // No link before approval.
+    let early = support(&ward, &["link", "--grant", "1", "--public-url", &base]).final_error();
+    assert!(early.contains("not approved yet"), "{early}");
+    let status = support(&ward, &["status", "--clinic", &slug]).ok();
+    assert!(
+        status.contains("#1") && status.contains("requested") && status.contains(REASON),
+        "{status}"
+    );
+
+    // The owner approves; the link opens the session, once.
+    let (code, head) = owner.submit(
+        &format!("/c/{slug}/support"),
+        &format!("/c/{slug}/support/1/approve"),
+        &[],
+    );
+    assert_eq!(code, 303, "{head}");
+    let status = support(&ward, &["status", "--clinic", &slug]).ok();
+    assert!(
+        status.contains("approved (link not used yet)")
+            && status.contains("`ward support link --grant 1`"),
+        "{status}"
+    );
+    let out = support(&ward, &["link", "--grant", "1", "--public-url", &base]).ok();
+    let link = out
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}/support/")))
+        .unwrap_or_else(|| panic!("no link in {out}"))
+        .to_owned();
+    assert!(out.starts_with("sign in once, within 10 minutes:"), "{out}");
+    let mut op = open_session(&server, &link);
+    let (code, page) = op.get(&home);
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Support session (alice) — read only — ends at"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("Reason: {REASON}")), "{page}");
+    let used = support(&ward, &["link", "--grant", "1", "--public-url", &base]).final_error();
+    assert!(used.contains("its link was used"), "{used}");
+    let (code, _) = op.get(&format!("/c/{slug}/export"));
+    assert_eq!(code, 403);
+    let status = support(&ward, &["status", "--clinic", &slug]).ok();
+    assert!(
+        status.contains("active") && status.contains("approved by Dr Ada Lovelace"),
+        "{status}"
+    );
+
+    // `ward support end` signs it out at its next page.
+    let out = support(&ward, &["end", "--grant", "1"]).ok();
+    assert!(out.contains("support grant #1 ended"), "{out}");
+    assert_eq!(op.status_becomes(&home, 303), 303);
+    let status = support(&ward, &["status", "--clinic", &slug]).ok();
+    assert!(
+        status.contains("ended") && status.contains("ended by Support (alice)"),
+        "{status}"
+    );
+    let twice = support(&ward, &["end", "--grant", "1"]).final_error();
+    assert!(twice.contains("is not open"), "{twice}");
+    let (_, page) = owner.get(&format!("/c/{slug}/support"));
+    assert!(
+        page.contains("Past support sessions") && page.contains(REASON),
+        "{page}"
+    );
+
+    // The emergency path: open at once, the owner mailed at once, marked in the log.
+    let mut args = vec![
+        "request",
+        "--clinic",
+        &slug,
+        "--reason",
+        REASON,
+        "--minutes",
+        "5",
+        "--emergency",
+    ];
+    args.extend(url);
+    let out = support(&ward, &args).ok();
+    assert!(out.contains("emergency support grant #2"), "{out}");
+    let link = out
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}/support/")))
+        .unwrap_or_else(|| panic!("no link in {out}"))
+        .to_owned();
+    let mail = ward
+        .mail_to("owner@acme.test", "Emergency support access to your clinic")
+        .expect("the owner is mailed at once");
+    assert!(mail.contains("without waiting for approval"), "{mail}");
+    let mut op = open_session(&server, &link);
+    let (code, page) = op.get(&home);
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Support session (alice) — read only"),
+        "{page}"
+    );
+    let (_, page) = owner.get(&format!("/c/{slug}/audit"));
+    assert!(page.contains("emergency support"), "{page}");
+    assert!(
+        page.contains("emergency support opened without approval: 5 minutes, read only"),
+        "{page}"
+    );
+
+    // The log still verifies.
+    drop(server);
+    let verify = ward.run(&["verify"]).ok();
+    assert!(
+        verify.contains("1 clinic(s) verified, 0 with problems"),
+        "{verify}"
+    );
+}
