@@ -221,7 +221,7 @@ fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, E
 
 /// One value: SQL NULL, integers, reals and text as their JSON counterparts; a blob as
 /// `{"hex": "<lowercase hex>"}` so it cannot be mistaken for text.
-fn write_value<W: Write>(w: &mut W, v: Value) -> Result<(), ExportError> {
+pub(crate) fn write_value<W: Write>(w: &mut W, v: Value) -> Result<(), ExportError> {
     match v {
         Value::Null => w.write_all(b"null")?,
         Value::Integer(i) => write!(w, "{i}")?,

@@ -21,6 +21,7 @@ pub mod history;
 pub mod import;
 pub mod patients;
 pub mod payments;
+pub mod rights;
 pub mod settings;
 pub mod visits;
 

@@ -8,6 +8,7 @@
 //! | payments, receipts, collection report | ✓ | view | record | ✓ |
 //! | refund or void a payment | ✓ | – | – | ✓ |
 //! | staff, settings, audit log, export, close clinic | ✓ | – | – | – |
+//! | a patient's record, erasure, legal hold | ✓ | – | – | – |
 
 use crate::Role;
 
@@ -45,11 +46,14 @@ pub enum Permission {
     Export,
     /// Close the clinic.
     CloseClinic,
+    /// Answer a patient's requests about their data: give them their whole record,
+    /// erase it, or hold it from erasure (docs/patients.md).
+    PatientRights,
 }
 
 impl Permission {
     /// Every permission, for matrix tests.
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 16] = [
         Self::ViewDemographics,
         Self::EditDemographics,
         Self::ViewClinical,
@@ -65,6 +69,7 @@ impl Permission {
         Self::ViewAudit,
         Self::Export,
         Self::CloseClinic,
+        Self::PatientRights,
     ];
 }
 
@@ -90,7 +95,8 @@ impl Role {
                 | P::ManageSettings
                 | P::ViewAudit
                 | P::Export
-                | P::CloseClinic => false,
+                | P::CloseClinic
+                | P::PatientRights => false,
             },
             Role::Receptionist => match p {
                 P::ViewDemographics
@@ -107,7 +113,8 @@ impl Role {
                 | P::ManageSettings
                 | P::ViewAudit
                 | P::Export
-                | P::CloseClinic => false,
+                | P::CloseClinic
+                | P::PatientRights => false,
             },
             Role::Billing => match p {
                 P::ViewDemographics
@@ -124,7 +131,8 @@ impl Role {
                 | P::ManageSettings
                 | P::ViewAudit
                 | P::Export
-                | P::CloseClinic => false,
+                | P::CloseClinic
+                | P::PatientRights => false,
             },
         }
     }
@@ -137,7 +145,7 @@ mod tests {
 
     /// The matrix of the product description, row by row: (permission, owner, doctor,
     /// receptionist, billing).
-    const MATRIX: [(P, bool, bool, bool, bool); 15] = [
+    const MATRIX: [(P, bool, bool, bool, bool); 16] = [
         (P::ViewDemographics, true, true, true, true),
         (P::EditDemographics, true, true, true, false),
         (P::ViewClinical, true, true, false, false),
@@ -153,6 +161,7 @@ mod tests {
         (P::ViewAudit, true, false, false, false),
         (P::Export, true, false, false, false),
         (P::CloseClinic, true, false, false, false),
+        (P::PatientRights, true, false, false, false),
     ];
 
     #[test]

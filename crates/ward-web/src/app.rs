@@ -14,7 +14,7 @@ use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
     accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
-    second_factor, settings, signup, staff, support, visits,
+    rights, second_factor, settings, signup, staff, support, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -193,6 +193,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/c/{slug}/patients/{id}/access",
             get(audit::patient_access_get),
+        )
+        .route("/c/{slug}/patients/{id}/record", get(rights::record_get))
+        .route(
+            "/c/{slug}/patients/{id}/record.json",
+            get(rights::record_json_get),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/legal-hold",
+            post(rights::legal_hold_post),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/erase",
+            get(rights::erase_get).post(rights::erase_post),
         )
         .route(
             "/c/{slug}/patients/{id}/edit",

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod pages;
 pub mod patients;
 pub mod payments;
+pub mod rights;
 pub mod second_factor;
 pub mod settings;
 pub mod signup;

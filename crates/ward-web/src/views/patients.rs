@@ -96,6 +96,7 @@ struct PatientExtras {
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
     payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
     accessed_by: Option<Vec<ward_clinic::audit::Access>>,
+    rights: Option<ward_clinic::rights::Standing>,
 }
 
 impl PatientExtras {
@@ -129,6 +130,11 @@ impl PatientExtras {
             } else {
                 None
             },
+            rights: if access.rights {
+                Some(ward_clinic::rights::standing(conn, id)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -140,6 +146,7 @@ struct Allowed {
     appointments: bool,
     payments: bool,
     audit: bool,
+    rights: bool,
 }
 
 impl Allowed {
@@ -148,6 +155,7 @@ impl Allowed {
             clinical: access.can(Permission::ViewClinical),
             appointments: access.can(Permission::ViewAppointments),
             payments: access.can(Permission::ViewPayments),
+            rights: access.can(Permission::PatientRights),
             audit: access.can(Permission::ViewAudit),
         }
     }
@@ -549,6 +557,8 @@ struct PatientPage {
     sections: Vec<Section>,
     /// Who viewed or changed this record (owners only).
     accessed_by: Option<crate::views::audit::AccessedBy>,
+    /// The patient's rights box (owners only).
+    rights: Option<crate::views::rights::RightsBox>,
 }
 
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
@@ -593,7 +603,11 @@ pub async fn show_get(
     let accessed_by = extras.accessed_by.map(|rows| {
         crate::views::audit::AccessedBy::new(&access, &s, rows, Some((p.id, p.number)))
     });
+    let rights = extras
+        .rights
+        .map(|st| crate::views::rights::RightsBox::new(&access, &s, id, &st));
     let page = PatientPage {
+        rights,
         accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),
         registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),

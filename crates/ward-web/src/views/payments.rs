@@ -242,6 +242,15 @@ async fn render_list(
             Ok::<_, ClinicError>((s, list, fixes, from, to, notice))
         })
         .await?;
+    if show_list {
+        access.note_shown(
+            app,
+            list.iter()
+                .map(|p| p.patient_id)
+                .chain(fixes.iter().map(|f| f.patient_id)),
+            "payments list",
+        )?;
+    }
     let report = show_report.then(|| {
         let c = payments::collection(&list, &fixes, s.timezone);
         Report {

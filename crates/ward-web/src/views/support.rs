@@ -25,10 +25,11 @@ use crate::{AppError, AppState};
 type Page = Result<Response, AppError>;
 
 /// What a support session may never do, even with changes allowed.
-pub const NEVER: [Permission; 3] = [
+pub const NEVER: [Permission; 4] = [
     Permission::Export,
     Permission::ManageStaff,
     Permission::CloseClinic,
+    Permission::PatientRights,
 ];
 
 /// Clinic paths (after `/c/{slug}/`) a support session never reaches.

@@ -12,6 +12,7 @@ mod damage;
 mod observability;
 mod patients;
 mod reads;
+mod rights;
 mod support;
 mod visit_edits;
 mod visits;

@@ -1,0 +1,270 @@
+//! A patient's rights over their data: their whole record on request, erasure where the
+//! law allows it, and a legal hold that keeps a record from erasure (docs/patients.md).
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use ward_core::format_time;
+use ward_tenancy::Db;
+
+use crate::ClinicError;
+use crate::audit::{self, Diff, Entry};
+use crate::export::{ExportError, columns, quote, write_value};
+
+/// The `format` of a patient's record.
+pub const FORMAT: &str = "ward-patient-record";
+/// Its version.
+pub const VERSION: u32 = 1;
+
+/// Every table that holds a patient's data, with the condition that picks their rows
+/// (`?1` is the patient's id). A table with a `patient_id`, `visit_id` or `payment_id`
+/// column must be here (a test checks it), so a new kind of record cannot be left out of
+/// a patient's record or their erasure.
+pub const PATIENT_TABLES: [(&str, &str); 10] = [
+    ("patients", "id = ?1"),
+    ("patient_versions", "patient_id = ?1"),
+    ("visits", "patient_id = ?1"),
+    (
+        "visit_versions",
+        "visit_id IN (SELECT id FROM visits WHERE patient_id = ?1)",
+    ),
+    (
+        "diagnoses",
+        "visit_id IN (SELECT id FROM visits WHERE patient_id = ?1)",
+    ),
+    (
+        "prescription_items",
+        "visit_id IN (SELECT id FROM visits WHERE patient_id = ?1)",
+    ),
+    ("appointments", "patient_id = ?1"),
+    ("payments", "patient_id = ?1"),
+    (
+        "payment_items",
+        "payment_id IN (SELECT id FROM payments WHERE patient_id = ?1)",
+    ),
+    (
+        "payment_corrections",
+        "payment_id IN (SELECT id FROM payments WHERE patient_id = ?1)",
+    ),
+];
+
+/// Tables that name a patient, visit or payment but are not the patient's data: the
+/// search index (rebuilt from the name) is left out of the record.
+pub const NOT_PATIENT_DATA: [&str; 1] = ["patient_name_tokens"];
+
+/// What a patient's record says about itself.
+#[derive(Debug, Clone)]
+pub struct RecordHeader {
+    /// The clinic's name.
+    pub clinic: String,
+    /// When it was produced.
+    pub generated_at: DateTime<Utc>,
+    /// By whom (a name).
+    pub generated_by: String,
+}
+
+/// Writes patient `patient_id`'s whole record as one JSON document to `out`: every row
+/// of [`PATIENT_TABLES`] that is theirs, every column, including every kept version of
+/// their details and visits. A table with no rows of theirs is written empty.
+pub fn write_record<W: Write>(
+    conn: &Db,
+    patient_id: i64,
+    header: &RecordHeader,
+    out: W,
+) -> Result<(), ExportError> {
+    let mut w = std::io::BufWriter::new(out);
+    write!(
+        w,
+        "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"clinic\":"
+    )?;
+    serde_json::to_writer(&mut w, &header.clinic)?;
+    write!(w, ",\"generated_at\":")?;
+    serde_json::to_writer(&mut w, &format_time(header.generated_at))?;
+    write!(w, ",\"generated_by\":")?;
+    serde_json::to_writer(&mut w, &header.generated_by)?;
+    write!(w, ",\"patient_id\":{patient_id},\"tables\":{{")?;
+    for (t, (table, condition)) in PATIENT_TABLES.iter().enumerate() {
+        let cols = columns(conn, table)?;
+        if t > 0 {
+            w.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut w, table)?;
+        w.write_all(b":{\"columns\":")?;
+        serde_json::to_writer(&mut w, &cols)?;
+        w.write_all(b",\"rows\":[")?;
+        let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let mut n = 0u64;
+        conn.for_each_row(
+            &format!("SELECT {list} FROM {} WHERE {condition}", quote(table)),
+            [patient_id],
+            |row| {
+                w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
+                for i in 0..cols.len() {
+                    if i > 0 {
+                        w.write_all(b",")?;
+                    }
+                    write_value(&mut w, row.get_value(i as i32)?)?;
+                }
+                w.write_all(b"]")?;
+                n += 1;
+                Ok::<_, ExportError>(())
+            },
+        )?;
+        w.write_all(b"]}")?;
+    }
+    w.write_all(b"}}\n")?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Why a record is erased: a fixed list, so the audit log names the ground without free
+/// text that could describe the patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ground {
+    /// The patient asked for their data to be erased.
+    PatientRequest,
+    /// The record was entered by mistake (a test, a wrong person).
+    EnteredByMistake,
+    /// The clinic's retention period for the record is over.
+    RetentionOver,
+}
+
+impl Ground {
+    /// Every ground, in the order the form offers them.
+    pub const ALL: [Ground; 3] = [
+        Self::PatientRequest,
+        Self::EnteredByMistake,
+        Self::RetentionOver,
+    ];
+
+    /// The stored and posted form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PatientRequest => "patient_request",
+            Self::EnteredByMistake => "entered_by_mistake",
+            Self::RetentionOver => "retention_over",
+        }
+    }
+
+    /// For people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PatientRequest => "The patient asked for their data to be erased",
+            Self::EnteredByMistake => "The record was entered by mistake",
+            Self::RetentionOver => "The clinic's time to keep the record is over",
+        }
+    }
+
+    /// Parses the posted form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// Where a patient's record stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// Held from erasure since.
+    pub legal_hold_since: Option<DateTime<Utc>>,
+    /// Erased at.
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// Patient `id`'s hold and erasure, or [`ClinicError::NotFound`].
+pub fn standing(conn: &Db, id: i64) -> Result<Standing, ClinicError> {
+    let time = |t: Option<String>| t.as_deref().and_then(ward_core::parse_time);
+    conn.row(
+        "SELECT legal_hold_since, erased_at FROM patients WHERE id = ?1",
+        [id],
+        |row| {
+            Ok::<_, ClinicError>(Standing {
+                legal_hold_since: time(row.get(0)?),
+                erased_at: time(row.get(1)?),
+            })
+        },
+    )?
+    .ok_or(ClinicError::NotFound)
+}
+
+/// Puts patient `id`'s record under a legal hold (`hold`) or lifts it, recording `entry`
+/// (an `update` of `legal_hold`). Nothing is written when it is already so.
+pub fn set_legal_hold(conn: &Db, id: i64, hold: bool, entry: Entry) -> Result<(), ClinicError> {
+    audit::in_transaction(conn, |tx| {
+        let now = standing(&tx, id)?;
+        if now.legal_hold_since.is_some() == hold {
+            return Ok(());
+        }
+        let since = hold.then(|| format_time(entry.at));
+        tx.execute(
+            "UPDATE patients SET legal_hold_since = ?2 WHERE id = ?1",
+            ward_tenancy::sql::params![id, since],
+        )?;
+        let (old, new) = if hold { ("off", "on") } else { ("on", "off") };
+        audit::record(
+            &tx,
+            &entry
+                .entity("patient", id)
+                .diff(Diff::new().field("legal_hold", old, new)),
+        )?;
+        Ok(())
+    })
+}
+
+/// Erases patient `id` on `ground`, recording `entry` (a `delete` naming the ground):
+/// the name becomes "Erased patient No. N", every other detail and every clinical text
+/// is removed (visits' notes, diagnoses, prescription items, appointment reasons, all
+/// kept versions), payment descriptions, references and correction reasons are replaced;
+/// the number, the visits' dates and fees and the payments' amounts stay for the books,
+/// and the audit log keeps that it happened and by whom. The records are left at version
+/// 0 (no kept version: a later correction starts again at 1). Freed pages are overwritten
+/// (`secure_delete`). Refused ([`ClinicError::Conflict`]) under a legal hold or when
+/// already erased; nothing is written then.
+pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), ClinicError> {
+    conn.execute_batch_now("PRAGMA secure_delete = ON")?;
+    let result = audit::in_transaction(conn, |tx| {
+        let now = standing(&tx, id)?;
+        if now.erased_at.is_some() {
+            return Err(ClinicError::Conflict(
+                "This patient's record has already been erased.".into(),
+            ));
+        }
+        if now.legal_hold_since.is_some() {
+            return Err(ClinicError::Conflict(
+                "This record is under a legal hold and cannot be erased. Lift the hold first, once the clinic no longer has to keep it.".into(),
+            ));
+        }
+        let at = format_time(entry.at);
+        let visits = "SELECT id FROM visits WHERE patient_id = ?1";
+        let payments = "SELECT id FROM payments WHERE patient_id = ?1";
+        // (statement, whether it takes the time as ?2)
+        let steps: [(String, bool); 11] = [
+            ("UPDATE patients SET full_name = 'Erased patient No. ' || number, date_of_birth = NULL, age_years = NULL, age_recorded_on = NULL, sex = 'unknown', phone = '', phone_digits = '', phone_digits_rev = '', address = '', email = '', notes = '', version = 0, erased_at = ?2, updated_at = ?2 WHERE id = ?1".into(), true),
+            ("DELETE FROM patient_name_tokens WHERE patient_id = ?1".into(), false),
+            ("DELETE FROM patient_versions WHERE patient_id = ?1".into(), false),
+            (format!("DELETE FROM visit_versions WHERE visit_id IN ({visits})"), false),
+            (format!("DELETE FROM diagnoses WHERE visit_id IN ({visits})"), false),
+            (format!("DELETE FROM prescription_items WHERE visit_id IN ({visits})"), false),
+            ("UPDATE visits SET presenting_complaints = '', examination_notes = '', advice = '', follow_up_on = NULL, version = 0, updated_at = ?2 WHERE patient_id = ?1".into(), true),
+            ("UPDATE appointments SET reason = '', updated_at = ?2 WHERE patient_id = ?1".into(), true),
+            ("UPDATE payments SET reference = '' WHERE patient_id = ?1".into(), false),
+            (format!("UPDATE payment_items SET description = 'Erased' WHERE payment_id IN ({payments})"), false),
+            (format!("UPDATE payment_corrections SET reason = 'Erased' WHERE payment_id IN ({payments})"), false),
+        ];
+        for (sql, timed) in &steps {
+            if *timed {
+                tx.execute(sql, ward_tenancy::sql::params![id, at.clone()])?;
+            } else {
+                tx.execute(sql, [id])?;
+            }
+        }
+        audit::record(
+            &tx,
+            &entry
+                .entity("patient", id)
+                .detail(&format!("erased: {}", ground.as_str())),
+        )?;
+        Ok(())
+    });
+    conn.execute_batch_now("PRAGMA secure_delete = OFF")?;
+    result
+}

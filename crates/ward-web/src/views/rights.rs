@@ -1,0 +1,347 @@
+//! A patient's rights, for the owner: their whole record (printable, and as JSON), a
+//! legal hold, and erasure (docs/patients.md).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use ward_clinic::audit::{self, Action};
+use ward_clinic::rights::{self, Ground, RecordHeader, Standing};
+use ward_clinic::settings::{self, ClinicSettings};
+use ward_clinic::{ClinicError, appointments, patients, payments, visits};
+use ward_core::Permission;
+
+use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::views::frame::ClinicFrame;
+use crate::views::patients::{IdParam, clinic_name, parse_id};
+use crate::{AppError, AppState};
+
+type Page = Result<Response, AppError>;
+
+/// The owner's box on the patient page.
+pub struct RightsBox {
+    /// `/c/{slug}/patients/{id}`.
+    pub base: String,
+    /// Under a legal hold since (clinic time).
+    pub hold: Option<String>,
+    /// Erased at (clinic time).
+    pub erased: Option<String>,
+}
+
+impl RightsBox {
+    /// The box for patient `id` in `standing`.
+    pub fn new(access: &ClinicAccess, s: &ClinicSettings, id: i64, standing: &Standing) -> Self {
+        let when =
+            |t: chrono::DateTime<chrono::Utc>| s.local(t).format("%Y-%m-%d %H:%M").to_string();
+        Self {
+            base: format!("/c/{}/patients/{id}", access.slug),
+            hold: standing.legal_hold_since.map(when),
+            erased: standing.erased_at.map(when),
+        }
+    }
+}
+
+/// Writes `entry` (an export of the patient's record) in its own transaction: the
+/// record leaves Ward only once the log says so.
+fn record_export(conn: &ward_tenancy::Db, entry: &audit::Entry) -> Result<(), ClinicError> {
+    audit::in_transaction(conn, |tx| {
+        audit::record(&tx, entry)?;
+        Ok::<_, ClinicError>(())
+    })
+}
+
+/// `GET /c/{slug}/patients/{id}/record.json`: the patient's whole record as one JSON
+/// document (every row of theirs, every kept version), as a download; audited as an
+/// `export` before it is sent.
+pub async fn record_json_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::PatientRights)?;
+    let id = parse_id(&id)?;
+    let now = app.clock.now();
+    let header_info = RecordHeader {
+        clinic: clinic_name(&app, &access).await?,
+        generated_at: now,
+        generated_by: access.session.user.name.clone(),
+    };
+    let entry = access
+        .audit_entry(now, Action::Export)
+        .entity("patient", id)
+        .detail("patient's record (JSON)");
+    let (number, body) = access
+        .tenant
+        .with(move |conn| {
+            let p = patients::get(&conn, id)?;
+            record_export(&conn, &entry)?;
+            let mut body = Vec::new();
+            rights::write_record(&conn, id, &header_info, &mut body).map_err(|e| {
+                ClinicError::invalid("record", format!("could not write the record: {e}"))
+            })?;
+            Ok::<_, ClinicError>((p.number, body))
+        })
+        .await?;
+    let filename = format!("patient-{number}-record-{}.json", now.format("%Y%m%d"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// One visit on the printable record.
+struct VisitBlock {
+    when: String,
+    visit: visits::Visit,
+    fee: Option<String>,
+}
+
+/// One payment on the printable record.
+struct PaymentLine {
+    receipt: i64,
+    when: String,
+    amount: String,
+    method: &'static str,
+    corrections: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "patient_record.html")]
+struct RecordPage {
+    frame: ClinicFrame,
+    p: patients::Patient,
+    generated: String,
+    dob: String,
+    visits: Vec<VisitBlock>,
+    appointments: Vec<(String, String, String)>,
+    payments: Vec<PaymentLine>,
+    erased: Option<String>,
+}
+
+/// `GET /c/{slug}/patients/{id}/record`: the patient's whole record as a document to
+/// print or save as PDF and hand to them; audited as an `export`.
+pub async fn record_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::PatientRights)?;
+    let id = parse_id(&id)?;
+    let now = app.clock.now();
+    let entry = access
+        .audit_entry(now, Action::Export)
+        .entity("patient", id)
+        .detail("patient's record (print)");
+    let (p, vs, appts, pays, s, standing) = access
+        .tenant
+        .with(move |conn| {
+            let p = patients::get(&conn, id)?;
+            let s = settings::load(&conn)?;
+            let standing = rights::standing(&conn, id)?;
+            let vs = visits::for_patient(&conn, id)?;
+            let appts = appointments::for_patient(&conn, id)?;
+            let mut pays = Vec::new();
+            for pay in payments::for_patient(&conn, id)? {
+                let fixes = payments::corrections_of(&conn, pay.id)?;
+                pays.push((pay, fixes));
+            }
+            record_export(&conn, &entry)?;
+            Ok::<_, ClinicError>((p, vs, appts, pays, s, standing))
+        })
+        .await?;
+    let when = |t: chrono::DateTime<chrono::Utc>| s.local(t).format("%Y-%m-%d %H:%M").to_string();
+    let page = RecordPage {
+        generated: format!("{} by {}", when(now), access.session.user.name),
+        dob: match (p.date_of_birth, p.age_on(s.local(now).date_naive())) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(age)) => format!("age {age}"),
+            (None, None) => "not recorded".to_owned(),
+        },
+        visits: vs
+            .into_iter()
+            .map(|v| VisitBlock {
+                when: when(v.visited_at),
+                fee: v.fee_minor.map(|m| s.money(m)),
+                visit: v,
+            })
+            .collect(),
+        appointments: appts
+            .into_iter()
+            .map(|a| {
+                (
+                    when(a.starts_at),
+                    a.doctor_name,
+                    a.status.label().to_owned(),
+                )
+            })
+            .collect(),
+        payments: pays
+            .into_iter()
+            .map(|(pay, fixes)| PaymentLine {
+                receipt: pay.receipt_number,
+                when: when(pay.received_at),
+                amount: s.money(pay.amount_minor),
+                method: pay.method.label(),
+                corrections: fixes
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{} {} (receipt {}, {})",
+                            f.kind.label(),
+                            s.money(f.amount_minor),
+                            f.receipt_number,
+                            when(f.recorded_at)
+                        )
+                    })
+                    .collect(),
+            })
+            .collect(),
+        erased: standing.erased_at.map(when),
+        p,
+        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page.render()?)).into_response())
+}
+
+/// The legal-hold form: `hold=on|off`.
+#[derive(Deserialize)]
+pub struct HoldForm {
+    #[serde(default)]
+    hold: String,
+}
+
+/// `POST /c/{slug}/patients/{id}/legal-hold`: puts the record under a legal hold or lifts
+/// it; audited as an `update` of `legal_hold`.
+pub async fn legal_hold_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(form): AppForm<HoldForm>,
+) -> Page {
+    access.require(Permission::PatientRights)?;
+    let id = parse_id(&id)?;
+    let hold = match form.hold.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => {
+            return Err(AppError::Refused(
+                "Choose to put the hold on or to lift it.".into(),
+            ));
+        }
+    };
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    access
+        .tenant
+        .with(move |conn| rights::set_legal_hold(&conn, id, hold, entry))
+        .await?;
+    Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "patient_erase.html")]
+struct ErasePage {
+    frame: ClinicFrame,
+    p: patients::Patient,
+    grounds: Vec<(&'static str, &'static str)>,
+    chosen: String,
+    error: Option<String>,
+}
+
+async fn erase_page(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    p: patients::Patient,
+    chosen: String,
+    error: Option<String>,
+) -> Page {
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = ErasePage {
+        grounds: Ground::ALL
+            .iter()
+            .map(|g| (g.as_str(), g.label()))
+            .collect(),
+        chosen,
+        error,
+        p,
+        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+    };
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// `GET /c/{slug}/patients/{id}/erase`: what erasure removes and keeps, the ground, and
+/// the patient number typed to confirm.
+pub async fn erase_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+) -> Page {
+    access.require(Permission::PatientRights)?;
+    let id = parse_id(&id)?;
+    let p = access
+        .tenant
+        .with(move |conn| patients::get(&conn, id))
+        .await?;
+    erase_page(&app, &access, csrf, p, String::new(), None).await
+}
+
+/// The erasure form.
+#[derive(Deserialize)]
+pub struct EraseForm {
+    #[serde(default)]
+    ground: String,
+    /// The patient's number, typed.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /c/{slug}/patients/{id}/erase`: erases the patient's data (needs a recent
+/// password and second factor, the ground and the number typed); refused while a legal
+/// hold is set; audited as a `delete` naming the ground.
+pub async fn erase_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(form): AppForm<EraseForm>,
+) -> Page {
+    access.require(Permission::PatientRights)?;
+    let id = parse_id(&id)?;
+    access.require_fresh(&app, &format!("patients/{id}/erase"))?;
+    let p = access
+        .tenant
+        .with(move |conn| patients::get(&conn, id))
+        .await?;
+    let Some(ground) = Ground::parse(&form.ground) else {
+        let error = Some("Choose why the record is erased.".to_owned());
+        return erase_page(&app, &access, csrf, p, form.ground, error).await;
+    };
+    if form.confirm.trim().trim_start_matches('#') != p.number.to_string() {
+        let error = Some(format!(
+            "Type the patient's number, {}, to confirm.",
+            p.number
+        ));
+        return erase_page(&app, &access, csrf, p, form.ground, error).await;
+    }
+    let entry = access.audit_entry(app.clock.now(), Action::Delete);
+    access
+        .tenant
+        .with(move |conn| rights::erase(&conn, id, ground, entry))
+        .await?;
+    Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
+}
