@@ -362,7 +362,7 @@ pub fn find_patients(conn: &Db, query: &str, limit: u32) -> Result<Vec<PatientHi
     };
     let mut rows = conn.query(
         "SELECT id, number, full_name, phone FROM patients \
-             WHERE number = ?1 OR phone_digits LIKE ?2 OR full_name LIKE ?3 ESCAPE '\\' \
+             WHERE merged_into IS NULL AND (number = ?1 OR phone_digits LIKE ?2 OR full_name LIKE ?3 ESCAPE '\\') \
              ORDER BY (number = ?1) DESC, full_name COLLATE NOCASE, id LIMIT ?4",
         ward_tenancy::sql::params![number, phone, format!("%{escaped}%"), i64::from(limit)],
     )?;
@@ -406,7 +406,7 @@ pub fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicE
                     SELECT * FROM (SELECT patient_id AS id, updated_at AS t FROM appointments \
                         WHERE status IN ('arrived', 'in_consultation', 'done') ORDER BY starts_at DESC LIMIT ?1)\
                 ) GROUP BY id\
-             ) r JOIN patients p ON p.id = r.id ORDER BY r.t DESC, p.id DESC LIMIT ?1",
+             ) r JOIN patients p ON p.id = r.id WHERE p.merged_into IS NULL ORDER BY r.t DESC, p.id DESC LIMIT ?1",
             [i64::from(limit)],
         )?;
     let mut out = Vec::new();

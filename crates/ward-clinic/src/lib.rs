@@ -19,6 +19,7 @@ pub mod export;
 pub mod export_csv;
 pub mod history;
 pub mod import;
+pub mod merge;
 pub mod patients;
 pub mod payments;
 pub mod rights;

@@ -321,7 +321,7 @@ pub fn name_tokens(name: &str) -> Vec<String> {
     tokens
 }
 
-fn write_tokens(conn: &Db, id: i64, name: &str) -> Result<(), ClinicError> {
+pub(crate) fn write_tokens(conn: &Db, id: i64, name: &str) -> Result<(), ClinicError> {
     conn.execute(
         "DELETE FROM patient_name_tokens WHERE patient_id = ?1",
         [id],
@@ -355,7 +355,7 @@ pub fn find_duplicates(
             &format!(
                 "SELECT {COLUMNS} FROM patients WHERE full_name = ?1 COLLATE NOCASE \
                  AND ((length(?2) >= 7 AND length(phone_digits) >= 7 AND substr(phone_digits, -10) = substr(?2, -10)) OR (?3 IS NOT NULL AND date_of_birth = ?3)) \
-                 AND id IS NOT ?4 ORDER BY number LIMIT 10"
+                 AND id IS NOT ?4 AND merged_into IS NULL ORDER BY number LIMIT 10"
             ),
             params![p.full_name.clone(), phone, dob, except],
         )?;
@@ -609,7 +609,9 @@ pub fn changes(old: &NewPatient, new: &NewPatient) -> Vec<Change> {
 pub fn recent(conn: &Db, limit: usize) -> Result<Vec<Patient>, ClinicError> {
     let limit = i64::try_from(limit.min(SEARCH_LIMIT)).unwrap_or(50);
     let mut rows = conn.query(
-        &format!("SELECT {COLUMNS} FROM patients ORDER BY id DESC LIMIT ?1"),
+        &format!(
+            "SELECT {COLUMNS} FROM patients WHERE merged_into IS NULL ORDER BY id DESC LIMIT ?1"
+        ),
         [limit],
     )?;
     collect(&mut rows)
@@ -657,8 +659,9 @@ pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
         let mut rows = conn
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM patients WHERE id IN ( \
-                       SELECT id FROM patients WHERE number = ?1 \
+                    // A merged duplicate's number finds the record it went into.
+                    "SELECT {COLUMNS} FROM patients WHERE merged_into IS NULL AND id IN ( \
+                       SELECT coalesce(merged_into, id) FROM patients WHERE number = ?1 \
                        UNION SELECT id FROM patients WHERE ?2 AND phone_digits >= ?3 AND phone_digits < ?4 \
                        UNION SELECT id FROM patients WHERE ?2 AND phone_digits_rev >= ?5 AND phone_digits_rev < ?6 \
                      ) ORDER BY (number = ?1) DESC, full_name COLLATE NOCASE, number LIMIT ?7"

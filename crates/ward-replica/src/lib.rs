@@ -14,7 +14,9 @@ pub mod target;
 pub mod wal;
 
 pub use replicator::{DbStatus, Position, Replicator, db_name, db_path, disk_status};
-pub use restore::{Generation, Restored, databases, delete_database, generations, restore_to};
+pub use restore::{
+    Generation, Restored, databases, delete_database, generations, restore_to, stored,
+};
 pub use target::Target;
 
 /// What went wrong with a replica.

@@ -740,10 +740,18 @@ impl Shared {
                 _ => return Ok(Work::Snapshot),
             }
         }
-        let max_age = i64::try_from(self.retention.as_millis() / 2).unwrap_or(i64::MAX);
-        if now_ms() - pos.created_at_ms > max_age {
-            // A fresh snapshot now and then bounds a restore's replay and lets old
-            // generations go.
+        // A fresh snapshot now and then bounds a restore's replay and lets old
+        // generations go: after the retention at the latest (so at most two generations
+        // are kept), and after half of it once the segments since the snapshot hold half
+        // the file again (a busy clinic's restore replays at most that much). A quiet
+        // clinic is not copied whole twice a retention for a few changed pages. The
+        // control plane, small, always takes the half: its old generations (which hold
+        // purged clinics' wrapped keys) then go within 1.5 retentions.
+        let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let age = now_ms() - pos.created_at_ms;
+        let file = std::fs::metadata(&stream.path).map_or(0, |m| m.len());
+        let busy = pos.bytes.saturating_mul(2) > file.saturating_mul(3);
+        if age > retention || (age > retention / 2 && (busy || stream.db == "control")) {
             return Ok(Work::Snapshot);
         }
         let u = match unshipped(&wal_path(&stream.path), Some(&pos))? {

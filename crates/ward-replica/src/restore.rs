@@ -189,6 +189,12 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// What `db` occupies in the replica: (objects, bytes), every generation included.
+pub async fn stored(target: &Target, db: &str) -> Result<(usize, u64), ReplicaError> {
+    let objects = target.list(db).await?;
+    Ok((objects.len(), objects.iter().map(|(_, n)| n).sum()))
+}
+
 /// Deletes every object of `db` from the replica (a purged clinic). Returns how many.
 pub async fn delete_database(target: &Target, db: &str) -> Result<usize, ReplicaError> {
     let objects = target.list(db).await?;

@@ -13,8 +13,8 @@ use ward_tenancy::TenantStore;
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
-    accounts, appointments, assets, audit, clinic, export, health, lifecycle, patients, payments,
-    rights, second_factor, settings, signup, staff, support, visits,
+    accounts, appointments, assets, audit, clinic, export, health, lifecycle, merge, patients,
+    payments, rights, second_factor, settings, signup, staff, support, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -195,6 +195,14 @@ pub fn router(app: Arc<App>) -> Router {
             get(audit::patient_access_get),
         )
         .route("/c/{slug}/patients/{id}/record", get(rights::record_get))
+        .route(
+            "/c/{slug}/patients/{id}/merge",
+            get(merge::merge_get).post(merge::merge_post),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/merges/{merge}/undo",
+            post(merge::undo_post),
+        )
         .route(
             "/c/{slug}/patients/{id}/record.json",
             get(rights::record_json_get),

@@ -33,6 +33,20 @@ struct Opts {
     /// Size of the clinic restored to a chosen second, in MiB.
     #[arg(long, default_value_t = 100)]
     restore_mib: u64,
+    /// Simulated days of the storage run (0: skip it).
+    #[arg(long, default_value_t = 30)]
+    storage_days: u64,
+    /// Seconds one simulated day lasts: the replica's retention (30 days) and its
+    /// snapshot age (half of it) are scaled by the same factor, so what is kept is what
+    /// 30 real days would keep.
+    #[arg(long, default_value_t = 2.0)]
+    day_secs: f64,
+    /// Size of the clinic of the storage run, in MiB.
+    #[arg(long, default_value_t = 100)]
+    storage_mib: u64,
+    /// MiB of rows changed on each working day (Monday to Friday) of the storage run.
+    #[arg(long, default_value_t = 2)]
+    change_mib: u64,
     /// Scratch folder (removed afterwards).
     #[arg(long, default_value = "bench-out/replica")]
     dir: PathBuf,
@@ -226,12 +240,101 @@ async fn main() -> anyhow::Result<()> {
         report.segments,
         report.bytes as f64 / 1048576.0
     );
-    println!(
-        "| storage for 30 days of a 100 MiB clinic | <= 3x size + changed pages | not measured: retention keeps generations younger than 30 days plus one, a new snapshot every 15 days; segments are not compacted |"
-    );
     drop(restored);
     drop(conn);
     replicator.stop();
+    if opts.storage_days > 0 {
+        storage(&opts).await?;
+    }
     let _ = std::fs::remove_dir_all(&opts.dir);
+    Ok(())
+}
+
+/// Rows of 4,000 bytes: `mib` MiB of them.
+fn rows_of(mib: u64) -> u64 {
+    mib * 1024 * 1024 / 4000
+}
+
+/// The storage run: a clinic of `storage_mib` MiB replicated for `storage_days` simulated
+/// days, `change_mib` MiB of its rows rewritten on each working day, with the replica's
+/// retention and snapshot age scaled to the simulated day; then what the replica holds.
+#[expect(clippy::print_stdout, reason = "a benchmark prints its numbers")]
+async fn storage(opts: &Opts) -> anyhow::Result<()> {
+    let dir = opts.dir.join("storage");
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("clinics"))?;
+    let target = target(&dir)?;
+    let day = Duration::from_secs_f64(opts.day_secs);
+    let replicator = Replicator::new(&data, target.clone(), day * 30)?;
+    let path = data
+        .join("clinics")
+        .join(format!("{}.db", uuid::Uuid::now_v7()));
+    let id = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let opened = db::open_now(&path, &DataKey::random(), true, Durability::Full)?;
+    let conn = opened.conn;
+    conn.execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, body BLOB)")?;
+    let rows = rows_of(opts.storage_mib);
+    for _ in 0..rows.div_ceil(500) {
+        conn.execute_batch_now("BEGIN")?;
+        for _ in 0..500 {
+            conn.execute_now("INSERT INTO t (body) VALUES (randomblob(4000))", ())?;
+        }
+        conn.execute_batch_now("COMMIT")?;
+    }
+    replicator.start();
+    replicator.sync(&id).await?;
+    let size = std::fs::metadata(&path)?.len();
+    let per_day = rows_of(opts.change_mib);
+    let mut changed: u64 = 0;
+    let mut next = 1u64;
+    let started = Instant::now();
+    for d in 0..opts.storage_days {
+        let day_start = Instant::now();
+        if d % 7 < 5 {
+            // A working day: the day's changes in commits of 50 rows, spread out.
+            for c in 0..per_day.div_ceil(50) {
+                conn.execute_batch_now("BEGIN")?;
+                for _ in 0..50.min(per_day - c * 50) {
+                    conn.execute_now(
+                        "UPDATE t SET body = randomblob(4000) WHERE i = ?1",
+                        params![((next - 1) % rows + 1) as i64],
+                    )?;
+                    next += 1;
+                }
+                conn.execute_batch_now("COMMIT")?;
+            }
+            changed += per_day * 4000;
+        }
+        replicator.sync(&id).await?;
+        if let Some(rest) = day.checked_sub(day_start.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    replicator.sync(&id).await?;
+    let gone = replicator.apply_retention().await?;
+    let (objects, bytes) = ward_replica::stored(&target, &id).await?;
+    let limit = 3 * size + changed;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "| storage for {} days of a {:.0} MiB clinic, {} MiB changed each working day | <= 3x size + changed pages ({:.0} MiB) | {:.0} MiB in {} objects ({:.2}x the clinic; {:.0} MiB changed in all; {} generations removed by retention; simulated in {:.0} s, a day = {:.1} s) {} |",
+        opts.storage_days,
+        mib(size),
+        opts.change_mib,
+        mib(limit),
+        mib(bytes),
+        objects,
+        bytes as f64 / size as f64,
+        mib(changed),
+        gone,
+        started.elapsed().as_secs_f64(),
+        opts.day_secs,
+        if bytes <= limit { "within" } else { "OVER" }
+    );
+    drop(conn);
+    replicator.stop();
     Ok(())
 }

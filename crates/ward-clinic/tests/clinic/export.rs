@@ -74,6 +74,8 @@ pub fn fill(conn: &ward_tenancy::Db, patients: i64) {
         "INSERT INTO visit_versions (visit_id, version, content, author_id, author_name, saved_at, reason) \
          VALUES (1, 1, '{\"presenting_complaints\":\"cough\"}', 'u1', 'Dr. Rao', '2026-03-01T09:30:00.000Z', NULL), \
                 (1, 2, '{\"presenting_complaints\":\"cough, wheeze\"}', 'u1', 'Dr. Rao', '2026-03-01T09:40:00.000Z', 'heard a wheeze')",
+        "INSERT INTO patient_merges (id, survivor_id, merged_id, moved, merged_at, merged_by_id, merged_by_name) \
+         VALUES (1, 1, 2, '{\"visits\":[],\"appointments\":[],\"payments\":[]}', '2026-03-01T12:00:00.000Z', 'u1', 'Dr. Rao')",
         "INSERT INTO payment_corrections (id, payment_id, kind, receipt_number, amount_minor, currency, method, reason, recorded_by_id, recorded_by_name, recorded_at) \
          VALUES (1, 1, 'refund', 2, 5000, 'EUR', 'card', 'charged for a dressing not given', 'u1', 'Dr. Rao', '2026-03-01T11:00:00.000Z')",
     ] {

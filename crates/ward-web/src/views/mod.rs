@@ -10,6 +10,7 @@ pub mod frame;
 pub mod health;
 pub mod history;
 pub mod lifecycle;
+pub mod merge;
 pub mod pages;
 pub mod patients;
 pub mod payments;

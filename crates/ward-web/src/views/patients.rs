@@ -97,6 +97,8 @@ struct PatientExtras {
     payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
     accessed_by: Option<Vec<ward_clinic::audit::Access>>,
     rights: Option<ward_clinic::rights::Standing>,
+    /// Merges into this record, and possible duplicates (roles that edit details).
+    merging: Option<crate::views::merge::Merging>,
 }
 
 impl PatientExtras {
@@ -135,6 +137,11 @@ impl PatientExtras {
             } else {
                 None
             },
+            merging: if access.edit {
+                Some(crate::views::merge::Merging::load(conn, id)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -147,6 +154,7 @@ struct Allowed {
     payments: bool,
     audit: bool,
     rights: bool,
+    edit: bool,
 }
 
 impl Allowed {
@@ -156,6 +164,7 @@ impl Allowed {
             appointments: access.can(Permission::ViewAppointments),
             payments: access.can(Permission::ViewPayments),
             rights: access.can(Permission::PatientRights),
+            edit: access.can(Permission::EditDemographics),
             audit: access.can(Permission::ViewAudit),
         }
     }
@@ -559,6 +568,8 @@ struct PatientPage {
     accessed_by: Option<crate::views::audit::AccessedBy>,
     /// The patient's rights box (owners only).
     rights: Option<crate::views::rights::RightsBox>,
+    /// Merged into another record / merges into this one / possible duplicates.
+    merging: Option<crate::views::merge::MergeBox>,
 }
 
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
@@ -606,7 +617,11 @@ pub async fn show_get(
     let rights = extras
         .rights
         .map(|st| crate::views::rights::RightsBox::new(&access, &s, id, &st));
+    let merging = extras
+        .merging
+        .map(|m| crate::views::merge::MergeBox::new(&access, &s, id, m));
     let page = PatientPage {
+        merging,
         rights,
         accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),

@@ -9,6 +9,7 @@
 
 mod audit_trail;
 mod damage;
+mod merges;
 mod observability;
 mod patients;
 mod reads;

@@ -10,7 +10,7 @@ use crate::support::{Clinic, ROLES, TestApp};
 
 /// A patient with a visit (amended once), an appointment, a payment and a refund, every
 /// text carrying `tag`; returns the patient page's path.
-async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &str) -> String {
+pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &str) -> String {
     let base = c.base.clone();
     let patient = c
         .receptionist
@@ -178,7 +178,10 @@ async fn the_patients_record_holds_everything_about_them_and_nothing_about_anoth
     let tables = doc["tables"].as_object().unwrap();
     for (table, _) in ward_clinic::rights::PATIENT_TABLES {
         let rows = tables[table]["rows"].as_array().unwrap();
-        assert!(!rows.is_empty(), "{table} has the patient's rows");
+        // (No merge happened here: docs/patients.md, tests in merges.rs.)
+        if table != "patient_merges" {
+            assert!(!rows.is_empty(), "{table} has the patient's rows");
+        }
     }
     for canary in [
         "Aardvark Person",

@@ -1,0 +1,279 @@
+//! Merging duplicates: a patient registered twice becomes one record, and the merge can
+//! be undone exactly.
+//!
+//! Merging moves the duplicate's visits, appointments and payments to the survivor, marks
+//! the duplicate `merged_into` the survivor (it leaves search and lists; its number
+//! still finds the survivor) and keeps a `patient_merges` row listing what moved. Undoing
+//! moves those records back. Both are audited on both records; nothing is deleted.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ward_core::{format_time, parse_time};
+use ward_tenancy::Db;
+use ward_tenancy::sql::params;
+
+use crate::ClinicError;
+use crate::audit::{self, Diff, Entry};
+use crate::history::author;
+use crate::patients;
+
+/// What a merge moved, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    /// Visits.
+    pub visits: Vec<i64>,
+    /// Appointments.
+    pub appointments: Vec<i64>,
+    /// Payments (their items, refunds and voids follow them).
+    pub payments: Vec<i64>,
+}
+
+/// One merge, as the survivor's page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    /// Row id.
+    pub id: i64,
+    /// The record kept.
+    pub survivor_id: i64,
+    /// The duplicate.
+    pub merged_id: i64,
+    /// The duplicate's number.
+    pub merged_number: i64,
+    /// The duplicate's name.
+    pub merged_name: String,
+    /// What moved.
+    pub moved: Moved,
+    /// When.
+    pub merged_at: DateTime<Utc>,
+    /// By whom.
+    pub merged_by_name: String,
+    /// When it was undone, if it was.
+    pub undone_at: Option<DateTime<Utc>>,
+}
+
+fn ids(tx: &Db, table: &str, patient: i64) -> Result<Vec<i64>, ClinicError> {
+    tx.rows(
+        &format!("SELECT id FROM {table} WHERE patient_id = ?1 ORDER BY id"),
+        [patient],
+        |row| Ok::<_, ClinicError>(row.get(0)?),
+    )
+}
+
+fn move_to(tx: &Db, table: &str, list: &[i64], to: i64) -> Result<(), ClinicError> {
+    for id in list {
+        tx.execute(
+            &format!("UPDATE {table} SET patient_id = ?2 WHERE id = ?1"),
+            params![*id, to],
+        )?;
+    }
+    Ok(())
+}
+
+/// Merges patient `merged` into `survivor`, recording `entry` (an `update`) on both.
+/// Refused ([`ClinicError::Conflict`]) when they are the same record, when either is
+/// already merged into another, or when either was erased. Returns the merge's id.
+pub fn merge(conn: &Db, survivor: i64, merged: i64, entry: Entry) -> Result<i64, ClinicError> {
+    audit::in_transaction(conn, |tx| {
+        if survivor == merged {
+            return Err(ClinicError::Conflict(
+                "A record cannot be merged into itself.".into(),
+            ));
+        }
+        let s = patients::get(&tx, survivor)?;
+        let m = patients::get(&tx, merged)?;
+        for (p, which) in [(&s, "kept"), (&m, "merged")] {
+            let (into, erased): (Option<i64>, Option<String>) = tx
+                .row(
+                    "SELECT merged_into, erased_at FROM patients WHERE id = ?1",
+                    [p.id],
+                    |row| Ok::<_, ClinicError>((row.get(0)?, row.get(1)?)),
+                )?
+                .ok_or(ClinicError::NotFound)?;
+            if into.is_some() {
+                return Err(ClinicError::Conflict(format!(
+                    "No. {} (the record to be {which}) is already merged into another record.",
+                    p.number
+                )));
+            }
+            if erased.is_some() {
+                return Err(ClinicError::Conflict(format!(
+                    "No. {} (the record to be {which}) was erased and cannot be merged.",
+                    p.number
+                )));
+            }
+        }
+        let moved = Moved {
+            visits: ids(&tx, "visits", merged)?,
+            appointments: ids(&tx, "appointments", merged)?,
+            payments: ids(&tx, "payments", merged)?,
+        };
+        move_to(&tx, "visits", &moved.visits, survivor)?;
+        move_to(&tx, "appointments", &moved.appointments, survivor)?;
+        move_to(&tx, "payments", &moved.payments, survivor)?;
+        tx.execute(
+            "UPDATE patients SET merged_into = ?2, updated_at = ?3 WHERE id = ?1",
+            params![merged, survivor, format_time(entry.at)],
+        )?;
+        // Out of name search; its number still leads to the survivor.
+        tx.execute(
+            "DELETE FROM patient_name_tokens WHERE patient_id = ?1",
+            [merged],
+        )?;
+        let (by_id, by_name) = author(&entry.actor);
+        let json = serde_json::to_string(&moved)
+            .map_err(|e| ClinicError::invalid("merge", format!("cannot keep the merge: {e}")))?;
+        tx.execute(
+            "INSERT INTO patient_merges (survivor_id, merged_id, moved, merged_at, merged_by_id, merged_by_name) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![survivor, merged, json, format_time(entry.at), by_id, by_name],
+        )?;
+        let id = tx.last_insert_rowid();
+        let counts = format!(
+            "{} visits, {} appointments, {} payments",
+            moved.visits.len(),
+            moved.appointments.len(),
+            moved.payments.len()
+        );
+        audit::record(
+            &tx,
+            &entry
+                .clone()
+                .entity("patient", survivor)
+                .diff(Diff::new().field(
+                    "merged",
+                    serde_json::Value::Null,
+                    format!("No. {}", m.number),
+                ))
+                .detail(&format!("merge {id}: took in No. {} ({counts})", m.number)),
+        )?;
+        audit::record(
+            &tx,
+            &entry
+                .entity("patient", merged)
+                .diff(Diff::new().field(
+                    "merged_into",
+                    serde_json::Value::Null,
+                    format!("No. {}", s.number),
+                ))
+                .detail(&format!("merge {id}: merged into No. {}", s.number)),
+        )?;
+        Ok(id)
+    })
+}
+
+/// Undoes merge `id` of survivor `survivor`: the records it moved go back to the
+/// duplicate (those still with the survivor), which returns to search; recorded with
+/// `entry` (an `update`) on both. [`ClinicError::NotFound`] for an unknown merge,
+/// [`ClinicError::Conflict`] if it was undone already.
+pub fn undo(conn: &Db, survivor: i64, id: i64, entry: Entry) -> Result<(), ClinicError> {
+    audit::in_transaction(conn, |tx| {
+        let m = one(&tx, id)?
+            .filter(|m| m.survivor_id == survivor)
+            .ok_or(ClinicError::NotFound)?;
+        if m.undone_at.is_some() {
+            return Err(ClinicError::Conflict(
+                "This merge was already undone.".into(),
+            ));
+        }
+        for (table, list) in [
+            ("visits", &m.moved.visits),
+            ("appointments", &m.moved.appointments),
+            ("payments", &m.moved.payments),
+        ] {
+            for row in list {
+                tx.execute(
+                    &format!(
+                        "UPDATE {table} SET patient_id = ?2 WHERE id = ?1 AND patient_id = ?3"
+                    ),
+                    params![*row, m.merged_id, survivor],
+                )?;
+            }
+        }
+        tx.execute(
+            "UPDATE patients SET merged_into = NULL, updated_at = ?2 WHERE id = ?1",
+            params![m.merged_id, format_time(entry.at)],
+        )?;
+        let dup = patients::get(&tx, m.merged_id)?;
+        patients::write_tokens(&tx, dup.id, &dup.full_name)?;
+        let (_, by_name) = author(&entry.actor);
+        tx.execute(
+            "UPDATE patient_merges SET undone_at = ?2, undone_by_name = ?3 WHERE id = ?1",
+            params![id, format_time(entry.at), by_name],
+        )?;
+        let kept = patients::get(&tx, survivor)?;
+        audit::record(
+            &tx,
+            &entry
+                .clone()
+                .entity("patient", survivor)
+                .diff(Diff::new().field(
+                    "merged",
+                    format!("No. {}", dup.number),
+                    serde_json::Value::Null,
+                ))
+                .detail(&format!(
+                    "merge {id} undone: No. {} is separate again",
+                    dup.number
+                )),
+        )?;
+        audit::record(
+            &tx,
+            &entry
+                .entity("patient", dup.id)
+                .diff(Diff::new().field(
+                    "merged_into",
+                    format!("No. {}", kept.number),
+                    serde_json::Value::Null,
+                ))
+                .detail(&format!("merge {id} undone")),
+        )?;
+        Ok(())
+    })
+}
+
+const SELECT: &str = "SELECT g.id, g.survivor_id, g.merged_id, p.number, p.full_name, g.moved, g.merged_at, g.merged_by_name, g.undone_at \
+                      FROM patient_merges g JOIN patients p ON p.id = g.merged_id";
+
+fn from_row(row: &ward_tenancy::sql::Row) -> Result<Merge, ClinicError> {
+    let time = |i: i32| -> Result<Option<DateTime<Utc>>, ClinicError> {
+        Ok(row
+            .get::<Option<String>>(i)?
+            .as_deref()
+            .and_then(parse_time))
+    };
+    let moved: String = row.get(5)?;
+    Ok(Merge {
+        id: row.get(0)?,
+        survivor_id: row.get(1)?,
+        merged_id: row.get(2)?,
+        merged_number: row.get(3)?,
+        merged_name: row.get(4)?,
+        moved: serde_json::from_str(&moved)
+            .map_err(|e| ClinicError::invalid("merge", format!("unreadable merge: {e}")))?,
+        merged_at: time(6)?.ok_or_else(|| ClinicError::invalid("merge", "unreadable time"))?,
+        merged_by_name: row.get(7)?,
+        undone_at: time(8)?,
+    })
+}
+
+fn one(conn: &Db, id: i64) -> Result<Option<Merge>, ClinicError> {
+    conn.row(&format!("{SELECT} WHERE g.id = ?1"), [id], from_row)
+}
+
+/// The merges into `survivor`, newest first (undone ones too).
+pub fn into(conn: &Db, survivor: i64) -> Result<Vec<Merge>, ClinicError> {
+    conn.rows(
+        &format!("{SELECT} WHERE g.survivor_id = ?1 ORDER BY g.id DESC"),
+        [survivor],
+        from_row,
+    )
+}
+
+/// The record patient `id` was merged into, if it was: (id, number).
+pub fn merged_into(conn: &Db, id: i64) -> Result<Option<(i64, i64)>, ClinicError> {
+    conn.row(
+        "SELECT s.id, s.number FROM patients p JOIN patients s ON s.id = p.merged_into WHERE p.id = ?1",
+        [id],
+        |row| Ok::<_, ClinicError>((row.get(0)?, row.get(1)?)),
+    )
+}

@@ -1,0 +1,268 @@
+//! Merging a duplicate patient into another record, and undoing it (docs/patients.md).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use ward_clinic::audit::Action;
+use ward_clinic::merge::{self, Merge};
+use ward_clinic::patients::{self, NewPatient, Patient};
+use ward_clinic::settings::ClinicSettings;
+use ward_clinic::{ClinicError, payments, visits};
+use ward_core::Permission;
+
+use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::views::frame::ClinicFrame;
+use crate::views::patients::{IdParam, clinic_name, parse_id};
+use crate::{AppError, AppState};
+
+type Page = Result<Response, AppError>;
+
+/// What the patient page needs about merging, read with the page.
+pub struct Merging {
+    merges: Vec<Merge>,
+    merged_into: Option<(i64, i64)>,
+    duplicates: Vec<Patient>,
+}
+
+impl Merging {
+    /// For patient `id`, on the page's connection.
+    pub fn load(conn: &ward_tenancy::Db, id: i64) -> Result<Self, ClinicError> {
+        let merged_into = merge::merged_into(conn, id)?;
+        let duplicates = if merged_into.is_none() {
+            let p = patients::get(conn, id)?;
+            patients::find_duplicates(conn, &NewPatient::from(&p), Some(id))?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            merges: merge::into(conn, id)?,
+            merged_into,
+            duplicates,
+        })
+    }
+}
+
+/// One merge into this record, as the page lists it.
+pub struct MergeLine {
+    pub id: i64,
+    pub number: i64,
+    pub name: String,
+    pub when: String,
+    pub by: String,
+    pub moved: String,
+    pub undone: bool,
+}
+
+/// The patient page's box.
+pub struct MergeBox {
+    /// `/c/{slug}/patients/{id}`.
+    pub base: String,
+    pub merges: Vec<MergeLine>,
+    /// The record this one went into: (its page, its number).
+    pub merged_into: Option<(String, i64)>,
+    /// (page, label, merge link) of each possible duplicate.
+    pub duplicates: Vec<(String, String, String)>,
+}
+
+impl MergeBox {
+    /// The box for patient `id`.
+    pub fn new(access: &ClinicAccess, s: &ClinicSettings, id: i64, m: Merging) -> Self {
+        let slug = &access.slug;
+        Self {
+            base: format!("/c/{slug}/patients/{id}"),
+            merges: m
+                .merges
+                .into_iter()
+                .map(|g| MergeLine {
+                    moved: format!(
+                        "{} visits, {} appointments, {} payments moved",
+                        g.moved.visits.len(),
+                        g.moved.appointments.len(),
+                        g.moved.payments.len()
+                    ),
+                    id: g.id,
+                    number: g.merged_number,
+                    name: g.merged_name,
+                    when: s.local(g.merged_at).format("%Y-%m-%d %H:%M").to_string(),
+                    by: g.merged_by_name,
+                    undone: g.undone_at.is_some(),
+                })
+                .collect(),
+            merged_into: m
+                .merged_into
+                .map(|(sid, number)| (format!("/c/{slug}/patients/{sid}"), number)),
+            duplicates: m
+                .duplicates
+                .into_iter()
+                .map(|d| {
+                    (
+                        format!("/c/{slug}/patients/{}", d.id),
+                        format!("No. {} {}", d.number, d.full_name),
+                        format!("/c/{slug}/patients/{id}/merge?other={}", d.number),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One side of the merge review.
+struct Side {
+    p: Patient,
+    visits: usize,
+    payments: usize,
+}
+
+#[derive(Template)]
+#[template(path = "patient_merge.html")]
+struct ReviewPage {
+    frame: ClinicFrame,
+    keep: Side,
+    other: Option<Side>,
+    asked: String,
+    error: Option<String>,
+}
+
+/// `?other=N`: the duplicate's patient number.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct OtherQuery {
+    other: String,
+}
+
+fn side(conn: &ward_tenancy::Db, id: i64) -> Result<Side, ClinicError> {
+    Ok(Side {
+        p: patients::get(conn, id)?,
+        visits: visits::summaries(conn, id)?.len(),
+        payments: payments::for_patient(conn, id)?.len(),
+    })
+}
+
+/// The review page: both records side by side, or why the number does not do.
+async fn review(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    id: i64,
+    asked: String,
+    error: Option<String>,
+) -> Page {
+    let number = asked.trim().trim_start_matches('#').parse::<i64>().ok();
+    let (keep, other) = access
+        .tenant
+        .with(move |conn| {
+            let keep = side(&conn, id)?;
+            let other = match number {
+                Some(n) => match patients::id_by_number(&conn, n)? {
+                    Some(o) => Some(side(&conn, o)?),
+                    None => None,
+                },
+                None => None,
+            };
+            Ok::<_, ClinicError>((keep, other))
+        })
+        .await?;
+    let error = error.or_else(|| match (&other, number) {
+        (_, None) => Some("Enter the duplicate's patient number.".to_owned()),
+        (None, Some(n)) => Some(format!("No patient has the number {n}.")),
+        (Some(o), _) if o.p.id == id => {
+            Some("That is this record: enter the other one's number.".to_owned())
+        }
+        _ => None,
+    });
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = ReviewPage {
+        keep,
+        other,
+        asked,
+        error,
+        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+    };
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// `GET /c/{slug}/patients/{id}/merge?other=N`: what merging No. N into this record
+/// would do, to confirm.
+pub async fn merge_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    Query(q): Query<OtherQuery>,
+) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let id = parse_id(&id)?;
+    review(&app, &access, csrf, id, q.other, None).await
+}
+
+/// The merge form.
+#[derive(Deserialize)]
+pub struct MergeForm {
+    #[serde(default)]
+    other: String,
+}
+
+/// `POST /c/{slug}/patients/{id}/merge`: merges patient number `other` into this record;
+/// audited on both.
+pub async fn merge_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Csrf(csrf): Csrf,
+    Path(IdParam { id }): Path<IdParam>,
+    AppForm(form): AppForm<MergeForm>,
+) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let id = parse_id(&id)?;
+    let Some(number) = form
+        .other
+        .trim()
+        .trim_start_matches('#')
+        .parse::<i64>()
+        .ok()
+    else {
+        return review(&app, &access, csrf, id, form.other, None).await;
+    };
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    let done = access
+        .tenant
+        .with(move |conn| {
+            let Some(other) = patients::id_by_number(&conn, number)? else {
+                return Ok(Err(None));
+            };
+            match merge::merge(&conn, id, other, entry) {
+                Ok(_) => Ok(Ok(())),
+                Err(ClinicError::Conflict(message)) => Ok(Err(Some(message))),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    match done {
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/c/{}/patients/{id}#merging", access.slug)).into_response())
+        }
+        Err(message) => review(&app, &access, csrf, id, form.other, message).await,
+    }
+}
+
+/// `POST /c/{slug}/patients/{id}/merges/{merge}/undo`: undoes a merge into this record.
+pub async fn undo_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Path((_, id, merge_id)): Path<(String, String, String)>,
+) -> Page {
+    access.require(Permission::EditDemographics)?;
+    let id = parse_id(&id)?;
+    let merge_id = parse_id(&merge_id)?;
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    access
+        .tenant
+        .with(move |conn| merge::undo(&conn, id, merge_id, entry))
+        .await?;
+    Ok(Redirect::to(&format!("/c/{}/patients/{id}#merging", access.slug)).into_response())
+}
