@@ -20,7 +20,7 @@ pub const VERSION: u32 = 1;
 /// (`?1` is the patient's id). A table with a `patient_id`, `visit_id` or `payment_id`
 /// column must be here (a test checks it), so a new kind of record cannot be left out of
 /// a patient's record or their erasure.
-pub const PATIENT_TABLES: [(&str, &str); 11] = [
+pub const PATIENT_TABLES: [(&str, &str); 12] = [
     ("patients", "id = ?1"),
     ("patient_versions", "patient_id = ?1"),
     ("visits", "patient_id = ?1"),
@@ -47,6 +47,7 @@ pub const PATIENT_TABLES: [(&str, &str); 11] = [
         "payment_id IN (SELECT id FROM payments WHERE patient_id = ?1)",
     ),
     ("patient_merges", "survivor_id = ?1 OR merged_id = ?1"),
+    ("attachments", "patient_id = ?1"),
 ];
 
 /// Tables that name a patient, visit or payment but are not the patient's data: the
