@@ -239,7 +239,7 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
         let visits = "SELECT id FROM visits WHERE patient_id = ?1";
         let payments = "SELECT id FROM payments WHERE patient_id = ?1";
         // (statement, whether it takes the time as ?2)
-        let steps: [(String, bool); 11] = [
+        let steps: [(String, bool); 12] = [
             ("UPDATE patients SET full_name = 'Erased patient No. ' || number, date_of_birth = NULL, age_years = NULL, age_recorded_on = NULL, sex = 'unknown', phone = '', phone_digits = '', phone_digits_rev = '', address = '', email = '', notes = '', version = 0, erased_at = ?2, updated_at = ?2 WHERE id = ?1".into(), true),
             ("DELETE FROM patient_name_tokens WHERE patient_id = ?1".into(), false),
             ("DELETE FROM patient_versions WHERE patient_id = ?1".into(), false),
@@ -251,6 +251,9 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
             ("UPDATE payments SET reference = '' WHERE patient_id = ?1".into(), false),
             (format!("UPDATE payment_items SET description = 'Erased' WHERE payment_id IN ({payments})"), false),
             (format!("UPDATE payment_corrections SET reason = 'Erased' WHERE payment_id IN ({payments})"), false),
+            // Files: the titles and reasons go, and the keys, so no copy of an object
+            // opens again; the caller removes the objects (docs/attachments.md).
+            ("UPDATE attachments SET title = 'Erased', file_key = zeroblob(32), delete_reason = 'Erased', deleted_by_name = COALESCE(deleted_by_name, 'Erasure'), deleted_at = COALESCE(deleted_at, ?2) WHERE patient_id = ?1".into(), true),
         ];
         for (sql, timed) in &steps {
             if *timed {

@@ -390,3 +390,54 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     }
     assert!(text.contains("\"detail\":\"imaging\""), "{text}");
 }
+
+#[tokio::test]
+async fn erasure_removes_the_patients_files_their_titles_and_keys() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Erase Clinic", "erase").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Yusuf Ali"), ("phone", "98450 22222")],
+        )
+        .await;
+    let consent = pdf("Yusuf consent");
+    let r = upload(
+        &mut c.receptionist,
+        &patient,
+        "Yusuf consent form",
+        "consent",
+        ("yusuf.pdf", "application/pdf", &consent),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let (aid, name, _, _, _) = rows(&t, &c).await[0].clone();
+    assert!(t.app.attachments.raw(&name).await.unwrap().is_some());
+
+    let erase = format!("{patient}/erase");
+    let r = c
+        .owner
+        .submit(
+            &erase,
+            &erase,
+            &[("ground", "patient_request"), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(t.app.attachments.raw(&name).await.unwrap().is_none());
+    let (_, _, key, _, reason) = rows(&t, &c).await[0].clone();
+    assert_eq!(key, vec![0u8; 32]);
+    assert_eq!(reason.as_deref(), Some("Erased"));
+    assert_eq!(
+        t.count(
+            c.id,
+            "SELECT count(*) FROM attachments WHERE title LIKE '%Yusuf%'"
+        )
+        .await,
+        0
+    );
+    let r = c.owner.get(&format!("{patient}/attachments/{aid}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
