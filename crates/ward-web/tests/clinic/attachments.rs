@@ -441,3 +441,61 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     let r = c.owner.get(&format!("{patient}/attachments/{aid}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Scan Clinic", "scan").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Wanda Mehta"), ("phone", "98450 33333")],
+        )
+        .await;
+    let mut dicom = vec![0u8; 128];
+    dicom.extend_from_slice(b"DICM");
+    dicom.extend_from_slice(&[7u8; 2000]);
+    let r = upload(
+        &mut c.doctor,
+        &patient,
+        "Wanda CT",
+        "imaging",
+        ("scan.dcm", "application/octet-stream", &dicom),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id = rows(&t, &c).await[0].0;
+    assert!(c.doctor.get(&patient).await.body.contains("DICOM"));
+    let r = c.doctor.get(&format!("{patient}/attachments/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.bytes, dicom);
+    assert_eq!(r.headers["content-type"], "application/dicom");
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    assert_eq!(r.headers["cache-control"], "no-store");
+
+    // Without the form's token (or with another), nothing is read or stored.
+    let files = stored_files(&t);
+    for action in [
+        format!("{patient}/attachments"),
+        format!("{patient}/attachments?_csrf=0000"),
+    ] {
+        let r = c
+            .doctor
+            .post_multipart(
+                &action,
+                &[("title", "Wanda again"), ("kind", "imaging")],
+                ("scan.dcm", "application/octet-stream", &dicom),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{action}");
+    }
+    assert_eq!(rows(&t, &c).await.len(), 1);
+    assert_eq!(stored_files(&t), files);
+}
