@@ -127,6 +127,15 @@ impl AttachmentStore {
         }
     }
 
+    /// Whether the object is in the store.
+    pub async fn exists(&self, object_name: &str) -> Result<bool, AttachmentError> {
+        match self.store().head(&self.target.path(object_name)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(AttachmentError::Store(e.to_string())),
+        }
+    }
+
     /// Removes an object; one already gone is not an error.
     pub async fn remove(&self, object_name: &str) -> Result<(), AttachmentError> {
         match self.store().delete(&self.target.path(object_name)).await {

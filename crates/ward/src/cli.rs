@@ -456,6 +456,10 @@ pub struct VerifyOpts {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The attachment store whose objects are checked (as for `ward serve`). Unset:
+    /// file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
 }
 
 /// `ward serve`.
