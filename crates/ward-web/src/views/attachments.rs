@@ -49,6 +49,8 @@ pub struct AttachmentsBox {
     pub upload_href: Option<String>,
     /// The kinds they may upload: (value, label).
     pub kinds: Vec<(&'static str, &'static str)>,
+    /// On a visit page: the visit new files belong to.
+    pub visit: Option<i64>,
 }
 
 fn short_type(ct: &str) -> &'static str {
@@ -115,6 +117,26 @@ impl AttachmentsBox {
             lines,
             upload_href: (!kinds.is_empty()).then(|| format!("{base}?_csrf={token}")),
             kinds,
+            visit: None,
+        })
+    }
+
+    /// The box on visit `visit`'s page: that visit's files, and new ones attached to it.
+    pub fn for_visit(
+        access: &ClinicAccess,
+        s: &ClinicSettings,
+        csrf: &str,
+        patient: i64,
+        visit: i64,
+        all: Vec<Attachment>,
+    ) -> Option<Self> {
+        let theirs = all
+            .into_iter()
+            .filter(|a| a.visit_id == Some(visit))
+            .collect();
+        Self::new(access, s, csrf, patient, theirs).map(|b| Self {
+            visit: Some(visit),
+            ..b
         })
     }
 }
@@ -168,6 +190,9 @@ pub async fn upload_post(
     mut form: Multipart,
 ) -> Page {
     let id = parse_id(&id)?;
+    if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
+        return Err(AppError::Forbidden);
+    }
     let mut title = None;
     let mut kind = None;
     let mut visit_id = None;
@@ -233,7 +258,11 @@ pub async fn upload_post(
         }
         return Err(e.into());
     }
-    Ok(Redirect::to(&format!("/c/{}/patients/{id}#attachments", access.slug)).into_response())
+    let back = match visit_id {
+        Some(v) => format!("/c/{}/visits/{v}#attachments", access.slug),
+        None => format!("/c/{}/patients/{id}#attachments", access.slug),
+    };
+    Ok(Redirect::to(&back).into_response())
 }
 
 async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, download: bool) -> Page {

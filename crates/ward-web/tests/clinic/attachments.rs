@@ -499,3 +499,91 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     assert_eq!(rows(&t, &c).await.len(), 1);
     assert_eq!(stored_files(&t), files);
 }
+
+#[tokio::test]
+async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Visit Clinic", "visit").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Vera Das"), ("phone", "98450 44444")],
+        )
+        .await;
+    let other = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Omar Das"), ("phone", "98450 55555")],
+        )
+        .await;
+    let r = c
+        .doctor
+        .submit(
+            &format!("{patient}/visits/new"),
+            &format!("{patient}/visits"),
+            &[("action", "save"), ("presenting_complaints", "rash")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let visit_page = r.location().to_owned();
+    let visit_id = visit_page.rsplit('/').next().unwrap().to_owned();
+    let page = c.doctor.get(&visit_page).await;
+    let action = upload_action(&page.body).expect("the visit page has an upload form");
+    assert!(
+        page.body
+            .contains(&format!("name=\"visit\" value=\"{visit_id}\""))
+    );
+    let photo = png(2000);
+    let r = c
+        .doctor
+        .post_multipart(
+            &action,
+            &[
+                ("visit", &visit_id),
+                ("title", "Vera rash day 1"),
+                ("kind", "photo"),
+            ],
+            ("rash.png", "image/png", &photo),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().starts_with(&visit_page), "{}", r.location());
+    assert!(
+        c.doctor
+            .get(&visit_page)
+            .await
+            .body
+            .contains("Vera rash day 1")
+    );
+    assert!(
+        c.doctor
+            .get(&patient)
+            .await
+            .body
+            .contains("Vera rash day 1")
+    );
+    let visit_of_row = t
+        .count(
+            c.id,
+            "SELECT visit_id FROM attachments WHERE kind = 'photo'",
+        )
+        .await;
+    assert_eq!(visit_of_row.to_string(), visit_id);
+
+    // Another patient's visit cannot be named; nothing is stored.
+    let files = stored_files(&t);
+    let page = c.doctor.get(&other).await;
+    let r = c
+        .doctor
+        .post_multipart(
+            &upload_action(&page.body).unwrap(),
+            &[("visit", &visit_id), ("title", "Omar"), ("kind", "photo")],
+            ("x.png", "image/png", &photo),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(stored_files(&t), files);
+}
