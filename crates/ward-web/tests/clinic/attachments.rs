@@ -587,3 +587,60 @@ async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(stored_files(&t), files);
 }
+
+#[tokio::test]
+async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Merge Clinic", "merge").await;
+    let base = c.base.clone();
+    let kept = c
+        .receptionist
+        .register(&base, &[("full_name", "Uma Rao"), ("phone", "98450 66666")])
+        .await;
+    let dup = c
+        .receptionist
+        .register(&base, &[("full_name", "Uma Rao"), ("phone", "98450 77777")])
+        .await;
+    let consent = pdf("Uma consent");
+    let r = upload(
+        &mut c.receptionist,
+        &dup,
+        "Uma consent form",
+        "consent",
+        ("uma.pdf", "application/pdf", &consent),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let kept_id = kept.rsplit('/').next().unwrap();
+    let dup_id = dup.rsplit('/').next().unwrap();
+    let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
+
+    let merge = format!("{kept}/merge");
+    let r = c
+        .receptionist
+        .submit(&merge, &merge, &[("other", "2")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(t.count(c.id, &owner_of(kept_id)).await, 1);
+    assert!(
+        c.receptionist
+            .get(&kept)
+            .await
+            .body
+            .contains("Uma consent form")
+    );
+    let aid = rows(&t, &c).await[0].0;
+    let r = c
+        .receptionist
+        .get(&format!("{kept}/attachments/{aid}"))
+        .await;
+    assert_eq!(r.bytes, consent);
+
+    let r = c
+        .receptionist
+        .submit(&kept, &format!("{kept}/merges/1/undo"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(t.count(c.id, &owner_of(dup_id)).await, 1);
+    assert_eq!(t.count(c.id, &owner_of(kept_id)).await, 0);
+}
