@@ -3,7 +3,9 @@
 //! The session cookie holds an opaque random token; the control plane stores only its
 //! hash. Every state-changing request must carry `_csrf`: with a session, the session's
 //! token; without one (sign-in, signup), the value of a pre-session cookie set when the
-//! form was shown (double submit). A cross-site `Origin` is refused outright.
+//! form was shown (double submit). A cross-site `Origin` is refused outright. A
+//! multipart form (a file upload) carries `_csrf` in its address instead, so that its
+//! body streams to the handler unread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -175,6 +175,21 @@ fn store_error(e: AttachmentError, max_bytes: u64) -> AppError {
     }
 }
 
+/// A text field of the upload form, read up to a few KB (a title, a kind, a visit).
+async fn small_text(mut field: axum::extract::multipart::Field<'_>) -> Result<String, AppError> {
+    let mut buf = Vec::new();
+    while let Some(piece) = field.chunk().await.map_err(|_| bad_form())? {
+        buf.extend_from_slice(&piece);
+        if buf.len() > 4096 {
+            return Err(AppError::Refused(format!(
+                "A title is one line of at most {} characters.",
+                attachments::MAX_TITLE
+            )));
+        }
+    }
+    String::from_utf8(buf).map_err(|_| bad_form())
+}
+
 fn bad_form() -> AppError {
     AppError::Refused("The upload form was incomplete: give a title, a kind and a file.".into())
 }
@@ -200,13 +215,13 @@ pub async fn upload_post(
     let store = &app.attachments;
     while let Some(field) = form.next_field().await.map_err(|_| bad_form())? {
         match field.name().unwrap_or_default() {
-            "title" => title = Some(field.text().await.map_err(|_| bad_form())?),
+            "title" => title = Some(small_text(field).await?),
             "kind" => {
-                let k = field.text().await.map_err(|_| bad_form())?;
+                let k = small_text(field).await?;
                 kind = Some(Kind::parse(k.trim()).ok_or_else(bad_form)?);
             }
             "visit" => {
-                let v = field.text().await.map_err(|_| bad_form())?;
+                let v = small_text(field).await?;
                 if !v.trim().is_empty() {
                     visit_id = Some(parse_id(v.trim())?);
                 }

@@ -480,8 +480,20 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     );
     assert_eq!(r.headers["cache-control"], "no-store");
 
-    // Without the form's token (or with another), nothing is read or stored.
+    // Without the form's token (or with another), nothing is read or stored; nor with
+    // a title too long to be one.
     let files = stored_files(&t);
+    let long = "x".repeat(5000);
+    let r = upload(
+        &mut c.doctor,
+        &patient,
+        &long,
+        "imaging",
+        ("scan.dcm", "application/octet-stream", &dicom),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("at most 200 characters"), "{}", r.body);
     for action in [
         format!("{patient}/attachments"),
         format!("{patient}/attachments?_csrf=0000"),
