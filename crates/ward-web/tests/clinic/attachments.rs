@@ -656,3 +656,60 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     assert_eq!(t.count(c.id, &owner_of(dup_id)).await, 1);
     assert_eq!(t.count(c.id, &owner_of(kept_id)).await, 0);
 }
+
+#[tokio::test]
+async fn damage_past_the_first_chunk_ends_the_stream_with_an_error() {
+    use futures::StreamExt;
+    let t = TestApp::new().await;
+    let store = &t.app.attachments;
+    let plain = png(200 * 1024);
+    let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = plain
+        .chunks(10_000)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let stored = store.put(futures::stream::iter(pieces)).await.unwrap();
+    assert_eq!(stored.content_type, "image/png");
+    assert_eq!(stored.size, plain.len() as u64);
+
+    // Intact: every byte back, in order.
+    let mut out = Vec::new();
+    let mut s = store
+        .open(&stored.object_name, &stored.key, &stored.sha256)
+        .await
+        .unwrap();
+    while let Some(piece) = s.next().await {
+        out.extend_from_slice(&piece.unwrap());
+    }
+    assert_eq!(out, plain);
+
+    // A wrong digest on the row: the bytes open but the end is an error.
+    let mut s = store
+        .open(&stored.object_name, &stored.key, &"0".repeat(64))
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(piece) = s.next().await {
+        last = Some(piece.is_ok());
+    }
+    assert_eq!(last, Some(false));
+
+    // A flipped byte in the third chunk: the first chunks go out, then an error.
+    let file = stored_files(&t).pop().unwrap();
+    let mut raw = std::fs::read(&file).unwrap();
+    raw[19 + 2 * (64 * 1024 + 16) + 5] ^= 0x80;
+    std::fs::write(&file, &raw).unwrap();
+    let mut s = store
+        .open(&stored.object_name, &stored.key, &stored.sha256)
+        .await
+        .unwrap();
+    let mut good = 0;
+    let mut failed = false;
+    while let Some(piece) = s.next().await {
+        match piece {
+            Ok(b) => good += b.len(),
+            Err(_) => failed = true,
+        }
+    }
+    assert!(failed);
+    assert_eq!(good, 2 * 64 * 1024, "only the intact chunks went out");
+}
