@@ -54,6 +54,9 @@ pub const PATIENT_TABLES: [(&str, &str); 12] = [
 /// search index (rebuilt from the name) is left out of the record.
 pub const NOT_PATIENT_DATA: [&str; 1] = ["patient_name_tokens"];
 
+/// Columns never written into a patient's record: the per-file keys of attachments.
+pub const SECRET_COLUMNS: [&str; 1] = ["file_key"];
+
 /// What a patient's record says about itself.
 #[derive(Debug, Clone)]
 pub struct RecordHeader {
@@ -86,7 +89,12 @@ pub fn write_record<W: Write>(
     serde_json::to_writer(&mut w, &header.generated_by)?;
     write!(w, ",\"patient_id\":{patient_id},\"tables\":{{")?;
     for (t, (table, condition)) in PATIENT_TABLES.iter().enumerate() {
-        let cols = columns(conn, table)?;
+        // Keys stay in Ward: a patient's record is their data, not the means to open
+        // the clinic's stored files.
+        let cols: Vec<String> = columns(conn, table)?
+            .into_iter()
+            .filter(|c| !SECRET_COLUMNS.contains(&c.as_str()))
+            .collect();
         if t > 0 {
             w.write_all(b",")?;
         }

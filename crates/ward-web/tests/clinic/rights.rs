@@ -203,6 +203,10 @@ async fn the_patients_record_holds_everything_about_them_and_nothing_about_anoth
         !r.body.contains("Bumblebee"),
         "nothing about another patient"
     );
+    // The attachments' own keys stay in Ward.
+    let cols = tables["attachments"]["columns"].as_array().unwrap();
+    assert!(cols.iter().any(|c| c == "object_name"), "{cols:?}");
+    assert!(!cols.iter().any(|c| c == "file_key"), "{cols:?}");
     // Every table that names a patient, a visit or a payment is in the record.
     let tenant = t.app.tenants.get(c.id).await.unwrap();
     let uncovered = tenant
