@@ -26,6 +26,9 @@ pub struct Moved {
     pub appointments: Vec<i64>,
     /// Payments (their items, refunds and voids follow them).
     pub payments: Vec<i64>,
+    /// Attachments (files); absent from merges made before files existed.
+    #[serde(default)]
+    pub attachments: Vec<i64>,
 }
 
 /// One merge, as the survivor's page lists it.
@@ -106,10 +109,12 @@ pub fn merge(conn: &Db, survivor: i64, merged: i64, entry: Entry) -> Result<i64,
             visits: ids(&tx, "visits", merged)?,
             appointments: ids(&tx, "appointments", merged)?,
             payments: ids(&tx, "payments", merged)?,
+            attachments: ids(&tx, "attachments", merged)?,
         };
         move_to(&tx, "visits", &moved.visits, survivor)?;
         move_to(&tx, "appointments", &moved.appointments, survivor)?;
         move_to(&tx, "payments", &moved.payments, survivor)?;
+        move_to(&tx, "attachments", &moved.attachments, survivor)?;
         tx.execute(
             "UPDATE patients SET merged_into = ?2, updated_at = ?3 WHERE id = ?1",
             params![merged, survivor, format_time(entry.at)],
@@ -179,6 +184,7 @@ pub fn undo(conn: &Db, survivor: i64, id: i64, entry: Entry) -> Result<(), Clini
             ("visits", &m.moved.visits),
             ("appointments", &m.moved.appointments),
             ("payments", &m.moved.payments),
+            ("attachments", &m.moved.attachments),
         ] {
             for row in list {
                 tx.execute(

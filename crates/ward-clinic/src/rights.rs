@@ -20,7 +20,7 @@ pub const VERSION: u32 = 1;
 /// (`?1` is the patient's id). A table with a `patient_id`, `visit_id` or `payment_id`
 /// column must be here (a test checks it), so a new kind of record cannot be left out of
 /// a patient's record or their erasure.
-pub const PATIENT_TABLES: [(&str, &str); 11] = [
+pub const PATIENT_TABLES: [(&str, &str); 12] = [
     ("patients", "id = ?1"),
     ("patient_versions", "patient_id = ?1"),
     ("visits", "patient_id = ?1"),
@@ -47,11 +47,15 @@ pub const PATIENT_TABLES: [(&str, &str); 11] = [
         "payment_id IN (SELECT id FROM payments WHERE patient_id = ?1)",
     ),
     ("patient_merges", "survivor_id = ?1 OR merged_id = ?1"),
+    ("attachments", "patient_id = ?1"),
 ];
 
 /// Tables that name a patient, visit or payment but are not the patient's data: the
 /// search index (rebuilt from the name) is left out of the record.
 pub const NOT_PATIENT_DATA: [&str; 1] = ["patient_name_tokens"];
+
+/// Columns never written into a patient's record: the per-file keys of attachments.
+pub const SECRET_COLUMNS: [&str; 1] = ["file_key"];
 
 /// What a patient's record says about itself.
 #[derive(Debug, Clone)]
@@ -85,7 +89,12 @@ pub fn write_record<W: Write>(
     serde_json::to_writer(&mut w, &header.generated_by)?;
     write!(w, ",\"patient_id\":{patient_id},\"tables\":{{")?;
     for (t, (table, condition)) in PATIENT_TABLES.iter().enumerate() {
-        let cols = columns(conn, table)?;
+        // Keys stay in Ward: a patient's record is their data, not the means to open
+        // the clinic's stored files.
+        let cols: Vec<String> = columns(conn, table)?
+            .into_iter()
+            .filter(|c| !SECRET_COLUMNS.contains(&c.as_str()))
+            .collect();
         if t > 0 {
             w.write_all(b",")?;
         }
@@ -238,7 +247,7 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
         let visits = "SELECT id FROM visits WHERE patient_id = ?1";
         let payments = "SELECT id FROM payments WHERE patient_id = ?1";
         // (statement, whether it takes the time as ?2)
-        let steps: [(String, bool); 11] = [
+        let steps: [(String, bool); 12] = [
             ("UPDATE patients SET full_name = 'Erased patient No. ' || number, date_of_birth = NULL, age_years = NULL, age_recorded_on = NULL, sex = 'unknown', phone = '', phone_digits = '', phone_digits_rev = '', address = '', email = '', notes = '', version = 0, erased_at = ?2, updated_at = ?2 WHERE id = ?1".into(), true),
             ("DELETE FROM patient_name_tokens WHERE patient_id = ?1".into(), false),
             ("DELETE FROM patient_versions WHERE patient_id = ?1".into(), false),
@@ -250,6 +259,9 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
             ("UPDATE payments SET reference = '' WHERE patient_id = ?1".into(), false),
             (format!("UPDATE payment_items SET description = 'Erased' WHERE payment_id IN ({payments})"), false),
             (format!("UPDATE payment_corrections SET reason = 'Erased' WHERE payment_id IN ({payments})"), false),
+            // Files: the titles and reasons go, and the keys, so no copy of an object
+            // opens again; the caller removes the objects (docs/attachments.md).
+            ("UPDATE attachments SET title = 'Erased', file_key = zeroblob(32), delete_reason = 'Erased', deleted_by_name = COALESCE(deleted_by_name, 'Erasure'), deleted_at = COALESCE(deleted_at, ?2) WHERE patient_id = ?1".into(), true),
         ];
         for (sql, timed) in &steps {
             if *timed {

@@ -9,6 +9,7 @@
 //! | refund or void a payment | ✓ | – | – | ✓ |
 //! | staff, settings, audit log, export, close clinic | ✓ | – | – | – |
 //! | a patient's record, erasure, legal hold | ✓ | – | – | – |
+//! | consent forms (attachments): view / upload | ✓ | ✓ | ✓ | – |
 
 use crate::Role;
 
@@ -49,11 +50,14 @@ pub enum Permission {
     /// Answer a patient's requests about their data: give them their whole record,
     /// erase it, or hold it from erasure (docs/patients.md).
     PatientRights,
+    /// See and upload a patient's signed consent forms (attachments of kind consent);
+    /// the other kinds of attachment are clinical (docs/attachments.md).
+    ConsentForms,
 }
 
 impl Permission {
     /// Every permission, for matrix tests.
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 17] = [
         Self::ViewDemographics,
         Self::EditDemographics,
         Self::ViewClinical,
@@ -70,6 +74,7 @@ impl Permission {
         Self::Export,
         Self::CloseClinic,
         Self::PatientRights,
+        Self::ConsentForms,
     ];
 }
 
@@ -87,7 +92,8 @@ impl Role {
                 | P::WriteClinical
                 | P::ViewAppointments
                 | P::ManageAppointments
-                | P::ViewPayments => true,
+                | P::ViewPayments
+                | P::ConsentForms => true,
                 P::RecordPayments
                 | P::ViewCollections
                 | P::CorrectPayments
@@ -104,7 +110,8 @@ impl Role {
                 | P::ViewAppointments
                 | P::ManageAppointments
                 | P::ViewPayments
-                | P::RecordPayments => true,
+                | P::RecordPayments
+                | P::ConsentForms => true,
                 P::ViewClinical
                 | P::WriteClinical
                 | P::ViewCollections
@@ -132,7 +139,8 @@ impl Role {
                 | P::ViewAudit
                 | P::Export
                 | P::CloseClinic
-                | P::PatientRights => false,
+                | P::PatientRights
+                | P::ConsentForms => false,
             },
         }
     }
@@ -145,7 +153,7 @@ mod tests {
 
     /// The matrix of the product description, row by row: (permission, owner, doctor,
     /// receptionist, billing).
-    const MATRIX: [(P, bool, bool, bool, bool); 16] = [
+    const MATRIX: [(P, bool, bool, bool, bool); 17] = [
         (P::ViewDemographics, true, true, true, true),
         (P::EditDemographics, true, true, true, false),
         (P::ViewClinical, true, true, false, false),
@@ -162,6 +170,7 @@ mod tests {
         (P::Export, true, false, false, false),
         (P::CloseClinic, true, false, false, false),
         (P::PatientRights, true, false, false, false),
+        (P::ConsentForms, true, true, true, false),
     ];
 
     #[test]

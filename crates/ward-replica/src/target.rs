@@ -113,8 +113,13 @@ impl Target {
         }
     }
 
+    /// The store itself, for objects other than replicas (attachments).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
     /// The full object path of `name` (a '/'-separated path under the prefix).
-    pub(crate) fn path(&self, name: &str) -> ObjectPath {
+    pub fn path(&self, name: &str) -> ObjectPath {
         let mut p = self.prefix.clone();
         for part in name.split('/').filter(|p| !p.is_empty()) {
             p = p.child(part);

@@ -13,8 +13,8 @@ use ward_tenancy::TenantStore;
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
 use crate::views::{
-    accounts, appointments, assets, audit, clinic, export, health, lifecycle, merge, patients,
-    payments, rights, second_factor, settings, signup, staff, support, visits,
+    accounts, appointments, assets, attachments, audit, clinic, export, health, lifecycle, merge,
+    patients, payments, rights, second_factor, settings, signup, staff, support, visits,
 };
 use crate::{headers, limits, session, views};
 
@@ -70,6 +70,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// When this process started serving.
     pub started_at: DateTime<Utc>,
+    /// Where attachments' encrypted bytes go (`WARD_ATTACHMENT_URL`).
+    pub attachments: crate::attachments::AttachmentStore,
 }
 
 impl App {
@@ -214,6 +216,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/c/{slug}/patients/{id}/erase",
             get(rights::erase_get).post(rights::erase_post),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/attachments",
+            // Only this route takes large bodies; the file streams, capped as it comes.
+            post(attachments::upload_post).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(state.attachments.max_bytes)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1024 * 1024),
+            )),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/attachments/{attachment}",
+            get(attachments::view_get),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/attachments/{attachment}/download",
+            get(attachments::download_get),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/attachments/{attachment}/delete",
+            post(attachments::delete_post),
         )
         .route(
             "/c/{slug}/patients/{id}/edit",

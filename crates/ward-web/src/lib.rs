@@ -3,6 +3,7 @@
 //! listener.
 
 mod app;
+pub mod attachments;
 pub mod client_ip;
 mod error;
 pub mod extract;

@@ -3,7 +3,9 @@
 //! The session cookie holds an opaque random token; the control plane stores only its
 //! hash. Every state-changing request must carry `_csrf`: with a session, the session's
 //! token; without one (sign-in, signup), the value of a pre-session cookie set when the
-//! form was shown (double submit). A cross-site `Origin` is refused outright.
+//! form was shown (double submit). A cross-site `Origin` is refused outright. A
+//! multipart form (a file upload) carries `_csrf` in its address instead, so that its
+//! body streams to the handler unread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,6 +161,17 @@ fn cross_site(config: &WebConfig, headers: &HeaderMap) -> bool {
     }
 }
 
+fn too_much() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        pages::message(
+            "Too much data",
+            "That form sent more data than Ward accepts. Shorten the text and try again.",
+        ),
+    )
+        .into_response()
+}
+
 fn form_field(body: &[u8], name: &str) -> Option<String> {
     form_urlencoded::parse(body)
         .find(|(k, _)| k == name)
@@ -208,18 +221,22 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
             tracing::warn!(path = %parts.uri.path(), "refused a cross-site form submission");
             return forbidden();
         }
-        let bytes = match to_bytes(body, MAX_FORM_BYTES).await {
-            Ok(b) => b,
-            Err(_) => return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                pages::message(
-                    "Too much data",
-                    "That form sent more data than Ward accepts. Shorten the text and try again.",
-                ),
-            )
-                .into_response(),
+        // A file upload streams: its token is in the form's address, not its body.
+        let multipart = parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        let (sent, body) = if multipart {
+            let query = parts.uri.query().unwrap_or_default().as_bytes();
+            (form_field(query, "_csrf"), body)
+        } else {
+            let bytes = match to_bytes(body, MAX_FORM_BYTES).await {
+                Ok(b) => b,
+                Err(_) => return too_much(),
+            };
+            (form_field(&bytes, "_csrf"), Body::from(bytes))
         };
-        let sent = form_field(&bytes, "_csrf");
         let ok =
             new_pre_csrf.is_none() && sent.as_ref().is_some_and(|s| constant_time_eq(s, &csrf));
         if !ok {
@@ -231,7 +248,7 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
             tracing::warn!(path = %parts.uri.path(), why, "refused a form submission");
             return forbidden();
         }
-        Body::from(bytes)
+        body
     } else {
         body
     };

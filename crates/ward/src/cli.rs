@@ -456,6 +456,10 @@ pub struct VerifyOpts {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The attachment store whose objects are checked (as for `ward serve`). Unset:
+    /// file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
 }
 
 /// `ward serve`.
@@ -482,6 +486,13 @@ pub struct ServeOpts {
     /// user's next sign-in re-hashes them. Unset: <data>/pepper.key.previous, if present.
     #[arg(long, env = "WARD_PEPPER_PREVIOUS", hide_env_values = true)]
     pub pepper_previous: Option<String>,
+    /// Where attachments' encrypted bytes go: file:///path or s3://bucket/prefix (with the
+    /// usual AWS_* variables). Unset: file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
+    /// The largest attachment accepted, in MB.
+    #[arg(long, env = "WARD_ATTACHMENT_MAX_MB", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=2048))]
+    pub attachment_max_mb: u64,
     /// Hours a session may sit unused before it ends.
     #[arg(long, env = "WARD_SESSION_IDLE_HOURS", default_value_t = 12, value_parser = clap::value_parser!(i64).range(1..=720))]
     pub session_idle_hours: i64,

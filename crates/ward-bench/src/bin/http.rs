@@ -440,6 +440,16 @@ async fn main() -> anyhow::Result<()> {
         },
         started_at: clock.now(),
         clock: clock.clone(),
+        attachments: ward_web::attachments::AttachmentStore::from_url(
+            &format!(
+                "file://{}",
+                std::env::temp_dir()
+                    .join("ward-bench-attachments")
+                    .display()
+            ),
+            25,
+        )
+        .map_err(anyhow::Error::msg)?,
     });
     // The housekeeping `ward serve` runs: idle and over-cap evictions, and the page cache
     // of clinics unused since the previous sweep given back, every 15 s.

@@ -78,6 +78,8 @@ pub fn fill(conn: &ward_tenancy::Db, patients: i64) {
          VALUES (1, 1, 2, '{\"visits\":[],\"appointments\":[],\"payments\":[]}', '2026-03-01T12:00:00.000Z', 'u1', 'Dr. Rao')",
         "INSERT INTO payment_corrections (id, payment_id, kind, receipt_number, amount_minor, currency, method, reason, recorded_by_id, recorded_by_name, recorded_at) \
          VALUES (1, 1, 'refund', 2, 5000, 'EUR', 'card', 'charged for a dressing not given', 'u1', 'Dr. Rao', '2026-03-01T11:00:00.000Z')",
+        "INSERT INTO attachments (id, patient_id, visit_id, kind, title, content_type, size, sha256, object_name, file_key, uploaded_at, uploaded_by_id, uploaded_by_name) \
+         VALUES (1, 1, 1, 'lab_report', 'CBC', 'application/pdf', 1234, 'ab', 'a/00ff', zeroblob(32), '2026-03-01T09:45:00.000Z', 'u1', 'Dr. Rao')",
     ] {
         conn.execute(sql, ()).unwrap();
     }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod appointments;
 pub mod assets;
+pub mod attachments;
 pub mod audit;
 pub mod clinic;
 pub mod export;

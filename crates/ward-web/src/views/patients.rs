@@ -570,6 +570,8 @@ struct PatientPage {
     rights: Option<crate::views::rights::RightsBox>,
     /// Merged into another record / merges into this one / possible duplicates.
     merging: Option<crate::views::merge::MergeBox>,
+    /// The patient's files, as far as this role may see them.
+    attachments: Option<crate::views::attachments::AttachmentsBox>,
 }
 
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
@@ -584,13 +586,14 @@ pub async fn show_get(
     let id = parse_id(&id)?;
     let allowed = Allowed::of(&access);
     // One hand-off to the database for the whole page.
-    let (p, extras, s) = access
+    let (p, extras, s, files) = access
         .tenant
         .read(|conn| {
             let s = settings::load(&conn)?;
             let p = patients::get(&conn, id)?;
             let extras = PatientExtras::load(&conn, &allowed, id)?;
-            Ok::<_, ward_clinic::ClinicError>((p, extras, s))
+            let files = ward_clinic::attachments::list(&conn, id)?;
+            Ok::<_, ward_clinic::ClinicError>((p, extras, s, files))
         })
         .await?;
     let now = app.clock.now();
@@ -620,7 +623,9 @@ pub async fn show_get(
     let merging = extras
         .merging
         .map(|m| crate::views::merge::MergeBox::new(&access, &s, id, m));
+    let attachments = crate::views::attachments::AttachmentsBox::new(&access, &s, &csrf, id, files);
     let page = PatientPage {
+        attachments,
         merging,
         rights,
         accessed_by,

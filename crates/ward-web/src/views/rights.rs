@@ -339,9 +339,19 @@ pub async fn erase_post(
         return erase_page(&app, &access, csrf, p, form.ground, error).await;
     }
     let entry = access.audit_entry(app.clock.now(), Action::Delete);
-    access
+    let objects = access
         .tenant
-        .with(move |conn| rights::erase(&conn, id, ground, entry))
+        .with(move |conn| {
+            let files = ward_clinic::attachments::all_of(&conn, id)?;
+            rights::erase(&conn, id, ground, entry)?;
+            Ok::<_, ClinicError>(files.into_iter().map(|a| a.object_name))
+        })
         .await?;
+    // Their keys are gone with the erasure; the objects go too.
+    for name in objects {
+        if let Err(e) = app.attachments.remove(&name).await {
+            tracing::error!(error = %e, "could not remove an erased patient's attachment object");
+        }
+    }
     Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
 }

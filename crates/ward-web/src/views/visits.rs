@@ -520,6 +520,8 @@ struct VisitPage {
     fee: Option<String>,
     /// For an amended visit: which version this is.
     note: Option<VersionNote>,
+    /// This visit's files.
+    attachments: Option<crate::views::attachments::AttachmentsBox>,
 }
 
 /// What a page about one visit shows: the visit as of `version` (the current one if
@@ -576,7 +578,15 @@ pub async fn show_get(
         entry = entry.detail(&format!("version {}", visit.version));
     }
     access.note_view(&app, entry)?;
+    let pid = patient.id;
+    let files = access
+        .tenant
+        .with(move |conn| ward_clinic::attachments::list(&conn, pid))
+        .await?;
+    let attachments =
+        crate::views::attachments::AttachmentsBox::for_visit(&access, &s, &csrf, pid, id, files);
     let page = VisitPage {
+        attachments,
         age_sex: age_sex(&patient, today(&app, &s)),
         when: s
             .local(visit.visited_at)

@@ -7,6 +7,7 @@
     reason = "tests fail loudly"
 )]
 
+mod attachments;
 mod audit_trail;
 mod damage;
 mod merges;

@@ -178,8 +178,9 @@ async fn the_patients_record_holds_everything_about_them_and_nothing_about_anoth
     let tables = doc["tables"].as_object().unwrap();
     for (table, _) in ward_clinic::rights::PATIENT_TABLES {
         let rows = tables[table]["rows"].as_array().unwrap();
-        // (No merge happened here: docs/patients.md, tests in merges.rs.)
-        if table != "patient_merges" {
+        // (No merge happened here: docs/patients.md, tests in merges.rs; no file was
+        // attached: tests in attachments.rs.)
+        if table != "patient_merges" && table != "attachments" {
             assert!(!rows.is_empty(), "{table} has the patient's rows");
         }
     }
@@ -202,6 +203,10 @@ async fn the_patients_record_holds_everything_about_them_and_nothing_about_anoth
         !r.body.contains("Bumblebee"),
         "nothing about another patient"
     );
+    // The attachments' own keys stay in Ward.
+    let cols = tables["attachments"]["columns"].as_array().unwrap();
+    assert!(cols.iter().any(|c| c == "object_name"), "{cols:?}");
+    assert!(!cols.iter().any(|c| c == "file_key"), "{cols:?}");
     // Every table that names a patient, a visit or a payment is in the record.
     let tenant = t.app.tenants.get(c.id).await.unwrap();
     let uncovered = tenant

@@ -103,6 +103,9 @@ pub fn field_value(body: &str, name: &str) -> Option<String> {
     Some(body[start..end].to_owned())
 }
 
+/// The attachment size cap in tests.
+pub const ATTACHMENT_CAP: u64 = 512 * 1024;
+
 impl TestApp {
     pub async fn new() -> Self {
         Self::with(Options::default()).await
@@ -159,6 +162,13 @@ impl TestApp {
             },
             clock: shared,
             started_at: clock.now(),
+            // A small cap, so the over-the-cap test sends little.
+            attachments: ward_web::attachments::AttachmentStore::from_url(
+                &format!("file://{}", dir.path().join("attachments").display()),
+                1,
+            )
+            .unwrap()
+            .with_max_bytes(ATTACHMENT_CAP),
         });
         let router = router(app.clone());
         Self {
@@ -216,6 +226,46 @@ impl TestApp {
         self.send(
             Request::post(path)
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts a multipart form (as a browser sends one): `fields` as text parts, in
+    /// order, then `file` (`(file name, content type, bytes)`) as the part named `file`.
+    #[allow(dead_code, reason = "only the binaries that upload files use it")]
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &[u8]),
+    ) -> Response {
+        let boundary = "----WardTestBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let (file_name, content_type, bytes) = file;
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.send(
+            Request::post(path)
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
                 .body(Body::from(body))
                 .unwrap(),
         )

@@ -70,6 +70,11 @@ impl TestApp {
             },
             started_at: clock.now(),
             clock,
+            attachments: ward_web::attachments::AttachmentStore::from_url(
+                &format!("file://{}", dir.path().join("attachments").display()),
+                25,
+            )
+            .unwrap(),
         });
         Self { dir, platform, app }
     }

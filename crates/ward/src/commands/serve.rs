@@ -109,6 +109,14 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
+    let attachment_url = opts
+        .attachment_url
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
+    let attachments =
+        ward_web::attachments::AttachmentStore::from_url(&attachment_url, opts.attachment_max_mb)
+            .map_err(anyhow::Error::msg)?;
+    tracing::info!(url = %attachments.url(), "attachments are stored");
     let app = Arc::new(App {
         control: platform.control.clone(),
         tenants: tenants.clone(),
@@ -135,6 +143,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         },
         started_at: clock.now(),
         clock,
+        attachments,
     });
     let operator = super::operator::start(opts.operator_addr, app.clone()).await?;
     let stats = tenants.stats();

@@ -74,7 +74,25 @@ struct ClinicReport {
     /// The audit chain against its anchor.
     #[serde(skip_serializing_if = "Option::is_none")]
     audit: Option<ChainReport>,
+    /// Attachments sampled, and those whose object is missing from the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<AttachmentCheck>,
 }
+
+/// A sample of a clinic's attachments, each looked up in the attachment store.
+#[derive(Debug, Serialize)]
+struct AttachmentCheck {
+    /// How many rows were sampled.
+    checked: usize,
+    /// The ids of sampled rows whose object is not in the store.
+    missing: Vec<i64>,
+    /// Why the store could not be asked, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// How many of a clinic's attachments `ward verify` looks up.
+const ATTACHMENT_SAMPLE: i64 = 50;
 
 impl ClinicReport {
     fn new(clinic: &ClinicRecord) -> Self {
@@ -85,6 +103,7 @@ impl ClinicReport {
             error: None,
             integrity: Vec::new(),
             audit: None,
+            attachments: None,
         }
     }
 
@@ -110,10 +129,16 @@ pub async fn run(global: &Global, opts: VerifyOpts) -> anyhow::Result<ExitCode> 
     let clinics = clinics_to_check(&platform, opts.clinic.as_deref()).await?;
 
     let auth_log = LogCheck::from_result(platform.control.verify_auth_chain().await);
+    let attachment_url = opts
+        .attachment_url
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
+    let store = ward_web::attachments::AttachmentStore::from_url(&attachment_url, 1)
+        .map_err(anyhow::Error::msg)?;
     let bar = progress(clinics.len() as u64, "verifying clinics");
     let mut reports = Vec::with_capacity(clinics.len());
     for clinic in &clinics {
-        reports.push(check_clinic(&platform, clinic).await);
+        reports.push(check_clinic(&platform, clinic, &store).await);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -166,7 +191,11 @@ async fn clinics_to_check(
 }
 
 /// Checks one clinic: the file's integrity and its audit chain against the anchor.
-async fn check_clinic(platform: &Platform, clinic: &ClinicRecord) -> ClinicReport {
+async fn check_clinic(
+    platform: &Platform,
+    clinic: &ClinicRecord,
+    store: &ward_web::attachments::AttachmentStore,
+) -> ClinicReport {
     let report = ClinicReport::new(clinic);
     // The anchor first: the log only grows, so a head read afterwards is at least as
     // new even while the server keeps writing.
@@ -195,18 +224,61 @@ async fn check_clinic(platform: &Platform, clinic: &ClinicRecord) -> ClinicRepor
         Err(e) => return report.failed(format_args!("cannot be opened: {e}")),
     };
     let checked = tenant.with(|conn| audit::verify_chain(&conn, anchor)).await;
+    let sampled = tenant
+        .with(|conn| {
+            conn.rows(
+                "SELECT id, object_name FROM attachments WHERE deleted_at IS NULL \
+                 ORDER BY random() LIMIT ?1",
+                [ATTACHMENT_SAMPLE],
+                |r| Ok::<(i64, String), ward_tenancy::sql::Error>((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await;
     drop(tenant);
     // Verifying every clinic must not fill the cache with clinics nobody is using.
     platform.tenants.evict(clinic.id).await;
+    let attachments = match sampled {
+        Ok(rows) => check_attachments(store, rows).await,
+        Err(e) => AttachmentCheck {
+            checked: 0,
+            missing: Vec::new(),
+            error: Some(e.to_string()),
+        },
+    };
+    let attachments_ok = attachments.missing.is_empty() && attachments.error.is_none();
     match checked {
         Ok(chain) => ClinicReport {
-            ok: chain.is_clean(),
+            ok: chain.is_clean() && attachments_ok,
             integrity,
             audit: Some(chain),
+            attachments: Some(attachments),
             ..report
         },
         Err(e) => report.failed(format_args!("cannot be read: {e}")),
     }
+}
+
+/// Looks up each sampled attachment's object in the store.
+async fn check_attachments(
+    store: &ward_web::attachments::AttachmentStore,
+    rows: Vec<(i64, String)>,
+) -> AttachmentCheck {
+    let mut check = AttachmentCheck {
+        checked: rows.len(),
+        missing: Vec::new(),
+        error: None,
+    };
+    for (id, name) in rows {
+        match store.exists(&name).await {
+            Ok(true) => {}
+            Ok(false) => check.missing.push(id),
+            Err(e) => {
+                check.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    check
 }
 
 fn print(report: &Report) {
@@ -251,6 +323,18 @@ fn print(report: &Report) {
         bad += 1;
         if let Some(e) = &c.error {
             say(format_args!("{name}: PROBLEM: {e}"));
+        }
+        if let Some(a) = &c.attachments {
+            for id in &a.missing {
+                say(format_args!(
+                    "{name}: PROBLEM: attachment {id} has no object in the attachment store"
+                ));
+            }
+            if let Some(e) = &a.error {
+                say(format_args!(
+                    "{name}: PROBLEM: the attachment store cannot be read: {e}"
+                ));
+            }
         }
         for line in &c.integrity {
             say(format_args!("{name}: PROBLEM: database damaged: {line}"));

@@ -215,3 +215,42 @@ async fn verify_passes_clean_data_and_pinpoints_tampering() {
     assert_eq!(problem["kind"], "shorter_than_anchor", "{report:#}");
     assert_eq!(problem["seq"], 21, "{report:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_names_an_attachment_whose_object_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (acme, _) = set_up(data).await;
+    tamper(
+        data,
+        &acme,
+        "PRAGMA foreign_keys = OFF; \
+         INSERT INTO attachments (id, patient_id, kind, title, content_type, size, sha256, object_name, file_key, uploaded_at, uploaded_by_id, uploaded_by_name) \
+         VALUES (7, 1, 'photo', 'x', 'image/png', 3, 'ab', 'a/0123456789abcdef', zeroblob(32), '2026-03-01T09:00:00.000Z', 'u1', 'Dr. Rao');",
+    )
+    .await;
+    let out = ward(data, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "clinic acme ({}): PROBLEM: attachment 7 has no object",
+            acme.id
+        )),
+        "{text}"
+    );
+    // Once the object is there, the clinic passes.
+    let objects = data.join("attachments").join("a");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(objects.join("0123456789abcdef"), b"sealed").unwrap();
+    let out = ward(data, &["verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let acme_report = report["clinics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["slug"] == "acme")
+        .unwrap();
+    assert_eq!(acme_report["attachments"]["checked"], 1);
+}

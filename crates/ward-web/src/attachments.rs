@@ -1,0 +1,368 @@
+//! The attachment store: files encrypted in chunks, each with its own key, written to
+//! an object store under random names (docs/attachments.md).
+//!
+//! An object is a 19-byte random nonce prefix followed by the file in 64 KiB chunks,
+//! each sealed with XChaCha20-Poly1305 in the STREAM construction (a 32-bit big-endian
+//! chunk counter and a last-chunk flag in every nonce), so a reordered, truncated or
+//! extended object fails to open. The object's name is the associated data of every
+//! chunk, so an object copied over another does not open either.
+
+use bytes::{Bytes, BytesMut};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::generic_array::GenericArray;
+use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
+use chacha20poly1305::aead::{KeyInit, Payload};
+use futures::StreamExt;
+use object_store::{ObjectStore, WriteMultipart};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use ward_replica::Target;
+
+/// Plaintext bytes per sealed chunk.
+pub const CHUNK: usize = 64 * 1024;
+/// The Poly1305 tag after each chunk.
+const TAG: usize = 16;
+/// The random nonce prefix at the start of each object.
+pub const NONCE_PREFIX: usize = 19;
+
+/// Why storing or reading an attachment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    /// The file's content is not one of the accepted types.
+    #[error("unsupported type")]
+    Unsupported,
+    /// The file is larger than the cap.
+    #[error("too large")]
+    TooLarge,
+    /// The upload itself broke off or was malformed.
+    #[error("upload: {0}")]
+    Upload(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// The object does not open with its key, or its digest does not match.
+    #[error("the object failed its integrity check")]
+    Integrity,
+}
+
+/// Where attachments go, and how large one may be.
+#[derive(Debug, Clone)]
+pub struct AttachmentStore {
+    target: Target,
+    /// The size cap in bytes (`WARD_ATTACHMENT_MAX_MB`).
+    pub max_bytes: u64,
+}
+
+/// What was stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The object's random name.
+    pub object_name: String,
+    /// The file's key.
+    pub key: [u8; 32],
+    /// The sniffed content type.
+    pub content_type: &'static str,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the plaintext.
+    pub sha256: String,
+}
+
+/// The content type of a file starting with `head` (at least its first 132 bytes, or
+/// all of it): PDF, JPEG, PNG, WebP or DICOM; anything else is refused.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        return Some("application/dicom");
+    }
+    let t = infer::get(head)?;
+    match t.mime_type() {
+        m @ ("application/pdf" | "image/jpeg" | "image/png" | "image/webp") => Some(m),
+        _ => None,
+    }
+}
+
+/// Whether a browser may show this type inline (else it is downloaded).
+pub fn inline(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "application/pdf" | "image/jpeg" | "image/png" | "image/webp"
+    )
+}
+
+impl AttachmentStore {
+    /// A store at `url` (`file:///path` or `s3://bucket/prefix`), capped at `max_mb` MiB.
+    pub fn from_url(url: &str, max_mb: u64) -> Result<Self, String> {
+        let target = Target::from_url(url).map_err(|e| format!("the attachment store: {e}"))?;
+        Ok(Self {
+            target,
+            max_bytes: max_mb.saturating_mul(1024 * 1024),
+        })
+    }
+
+    /// The same store with a cap of `max_bytes` bytes.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The store's URL, without credentials.
+    pub fn url(&self) -> &str {
+        &self.target.url
+    }
+
+    fn store(&self) -> &dyn ObjectStore {
+        self.target.store().as_ref()
+    }
+
+    /// The raw (encrypted) object, for checks and tests.
+    pub async fn raw(&self, object_name: &str) -> Result<Option<Bytes>, AttachmentError> {
+        match self.store().get(&self.target.path(object_name)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| AttachmentError::Store(e.to_string())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(AttachmentError::Store(e.to_string())),
+        }
+    }
+
+    /// Whether the object is in the store.
+    pub async fn exists(&self, object_name: &str) -> Result<bool, AttachmentError> {
+        match self.store().head(&self.target.path(object_name)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(AttachmentError::Store(e.to_string())),
+        }
+    }
+
+    /// Removes an object; one already gone is not an error.
+    pub async fn remove(&self, object_name: &str) -> Result<(), AttachmentError> {
+        match self.store().delete(&self.target.path(object_name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(AttachmentError::Store(e.to_string())),
+        }
+    }
+
+    /// Encrypts and stores the file whose bytes `chunks` yields, sniffing its type from
+    /// its first bytes and counting it against the cap as it streams. Nothing is left in
+    /// the store when this fails.
+    pub async fn put<S, E>(&self, mut chunks: S) -> Result<Stored, AttachmentError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut name_bytes = [0u8; 16];
+        let mut key = [0u8; 32];
+        let mut prefix = [0u8; NONCE_PREFIX];
+        let mut rng = rand::rngs::OsRng;
+        rng.fill_bytes(&mut name_bytes);
+        rng.fill_bytes(&mut key);
+        rng.fill_bytes(&mut prefix);
+        let object_name = format!("a/{}", hex::encode(name_bytes));
+        let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(&key));
+        let mut enc = EncryptorBE32::from_aead(cipher, GenericArray::from_slice(&prefix));
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut content_type: Option<&'static str> = None;
+        let mut writer: Option<WriteMultipart> = None;
+        let outcome: Result<(), AttachmentError> = async {
+            while let Some(piece) = chunks.next().await {
+                let piece = piece.map_err(|e| AttachmentError::Upload(e.to_string()))?;
+                size += piece.len() as u64;
+                if size > self.max_bytes {
+                    return Err(AttachmentError::TooLarge);
+                }
+                hasher.update(&piece);
+                let mut rest = &piece[..];
+                while !rest.is_empty() {
+                    if buf.len() == CHUNK {
+                        // More follows, so this chunk is not the last.
+                        let w = self
+                            .writer(&mut writer, &mut content_type, &buf, &object_name, &prefix)
+                            .await?;
+                        let sealed = enc
+                            .encrypt_next(Payload {
+                                msg: &buf,
+                                aad: object_name.as_bytes(),
+                            })
+                            .map_err(|_| AttachmentError::Integrity)?;
+                        w.write(&sealed);
+                        w.wait_for_capacity(2)
+                            .await
+                            .map_err(|e| AttachmentError::Store(e.to_string()))?;
+                        buf.clear();
+                    }
+                    let take = rest.len().min(CHUNK - buf.len());
+                    buf.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                }
+            }
+            let w = self
+                .writer(&mut writer, &mut content_type, &buf, &object_name, &prefix)
+                .await?;
+            let sealed = enc
+                .encrypt_last(Payload {
+                    msg: &buf,
+                    aad: object_name.as_bytes(),
+                })
+                .map_err(|_| AttachmentError::Integrity)?;
+            w.write(&sealed);
+            Ok(())
+        }
+        .await;
+        match (outcome, writer) {
+            (Ok(()), Some(w)) => {
+                w.finish()
+                    .await
+                    .map_err(|e| AttachmentError::Store(e.to_string()))?;
+            }
+            (Ok(()), None) => return Err(AttachmentError::Unsupported),
+            (Err(e), w) => {
+                if let Some(w) = w {
+                    let _ = w.abort().await;
+                }
+                return Err(e);
+            }
+        }
+        Ok(Stored {
+            object_name,
+            key,
+            content_type: content_type.unwrap_or("application/octet-stream"),
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// The writer, started on the first chunk once the type is known to be accepted.
+    async fn writer<'w>(
+        &self,
+        writer: &'w mut Option<WriteMultipart>,
+        content_type: &mut Option<&'static str>,
+        first: &[u8],
+        object_name: &str,
+        prefix: &[u8],
+    ) -> Result<&'w mut WriteMultipart, AttachmentError> {
+        if writer.is_none() {
+            *content_type = Some(sniff(first).ok_or(AttachmentError::Unsupported)?);
+            let upload = self
+                .store()
+                .put_multipart(&self.target.path(object_name))
+                .await
+                .map_err(|e| AttachmentError::Store(e.to_string()))?;
+            let mut w = WriteMultipart::new(upload);
+            w.write(prefix);
+            *writer = Some(w);
+        }
+        writer
+            .as_mut()
+            .ok_or_else(|| AttachmentError::Store("no writer".into()))
+    }
+
+    /// Opens the object and decrypts it as a stream of plaintext pieces, checking the
+    /// digest at the end. The first piece is decrypted before this returns, so a
+    /// damaged or tampered object usually fails here, before any byte is sent; a later
+    /// failure ends the stream with an error.
+    pub async fn open(
+        &self,
+        object_name: &str,
+        key: &[u8],
+        sha256: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>, AttachmentError>
+    {
+        if key.len() != 32 {
+            return Err(AttachmentError::Integrity);
+        }
+        let result = self
+            .store()
+            .get(&self.target.path(object_name))
+            .await
+            .map_err(|e| AttachmentError::Store(e.to_string()))?;
+        let mut source = result.into_stream();
+        let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(key));
+        let aad = object_name.to_owned();
+        let expected = sha256.to_owned();
+        let (mut tx, mut rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+        tokio::spawn(async move {
+            use futures::SinkExt;
+            let mut buf = BytesMut::new();
+            let mut dec: Option<DecryptorBE32<XChaCha20Poly1305>> = None;
+            let mut cipher = Some(cipher);
+            let mut hasher = Sha256::new();
+            let sealed = CHUNK + TAG;
+            let fail = |why: &str| {
+                tracing::error!(why, "an attachment failed its integrity check");
+                std::io::Error::other("the attachment failed its integrity check")
+            };
+            loop {
+                let next = source.next().await;
+                let end = next.is_none();
+                if let Some(piece) = next {
+                    match piece {
+                        Ok(p) => buf.extend_from_slice(&p),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading an attachment failed");
+                            let _ = tx.send(Err(std::io::Error::other("read failed"))).await;
+                            return;
+                        }
+                    }
+                }
+                if dec.is_none() {
+                    if buf.len() < NONCE_PREFIX {
+                        if end {
+                            let _ = tx.send(Err(fail("short object"))).await;
+                            return;
+                        }
+                        continue;
+                    }
+                    let prefix = buf.split_to(NONCE_PREFIX);
+                    if let Some(c) = cipher.take() {
+                        dec = Some(DecryptorBE32::from_aead(
+                            c,
+                            GenericArray::from_slice(&prefix),
+                        ));
+                    }
+                }
+                let Some(d) = dec.as_mut() else { return };
+                // A chunk is the last one only when nothing follows it.
+                while buf.len() > sealed {
+                    let chunk = buf.split_to(sealed);
+                    let Ok(plain) = d.decrypt_next(Payload {
+                        msg: &chunk,
+                        aad: aad.as_bytes(),
+                    }) else {
+                        let _ = tx.send(Err(fail("chunk does not open"))).await;
+                        return;
+                    };
+                    hasher.update(&plain);
+                    if tx.send(Ok(Bytes::from(plain))).await.is_err() {
+                        return;
+                    }
+                }
+                if end {
+                    let Some(d) = dec.take() else { return };
+                    let Ok(plain) = d.decrypt_last(Payload {
+                        msg: &buf,
+                        aad: aad.as_bytes(),
+                    }) else {
+                        let _ = tx.send(Err(fail("last chunk does not open"))).await;
+                        return;
+                    };
+                    hasher.update(&plain);
+                    if hex::encode(hasher.finalize()) != expected {
+                        let _ = tx.send(Err(fail("digest mismatch"))).await;
+                        return;
+                    }
+                    let _ = tx.send(Ok(Bytes::from(plain))).await;
+                    return;
+                }
+            }
+        });
+        // Peek at the first piece: an object that does not open is an error page.
+        match rx.next().await {
+            Some(Ok(b)) => Ok(futures::stream::iter([Ok(b)]).chain(rx).boxed()),
+            Some(Err(_)) | None => Err(AttachmentError::Integrity),
+        }
+    }
+}
