@@ -191,6 +191,11 @@ pub fn check_target(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result
             "This record was erased: nothing can be attached to it.".into(),
         ));
     }
+    if let Some((_, number)) = crate::merge::merged_into(conn, patient_id)? {
+        return Err(ClinicError::Conflict(format!(
+            "This record was merged into No. {number}: attach the file there."
+        )));
+    }
     if let Some(v) = visit_id {
         let theirs = conn.row(
             "SELECT 1 FROM visits WHERE id = ?1 AND patient_id = ?2",

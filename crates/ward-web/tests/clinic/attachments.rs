@@ -647,6 +647,18 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
         .get(&format!("{kept}/attachments/{aid}"))
         .await;
     assert_eq!(r.bytes, consent);
+    // The merged-away record takes no new file: it goes to the kept one.
+    let r = upload(
+        &mut c.receptionist,
+        &dup,
+        "Late consent",
+        "consent",
+        ("late.pdf", "application/pdf", &pdf("late")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("merged into No. 1"), "{}", r.body);
+    assert_eq!(rows(&t, &c).await.len(), 1, "nothing stored");
 
     let r = c
         .receptionist
