@@ -186,31 +186,7 @@ fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, E
         if t > 0 {
             w.write_all(b",")?;
         }
-        serde_json::to_writer(&mut *w, &table)?;
-        w.write_all(b":{\"columns\":")?;
-        serde_json::to_writer(&mut *w, &cols)?;
-        w.write_all(b",\"rows\":[")?;
-        let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-        let mut n: u64 = 0;
-        // Streamed: each row is written before the next is read, none is kept.
-        conn.for_each_row(
-            &format!("SELECT {list} FROM {}", quote(&table)),
-            (),
-            |row| {
-                w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
-                for i in 0..cols.len() {
-                    if i > 0 {
-                        w.write_all(b",")?;
-                    }
-                    // Column counts are tiny; the cast cannot truncate.
-                    write_value(&mut *w, row.get_value(i as i32)?)?;
-                }
-                w.write_all(b"]")?;
-                n += 1;
-                Ok::<_, ExportError>(())
-            },
-        )?;
-        w.write_all(b"]}")?;
+        let n = write_table(conn, &mut *w, &table, &cols, "", ())?;
         summary.tables.push((table, n));
     }
     w.write_all(b"}}\n")?;
@@ -219,9 +195,53 @@ fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, E
     Ok(summary)
 }
 
+/// Writes `"table":{"columns":[…],"rows":[…]}` for the rows of `table` matching
+/// `condition` (SQL after `WHERE`, or empty for every row) with `params`, columns `cols`
+/// in that order. Streamed: each row is written before the next is read, none is kept.
+/// Returns how many rows.
+pub(crate) fn write_table<W: Write>(
+    conn: &Db,
+    w: &mut W,
+    table: &str,
+    cols: &[String],
+    condition: &str,
+    params: impl ward_tenancy::sql::IntoParams,
+) -> Result<u64, ExportError> {
+    serde_json::to_writer(&mut *w, table)?;
+    w.write_all(b":{\"columns\":")?;
+    serde_json::to_writer(&mut *w, cols)?;
+    w.write_all(b",\"rows\":[")?;
+    let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let filter = if condition.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {condition}")
+    };
+    let mut n: u64 = 0;
+    conn.for_each_row(
+        &format!("SELECT {list} FROM {}{filter}", quote(table)),
+        params,
+        |row| {
+            w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
+            for i in 0..cols.len() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                // Column counts are tiny; the cast cannot truncate.
+                write_value(&mut *w, row.get_value(i as i32)?)?;
+            }
+            w.write_all(b"]")?;
+            n += 1;
+            Ok::<_, ExportError>(())
+        },
+    )?;
+    w.write_all(b"]}")?;
+    Ok(n)
+}
+
 /// One value: SQL NULL, integers, reals and text as their JSON counterparts; a blob as
 /// `{"hex": "<lowercase hex>"}` so it cannot be mistaken for text.
-pub(crate) fn write_value<W: Write>(w: &mut W, v: Value) -> Result<(), ExportError> {
+fn write_value<W: Write>(w: &mut W, v: Value) -> Result<(), ExportError> {
     match v {
         Value::Null => w.write_all(b"null")?,
         Value::Integer(i) => write!(w, "{i}")?,

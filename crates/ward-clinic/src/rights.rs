@@ -9,7 +9,7 @@ use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
-use crate::export::{ExportError, columns, quote, write_value};
+use crate::export::{ExportError, columns, write_table};
 
 /// The `format` of a patient's record.
 pub const FORMAT: &str = "ward-patient-record";
@@ -98,29 +98,7 @@ pub fn write_record<W: Write>(
         if t > 0 {
             w.write_all(b",")?;
         }
-        serde_json::to_writer(&mut w, table)?;
-        w.write_all(b":{\"columns\":")?;
-        serde_json::to_writer(&mut w, &cols)?;
-        w.write_all(b",\"rows\":[")?;
-        let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-        let mut n = 0u64;
-        conn.for_each_row(
-            &format!("SELECT {list} FROM {} WHERE {condition}", quote(table)),
-            [patient_id],
-            |row| {
-                w.write_all(if n == 0 { b"\n[" } else { b",\n[" })?;
-                for i in 0..cols.len() {
-                    if i > 0 {
-                        w.write_all(b",")?;
-                    }
-                    write_value(&mut w, row.get_value(i as i32)?)?;
-                }
-                w.write_all(b"]")?;
-                n += 1;
-                Ok::<_, ExportError>(())
-            },
-        )?;
-        w.write_all(b"]}")?;
+        write_table(conn, &mut w, table, &cols, condition, [patient_id])?;
     }
     w.write_all(b"}}\n")?;
     w.flush()?;
