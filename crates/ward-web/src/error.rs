@@ -85,6 +85,18 @@ impl From<ward_clinic::ClinicError> for AppError {
     }
 }
 
+impl From<ward_app::Error> for AppError {
+    fn from(e: ward_app::Error) -> Self {
+        match e {
+            ward_app::Error::NotFound => Self::NotFound,
+            ward_app::Error::Control(e) => e.into(),
+            ward_app::Error::Tenant(e) => e.into(),
+            ward_app::Error::Clinic(e) => e.into(),
+            ward_app::Error::Other(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(Box::new(e))

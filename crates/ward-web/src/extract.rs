@@ -261,7 +261,7 @@ impl ClinicAccess {
     /// `Ok` if the user proved who they are in the last minutes (password, and second
     /// factor when they have one); otherwise the error that asks them to confirm and
     /// then come back to `back`, a page of this clinic (e.g. `staff`).
-    pub fn require_fresh(&self, app: &crate::App, back: &str) -> Result<(), AppError> {
+    pub fn require_fresh(&self, app: &crate::Web, back: &str) -> Result<(), AppError> {
         if self.support.is_some() {
             // A support session has no password or second factor to confirm.
             return Err(AppError::Forbidden);
@@ -281,7 +281,7 @@ impl ClinicAccess {
     /// The user as the audit log records them: id, name and role at this moment.
     pub fn actor(&self) -> Actor {
         if let Some(s) = &self.support {
-            return crate::support_access::actor(&s.grant);
+            return ward_app::support::actor(&s.grant);
         }
         Actor::User {
             id: self.session.user.id.clone(),

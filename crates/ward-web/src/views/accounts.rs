@@ -20,7 +20,7 @@ use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
 use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
 use crate::views::{pages, second_factor};
-use crate::{App, AppError, AppState};
+use crate::{AppError, AppState, Web};
 
 /// Verification links last two days; reset links half an hour.
 const VERIFY_TTL: TimeDelta = TimeDelta::hours(48);
@@ -35,7 +35,7 @@ pub(crate) fn html(status: StatusCode, t: &impl Template) -> Page {
 }
 
 pub(crate) async fn log(
-    app: &App,
+    app: &Web,
     kind: &str,
     outcome: &str,
     user_id: Option<&str>,
@@ -56,7 +56,7 @@ pub(crate) async fn log(
     }
 }
 
-pub(crate) async fn send(app: &App, to: &Email, name: &str, message: Message) {
+pub(crate) async fn send(app: &Web, to: &Email, name: &str, message: Message) {
     if let Err(e) = app.mailer.send(to, name, message).await {
         tracing::error!(error = %e, "could not queue mail");
     }
@@ -64,7 +64,7 @@ pub(crate) async fn send(app: &App, to: &Email, name: &str, message: Message) {
 
 /// Starts a session and answers with a redirect to `to`, setting the cookie.
 pub(crate) async fn sign_in(
-    app: &App,
+    app: &Web,
     user_id: &str,
     client: &ClientInfo,
     old: Option<&Session>,
@@ -75,7 +75,7 @@ pub(crate) async fn sign_in(
 
 /// As [`sign_in`]; `second_factor` when the sign-in proved it too.
 pub(crate) async fn sign_in_with(
-    app: &App,
+    app: &Web,
     user_id: &str,
     client: &ClientInfo,
     old: Option<&Session>,
@@ -109,7 +109,7 @@ pub(crate) async fn sign_in_with(
 /// clinic's own log says who was signed in when. Queued through the read auditor:
 /// a clinic that cannot be written to (damaged, being restored) never stops the
 /// sign-in, and the failure is logged without the person's details.
-pub(crate) async fn note_in_clinics(app: &App, user_id: &str, client: &ClientInfo, action: Action) {
+pub(crate) async fn note_in_clinics(app: &Web, user_id: &str, client: &ClientInfo, action: Action) {
     let (user, memberships) = match (
         app.control.user_by_id(user_id).await,
         app.control.memberships(user_id).await,
@@ -140,7 +140,7 @@ pub(crate) async fn note_in_clinics(app: &App, user_id: &str, client: &ClientInf
 }
 
 /// Where a user lands after signing in: their clinic, or the chooser.
-pub(crate) async fn landing(app: &App, user_id: &str) -> Result<String, AppError> {
+pub(crate) async fn landing(app: &Web, user_id: &str) -> Result<String, AppError> {
     let memberships = app.control.memberships(user_id).await?;
     Ok(match memberships.as_slice() {
         [only] => format!("/c/{}/", only.clinic.slug),

@@ -16,7 +16,7 @@ use crate::extract::{AppForm, ClientInfo, Csrf, MaybeUser};
 use crate::limits::{check, too_many};
 use crate::views::accounts::{TokenQuery, expired_link, html, landing, link, log, send, sign_in};
 use crate::views::pages;
-use crate::{App, AppError, AppState};
+use crate::{AppError, AppState, Web};
 
 type Page = Result<Response, AppError>;
 
@@ -75,7 +75,7 @@ pub async fn signup_get(State(app): State<AppState>, Csrf(csrf): Csrf) -> Page {
 
 /// Refuses answers no person sends: the hidden field filled, no stamp of ours, or
 /// sent faster than the form can be read. `Some(reason)` to refuse (a word for the log).
-fn looks_automated(app: &App, form: &SignupForm) -> Option<&'static str> {
+fn looks_automated(app: &Web, form: &SignupForm) -> Option<&'static str> {
     if !form.website.is_empty() {
         return Some("honeypot");
     }

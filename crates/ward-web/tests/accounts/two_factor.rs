@@ -447,7 +447,11 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 0, "nothing queued");
+    assert_eq!(
+        ward_app::exports::run_jobs(&t.app).await,
+        0,
+        "nothing queued"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,7 @@ async fn request(
     write: bool,
     emergency: bool,
 ) -> Grant {
-    let (grant, mails) = ward_web::support_access::request(
+    let (grant, mails) = ward_app::support::request(
         &t.app.control,
         &t.app.tenants,
         &t.app.mailer,

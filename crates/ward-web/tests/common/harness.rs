@@ -12,13 +12,14 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::TimeZone;
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
-use ward_control::passwords::{PasswordHasher, Pepper};
+use ward_app::{App, Config, Hashing, MailSetup};
+use ward_control::passwords::Pepper;
 use ward_control::{MasterKeySource, Platform, SessionPolicy};
 use ward_core::{Clock, ManualClock};
-use ward_mail::{Mailer, MemoryMailbox};
+use ward_mail::MemoryMailbox;
 use ward_tenancy::StoreConfig;
 use ward_web::limits::{EmailLimits, IpLimit};
-use ward_web::{App, TrustedProxy, WebConfig, router};
+use ward_web::{TrustedProxy, Web, WebConfig, WebOptions, router};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -55,7 +56,7 @@ impl Default for Options {
 }
 
 pub struct TestApp {
-    pub app: Arc<App>,
+    pub app: Arc<Web>,
     router: Router,
     pub dir: Arc<tempfile::TempDir>,
     pub clock: ManualClock,
@@ -130,46 +131,53 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let (mailer, mailbox) = Mailer::in_memory(platform.control.clone()).unwrap();
         let base_url = options
             .public_url
             .clone()
             .unwrap_or_else(|| "http://ward.test".to_owned());
-        let app = Arc::new(App {
-            control: platform.control.clone(),
-            tenants: platform.tenants.clone(),
-            mailer,
-            audit: ward_clinic::audit::ReadAuditor::start(
-                platform.tenants.clone(),
-                Default::default(),
-            ),
-            // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
-            hasher: PasswordHasher::new(Pepper::from_bytes([3; 32]), options.hashing_cost, 2)
-                .unwrap(),
-            session_policy: SessionPolicy::default(),
-            trusted_proxy: options.trusted_proxy,
-            ip_limit: options.ip_limit,
-            email_limits: EmailLimits::with_signup(
-                options.signup_per_hour,
-                options.signup_min_fill_secs,
-            ),
-            config: WebConfig {
-                public_url: options.public_url,
-                base_url,
-                version: "test".into(),
-                retention_days: 90,
-                owner_second_factor_grace: options.owner_mfa_grace,
+        let core = App::build(
+            &platform,
+            Config {
+                mail: MailSetup::InMemory,
+                // Cost 4 keeps the suite fast; production runs at PRODUCTION_COST.
+                hashing: Hashing {
+                    pepper: Pepper::from_bytes([3; 32]),
+                    previous: None,
+                    cost: options.hashing_cost,
+                    parallel: 2,
+                },
+                session_policy: SessionPolicy::default(),
+                settings: WebConfig {
+                    public_url: options.public_url,
+                    base_url,
+                    version: "test".into(),
+                    retention_days: 90,
+                    owner_second_factor_grace: options.owner_mfa_grace,
+                },
+                clock: shared,
+                read_audit: Default::default(),
             },
-            clock: shared,
-            started_at: clock.now(),
-            // A small cap, so the over-the-cap test sends little.
-            attachments: ward_web::attachments::AttachmentStore::from_url(
-                &format!("file://{}", dir.path().join("attachments").display()),
-                1,
-            )
-            .unwrap()
-            .with_max_bytes(ATTACHMENT_CAP),
-        });
+        )
+        .unwrap();
+        let mailbox = core.mailbox().unwrap().clone();
+        let app = Web::new(
+            Arc::new(core),
+            WebOptions {
+                trusted_proxy: options.trusted_proxy,
+                ip_limit: options.ip_limit,
+                email_limits: EmailLimits::with_signup(
+                    options.signup_per_hour,
+                    options.signup_min_fill_secs,
+                ),
+                // A small cap, so the over-the-cap test sends little.
+                attachments: ward_web::attachments::AttachmentStore::from_url(
+                    &format!("file://{}", dir.path().join("attachments").display()),
+                    1,
+                )
+                .unwrap()
+                .with_max_bytes(ATTACHMENT_CAP),
+            },
+        );
         let router = router(app.clone());
         Self {
             app,

@@ -156,7 +156,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
         "nothing is prepared before the worker runs"
     );
 
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let files = exports(&t);
     assert_eq!(files.len(), 1);
     let sealed = std::fs::read(&files[0]).unwrap();
@@ -297,7 +297,11 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
     let r = t.submit(&export, &export, &[("format", "xml")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Choose JSON or CSV."), "{}", r.body);
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 0, "nothing queued");
+    assert_eq!(
+        ward_app::exports::run_jobs(&t.app).await,
+        0,
+        "nothing queued"
+    );
     let r = t.submit(&export, &export, &[("format", "csv")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(
@@ -305,7 +309,7 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
         "{}",
         r.body
     );
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let sealed = std::fs::read(&exports(&t)[0]).unwrap();
     assert!(
         !sealed.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
@@ -432,18 +436,22 @@ async fn an_old_sign_in_needs_the_password_and_links_expire() {
         .submit(&export, &export, &[("password", "wrong password")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 0, "nothing queued");
+    assert_eq!(
+        ward_app::exports::run_jobs(&t.app).await,
+        0,
+        "nothing queued"
+    );
     let r = t
         .submit(&export, &export, &[("password", support::PASSWORD)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let link = t.link_in_last_mail("/export/download").await;
     assert_eq!(exports(&t).len(), 1);
 
     // 72 hours later the worker deletes the file and the link is dead.
     t.clock.advance(chrono::TimeDelta::hours(73));
-    ward_web::run_export_jobs(&t.app).await;
+    ward_app::exports::run_jobs(&t.app).await;
     assert!(exports(&t).is_empty(), "expired exports are deleted");
     assert_ne!(t.get(&link).await.status, StatusCode::OK);
 }
@@ -469,7 +477,7 @@ async fn a_closed_clinics_owner_can_still_export() {
     assert_eq!(t.get(&export).await.status, StatusCode::OK);
     let r = t.submit(&export, &export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(ward_web::run_export_jobs(&t.app).await, 1);
+    assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     assert!(
         t.mails()
             .await

@@ -8,10 +8,11 @@ use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tempfile::TempDir;
 use tower::ServiceExt as _;
+use ward_app::App;
 use ward_control::{ClinicRecord, MasterKeySource, Platform};
 use ward_core::{Clock, ManualClock, parse_time};
 use ward_tenancy::StoreConfig;
-use ward_web::{App, WebConfig};
+use ward_web::{Web, WebConfig};
 
 /// A platform and the app serving it.
 pub struct TestApp {
@@ -20,7 +21,7 @@ pub struct TestApp {
     /// The opened data directory.
     pub platform: Platform,
     /// The app handed to the router.
-    pub app: Arc<App>,
+    pub app: Arc<Web>,
 }
 
 impl TestApp {
@@ -42,40 +43,42 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let (mailer, _) = ward_mail::Mailer::in_memory(platform.control.clone()).unwrap();
-        let app = Arc::new(App {
-            control: platform.control.clone(),
-            tenants: platform.tenants.clone(),
-            mailer,
-            audit: ward_clinic::audit::ReadAuditor::start(
-                platform.tenants.clone(),
-                Default::default(),
-            ),
-            hasher: ward_control::passwords::PasswordHasher::new(
-                ward_control::passwords::Pepper::from_bytes([5; 32]),
-                4,
-                1,
-            )
-            .unwrap(),
-            session_policy: ward_control::SessionPolicy::default(),
-            trusted_proxy: ward_web::TrustedProxy::None,
-            ip_limit: ward_web::limits::IpLimit::default(),
-            email_limits: ward_web::limits::EmailLimits::with_signup(100_000, 0),
-            config: WebConfig {
-                public_url: url.map(str::to_owned),
-                base_url: url.unwrap_or("http://ward.test").to_owned(),
-                version: "9.9.9-test".to_owned(),
-                retention_days: 90,
-                owner_second_factor_grace: chrono::TimeDelta::days(365),
+        let core = App::build(
+            &platform,
+            ward_app::Config {
+                mail: ward_app::MailSetup::InMemory,
+                hashing: ward_app::Hashing {
+                    pepper: ward_control::passwords::Pepper::from_bytes([5; 32]),
+                    previous: None,
+                    cost: 4,
+                    parallel: 1,
+                },
+                session_policy: ward_control::SessionPolicy::default(),
+                settings: WebConfig {
+                    public_url: url.map(str::to_owned),
+                    base_url: url.unwrap_or("http://ward.test").to_owned(),
+                    version: "9.9.9-test".to_owned(),
+                    retention_days: 90,
+                    owner_second_factor_grace: chrono::TimeDelta::days(365),
+                },
+                clock,
+                read_audit: Default::default(),
             },
-            started_at: clock.now(),
-            clock,
-            attachments: ward_web::attachments::AttachmentStore::from_url(
-                &format!("file://{}", dir.path().join("attachments").display()),
-                25,
-            )
-            .unwrap(),
-        });
+        )
+        .unwrap();
+        let app = Web::new(
+            Arc::new(core),
+            ward_web::WebOptions {
+                trusted_proxy: ward_web::TrustedProxy::None,
+                ip_limit: ward_web::limits::IpLimit::default(),
+                email_limits: ward_web::limits::EmailLimits::with_signup(100_000, 0),
+                attachments: ward_web::attachments::AttachmentStore::from_url(
+                    &format!("file://{}", dir.path().join("attachments").display()),
+                    25,
+                )
+                .unwrap(),
+            },
+        );
         Self { dir, platform, app }
     }
 
