@@ -486,3 +486,52 @@ async fn a_closed_clinics_owner_can_still_export() {
             .contains("Your Ward export is ready")
     );
 }
+
+/// The workers `App::start` runs prepare a queued export and mail it without any test
+/// calling the job runner, and `Workers::shutdown` stops them and closes the clinics.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_apps_workers_prepare_a_queued_export_and_stop_through_one_path() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Worker Clinic", "owner@example.com")
+        .await;
+    let export = format!("{home}export");
+    let r = t.submit(&export, &export, &[]).await;
+    assert!(
+        r.body.contains("Your export has been requested"),
+        "{}",
+        r.body
+    );
+    assert!(exports(&t).is_empty());
+
+    let workers = t.app.app.start();
+    for name in ["anchoring", "housekeeping", "exports", "sweep"] {
+        assert!(workers.names().contains(&name), "{:?}", workers.names());
+    }
+    let mut ready = false;
+    for _ in 0..100 {
+        let sent = t.mailbox.sent();
+        if !exports(&t).is_empty()
+            && sent
+                .iter()
+                .any(|m| m.subject == "Your Ward export is ready")
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready,
+        "the export worker prepared the file and the mail worker sent the link"
+    );
+
+    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
+    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    assert!(t.app.tenants.get(clinic.id).await.is_ok());
+    assert_eq!(workers.shutdown(std::time::Duration::from_secs(5)).await, 0);
+    assert!(
+        t.app.tenants.get(clinic.id).await.is_err(),
+        "after shutdown no clinic opens"
+    );
+}
