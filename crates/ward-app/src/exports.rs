@@ -13,7 +13,7 @@ use ward_core::{ClinicId, Email, Role, format_time};
 use ward_mail::Message;
 use ward_tenancy::{Tenant, sealed};
 
-use crate::{App, BoxError, Error};
+use crate::{App, BoxError, Error, record};
 
 /// The `jobs.kind` of export jobs.
 pub const JOB_KIND: &str = "export";
@@ -39,14 +39,6 @@ pub async fn request(
         format.as_str()
     ));
     record(tenant, entry).await
-}
-
-async fn record(tenant: &Tenant, entry: audit::Entry) -> Result<(), Error> {
-    tenant
-        .with(|conn| audit::in_transaction(&conn, |tx| audit::record(&tx, &entry)))
-        .await
-        .map(drop)
-        .map_err(Error::other)
 }
 
 /// Runs every due export job and deletes expired export files; returns how many jobs

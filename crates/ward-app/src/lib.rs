@@ -5,27 +5,32 @@
 //!   [`App::build`]. `ward serve`, the other commands, the benchmarks and the tests all
 //!   build it the same way.
 //! - The workflows that span the control plane, a clinic and mail, as functions of an
-//!   `App`: the owner's export ([`exports`]) and support access ([`support`]).
+//!   `App`: the owner's export ([`exports`]), the staff ([`staff`]) and support
+//!   access ([`support`]).
 //! - The background workers, started from one place ([`App::start`]) and stopped
 //!   through one path ([`Workers::shutdown`]).
 //!
 //! Nothing here knows about HTTP: the web layer turns requests into calls of these
 //! functions and their results into pages.
 
+pub mod clinic;
 mod error;
 pub mod exports;
+pub mod staff;
 pub mod support;
 mod workers;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use ward_clinic::ClinicError;
+use ward_clinic::audit::{self, Entry};
 use ward_clinic::audit::{ReadAuditConfig, ReadAuditor};
 use ward_control::passwords::{PasswordHasher, Pepper};
 use ward_control::{ControlError, ControlPlane, Platform, SessionPolicy};
 use ward_core::Clock;
 use ward_mail::{MailConfig, MailError, Mailer, MemoryMailbox};
-use ward_tenancy::TenantStore;
+use ward_tenancy::{Tenant, TenantStore};
 
 pub use error::{BoxError, Error};
 pub use workers::Workers;
@@ -171,4 +176,17 @@ impl App {
             .parent()
             .map_or_else(|| clinics.join("exports"), |d| d.join("exports"))
     }
+}
+
+/// Writes `entry` to the clinic's audit log in its own transaction.
+pub(crate) async fn record(tenant: &Tenant, entry: Entry) -> Result<(), Error> {
+    tenant
+        .with(|conn| {
+            audit::in_transaction(&conn, |tx| {
+                audit::record(&tx, &entry)?;
+                Ok::<_, ClinicError>(())
+            })
+        })
+        .await?;
+    Ok(())
 }

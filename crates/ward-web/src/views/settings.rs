@@ -7,13 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::ClinicError;
-use ward_clinic::audit::{self, Action, Diff};
+use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, CURRENCIES, ClinicSettings, Currency};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::views::frame::ClinicFrame;
-use crate::views::staff::TxError;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -201,31 +200,9 @@ pub async fn settings_post(
     let now = app.clock.now();
 
     // The name lives in the control plane; its change is recorded like the others.
-    let (control, clinic_id, actor) = (
-        app.control.clone(),
-        access.clinic_id,
-        format!("user:{}", access.session.user.id),
-    );
     let entry = access.audit_entry(now, Action::Update);
-    let new_name = name.clone();
-    access
-        .tenant
-        .with_async(|conn| async move {
-            audit::in_transaction_async(&conn, |tx| async move {
-                let old = control.rename_clinic(clinic_id, &new_name, &actor).await?;
-                if old != new_name {
-                    let entry = entry.entity("settings", "clinic").diff(Diff::new().field(
-                        "name",
-                        old,
-                        new_name.clone(),
-                    ));
-                    audit::record(&tx, &entry)?;
-                }
-                Ok::<_, TxError>(())
-            })
-            .await
-        })
-        .await?;
+    let me = &access.session.user.id;
+    ward_app::clinic::rename(&app, &access.tenant, access.clinic_id, me, &name, entry).await?;
 
     let actor = access.actor();
     let ip = access.ip.clone();
