@@ -333,3 +333,28 @@ impl ClinicAccess {
         Ok(())
     }
 }
+
+/// A record's id from the path: anything but a positive integer is "not found".
+pub fn parse_id(text: &str) -> Result<i64, AppError> {
+    match text.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// The `{id}` of a record's address (`/c/{slug}/patients/{id}`, `…/visits/{id}`): a
+/// positive integer; anything else, or no `{id}` in the route, is "not found".
+pub struct RecordId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RecordId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound)?;
+        let id = params.get("id").ok_or(AppError::NotFound)?;
+        parse_id(id).map(Self)
+    }
+}

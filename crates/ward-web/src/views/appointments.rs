@@ -2,7 +2,7 @@
 //! `/c/{slug}/appointments/{id}` (status, reschedule).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{NaiveDate, NaiveTime};
@@ -15,7 +15,7 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{Permission, Role};
 
-use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -98,20 +98,6 @@ fn parse_slot(
             Ok(None)
         }
     }
-}
-
-/// A row id from the path; anything else is "not found".
-pub fn parse_id(s: &str) -> Result<i64, AppError> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or(AppError::NotFound)
-}
-
-/// The `{id}` segment of a record's address.
-#[derive(Deserialize)]
-pub struct IdParam {
-    pub(crate) id: String,
 }
 
 /// The clinic's doctors: members who are doctors or owners.
@@ -614,11 +600,10 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
-    let id = parse_id(&id)?;
     let notice = q.booked.map(|_| "The appointment is booked.");
     render_one(
         &app,
@@ -647,11 +632,10 @@ pub struct StatusForm {
 pub async fn status_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<StatusForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
-    let id = parse_id(&id)?;
     let Some(status) = Status::parse(form.status.trim()) else {
         return Err(AppError::Refused(
             "Choose one of the statuses offered on the appointment's page.".into(),
@@ -676,11 +660,10 @@ pub async fn reschedule_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<RescheduleForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
-    let id = parse_id(&id)?;
     let doctors = doctors(&app, &access).await?;
     let mut errors = FieldErrors::default();
     let doctor = doctors.iter().find(|d| d.id == form.doctor).cloned();

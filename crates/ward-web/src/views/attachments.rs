@@ -11,8 +11,8 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
 
 use crate::attachments::AttachmentError;
+use crate::extract::parse_id;
 use crate::extract::{AppForm, ClinicAccess};
-use crate::views::patients::parse_id;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;

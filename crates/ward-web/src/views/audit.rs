@@ -436,12 +436,9 @@ pub async fn patient_access_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    axum::extract::Path(crate::views::patients::IdParam { id }): axum::extract::Path<
-        crate::views::patients::IdParam,
-    >,
+    crate::extract::RecordId(id): crate::extract::RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
-    let id = crate::views::patients::parse_id(&id)?;
     let (patient, rows, s) = access
         .tenant
         .read(|conn| {

@@ -2,7 +2,7 @@
 //! patient page, editing.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
@@ -13,7 +13,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -317,19 +317,6 @@ pub(crate) async fn clinic_name(app: &AppState, access: &ClinicAccess) -> Result
     Ok(app.control.clinic_by_id(access.clinic_id).await?.name)
 }
 
-/// Parses an id from the path; anything but a positive integer is "not found".
-pub(crate) fn parse_id(text: &str) -> Result<i64, AppError> {
-    match text.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(AppError::NotFound),
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct IdParam {
-    pub(crate) id: String,
-}
-
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct SearchQuery {
@@ -580,10 +567,9 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let id = parse_id(&id)?;
     let allowed = Allowed::of(&access);
     // One hand-off to the database for the whole page.
     let (p, extras, s, files) = access
@@ -647,10 +633,9 @@ pub async fn edit_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     let p = access.tenant.with(|conn| patients::get(&conn, id)).await?;
     // The edit form shows the whole record: a view like the patient page.
     access.note_view(
@@ -680,11 +665,10 @@ pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     let now = app.clock.now();
     let entry = access.audit_entry(now, Action::Update);
     let form = post.form.clone();
@@ -747,10 +731,9 @@ pub async fn history_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let id = parse_id(&id)?;
     let (p, versions, s) = access
         .tenant
         .with(|conn| {

@@ -4,7 +4,7 @@
 //! `corrections/{id}/receipt` (a refund's or void's own printable receipt).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
@@ -18,8 +18,9 @@ use ward_clinic::payments::{
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::Permission;
 
+use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
-use crate::views::appointments::{FieldErrors, IdParam, parse_id};
+use crate::views::appointments::FieldErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -562,10 +563,9 @@ pub async fn receipt_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
-    let id = parse_id(&id)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, p, fixes) = access
@@ -736,10 +736,9 @@ pub async fn correct_get(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     uri: axum::http::Uri,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let id = parse_id(&id)?;
     render_correct(
         &app,
         &access,
@@ -771,11 +770,10 @@ pub async fn correct_post(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     uri: axum::http::Uri,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(post): AppForm<CorrectionPost>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let id = parse_id(&id)?;
     let kind = kind_of(uri.path());
     let form = CorrectionForm {
         amount: post.amount,
@@ -885,10 +883,9 @@ pub async fn correction_receipt_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let id = parse_id(&id)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, c) = access

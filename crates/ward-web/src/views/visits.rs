@@ -2,7 +2,7 @@
 //! prescription. Only roles with the clinical permissions reach any of it.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use ward_clinic::ClinicError;
@@ -14,10 +14,11 @@ use ward_clinic::visits::{
 };
 use ward_core::Permission;
 
+use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
-use crate::views::patients::{Errors, IdParam, age_sex, clinic_name, parse_id, today};
+use crate::views::patients::{Errors, age_sex, clinic_name, today};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -161,10 +162,9 @@ pub async fn new_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     let doctor = access.session.user.id.clone();
     let (patient, favourites, s) = access
         .tenant
@@ -194,10 +194,9 @@ pub async fn edit_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     let doctor = access.session.user.id.clone();
     let (visit, patient, favourites, s) = access
         .tenant
@@ -236,11 +235,10 @@ pub async fn create_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     form_post(&app, &access, csrf, Target::New { patient_id: id }, &pairs).await
 }
 
@@ -252,11 +250,10 @@ pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     form_post(&app, &access, csrf, Target::Edit { visit_id: id }, &pairs).await
 }
 
@@ -564,11 +561,10 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let id = parse_id(&id)?;
     let asked = q.number()?;
     let (visit, patient, s, note) = load(&access, id, asked).await?;
     let mut entry = access
@@ -633,11 +629,10 @@ pub async fn prescription_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     let asked = q.number()?;
     let (visit, patient, s, note) = load(&access, id, asked).await?;
     let a5 = q.paper == "a5";
@@ -687,10 +682,9 @@ pub async fn history_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let id = parse_id(&id)?;
     let (visit, patient, s, versions) = access
         .tenant
         .with(|conn| {
