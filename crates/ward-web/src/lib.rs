@@ -7,6 +7,7 @@ pub mod attachments;
 pub mod client_ip;
 mod error;
 pub mod extract;
+pub mod form;
 mod headers;
 pub mod limits;
 pub mod observe;

@@ -17,6 +17,7 @@ use ward_core::Email;
 use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
+use crate::form::FormErrors;
 use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
 use crate::views::{pages, second_factor};
@@ -634,12 +635,6 @@ struct SessionRow {
     current: bool,
 }
 
-#[derive(Default)]
-struct PasswordErrors {
-    current_password: Option<&'static str>,
-    new_password: Option<&'static str>,
-}
-
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
@@ -647,7 +642,7 @@ struct AccountPage {
     user_name: String,
     email: String,
     sessions: Vec<SessionRow>,
-    errors: PasswordErrors,
+    errors: FormErrors,
     notice: Option<&'static str>,
     two_factor: bool,
 }
@@ -680,7 +675,7 @@ async fn account_page(
     app: &AppState,
     s: &Session,
     csrf: String,
-    errors: PasswordErrors,
+    errors: FormErrors,
     notice: Option<&'static str>,
     status: StatusCode,
 ) -> Page {
@@ -728,15 +723,7 @@ pub async fn account_get(
     let notice = q
         .changed
         .map(|_| "Your password has been changed, and every other session has been signed out.");
-    account_page(
-        &app,
-        &s,
-        csrf,
-        PasswordErrors::default(),
-        notice,
-        StatusCode::OK,
-    )
-    .await
+    account_page(&app, &s, csrf, FormErrors::new(), notice, StatusCode::OK).await
 }
 
 /// The change-password form's fields.
@@ -757,13 +744,13 @@ pub async fn password_post(
     client: ClientInfo,
     AppForm(form): AppForm<PasswordForm>,
 ) -> Page {
-    let mut errors = PasswordErrors::default();
+    let mut errors = FormErrors::new();
     if !app
         .hasher
         .verify(&form.current_password, Some(&s.user.password_hash))
         .await
     {
-        errors.current_password = Some("That is not your current password.");
+        errors.add("current_password", "That is not your current password.");
         log(
             &app,
             "password_change",
@@ -775,9 +762,9 @@ pub async fn password_post(
         .await;
     }
     if let Err(e) = check_new_password(&form.new_password) {
-        errors.new_password = Some(e);
+        errors.add("new_password", e);
     }
-    if errors.current_password.is_some() || errors.new_password.is_some() {
+    if errors.has("current_password") || errors.has("new_password") {
         return account_page(
             &app,
             &s,

@@ -13,6 +13,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::Permission;
 
 use crate::extract::{ClinicAccess, Csrf};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -66,14 +67,6 @@ struct Row {
     changes: Vec<Change>,
 }
 
-#[derive(Default)]
-struct FilterErrors {
-    patient: Option<&'static str>,
-    action: Option<&'static str>,
-    from: Option<&'static str>,
-    to: Option<&'static str>,
-}
-
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
@@ -81,7 +74,7 @@ struct AuditPage {
     q: AuditQuery,
     actors: Vec<(String, String)>,
     actions: Vec<&'static str>,
-    errors: FilterErrors,
+    errors: FormErrors,
     rows: Vec<Row>,
     timezone: String,
     next: Option<String>,
@@ -186,7 +179,7 @@ pub async fn audit_get(
     access.require(Permission::ViewAudit)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let members = app.control.clinic_members(access.clinic_id).await?;
-    let mut errors = FilterErrors::default();
+    let mut errors = FormErrors::new();
     let mut filter = Filter::default();
     if !q.actor.trim().is_empty() {
         filter.actor_id = Some(q.actor.trim().to_owned());
@@ -194,7 +187,7 @@ pub async fn audit_get(
     if !q.action.trim().is_empty() {
         match Action::parse(q.action.trim()) {
             Some(a) => filter.action = Some(a),
-            None => errors.action = Some("Choose an action from the list."),
+            None => errors.add("action", "Choose an action from the list."),
         }
     }
     let patient_number = if q.patient.trim().is_empty() {
@@ -203,7 +196,7 @@ pub async fn audit_get(
         match q.patient.trim().trim_start_matches('#').parse::<i64>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
-                errors.patient = Some("Enter a patient number, e.g. 1024.");
+                errors.add("patient", "Enter a patient number, e.g. 1024.");
                 None
             }
         }
@@ -213,7 +206,7 @@ pub async fn audit_get(
     } else {
         let d = parse_day(&q.from);
         if d.is_none() {
-            errors.from = Some("Enter a date as YYYY-MM-DD.");
+            errors.add("from", "Enter a date as YYYY-MM-DD.");
         }
         d
     };
@@ -222,20 +215,18 @@ pub async fn audit_get(
     } else {
         let d = parse_day(&q.to);
         if d.is_none() {
-            errors.to = Some("Enter a date as YYYY-MM-DD.");
+            errors.add("to", "Enter a date as YYYY-MM-DD.");
         }
         d
     };
     if let (Some(f), Some(t)) = (from_day, to_day)
         && t < f
     {
-        errors.to = Some("The last day is before the first.");
+        errors.add("to", "The last day is before the first.");
     }
     let before = q.before.trim().parse::<i64>().ok();
-    let valid = errors.patient.is_none()
-        && errors.action.is_none()
-        && errors.from.is_none()
-        && errors.to.is_none();
+    let valid =
+        !errors.has("patient") && !errors.has("action") && !errors.has("from") && !errors.has("to");
 
     let (settings, found, patient_missing) = access
         .tenant
@@ -262,7 +253,7 @@ pub async fn audit_get(
         })
         .await?;
     if patient_missing {
-        errors.patient = Some("No patient has this number.");
+        errors.add("patient", "No patient has this number.");
     }
     let more = found.len() > PAGE_SIZE as usize;
     let rows: Vec<Row> = found

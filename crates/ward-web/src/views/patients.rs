@@ -14,52 +14,11 @@ use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
-
-/// Field errors for a template: `errors.get("full_name")`.
-#[derive(Debug, Default)]
-pub struct Errors(pub Vec<(String, String)>);
-
-impl Errors {
-    /// The message for `field`, if any.
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-    }
-
-    /// Whether `field` has an error (for `aria-invalid`).
-    pub fn has(&self, field: &str) -> bool {
-        self.get(field).is_some()
-    }
-
-    /// The message for column `field` of row `row` (`item_{row}_{field}`).
-    pub fn item(&self, row: &usize, field: &str) -> Option<&str> {
-        let key = format!("item_{row}_{field}");
-        self.get(&key)
-    }
-
-    /// The message for diagnosis row `row`.
-    pub fn diagnosis(&self, row: &usize) -> Option<&str> {
-        let key = format!("diagnosis_{row}");
-        self.get(&key)
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<Vec<(&'static str, String)>> for Errors {
-    fn from(v: Vec<(&'static str, String)>) -> Self {
-        Self(v.into_iter().map(|(f, m)| (f.to_owned(), m)).collect())
-    }
-}
 
 /// A section of the patient page filled by another area (appointments, payments and
 /// balance, "accessed by"): a title, a table and what to say when it is empty. Pages
@@ -409,7 +368,7 @@ struct FormPage {
     /// Heading and button.
     title: String,
     form: PatientForm,
-    errors: Errors,
+    errors: FormErrors,
     duplicates: Vec<Duplicate>,
     sexes: &'static [(&'static str, &'static str)],
     cancel: String,
@@ -438,7 +397,7 @@ pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csr
             sex: String::new(),
             ..PatientForm::default()
         },
-        errors: Errors::default(),
+        errors: FormErrors::default(),
         duplicates: Vec::new(),
         sexes: &patients::SEXES,
         cancel: format!("/c/{}/patients", access.slug),
@@ -649,7 +608,7 @@ pub async fn edit_get(
         action: format!("/c/{}/patients/{id}/edit", access.slug),
         title: format!("Edit No. {} {}", p.number, p.full_name),
         form: p.to_form(),
-        errors: Errors::default(),
+        errors: FormErrors::default(),
         duplicates: Vec::new(),
         sexes: &patients::SEXES,
         cancel: format!("/c/{}/patients/{id}", access.slug),

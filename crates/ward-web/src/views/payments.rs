@@ -20,7 +20,7 @@ use ward_core::Permission;
 
 use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
-use crate::views::appointments::FieldErrors;
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -332,7 +332,7 @@ struct NewPage {
     hits: Vec<PatientHit>,
     chosen: Option<PatientHit>,
     form: PaymentForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     methods: Vec<(&'static str, &'static str)>,
     currency: String,
 }
@@ -343,7 +343,7 @@ async fn render_new(
     csrf: String,
     q: String,
     mut form: PaymentForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -402,7 +402,7 @@ pub async fn new_get(
         csrf,
         q.q.unwrap_or_default(),
         form,
-        FieldErrors::default(),
+        FormErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -437,7 +437,7 @@ pub async fn create_post(
     amounts.resize(n, String::new());
     form.items = descriptions.into_iter().zip(amounts).collect();
 
-    let mut errors = FieldErrors::default();
+    let mut errors = FormErrors::default();
     let patient_id = form.patient_id.trim().parse::<i64>().ok();
     if patient_id.is_none() {
         errors.add("patient", "Search for and choose the patient who pays.");
@@ -648,7 +648,7 @@ struct CorrectPage {
     voided: bool,
     blocked: Option<String>,
     form: CorrectionForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     methods: Vec<(&'static str, &'static str)>,
     currency: String,
     max_reason: usize,
@@ -662,7 +662,7 @@ async fn render_correct(
     id: i64,
     kind: CorrectionKind,
     mut form: CorrectionForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -746,7 +746,7 @@ pub async fn correct_get(
         id,
         kind_of(uri.path()),
         CorrectionForm::default(),
-        FieldErrors::default(),
+        FormErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -780,7 +780,7 @@ pub async fn correct_post(
         method: post.method,
         reason: post.reason,
     };
-    let mut errors = FieldErrors::default();
+    let mut errors = FormErrors::default();
     let method = match (kind, form.method.trim()) {
         (CorrectionKind::Void, _) | (_, "") => None,
         (CorrectionKind::Refund, m) => {

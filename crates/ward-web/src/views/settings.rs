@@ -12,6 +12,7 @@ use ward_clinic::settings::{self, CURRENCIES, ClinicSettings, Currency};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -34,34 +35,12 @@ pub struct SettingsForm {
     letterhead: String,
 }
 
-/// Errors next to the fields.
-#[derive(Debug, Default)]
-struct Errors {
-    name: Option<String>,
-    address: Option<String>,
-    phone: Option<String>,
-    timezone: Option<String>,
-    currency: Option<String>,
-    letterhead: Option<String>,
-}
-
-impl Errors {
-    fn any(&self) -> bool {
-        self.name.is_some()
-            || self.address.is_some()
-            || self.phone.is_some()
-            || self.timezone.is_some()
-            || self.currency.is_some()
-            || self.letterhead.is_some()
-    }
-}
-
 #[derive(Template)]
 #[template(path = "settings.html")]
 struct SettingsPage {
     frame: ClinicFrame,
     form: SettingsForm,
-    errors: Errors,
+    errors: FormErrors,
     saved: bool,
     timezones: Vec<&'static str>,
     currencies: &'static [Currency],
@@ -80,7 +59,7 @@ async fn render(
     csrf: String,
     status: StatusCode,
     form: SettingsForm,
-    errors: Errors,
+    errors: FormErrors,
     saved: bool,
 ) -> Page {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -119,7 +98,7 @@ pub async fn settings_get(
         csrf,
         StatusCode::OK,
         form,
-        Errors::default(),
+        FormErrors::new(),
         q.saved.is_some(),
     )
     .await
@@ -144,12 +123,12 @@ pub async fn settings_post(
     AppForm(form): AppForm<SettingsForm>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;
-    let mut errors = Errors::default();
+    let mut errors = FormErrors::new();
     let name = form.name.trim().to_owned();
     if name.is_empty() {
-        errors.name = Some("Enter the clinic's name.".to_owned());
+        errors.add("name", "Enter the clinic's name.".to_owned());
     } else if let Err(e) = one_line(&name, 200) {
-        errors.name = Some(e);
+        errors.add("name", e);
     }
     let address = form
         .address
@@ -159,25 +138,28 @@ pub async fn settings_post(
         .filter(|c| *c != '\r')
         .collect::<String>();
     if address.chars().count() > 300 {
-        errors.address = Some("At most 300 characters.".to_owned());
+        errors.add("address", "At most 300 characters.".to_owned());
     }
     let phone = one_line(&form.phone, 60)
-        .map_err(|e| errors.phone = Some(e))
+        .map_err(|e| errors.add("phone", e))
         .ok();
     let letterhead = one_line(&form.letterhead, 300)
-        .map_err(|e| errors.letterhead = Some(e))
+        .map_err(|e| errors.add("letterhead", e))
         .ok();
     let timezone = settings::parse_timezone(&form.timezone)
         .map_err(|_| {
-            errors.timezone = Some("Choose a timezone from the list, e.g. Asia/Kolkata.".into())
+            errors.add(
+                "timezone",
+                "Choose a timezone from the list, e.g. Asia/Kolkata.",
+            )
         })
         .ok();
     let currency = Currency::parse(&form.currency);
     if currency.is_none() {
-        errors.currency = Some("Choose a currency from the list.".to_owned());
+        errors.add("currency", "Choose a currency from the list.".to_owned());
     }
     let (false, Some(phone), Some(letterhead), Some(timezone), Some(currency)) =
-        (errors.any(), phone, letterhead, timezone, currency)
+        (!errors.is_empty(), phone, letterhead, timezone, currency)
     else {
         return render(
             &app,
@@ -213,13 +195,9 @@ pub async fn settings_post(
     match saved {
         Ok(()) => Ok(Redirect::to(&format!("/c/{}/settings?saved=1", access.slug)).into_response()),
         Err(ClinicError::Invalid { field, message }) => {
-            match field {
-                "address" => errors.address = Some(message),
-                "phone" => errors.phone = Some(message),
-                "timezone" => errors.timezone = Some(message),
-                "currency" => errors.currency = Some(message),
-                _ => errors.letterhead = Some(message),
-            }
+            // A field the form does not show is reported beside the letterhead.
+            let shown = ["address", "phone", "timezone", "currency"].contains(&field);
+            errors.add(if shown { field } else { "letterhead" }, message);
             render(
                 &app,
                 &access,

@@ -13,6 +13,7 @@ use ward_core::Email;
 use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, Csrf, MaybeUser};
+use crate::form::FormErrors;
 use crate::limits::{check, too_many};
 use crate::views::accounts::{TokenQuery, expired_link, html, landing, link, log, send, sign_in};
 use crate::views::pages;
@@ -41,20 +42,12 @@ pub struct SignupForm {
     website: String,
 }
 
-#[derive(Default)]
-struct SignupErrors {
-    clinic_name: Option<&'static str>,
-    name: Option<&'static str>,
-    email: Option<&'static str>,
-    password: Option<&'static str>,
-}
-
 #[derive(Template)]
 #[template(path = "signup.html")]
 struct SignupPage {
     csrf: String,
     form: SignupForm,
-    errors: SignupErrors,
+    errors: FormErrors,
     stamp: String,
     error: Option<&'static str>,
 }
@@ -66,7 +59,7 @@ pub async fn signup_get(State(app): State<AppState>, Csrf(csrf): Csrf) -> Page {
         &SignupPage {
             csrf,
             form: SignupForm::default(),
-            errors: SignupErrors::default(),
+            errors: FormErrors::new(),
             stamp: app.control.form_stamp(app.clock.now()),
             error: None,
         },
@@ -121,29 +114,31 @@ pub async fn signup_post(
                     website: String::new(),
                     ..form
                 },
-                errors: SignupErrors::default(),
+                errors: FormErrors::new(),
                 error: Some("Please check your details and send the form again."),
             },
         );
     }
-    let mut errors = SignupErrors::default();
+    let mut errors = FormErrors::new();
     let clinic_name = form.clinic_name.trim().to_owned();
     if clinic_name.is_empty() {
-        errors.clinic_name = Some("Enter the clinic's name.");
+        errors.add("clinic_name", "Enter the clinic's name.");
     } else if clinic_name.chars().count() > 200 || clinic_name.chars().any(char::is_control) {
-        errors.clinic_name = Some("A clinic name is at most 200 characters, on one line.");
+        errors.add(
+            "clinic_name",
+            "A clinic name is at most 200 characters, on one line.",
+        );
     }
     let name = parse_person_name(&form.name)
-        .map_err(|e| errors.name = Some(e))
+        .map_err(|e| errors.add("name", e))
         .ok();
     let email = Email::parse(&form.email)
-        .map_err(|_| errors.email = Some("Enter an email address such as name@example.com."))
+        .map_err(|_| errors.add("email", "Enter an email address such as name@example.com."))
         .ok();
     if let Err(e) = check_new_password(&form.password) {
-        errors.password = Some(e);
+        errors.add("password", e);
     }
-    let (Some(name), Some(email), None, None) = (name, email, errors.clinic_name, errors.password)
-    else {
+    let (Some(name), Some(email), true) = (name, email, errors.is_empty()) else {
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
             &SignupPage {

@@ -16,9 +16,10 @@ use ward_core::Permission;
 
 use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
-use crate::views::patients::{Errors, age_sex, clinic_name, today};
+use crate::views::patients::{age_sex, clinic_name, today};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -50,7 +51,7 @@ struct FormPage {
     patient: Patient,
     age_sex: String,
     form: VisitForm,
-    errors: Errors,
+    errors: FormErrors,
     favourites: Vec<Favourite>,
     favourite_name: String,
     notice: Option<String>,
@@ -82,7 +83,7 @@ fn padded(mut form: VisitForm) -> VisitForm {
 struct FormParts {
     patient: Patient,
     form: VisitForm,
-    errors: Errors,
+    errors: FormErrors,
     favourites: Vec<Favourite>,
     favourite_name: String,
     notice: Option<String>,
@@ -96,7 +97,7 @@ impl FormParts {
         Self {
             patient,
             form,
-            errors: Errors::default(),
+            errors: FormErrors::default(),
             favourites,
             favourite_name: String::new(),
             notice: None,
@@ -299,7 +300,7 @@ async fn form_post(
         })
         .await?;
     let local_today = s.local(now).date_naive();
-    let mut errors = Errors::default();
+    let mut errors = FormErrors::default();
     let mut notice = None;
     let mut status = StatusCode::OK;
     match action.as_str() {
@@ -330,7 +331,7 @@ async fn form_post(
                             })
                             .await?;
                         if let Some(message) = saved {
-                            errors = Errors(vec![("reason".to_owned(), message)]);
+                            errors = FormErrors::from(vec![("reason".to_owned(), message)]);
                             status = StatusCode::UNPROCESSABLE_ENTITY;
                             let parts = FormParts {
                                 patient,
@@ -351,7 +352,7 @@ async fn form_post(
                 );
             }
             Err(e) => {
-                errors = Errors(e);
+                errors = FormErrors::from(e);
                 status = StatusCode::UNPROCESSABLE_ENTITY;
             }
         },
@@ -396,7 +397,7 @@ async fn form_post(
                     ));
                 }
                 Err((field, message)) => {
-                    errors = Errors(vec![(field.to_owned(), message)]);
+                    errors = FormErrors::from(vec![(field.to_owned(), message)]);
                     status = StatusCode::UNPROCESSABLE_ENTITY;
                 }
             }
