@@ -13,6 +13,7 @@
 //! Nothing here knows about HTTP: the web layer turns requests into calls of these
 //! functions and their results into pages.
 
+pub mod accounts;
 pub mod clinic;
 mod error;
 pub mod exports;

@@ -9,22 +9,14 @@
 use ward_clinic::ClinicError;
 use ward_clinic::audit::{self, Action, Actor, AuditError, Diff, Entry};
 use ward_control::{
-    AuthEvent, ControlError, Invitation, Invited, Inviter, Purpose, StaffChange, invitation_link,
+    ControlError, Invitation, Invited, Inviter, Purpose, StaffChange, invitation_link,
 };
 use ward_core::{ClinicId, Email, Role};
 use ward_mail::Message;
 use ward_tenancy::Tenant;
 
+use crate::accounts::{Origin, auth_event};
 use crate::{App, Error, record};
-
-/// Where a request came from, for the sign-in log.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    /// The client's address.
-    pub ip: Option<String>,
-    /// Its user agent, truncated.
-    pub user_agent: Option<String>,
-}
 
 /// The member making a change: their user id and name.
 #[derive(Debug, Clone, Copy)]
@@ -63,30 +55,6 @@ impl From<ward_tenancy::sql::Error> for TxError {
 impl From<AuditError> for TxError {
     fn from(e: AuditError) -> Self {
         Self::Clinic(e.into())
-    }
-}
-
-/// Records an event in the sign-in log; a failure is logged, not returned.
-pub async fn auth_event(
-    app: &App,
-    kind: &str,
-    outcome: &str,
-    user: Option<&str>,
-    email: Option<&str>,
-    origin: &Origin,
-    detail: Option<String>,
-) {
-    let event = AuthEvent {
-        kind: kind.to_owned(),
-        user_id: user.map(str::to_owned),
-        email: email.map(str::to_owned),
-        ip: origin.ip.clone(),
-        user_agent: origin.user_agent.clone(),
-        outcome: outcome.to_owned(),
-        detail,
-    };
-    if let Err(e) = app.control.record_auth_event(event).await {
-        tracing::error!(error = %e, kind, "could not record an auth event");
     }
 }
 

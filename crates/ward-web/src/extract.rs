@@ -82,6 +82,16 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+impl ClientInfo {
+    /// Where the request came from, as the workflows log it.
+    pub fn origin(&self) -> ward_app::accounts::Origin {
+        ward_app::accounts::Origin {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 

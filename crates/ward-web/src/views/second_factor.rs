@@ -23,9 +23,10 @@ use ward_mail::{Message, SecurityEvent};
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
 use crate::limits::too_many;
 use crate::session::{clear_pending_cookie, pending_cookie, pending_cookie_name};
-use crate::views::accounts::{html, landing, log, send, sign_in_with};
+use crate::views::accounts::{html, log, sign_in_with};
 use crate::views::pages;
 use crate::{AppError, AppState, Web};
+use ward_app::accounts::{landing, send};
 
 type Page = Result<Response, AppError>;
 

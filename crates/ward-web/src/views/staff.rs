@@ -6,7 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_app::staff::{self, Accepted, Acceptor, ByMember, Change, Origin};
+use ward_app::accounts::auth_event;
+use ward_app::staff::{self, Accepted, Acceptor, ByMember, Change};
 use ward_clinic::audit::Action;
 use ward_control::passwords::check_new_password;
 use ward_control::{Invitation, StaffChange, parse_person_name};
@@ -19,13 +20,6 @@ use crate::views::pages;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
-
-fn origin(client: &ClientInfo) -> Origin {
-    Origin {
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    }
-}
 
 fn by(access: &ClinicAccess) -> ByMember<'_> {
     ByMember {
@@ -500,10 +494,10 @@ pub async fn invite_post_accept(
     client: ClientInfo,
     AppForm(form): AppForm<AcceptForm>,
 ) -> Page {
-    let origin = origin(&client);
+    let origin = client.origin();
     let me = user.as_ref().map(|s| s.user.id.as_str());
     let Some(inv) = app.control.peek_invitation(&form.token).await? else {
-        staff::auth_event(
+        auth_event(
             &app,
             "invite_accept",
             "invalid_token",
@@ -543,7 +537,7 @@ pub async fn invite_post_accept(
         }
         (offer, _) => {
             let email = Some(inv.email.as_str());
-            staff::auth_event(
+            auth_event(
                 &app,
                 "invite_accept",
                 "wrong_account",
