@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use totp_rs::{Builder, Secret};
 
-use crate::artifact;
-use crate::server::Server;
-use crate::webdriver::Driver;
+use super::artifact;
+use super::server::Server;
+use super::webdriver::Driver;
 
 const PASSWORD: &str = "a long and private passphrase";
 

@@ -1,10 +1,5 @@
 //! The backup commands through the real `ward` binary, including a restore killed at
 //! every step.
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test helpers fail the test on any error"
-)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -1,14 +1,6 @@
 //! Real-browser tests: headless Chromium driven through chromedriver against the real
 //! `ward serve`. Screenshots land in `target/browser-artifacts/`.
 
-#![allow(
-    clippy::print_stderr,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
-
 mod day;
 mod server;
 mod two_factor;

@@ -2,9 +2,9 @@
 //! registers and books a patient, the doctor sees them and prints the prescription,
 //! billing takes the payment and prints the receipt, and the owner reads the audit log.
 
-use crate::artifact;
-use crate::server::Server;
-use crate::webdriver::Driver;
+use super::artifact;
+use super::server::Server;
+use super::webdriver::Driver;
 
 const SLUG: &str = "lakeside-clinic";
 const PASSWORD: &str = "a long and private passphrase";
