@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::TimeDelta;
 use ward_control::Scope;
 
-use crate::{CANARY, Env, dump_file, files_under};
+use super::{CANARY, Env, dump_file, files_under};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pass_backs_up_only_what_changed_and_verifies_every_backup() {

@@ -5,7 +5,7 @@ use ward_core::ClinicId;
 use ward_tenancy::MasterKey;
 use ward_tenancy::backup::RestoreStep;
 
-use crate::{Env, MASTER_HEX, dump_file, open};
+use super::{Env, MASTER_HEX, dump_file, open};
 
 async fn restore(
     env: &Env,

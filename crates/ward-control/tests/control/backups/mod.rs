@@ -1,8 +1,4 @@
 //! Backups and restores against real encrypted SQLCipher files in temporary directories.
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail the test on any error"
-)]
 
 mod restore;
 mod taking;
