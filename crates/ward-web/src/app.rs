@@ -235,6 +235,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(attachments::download_get),
         )
         .route(
+            "/c/{slug}/patients/{id}/attachments/{attachment}/thumbnail",
+            get(attachments::thumbnail_get),
+        )
+        .route(
             "/c/{slug}/patients/{id}/attachments/{attachment}/delete",
             post(attachments::delete_post),
         )
@@ -314,6 +318,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/status", get(health::status_get))
         .route("/static/ward.css", get(assets::css_get))
         .route("/static/search.js", get(assets::search_js_get))
+        .route("/static/upload.js", get(attachments::upload_js_get))
         .merge(pages)
         .with_state(state);
     // Outermost, so every response (a rate limit's, a rejection's) carries the request id

@@ -14,6 +14,7 @@ pub mod operator;
 pub mod session;
 pub mod status;
 pub mod support_access;
+pub mod thumbnail;
 mod views;
 
 pub use views::export::{requeue_interrupted as requeue_export_jobs, run_export_jobs};

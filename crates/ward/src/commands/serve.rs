@@ -115,7 +115,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
     let attachments =
         ward_web::attachments::AttachmentStore::from_url(&attachment_url, opts.attachment_max_mb)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)?
+            .with_quota_mb(opts.attachment_quota_mb);
     tracing::info!(url = %attachments.url(), "attachments are stored");
     let app = Arc::new(App {
         control: platform.control.clone(),
@@ -229,8 +230,9 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         })
     };
     let purging = {
-        let purger = super::purger(global, &platform);
+        let purger = super::purger(global, &platform, app.attachments.clone());
         let global = global.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(86_400));
             loop {
@@ -243,6 +245,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "the daily purge failed"),
                 }
+                // Deleted files' objects past the retention for deleted records.
+                ward_web::attachments::sweep_deleted_logged(&app).await;
             }
         })
     };
