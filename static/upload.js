@@ -40,8 +40,16 @@
         });
         xhr.addEventListener("load", function () {
           if (xhr.status >= 200 && xhr.status < 300) {
-            // The server answered with a redirect to the page listing the files.
-            window.location.assign(xhr.responseURL.split("#")[0] + "#attachments");
+            // The server answered with a redirect to the page listing the files: show
+            // it (a reload when it is this very page, which a new fragment alone would
+            // only scroll).
+            var target = xhr.responseURL.split("#")[0];
+            if (target === window.location.href.split("#")[0]) {
+              window.location.hash = "attachments";
+              window.location.reload();
+            } else {
+              window.location.assign(target + "#attachments");
+            }
             return;
           }
           // A refusal: show the server's own sentence.

@@ -9,6 +9,7 @@
     reason = "tests fail loudly"
 )]
 
+mod attachments;
 mod day;
 mod server;
 mod two_factor;
