@@ -417,6 +417,18 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let (aid, name, _, _, _) = rows(&t, &c).await[0].clone();
     assert!(t.app.attachments.raw(&name).await.unwrap().is_some());
+    // A photo with its thumbnail: both objects go too.
+    let photo = real_image(100, 80, image::ImageFormat::Png);
+    let r = upload(
+        &mut c.doctor,
+        &patient,
+        "Yusuf photo",
+        "photo",
+        ("yusuf.png", "image/png", &photo),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(stored_files(&t).len(), 3);
 
     let erase = format!("{patient}/erase");
     let r = c
@@ -429,6 +441,16 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(t.app.attachments.raw(&name).await.unwrap().is_none());
+    assert_eq!(stored_files(&t), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        t.count(
+            c.id,
+            "SELECT count(*) FROM attachments WHERE thumbnail_key IS NOT NULL \
+             AND thumbnail_key != zeroblob(32)"
+        )
+        .await,
+        0
+    );
     let (_, _, key, _, reason) = rows(&t, &c).await[0].clone();
     assert_eq!(key, vec![0u8; 32]);
     assert_eq!(reason.as_deref(), Some("Erased"));
