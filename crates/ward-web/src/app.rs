@@ -219,11 +219,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/c/{slug}/patients/{id}/attachments",
-            // Only this route takes large bodies; the file streams, capped as it comes.
+            // Only this route takes large bodies; the files stream, capped as they come.
             post(attachments::upload_post).layer(axum::extract::DefaultBodyLimit::max(
-                usize::try_from(state.attachments.max_bytes)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1024 * 1024),
+                attachments::body_limit(&state.attachments),
             )),
         )
         .route(

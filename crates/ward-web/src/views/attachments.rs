@@ -202,6 +202,15 @@ pub struct PatientPath {
 /// The most files one upload takes.
 pub const MAX_FILES: usize = 20;
 
+/// The largest upload body: [`MAX_FILES`] files at the cap, and 1 MiB for the form's
+/// other fields and the multipart framing. Each file is still capped as it streams.
+pub fn body_limit(store: &crate::attachments::AttachmentStore) -> usize {
+    usize::try_from(store.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(MAX_FILES)
+        .saturating_add(1024 * 1024)
+}
+
 /// What to call file `n` (from 1) of an upload, named `name` by the browser, in a
 /// message to the person who sent it.
 fn which(n: usize, name: Option<&str>) -> String {

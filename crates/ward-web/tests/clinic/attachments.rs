@@ -962,23 +962,28 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     let page = c.owner.get(&settings).await;
     assert!(page.body.contains("0 B of 2 MB"), "{}", page.body);
 
-    // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota.
+    // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota, in one upload (whose body is larger
+    // than one file's cap: each file is capped, not the upload).
     let file = png(450 * 1024);
-    for i in 0..4 {
-        let (action, key) = upload_form(&mut c.doctor, &patient).await;
-        let r = post_files(
-            &mut c.doctor,
-            &action,
-            &[
-                ("upload_key", &key),
-                ("title", &format!("Scan {i}")),
-                ("kind", "imaging"),
-            ],
-            &[("scan.png", "image/png", &file)],
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    }
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Scans"),
+            ("kind", "imaging"),
+        ],
+        &[
+            ("scan1.png", "image/png", &file),
+            ("scan2.png", "image/png", &file),
+            ("scan3.png", "image/png", &file),
+            ("scan4.png", "image/png", &file),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 4);
     assert_eq!(crate::support::ATTACHMENT_QUOTA, 2 * 1024 * 1024);
     let page = c.owner.get(&settings).await;
     assert!(page.body.contains("1.8 MB of 2 MB"), "{}", page.body);
