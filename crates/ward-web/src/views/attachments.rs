@@ -404,6 +404,51 @@ async fn receive(
     }))
 }
 
+/// A body stream that gives way after every piece (it wakes itself and answers
+/// "not ready" once), so that the multipart parser, which reads whatever is ready in
+/// one go, takes one piece at a time instead of buffering a fast sender's whole file:
+/// the upload's memory stays a few pieces, whatever the file's size.
+struct Paced<S> {
+    inner: S,
+    gave_way: bool,
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for Paced<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        if !self.gave_way {
+            self.gave_way = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let next = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if next.is_ready() {
+            self.gave_way = false;
+        }
+        next
+    }
+}
+
+/// The request's multipart form, read through [`Paced`].
+async fn paced_form(
+    request: axum::extract::Request,
+    app: &AppState,
+) -> Result<Multipart, AppError> {
+    use axum::extract::FromRequest as _;
+    let (parts, body) = request.into_parts();
+    let paced = Body::from_stream(Paced {
+        inner: body.into_data_stream(),
+        gave_way: true,
+    });
+    Multipart::from_request(axum::extract::Request::from_parts(parts, paced), app)
+        .await
+        .map_err(|_| bad_form())
+}
+
 /// Removes what an upload that failed had stored.
 async fn discard(app: &AppState, stored: &[Stored]) {
     for s in stored {
@@ -467,12 +512,13 @@ pub async fn upload_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Path(PatientPath { id }): Path<PatientPath>,
-    mut form: Multipart,
+    request: axum::extract::Request,
 ) -> Page {
     let id = parse_id(&id)?;
     if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
         return Err(AppError::Forbidden);
     }
+    let mut form = paced_form(request, &app).await?;
     let mut stored = Vec::new();
     let received = match receive(&app, &access, id, &mut form, &mut stored).await {
         Ok(Ok(r)) => r,
