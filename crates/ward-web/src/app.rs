@@ -201,11 +201,9 @@ pub fn router(web: Arc<Web>) -> Router {
         )
         .route(
             "/c/{slug}/patients/{id}/attachments",
-            // Only this route takes large bodies; the file streams, capped as it comes.
+            // Only this route takes large bodies; the files stream, capped as they come.
             post(attachments::upload_post).layer(axum::extract::DefaultBodyLimit::max(
-                usize::try_from(state.attachments.max_bytes)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1024 * 1024),
+                attachments::body_limit(&state.attachments),
             )),
         )
         .route(
@@ -215,6 +213,10 @@ pub fn router(web: Arc<Web>) -> Router {
         .route(
             "/c/{slug}/patients/{id}/attachments/{attachment}/download",
             get(attachments::download_get),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/attachments/{attachment}/thumbnail",
+            get(attachments::thumbnail_get),
         )
         .route(
             "/c/{slug}/patients/{id}/attachments/{attachment}/delete",
@@ -296,6 +298,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/status", get(health::status_get))
         .route("/static/ward.css", get(assets::css_get))
         .route("/static/search.js", get(assets::search_js_get))
+        .route("/static/upload.js", get(attachments::upload_js_get))
         .merge(pages)
         .with_state(state);
     // Outermost, so every response (a rate limit's, a rejection's) carries the request id

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod operator;
 pub mod session;
 pub mod status;
+pub mod thumbnail;
 mod views;
 
 pub use app::{AppState, Web, WebConfig, WebOptions, router};

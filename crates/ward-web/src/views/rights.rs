@@ -340,7 +340,12 @@ pub async fn erase_post(
         .with(move |conn| {
             let files = ward_clinic::attachments::all_of(&conn, id)?;
             rights::erase(&conn, id, ground, entry)?;
-            Ok::<_, ClinicError>(files.into_iter().map(|a| a.object_name))
+            Ok::<_, ClinicError>(
+                files
+                    .iter()
+                    .flat_map(ward_clinic::attachments::Attachment::object_names)
+                    .collect::<Vec<_>>(),
+            )
         })
         .await?;
     // Their keys are gone with the erasure; the objects go too.

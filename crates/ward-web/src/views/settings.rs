@@ -44,6 +44,8 @@ struct SettingsPage {
     saved: bool,
     timezones: Vec<&'static str>,
     currencies: &'static [Currency],
+    /// The clinic's use of its attachment quota.
+    files_usage: String,
 }
 
 /// `?saved=1` after saving.
@@ -70,6 +72,7 @@ async fn render(
         saved,
         timezones: settings::timezone_names().collect(),
         currencies: CURRENCIES,
+        files_usage: crate::views::attachments::usage_line(app, access).await?,
     };
     Ok((status, Html(page.render()?)).into_response())
 }

@@ -92,7 +92,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
     let attachments =
         ward_web::attachments::AttachmentStore::from_url(&attachment_url, opts.attachment_max_mb)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)?
+            .with_quota_mb(opts.attachment_quota_mb);
     tracing::info!(url = %attachments.url(), "attachments are stored");
     // Mail goes through the control plane's outbox; the worker delivers it in the
     // background and keeps retrying while the mail server is unreachable.
@@ -171,10 +172,10 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     }
     // Clinics past their retention period are purged once a day (and once at start,
     // which also finishes a purge a crash interrupted).
-    let purger = Arc::new(super::purger(global, &platform));
-    let purge_global = global.clone();
+    let purger = Arc::new(super::purger(global, &platform, web.attachments.clone()));
+    let (purge_global, purge_web) = (global.clone(), web.clone());
     workers.every("purge", Duration::from_secs(86_400), move || {
-        let (purger, global) = (purger.clone(), purge_global.clone());
+        let (purger, global, web) = (purger.clone(), purge_global.clone(), purge_web.clone());
         async move {
             match purger.run("ward serve", false).await {
                 Ok(items) if !items.is_empty() => {
@@ -184,6 +185,8 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "the daily purge failed"),
             }
+            // Deleted files' objects past the retention for deleted records.
+            ward_web::attachments::sweep_deleted_logged(&web).await;
         }
     });
 

@@ -1,6 +1,7 @@
 //! Attachments through the pages: upload (sniffed, capped, encrypted), the list on the
 //! patient page, viewing (sandboxed, digest-checked), roles, isolation, tampering,
-//! deletion and the audit trail.
+//! deletion and the audit trail; several files per upload, the quota, retried uploads,
+//! thumbnails, the sweep of deleted files and the purge.
 
 use axum::http::StatusCode;
 use chacha20poly1305::XChaCha20Poly1305;
@@ -253,7 +254,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("big.png", "image/png", &big),
     )
     .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.body.contains("larger than"), "{}", r.body);
     assert_eq!(rows(&t, &c).await.len(), 2);
     assert_eq!(stored_files(&t), files_before);
@@ -352,7 +353,8 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
             .contains("Zubair chest X-ray")
     );
     assert_eq!(c.doctor.get(&png_url).await.status, StatusCode::NOT_FOUND);
-    assert!(t.app.attachments.raw(&png_name).await.unwrap().is_none());
+    // The object stays for the retention for deleted records (swept later).
+    assert!(t.app.attachments.raw(&png_name).await.unwrap().is_some());
     assert_eq!(
         rows(&t, &c).await[0].4.as_deref(),
         Some("uploaded to the wrong patient")
@@ -416,6 +418,18 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let (aid, name, _, _, _) = rows(&t, &c).await[0].clone();
     assert!(t.app.attachments.raw(&name).await.unwrap().is_some());
+    // A photo with its thumbnail: both objects go too.
+    let photo = real_image(100, 80, image::ImageFormat::Png);
+    let r = upload(
+        &mut c.doctor,
+        &patient,
+        "Yusuf photo",
+        "photo",
+        ("yusuf.png", "image/png", &photo),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(stored_files(&t).len(), 3);
 
     let erase = format!("{patient}/erase");
     let r = c
@@ -428,6 +442,16 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(t.app.attachments.raw(&name).await.unwrap().is_none());
+    assert_eq!(stored_files(&t), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        t.count(
+            c.id,
+            "SELECT count(*) FROM attachments WHERE thumbnail_key IS NOT NULL \
+             AND thumbnail_key != zeroblob(32)"
+        )
+        .await,
+        0
+    );
     let (_, _, key, _, reason) = rows(&t, &c).await[0].clone();
     assert_eq!(key, vec![0u8; 32]);
     assert_eq!(reason.as_deref(), Some("Erased"));
@@ -725,4 +749,715 @@ async fn damage_past_the_first_chunk_ends_the_stream_with_an_error() {
     }
     assert!(failed);
     assert_eq!(good, 2 * 64 * 1024, "only the intact chunks went out");
+}
+
+// ------------------------------------------------------------ several files, quota, retries
+
+/// A multipart body with `fields` then every file of `files` as a part named `file`.
+async fn post_files(
+    browser: &mut TestApp,
+    action: &str,
+    fields: &[(&str, &str)],
+    files: &[(&str, &str, &[u8])],
+) -> crate::support::Response {
+    let boundary = "----WardBatchBoundary3F9sQ2";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (file_name, content_type, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    browser
+        .send(
+            axum::http::Request::post(action)
+                .header(
+                    axum::http::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+}
+
+/// A real image of `w` x `h` pixels in `format`.
+fn real_image(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// The upload form's action and its upload key, from the page at `path`.
+async fn upload_form(browser: &mut TestApp, path: &str) -> (String, String) {
+    let page = browser.get(path).await;
+    let action = upload_action(&page.body).expect("an upload form");
+    let key = crate::support::field_value(&page.body, "upload_key").expect("an upload key");
+    (action, key)
+}
+
+/// (title, size, has a thumbnail) of every attachment row, oldest first.
+async fn titles(t: &TestApp, c: &Clinic) -> Vec<(String, i64, bool)> {
+    let tenant = t.app.tenants.get(c.id).await.unwrap();
+    tenant
+        .with(|conn| {
+            conn.rows(
+                "SELECT title, size, thumbnail_object IS NOT NULL FROM attachments ORDER BY id",
+                (),
+                |r| Ok::<_, ward_tenancy::sql::Error>((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Batch Clinic", "batch").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Meera Iyer"), ("phone", "98450 22222")],
+        )
+        .await;
+    let page = c.doctor.get(&patient).await;
+    assert!(
+        page.body.contains("type=\"file\" multiple"),
+        "the file input takes several files"
+    );
+
+    // Three files, one title and kind: three rows, numbered, each its own object.
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let first = pdf("Meera report page one");
+    let second = real_image(40, 30, image::ImageFormat::Png);
+    let third = pdf("Meera report page three");
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Meera labs"),
+            ("kind", "lab_report"),
+        ],
+        &[
+            ("one.pdf", "application/pdf", &first),
+            ("two.png", "image/png", &second),
+            ("three.pdf", "application/pdf", &third),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().ends_with("#attachments"));
+    let all = titles(&t, &c).await;
+    let names: Vec<&str> = all.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Meera labs (1 of 3)",
+            "Meera labs (2 of 3)",
+            "Meera labs (3 of 3)"
+        ]
+    );
+    assert_eq!(all[1].1, i64::try_from(second.len()).unwrap());
+    let objects = stored_files(&t);
+    // Three files and the image's thumbnail.
+    assert_eq!(objects.len(), 4, "{objects:?}");
+    let page = c.doctor.get(&patient).await;
+    assert!(page.body.contains("Meera labs (3 of 3)"));
+    let ids: Vec<i64> = rows(&t, &c).await.iter().map(|r| r.0).collect();
+    let r = c
+        .doctor
+        .get(&format!("{patient}/attachments/{}", ids[2]))
+        .await;
+    assert_eq!(r.bytes, third);
+    // One audit row per file.
+    let creates = t
+        .audit(c.id, Filter::default())
+        .await
+        .into_iter()
+        .filter(|r| r.entity_type.as_deref() == Some("attachment") && r.action == "create")
+        .count();
+    assert_eq!(creates, 3);
+
+    // One file of the batch refused by its content: the message names it, and nothing
+    // of the batch is kept (the first file's object, already written, is removed).
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Meera more"),
+            ("kind", "other"),
+        ],
+        &[
+            ("good.pdf", "application/pdf", &first),
+            ("notes.pdf", "application/pdf", b"plain words, no PDF here"),
+            ("after.pdf", "application/pdf", &third),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("notes.pdf"), "{}", r.body);
+    assert!(r.body.contains("file 2 of this upload"), "{}", r.body);
+    assert!(r.body.contains("Nothing was stored"), "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 3);
+    assert_eq!(stored_files(&t), objects);
+
+    // One file of the batch over the cap: 413, naming it, nothing kept.
+    let big = png(usize::try_from(ATTACHMENT_CAP).unwrap() + 1024);
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Meera photos"),
+            ("kind", "photo"),
+        ],
+        &[
+            ("small.png", "image/png", &second),
+            ("huge.png", "image/png", &big),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert!(r.body.contains("huge.png"), "{}", r.body);
+    assert!(r.body.contains("larger than"), "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 3);
+    assert_eq!(stored_files(&t), objects);
+}
+
+#[tokio::test]
+async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Quota Clinic", "quota").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Ravi Rao"), ("phone", "98450 33333")],
+        )
+        .await;
+    let settings = format!("{base}/settings");
+    let page = c.owner.get(&settings).await;
+    assert!(page.body.contains("0 B of 2 MB"), "{}", page.body);
+
+    // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota, in one upload (whose body is larger
+    // than one file's cap: each file is capped, not the upload).
+    let file = png(450 * 1024);
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Scans"),
+            ("kind", "imaging"),
+        ],
+        &[
+            ("scan1.png", "image/png", &file),
+            ("scan2.png", "image/png", &file),
+            ("scan3.png", "image/png", &file),
+            ("scan4.png", "image/png", &file),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 4);
+    assert_eq!(crate::support::ATTACHMENT_QUOTA, 2 * 1024 * 1024);
+    let page = c.owner.get(&settings).await;
+    assert!(page.body.contains("1.8 MB of 2 MB"), "{}", page.body);
+
+    // One more would pass it: 413, a clear page, nothing stored.
+    let before = stored_files(&t);
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Scan 5"),
+            ("kind", "imaging"),
+        ],
+        &[("scan.png", "image/png", &file)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert!(r.body.contains("quota of 2 MB"), "{}", r.body);
+    assert!(r.body.contains("Nothing was"), "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 4);
+    assert_eq!(stored_files(&t), before);
+
+    // Another clinic's quota is its own.
+    let mut other = t.clinic("Roomy Clinic", "roomy").await;
+    let obase = other.base.clone();
+    let op = other
+        .receptionist
+        .register(
+            &obase,
+            &[("full_name", "Asha Rao"), ("phone", "98450 44444")],
+        )
+        .await;
+    let (action, key) = upload_form(&mut other.doctor, &op).await;
+    let r = post_files(
+        &mut other.doctor,
+        &action,
+        &[("upload_key", &key), ("title", "Scan"), ("kind", "imaging")],
+        &[("scan.png", "image/png", &file)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // Deleting a file makes room again.
+    let first = rows(&t, &c).await[0].0;
+    let r = c
+        .doctor
+        .submit(
+            &patient,
+            &format!("{patient}/attachments/{first}/delete"),
+            &[("reason", "a duplicate")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(c.owner.get(&settings).await.body.contains("1.3 MB of 2 MB"));
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Scan 5"),
+            ("kind", "imaging"),
+        ],
+        &[("scan.png", "image/png", &file)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // Only owners see the settings page.
+    assert_eq!(c.doctor.get(&settings).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_retried_upload_with_the_same_key_is_stored_once() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Retry Clinic", "retry").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Kiran Das"), ("phone", "98450 55555")],
+        )
+        .await;
+    let other_patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Leela Das"), ("phone", "98450 66666")],
+        )
+        .await;
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    assert_eq!(key.len(), 32);
+    // Each page view makes a new key.
+    assert_ne!(upload_form(&mut c.doctor, &patient).await.1, key);
+    let report = pdf("Kiran report");
+    let form = [
+        ("upload_key", key.as_str()),
+        ("title", "Kiran report"),
+        ("kind", "lab_report"),
+    ];
+    let files: [(&str, &str, &[u8]); 2] = [
+        ("a.pdf", "application/pdf", &report),
+        ("b.pdf", "application/pdf", &report),
+    ];
+    let r = post_files(&mut c.doctor, &action, &form, &files).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let first_location = r.location().to_owned();
+    let objects = stored_files(&t);
+    assert_eq!(objects.len(), 2);
+
+    // The same upload again (the answer was lost; the script retries): the answer is
+    // the same, and nothing more is stored.
+    let r = post_files(&mut c.doctor, &action, &form, &files).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), first_location);
+    assert_eq!(titles(&t, &c).await.len(), 2);
+    assert_eq!(stored_files(&t), objects);
+
+    // The key cannot be replayed against another record.
+    let other_action = action.replace(&patient, &other_patient);
+    assert_ne!(other_action, action);
+    let r = post_files(&mut c.doctor, &other_action, &form, &files).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 2);
+    assert_eq!(stored_files(&t), objects);
+
+    // A malformed key is refused; a fresh key stores again.
+    let bad = [
+        ("upload_key", "short"),
+        ("title", "Kiran"),
+        ("kind", "lab_report"),
+    ];
+    let r = post_files(&mut c.doctor, &action, &bad, &files).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let form = [
+        ("upload_key", key.as_str()),
+        ("title", "Kiran again"),
+        ("kind", "lab_report"),
+    ];
+    let r = post_files(&mut c.doctor, &action, &form, &files[..1]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(titles(&t, &c).await.len(), 3);
+
+    // The script that sends the form with a progress bar is served from Ward itself.
+    let page = c.doctor.get(&patient).await;
+    assert!(page.body.contains("<script src=\"/static/upload.js\""));
+    assert!(page.body.contains("<progress"));
+    let js = c.doctor.get("/static/upload.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(
+        js.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(js.body.contains("upload.addEventListener(\"progress\""));
+}
+
+// ------------------------------------------------------------------------------ thumbnails
+
+#[tokio::test]
+async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Thumb Clinic", "thumb").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Nisha Pai"), ("phone", "98450 77777")],
+        )
+        .await;
+    let wide = real_image(600, 300, image::ImageFormat::Png);
+    let photo = real_image(300, 500, image::ImageFormat::Jpeg);
+    let broken = png(2048); // a PNG signature over nonsense: stored, no thumbnail
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Nisha wound"),
+            ("kind", "photo"),
+        ],
+        &[
+            ("wide.png", "image/png", &wide),
+            ("tall.jpg", "image/jpeg", &photo),
+            ("broken.png", "image/png", &broken),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let all = titles(&t, &c).await;
+    assert_eq!(
+        all.iter().map(|a| a.2).collect::<Vec<_>>(),
+        [true, true, false],
+        "a thumbnail failure does not fail the upload"
+    );
+    let ids: Vec<i64> = rows(&t, &c).await.iter().map(|r| r.0).collect();
+    let page = c.doctor.get(&patient).await;
+    for id in &ids[..2] {
+        assert!(
+            page.body
+                .contains(&format!("src=\"{patient}/attachments/{id}/thumbnail\"")),
+            "{}",
+            page.body
+        );
+    }
+    assert!(
+        !page
+            .body
+            .contains(&format!("attachments/{}/thumbnail", ids[2]))
+    );
+
+    // Served as a small JPEG keeping the shape, under the file's rules.
+    for (id, size) in [(ids[0], (256, 128)), (ids[1], (154, 256))] {
+        let r = c
+            .doctor
+            .get(&format!("{patient}/attachments/{id}/thumbnail"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["content-type"], "image/jpeg");
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert!(
+            r.headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("sandbox;")
+        );
+        let img = image::load_from_memory_with_format(&r.bytes, image::ImageFormat::Jpeg).unwrap();
+        assert_eq!((img.width(), img.height()), size);
+    }
+    let r = c
+        .doctor
+        .get(&format!("{patient}/attachments/{}/thumbnail", ids[2]))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The thumbnail's object is encrypted under its own key.
+    let tenant = t.app.tenants.get(c.id).await.unwrap();
+    let first = ids[0];
+    let (thumb_name, thumb_key, file_key): (String, Vec<u8>, Vec<u8>) = tenant
+        .with(move |conn| {
+            conn.row(
+                "SELECT thumbnail_object, thumbnail_key, file_key FROM attachments WHERE id = ?1",
+                [first],
+                |r| Ok::<_, ward_tenancy::sql::Error>((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(thumb_key, file_key);
+    let raw = t.app.attachments.raw(&thumb_name).await.unwrap().unwrap();
+    assert!(image::load_from_memory(&raw).is_err());
+    let plain = decrypt(&raw, &thumb_key, &thumb_name).unwrap();
+    assert_eq!(&plain[..2], [0xFF, 0xD8]);
+
+    // Roles and isolation as for the file; views are audited.
+    let url = format!("{patient}/attachments/{}/thumbnail", ids[0]);
+    assert_eq!(c.receptionist.get(&url).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.billing.get(&url).await.status, StatusCode::FORBIDDEN);
+    let mut other = t.clinic("Elsewhere", "elsewhere").await;
+    assert_eq!(other.owner.get(&url).await.status, StatusCode::NOT_FOUND);
+    let views = t
+        .audit(
+            c.id,
+            Filter {
+                entity: Some(("attachment".into(), ids[0].to_string())),
+                ..Filter::default()
+            },
+        )
+        .await
+        .into_iter()
+        .filter(|r| r.action == "view")
+        .count();
+    assert_eq!(views, 1);
+
+    // A deleted image's thumbnail is gone with it.
+    let r = c
+        .doctor
+        .submit(
+            &patient,
+            &format!("{patient}/attachments/{}/delete", ids[0]),
+            &[("reason", "blurred")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(c.doctor.get(&url).await.status, StatusCode::NOT_FOUND);
+}
+
+// -------------------------------------------------------------- retention and purge
+
+#[tokio::test]
+async fn deleted_files_stay_for_the_retention_and_the_sweep_then_removes_them() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Sweep Clinic", "sweep").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Omar Ali"), ("phone", "98450 88888")],
+        )
+        .await;
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let img = real_image(64, 64, image::ImageFormat::Png);
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[("upload_key", &key), ("title", "Omar"), ("kind", "photo")],
+        &[
+            ("a.png", "image/png", &img),
+            ("b.pdf", "application/pdf", &pdf("Omar kept")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // Two files, one thumbnail.
+    assert_eq!(stored_files(&t).len(), 3);
+    let (gone_id, gone_name, ..) = rows(&t, &c).await[0].clone();
+    let r = c
+        .doctor
+        .submit(
+            &patient,
+            &format!("{patient}/attachments/{gone_id}/delete"),
+            &[("reason", "wrong patient")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // Hidden at once, but the objects stay for the retention.
+    assert_eq!(
+        c.doctor
+            .get(&format!("{patient}/attachments/{gone_id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(t.app.attachments.exists(&gone_name).await.unwrap());
+    async fn sweep(
+        t: &TestApp,
+    ) -> Result<ward_web::attachments::Swept, ward_control::ControlError> {
+        ward_web::attachments::sweep_deleted(
+            &t.app.control,
+            &t.app.tenants,
+            &t.app.attachments,
+            t.app.clock.now(),
+            t.app.config.retention_days,
+        )
+        .await
+    }
+    t.clock.advance(chrono::TimeDelta::days(89));
+    assert_eq!(sweep(&t).await.unwrap().attachments, 0);
+    assert_eq!(stored_files(&t).len(), 3);
+
+    // Past the retention (90 days in tests): the file and its thumbnail go; the other
+    // file stays, and the row keeps who, when and why.
+    t.clock.advance(chrono::TimeDelta::days(2));
+    let s = sweep(&t).await.unwrap();
+    assert_eq!(s.attachments, 1);
+    assert_eq!(s.failed, 0);
+    assert!(!t.app.attachments.exists(&gone_name).await.unwrap());
+    let left = stored_files(&t);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let kept = rows(&t, &c).await[1].1.clone();
+    assert!(
+        left[0]
+            .to_string_lossy()
+            .ends_with(kept.rsplit('/').next().unwrap())
+    );
+    assert_eq!(rows(&t, &c).await[0].4.as_deref(), Some("wrong patient"));
+    // Nothing is left to do the next time.
+    assert_eq!(sweep(&t).await.unwrap().attachments, 0);
+    assert!(t.app.attachments.exists(&kept).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purging_a_clinic_deletes_its_objects_before_its_key() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Purge Clinic", "purge").await;
+    let mut keep = t.clinic("Kept Clinic", "kept").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Tara Sen"), ("phone", "98450 99999")],
+        )
+        .await;
+    let kbase = keep.base.clone();
+    let kept_patient = keep
+        .receptionist
+        .register(
+            &kbase,
+            &[("full_name", "Uma Sen"), ("phone", "98450 12121")],
+        )
+        .await;
+    let img = real_image(80, 40, image::ImageFormat::Jpeg);
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[("upload_key", &key), ("title", "Tara"), ("kind", "photo")],
+        &[
+            ("a.jpg", "image/jpeg", &img),
+            ("b.pdf", "application/pdf", &pdf("Tara")),
+            ("c.pdf", "application/pdf", &pdf("Tara deleted")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // A deleted file (its objects kept for the retention) goes too.
+    let deleted = rows(&t, &c).await[2].0;
+    c.doctor
+        .submit(
+            &patient,
+            &format!("{patient}/attachments/{deleted}/delete"),
+            &[("reason", "duplicate")],
+        )
+        .await;
+    let (action, key) = upload_form(&mut keep.doctor, &kept_patient).await;
+    let r = post_files(
+        &mut keep.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Uma"),
+            ("kind", "lab_report"),
+        ],
+        &[("u.pdf", "application/pdf", &pdf("Uma"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let kept_object = rows(&t, &keep).await[0].1.clone();
+    // Three files and a thumbnail of the clinic to purge, one of the other.
+    assert_eq!(stored_files(&t).len(), 5);
+
+    let settings = format!("{base}/settings/close");
+    let r = c
+        .owner
+        .submit(&settings, &settings, &[("clinic_name", "Purge Clinic")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let purger = || {
+        ward_control::lifecycle::Purger::new(
+            t.app.control.clone(),
+            t.app.tenants.clone(),
+            t.dir.path().join("backups"),
+            t.dir.path().join("exports"),
+            ward_control::lifecycle::retention_days(90),
+        )
+        .with_before(std::sync::Arc::new(ward_web::attachments::PurgeObjects {
+            tenants: t.app.tenants.clone(),
+            store: t.app.attachments.clone(),
+        }))
+    };
+    // Not yet due: nothing goes.
+    assert!(purger().run("test", false).await.unwrap().is_empty());
+    assert_eq!(stored_files(&t).len(), 5);
+    t.clock.advance(chrono::TimeDelta::days(91));
+    let done = purger().run("test", false).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].done);
+    // Only the other clinic's object is left.
+    let left = stored_files(&t);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0]
+            .to_string_lossy()
+            .ends_with(kept_object.rsplit('/').next().unwrap())
+    );
+    assert!(t.app.attachments.exists(&kept_object).await.unwrap());
 }

@@ -119,6 +119,8 @@ pub fn field_value(body: &str, name: &str) -> Option<String> {
 
 /// The attachment size cap in tests.
 pub const ATTACHMENT_CAP: u64 = 512 * 1024;
+/// Each clinic's attachment quota in tests.
+pub const ATTACHMENT_QUOTA: u64 = 2 * 1024 * 1024;
 
 impl TestApp {
     pub async fn new() -> Self {
@@ -404,7 +406,8 @@ pub async fn open(options: Options) -> Opened {
                 1,
             )
             .unwrap()
-            .with_max_bytes(ATTACHMENT_CAP),
+            .with_max_bytes(ATTACHMENT_CAP)
+            .with_quota_bytes(ATTACHMENT_QUOTA),
         },
     );
     Opened {

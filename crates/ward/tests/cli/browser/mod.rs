@@ -1,6 +1,7 @@
 //! Real-browser tests: headless Chromium driven through chromedriver against the real
 //! `ward serve`. Screenshots land in `target/browser-artifacts/`.
 
+mod attachments;
 mod day;
 mod server;
 mod two_factor;

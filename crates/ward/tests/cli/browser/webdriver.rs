@@ -212,6 +212,16 @@ impl Driver {
         .await;
     }
 
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// Chooses the option with `value` in the select element `css`.
     pub async fn select(&self, css: &str, value: &str) {
         self.click(&format!("{css} option[value=\"{value}\"]"))
