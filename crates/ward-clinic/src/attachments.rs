@@ -104,6 +104,19 @@ pub struct NewAttachment {
     pub object_name: String,
     /// The file's own 256-bit key.
     pub key: [u8; 32],
+    /// The random key of the upload it came in (the form's `upload_key`), if given.
+    pub upload_key: Option<String>,
+}
+
+/// An image's thumbnail: its own object, key and digest.
+#[derive(Debug, Clone)]
+pub struct Thumbnail {
+    /// The object's name in the store.
+    pub object_name: String,
+    /// Its key.
+    pub key: Vec<u8>,
+    /// Hex SHA-256 of the thumbnail's plaintext.
+    pub sha256: String,
 }
 
 /// An attachment row.
@@ -135,15 +148,41 @@ pub struct Attachment {
     pub uploaded_by_name: String,
     /// When it was deleted, if it was.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Its thumbnail, for an image whose thumbnail could be made.
+    pub thumbnail: Option<Thumbnail>,
+}
+
+impl Attachment {
+    /// The names of every object this attachment has in the store: the file's and its
+    /// thumbnail's.
+    pub fn object_names(&self) -> Vec<String> {
+        let mut out = vec![self.object_name.clone()];
+        if let Some(t) = &self.thumbnail {
+            out.push(t.object_name.clone());
+        }
+        out
+    }
 }
 
 const COLUMNS: &str = "id, patient_id, visit_id, kind, title, content_type, size, sha256, \
-     object_name, file_key, uploaded_at, uploaded_by_name, deleted_at";
+     object_name, file_key, uploaded_at, uploaded_by_name, deleted_at, thumbnail_object, \
+     thumbnail_key, thumbnail_sha256";
 
 fn from_row(r: &ward_tenancy::sql::Row) -> Result<Attachment, ClinicError> {
     let kind: String = r.get(3)?;
     let uploaded_at: String = r.get(10)?;
     let deleted_at: Option<String> = r.get(12)?;
+    let thumb_object: Option<String> = r.get(13)?;
+    let thumb_key: Option<Vec<u8>> = r.get(14)?;
+    let thumb_sha: Option<String> = r.get(15)?;
+    let thumbnail = match (thumb_object, thumb_key, thumb_sha) {
+        (Some(object_name), Some(key), Some(sha256)) => Some(Thumbnail {
+            object_name,
+            key,
+            sha256,
+        }),
+        _ => None,
+    };
     Ok(Attachment {
         id: r.get(0)?,
         patient_id: r.get(1)?,
@@ -158,6 +197,7 @@ fn from_row(r: &ward_tenancy::sql::Row) -> Result<Attachment, ClinicError> {
         uploaded_at: parse_time(&uploaded_at).unwrap_or_default(),
         uploaded_by_name: r.get(11)?,
         deleted_at: deleted_at.as_deref().and_then(parse_time),
+        thumbnail,
     })
 }
 
@@ -209,43 +249,171 @@ pub fn check_target(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result
     Ok(())
 }
 
-/// Adds the row for `new` (its object already stored), recording `entry` (a `create`
-/// of entity `attachment`, detail the kind) in the same transaction. Returns the id.
-pub fn create(conn: &Db, new: &NewAttachment, entry: Entry) -> Result<i64, ClinicError> {
+/// What became of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Batch {
+    /// Its rows were written: their ids, in the upload's order.
+    Created(Vec<i64>),
+    /// An upload with the same key was stored before (a retry): nothing was written.
+    /// The patient and visit it was stored for.
+    AlreadyStored {
+        /// The patient.
+        patient_id: i64,
+        /// The visit, if any.
+        visit_id: Option<i64>,
+    },
+    /// Storing it would take the clinic past its quota: nothing was written. The bytes
+    /// already in use.
+    OverQuota {
+        /// Bytes of the clinic's files (not deleted) before this upload.
+        used: u64,
+    },
+}
+
+/// The upload stored under `key`, if any: (patient, visit).
+pub fn find_upload(conn: &Db, key: &str) -> Result<Option<(i64, Option<i64>)>, ClinicError> {
+    conn.row(
+        "SELECT patient_id, visit_id FROM attachments WHERE upload_key = ?1 \
+         ORDER BY upload_part LIMIT 1",
+        [key],
+        |r| Ok::<_, ClinicError>((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Bytes of the clinic's files that are not deleted (what counts against the quota).
+pub fn usage(conn: &Db) -> Result<u64, ClinicError> {
+    let n: i64 = conn
+        .row(
+            "SELECT COALESCE(SUM(size), 0) FROM attachments WHERE deleted_at IS NULL",
+            (),
+            |r| Ok::<i64, ClinicError>(r.get(0)?),
+        )?
+        .unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Adds the rows of one upload (their objects already stored), all or none, each with
+/// its `create` audit row (`entry`, entity `attachment`, detail the kind), in one
+/// transaction. Nothing is written when an upload with the same key is already stored
+/// or when the clinic's files (not deleted) would pass `quota` bytes.
+pub fn create_batch(
+    conn: &Db,
+    files: &[NewAttachment],
+    quota: u64,
+    entry: Entry,
+) -> Result<Batch, ClinicError> {
     audit::in_transaction(conn, |tx| {
-        check_target(&tx, new.patient_id, new.visit_id)?;
+        if let Some(key) = files.iter().find_map(|f| f.upload_key.as_deref())
+            && let Some((patient_id, visit_id)) = find_upload(&tx, key)?
+        {
+            return Ok(Batch::AlreadyStored {
+                patient_id,
+                visit_id,
+            });
+        }
+        let used = usage(&tx)?;
+        let adding: u64 = files
+            .iter()
+            .map(|f| u64::try_from(f.size).unwrap_or(0))
+            .sum();
+        if used.saturating_add(adding) > quota {
+            return Ok(Batch::OverQuota { used });
+        }
         let at = format_time(entry.at);
         let (by_id, by_name) = crate::history::author(&entry.actor);
-        tx.execute(
-            "INSERT INTO attachments (patient_id, visit_id, kind, title, content_type, size, \
-             sha256, object_name, file_key, uploaded_at, uploaded_by_id, uploaded_by_name) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                new.patient_id,
-                new.visit_id,
-                new.kind.as_str(),
-                new.title.as_str(),
-                new.content_type.as_str(),
-                new.size,
-                new.sha256.as_str(),
-                new.object_name.as_str(),
-                new.key.to_vec(),
-                at,
-                by_id,
-                by_name
-            ],
-        )?;
-        let id = tx
-            .row("SELECT last_insert_rowid()", (), |r| {
-                Ok::<i64, ClinicError>(r.get(0)?)
-            })?
-            .ok_or(ClinicError::NotFound)?;
-        audit::record(
-            &tx,
-            &entry.entity("attachment", id).detail(new.kind.as_str()),
-        )?;
-        Ok(id)
+        let mut ids = Vec::with_capacity(files.len());
+        for (part, new) in (1i64..).zip(files) {
+            check_target(&tx, new.patient_id, new.visit_id)?;
+            tx.execute(
+                "INSERT INTO attachments (patient_id, visit_id, kind, title, content_type, size, \
+                 sha256, object_name, file_key, uploaded_at, uploaded_by_id, uploaded_by_name, \
+                 upload_key, upload_part) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    new.patient_id,
+                    new.visit_id,
+                    new.kind.as_str(),
+                    new.title.as_str(),
+                    new.content_type.as_str(),
+                    new.size,
+                    new.sha256.as_str(),
+                    new.object_name.as_str(),
+                    new.key.to_vec(),
+                    at.as_str(),
+                    by_id.as_str(),
+                    by_name.as_str(),
+                    new.upload_key.as_deref(),
+                    new.upload_key.as_ref().map(|_| part)
+                ],
+            )?;
+            let id = tx
+                .row("SELECT last_insert_rowid()", (), |r| {
+                    Ok::<i64, ClinicError>(r.get(0)?)
+                })?
+                .ok_or(ClinicError::NotFound)?;
+            audit::record(
+                &tx,
+                &entry
+                    .clone()
+                    .entity("attachment", id)
+                    .detail(new.kind.as_str()),
+            )?;
+            ids.push(id);
+        }
+        Ok(Batch::Created(ids))
     })
+}
+
+/// Records attachment `id`'s thumbnail (its object already stored).
+pub fn set_thumbnail(conn: &Db, id: i64, thumbnail: &Thumbnail) -> Result<(), ClinicError> {
+    conn.execute(
+        "UPDATE attachments SET thumbnail_object = ?2, thumbnail_key = ?3, thumbnail_sha256 = ?4 \
+         WHERE id = ?1 AND deleted_at IS NULL",
+        params![
+            id,
+            thumbnail.object_name.as_str(),
+            thumbnail.key.clone(),
+            thumbnail.sha256.as_str()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deleted attachments whose objects are still in the store and that were deleted
+/// before `before` (the retention for deleted records has passed).
+pub fn due_for_removal(conn: &Db, before: DateTime<Utc>) -> Result<Vec<Attachment>, ClinicError> {
+    conn.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM attachments \
+             WHERE deleted_at IS NOT NULL AND objects_removed_at IS NULL AND deleted_at < ?1 \
+             ORDER BY id"
+        ),
+        [format_time(before)],
+        from_row,
+    )
+}
+
+/// Records that attachment `id`'s objects were removed from the store at `at`.
+pub fn mark_removed(conn: &Db, id: i64, at: DateTime<Utc>) -> Result<(), ClinicError> {
+    conn.execute(
+        "UPDATE attachments SET objects_removed_at = ?2 WHERE id = ?1",
+        params![id, format_time(at)],
+    )?;
+    Ok(())
+}
+
+/// The names of every object of every attachment of the clinic, deleted or not (for
+/// a purge).
+pub fn every_object(conn: &Db) -> Result<Vec<String>, ClinicError> {
+    let rows: Vec<(String, Option<String>)> = conn.rows(
+        "SELECT object_name, thumbnail_object FROM attachments ORDER BY id",
+        (),
+        |r| Ok::<_, ClinicError>((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(rows
+        .into_iter()
+        .flat_map(|(a, t)| std::iter::once(a).chain(t))
+        .collect())
 }
 
 /// The attachment `id` of patient `patient_id`, unless deleted.

@@ -54,8 +54,9 @@ pub const PATIENT_TABLES: [(&str, &str); 12] = [
 /// search index (rebuilt from the name) is left out of the record.
 pub const NOT_PATIENT_DATA: [&str; 1] = ["patient_name_tokens"];
 
-/// Columns never written into a patient's record: the per-file keys of attachments.
-pub const SECRET_COLUMNS: [&str; 1] = ["file_key"];
+/// Columns never written into a patient's record: the per-file keys of attachments
+/// and of their thumbnails.
+pub const SECRET_COLUMNS: [&str; 2] = ["file_key", "thumbnail_key"];
 
 /// What a patient's record says about itself.
 #[derive(Debug, Clone)]
@@ -239,7 +240,7 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
             (format!("UPDATE payment_corrections SET reason = 'Erased' WHERE payment_id IN ({payments})"), false),
             // Files: the titles and reasons go, and the keys, so no copy of an object
             // opens again; the caller removes the objects (docs/attachments.md).
-            ("UPDATE attachments SET title = 'Erased', file_key = zeroblob(32), delete_reason = 'Erased', deleted_by_name = COALESCE(deleted_by_name, 'Erasure'), deleted_at = COALESCE(deleted_at, ?2) WHERE patient_id = ?1".into(), true),
+            ("UPDATE attachments SET title = 'Erased', file_key = zeroblob(32), thumbnail_key = CASE WHEN thumbnail_key IS NULL THEN NULL ELSE zeroblob(32) END, delete_reason = 'Erased', deleted_by_name = COALESCE(deleted_by_name, 'Erasure'), deleted_at = COALESCE(deleted_at, ?2) WHERE patient_id = ?1".into(), true),
         ];
         for (sql, timed) in &steps {
             if *timed {

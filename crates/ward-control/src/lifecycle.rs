@@ -361,6 +361,16 @@ pub struct Purger {
     backup_dir: PathBuf,
     exports_dir: PathBuf,
     retention: TimeDelta,
+    before: Option<std::sync::Arc<dyn BeforePurge>>,
+}
+
+/// Work a purge does for a clinic while its key still exists, before destroying it
+/// (deleting the clinic's attachment objects, which only its database names).
+#[async_trait::async_trait]
+pub trait BeforePurge: Send + Sync {
+    /// Runs before clinic `id`'s key is destroyed. An error leaves that clinic for the
+    /// next run.
+    async fn before_purge(&self, id: ClinicId) -> Result<(), String>;
 }
 
 impl Purger {
@@ -378,7 +388,14 @@ impl Purger {
             backup_dir,
             exports_dir,
             retention,
+            before: None,
         }
+    }
+
+    /// The same purger, running `hook` for each clinic before its key is destroyed.
+    pub fn with_before(mut self, hook: std::sync::Arc<dyn BeforePurge>) -> Self {
+        self.before = Some(hook);
+        self
     }
 
     /// Every file and folder that belongs to clinic `id`.
@@ -429,6 +446,13 @@ impl Purger {
                     paths,
                     done: false,
                 });
+                continue;
+            }
+            if let Some(hook) = &self.before
+                && clinic.has_key
+                && let Err(e) = hook.before_purge(id).await
+            {
+                tracing::error!(clinic = %id, error = %e, "a purge step failed; the clinic is purged on the next run");
                 continue;
             }
             self.control.destroy_clinic_key(id, actor).await?;

@@ -2,13 +2,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
-use ward_clinic::audit::ReadAuditor;
-use ward_control::passwords::PasswordHasher;
-use ward_control::{ControlPlane, SessionPolicy};
-use ward_core::Clock;
-use ward_mail::Mailer;
-use ward_tenancy::TenantStore;
+use ward_app::App;
 
 use crate::client_ip::TrustedProxy;
 use crate::limits::{EmailLimits, IpLimit};
@@ -18,83 +12,71 @@ use crate::views::{
 };
 use crate::{headers, limits, session, views};
 
-/// Settings the web layer needs.
-#[derive(Debug, Clone)]
-pub struct WebConfig {
-    /// The address users reach Ward at (`WARD_PUBLIC_URL`), if set.
-    pub public_url: Option<String>,
-    /// Where links in mail point: the public URL, or `http://<WARD_ADDR>`.
-    pub base_url: String,
-    /// The build's version, shown on the operator's `/status`.
-    pub version: String,
-    /// Days a closed clinic is kept before it is purged (`WARD_RETENTION_DAYS`).
-    pub retention_days: u32,
-    /// How long an owner may work without a second factor, counted from when their
-    /// account was made or (for accounts from before owners needed one) from when this
-    /// installation first required it (`WARD_OWNER_MFA_GRACE`; zero: at once).
-    pub owner_second_factor_grace: chrono::TimeDelta,
-}
+/// The web layer's settings: the app's (`ward_app::Settings`).
+pub use ward_app::Settings as WebConfig;
 
-impl WebConfig {
-    /// Whether Ward is served over https (decides HSTS and cookie names).
-    pub fn is_https(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
-    }
-}
-
-/// Everything a request handler can reach.
-pub struct App {
-    /// Clinics, people and sessions.
-    pub control: Arc<ControlPlane>,
-    /// Open clinic databases.
-    pub tenants: TenantStore,
-    /// Outgoing mail.
-    pub mailer: Mailer,
-    /// Queues record views for the clinics' audit logs.
-    pub audit: ReadAuditor,
-    /// Password hashing, capped and off the async workers.
-    pub hasher: PasswordHasher,
-    /// Session lifetimes.
-    pub session_policy: SessionPolicy,
+/// What the pages need besides the app: who the client is, the per-address and
+/// per-email limits of the account forms, and where attachments' bytes go.
+pub struct WebOptions {
     /// Which proxy header names the client.
     pub trusted_proxy: TrustedProxy,
     /// Per-address limits on the account forms.
     pub ip_limit: IpLimit,
     /// Per-email limits on the account forms.
     pub email_limits: EmailLimits,
-    /// Web settings.
-    pub config: WebConfig,
-    /// Where the time comes from.
-    pub clock: Arc<dyn Clock>,
-    /// When this process started serving.
-    pub started_at: DateTime<Utc>,
     /// Where attachments' encrypted bytes go (`WARD_ATTACHMENT_URL`).
     pub attachments: crate::attachments::AttachmentStore,
 }
 
-impl App {
-    /// The base of links in mail, without a trailing slash.
-    pub fn base_url(&self) -> &str {
-        self.config.base_url.trim_end_matches('/')
+/// Everything a request handler can reach: the app (through `Deref`, so
+/// `web.control` is the app's control plane) and the web layer's own parts.
+pub struct Web {
+    /// The app the pages call.
+    pub app: Arc<App>,
+    /// Which proxy header names the client.
+    pub trusted_proxy: TrustedProxy,
+    /// Per-address limits on the account forms.
+    pub ip_limit: IpLimit,
+    /// Per-email limits on the account forms.
+    pub email_limits: EmailLimits,
+    /// Where attachments' encrypted bytes go (`WARD_ATTACHMENT_URL`).
+    pub attachments: crate::attachments::AttachmentStore,
+}
+
+impl Web {
+    /// The web layer over `app`.
+    pub fn new(app: Arc<App>, options: WebOptions) -> Arc<Self> {
+        Arc::new(Self {
+            app,
+            trusted_proxy: options.trusted_proxy,
+            ip_limit: options.ip_limit,
+            email_limits: options.email_limits,
+            attachments: options.attachments,
+        })
+    }
+}
+
+impl std::ops::Deref for Web {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
 /// The state handed to handlers.
 #[derive(Clone)]
-pub struct AppState(pub Arc<App>);
+pub struct AppState(pub Arc<Web>);
 
 impl std::ops::Deref for AppState {
-    type Target = App;
-    fn deref(&self) -> &App {
+    type Target = Web;
+    fn deref(&self) -> &Web {
         &self.0
     }
 }
 
 /// The whole application as one router.
-pub fn router(app: Arc<App>) -> Router {
-    let state = AppState(app);
+pub fn router(web: Arc<Web>) -> Router {
+    let state = AppState(web);
     let https = state.config.is_https();
     let limited = limits::per_ip(
         Router::new()
@@ -219,11 +201,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/c/{slug}/patients/{id}/attachments",
-            // Only this route takes large bodies; the file streams, capped as it comes.
+            // Only this route takes large bodies; the files stream, capped as they come.
             post(attachments::upload_post).layer(axum::extract::DefaultBodyLimit::max(
-                usize::try_from(state.attachments.max_bytes)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1024 * 1024),
+                attachments::body_limit(&state.attachments),
             )),
         )
         .route(
@@ -233,6 +213,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/c/{slug}/patients/{id}/attachments/{attachment}/download",
             get(attachments::download_get),
+        )
+        .route(
+            "/c/{slug}/patients/{id}/attachments/{attachment}/thumbnail",
+            get(attachments::thumbnail_get),
         )
         .route(
             "/c/{slug}/patients/{id}/attachments/{attachment}/delete",
@@ -314,6 +298,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/status", get(health::status_get))
         .route("/static/ward.css", get(assets::css_get))
         .route("/static/search.js", get(assets::search_js_get))
+        .route("/static/upload.js", get(attachments::upload_js_get))
         .merge(pages)
         .with_state(state);
     // Outermost, so every response (a rate limit's, a rejection's) carries the request id

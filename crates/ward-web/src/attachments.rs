@@ -34,6 +34,9 @@ pub enum AttachmentError {
     /// The file is larger than the cap.
     #[error("too large")]
     TooLarge,
+    /// The file would take the clinic past its quota.
+    #[error("over the quota")]
+    OverQuota,
     /// The upload itself broke off or was malformed.
     #[error("upload: {0}")]
     Upload(String),
@@ -51,7 +54,13 @@ pub struct AttachmentStore {
     target: Target,
     /// The size cap in bytes (`WARD_ATTACHMENT_MAX_MB`).
     pub max_bytes: u64,
+    /// How many bytes of files (not deleted) one clinic may keep
+    /// (`WARD_ATTACHMENT_QUOTA_MB`).
+    pub quota_bytes: u64,
 }
+
+/// The default per-clinic quota, in MiB.
+pub const DEFAULT_QUOTA_MB: u64 = 5120;
 
 /// What was stored.
 #[derive(Debug, Clone)]
@@ -96,7 +105,19 @@ impl AttachmentStore {
         Ok(Self {
             target,
             max_bytes: max_mb.saturating_mul(1024 * 1024),
+            quota_bytes: DEFAULT_QUOTA_MB * 1024 * 1024,
         })
+    }
+
+    /// The same store with a per-clinic quota of `quota_mb` MiB.
+    pub fn with_quota_mb(self, quota_mb: u64) -> Self {
+        self.with_quota_bytes(quota_mb.saturating_mul(1024 * 1024))
+    }
+
+    /// The same store with a per-clinic quota of `quota_bytes` bytes.
+    pub fn with_quota_bytes(mut self, quota_bytes: u64) -> Self {
+        self.quota_bytes = quota_bytes;
+        self
     }
 
     /// The same store with a cap of `max_bytes` bytes.
@@ -147,7 +168,21 @@ impl AttachmentStore {
     /// Encrypts and stores the file whose bytes `chunks` yields, sniffing its type from
     /// its first bytes and counting it against the cap as it streams. Nothing is left in
     /// the store when this fails.
-    pub async fn put<S, E>(&self, mut chunks: S) -> Result<Stored, AttachmentError>
+    pub async fn put<S, E>(&self, chunks: S) -> Result<Stored, AttachmentError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.put_within(chunks, u64::MAX).await
+    }
+
+    /// [`Self::put`], refusing the file with [`AttachmentError::OverQuota`] as soon as
+    /// it passes `room` bytes (what is left of the clinic's quota).
+    pub async fn put_within<S, E>(
+        &self,
+        mut chunks: S,
+        room: u64,
+    ) -> Result<Stored, AttachmentError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -173,6 +208,9 @@ impl AttachmentStore {
                 size += piece.len() as u64;
                 if size > self.max_bytes {
                     return Err(AttachmentError::TooLarge);
+                }
+                if size > room {
+                    return Err(AttachmentError::OverQuota);
                 }
                 hasher.update(&piece);
                 let mut rest = &piece[..];
@@ -258,6 +296,35 @@ impl AttachmentStore {
         writer
             .as_mut()
             .ok_or_else(|| AttachmentError::Store("no writer".into()))
+    }
+
+    /// The whole plaintext of an object, refused past `max` bytes (for thumbnails: the
+    /// file is read back decrypted into memory, at most the size cap).
+    pub async fn read_all(
+        &self,
+        object_name: &str,
+        key: &[u8],
+        sha256: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, AttachmentError> {
+        let mut stream = self.open(object_name, key, sha256).await?;
+        let mut out = Vec::new();
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|_| AttachmentError::Integrity)?;
+            if (out.len() + piece.len()) as u64 > max {
+                return Err(AttachmentError::TooLarge);
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+
+    /// Encrypts and stores `bytes` (a file already in memory, such as a thumbnail).
+    pub async fn put_bytes(&self, bytes: Vec<u8>) -> Result<Stored, AttachmentError> {
+        self.put(futures::stream::iter([Ok::<_, std::convert::Infallible>(
+            Bytes::from(bytes),
+        )]))
+        .await
     }
 
     /// Opens the object and decrypts it as a stream of plaintext pieces, checking the
@@ -364,5 +431,138 @@ impl AttachmentStore {
             Some(Ok(b)) => Ok(futures::stream::iter([Ok(b)]).chain(rx).boxed()),
             Some(Err(_)) | None => Err(AttachmentError::Integrity),
         }
+    }
+}
+
+/// What a sweep of deleted attachments did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Attachments whose objects were removed.
+    pub attachments: usize,
+    /// Clinics that could not be swept this time (they are tried again next time).
+    pub failed: usize,
+}
+
+/// Removes the objects of attachments deleted more than `retention_days` days before
+/// `now`, in every clinic that is not purged or closed, and marks them removed. A
+/// clinic that cannot be opened, or an object the store refuses to remove, is left for
+/// the next sweep.
+pub async fn sweep_deleted(
+    control: &ward_control::ControlPlane,
+    tenants: &ward_tenancy::TenantStore,
+    store: &AttachmentStore,
+    now: chrono::DateTime<chrono::Utc>,
+    retention_days: u32,
+) -> Result<Swept, ward_control::ControlError> {
+    use ward_core::ClinicStatus;
+    let cut = now - chrono::TimeDelta::days(i64::from(retention_days));
+    let mut swept = Swept::default();
+    for clinic in control.list_clinics().await? {
+        if matches!(clinic.status, ClinicStatus::Purged) {
+            continue;
+        }
+        match sweep_clinic(tenants, store, clinic.id, cut, now).await {
+            Ok(n) => swept.attachments += n,
+            Err(e) => {
+                tracing::warn!(clinic = %clinic.id, error = %e, "could not sweep a clinic's deleted attachments");
+                swept.failed += 1;
+            }
+        }
+    }
+    Ok(swept)
+}
+
+async fn sweep_clinic(
+    tenants: &ward_tenancy::TenantStore,
+    store: &AttachmentStore,
+    id: ward_core::ClinicId,
+    cut: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, String> {
+    use ward_clinic::attachments;
+    let tenant = tenants.get(id).await.map_err(|e| e.to_string())?;
+    let due = tenant
+        .with(move |conn| attachments::due_for_removal(&conn, cut))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for a in due {
+        let mut removed = true;
+        for name in a.object_names() {
+            if let Err(e) = store.remove(&name).await {
+                tracing::warn!(attachment = a.id, error = %e, "could not remove a deleted attachment's object");
+                removed = false;
+            }
+        }
+        if removed {
+            let aid = a.id;
+            tenant
+                .with(move |conn| attachments::mark_removed(&conn, aid, now))
+                .await
+                .map_err(|e| e.to_string())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Removes every object of every attachment of clinic `id` (deleted or not, thumbnails
+/// too), read from the clinic's own database: a purge calls this before the clinic's
+/// key is destroyed, since an object's name says nothing about its clinic. Returns how
+/// many objects were removed. Fails, leaving the purge to be tried again, when the
+/// database cannot be read or the store refuses a removal.
+pub async fn remove_clinic_objects(
+    tenants: &ward_tenancy::TenantStore,
+    store: &AttachmentStore,
+    id: ward_core::ClinicId,
+) -> Result<usize, String> {
+    let tenant = tenants.get(id).await.map_err(|e| e.to_string())?;
+    let names = tenant
+        .with(|conn| ward_clinic::attachments::every_object(&conn))
+        .await
+        .map_err(|e| e.to_string())?;
+    for name in &names {
+        store.remove(name).await.map_err(|e| e.to_string())?;
+    }
+    Ok(names.len())
+}
+
+/// The purge's hook: a clinic's attachment objects go before its key.
+#[derive(Clone)]
+pub struct PurgeObjects {
+    /// The clinics' databases, to list the objects from.
+    pub tenants: ward_tenancy::TenantStore,
+    /// Where the objects are.
+    pub store: AttachmentStore,
+}
+
+#[async_trait::async_trait]
+impl ward_control::lifecycle::BeforePurge for PurgeObjects {
+    async fn before_purge(&self, id: ward_core::ClinicId) -> Result<(), String> {
+        let n = remove_clinic_objects(&self.tenants, &self.store, id).await?;
+        tracing::info!(clinic = %id, objects = n, "a purged clinic's attachment objects removed");
+        Ok(())
+    }
+}
+
+/// [`sweep_deleted`] over the app's clinics, store, clock and `WARD_RETENTION_DAYS`,
+/// with what it did logged (counts only).
+pub async fn sweep_deleted_logged(app: &crate::Web) {
+    match sweep_deleted(
+        &app.control,
+        &app.tenants,
+        &app.attachments,
+        app.clock.now(),
+        app.config.retention_days,
+    )
+    .await
+    {
+        Ok(s) if s != Swept::default() => tracing::info!(
+            attachments = s.attachments,
+            failed = s.failed,
+            "deleted attachments' objects removed after the retention"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the sweep of deleted attachments failed"),
     }
 }

@@ -25,6 +25,10 @@ pub enum AppError {
     /// 422: the request made sense but the clinic's data refuses it; the text says why.
     #[error("refused: {0}")]
     Refused(String),
+    /// 413: an upload too large for the size cap or the clinic's quota; the text says
+    /// which, and that nothing was stored.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// 303 to "confirm it is you": a sensitive action after an old sign-in. Holds the
     /// path to come back to.
     #[error("needs a recent sign-in")]
@@ -85,6 +89,18 @@ impl From<ward_clinic::ClinicError> for AppError {
     }
 }
 
+impl From<ward_app::Error> for AppError {
+    fn from(e: ward_app::Error) -> Self {
+        match e {
+            ward_app::Error::NotFound => Self::NotFound,
+            ward_app::Error::Control(e) => e.into(),
+            ward_app::Error::Tenant(e) => e.into(),
+            ward_app::Error::Clinic(e) => e.into(),
+            ward_app::Error::Other(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(Box::new(e))
@@ -131,7 +147,7 @@ impl IntoResponse for AppError {
                 return axum::response::Redirect::to(&format!("/account/confirm?next={next}"))
                     .into_response();
             }
-            Self::Refused(text) => {
+            Self::Refused(text) | Self::TooLarge(text) => {
                 let body = ErrorPage {
                     title: "That could not be done",
                     message: text,
@@ -139,7 +155,12 @@ impl IntoResponse for AppError {
                 }
                 .render()
                 .unwrap_or_else(|_| text.clone());
-                return (StatusCode::UNPROCESSABLE_ENTITY, Html(body)).into_response();
+                let status = if matches!(self, Self::TooLarge(_)) {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                return (status, Html(body)).into_response();
             }
             Self::Maintenance => (
                 StatusCode::SERVICE_UNAVAILABLE,

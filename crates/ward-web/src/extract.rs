@@ -82,6 +82,16 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+impl ClientInfo {
+    /// Where the request came from, as the workflows log it.
+    pub fn origin(&self) -> ward_app::accounts::Origin {
+        ward_app::accounts::Origin {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
@@ -261,7 +271,7 @@ impl ClinicAccess {
     /// `Ok` if the user proved who they are in the last minutes (password, and second
     /// factor when they have one); otherwise the error that asks them to confirm and
     /// then come back to `back`, a page of this clinic (e.g. `staff`).
-    pub fn require_fresh(&self, app: &crate::App, back: &str) -> Result<(), AppError> {
+    pub fn require_fresh(&self, app: &crate::Web, back: &str) -> Result<(), AppError> {
         if self.support.is_some() {
             // A support session has no password or second factor to confirm.
             return Err(AppError::Forbidden);
@@ -281,7 +291,7 @@ impl ClinicAccess {
     /// The user as the audit log records them: id, name and role at this moment.
     pub fn actor(&self) -> Actor {
         if let Some(s) = &self.support {
-            return crate::support_access::actor(&s.grant);
+            return ward_app::support::actor(&s.grant);
         }
         Actor::User {
             id: self.session.user.id.clone(),
@@ -331,5 +341,30 @@ impl ClinicAccess {
             }
         }
         Ok(())
+    }
+}
+
+/// A record's id from the path: anything but a positive integer is "not found".
+pub fn parse_id(text: &str) -> Result<i64, AppError> {
+    match text.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// The `{id}` of a record's address (`/c/{slug}/patients/{id}`, `…/visits/{id}`): a
+/// positive integer; anything else, or no `{id}` in the route, is "not found".
+pub struct RecordId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RecordId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound)?;
+        let id = params.get("id").ok_or(AppError::NotFound)?;
+        parse_id(id).map(Self)
     }
 }

@@ -7,20 +7,20 @@ pub mod attachments;
 pub mod client_ip;
 mod error;
 pub mod extract;
+pub mod form;
 mod headers;
 pub mod limits;
 pub mod observe;
 pub mod operator;
 pub mod session;
 pub mod status;
-pub mod support_access;
+pub mod thumbnail;
 mod views;
 
-pub use views::export::{requeue_interrupted as requeue_export_jobs, run_export_jobs};
-
-pub use app::{App, AppState, WebConfig, router};
+pub use app::{AppState, Web, WebConfig, WebOptions, router};
 pub use client_ip::TrustedProxy;
 pub use error::AppError;
 pub use operator::{operator_router, serve_operator};
 /// The "accessed by" box a record's page shows its owner.
 pub use views::audit::{AccessLine, AccessedBy};
+pub use ward_app::App;

@@ -20,7 +20,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::status::{ProcessSection, StatusReport};
-use crate::{App, AppState};
+use crate::{AppState, Web};
 
 /// Latency buckets (seconds): page targets are a few milliseconds, a slow export or a
 /// cold open of a large clinic takes seconds.
@@ -142,7 +142,7 @@ fn describe() {
 
 /// The operator's router: `/metrics`, `/status` and `/healthz`. Building it installs
 /// the metrics recorder.
-pub fn operator_router(app: Arc<App>) -> Router {
+pub fn operator_router(app: Arc<Web>) -> Router {
     metrics_handle();
     Router::new()
         .route("/metrics", get(metrics_get))
@@ -154,7 +154,7 @@ pub fn operator_router(app: Arc<App>) -> Router {
 /// Serves the operator's router on `listener` until `shutdown` completes.
 pub async fn serve_operator(
     listener: tokio::net::TcpListener,
-    app: Arc<App>,
+    app: Arc<Web>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     /// Stops the upkeep with the listener, however that ends (even aborted).
@@ -182,7 +182,7 @@ pub async fn serve_operator(
 }
 
 /// Sets the gauges that are read rather than counted.
-fn refresh_gauges(app: &App, report: &StatusReport) {
+fn refresh_gauges(app: &Web, report: &StatusReport) {
     use metrics::gauge;
     let stats = app.tenants.stats();
     gauge!("ward_tenant_open_handles").set(stats.open_handles as f64);

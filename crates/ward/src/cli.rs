@@ -338,6 +338,10 @@ pub struct PurgeOpts {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The attachment store a purged clinic's objects are deleted from (as for `ward
+    /// serve`). Unset: file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
 }
 
 /// `ward backup`.
@@ -490,6 +494,9 @@ pub struct ServeOpts {
     /// usual AWS_* variables). Unset: file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
+    /// How many MB of files (not deleted) one clinic may keep.
+    #[arg(long, env = "WARD_ATTACHMENT_QUOTA_MB", default_value_t = ward_web::attachments::DEFAULT_QUOTA_MB)]
+    pub attachment_quota_mb: u64,
     /// The largest attachment accepted, in MB.
     #[arg(long, env = "WARD_ATTACHMENT_MAX_MB", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=2048))]
     pub attachment_max_mb: u64,

@@ -19,12 +19,13 @@ use clap::Parser;
 use futures::StreamExt as _;
 use rand::Rng as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use ward_app::{App, Config, Hashing, MailSetup, Settings};
 use ward_bench::{Samples, us};
 use ward_control::passwords::{PasswordHasher, Pepper};
 use ward_control::{MasterKeySource, Platform, SessionPolicy};
 use ward_core::{Clock, Email, Role, SystemClock};
 use ward_web::limits::{EmailLimits, IpLimit};
-use ward_web::{App, TrustedProxy, WebConfig};
+use ward_web::{TrustedProxy, Web, WebOptions};
 
 /// Measures Ward's patient page under load.
 #[derive(Debug, Parser)]
@@ -417,40 +418,44 @@ async fn main() -> anyhow::Result<()> {
         connections: opts.connections,
     };
 
-    let (mailer, _) = ward_mail::Mailer::in_memory(platform.control.clone())?;
-    let audit =
-        ward_clinic::audit::ReadAuditor::start(platform.tenants.clone(), Default::default());
-    let app = Arc::new(App {
-        control: platform.control.clone(),
-        tenants: platform.tenants.clone(),
-        mailer,
-        audit: audit.clone(),
-        hasher,
-        session_policy: SessionPolicy::default(),
-        trusted_proxy: TrustedProxy::None,
-        ip_limit: IpLimit::default(),
-        email_limits: EmailLimits::default(),
-        config: WebConfig {
-            retention_days: 90,
-            // The benchmark measures pages, not enrolment.
-            owner_second_factor_grace: chrono::TimeDelta::days(36_500),
-            public_url: None,
-            base_url: "http://bench".into(),
-            version: "bench".into(),
+    let app = Arc::new(App::build(
+        &platform,
+        Config {
+            mail: MailSetup::InMemory,
+            hashing: Hashing {
+                pepper: Pepper::from_bytes([9; 32]),
+                previous: None,
+                cost: 4,
+                parallel: 2,
+            },
+            session_policy: SessionPolicy::default(),
+            settings: Settings {
+                retention_days: 90,
+                // The benchmark measures pages, not enrolment.
+                owner_second_factor_grace: chrono::TimeDelta::days(36_500),
+                public_url: None,
+                base_url: "http://bench".into(),
+                version: "bench".into(),
+            },
+            clock: clock.clone(),
+            read_audit: Default::default(),
         },
-        started_at: clock.now(),
-        clock: clock.clone(),
-        attachments: ward_web::attachments::AttachmentStore::from_url(
-            &format!(
-                "file://{}",
-                std::env::temp_dir()
-                    .join("ward-bench-attachments")
-                    .display()
-            ),
-            25,
-        )
-        .map_err(anyhow::Error::msg)?,
-    });
+    )?);
+    let audit = app.audit.clone();
+    let attachments_dir = std::env::temp_dir().join("ward-bench-attachments");
+    let web = Web::new(
+        app,
+        WebOptions {
+            trusted_proxy: TrustedProxy::None,
+            ip_limit: IpLimit::default(),
+            email_limits: EmailLimits::default(),
+            attachments: ward_web::attachments::AttachmentStore::from_url(
+                &format!("file://{}", attachments_dir.display()),
+                25,
+            )
+            .map_err(anyhow::Error::msg)?,
+        },
+    );
     // The housekeeping `ward serve` runs: idle and over-cap evictions, and the page cache
     // of clinics unused since the previous sweep given back, every 15 s.
     {
@@ -466,7 +471,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let service = ward_web::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let service = ward_web::router(web).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, service).await });
 
     // The bare handler: the same SELECT on one cached connection of one clinic.

@@ -8,25 +8,18 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::TimeDelta;
 use serde::Deserialize;
-use ward_clinic::audit::Action;
 use ward_control::passwords::check_new_password;
-use ward_control::{AuthEvent, Purpose, Session};
+use ward_control::{Purpose, Session};
 use ward_core::Email;
-use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
+use crate::form::FormErrors;
 use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
 use crate::views::{pages, second_factor};
-use crate::{App, AppError, AppState};
-
-/// Verification links last two days; reset links half an hour.
-const VERIFY_TTL: TimeDelta = TimeDelta::hours(48);
-const RESET_TTL: TimeDelta = TimeDelta::minutes(30);
-/// Failed sign-ins processed per address per hour; past it, back off (not a lock-out).
-const MAX_FAILED_LOGINS_PER_HOUR: u64 = 100;
+use crate::{AppError, AppState, Web};
+use ward_app::accounts::{self, PasswordStep};
 
 type Page = Result<Response, AppError>;
 
@@ -34,37 +27,21 @@ pub(crate) fn html(status: StatusCode, t: &impl Template) -> Page {
     Ok((status, Html(t.render()?)).into_response())
 }
 
+/// Records an event in the sign-in log.
 pub(crate) async fn log(
-    app: &App,
+    app: &Web,
     kind: &str,
     outcome: &str,
     user_id: Option<&str>,
     email: Option<&str>,
     client: &ClientInfo,
 ) {
-    let event = AuthEvent {
-        kind: kind.to_owned(),
-        user_id: user_id.map(str::to_owned),
-        email: email.map(|e| e.chars().filter(|c| !c.is_control()).take(254).collect()),
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-        outcome: outcome.to_owned(),
-        detail: None,
-    };
-    if let Err(e) = app.control.record_auth_event(event).await {
-        tracing::error!(error = %e, kind, "could not record an auth event");
-    }
-}
-
-pub(crate) async fn send(app: &App, to: &Email, name: &str, message: Message) {
-    if let Err(e) = app.mailer.send(to, name, message).await {
-        tracing::error!(error = %e, "could not queue mail");
-    }
+    accounts::auth_event(app, kind, outcome, user_id, email, &client.origin(), None).await;
 }
 
 /// Starts a session and answers with a redirect to `to`, setting the cookie.
 pub(crate) async fn sign_in(
-    app: &App,
+    app: &Web,
     user_id: &str,
     client: &ClientInfo,
     old: Option<&Session>,
@@ -75,81 +52,19 @@ pub(crate) async fn sign_in(
 
 /// As [`sign_in`]; `second_factor` when the sign-in proved it too.
 pub(crate) async fn sign_in_with(
-    app: &App,
+    app: &Web,
     user_id: &str,
     client: &ClientInfo,
     old: Option<&Session>,
     to: &str,
     second_factor: bool,
 ) -> Page {
-    // A fresh token at every sign-in: a token planted before sign-in is worthless after.
-    if let Some(old) = old {
-        app.control.revoke_session(&old.user.id, &old.id).await?;
-    }
-    let token = app
-        .control
-        .create_session_with(
-            user_id,
-            client.ip.clone(),
-            client.user_agent.clone(),
-            second_factor,
-        )
-        .await?;
-    note_in_clinics(app, user_id, client, Action::Login).await;
+    let origin = client.origin();
+    let token = accounts::start_session(app, user_id, &origin, old, second_factor).await?;
     let mut r = Redirect::to(to).into_response();
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        session_cookie(&app.config, token, app.session_policy.absolute),
-    );
+    let cookie = session_cookie(&app.config, token, app.session_policy.absolute);
+    r.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(r)
-}
-
-/// Writes a sign-in or sign-out (`action`) of `user_id` into the log of every clinic
-/// they are a member of, with their role there and the client's address, so a
-/// clinic's own log says who was signed in when. Queued through the read auditor:
-/// a clinic that cannot be written to (damaged, being restored) never stops the
-/// sign-in, and the failure is logged without the person's details.
-pub(crate) async fn note_in_clinics(app: &App, user_id: &str, client: &ClientInfo, action: Action) {
-    let (user, memberships) = match (
-        app.control.user_by_id(user_id).await,
-        app.control.memberships(user_id).await,
-    ) {
-        (Ok(Some(user)), Ok(m)) => (user, m),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "could not note the sign-in in the clinics' logs");
-            return;
-        }
-        (Ok(None), _) => return,
-    };
-    let now = app.clock.now();
-    for m in memberships {
-        let actor = ward_clinic::audit::Actor::User {
-            id: user.id.clone(),
-            name: user.name.clone(),
-            role: m.role,
-        };
-        let mut entry =
-            ward_clinic::audit::Entry::new(now, actor, action).entity("staff", &user.id);
-        if let Some(ip) = &client.ip {
-            entry = entry.ip(ip);
-        }
-        if let Err(e) = app.audit.note_view(m.clinic.id, entry) {
-            tracing::warn!(error = %e, clinic = %m.clinic.id, "could not note the sign-in");
-        }
-    }
-}
-
-/// Where a user lands after signing in: their clinic, or the chooser.
-pub(crate) async fn landing(app: &App, user_id: &str) -> Result<String, AppError> {
-    let memberships = app.control.memberships(user_id).await?;
-    Ok(match memberships.as_slice() {
-        [only] => format!("/c/{}/", only.clinic.slug),
-        _ => "/clinics".to_owned(),
-    })
-}
-
-pub(crate) fn link(app: &AppState, path: &str, token: &str) -> String {
-    format!("{}{path}?token={token}", app.base_url())
 }
 
 // ---------------------------------------------------------------- home
@@ -161,7 +76,7 @@ struct HomePage;
 /// `/`: signed in, on to the clinic; otherwise a welcome with sign-in and signup.
 pub async fn home_get(State(app): State<AppState>, MaybeUser(user): MaybeUser) -> Page {
     match user {
-        Some(s) => Ok(Redirect::to(&landing(&app, &s.user.id).await?).into_response()),
+        Some(s) => Ok(Redirect::to(&accounts::landing(&app, &s.user.id).await?).into_response()),
         None => html(StatusCode::OK, &HomePage),
     }
 }
@@ -235,127 +150,38 @@ pub async fn login_post(
     AppForm(form): AppForm<LoginForm>,
 ) -> Page {
     let typed = form.email.trim().to_lowercase();
-    let fail_page = |csrf: String, typed: String| {
-        html(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                csrf,
-                email: typed,
-                error: Some(BAD_LOGIN),
-            },
-        )
-    };
     if let Err(wait) = check(&app.email_limits.login, &typed) {
         signin_failed("limited");
         log(&app, "login", "limited", None, Some(&typed), &client).await;
         return Ok(too_many(wait));
     }
-    let since = app.clock.now() - TimeDelta::hours(1);
-    if app.control.failed_logins_since(None, &typed, since).await? >= MAX_FAILED_LOGINS_PER_HOUR {
-        signin_failed("limited");
-        log(&app, "login", "limited", None, Some(&typed), &client).await;
-        return Ok(too_many(15 * 60));
-    }
-    let user = match Email::parse(&typed) {
-        Ok(email) => app.control.user_by_email(&email).await?,
-        Err(_) => None,
-    };
-    let ok = app
-        .hasher
-        .verify(
-            &form.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await;
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        other => {
-            signin_failed("credentials");
-            log(
-                &app,
-                "login",
-                "failed",
-                other.as_ref().map(|u| u.id.as_str()),
-                Some(&typed),
-                &client,
-            )
-            .await;
-            return fail_page(csrf, typed);
+    let origin = client.origin();
+    match accounts::check_password(&app, &typed, &form.password, &origin).await? {
+        PasswordStep::Limited => Ok(too_many(15 * 60)),
+        PasswordStep::Refused => {
+            let page = LoginPage {
+                csrf,
+                email: typed,
+                error: Some(BAD_LOGIN),
+            };
+            html(StatusCode::UNAUTHORIZED, &page)
         }
-    };
-    if app.hasher.needs_rehash(&user.password_hash) {
-        // Made under the pepper before a rotation: replaced now that the password is known.
-        let rehashed = match app.hasher.hash(&form.password).await {
-            Ok(h) => {
-                app.control
-                    .rehash_password(&user.id, &user.password_hash, &h)
-                    .await
+        PasswordStep::Unverified(user) => {
+            if check(&app.email_limits.mail, &user.email).is_ok() {
+                accounts::resend_verification(&app, &user).await?;
             }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = rehashed {
-            tracing::warn!(error = %e, "could not re-hash a password under the current pepper");
-        }
-    }
-    if !user.email_verified {
-        signin_failed("unverified");
-        log(
-            &app,
-            "login",
-            "unverified",
-            Some(&user.id),
-            Some(&typed),
-            &client,
-        )
-        .await;
-        if let (Ok(email), Ok(())) = (
-            Email::parse(&user.email),
-            check(&app.email_limits.mail, &user.email),
-        ) {
-            let token = app
-                .control
-                .issue_token(
-                    Purpose::VerifyEmail,
-                    Some(&user.id),
-                    None,
-                    Some(&user.email),
-                    None,
-                    VERIFY_TTL,
-                )
-                .await?;
-            send(
-                &app,
-                &email,
-                &user.name,
-                Message::VerifyEmail {
-                    name: user.name.clone(),
-                    link: link(&app, "/verify-email", &token),
-                },
+            Ok((
+                StatusCode::FORBIDDEN,
+                pages::message("Confirm your email address first", "We have sent you a new link. Open it to confirm your address; you will be signed in."),
             )
-            .await;
+                .into_response())
         }
-        return Ok((
-            StatusCode::FORBIDDEN,
-            pages::message("Confirm your email address first", "We have sent you a new link. Open it to confirm your address; you will be signed in."),
-        )
-            .into_response());
+        PasswordStep::NeedsCode(user) => second_factor::start_pending(&app, &user).await,
+        PasswordStep::Done(user) => {
+            let to = accounts::landing(&app, &user.id).await?;
+            sign_in(&app, &user.id, &client, old.as_ref(), &to).await
+        }
     }
-    if app.control.second_factor_enrolled(&user.id).await? {
-        // The password was right; the session starts only after the code.
-        log(
-            &app,
-            "login",
-            "password_ok",
-            Some(&user.id),
-            Some(&typed),
-            &client,
-        )
-        .await;
-        return second_factor::start_pending(&app, &user).await;
-    }
-    log(&app, "login", "ok", Some(&user.id), Some(&typed), &client).await;
-    let to = landing(&app, &user.id).await?;
-    sign_in(&app, &user.id, &client, old.as_ref(), &to).await
 }
 
 /// Ends this session and removes the cookie.
@@ -365,17 +191,7 @@ pub async fn logout_post(
     client: ClientInfo,
 ) -> Page {
     if let Some(s) = user {
-        app.control.revoke_session(&s.user.id, &s.id).await?;
-        note_in_clinics(&app, &s.user.id, &client, Action::Logout).await;
-        log(
-            &app,
-            "logout",
-            "ok",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
+        accounts::sign_out(&app, &s, &client.origin()).await?;
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut()
@@ -441,51 +257,7 @@ pub async fn forgot_post(
         .await;
         return Ok(too_many(wait));
     }
-    match app.control.user_by_email(&email).await? {
-        Some(user) if !user.disabled => {
-            let token = app
-                .control
-                .issue_token(
-                    Purpose::ResetPassword,
-                    Some(&user.id),
-                    None,
-                    Some(email.as_str()),
-                    None,
-                    RESET_TTL,
-                )
-                .await?;
-            send(
-                &app,
-                &email,
-                &user.name,
-                Message::ResetPassword {
-                    name: user.name.clone(),
-                    link: link(&app, "/password/reset", &token),
-                },
-            )
-            .await;
-            log(
-                &app,
-                "reset_request",
-                "sent",
-                Some(&user.id),
-                Some(email.as_str()),
-                &client,
-            )
-            .await;
-        }
-        _ => {
-            log(
-                &app,
-                "reset_request",
-                "no_account",
-                None,
-                Some(email.as_str()),
-                &client,
-            )
-            .await
-        }
-    }
+    accounts::request_reset(&app, &email, &client.origin()).await?;
     Ok(pages::message(
         "Check your email",
         "If an account exists for that address, we have sent it a link to choose a new password. The link works once, for 30 minutes.",
@@ -559,33 +331,10 @@ pub async fn reset_post(
             },
         );
     }
-    let hash = app.hasher.hash(&form.password).await?;
-    let Some(info) = app
-        .control
-        .consume_token(Purpose::ResetPassword, &form.token)
-        .await?
-    else {
+    let origin = client.origin();
+    if !accounts::reset_password(&app, &form.token, &form.password, &origin).await? {
         return expired_link();
-    };
-    let Some(user_id) = info.user_id else {
-        return expired_link();
-    };
-    app.control.set_password(&user_id, &hash).await?;
-    // Any other reset link still in a mailbox stops working.
-    app.control
-        .revoke_tokens(&user_id, Purpose::ResetPassword)
-        .await?;
-    // Following the link proved the address is theirs.
-    app.control.mark_email_verified(&user_id).await?;
-    log(
-        &app,
-        "reset_complete",
-        "ok",
-        Some(&user_id),
-        info.email.as_deref(),
-        &client,
-    )
-    .await;
+    }
     let mut r = pages::message_with_link(
         "Your password has been changed",
         "Every session of your account has been signed out. Sign in with the new password.",
@@ -634,12 +383,6 @@ struct SessionRow {
     current: bool,
 }
 
-#[derive(Default)]
-struct PasswordErrors {
-    current_password: Option<&'static str>,
-    new_password: Option<&'static str>,
-}
-
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
@@ -647,7 +390,7 @@ struct AccountPage {
     user_name: String,
     email: String,
     sessions: Vec<SessionRow>,
-    errors: PasswordErrors,
+    errors: FormErrors,
     notice: Option<&'static str>,
     two_factor: bool,
 }
@@ -680,7 +423,7 @@ async fn account_page(
     app: &AppState,
     s: &Session,
     csrf: String,
-    errors: PasswordErrors,
+    errors: FormErrors,
     notice: Option<&'static str>,
     status: StatusCode,
 ) -> Page {
@@ -728,15 +471,7 @@ pub async fn account_get(
     let notice = q
         .changed
         .map(|_| "Your password has been changed, and every other session has been signed out.");
-    account_page(
-        &app,
-        &s,
-        csrf,
-        PasswordErrors::default(),
-        notice,
-        StatusCode::OK,
-    )
-    .await
+    account_page(&app, &s, csrf, FormErrors::new(), notice, StatusCode::OK).await
 }
 
 /// The change-password form's fields.
@@ -757,13 +492,13 @@ pub async fn password_post(
     client: ClientInfo,
     AppForm(form): AppForm<PasswordForm>,
 ) -> Page {
-    let mut errors = PasswordErrors::default();
+    let mut errors = FormErrors::new();
     if !app
         .hasher
         .verify(&form.current_password, Some(&s.user.password_hash))
         .await
     {
-        errors.current_password = Some("That is not your current password.");
+        errors.add("current_password", "That is not your current password.");
         log(
             &app,
             "password_change",
@@ -775,9 +510,9 @@ pub async fn password_post(
         .await;
     }
     if let Err(e) = check_new_password(&form.new_password) {
-        errors.new_password = Some(e);
+        errors.add("new_password", e);
     }
-    if errors.current_password.is_some() || errors.new_password.is_some() {
+    if errors.has("current_password") || errors.has("new_password") {
         return account_page(
             &app,
             &s,

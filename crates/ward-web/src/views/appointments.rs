@@ -2,7 +2,7 @@
 //! `/c/{slug}/appointments/{id}` (status, reschedule).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{NaiveDate, NaiveTime};
@@ -15,61 +15,10 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{Permission, Role};
 
-use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
-
-/// Field errors of a form, shown next to their fields.
-#[derive(Default)]
-pub struct FieldErrors(Vec<(&'static str, String)>);
-
-impl FieldErrors {
-    /// The error of `field`, if any.
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, m)| m.as_str())
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds one.
-    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
-        if self.get(field).is_none() {
-            self.0.push((field, message.into()));
-        }
-    }
-
-    /// Adds the error a domain function returned, if it is about the input; other errors
-    /// are given back.
-    pub fn absorb(&mut self, e: ClinicError) -> Result<(), AppError> {
-        match e {
-            ClinicError::Invalid { field, message } => {
-                self.add(field, message);
-                Ok(())
-            }
-            ClinicError::Conflict(message) => {
-                self.add("form", message);
-                Ok(())
-            }
-            other => Err(other.into()),
-        }
-    }
-
-    /// The status a refused form is shown with: 409 when it clashed with what is
-    /// stored (a double booking), 422 when the input itself was wrong.
-    pub fn status(&self) -> StatusCode {
-        if self.get("form").is_some() {
-            StatusCode::CONFLICT
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-    }
-}
 
 /// The date, start time and length a booking or rescheduling form asks for, or `None`
 /// with each bad field's error added to `errors`.
@@ -77,7 +26,7 @@ fn parse_slot(
     date: &str,
     time: &str,
     minutes: &str,
-    errors: &mut FieldErrors,
+    errors: &mut FormErrors,
 ) -> Result<Option<(NaiveDate, NaiveTime, i64)>, AppError> {
     let date = appointments::parse_date("date", date);
     let time = appointments::parse_clock("time", time);
@@ -98,20 +47,6 @@ fn parse_slot(
             Ok(None)
         }
     }
-}
-
-/// A row id from the path; anything else is "not found".
-pub fn parse_id(s: &str) -> Result<i64, AppError> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or(AppError::NotFound)
-}
-
-/// The `{id}` segment of a record's address.
-#[derive(Deserialize)]
-pub struct IdParam {
-    pub(crate) id: String,
 }
 
 /// The clinic's doctors: members who are doctors or owners.
@@ -270,7 +205,7 @@ struct DayPage {
     hits: Vec<PatientHit>,
     chosen: Option<PatientHit>,
     form: BookForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     durations: &'static [i64],
     sexes: &'static [(&'static str, &'static str)],
 }
@@ -286,7 +221,7 @@ const SEXES: &[(&str, &str)] = &[
 struct DayInput {
     query: DayQuery,
     form: BookForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     status: StatusCode,
 }
 
@@ -408,7 +343,7 @@ pub async fn day_get(
         DayInput {
             query,
             form: BookForm::default(),
-            errors: FieldErrors::default(),
+            errors: FormErrors::default(),
             status: StatusCode::OK,
         },
     )
@@ -424,7 +359,7 @@ pub async fn book_post(
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
     let doctors = doctors(&app, &access).await?;
-    let mut errors = FieldErrors::default();
+    let mut errors = FormErrors::default();
     let doctor = doctors.iter().find(|d| d.id == form.doctor).cloned();
     if doctor.is_none() {
         errors.add("doctor", "Choose a doctor.");
@@ -529,7 +464,7 @@ struct AppointmentPage {
     doctors: Vec<Doctor>,
     durations: &'static [i64],
     form: RescheduleForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     notice: Option<&'static str>,
 }
 
@@ -562,7 +497,7 @@ async fn render_one(
     csrf: String,
     id: i64,
     form: Option<RescheduleForm>,
-    errors: FieldErrors,
+    errors: FormErrors,
     notice: Option<&'static str>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
@@ -614,11 +549,10 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
-    let id = parse_id(&id)?;
     let notice = q.booked.map(|_| "The appointment is booked.");
     render_one(
         &app,
@@ -626,7 +560,7 @@ pub async fn show_get(
         csrf,
         id,
         None,
-        FieldErrors::default(),
+        FormErrors::default(),
         notice,
         StatusCode::OK,
     )
@@ -647,11 +581,10 @@ pub struct StatusForm {
 pub async fn status_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<StatusForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
-    let id = parse_id(&id)?;
     let Some(status) = Status::parse(form.status.trim()) else {
         return Err(AppError::Refused(
             "Choose one of the statuses offered on the appointment's page.".into(),
@@ -676,13 +609,12 @@ pub async fn reschedule_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<RescheduleForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
-    let id = parse_id(&id)?;
     let doctors = doctors(&app, &access).await?;
-    let mut errors = FieldErrors::default();
+    let mut errors = FormErrors::default();
     let doctor = doctors.iter().find(|d| d.id == form.doctor).cloned();
     if doctor.is_none() {
         errors.add("doctor", "Choose a doctor.");

@@ -5,14 +5,15 @@ use axum::body::Body;
 use axum::extract::{Multipart, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
+use rand::RngCore;
 use serde::Deserialize;
-use ward_clinic::attachments::{self, Attachment, Kind, NewAttachment};
+use ward_clinic::attachments::{self, Attachment, Batch, Kind, NewAttachment, Thumbnail};
 use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
 
-use crate::attachments::AttachmentError;
+use crate::attachments::{AttachmentError, Stored};
+use crate::extract::parse_id;
 use crate::extract::{AppForm, ClinicAccess};
-use crate::views::patients::parse_id;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -25,6 +26,8 @@ const ATTACHMENT_CSP: &str =
 pub struct AttachmentLine {
     /// Its view link.
     pub href: String,
+    /// Its thumbnail's address, for an image that has one.
+    pub thumbnail: Option<String>,
     /// Its title.
     pub title: String,
     /// Its kind, as read.
@@ -51,6 +54,16 @@ pub struct AttachmentsBox {
     pub kinds: Vec<(&'static str, &'static str)>,
     /// On a visit page: the visit new files belong to.
     pub visit: Option<i64>,
+    /// A fresh random key for this form's upload: a retried upload with the same key
+    /// is stored once.
+    pub upload_key: String,
+}
+
+/// A fresh upload key: 128 random bits, hex.
+fn new_upload_key() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
 }
 
 fn short_type(ct: &str) -> &'static str {
@@ -64,14 +77,41 @@ fn short_type(ct: &str) -> &'static str {
     }
 }
 
-fn readable_size(n: i64) -> String {
+/// A size in bytes as people read it: "812 B", "4.2 KB", "1.2 MB", "5 GB".
+pub fn readable_size(n: i64) -> String {
+    const K: f64 = 1024.0;
+    let f = n as f64;
+    let short = |v: f64, unit: &str| {
+        if v.fract() == 0.0 {
+            format!("{v:.0} {unit}")
+        } else {
+            format!("{v:.1} {unit}")
+        }
+    };
     if n < 1024 {
         format!("{n} B")
-    } else if n < 1024 * 1024 {
-        format!("{:.1} KB", n as f64 / 1024.0)
+    } else if f < K * K {
+        short(f / K, "KB")
+    } else if f < K * K * K {
+        short(f / (K * K), "MB")
     } else {
-        format!("{:.1} MB", n as f64 / (1024.0 * 1024.0))
+        short(f / (K * K * K), "GB")
     }
+}
+
+fn bytes_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The clinic's use of its attachment quota, for the owner's settings page: "1.2 GB
+/// of 5 GB".
+pub async fn usage_line(app: &AppState, access: &ClinicAccess) -> Result<String, AppError> {
+    let used = access.tenant.with(|conn| attachments::usage(&conn)).await?;
+    Ok(format!(
+        "{} of {}",
+        readable_size(bytes_i64(used)),
+        readable_size(bytes_i64(app.attachments.quota_bytes))
+    ))
 }
 
 impl AttachmentsBox {
@@ -99,6 +139,10 @@ impl AttachmentsBox {
             .filter(|a| access.can(a.kind.view_permission()))
             .map(|a| AttachmentLine {
                 href: format!("{base}/{}", a.id),
+                thumbnail: a
+                    .thumbnail
+                    .as_ref()
+                    .map(|_| format!("{base}/{}/thumbnail", a.id)),
                 delete_href: format!("{base}/{}/delete", a.id),
                 can_delete: access.can(a.kind.write_permission()),
                 title: a.title,
@@ -118,6 +162,7 @@ impl AttachmentsBox {
             upload_href: (!kinds.is_empty()).then(|| format!("{base}?_csrf={token}")),
             kinds,
             visit: None,
+            upload_key: new_upload_key(),
         })
     }
 
@@ -154,17 +199,42 @@ pub struct PatientPath {
     id: String,
 }
 
-fn store_error(e: AttachmentError, max_bytes: u64) -> AppError {
+/// The most files one upload takes.
+pub const MAX_FILES: usize = 20;
+
+/// The largest upload body: [`MAX_FILES`] files at the cap, and 1 MiB for the form's
+/// other fields and the multipart framing. Each file is still capped as it streams.
+pub fn body_limit(store: &crate::attachments::AttachmentStore) -> usize {
+    usize::try_from(store.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(MAX_FILES)
+        .saturating_add(1024 * 1024)
+}
+
+/// What to call file `n` (from 1) of an upload, named `name` by the browser, in a
+/// message to the person who sent it.
+fn which(n: usize, name: Option<&str>) -> String {
+    match name.filter(|s| !s.is_empty()) {
+        Some(name) => format!("\u{201c}{name}\u{201d} (file {n} of this upload)"),
+        None => format!("File {n} of this upload"),
+    }
+}
+
+fn store_error(
+    e: AttachmentError,
+    store: &crate::attachments::AttachmentStore,
+    file: String,
+) -> AppError {
     match e {
-        AttachmentError::Unsupported => AppError::Refused(
-            "Ward keeps PDF, JPEG, PNG, WebP and DICOM files; this file is none of those \
-             (its content was checked, not its name). Nothing was stored."
-                .into(),
-        ),
-        AttachmentError::TooLarge => AppError::Refused(format!(
-            "This file is larger than {}, the most Ward accepts. Nothing was stored.",
-            readable_size(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+        AttachmentError::Unsupported => AppError::Refused(format!(
+            "{file}: Ward keeps PDF, JPEG, PNG, WebP and DICOM files; this file is none of \
+             those (its content was checked, not its name). Nothing was stored."
         )),
+        AttachmentError::TooLarge => AppError::TooLarge(format!(
+            "{file} is larger than {}, the most Ward accepts. Nothing was stored.",
+            readable_size(bytes_i64(store.max_bytes))
+        )),
+        AttachmentError::OverQuota => over_quota(store),
         AttachmentError::Upload(why) => {
             tracing::warn!(why, "an attachment upload broke off");
             AppError::Refused("The upload broke off. Nothing was stored; try again.".into())
@@ -173,6 +243,15 @@ fn store_error(e: AttachmentError, max_bytes: u64) -> AppError {
             AppError::Internal(Box::new(e))
         }
     }
+}
+
+fn over_quota(store: &crate::attachments::AttachmentStore) -> AppError {
+    AppError::TooLarge(format!(
+        "This upload would take the clinic's files past its quota of {}. Nothing was \
+         stored. The clinic's owner sees how much is used on the settings page; deleting \
+         files no longer needed makes room.",
+        readable_size(bytes_i64(store.quota_bytes))
+    ))
 }
 
 /// A text field of the upload form, read up to a few KB (a title, a kind, a visit).
@@ -194,27 +273,73 @@ fn bad_form() -> AppError {
     AppError::Refused("The upload form was incomplete: give a title, a kind and a file.".into())
 }
 
-/// `POST /c/{slug}/patients/{id}/attachments`: one file, with a title and a kind, as a
-/// multipart form (title and kind before the file). Streamed: encrypted chunk by chunk
-/// into the store while its size is counted; the row is written (and audited) only once
-/// the object is complete, and the object removed if the row cannot be.
-pub async fn upload_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Path(PatientPath { id }): Path<PatientPath>,
-    mut form: Multipart,
-) -> Page {
-    let id = parse_id(&id)?;
-    if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
-        return Err(AppError::Forbidden);
+/// What an upload's form said, its files stored.
+struct Received {
+    title: String,
+    kind: Kind,
+    visit_id: Option<i64>,
+    upload_key: Option<String>,
+}
+
+/// The page an upload goes back to.
+fn back_to(slug: &ward_core::Slug, patient: i64, visit: Option<i64>) -> Response {
+    let back = match visit {
+        Some(v) => format!("/c/{slug}/visits/{v}#attachments"),
+        None => format!("/c/{slug}/patients/{patient}#attachments"),
+    };
+    Redirect::to(&back).into_response()
+}
+
+/// An upload key as the form sends it: 16 to 64 letters, digits, `-` or `_`.
+fn check_upload_key(key: &str) -> Result<String, AppError> {
+    let k = key.trim();
+    if (16..=64).contains(&k.len())
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(k.to_owned())
+    } else {
+        Err(bad_form())
     }
+}
+
+/// Reads the form, storing each file as it streams in (into `stored`, which the caller
+/// empties from the store on failure). `Ok(Err(response))`: the upload was stored
+/// before (a retry), and this is its answer.
+async fn receive(
+    app: &AppState,
+    access: &ClinicAccess,
+    id: i64,
+    form: &mut Multipart,
+    stored: &mut Vec<Stored>,
+) -> Result<Result<Received, Response>, AppError> {
     let mut title = None;
     let mut kind = None;
     let mut visit_id = None;
-    let mut stored = None;
+    let mut upload_key = None;
+    let mut room = None;
     let store = &app.attachments;
     while let Some(field) = form.next_field().await.map_err(|_| bad_form())? {
         match field.name().unwrap_or_default() {
+            "upload_key" => {
+                let key = check_upload_key(&small_text(field).await?)?;
+                let k = key.clone();
+                let before = access
+                    .tenant
+                    .with(move |conn| attachments::find_upload(&conn, &k))
+                    .await?;
+                if let Some((patient, visit)) = before {
+                    if patient != id {
+                        return Err(AppError::Refused(
+                            "This upload form was already used for another record. Reload \
+                             the page and upload again."
+                                .into(),
+                        ));
+                    }
+                    return Ok(Err(back_to(&access.slug, patient, visit)));
+                }
+                upload_key = Some(key);
+            }
             "title" => title = Some(small_text(field).await?),
             "kind" => {
                 let k = small_text(field).await?;
@@ -226,58 +351,275 @@ pub async fn upload_post(
                     visit_id = Some(parse_id(v.trim())?);
                 }
             }
-            "file" if stored.is_none() => {
+            "file" => {
+                let name = field.file_name().map(str::to_owned);
+                // A file input left empty sends one part with no name and no bytes.
+                if name.as_deref() == Some("") {
+                    continue;
+                }
                 let (Some(t), Some(k)) = (title.as_deref(), kind) else {
                     return Err(bad_form());
                 };
-                access.require(k.write_permission())?;
-                let t = attachments::check_title(t)?;
-                // The patient must exist before anything is stored.
-                let vid = visit_id;
-                access
-                    .tenant
-                    .with(move |conn| attachments::check_target(&conn, id, vid))
-                    .await?;
+                if stored.len() >= MAX_FILES {
+                    return Err(AppError::Refused(format!(
+                        "At most {MAX_FILES} files can be sent at once. Nothing was stored."
+                    )));
+                }
+                let left = match room {
+                    Some(left) => left,
+                    None => {
+                        access.require(k.write_permission())?;
+                        title = Some(attachments::check_title(t)?);
+                        // The patient must exist before anything is stored.
+                        let vid = visit_id;
+                        let used = access
+                            .tenant
+                            .with(move |conn| {
+                                attachments::check_target(&conn, id, vid)?;
+                                attachments::usage(&conn)
+                            })
+                            .await?;
+                        store.quota_bytes.saturating_sub(used)
+                    }
+                };
+                let n = stored.len() + 1;
                 let s = store
-                    .put(field)
+                    .put_within(field, left)
                     .await
-                    .map_err(|e| store_error(e, store.max_bytes))?;
-                title = Some(t);
-                stored = Some(s);
+                    .map_err(|e| store_error(e, store, which(n, name.as_deref())))?;
+                room = Some(left.saturating_sub(s.size));
+                stored.push(s);
             }
             _ => {}
         }
     }
-    let (Some(title), Some(kind), Some(s)) = (title, kind, stored) else {
+    let (Some(title), Some(kind), false) = (title, kind, stored.is_empty()) else {
         return Err(bad_form());
     };
-    let new = NewAttachment {
-        patient_id: id,
-        visit_id,
-        kind,
+    Ok(Ok(Received {
         title,
-        content_type: s.content_type.to_owned(),
-        size: i64::try_from(s.size).unwrap_or(i64::MAX),
-        sha256: s.sha256.clone(),
-        object_name: s.object_name.clone(),
-        key: s.key,
-    };
-    let entry = access.audit_entry(app.clock.now(), Action::Create);
-    let created = access
-        .tenant
-        .with(move |conn| attachments::create(&conn, &new, entry))
-        .await;
-    if let Err(e) = created {
-        if let Err(gone) = store.remove(&s.object_name).await {
+        kind,
+        visit_id,
+        upload_key,
+    }))
+}
+
+/// A body stream that gives way after every piece (it wakes itself and answers
+/// "not ready" once), so that the multipart parser, which reads whatever is ready in
+/// one go, takes one piece at a time instead of buffering a fast sender's whole file:
+/// the upload's memory stays a few pieces, whatever the file's size.
+struct Paced<S> {
+    inner: S,
+    gave_way: bool,
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for Paced<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        if !self.gave_way {
+            self.gave_way = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let next = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if next.is_ready() {
+            self.gave_way = false;
+        }
+        next
+    }
+}
+
+/// The request's multipart form, read through [`Paced`].
+async fn paced_form(
+    request: axum::extract::Request,
+    app: &AppState,
+) -> Result<Multipart, AppError> {
+    use axum::extract::FromRequest as _;
+    let (parts, body) = request.into_parts();
+    let paced = Body::from_stream(Paced {
+        inner: body.into_data_stream(),
+        gave_way: true,
+    });
+    Multipart::from_request(axum::extract::Request::from_parts(parts, paced), app)
+        .await
+        .map_err(|_| bad_form())
+}
+
+/// Removes what an upload that failed had stored.
+async fn discard(app: &AppState, stored: &[Stored]) {
+    for s in stored {
+        if let Err(gone) = app.attachments.remove(&s.object_name).await {
             tracing::error!(error = %gone, "could not remove the object of a failed upload");
         }
-        return Err(e.into());
     }
-    let back = match visit_id {
-        Some(v) => format!("/c/{}/visits/{v}#attachments", access.slug),
-        None => format!("/c/{}/patients/{id}#attachments", access.slug),
+}
+
+/// Makes and stores the thumbnail of attachment `aid` (an image, stored as `s`): the
+/// file is read back decrypted, decoded on a blocking thread within the decoder's
+/// limits, and its thumbnail stored encrypted under its own key. A failure is logged
+/// (by id) and leaves the attachment without a thumbnail.
+async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: i64, s: &Stored) {
+    let ct = s.content_type;
+    let made = async {
+        let bytes = app
+            .attachments
+            .read_all(&s.object_name, &s.key, &s.sha256, app.attachments.max_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let jpeg = tokio::task::spawn_blocking(move || crate::thumbnail::make(ct, &bytes))
+            .await
+            .map_err(|e| e.to_string())??;
+        let t = app
+            .attachments
+            .put_bytes(jpeg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let thumb = Thumbnail {
+            object_name: t.object_name.clone(),
+            key: t.key.to_vec(),
+            sha256: t.sha256,
+        };
+        let saved = access
+            .tenant
+            .with(move |conn| attachments::set_thumbnail(&conn, aid, &thumb))
+            .await;
+        if let Err(e) = saved {
+            let _ = app.attachments.remove(&t.object_name).await;
+            return Err(e.to_string());
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    if let Err(why) = made {
+        tracing::warn!(attachment = aid, why, "no thumbnail could be made");
+    }
+}
+
+/// `POST /c/{slug}/patients/{id}/attachments`: one or several files (`file`, repeated),
+/// with one title and kind for all of them, as a multipart form (an optional
+/// `upload_key`, then title and kind, before the files). Each file is streamed:
+/// sniffed, encrypted chunk by chunk into the store while its size is counted against
+/// the cap and the clinic's quota. All or nothing: the rows are written (and audited)
+/// in one transaction once every object is complete, and every object of the upload
+/// removed if any file is refused or the rows cannot be written. An upload whose key
+/// was stored before is answered as it was, storing nothing again. Images then get
+/// their thumbnails.
+pub async fn upload_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Path(PatientPath { id }): Path<PatientPath>,
+    request: axum::extract::Request,
+) -> Page {
+    let id = parse_id(&id)?;
+    if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
+        return Err(AppError::Forbidden);
+    }
+    let mut form = paced_form(request, &app).await?;
+    let mut stored = Vec::new();
+    let received = match receive(&app, &access, id, &mut form, &mut stored).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(answer)) => {
+            discard(&app, &stored).await;
+            return Ok(answer);
+        }
+        Err(e) => {
+            discard(&app, &stored).await;
+            return Err(e);
+        }
     };
-    Ok(Redirect::to(&back).into_response())
+    let count = stored.len();
+    let files: Vec<NewAttachment> = (1..)
+        .zip(&stored)
+        .map(|(n, s)| NewAttachment {
+            patient_id: id,
+            visit_id: received.visit_id,
+            kind: received.kind,
+            title: if count == 1 {
+                received.title.clone()
+            } else {
+                format!("{} ({n} of {count})", received.title)
+            },
+            content_type: s.content_type.to_owned(),
+            size: bytes_i64(s.size),
+            sha256: s.sha256.clone(),
+            object_name: s.object_name.clone(),
+            key: s.key,
+            upload_key: received.upload_key.clone(),
+        })
+        .collect();
+    let entry = access.audit_entry(app.clock.now(), Action::Create);
+    let quota = app.attachments.quota_bytes;
+    let created = access
+        .tenant
+        .with(move |conn| attachments::create_batch(&conn, &files, quota, entry))
+        .await;
+    let ids = match created {
+        Ok(Batch::Created(ids)) => ids,
+        Ok(Batch::AlreadyStored {
+            patient_id,
+            visit_id,
+        }) => {
+            discard(&app, &stored).await;
+            return Ok(back_to(&access.slug, patient_id, visit_id));
+        }
+        Ok(Batch::OverQuota { .. }) => {
+            discard(&app, &stored).await;
+            return Err(over_quota(&app.attachments));
+        }
+        Err(e) => {
+            discard(&app, &stored).await;
+            // The same upload, retried while the first copy was being written, loses
+            // the race on the key's unique index: answer with the first copy.
+            if let Some(key) = received.upload_key {
+                let before = access
+                    .tenant
+                    .with(move |conn| attachments::find_upload(&conn, &key))
+                    .await;
+                if let Ok(Some((patient, visit))) = before
+                    && patient == id
+                {
+                    return Ok(back_to(&access.slug, patient, visit));
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    for (aid, s) in ids.into_iter().zip(&stored) {
+        if crate::thumbnail::applies(s.content_type) {
+            make_thumbnail(&app, &access, aid, s).await;
+        }
+    }
+    Ok(back_to(&access.slug, id, received.visit_id))
+}
+
+/// The headers every attachment response carries, and its body.
+fn sandboxed(
+    content_type: String,
+    length: Option<i64>,
+    disposition: String,
+    body: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>,
+) -> Response {
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_SECURITY_POLICY, ATTACHMENT_CSP.to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response();
+    if let Some(n) = length
+        && let Ok(v) = header::HeaderValue::from_str(&n.to_string())
+    {
+        r.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    r
 }
 
 async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, download: bool) -> Page {
@@ -321,18 +663,64 @@ async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, downl
     } else {
         "inline".to_owned()
     };
-    Ok((
+    Ok(sandboxed(
+        a.content_type.clone(),
+        Some(a.size),
+        disposition,
+        body,
+    ))
+}
+
+/// `GET /c/{slug}/patients/{id}/attachments/{attachment}/thumbnail`: an image's
+/// thumbnail (a small JPEG), under the same rules as the file: the same permission,
+/// sandboxed, uncached, audited as a `view` of the attachment. "Not found" when it
+/// has none.
+pub async fn thumbnail_get(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    Path(path): Path<AttachmentPath>,
+) -> Page {
+    let id = parse_id(&path.id)?;
+    let aid = parse_id(&path.attachment)?;
+    let a = access
+        .tenant
+        .with(move |conn| attachments::get(&conn, id, aid))
+        .await?;
+    access.require(a.kind.view_permission())?;
+    let Some(t) = a.thumbnail.clone() else {
+        return Err(AppError::NotFound);
+    };
+    let entry = access.audit_entry(app.clock.now(), Action::View);
+    access
+        .tenant
+        .with(move |conn| attachments::record_access(&conn, &a, entry))
+        .await?;
+    let body = app
+        .attachments
+        .open(&t.object_name, &t.key, &t.sha256)
+        .await
+        .map_err(|e| {
+            tracing::error!(attachment = aid, error = %e, "a thumbnail could not be read");
+            AppError::Internal(Box::new(e))
+        })?;
+    Ok(sandboxed(
+        "image/jpeg".to_owned(),
+        None,
+        "inline".to_owned(),
+        body,
+    ))
+}
+
+/// `GET /static/upload.js`: the upload form's progress bar and retries (the form works
+/// without it).
+pub async fn upload_js_get() -> impl IntoResponse {
+    (
         [
-            (header::CONTENT_TYPE, a.content_type.clone()),
-            (header::CONTENT_LENGTH, a.size.to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CONTENT_SECURITY_POLICY, ATTACHMENT_CSP.to_owned()),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        Body::from_stream(body),
+        include_str!("../../../../static/upload.js"),
     )
-        .into_response())
 }
 
 /// `GET /c/{slug}/patients/{id}/attachments/{attachment}`: shown inline (images and
@@ -363,8 +751,9 @@ pub struct DeleteForm {
 }
 
 /// `POST /c/{slug}/patients/{id}/attachments/{attachment}/delete`: with a required
-/// reason (kept on the row). The row is marked deleted (and audited) first, then the
-/// object removed from the store.
+/// reason (kept on the row). The row is marked deleted (and audited); its objects stay
+/// in the store until the sweep removes them after the retention for deleted records
+/// (`WARD_RETENTION_DAYS`).
 pub async fn delete_post(
     State(app): State<AppState>,
     access: ClinicAccess,
@@ -383,12 +772,9 @@ pub async fn delete_post(
     access.require(a.kind.write_permission())?;
     let entry = access.audit_entry(app.clock.now(), Action::Delete);
     let reason = form.reason;
-    let gone = access
+    access
         .tenant
         .with(move |conn| attachments::delete(&conn, id, aid, &reason, entry))
         .await?;
-    if let Err(e) = app.attachments.remove(&gone.object_name).await {
-        tracing::error!(attachment = gone.id, error = %e, "could not remove a deleted attachment's object");
-    }
     Ok(Redirect::to(&format!("/c/{}/patients/{id}#attachments", access.slug)).into_response())
 }

@@ -13,6 +13,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::Permission;
 
 use crate::extract::{ClinicAccess, Csrf};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -66,14 +67,6 @@ struct Row {
     changes: Vec<Change>,
 }
 
-#[derive(Default)]
-struct FilterErrors {
-    patient: Option<&'static str>,
-    action: Option<&'static str>,
-    from: Option<&'static str>,
-    to: Option<&'static str>,
-}
-
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
@@ -81,7 +74,7 @@ struct AuditPage {
     q: AuditQuery,
     actors: Vec<(String, String)>,
     actions: Vec<&'static str>,
-    errors: FilterErrors,
+    errors: FormErrors,
     rows: Vec<Row>,
     timezone: String,
     next: Option<String>,
@@ -176,6 +169,106 @@ fn parse_day(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
 }
 
+/// The filter a query asks for, once its fields parse.
+struct Wanted {
+    filter: Filter,
+    patient_number: Option<i64>,
+    from_day: Option<NaiveDate>,
+    to_day: Option<NaiveDate>,
+    before: Option<i64>,
+}
+
+/// A day field: empty is none; anything else must be a date.
+fn day_field(text: &str, field: &str, errors: &mut FormErrors) -> Option<NaiveDate> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    let day = parse_day(text);
+    if day.is_none() {
+        errors.add(field, "Enter a date as YYYY-MM-DD.");
+    }
+    day
+}
+
+/// Parses the filter form; each bad field gets its error.
+fn wanted(q: &AuditQuery, errors: &mut FormErrors) -> Wanted {
+    let mut filter = Filter::default();
+    if !q.actor.trim().is_empty() {
+        filter.actor_id = Some(q.actor.trim().to_owned());
+    }
+    if !q.action.trim().is_empty() {
+        match Action::parse(q.action.trim()) {
+            Some(a) => filter.action = Some(a),
+            None => errors.add("action", "Choose an action from the list."),
+        }
+    }
+    let patient = q.patient.trim();
+    let patient_number = match patient.trim_start_matches('#').parse::<i64>() {
+        _ if patient.is_empty() => None,
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            errors.add("patient", "Enter a patient number, e.g. 1024.");
+            None
+        }
+    };
+    let (from_day, to_day) = (
+        day_field(&q.from, "from", errors),
+        day_field(&q.to, "to", errors),
+    );
+    if let (Some(f), Some(t)) = (from_day, to_day)
+        && t < f
+    {
+        errors.add("to", "The last day is before the first.");
+    }
+    let before = q.before.trim().parse::<i64>().ok();
+    Wanted {
+        filter,
+        patient_number,
+        from_day,
+        to_day,
+        before,
+    }
+}
+
+/// The clinic's settings and one page (plus one row, to know there is more) of the
+/// log that `wanted` selects; `None` for the rows when no patient has the number.
+async fn search_page(
+    access: &ClinicAccess,
+    mut wanted: Wanted,
+    valid: bool,
+) -> Result<(ClinicSettings, Option<Vec<AuditRow>>), AppError> {
+    access
+        .tenant
+        .with(|conn| {
+            let settings = settings::load(&conn)?;
+            if !valid {
+                return Ok::<_, AppError>((settings, Some(Vec::new())));
+            }
+            if let Some(number) = wanted.patient_number {
+                let Some(id) = ward_clinic::patients::id_by_number(&conn, number)? else {
+                    return Ok((settings, None));
+                };
+                wanted.filter.entity = Some(("patient".to_owned(), id.to_string()));
+            }
+            let tz = &settings.timezone;
+            wanted.filter.from = wanted.from_day.and_then(|d| start_of(d, tz));
+            let after_last = wanted.to_day.and_then(|d| d.succ_opt());
+            wanted.filter.until = after_last.and_then(|d| start_of(d, tz));
+            let rows = audit::search(&conn, &wanted.filter, wanted.before, PAGE_SIZE + 1)
+                .map_err(ward_clinic::ClinicError::from)?;
+            Ok((settings, Some(rows)))
+        })
+        .await
+}
+
+/// `base` with `q` as its query (none when `q` is all empty).
+fn with_query(base: &str, q: &AuditQuery) -> String {
+    match serde_urlencoded::to_string(q).unwrap_or_default() {
+        query if query.is_empty() => base.to_owned(),
+        query => format!("{base}?{query}"),
+    }
+}
+
 /// The log, newest first, filtered and paginated by sequence number.
 pub async fn audit_get(
     State(app): State<AppState>,
@@ -186,126 +279,47 @@ pub async fn audit_get(
     access.require(Permission::ViewAudit)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let members = app.control.clinic_members(access.clinic_id).await?;
-    let mut errors = FilterErrors::default();
-    let mut filter = Filter::default();
-    if !q.actor.trim().is_empty() {
-        filter.actor_id = Some(q.actor.trim().to_owned());
-    }
-    if !q.action.trim().is_empty() {
-        match Action::parse(q.action.trim()) {
-            Some(a) => filter.action = Some(a),
-            None => errors.action = Some("Choose an action from the list."),
-        }
-    }
-    let patient_number = if q.patient.trim().is_empty() {
-        None
-    } else {
-        match q.patient.trim().trim_start_matches('#').parse::<i64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                errors.patient = Some("Enter a patient number, e.g. 1024.");
-                None
-            }
-        }
-    };
-    let from_day = if q.from.trim().is_empty() {
-        None
-    } else {
-        let d = parse_day(&q.from);
-        if d.is_none() {
-            errors.from = Some("Enter a date as YYYY-MM-DD.");
-        }
-        d
-    };
-    let to_day = if q.to.trim().is_empty() {
-        None
-    } else {
-        let d = parse_day(&q.to);
-        if d.is_none() {
-            errors.to = Some("Enter a date as YYYY-MM-DD.");
-        }
-        d
-    };
-    if let (Some(f), Some(t)) = (from_day, to_day)
-        && t < f
-    {
-        errors.to = Some("The last day is before the first.");
-    }
-    let before = q.before.trim().parse::<i64>().ok();
-    let valid = errors.patient.is_none()
-        && errors.action.is_none()
-        && errors.from.is_none()
-        && errors.to.is_none();
-
-    let (settings, found, patient_missing) = access
-        .tenant
-        .with(|conn| {
-            let settings = settings::load(&conn)?;
-            let tz = settings.timezone;
-            let tz = &tz;
-            if !valid {
-                return Ok::<_, AppError>((settings, Vec::new(), false));
-            }
-            if let Some(number) = patient_number {
-                match ward_clinic::patients::id_by_number(&conn, number)? {
-                    Some(id) => filter.entity = Some(("patient".to_owned(), id.to_string())),
-                    None => return Ok((settings, Vec::new(), true)),
-                }
-            }
-            filter.from = from_day.and_then(|d| start_of(d, tz));
-            filter.until = to_day
-                .and_then(|d| d.succ_opt())
-                .and_then(|d| start_of(d, tz));
-            let rows = audit::search(&conn, &filter, before, PAGE_SIZE + 1)
-                .map_err(ward_clinic::ClinicError::from)?;
-            Ok((settings, rows, false))
-        })
-        .await?;
-    if patient_missing {
-        errors.patient = Some("No patient has this number.");
-    }
+    let mut errors = FormErrors::new();
+    let wanted = wanted(&q, &mut errors);
+    let (before, valid) = (wanted.before, errors.is_empty());
+    let (settings, found) = search_page(&access, wanted, valid).await?;
+    let found = found.unwrap_or_else(|| {
+        errors.add("patient", "No patient has this number.");
+        Vec::new()
+    });
     let more = found.len() > PAGE_SIZE as usize;
-    let rows: Vec<Row> = found
-        .into_iter()
-        .take(PAGE_SIZE as usize)
+    let rows: Vec<Row> = (found.into_iter().take(PAGE_SIZE as usize))
         .map(|r| row(r, &settings))
         .collect();
     let base = format!("/c/{}/audit", access.slug);
     let next = match (more, rows.last()) {
-        (true, Some(last)) => {
-            let next_q = AuditQuery {
+        (true, Some(last)) => Some(with_query(
+            &base,
+            &AuditQuery {
                 before: last.seq.to_string(),
                 ..q.clone()
-            };
-            Some(format!(
-                "{base}?{}",
-                serde_urlencoded::to_string(&next_q).unwrap_or_default()
-            ))
-        }
+            },
+        )),
         _ => None,
     };
     let first_page = before.map(|_| {
-        let first_q = AuditQuery {
-            before: String::new(),
-            ..q.clone()
-        };
-        let query = serde_urlencoded::to_string(&first_q).unwrap_or_default();
-        if query.is_empty() {
-            base.clone()
-        } else {
-            format!("{base}?{query}")
-        }
+        with_query(
+            &base,
+            &AuditQuery {
+                before: String::new(),
+                ..q.clone()
+            },
+        )
     });
-    let status = if valid && !patient_missing {
+    let status = if errors.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let actors = audit_actors(members, &q.actor);
     let page = AuditPage {
         frame: ClinicFrame::new(&access, clinic.name, csrf, "audit"),
+        actors: audit_actors(members, &q.actor),
         q,
-        actors,
         actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
         errors,
         rows,
@@ -436,12 +450,9 @@ pub async fn patient_access_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    axum::extract::Path(crate::views::patients::IdParam { id }): axum::extract::Path<
-        crate::views::patients::IdParam,
-    >,
+    crate::extract::RecordId(id): crate::extract::RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
-    let id = crate::views::patients::parse_id(&id)?;
     let (patient, rows, s) = access
         .tenant
         .read(|conn| {

@@ -69,7 +69,7 @@ impl ClinicFrame {
             clinic_name,
             user_name: access.session.user.name.clone(),
             role: match &access.support {
-                Some(s) => crate::support_access::access_words(&s.grant).to_owned(),
+                Some(s) => ward_app::support::access_words(&s.grant).to_owned(),
                 None => access.role.to_string(),
             },
             csrf,

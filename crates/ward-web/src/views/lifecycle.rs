@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_clinic::audit::{self, Action};
+use ward_clinic::audit::Action;
 use ward_control::ClinicRecord;
-use ward_control::lifecycle::{Transition, retention_days};
+use ward_control::lifecycle::retention_days;
 use ward_core::Permission;
 
 use crate::extract::{ClinicAccess, Csrf};
@@ -85,26 +85,9 @@ pub async fn close_post(
         *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
         return Ok(res);
     }
-    let entry = access
-        .audit_entry(app.clock.now(), Action::Update)
-        .entity("clinic", access.clinic_id)
-        .detail("clinic status active → closed");
-    access
-        .tenant
-        .with(|conn| audit::in_transaction(&conn, |tx| audit::record(&tx, &entry)))
-        .await
-        .map_err(|e| AppError::Internal(Box::new(e)))?;
-    let actor = format!("user:{}", access.session.user.id);
-    app.control
-        .transition_clinic(
-            access.clinic_id,
-            Transition::Close,
-            &actor,
-            "closed by its owner",
-            retention_days(app.config.retention_days),
-        )
-        .await?;
-    app.tenants.evict(access.clinic_id).await;
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    let me = &access.session.user.id;
+    ward_app::clinic::close(&app, &access.tenant, access.clinic_id, me, entry).await?;
     Ok(Redirect::to(&format!("/c/{}/", access.slug)).into_response())
 }
 

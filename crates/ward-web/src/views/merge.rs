@@ -13,8 +13,9 @@ use ward_clinic::{ClinicError, payments, visits};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::extract::{RecordId, parse_id};
 use crate::views::frame::ClinicFrame;
-use crate::views::patients::{IdParam, clinic_name, parse_id};
+use crate::views::patients::clinic_name;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -193,11 +194,10 @@ pub async fn merge_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<OtherQuery>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     review(&app, &access, csrf, id, q.other, None).await
 }
 
@@ -214,11 +214,10 @@ pub async fn merge_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<MergeForm>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     let Some(number) = form
         .other
         .trim()
@@ -254,10 +253,10 @@ pub async fn merge_post(
 pub async fn undo_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path((_, id, merge_id)): Path<(String, String, String)>,
+    RecordId(id): RecordId,
+    Path((_, _, merge_id)): Path<(String, String, String)>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     let merge_id = parse_id(&merge_id)?;
     let entry = access.audit_entry(app.clock.now(), Action::Update);
     access

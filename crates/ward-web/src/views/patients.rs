@@ -2,7 +2,7 @@
 //! patient page, editing.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
@@ -13,53 +13,12 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
-
-/// Field errors for a template: `errors.get("full_name")`.
-#[derive(Debug, Default)]
-pub struct Errors(pub Vec<(String, String)>);
-
-impl Errors {
-    /// The message for `field`, if any.
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-    }
-
-    /// Whether `field` has an error (for `aria-invalid`).
-    pub fn has(&self, field: &str) -> bool {
-        self.get(field).is_some()
-    }
-
-    /// The message for column `field` of row `row` (`item_{row}_{field}`).
-    pub fn item(&self, row: &usize, field: &str) -> Option<&str> {
-        let key = format!("item_{row}_{field}");
-        self.get(&key)
-    }
-
-    /// The message for diagnosis row `row`.
-    pub fn diagnosis(&self, row: &usize) -> Option<&str> {
-        let key = format!("diagnosis_{row}");
-        self.get(&key)
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<Vec<(&'static str, String)>> for Errors {
-    fn from(v: Vec<(&'static str, String)>) -> Self {
-        Self(v.into_iter().map(|(f, m)| (f.to_owned(), m)).collect())
-    }
-}
 
 /// A section of the patient page filled by another area (appointments, payments and
 /// balance, "accessed by"): a title, a table and what to say when it is empty. Pages
@@ -317,19 +276,6 @@ pub(crate) async fn clinic_name(app: &AppState, access: &ClinicAccess) -> Result
     Ok(app.control.clinic_by_id(access.clinic_id).await?.name)
 }
 
-/// Parses an id from the path; anything but a positive integer is "not found".
-pub(crate) fn parse_id(text: &str) -> Result<i64, AppError> {
-    match text.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(AppError::NotFound),
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct IdParam {
-    pub(crate) id: String,
-}
-
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct SearchQuery {
@@ -422,7 +368,7 @@ struct FormPage {
     /// Heading and button.
     title: String,
     form: PatientForm,
-    errors: Errors,
+    errors: FormErrors,
     duplicates: Vec<Duplicate>,
     sexes: &'static [(&'static str, &'static str)],
     cancel: String,
@@ -451,7 +397,7 @@ pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csr
             sex: String::new(),
             ..PatientForm::default()
         },
-        errors: Errors::default(),
+        errors: FormErrors::default(),
         duplicates: Vec::new(),
         sexes: &patients::SEXES,
         cancel: format!("/c/{}/patients", access.slug),
@@ -580,10 +526,9 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let id = parse_id(&id)?;
     let allowed = Allowed::of(&access);
     // One hand-off to the database for the whole page.
     let (p, extras, s, files) = access
@@ -647,10 +592,9 @@ pub async fn edit_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     let p = access.tenant.with(|conn| patients::get(&conn, id)).await?;
     // The edit form shows the whole record: a view like the patient page.
     access.note_view(
@@ -664,7 +608,7 @@ pub async fn edit_get(
         action: format!("/c/{}/patients/{id}/edit", access.slug),
         title: format!("Edit No. {} {}", p.number, p.full_name),
         form: p.to_form(),
-        errors: Errors::default(),
+        errors: FormErrors::default(),
         duplicates: Vec::new(),
         sexes: &patients::SEXES,
         cancel: format!("/c/{}/patients/{id}", access.slug),
@@ -680,11 +624,10 @@ pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let id = parse_id(&id)?;
     let now = app.clock.now();
     let entry = access.audit_entry(now, Action::Update);
     let form = post.form.clone();
@@ -747,10 +690,9 @@ pub async fn history_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let id = parse_id(&id)?;
     let (p, versions, s) = access
         .tenant
         .with(|conn| {

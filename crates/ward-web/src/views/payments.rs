@@ -4,7 +4,7 @@
 //! `corrections/{id}/receipt` (a refund's or void's own printable receipt).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
@@ -18,8 +18,9 @@ use ward_clinic::payments::{
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::Permission;
 
+use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
-use crate::views::appointments::{FieldErrors, IdParam, parse_id};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
 
@@ -331,7 +332,7 @@ struct NewPage {
     hits: Vec<PatientHit>,
     chosen: Option<PatientHit>,
     form: PaymentForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     methods: Vec<(&'static str, &'static str)>,
     currency: String,
 }
@@ -342,7 +343,7 @@ async fn render_new(
     csrf: String,
     q: String,
     mut form: PaymentForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -401,7 +402,7 @@ pub async fn new_get(
         csrf,
         q.q.unwrap_or_default(),
         form,
-        FieldErrors::default(),
+        FormErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -436,7 +437,7 @@ pub async fn create_post(
     amounts.resize(n, String::new());
     form.items = descriptions.into_iter().zip(amounts).collect();
 
-    let mut errors = FieldErrors::default();
+    let mut errors = FormErrors::default();
     let patient_id = form.patient_id.trim().parse::<i64>().ok();
     if patient_id.is_none() {
         errors.add("patient", "Search for and choose the patient who pays.");
@@ -562,10 +563,9 @@ pub async fn receipt_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
-    let id = parse_id(&id)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, p, fixes) = access
@@ -648,7 +648,7 @@ struct CorrectPage {
     voided: bool,
     blocked: Option<String>,
     form: CorrectionForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     methods: Vec<(&'static str, &'static str)>,
     currency: String,
     max_reason: usize,
@@ -662,7 +662,7 @@ async fn render_correct(
     id: i64,
     kind: CorrectionKind,
     mut form: CorrectionForm,
-    errors: FieldErrors,
+    errors: FormErrors,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -736,10 +736,9 @@ pub async fn correct_get(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     uri: axum::http::Uri,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let id = parse_id(&id)?;
     render_correct(
         &app,
         &access,
@@ -747,7 +746,7 @@ pub async fn correct_get(
         id,
         kind_of(uri.path()),
         CorrectionForm::default(),
-        FieldErrors::default(),
+        FormErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -771,18 +770,17 @@ pub async fn correct_post(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     uri: axum::http::Uri,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(post): AppForm<CorrectionPost>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let id = parse_id(&id)?;
     let kind = kind_of(uri.path());
     let form = CorrectionForm {
         amount: post.amount,
         method: post.method,
         reason: post.reason,
     };
-    let mut errors = FieldErrors::default();
+    let mut errors = FormErrors::default();
     let method = match (kind, form.method.trim()) {
         (CorrectionKind::Void, _) | (_, "") => None,
         (CorrectionKind::Refund, m) => {
@@ -885,10 +883,9 @@ pub async fn correction_receipt_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let id = parse_id(&id)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, c) = access

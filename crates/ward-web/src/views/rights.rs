@@ -2,7 +2,7 @@
 //! legal hold, and erasure (docs/patients.md).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -12,9 +12,10 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::{ClinicError, appointments, patients, payments, visits};
 use ward_core::Permission;
 
+use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::views::frame::ClinicFrame;
-use crate::views::patients::{IdParam, clinic_name, parse_id};
+use crate::views::patients::clinic_name;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -57,10 +58,9 @@ fn record_export(conn: &ward_tenancy::Db, entry: &audit::Entry) -> Result<(), Cl
 pub async fn record_json_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let id = parse_id(&id)?;
     let now = app.clock.now();
     let header_info = RecordHeader {
         clinic: clinic_name(&app, &access).await?,
@@ -133,10 +133,9 @@ pub async fn record_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let id = parse_id(&id)?;
     let now = app.clock.now();
     let entry = access
         .audit_entry(now, Action::Export)
@@ -225,11 +224,10 @@ pub struct HoldForm {
 pub async fn legal_hold_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<HoldForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let id = parse_id(&id)?;
     let hold = match form.hold.as_str() {
         "on" => true,
         "off" => false,
@@ -289,10 +287,9 @@ pub async fn erase_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let id = parse_id(&id)?;
     let p = access
         .tenant
         .with(move |conn| patients::get(&conn, id))
@@ -317,11 +314,10 @@ pub async fn erase_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(form): AppForm<EraseForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let id = parse_id(&id)?;
     access.require_fresh(&app, &format!("patients/{id}/erase"))?;
     let p = access
         .tenant
@@ -344,7 +340,12 @@ pub async fn erase_post(
         .with(move |conn| {
             let files = ward_clinic::attachments::all_of(&conn, id)?;
             rights::erase(&conn, id, ground, entry)?;
-            Ok::<_, ClinicError>(files.into_iter().map(|a| a.object_name))
+            Ok::<_, ClinicError>(
+                files
+                    .iter()
+                    .flat_map(ward_clinic::attachments::Attachment::object_names)
+                    .collect::<Vec<_>>(),
+            )
         })
         .await?;
     // Their keys are gone with the erasure; the objects go too.

@@ -23,9 +23,10 @@ use ward_mail::{Message, SecurityEvent};
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
 use crate::limits::too_many;
 use crate::session::{clear_pending_cookie, pending_cookie, pending_cookie_name};
-use crate::views::accounts::{html, landing, log, send, sign_in_with};
+use crate::views::accounts::{html, log, sign_in_with};
 use crate::views::pages;
-use crate::{App, AppError, AppState};
+use crate::{AppError, AppState, Web};
+use ward_app::accounts::{landing, send};
 
 type Page = Result<Response, AppError>;
 
@@ -42,7 +43,7 @@ pub const FRESH_FOR: TimeDelta = TimeDelta::minutes(15);
 
 /// Whether `s` proved its password, and its second factor if the user has one, within
 /// [`FRESH_FOR`].
-pub fn is_fresh(app: &App, s: &Session) -> bool {
+pub fn is_fresh(app: &Web, s: &Session) -> bool {
     let now = app.clock.now();
     now - s.authenticated_at <= FRESH_FOR
         && (!s.has_second_factor || s.second_factor_at.is_some_and(|t| now - t <= FRESH_FOR))
@@ -50,7 +51,7 @@ pub fn is_fresh(app: &App, s: &Session) -> bool {
 
 /// `Ok` when the session is fresh; otherwise the error that sends the user to the
 /// confirmation page, which comes back to `back` (a path on this site).
-pub fn require_fresh(app: &App, s: &Session, back: &str) -> Result<(), AppError> {
+pub fn require_fresh(app: &Web, s: &Session, back: &str) -> Result<(), AppError> {
     if is_fresh(app, s) {
         Ok(())
     } else {
@@ -69,7 +70,7 @@ pub enum OwnerFactor {
 }
 
 /// Where the owner of session `s` stands.
-pub async fn owner_enrolment(app: &App, s: &Session) -> Result<OwnerFactor, AppError> {
+pub async fn owner_enrolment(app: &Web, s: &Session) -> Result<OwnerFactor, AppError> {
     if s.has_second_factor {
         return Ok(OwnerFactor::Done);
     }
@@ -101,7 +102,7 @@ fn local_path(next: Option<&str>) -> String {
     }
 }
 
-async fn notify(app: &App, user: &User, event: SecurityEvent) {
+async fn notify(app: &Web, user: &User, event: SecurityEvent) {
     if let Ok(to) = Email::parse(&user.email) {
         let link = format!("{}/account", app.base_url());
         send(
@@ -119,7 +120,7 @@ async fn notify(app: &App, user: &User, event: SecurityEvent) {
 }
 
 /// Records an auth-log event about `user`.
-async fn log_user(app: &App, kind: &str, outcome: &str, user: &User, client: &ClientInfo) {
+async fn log_user(app: &Web, kind: &str, outcome: &str, user: &User, client: &ClientInfo) {
     log(
         app,
         kind,
@@ -157,7 +158,7 @@ fn refusal_text(check: FactorCheck) -> &'static str {
 /// Checks a code for `user` and, when it passed, tells them by mail if it was a
 /// recovery code. Logs the attempt under `kind`.
 async fn check_code(
-    app: &App,
+    app: &Web,
     user: &User,
     code: &str,
     kind: &str,
@@ -176,7 +177,7 @@ async fn check_code(
 
 /// Whether `kind` attempts for `user` from this client are over the limits.
 async fn over_limit(
-    app: &App,
+    app: &Web,
     kind: &str,
     user: &User,
     client: &ClientInfo,
@@ -193,7 +194,7 @@ async fn over_limit(
 
 /// After a right password for an account with a second factor: no session yet, a
 /// pending sign-in and the code form.
-pub async fn start_pending(app: &App, user: &User) -> Page {
+pub async fn start_pending(app: &Web, user: &User) -> Page {
     let token = app
         .control
         .issue_token(
@@ -294,7 +295,7 @@ pub async fn code_post(
     Ok(r)
 }
 
-fn start_again_cleared(app: &App) -> Page {
+fn start_again_cleared(app: &Web) -> Page {
     let mut r = (
         StatusCode::UNAUTHORIZED,
         pages::message_with_link(
@@ -349,7 +350,7 @@ impl FactorPage {
 }
 
 /// Whether the user is an owner anywhere (and so must have a second factor).
-async fn is_owner(app: &App, user_id: &str) -> Result<bool, AppError> {
+async fn is_owner(app: &Web, user_id: &str) -> Result<bool, AppError> {
     Ok(app
         .control
         .memberships(user_id)
@@ -598,7 +599,7 @@ pub async fn confirm_post(
 /// Confirms a session inline (the export form): the password and, when the user has a
 /// second factor, a code. `Err` carries the message to show.
 pub async fn confirm_inline(
-    app: &App,
+    app: &Web,
     s: &Session,
     password: &str,
     code: &str,

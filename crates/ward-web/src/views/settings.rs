@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::ClinicError;
-use ward_clinic::audit::{self, Action, Diff};
+use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, CURRENCIES, ClinicSettings, Currency};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
-use crate::views::staff::TxError;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -35,37 +35,17 @@ pub struct SettingsForm {
     letterhead: String,
 }
 
-/// Errors next to the fields.
-#[derive(Debug, Default)]
-struct Errors {
-    name: Option<String>,
-    address: Option<String>,
-    phone: Option<String>,
-    timezone: Option<String>,
-    currency: Option<String>,
-    letterhead: Option<String>,
-}
-
-impl Errors {
-    fn any(&self) -> bool {
-        self.name.is_some()
-            || self.address.is_some()
-            || self.phone.is_some()
-            || self.timezone.is_some()
-            || self.currency.is_some()
-            || self.letterhead.is_some()
-    }
-}
-
 #[derive(Template)]
 #[template(path = "settings.html")]
 struct SettingsPage {
     frame: ClinicFrame,
     form: SettingsForm,
-    errors: Errors,
+    errors: FormErrors,
     saved: bool,
     timezones: Vec<&'static str>,
     currencies: &'static [Currency],
+    /// The clinic's use of its attachment quota.
+    files_usage: String,
 }
 
 /// `?saved=1` after saving.
@@ -81,7 +61,7 @@ async fn render(
     csrf: String,
     status: StatusCode,
     form: SettingsForm,
-    errors: Errors,
+    errors: FormErrors,
     saved: bool,
 ) -> Page {
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -92,6 +72,7 @@ async fn render(
         saved,
         timezones: settings::timezone_names().collect(),
         currencies: CURRENCIES,
+        files_usage: crate::views::attachments::usage_line(app, access).await?,
     };
     Ok((status, Html(page.render()?)).into_response())
 }
@@ -120,7 +101,7 @@ pub async fn settings_get(
         csrf,
         StatusCode::OK,
         form,
-        Errors::default(),
+        FormErrors::new(),
         q.saved.is_some(),
     )
     .await
@@ -145,12 +126,12 @@ pub async fn settings_post(
     AppForm(form): AppForm<SettingsForm>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;
-    let mut errors = Errors::default();
+    let mut errors = FormErrors::new();
     let name = form.name.trim().to_owned();
     if name.is_empty() {
-        errors.name = Some("Enter the clinic's name.".to_owned());
+        errors.add("name", "Enter the clinic's name.".to_owned());
     } else if let Err(e) = one_line(&name, 200) {
-        errors.name = Some(e);
+        errors.add("name", e);
     }
     let address = form
         .address
@@ -160,25 +141,28 @@ pub async fn settings_post(
         .filter(|c| *c != '\r')
         .collect::<String>();
     if address.chars().count() > 300 {
-        errors.address = Some("At most 300 characters.".to_owned());
+        errors.add("address", "At most 300 characters.".to_owned());
     }
     let phone = one_line(&form.phone, 60)
-        .map_err(|e| errors.phone = Some(e))
+        .map_err(|e| errors.add("phone", e))
         .ok();
     let letterhead = one_line(&form.letterhead, 300)
-        .map_err(|e| errors.letterhead = Some(e))
+        .map_err(|e| errors.add("letterhead", e))
         .ok();
     let timezone = settings::parse_timezone(&form.timezone)
         .map_err(|_| {
-            errors.timezone = Some("Choose a timezone from the list, e.g. Asia/Kolkata.".into())
+            errors.add(
+                "timezone",
+                "Choose a timezone from the list, e.g. Asia/Kolkata.",
+            )
         })
         .ok();
     let currency = Currency::parse(&form.currency);
     if currency.is_none() {
-        errors.currency = Some("Choose a currency from the list.".to_owned());
+        errors.add("currency", "Choose a currency from the list.".to_owned());
     }
     let (false, Some(phone), Some(letterhead), Some(timezone), Some(currency)) =
-        (errors.any(), phone, letterhead, timezone, currency)
+        (!errors.is_empty(), phone, letterhead, timezone, currency)
     else {
         return render(
             &app,
@@ -201,31 +185,9 @@ pub async fn settings_post(
     let now = app.clock.now();
 
     // The name lives in the control plane; its change is recorded like the others.
-    let (control, clinic_id, actor) = (
-        app.control.clone(),
-        access.clinic_id,
-        format!("user:{}", access.session.user.id),
-    );
     let entry = access.audit_entry(now, Action::Update);
-    let new_name = name.clone();
-    access
-        .tenant
-        .with_async(|conn| async move {
-            audit::in_transaction_async(&conn, |tx| async move {
-                let old = control.rename_clinic(clinic_id, &new_name, &actor).await?;
-                if old != new_name {
-                    let entry = entry.entity("settings", "clinic").diff(Diff::new().field(
-                        "name",
-                        old,
-                        new_name.clone(),
-                    ));
-                    audit::record(&tx, &entry)?;
-                }
-                Ok::<_, TxError>(())
-            })
-            .await
-        })
-        .await?;
+    let me = &access.session.user.id;
+    ward_app::clinic::rename(&app, &access.tenant, access.clinic_id, me, &name, entry).await?;
 
     let actor = access.actor();
     let ip = access.ip.clone();
@@ -236,13 +198,9 @@ pub async fn settings_post(
     match saved {
         Ok(()) => Ok(Redirect::to(&format!("/c/{}/settings?saved=1", access.slug)).into_response()),
         Err(ClinicError::Invalid { field, message }) => {
-            match field {
-                "address" => errors.address = Some(message),
-                "phone" => errors.phone = Some(message),
-                "timezone" => errors.timezone = Some(message),
-                "currency" => errors.currency = Some(message),
-                _ => errors.letterhead = Some(message),
-            }
+            // A field the form does not show is reported beside the letterhead.
+            let shown = ["address", "phone", "timezone", "currency"].contains(&field);
+            errors.add(if shown { field } else { "letterhead" }, message);
             render(
                 &app,
                 &access,

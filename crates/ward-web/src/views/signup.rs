@@ -6,17 +6,17 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use ward_app::accounts::{self, Confirmed};
 use ward_control::passwords::check_new_password;
-use ward_control::signup::SignupOutcome;
 use ward_control::{Purpose, parse_person_name};
 use ward_core::Email;
-use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, Csrf, MaybeUser};
+use crate::form::FormErrors;
 use crate::limits::{check, too_many};
-use crate::views::accounts::{TokenQuery, expired_link, html, landing, link, log, send, sign_in};
+use crate::views::accounts::{TokenQuery, expired_link, html, log, sign_in};
 use crate::views::pages;
-use crate::{App, AppError, AppState};
+use crate::{AppError, AppState, Web};
 
 type Page = Result<Response, AppError>;
 
@@ -41,20 +41,12 @@ pub struct SignupForm {
     website: String,
 }
 
-#[derive(Default)]
-struct SignupErrors {
-    clinic_name: Option<&'static str>,
-    name: Option<&'static str>,
-    email: Option<&'static str>,
-    password: Option<&'static str>,
-}
-
 #[derive(Template)]
 #[template(path = "signup.html")]
 struct SignupPage {
     csrf: String,
     form: SignupForm,
-    errors: SignupErrors,
+    errors: FormErrors,
     stamp: String,
     error: Option<&'static str>,
 }
@@ -66,7 +58,7 @@ pub async fn signup_get(State(app): State<AppState>, Csrf(csrf): Csrf) -> Page {
         &SignupPage {
             csrf,
             form: SignupForm::default(),
-            errors: SignupErrors::default(),
+            errors: FormErrors::new(),
             stamp: app.control.form_stamp(app.clock.now()),
             error: None,
         },
@@ -75,7 +67,7 @@ pub async fn signup_get(State(app): State<AppState>, Csrf(csrf): Csrf) -> Page {
 
 /// Refuses answers no person sends: the hidden field filled, no stamp of ours, or
 /// sent faster than the form can be read. `Some(reason)` to refuse (a word for the log).
-fn looks_automated(app: &App, form: &SignupForm) -> Option<&'static str> {
+fn looks_automated(app: &Web, form: &SignupForm) -> Option<&'static str> {
     if !form.website.is_empty() {
         return Some("honeypot");
     }
@@ -121,29 +113,31 @@ pub async fn signup_post(
                     website: String::new(),
                     ..form
                 },
-                errors: SignupErrors::default(),
+                errors: FormErrors::new(),
                 error: Some("Please check your details and send the form again."),
             },
         );
     }
-    let mut errors = SignupErrors::default();
+    let mut errors = FormErrors::new();
     let clinic_name = form.clinic_name.trim().to_owned();
     if clinic_name.is_empty() {
-        errors.clinic_name = Some("Enter the clinic's name.");
+        errors.add("clinic_name", "Enter the clinic's name.");
     } else if clinic_name.chars().count() > 200 || clinic_name.chars().any(char::is_control) {
-        errors.clinic_name = Some("A clinic name is at most 200 characters, on one line.");
+        errors.add(
+            "clinic_name",
+            "A clinic name is at most 200 characters, on one line.",
+        );
     }
     let name = parse_person_name(&form.name)
-        .map_err(|e| errors.name = Some(e))
+        .map_err(|e| errors.add("name", e))
         .ok();
     let email = Email::parse(&form.email)
-        .map_err(|_| errors.email = Some("Enter an email address such as name@example.com."))
+        .map_err(|_| errors.add("email", "Enter an email address such as name@example.com."))
         .ok();
     if let Err(e) = check_new_password(&form.password) {
-        errors.password = Some(e);
+        errors.add("password", e);
     }
-    let (Some(name), Some(email), None, None) = (name, email, errors.clinic_name, errors.password)
-    else {
+    let (Some(name), Some(email), true) = (name, email, errors.is_empty()) else {
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
             &SignupPage {
@@ -185,46 +179,13 @@ pub async fn signup_post(
         .await;
         return Ok(too_many(wait));
     }
-    // Hash first, whether or not the address is taken: both paths cost the same.
-    let hash = app.hasher.hash(&form.password).await?;
-    if let Some(existing) = app.control.user_by_email(&email).await? {
-        let reset_link = format!("{}/password/forgot", app.base_url());
-        send(
-            &app,
-            &email,
-            &existing.name,
-            Message::SignupAttempt {
-                name: existing.name.clone(),
-                reset_link,
-            },
-        )
-        .await;
-        log(
-            &app,
-            "signup",
-            "existing_email",
-            Some(&existing.id),
-            Some(email.as_str()),
-            &client,
-        )
-        .await;
-        return check_email_page();
-    }
-    let token = app
-        .control
-        .start_signup(&email, &name, &clinic_name, &hash)
-        .await?;
-    send(
-        &app,
-        &email,
-        &name,
-        Message::VerifyEmail {
-            name: name.clone(),
-            link: link(&app, "/verify-email", &token),
-        },
-    )
-    .await;
-    log(&app, "signup", "ok", None, Some(email.as_str()), &client).await;
+    let signup = accounts::Signup {
+        clinic_name: &clinic_name,
+        name: &name,
+        email: &email,
+        password: &form.password,
+    };
+    accounts::start_signup(&app, signup, &client.origin()).await?;
     check_email_page()
 }
 
@@ -270,60 +231,20 @@ pub async fn verify_email_post(
     client: ClientInfo,
     AppForm(q): AppForm<TokenQuery>,
 ) -> Page {
-    match app.control.finish_signup(&q.token, &app.tenants).await? {
-        SignupOutcome::Created { user_id, clinic } => {
-            log(&app, "verify_email", "ok", Some(&user_id), None, &client).await;
-            log(
-                &app,
-                "signup",
-                "clinic_created",
-                Some(&user_id),
-                None,
-                &client,
-            )
-            .await;
-            let to = format!("/c/{}/", clinic.slug);
-            return sign_in(&app, &user_id, &client, old.as_ref(), &to).await;
+    match accounts::confirm_email(&app, &q.token, &client.origin()).await? {
+        Confirmed::Created { user_id, to } | Confirmed::Confirmed { user_id, to } => {
+            sign_in(&app, &user_id, &client, old.as_ref(), &to).await
         }
-        SignupOutcome::AddressTaken => {
-            log(&app, "verify_email", "existing_email", None, None, &client).await;
-            return Ok((
-                StatusCode::CONFLICT,
-                pages::message_with_link(
-                    "This address already has an account",
-                    "An account was made with this address after you signed up, so no new clinic was created. Sign in with it, or reset its password if you do not know it.",
-                    "/login",
-                    "Go to sign in",
-                ),
-            )
-                .into_response());
-        }
-        SignupOutcome::NoSuchSignup => {}
+        Confirmed::AddressTaken => Ok((
+            StatusCode::CONFLICT,
+            pages::message_with_link(
+                "This address already has an account",
+                "An account was made with this address after you signed up, so no new clinic was created. Sign in with it, or reset its password if you do not know it.",
+                "/login",
+                "Go to sign in",
+            ),
+        )
+            .into_response()),
+        Confirmed::Expired => expired_link(),
     }
-    let Some(info) = app
-        .control
-        .consume_token(Purpose::VerifyEmail, &q.token)
-        .await?
-    else {
-        log(&app, "verify_email", "invalid_token", None, None, &client).await;
-        return expired_link();
-    };
-    let Some(user_id) = info.user_id else {
-        return expired_link();
-    };
-    app.control.mark_email_verified(&user_id).await?;
-    log(
-        &app,
-        "verify_email",
-        "ok",
-        Some(&user_id),
-        info.email.as_deref(),
-        &client,
-    )
-    .await;
-    let to = match info.clinic_id {
-        Some(id) => format!("/c/{}/", app.control.clinic_by_id(id).await?.slug),
-        None => landing(&app, &user_id).await?,
-    };
-    sign_in(&app, &user_id, &client, old.as_ref(), &to).await
 }

@@ -1,25 +1,17 @@
 //! The owner's staff page (`/c/{slug}/staff`) and accepting an invitation (`/invite`).
-//!
-//! A staff change touches two databases: the membership lives in the control plane, the
-//! record of it in the clinic's audit log. The control-plane change runs inside the
-//! clinic's audit transaction and the audit row is written right after it: a refused
-//! change (last owner, not a member) rolls the audit transaction back, and a change
-//! that could not be recorded is reported in the server log.
+//! The changes themselves, each with its audit row, are `ward_app::staff`.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_clinic::ClinicError;
-use ward_clinic::audit::{self, Action, Actor, AuditError, Diff, Entry};
+use ward_app::accounts::auth_event;
+use ward_app::staff::{self, Accepted, Acceptor, ByMember, Change};
+use ward_clinic::audit::Action;
 use ward_control::passwords::check_new_password;
-use ward_control::{
-    AuthEvent, ControlError, Invitation, Invited, Inviter, Member, Purpose, StaffChange,
-    invitation_link, parse_person_name,
-};
+use ward_control::{Invitation, StaffChange, parse_person_name};
 use ward_core::{Email, Permission, Role};
-use ward_mail::Message;
 
 use crate::extract::{AppForm, ClientInfo, ClinicAccess, Csrf, MaybeUser};
 use crate::session::session_cookie;
@@ -29,74 +21,10 @@ use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
 
-/// An error inside a clinic transaction that also changes the control plane.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TxError {
-    #[error(transparent)]
-    Clinic(#[from] ClinicError),
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    /// The change was refused; the transaction rolls back and the caller answers.
-    #[error("refused")]
-    Refused(StaffChange),
-}
-
-impl From<ward_tenancy::sql::Error> for TxError {
-    fn from(e: ward_tenancy::sql::Error) -> Self {
-        Self::Clinic(e.into())
-    }
-}
-
-impl From<AuditError> for TxError {
-    fn from(e: AuditError) -> Self {
-        Self::Clinic(e.into())
-    }
-}
-
-impl From<TxError> for AppError {
-    fn from(e: TxError) -> Self {
-        match e {
-            TxError::Clinic(c) => c.into(),
-            TxError::Control(c) => c.into(),
-            TxError::Refused(_) => AppError::Refused("The change was refused.".into()),
-        }
-    }
-}
-
-/// Writes `entry` to the clinic's audit log in its own transaction.
-async fn record(access: &ClinicAccess, entry: Entry) -> Result<(), AppError> {
-    access
-        .tenant
-        .with(|conn| {
-            audit::in_transaction(&conn, |tx| {
-                audit::record(&tx, &entry)?;
-                Ok::<_, ClinicError>(())
-            })
-        })
-        .await?;
-    Ok(())
-}
-
-async fn auth_event(
-    app: &AppState,
-    kind: &str,
-    outcome: &str,
-    user: Option<&str>,
-    email: Option<&str>,
-    client: &ClientInfo,
-    detail: Option<String>,
-) {
-    let event = AuthEvent {
-        kind: kind.to_owned(),
-        user_id: user.map(str::to_owned),
-        email: email.map(str::to_owned),
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-        outcome: outcome.to_owned(),
-        detail,
-    };
-    if let Err(e) = app.control.record_auth_event(event).await {
-        tracing::error!(error = %e, kind, "could not record an auth event");
+fn by(access: &ClinicAccess) -> ByMember<'_> {
+    ByMember {
+        id: &access.session.user.id,
+        name: &access.session.user.name,
     }
 }
 
@@ -194,7 +122,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
         .clinic_members(access.clinic_id)
         .await?
         .into_iter()
-        .map(|m: Member| MemberRow {
+        .map(|m: ward_control::Member| MemberRow {
             is_me: m.user_id == access.session.user.id,
             since: settings.local(m.since).format("%Y-%m-%d").to_string(),
             user_id: m.user_id,
@@ -288,55 +216,16 @@ pub async fn invite_post(
         )
         .await;
     };
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let actor = format!("user:{}", access.session.user.id);
-    let inviter = Inviter {
-        name: &access.session.user.name,
-        user_id: Some(&access.session.user.id),
-        actor: &actor,
-    };
-    let token = match app
-        .control
-        .invite_to_clinic(access.clinic_id, &email, role, inviter)
-        .await?
-    {
-        Invited::Sent(token) => token,
-        Invited::AlreadyMember => {
-            return staff_page(
-                &app,
-                &access,
-                csrf,
-                PageState {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    invite_error_email: Some("This person is already on the staff."),
-                    invite: form,
-                    ..PageState::default()
-                },
-            )
-            .await;
-        }
-    };
-    let entry = access
-        .audit_entry(app.clock.now(), Action::Create)
-        .staff_added(email.as_str(), role, "invitation sent");
-    record(&access, entry).await?;
-    let link = invitation_link(app.base_url(), &token);
-    if let Err(e) = app
-        .mailer
-        .send(
-            &email,
-            "",
-            Message::StaffInvite {
-                clinic_name: clinic.name,
-                inviter: access.session.user.name.clone(),
-                role: role.as_str().to_owned(),
-                link,
-            },
-        )
-        .await
-    {
-        tracing::error!(error = %e, "could not queue an invitation");
-        return Err(AppError::Internal(Box::new(e)));
+    let entry = access.audit_entry(app.clock.now(), Action::Create);
+    let (tenant, clinic) = (&access.tenant, access.clinic_id);
+    if !staff::invite(&app, tenant, clinic, by(&access), &email, role, entry).await? {
+        let state = PageState {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            invite_error_email: Some("This person is already on the staff."),
+            invite: form,
+            ..PageState::default()
+        };
+        return staff_page(&app, &access, csrf, state).await;
     }
     Ok(Redirect::to(&format!("/c/{}/staff?done=invited", access.slug)).into_response())
 }
@@ -384,40 +273,21 @@ pub async fn role_post(
             "Choose one of the roles in the list.".into(),
         ));
     };
-    let (control, clinic_id, actor) = (
-        app.control.clone(),
-        access.clinic_id,
-        format!("user:{}", access.session.user.id),
-    );
     let entry = access.audit_entry(app.clock.now(), Action::Update);
-    let target = user_id.clone();
-    let outcome = access
-        .tenant
-        .with_async(|conn| async move {
-            audit::in_transaction_async(&conn, |tx| async move {
-                let before = match control.change_role(clinic_id, &target, role, &actor).await? {
-                    StaffChange::Done(before) => before,
-                    other => return Err(TxError::Refused(other)),
-                };
-                let mut entry = entry
-                    .entity("staff", &target)
-                    .diff(Diff::new().field("role", before.role.as_str(), role.as_str()));
-                entry.detail = Some(format!("{} <{}>", before.name, before.email));
-                if let Err(e) = audit::record(&tx, &entry) {
-                    tracing::error!(error = %e, "a role change was made but could not be recorded in the clinic's audit log");
-                    return Err(e.into());
-                }
-                Ok(())
-            })
-            .await
-        })
-        .await;
-    match outcome {
-        Ok(()) => {}
-        Err(TxError::Refused(change)) => {
-            return refused(&app, &access, csrf, change, "demote").await;
-        }
-        Err(e) => return Err(e.into()),
+    let me = &access.session.user.id;
+    let change = Change::Role(role);
+    let done = staff::change(
+        &app,
+        &access.tenant,
+        access.clinic_id,
+        me,
+        &user_id,
+        change,
+        entry,
+    );
+    let outcome = done.await?;
+    if !matches!(outcome, StaffChange::Done(_)) {
+        return refused(&app, &access, csrf, outcome, "demote").await;
     }
     if user_id == access.session.user.id && !role.can(Permission::ManageStaff) {
         return Ok(Redirect::to(&format!("/c/{}/", access.slug)).into_response());
@@ -472,40 +342,20 @@ pub async fn remove_post(
 ) -> Page {
     access.require(Permission::ManageStaff)?;
     access.require_fresh(&app, "staff")?;
-    let (control, clinic_id, actor) = (
-        app.control.clone(),
-        access.clinic_id,
-        format!("user:{}", access.session.user.id),
-    );
     let entry = access.audit_entry(app.clock.now(), Action::Delete);
-    let target = user_id.clone();
-    let outcome = access
-        .tenant
-        .with_async(|conn| async move {
-            audit::in_transaction_async(&conn, |tx| async move {
-                let before = match control.remove_member(clinic_id, &target, &actor).await? {
-                    StaffChange::Done(before) => before,
-                    other => return Err(TxError::Refused(other)),
-                };
-                let mut entry = entry
-                    .entity("staff", &target)
-                    .diff(Diff::new().field("role", before.role.as_str(), serde_json::Value::Null));
-                entry.detail = Some(format!("{} <{}>", before.name, before.email));
-                if let Err(e) = audit::record(&tx, &entry) {
-                    tracing::error!(error = %e, "a member was removed but it could not be recorded in the clinic's audit log");
-                    return Err(e.into());
-                }
-                Ok(())
-            })
-            .await
-        })
-        .await;
-    match outcome {
-        Ok(()) => {}
-        Err(TxError::Refused(change)) => {
-            return refused(&app, &access, csrf, change, "remove").await;
-        }
-        Err(e) => return Err(e.into()),
+    let me = &access.session.user.id;
+    let done = staff::change(
+        &app,
+        &access.tenant,
+        access.clinic_id,
+        me,
+        &user_id,
+        Change::Remove,
+        entry,
+    );
+    let outcome = done.await?;
+    if !matches!(outcome, StaffChange::Done(_)) {
+        return refused(&app, &access, csrf, outcome, "remove").await;
     }
     if user_id == access.session.user.id {
         // They removed themselves: their own session ended with the others.
@@ -522,22 +372,11 @@ pub async fn withdraw_post(
 ) -> Page {
     access.require(Permission::ManageStaff)?;
     access.require_fresh(&app, "staff")?;
-    let Some(email) = app.control.withdraw_invite(access.clinic_id, &id).await? else {
+    let entry = access.audit_entry(app.clock.now(), Action::Delete);
+    let me = &access.session.user.id;
+    if !staff::withdraw(&app, &access.tenant, access.clinic_id, me, &id, entry).await? {
         return Err(AppError::NotFound);
-    };
-    let mut entry = access
-        .audit_entry(app.clock.now(), Action::Delete)
-        .entity("staff", &email);
-    entry.detail = Some("invitation withdrawn".to_owned());
-    record(&access, entry).await?;
-    app.control
-        .record_clinic_event(
-            access.clinic_id,
-            "staff_invite_withdrawn",
-            &format!("user:{}", access.session.user.id),
-            serde_json::json!({"email": email}),
-        )
-        .await?;
+    }
     Ok(Redirect::to(&format!("/c/{}/staff?done=withdrawn", access.slug)).into_response())
 }
 
@@ -655,153 +494,74 @@ pub async fn invite_post_accept(
     client: ClientInfo,
     AppForm(form): AppForm<AcceptForm>,
 ) -> Page {
+    let origin = client.origin();
+    let me = user.as_ref().map(|s| s.user.id.as_str());
     let Some(inv) = app.control.peek_invitation(&form.token).await? else {
         auth_event(
             &app,
             "invite_accept",
             "invalid_token",
-            user.as_ref().map(|s| s.user.id.as_str()),
+            me,
             None,
-            &client,
+            &origin,
             None,
         )
         .await;
         return expired();
     };
-    let offer = offer(&app, &inv, user.as_ref()).await?;
-    let (user_id, name, created) = match offer {
-        Offer::Join => {
-            let Some(s) = user.as_ref() else {
-                return expired();
-            };
-            (s.user.id.clone(), s.user.name.clone(), false)
+    let (name, hash);
+    let who = match (offer(&app, &inv, user.as_ref()).await?, user.as_ref()) {
+        (Offer::Join, Some(s)) => Acceptor::Member(ByMember {
+            id: &s.user.id,
+            name: &s.user.name,
+        }),
+        (Offer::CreateAccount, _) => {
+            match (
+                parse_person_name(&form.name),
+                check_new_password(&form.password),
+            ) {
+                (Ok(n), Ok(())) => name = n,
+                (n, p) => {
+                    let mut page = invite_page(csrf, form.token, inv, Offer::CreateAccount);
+                    (page.name, page.name_error, page.password_error) =
+                        (form.name, n.err(), p.err());
+                    let page = Html(page.render()?);
+                    return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+                }
+            }
+            hash = app.hasher.hash(&form.password).await?;
+            Acceptor::NewAccount {
+                name: &name,
+                hash: &hash,
+            }
         }
-        Offer::SignInFirst | Offer::WrongAccount(_) => {
+        (offer, _) => {
+            let email = Some(inv.email.as_str());
             auth_event(
                 &app,
                 "invite_accept",
                 "wrong_account",
-                user.as_ref().map(|s| s.user.id.as_str()),
-                Some(inv.email.as_str()),
-                &client,
+                me,
+                email,
+                &origin,
                 None,
             )
             .await;
-            let token = form.token;
-            return Ok((
-                StatusCode::FORBIDDEN,
-                Html(invite_page(csrf, token, inv, offer).render()?),
-            )
-                .into_response());
-        }
-        Offer::CreateAccount => {
-            let name = parse_person_name(&form.name);
-            let password = check_new_password(&form.password);
-            let name = match (name, password) {
-                (Ok(name), Ok(())) => name,
-                (name, password) => {
-                    let mut page = invite_page(csrf, form.token, inv, Offer::CreateAccount);
-                    page.name = form.name;
-                    page.name_error = name.err();
-                    page.password_error = password.err();
-                    return Ok(
-                        (StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response()
-                    );
-                }
-            };
-            let hash = app.hasher.hash(&form.password).await?;
-            // Use the link before creating anything: two tabs cannot both create.
-            if app
-                .control
-                .consume_token(Purpose::Invite, &form.token)
-                .await?
-                .is_none()
-            {
-                return expired();
-            }
-            let Some(created) = app.control.create_user(&inv.email, &name, &hash).await? else {
-                return Err(AppError::Refused("An account with this address was created meanwhile. Sign in, then ask for a new invitation.".into()));
-            };
-            app.control.mark_email_verified(&created.id).await?;
-            auth_event(
-                &app,
-                "signup",
-                "ok",
-                Some(&created.id),
-                Some(inv.email.as_str()),
-                &client,
-                Some("by invitation".into()),
-            )
-            .await;
-            (created.id, name, true)
+            let page = invite_page(csrf, form.token, inv, offer);
+            return Ok((StatusCode::FORBIDDEN, Html(page.render()?)).into_response());
         }
     };
-    if !created
-        && app
-            .control
-            .consume_token(Purpose::Invite, &form.token)
-            .await?
-            .is_none()
-    {
-        return expired();
-    }
-    let joined = app
-        .control
-        .join_clinic(
-            inv.clinic.id,
-            &user_id,
-            inv.role,
-            &format!("user:{user_id}"),
-        )
-        .await?;
-    // An existing account's address is proven by the link too.
-    app.control.mark_email_verified(&user_id).await?;
-    if joined {
-        let tenant = app.tenants.get(inv.clinic.id).await?;
-        let mut entry = Entry::new(
-            app.clock.now(),
-            Actor::User {
-                id: user_id.clone(),
-                name,
-                role: inv.role,
-            },
-            Action::Create,
-        )
-        .staff_added(&user_id, inv.role, "joined by invitation");
-        if let Some(ip) = &client.ip {
-            entry = entry.ip(ip);
-        }
-        tenant
-            .with(|conn| {
-                audit::in_transaction(&conn, |tx| {
-                    audit::record(&tx, &entry)?;
-                    Ok::<_, ClinicError>(())
-                })
-            })
-            .await?;
-    }
-    auth_event(
-        &app,
-        "invite_accept",
-        if joined { "ok" } else { "already_member" },
-        Some(&user_id),
-        Some(inv.email.as_str()),
-        &client,
-        Some(format!("clinic {}", inv.clinic.id)),
-    )
-    .await;
     let to = format!("/c/{}/", inv.clinic.slug);
-    if created {
-        let token = app
-            .control
-            .create_session(&user_id, client.ip.clone(), client.user_agent.clone())
-            .await?;
-        let mut r = Redirect::to(&to).into_response();
-        r.headers_mut().append(
-            header::SET_COOKIE,
-            session_cookie(&app.config, token, app.session_policy.absolute),
-        );
-        return Ok(r);
+    match staff::accept(&app, &inv, &form.token, who, &origin).await? {
+        Accepted::Expired => expired(),
+        Accepted::AddressTaken => Err(AppError::Refused("An account with this address was created meanwhile. Sign in, then ask for a new invitation.".into())),
+        Accepted::Member { user_id, created: true, .. } => {
+            let token = app.control.create_session(&user_id, client.ip, client.user_agent).await?;
+            let mut r = Redirect::to(&to).into_response();
+            let cookie = session_cookie(&app.config, token, app.session_policy.absolute);
+            r.headers_mut().append(header::SET_COOKIE, cookie);
+            Ok(r)
+        }
+        Accepted::Member { .. } => Ok(Redirect::to(&to).into_response()),
     }
-    Ok(Redirect::to(&to).into_response())
 }

@@ -17,10 +17,10 @@ use ward_core::{ClinicStatus, Permission, Role, Slug};
 
 use crate::extract::{AppForm, ClientInfo, ClinicAccess, Csrf, SlugParam};
 use crate::session::{ResolvedSupport, clear_session_cookie, session_cookie};
-use crate::support_access::{self, access_words};
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
 use crate::{AppError, AppState};
+use ward_app::support::{self as support_access, access_words};
 
 type Page = Result<Response, AppError>;
 

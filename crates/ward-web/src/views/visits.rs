@@ -2,22 +2,24 @@
 //! prescription. Only roles with the clinical permissions reach any of it.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use ward_clinic::ClinicError;
 use ward_clinic::audit::Action;
 use ward_clinic::patients::{self, Patient};
-use ward_clinic::settings;
+use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{
     self, Doctor, Favourite, Item, MAX_DIAGNOSES, MAX_ITEMS, Visit, VisitForm,
 };
 use ward_core::Permission;
 
+use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
-use crate::views::patients::{Errors, IdParam, age_sex, clinic_name, parse_id, today};
+use crate::views::patients::{age_sex, clinic_name, today};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -49,7 +51,7 @@ struct FormPage {
     patient: Patient,
     age_sex: String,
     form: VisitForm,
-    errors: Errors,
+    errors: FormErrors,
     favourites: Vec<Favourite>,
     favourite_name: String,
     notice: Option<String>,
@@ -81,7 +83,7 @@ fn padded(mut form: VisitForm) -> VisitForm {
 struct FormParts {
     patient: Patient,
     form: VisitForm,
-    errors: Errors,
+    errors: FormErrors,
     favourites: Vec<Favourite>,
     favourite_name: String,
     notice: Option<String>,
@@ -95,7 +97,7 @@ impl FormParts {
         Self {
             patient,
             form,
-            errors: Errors::default(),
+            errors: FormErrors::default(),
             favourites,
             favourite_name: String::new(),
             notice: None,
@@ -161,10 +163,9 @@ pub async fn new_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     let doctor = access.session.user.id.clone();
     let (patient, favourites, s) = access
         .tenant
@@ -194,10 +195,9 @@ pub async fn edit_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     let doctor = access.session.user.id.clone();
     let (visit, patient, favourites, s) = access
         .tenant
@@ -236,11 +236,10 @@ pub async fn create_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     form_post(&app, &access, csrf, Target::New { patient_id: id }, &pairs).await
 }
 
@@ -252,12 +251,48 @@ pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     form_post(&app, &access, csrf, Target::Edit { visit_id: id }, &pairs).await
+}
+
+/// The button a visit form was sent with (`action`).
+enum Button {
+    /// `save` (or none): save the visit.
+    Save,
+    /// `add_item`: one more prescription row.
+    AddItem,
+    /// `add_diagnosis`: one more diagnosis row.
+    AddDiagnosis,
+    /// `remove_item_N`: remove row N.
+    RemoveItem(usize),
+    /// `apply_favourite_N`: add the items of favourite N.
+    ApplyFavourite(i64),
+    /// `save_favourite`: keep the items as a favourite.
+    SaveFavourite,
+}
+
+impl Button {
+    fn parse(action: &str) -> Result<Self, AppError> {
+        let number = |prefix: &str| action.strip_prefix(prefix).and_then(|n| n.parse().ok());
+        Ok(match action {
+            "save" | "" => Self::Save,
+            "add_item" => Self::AddItem,
+            "add_diagnosis" => Self::AddDiagnosis,
+            "save_favourite" => Self::SaveFavourite,
+            _ => match (number("remove_item_"), number("apply_favourite_")) {
+                (Some(n), _) => Self::RemoveItem(usize::try_from(n).unwrap_or(usize::MAX)),
+                (_, Some(n)) => Self::ApplyFavourite(n),
+                _ => {
+                    return Err(AppError::Refused(
+                        "That button is not known here. Go back and try again.".into(),
+                    ));
+                }
+            },
+        })
+    }
 }
 
 /// A visit form's post: saves the visit (`action=save`), or redraws the form with a row
@@ -271,24 +306,58 @@ async fn form_post(
     target: Target,
     pairs: &[(String, String)],
 ) -> Page {
-    let field = |name: &str| {
-        pairs
+    let field = |name: &str, max: usize| {
+        let value = pairs
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.as_str());
+        value
             .unwrap_or_default()
+            .chars()
+            .take(max)
+            .collect::<String>()
     };
-    let action = field("action");
-    let favourite_name: String = field("favourite_name").chars().take(200).collect();
-    let reason: String = field("reason").chars().take(1000).collect();
-    let mut form = VisitForm::from_pairs(pairs);
-    let doctor = Doctor {
-        id: access.session.user.id.clone(),
-        name: access.session.user.name.clone(),
+    let button = Button::parse(&field("action", 100))?;
+    let (patient, favourites, s) = load_for_form(access, target).await?;
+    let mut parts = FormParts::fresh(patient, VisitForm::from_pairs(pairs), favourites);
+    (parts.favourite_name, parts.reason) = (field("favourite_name", 200), field("reason", 1000));
+    let today = s.local(app.clock.now()).date_naive();
+    let status = match button {
+        Button::Save => match save(app, access, target, &s, today, &mut parts).await? {
+            Some(visit_id) => {
+                let to = format!("/c/{}/visits/{visit_id}", access.slug);
+                return Ok(Redirect::to(&to).into_response());
+            }
+            None => StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        Button::AddItem if parts.form.items.len() < MAX_ITEMS => {
+            parts.form.items.push(Item::default());
+            StatusCode::OK
+        }
+        Button::AddDiagnosis if parts.form.diagnoses.len() < MAX_DIAGNOSES => {
+            parts.form.diagnoses.push(String::new());
+            StatusCode::OK
+        }
+        Button::AddItem | Button::AddDiagnosis => StatusCode::OK,
+        Button::RemoveItem(n) => {
+            if n < parts.form.items.len() {
+                parts.form.items.remove(n);
+            }
+            StatusCode::OK
+        }
+        Button::ApplyFavourite(n) => apply_favourite(&mut parts, n)?,
+        Button::SaveFavourite => save_favourite(app, access, &s, today, &mut parts).await?,
     };
-    let now = app.clock.now();
-    let doctor_id = doctor.id.clone();
-    let (patient, mut favourites, s) = access
+    render_form(app, access, csrf, target, &s, parts, status).await
+}
+
+/// The patient a visit form is for, the doctor's favourites and the clinic's settings.
+async fn load_for_form(
+    access: &ClinicAccess,
+    target: Target,
+) -> Result<(Patient, Vec<Favourite>, ClinicSettings), AppError> {
+    let doctor_id = access.session.user.id.clone();
+    let loaded = access
         .tenant
         .with(|conn| {
             let patient_id = match target {
@@ -301,149 +370,108 @@ async fn form_post(
             Ok::<_, ClinicError>((p, f, s))
         })
         .await?;
-    let local_today = s.local(now).date_naive();
-    let mut errors = Errors::default();
-    let mut notice = None;
-    let mut status = StatusCode::OK;
-    match action.as_str() {
-        "save" | "" => match form.validate(local_today, &s.currency) {
-            Ok(valid) => {
-                let visit_id = match target {
-                    Target::New { patient_id } => {
-                        let entry = access.audit_entry(now, Action::Create);
-                        access
-                            .tenant
-                            .with(|conn| visits::create(&conn, patient_id, &valid, &doctor, entry))
-                            .await?
-                    }
-                    Target::Edit { visit_id } => {
-                        let entry = access.audit_entry(now, Action::Update);
-                        let why = reason.clone();
-                        let saved = access
-                            .tenant
-                            .with(|conn| {
-                                match visits::update(&conn, visit_id, &valid, &why, entry) {
-                                    Ok(_) => Ok(None),
-                                    Err(ClinicError::Invalid {
-                                        field: "reason",
-                                        message,
-                                    }) => Ok(Some(message)),
-                                    Err(e) => Err(e),
-                                }
-                            })
-                            .await?;
-                        if let Some(message) = saved {
-                            errors = Errors(vec![("reason".to_owned(), message)]);
-                            status = StatusCode::UNPROCESSABLE_ENTITY;
-                            let parts = FormParts {
-                                patient,
-                                form,
-                                errors,
-                                favourites,
-                                favourite_name,
-                                notice,
-                                reason,
-                            };
-                            return render_form(app, access, csrf, target, &s, parts, status).await;
-                        }
-                        visit_id
-                    }
-                };
-                return Ok(
-                    Redirect::to(&format!("/c/{}/visits/{visit_id}", access.slug)).into_response(),
-                );
-            }
-            Err(e) => {
-                errors = Errors(e);
-                status = StatusCode::UNPROCESSABLE_ENTITY;
-            }
-        },
-        "add_item" => {
-            if form.items.len() < MAX_ITEMS {
-                form.items.push(Item::default());
-            }
+    Ok(loaded)
+}
+
+/// Saves the visit: a new one, or a correction (which needs a reason). `None`, with
+/// the errors in `parts`, when the form is refused.
+async fn save(
+    app: &AppState,
+    access: &ClinicAccess,
+    target: Target,
+    s: &ClinicSettings,
+    today: chrono::NaiveDate,
+    parts: &mut FormParts,
+) -> Result<Option<i64>, AppError> {
+    let valid = match parts.form.validate(today, &s.currency) {
+        Ok(valid) => valid,
+        Err(e) => {
+            parts.errors = FormErrors::from(e);
+            return Ok(None);
         }
-        "add_diagnosis" => {
-            if form.diagnoses.len() < MAX_DIAGNOSES {
-                form.diagnoses.push(String::new());
-            }
-        }
-        "save_favourite" => {
-            let items: Vec<Item> = match form.validate(local_today, &s.currency) {
-                Ok(v) => v.items,
-                Err(_) => form
-                    .items
-                    .iter()
-                    .filter(|i| !i.drug.trim().is_empty())
-                    .cloned()
-                    .collect(),
-            };
+    };
+    let now = app.clock.now();
+    let doctor = Doctor {
+        id: access.session.user.id.clone(),
+        name: access.session.user.name.clone(),
+    };
+    match target {
+        Target::New { patient_id } => {
             let entry = access.audit_entry(now, Action::Create);
-            let (doctor_id, name) = (doctor.id.clone(), favourite_name.clone());
+            let id = access
+                .tenant
+                .with(|conn| visits::create(&conn, patient_id, &valid, &doctor, entry))
+                .await?;
+            Ok(Some(id))
+        }
+        Target::Edit { visit_id } => {
+            let entry = access.audit_entry(now, Action::Update);
+            let why = parts.reason.clone();
             let saved = access
                 .tenant
-                .with(|conn| {
-                    match visits::save_favourite(&conn, &doctor_id, &name, &items, entry) {
-                        Ok(_) => Ok(Ok(visits::favourites(&conn, &doctor_id)?)),
-                        Err(ClinicError::Invalid { field, message }) => Ok(Err((field, message))),
-                        Err(e) => Err(e),
-                    }
-                })
-                .await?;
+                .with(|conn| visits::update(&conn, visit_id, &valid, &why, entry))
+                .await;
             match saved {
-                Ok(list) => {
-                    favourites = list;
-                    notice = Some(format!(
-                        "Saved the items as the favourite “{}”.",
-                        favourite_name.trim()
-                    ));
-                }
-                Err((field, message)) => {
-                    errors = Errors(vec![(field.to_owned(), message)]);
-                    status = StatusCode::UNPROCESSABLE_ENTITY;
-                }
-            }
-        }
-        other => {
-            if let Some(n) = other
-                .strip_prefix("remove_item_")
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                if n < form.items.len() {
-                    form.items.remove(n);
-                }
-            } else if let Some(n) = other
-                .strip_prefix("apply_favourite_")
-                .and_then(|n| n.parse::<i64>().ok())
-            {
-                let Some(f) = favourites.iter().find(|f| f.id == n) else {
-                    return Err(AppError::NotFound);
-                };
-                form.items
-                    .retain(|i| !i.drug.trim().is_empty() || !i.dose.trim().is_empty());
-                for item in &f.items {
-                    if form.items.len() < MAX_ITEMS {
-                        form.items.push(item.clone());
-                    }
-                }
-                notice = Some(format!("Added the items of “{}”.", f.name));
-            } else {
-                return Err(AppError::Refused(
-                    "That button is not known here. Go back and try again.".into(),
-                ));
+                Ok(_) => Ok(Some(visit_id)),
+                Err(e) => parts.errors.absorb(e).map(|()| None),
             }
         }
     }
-    let parts = FormParts {
-        patient,
-        form,
-        errors,
-        favourites,
-        favourite_name,
-        notice,
-        reason,
+}
+
+/// Adds the items of favourite `n` after the rows already filled.
+fn apply_favourite(parts: &mut FormParts, n: i64) -> Result<StatusCode, AppError> {
+    let Some(f) = parts.favourites.iter().find(|f| f.id == n) else {
+        return Err(AppError::NotFound);
     };
-    render_form(app, access, csrf, target, &s, parts, status).await
+    let items = &mut parts.form.items;
+    items.retain(|i| !i.drug.trim().is_empty() || !i.dose.trim().is_empty());
+    for item in &f.items {
+        if items.len() < MAX_ITEMS {
+            items.push(item.clone());
+        }
+    }
+    parts.notice = Some(format!("Added the items of “{}”.", f.name));
+    Ok(StatusCode::OK)
+}
+
+/// Keeps the form's items (the valid ones, or every row with a drug) as a favourite of
+/// the doctor, named as typed.
+async fn save_favourite(
+    app: &AppState,
+    access: &ClinicAccess,
+    s: &ClinicSettings,
+    today: chrono::NaiveDate,
+    parts: &mut FormParts,
+) -> Result<StatusCode, AppError> {
+    let items: Vec<Item> = match parts.form.validate(today, &s.currency) {
+        Ok(v) => v.items,
+        Err(_) => (parts.form.items.iter())
+            .filter(|i| !i.drug.trim().is_empty())
+            .cloned()
+            .collect(),
+    };
+    let entry = access.audit_entry(app.clock.now(), Action::Create);
+    let (doctor_id, name) = (access.session.user.id.clone(), parts.favourite_name.clone());
+    let saved = access
+        .tenant
+        .with(|conn| {
+            visits::save_favourite(&conn, &doctor_id, &name, &items, entry)?;
+            visits::favourites(&conn, &doctor_id)
+        })
+        .await;
+    match saved {
+        Ok(list) => {
+            parts.favourites = list;
+            let name = parts.favourite_name.trim();
+            parts.notice = Some(format!("Saved the items as the favourite “{name}”."));
+            Ok(StatusCode::OK)
+        }
+        Err(e) => parts
+            .errors
+            .absorb(e)
+            .map(|()| StatusCode::UNPROCESSABLE_ENTITY),
+    }
 }
 
 /// `?version=N`: a kept version of the visit instead of the current one.
@@ -564,11 +592,10 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let id = parse_id(&id)?;
     let asked = q.number()?;
     let (visit, patient, s, note) = load(&access, id, asked).await?;
     let mut entry = access
@@ -633,11 +660,10 @@ pub async fn prescription_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let id = parse_id(&id)?;
     let asked = q.number()?;
     let (visit, patient, s, note) = load(&access, id, asked).await?;
     let a5 = q.paper == "a5";
@@ -687,10 +713,9 @@ pub async fn history_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    Path(IdParam { id }): Path<IdParam>,
+    RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let id = parse_id(&id)?;
     let (visit, patient, s, versions) = access
         .tenant
         .with(|conn| {

@@ -6,7 +6,8 @@ use ward_core::ClinicId;
 use ward_tenancy::TenantError;
 use ward_web::AppError;
 
-use crate::support::{TestApp, body_text};
+use crate::support::body_text;
+use crate::support::direct::Direct as TestApp;
 
 async fn render(e: AppError) -> (StatusCode, Option<String>, String) {
     let response = e.into_response();

@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderMap, StatusCode, header};
 
-use crate::support::TestApp;
+use crate::support::direct::Direct as TestApp;
 
 fn directive<'a>(csp: &'a str, name: &str) -> Option<&'a str> {
     csp.split(';')

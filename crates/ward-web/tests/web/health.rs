@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt as _;
 
-use crate::support::{TestApp, body_text};
+use crate::support::body_text;
+use crate::support::direct::Direct as TestApp;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_answers_ok() {

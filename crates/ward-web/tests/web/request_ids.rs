@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt as _;
 
-use crate::support::{TestApp, body_text};
+use crate::support::body_text;
+use crate::support::direct::Direct as TestApp;
 
 fn id_of(response: &axum::http::Response<Body>) -> String {
     response

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use ward_clinic::audit::{self, Action};
-use ward_clinic::export::{ClinicInfo, Header, StaffMember, Summary};
+use ward_clinic::export::{Header, Summary};
 use ward_clinic::import;
 use ward_control::{ClinicRecord, Platform};
-use ward_core::{Slug, format_time};
+use ward_core::Slug;
 
 use crate::cli::{ExportFormat, ExportOpts, Global, ImportOpts};
 use crate::output::{json, note, say};
@@ -19,31 +19,8 @@ pub async fn header(
     c: &ClinicRecord,
     exported_by: &str,
 ) -> anyhow::Result<Header> {
-    let staff = platform
-        .control
-        .clinic_staff(c.id)
-        .await?
-        .into_iter()
-        .map(|s| StaffMember {
-            user_id: s.user_id,
-            name: s.name,
-            email: s.email,
-            role: s.role,
-            member_since: s.member_since,
-        })
-        .collect();
-    Ok(Header {
-        clinic: ClinicInfo {
-            id: c.id.to_string(),
-            slug: c.slug.to_string(),
-            name: c.name.clone(),
-            status: c.status.to_string(),
-            created_at: format_time(c.created_at),
-        },
-        exported_at: platform.control.clock().now(),
-        exported_by: exported_by.to_owned(),
-        staff,
-    })
+    let now = platform.control.clock().now();
+    Ok(ward_app::exports::header(&platform.control, c.id, exported_by.to_owned(), now).await?)
 }
 
 /// `ward export --clinic … --reason … [--out FILE]`.

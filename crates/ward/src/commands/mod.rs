@@ -89,8 +89,13 @@ pub fn retention(global: &Global) -> chrono::TimeDelta {
     ward_control::lifecycle::retention_days(global.retention_days)
 }
 
-/// The purger of the opened data directory.
-pub fn purger(global: &Global, platform: &Platform) -> ward_control::lifecycle::Purger {
+/// The purger of the opened data directory; it deletes a clinic's attachment objects
+/// from `attachments` before destroying the clinic's key.
+pub fn purger(
+    global: &Global,
+    platform: &Platform,
+    attachments: ward_web::attachments::AttachmentStore,
+) -> ward_control::lifecycle::Purger {
     ward_control::lifecycle::Purger::new(
         platform.control.clone(),
         platform.tenants.clone(),
@@ -98,6 +103,22 @@ pub fn purger(global: &Global, platform: &Platform) -> ward_control::lifecycle::
         global.data_dir.join("exports"),
         retention(global),
     )
+    .with_before(Arc::new(ward_web::attachments::PurgeObjects {
+        tenants: platform.tenants.clone(),
+        store: attachments,
+    }))
+}
+
+/// The attachment store at `url` (`WARD_ATTACHMENT_URL`), or `file://<data>/attachments`.
+pub fn attachment_store(
+    global: &Global,
+    url: Option<&str>,
+) -> anyhow::Result<ward_web::attachments::AttachmentStore> {
+    let url = url.map_or_else(
+        || format!("file://{}", global.data_dir.join("attachments").display()),
+        str::to_owned,
+    );
+    ward_web::attachments::AttachmentStore::from_url(&url, 1).map_err(anyhow::Error::msg)
 }
 
 /// The clinic an operator named, by slug or id.

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
-use ward_web::App;
+use ward_web::Web;
 
 /// Binds `addr` and serves the operator's pages there until the task is aborted; `None`
 /// when no address is set (then nothing is recorded either).
 pub async fn start(
     addr: Option<SocketAddr>,
-    app: Arc<App>,
+    web: Arc<Web>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = addr else {
         return Ok(None);
@@ -25,7 +25,7 @@ pub async fn start(
     let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "operator listener (metrics and status)");
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = ward_web::serve_operator(listener, app, std::future::pending()).await {
+        if let Err(e) = ward_web::serve_operator(listener, web, std::future::pending()).await {
             tracing::error!(error = %e, "the operator listener stopped");
         }
     })))

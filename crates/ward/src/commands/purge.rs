@@ -9,7 +9,8 @@ use crate::output::{json, say};
 
 pub async fn run(global: &Global, opts: PurgeOpts) -> anyhow::Result<ExitCode> {
     let platform = super::open_platform(global).await?;
-    let items = super::purger(global, &platform)
+    let attachments = super::attachment_store(global, opts.attachment_url.as_deref())?;
+    let items = super::purger(global, &platform, attachments)
         .run("operator", opts.dry_run)
         .await?;
     super::replica::drop_purged(global, &items).await;

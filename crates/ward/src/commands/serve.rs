@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::TimeDelta;
-use ward_clinic::audit::{AnchorSink, Anchorer, BoxError, ReadAuditConfig, ReadAuditor};
-use ward_control::ControlPlane;
+use ward_app::{App, Config, Hashing, MailSetup, Settings};
+use ward_clinic::audit::ReadAuditConfig;
 use ward_control::SessionPolicy;
-use ward_control::passwords::{PRODUCTION_COST, PasswordHasher, Pepper};
+use ward_control::passwords::{PRODUCTION_COST, Pepper};
 use ward_control::{Backups, ServeGuard};
-use ward_core::{Clock, SystemClock};
-use ward_mail::{MailConfig, Mailer};
+use ward_core::SystemClock;
+use ward_mail::MailConfig;
 use ward_web::limits::{EmailLimits, IpLimit};
-use ward_web::{App, TrustedProxy, WebConfig};
+use ward_web::{TrustedProxy, Web, WebOptions};
 
 use crate::cli::{Global, ServeOpts};
 
@@ -77,32 +77,9 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             )
         })?;
     let bound = listener.local_addr()?;
-    // Mail goes through the control plane's outbox; the worker delivers it in the
-    // background and keeps retrying while the mail server is unreachable.
-    let mailer = Mailer::new(
-        platform.control.clone(),
-        MailConfig {
-            smtp_url: opts.mail.smtp_url.clone(),
-            from: opts.mail.mail_from.clone(),
-            outbox_dir: global.data_dir.join("outbox"),
-        },
-    )
-    .context("cannot set up outgoing mail")?;
-    tracing::info!(to = %mailer.describe(), "outgoing mail");
-    let mail_worker = mailer.spawn_worker();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tenants = platform.tenants.clone();
-    // Views of records are queued by pages and written in batches (ward_clinic::audit).
-    let read_auditor = ReadAuditor::start(tenants.clone(), ReadAuditConfig::default());
-    let anchorer = Arc::new(Anchorer::new(
-        tenants.clone(),
-        anchor_sink(platform.control.clone()),
-    ));
-    let anchoring = anchorer.clone().spawn(ANCHOR_EVERY);
     let pepper = Pepper::load(&global.data_dir, opts.pepper.as_deref())?;
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let previous = Pepper::load_previous(&global.data_dir, opts.pepper_previous.as_deref())?;
-    let hasher = PasswordHasher::new(pepper, PRODUCTION_COST, cores)?.with_previous(previous);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let trusted_proxy =
         TrustedProxy::parse(opts.trusted_proxy.as_deref()).map_err(anyhow::Error::msg)?;
     let base_url = opts
@@ -115,38 +92,57 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
     let attachments =
         ward_web::attachments::AttachmentStore::from_url(&attachment_url, opts.attachment_max_mb)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)?
+            .with_quota_mb(opts.attachment_quota_mb);
     tracing::info!(url = %attachments.url(), "attachments are stored");
-    let app = Arc::new(App {
-        control: platform.control.clone(),
-        tenants: tenants.clone(),
-        mailer: mailer.clone(),
-        audit: read_auditor.clone(),
-        hasher,
-        session_policy: SessionPolicy {
-            idle: TimeDelta::hours(opts.session_idle_hours),
-            absolute: TimeDelta::days(opts.session_max_days),
+    // Mail goes through the control plane's outbox; the worker delivers it in the
+    // background and keeps retrying while the mail server is unreachable.
+    let mail = MailConfig {
+        smtp_url: opts.mail.smtp_url.clone(),
+        from: opts.mail.mail_from.clone(),
+        outbox_dir: global.data_dir.join("outbox"),
+    };
+    let app = Arc::new(App::build(
+        &platform,
+        Config {
+            mail: MailSetup::Deliver(mail),
+            hashing: Hashing {
+                pepper,
+                previous,
+                cost: PRODUCTION_COST,
+                parallel: cores,
+            },
+            session_policy: SessionPolicy {
+                idle: TimeDelta::hours(opts.session_idle_hours),
+                absolute: TimeDelta::days(opts.session_max_days),
+            },
+            settings: Settings {
+                public_url: opts.public_url.clone(),
+                base_url,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                retention_days: global.retention_days,
+                owner_second_factor_grace: TimeDelta::from_std(opts.owner_mfa_grace)
+                    .unwrap_or(TimeDelta::MAX),
+            },
+            clock: Arc::new(SystemClock),
+            read_audit: ReadAuditConfig::default(),
         },
-        trusted_proxy,
-        ip_limit: IpLimit {
-            burst: opts.form_burst,
-            ..IpLimit::default()
+    )?);
+    tracing::info!(to = %app.mailer.describe(), "outgoing mail");
+    let web = Web::new(
+        app.clone(),
+        WebOptions {
+            trusted_proxy,
+            ip_limit: IpLimit {
+                burst: opts.form_burst,
+                ..IpLimit::default()
+            },
+            email_limits: EmailLimits::with_signup(opts.signup_per_hour, opts.signup_min_seconds),
+            attachments,
         },
-        email_limits: EmailLimits::with_signup(opts.signup_per_hour, opts.signup_min_seconds),
-        config: WebConfig {
-            public_url: opts.public_url.clone(),
-            base_url,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            retention_days: global.retention_days,
-            owner_second_factor_grace: chrono::TimeDelta::from_std(opts.owner_mfa_grace)
-                .unwrap_or(chrono::TimeDelta::MAX),
-        },
-        started_at: clock.now(),
-        clock,
-        attachments,
-    });
-    let operator = super::operator::start(opts.operator_addr, app.clone()).await?;
-    let stats = tenants.stats();
+    );
+    let operator = super::operator::start(opts.operator_addr, web.clone()).await?;
+    let stats = platform.tenants.stats();
     tracing::info!(
         max_open = stats.max_open,
         max_handles = stats.max_handles,
@@ -154,167 +150,59 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     );
     tracing::info!(addr = %bound, data_dir = %global.data_dir.display(), "Ward is listening");
 
-    // Idle handles are closed by the cache's housekeeping; run it even when no request
-    // does. Every second, handles of clinics an operator has locked are closed, so a
-    // restore in another process does not wait for a request to notice its lock.
-    let housekeeping = {
-        let tenants = tenants.clone();
-        let email_limits = app.email_limits.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut n = 0u64;
-            loop {
-                tick.tick().await;
-                tenants.close_locked().await;
-                n += 1;
-                if n.is_multiple_of(15) {
-                    tenants.run_pending().await;
-                    tenants.release_idle_memory();
-                    email_limits.housekeeping();
-                }
-            }
-        })
-    };
-    let backups = Arc::new(super::backups(global, &platform));
-    let scheduler = (!opts.backup_interval.is_zero())
-        .then(|| tokio::spawn(schedule_backups(backups.clone(), opts.backup_interval)));
-    if scheduler.is_none() {
-        tracing::warn!("scheduled backups are off (WARD_BACKUP_INTERVAL=0)");
+    // The app's own background work (mail, anchoring, handle housekeeping, export
+    // jobs, sweeps), and the server's.
+    let mut workers = app.start();
+    if let Some(operator) = operator {
+        workers.adopt("operator listener", operator);
     }
-    // Exports owners asked for are prepared in the background; jobs a stopped process
-    // left running are queued again first.
-    let exporting = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            ward_web::requeue_export_jobs(&app).await;
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            let mut n = 0u64;
-            loop {
-                tick.tick().await;
-                ward_web::run_export_jobs(&app).await;
-                // Support sessions whose time is up get their "expired" audit row.
-                n += 1;
-                if n.is_multiple_of(6)
-                    && let Err(e) =
-                        ward_web::support_access::expire(&app.control, &app.tenants, None).await
-                {
-                    tracing::warn!(error = %e, "could not mark expired support grants");
-                }
-            }
-        })
-    };
+    let email_limits = web.email_limits.clone();
+    workers.every("form limits", Duration::from_secs(15), move || {
+        email_limits.housekeeping();
+        std::future::ready(())
+    });
+    let backups = Arc::new(super::backups(global, &platform));
+    if opts.backup_interval.is_zero() {
+        tracing::warn!("scheduled backups are off (WARD_BACKUP_INTERVAL=0)");
+    } else {
+        workers.spawn(
+            "backups",
+            schedule_backups(backups.clone(), opts.backup_interval),
+        );
+    }
     // Clinics past their retention period are purged once a day (and once at start,
     // which also finishes a purge a crash interrupted).
-    // What can no longer be used is deleted every ten minutes: expired links and
-    // unconfirmed signups, ended sessions, accounts never confirmed.
-    let sweeping = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(600));
-            loop {
-                tick.tick().await;
-                match app.control.sweep(app.session_policy).await {
-                    Ok(s) if s != ward_control::signup::Swept::default() => tracing::info!(
-                        tokens = s.tokens,
-                        sessions = s.sessions,
-                        users = s.users,
-                        "swept expired links, sessions and unconfirmed accounts"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the sweep of expired links and sessions failed")
-                    }
+    let purger = Arc::new(super::purger(global, &platform, web.attachments.clone()));
+    let (purge_global, purge_web) = (global.clone(), web.clone());
+    workers.every("purge", Duration::from_secs(86_400), move || {
+        let (purger, global, web) = (purger.clone(), purge_global.clone(), purge_web.clone());
+        async move {
+            match purger.run("ward serve", false).await {
+                Ok(items) if !items.is_empty() => {
+                    super::replica::drop_purged(&global, &items).await;
+                    tracing::info!(clinics = items.len(), "daily purge done");
                 }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "the daily purge failed"),
             }
-        })
-    };
-    let purging = {
-        let purger = super::purger(global, &platform);
-        let global = global.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(86_400));
-            loop {
-                tick.tick().await;
-                match purger.run("ward serve", false).await {
-                    Ok(items) if !items.is_empty() => {
-                        super::replica::drop_purged(&global, &items).await;
-                        tracing::info!(clinics = items.len(), "daily purge done");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "the daily purge failed"),
-                }
-            }
-        })
-    };
+            // Deleted files' objects past the retention for deleted records.
+            ward_web::attachments::sweep_deleted_logged(&web).await;
+        }
+    });
 
     let router =
-        ward_web::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        ward_web::router(web).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the server stopped")?;
-    housekeeping.abort();
-    if let Some(operator) = operator {
-        operator.abort();
-    }
-    purging.abort();
-    sweeping.abort();
-    exporting.abort();
-    // Let the worker finish the mail it is handing over; whatever is still queued stays
-    // in the outbox and goes out after the next start.
-    mailer.stop();
-    if tokio::time::timeout(Duration::from_secs(30), mail_worker)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the mail worker did not stop in time; queued mail stays in the outbox");
-    }
-    anchoring.abort();
-    // Every view noted by a finished request is written, then every open clinic's head
-    // anchored, before the clinics close.
-    let flushed = read_auditor.flush().await;
-    if flushed.pending > 0 {
-        tracing::error!(
-            views = flushed.pending,
-            "views could not be written to their clinics' audit logs before stopping"
-        );
-    }
-    match anchorer.anchor_open().await {
-        Ok(run) => tracing::info!(
-            views = flushed.written,
-            anchored = run.anchored,
-            "audit trail flushed and anchored"
-        ),
-        Err(e) => tracing::error!(error = %e, "audit heads could not be anchored at shutdown"),
-    }
-    if let Some(s) = scheduler {
-        s.abort();
-    }
-    tracing::info!("draining clinic databases");
-    let left = tenants.shutdown(Duration::from_secs(30)).await;
+    let left = workers.shutdown(Duration::from_secs(30)).await;
     if let Some(replicator) = super::replica::replicator() {
         // What is pending ships, and the next server may write the replica at once.
         replicator.release().await;
     }
     tracing::info!(still_open = left, "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// How often open clinics' audit heads are anchored in the control plane.
-const ANCHOR_EVERY: Duration = Duration::from_secs(60);
-
-/// Anchors go to the control plane.
-fn anchor_sink(control: Arc<ControlPlane>) -> impl AnchorSink {
-    move |heads: Vec<(ward_core::ClinicId, ward_clinic::audit::Head)>| {
-        let control = control.clone();
-        async move {
-            let rows: Vec<_> = heads
-                .into_iter()
-                .map(|(id, head)| (id, head.seq, head.hash))
-                .collect();
-            control.anchor_many(&rows).await.map_err(BoxError::from)
-        }
-    }
 }
 
 /// Backs up changed clinics every `interval` (give or take a tenth, so servers started

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use ward_app::support as support_access;
 use ward_clinic::audit::Actor;
 use ward_control::support::{Grant, LinkRefused, NewGrant};
 use ward_control::{ClinicRecord, Platform};
 use ward_core::format_time;
 use ward_mail::{MailConfig, Mailer};
-use ward_web::support_access;
 
 use crate::cli::{Global, SupportCommand, SupportRequestOpts};
 use crate::output::{json, note, say};

@@ -1,0 +1,505 @@
+//! People's accounts: signing up and confirming the address, signing in (the password
+//! step), sessions, and password resets; and the sign-in log they all write.
+//!
+//! Enumeration: signup, sign-in and reset do the same work (password hashing included)
+//! whether or not an address has an account; the pages answer the same way.
+
+use chrono::TimeDelta;
+use ward_clinic::audit::{Action, Actor, Entry};
+use ward_control::signup::SignupOutcome;
+use ward_control::{AuthEvent, Purpose, Session, User};
+use ward_core::Email;
+use ward_mail::Message;
+
+use crate::{App, Error};
+
+/// Verification links last two days; reset links half an hour.
+pub const VERIFY_TTL: TimeDelta = TimeDelta::hours(48);
+/// How long a password-reset link works.
+pub const RESET_TTL: TimeDelta = TimeDelta::minutes(30);
+/// Failed sign-ins processed per address per hour; past it, back off (not a lock-out).
+pub const MAX_FAILED_LOGINS_PER_HOUR: u64 = 100;
+
+/// Where a request came from, for the sign-in log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The client's address.
+    pub ip: Option<String>,
+    /// Its user agent, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// Records an event in the sign-in log; a failure is logged, not returned. The address
+/// typed is kept without control characters and at most 254 characters long.
+pub async fn auth_event(
+    app: &App,
+    kind: &str,
+    outcome: &str,
+    user: Option<&str>,
+    email: Option<&str>,
+    origin: &Origin,
+    detail: Option<String>,
+) {
+    let event = AuthEvent {
+        kind: kind.to_owned(),
+        user_id: user.map(str::to_owned),
+        email: email.map(|e| e.chars().filter(|c| !c.is_control()).take(254).collect()),
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+        outcome: outcome.to_owned(),
+        detail,
+    };
+    if let Err(e) = app.control.record_auth_event(event).await {
+        tracing::error!(error = %e, kind, "could not record an auth event");
+    }
+}
+
+/// Queues `message` to `to`; a failure is logged (the page says the same either way).
+pub async fn send(app: &App, to: &Email, name: &str, message: Message) {
+    if let Err(e) = app.mailer.send(to, name, message).await {
+        tracing::error!(error = %e, "could not queue mail");
+    }
+}
+
+/// A one-time link to `path` of this Ward.
+pub fn link(app: &App, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", app.base_url())
+}
+
+// ---------------------------------------------------------------- signup
+
+/// A signup's answers, already checked.
+pub struct Signup<'a> {
+    /// The clinic's name.
+    pub clinic_name: &'a str,
+    /// The owner's name.
+    pub name: &'a str,
+    /// The owner's address.
+    pub email: &'a Email,
+    /// The password they chose.
+    pub password: &'a str,
+}
+
+/// Keeps the answers and mails the confirmation link; nothing else is made until the
+/// address is confirmed ([`confirm_email`]). An address that has an account gets a
+/// mail saying so (with a reset link) instead, after the same work.
+pub async fn start_signup(app: &App, signup: Signup<'_>, origin: &Origin) -> Result<(), Error> {
+    let email = signup.email;
+    // Hash first, whether or not the address is taken: both paths cost the same.
+    let hash = app.hasher.hash(signup.password).await?;
+    if let Some(existing) = app.control.user_by_email(email).await? {
+        let message = Message::SignupAttempt {
+            name: existing.name.clone(),
+            reset_link: format!("{}/password/forgot", app.base_url()),
+        };
+        send(app, email, &existing.name, message).await;
+        let user = Some(existing.id.as_str());
+        auth_event(
+            app,
+            "signup",
+            "existing_email",
+            user,
+            Some(email.as_str()),
+            origin,
+            None,
+        )
+        .await;
+        return Ok(());
+    }
+    let token = app
+        .control
+        .start_signup(email, signup.name, signup.clinic_name, &hash)
+        .await?;
+    let message = Message::VerifyEmail {
+        name: signup.name.to_owned(),
+        link: link(app, "/verify-email", &token),
+    };
+    send(app, email, signup.name, message).await;
+    auth_event(
+        app,
+        "signup",
+        "ok",
+        None,
+        Some(email.as_str()),
+        origin,
+        None,
+    )
+    .await;
+    Ok(())
+}
+
+/// What following a confirmation link did.
+pub enum Confirmed {
+    /// A signup's account, clinic and database were made; sign the owner in and open
+    /// the clinic at `to`.
+    Created {
+        /// The new owner.
+        user_id: String,
+        /// The clinic's home page.
+        to: String,
+    },
+    /// An account was made with the address after the signup; nothing was created.
+    AddressTaken,
+    /// An existing account's address is confirmed; sign it in and go `to`.
+    Confirmed {
+        /// The account.
+        user_id: String,
+        /// Where to go: the clinic the link was for, or the person's landing page.
+        to: String,
+    },
+    /// The link was used, expired or never issued.
+    Expired,
+}
+
+/// Confirms the address of the link `token`: a signup's account, clinic and database
+/// are made now (all or nothing, `ward_control::signup`). Links sent to accounts made
+/// before signups waited for confirmation just mark the address confirmed.
+pub async fn confirm_email(app: &App, token: &str, origin: &Origin) -> Result<Confirmed, Error> {
+    match app.control.finish_signup(token, &app.tenants).await? {
+        SignupOutcome::Created { user_id, clinic } => {
+            auth_event(
+                app,
+                "verify_email",
+                "ok",
+                Some(&user_id),
+                None,
+                origin,
+                None,
+            )
+            .await;
+            let user = Some(user_id.as_str());
+            auth_event(app, "signup", "clinic_created", user, None, origin, None).await;
+            let to = format!("/c/{}/", clinic.slug);
+            return Ok(Confirmed::Created { user_id, to });
+        }
+        SignupOutcome::AddressTaken => {
+            auth_event(
+                app,
+                "verify_email",
+                "existing_email",
+                None,
+                None,
+                origin,
+                None,
+            )
+            .await;
+            return Ok(Confirmed::AddressTaken);
+        }
+        SignupOutcome::NoSuchSignup => {}
+    }
+    let Some(info) = app
+        .control
+        .consume_token(Purpose::VerifyEmail, token)
+        .await?
+    else {
+        auth_event(
+            app,
+            "verify_email",
+            "invalid_token",
+            None,
+            None,
+            origin,
+            None,
+        )
+        .await;
+        return Ok(Confirmed::Expired);
+    };
+    let Some(user_id) = info.user_id else {
+        return Ok(Confirmed::Expired);
+    };
+    app.control.mark_email_verified(&user_id).await?;
+    let email = info.email.as_deref();
+    auth_event(
+        app,
+        "verify_email",
+        "ok",
+        Some(&user_id),
+        email,
+        origin,
+        None,
+    )
+    .await;
+    let to = match info.clinic_id {
+        Some(id) => format!("/c/{}/", app.control.clinic_by_id(id).await?.slug),
+        None => landing(app, &user_id).await?,
+    };
+    Ok(Confirmed::Confirmed { user_id, to })
+}
+
+// ---------------------------------------------------------------- sign in
+
+/// The password step of a sign-in.
+pub enum PasswordStep {
+    /// Too many failed sign-ins for this address in the last hour.
+    Limited,
+    /// No such account, a wrong password, or a disabled account: the same answer.
+    Refused,
+    /// The password is right but the address is not confirmed yet.
+    Unverified(User),
+    /// The password is right; the account has a second factor to ask for.
+    NeedsCode(User),
+    /// Signed in: start a session.
+    Done(User),
+}
+
+/// Counts a refused sign-in for the operator's metrics. The reason is one of a few
+/// fixed words; never the address typed.
+fn refused(reason: &'static str) {
+    metrics::counter!("ward_signin_failures_total", "reason" => reason).increment(1);
+}
+
+/// Checks `password` for the address `typed` (lower-cased), with the same work for
+/// unknown addresses, and logs the outcome. A password hashed under the pepper before
+/// a rotation is hashed again now that it is known.
+pub async fn check_password(
+    app: &App,
+    typed: &str,
+    password: &str,
+    origin: &Origin,
+) -> Result<PasswordStep, Error> {
+    let since = app.clock.now() - TimeDelta::hours(1);
+    if app.control.failed_logins_since(None, typed, since).await? >= MAX_FAILED_LOGINS_PER_HOUR {
+        refused("limited");
+        auth_event(app, "login", "limited", None, Some(typed), origin, None).await;
+        return Ok(PasswordStep::Limited);
+    }
+    let user = match Email::parse(typed) {
+        Ok(email) => app.control.user_by_email(&email).await?,
+        Err(_) => None,
+    };
+    let hash = user.as_ref().map(|u| u.password_hash.as_str());
+    let ok = app.hasher.verify(password, hash).await;
+    let user = match user {
+        Some(u) if ok && !u.disabled => u,
+        other => {
+            refused("credentials");
+            let id = other.as_ref().map(|u| u.id.as_str());
+            auth_event(app, "login", "failed", id, Some(typed), origin, None).await;
+            return Ok(PasswordStep::Refused);
+        }
+    };
+    if app.hasher.needs_rehash(&user.password_hash) {
+        let rehashed = match app.hasher.hash(password).await {
+            Ok(h) => {
+                app.control
+                    .rehash_password(&user.id, &user.password_hash, &h)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = rehashed {
+            tracing::warn!(error = %e, "could not re-hash a password under the current pepper");
+        }
+    }
+    let id = Some(user.id.as_str());
+    if !user.email_verified {
+        refused("unverified");
+        auth_event(app, "login", "unverified", id, Some(typed), origin, None).await;
+        return Ok(PasswordStep::Unverified(user));
+    }
+    if app.control.second_factor_enrolled(&user.id).await? {
+        // The password was right; the session starts only after the code.
+        auth_event(app, "login", "password_ok", id, Some(typed), origin, None).await;
+        return Ok(PasswordStep::NeedsCode(user));
+    }
+    auth_event(app, "login", "ok", id, Some(typed), origin, None).await;
+    Ok(PasswordStep::Done(user))
+}
+
+/// Mails `user` a new link to confirm their address.
+pub async fn resend_verification(app: &App, user: &User) -> Result<(), Error> {
+    let Ok(email) = Email::parse(&user.email) else {
+        return Ok(());
+    };
+    let token = app
+        .control
+        .issue_token(
+            Purpose::VerifyEmail,
+            Some(&user.id),
+            None,
+            Some(&user.email),
+            None,
+            VERIFY_TTL,
+        )
+        .await?;
+    let message = Message::VerifyEmail {
+        name: user.name.clone(),
+        link: link(app, "/verify-email", &token),
+    };
+    send(app, &email, &user.name, message).await;
+    Ok(())
+}
+
+/// Starts a session for `user_id` (`second_factor`: the sign-in proved it too),
+/// ending `old` first (a token planted before sign-in is worthless after), and writes
+/// the sign-in into the log of each of their clinics. Returns the session's token.
+pub async fn start_session(
+    app: &App,
+    user_id: &str,
+    origin: &Origin,
+    old: Option<&Session>,
+    second_factor: bool,
+) -> Result<String, Error> {
+    if let Some(old) = old {
+        app.control.revoke_session(&old.user.id, &old.id).await?;
+    }
+    let (ip, agent) = (origin.ip.clone(), origin.user_agent.clone());
+    let token = app
+        .control
+        .create_session_with(user_id, ip, agent, second_factor)
+        .await?;
+    note_in_clinics(app, user_id, origin, Action::Login).await;
+    Ok(token)
+}
+
+/// Ends `session` and writes the sign-out into the logs.
+pub async fn sign_out(app: &App, session: &Session, origin: &Origin) -> Result<(), Error> {
+    let user = &session.user;
+    app.control.revoke_session(&user.id, &session.id).await?;
+    note_in_clinics(app, &user.id, origin, Action::Logout).await;
+    auth_event(
+        app,
+        "logout",
+        "ok",
+        Some(&user.id),
+        Some(&user.email),
+        origin,
+        None,
+    )
+    .await;
+    Ok(())
+}
+
+/// Writes a sign-in or sign-out (`action`) of `user_id` into the log of every clinic
+/// they are a member of, with their role there and the client's address, so a
+/// clinic's own log says who was signed in when. Queued through the read auditor:
+/// a clinic that cannot be written to (damaged, being restored) never stops the
+/// sign-in, and the failure is logged without the person's details.
+pub async fn note_in_clinics(app: &App, user_id: &str, origin: &Origin, action: Action) {
+    let (user, memberships) = match (
+        app.control.user_by_id(user_id).await,
+        app.control.memberships(user_id).await,
+    ) {
+        (Ok(Some(user)), Ok(m)) => (user, m),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "could not note the sign-in in the clinics' logs");
+            return;
+        }
+        (Ok(None), _) => return,
+    };
+    let now = app.clock.now();
+    for m in memberships {
+        let actor = Actor::User {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            role: m.role,
+        };
+        let mut entry = Entry::new(now, actor, action).entity("staff", &user.id);
+        if let Some(ip) = &origin.ip {
+            entry = entry.ip(ip);
+        }
+        if let Err(e) = app.audit.note_view(m.clinic.id, entry) {
+            tracing::warn!(error = %e, clinic = %m.clinic.id, "could not note the sign-in");
+        }
+    }
+}
+
+/// Where a user lands after signing in: their clinic, or the chooser.
+pub async fn landing(app: &App, user_id: &str) -> Result<String, Error> {
+    let memberships = app.control.memberships(user_id).await?;
+    Ok(match memberships.as_slice() {
+        [only] => format!("/c/{}/", only.clinic.slug),
+        _ => "/clinics".to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------- password reset
+
+/// Mails a reset link when `email` has an (enabled) account, and logs either way.
+pub async fn request_reset(app: &App, email: &Email, origin: &Origin) -> Result<(), Error> {
+    let typed = Some(email.as_str());
+    let Some(user) = app
+        .control
+        .user_by_email(email)
+        .await?
+        .filter(|u| !u.disabled)
+    else {
+        auth_event(
+            app,
+            "reset_request",
+            "no_account",
+            None,
+            typed,
+            origin,
+            None,
+        )
+        .await;
+        return Ok(());
+    };
+    let token = app
+        .control
+        .issue_token(
+            Purpose::ResetPassword,
+            Some(&user.id),
+            None,
+            Some(email.as_str()),
+            None,
+            RESET_TTL,
+        )
+        .await?;
+    let message = Message::ResetPassword {
+        name: user.name.clone(),
+        link: link(app, "/password/reset", &token),
+    };
+    send(app, email, &user.name, message).await;
+    auth_event(
+        app,
+        "reset_request",
+        "sent",
+        Some(&user.id),
+        typed,
+        origin,
+        None,
+    )
+    .await;
+    Ok(())
+}
+
+/// Uses the reset link `token`: sets the new password (already checked), ends every
+/// session of the account and every other reset link, and marks the address
+/// confirmed (following the link proved it). `false` when the link is no good.
+pub async fn reset_password(
+    app: &App,
+    token: &str,
+    password: &str,
+    origin: &Origin,
+) -> Result<bool, Error> {
+    let hash = app.hasher.hash(password).await?;
+    let Some(info) = app
+        .control
+        .consume_token(Purpose::ResetPassword, token)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let Some(user_id) = info.user_id else {
+        return Ok(false);
+    };
+    app.control.set_password(&user_id, &hash).await?;
+    app.control
+        .revoke_tokens(&user_id, Purpose::ResetPassword)
+        .await?;
+    app.control.mark_email_verified(&user_id).await?;
+    let email = info.email.as_deref();
+    auth_event(
+        app,
+        "reset_complete",
+        "ok",
+        Some(&user_id),
+        email,
+        origin,
+        None,
+    )
+    .await;
+    Ok(true)
+}

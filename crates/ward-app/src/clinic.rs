@@ -1,0 +1,92 @@
+//! Changes to a clinic itself that live in the control plane and are recorded in the
+//! clinic's audit log.
+
+use ward_clinic::ClinicError;
+use ward_clinic::audit::{self, Diff, Entry};
+use ward_control::ControlError;
+use ward_control::lifecycle::Transition;
+use ward_core::ClinicId;
+use ward_tenancy::Tenant;
+
+use crate::{App, Error};
+
+#[derive(Debug, thiserror::Error)]
+enum TxError {
+    #[error(transparent)]
+    Clinic(#[from] ClinicError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+impl From<audit::AuditError> for TxError {
+    fn from(e: audit::AuditError) -> Self {
+        Self::Clinic(e.into())
+    }
+}
+
+impl From<ward_tenancy::sql::Error> for TxError {
+    fn from(e: ward_tenancy::sql::Error) -> Self {
+        Self::Clinic(e.into())
+    }
+}
+
+/// Renames the clinic as the member `by`, inside the clinic's audit transaction: the
+/// control plane's name and history change, and `entry` records the old and new name
+/// (nothing is written when the name is the same).
+pub async fn rename(
+    app: &App,
+    tenant: &Tenant,
+    clinic: ClinicId,
+    by: &str,
+    name: &str,
+    entry: Entry,
+) -> Result<(), Error> {
+    let (control, actor, name) = (app.control.clone(), format!("user:{by}"), name.to_owned());
+    let outcome = tenant
+        .with_async(|conn| async move {
+            audit::in_transaction_async(&conn, |tx| async move {
+                let old = control.rename_clinic(clinic, &name, &actor).await?;
+                if old != name {
+                    let diff = Diff::new().field("name", old, name.clone());
+                    audit::record(&tx, &entry.entity("settings", "clinic").diff(diff))?;
+                }
+                Ok::<_, TxError>(())
+            })
+            .await
+        })
+        .await;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(TxError::Clinic(e)) => Err(e.into()),
+        Err(TxError::Control(e)) => Err(e.into()),
+    }
+}
+
+/// Closes the clinic as its owner `by`: `entry` goes to its audit log while it is still
+/// open, then the control plane marks it closed (to be purged after the retention) and
+/// its database is closed.
+pub async fn close(
+    app: &App,
+    tenant: &Tenant,
+    clinic: ClinicId,
+    by: &str,
+    entry: Entry,
+) -> Result<(), Error> {
+    let entry = entry
+        .entity("clinic", clinic)
+        .detail("clinic status active → closed");
+    crate::record(tenant, entry).await?;
+    let retention = ward_control::lifecycle::retention_days(app.config.retention_days);
+    let actor = format!("user:{by}");
+    app.control
+        .transition_clinic(
+            clinic,
+            Transition::Close,
+            &actor,
+            "closed by its owner",
+            retention,
+        )
+        .await?;
+    app.tenants.evict(clinic).await;
+    Ok(())
+}

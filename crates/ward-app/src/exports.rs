@@ -1,0 +1,309 @@
+//! The owner's export: asked for on the clinic's export page, prepared by a background
+//! job, kept sealed under `<data>/exports/`, mailed as a one-time link valid 72 hours,
+//! and downloaded once by the same owner (docs/export-format.md).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::RngCore;
+use ward_clinic::audit::{self, Action, Actor};
+use ward_clinic::export::{ClinicInfo, Header, StaffMember};
+use ward_clinic::export_csv::Format;
+use ward_control::jobs::Job;
+use ward_control::{ControlError, ControlPlane, Purpose, TokenInfo};
+use ward_core::{ClinicId, Email, Role, format_time};
+use ward_mail::Message;
+use ward_tenancy::{Tenant, sealed};
+
+use crate::{App, BoxError, Error, record};
+
+/// The `jobs.kind` of export jobs.
+pub const JOB_KIND: &str = "export";
+/// How long the download link and the sealed file live.
+pub const LINK_TTL: TimeDelta = TimeDelta::hours(72);
+
+/// Queues an export of `clinic` in `format` for the owner `user_id`, and writes
+/// `entry` (who asked, when, from where) to the clinic's audit log.
+pub async fn request(
+    app: &App,
+    tenant: &Tenant,
+    clinic: ClinicId,
+    user_id: &str,
+    format: Format,
+    entry: audit::Entry,
+) -> Result<(), Error> {
+    let payload = serde_json::json!({ "user_id": user_id, "format": format.as_str() }).to_string();
+    app.control
+        .enqueue_job(JOB_KIND, Some(clinic), &payload)
+        .await?;
+    let entry = entry.entity("clinic", clinic).detail(&format!(
+        "export requested ({}); a download link is mailed to the owner",
+        format.as_str()
+    ));
+    record(tenant, entry).await
+}
+
+/// Runs every due export job and deletes expired export files; returns how many jobs
+/// ran. The app's workers call this every few seconds; tests call it directly.
+pub async fn run_jobs(app: &App) -> usize {
+    let mut n = 0;
+    loop {
+        let job = match app.control.claim_job(JOB_KIND).await {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "export jobs cannot be claimed");
+                break;
+            }
+        };
+        n += 1;
+        let result = prepare(app, &job).await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error {
+            tracing::error!(job = job.id, error = %e, "an export failed");
+        }
+        if let Err(e) = app.control.finish_job(job.id, error.as_deref()).await {
+            tracing::error!(job = job.id, error = %e, "an export job could not be marked finished");
+        }
+    }
+    delete_expired(app).await;
+    n
+}
+
+/// Puts export jobs a stopped process left running back in the queue.
+pub async fn requeue_interrupted(app: &App) {
+    if let Err(e) = app.control.requeue_running(JOB_KIND).await {
+        tracing::error!(error = %e, "interrupted export jobs could not be requeued");
+    }
+}
+
+/// The header of an export of `clinic` made by `exported_by` (`user:<id>` or
+/// `operator`): the clinic and its staff, as the control plane has them now.
+pub async fn header(
+    control: &ControlPlane,
+    clinic: ClinicId,
+    exported_by: String,
+    now: DateTime<Utc>,
+) -> Result<Header, ControlError> {
+    let record = control.clinic_by_id(clinic).await?;
+    let staff = control
+        .clinic_staff(clinic)
+        .await?
+        .into_iter()
+        .map(|s| StaffMember {
+            user_id: s.user_id,
+            name: s.name,
+            email: s.email,
+            role: s.role,
+            member_since: s.member_since,
+        })
+        .collect();
+    Ok(Header {
+        clinic: ClinicInfo {
+            id: record.id.to_string(),
+            slug: record.slug.to_string(),
+            name: record.name.clone(),
+            status: record.status.to_string(),
+            created_at: format_time(record.created_at),
+        },
+        exported_at: now,
+        exported_by,
+        staff,
+    })
+}
+
+async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
+    let clinic_id = job.clinic_id.ok_or("an export job without a clinic")?;
+    let payload: serde_json::Value = serde_json::from_str(&job.payload)?;
+    let user_id = payload["user_id"]
+        .as_str()
+        .ok_or("an export job without a user")?;
+    // Jobs queued before there was a choice are JSON.
+    let format = Format::parse(payload["format"].as_str().unwrap_or_default())
+        .ok_or("an export job with an unknown format")?;
+    let user = app
+        .control
+        .user_by_id(user_id)
+        .await?
+        .ok_or("the owner's account is gone")?;
+    let by = format!("user:{}", user.id);
+    let header = header(&app.control, clinic_id, by, app.clock.now()).await?;
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    let expires = app.clock.now() + LINK_TTL;
+    let dir = app.exports_dir();
+    let name = format!(
+        "{clinic_id}-{}-{}.sealed",
+        job.id,
+        expires.timestamp_millis()
+    );
+    let (path, partial) = (dir.join(&name), dir.join(format!("{name}.partial")));
+    let tenant = app.tenants.get(clinic_id).await?;
+    let (p2, final_path) = (partial.clone(), path.clone());
+    tenant
+        .with(|conn| {
+            std::fs::create_dir_all(p2.parent().ok_or("no exports folder")?)?;
+            let file = std::fs::File::create(&p2)?;
+            let mut sealer = sealed::SealWriter::new(&key, file)?;
+            format.write(&conn, &header, &mut sealer)?;
+            sealer.finish()?.sync_all()?;
+            std::fs::rename(&p2, &final_path)?;
+            Ok::<_, BoxError>(())
+        })
+        .await
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
+    let token_payload =
+        serde_json::json!({ "file": name, "key": hex::encode(key), "format": format.as_str() })
+            .to_string();
+    let token = app
+        .control
+        .issue_token(
+            Purpose::Export,
+            Some(&user.id),
+            Some(clinic_id),
+            Some(&user.email),
+            Some(&token_payload),
+            LINK_TTL,
+        )
+        .await?;
+    let link = format!("{}/export/download?token={token}", app.base_url());
+    let to = Email::parse(&user.email).map_err(|e| e.to_string())?;
+    app.mailer
+        .send(
+            &to,
+            &user.name,
+            Message::ExportReady {
+                name: user.name.clone(),
+                link,
+            },
+        )
+        .await?;
+    tracing::info!(clinic = %clinic_id, job = job.id, "export ready");
+    Ok(())
+}
+
+/// Deletes export files whose link has expired (the expiry is in the file name).
+async fn delete_expired(app: &App) {
+    let now = app.clock.now().timestamp_millis();
+    let Ok(entries) = std::fs::read_dir(app.exports_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let expiry = name
+            .strip_suffix(".sealed")
+            .and_then(|n| n.rsplit('-').next())
+            .and_then(|n| n.parse::<i64>().ok());
+        if expiry.is_some_and(|t| t <= now)
+            && let Err(err) = std::fs::remove_file(e.path())
+        {
+            tracing::error!(error = %err, "an expired export could not be deleted");
+        }
+    }
+}
+
+/// The clinic's name, if `user_id` may use this download link: the owner who asked,
+/// still an owner of that clinic, and the link unused and unexpired.
+pub async fn check_link(app: &App, user_id: &str, token: &str) -> Result<Option<String>, Error> {
+    let Some(info) = app.control.peek_token(Purpose::Export, token).await? else {
+        return Ok(None);
+    };
+    let Some(clinic) = allowed(app, user_id, &info).await? else {
+        return Ok(None);
+    };
+    Ok(Some(app.control.clinic_by_id(clinic).await?.name))
+}
+
+async fn allowed(app: &App, user_id: &str, info: &TokenInfo) -> Result<Option<ClinicId>, Error> {
+    if info.user_id.as_deref() != Some(user_id) {
+        return Ok(None);
+    }
+    let Some(clinic) = info.clinic_id else {
+        return Ok(None);
+    };
+    let owner = app
+        .control
+        .memberships(user_id)
+        .await?
+        .iter()
+        .any(|m| m.clinic.id == clinic && m.role == Role::Owner);
+    Ok(owner.then_some(clinic))
+}
+
+/// A downloaded export.
+pub struct Download {
+    /// The file's name: `ward-export-<slug>-<date>.<ext>`.
+    pub filename: String,
+    /// Its format.
+    pub format: Format,
+    /// The file.
+    pub body: Vec<u8>,
+}
+
+/// Uses the link once: opens the sealed export, deletes it, and writes the download to
+/// the clinic's audit log as by the owner `user_id` (`user_name`). `None` when the link
+/// is not this owner's, used, expired, or its file gone.
+pub async fn take(
+    app: &App,
+    user_id: &str,
+    user_name: &str,
+    token: &str,
+) -> Result<Option<Download>, Error> {
+    let Some(info) = app.control.peek_token(Purpose::Export, token).await? else {
+        return Ok(None);
+    };
+    if allowed(app, user_id, &info).await?.is_none() {
+        return Ok(None);
+    }
+    let Some(info) = app.control.consume_token(Purpose::Export, token).await? else {
+        return Ok(None);
+    };
+    let clinic_id = info.clinic_id.ok_or(Error::NotFound)?;
+    let payload: serde_json::Value =
+        serde_json::from_str(info.payload.as_deref().unwrap_or("{}")).unwrap_or_default();
+    let file = payload["file"].as_str().unwrap_or_default().to_owned();
+    let format = Format::parse(payload["format"].as_str().unwrap_or_default()).unwrap_or_default();
+    let Some(key) = hex::decode(payload["key"].as_str().unwrap_or_default())
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+    else {
+        return Ok(None);
+    };
+    if file.is_empty() || file.contains('/') || file.contains("..") {
+        return Ok(None);
+    }
+    let path = app.exports_dir().join(&file);
+    let body = ward_tenancy::blocking(async {
+        let f = std::fs::File::open(&path)?;
+        let mut out = Vec::new();
+        sealed::open(&key, std::io::BufReader::new(f), &mut out)?;
+        Ok::<_, BoxError>(out)
+    })
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let Ok(body) = body else {
+        return Ok(None);
+    };
+    let clinic = app.control.clinic_by_id(clinic_id).await?;
+    let tenant = app.tenants.get(clinic_id).await?;
+    let actor = Actor::User {
+        id: user_id.to_owned(),
+        name: user_name.to_owned(),
+        role: Role::Owner,
+    };
+    let entry = audit::Entry::new(app.clock.now(), actor, Action::Export)
+        .entity("clinic", clinic_id)
+        .detail(&format!("export downloaded ({})", format.as_str()));
+    record(&tenant, entry).await?;
+    let filename = format!(
+        "ward-export-{}-{}.{}",
+        clinic.slug,
+        app.clock.now().format("%Y%m%d"),
+        format.extension()
+    );
+    Ok(Some(Download {
+        filename,
+        format,
+        body,
+    }))
+}

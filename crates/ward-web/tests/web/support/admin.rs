@@ -1,0 +1,59 @@
+//! What the owner-page tests (staff and invitations, settings, the audit log viewer)
+//! add to the harness.
+
+use super::TestApp;
+pub use super::owner::{Clinic, SignUp};
+use ward_clinic::audit::{AuditRow, Filter};
+
+/// The owner pages' helpers on a browser.
+pub trait OwnerPages {
+    /// Creates a verified account for `email` (password [`super::PASSWORD`]) with `role`
+    /// in `clinic`, straight through the control plane; returns its id.
+    async fn staff(
+        &self,
+        clinic: &Clinic,
+        email: &str,
+        name: &str,
+        role: ward_core::Role,
+    ) -> String;
+    /// The clinic's audit rows, oldest first, without the members' sign-ins and
+    /// sign-outs (see [`Self::all_audit_rows`]).
+    async fn audit_rows(&self, clinic: &Clinic) -> Vec<AuditRow>;
+    /// Every audit row of the clinic, oldest first.
+    async fn all_audit_rows(&self, clinic: &Clinic) -> Vec<AuditRow>;
+    /// The role `user_id` has in the clinic, if any.
+    async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<ward_core::Role>;
+}
+
+impl OwnerPages for TestApp {
+    async fn staff(
+        &self,
+        clinic: &Clinic,
+        email: &str,
+        name: &str,
+        role: ward_core::Role,
+    ) -> String {
+        self.add_member(clinic.id, role, email, name).await
+    }
+
+    async fn audit_rows(&self, clinic: &Clinic) -> Vec<AuditRow> {
+        let mut rows = self.all_audit_rows(clinic).await;
+        rows.retain(|r| r.action != "login" && r.action != "logout");
+        rows
+    }
+
+    async fn all_audit_rows(&self, clinic: &Clinic) -> Vec<AuditRow> {
+        let mut rows = self.audit(clinic.id, Filter::default()).await;
+        rows.reverse();
+        rows
+    }
+
+    async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<ward_core::Role> {
+        self.app
+            .control
+            .clinic_member(clinic.id, user_id)
+            .await
+            .unwrap()
+            .map(|m| m.role)
+    }
+}
