@@ -87,6 +87,54 @@ pub fn dir_size(dir: &Path, suffix: &str) -> std::io::Result<(u64, usize)> {
     Ok((total, count))
 }
 
+/// The web app the page benchmarks serve: built as `ward serve` builds it, with mail
+/// kept in memory, fast password hashing, no rate limits and owners inside the
+/// second-factor grace (the benchmarks measure pages, not enrolment); attachments go
+/// to `attachments_dir`, at most `max_mb` each.
+pub fn bench_web(
+    platform: &ward_control::Platform,
+    clock: std::sync::Arc<dyn ward_core::Clock>,
+    attachments_dir: &Path,
+    max_mb: u64,
+) -> anyhow::Result<std::sync::Arc<ward_web::Web>> {
+    let app = ward_app::App::build(
+        platform,
+        ward_app::Config {
+            mail: ward_app::MailSetup::InMemory,
+            hashing: ward_app::Hashing {
+                pepper: ward_control::passwords::Pepper::from_bytes([9; 32]),
+                previous: None,
+                cost: 4,
+                parallel: 2,
+            },
+            session_policy: ward_control::SessionPolicy::default(),
+            settings: ward_app::Settings {
+                retention_days: 90,
+                owner_second_factor_grace: chrono::TimeDelta::days(36_500),
+                public_url: None,
+                base_url: "http://bench".into(),
+                version: "bench".into(),
+            },
+            clock,
+            read_audit: Default::default(),
+        },
+    )?;
+    let attachments = ward_web::attachments::AttachmentStore::from_url(
+        &format!("file://{}", attachments_dir.display()),
+        max_mb,
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(ward_web::Web::new(
+        std::sync::Arc::new(app),
+        ward_web::WebOptions {
+            trusted_proxy: ward_web::TrustedProxy::None,
+            ip_limit: ward_web::limits::IpLimit::default(),
+            email_limits: ward_web::limits::EmailLimits::default(),
+            attachments,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

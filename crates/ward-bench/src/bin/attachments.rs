@@ -21,13 +21,10 @@ use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt as _;
 use tower::ServiceExt as _;
-use ward_app::{App, Config, Hashing, MailSetup, Settings};
 use ward_bench::Samples;
 use ward_control::passwords::{PasswordHasher, Pepper};
-use ward_control::{MasterKeySource, Platform, SessionPolicy};
+use ward_control::{MasterKeySource, Platform};
 use ward_core::{Clock, Email, Role, SystemClock};
-use ward_web::limits::{EmailLimits, IpLimit};
-use ward_web::{TrustedProxy, Web, WebOptions};
 
 /// Measures attachment upload, download and listing.
 #[derive(Debug, Parser)]
@@ -252,41 +249,12 @@ async fn main() -> anyhow::Result<()> {
     let token = control.create_session(&user.id, None, None).await?;
 
     let max_mb = opts.sizes.iter().copied().max().unwrap_or(20) + 1;
-    let app = Arc::new(App::build(
+    let app = ward_bench::bench_web(
         &platform,
-        Config {
-            mail: MailSetup::InMemory,
-            hashing: Hashing {
-                pepper: Pepper::from_bytes([9; 32]),
-                previous: None,
-                cost: 4,
-                parallel: 2,
-            },
-            session_policy: SessionPolicy::default(),
-            settings: Settings {
-                retention_days: 90,
-                owner_second_factor_grace: chrono::TimeDelta::days(36_500),
-                public_url: None,
-                base_url: "http://bench".into(),
-                version: "bench".into(),
-            },
-            clock: clock.clone(),
-            read_audit: Default::default(),
-        },
-    )?);
-    let app = Web::new(
-        app,
-        WebOptions {
-            trusted_proxy: TrustedProxy::None,
-            ip_limit: IpLimit::default(),
-            email_limits: EmailLimits::default(),
-            attachments: ward_web::attachments::AttachmentStore::from_url(
-                &format!("file://{}", dir.path().join("attachments").display()),
-                max_mb,
-            )
-            .map_err(anyhow::Error::msg)?,
-        },
-    );
+        clock.clone(),
+        &dir.path().join("attachments"),
+        max_mb,
+    )?;
     let client = Client {
         router: ward_web::router(app),
         cookie: format!("ward_session={token}"),

@@ -19,13 +19,10 @@ use clap::Parser;
 use futures::StreamExt as _;
 use rand::Rng as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use ward_app::{App, Config, Hashing, MailSetup, Settings};
 use ward_bench::{Samples, us};
 use ward_control::passwords::{PasswordHasher, Pepper};
-use ward_control::{MasterKeySource, Platform, SessionPolicy};
+use ward_control::{MasterKeySource, Platform};
 use ward_core::{Clock, Email, Role, SystemClock};
-use ward_web::limits::{EmailLimits, IpLimit};
-use ward_web::{TrustedProxy, Web, WebOptions};
 
 /// Measures Ward's patient page under load.
 #[derive(Debug, Parser)]
@@ -418,44 +415,9 @@ async fn main() -> anyhow::Result<()> {
         connections: opts.connections,
     };
 
-    let app = Arc::new(App::build(
-        &platform,
-        Config {
-            mail: MailSetup::InMemory,
-            hashing: Hashing {
-                pepper: Pepper::from_bytes([9; 32]),
-                previous: None,
-                cost: 4,
-                parallel: 2,
-            },
-            session_policy: SessionPolicy::default(),
-            settings: Settings {
-                retention_days: 90,
-                // The benchmark measures pages, not enrolment.
-                owner_second_factor_grace: chrono::TimeDelta::days(36_500),
-                public_url: None,
-                base_url: "http://bench".into(),
-                version: "bench".into(),
-            },
-            clock: clock.clone(),
-            read_audit: Default::default(),
-        },
-    )?);
-    let audit = app.audit.clone();
     let attachments_dir = std::env::temp_dir().join("ward-bench-attachments");
-    let web = Web::new(
-        app,
-        WebOptions {
-            trusted_proxy: TrustedProxy::None,
-            ip_limit: IpLimit::default(),
-            email_limits: EmailLimits::default(),
-            attachments: ward_web::attachments::AttachmentStore::from_url(
-                &format!("file://{}", attachments_dir.display()),
-                25,
-            )
-            .map_err(anyhow::Error::msg)?,
-        },
-    );
+    let web = ward_bench::bench_web(&platform, clock.clone(), &attachments_dir, 25)?;
+    let audit = web.audit.clone();
     // The housekeeping `ward serve` runs: idle and over-cap evictions, and the page cache
     // of clinics unused since the previous sweep given back, every 15 s.
     {
