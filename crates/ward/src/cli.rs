@@ -427,6 +427,11 @@ pub struct RestoreOpts {
     /// for inspection (its own key; the live clinic is untouched).
     #[arg(long, requires = "clinic", conflicts_with_all = ["dry_run", "backup"])]
     pub as_new: Option<String>,
+    /// With --as-new: the attachment store the clinic's files are copied from and into
+    /// (as for `ward serve`). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set, else file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

@@ -50,6 +50,40 @@ fn pdf(marker: &str) -> String {
     )
 }
 
+/// The object names clinic `slug`'s attachment rows give, read from its database.
+fn attachment_objects(ward: &Ward, slug: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let platform = ward_control::Platform::open(
+            ward_tenancy::StoreConfig::new(ward.data_dir()),
+            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            std::sync::Arc::new(ward_core::SystemClock),
+        )
+        .await
+        .unwrap();
+        let clinic = platform
+            .control
+            .find_clinic(&slug.parse().unwrap())
+            .await
+            .unwrap();
+        let tenant = platform.tenants.get(clinic.id).await.unwrap();
+        let names = tenant
+            .with(|conn| {
+                conn.rows("SELECT object_name FROM attachments ORDER BY id", (), |r| {
+                    r.get::<String>(0)
+                })
+            })
+            .await
+            .unwrap();
+        drop(tenant);
+        platform.tenants.shutdown(Duration::from_secs(10)).await;
+        names
+    })
+}
+
 /// Signs up a clinic, registers a patient and uploads `file` (a PDF) to them through
 /// the pages: the attachment's address, and the owner's email.
 fn clinic_with_a_file(ward: &Ward, server: &Server, file: &str) -> (String, String) {
@@ -178,6 +212,31 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     let slug = copy["slug"].as_str().unwrap().to_owned();
     let checked = fresh.run(&["verify", "--clinic", &slug]);
     assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    // A copy of a clinic with a file gets objects of its own: nothing done to the copy
+    // can remove the live clinic's file (which is served below).
+    let copy = fresh.run(&[
+        "restore",
+        "--clinic",
+        "files-clinic",
+        "--at",
+        &now,
+        "--as-new",
+        "Files Copy",
+        "--reason",
+        "look at the files",
+    ]);
+    assert!(copy.stdout.contains("with 1 files copied"), "{copy:?}");
+    let original = attachment_objects(&fresh, "files-clinic");
+    let copied = attachment_objects(&fresh, "files-copy");
+    assert_eq!((original.len(), copied.len()), (1, 1));
+    assert_ne!(original, copied, "the copy names its own object");
+    let checked = fresh.run(&["verify", "--clinic", "files-copy", "--json"]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    let report: serde_json::Value = serde_json::from_str(&checked.stdout).unwrap();
+    assert_eq!(
+        report["clinics"][0]["attachments"]["checked"], 1,
+        "the copy's object is in the store: {report}"
+    );
     // The rebuilt machine's status names the replica and its lag.
     let status: serde_json::Value =
         serde_json::from_str(&fresh.run(&["status", "--json"]).stdout).unwrap();
