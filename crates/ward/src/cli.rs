@@ -339,7 +339,8 @@ pub struct PurgeOpts {
     #[arg(long)]
     pub json: bool,
     /// The attachment store a purged clinic's objects are deleted from (as for `ward
-    /// serve`). Unset: file://<data>/attachments.
+    /// serve`). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set, else file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
 }
@@ -426,6 +427,11 @@ pub struct RestoreOpts {
     /// for inspection (its own key; the live clinic is untouched).
     #[arg(long, requires = "clinic", conflicts_with_all = ["dry_run", "backup"])]
     pub as_new: Option<String>,
+    /// With --as-new: the attachment store the clinic's files are copied from and into
+    /// (as for `ward serve`). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set, else file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -460,7 +466,8 @@ pub struct VerifyOpts {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The attachment store whose objects are checked (as for `ward serve`). Unset:
+    /// The attachment store whose objects are checked (as for `ward serve`). Unset: the
+    /// replica's store under attachments/ when WARD_REPLICA_URL is set, else
     /// file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
@@ -491,7 +498,9 @@ pub struct ServeOpts {
     #[arg(long, env = "WARD_PEPPER_PREVIOUS", hide_env_values = true)]
     pub pepper_previous: Option<String>,
     /// Where attachments' encrypted bytes go: file:///path or s3://bucket/prefix (with the
-    /// usual AWS_* variables). Unset: file://<data>/attachments.
+    /// usual AWS_* variables). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set (unless <data>/attachments already holds files), else
+    /// file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
     /// How many MB of files (not deleted) one clinic may keep.

@@ -86,10 +86,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let attachment_url = opts
-        .attachment_url
-        .clone()
-        .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
+    let attachment_url = super::attachment_url(global, opts.attachment_url.as_deref());
     let attachments =
         ward_web::attachments::AttachmentStore::from_url(&attachment_url, opts.attachment_max_mb)
             .map_err(anyhow::Error::msg)?
