@@ -1604,6 +1604,18 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
         r.body
     );
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
+    // Sealed at rest, like the other formats (the PDF's text is in the archive itself:
+    // its entry is compared with the upload below).
+    let sealed: Vec<Vec<u8>> = std::fs::read_dir(t.dir.path().join("exports"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(sealed.len(), 1);
+    let marker = b"Kavya thyroid panel";
+    assert!(report.windows(marker.len()).any(|w| w == marker));
+    assert!(!sealed[0].windows(marker.len()).any(|w| w == marker));
+    assert!(!sealed[0].starts_with(b"PK"), "not a bare zip");
     let link = c.owner.link_in_last_mail("/export/download").await;
     let token = link.split("token=").nth(1).unwrap().to_owned();
     let r = c
@@ -1613,6 +1625,23 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.headers["content-type"], "application/zip");
     let archive = r.bytes;
+    let details = {
+        let tenant = t.app.tenants.get(c.id).await.unwrap();
+        tenant
+            .with(|conn| {
+                conn.rows(
+                    "SELECT detail FROM audit_log WHERE action = 'export' ORDER BY seq",
+                    (),
+                    |r| r.get::<String>(0),
+                )
+            })
+            .await
+            .unwrap()
+    };
+    assert!(
+        details[0].starts_with("export requested (zip)") && details[1] == "export downloaded (zip)",
+        "{details:?}"
+    );
 
     // The files as uploaded, and nothing else: no thumbnail, no key.
     let entries = unzip(&archive);
