@@ -297,10 +297,16 @@ pub struct ExportOpts {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// `json`: the ward-export document (`ward import` reads it); `csv`: a zip of one
-    /// CSV file per table, for spreadsheet apps.
+    /// `json`: the ward-export document, without the attachments' files; `zip`: the
+    /// document and every attachment's file (`ward import` reads it); `csv`: a zip of
+    /// one CSV file per table, for spreadsheet apps.
     #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
     pub format: ExportFormat,
+    /// The attachment store `--format zip` reads the files from (as for `ward serve`).
+    /// Unset: the replica's store under attachments/ when WARD_REPLICA_URL is set, else
+    /// file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
 }
 
 /// What `ward export` writes.
@@ -310,14 +316,21 @@ pub enum ExportFormat {
     Json,
     /// A zip of CSV files, one per table.
     Csv,
+    /// A zip of the ward-export document and every attachment's file.
+    Zip,
 }
 
 /// `ward import`.
 #[derive(Debug, Args)]
 pub struct ImportOpts {
-    /// The export to read.
+    /// The export to read: a JSON export, or an archive (`ward export --format zip`).
     #[arg(long)]
     pub file: PathBuf,
+    /// The attachment store an archive's files are stored in (as for `ward serve`).
+    /// Unset: the replica's store under attachments/ when WARD_REPLICA_URL is set, else
+    /// file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
     /// The new clinic's name.
     #[arg(long)]
     pub name: String,

@@ -8,6 +8,7 @@
 )]
 
 mod anchors;
+mod archive;
 mod audit_log;
 mod export;
 mod lifecycle;

@@ -123,6 +123,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             },
             clock: Arc::new(SystemClock),
             read_audit: ReadAuditConfig::default(),
+            attachment_files: Some(Arc::new(attachments.clone())),
         },
     )?);
     tracing::info!(to = %app.mailer.describe(), "outgoing mail");
