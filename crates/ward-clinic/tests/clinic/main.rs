@@ -14,6 +14,7 @@ mod lifecycle;
 mod payment_corrections;
 mod reads;
 mod search;
+mod shred;
 mod support;
 mod tamper;
 mod visit_fee;
