@@ -15,6 +15,7 @@ mod lifecycle;
 mod payment_corrections;
 mod reads;
 mod search;
+mod shred;
 mod support;
 mod tamper;
 mod visit_fee;

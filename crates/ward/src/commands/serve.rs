@@ -172,15 +172,20 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     // which also finishes a purge a crash interrupted).
     let purger = Arc::new(super::purger(global, &platform, web.attachments.clone()));
     let (purge_global, purge_web) = (global.clone(), web.clone());
+    let purge_control = platform.control.clone();
     workers.every("purge", Duration::from_secs(86_400), move || {
         let (purger, global, web) = (purger.clone(), purge_global.clone(), purge_web.clone());
+        let control = purge_control.clone();
         async move {
             match purger.run("ward serve", false).await {
-                Ok(items) if !items.is_empty() => {
-                    super::replica::drop_purged(&global, &items).await;
-                    tracing::info!(clinics = items.len(), "daily purge done");
+                Ok(items) => {
+                    // Also every day without a purge: what an earlier run could not
+                    // delete from the replica is deleted now.
+                    super::replica::drop_purged(&global, &control, &items).await;
+                    if !items.is_empty() {
+                        tracing::info!(clinics = items.len(), "daily purge done");
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "the daily purge failed"),
             }
             // Deleted files' objects past the retention for deleted records.

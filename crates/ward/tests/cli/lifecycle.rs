@@ -464,3 +464,77 @@ fn the_export_with_files_round_trips_through_the_command_line() {
     assert_eq!(ward.list().len(), 2, "no clinic left behind");
     assert_eq!(objects(&ward), 4, "no object left behind");
 }
+
+#[test]
+fn a_purged_clinics_replica_objects_left_behind_go_on_the_next_purge() {
+    let mut ward = Ward::new();
+    ward.set_env("WARD_RETENTION_DAYS", "1");
+    let (id, _) = ward.create("Acme Clinic");
+    let objects = |dir: &std::path::Path| {
+        let mut n = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let replica = ward.data_dir().join("replica").join(&id);
+    assert!(objects(&replica) > 0, "the new clinic is in the replica");
+    // Closed three days ago (through the library, on a clock set back).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let then = ward_core::Clock::now(&ward_core::SystemClock) - chrono::TimeDelta::days(3);
+        let platform = ward_control::Platform::open(
+            ward_tenancy::StoreConfig::new(ward.data_dir()),
+            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            std::sync::Arc::new(ward_core::ManualClock::new(then)),
+        )
+        .await
+        .unwrap();
+        platform
+            .control
+            .transition_clinic(
+                ward_core::ClinicId::parse(&id).unwrap(),
+                ward_control::lifecycle::Transition::Close,
+                "operator",
+                "leaving",
+                ward_control::lifecycle::retention_days(1),
+            )
+            .await
+            .unwrap();
+        platform
+            .tenants
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
+    });
+    // The purge runs while its replica is somewhere else (as if the store could not be
+    // reached): the clinic is purged, its objects stay.
+    let elsewhere = ward.data_dir().join("elsewhere");
+    let mut away = ward.cmd();
+    away.env(
+        "WARD_REPLICA_URL",
+        format!("file://{}", elsewhere.display()),
+    )
+    .args(["purge", "--json"]);
+    let run = crate::support::run(&mut away);
+    assert!(run.status.success(), "{run:#?}");
+    assert!(run.stdout.contains(&id), "the clinic was purged: {run:#?}");
+    assert!(objects(&replica) > 0, "its replica objects were left");
+    // The next purge has no clinic to purge, and deletes what was left.
+    let out = ward.run(&["purge"]).ok();
+    assert!(out.contains("nothing to purge"), "{out}");
+    assert_eq!(
+        objects(&replica),
+        0,
+        "the purged clinic's replica objects are gone"
+    );
+}
