@@ -137,6 +137,27 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
     );
     let (path, partial) = (dir.join(&name), dir.join(format!("{name}.partial")));
     let tenant = app.tenants.get(clinic_id).await?;
+    if format == Format::Archive {
+        let files = app
+            .attachment_files
+            .clone()
+            .ok_or("the export with files needs the attachment store, which is not set up")?;
+        let written = async {
+            std::fs::create_dir_all(&dir)?;
+            let sealer = sealed::SealWriter::new(&key, std::fs::File::create(&partial)?)?;
+            let (_, sealer) =
+                crate::archive::write_archive(&tenant, &header, files.as_ref(), sealer).await?;
+            sealer.finish()?.sync_all()?;
+            std::fs::rename(&partial, &path)?;
+            Ok::<_, BoxError>(())
+        }
+        .await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?;
+        return send_link(app, job, &user, clinic_id, &name, &key, format).await;
+    }
     let (p2, final_path) = (partial.clone(), path.clone());
     tenant
         .with(|conn| {
@@ -152,6 +173,20 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
         })?;
+    send_link(app, job, &user, clinic_id, &name, &key, format).await
+}
+
+/// Issues the one-time link to the sealed export `name` (opened with `key`) and mails
+/// it to the owner who asked.
+async fn send_link(
+    app: &App,
+    job: &Job,
+    user: &ward_control::User,
+    clinic_id: ClinicId,
+    name: &str,
+    key: &[u8; 32],
+    format: Format,
+) -> Result<(), BoxError> {
     let token_payload =
         serde_json::json!({ "file": name, "key": hex::encode(key), "format": format.as_str() })
             .to_string();

@@ -14,6 +14,7 @@
 //! functions and their results into pages.
 
 pub mod accounts;
+pub mod archive;
 pub mod clinic;
 mod error;
 pub mod exports;
@@ -96,6 +97,9 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// How record views are batched into the clinics' audit logs.
     pub read_audit: ReadAuditConfig,
+    /// Where attachments' files are, for the export with files; `None`: that export
+    /// is refused.
+    pub attachment_files: Option<Arc<dyn archive::FileStore>>,
 }
 
 /// Why the app could not be built.
@@ -129,6 +133,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// When this process started serving.
     pub started_at: DateTime<Utc>,
+    /// Where attachments' files are, for the export with files (`WARD_ATTACHMENT_URL`).
+    pub attachment_files: Option<Arc<dyn archive::FileStore>>,
     mailbox: Option<MemoryMailbox>,
 }
 
@@ -156,6 +162,7 @@ impl App {
             config: config.settings,
             started_at: config.clock.now(),
             clock: config.clock,
+            attachment_files: config.attachment_files,
             mailbox,
         })
     }

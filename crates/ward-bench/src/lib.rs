@@ -97,6 +97,11 @@ pub fn bench_web(
     attachments_dir: &Path,
     max_mb: u64,
 ) -> anyhow::Result<std::sync::Arc<ward_web::Web>> {
+    let attachments = ward_web::attachments::AttachmentStore::from_url(
+        &format!("file://{}", attachments_dir.display()),
+        max_mb,
+    )
+    .map_err(anyhow::Error::msg)?;
     let app = ward_app::App::build(
         platform,
         ward_app::Config {
@@ -117,13 +122,9 @@ pub fn bench_web(
             },
             clock,
             read_audit: Default::default(),
+            attachment_files: Some(std::sync::Arc::new(attachments.clone())),
         },
     )?;
-    let attachments = ward_web::attachments::AttachmentStore::from_url(
-        &format!("file://{}", attachments_dir.display()),
-        max_mb,
-    )
-    .map_err(anyhow::Error::msg)?;
     Ok(ward_web::Web::new(
         std::sync::Arc::new(app),
         ward_web::WebOptions {

@@ -545,6 +545,7 @@ pub fn book(
                     ),
                     other => other,
                 })?;
+                crate::rights::check_processable(&tx, *id)?;
                 *id
             }
             PatientChoice::New(p) => quick_register_patient(&tx, p, at, entry.clone())?,
@@ -600,6 +601,10 @@ pub fn set_status(
                 status.label().to_lowercase(),
                 allowed_sentence(current.status)
             )));
+        }
+        // Cancelling records nothing new about the patient; every other step does.
+        if status != Status::Cancelled {
+            crate::rights::check_processable(&tx, current.patient_id)?;
         }
         tx.execute(
             "UPDATE appointments SET status = ?2, updated_at = ?3 WHERE id = ?1",
@@ -664,6 +669,7 @@ pub fn reschedule(
         if diff.is_empty() {
             return Ok(());
         }
+        crate::rights::check_processable(&tx, current.patient_id)?;
         tx.execute(
             "UPDATE appointments SET starts_at = ?2, ends_at = ?3, doctor_id = ?4, doctor_name = ?5, updated_at = ?6 WHERE id = ?1",
             ward_tenancy::sql::params![id, format_time(starts_at), format_time(ends_at), doctor.id.clone(), doctor.name.clone(), format_time(at)],

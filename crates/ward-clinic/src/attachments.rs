@@ -231,6 +231,7 @@ pub fn check_target(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result
             "This record was erased: nothing can be attached to it.".into(),
         ));
     }
+    crate::rights::check_processable(conn, patient_id)?;
     if let Some((_, number)) = crate::merge::merged_into(conn, patient_id)? {
         return Err(ClinicError::Conflict(format!(
             "This record was merged into No. {number}: attach the file there."

@@ -68,6 +68,8 @@ pub struct Summary {
     pub tables: Vec<(String, u64)>,
     /// Bytes written.
     pub bytes: u64,
+    /// Attachments' files written (an archive only).
+    pub files: u64,
 }
 
 /// Why an export failed.
@@ -82,6 +84,15 @@ pub enum ExportError {
     /// A value could not be encoded.
     #[error("encoding the export failed: {0}")]
     Json(#[from] serde_json::Error),
+    /// An attachment's file did not match its row (size or digest), or could not be
+    /// read from the attachment store.
+    #[error("attachment {id}: {why}")]
+    File {
+        /// The attachment's id.
+        id: i64,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 /// The clinic's own tables, in name order: everything but SQLite's
@@ -128,9 +139,9 @@ pub fn schema_version(conn: &Db) -> Result<i64, ward_tenancy::sql::Error> {
 }
 
 /// Counts bytes on their way to the destination.
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
+pub(crate) struct Counting<W> {
+    pub(crate) inner: W,
+    pub(crate) bytes: u64,
 }
 
 impl<W: Write> Write for Counting<W> {
@@ -162,6 +173,18 @@ pub fn write_export<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summ
 }
 
 fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
+    write_document(conn, header, out, None)
+}
+
+/// The document, for an archive when `files` is given: the `files` list goes before
+/// the tables, and the attachments' keys and thumbnails are left out of the rows
+/// (`file_key` all zero, the thumbnail columns null; docs/export-format.md, "Archive").
+pub(crate) fn write_document<W: Write>(
+    conn: &Db,
+    header: &Header,
+    out: W,
+    files: Option<&[crate::archive::ArchiveFile]>,
+) -> Result<Summary, ExportError> {
     let mut out = Counting {
         inner: std::io::BufWriter::with_capacity(64 * 1024, out),
         bytes: 0,
@@ -179,6 +202,10 @@ fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, E
     write!(w, ",\"schema_version\":{}", schema_version(conn)?)?;
     write!(w, ",\"staff\":")?;
     serde_json::to_writer(&mut *w, &header.staff)?;
+    if let Some(files) = files {
+        write!(w, ",\"files\":")?;
+        serde_json::to_writer(&mut *w, files)?;
+    }
     write!(w, ",\"tables\":{{")?;
     let mut summary = Summary::default();
     for (t, table) in tables(conn)?.into_iter().enumerate() {
@@ -186,7 +213,15 @@ fn write_body<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, E
         if t > 0 {
             w.write_all(b",")?;
         }
-        let n = write_table(conn, &mut *w, &table, &cols, "", ())?;
+        let n = if files.is_some() && table == "attachments" {
+            let exprs: Vec<String> = cols
+                .iter()
+                .map(|c| crate::archive::column_in_archive(c))
+                .collect();
+            write_rows(conn, &mut *w, &table, &cols, &exprs, "", ())?
+        } else {
+            write_table(conn, &mut *w, &table, &cols, "", ())?
+        };
         summary.tables.push((table, n));
     }
     w.write_all(b"}}\n")?;
@@ -207,11 +242,25 @@ pub(crate) fn write_table<W: Write>(
     condition: &str,
     params: impl ward_tenancy::sql::IntoParams,
 ) -> Result<u64, ExportError> {
+    let exprs: Vec<String> = cols.iter().map(|c| quote(c)).collect();
+    write_rows(conn, w, table, cols, &exprs, condition, params)
+}
+
+/// [`write_table`] with each column read through its SQL expression in `exprs`.
+fn write_rows<W: Write>(
+    conn: &Db,
+    w: &mut W,
+    table: &str,
+    cols: &[String],
+    exprs: &[String],
+    condition: &str,
+    params: impl ward_tenancy::sql::IntoParams,
+) -> Result<u64, ExportError> {
     serde_json::to_writer(&mut *w, table)?;
     w.write_all(b":{\"columns\":")?;
     serde_json::to_writer(&mut *w, cols)?;
     w.write_all(b",\"rows\":[")?;
-    let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let list = exprs.join(", ");
     let filter = if condition.is_empty() {
         String::new()
     } else {

@@ -69,7 +69,7 @@ pub fn write_csv_zip<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Sum
     result
 }
 
-fn options(header: &Header) -> zip::write::SimpleFileOptions {
+pub(crate) fn options(header: &Header) -> zip::write::SimpleFileOptions {
     use chrono::{Datelike, Timelike};
     let t = header.exported_at;
     let stamp = zip::DateTime::from_date_and_time(
@@ -229,7 +229,7 @@ fn cell(v: Value) -> String {
     }
 }
 
-/// The two shapes an export can take.
+/// The shapes an export can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// The `ward-export` JSON document (the default; `ward import` reads it).
@@ -237,6 +237,10 @@ pub enum Format {
     Json,
     /// A zip of one CSV file per table, for spreadsheet apps.
     Csv,
+    /// A zip of the JSON document and every attachment's file ([`crate::archive`]);
+    /// `ward import` reads it. Written by the application layer, which reads the files
+    /// from the attachment store.
+    Archive,
 }
 
 impl Format {
@@ -245,6 +249,7 @@ impl Format {
         match self {
             Self::Json => "json",
             Self::Csv => "csv",
+            Self::Archive => "zip",
         }
     }
 
@@ -253,6 +258,7 @@ impl Format {
         match s.trim() {
             "" | "json" => Some(Self::Json),
             "csv" => Some(Self::Csv),
+            "zip" => Some(Self::Archive),
             _ => None,
         }
     }
@@ -261,7 +267,7 @@ impl Format {
     pub fn extension(self) -> &'static str {
         match self {
             Self::Json => "json",
-            Self::Csv => "zip",
+            Self::Csv | Self::Archive => "zip",
         }
     }
 
@@ -269,11 +275,13 @@ impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",
-            Self::Csv => "application/zip",
+            Self::Csv | Self::Archive => "application/zip",
         }
     }
 
-    /// Writes the clinic behind `conn` in this format to `out`.
+    /// Writes the clinic behind `conn` in this format to `out`. The archive needs the
+    /// attachments' files as well, so it is written by `ward_app::archive` instead and
+    /// refused here.
     pub fn write<W: Write>(
         self,
         conn: &Db,
@@ -283,6 +291,9 @@ impl Format {
         match self {
             Self::Json => export::write_export(conn, header, out),
             Self::Csv => write_csv_zip(conn, header, out),
+            Self::Archive => Err(ExportError::Io(std::io::Error::other(
+                "the archive export is written with the attachments' files (ward_app::archive)",
+            ))),
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct Document {
     pub schema_version: i64,
     /// Its staff list.
     pub staff: Vec<StaffMember>,
+    /// In an archive's document only: the attachments' files the archive holds
+    /// ([`crate::archive`]).
+    #[serde(default)]
+    pub files: Option<Vec<crate::archive::ArchiveFile>>,
     /// Every table: its columns and rows.
     pub tables: BTreeMap<String, Table>,
 }

@@ -13,6 +13,7 @@
 //! - [`export`] / [`import`]: the whole clinic as one JSON document and back.
 
 pub mod appointments;
+pub mod archive;
 pub mod attachments;
 pub mod audit;
 mod error;

@@ -104,6 +104,12 @@ pub fn merge(conn: &Db, survivor: i64, merged: i64, entry: Entry) -> Result<i64,
                     p.number
                 )));
             }
+            if let Err(ClinicError::Conflict(_)) = crate::rights::check_processable(&tx, p.id) {
+                return Err(ClinicError::Conflict(format!(
+                    "No. {} (the record to be {which}) is restricted: nothing can be merged into or out of it until the owner lifts the restriction.",
+                    p.number
+                )));
+            }
         }
         let moved = Moved {
             visits: ids(&tx, "visits", merged)?,

@@ -506,6 +506,7 @@ pub fn update(
         if diff.is_empty() {
             return Ok::<_, ClinicError>(());
         }
+        crate::rights::check_processable(&tx, id)?;
         let reason = history::check_reason(&reason)?;
         // A newly given age starts growing from today; an unchanged one keeps its date.
         let age_recorded_on = match (p.age_years, old.age_years == p.age_years) {

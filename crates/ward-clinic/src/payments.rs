@@ -231,6 +231,7 @@ pub fn record(
             ));
         }
         drop(rows);
+        crate::rights::check_processable(&tx, new.patient_id)?;
         if let Some(visit) = new.visit_id {
             // Visits may not exist in this clinic's schema yet; then no visit can be named.
             let mut has = tx.query(

@@ -1,5 +1,7 @@
 //! A patient's rights over their data: their whole record on request, erasure where the
-//! law allows it, and a legal hold that keeps a record from erasure (docs/patients.md).
+//! law allows it, a legal hold that keeps a record from erasure, and restriction of
+//! processing, which keeps the record but records nothing new about the patient
+//! (docs/patients.md).
 
 use std::io::Write;
 
@@ -157,18 +159,24 @@ pub struct Standing {
     pub legal_hold_since: Option<DateTime<Utc>>,
     /// Erased at.
     pub erased_at: Option<DateTime<Utc>>,
+    /// Processing restricted since.
+    pub restricted_since: Option<DateTime<Utc>>,
+    /// Why, as the clinic wrote it (part of the patient's record, never audited).
+    pub restriction_reason: Option<String>,
 }
 
 /// Patient `id`'s hold and erasure, or [`ClinicError::NotFound`].
 pub fn standing(conn: &Db, id: i64) -> Result<Standing, ClinicError> {
     let time = |t: Option<String>| t.as_deref().and_then(ward_core::parse_time);
     conn.row(
-        "SELECT legal_hold_since, erased_at FROM patients WHERE id = ?1",
+        "SELECT legal_hold_since, erased_at, restricted_since, restriction_reason FROM patients WHERE id = ?1",
         [id],
         |row| {
             Ok::<_, ClinicError>(Standing {
                 legal_hold_since: time(row.get(0)?),
                 erased_at: time(row.get(1)?),
+                restricted_since: time(row.get(2)?),
+                restriction_reason: row.get(3)?,
             })
         },
     )?
@@ -194,6 +202,88 @@ pub fn set_legal_hold(conn: &Db, id: i64, hold: bool, entry: Entry) -> Result<()
             &entry
                 .entity("patient", id)
                 .diff(Diff::new().field("legal_hold", old, new)),
+        )?;
+        Ok(())
+    })
+}
+
+/// The longest restriction reason, in characters.
+pub const RESTRICTION_REASON_MAX: usize = 500;
+
+/// What a refused change says while a record is restricted.
+pub const RESTRICTED: &str = "Processing of this patient's record is restricted: it can be read, but nothing new can be recorded until the owner lifts the restriction (on the patient's page).";
+
+/// Refuses ([`ClinicError::Conflict`]) to record anything new about patient `id` while
+/// their record is restricted; [`ClinicError::NotFound`] if there is no such patient.
+/// Every write that adds to or changes a patient's record calls this inside its
+/// transaction: visits and their corrections, corrections of the details, booking and
+/// moving appointments, payments, files, merging. Reading, exporting, erasing, cancelling
+/// an appointment, refunding or voiding a payment and deleting a file stay possible: they
+/// record nothing new about the patient, or undo what was recorded.
+pub fn check_processable(conn: &Db, id: i64) -> Result<(), ClinicError> {
+    let restricted: Option<Option<String>> = conn.row(
+        "SELECT restricted_since FROM patients WHERE id = ?1",
+        [id],
+        |row| Ok::<_, ClinicError>(row.get(0)?),
+    )?;
+    match restricted {
+        None => Err(ClinicError::NotFound),
+        Some(Some(_)) => Err(ClinicError::Conflict(RESTRICTED.into())),
+        Some(None) => Ok(()),
+    }
+}
+
+/// Restricts processing of patient `id`'s record for `reason` (`Some`, required, at most
+/// [`RESTRICTION_REASON_MAX`] characters) or lifts the restriction (`None`), recording
+/// `entry` (an `update` of `processing_restricted`; the reason stays in the record, not
+/// in the log). Nothing is written when it is already so; refused once erased.
+pub fn set_restriction(
+    conn: &Db,
+    id: i64,
+    reason: Option<&str>,
+    entry: Entry,
+) -> Result<(), ClinicError> {
+    let reason = match reason.map(str::trim) {
+        Some("") => {
+            return Err(ClinicError::invalid(
+                "reason",
+                "Write why processing is restricted (the patient's request, what they contest).",
+            ));
+        }
+        Some(r) if r.chars().count() > RESTRICTION_REASON_MAX => {
+            return Err(ClinicError::invalid(
+                "reason",
+                format!("Keep the reason under {RESTRICTION_REASON_MAX} characters."),
+            ));
+        }
+        other => other.map(str::to_owned),
+    };
+    audit::in_transaction(conn, |tx| {
+        let now = standing(&tx, id)?;
+        if now.erased_at.is_some() {
+            return Err(ClinicError::Conflict(
+                "This patient's record has been erased: there is nothing left to restrict.".into(),
+            ));
+        }
+        let restrict = reason.is_some();
+        if now.restricted_since.is_some() == restrict {
+            return Ok(());
+        }
+        let since = restrict.then(|| format_time(entry.at));
+        tx.execute(
+            "UPDATE patients SET restricted_since = ?2, restriction_reason = ?3 WHERE id = ?1",
+            ward_tenancy::sql::params![id, since, reason.clone()],
+        )?;
+        let (old, new) = if restrict {
+            ("off", "on")
+        } else {
+            ("on", "off")
+        };
+        audit::record(
+            &tx,
+            &entry
+                .entity("patient", id)
+                .diff(Diff::new().field("processing_restricted", old, new)),
         )?;
         Ok(())
     })
@@ -227,7 +317,7 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
         let payments = "SELECT id FROM payments WHERE patient_id = ?1";
         // (statement, whether it takes the time as ?2)
         let steps: [(String, bool); 12] = [
-            ("UPDATE patients SET full_name = 'Erased patient No. ' || number, date_of_birth = NULL, age_years = NULL, age_recorded_on = NULL, sex = 'unknown', phone = '', phone_digits = '', phone_digits_rev = '', address = '', email = '', notes = '', version = 0, erased_at = ?2, updated_at = ?2 WHERE id = ?1".into(), true),
+            ("UPDATE patients SET full_name = 'Erased patient No. ' || number, date_of_birth = NULL, age_years = NULL, age_recorded_on = NULL, sex = 'unknown', phone = '', phone_digits = '', phone_digits_rev = '', address = '', email = '', notes = '', version = 0, erased_at = ?2, updated_at = ?2, restriction_reason = CASE WHEN restricted_since IS NULL THEN NULL ELSE 'Erased' END WHERE id = ?1".into(), true),
             ("DELETE FROM patient_name_tokens WHERE patient_id = ?1".into(), false),
             ("DELETE FROM patient_versions WHERE patient_id = ?1".into(), false),
             (format!("DELETE FROM visit_versions WHERE visit_id IN ({visits})"), false),

@@ -358,11 +358,7 @@ pub fn create(
     let doctor = doctor.clone();
     let now = format_time(entry.at);
     audit::in_transaction(conn, |tx| {
-        let mut rows = tx.query("SELECT 1 FROM patients WHERE id = ?1", [patient_id])?;
-        if rows.next()?.is_none() {
-            return Err(ClinicError::NotFound);
-        }
-        drop(rows);
+        crate::rights::check_processable(&tx, patient_id)?;
         tx.execute(
             "INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?4)",
@@ -483,6 +479,7 @@ pub fn update(
         if diff.is_empty() {
             return Ok(old.version);
         }
+        crate::rights::check_processable(&tx, old.patient_id)?;
         let reason = history::check_reason(&reason)?;
         let version = old.version + 1;
         diff.add("version", old.version, version);

@@ -117,6 +117,10 @@ impl ControlPlane {
         for i in 0..POOL_SIZE {
             let opened =
                 blocking(db::open(&path, &key, create && i == 0, Durability::Full)).await?;
+            // Deleted rows are overwritten, not left in the pages' free space: a purged
+            // clinic's wrapped key must not survive in the file (or in a copy of it) once
+            // the row no longer holds it.
+            opened.conn.execute_batch_now("PRAGMA secure_delete = ON")?;
             if i == 0 {
                 outcome = Some(ward_tenancy::db::run_blocking(|| {
                     migrate::migrate(&opened.conn, ward_tenancy::migrations::CONTROL)

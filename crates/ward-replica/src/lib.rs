@@ -15,7 +15,8 @@ pub mod wal;
 
 pub use replicator::{DbStatus, Position, Replicator, db_name, db_path, disk_status};
 pub use restore::{
-    Generation, Restored, databases, delete_database, generations, restore_to, stored,
+    Generation, PurgedObjects, Restored, databases, delete_database, delete_purged, generations,
+    restore_generation, restore_to, stored,
 };
 pub use target::Target;
 

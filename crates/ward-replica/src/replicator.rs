@@ -104,6 +104,9 @@ struct State {
     pending_since: Option<i64>,
     /// A snapshot is being taken: no checkpoint may change the file meanwhile.
     snapshotting: bool,
+    /// The next commit checkpoints once everything is shipped, and a new generation
+    /// starts ([`Replicator::fresh_generation_soon`]).
+    checkpoint_wanted: bool,
     error: Option<String>,
 }
 
@@ -133,6 +136,9 @@ struct Shared {
     me: std::sync::Weak<Shared>,
     /// How far back restores reach; generations older than that are deleted.
     retention: Duration,
+    /// Where the time of commits, generations and retention comes from (the lease uses
+    /// the real time: it is shared with other servers).
+    clock: parking_lot::RwLock<Arc<dyn ward_core::Clock>>,
     /// Commit-to-stored delays of recent commits, in milliseconds (the newest 100,000).
     lags: parking_lot::Mutex<VecDeque<u32>>,
     /// This process's id in the lease.
@@ -224,6 +230,7 @@ impl Replicator {
             runtime: runtime.handle().clone(),
             me: me.clone(),
             retention,
+            clock: parking_lot::RwLock::new(Arc::new(ward_core::SystemClock)),
             lags: parking_lot::Mutex::new(VecDeque::new()),
             holder: uuid::Uuid::now_v7().to_string(),
             leased: AtomicBool::new(false),
@@ -235,6 +242,23 @@ impl Replicator {
             shared,
             _runtime: Arc::new(RuntimeOwner(Some(runtime))),
         })
+    }
+
+    /// The same replicator, reading the time of commits, generations and retention from
+    /// `clock` instead of the real time (a test moving time forward).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn ward_core::Clock>) -> Self {
+        *self.shared.clock.write() = clock;
+        self
+    }
+
+    /// Asks for `db`'s WAL to be checkpointed at its next commit once every frame is
+    /// shipped (as when it reaches its size limit), and for a new generation to start
+    /// from the checkpointed file. After a purge, the control plane's file then no longer
+    /// holds the clinic's wrapped key, neither does the new generation, and the older
+    /// generations (which do) are deleted once the new one is older than the retention.
+    pub fn fresh_generation_soon(&self, db: &str) {
+        self.shared.stream(db).state.lock().checkpoint_wanted = true;
     }
 
     /// The target.
@@ -340,7 +364,7 @@ impl Replicator {
 
     /// Every database's replication, as this process sees it.
     pub fn status(&self) -> Vec<DbStatus> {
-        let now = now_ms();
+        let now = self.shared.now_ms();
         let streams: Vec<Arc<Stream>> = self.shared.streams.lock().values().cloned().collect();
         let mut out: Vec<DbStatus> = streams
             .iter()
@@ -463,21 +487,62 @@ impl Shared {
             .clone()
     }
 
+    /// Now, in milliseconds, on this replicator's clock.
+    fn now_ms(&self) -> i64 {
+        self.clock.read().now().timestamp_millis()
+    }
+
     async fn apply_retention(&self) -> Result<usize, ReplicaError> {
-        let horizon = now_ms() - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let horizon = self.now_ms() - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
         let mut deleted = 0;
         for db in crate::restore::databases(&self.target).await? {
             let gens = crate::restore::generations(&self.target, &db).await?;
-            for pair in gens.windows(2) {
-                if pair[1].meta.created_at_ms < horizon {
-                    for (name, _) in self.target.list(&format!("{db}/{}", pair[0].name)).await? {
-                        self.target.delete(&name).await?;
-                    }
+            let mut doomed: Vec<String> = gens
+                .windows(2)
+                .filter(|pair| pair[1].meta.created_at_ms < horizon)
+                .map(|pair| pair[0].name.clone())
+                .collect();
+            // A folder without a description (a deletion interrupted before its end, a
+            // generation whose snapshot was stored but not its description) is never
+            // restored from; once older than the retention it goes too. Its name begins
+            // with its time; a younger one may be a generation being written.
+            let described: std::collections::HashSet<&str> =
+                gens.iter().map(|g| g.name.as_str()).collect();
+            for name in self.target.folders(&db).await? {
+                if !described.contains(name.as_str())
+                    && crate::segment::generation_time(&name).is_some_and(|t| t < horizon)
+                {
+                    doomed.push(name);
+                }
+            }
+            for name in doomed {
+                // A folder target may keep the emptied folder: it is not counted again.
+                if self.delete_generation(&db, &name).await? > 0 {
                     deleted += 1;
                 }
             }
         }
         Ok(deleted)
+    }
+
+    /// Deletes every object of a generation, its description last: a deletion cut short
+    /// leaves a folder without one, which the next retention pass takes up again.
+    /// Returns how many objects went.
+    async fn delete_generation(&self, db: &str, generation: &str) -> Result<usize, ReplicaError> {
+        let meta = format!("{db}/{generation}/meta.json");
+        let objects = self.target.list(&format!("{db}/{generation}")).await?;
+        let mut described = false;
+        for (name, _) in &objects {
+            if *name == meta {
+                described = true;
+            } else {
+                self.target.delete(name).await?;
+            }
+        }
+        if described {
+            self.target.delete(&meta).await?;
+        }
+        Ok(objects.len())
     }
 
     /// Marks every database whose files changed since the last look (written by another
@@ -673,7 +738,7 @@ impl Shared {
                         Err(e) => return Err(e),
                     }
                     {
-                        let stored = now_ms();
+                        let stored = self.now_ms();
                         let mut lags = self.lags.lock();
                         for c in &header.commits {
                             lags.push_back(
@@ -693,7 +758,7 @@ impl Shared {
                     pos.salt = Some(header.salt);
                     pos.cursor = Some(cursor);
                     pos.bytes += len;
-                    pos.shipped_at_ms = now_ms();
+                    pos.shipped_at_ms = self.now_ms();
                     while st.commits.front().is_some_and(|(n, _)| *n <= frames) {
                         st.commits.pop_front();
                     }
@@ -745,10 +810,11 @@ impl Shared {
         // are kept), and after half of it once the segments since the snapshot hold half
         // the file again (a busy clinic's restore replays at most that much). A quiet
         // clinic is not copied whole twice a retention for a few changed pages. The
-        // control plane, small, always takes the half: its old generations (which hold
-        // purged clinics' wrapped keys) then go within 1.5 retentions.
+        // control plane, small, always takes the half. After a purge it starts one at
+        // once, from a checkpointed file ([`Replicator::fresh_generation_soon`]), so its
+        // generations holding the purged clinic's wrapped key go a retention later.
         let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-        let age = now_ms() - pos.created_at_ms;
+        let age = self.now_ms() - pos.created_at_ms;
         let file = std::fs::metadata(&stream.path).map_or(0, |m| m.len());
         let busy = pos.bytes.saturating_mul(2) > file.saturating_mul(3);
         if age > retention || (age > retention / 2 && (busy || stream.db == "control")) {
@@ -764,7 +830,7 @@ impl Shared {
             return Ok(Work::Nothing);
         }
         let frame_len = u64::from(h.page_size) + wal::FRAME_HEADER as u64;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut commits = Vec::new();
         for f in scan.commits() {
             let end = f.offset + frame_len;
@@ -803,7 +869,7 @@ impl Shared {
 
     /// Begins a new generation with a copy of the encrypted file.
     async fn snapshot(&self, stream: &Stream) -> Result<(), ReplicaError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let generation = segment::new_generation(now);
         let tmp = self
             .state_dir
@@ -868,7 +934,7 @@ impl Shared {
             cursor: None,
             file_id: id,
             bytes: size,
-            shipped_at_ms: now_ms(),
+            shipped_at_ms: self.now_ms(),
         };
         st.pos = Some(pos.clone());
         drop(st);
@@ -916,6 +982,16 @@ impl Shared {
         if shipped && checkpoint() {
             // The next WAL starts afresh: its first bytes begin the next segment.
             st.commits.clear();
+            if std::mem::take(&mut st.checkpoint_wanted) {
+                // Asked for: the next shipment begins a generation with a snapshot of
+                // the file as it is now, holding every commit.
+                st.pos = None;
+                drop(st);
+                forget_position(&self.data_dir, db);
+                self.dirty.lock().insert(db.to_owned());
+                self.wake.notify_one();
+                return;
+            }
             if let Some(pos) = st.pos.as_mut() {
                 pos.salt = None;
                 pos.cursor = None;
@@ -989,13 +1065,13 @@ impl ward_tenancy::db::WalWatch for Shared {
             return;
         };
         let stream = self.stream(&db);
-        let starting = {
+        let (starting, wanted) = {
             let mut st = stream.state.lock();
             self.ensure_loaded(&stream, &mut st);
-            let now = now_ms();
+            let now = self.now_ms();
             st.commits.push_back((frames, now));
             st.pending_since.get_or_insert(now);
-            st.pos.is_none()
+            (st.pos.is_none(), st.checkpoint_wanted)
         };
         self.dirty.lock().insert(db.clone());
         self.wake.notify_one();
@@ -1004,7 +1080,7 @@ impl ward_tenancy::db::WalWatch for Shared {
             // stored: a clinic the control plane lists always has a copy to restore.
             self.ship_and_wait(&db);
         }
-        if frames >= CHECKPOINT_FRAMES && self.ship_and_wait(&db) {
+        if (frames >= CHECKPOINT_FRAMES || wanted) && self.ship_and_wait(&db) {
             self.checkpoint_if_shipped(&db, || {
                 wal.checkpoint_v2(rusqlite::wal::CheckpointMode::TRUNCATE)
                     .is_ok()

@@ -74,6 +74,21 @@ pub async fn restore_to(
             None => format!("the replica holds no copy of {db}"),
         }));
     };
+    restore_generation(target, db, chosen, at_ms, out).await
+}
+
+/// Rebuilds generation `chosen` of `db` into the new file `out`, with the commits of its
+/// segments made at or before `at_ms` (all of them when `None`) replayed onto its
+/// snapshot. [`restore_to`] picks the generation for a moment; this one is for looking
+/// at every generation the replica holds.
+pub async fn restore_generation(
+    target: &Target,
+    db: &str,
+    chosen: &Generation,
+    at_ms: Option<i64>,
+    out: &Path,
+) -> Result<Restored, ReplicaError> {
+    let at = at_ms.unwrap_or(i64::MAX);
     let prefix = format!("{db}/{}", chosen.name);
     let snapshot = target
         .get(&format!("{prefix}/snapshot.db"))
@@ -202,4 +217,38 @@ pub async fn delete_database(target: &Target, db: &str) -> Result<usize, Replica
         target.delete(name).await?;
     }
     Ok(objects.len())
+}
+
+/// Deletes the replica objects of every clinic in `purged` (ids of purged clinics) that
+/// the replica still holds, and forgets where their streams stood in `data_dir`. Run
+/// after every purge, it also finishes a deletion an earlier run could not complete (the
+/// store was unreachable, the process stopped). Returns the clinics whose objects went,
+/// with how many, and those that failed, with why.
+pub async fn delete_purged(
+    target: &Target,
+    data_dir: &Path,
+    purged: &[String],
+) -> Result<PurgedObjects, ReplicaError> {
+    let held: std::collections::HashSet<String> = databases(target).await?.into_iter().collect();
+    let mut out = PurgedObjects::default();
+    for db in purged
+        .iter()
+        .filter(|db| held.contains(*db) && *db != "control")
+    {
+        crate::replicator::forget_position(data_dir, db);
+        match delete_database(target, db).await {
+            Ok(n) => out.deleted.push((db.clone(), n)),
+            Err(e) => out.failed.push((db.clone(), e.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+/// What [`delete_purged`] did.
+#[derive(Debug, Default, Clone)]
+pub struct PurgedObjects {
+    /// Clinics whose objects were deleted, and how many.
+    pub deleted: Vec<(String, usize)>,
+    /// Clinics whose objects could not all be deleted (tried again on the next run).
+    pub failed: Vec<(String, String)>,
 }

@@ -112,6 +112,18 @@ pub fn new_generation(now_ms: i64) -> String {
     )
 }
 
+/// When the generation named `name` began, read from its name (milliseconds since the
+/// epoch), or `None` if the name is not one [`new_generation`] makes.
+pub fn generation_time(name: &str) -> Option<i64> {
+    let (stamp, rest) = name.split_once('-')?;
+    if rest.len() != 8 || !rest.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +148,9 @@ mod tests {
         bytes[last] ^= 1;
         assert!(matches!(decode("x", &bytes), Err(ReplicaError::Damaged(_))));
         assert!(new_generation(0).starts_with("19700101T000000.000Z-"));
+        let at = 1_780_000_000_123;
+        assert_eq!(generation_time(&new_generation(at)), Some(at));
+        assert_eq!(generation_time("lease.json"), None);
+        assert_eq!(generation_time("20260101T000000.000Z-notahex!"), None);
     }
 }

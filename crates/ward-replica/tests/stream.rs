@@ -428,3 +428,103 @@ async fn a_second_server_on_the_same_replica_waits_for_the_first_to_let_go() {
     assert_eq!(count(&out, &second.key), 1);
     drop(second.path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_a_controlled_clock_deletes_superseded_and_undescribed_generations() {
+    use chrono::TimeDelta;
+    use ward_core::{Clock, ManualClock};
+
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(ward_core::parse_time("2026-03-01T09:00:00Z").unwrap());
+    let ms = |c: &ManualClock| c.now().timestamp_millis();
+    let t0 = ms(&clock);
+    let replicator = Replicator::new(
+        data.path(),
+        target.clone(),
+        Duration::from_secs(30 * 86_400),
+    )
+    .unwrap()
+    .with_clock(std::sync::Arc::new(clock.clone()));
+    let key = DataKey::random();
+    let path = clinic_path(data.path());
+    let db_id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let opened = db::open_now(&path, &key, true, Durability::Full).unwrap();
+    opened
+        .conn
+        .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
+        .unwrap();
+    let insert = || {
+        opened
+            .conn
+            .execute_now("INSERT INTO t (pad) VALUES ('row')", ())
+            .unwrap();
+    };
+    insert();
+    replicator.sync(&db_id).await.unwrap();
+    let gens = ward_replica::generations(&target, &db_id).await.unwrap();
+    assert_eq!(gens.len(), 1);
+    assert_eq!(
+        gens[0].meta.created_at_ms, t0,
+        "the generation's time is the replicator's clock"
+    );
+    let first = gens[0].name.clone();
+
+    // A month later the next write starts a new generation.
+    clock.advance(TimeDelta::days(31));
+    insert();
+    replicator.sync(&db_id).await.unwrap();
+    let gens = ward_replica::generations(&target, &db_id).await.unwrap();
+    assert_eq!(gens.len(), 2);
+    let second = gens[1].name.clone();
+    assert_eq!(gens[1].meta.created_at_ms, ms(&clock));
+
+    // Folders without a description: one left by a deletion cut short (old), one whose
+    // snapshot is being written now.
+    let folder = |name: &str| replica.path().join(&db_id).join(name);
+    // Objects left in a generation's folder (a folder target may keep it empty).
+    let objects = |name: &str| {
+        let dir = folder(name);
+        if dir.exists() { walk(&dir).len() } else { 0 }
+    };
+    let cut_short = ward_replica::segment::new_generation(t0 - 86_400_000);
+    let writing = ward_replica::segment::new_generation(ms(&clock));
+    for name in [&cut_short, &writing] {
+        std::fs::create_dir_all(folder(name)).unwrap();
+        std::fs::write(folder(name).join("snapshot.db"), b"encrypted bytes").unwrap();
+    }
+    assert_eq!(
+        replicator.apply_retention().await.unwrap(),
+        1,
+        "only the old undescribed folder goes: the first generation is needed within the retention"
+    );
+    assert_eq!(objects(&cut_short), 0);
+    assert!(objects(&writing) > 0 && objects(&first) > 0);
+    let out = data.path().join("early.db");
+    restore_to(&target, &db_id, Some(t0 + 1), &out)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&out, &key),
+        1,
+        "a moment of the first generation restores"
+    );
+
+    // Another month: the first generation's successor is older than the retention, and
+    // so is the folder that was being written (it never got its description).
+    clock.advance(TimeDelta::days(31));
+    assert_eq!(replicator.apply_retention().await.unwrap(), 2);
+    assert_eq!(objects(&first), 0, "the superseded generation is gone");
+    assert_eq!(objects(&writing), 0);
+    assert!(folder(&second).join("meta.json").exists());
+    let err = restore_to(&target, &db_id, Some(t0 + 1), &data.path().join("gone.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("oldest copy"), "{err}");
+    let out = data.path().join("latest.db");
+    restore_to(&target, &db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &key), 2);
+    // Nothing more to do.
+    assert_eq!(replicator.apply_retention().await.unwrap(), 0);
+}

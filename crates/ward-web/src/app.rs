@@ -196,6 +196,10 @@ pub fn router(web: Arc<Web>) -> Router {
             post(rights::legal_hold_post),
         )
         .route(
+            "/c/{slug}/patients/{id}/restriction",
+            post(rights::restriction_post),
+        )
+        .route(
             "/c/{slug}/patients/{id}/erase",
             get(rights::erase_get).post(rights::erase_post),
         )

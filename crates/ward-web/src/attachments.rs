@@ -566,3 +566,41 @@ pub async fn sweep_deleted_logged(app: &crate::Web) {
         Err(e) => tracing::warn!(error = %e, "the sweep of deleted attachments failed"),
     }
 }
+
+/// The export with files reads the files from here, and its import stores them here
+/// again under new names and keys.
+impl ward_app::archive::FileStore for AttachmentStore {
+    fn open<'a>(
+        &'a self,
+        object_name: &'a str,
+        key: &'a [u8],
+        sha256: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<ward_app::archive::Plaintext, ward_app::BoxError>>
+    {
+        Box::pin(async move { Ok(AttachmentStore::open(self, object_name, key, sha256).await?) })
+    }
+
+    fn put(
+        &self,
+        file: ward_app::archive::Plaintext,
+    ) -> futures::future::BoxFuture<'_, Result<ward_app::archive::NewObject, ward_app::BoxError>>
+    {
+        Box::pin(async move {
+            let s = AttachmentStore::put(self, file).await?;
+            Ok(ward_app::archive::NewObject {
+                object_name: s.object_name,
+                key: s.key,
+                content_type: s.content_type.to_owned(),
+                size: s.size,
+                sha256: s.sha256,
+            })
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        object_name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), ward_app::BoxError>> {
+        Box::pin(async move { Ok(AttachmentStore::remove(self, object_name).await?) })
+    }
+}

@@ -297,10 +297,16 @@ pub struct ExportOpts {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// `json`: the ward-export document (`ward import` reads it); `csv`: a zip of one
-    /// CSV file per table, for spreadsheet apps.
+    /// `json`: the ward-export document, without the attachments' files; `zip`: the
+    /// document and every attachment's file (`ward import` reads it); `csv`: a zip of
+    /// one CSV file per table, for spreadsheet apps.
     #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
     pub format: ExportFormat,
+    /// The attachment store `--format zip` reads the files from (as for `ward serve`).
+    /// Unset: the replica's store under attachments/ when WARD_REPLICA_URL is set, else
+    /// file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
 }
 
 /// What `ward export` writes.
@@ -310,14 +316,21 @@ pub enum ExportFormat {
     Json,
     /// A zip of CSV files, one per table.
     Csv,
+    /// A zip of the ward-export document and every attachment's file.
+    Zip,
 }
 
 /// `ward import`.
 #[derive(Debug, Args)]
 pub struct ImportOpts {
-    /// The export to read.
+    /// The export to read: a JSON export, or an archive (`ward export --format zip`).
     #[arg(long)]
     pub file: PathBuf,
+    /// The attachment store an archive's files are stored in (as for `ward serve`).
+    /// Unset: the replica's store under attachments/ when WARD_REPLICA_URL is set, else
+    /// file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
     /// The new clinic's name.
     #[arg(long)]
     pub name: String,
@@ -339,7 +352,8 @@ pub struct PurgeOpts {
     #[arg(long)]
     pub json: bool,
     /// The attachment store a purged clinic's objects are deleted from (as for `ward
-    /// serve`). Unset: file://<data>/attachments.
+    /// serve`). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set, else file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
 }
@@ -426,6 +440,11 @@ pub struct RestoreOpts {
     /// for inspection (its own key; the live clinic is untouched).
     #[arg(long, requires = "clinic", conflicts_with_all = ["dry_run", "backup"])]
     pub as_new: Option<String>,
+    /// With --as-new: the attachment store the clinic's files are copied from and into
+    /// (as for `ward serve`). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set, else file://<data>/attachments.
+    #[arg(long, env = "WARD_ATTACHMENT_URL")]
+    pub attachment_url: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -460,7 +479,8 @@ pub struct VerifyOpts {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The attachment store whose objects are checked (as for `ward serve`). Unset:
+    /// The attachment store whose objects are checked (as for `ward serve`). Unset: the
+    /// replica's store under attachments/ when WARD_REPLICA_URL is set, else
     /// file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
@@ -491,7 +511,9 @@ pub struct ServeOpts {
     #[arg(long, env = "WARD_PEPPER_PREVIOUS", hide_env_values = true)]
     pub pepper_previous: Option<String>,
     /// Where attachments' encrypted bytes go: file:///path or s3://bucket/prefix (with the
-    /// usual AWS_* variables). Unset: file://<data>/attachments.
+    /// usual AWS_* variables). Unset: the replica's store under attachments/ when
+    /// WARD_REPLICA_URL is set (unless <data>/attachments already holds files), else
+    /// file://<data>/attachments.
     #[arg(long, env = "WARD_ATTACHMENT_URL")]
     pub attachment_url: Option<String>,
     /// How many MB of files (not deleted) one clinic may keep.

@@ -13,7 +13,7 @@ use crate::support::{TestPlatform, append, start};
 
 const CANARY: &str = "Zebediah Quillfeather";
 
-fn header(c: &ClinicRecord) -> Header {
+pub fn header(c: &ClinicRecord) -> Header {
     Header {
         clinic: ClinicInfo {
             id: c.id.to_string(),

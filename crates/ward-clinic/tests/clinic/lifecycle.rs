@@ -50,7 +50,7 @@ impl Setup {
 }
 
 /// Whether the database file `path` opens under `key` and holds the canary patient.
-fn readable(path: &Path, key: &ward_tenancy::DataKey) -> bool {
+pub(crate) fn readable(path: &Path, key: &ward_tenancy::DataKey) -> bool {
     let Ok(opened) = ward_tenancy::db::open_now(path, key, false, ward_tenancy::Durability::Full)
     else {
         return false;

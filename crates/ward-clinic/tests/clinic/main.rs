@@ -8,12 +8,14 @@
 )]
 
 mod anchors;
+mod archive;
 mod audit_log;
 mod export;
 mod lifecycle;
 mod payment_corrections;
 mod reads;
 mod search;
+mod shred;
 mod support;
 mod tamper;
 mod visit_fee;

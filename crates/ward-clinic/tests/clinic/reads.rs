@@ -156,8 +156,11 @@ async fn views_of_an_unavailable_clinic_wait_and_are_not_dropped() {
     assert!(auditor.stats().failed_writes >= 2);
 
     drop(lock);
+    // The worker may write them on its own before the flush does: either way none is
+    // left waiting and every one is in the log.
     let outcome = auditor.flush().await;
-    assert_eq!((outcome.written, outcome.pending), (10, 0));
+    assert_eq!(outcome.pending, 0);
+    assert!(outcome.written <= 10, "{}", outcome.written);
     assert_eq!(rows_of(&t, &clinic).await, 10);
     assert_eq!(rows_of(&t, &other).await, 10);
 }

@@ -55,7 +55,8 @@ struct PatientExtras {
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
     payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
     accessed_by: Option<Vec<ward_clinic::audit::Access>>,
-    rights: Option<ward_clinic::rights::Standing>,
+    /// Hold, erasure and restriction (every role sees a restriction's notice).
+    standing: ward_clinic::rights::Standing,
     /// Merges into this record, and possible duplicates (roles that edit details).
     merging: Option<crate::views::merge::Merging>,
 }
@@ -91,11 +92,7 @@ impl PatientExtras {
             } else {
                 None
             },
-            rights: if access.rights {
-                Some(ward_clinic::rights::standing(conn, id)?)
-            } else {
-                None
-            },
+            standing: ward_clinic::rights::standing(conn, id)?,
             merging: if access.edit {
                 Some(crate::views::merge::Merging::load(conn, id)?)
             } else {
@@ -514,6 +511,8 @@ struct PatientPage {
     accessed_by: Option<crate::views::audit::AccessedBy>,
     /// The patient's rights box (owners only).
     rights: Option<crate::views::rights::RightsBox>,
+    /// Processing restricted: what every role is told.
+    restricted: Option<String>,
     /// Merged into another record / merges into this one / possible duplicates.
     merging: Option<crate::views::merge::MergeBox>,
     /// The patient's files, as far as this role may see them.
@@ -562,17 +561,26 @@ pub async fn show_get(
     let accessed_by = extras.accessed_by.map(|rows| {
         crate::views::audit::AccessedBy::new(&access, &s, rows, Some((p.id, p.number)))
     });
-    let rights = extras
+    let restricted = crate::views::rights::restriction_banner(&s, &extras.standing);
+    let rights = allowed
         .rights
-        .map(|st| crate::views::rights::RightsBox::new(&access, &s, id, &st));
+        .then(|| crate::views::rights::RightsBox::new(&access, &s, id, &extras.standing));
     let merging = extras
         .merging
         .map(|m| crate::views::merge::MergeBox::new(&access, &s, id, m));
-    let attachments = crate::views::attachments::AttachmentsBox::new(&access, &s, &csrf, id, files);
+    let mut attachments =
+        crate::views::attachments::AttachmentsBox::new(&access, &s, &csrf, id, files);
+    if restricted.is_some()
+        && let Some(b) = attachments.as_mut()
+    {
+        // Nothing new is added to a restricted record.
+        b.upload_href = None;
+    }
     let page = PatientPage {
         attachments,
         merging,
         rights,
+        restricted,
         accessed_by,
         age_sex: age_sex(&p, today(&app, &s)),
         registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),

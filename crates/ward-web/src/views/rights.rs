@@ -1,5 +1,5 @@
 //! A patient's rights, for the owner: their whole record (printable, and as JSON), a
-//! legal hold, and erasure (docs/patients.md).
+//! legal hold, restriction of processing, and erasure (docs/patients.md).
 
 use askama::Template;
 use axum::extract::State;
@@ -28,6 +28,8 @@ pub struct RightsBox {
     pub hold: Option<String>,
     /// Erased at (clinic time).
     pub erased: Option<String>,
+    /// Processing restricted since (clinic time), and why.
+    pub restricted: Option<(String, String)>,
 }
 
 impl RightsBox {
@@ -39,8 +41,25 @@ impl RightsBox {
             base: format!("/c/{}/patients/{id}", access.slug),
             hold: standing.legal_hold_since.map(when),
             erased: standing.erased_at.map(when),
+            restricted: standing.restricted_since.map(|t| {
+                (
+                    when(t),
+                    standing.restriction_reason.clone().unwrap_or_default(),
+                )
+            }),
         }
     }
+}
+
+/// The notice every role sees on a restricted patient's page: since when, and what it
+/// means (the reason is for the owner's box only).
+pub fn restriction_banner(s: &ClinicSettings, standing: &Standing) -> Option<String> {
+    standing.restricted_since.map(|t| {
+        format!(
+            "Processing of this record is restricted since {}: it can be read, but no visit, correction, appointment, payment or file can be added until the owner lifts the restriction.",
+            s.local(t).format("%Y-%m-%d %H:%M")
+        )
+    })
 }
 
 /// Writes `entry` (an export of the patient's record) in its own transaction: the
@@ -241,6 +260,42 @@ pub async fn legal_hold_post(
     access
         .tenant
         .with(move |conn| rights::set_legal_hold(&conn, id, hold, entry))
+        .await?;
+    Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
+}
+
+/// The restriction form: `restrict=on` with a `reason`, or `restrict=off`.
+#[derive(Deserialize)]
+pub struct RestrictionForm {
+    #[serde(default)]
+    restrict: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /c/{slug}/patients/{id}/restriction`: restricts processing of the record (on the
+/// patient's request, with the reason) or lifts the restriction; audited as an `update`
+/// of `processing_restricted` (the reason stays in the record, not in the log).
+pub async fn restriction_post(
+    State(app): State<AppState>,
+    access: ClinicAccess,
+    RecordId(id): RecordId,
+    AppForm(form): AppForm<RestrictionForm>,
+) -> Page {
+    access.require(Permission::PatientRights)?;
+    let reason = match form.restrict.as_str() {
+        "on" => Some(form.reason),
+        "off" => None,
+        _ => {
+            return Err(AppError::Refused(
+                "Choose to restrict processing or to lift the restriction.".into(),
+            ));
+        }
+    };
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    access
+        .tenant
+        .with(move |conn| rights::set_restriction(&conn, id, reason.as_deref(), entry))
         .await?;
     Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
 }

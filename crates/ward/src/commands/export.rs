@@ -48,29 +48,52 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
     let format = match opts.format {
         ExportFormat::Json => ward_clinic::export_csv::Format::Json,
         ExportFormat::Csv => ward_clinic::export_csv::Format::Csv,
+        ExportFormat::Zip => ward_clinic::export_csv::Format::Archive,
+    };
+    let store = match format {
+        ward_clinic::export_csv::Format::Archive => Some(super::attachment_store(
+            global,
+            opts.attachment_url.as_deref(),
+        )?),
+        _ => None,
     };
     let target = opts
         .out
         .as_ref()
         .map_or_else(|| "standard output".to_owned(), |p| p.display().to_string());
-    let (recorded, summary) = tenant
-        .with(|conn| {
-            // The access is recorded before a single row leaves, so even a failed
-            // export is in the log.
-            let recorded = audit::in_transaction(&conn, |tx| {
-                audit::record_operator_access(
-                    &tx,
-                    at,
-                    "operator",
-                    &reason,
-                    Action::Export,
-                    Some(&format!("full export ({}) to {target}", format.as_str())),
-                )
-            })?;
-            let summary = format.write(&conn, &header, out)?;
-            Ok::<_, anyhow::Error>((recorded, summary))
+    let record = |conn: &ward_tenancy::Db| {
+        // The access is recorded before a single row leaves, so even a failed
+        // export is in the log.
+        audit::in_transaction(conn, |tx| {
+            audit::record_operator_access(
+                &tx,
+                at,
+                "operator",
+                &reason,
+                Action::Export,
+                Some(&format!("full export ({}) to {target}", format.as_str())),
+            )
         })
-        .await?;
+    };
+    let (recorded, summary) = match &store {
+        Some(store) => {
+            let recorded = tenant.with(|conn| record(&conn)).await?;
+            let (summary, mut out) = ward_app::archive::write_archive(&tenant, &header, store, out)
+                .await
+                .map_err(|e| anyhow::anyhow!("the export failed: {e}"))?;
+            out.flush()?;
+            (recorded, summary)
+        }
+        None => {
+            tenant
+                .with(|conn| {
+                    let recorded = record(&conn)?;
+                    let summary = format.write(&conn, &header, out)?;
+                    Ok::<_, anyhow::Error>((recorded, summary))
+                })
+                .await?
+        }
+    };
     platform
         .control
         .anchor(c.id, recorded.seq, &recorded.hash)
@@ -86,8 +109,13 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
 
 fn report(c: &ClinicRecord, summary: &Summary, path: &std::path::Path) {
     let rows: u64 = summary.tables.iter().map(|(_, n)| n).sum();
+    let files = if summary.files > 0 {
+        format!(", {} attachment files", summary.files)
+    } else {
+        String::new()
+    };
     note(format_args!(
-        "exported clinic {} to {}: {} tables, {rows} rows, {} bytes",
+        "exported clinic {} to {}: {} tables, {rows} rows{files}, {} bytes",
         c.slug,
         path.display(),
         summary.tables.len(),
@@ -97,11 +125,37 @@ fn report(c: &ClinicRecord, summary: &Summary, path: &std::path::Path) {
 
 /// `ward import --file … --name …`.
 pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCode> {
-    let file = std::fs::File::open(&opts.file)
+    let refused = || format!("{} was refused; nothing was created", opts.file.display());
+    let is_archive = ward_clinic::archive::is_zip(&opts.file)
         .with_context(|| format!("cannot open {}", opts.file.display()))?;
-    let doc = ward_tenancy::blocking(async { import::parse(file) })
+    // An archive is read and every file checked against its row before anything is
+    // written; a JSON export of a clinic that had files is refused (it has the rows,
+    // not the files).
+    let (doc, files) = if is_archive {
+        let (doc, files) = ward_app::archive::read(&opts.file)
+            .await
+            .with_context(refused)?;
+        (doc, Some(files))
+    } else {
+        let file = std::fs::File::open(&opts.file)
+            .with_context(|| format!("cannot open {}", opts.file.display()))?;
+        let doc = ward_tenancy::blocking(async {
+            let doc = import::parse(file)?;
+            ward_clinic::archive::check_plain_json(&doc)?;
+            Ok::<_, import::ImportError>(doc)
+        })
         .await
-        .with_context(|| format!("{} was refused; nothing was created", opts.file.display()))?;
+        .with_context(refused)?;
+        (doc, None)
+    };
+    let store = match files {
+        // The files were accepted once; their size is checked against their rows.
+        Some(_) => Some(
+            super::attachment_store(global, opts.attachment_url.as_deref())?
+                .with_max_bytes(u64::MAX),
+        ),
+        None => None,
+    };
     let platform = super::open_platform(global).await?;
     let slug = opts
         .slug
@@ -114,13 +168,20 @@ pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCod
         .await
         .context("the clinic was not created")?;
     let at = platform.control.clock().now();
-    let doc = std::sync::Arc::new(doc);
+    let (from, staff) = (doc.clinic.id.clone(), doc.staff.len());
+    let file_count = files.as_ref().map_or(0, Vec::len);
     let result = async {
         let tenant = platform.tenants.get(clinic.id).await?;
-        let d = doc.clone();
+        if let (Some(files), Some(store)) = (&files, &store) {
+            return ward_app::archive::import(
+                &tenant, doc, files, &opts.file, store, at, "operator", "import",
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"));
+        }
         let imported = tenant
             .with(|conn| {
-                let imported = import::import(&conn, &d, at, "operator", "import")?;
+                let imported = import::import(&conn, &doc, at, "operator", "import")?;
                 let head = audit::head(&conn)?;
                 Ok::<_, anyhow::Error>((imported, head))
             })
@@ -154,22 +215,21 @@ pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCod
     if opts.json {
         json(&serde_json::json!({
             "id": clinic.id, "slug": clinic.slug, "name": clinic.name,
-            "from": doc.clinic.id, "rows": rows,
+            "from": from, "rows": rows, "files": file_count,
             "tables": imported.tables.iter().map(|(t, n)| (t.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
         }))?;
     } else {
         say(format_args!(
-            "imported {rows} rows in {} tables into new clinic {} ({})\nid:   {}\nslug: {}",
+            "imported {rows} rows in {} tables and {file_count} attachment files into new clinic {} ({})\nid:   {}\nslug: {}",
             imported.tables.len(),
             clinic.name,
             clinic.status,
             clinic.id,
             clinic.slug
         ));
-        if !doc.staff.is_empty() {
+        if staff > 0 {
             say(format_args!(
-                "the export lists {} staff members; give the new clinic its owner with `ward members add --clinic {} --email … --role owner --reason \"…\"`, then invite the others",
-                doc.staff.len(),
+                "the export lists {staff} staff members; give the new clinic its owner with `ward members add --clinic {} --email … --role owner --reason \"…\"`, then invite the others",
                 clinic.slug
             ));
         }

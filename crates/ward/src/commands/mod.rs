@@ -109,16 +109,38 @@ pub fn purger(
     }))
 }
 
-/// The attachment store at `url` (`WARD_ATTACHMENT_URL`), or `file://<data>/attachments`.
+/// Where attachments go: `explicit` (`WARD_ATTACHMENT_URL`) when given; else, when
+/// `WARD_REPLICA_URL` names the replica, the same store under its `attachments/` prefix
+/// (next to the replica's databases, which are named `control` and by clinic id);
+/// else `file://<data>/attachments`. A data folder whose `attachments/` already holds
+/// objects keeps using it, so that setting a replica never hides files stored before.
+pub fn attachment_url(global: &Global, explicit: Option<&str>) -> String {
+    if let Some(url) = explicit {
+        return url.to_owned();
+    }
+    let local = global.data_dir.join("attachments");
+    let local_url = format!("file://{}", local.display());
+    let Some(replica) = &global.replica_url else {
+        return local_url;
+    };
+    let has_objects = std::fs::read_dir(local.join("a")).is_ok_and(|mut d| d.next().is_some());
+    if has_objects {
+        tracing::warn!(
+            "attachments stay in <data>/attachments, which already holds files; set WARD_ATTACHMENT_URL to choose"
+        );
+        return local_url;
+    }
+    format!("{}/attachments", replica.trim_end_matches('/'))
+}
+
+/// The attachment store at [`attachment_url`], with a 1 MiB cap (for commands that only
+/// read or remove objects).
 pub fn attachment_store(
     global: &Global,
     url: Option<&str>,
 ) -> anyhow::Result<ward_web::attachments::AttachmentStore> {
-    let url = url.map_or_else(
-        || format!("file://{}", global.data_dir.join("attachments").display()),
-        str::to_owned,
-    );
-    ward_web::attachments::AttachmentStore::from_url(&url, 1).map_err(anyhow::Error::msg)
+    ward_web::attachments::AttachmentStore::from_url(&attachment_url(global, url), 1)
+        .map_err(anyhow::Error::msg)
 }
 
 /// The clinic an operator named, by slug or id.
@@ -185,4 +207,54 @@ pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
                 }
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Global};
+    use clap::Parser as _;
+
+    fn global(data: &std::path::Path, replica: Option<&str>) -> Global {
+        let mut args = vec![
+            "ward".to_owned(),
+            "--data-dir".to_owned(),
+            data.display().to_string(),
+        ];
+        if let Some(r) = replica {
+            args.extend(["--replica-url".to_owned(), r.to_owned()]);
+        }
+        args.push("status".to_owned());
+        Cli::try_parse_from(args).map(|c| c.global).unwrap()
+    }
+
+    #[test]
+    fn attachments_follow_the_replica_unless_told_or_already_stored_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = format!("file://{}", dir.path().join("attachments").display());
+        // Nothing set: the data folder.
+        assert_eq!(
+            super::attachment_url(&global(dir.path(), None), None),
+            local
+        );
+        // A replica: its store, under attachments/.
+        let g = global(dir.path(), Some("s3://ward-bucket/prod/"));
+        assert_eq!(
+            super::attachment_url(&g, None),
+            "s3://ward-bucket/prod/attachments"
+        );
+        // Named: as named.
+        assert_eq!(
+            super::attachment_url(&g, Some("s3://other/files")),
+            "s3://other/files"
+        );
+        // Files already in the data folder keep it, so none is left behind.
+        std::fs::create_dir_all(dir.path().join("attachments/a")).unwrap();
+        assert_eq!(
+            super::attachment_url(&g, None),
+            "s3://ward-bucket/prod/attachments",
+            "an empty folder does not count"
+        );
+        std::fs::write(dir.path().join("attachments/a/0123"), b"x").unwrap();
+        assert_eq!(super::attachment_url(&g, None), local);
+    }
 }

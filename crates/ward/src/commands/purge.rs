@@ -13,7 +13,9 @@ pub async fn run(global: &Global, opts: PurgeOpts) -> anyhow::Result<ExitCode> {
     let items = super::purger(global, &platform, attachments)
         .run("operator", opts.dry_run)
         .await?;
-    super::replica::drop_purged(global, &items).await;
+    if !opts.dry_run {
+        super::replica::drop_purged(global, &platform.control, &items).await;
+    }
     if opts.json {
         json(&items)?;
         return Ok(ExitCode::SUCCESS);

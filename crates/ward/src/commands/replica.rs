@@ -133,18 +133,59 @@ fn status(global: &Global, opts: ReplicaStatusOpts) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// Deletes the replica objects of clinics just purged (their key is already gone, so
-/// the objects were unreadable; this frees the space and leaves nothing behind).
-pub async fn drop_purged(global: &Global, items: &[ward_control::lifecycle::PurgeItem]) {
-    let Ok(target) = target(global) else { return };
-    for item in items.iter().filter(|i| i.done) {
-        let db = item.clinic.id.to_string();
-        ward_replica::replicator::forget_position(&global.data_dir, &db);
-        match ward_replica::delete_database(&target, &db).await {
-            Ok(n) => tracing::info!(clinic = %db, objects = n, "purged clinic's replica deleted"),
-            Err(e) => {
-                tracing::warn!(clinic = %db, error = %e, "the purged clinic's replica objects could not all be deleted (they are unreadable without its key)");
+/// Deletes the replica objects of every purged clinic the replica still holds (their
+/// key is already gone, so the objects were unreadable; this frees the space and leaves
+/// nothing behind), including those an earlier run could not delete. When `items` has
+/// clinics just purged, the control plane's WAL is checkpointed at its next commit and a
+/// new generation of it begins from the checkpointed file, which no longer holds their
+/// wrapped keys: the older generations, which do, go once it is older than the retention.
+pub async fn drop_purged(
+    global: &Global,
+    control: &ward_control::ControlPlane,
+    items: &[ward_control::lifecycle::PurgeItem],
+) {
+    let purged: Vec<ward_core::ClinicId> = match control.list_clinics().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|c| c.status == ward_core::ClinicStatus::Purged)
+            .map(|c| c.id)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the purged clinics; their replica objects are deleted on the next run");
+            return;
+        }
+    };
+    if let Some(r) = REPLICATOR.get() {
+        // Also for a clinic another process (`ward purge` beside this server) purged
+        // since the last daily run.
+        let since = control.clock().now() - chrono::TimeDelta::days(2);
+        let mut recent = items.iter().any(|i| i.done);
+        for id in &purged {
+            if recent {
+                break;
             }
+            recent = control
+                .tombstone(*id)
+                .await
+                .is_ok_and(|t| t.purged_at.is_some_and(|at| at > since));
+        }
+        if recent {
+            r.fresh_generation_soon("control");
+        }
+    }
+    let Ok(target) = target(global) else { return };
+    let purged: Vec<String> = purged.iter().map(ToString::to_string).collect();
+    match ward_replica::delete_purged(&target, &global.data_dir, &purged).await {
+        Ok(done) => {
+            for (clinic, n) in &done.deleted {
+                tracing::info!(clinic = %clinic, objects = n, "purged clinic's replica deleted");
+            }
+            for (clinic, e) in &done.failed {
+                tracing::warn!(clinic = %clinic, error = %e, "the purged clinic's replica objects could not all be deleted (they are unreadable without its key); tried again on the next run");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the replica; purged clinics' objects are deleted on the next run")
         }
     }
 }

@@ -321,8 +321,10 @@ async fn as_new(
     scratch: &std::path::Path,
     scratch_dir: &std::path::Path,
     hook: ward_tenancy::backup::StepHook<'_>,
+    store: &ward_web::attachments::AttachmentStore,
 ) -> anyhow::Result<ExitCode> {
     use ward_tenancy::db::{self, Durability};
+    let mut written = Vec::new();
     let started = std::time::Instant::now();
     let rebuilt = ward_replica::restore_to(target, &source.id.to_string(), Some(until), scratch)
         .await
@@ -341,10 +343,12 @@ async fn as_new(
         // The copy gets the new clinic's own key: nothing links the two files.
         let old_key = platform.tenants.data_key(source.id).await?;
         let new_key = platform.tenants.data_key(created.id).await?;
-        {
-            let opened = db::open_now(scratch, &old_key, false, Durability::Full)?;
-            db::rekey(&opened.conn, &new_key)?;
-        }
+        let opened = db::open_now(scratch, &old_key, false, Durability::Full)?;
+        db::rekey(&opened.conn, &new_key)?;
+        // Its files get objects of their own, or whatever is done to the copy (a
+        // delete, an erasure, its purge) would remove the live clinic's files.
+        let files = own_objects(&opened.conn, store, &mut written).await?;
+        drop(opened);
         let lock = platform.tenants.lock(created.id, &opts.reason).await?;
         let expected = ward_tenancy::backup::Expected::unrecorded();
         let stamp = format!("asnew-{}", Uuid::now_v7());
@@ -383,13 +387,18 @@ async fn as_new(
             })
             .await?
             .map_err(anyhow::Error::msg)?;
-        anyhow::Ok(())
+        anyhow::Ok(files)
     }
     .await;
+    if result.is_err() {
+        for name in &written {
+            let _ = store.remove(name).await;
+        }
+    }
     let _ = ward_tenancy::backup::remove_database_and_sidecars(scratch);
     let _ = scratch_dir;
     platform.tenants.shutdown(Duration::from_secs(30)).await;
-    result.with_context(|| {
+    let files = result.with_context(|| {
         format!(
             "the copy of {} was not made (the new clinic {} holds no data; close it with ward clinics close)",
             source.slug, created.slug
@@ -399,10 +408,11 @@ async fn as_new(
         json(&serde_json::json!({
             "source": source.id, "clinic": created.id, "slug": created.slug.to_string(),
             "replica": rebuilt, "duration_ms": started.elapsed().as_millis() as u64,
+            "files_copied": files,
         }))?;
     } else {
         say(format_args!(
-            "restored {} as of {} into the new clinic {} ({}) in {:.2} s; the live clinic is unchanged",
+            "restored {} as of {} into the new clinic {} ({}) with {files} files copied in {:.2} s; the live clinic is unchanged",
             source.slug,
             ward_replica::restore::rfc3339(rebuilt.last_commit_ms),
             created.slug,
@@ -411,6 +421,117 @@ async fn as_new(
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One attachment row of a copy, with the objects it names.
+struct CopiedRow {
+    id: i64,
+    file: (String, Vec<u8>, String),
+    thumbnail: Option<(String, Vec<u8>, String)>,
+}
+
+/// Stores a new copy of object `name` (opened with `key`, checked against `sha256`)
+/// under a new name and key, noting the new name in `written`.
+async fn copy_object(
+    store: &ward_web::attachments::AttachmentStore,
+    (name, key, sha256): &(String, Vec<u8>, String),
+    written: &mut Vec<String>,
+) -> anyhow::Result<Option<(String, [u8; 32])>> {
+    if !store.exists(name).await? {
+        return Ok(None);
+    }
+    let plain = store.open(name, key, sha256).await?;
+    let stored = store.put(plain).await?;
+    written.push(stored.object_name.clone());
+    Ok(Some((stored.object_name, stored.key)))
+}
+
+/// Gives an `--as-new` copy (open on `conn`) objects of its own: every attachment's
+/// file and thumbnail still in the store is decrypted and stored again under a new
+/// name and key (the name is bound into the encryption, so objects cannot simply be
+/// copied), and the copy's rows name them, in one transaction. Files of erased
+/// patients (their keys are zeroed) and objects no longer in the store are left as
+/// they are. Returns how many files were copied; the new objects' names are added to
+/// `written` as they are stored, for removal if the copy is not made.
+async fn own_objects(
+    conn: &ward_tenancy::sql::Connection,
+    store: &ward_web::attachments::AttachmentStore,
+    written: &mut Vec<String>,
+) -> anyhow::Result<usize> {
+    let has_table = conn
+        .first_row_now(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'attachments'",
+            (),
+        )?
+        .is_some();
+    if !has_table {
+        return Ok(0);
+    }
+    let mut rows = Vec::new();
+    conn.for_each_row(
+        "SELECT id, object_name, file_key, sha256, thumbnail_object, thumbnail_key, thumbnail_sha256 \
+         FROM attachments WHERE objects_removed_at IS NULL ORDER BY id",
+        (),
+        |r| {
+            let thumbnail = match (
+                r.get::<Option<String>>(4)?,
+                r.get::<Option<Vec<u8>>>(5)?,
+                r.get::<Option<String>>(6)?,
+            ) {
+                (Some(n), Some(k), Some(d)) => Some((n, k, d)),
+                _ => None,
+            };
+            rows.push(CopiedRow {
+                id: r.get(0)?,
+                file: (r.get(1)?, r.get(2)?, r.get(3)?),
+                thumbnail,
+            });
+            Ok::<_, ward_tenancy::sql::Error>(())
+        },
+    )?;
+    let mut updates = Vec::new();
+    for row in rows {
+        if row.file.1.iter().all(|b| *b == 0) {
+            continue;
+        }
+        let Some((file, file_key)) = copy_object(store, &row.file, written)
+            .await
+            .with_context(|| format!("attachment {} could not be copied", row.id))?
+        else {
+            continue;
+        };
+        let thumbnail = match &row.thumbnail {
+            Some(t) => copy_object(store, t, written).await.with_context(|| {
+                format!("attachment {}'s thumbnail could not be copied", row.id)
+            })?,
+            None => None,
+        };
+        updates.push((row.id, file, file_key, thumbnail));
+    }
+    conn.execute_batch_now("BEGIN IMMEDIATE")?;
+    let applied = (|| {
+        for (id, file, key, thumbnail) in &updates {
+            conn.execute_now(
+                "UPDATE attachments SET object_name = ?2, file_key = ?3 WHERE id = ?1",
+                ward_tenancy::sql::params![*id, file.clone(), key.to_vec()],
+            )?;
+            if let Some((name, key)) = thumbnail {
+                conn.execute_now(
+                    "UPDATE attachments SET thumbnail_object = ?2, thumbnail_key = ?3 WHERE id = ?1",
+                    ward_tenancy::sql::params![*id, name.clone(), key.to_vec()],
+                )?;
+            }
+        }
+        Ok::<_, ward_tenancy::sql::Error>(())
+    })();
+    match applied {
+        Ok(()) => conn.execute_batch_now("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch_now("ROLLBACK");
+            return Err(e.into());
+        }
+    }
+    Ok(updates.len())
 }
 
 /// Rebuilds clinic `name` from the replica as it was at the end of second `at`, checks
@@ -445,6 +566,8 @@ async fn from_replica(
             &scratch,
             &scratch_dir,
             hook,
+            &super::attachment_store(global, opts.attachment_url.as_deref())?
+                .with_max_bytes(u64::MAX),
         )
         .await;
     }

@@ -86,10 +86,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let attachment_url = opts
-        .attachment_url
-        .clone()
-        .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
+    let attachment_url = super::attachment_url(global, opts.attachment_url.as_deref());
     let attachments =
         ward_web::attachments::AttachmentStore::from_url(&attachment_url, opts.attachment_max_mb)
             .map_err(anyhow::Error::msg)?
@@ -126,6 +123,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
             },
             clock: Arc::new(SystemClock),
             read_audit: ReadAuditConfig::default(),
+            attachment_files: Some(Arc::new(attachments.clone())),
         },
     )?);
     tracing::info!(to = %app.mailer.describe(), "outgoing mail");
@@ -174,15 +172,20 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     // which also finishes a purge a crash interrupted).
     let purger = Arc::new(super::purger(global, &platform, web.attachments.clone()));
     let (purge_global, purge_web) = (global.clone(), web.clone());
+    let purge_control = platform.control.clone();
     workers.every("purge", Duration::from_secs(86_400), move || {
         let (purger, global, web) = (purger.clone(), purge_global.clone(), purge_web.clone());
+        let control = purge_control.clone();
         async move {
             match purger.run("ward serve", false).await {
-                Ok(items) if !items.is_empty() => {
-                    super::replica::drop_purged(&global, &items).await;
-                    tracing::info!(clinics = items.len(), "daily purge done");
+                Ok(items) => {
+                    // Also every day without a purge: what an earlier run could not
+                    // delete from the replica is deleted now.
+                    super::replica::drop_purged(&global, &control, &items).await;
+                    if !items.is_empty() {
+                        tracing::info!(clinics = items.len(), "daily purge done");
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "the daily purge failed"),
             }
             // Deleted files' objects past the retention for deleted records.

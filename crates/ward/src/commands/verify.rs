@@ -129,12 +129,7 @@ pub async fn run(global: &Global, opts: VerifyOpts) -> anyhow::Result<ExitCode> 
     let clinics = clinics_to_check(&platform, opts.clinic.as_deref()).await?;
 
     let auth_log = LogCheck::from_result(platform.control.verify_auth_chain().await);
-    let attachment_url = opts
-        .attachment_url
-        .clone()
-        .unwrap_or_else(|| format!("file://{}", global.data_dir.join("attachments").display()));
-    let store = ward_web::attachments::AttachmentStore::from_url(&attachment_url, 1)
-        .map_err(anyhow::Error::msg)?;
+    let store = super::attachment_store(global, opts.attachment_url.as_deref())?;
     let bar = progress(clinics.len() as u64, "verifying clinics");
     let mut reports = Vec::with_capacity(clinics.len());
     for clinic in &clinics {

@@ -216,3 +216,325 @@ fn export_as_csv_writes_a_zip_of_one_csv_per_table() {
         .stderr;
     assert!(err.contains("xml"), "{err}");
 }
+
+/// Runs `f` against the data directory in this process (the platform and the
+/// attachment store `ward serve` would use), then closes every clinic again.
+fn in_process<T>(
+    ward: &Ward,
+    f: impl AsyncFnOnce(&ward_control::Platform, &ward_web::attachments::AttachmentStore) -> T,
+) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let platform = ward_control::Platform::open(
+            ward_tenancy::StoreConfig::new(ward.data_dir()),
+            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            std::sync::Arc::new(ward_core::SystemClock),
+        )
+        .await
+        .unwrap();
+        let store = ward_web::attachments::AttachmentStore::from_url(
+            &format!("file://{}", ward.data_dir().join("attachments").display()),
+            25,
+        )
+        .unwrap();
+        let out = f(&platform, &store).await;
+        assert_eq!(
+            platform
+                .tenants
+                .shutdown(std::time::Duration::from_secs(10))
+                .await,
+            0
+        );
+        out
+    })
+}
+
+/// (id, object name, key, plaintext) of every attachment of `clinic`, each opened from
+/// the store as a page serves it.
+fn files_of(ward: &Ward, clinic: &str) -> Vec<(i64, String, Vec<u8>, Vec<u8>)> {
+    in_process(ward, async |platform, store| {
+        let id: ward_core::ClinicId = clinic.parse().unwrap();
+        let tenant = platform.tenants.get(id).await.unwrap();
+        let rows = tenant
+            .with(|conn| {
+                conn.rows(
+                    "SELECT id, object_name, file_key, sha256 FROM attachments ORDER BY id",
+                    (),
+                    |r| {
+                        Ok::<_, ward_tenancy::sql::Error>((
+                            r.get::<i64>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<Vec<u8>>(2)?,
+                            r.get::<String>(3)?,
+                        ))
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for (id, name, key, sha) in rows {
+            let bytes = store.read_all(&name, &key, &sha, u64::MAX).await.unwrap();
+            out.push((id, name, key, bytes));
+        }
+        out
+    })
+}
+
+/// How many objects the attachment store holds.
+fn objects(ward: &Ward) -> usize {
+    ward.files_ending("")
+        .iter()
+        .filter(|p| p.starts_with(ward.data_dir().join("attachments")))
+        .count()
+}
+
+fn zip_entries(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        out.insert(f.name().unwrap().into_owned(), data);
+    }
+    out
+}
+
+#[test]
+fn the_export_with_files_round_trips_through_the_command_line() {
+    let ward = Ward::new();
+    let (id, slug) = ward.create("Acme Clinic");
+    let dir = ward.data_dir();
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let pdf = b"%PDF-1.4\n% Acme lab report\ntrailer << >>\n%%EOF\n".to_vec();
+    // A patient with a PNG and a PDF, stored as an upload stores them.
+    let (p, d) = (png.clone(), pdf.clone());
+    in_process(&ward, async |platform, store| {
+        let tenant = platform.tenants.get(id.parse().unwrap()).await.unwrap();
+        let mut files = Vec::new();
+        for bytes in [p, d] {
+            files.push(store.put_bytes(bytes).await.unwrap());
+        }
+        tenant
+            .with(move |conn| {
+                conn.execute(
+                    "INSERT INTO patients (id, number, full_name, sex, created_at, updated_at) VALUES (1, 1, 'Asha Rao', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+                    (),
+                )
+                .unwrap();
+                for s in files {
+                    conn.execute(
+                        "INSERT INTO attachments (patient_id, kind, title, content_type, size, sha256, object_name, file_key, uploaded_at, uploaded_by_id, uploaded_by_name) \
+                         VALUES (1, 'lab_report', 'Report', ?1, ?2, ?3, ?4, ?5, '2026-01-01T00:00:00.000Z', 'u1', 'Dr. Rao')",
+                        ward_tenancy::sql::params![s.content_type, s.size as i64, s.sha256, s.object_name, s.key.to_vec()],
+                    )
+                    .unwrap();
+                }
+            })
+            .await;
+    });
+    let source = files_of(&ward, &id);
+    assert_eq!(source.len(), 2);
+    assert_eq!((&source[0].3, &source[1].3), (&png, &pdf));
+    assert_eq!(objects(&ward), 2);
+
+    // The plain JSON export cannot bring the files, so its import is refused.
+    let json = dir.join("acme.json");
+    ward.run(&[
+        "export",
+        "--clinic",
+        &slug,
+        "--reason",
+        "move",
+        "--out",
+        json.to_str().unwrap(),
+    ])
+    .ok();
+    let err = ward
+        .run(&[
+            "import",
+            "--file",
+            json.to_str().unwrap(),
+            "--name",
+            "Lossy",
+        ])
+        .final_error();
+    assert!(
+        err.contains("names 2 attachment file(s) but holds none of them")
+            && err.contains("--format zip")
+            && err.contains("nothing was created"),
+        "{err}"
+    );
+    assert_eq!(ward.list().len(), 1);
+
+    let archive = dir.join("acme.zip");
+    let run = ward.run(&[
+        "export",
+        "--clinic",
+        &slug,
+        "--reason",
+        "moving to a new installation",
+        "--format",
+        "zip",
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(run.stderr.contains("2 attachment files"), "{run:#?}");
+    run.ok();
+    let entries = zip_entries(&archive);
+    assert_eq!(
+        entries.keys().cloned().collect::<Vec<_>>(),
+        ["attachments/1.png", "attachments/2.pdf", "ward-export.json"]
+    );
+    assert_eq!(entries["attachments/1.png"], png);
+    assert_eq!(entries["attachments/2.pdf"], pdf);
+    let raw = std::fs::read(&archive).unwrap();
+    let plain = std::fs::read(&json).unwrap();
+    for (_, _, key, _) in &source {
+        let hex_key = hex::encode(key);
+        assert!(
+            plain.windows(64).any(|w| w == hex_key.as_bytes()),
+            "the JSON export holds the key"
+        );
+        assert!(!raw.windows(64).any(|w| w == hex_key.as_bytes()), "a key");
+        assert!(!raw.windows(32).any(|w| w == &key[..]), "a raw key");
+    }
+
+    let out = ward
+        .run(&[
+            "import",
+            "--file",
+            archive.to_str().unwrap(),
+            "--name",
+            "Acme Again",
+            "--json",
+        ])
+        .ok();
+    let imported: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(imported["files"], 2);
+    assert_eq!(imported["from"], id);
+    assert_eq!(ward.list().len(), 2);
+    assert_eq!(objects(&ward), 4, "two new objects");
+    let copy = files_of(&ward, imported["id"].as_str().unwrap());
+    assert_eq!(copy.len(), 2);
+    for (new, old) in copy.iter().zip(&source) {
+        assert_eq!(new.0, old.0);
+        assert_ne!(new.1, old.1, "a new object name");
+        assert_ne!(new.2, old.2, "a new key");
+        assert_eq!(new.3, old.3, "the same bytes");
+    }
+    // Both clinics' histories and objects check out.
+    ward.run(&["verify"]).ok();
+
+    // A changed byte in a file: refused, no clinic, no object.
+    let mut tampered = entries.clone();
+    tampered.get_mut("attachments/2.pdf").unwrap()[20] ^= 1;
+    let bad = dir.join("tampered.zip");
+    {
+        use std::io::Write as _;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
+        for (name, data) in &tampered {
+            zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    let err = ward
+        .run(&[
+            "import",
+            "--file",
+            bad.to_str().unwrap(),
+            "--name",
+            "Tampered",
+        ])
+        .final_error();
+    assert!(
+        err.contains("attachments/2.pdf does not match")
+            && err.contains("altered or damaged")
+            && err.contains("nothing was created"),
+        "{err}"
+    );
+    assert_eq!(ward.list().len(), 2, "no clinic left behind");
+    assert_eq!(objects(&ward), 4, "no object left behind");
+}
+
+#[test]
+fn a_purged_clinics_replica_objects_left_behind_go_on_the_next_purge() {
+    let mut ward = Ward::new();
+    ward.set_env("WARD_RETENTION_DAYS", "1");
+    let (id, _) = ward.create("Acme Clinic");
+    let objects = |dir: &std::path::Path| {
+        let mut n = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let replica = ward.data_dir().join("replica").join(&id);
+    assert!(objects(&replica) > 0, "the new clinic is in the replica");
+    // Closed three days ago (through the library, on a clock set back).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let then = ward_core::Clock::now(&ward_core::SystemClock) - chrono::TimeDelta::days(3);
+        let platform = ward_control::Platform::open(
+            ward_tenancy::StoreConfig::new(ward.data_dir()),
+            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            std::sync::Arc::new(ward_core::ManualClock::new(then)),
+        )
+        .await
+        .unwrap();
+        platform
+            .control
+            .transition_clinic(
+                ward_core::ClinicId::parse(&id).unwrap(),
+                ward_control::lifecycle::Transition::Close,
+                "operator",
+                "leaving",
+                ward_control::lifecycle::retention_days(1),
+            )
+            .await
+            .unwrap();
+        platform
+            .tenants
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
+    });
+    // The purge runs while its replica is somewhere else (as if the store could not be
+    // reached): the clinic is purged, its objects stay.
+    let elsewhere = ward.data_dir().join("elsewhere");
+    let mut away = ward.cmd();
+    away.env(
+        "WARD_REPLICA_URL",
+        format!("file://{}", elsewhere.display()),
+    )
+    .args(["purge", "--json"]);
+    let run = crate::support::run(&mut away);
+    assert!(run.status.success(), "{run:#?}");
+    assert!(run.stdout.contains(&id), "the clinic was purged: {run:#?}");
+    assert!(objects(&replica) > 0, "its replica objects were left");
+    // The next purge has no clinic to purge, and deletes what was left.
+    let out = ward.run(&["purge"]).ok();
+    assert!(out.contains("nothing to purge"), "{out}");
+    assert_eq!(
+        objects(&replica),
+        0,
+        "the purged clinic's replica objects are gone"
+    );
+}

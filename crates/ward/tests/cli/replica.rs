@@ -43,12 +43,104 @@ fn sign_up(ward: &Ward, server: &Server, name: &str, email: &str) -> bool {
     home.starts_with("/c/")
 }
 
+/// A small PDF (ASCII, so pages can carry it as text) whose text is `marker`.
+fn pdf(marker: &str) -> String {
+    format!(
+        "%PDF-1.4\n% {marker}\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    )
+}
+
+/// The object names clinic `slug`'s attachment rows give, read from its database.
+fn attachment_objects(ward: &Ward, slug: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let platform = ward_control::Platform::open(
+            ward_tenancy::StoreConfig::new(ward.data_dir()),
+            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            std::sync::Arc::new(ward_core::SystemClock),
+        )
+        .await
+        .unwrap();
+        let clinic = platform
+            .control
+            .find_clinic(&slug.parse().unwrap())
+            .await
+            .unwrap();
+        let tenant = platform.tenants.get(clinic.id).await.unwrap();
+        let names = tenant
+            .with(|conn| {
+                conn.rows("SELECT object_name FROM attachments ORDER BY id", (), |r| {
+                    r.get::<String>(0)
+                })
+            })
+            .await
+            .unwrap();
+        drop(tenant);
+        platform.tenants.shutdown(Duration::from_secs(10)).await;
+        names
+    })
+}
+
+/// Signs up a clinic, registers a patient and uploads `file` (a PDF) to them through
+/// the pages: the attachment's address, and the owner's email.
+fn clinic_with_a_file(ward: &Ward, server: &Server, file: &str) -> (String, String) {
+    let email = "files-owner@example.com";
+    let mut owner = Visitor::new(server);
+    let home = sign_up_and_confirm(ward, server, &mut owner, "Files Clinic", email);
+    let base = home.trim_end_matches('/').to_owned();
+    let (status, head) = owner.submit(
+        &format!("{base}/patients/new"),
+        &format!("{base}/patients/new"),
+        &[
+            ("full_name", "Quentin Filesworth"),
+            ("sex", "male"),
+            ("phone", "98450 55555"),
+        ],
+    );
+    assert_eq!(status, 303, "{head}");
+    let patient = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (_, page) = owner.get(&patient);
+    let form = page.find("enctype=\"multipart/form-data\"").unwrap();
+    let start = page[..form].rfind("action=\"").unwrap() + "action=\"".len();
+    let action = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+    let (status, head) = owner.post_multipart(
+        &action,
+        &[("title", "Blood count"), ("kind", "lab_report")],
+        ("cbc.pdf", "application/pdf", file.as_bytes()),
+    );
+    assert_eq!(status, 303, "{head}");
+    let (_, page) = owner.get(&patient);
+    let at = page.find(&format!("{patient}/attachments/")).unwrap();
+    let href = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    let (status, body) = owner.get(&href);
+    assert_eq!((status, body.as_str()), (200, file), "served as uploaded");
+    (href, email.to_owned())
+}
+
 #[test]
 fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     let folder = tempfile::tempdir().unwrap();
-    let env = replica_env(folder.path());
+    let mut env = replica_env(folder.path());
+    // Passwords must verify on the rebuilt machine too (docs/replication.md).
+    env.push(("WARD_PEPPER".into(), "5e".repeat(32)));
     let ward = Ward::with_env(env.clone());
     let server = Server::start(&ward);
+    // A clinic's file goes where the replica goes (no WARD_ATTACHMENT_URL is set), so
+    // it outlives the machine.
+    let file = pdf("Quentin blood count 4711");
+    let (attachment, owner_email) = clinic_with_a_file(&ward, &server, &file);
+    assert!(
+        !ward.data_dir().join("attachments").exists(),
+        "the file is not on the machine's disk"
+    );
     // Confirmed signups write the control plane and create a clinic file each; every one
     // that was answered is an acknowledged write.
     let mut acked: Vec<(String, Instant)> = Vec::new();
@@ -120,6 +212,31 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
     let slug = copy["slug"].as_str().unwrap().to_owned();
     let checked = fresh.run(&["verify", "--clinic", &slug]);
     assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    // A copy of a clinic with a file gets objects of its own: nothing done to the copy
+    // can remove the live clinic's file (which is served below).
+    let copy = fresh.run(&[
+        "restore",
+        "--clinic",
+        "files-clinic",
+        "--at",
+        &now,
+        "--as-new",
+        "Files Copy",
+        "--reason",
+        "look at the files",
+    ]);
+    assert!(copy.stdout.contains("with 1 files copied"), "{copy:?}");
+    let original = attachment_objects(&fresh, "files-clinic");
+    let copied = attachment_objects(&fresh, "files-copy");
+    assert_eq!((original.len(), copied.len()), (1, 1));
+    assert_ne!(original, copied, "the copy names its own object");
+    let checked = fresh.run(&["verify", "--clinic", "files-copy", "--json"]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    let report: serde_json::Value = serde_json::from_str(&checked.stdout).unwrap();
+    assert_eq!(
+        report["clinics"][0]["attachments"]["checked"], 1,
+        "the copy's object is in the store: {report}"
+    );
     // The rebuilt machine's status names the replica and its lag.
     let status: serde_json::Value =
         serde_json::from_str(&fresh.run(&["status", "--json"]).stdout).unwrap();
@@ -160,9 +277,17 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged_a_second_before() {
         serde_json::from_str(&third.run(&["clinics", "list", "--json"]).ok()).unwrap();
     assert_eq!(restored_list.len(), expected);
     rebuilt.kill();
-    // And it serves again.
+    // And it serves again, the clinic's file included, byte for byte.
     let server = Server::start(&fresh);
     assert_eq!(server.get("/healthz").0, 200);
     let (status, body) = server.get("/login");
     assert_eq!(status, 200, "{body}");
+    let mut owner = Visitor::new(&server);
+    assert!(owner.sign_in(&owner_email, crate::support::PASSWORD));
+    let (status, body) = owner.get(&attachment);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, file.as_str()),
+        "the rebuilt machine serves the file"
+    );
 }

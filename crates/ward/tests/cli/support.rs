@@ -498,6 +498,55 @@ impl Visitor {
         (status, head)
     }
 
+    /// Posts a multipart form to `action` (which carries its own `?_csrf=`, as upload
+    /// forms do): `fields` as text parts, then `file` (name, content type, bytes) as the
+    /// part named `file`. The status and the response's head (lower-cased).
+    pub fn post_multipart(
+        &mut self,
+        action: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &[u8]),
+    ) -> (u16, String) {
+        let boundary = "----WardCliBoundary4kq7Vb2";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        let (file_name, content_type, bytes) = file;
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {action} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            self.cookie_header(),
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(&body).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let head = text
+            .split_once("\r\n\r\n")
+            .map_or(text.as_str(), |(h, _)| h)
+            .to_ascii_lowercase();
+        self.absorb(&head);
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head)
+    }
+
     /// Signs in with the form; true when the server started a session.
     pub fn sign_in(&mut self, email: &str, password: &str) -> bool {
         let (status, head) = self.submit(

@@ -1461,3 +1461,335 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
     );
     assert!(t.app.attachments.exists(&kept_object).await.unwrap());
 }
+
+/// The entries of a zip, by name.
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        out.insert(f.name().unwrap().into_owned(), data);
+    }
+    out
+}
+
+/// A zip of `entries`, as someone repacking an archive would write it.
+fn rezip(entries: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// Imports the archive `bytes` into a new clinic `name` as `ward import` does: read and
+/// check it, create the clinic, store the files and write the rows, and remove the
+/// clinic again if that fails.
+async fn import_archive(
+    t: &TestApp,
+    bytes: &[u8],
+    name: &str,
+) -> Result<ward_control::ClinicRecord, String> {
+    let path = t.dir.path().join(format!("{name}.zip"));
+    std::fs::write(&path, bytes).unwrap();
+    let (doc, files) = ward_app::archive::read(&path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let clinic = t
+        .app
+        .control
+        .create_clinic(name, None, &t.app.tenants, "operator")
+        .await
+        .unwrap();
+    let tenant = t.app.tenants.get(clinic.id).await.unwrap();
+    let imported = ward_app::archive::import(
+        &tenant,
+        doc,
+        &files,
+        &path,
+        &t.app.attachments,
+        t.app.clock.now(),
+        "operator",
+        "import",
+    )
+    .await;
+    match imported {
+        Ok((_, head)) => {
+            let head = head.unwrap();
+            t.app
+                .control
+                .anchor(clinic.id, head.seq, &head.hash)
+                .await
+                .unwrap();
+            Ok(clinic)
+        }
+        Err(e) => {
+            drop(tenant);
+            t.app
+                .control
+                .discard_new_clinic(clinic.id, &t.app.tenants)
+                .await
+                .unwrap();
+            Err(e.to_string())
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Files Clinic", "files").await;
+    let base = c.base.clone();
+    let patient = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Kavya Rao"), ("phone", "98450 31313")],
+        )
+        .await;
+    // A real PNG (it gets a thumbnail) over several 64 KiB chunks, and a PDF.
+    let noise = image::RgbImage::from_fn(256, 256, |x, y| {
+        let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).rotate_left(x % 31);
+        image::Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+    });
+    let mut image = std::io::Cursor::new(Vec::new());
+    noise.write_to(&mut image, image::ImageFormat::Png).unwrap();
+    let image = image.into_inner();
+    assert!(image.len() > 64 * 1024, "{}", image.len());
+    let report = pdf("Kavya thyroid panel");
+    let (action, key) = upload_form(&mut c.doctor, &patient).await;
+    let r = post_files(
+        &mut c.doctor,
+        &action,
+        &[
+            ("upload_key", &key),
+            ("title", "Kavya"),
+            ("kind", "lab_report"),
+        ],
+        &[
+            ("scan.png", "image/png", &image),
+            ("panel.pdf", "application/pdf", &report),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let source = rows(&t, &c).await;
+    assert_eq!(source.len(), 2);
+    assert_eq!(
+        titles(&t, &c).await.iter().map(|a| a.2).collect::<Vec<_>>(),
+        [true, false],
+        "the PNG has a thumbnail in the clinic"
+    );
+    assert_eq!(stored_files(&t).len(), 3, "two files and a thumbnail");
+
+    // The owner asks for the export with files on the export page.
+    let export = format!("{base}/export");
+    let page = c.owner.get(&export).await;
+    assert!(
+        page.body.contains("name=\"format\" value=\"zip\""),
+        "{}",
+        page.body
+    );
+    let r = c.owner.submit(&export, &export, &[("format", "zip")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("every file kept next to your patients"),
+        "{}",
+        r.body
+    );
+    assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
+    // Sealed at rest, like the other formats (the PDF's text is in the archive itself:
+    // its entry is compared with the upload below).
+    let sealed: Vec<Vec<u8>> = std::fs::read_dir(t.dir.path().join("exports"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(sealed.len(), 1);
+    let marker = b"Kavya thyroid panel";
+    assert!(report.windows(marker.len()).any(|w| w == marker));
+    assert!(!sealed[0].windows(marker.len()).any(|w| w == marker));
+    assert!(!sealed[0].starts_with(b"PK"), "not a bare zip");
+    let link = c.owner.link_in_last_mail("/export/download").await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let r = c
+        .owner
+        .submit(&link, "/export/download", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/zip");
+    let archive = r.bytes;
+    let details = {
+        let tenant = t.app.tenants.get(c.id).await.unwrap();
+        tenant
+            .with(|conn| {
+                conn.rows(
+                    "SELECT detail FROM audit_log WHERE action = 'export' ORDER BY seq",
+                    (),
+                    |r| r.get::<String>(0),
+                )
+            })
+            .await
+            .unwrap()
+    };
+    assert!(
+        details[0].starts_with("export requested (zip)") && details[1] == "export downloaded (zip)",
+        "{details:?}"
+    );
+
+    // The files as uploaded, and nothing else: no thumbnail, no key.
+    let entries = unzip(&archive);
+    let (png_id, pdf_id) = (source[0].0, source[1].0);
+    assert_eq!(
+        entries.keys().cloned().collect::<Vec<_>>(),
+        [
+            format!("attachments/{png_id}.png"),
+            format!("attachments/{pdf_id}.pdf"),
+            "ward-export.json".to_owned()
+        ]
+    );
+    assert_eq!(entries[&format!("attachments/{png_id}.png")], image);
+    assert_eq!(entries[&format!("attachments/{pdf_id}.pdf")], report);
+    for (_, _, key, _, _) in &source {
+        assert_eq!(key.len(), 32);
+        assert!(key.iter().any(|b| *b != 0), "a real key in the clinic");
+        assert!(!archive.windows(32).any(|w| w == &key[..]), "a raw key");
+        let hex_key = hex::encode(key);
+        assert!(
+            !archive.windows(64).any(|w| w == hex_key.as_bytes()),
+            "a hex key"
+        );
+    }
+    let thumbnail = {
+        let tenant = t.app.tenants.get(c.id).await.unwrap();
+        tenant
+            .with(move |conn| {
+                conn.rows(
+                    "SELECT thumbnail_object FROM attachments WHERE id = ?1",
+                    [png_id],
+                    |r| r.get::<String>(0),
+                )
+            })
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    assert!(
+        !archive
+            .windows(thumbnail.len())
+            .any(|w| w == thumbnail.as_bytes()),
+        "the thumbnail is not named"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&entries["ward-export.json"]).unwrap();
+    assert_eq!(doc["format"], "ward-export");
+    assert_eq!(doc["files"].as_array().unwrap().len(), 2);
+    let table = &doc["tables"]["attachments"];
+    let cols = table["columns"].as_array().unwrap();
+    let at = |name: &str| cols.iter().position(|c| c == name).unwrap();
+    for row in table["rows"].as_array().unwrap() {
+        assert_eq!(row[at("file_key")]["hex"], "0".repeat(64));
+        assert!(row[at("thumbnail_key")].is_null());
+    }
+
+    // `ward import`'s path: a new clinic, every file stored again under a new name.
+    let before = stored_files(&t);
+    let copy = import_archive(&t, &archive, "Files Again").await.unwrap();
+    let after = stored_files(&t);
+    assert_eq!(
+        after.len(),
+        before.len() + 2,
+        "two new objects, no thumbnail"
+    );
+    let copied = {
+        let tenant = t.app.tenants.get(copy.id).await.unwrap();
+        tenant
+            .with(|conn| {
+                conn.rows(
+                    "SELECT id, object_name, file_key, thumbnail_object IS NULL FROM attachments ORDER BY id",
+                    (),
+                    |r| {
+                        Ok::<_, ward_tenancy::sql::Error>((
+                            r.get::<i64>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<Vec<u8>>(2)?,
+                            r.get::<bool>(3)?,
+                        ))
+                    },
+                )
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(copied.len(), 2);
+    for (new, old) in copied.iter().zip(&source) {
+        assert_eq!(new.0, old.0, "ids are kept");
+        assert_ne!(new.1, old.1, "a new object name");
+        assert_ne!(new.2, old.2, "a new key");
+        assert!(new.3, "no thumbnail row");
+    }
+
+    // The owner, made owner of the new clinic, gets the same bytes from its pages.
+    t.add_member(copy.id, ward_core::Role::Owner, "owner@files.test", "Owner")
+        .await;
+    let new_patient = patient.replace(&base, &format!("/c/{}", copy.slug));
+    for (id, bytes, ct) in [
+        (png_id, &image, "image/png"),
+        (pdf_id, &report, "application/pdf"),
+    ] {
+        let r = c
+            .owner
+            .get(&format!("{new_patient}/attachments/{id}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.headers["content-type"], ct);
+        assert_eq!(&r.bytes, bytes, "attachment {id} byte for byte");
+        let r = c
+            .owner
+            .get(&format!("{new_patient}/attachments/{id}/download"))
+            .await;
+        assert_eq!(&r.bytes, bytes);
+    }
+    // The original clinic's files still open: nothing was moved out of it.
+    let r = c
+        .owner
+        .get(&format!("{patient}/attachments/{pdf_id}"))
+        .await;
+    assert_eq!(&r.bytes, &report);
+
+    // A changed byte in a file: refused before anything is written.
+    let clinics = t.app.control.list_clinics().await.unwrap().len();
+    let mut tampered = entries.clone();
+    tampered
+        .get_mut(&format!("attachments/{pdf_id}.pdf"))
+        .unwrap()[12] ^= 1;
+    let why = import_archive(&t, &rezip(&tampered), "Tampered")
+        .await
+        .unwrap_err();
+    assert!(
+        why.contains(&format!("attachments/{pdf_id}.pdf does not match"))
+            && why.contains("altered or damaged"),
+        "{why}"
+    );
+    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), clinics);
+    assert_eq!(stored_files(&t), after, "no object written");
+
+    // Files that pass but rows that do not (an edited audit log): every object the
+    // import had stored is removed again, and the clinic with them.
+    let mut edited = entries.clone();
+    let mut d: serde_json::Value = serde_json::from_slice(&edited["ward-export.json"]).unwrap();
+    let log = d["tables"]["audit_log"]["rows"].as_array_mut().unwrap();
+    log.remove(1);
+    edited.insert("ward-export.json".into(), d.to_string().into_bytes());
+    let why = import_archive(&t, &rezip(&edited), "Edited")
+        .await
+        .unwrap_err();
+    assert!(why.contains("audit log"), "{why}");
+    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), clinics);
+    assert_eq!(stored_files(&t), after, "the stored objects were removed");
+}

@@ -223,7 +223,11 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
     );
     let r = t.submit(&export, &export, &[("format", "xml")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("Choose JSON or CSV."), "{}", r.body);
+    assert!(
+        r.body.contains("Choose JSON, JSON with files, or CSV."),
+        "{}",
+        r.body
+    );
     assert_eq!(
         ward_app::exports::run_jobs(&t.app).await,
         0,

@@ -392,3 +392,318 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// How many rows the tables a restricted record must not grow hold, and the audit
+/// rows that are not views.
+async fn counts(t: &TestApp, clinic: ward_core::ClinicId) -> Vec<i64> {
+    let mut n = Vec::new();
+    for table in [
+        "visits",
+        "patient_versions",
+        "appointments",
+        "payments",
+        "attachments",
+    ] {
+        n.push(
+            t.count(clinic, &format!("SELECT count(*) FROM {table}"))
+                .await,
+        );
+    }
+    n.push(
+        t.count(
+            clinic,
+            "SELECT count(*) FROM audit_log WHERE action <> 'view'",
+        )
+        .await,
+    );
+    n
+}
+
+/// Asserts `r` refused a change because the record is restricted.
+fn refused_as_restricted(r: &crate::support::Response, what: &str) {
+    assert!(
+        r.status.is_client_error(),
+        "{what}: {} {}",
+        r.status,
+        r.body
+    );
+    assert!(
+        r.body.contains("Processing of this patient") && r.body.contains("is restricted"),
+        "{what}: {}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_lifted() {
+    let t = TestApp::new().await;
+    let mut c = t.clinic("Restrict Clinic", "restrict").await;
+    let a = patient_with_everything(&t, &mut c, "Aardvark").await;
+    let id = a.rsplit('/').next().unwrap().to_owned();
+    let base = c.base.clone();
+    let restriction = format!("{a}/restriction");
+    const REASON: &str = "Quokka contests the allergy note";
+
+    // Only the owner restricts; a reason is required.
+    let r = c
+        .receptionist
+        .submit(&a, &restriction, &[("restrict", "on"), ("reason", REASON)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c
+        .owner
+        .submit(&a, &restriction, &[("restrict", "on"), ("reason", "  ")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("Write why"), "{}", r.body);
+    assert!(!c.owner.get(&a).await.body.contains("id=\"restricted\""));
+    let r = c
+        .owner
+        .submit(&a, &restriction, &[("restrict", "on"), ("reason", REASON)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // Every role still reads the record and is told; the reason is the owner's.
+    let owner_page = c.owner.get(&a).await.body;
+    assert!(owner_page.contains("id=\"restricted\""), "{owner_page}");
+    assert!(owner_page.contains(REASON), "{owner_page}");
+    assert!(owner_page.contains("Lift the restriction"));
+    for role in ROLES.into_iter().filter(|r| *r != Role::Owner) {
+        let page = c.browser(role).get(&a).await;
+        assert_eq!(page.status, StatusCode::OK, "{role:?}");
+        assert!(page.body.contains("Aardvark Person"), "{role:?}");
+        assert!(page.body.contains("id=\"restricted\""), "{role:?}");
+        assert!(!page.body.contains(REASON), "{role:?} sees the reason");
+        assert!(!page.body.contains("/visits/new\""), "{role:?}");
+        assert!(!page.body.contains(&format!("{a}/edit\"")), "{role:?}");
+    }
+
+    // Nothing new is recorded: not a visit, a correction, an appointment, a payment
+    // or a file; nothing is written by any attempt.
+    let before = counts(&t, c.id).await;
+    let csrf = c.doctor.get(&a).await.csrf();
+    let r = c
+        .doctor
+        .post(
+            &format!("{a}/visits"),
+            &[
+                ("_csrf", &csrf),
+                ("action", "save"),
+                ("presenting_complaints", "Aardvark new complaint"),
+            ],
+        )
+        .await;
+    refused_as_restricted(&r, "a new visit");
+    let visit = t
+        .count(
+            c.id,
+            &format!("SELECT min(id) FROM visits WHERE patient_id = {id}"),
+        )
+        .await;
+    let edit_visit = format!("{base}/visits/{visit}/edit");
+    let r = c
+        .doctor
+        .submit(
+            &edit_visit,
+            &edit_visit,
+            &[
+                ("action", "save"),
+                ("presenting_complaints", "Aardvark sneaky change"),
+                ("reason", "late correction"),
+            ],
+        )
+        .await;
+    refused_as_restricted(&r, "a visit's correction");
+    let edit = format!("{a}/edit");
+    let r = c
+        .receptionist
+        .submit(
+            &edit,
+            &edit,
+            &[
+                ("full_name", "Aardvark Renamed"),
+                ("sex", "female"),
+                ("phone", "98450 12121"),
+                ("reason", "typo"),
+            ],
+        )
+        .await;
+    refused_as_restricted(&r, "a correction of the details");
+    let doctor = t
+        .app
+        .control
+        .clinic_members(c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Role::Doctor)
+        .unwrap()
+        .user_id;
+    let r = c
+        .receptionist
+        .submit(
+            &format!("{base}/appointments"),
+            &format!("{base}/appointments"),
+            &[
+                ("patient_id", &id),
+                ("doctor", &doctor),
+                ("date", "2026-12-21"),
+                ("time", "12:00"),
+                ("minutes", "15"),
+                ("reason", "check-up"),
+            ],
+        )
+        .await;
+    refused_as_restricted(&r, "an appointment");
+    let r = c
+        .billing
+        .submit(
+            &format!("{base}/payments/new"),
+            &format!("{base}/payments"),
+            &[
+                ("patient_id", &id),
+                ("method", "cash"),
+                ("item_description", "dressing"),
+                ("item_amount", "200"),
+            ],
+        )
+        .await;
+    refused_as_restricted(&r, "a payment");
+    let csrf = c.doctor.get(&a).await.csrf();
+    let r = c
+        .doctor
+        .post_multipart(
+            &format!("{a}/attachments?_csrf={csrf}"),
+            &[("title", "Aardvark scan"), ("kind", "lab_report")],
+            (
+                "scan.pdf",
+                "application/pdf",
+                b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
+            ),
+        )
+        .await;
+    refused_as_restricted(&r, "a file");
+    let appointment = t
+        .count(
+            c.id,
+            &format!("SELECT min(id) FROM appointments WHERE patient_id = {id}"),
+        )
+        .await;
+    let status = format!("{base}/appointments/{appointment}/status");
+    let r = c
+        .receptionist
+        .submit(&a, &status, &[("status", "arrived")])
+        .await;
+    refused_as_restricted(&r, "an arrival");
+    let other = c
+        .receptionist
+        .register(
+            &base,
+            &[("full_name", "Aardvark Twin"), ("phone", "98450 77777")],
+        )
+        .await;
+    let other = other.rsplit('/').next().unwrap().to_owned();
+    let merge = format!("{a}/merge");
+    let r = c
+        .receptionist
+        .submit(&merge, &merge, &[("other", &other)])
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    assert!(r.body.contains("is restricted"), "a merge: {}", r.body);
+    // The twin's registration (its first version and its audit row) is the one write
+    // of this stretch.
+    let mut expected = before.clone();
+    expected[1] += 1;
+    expected[5] += 1;
+    assert_eq!(counts(&t, c.id).await, expected, "nothing else was written");
+    // What records nothing new stays possible: the appointment is cancelled.
+    let r = c
+        .receptionist
+        .submit(&a, &status, &[("status", "cancelled")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        t.count(
+            c.id,
+            &format!("SELECT count(*) FROM appointments WHERE id = {appointment} AND status = 'cancelled'"),
+        )
+        .await,
+        1
+    );
+
+    // Reading and the patient's own record still work; the record says it is
+    // restricted and why, the log says that it happened but not why.
+    let record = c.owner.get(&format!("{a}/record.json")).await;
+    assert_eq!(record.status, StatusCode::OK);
+    assert!(record.body.contains(REASON), "{}", record.body);
+    let updates = t
+        .audit(
+            c.id,
+            Filter {
+                entity: Some(("patient".into(), id.clone())),
+                action: Some(Action::Update),
+                ..Filter::default()
+            },
+        )
+        .await;
+    assert!(
+        updates.iter().any(|u| u
+            .diff
+            .as_deref()
+            .is_some_and(|d| d.contains("processing_restricted"))),
+        "{updates:?}"
+    );
+    let log = t
+        .count(
+            c.id,
+            "SELECT count(*) FROM audit_log WHERE coalesce(detail, '') || coalesce(diff, '') || coalesce(reason, '') LIKE '%Quokka%'",
+        )
+        .await;
+    assert_eq!(log, 0, "the reason is not in the log");
+
+    // Lifted: a visit can be recorded again.
+    let r = c
+        .owner
+        .submit(&a, &restriction, &[("restrict", "off")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(!c.doctor.get(&a).await.body.contains("id=\"restricted\""));
+    let r = c
+        .doctor
+        .submit(
+            &format!("{a}/visits/new"),
+            &format!("{a}/visits"),
+            &[
+                ("action", "save"),
+                ("presenting_complaints", "Aardvark after"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        t.count(
+            c.id,
+            &format!("SELECT count(*) FROM visits WHERE patient_id = {id}")
+        )
+        .await,
+        2
+    );
+
+    // Restricted again, then erased: the reason goes with the rest.
+    let r = c
+        .owner
+        .submit(&a, &restriction, &[("restrict", "on"), ("reason", REASON)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let erase = format!("{a}/erase");
+    let r = c
+        .owner
+        .submit(
+            &erase,
+            &erase,
+            &[("ground", "patient_request"), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(!all_rows(&t, &c).await.contains("Quokka"));
+}

@@ -366,6 +366,14 @@ pub async fn open(options: Options) -> Opened {
         .public_url
         .clone()
         .unwrap_or_else(|| "http://ward.test".to_owned());
+    // A small cap, so the over-the-cap test sends little.
+    let attachments = ward_web::attachments::AttachmentStore::from_url(
+        &format!("file://{}", dir.path().join("attachments").display()),
+        1,
+    )
+    .unwrap()
+    .with_max_bytes(ATTACHMENT_CAP)
+    .with_quota_bytes(ATTACHMENT_QUOTA);
     let core = App::build(
         &platform,
         Config {
@@ -387,6 +395,7 @@ pub async fn open(options: Options) -> Opened {
             },
             clock: shared,
             read_audit: Default::default(),
+            attachment_files: Some(Arc::new(attachments.clone())),
         },
     )
     .unwrap();
@@ -400,14 +409,7 @@ pub async fn open(options: Options) -> Opened {
                 options.signup_per_hour,
                 options.signup_min_fill_secs,
             ),
-            // A small cap, so the over-the-cap test sends little.
-            attachments: ward_web::attachments::AttachmentStore::from_url(
-                &format!("file://{}", dir.path().join("attachments").display()),
-                1,
-            )
-            .unwrap()
-            .with_max_bytes(ATTACHMENT_CAP)
-            .with_quota_bytes(ATTACHMENT_QUOTA),
+            attachments,
         },
     );
     Opened {
