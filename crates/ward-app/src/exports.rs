@@ -271,8 +271,52 @@ pub struct Download {
     pub filename: String,
     /// Its format.
     pub format: Format,
-    /// The file.
-    pub body: Vec<u8>,
+    /// Its length in bytes.
+    pub size: u64,
+    /// The file, decrypted 64 KiB at a time as it is sent (checked whole once before):
+    /// an export with many gigabytes of files is never held in memory. The sealed file
+    /// is deleted when the stream ends or is dropped.
+    pub body: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>,
+}
+
+/// Hands what it is given to a channel, for [`stream_sealed`].
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The plaintext of the sealed file at `path`, decrypted on a blocking thread as it is
+/// read; the file is deleted once the stream has ended or its reader went away. A chunk
+/// that fails to open ends the stream with an error.
+fn stream_sealed(
+    path: std::path::PathBuf,
+    key: [u8; 32],
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let result = std::fs::File::open(&path)
+            .map_err(sealed::SealError::from)
+            .and_then(|f| {
+                sealed::open(&key, std::io::BufReader::new(f), ChannelWriter(tx.clone()))
+            });
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Uses the link once: opens the sealed export, deletes it, and writes the download to
@@ -308,28 +352,42 @@ pub async fn take(
         return Ok(None);
     }
     let path = app.exports_dir().join(&file);
-    let body = ward_tenancy::blocking(async {
+    // Checked whole first (in constant memory), so a damaged file is refused before
+    // anything is sent or recorded; then decrypted again as it is sent.
+    let checked = ward_tenancy::blocking(async {
         let f = std::fs::File::open(&path)?;
-        let mut out = Vec::new();
-        sealed::open(&key, std::io::BufReader::new(f), &mut out)?;
-        Ok::<_, BoxError>(out)
+        Ok::<_, BoxError>(sealed::open(
+            &key,
+            std::io::BufReader::new(f),
+            std::io::sink(),
+        )?)
     })
     .await;
-    let _ = std::fs::remove_file(&path);
-    let Ok(body) = body else {
+    let Ok(size) = checked else {
+        let _ = std::fs::remove_file(&path);
         return Ok(None);
     };
-    let clinic = app.control.clinic_by_id(clinic_id).await?;
-    let tenant = app.tenants.get(clinic_id).await?;
-    let actor = Actor::User {
-        id: user_id.to_owned(),
-        name: user_name.to_owned(),
-        role: Role::Owner,
-    };
-    let entry = audit::Entry::new(app.clock.now(), actor, Action::Export)
-        .entity("clinic", clinic_id)
-        .detail(&format!("export downloaded ({})", format.as_str()));
-    record(&tenant, entry).await?;
+    // The download is in the clinic's log before a byte is sent; if it cannot be, the
+    // link is spent and the file goes.
+    let recorded = async {
+        let clinic = app.control.clinic_by_id(clinic_id).await?;
+        let tenant = app.tenants.get(clinic_id).await?;
+        let actor = Actor::User {
+            id: user_id.to_owned(),
+            name: user_name.to_owned(),
+            role: Role::Owner,
+        };
+        let entry = audit::Entry::new(app.clock.now(), actor, Action::Export)
+            .entity("clinic", clinic_id)
+            .detail(&format!("export downloaded ({})", format.as_str()));
+        record(&tenant, entry).await?;
+        Ok::<_, Error>(clinic)
+    }
+    .await;
+    if recorded.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let clinic = recorded?;
     let filename = format!(
         "ward-export-{}-{}.{}",
         clinic.slug,
@@ -339,6 +397,7 @@ pub async fn take(
     Ok(Some(Download {
         filename,
         format,
-        body,
+        size,
+        body: stream_sealed(path, key),
     }))
 }

@@ -87,6 +87,19 @@ pub fn dir_size(dir: &Path, suffix: &str) -> std::io::Result<(u64, usize)> {
     Ok((total, count))
 }
 
+/// The benchmarks' attachment store: `file://<attachments_dir>`, files of at most
+/// `max_mb` MiB.
+pub fn bench_store(
+    attachments_dir: &Path,
+    max_mb: u64,
+) -> anyhow::Result<ward_web::attachments::AttachmentStore> {
+    ward_web::attachments::AttachmentStore::from_url(
+        &format!("file://{}", attachments_dir.display()),
+        max_mb,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 /// The web app the page benchmarks serve: built as `ward serve` builds it, with mail
 /// kept in memory, fast password hashing, no rate limits and owners inside the
 /// second-factor grace (the benchmarks measure pages, not enrolment); attachments go
@@ -97,11 +110,7 @@ pub fn bench_web(
     attachments_dir: &Path,
     max_mb: u64,
 ) -> anyhow::Result<std::sync::Arc<ward_web::Web>> {
-    let attachments = ward_web::attachments::AttachmentStore::from_url(
-        &format!("file://{}", attachments_dir.display()),
-        max_mb,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let attachments = bench_store(attachments_dir, max_mb)?;
     let app = ward_app::App::build(
         platform,
         ward_app::Config {

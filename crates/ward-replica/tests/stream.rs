@@ -421,6 +421,9 @@ async fn a_second_server_on_the_same_replica_waits_for_the_first_to_let_go() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A generation is listed once it is begun; what the second wrote is in the replica
+    // once its sync succeeds.
+    second.replicator.sync(&second.db_id).await.unwrap();
     let out = second.data.path().join("after.db");
     restore_to(&target, &second.db_id, None, &out)
         .await

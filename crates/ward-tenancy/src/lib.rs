@@ -10,6 +10,7 @@ pub mod cached;
 pub mod check;
 pub mod db;
 pub mod fds;
+pub mod forensic;
 pub mod format;
 pub mod keys;
 mod lockfile;

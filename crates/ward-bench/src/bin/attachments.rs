@@ -343,6 +343,39 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    // The export with files of everything uploaded so far, written to a file: each file
+    // is streamed through, so memory must not grow with the archive's size.
+    let header =
+        ward_app::exports::header(&control, clinic.id, "operator".into(), clock.now()).await?;
+    let archive_path = dir.path().join("bench-archive.zip");
+    let out = std::io::BufWriter::new(std::fs::File::create(&archive_path)?);
+    let store = ward_bench::bench_store(&dir.path().join("attachments"), max_mb)?;
+    let before = status_bytes("VmRSS:").unwrap_or(0);
+    let t0 = Instant::now();
+    let (written, peak, hwm) = peak_rss(ward_app::archive::write_archive(
+        &tenant, &header, &store, out,
+    ))
+    .await;
+    let took = t0.elapsed();
+    let (summary, mut out) = written.map_err(|e| anyhow::anyhow!("the archive: {e}"))?;
+    std::io::Write::flush(&mut out)?;
+    drop(out);
+    let archive_bytes = std::fs::metadata(&archive_path)?.len();
+    let growth = mib(peak.max(hwm.unwrap_or(0)).saturating_sub(before));
+    say(format_args!(
+        "export with files: {} files, {:.1} MiB archive in {:.2} s ({:.1} MiB/s); RSS growth {growth:.1} MiB (target ≤ {TARGET_RSS_GROWTH_MIB}) {}",
+        summary.files,
+        mib(archive_bytes),
+        took.as_secs_f64(),
+        mib(archive_bytes) / took.as_secs_f64(),
+        if growth <= TARGET_RSS_GROWTH_MIB {
+            "ok"
+        } else {
+            "MISSED"
+        }
+    ));
+    std::fs::remove_file(&archive_path)?;
+
     // A patient with `listed` small files, sent 20 to an upload.
     let listed = format!("{base}/2");
     let pdf = b"%PDF-1.4\n% bench\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";

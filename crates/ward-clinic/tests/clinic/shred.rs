@@ -220,6 +220,7 @@ async fn leaks(
     target: &Target,
     live: &[(ClinicId, DataKey)],
     victim: ClinicId,
+    wrapped_key: &[u8],
 ) -> Vec<String> {
     let scratch = tempfile::tempdir().unwrap();
     let copies = copies(dirs, target, scratch.path()).await;
@@ -232,7 +233,21 @@ async fn leaks(
     }
     let mut found = std::collections::BTreeSet::new();
     let mut tried = std::collections::HashSet::new();
+    let mut scanned = std::collections::HashSet::new();
     loop {
+        // Beneath the rows first (opening a copy may checkpoint it): every page and WAL
+        // frame, decrypted with each key, searched for the victim's wrapped key.
+        for (name, copy) in &copies {
+            for (key_name, key) in &keys {
+                if scanned.insert((copy.clone(), key_name.clone()))
+                    && ward_tenancy::forensic::pages_hold(copy, key, wrapped_key).unwrap()
+                {
+                    found.insert(format!(
+                        "{name}: the bytes of the victim's wrapped key, decrypted with {key_name}'s key"
+                    ));
+                }
+            }
+        }
         let mut new_keys = Vec::new();
         for (name, copy) in &copies {
             for (key_name, key) in &keys {
@@ -359,13 +374,15 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
     // keys in the control copies are found, unwrapped, and open the victim's copies.
     let other_key = ward.platform.tenants.data_key(other.id).await.unwrap();
     let live = [(other.id, other_key.clone())];
-    let before = leaks(&[&data, &replica], &target, &live, victim.id).await;
+    let before = leaks(&[&data, &replica], &target, &live, victim.id, &wrapped).await;
     let victim_id = victim.id.to_string();
     let expected = [
         ("wrapped key", "pre-restore".to_owned()),
         ("wrapped key", "/backups/control/".to_owned()),
         ("wrapped key", "replica control/".to_owned()),
         ("wrapped key", "/control.db".to_owned()),
+        ("the bytes", "/control.db".to_owned()),
+        ("the bytes", "/backups/control/".to_owned()),
         ("the canary", format!("/backups/clinics/{victim_id}/")),
         ("the canary", format!("replica {victim_id}/")),
         ("the canary", format!("/clinics/{victim_id}.db")),
@@ -414,7 +431,7 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
         ward.day(&data, &replicator, true).await;
     }
     let live = [(other.id, other_key.clone())];
-    let inside = leaks(&[&data, &replica], &target, &live, victim.id).await;
+    let inside = leaks(&[&data, &replica], &target, &live, victim.id, &wrapped).await;
     for place in ["replica control/", "/backups/control/"] {
         assert!(
             inside
@@ -433,7 +450,7 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
         clock.advance(TimeDelta::days(1));
         ward.day(&data, &replicator, true).await;
     }
-    let after = leaks(&[&data, &replica], &target, &live, victim.id).await;
+    let after = leaks(&[&data, &replica], &target, &live, victim.id, &wrapped).await;
     assert!(
         after.is_empty(),
         "copies still yield the victim: {after:#?}"

@@ -198,8 +198,9 @@ pub async fn download_post(
             ),
             (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_LENGTH, download.size.to_string()),
         ],
-        download.body,
+        axum::body::Body::from_stream(download.body),
     )
         .into_response())
 }

@@ -86,6 +86,13 @@ struct AttachmentCheck {
     checked: usize,
     /// The ids of sampled rows whose object is not in the store.
     missing: Vec<i64>,
+    /// How many of them were read back whole: decrypted with their key and their
+    /// digest compared (up to [`DIGEST_BUDGET`] bytes per clinic; the rest only looked
+    /// up).
+    digests_checked: usize,
+    /// The ids of sampled rows whose object does not open with its key or does not
+    /// match its digest.
+    damaged: Vec<i64>,
     /// Why the store could not be asked, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -93,6 +100,13 @@ struct AttachmentCheck {
 
 /// How many of a clinic's attachments `ward verify` looks up.
 const ATTACHMENT_SAMPLE: i64 = 50;
+
+/// How many bytes of a clinic's sampled files `ward verify` reads back and checks
+/// against their digests; past it, the rest of the sample is only looked up.
+const DIGEST_BUDGET: u64 = 256 * 1024 * 1024;
+
+/// One sampled attachment row: id, object, key, digest, size.
+type SampledRow = (i64, String, Vec<u8>, String, i64);
 
 impl ClinicReport {
     fn new(clinic: &ClinicRecord) -> Self {
@@ -222,10 +236,18 @@ async fn check_clinic(
     let sampled = tenant
         .with(|conn| {
             conn.rows(
-                "SELECT id, object_name FROM attachments WHERE deleted_at IS NULL \
-                 ORDER BY random() LIMIT ?1",
+                "SELECT id, object_name, file_key, sha256, size FROM attachments \
+                 WHERE deleted_at IS NULL ORDER BY random() LIMIT ?1",
                 [ATTACHMENT_SAMPLE],
-                |r| Ok::<(i64, String), ward_tenancy::sql::Error>((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok::<SampledRow, ward_tenancy::sql::Error>((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                },
             )
         })
         .await;
@@ -237,10 +259,14 @@ async fn check_clinic(
         Err(e) => AttachmentCheck {
             checked: 0,
             missing: Vec::new(),
+            digests_checked: 0,
+            damaged: Vec::new(),
             error: Some(e.to_string()),
         },
     };
-    let attachments_ok = attachments.missing.is_empty() && attachments.error.is_none();
+    let attachments_ok = attachments.missing.is_empty()
+        && attachments.damaged.is_empty()
+        && attachments.error.is_none();
     match checked {
         Ok(chain) => ClinicReport {
             ok: chain.is_clean() && attachments_ok,
@@ -253,24 +279,58 @@ async fn check_clinic(
     }
 }
 
-/// Looks up each sampled attachment's object in the store.
+/// Looks up each sampled attachment's object in the store and, within
+/// [`DIGEST_BUDGET`], reads it back whole: decrypted with its key, its digest compared.
 async fn check_attachments(
     store: &ward_web::attachments::AttachmentStore,
-    rows: Vec<(i64, String)>,
+    rows: Vec<SampledRow>,
 ) -> AttachmentCheck {
+    use futures::StreamExt as _;
     let mut check = AttachmentCheck {
         checked: rows.len(),
         missing: Vec::new(),
+        digests_checked: 0,
+        damaged: Vec::new(),
         error: None,
     };
-    for (id, name) in rows {
+    let mut budget = DIGEST_BUDGET;
+    for (id, name, key, sha256, size) in rows {
         match store.exists(&name).await {
             Ok(true) => {}
-            Ok(false) => check.missing.push(id),
+            Ok(false) => {
+                check.missing.push(id);
+                continue;
+            }
             Err(e) => {
                 check.error = Some(e.to_string());
                 break;
             }
+        }
+        let size = u64::try_from(size).unwrap_or(u64::MAX);
+        if size > budget {
+            continue;
+        }
+        budget -= size;
+        check.digests_checked += 1;
+        let whole = match store.open(&name, &key, &sha256).await {
+            Ok(mut plain) => {
+                let mut ok = true;
+                while let Some(piece) = plain.next().await {
+                    if piece.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+            Err(ward_web::attachments::AttachmentError::Store(e)) => {
+                check.error = Some(e);
+                break;
+            }
+            Err(_) => false,
+        };
+        if !whole {
+            check.damaged.push(id);
         }
     }
     check
@@ -323,6 +383,11 @@ fn print(report: &Report) {
             for id in &a.missing {
                 say(format_args!(
                     "{name}: PROBLEM: attachment {id} has no object in the attachment store"
+                ));
+            }
+            for id in &a.damaged {
+                say(format_args!(
+                    "{name}: PROBLEM: attachment {id} does not open with its key or does not match its digest"
                 ));
             }
             if let Some(e) = &a.error {

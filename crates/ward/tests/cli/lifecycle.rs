@@ -217,45 +217,10 @@ fn export_as_csv_writes_a_zip_of_one_csv_per_table() {
     assert!(err.contains("xml"), "{err}");
 }
 
-/// Runs `f` against the data directory in this process (the platform and the
-/// attachment store `ward serve` would use), then closes every clinic again.
-fn in_process<T>(
-    ward: &Ward,
-    f: impl AsyncFnOnce(&ward_control::Platform, &ward_web::attachments::AttachmentStore) -> T,
-) -> T {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let platform = ward_control::Platform::open(
-            ward_tenancy::StoreConfig::new(ward.data_dir()),
-            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
-            std::sync::Arc::new(ward_core::SystemClock),
-        )
-        .await
-        .unwrap();
-        let store = ward_web::attachments::AttachmentStore::from_url(
-            &format!("file://{}", ward.data_dir().join("attachments").display()),
-            25,
-        )
-        .unwrap();
-        let out = f(&platform, &store).await;
-        assert_eq!(
-            platform
-                .tenants
-                .shutdown(std::time::Duration::from_secs(10))
-                .await,
-            0
-        );
-        out
-    })
-}
-
 /// (id, object name, key, plaintext) of every attachment of `clinic`, each opened from
 /// the store as a page serves it.
 fn files_of(ward: &Ward, clinic: &str) -> Vec<(i64, String, Vec<u8>, Vec<u8>)> {
-    in_process(ward, async |platform, store| {
+    crate::support::in_process(ward, async |platform, store| {
         let id: ward_core::ClinicId = clinic.parse().unwrap();
         let tenant = platform.tenants.get(id).await.unwrap();
         let rows = tenant
@@ -315,7 +280,7 @@ fn the_export_with_files_round_trips_through_the_command_line() {
     let pdf = b"%PDF-1.4\n% Acme lab report\ntrailer << >>\n%%EOF\n".to_vec();
     // A patient with a PNG and a PDF, stored as an upload stores them.
     let (p, d) = (png.clone(), pdf.clone());
-    in_process(&ward, async |platform, store| {
+    crate::support::in_process(&ward, async |platform, store| {
         let tenant = platform.tenants.get(id.parse().unwrap()).await.unwrap();
         let mut files = Vec::new();
         for bytes in [p, d] {

@@ -52,35 +52,21 @@ fn pdf(marker: &str) -> String {
 
 /// The object names clinic `slug`'s attachment rows give, read from its database.
 fn attachment_objects(ward: &Ward, slug: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let platform = ward_control::Platform::open(
-            ward_tenancy::StoreConfig::new(ward.data_dir()),
-            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
-            std::sync::Arc::new(ward_core::SystemClock),
-        )
-        .await
-        .unwrap();
+    crate::support::in_process(ward, async |platform, _| {
         let clinic = platform
             .control
             .find_clinic(&slug.parse().unwrap())
             .await
             .unwrap();
         let tenant = platform.tenants.get(clinic.id).await.unwrap();
-        let names = tenant
+        tenant
             .with(|conn| {
                 conn.rows("SELECT object_name FROM attachments ORDER BY id", (), |r| {
                     r.get::<String>(0)
                 })
             })
             .await
-            .unwrap();
-        drop(tenant);
-        platform.tenants.shutdown(Duration::from_secs(10)).await;
-        names
+            .unwrap()
     })
 }
 

@@ -670,3 +670,38 @@ impl Ward {
         }
     }
 }
+
+/// Runs `f` against the data directory in this process (the platform and the
+/// attachment store `ward serve` would use), then closes every clinic again.
+pub fn in_process<T>(
+    ward: &Ward,
+    f: impl AsyncFnOnce(&ward_control::Platform, &ward_web::attachments::AttachmentStore) -> T,
+) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let platform = ward_control::Platform::open(
+            ward_tenancy::StoreConfig::new(ward.data_dir()),
+            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            std::sync::Arc::new(ward_core::SystemClock),
+        )
+        .await
+        .unwrap();
+        let store = ward_web::attachments::AttachmentStore::from_url(
+            &format!("file://{}", ward.data_dir().join("attachments").display()),
+            25,
+        )
+        .unwrap();
+        let out = f(&platform, &store).await;
+        assert_eq!(
+            platform
+                .tenants
+                .shutdown(std::time::Duration::from_secs(10))
+                .await,
+            0
+        );
+        out
+    })
+}

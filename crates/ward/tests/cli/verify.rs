@@ -217,7 +217,7 @@ async fn verify_passes_clean_data_and_pinpoints_tampering() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn verify_names_an_attachment_whose_object_is_missing() {
+async fn verify_names_an_attachment_whose_object_is_missing_or_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let (acme, _) = set_up(data).await;
@@ -239,10 +239,38 @@ async fn verify_names_an_attachment_whose_object_is_missing() {
         )),
         "{text}"
     );
-    // Once the object is there, the clinic passes.
+    // An object is there but it is not the file: it does not open with the row's key.
     let objects = data.join("attachments").join("a");
     std::fs::create_dir_all(&objects).unwrap();
     std::fs::write(objects.join("0123456789abcdef"), b"sealed").unwrap();
+    let out = ward(data, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("attachment 7 does not open with its key or does not match its digest"),
+        "{text}"
+    );
+    // The real file, stored as an upload stores it: the clinic passes, the file read
+    // back whole.
+    let store = ward_web::attachments::AttachmentStore::from_url(
+        &format!("file://{}", data.join("attachments").display()),
+        25,
+    )
+    .unwrap();
+    let file = b"%PDF-1.4\n% verify me\n1 0 obj << >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+    let stored = store.put_bytes(file.to_vec()).await.unwrap();
+    tamper(
+        data,
+        &acme,
+        &format!(
+            "UPDATE attachments SET object_name = '{}', file_key = X'{}', sha256 = '{}', size = {} WHERE id = 7;",
+            stored.object_name,
+            hex::encode(stored.key),
+            stored.sha256,
+            stored.size
+        ),
+    )
+    .await;
     let out = ward(data, &["verify", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report}");
@@ -253,4 +281,18 @@ async fn verify_names_an_attachment_whose_object_is_missing() {
         .find(|c| c["slug"] == "acme")
         .unwrap();
     assert_eq!(acme_report["attachments"]["checked"], 1);
+    assert_eq!(acme_report["attachments"]["digests_checked"], 1);
+    // One byte of the stored object changed: caught.
+    let object = data.join("attachments").join(&stored.object_name);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0x01;
+    std::fs::write(&object, bytes).unwrap();
+    let out = ward(data, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("attachment 7 does not open with its key or does not match its digest"),
+        "{text}"
+    );
 }

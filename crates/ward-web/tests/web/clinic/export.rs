@@ -147,6 +147,41 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
     assert!(details[0].contains("requested") && details[1].contains("downloaded"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_export_file_is_refused_whole_before_anything_is_sent_or_recorded() {
+    let mut t = TestApp::new().await;
+    let home = t
+        .signup_verified("Canary Clinic", "owner@example.com")
+        .await;
+    add_canary_patient(&t, &home).await;
+    let export = format!("{home}export");
+    let r = t.submit(&export, &export, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
+    let files = exports(&t);
+    assert_eq!(files.len(), 1);
+    // One byte near the end changed: only a check of the whole file can see it, after
+    // every earlier chunk decrypted fine.
+    let mut sealed = std::fs::read(&files[0]).unwrap();
+    let at = sealed.len() - 3;
+    sealed[at] ^= 0x40;
+    std::fs::write(&files[0], sealed).unwrap();
+    let link = t.link_in_last_mail("/export/download").await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let r = t
+        .submit(&link, "/export/download", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert!(r.body.contains("This link is not valid"), "{}", r.body);
+    assert!(!r.body.contains(CANARY), "no part of the file was sent");
+    assert!(exports(&t).is_empty(), "the damaged file is deleted");
+    let details = audit_details(&t, &home).await;
+    assert!(
+        !details.iter().any(|d| d.contains("downloaded")),
+        "{details:?}"
+    );
+}
+
 /// The CSV files of a downloaded zip, by name, each as rows of cells (header first),
 /// after checking that each starts with the UTF-8 byte-order mark.
 fn csv_files(zip: &[u8]) -> std::collections::BTreeMap<String, Vec<Vec<String>>> {

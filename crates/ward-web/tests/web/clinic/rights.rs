@@ -9,6 +9,19 @@ use ward_core::Role;
 use crate::support::TestApp;
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
 
+/// The user id of the clinic's doctor.
+async fn doctor_of(t: &TestApp, c: &Clinic) -> String {
+    t.app
+        .control
+        .clinic_members(c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Role::Doctor)
+        .unwrap()
+        .user_id
+}
+
 /// A patient with a visit (amended once), an appointment, a payment and a refund, every
 /// text carrying `tag`; returns the patient page's path.
 pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &str) -> String {
@@ -68,16 +81,7 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let doctor = t
-        .app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Doctor)
-        .unwrap()
-        .user_id;
+    let doctor = doctor_of(t, c).await;
     let r = c
         .receptionist
         .submit(
@@ -529,16 +533,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         )
         .await;
     refused_as_restricted(&r, "a correction of the details");
-    let doctor = t
-        .app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Doctor)
-        .unwrap()
-        .user_id;
+    let doctor = doctor_of(&t, &c).await;
     let r = c
         .receptionist
         .submit(
