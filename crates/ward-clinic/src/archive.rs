@@ -53,7 +53,7 @@ pub struct ToCopy {
     pub key: Vec<u8>,
 }
 
-/// The file extension of a content type in the archive.
+/// The file extension of a content type: in the archive, and in a downloaded file's name.
 pub fn extension(content_type: &str) -> &'static str {
     match content_type {
         "application/pdf" => "pdf",

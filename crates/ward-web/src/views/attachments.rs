@@ -650,14 +650,7 @@ async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, downl
             tracing::error!(attachment = a.id, error = %e, "an attachment could not be read");
             AppError::Internal(Box::new(e))
         })?;
-    let ext = match a.content_type.as_str() {
-        "application/pdf" => "pdf",
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "application/dicom" => "dcm",
-        _ => "bin",
-    };
+    let ext = ward_clinic::archive::extension(&a.content_type);
     let disposition = if download {
         format!("attachment; filename=\"attachment-{}.{ext}\"", a.id)
     } else {
