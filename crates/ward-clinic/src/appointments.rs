@@ -393,6 +393,28 @@ pub fn patient(conn: &Db, id: i64) -> Result<PatientHit, ClinicError> {
     })
 }
 
+/// The patient search of the booking and payment forms: the hits for `query` and the
+/// patient already chosen (by row id), if they exist.
+#[derive(Debug, Clone, Default)]
+pub struct PatientPick {
+    /// Patients matching the search, at most 20.
+    pub hits: Vec<PatientHit>,
+    /// The patient chosen on the form.
+    pub chosen: Option<PatientHit>,
+}
+
+/// Searches for `query` (see [`find_patients`]) and looks up the patient `chosen`.
+pub fn pick_patient(
+    conn: &Db,
+    query: &str,
+    chosen: Option<i64>,
+) -> Result<PatientPick, ClinicError> {
+    Ok(PatientPick {
+        hits: find_patients(conn, query, 20)?,
+        chosen: chosen.and_then(|id| patient(conn, id).ok()),
+    })
+}
+
 /// The patients most recently registered, updated or seen (an appointment that reached
 /// "arrived" or later), newest first (for the dashboard). Each source is read through an
 /// index and cut to `limit`, so this stays quick on a large register.
@@ -676,6 +698,150 @@ pub fn reschedule(
         )?;
         audit::record(&tx, &entry.entity("appointment", id).diff(diff))?;
         Ok(())
+    })
+}
+
+/// A slot as the clinic reads it: a local day, start time and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalSlot {
+    /// The local day.
+    pub date: NaiveDate,
+    /// The local start time.
+    pub time: NaiveTime,
+    /// Length in minutes.
+    pub minutes: i64,
+}
+
+impl LocalSlot {
+    /// Its start in UTC, in the clinic's timezone (see [`local_to_utc`]).
+    fn starts_at(&self, conn: &Db) -> Result<DateTime<Utc>, ClinicError> {
+        let tz = crate::settings::load(conn)?.timezone;
+        local_to_utc(tz, self.date, self.time)
+    }
+}
+
+/// Books `patient` with `doctor` at local `slot` (see [`book`]). Returns the new
+/// appointment's id.
+pub fn book_local(
+    conn: &Db,
+    (patient, doctor): (PatientChoice, Doctor),
+    slot: LocalSlot,
+    reason: String,
+    at: DateTime<Utc>,
+    entry: Entry,
+) -> Result<i64, ClinicError> {
+    let new = NewAppointment {
+        patient,
+        doctor,
+        starts_at: slot.starts_at(conn)?,
+        minutes: slot.minutes,
+        reason,
+    };
+    book(conn, &new, at, entry)
+}
+
+/// Moves appointment `id` to local `slot` with `doctor` (see [`reschedule`]); a missing
+/// appointment is [`ClinicError::NotFound`] before the slot is judged.
+pub fn reschedule_local(
+    conn: &Db,
+    id: i64,
+    doctor: &Doctor,
+    slot: LocalSlot,
+    at: DateTime<Utc>,
+    entry: Entry,
+) -> Result<(), ClinicError> {
+    get(conn, id)?;
+    let starts_at = slot.starts_at(conn)?;
+    reschedule(conn, id, doctor, starts_at, slot.minutes, at, entry)
+}
+
+/// An appointment with the clinic's settings, to show it.
+pub fn get_with_settings(
+    conn: &Db,
+    id: i64,
+) -> Result<(crate::settings::ClinicSettings, Appointment), ClinicError> {
+    Ok((crate::settings::load(conn)?, get(conn, id)?))
+}
+
+/// A day of the appointment book, with the booking form's patient search.
+#[derive(Debug, Clone)]
+pub struct DayBook {
+    /// The clinic's settings (timezone).
+    pub settings: crate::settings::ClinicSettings,
+    /// The day shown.
+    pub date: NaiveDate,
+    /// Today, in the clinic's timezone.
+    pub today: NaiveDate,
+    /// Why the day shown is not the one asked for.
+    pub notice: Option<String>,
+    /// The day's appointments (of one doctor, when filtered).
+    pub list: Vec<Appointment>,
+    /// The booking form's patient search.
+    pub pick: PatientPick,
+}
+
+/// The book of local day `date` (`YYYY-MM-DD`; blank or unreadable is today at `now`,
+/// the latter with a notice), of `doctor` only if given, with the search for `query`
+/// and the patient `chosen`.
+pub fn day_book(
+    conn: &Db,
+    now: DateTime<Utc>,
+    (date, doctor): (&str, Option<&str>),
+    query: &str,
+    chosen: Option<i64>,
+) -> Result<DayBook, ClinicError> {
+    let settings = crate::settings::load(conn)?;
+    let today = settings.local(now).date_naive();
+    let (date, notice) = if date.trim().is_empty() {
+        (today, None)
+    } else {
+        match parse_date("date", date) {
+            Ok(d) => (d, None),
+            Err(_) => (
+                today,
+                Some("That date could not be read; showing today.".to_owned()),
+            ),
+        }
+    };
+    Ok(DayBook {
+        list: for_day(conn, settings.timezone, date, doctor)?,
+        pick: pick_patient(conn, query, chosen)?,
+        settings,
+        date,
+        today,
+        notice,
+    })
+}
+
+/// The clinic's start page: today's appointments and, if asked for, the recent
+/// patients.
+#[derive(Debug, Clone)]
+pub struct Today {
+    /// The clinic's settings (timezone).
+    pub settings: crate::settings::ClinicSettings,
+    /// Today, in the clinic's timezone at `now`.
+    pub date: NaiveDate,
+    /// Today's appointments.
+    pub list: Vec<Appointment>,
+    /// The patients most recently seen (see [`recent_patients`]); empty unless asked.
+    pub recent: Vec<PatientHit>,
+}
+
+/// Today at `now`, with the ten most recent patients if `with_recent`.
+pub fn today(conn: &Db, now: DateTime<Utc>, with_recent: bool) -> Result<Today, ClinicError> {
+    let settings = crate::settings::load(conn)?;
+    let date = settings.local(now).date_naive();
+    let list = for_day(conn, settings.timezone, date, None)?;
+    let recent = if with_recent {
+        recent_patients(conn, 10)?
+    } else {
+        Vec::new()
+    };
+    Ok(Today {
+        settings,
+        date,
+        list,
+        recent,
     })
 }
 

@@ -3,16 +3,15 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use ward_clinic::ClinicError;
 use ward_clinic::appointments::{
-    self, Appointment, Doctor, NewAppointment, PatientChoice, PatientHit, QuickPatient, Status,
+    self, Appointment, DayBook, Doctor, LocalSlot, PatientChoice, PatientHit, QuickPatient, Status,
 };
 use ward_clinic::audit::Action;
-use ward_clinic::settings::{self, ClinicSettings};
+use ward_clinic::settings::ClinicSettings;
 use ward_core::{Permission, Role};
 
 use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
@@ -27,7 +26,7 @@ fn parse_slot(
     time: &str,
     minutes: &str,
     errors: &mut FormErrors,
-) -> Result<Option<(NaiveDate, NaiveTime, i64)>, AppError> {
+) -> Result<Option<LocalSlot>, AppError> {
     let date = appointments::parse_date("date", date);
     let time = appointments::parse_clock("time", time);
     let minutes = minutes
@@ -36,7 +35,11 @@ fn parse_slot(
         .map_err(|_| ClinicError::invalid("minutes", "Choose how long the appointment is."))
         .and_then(appointments::check_minutes);
     match (date, time, minutes) {
-        (Ok(date), Ok(time), Ok(minutes)) => Ok(Some((date, time, minutes))),
+        (Ok(date), Ok(time), Ok(minutes)) => Ok(Some(LocalSlot {
+            date,
+            time,
+            minutes,
+        })),
         (date, time, minutes) => {
             for e in [date.err(), time.err(), minutes.err()]
                 .into_iter()
@@ -218,107 +221,90 @@ const SEXES: &[(&str, &str)] = &[
     ("unknown", "Unknown"),
 ];
 
-struct DayInput {
-    query: DayQuery,
-    form: BookForm,
-    errors: FormErrors,
-    status: StatusCode,
+impl DayPage {
+    /// The day `query` asks for, with the booking form's `form` and `errors`.
+    async fn load(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        query: DayQuery,
+        mut form: BookForm,
+        errors: FormErrors,
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        let doctors = doctors(app, access).await?;
+        let now = app.clock.now();
+        let q = query.q.unwrap_or_default();
+        let chosen = query.patient.as_deref().or(Some(form.patient_id.as_str()));
+        let chosen = chosen.and_then(|s| s.trim().parse::<i64>().ok());
+        // Only a doctor of this clinic filters the day.
+        let doctor = doctor_filter_text(&query.doctor, &doctors);
+        let filter = (!doctor.is_empty()).then_some(doctor.as_str());
+        let date = query.date.unwrap_or_default();
+        let book = access
+            .tenant
+            .with(|conn| appointments::day_book(&conn, now, (&date, filter), &q, chosen))
+            .await?;
+        note_book(app, access, &book)?;
+        form.fill_defaults(book.date, query.doctor.unwrap_or_default());
+        let frame = ClinicFrame::new(access, clinic.name, csrf, "appointments");
+        let can_manage = access.can(Permission::ManageAppointments);
+        Ok(Self::new(
+            frame,
+            (doctor, doctors),
+            book,
+            (q, form, errors),
+            can_manage,
+        ))
+    }
+
+    /// The page of `book`, filtered on `doctor` (empty: all of `doctors`).
+    fn new(
+        frame: ClinicFrame,
+        (doctor, doctors): (String, Vec<Doctor>),
+        book: DayBook,
+        (q, form, errors): (String, BookForm, FormErrors),
+        can_manage: bool,
+    ) -> Self {
+        let shown: Vec<Doctor> = match doctor.as_str() {
+            "" => doctors.clone(),
+            d => doctors.iter().filter(|x| x.id == d).cloned().collect(),
+        };
+        let (date, s) = (book.date, &book.settings);
+        Self {
+            frame,
+            date: date.to_string(),
+            date_label: date.format("%A %-d %B %Y").to_string(),
+            prev: date.pred_opt().unwrap_or(date).to_string(),
+            next: date.succ_opt().unwrap_or(date).to_string(),
+            today: book.today.to_string(),
+            timezone: s.timezone.name().to_owned(),
+            days: by_doctor(&shown, &book.list, s),
+            doctor,
+            doctors,
+            notice: book.notice,
+            can_manage,
+            q,
+            hits: book.pick.hits,
+            chosen: book.pick.chosen,
+            form,
+            errors,
+            durations: DURATIONS,
+            sexes: SEXES,
+        }
+    }
 }
 
-async fn render_day(
-    app: &AppState,
-    access: &ClinicAccess,
-    csrf: String,
-    input: DayInput,
-) -> Result<Response, AppError> {
-    let DayInput {
-        query,
-        mut form,
-        errors,
-        status,
-    } = input;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let doctors = doctors(app, access).await?;
-    let now = app.clock.now();
-    let q = query.q.clone().unwrap_or_default();
-    let chosen_id = query
-        .patient
-        .as_deref()
-        .or(Some(form.patient_id.as_str()))
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    let doctor_filter = query
-        .doctor
-        .clone()
-        .filter(|d| doctors.iter().any(|x| x.id == *d));
-    let date_text = query.date.clone().unwrap_or_default();
-    let (settings, list, hits, chosen, notice, date) = access
-        .tenant
-        .with(|conn| {
-            let settings = settings::load(&conn)?;
-            let today = settings.local(now).date_naive();
-            let (date, notice) = if date_text.trim().is_empty() {
-                (today, None)
-            } else {
-                match appointments::parse_date("date", &date_text) {
-                    Ok(d) => (d, None),
-                    Err(_) => (
-                        today,
-                        Some("That date could not be read; showing today.".to_owned()),
-                    ),
-                }
-            };
-            let list =
-                appointments::for_day(&conn, settings.timezone, date, doctor_filter.as_deref())?;
-            let hits = appointments::find_patients(&conn, &q, 20)?;
-            let chosen = match chosen_id {
-                Some(id) => appointments::patient(&conn, id).ok(),
-                None => None,
-            };
-            Ok::<_, ClinicError>((settings, list, hits, chosen, notice, date))
-        })
-        .await?;
-    access.note_shown(app, list.iter().map(|a| a.patient_id), "appointment book")?;
-    access.note_shown(app, hits.iter().map(|p| p.id), "booking search")?;
-    access.note_shown(app, chosen.iter().map(|p| p.id), "booking form")?;
-    let today = settings.local(now).date_naive();
-    let shown_doctors: Vec<Doctor> = match &query.doctor {
-        Some(d) if doctors.iter().any(|x| x.id == *d) => {
-            doctors.iter().filter(|x| x.id == *d).cloned().collect()
-        }
-        _ => doctors.clone(),
-    };
-    let days = by_doctor(&shown_doctors, &list, &settings);
-    if form.date.is_empty() {
-        form.date = date.to_string();
-    }
-    if form.doctor.is_empty() {
-        form.doctor = query.doctor.clone().unwrap_or_default();
-    }
-    if form.minutes.is_empty() {
-        form.minutes = "15".into();
-    }
-    let page = DayPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "appointments"),
-        date: date.to_string(),
-        date_label: date.format("%A %-d %B %Y").to_string(),
-        prev: date.pred_opt().unwrap_or(date).to_string(),
-        next: date.succ_opt().unwrap_or(date).to_string(),
-        today: today.to_string(),
-        timezone: settings.timezone.name().to_owned(),
-        doctor: doctor_filter_text(&query.doctor, &doctors),
-        doctors,
-        days,
-        notice,
-        can_manage: access.can(Permission::ManageAppointments),
-        q: query.q.unwrap_or_default(),
-        hits,
-        chosen,
-        form,
-        errors,
-        durations: DURATIONS,
-        sexes: SEXES,
-    };
-    Ok((status, Html(page.render()?)).into_response())
+/// Notes the patients a day's page shows, for the read audit.
+fn note_book(app: &AppState, access: &ClinicAccess, book: &DayBook) -> Result<(), AppError> {
+    let pick = &book.pick;
+    access.note_shown(
+        app,
+        book.list.iter().map(|a| a.patient_id),
+        "appointment book",
+    )?;
+    access.note_shown(app, pick.hits.iter().map(|p| p.id), "booking search")?;
+    access.note_shown(app, pick.chosen.iter().map(|p| p.id), "booking form")
 }
 
 fn doctor_filter_text(d: &Option<String>, doctors: &[Doctor]) -> String {
@@ -336,18 +322,83 @@ pub async fn day_get(
     Query(query): Query<DayQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
-    render_day(
-        &app,
-        &access,
-        csrf,
-        DayInput {
-            query,
-            form: BookForm::default(),
-            errors: FormErrors::default(),
-            status: StatusCode::OK,
-        },
-    )
-    .await
+    let (form, errors) = (BookForm::default(), FormErrors::default());
+    let page = DayPage::load(&app, &access, csrf, query, form, errors).await?;
+    Ok(Html(page.render()?).into_response())
+}
+
+/// A booking, as the form gives it, checked.
+struct Booking {
+    patient: PatientChoice,
+    doctor: Doctor,
+    slot: LocalSlot,
+}
+
+impl BookForm {
+    /// The booking when every field is right (the doctor one of `doctors`), and the
+    /// errors found.
+    fn parse(&self, doctors: &[Doctor]) -> Result<(Option<Booking>, FormErrors), AppError> {
+        let mut errors = FormErrors::default();
+        let doctor = doctors.iter().find(|d| d.id == self.doctor).cloned();
+        if doctor.is_none() {
+            errors.add("doctor", "Choose a doctor.");
+        }
+        let patient = self.patient(&mut errors)?;
+        let slot = parse_slot(&self.date, &self.time, &self.minutes, &mut errors)?;
+        let booking = match (slot, doctor, patient) {
+            (Some(slot), Some(doctor), Some(patient)) if errors.is_empty() => Some(Booking {
+                patient,
+                doctor,
+                slot,
+            }),
+            _ => None,
+        };
+        Ok((booking, errors))
+    }
+
+    /// A registered patient chosen, or a new one typed, or an error.
+    fn patient(&self, errors: &mut FormErrors) -> Result<Option<PatientChoice>, AppError> {
+        if !self.patient_id.trim().is_empty() {
+            let id = self.patient_id.trim().parse::<i64>();
+            if id.is_err() {
+                errors.add(
+                    "patient",
+                    "Choose a registered patient, or register a new one.",
+                );
+            }
+            return Ok(id.ok().map(PatientChoice::Existing));
+        }
+        if self.full_name.trim().is_empty() {
+            errors.add(
+                "patient",
+                "Search for and choose a registered patient, or enter a new patient's name.",
+            );
+            return Ok(None);
+        }
+        let p = QuickPatient {
+            full_name: self.full_name.clone(),
+            sex: self.sex.clone(),
+            phone: self.phone.clone(),
+        };
+        match appointments::check_quick_patient(&p) {
+            Ok(p) => Ok(Some(PatientChoice::New(p))),
+            Err(e) => errors.absorb(e).map(|()| None),
+        }
+    }
+
+    /// The day shown, the doctor filtered on and a quarter of an hour, where the form
+    /// has nothing yet.
+    fn fill_defaults(&mut self, date: NaiveDate, doctor: String) {
+        if self.date.is_empty() {
+            self.date = date.to_string();
+        }
+        if self.doctor.is_empty() {
+            self.doctor = doctor;
+        }
+        if self.minutes.is_empty() {
+            self.minutes = "15".into();
+        }
+    }
 }
 
 /// Books an appointment.
@@ -359,70 +410,24 @@ pub async fn book_post(
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
     let doctors = doctors(&app, &access).await?;
-    let mut errors = FormErrors::default();
-    let doctor = doctors.iter().find(|d| d.id == form.doctor).cloned();
-    if doctor.is_none() {
-        errors.add("doctor", "Choose a doctor.");
-    }
-    let patient = if !form.patient_id.trim().is_empty() {
-        match form.patient_id.trim().parse::<i64>() {
-            Ok(id) => Some(PatientChoice::Existing(id)),
-            Err(_) => {
-                errors.add(
-                    "patient",
-                    "Choose a registered patient, or register a new one.",
-                );
-                None
-            }
-        }
-    } else if !form.full_name.trim().is_empty() {
-        let p = QuickPatient {
-            full_name: form.full_name.clone(),
-            sex: form.sex.clone(),
-            phone: form.phone.clone(),
-        };
-        match appointments::check_quick_patient(&p) {
-            Ok(p) => Some(PatientChoice::New(p)),
-            Err(e) => {
-                errors.absorb(e)?;
-                None
-            }
-        }
-    } else {
-        errors.add(
-            "patient",
-            "Search for and choose a registered patient, or enter a new patient's name.",
-        );
-        None
-    };
-    let slot = parse_slot(&form.date, &form.time, &form.minutes, &mut errors)?;
-    let now = app.clock.now();
-    if let (Some((date, time, minutes)), Some(doctor), Some(patient)) = (slot, doctor, patient)
-        && errors.is_empty()
+    let (booking, mut errors) = form.parse(&doctors)?;
+    if let Some(Booking {
+        patient,
+        doctor,
+        slot,
+    }) = booking
     {
+        let now = app.clock.now();
         let entry = access.audit_entry(now, Action::Create);
-        let reason = form.reason.clone();
+        let (who, reason) = ((patient, doctor), form.reason.clone());
         let result = access
             .tenant
-            .with(|conn| {
-                let tz = settings::load(&conn)?.timezone;
-                let starts_at = appointments::local_to_utc(tz, date, time)?;
-                let new = NewAppointment {
-                    patient,
-                    doctor,
-                    starts_at,
-                    minutes,
-                    reason,
-                };
-                appointments::book(&conn, &new, now, entry)
-            })
+            .with(|conn| appointments::book_local(&conn, who, slot, reason, now, entry))
             .await;
         match result {
             Ok(id) => {
-                return Ok(
-                    Redirect::to(&format!("/c/{}/appointments/{id}?booked=1", access.slug))
-                        .into_response(),
-                );
+                let to = format!("/c/{}/appointments/{id}?booked=1", access.slug);
+                return Ok(Redirect::to(&to).into_response());
             }
             Err(e) => errors.absorb(e)?,
         }
@@ -434,18 +439,8 @@ pub async fn book_post(
         q: None,
         patient: None,
     };
-    render_day(
-        &app,
-        &access,
-        csrf,
-        DayInput {
-            query,
-            form,
-            errors,
-            status,
-        },
-    )
-    .await
+    let page = DayPage::load(&app, &access, csrf, query, form, errors).await?;
+    Ok((status, Html(page.render()?)).into_response())
 }
 
 #[derive(Template)]
@@ -487,61 +482,54 @@ pub struct RescheduleForm {
     minutes: String,
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one page, shown from three handlers with different inputs"
-)]
-async fn render_one(
-    app: &AppState,
-    access: &ClinicAccess,
-    csrf: String,
-    id: i64,
-    form: Option<RescheduleForm>,
-    errors: FormErrors,
-    notice: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, AppError> {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let doctors = doctors(app, access).await?;
-    let (s, a) = access
-        .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let a = appointments::get(&conn, id)?;
-            Ok::<_, ClinicError>((s, a))
+impl AppointmentPage {
+    /// Appointment `id`; the reschedule form holds `form` as posted, or the appointment's
+    /// own slot.
+    async fn load(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        id: i64,
+        form: Option<RescheduleForm>,
+        (errors, notice): (FormErrors, Option<&'static str>),
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        let doctors = doctors(app, access).await?;
+        let (s, a) = access
+            .tenant
+            .with(|conn| appointments::get_with_settings(&conn, id))
+            .await?;
+        access.note_shown(app, [a.patient_id], "appointment")?;
+        let local = s.local(a.starts_at);
+        let form = form.unwrap_or_else(|| RescheduleForm {
+            doctor: a.doctor_id.clone(),
+            date: local.format("%Y-%m-%d").to_string(),
+            time: local.format("%H:%M").to_string(),
+            minutes: a.minutes().to_string(),
+        });
+        Ok(Self {
+            frame: ClinicFrame::new(access, clinic.name, csrf, "appointments"),
+            date: local.format("%Y-%m-%d").to_string(),
+            doctor_name: a.doctor_name.clone(),
+            minutes: a.minutes(),
+            timezone: s.timezone.name().to_owned(),
+            next: a
+                .status
+                .next()
+                .iter()
+                .map(|n| (n.as_str(), n.label()))
+                .collect(),
+            can_manage: access.can(Permission::ManageAppointments),
+            can_record: access.can(Permission::RecordPayments),
+            reschedulable: a.status == Status::Booked,
+            doctors,
+            durations: DURATIONS,
+            form,
+            errors,
+            notice,
+            a: ApptRow::new(&a, &s),
         })
-        .await?;
-    access.note_shown(app, [a.patient_id], "appointment")?;
-    let local = s.local(a.starts_at);
-    let form = form.unwrap_or_else(|| RescheduleForm {
-        doctor: a.doctor_id.clone(),
-        date: local.format("%Y-%m-%d").to_string(),
-        time: local.format("%H:%M").to_string(),
-        minutes: a.minutes().to_string(),
-    });
-    let page = AppointmentPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "appointments"),
-        date: local.format("%Y-%m-%d").to_string(),
-        doctor_name: a.doctor_name.clone(),
-        minutes: a.minutes(),
-        timezone: s.timezone.name().to_owned(),
-        next: a
-            .status
-            .next()
-            .iter()
-            .map(|n| (n.as_str(), n.label()))
-            .collect(),
-        can_manage: access.can(Permission::ManageAppointments),
-        can_record: access.can(Permission::RecordPayments),
-        reschedulable: a.status == Status::Booked,
-        doctors,
-        durations: DURATIONS,
-        form,
-        errors,
-        notice,
-        a: ApptRow::new(&a, &s),
-    };
-    Ok((status, Html(page.render()?)).into_response())
+    }
 }
 
 /// One appointment: details, status buttons, reschedule form.
@@ -554,17 +542,9 @@ pub async fn show_get(
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
     let notice = q.booked.map(|_| "The appointment is booked.");
-    render_one(
-        &app,
-        &access,
-        csrf,
-        id,
-        None,
-        FormErrors::default(),
-        notice,
-        StatusCode::OK,
-    )
-    .await
+    let shown = (FormErrors::default(), notice);
+    let page = AppointmentPage::load(&app, &access, csrf, id, None, shown).await?;
+    Ok(Html(page.render()?).into_response())
 }
 
 /// The status form.
@@ -621,27 +601,21 @@ pub async fn reschedule_post(
     }
     let slot = parse_slot(&form.date, &form.time, &form.minutes, &mut errors)?;
     let now = app.clock.now();
-    if let (Some((date, time, minutes)), Some(doctor)) = (slot, doctor) {
+    if let (Some(slot), Some(doctor)) = (slot, doctor) {
         let entry = access.audit_entry(now, Action::Update);
         let result = access
             .tenant
-            .with(|conn| {
-                // A missing id is a 404 before any field is judged.
-                appointments::get(&conn, id)?;
-                let tz = settings::load(&conn)?.timezone;
-                let starts_at = appointments::local_to_utc(tz, date, time)?;
-                appointments::reschedule(&conn, id, &doctor, starts_at, minutes, now, entry)
-            })
+            .with(|conn| appointments::reschedule_local(&conn, id, &doctor, slot, now, entry))
             .await;
         match result {
             Ok(()) => {
-                return Ok(
-                    Redirect::to(&format!("/c/{}/appointments/{id}", access.slug)).into_response(),
-                );
+                let to = format!("/c/{}/appointments/{id}", access.slug);
+                return Ok(Redirect::to(&to).into_response());
             }
             Err(e) => errors.absorb(e)?,
         }
     }
     let status = errors.status();
-    render_one(&app, &access, csrf, id, Some(form), errors, None, status).await
+    let page = AppointmentPage::load(&app, &access, csrf, id, Some(form), (errors, None)).await?;
+    Ok((status, Html(page.render()?)).into_response())
 }

@@ -4,9 +4,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Html;
-use ward_clinic::ClinicError;
 use ward_clinic::appointments::{self, PatientHit};
-use ward_clinic::settings;
 use ward_core::Permission;
 
 use crate::extract::{ClinicAccess, Csrf};
@@ -39,38 +37,24 @@ pub async fn home_get(
     let doctors = doctors(&app, &access).await?;
     let now = app.clock.now();
     let can_search = access.can(Permission::ViewDemographics);
-    let (s, list, recent) = access
+    let t = access
         .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let today = s.local(now).date_naive();
-            let list = appointments::for_day(&conn, s.timezone, today, None)?;
-            let recent = if can_search {
-                appointments::recent_patients(&conn, 10)?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, ClinicError>((s, list, recent))
-        })
+        .with(|conn| appointments::today(&conn, now, can_search))
         .await?;
-    access.note_shown(
-        &app,
-        list.iter().map(|a| a.patient_id),
-        "today's appointments",
-    )?;
-    access.note_shown(&app, recent.iter().map(|p| p.id), "recent patients")?;
-    let today = s.local(now).date_naive();
+    let shown = t.list.iter().map(|a| a.patient_id);
+    access.note_shown(&app, shown, "today's appointments")?;
+    access.note_shown(&app, t.recent.iter().map(|p| p.id), "recent patients")?;
     Ok(Html(
         ClinicHome {
             frame: ClinicFrame::new(&access, clinic.name, csrf, ""),
-            today: today.to_string(),
-            today_label: today.format("%A %-d %B %Y").to_string(),
-            timezone: s.timezone.name().to_owned(),
-            days: by_doctor(&doctors, &list, &s),
+            today: t.date.to_string(),
+            today_label: t.date.format("%A %-d %B %Y").to_string(),
+            timezone: t.settings.timezone.name().to_owned(),
+            days: by_doctor(&doctors, &t.list, &t.settings),
             can_search,
             can_book: access.can(Permission::ManageAppointments),
             can_record: access.can(Permission::RecordPayments),
-            recent,
+            recent: t.recent,
         }
         .render()?,
     ))
