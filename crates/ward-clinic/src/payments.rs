@@ -885,3 +885,285 @@ pub fn record_correction_print(conn: &Db, c: &Correction, entry: Entry) -> Resul
         Ok(())
     })
 }
+
+/// Who records a payment or a correction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorder {
+    /// Control-plane user id.
+    pub id: String,
+    /// Their name.
+    pub name: String,
+}
+
+/// A payment's fields other than its items, already checked by the form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentHeader {
+    /// Who paid (patient row id).
+    pub patient_id: i64,
+    /// The visit it is for, if any.
+    pub visit_id: Option<i64>,
+    /// How.
+    pub method: Method,
+    /// Card slip, transaction id…
+    pub reference: String,
+    /// Who records it.
+    pub by: Recorder,
+}
+
+/// Reads typed receipt lines (description, amount as typed) in the clinic's currency,
+/// skipping blank rows, and records the payment (see [`record`]). With `header` `None`
+/// the rest of the form was already refused: only the items are checked, and nothing is
+/// written. Returns the new payment's id when one was recorded.
+pub fn record_typed(
+    conn: &Db,
+    typed: &[(String, String)],
+    header: Option<PaymentHeader>,
+    at: DateTime<Utc>,
+    entry: Entry,
+) -> Result<Option<i64>, ClinicError> {
+    let s = crate::settings::load(conn)?;
+    let mut items = Vec::new();
+    for (description, amount) in typed {
+        if description.trim().is_empty() && amount.trim().is_empty() {
+            continue;
+        }
+        let amount_minor = s.currency.parse_amount(amount).ok_or_else(|| {
+            ClinicError::invalid(
+                "items",
+                format!(
+                    "Enter each amount in {} as a number, e.g. 250 or 250.50.",
+                    s.currency.code
+                ),
+            )
+        })?;
+        items.push(Item {
+            description: check_description(description)?,
+            amount_minor,
+        });
+    }
+    if items.is_empty() {
+        return Err(ClinicError::invalid(
+            "items",
+            "Add at least one item with an amount.",
+        ));
+    }
+    let Some(h) = header else {
+        return Ok(None);
+    };
+    let new = NewPayment {
+        patient_id: h.patient_id,
+        visit_id: h.visit_id,
+        method: h.method,
+        reference: h.reference,
+        items,
+        currency: s.currency.code.to_owned(),
+        recorded_by_id: h.by.id,
+        recorded_by_name: h.by.name,
+    };
+    record(conn, &new, at, entry).map(Some)
+}
+
+/// A refund's or void's fields other than its amount, already checked by the form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrectionHeader {
+    /// How a refund is paid back; `None` means the payment's own.
+    pub method: Option<Method>,
+    /// Why.
+    pub reason: String,
+    /// Who records it.
+    pub by: Recorder,
+}
+
+/// Records a refund or void of payment `payment_id` with the amount as typed (a void
+/// ignores it), see [`correct`]. A missing payment is [`ClinicError::NotFound`] before
+/// anything else is judged; with `header` `None` the rest of the form was already
+/// refused: only the amount is checked, and nothing is written. Returns the new row's id
+/// when one was recorded.
+pub fn correct_typed(
+    conn: &Db,
+    payment_id: i64,
+    kind: CorrectionKind,
+    amount: &str,
+    header: Option<CorrectionHeader>,
+    at: DateTime<Utc>,
+    entry: Entry,
+) -> Result<Option<i64>, ClinicError> {
+    let s = crate::settings::load(conn)?;
+    get(conn, payment_id)?;
+    let amount_minor = match kind {
+        CorrectionKind::Void => 0,
+        CorrectionKind::Refund => {
+            let amount = amount.trim();
+            if amount.starts_with('-') {
+                return Err(ClinicError::invalid(
+                    "amount",
+                    "Enter an amount more than zero.",
+                ));
+            }
+            s.currency.parse_amount(amount).ok_or_else(|| {
+                ClinicError::invalid(
+                    "amount",
+                    format!(
+                        "Enter the amount in {} as a number, e.g. 250 or 250.50.",
+                        s.currency.code
+                    ),
+                )
+            })?
+        }
+    };
+    let Some(h) = header else {
+        return Ok(None);
+    };
+    let new = NewCorrection {
+        payment_id,
+        kind,
+        amount_minor,
+        method: h.method,
+        reason: h.reason,
+        recorded_by_id: h.by.id,
+        recorded_by_name: h.by.name,
+    };
+    correct(conn, &new, at, entry).map(Some)
+}
+
+/// Why payment `p` cannot take a correction of `kind` any more (said before anyone
+/// types), or `None` when it can: the rules of [`correct`], in words.
+pub fn correction_blocked(
+    p: &Payment,
+    kind: CorrectionKind,
+    s: &crate::settings::ClinicSettings,
+) -> Option<String> {
+    if p.voided {
+        Some(format!(
+            "Receipt {} was voided: it cannot be refunded or voided again.",
+            p.receipt_number
+        ))
+    } else if kind == CorrectionKind::Refund && p.remaining_minor() <= 0 {
+        Some(format!(
+            "Receipt {} was refunded in full: nothing remains to refund.",
+            p.receipt_number
+        ))
+    } else if kind == CorrectionKind::Void && p.refunded_minor > 0 {
+        Some(format!(
+            "Part of receipt {} was refunded, so it cannot be voided: refund the remaining {} instead.",
+            p.receipt_number,
+            s.money(p.remaining_minor())
+        ))
+    } else {
+        None
+    }
+}
+
+/// The payments and corrections of a range of local days, as the list shows them.
+#[derive(Debug, Clone)]
+pub struct Range {
+    /// The clinic's settings (timezone, currency).
+    pub settings: crate::settings::ClinicSettings,
+    /// The first day shown.
+    pub from: NaiveDate,
+    /// The last day shown.
+    pub to: NaiveDate,
+    /// Why the range shown is not the one asked for.
+    pub notice: Option<String>,
+    /// The payments received in it.
+    pub payments: Vec<Payment>,
+    /// The refunds and voids recorded in it.
+    pub corrections: Vec<Correction>,
+}
+
+/// The payments and corrections from local day `from` to `to` (`YYYY-MM-DD`, inclusive,
+/// either order; blank is today at `now`). An unreadable date is today, and a range of
+/// more than a year is cut to the year before `to`, each with a notice.
+pub fn range(
+    conn: &Db,
+    now: DateTime<Utc>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Range, ClinicError> {
+    let settings = crate::settings::load(conn)?;
+    let today = settings.local(now).date_naive();
+    let mut notice = None;
+    let mut day = |text: Option<&str>| -> NaiveDate {
+        match text.map(str::trim) {
+            None | Some("") => today,
+            Some(t) => crate::appointments::parse_date("from", t).unwrap_or_else(|_| {
+                notice = Some(
+                    "A date could not be read (use YYYY-MM-DD); showing today instead.".to_owned(),
+                );
+                today
+            }),
+        }
+    };
+    let (mut from, mut to) = (day(from), day(to));
+    if to < from {
+        std::mem::swap(&mut from, &mut to);
+    }
+    if (to - from).num_days() > 366 {
+        from = to - chrono::TimeDelta::days(366);
+        notice = Some("At most a year is shown at once.".to_owned());
+    }
+    let start = crate::appointments::day_bounds(settings.timezone, from).0;
+    let end = crate::appointments::day_bounds(settings.timezone, to).1;
+    Ok(Range {
+        payments: between(conn, start, end)?,
+        corrections: corrections_between(conn, start, end)?,
+        settings,
+        from,
+        to,
+        notice,
+    })
+}
+
+/// A payment with the clinic's settings, to show it.
+pub fn get_with_settings(
+    conn: &Db,
+    id: i64,
+) -> Result<(crate::settings::ClinicSettings, Payment), ClinicError> {
+    Ok((crate::settings::load(conn)?, get(conn, id)?))
+}
+
+/// A receipt to print: the clinic's settings, payment `id` with its refunds and void;
+/// producing it is recorded with `entry` (see [`record_print`]).
+pub fn print_receipt(
+    conn: &Db,
+    id: i64,
+    entry: Entry,
+) -> Result<(crate::settings::ClinicSettings, Payment, Vec<Correction>), ClinicError> {
+    let s = crate::settings::load(conn)?;
+    let p = get(conn, id)?;
+    let fixes = corrections_of(conn, p.id)?;
+    record_print(conn, p.id, p.receipt_number, entry)?;
+    Ok((s, p, fixes))
+}
+
+/// The receipt of refund or void `id` to print, with the clinic's settings; producing
+/// it is recorded with `entry` (see [`record_correction_print`]).
+pub fn print_correction(
+    conn: &Db,
+    id: i64,
+    entry: Entry,
+) -> Result<(crate::settings::ClinicSettings, Correction), ClinicError> {
+    let s = crate::settings::load(conn)?;
+    let c = get_correction(conn, id)?;
+    record_correction_print(conn, &c, entry)?;
+    Ok((s, c))
+}
+
+/// What the new-payment form shows besides its fields: the clinic's settings (its
+/// currency) and the patient search (see [`crate::appointments::pick_patient`]).
+pub fn new_payment_form(
+    conn: &Db,
+    query: &str,
+    chosen: Option<i64>,
+) -> Result<
+    (
+        crate::settings::ClinicSettings,
+        crate::appointments::PatientPick,
+    ),
+    ClinicError,
+> {
+    Ok((
+        crate::settings::load(conn)?,
+        crate::appointments::pick_patient(conn, query, chosen)?,
+    ))
+}

@@ -7,15 +7,14 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::NaiveDate;
 use serde::Deserialize;
 use ward_clinic::ClinicError;
-use ward_clinic::appointments::{self, PatientHit};
+use ward_clinic::appointments::PatientHit;
 use ward_clinic::audit::Action;
 use ward_clinic::payments::{
-    self, Correction, CorrectionKind, Item, Method, NewCorrection, NewPayment, Payment,
+    self, Correction, CorrectionHeader, CorrectionKind, Method, Payment, PaymentHeader, Recorder,
 };
-use ward_clinic::settings::{self, ClinicSettings};
+use ward_clinic::settings::ClinicSettings;
 use ward_core::Permission;
 
 use crate::extract::RecordId;
@@ -200,88 +199,64 @@ fn total_row(t: &payments::Total, s: &ClinicSettings) -> TotalRow {
     }
 }
 
-async fn render_list(
-    app: &AppState,
-    access: &ClinicAccess,
-    csrf: String,
-    q: RangeQuery,
-    show_list: bool,
-) -> Result<Response, AppError> {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let now = app.clock.now();
-    let show_report = access.can(Permission::ViewCollections);
-    let (s, list, fixes, from, to, notice) = access
-        .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let today = s.local(now).date_naive();
-            let mut notice = None;
-            let mut day = |text: Option<String>| -> NaiveDate {
-                match text.as_deref().map(str::trim) {
-                    None | Some("") => today,
-                    Some(t) => appointments::parse_date("from", t).unwrap_or_else(|_| {
-                        notice = Some(
-                            "A date could not be read (use YYYY-MM-DD); showing today instead."
-                                .to_owned(),
-                        );
-                        today
-                    }),
-                }
-            };
-            let (mut from, mut to) = (day(q.from), day(q.to));
-            if to < from {
-                std::mem::swap(&mut from, &mut to);
-            }
-            if (to - from).num_days() > 366 {
-                from = to - chrono::TimeDelta::days(366);
-                notice = Some("At most a year is shown at once.".to_owned());
-            }
-            let start = appointments::day_bounds(s.timezone, from).0;
-            let end = appointments::day_bounds(s.timezone, to).1;
-            let list = payments::between(&conn, start, end)?;
-            let fixes = payments::corrections_between(&conn, start, end)?;
-            Ok::<_, ClinicError>((s, list, fixes, from, to, notice))
-        })
-        .await?;
-    if show_list {
-        access.note_shown(
-            app,
-            list.iter()
-                .map(|p| p.patient_id)
-                .chain(fixes.iter().map(|f| f.patient_id)),
-            "payments list",
-        )?;
-    }
-    let report = show_report.then(|| {
-        let c = payments::collection(&list, &fixes, s.timezone);
-        Report {
-            by_day: rows(&c.by_day, &s),
-            by_method: rows(&c.by_method, &s),
-            by_staff: rows(&c.by_staff, &s),
-            total: total_row(&c.total, &s),
+impl ListPage {
+    /// The list (and, for those who may see it, the report) of the range asked for;
+    /// `show_list` false is the report alone.
+    async fn load(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        q: RangeQuery,
+        show_list: bool,
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        let now = app.clock.now();
+        let range = access
+            .tenant
+            .with(|conn| payments::range(&conn, now, q.from.as_deref(), q.to.as_deref()))
+            .await?;
+        let (list, fixes, s) = (&range.payments, &range.corrections, &range.settings);
+        if show_list {
+            let shown = list.iter().map(|p| p.patient_id);
+            let shown = shown.chain(fixes.iter().map(|f| f.patient_id));
+            access.note_shown(app, shown, "payments list")?;
         }
-    });
-    let page = ListPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
-        from: from.to_string(),
-        to: to.to_string(),
-        notice,
-        timezone: s.timezone.name().to_owned(),
-        rows: if show_list {
-            list.iter().map(|p| PaymentRow::new(p, &s)).collect()
+        // The report alone names no patient.
+        let (list_shown, fixes_shown) = if show_list {
+            (list.as_slice(), fixes.as_slice())
         } else {
-            Vec::new()
-        },
-        corrections: if show_list {
-            fixes.iter().map(|c| CorrectionRow::new(c, &s)).collect()
-        } else {
-            Vec::new()
-        },
-        show_list,
-        report,
-        can_record: access.can(Permission::RecordPayments),
-    };
-    Ok(Html(page.render()?).into_response())
+            (&[][..], &[][..])
+        };
+        Ok(Self {
+            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            from: range.from.to_string(),
+            to: range.to.to_string(),
+            notice: range.notice.clone(),
+            timezone: s.timezone.name().to_owned(),
+            rows: list_shown.iter().map(|p| PaymentRow::new(p, s)).collect(),
+            corrections: fixes_shown
+                .iter()
+                .map(|c| CorrectionRow::new(c, s))
+                .collect(),
+            show_list,
+            report: access
+                .can(Permission::ViewCollections)
+                .then(|| Report::new(list, fixes, s)),
+            can_record: access.can(Permission::RecordPayments),
+        })
+    }
+}
+
+impl Report {
+    fn new(list: &[Payment], fixes: &[Correction], s: &ClinicSettings) -> Self {
+        let c = payments::collection(list, fixes, s.timezone);
+        Self {
+            by_day: rows(&c.by_day, s),
+            by_method: rows(&c.by_method, s),
+            by_staff: rows(&c.by_staff, s),
+            total: total_row(&c.total, s),
+        }
+    }
 }
 
 /// The payments of a date range, with the collection report for those who may see it.
@@ -292,7 +267,8 @@ pub async fn list_get(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewPayments)?;
-    render_list(&app, &access, csrf, q, true).await
+    let page = ListPage::load(&app, &access, csrf, q, true).await?;
+    Ok(Html(page.render()?).into_response())
 }
 
 /// The collection report alone.
@@ -303,7 +279,8 @@ pub async fn report_get(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewCollections)?;
-    render_list(&app, &access, csrf, q, false).await
+    let page = ListPage::load(&app, &access, csrf, q, false).await?;
+    Ok(Html(page.render()?).into_response())
 }
 
 /// `?patient=&q=&visit=` for the new-payment form.
@@ -337,50 +314,118 @@ struct NewPage {
     currency: String,
 }
 
-async fn render_new(
-    app: &AppState,
-    access: &ClinicAccess,
-    csrf: String,
-    q: String,
-    mut form: PaymentForm,
-    errors: FormErrors,
-    status: StatusCode,
-) -> Result<Response, AppError> {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let chosen_id = form.patient_id.trim().parse::<i64>().ok();
-    let query = q.clone();
-    let (s, hits, chosen) = access
-        .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let hits = appointments::find_patients(&conn, &query, 20)?;
-            let chosen = match chosen_id {
-                Some(id) => appointments::patient(&conn, id).ok(),
-                None => None,
-            };
-            Ok::<_, ClinicError>((s, hits, chosen))
+impl NewPage {
+    /// The form with `form`'s values, the search for `q` and the patient chosen.
+    async fn load(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        q: String,
+        mut form: PaymentForm,
+        errors: FormErrors,
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        let chosen = form.patient_id.trim().parse::<i64>().ok();
+        let (s, pick) = access
+            .tenant
+            .with(|conn| payments::new_payment_form(&conn, &q, chosen))
+            .await?;
+        while form.items.len() < ITEM_ROWS {
+            form.items.push((String::new(), String::new()));
+        }
+        if form.method.is_empty() {
+            form.method = Method::Cash.as_str().to_owned();
+        }
+        Ok(Self {
+            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            q,
+            hits: pick.hits,
+            chosen: pick.chosen,
+            form,
+            errors,
+            methods: methods(),
+            currency: currency_label(&s),
         })
-        .await?;
-    while form.items.len() < ITEM_ROWS {
-        form.items.push((String::new(), String::new()));
     }
-    if form.method.is_empty() {
-        form.method = Method::Cash.as_str().to_owned();
+}
+
+/// Every method, (stored form, label), for a select list.
+fn methods() -> Vec<(&'static str, &'static str)> {
+    Method::ALL
+        .iter()
+        .map(|m| (m.as_str(), m.label()))
+        .collect()
+}
+
+/// "INR (₹)".
+fn currency_label(s: &ClinicSettings) -> String {
+    format!("{} ({})", s.currency.code, s.currency.symbol.trim())
+}
+
+/// Who is recording, as the payment's rows name them.
+fn recorder(access: &ClinicAccess) -> Recorder {
+    Recorder {
+        id: access.session.user.id.clone(),
+        name: access.session.user.name.clone(),
     }
-    let page = NewPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
-        q,
-        hits,
-        chosen,
-        form,
-        errors,
-        methods: Method::ALL
-            .iter()
-            .map(|m| (m.as_str(), m.label()))
-            .collect(),
-        currency: format!("{} ({})", s.currency.code, s.currency.symbol.trim()),
-    };
-    Ok((status, Html(page.render()?)).into_response())
+}
+
+impl PaymentForm {
+    /// The posted fields; item rows are repeated `item_description` and `item_amount`.
+    fn from_fields(fields: Vec<(String, String)>) -> Result<Self, AppError> {
+        let mut form = Self::default();
+        let (mut descriptions, mut amounts) = (Vec::new(), Vec::new());
+        for (k, v) in fields {
+            match k.as_str() {
+                "patient_id" => form.patient_id = v,
+                "visit_id" => form.visit_id = v,
+                "method" => form.method = v,
+                "reference" => form.reference = v,
+                "item_description" => descriptions.push(v),
+                "item_amount" => amounts.push(v),
+                _ => {}
+            }
+        }
+        if descriptions.len() > 50 || amounts.len() > 50 {
+            return Err(AppError::Refused("A receipt has at most 20 items.".into()));
+        }
+        let n = descriptions.len().max(amounts.len());
+        descriptions.resize(n, String::new());
+        amounts.resize(n, String::new());
+        form.items = descriptions.into_iter().zip(amounts).collect();
+        Ok(form)
+    }
+
+    /// The fields other than the items, checked: the payment's header when all are
+    /// right, and the errors found.
+    fn header(&self, by: Recorder) -> (Option<PaymentHeader>, FormErrors) {
+        let mut errors = FormErrors::default();
+        let patient_id = self.patient_id.trim().parse::<i64>().ok();
+        if patient_id.is_none() {
+            errors.add("patient", "Search for and choose the patient who pays.");
+        }
+        let visit_id = match self.visit_id.trim() {
+            "" => Ok(None),
+            v => v.parse::<i64>().map(Some).map_err(|_| {
+                errors.add("visit", "There is no such visit.");
+            }),
+        };
+        let method = Method::parse(self.method.trim());
+        if method.is_none() {
+            errors.add("method", "Choose how the patient paid.");
+        }
+        let header = match (patient_id, visit_id, method) {
+            (Some(patient_id), Ok(visit_id), Some(method)) => Some(PaymentHeader {
+                patient_id,
+                visit_id,
+                method,
+                reference: self.reference.clone(),
+                by,
+            }),
+            _ => None,
+        };
+        (header, errors)
+    }
 }
 
 /// The form to record a payment.
@@ -396,16 +441,9 @@ pub async fn new_get(
         visit_id: q.visit.unwrap_or_default(),
         ..PaymentForm::default()
     };
-    render_new(
-        &app,
-        &access,
-        csrf,
-        q.q.unwrap_or_default(),
-        form,
-        FormErrors::default(),
-        StatusCode::OK,
-    )
-    .await
+    let q = q.q.unwrap_or_default();
+    let page = NewPage::load(&app, &access, csrf, q, form, FormErrors::default()).await?;
+    Ok(Html(page.render()?).into_response())
 }
 
 /// Records a payment and shows its receipt.
@@ -416,118 +454,24 @@ pub async fn create_post(
     AppForm(fields): AppForm<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
-    let mut form = PaymentForm::default();
-    let (mut descriptions, mut amounts) = (Vec::new(), Vec::new());
-    for (k, v) in fields {
-        match k.as_str() {
-            "patient_id" => form.patient_id = v,
-            "visit_id" => form.visit_id = v,
-            "method" => form.method = v,
-            "reference" => form.reference = v,
-            "item_description" => descriptions.push(v),
-            "item_amount" => amounts.push(v),
-            _ => {}
-        }
-    }
-    if descriptions.len() > 50 || amounts.len() > 50 {
-        return Err(AppError::Refused("A receipt has at most 20 items.".into()));
-    }
-    let n = descriptions.len().max(amounts.len());
-    descriptions.resize(n, String::new());
-    amounts.resize(n, String::new());
-    form.items = descriptions.into_iter().zip(amounts).collect();
-
-    let mut errors = FormErrors::default();
-    let patient_id = form.patient_id.trim().parse::<i64>().ok();
-    if patient_id.is_none() {
-        errors.add("patient", "Search for and choose the patient who pays.");
-    }
-    let visit_id = match form.visit_id.trim() {
-        "" => None,
-        v => match v.parse::<i64>() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                errors.add("visit", "There is no such visit.");
-                None
-            }
-        },
-    };
-    let method = Method::parse(form.method.trim());
-    if method.is_none() {
-        errors.add("method", "Choose how the patient paid.");
-    }
+    let form = PaymentForm::from_fields(fields)?;
+    let (header, mut errors) = form.header(recorder(&access));
     let now = app.clock.now();
     let entry = access.audit_entry(now, Action::Create);
-    let user_id = access.session.user.id.clone();
-    let user_name = access.session.user.name.clone();
-    let items_typed = form.items.clone();
-    let reference = form.reference.clone();
-    let pre_errors = !errors.is_empty();
     let result = access
         .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let mut items = Vec::new();
-            for (description, amount) in &items_typed {
-                if description.trim().is_empty() && amount.trim().is_empty() {
-                    continue;
-                }
-                let amount_minor = s.currency.parse_amount(amount).ok_or_else(|| {
-                    ClinicError::invalid(
-                        "items",
-                        format!(
-                            "Enter each amount in {} as a number, e.g. 250 or 250.50.",
-                            s.currency.code
-                        ),
-                    )
-                })?;
-                items.push(Item {
-                    description: payments::check_description(description)?,
-                    amount_minor,
-                });
-            }
-            if items.is_empty() {
-                return Err(ClinicError::invalid(
-                    "items",
-                    "Add at least one item with an amount.",
-                ));
-            }
-            let (Some(patient_id), Some(method), false) = (patient_id, method, pre_errors) else {
-                // Field errors are already known; only the items were checked here.
-                return Ok(None);
-            };
-            let new = NewPayment {
-                patient_id,
-                visit_id,
-                method,
-                reference,
-                items,
-                currency: s.currency.code.to_owned(),
-                recorded_by_id: user_id,
-                recorded_by_name: user_name,
-            };
-            payments::record(&conn, &new, now, entry).map(Some)
-        })
+        .with(|conn| payments::record_typed(&conn, &form.items, header, now, entry))
         .await;
     match result {
         Ok(Some(id)) => {
-            return Ok(
-                Redirect::to(&format!("/c/{}/payments/{id}/receipt", access.slug)).into_response(),
-            );
+            let to = format!("/c/{}/payments/{id}/receipt", access.slug);
+            return Ok(Redirect::to(&to).into_response());
         }
         Ok(None) => {}
         Err(e) => errors.absorb(e)?,
     }
-    render_new(
-        &app,
-        &access,
-        csrf,
-        String::new(),
-        form,
-        errors,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await
+    let page = NewPage::load(&app, &access, csrf, String::new(), form, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
 }
 
 #[derive(Template)]
@@ -570,48 +514,58 @@ pub async fn receipt_get(
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, p, fixes) = access
         .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let p = payments::get(&conn, id)?;
-            let fixes = payments::corrections_of(&conn, p.id)?;
-            payments::record_print(&conn, p.id, p.receipt_number, entry)?;
-            Ok::<_, ClinicError>((s, p, fixes))
-        })
+        .with(|conn| payments::print_receipt(&conn, id, entry))
         .await?;
+    let frame = ClinicFrame::new(&access, clinic.name.clone(), csrf, "payments");
     let can_correct = access.can(Permission::CorrectPayments);
-    let page = ReceiptPage {
-        clinic_name: clinic.name.clone(),
-        frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
-        address: s.address.clone(),
-        phone: s.phone.clone(),
-        letterhead: s.letterhead.clone(),
-        receipt_number: p.receipt_number,
-        when: s
-            .local(p.received_at)
-            .format("%-d %B %Y, %H:%M")
-            .to_string(),
-        patient_name: p.patient_name.clone(),
-        patient_number: p.patient_number,
-        visit_id: p.visit_id,
-        method: p.method.label(),
-        reference: p.reference.clone(),
-        items: p
-            .items
-            .iter()
-            .map(|i| (i.description.clone(), s.money(i.amount_minor)))
-            .collect(),
-        total: s.money(p.amount_minor),
-        recorded_by: p.recorded_by_name.clone(),
-        payment_id: p.id,
-        corrections: fixes.iter().map(|c| CorrectionRow::new(c, &s)).collect(),
-        remaining: s.money(p.remaining_minor()),
-        voided: p.voided,
-        corrected: !fixes.is_empty(),
-        can_correct,
-        can_refund: can_correct && p.remaining_minor() > 0,
-        can_void: can_correct && !p.voided && p.refunded_minor == 0,
-    };
+    let page = ReceiptPage::new(frame, clinic.name, &s, &p, &fixes, can_correct);
     Ok(Html(page.render()?).into_response())
+}
+
+impl ReceiptPage {
+    fn new(
+        frame: ClinicFrame,
+        clinic_name: String,
+        s: &ClinicSettings,
+        p: &Payment,
+        fixes: &[Correction],
+        can_correct: bool,
+    ) -> Self {
+        Self {
+            frame,
+            clinic_name,
+            address: s.address.clone(),
+            phone: s.phone.clone(),
+            letterhead: s.letterhead.clone(),
+            receipt_number: p.receipt_number,
+            when: printed_time(s, p.received_at),
+            patient_name: p.patient_name.clone(),
+            patient_number: p.patient_number,
+            visit_id: p.visit_id,
+            method: p.method.label(),
+            reference: p.reference.clone(),
+            items: p
+                .items
+                .iter()
+                .map(|i| (i.description.clone(), s.money(i.amount_minor)))
+                .collect(),
+            total: s.money(p.amount_minor),
+            recorded_by: p.recorded_by_name.clone(),
+            payment_id: p.id,
+            corrections: fixes.iter().map(|c| CorrectionRow::new(c, s)).collect(),
+            remaining: s.money(p.remaining_minor()),
+            voided: p.voided,
+            corrected: !fixes.is_empty(),
+            can_correct,
+            can_refund: can_correct && p.remaining_minor() > 0,
+            can_void: can_correct && !p.voided && p.refunded_minor == 0,
+        }
+    }
+}
+
+/// "3 March 2026, 14:05" in the clinic's timezone.
+fn printed_time(s: &ClinicSettings, t: chrono::DateTime<chrono::Utc>) -> String {
+    s.local(t).format("%-d %B %Y, %H:%M").to_string()
 }
 
 /// `/c/{slug}/payments/{id}/refund` or `…/void`.
@@ -654,80 +608,51 @@ struct CorrectPage {
     max_reason: usize,
 }
 
-#[allow(clippy::too_many_arguments, reason = "one page's inputs")]
-async fn render_correct(
-    app: &AppState,
-    access: &ClinicAccess,
-    csrf: String,
-    id: i64,
-    kind: CorrectionKind,
-    mut form: CorrectionForm,
-    errors: FormErrors,
-    status: StatusCode,
-) -> Result<Response, AppError> {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let (s, p) = access
-        .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let p = payments::get(&conn, id)?;
-            Ok::<_, ClinicError>((s, p))
-        })
-        .await?;
-    if form.method.is_empty() {
-        form.method = p.method.as_str().to_owned();
-    }
-    // Why this payment cannot take this correction any more, said before anyone types.
-    let blocked = if p.voided {
-        Some(format!(
-            "Receipt {} was voided: it cannot be refunded or voided again.",
-            p.receipt_number
-        ))
-    } else if kind == CorrectionKind::Refund && p.remaining_minor() <= 0 {
-        Some(format!(
-            "Receipt {} was refunded in full: nothing remains to refund.",
-            p.receipt_number
-        ))
-    } else if kind == CorrectionKind::Void && p.refunded_minor > 0 {
-        Some(format!(
-            "Part of receipt {} was refunded, so it cannot be voided: refund the remaining {} instead.",
-            p.receipt_number,
-            s.money(p.remaining_minor())
-        ))
-    } else {
-        None
-    };
-    let page = CorrectPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
-        refund: kind == CorrectionKind::Refund,
-        payment_id: p.id,
-        receipt_number: p.receipt_number,
-        when: s
-            .local(p.received_at)
-            .format("%-d %B %Y, %H:%M")
-            .to_string(),
-        patient_name: p.patient_name.clone(),
-        patient_number: p.patient_number,
-        method: p.method.label(),
-        total: s.money(p.amount_minor),
-        refunded: s.money(p.refunded_minor),
-        remaining: s.money(p.remaining_minor()),
-        voided: p.voided,
-        blocked: if errors.get("form").is_some() {
+impl CorrectPage {
+    /// The form for a `kind` of payment `id`, with `form`'s values and `errors`.
+    async fn load(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        (id, kind): (i64, CorrectionKind),
+        mut form: CorrectionForm,
+        errors: FormErrors,
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        let (s, p) = access
+            .tenant
+            .with(|conn| payments::get_with_settings(&conn, id))
+            .await?;
+        if form.method.is_empty() {
+            form.method = p.method.as_str().to_owned();
+        }
+        // A clash already on the form says it; the notice would repeat it.
+        let blocked = if errors.get("form").is_some() {
             None
         } else {
-            blocked
-        },
-        form,
-        errors,
-        methods: Method::ALL
-            .iter()
-            .map(|m| (m.as_str(), m.label()))
-            .collect(),
-        currency: format!("{} ({})", s.currency.code, s.currency.symbol.trim()),
-        max_reason: payments::MAX_REASON,
-    };
-    Ok((status, Html(page.render()?)).into_response())
+            payments::correction_blocked(&p, kind, &s)
+        };
+        Ok(Self {
+            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            refund: kind == CorrectionKind::Refund,
+            payment_id: p.id,
+            receipt_number: p.receipt_number,
+            when: printed_time(&s, p.received_at),
+            patient_name: p.patient_name.clone(),
+            patient_number: p.patient_number,
+            method: p.method.label(),
+            total: s.money(p.amount_minor),
+            refunded: s.money(p.refunded_minor),
+            remaining: s.money(p.remaining_minor()),
+            voided: p.voided,
+            blocked,
+            form,
+            errors,
+            methods: methods(),
+            currency: currency_label(&s),
+            max_reason: payments::MAX_REASON,
+        })
+    }
 }
 
 /// The refund or void form of a payment.
@@ -739,17 +664,10 @@ pub async fn correct_get(
     RecordId(id): RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    render_correct(
-        &app,
-        &access,
-        csrf,
-        id,
-        kind_of(uri.path()),
-        CorrectionForm::default(),
-        FormErrors::default(),
-        StatusCode::OK,
-    )
-    .await
+    let (form, errors) = (CorrectionForm::default(), FormErrors::default());
+    let target = (id, kind_of(uri.path()));
+    let page = CorrectPage::load(&app, &access, csrf, target, form, errors).await?;
+    Ok(Html(page.render()?).into_response())
 }
 
 /// The refund or void form, as posted.
@@ -775,86 +693,62 @@ pub async fn correct_post(
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
     let kind = kind_of(uri.path());
-    let form = CorrectionForm {
-        amount: post.amount,
-        method: post.method,
-        reason: post.reason,
-    };
-    let mut errors = FormErrors::default();
-    let method = match (kind, form.method.trim()) {
-        (CorrectionKind::Void, _) | (_, "") => None,
-        (CorrectionKind::Refund, m) => {
-            let parsed = Method::parse(m);
-            if parsed.is_none() {
-                errors.add("method", "Choose how the money is given back.");
-            }
-            parsed
-        }
-    };
-    if let Err(e) = payments::check_reason(&form.reason) {
-        errors.absorb(e)?;
-    }
+    let (form, header, mut errors) = CorrectionForm::parse(post, kind, recorder(&access))?;
     let now = app.clock.now();
     let entry = access.audit_entry(now, Action::Create);
-    let user_id = access.session.user.id.clone();
-    let user_name = access.session.user.name.clone();
-    let (amount_typed, reason) = (form.amount.clone(), form.reason.clone());
-    let pre_errors = !errors.is_empty();
+    let amount = form.amount.clone();
     let result = access
         .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            // Exists in this clinic? (A missing payment is a 404, not a form error.)
-            payments::get(&conn, id)?;
-            let amount_minor = match kind {
-                CorrectionKind::Void => 0,
-                CorrectionKind::Refund => {
-                    let amount = amount_typed.trim();
-                    if amount.starts_with('-') {
-                        return Err(ClinicError::invalid(
-                            "amount",
-                            "Enter an amount more than zero.",
-                        ));
-                    }
-                    s.currency.parse_amount(amount).ok_or_else(|| {
-                        ClinicError::invalid(
-                            "amount",
-                            format!(
-                                "Enter the amount in {} as a number, e.g. 250 or 250.50.",
-                                s.currency.code
-                            ),
-                        )
-                    })?
-                }
-            };
-            if pre_errors {
-                return Ok(None);
-            }
-            let new = NewCorrection {
-                payment_id: id,
-                kind,
-                amount_minor,
-                method,
-                reason,
-                recorded_by_id: user_id,
-                recorded_by_name: user_name,
-            };
-            payments::correct(&conn, &new, now, entry).map(Some)
-        })
+        .with(|conn| payments::correct_typed(&conn, id, kind, &amount, header, now, entry))
         .await;
     match result {
         Ok(Some(cid)) => {
-            return Ok(
-                Redirect::to(&format!("/c/{}/corrections/{cid}/receipt", access.slug))
-                    .into_response(),
-            );
+            let to = format!("/c/{}/corrections/{cid}/receipt", access.slug);
+            return Ok(Redirect::to(&to).into_response());
         }
         Ok(None) => {}
         Err(ClinicError::NotFound) => return Err(AppError::NotFound),
         Err(e) => errors.absorb(e)?,
     }
     let status = errors.status();
-    render_correct(&app, &access, csrf, id, kind, form, errors, status).await
+    let page = CorrectPage::load(&app, &access, csrf, (id, kind), form, errors).await?;
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+impl CorrectionForm {
+    /// The posted form, kept to show again, with the correction's header when its
+    /// method and reason are right, and the errors found.
+    fn parse(
+        post: CorrectionPost,
+        kind: CorrectionKind,
+        by: Recorder,
+    ) -> Result<(Self, Option<CorrectionHeader>, FormErrors), AppError> {
+        let form = Self {
+            amount: post.amount,
+            method: post.method,
+            reason: post.reason,
+        };
+        let mut errors = FormErrors::default();
+        let method = match (kind, form.method.trim()) {
+            (CorrectionKind::Void, _) | (_, "") => None,
+            (CorrectionKind::Refund, m) => {
+                let parsed = Method::parse(m);
+                if parsed.is_none() {
+                    errors.add("method", "Choose how the money is given back.");
+                }
+                parsed
+            }
+        };
+        if let Err(e) = payments::check_reason(&form.reason) {
+            errors.absorb(e)?;
+        }
+        let header = errors.is_empty().then(|| CorrectionHeader {
+            method,
+            reason: form.reason.clone(),
+            by,
+        });
+        Ok((form, header, errors))
+    }
 }
 
 #[derive(Template)]
@@ -890,12 +784,7 @@ pub async fn correction_receipt_get(
     let entry = access.audit_entry(app.clock.now(), Action::Print);
     let (s, c) = access
         .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let c = payments::get_correction(&conn, id)?;
-            payments::record_correction_print(&conn, &c, entry)?;
-            Ok::<_, ClinicError>((s, c))
-        })
+        .with(|conn| payments::print_correction(&conn, id, entry))
         .await?;
     let page = CorrectionReceiptPage {
         clinic_name: clinic.name.clone(),
@@ -907,10 +796,7 @@ pub async fn correction_receipt_get(
         receipt_number: c.receipt_number,
         payment_id: c.payment_id,
         payment_receipt_number: c.payment_receipt_number,
-        when: s
-            .local(c.recorded_at)
-            .format("%-d %B %Y, %H:%M")
-            .to_string(),
+        when: printed_time(&s, c.recorded_at),
         patient_name: c.patient_name.clone(),
         patient_number: c.patient_number,
         method: c.method.label(),
