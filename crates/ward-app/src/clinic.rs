@@ -62,6 +62,26 @@ pub async fn rename(
     }
 }
 
+/// Saves the settings page as the member `by`: the clinic's `name` (in the control
+/// plane, see [`rename`]) and its `settings` (see [`ward_clinic::settings::save`]), each
+/// change audited as `entry`'s actor, address and time. A value the clinic refuses is
+/// [`Error::Clinic`] with [`ClinicError::Invalid`].
+pub async fn save_settings(
+    app: &App,
+    tenant: &Tenant,
+    clinic: ClinicId,
+    by: &str,
+    (name, settings): (&str, &ward_clinic::settings::ClinicSettings),
+    entry: Entry,
+) -> Result<(), Error> {
+    let (actor, ip, at) = (entry.actor.clone(), entry.ip.clone(), entry.at);
+    rename(app, tenant, clinic, by, name, entry).await?;
+    tenant
+        .with(|conn| ward_clinic::settings::save(&conn, settings, actor, ip.as_deref(), at))
+        .await?;
+    Ok(())
+}
+
 /// Closes the clinic as its owner `by`: `entry` goes to its audit log while it is still
 /// open, then the control plane marks it closed (to be purged after the retention) and
 /// its database is closed.

@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use ward_app::clinic;
 use ward_clinic::ClinicError;
 use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, CURRENCIES, ClinicSettings, Currency};
@@ -118,6 +119,51 @@ fn one_line(value: &str, max: usize) -> Result<String, String> {
     Ok(v.to_owned())
 }
 
+/// `r`'s value, or `None` with its error added to `field`.
+fn kept<T>(errors: &mut FormErrors, field: &str, r: Result<T, String>) -> Option<T> {
+    r.map_err(|e| errors.add(field, e)).ok()
+}
+
+impl SettingsForm {
+    /// The clinic's name and settings as typed, checked, or every field's error.
+    fn parse(&self) -> Result<(String, ClinicSettings), FormErrors> {
+        let mut errors = FormErrors::new();
+        let name = self.name.trim().to_owned();
+        if name.is_empty() {
+            errors.add("name", "Enter the clinic's name.".to_owned());
+        } else if let Err(e) = one_line(&name, 200) {
+            errors.add("name", e);
+        }
+        let address = self.address.trim().chars().filter(|c| *c != '\r');
+        let address = address.collect::<String>();
+        if address.chars().count() > 300 {
+            errors.add("address", "At most 300 characters.".to_owned());
+        }
+        let phone = kept(&mut errors, "phone", one_line(&self.phone, 60));
+        let letterhead = kept(&mut errors, "letterhead", one_line(&self.letterhead, 300));
+        let timezone = settings::parse_timezone(&self.timezone)
+            .map_err(|_| "Choose a timezone from the list, e.g. Asia/Kolkata.".to_owned());
+        let timezone = kept(&mut errors, "timezone", timezone);
+        let currency = Currency::parse(&self.currency);
+        if currency.is_none() {
+            errors.add("currency", "Choose a currency from the list.".to_owned());
+        }
+        match (errors.is_empty(), phone, letterhead, timezone, currency) {
+            (true, Some(phone), Some(letterhead), Some(timezone), Some(currency)) => Ok((
+                name,
+                ClinicSettings {
+                    address,
+                    phone,
+                    timezone,
+                    currency,
+                    letterhead,
+                },
+            )),
+            _ => Err(errors),
+        }
+    }
+}
+
 /// Saves the settings; every change is audited with a diff.
 pub async fn settings_post(
     State(app): State<AppState>,
@@ -126,91 +172,25 @@ pub async fn settings_post(
     AppForm(form): AppForm<SettingsForm>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;
-    let mut errors = FormErrors::new();
-    let name = form.name.trim().to_owned();
-    if name.is_empty() {
-        errors.add("name", "Enter the clinic's name.".to_owned());
-    } else if let Err(e) = one_line(&name, 200) {
-        errors.add("name", e);
-    }
-    let address = form
-        .address
-        .trim()
-        .to_owned()
-        .chars()
-        .filter(|c| *c != '\r')
-        .collect::<String>();
-    if address.chars().count() > 300 {
-        errors.add("address", "At most 300 characters.".to_owned());
-    }
-    let phone = one_line(&form.phone, 60)
-        .map_err(|e| errors.add("phone", e))
-        .ok();
-    let letterhead = one_line(&form.letterhead, 300)
-        .map_err(|e| errors.add("letterhead", e))
-        .ok();
-    let timezone = settings::parse_timezone(&form.timezone)
-        .map_err(|_| {
-            errors.add(
-                "timezone",
-                "Choose a timezone from the list, e.g. Asia/Kolkata.",
-            )
-        })
-        .ok();
-    let currency = Currency::parse(&form.currency);
-    if currency.is_none() {
-        errors.add("currency", "Choose a currency from the list.".to_owned());
-    }
-    let (false, Some(phone), Some(letterhead), Some(timezone), Some(currency)) =
-        (!errors.is_empty(), phone, letterhead, timezone, currency)
-    else {
-        return render(
-            &app,
-            &access,
-            csrf,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            form,
-            errors,
-            false,
-        )
-        .await;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let (name, new) = match form.parse() {
+        Ok(v) => v,
+        Err(errors) => {
+            return render(&app, &access, csrf, unprocessable, form, errors, false).await;
+        }
     };
-    let new = ClinicSettings {
-        address,
-        phone,
-        timezone,
-        currency,
-        letterhead,
-    };
-    let now = app.clock.now();
-
     // The name lives in the control plane; its change is recorded like the others.
-    let entry = access.audit_entry(now, Action::Update);
-    let me = &access.session.user.id;
-    ward_app::clinic::rename(&app, &access.tenant, access.clinic_id, me, &name, entry).await?;
-
-    let actor = access.actor();
-    let ip = access.ip.clone();
-    let saved = access
-        .tenant
-        .with(|conn| settings::save(&conn, &new, actor, ip.as_deref(), now))
-        .await;
-    match saved {
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    let (me, tenant) = (&access.session.user.id, &access.tenant);
+    let saved = clinic::save_settings(&app, tenant, access.clinic_id, me, (&name, &new), entry);
+    match saved.await {
         Ok(()) => Ok(Redirect::to(&format!("/c/{}/settings?saved=1", access.slug)).into_response()),
-        Err(ClinicError::Invalid { field, message }) => {
+        Err(ward_app::Error::Clinic(ClinicError::Invalid { field, message })) => {
             // A field the form does not show is reported beside the letterhead.
             let shown = ["address", "phone", "timezone", "currency"].contains(&field);
-            errors.add(if shown { field } else { "letterhead" }, message);
-            render(
-                &app,
-                &access,
-                csrf,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form,
-                errors,
-                false,
-            )
-            .await
+            let field = if shown { field } else { "letterhead" };
+            let errors = FormErrors::one(field, message);
+            render(&app, &access, csrf, unprocessable, form, errors, false).await
         }
         Err(e) => Err(e.into()),
     }
