@@ -350,3 +350,107 @@ pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), Cli
     conn.execute_batch_now("PRAGMA secure_delete = OFF")?;
     result
 }
+
+/// Writes `entry` (an export of the patient's record) in its own transaction: the
+/// record leaves Ward only once the log says so.
+pub fn record_export(conn: &Db, entry: &Entry) -> Result<(), ClinicError> {
+    audit::in_transaction(conn, |tx| {
+        audit::record(&tx, entry)?;
+        Ok::<_, ClinicError>(())
+    })
+}
+
+/// Patient `id`'s whole record as one JSON document (see [`write_record`]), once
+/// `entry`, its export, is written. Returns the patient's number and the document.
+pub fn export_record_json(
+    conn: &Db,
+    id: i64,
+    header: &RecordHeader,
+    entry: &Entry,
+) -> Result<(i64, Vec<u8>), ClinicError> {
+    let p = crate::patients::get(conn, id)?;
+    record_export(conn, entry)?;
+    let mut body = Vec::new();
+    write_record(conn, id, header, &mut body)
+        .map_err(|e| ClinicError::invalid("record", format!("could not write the record: {e}")))?;
+    Ok((p.number, body))
+}
+
+/// What the printable record of a patient shows.
+#[derive(Debug, Clone)]
+pub struct PrintedRecord {
+    /// The patient.
+    pub patient: crate::patients::Patient,
+    /// The clinic's settings (timezone, currency).
+    pub settings: crate::settings::ClinicSettings,
+    /// Hold, restriction, erasure.
+    pub standing: Standing,
+    /// Their visits.
+    pub visits: Vec<crate::visits::Visit>,
+    /// Their appointments.
+    pub appointments: Vec<crate::appointments::Appointment>,
+    /// Their payments, each with its refunds and void.
+    pub payments: Vec<(crate::payments::Payment, Vec<crate::payments::Correction>)>,
+}
+
+/// Patient `id`'s record to print, once `entry`, its export, is written.
+pub fn export_record(conn: &Db, id: i64, entry: &Entry) -> Result<PrintedRecord, ClinicError> {
+    let patient = crate::patients::get(conn, id)?;
+    let settings = crate::settings::load(conn)?;
+    let standing = standing(conn, id)?;
+    let visits = crate::visits::for_patient(conn, id)?;
+    let appointments = crate::appointments::for_patient(conn, id)?;
+    let mut payments = Vec::new();
+    for pay in crate::payments::for_patient(conn, id)? {
+        let fixes = crate::payments::corrections_of(conn, pay.id)?;
+        payments.push((pay, fixes));
+    }
+    record_export(conn, entry)?;
+    Ok(PrintedRecord {
+        patient,
+        settings,
+        standing,
+        visits,
+        appointments,
+        payments,
+    })
+}
+
+/// What a patient's access report shows: who saw or changed anything about them.
+#[derive(Debug, Clone)]
+pub struct AccessReport {
+    /// The patient.
+    pub patient: crate::patients::Patient,
+    /// The accesses, newest first, at most [`audit::MAX_PATIENT_REPORT`].
+    pub accesses: Vec<audit::Access>,
+    /// The clinic's settings (timezone).
+    pub settings: crate::settings::ClinicSettings,
+}
+
+/// Patient `id`'s access report (see [`audit::accessed_by_patient`]).
+pub fn access_report(conn: &Db, id: i64) -> Result<AccessReport, ClinicError> {
+    let patient = crate::patients::get(conn, id)?;
+    let accesses = audit::accessed_by_patient(conn, id, audit::MAX_PATIENT_REPORT)?;
+    let settings = crate::settings::load(conn)?;
+    Ok(AccessReport {
+        patient,
+        accesses,
+        settings,
+    })
+}
+
+/// Erases patient `id` (see [`erase`]) and returns the object names of their
+/// attachments, whose keys went with the erasure, for the caller to remove.
+pub fn erase_with_files(
+    conn: &Db,
+    id: i64,
+    ground: Ground,
+    entry: Entry,
+) -> Result<Vec<String>, ClinicError> {
+    let files = crate::attachments::all_of(conn, id)?;
+    erase(conn, id, ground, entry)?;
+    Ok(files
+        .iter()
+        .flat_map(crate::attachments::Attachment::object_names)
+        .collect())
+}

@@ -269,6 +269,31 @@ fn with_query(base: &str, q: &AuditQuery) -> String {
     }
 }
 
+/// The viewer's links to the next page (older than `last`, when there are more) and,
+/// away from the first page (`before` given), back to it.
+fn page_links(
+    base: &str,
+    q: &AuditQuery,
+    last: Option<&Row>,
+    before: Option<i64>,
+) -> (Option<String>, Option<String>) {
+    let next = last.map(|last| {
+        let q = AuditQuery {
+            before: last.seq.to_string(),
+            ..q.clone()
+        };
+        with_query(base, &q)
+    });
+    let first_page = before.map(|_| {
+        let q = AuditQuery {
+            before: String::new(),
+            ..q.clone()
+        };
+        with_query(base, &q)
+    });
+    (next, first_page)
+}
+
 /// The log, newest first, filtered and paginated by sequence number.
 pub async fn audit_get(
     State(app): State<AppState>,
@@ -292,25 +317,7 @@ pub async fn audit_get(
         .map(|r| row(r, &settings))
         .collect();
     let base = format!("/c/{}/audit", access.slug);
-    let next = match (more, rows.last()) {
-        (true, Some(last)) => Some(with_query(
-            &base,
-            &AuditQuery {
-                before: last.seq.to_string(),
-                ..q.clone()
-            },
-        )),
-        _ => None,
-    };
-    let first_page = before.map(|_| {
-        with_query(
-            &base,
-            &AuditQuery {
-                before: String::new(),
-                ..q.clone()
-            },
-        )
-    });
+    let (next, first_page) = page_links(&base, &q, more.then(|| rows.last()).flatten(), before);
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -453,28 +460,50 @@ pub async fn patient_access_get(
     crate::extract::RecordId(id): crate::extract::RecordId,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
-    let (patient, rows, s) = access
+    let report = access
         .tenant
-        .read(|conn| {
-            let p = ward_clinic::patients::get(&conn, id)?;
-            let rows = audit::accessed_by_patient(&conn, id, audit::MAX_PATIENT_REPORT)
-                .map_err(ward_clinic::ClinicError::from)?;
-            let s = settings::load(&conn)?;
-            Ok::<_, ward_clinic::ClinicError>((p, rows, s))
-        })
+        .read(|conn| ward_clinic::rights::access_report(&conn, id))
         .await?;
     let now = app.clock.now();
-    access.note_view(
-        &app,
-        access
-            .audit_entry(now, Action::View)
-            .entity("patient", id)
-            .detail("access report"),
-    )?;
-    let truncated = rows.len() >= audit::MAX_PATIENT_REPORT as usize;
-    let lines = rows
-        .iter()
-        .map(|a| ReportLine {
+    let entry = access.audit_entry(now, Action::View);
+    access.note_view(&app, entry.entity("patient", id).detail("access report"))?;
+    let clinic = crate::views::patients::clinic_name(&app, &access).await?;
+    let frame = ClinicFrame::new(&access, clinic, csrf, "patients");
+    let page = AccessReport::new(frame, report, now, &access.session.user.name);
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Html(page.render()?),
+    )
+        .into_response())
+}
+
+impl AccessReport {
+    /// The document for `report`, generated at `now` by `by`.
+    fn new(
+        frame: ClinicFrame,
+        report: ward_clinic::rights::AccessReport,
+        now: DateTime<Utc>,
+        by: &str,
+    ) -> Self {
+        let s = &report.settings;
+        Self {
+            generated: format!("{} by {by}", s.local(now).format("%Y-%m-%d %H:%M")),
+            timezone: s.timezone.name().to_owned(),
+            truncated: report.accesses.len() >= audit::MAX_PATIENT_REPORT as usize,
+            lines: report
+                .accesses
+                .iter()
+                .map(|a| ReportLine::new(a, s))
+                .collect(),
+            patient: report.patient,
+            frame,
+        }
+    }
+}
+
+impl ReportLine {
+    fn new(a: &audit::Access, s: &ClinicSettings) -> Self {
+        Self {
             when: s.local(a.at).format("%Y-%m-%d %H:%M:%S").to_string(),
             who: a.actor_name.clone(),
             role: match (a.actor_kind.as_str(), &a.actor_role) {
@@ -483,30 +512,8 @@ pub async fn patient_access_get(
             },
             what: describe(a),
             from: a.ip.clone().unwrap_or_else(|| "—".to_owned()),
-        })
-        .collect();
-    let page = AccessReport {
-        generated: format!(
-            "{} by {}",
-            s.local(now).format("%Y-%m-%d %H:%M"),
-            access.session.user.name
-        ),
-        timezone: s.timezone.name().to_owned(),
-        lines,
-        truncated,
-        patient,
-        frame: ClinicFrame::new(
-            &access,
-            crate::views::patients::clinic_name(&app, &access).await?,
-            csrf,
-            "patients",
-        ),
-    };
-    Ok((
-        [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Html(page.render()?),
-    )
-        .into_response())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_clinic::audit::{self, Action};
-use ward_clinic::rights::{self, Ground, RecordHeader, Standing};
-use ward_clinic::settings::{self, ClinicSettings};
-use ward_clinic::{ClinicError, appointments, patients, payments, visits};
+use ward_clinic::audit::Action;
+use ward_clinic::rights::{self, Ground, PrintedRecord, RecordHeader, Standing};
+use ward_clinic::settings::ClinicSettings;
+use ward_clinic::{patients, payments, visits};
 use ward_core::Permission;
 
 use crate::extract::RecordId;
@@ -62,15 +62,6 @@ pub fn restriction_banner(s: &ClinicSettings, standing: &Standing) -> Option<Str
     })
 }
 
-/// Writes `entry` (an export of the patient's record) in its own transaction: the
-/// record leaves Ward only once the log says so.
-fn record_export(conn: &ward_tenancy::Db, entry: &audit::Entry) -> Result<(), ClinicError> {
-    audit::in_transaction(conn, |tx| {
-        audit::record(&tx, entry)?;
-        Ok::<_, ClinicError>(())
-    })
-}
-
 /// `GET /c/{slug}/patients/{id}/record.json`: the patient's whole record as one JSON
 /// document (every row of theirs, every kept version), as a download; audited as an
 /// `export` before it is sent.
@@ -92,15 +83,7 @@ pub async fn record_json_get(
         .detail("patient's record (JSON)");
     let (number, body) = access
         .tenant
-        .with(move |conn| {
-            let p = patients::get(&conn, id)?;
-            record_export(&conn, &entry)?;
-            let mut body = Vec::new();
-            rights::write_record(&conn, id, &header_info, &mut body).map_err(|e| {
-                ClinicError::invalid("record", format!("could not write the record: {e}"))
-            })?;
-            Ok::<_, ClinicError>((p.number, body))
-        })
+        .with(move |conn| rights::export_record_json(&conn, id, &header_info, &entry))
         .await?;
     let filename = format!("patient-{number}-record-{}.json", now.format("%Y%m%d"));
     Ok((
@@ -160,75 +143,91 @@ pub async fn record_get(
         .audit_entry(now, Action::Export)
         .entity("patient", id)
         .detail("patient's record (print)");
-    let (p, vs, appts, pays, s, standing) = access
+    let record = access
         .tenant
-        .with(move |conn| {
-            let p = patients::get(&conn, id)?;
-            let s = settings::load(&conn)?;
-            let standing = rights::standing(&conn, id)?;
-            let vs = visits::for_patient(&conn, id)?;
-            let appts = appointments::for_patient(&conn, id)?;
-            let mut pays = Vec::new();
-            for pay in payments::for_patient(&conn, id)? {
-                let fixes = payments::corrections_of(&conn, pay.id)?;
-                pays.push((pay, fixes));
-            }
-            record_export(&conn, &entry)?;
-            Ok::<_, ClinicError>((p, vs, appts, pays, s, standing))
-        })
+        .with(move |conn| rights::export_record(&conn, id, &entry))
         .await?;
-    let when = |t: chrono::DateTime<chrono::Utc>| s.local(t).format("%Y-%m-%d %H:%M").to_string();
-    let page = RecordPage {
-        generated: format!("{} by {}", when(now), access.session.user.name),
-        dob: match (p.date_of_birth, p.age_on(s.local(now).date_naive())) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(age)) => format!("age {age}"),
-            (None, None) => "not recorded".to_owned(),
-        },
-        visits: vs
-            .into_iter()
-            .map(|v| VisitBlock {
-                when: when(v.visited_at),
-                fee: v.fee_minor.map(|m| s.money(m)),
-                visit: v,
-            })
-            .collect(),
-        appointments: appts
-            .into_iter()
-            .map(|a| {
-                (
-                    when(a.starts_at),
-                    a.doctor_name,
-                    a.status.label().to_owned(),
-                )
-            })
-            .collect(),
-        payments: pays
-            .into_iter()
-            .map(|(pay, fixes)| PaymentLine {
-                receipt: pay.receipt_number,
-                when: when(pay.received_at),
-                amount: s.money(pay.amount_minor),
-                method: pay.method.label(),
-                corrections: fixes
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "{} {} (receipt {}, {})",
-                            f.kind.label(),
-                            s.money(f.amount_minor),
-                            f.receipt_number,
-                            when(f.recorded_at)
-                        )
-                    })
-                    .collect(),
-            })
-            .collect(),
-        erased: standing.erased_at.map(when),
-        p,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let frame = ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients");
+    let generated_by = &access.session.user.name;
+    let page = RecordPage::new(frame, record, now, generated_by);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page.render()?)).into_response())
+}
+
+impl RecordPage {
+    /// The document for `record`, generated at `now` by `by`.
+    fn new(
+        frame: ClinicFrame,
+        record: PrintedRecord,
+        now: chrono::DateTime<chrono::Utc>,
+        by: &str,
+    ) -> Self {
+        let (p, s) = (record.patient, &record.settings);
+        let when = |t| minute(s, t);
+        Self {
+            generated: format!("{} by {by}", when(now)),
+            dob: match (p.date_of_birth, p.age_on(s.local(now).date_naive())) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(age)) => format!("age {age}"),
+                (None, None) => "not recorded".to_owned(),
+            },
+            visits: record
+                .visits
+                .into_iter()
+                .map(|v| VisitBlock {
+                    when: when(v.visited_at),
+                    fee: v.fee_minor.map(|m| s.money(m)),
+                    visit: v,
+                })
+                .collect(),
+            appointments: record
+                .appointments
+                .into_iter()
+                .map(|a| {
+                    (
+                        when(a.starts_at),
+                        a.doctor_name,
+                        a.status.label().to_owned(),
+                    )
+                })
+                .collect(),
+            payments: (record.payments.iter())
+                .map(|(pay, fixes)| PaymentLine::new(s, pay, fixes))
+                .collect(),
+            erased: record.standing.erased_at.map(when),
+            p,
+            frame,
+        }
+    }
+}
+
+/// `t` to the minute, in the clinic's timezone.
+fn minute(s: &ClinicSettings, t: chrono::DateTime<chrono::Utc>) -> String {
+    s.local(t).format("%Y-%m-%d %H:%M").to_string()
+}
+
+impl PaymentLine {
+    fn new(s: &ClinicSettings, pay: &payments::Payment, fixes: &[payments::Correction]) -> Self {
+        let when =
+            |t: chrono::DateTime<chrono::Utc>| s.local(t).format("%Y-%m-%d %H:%M").to_string();
+        Self {
+            receipt: pay.receipt_number,
+            when: when(pay.received_at),
+            amount: s.money(pay.amount_minor),
+            method: pay.method.label(),
+            corrections: fixes
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {} (receipt {}, {})",
+                        f.kind.label(),
+                        s.money(f.amount_minor),
+                        f.receipt_number,
+                        when(f.recorded_at)
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The legal-hold form: `hold=on|off`.
@@ -392,16 +391,7 @@ pub async fn erase_post(
     let entry = access.audit_entry(app.clock.now(), Action::Delete);
     let objects = access
         .tenant
-        .with(move |conn| {
-            let files = ward_clinic::attachments::all_of(&conn, id)?;
-            rights::erase(&conn, id, ground, entry)?;
-            Ok::<_, ClinicError>(
-                files
-                    .iter()
-                    .flat_map(ward_clinic::attachments::Attachment::object_names)
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .with(move |conn| rights::erase_with_files(&conn, id, ground, entry))
         .await?;
     // Their keys are gone with the erasure; the objects go too.
     for name in objects {
