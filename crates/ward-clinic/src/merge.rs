@@ -289,3 +289,97 @@ pub fn merged_into(conn: &Db, id: i64) -> Result<Option<(i64, i64)>, ClinicError
         |row| Ok::<_, ClinicError>((row.get(0)?, row.get(1)?)),
     )
 }
+
+/// One record as the merge review shows it: the patient and how much they hold.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The patient.
+    pub patient: patients::Patient,
+    /// How many visits.
+    pub visits: usize,
+    /// How many payments.
+    pub payments: usize,
+}
+
+/// Patient `id` for the merge review.
+pub fn side(conn: &Db, id: i64) -> Result<Side, ClinicError> {
+    Ok(Side {
+        patient: patients::get(conn, id)?,
+        visits: crate::visits::summaries(conn, id)?.len(),
+        payments: crate::payments::for_patient(conn, id)?.len(),
+    })
+}
+
+/// The merge review of patient `id` (who stays) and the patient numbered `number`, if
+/// one is.
+pub fn review(
+    conn: &Db,
+    id: i64,
+    number: Option<i64>,
+) -> Result<(Side, Option<Side>), ClinicError> {
+    let keep = side(conn, id)?;
+    let other = match number {
+        Some(n) => match patients::id_by_number(conn, n)? {
+            Some(o) => Some(side(conn, o)?),
+            None => None,
+        },
+        None => None,
+    };
+    Ok((keep, other))
+}
+
+/// What became of a merge asked for by patient number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ByNumber {
+    /// Merged.
+    Merged,
+    /// No patient has the number.
+    NoSuchNumber,
+    /// The records cannot be merged; why, for the person.
+    Refused(String),
+}
+
+/// Merges the patient numbered `number` into `survivor` (see [`merge`]); a conflict is
+/// [`ByNumber::Refused`] with its message.
+pub fn merge_by_number(
+    conn: &Db,
+    survivor: i64,
+    number: i64,
+    entry: Entry,
+) -> Result<ByNumber, ClinicError> {
+    let Some(other) = patients::id_by_number(conn, number)? else {
+        return Ok(ByNumber::NoSuchNumber);
+    };
+    match merge(conn, survivor, other, entry) {
+        Ok(_) => Ok(ByNumber::Merged),
+        Err(ClinicError::Conflict(message)) => Ok(ByNumber::Refused(message)),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a patient's page says about merging.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// The merges into this record.
+    pub merges: Vec<Merge>,
+    /// The record this one was merged into: (id, number).
+    pub merged_into: Option<(i64, i64)>,
+    /// Possible duplicates of this record (none once it was merged away).
+    pub duplicates: Vec<patients::Patient>,
+}
+
+/// Patient `id`'s merges, the record it went into, and its possible duplicates.
+pub fn overview(conn: &Db, id: i64) -> Result<Overview, ClinicError> {
+    let merged_into = merged_into(conn, id)?;
+    let duplicates = if merged_into.is_none() {
+        let p = patients::get(conn, id)?;
+        patients::find_duplicates(conn, &patients::NewPatient::from(&p), Some(id))?
+    } else {
+        Vec::new()
+    };
+    Ok(Overview {
+        merges: into(conn, id)?,
+        merged_into,
+        duplicates,
+    })
+}

@@ -5,11 +5,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use ward_clinic::ClinicError;
 use ward_clinic::audit::Action;
-use ward_clinic::merge::{self, Merge};
-use ward_clinic::patients::{self, NewPatient, Patient};
+use ward_clinic::merge::{self, ByNumber, Merge};
+use ward_clinic::patients::Patient;
 use ward_clinic::settings::ClinicSettings;
-use ward_clinic::{ClinicError, payments, visits};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
@@ -30,17 +30,11 @@ pub struct Merging {
 impl Merging {
     /// For patient `id`, on the page's connection.
     pub fn load(conn: &ward_tenancy::Db, id: i64) -> Result<Self, ClinicError> {
-        let merged_into = merge::merged_into(conn, id)?;
-        let duplicates = if merged_into.is_none() {
-            let p = patients::get(conn, id)?;
-            patients::find_duplicates(conn, &NewPatient::from(&p), Some(id))?
-        } else {
-            Vec::new()
-        };
+        let o = merge::overview(conn, id)?;
         Ok(Self {
-            merges: merge::into(conn, id)?,
-            merged_into,
-            duplicates,
+            merges: o.merges,
+            merged_into: o.merged_into,
+            duplicates: o.duplicates,
         })
     }
 }
@@ -133,12 +127,32 @@ pub struct OtherQuery {
     other: String,
 }
 
-fn side(conn: &ward_tenancy::Db, id: i64) -> Result<Side, ClinicError> {
-    Ok(Side {
-        p: patients::get(conn, id)?,
-        visits: visits::summaries(conn, id)?.len(),
-        payments: payments::for_patient(conn, id)?.len(),
-    })
+impl From<merge::Side> for Side {
+    fn from(s: merge::Side) -> Self {
+        Self {
+            p: s.patient,
+            visits: s.visits,
+            payments: s.payments,
+        }
+    }
+}
+
+/// The duplicate's number as typed (`#` allowed).
+fn number(typed: &str) -> Option<i64> {
+    typed.trim().trim_start_matches('#').parse::<i64>().ok()
+}
+
+/// Why the review cannot go on (`asked`, the number typed, found `other`), if it
+/// cannot.
+fn review_error(id: i64, other: Option<&Side>, asked: Option<i64>) -> Option<String> {
+    match (other, asked) {
+        (_, None) => Some("Enter the duplicate's patient number.".to_owned()),
+        (None, Some(n)) => Some(format!("No patient has the number {n}.")),
+        (Some(o), _) if o.p.id == id => {
+            Some("That is this record: enter the other one's number.".to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// The review page: both records side by side, or why the number does not do.
@@ -150,29 +164,13 @@ async fn review(
     asked: String,
     error: Option<String>,
 ) -> Page {
-    let number = asked.trim().trim_start_matches('#').parse::<i64>().ok();
+    let number = number(&asked);
     let (keep, other) = access
         .tenant
-        .with(move |conn| {
-            let keep = side(&conn, id)?;
-            let other = match number {
-                Some(n) => match patients::id_by_number(&conn, n)? {
-                    Some(o) => Some(side(&conn, o)?),
-                    None => None,
-                },
-                None => None,
-            };
-            Ok::<_, ClinicError>((keep, other))
-        })
+        .with(move |conn| merge::review(&conn, id, number))
         .await?;
-    let error = error.or_else(|| match (&other, number) {
-        (_, None) => Some("Enter the duplicate's patient number.".to_owned()),
-        (None, Some(n)) => Some(format!("No patient has the number {n}.")),
-        (Some(o), _) if o.p.id == id => {
-            Some("That is this record: enter the other one's number.".to_owned())
-        }
-        _ => None,
-    });
+    let (keep, other) = (Side::from(keep), other.map(Side::from));
+    let error = error.or_else(|| review_error(id, other.as_ref(), number));
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -218,35 +216,23 @@ pub async fn merge_post(
     AppForm(form): AppForm<MergeForm>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let Some(number) = form
-        .other
-        .trim()
-        .trim_start_matches('#')
-        .parse::<i64>()
-        .ok()
-    else {
+    let Some(number) = number(&form.other) else {
         return review(&app, &access, csrf, id, form.other, None).await;
     };
     let entry = access.audit_entry(app.clock.now(), Action::Update);
     let done = access
         .tenant
-        .with(move |conn| {
-            let Some(other) = patients::id_by_number(&conn, number)? else {
-                return Ok(Err(None));
-            };
-            match merge::merge(&conn, id, other, entry) {
-                Ok(_) => Ok(Ok(())),
-                Err(ClinicError::Conflict(message)) => Ok(Err(Some(message))),
-                Err(e) => Err(e),
-            }
-        })
+        .with(move |conn| merge::merge_by_number(&conn, id, number, entry))
         .await?;
-    match done {
-        Ok(()) => {
-            Ok(Redirect::to(&format!("/c/{}/patients/{id}#merging", access.slug)).into_response())
+    let message = match done {
+        ByNumber::Merged => {
+            let to = format!("/c/{}/patients/{id}#merging", access.slug);
+            return Ok(Redirect::to(&to).into_response());
         }
-        Err(message) => review(&app, &access, csrf, id, form.other, message).await,
-    }
+        ByNumber::NoSuchNumber => None,
+        ByNumber::Refused(message) => Some(message),
+    };
+    review(&app, &access, csrf, id, form.other, message).await
 }
 
 /// `POST /c/{slug}/patients/{id}/merges/{merge}/undo`: undoes a merge into this record.
