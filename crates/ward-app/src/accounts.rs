@@ -6,6 +6,7 @@
 
 use chrono::TimeDelta;
 use ward_clinic::audit::{Action, Actor, Entry};
+use ward_control::passwords::check_new_password;
 use ward_control::signup::SignupOutcome;
 use ward_control::{AuthEvent, Purpose, Session, User};
 use ward_core::Email;
@@ -463,6 +464,55 @@ pub async fn request_reset(app: &App, email: &Email, origin: &Origin) -> Result<
     )
     .await;
     Ok(())
+}
+
+/// What became of a change of password.
+#[derive(Debug)]
+pub enum PasswordChange {
+    /// Refused: the messages by form field (`current_password`, `new_password`).
+    Refused(Vec<(&'static str, String)>),
+    /// Changed, every session of the account and every reset link ended: the token of
+    /// the new session for this browser (a password proves the password only, so
+    /// sensitive actions ask for a code again).
+    Changed(String),
+}
+
+/// Changes `user`'s password to `new` if `current` is theirs and `new` is strong
+/// enough; a wrong current password is written to the sign-in log, and so is the
+/// change.
+pub async fn change_password(
+    app: &App,
+    user: &User,
+    (current, new): (&str, &str),
+    origin: &Origin,
+) -> Result<PasswordChange, Error> {
+    let (id, email) = (Some(user.id.as_str()), Some(user.email.as_str()));
+    let mut refused = Vec::new();
+    if !app.hasher.verify(current, Some(&user.password_hash)).await {
+        refused.push((
+            "current_password",
+            "That is not your current password.".to_owned(),
+        ));
+        auth_event(app, "password_change", "failed", id, email, origin, None).await;
+    }
+    if let Err(e) = check_new_password(new) {
+        refused.push(("new_password", e.to_owned()));
+    }
+    if !refused.is_empty() {
+        return Ok(PasswordChange::Refused(refused));
+    }
+    let hash = app.hasher.hash(new).await?;
+    app.control.set_password(&user.id, &hash).await?;
+    app.control
+        .revoke_tokens(&user.id, Purpose::ResetPassword)
+        .await?;
+    auth_event(app, "password_change", "ok", id, email, origin, None).await;
+    let (ip, agent) = (origin.ip.clone(), origin.user_agent.clone());
+    let token = app
+        .control
+        .create_session_with(&user.id, ip, agent, false)
+        .await?;
+    Ok(PasswordChange::Changed(token))
 }
 
 /// Uses the reset link `token`: sets the new password (already checked), ends every

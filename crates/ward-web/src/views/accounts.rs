@@ -19,7 +19,7 @@ use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
 use crate::views::{pages, second_factor};
 use crate::{AppError, AppState, Web};
-use ward_app::accounts::{self, PasswordStep};
+use ward_app::accounts::{self, PasswordChange, PasswordStep};
 
 type Page = Result<Response, AppError>;
 
@@ -166,22 +166,29 @@ pub async fn login_post(
             };
             html(StatusCode::UNAUTHORIZED, &page)
         }
-        PasswordStep::Unverified(user) => {
-            if check(&app.email_limits.mail, &user.email).is_ok() {
-                accounts::resend_verification(&app, &user).await?;
-            }
-            Ok((
-                StatusCode::FORBIDDEN,
-                pages::message("Confirm your email address first", "We have sent you a new link. Open it to confirm your address; you will be signed in."),
-            )
-                .into_response())
-        }
+        PasswordStep::Unverified(user) => unverified(&app, &user).await,
         PasswordStep::NeedsCode(user) => second_factor::start_pending(&app, &user).await,
         PasswordStep::Done(user) => {
             let to = accounts::landing(&app, &user.id).await?;
             sign_in(&app, &user.id, &client, old.as_ref(), &to).await
         }
     }
+}
+
+/// The right password of an address not yet confirmed: a new link (within the mail
+/// limit) and the page saying so.
+async fn unverified(app: &Web, user: &ward_control::User) -> Page {
+    if check(&app.email_limits.mail, &user.email).is_ok() {
+        accounts::resend_verification(app, user).await?;
+    }
+    Ok((
+        StatusCode::FORBIDDEN,
+        pages::message(
+            "Confirm your email address first",
+            "We have sent you a new link. Open it to confirm your address; you will be signed in.",
+        ),
+    )
+        .into_response())
 }
 
 /// Ends this session and removes the cookie.
@@ -492,67 +499,21 @@ pub async fn password_post(
     client: ClientInfo,
     AppForm(form): AppForm<PasswordForm>,
 ) -> Page {
-    let mut errors = FormErrors::new();
-    if !app
-        .hasher
-        .verify(&form.current_password, Some(&s.user.password_hash))
-        .await
-    {
-        errors.add("current_password", "That is not your current password.");
-        log(
-            &app,
-            "password_change",
-            "failed",
-            Some(&s.user.id),
-            Some(&s.user.email),
-            &client,
-        )
-        .await;
+    let typed = (form.current_password.as_str(), form.new_password.as_str());
+    match accounts::change_password(&app, &s.user, typed, &client.origin()).await? {
+        PasswordChange::Refused(errors) => {
+            let (errors, status) = (FormErrors::from(errors), StatusCode::UNPROCESSABLE_ENTITY);
+            account_page(&app, &s, csrf, errors, None, status).await
+        }
+        PasswordChange::Changed(token) => {
+            let mut r = Redirect::to("/account?changed=1").into_response();
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie(&app.config, token, app.session_policy.absolute),
+            );
+            Ok(r)
+        }
     }
-    if let Err(e) = check_new_password(&form.new_password) {
-        errors.add("new_password", e);
-    }
-    if errors.has("current_password") || errors.has("new_password") {
-        return account_page(
-            &app,
-            &s,
-            csrf,
-            errors,
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
-    let hash = app.hasher.hash(&form.new_password).await?;
-    app.control.set_password(&s.user.id, &hash).await?;
-    app.control
-        .revoke_tokens(&s.user.id, Purpose::ResetPassword)
-        .await?;
-    log(
-        &app,
-        "password_change",
-        "ok",
-        Some(&s.user.id),
-        Some(&s.user.email),
-        &client,
-    )
-    .await;
-    let token = app
-        .control
-        .create_session_with(
-            &s.user.id,
-            client.ip.clone(),
-            client.user_agent.clone(),
-            // A password proves the password only: sensitive actions ask for a code again.
-            false,
-        )
-        .await?;
-    let mut r = Redirect::to("/account?changed=1").into_response();
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        session_cookie(&app.config, token, app.session_policy.absolute),
-    );
-    Ok(r)
 }
 
 /// The revoke form's field.
