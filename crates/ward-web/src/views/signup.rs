@@ -91,6 +91,80 @@ fn check_email_page() -> Page {
     .into_response())
 }
 
+impl SignupForm {
+    /// The clinic's name, the person's name and address as typed, checked (with the
+    /// password's strength), or every field's error.
+    fn parse(&self) -> Result<(String, String, Email), FormErrors> {
+        let mut errors = FormErrors::new();
+        let clinic_name = self.clinic_name.trim().to_owned();
+        if clinic_name.is_empty() {
+            errors.add("clinic_name", "Enter the clinic's name.");
+        } else if clinic_name.chars().count() > 200 || clinic_name.chars().any(char::is_control) {
+            errors.add(
+                "clinic_name",
+                "A clinic name is at most 200 characters, on one line.",
+            );
+        }
+        let name = parse_person_name(&self.name)
+            .map_err(|e| errors.add("name", e))
+            .ok();
+        let email = Email::parse(&self.email)
+            .map_err(|_| errors.add("email", "Enter an email address such as name@example.com."))
+            .ok();
+        if let Err(e) = check_new_password(&self.password) {
+            errors.add("password", e);
+        }
+        match (name, email, errors.is_empty()) {
+            (Some(name), Some(email), true) => Ok((clinic_name, name, email)),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// The form refused as not sent by a person (`why`, for the log): logged, counted, and
+/// shown again with a fresh stamp and the general error.
+async fn refuse_automated(
+    app: &Web,
+    csrf: String,
+    client: &ClientInfo,
+    form: SignupForm,
+    why: &'static str,
+) -> Page {
+    log(app, "signup", why, None, None, client).await;
+    metrics::counter!("ward_signup_refused_total", "reason" => why).increment(1);
+    html(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &SignupPage {
+            csrf,
+            stamp: app.control.form_stamp(app.clock.now()),
+            form: SignupForm {
+                password: String::new(),
+                started: String::new(),
+                website: String::new(),
+                ..form
+            },
+            errors: FormErrors::new(),
+            error: Some("Please check your details and send the form again."),
+        },
+    )
+}
+
+/// The 429 page when signups from this client's address (as the rate limiter sees
+/// it: a forwarded header only from a trusted proxy), then for the address typed, are
+/// over their limit; logged.
+async fn limited(app: &Web, client: &ClientInfo, email: &Email) -> Option<Response> {
+    let address = client.ip.clone().unwrap_or_default();
+    let (why, wait) = match check(&app.email_limits.signup_per_address, &address) {
+        Err(wait) => ("limited_address", wait),
+        Ok(_) => match check(&app.email_limits.signup, email.as_str()) {
+            Err(wait) => ("limited", wait),
+            Ok(_) => return None,
+        },
+    };
+    log(app, "signup", why, None, Some(email.as_str()), client).await;
+    Some(too_many(wait))
+}
+
 /// Keeps the answers and sends the confirmation link; nothing else is made until the
 /// address is confirmed.
 pub async fn signup_post(
@@ -100,47 +174,12 @@ pub async fn signup_post(
     AppForm(form): AppForm<SignupForm>,
 ) -> Page {
     if let Some(why) = looks_automated(&app, &form) {
-        log(&app, "signup", why, None, None, &client).await;
-        metrics::counter!("ward_signup_refused_total", "reason" => why).increment(1);
-        return html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &SignupPage {
-                csrf,
-                stamp: app.control.form_stamp(app.clock.now()),
-                form: SignupForm {
-                    password: String::new(),
-                    started: String::new(),
-                    website: String::new(),
-                    ..form
-                },
-                errors: FormErrors::new(),
-                error: Some("Please check your details and send the form again."),
-            },
-        );
+        return refuse_automated(&app, csrf, &client, form, why).await;
     }
-    let mut errors = FormErrors::new();
-    let clinic_name = form.clinic_name.trim().to_owned();
-    if clinic_name.is_empty() {
-        errors.add("clinic_name", "Enter the clinic's name.");
-    } else if clinic_name.chars().count() > 200 || clinic_name.chars().any(char::is_control) {
-        errors.add(
-            "clinic_name",
-            "A clinic name is at most 200 characters, on one line.",
-        );
-    }
-    let name = parse_person_name(&form.name)
-        .map_err(|e| errors.add("name", e))
-        .ok();
-    let email = Email::parse(&form.email)
-        .map_err(|_| errors.add("email", "Enter an email address such as name@example.com."))
-        .ok();
-    if let Err(e) = check_new_password(&form.password) {
-        errors.add("password", e);
-    }
-    let (Some(name), Some(email), true) = (name, email, errors.is_empty()) else {
-        return html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &SignupPage {
+    let (clinic_name, name, email) = match form.parse() {
+        Ok(v) => v,
+        Err(errors) => {
+            let page = SignupPage {
                 csrf,
                 stamp: form.started.clone(),
                 form: SignupForm {
@@ -149,35 +188,12 @@ pub async fn signup_post(
                 },
                 errors,
                 error: None,
-            },
-        );
+            };
+            return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
     };
-    // Per client address (as the rate limiter sees it: a forwarded header only from a
-    // trusted proxy), then per address typed.
-    let address = client.ip.clone().unwrap_or_default();
-    if let Err(wait) = check(&app.email_limits.signup_per_address, &address) {
-        log(
-            &app,
-            "signup",
-            "limited_address",
-            None,
-            Some(email.as_str()),
-            &client,
-        )
-        .await;
-        return Ok(too_many(wait));
-    }
-    if let Err(wait) = check(&app.email_limits.signup, email.as_str()) {
-        log(
-            &app,
-            "signup",
-            "limited",
-            None,
-            Some(email.as_str()),
-            &client,
-        )
-        .await;
-        return Ok(too_many(wait));
+    if let Some(page) = limited(&app, &client, &email).await {
+        return Ok(page);
     }
     let signup = accounts::Signup {
         clinic_name: &clinic_name,
