@@ -6,9 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_app::accounts::auth_event;
+use ward_app::accounts::{Origin, auth_event};
 use ward_app::staff::{self, Accepted, Acceptor, ByMember, Change};
 use ward_clinic::audit::Action;
+use ward_clinic::settings::ClinicSettings;
 use ward_control::passwords::check_new_password;
 use ward_control::{Invitation, StaffChange, parse_person_name};
 use ward_core::{Email, Permission, Role};
@@ -111,32 +112,22 @@ impl Default for PageState {
     }
 }
 
-async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: PageState) -> Page {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let settings = access
-        .tenant
-        .with(|conn| ward_clinic::settings::load(&conn))
-        .await?;
-    let members = app
-        .control
-        .clinic_members(access.clinic_id)
-        .await?
-        .into_iter()
-        .map(|m: ward_control::Member| MemberRow {
-            is_me: m.user_id == access.session.user.id,
+impl MemberRow {
+    fn new(m: ward_control::Member, settings: &ClinicSettings, me: &str) -> Self {
+        Self {
+            is_me: m.user_id == me,
             since: settings.local(m.since).format("%Y-%m-%d").to_string(),
             user_id: m.user_id,
             name: m.name,
             email: m.email,
             role: m.role.as_str(),
-        })
-        .collect();
-    let invites = app
-        .control
-        .pending_invites(access.clinic_id)
-        .await?
-        .into_iter()
-        .map(|i| InviteRow {
+        }
+    }
+}
+
+impl InviteRow {
+    fn new(i: ward_control::PendingInvite, settings: &ClinicSettings) -> Self {
+        Self {
             expires: settings
                 .local(i.expires_at)
                 .format("%Y-%m-%d %H:%M")
@@ -144,7 +135,26 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
             id: i.id,
             email: i.email,
             role: i.role.as_str(),
-        })
+        }
+    }
+}
+
+async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: PageState) -> Page {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let settings = access
+        .tenant
+        .with(|conn| ward_clinic::settings::load(&conn))
+        .await?;
+    let me = &access.session.user.id;
+    let members = app.control.clinic_members(access.clinic_id).await?;
+    let members = members
+        .into_iter()
+        .map(|m| MemberRow::new(m, &settings, me))
+        .collect();
+    let invites = app.control.pending_invites(access.clinic_id).await?;
+    let invites = invites
+        .into_iter()
+        .map(|i| InviteRow::new(i, &settings))
         .collect();
     let page = StaffPage {
         frame: ClinicFrame::new(access, clinic.name, csrf, "staff"),
@@ -497,17 +507,7 @@ pub async fn invite_post_accept(
     let origin = client.origin();
     let me = user.as_ref().map(|s| s.user.id.as_str());
     let Some(inv) = app.control.peek_invitation(&form.token).await? else {
-        auth_event(
-            &app,
-            "invite_accept",
-            "invalid_token",
-            me,
-            None,
-            &origin,
-            None,
-        )
-        .await;
-        return expired();
+        return invalid_token(&app, me, &origin).await;
     };
     let (name, hash);
     let who = match (offer(&app, &inv, user.as_ref()).await?, user.as_ref()) {
@@ -521,13 +521,7 @@ pub async fn invite_post_accept(
                 check_new_password(&form.password),
             ) {
                 (Ok(n), Ok(())) => name = n,
-                (n, p) => {
-                    let mut page = invite_page(csrf, form.token, inv, Offer::CreateAccount);
-                    (page.name, page.name_error, page.password_error) =
-                        (form.name, n.err(), p.err());
-                    let page = Html(page.render()?);
-                    return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-                }
+                (n, p) => return new_account_refused(csrf, form, inv, (n.err(), p.err())),
             }
             hash = app.hasher.hash(&form.password).await?;
             Acceptor::NewAccount {
@@ -535,33 +529,78 @@ pub async fn invite_post_accept(
                 hash: &hash,
             }
         }
-        (offer, _) => {
-            let email = Some(inv.email.as_str());
-            auth_event(
-                &app,
-                "invite_accept",
-                "wrong_account",
-                me,
-                email,
-                &origin,
-                None,
-            )
-            .await;
-            let page = invite_page(csrf, form.token, inv, offer);
-            return Ok((StatusCode::FORBIDDEN, Html(page.render()?)).into_response());
-        }
+        (offer, _) => return wrong_account(&app, (me, &origin), csrf, form, inv, offer).await,
     };
     let to = format!("/c/{}/", inv.clinic.slug);
-    match staff::accept(&app, &inv, &form.token, who, &origin).await? {
+    let accepted = staff::accept(&app, &inv, &form.token, who, &origin).await?;
+    accepted_answer(&app, accepted, &to, client).await
+}
+
+/// No invitation has the link's token (any more): logged, and the expired page.
+async fn invalid_token(app: &AppState, me: Option<&str>, origin: &Origin) -> Page {
+    auth_event(
+        app,
+        "invite_accept",
+        "invalid_token",
+        me,
+        None,
+        origin,
+        None,
+    )
+    .await;
+    expired()
+}
+
+/// The new account's name or password refused: the form again, with why.
+fn new_account_refused(
+    csrf: String,
+    form: AcceptForm,
+    inv: Invitation,
+    (name_error, password_error): (Option<&'static str>, Option<&'static str>),
+) -> Page {
+    let mut page = invite_page(csrf, form.token, inv, Offer::CreateAccount);
+    (page.name, page.name_error, page.password_error) = (form.name, name_error, password_error);
+    let page = Html(page.render()?);
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+/// Nobody, or someone other than the invited account, is signed in: logged, and the
+/// page says what to do.
+async fn wrong_account(
+    app: &AppState,
+    (me, origin): (Option<&str>, &Origin),
+    csrf: String,
+    form: AcceptForm,
+    inv: Invitation,
+    offer: Offer,
+) -> Page {
+    let email = Some(inv.email.as_str());
+    auth_event(
+        app,
+        "invite_accept",
+        "wrong_account",
+        me,
+        email,
+        origin,
+        None,
+    )
+    .await;
+    let page = invite_page(csrf, form.token, inv, offer);
+    Ok((StatusCode::FORBIDDEN, Html(page.render()?)).into_response())
+}
+
+/// The answer to an acceptance: on to the clinic at `to`, a new account signed in.
+async fn accepted_answer(app: &AppState, accepted: Accepted, to: &str, client: ClientInfo) -> Page {
+    match accepted {
         Accepted::Expired => expired(),
         Accepted::AddressTaken => Err(AppError::Refused("An account with this address was created meanwhile. Sign in, then ask for a new invitation.".into())),
         Accepted::Member { user_id, created: true, .. } => {
             let token = app.control.create_session(&user_id, client.ip, client.user_agent).await?;
-            let mut r = Redirect::to(&to).into_response();
+            let mut r = Redirect::to(to).into_response();
             let cookie = session_cookie(&app.config, token, app.session_policy.absolute);
             r.headers_mut().append(header::SET_COOKIE, cookie);
             Ok(r)
         }
-        Accepted::Member { .. } => Ok(Redirect::to(&to).into_response()),
+        Accepted::Member { .. } => Ok(Redirect::to(to).into_response()),
     }
 }
