@@ -249,25 +249,11 @@ pub async fn code_post(
         .get(pending_cookie_name(&app.config))
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
-    let pending = app.control.peek_token(Purpose::SignInCode, &token).await?;
-    let user = match pending.and_then(|p| p.user_id) {
-        Some(id) => app.control.user_by_id(&id).await?,
-        None => None,
-    };
-    let Some(user) = user.filter(|u| !u.disabled) else {
+    let Some(user) = pending_user(&app, &token).await? else {
         return start_again_cleared(&app);
     };
     if over_limit(&app, "second_factor", &user, &client).await? {
-        // The pending sign-in ends: the next try needs the password again.
-        app.control
-            .consume_token(Purpose::SignInCode, &token)
-            .await?;
-        refused("limited");
-        log_user(&app, "second_factor", "limited", &user, &client).await;
-        let mut r = too_many(FAILURE_WINDOW.num_seconds().unsigned_abs());
-        r.headers_mut()
-            .append(header::SET_COOKIE, clear_pending_cookie(&app.config));
-        return Ok(r);
+        return limited(&app, &token, &user, &client).await;
     }
     let check = check_code(&app, &user, &form.code, "second_factor", &client).await?;
     if !check.passed() {
@@ -279,17 +265,53 @@ pub async fn code_post(
             },
         );
     }
-    if app
+    finish(&app, &token, &user, &client, old.as_ref()).await
+}
+
+/// The code was right: the pending sign-in (`token`) is used up, logged, and the
+/// session starts with the second factor proved; the pending cookie is cleared.
+async fn finish(
+    app: &Web,
+    token: &str,
+    user: &User,
+    client: &ClientInfo,
+    old: Option<&Session>,
+) -> Page {
+    let used = app
         .control
-        .consume_token(Purpose::SignInCode, &token)
-        .await?
-        .is_none()
-    {
-        return start_again_cleared(&app);
+        .consume_token(Purpose::SignInCode, token)
+        .await?;
+    if used.is_none() {
+        return start_again_cleared(app);
     }
-    log_user(&app, "login", "ok", &user, &client).await;
-    let to = landing(&app, &user.id).await?;
-    let mut r = sign_in_with(&app, &user.id, &client, old.as_ref(), &to, true).await?;
+    log_user(app, "login", "ok", user, client).await;
+    let to = landing(app, &user.id).await?;
+    let mut r = sign_in_with(app, &user.id, client, old, &to, true).await?;
+    r.headers_mut()
+        .append(header::SET_COOKIE, clear_pending_cookie(&app.config));
+    Ok(r)
+}
+
+/// The account a pending sign-in (its cookie's `token`) is for, if it is still open
+/// and the account not disabled.
+async fn pending_user(app: &Web, token: &str) -> Result<Option<User>, AppError> {
+    let pending = app.control.peek_token(Purpose::SignInCode, token).await?;
+    let user = match pending.and_then(|p| p.user_id) {
+        Some(id) => app.control.user_by_id(&id).await?,
+        None => None,
+    };
+    Ok(user.filter(|u| !u.disabled))
+}
+
+/// Too many wrong codes: the pending sign-in ends (the next try needs the password
+/// again), logged, and the 429 page clears its cookie.
+async fn limited(app: &Web, token: &str, user: &User, client: &ClientInfo) -> Page {
+    app.control
+        .consume_token(Purpose::SignInCode, token)
+        .await?;
+    refused("limited");
+    log_user(app, "second_factor", "limited", user, client).await;
+    let mut r = too_many(FAILURE_WINDOW.num_seconds().unsigned_abs());
     r.headers_mut()
         .append(header::SET_COOKIE, clear_pending_cookie(&app.config));
     Ok(r)
