@@ -37,17 +37,16 @@ fn needs_password(app: &Web, access: &ClinicAccess) -> bool {
     !second_factor::is_fresh(app, &access.session)
 }
 
-async fn render_page(
-    app: &Web,
-    access: &ClinicAccess,
-    csrf: String,
-    error: Option<String>,
-    queued: bool,
-    format: Format,
-) -> Result<Html<String>, AppError> {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    Ok(Html(
-        ExportPage {
+impl ExportPage {
+    async fn load(
+        app: &Web,
+        access: &ClinicAccess,
+        csrf: String,
+        (error, queued): (Option<String>, bool),
+        format: Format,
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        Ok(Self {
             needs_password: needs_password(app, access),
             needs_code: access.session.has_second_factor,
             email: access.session.user.email.clone(),
@@ -56,9 +55,8 @@ async fn render_page(
             queued,
             format: format.as_str(),
             format_error: false,
-        }
-        .render()?,
-    ))
+        })
+    }
 }
 
 /// The export page.
@@ -68,7 +66,8 @@ pub async fn export_get(
     Csrf(csrf): Csrf,
 ) -> Result<Html<String>, AppError> {
     access.require(Permission::Export)?;
-    render_page(&app, &access, csrf, None, false, Format::Json).await
+    let page = ExportPage::load(&app, &access, csrf, (None, false), Format::Json).await?;
+    Ok(Html(page.render()?))
 }
 
 /// The export form.
@@ -92,19 +91,11 @@ pub async fn export_post(
     Form(form): Form<ExportForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::Export)?;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     let Some(format) = Format::parse(&form.format) else {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-        let page = ExportPage {
-            needs_password: needs_password(&app, &access),
-            needs_code: access.session.has_second_factor,
-            email: access.session.user.email.clone(),
-            frame: ClinicFrame::new(&access, clinic.name, csrf, "export"),
-            error: None,
-            queued: false,
-            format: Format::Json.as_str(),
-            format_error: true,
-        };
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
+        let mut page = ExportPage::load(&app, &access, csrf, (None, false), Format::Json).await?;
+        page.format_error = true;
+        return Ok((unprocessable, Html(page.render()?)).into_response());
     };
     let confirmed = if needs_password(&app, &access) {
         second_factor::confirm_inline(&app, &access.session, &form.password, &form.code, &client)
@@ -113,19 +104,15 @@ pub async fn export_post(
         Ok(())
     };
     if let Err(error) = confirmed {
-        let error = Some(error.to_owned());
-        let mut res = render_page(&app, &access, csrf, error, false, format)
-            .await?
-            .into_response();
-        *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return Ok(res);
+        let shown = (Some(error.to_owned()), false);
+        let page = ExportPage::load(&app, &access, csrf, shown, format).await?;
+        return Ok((unprocessable, Html(page.render()?)).into_response());
     }
     let entry = access.audit_entry(app.clock.now(), Action::Export);
     let user = &access.session.user.id;
     exports::request(&app, &access.tenant, access.clinic_id, user, format, entry).await?;
-    Ok(render_page(&app, &access, csrf, None, true, format)
-        .await?
-        .into_response())
+    let page = ExportPage::load(&app, &access, csrf, (None, true), format).await?;
+    Ok(Html(page.render()?).into_response())
 }
 
 #[derive(Template)]
