@@ -126,6 +126,50 @@ pub async fn clinic_access(
     state: &AppState,
     support: SupportSession,
 ) -> Result<ClinicAccess, Response> {
+    let grant = support.grant;
+    let (clinic_id, slug) = grant_clinic(parts, state, &grant).await?;
+    crate::observe::record_clinic(clinic_id);
+    let path = parts.uri.path().to_owned();
+    let reads =
+        within_reach(parts, &slug, &path, &grant).map_err(|(title, text)| refused(title, text))?;
+    let tenant = state
+        .tenants
+        .get(clinic_id)
+        .await
+        .map_err(|e| AppError::from(e).into_response())?;
+    let ip = crate::client_ip::client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
+        .map(|ip| ip.to_string());
+    let now = state.clock.now();
+    let session = support_session(support.id, support.csrf_token, &grant, now);
+    let access = ClinicAccess {
+        session,
+        ip,
+        clinic_id,
+        slug,
+        role: Role::Owner,
+        second_factor_due: None,
+        tenant,
+        support: Some(SupportInfo { grant, now }),
+        support_notice: None,
+    };
+    if reads {
+        let entry = access
+            .audit_entry(now, Action::View)
+            .detail(&format!("page {}", page_seen(path, parts.uri.query())));
+        access
+            .note_view(state, entry)
+            .map_err(IntoResponse::into_response)?;
+    }
+    Ok(access)
+}
+
+/// The clinic of the address, if it is the grant's own and open; any other is "not
+/// found".
+async fn grant_clinic(
+    parts: &mut Parts,
+    state: &AppState,
+    grant: &Grant,
+) -> Result<(ward_core::ClinicId, Slug), Response> {
     let not_found = || AppError::NotFound.into_response();
     let Path(SlugParam { slug }) = Path::<SlugParam>::from_request_parts(parts, state)
         .await
@@ -136,12 +180,21 @@ pub async fn clinic_access(
         Err(ward_control::ControlError::NoSuchClinic(_)) => return Err(not_found()),
         Err(e) => return Err(AppError::from(e).into_response()),
     };
-    let grant = support.grant;
     if clinic.id != grant.clinic_id || clinic.status != ClinicStatus::Active {
         return Err(not_found());
     }
-    crate::observe::record_clinic(clinic.id);
-    let path = parts.uri.path().to_owned();
+    Ok((clinic.id, slug))
+}
+
+/// Whether a support session may reach `path` of clinic `slug` this way: never the
+/// owners' pages, and changes only when allowed. `true` for a read.
+/// `Err` holds the refusal page's title and text.
+fn within_reach(
+    parts: &Parts,
+    slug: &Slug,
+    path: &str,
+    grant: &Grant,
+) -> Result<bool, (&'static str, &'static str)> {
     let rest = path
         .strip_prefix(&format!("/c/{slug}/"))
         .unwrap_or_default();
@@ -149,29 +202,27 @@ pub async fn clinic_access(
         .iter()
         .any(|p| rest == *p || rest.starts_with(&format!("{p}/")))
     {
-        return Err(refused(
+        return Err((
             "Not available in a support session",
             "Exports, staff changes, closing the clinic and support approval are only for the clinic's owners.",
         ));
     }
     let reads = matches!(parts.method, Method::GET | Method::HEAD);
     if !reads && !grant.write_allowed {
-        return Err(refused(
+        return Err((
             "This support session is read only",
             "The clinic's owners allowed this support session to look, not to make changes. Nothing was changed.",
         ));
     }
-    let tenant = state
-        .tenants
-        .get(clinic.id)
-        .await
-        .map_err(|e| AppError::from(e).into_response())?;
-    let ip = crate::client_ip::client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
-        .map(|ip| ip.to_string());
-    let now = state.clock.now();
+    Ok(reads)
+}
+
+/// The session a support grant acts as: the operator, named for the grant, as a user
+/// with no address, password or second factor.
+fn support_session(id: String, csrf_token: String, grant: &Grant, now: DateTime<Utc>) -> Session {
     let started = grant.starts_at.unwrap_or(grant.requested_at);
-    let session = Session {
-        id: support.id,
+    Session {
+        id,
         user: User {
             id: support_actor_id(grant.id),
             email: String::new(),
@@ -181,47 +232,31 @@ pub async fn clinic_access(
             disabled: false,
             password_changed_at: None,
         },
-        csrf_token: support.csrf_token,
+        csrf_token,
         authenticated_at: started,
         second_factor_at: None,
         has_second_factor: false,
         account_created_at: grant.requested_at,
         created_at: started,
         last_seen_at: now,
-    };
-    let access = ClinicAccess {
-        session,
-        ip,
-        clinic_id: clinic.id,
-        slug,
-        role: Role::Owner,
-        second_factor_due: None,
-        tenant,
-        support: Some(SupportInfo { grant, now }),
-        support_notice: None,
-    };
-    if reads {
-        // The path, and only the names of the query's parameters: a search's text
-        // (a patient's name, a phone number) never reaches the log.
-        let page = match parts.uri.query() {
-            Some(q) => {
-                let names: Vec<&str> = q
-                    .split('&')
-                    .filter_map(|pair| pair.split('=').next())
-                    .filter(|name| !name.is_empty())
-                    .collect();
-                format!("{path} (with {})", names.join(", "))
-            }
-            None => path,
-        };
-        let entry = access
-            .audit_entry(now, Action::View)
-            .detail(&format!("page {page}"));
-        access
-            .note_view(state, entry)
-            .map_err(IntoResponse::into_response)?;
     }
-    Ok(access)
+}
+
+/// The page as the audit log names it: the path, and only the names of the query's
+/// parameters (a search's text, a patient's name or phone number, never reaches the
+/// log).
+fn page_seen(path: String, query: Option<&str>) -> String {
+    match query {
+        Some(q) => {
+            let names: Vec<&str> = q
+                .split('&')
+                .filter_map(|pair| pair.split('=').next())
+                .filter(|name| !name.is_empty())
+                .collect();
+            format!("{path} (with {})", names.join(", "))
+        }
+        None => path,
+    }
 }
 
 // ---------------------------------------------------------------- the owners' page
@@ -259,6 +294,17 @@ pub struct DoneQuery {
     done: String,
 }
 
+/// Where a grant stands at `now`, in words.
+fn grant_state(g: &Grant, now: DateTime<Utc>) -> String {
+    match g.state {
+        GrantState::Approved if g.open_at(now) => "approved, link not used yet".to_owned(),
+        GrantState::Active if g.open_at(now) => "in progress".to_owned(),
+        GrantState::Approved | GrantState::Active => "expired".to_owned(),
+        GrantState::Requested if !g.pending_at(now) => "expired".to_owned(),
+        s => s.to_string(),
+    }
+}
+
 fn row(
     access: &ClinicAccess,
     settings: &ward_clinic::settings::ClinicSettings,
@@ -269,13 +315,7 @@ fn row(
         t.map(|t| settings.local(t).format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default()
     };
-    let state = match g.state {
-        GrantState::Approved if g.open_at(now) => "approved, link not used yet".to_owned(),
-        GrantState::Active if g.open_at(now) => "in progress".to_owned(),
-        GrantState::Approved | GrantState::Active => "expired".to_owned(),
-        GrantState::Requested if !g.pending_at(now) => "expired".to_owned(),
-        s => s.to_string(),
-    };
+    let state = grant_state(&g, now);
     GrantRow {
         id: g.id,
         asked: if g.write_requested {
@@ -314,6 +354,17 @@ fn owner_only(access: &ClinicAccess) -> Result<(), AppError> {
     }
 }
 
+/// What the page says after an answer (`?done=`).
+fn done_notice(done: &str) -> Option<&'static str> {
+    match done {
+        "approved" => Some("Approved. The operator can now open the session, for the time shown."),
+        "refused" => Some("Refused. Nothing was opened."),
+        "ended" => Some("Ended. The support session is signed out at its next page."),
+        "gone" => Some("That request is no longer waiting or open; nothing changed."),
+        _ => None,
+    }
+}
+
 /// Pending, current and past support sessions, with the owner's buttons.
 pub async fn support_get(
     State(app): State<AppState>,
@@ -341,13 +392,7 @@ pub async fn support_get(
             past.push(row(&access, &settings, g, now));
         }
     }
-    let notice = match q.done.as_str() {
-        "approved" => Some("Approved. The operator can now open the session, for the time shown."),
-        "refused" => Some("Refused. Nothing was opened."),
-        "ended" => Some("Ended. The support session is signed out at its next page."),
-        "gone" => Some("That request is no longer waiting or open; nothing changed."),
-        _ => None,
-    };
+    let notice = done_notice(&q.done);
     let page = SupportPage {
         frame: ClinicFrame::new(&access, clinic.name, csrf, "support"),
         pending,
