@@ -16,6 +16,7 @@ pub mod appointments;
 pub mod archive;
 pub mod attachments;
 pub mod audit;
+pub mod audit_viewer;
 mod error;
 pub mod export;
 pub mod export_csv;

@@ -5,11 +5,12 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use ward_clinic::audit::{self, Action, AuditRow, Diff, Filter};
-use ward_clinic::settings::{self, ClinicSettings};
+use ward_clinic::audit_viewer::{self, Search};
+use ward_clinic::settings::ClinicSettings;
 use ward_core::Permission;
 
 use crate::extract::{ClinicAccess, Csrf};
@@ -152,30 +153,8 @@ fn row(r: AuditRow, settings: &ClinicSettings) -> Row {
     }
 }
 
-/// The start of `day` in `tz`, in UTC (the earliest instant, across DST gaps).
-fn start_of<Z: TimeZone>(day: NaiveDate, tz: &Z) -> Option<DateTime<Utc>> {
-    let midnight = day.and_hms_opt(0, 0, 0)?;
-    tz.from_local_datetime(&midnight)
-        .earliest()
-        .or_else(|| {
-            // Midnight skipped by a DST change: the day starts an hour later.
-            tz.from_local_datetime(&(midnight + chrono::TimeDelta::hours(1)))
-                .earliest()
-        })
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn parse_day(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
-}
-
-/// The filter a query asks for, once its fields parse.
-struct Wanted {
-    filter: Filter,
-    patient_number: Option<i64>,
-    from_day: Option<NaiveDate>,
-    to_day: Option<NaiveDate>,
-    before: Option<i64>,
 }
 
 /// A day field: empty is none; anything else must be a date.
@@ -191,7 +170,7 @@ fn day_field(text: &str, field: &str, errors: &mut FormErrors) -> Option<NaiveDa
 }
 
 /// Parses the filter form; each bad field gets its error.
-fn wanted(q: &AuditQuery, errors: &mut FormErrors) -> Wanted {
+fn wanted(q: &AuditQuery, errors: &mut FormErrors) -> Search {
     let mut filter = Filter::default();
     if !q.actor.trim().is_empty() {
         filter.actor_id = Some(q.actor.trim().to_owned());
@@ -221,44 +200,13 @@ fn wanted(q: &AuditQuery, errors: &mut FormErrors) -> Wanted {
         errors.add("to", "The last day is before the first.");
     }
     let before = q.before.trim().parse::<i64>().ok();
-    Wanted {
+    Search {
         filter,
         patient_number,
         from_day,
         to_day,
         before,
     }
-}
-
-/// The clinic's settings and one page (plus one row, to know there is more) of the
-/// log that `wanted` selects; `None` for the rows when no patient has the number.
-async fn search_page(
-    access: &ClinicAccess,
-    mut wanted: Wanted,
-    valid: bool,
-) -> Result<(ClinicSettings, Option<Vec<AuditRow>>), AppError> {
-    access
-        .tenant
-        .with(|conn| {
-            let settings = settings::load(&conn)?;
-            if !valid {
-                return Ok::<_, AppError>((settings, Some(Vec::new())));
-            }
-            if let Some(number) = wanted.patient_number {
-                let Some(id) = ward_clinic::patients::id_by_number(&conn, number)? else {
-                    return Ok((settings, None));
-                };
-                wanted.filter.entity = Some(("patient".to_owned(), id.to_string()));
-            }
-            let tz = &settings.timezone;
-            wanted.filter.from = wanted.from_day.and_then(|d| start_of(d, tz));
-            let after_last = wanted.to_day.and_then(|d| d.succ_opt());
-            wanted.filter.until = after_last.and_then(|d| start_of(d, tz));
-            let rows = audit::search(&conn, &wanted.filter, wanted.before, PAGE_SIZE + 1)
-                .map_err(ward_clinic::ClinicError::from)?;
-            Ok((settings, Some(rows)))
-        })
-        .await
 }
 
 /// `base` with `q` as its query (none when `q` is all empty).
@@ -307,7 +255,11 @@ pub async fn audit_get(
     let mut errors = FormErrors::new();
     let wanted = wanted(&q, &mut errors);
     let (before, valid) = (wanted.before, errors.is_empty());
-    let (settings, found) = search_page(&access, wanted, valid).await?;
+    let search = valid.then_some(wanted);
+    let (settings, found) = access
+        .tenant
+        .with(|conn| audit_viewer::search(&conn, search, PAGE_SIZE + 1))
+        .await?;
     let found = found.unwrap_or_else(|| {
         errors.add("patient", "No patient has this number.");
         Vec::new()
