@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use ward_clinic::ClinicError;
 use ward_clinic::audit::{Action, Entry};
-use ward_clinic::payments::{self, CorrectionKind, NewCorrection};
+use ward_clinic::payments::{
+    self, CorrectionHeader, CorrectionKind, Method, NewCorrection, PaymentHeader, Recorder,
+};
 use ward_control::{MasterKeySource, Platform};
 use ward_core::ManualClock;
 use ward_tenancy::StoreConfig;
 use ward_tenancy::migrations::TENANT;
 
-use crate::support::{MASTER_HEX, doctor, start};
+use crate::support::{MASTER_HEX, TestPlatform, doctor, start};
 
 async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration]) -> Platform {
     let mut config = StoreConfig::new(dir);
@@ -125,4 +127,82 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
             );
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_payments_and_corrections_are_read_in_the_clinics_currency() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Typed Clinic").await;
+    t.with(&clinic, |conn| {
+        conn.execute_batch(
+            "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Typed Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
+        )
+        .unwrap();
+        let entry = || Entry::new(start(), doctor(), Action::Create);
+        let by = Recorder {
+            id: "u1".into(),
+            name: "Bala Billing".into(),
+        };
+        let items = |rows: &[(&str, &str)]| -> Vec<(String, String)> {
+            rows.iter().map(|(d, a)| ((*d).to_owned(), (*a).to_owned())).collect()
+        };
+
+        // The items are judged even when the rest of the form was refused; nothing is written then.
+        let bad = payments::record_typed(&conn, &items(&[("Consultation", "abc")]), None, start(), entry());
+        assert!(matches!(bad, Err(ClinicError::Invalid { field: "items", .. })), "{bad:?}");
+        let empty = payments::record_typed(&conn, &items(&[("", "")]), None, start(), entry());
+        assert!(matches!(empty, Err(ClinicError::Invalid { field: "items", .. })), "{empty:?}");
+        let unsent = payments::record_typed(&conn, &items(&[("Consultation", "250")]), None, start(), entry());
+        assert_eq!(unsent.unwrap(), None);
+        let header = PaymentHeader {
+            patient_id: 1,
+            visit_id: None,
+            method: Method::Cash,
+            reference: String::new(),
+            by: by.clone(),
+        };
+        let typed = items(&[("", ""), ("Consultation", "250.50")]);
+        let id = payments::record_typed(&conn, &typed, Some(header), start(), entry())
+            .unwrap()
+            .unwrap();
+        let p = payments::get(&conn, id).unwrap();
+        assert_eq!((p.amount_minor, p.items.len(), p.receipt_number), (25_050, 1, 1));
+
+        // A missing payment is not found before anything else; a negative refund is refused.
+        let h = || {
+            Some(CorrectionHeader {
+                method: None,
+                reason: "overcharged".into(),
+                by: by.clone(),
+            })
+        };
+        let missing = payments::correct_typed(&conn, 99, CorrectionKind::Refund, "x", None, start(), entry());
+        assert!(matches!(missing, Err(ClinicError::NotFound)), "{missing:?}");
+        let negative = payments::correct_typed(&conn, id, CorrectionKind::Refund, "-1", h(), start(), entry());
+        assert!(matches!(negative, Err(ClinicError::Invalid { field: "amount", .. })), "{negative:?}");
+        let unsent = payments::correct_typed(&conn, id, CorrectionKind::Refund, "50", None, start(), entry());
+        assert_eq!(unsent.unwrap(), None);
+        payments::correct_typed(&conn, id, CorrectionKind::Refund, "50", h(), start(), entry())
+            .unwrap()
+            .unwrap();
+        let (s, p) = payments::get_with_settings(&conn, id).unwrap();
+        assert_eq!(p.remaining_minor(), 20_050);
+        assert_eq!(payments::correction_blocked(&p, CorrectionKind::Refund, &s), None);
+        let void = payments::correction_blocked(&p, CorrectionKind::Void, &s).unwrap();
+        assert!(void.contains("refund the remaining"), "{void}");
+        let (_, printed, fixes) = payments::print_receipt(&conn, id, entry()).unwrap();
+        assert_eq!((printed.id, fixes.len()), (id, 1));
+
+        // The list's range: an unreadable day is today, with a notice; more than a year
+        // is cut to the year before the last day.
+        let today = payments::range(&conn, start(), Some("nonsense"), None).unwrap();
+        let day = start().date_naive();
+        assert_eq!((today.from, today.to), (day, day));
+        assert!(today.notice.is_some());
+        assert_eq!((today.payments.len(), today.corrections.len()), (1, 1));
+        let long = payments::range(&conn, start(), Some("2026-03-01"), Some("2020-01-01")).unwrap();
+        assert_eq!((long.from, long.to), (day - chrono::TimeDelta::days(366), day));
+        assert_eq!(long.notice.as_deref(), Some("At most a year is shown at once."));
+    })
+    .await;
 }
