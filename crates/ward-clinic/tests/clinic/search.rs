@@ -2,6 +2,7 @@
 
 use chrono::TimeDelta;
 use ward_clinic::audit::{self, Action, AuditRow, Entry, Filter};
+use ward_clinic::audit_viewer::{self, Search};
 
 use crate::support::{TestPlatform, append, doctor, start};
 
@@ -134,6 +135,57 @@ async fn filters_and_pages_return_exactly_the_matching_rows_newest_first() {
         )
         .unwrap();
         assert!(accessed.iter().filter(|r| r.seq > 300).count() == 20);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_viewer_searches_by_local_days_and_patient_number() {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic("Acme").await;
+    t.with(&clinic, |conn| {
+        append(&conn, 0..20);
+        let day = start().date_naive();
+        let yesterday = Entry::new(start() - TimeDelta::days(1), doctor(), Action::View)
+            .entity("patient", "1");
+        audit::in_transaction(&conn, |tx| audit::record(&tx, &yesterday)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (7, 'Seven', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
+        )
+        .unwrap();
+
+        // A refused form searches nothing; an unknown number finds no patient.
+        let (_, none) = audit_viewer::search(&conn, None, 100).unwrap();
+        assert_eq!(none, Some(Vec::new()));
+        let unknown = Search {
+            patient_number: Some(99),
+            ..Search::default()
+        };
+        assert_eq!(audit_viewer::search(&conn, Some(unknown), 100).unwrap().1, None);
+
+        // Patient number 7 is row 1: only the entry about it, from the day before.
+        let seven = Search {
+            patient_number: Some(7),
+            ..Search::default()
+        };
+        let rows = audit_viewer::search(&conn, Some(seven), 100).unwrap().1.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].at, start() - TimeDelta::days(1));
+
+        // The day's rows are the twenty of that day (the clinic's timezone is UTC).
+        let today = Search {
+            from_day: Some(day),
+            to_day: Some(day),
+            ..Search::default()
+        };
+        let rows = audit_viewer::search(&conn, Some(today), 100).unwrap().1.unwrap();
+        assert_eq!(rows.len(), 20);
+        let before = Search {
+            to_day: day.pred_opt(),
+            ..Search::default()
+        };
+        let rows = audit_viewer::search(&conn, Some(before), 100).unwrap().1.unwrap();
+        assert_eq!(rows.len(), 1);
     })
     .await;
 }
