@@ -264,29 +264,50 @@ pub async fn audit_get(
         errors.add("patient", "No patient has this number.");
         Vec::new()
     });
-    let more = found.len() > PAGE_SIZE as usize;
-    let rows: Vec<Row> = (found.into_iter().take(PAGE_SIZE as usize))
-        .map(|r| row(r, &settings))
-        .collect();
-    let base = format!("/c/{}/audit", access.slug);
-    let (next, first_page) = page_links(&base, &q, more.then(|| rows.last()).flatten(), before);
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let page = AuditPage {
-        frame: ClinicFrame::new(&access, clinic.name, csrf, "audit"),
-        actors: audit_actors(members, &q.actor),
-        q,
-        actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
-        errors,
-        rows,
-        timezone: settings.timezone.name().to_owned(),
-        next,
-        first_page,
-    };
+    let frame = ClinicFrame::new(&access, clinic.name, csrf, "audit");
+    let base = format!("/c/{}/audit", access.slug);
+    let page = AuditPage::new(
+        frame,
+        members,
+        (q, errors),
+        &settings,
+        (found, &base, before),
+    );
     Ok((status, Html(page.render()?)).into_response())
+}
+
+impl AuditPage {
+    /// The viewer of `found` (one page and one row more, to know there is more) for
+    /// query `q` at `base`, `before` the cursor it was asked from.
+    fn new(
+        frame: ClinicFrame,
+        members: Vec<ward_control::Member>,
+        (q, errors): (AuditQuery, FormErrors),
+        settings: &ClinicSettings,
+        (found, base, before): (Vec<AuditRow>, &str, Option<i64>),
+    ) -> Self {
+        let more = found.len() > PAGE_SIZE as usize;
+        let rows: Vec<Row> = (found.into_iter().take(PAGE_SIZE as usize))
+            .map(|r| row(r, settings))
+            .collect();
+        let (next, first_page) = page_links(base, &q, more.then(|| rows.last()).flatten(), before);
+        Self {
+            frame,
+            actors: audit_actors(members, &q.actor),
+            q,
+            actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
+            errors,
+            rows,
+            timezone: settings.timezone.name().to_owned(),
+            next,
+            first_page,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- accessed by
