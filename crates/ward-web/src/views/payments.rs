@@ -216,13 +216,11 @@ impl ListPage {
             .with(|conn| payments::range(&conn, now, q.from.as_deref(), q.to.as_deref()))
             .await?;
         let (list, fixes, s) = (&range.payments, &range.corrections, &range.settings);
-        if show_list {
+        // The report alone names no patient.
+        let (list_shown, fixes_shown) = if show_list {
             let shown = list.iter().map(|p| p.patient_id);
             let shown = shown.chain(fixes.iter().map(|f| f.patient_id));
             access.note_shown(app, shown, "payments list")?;
-        }
-        // The report alone names no patient.
-        let (list_shown, fixes_shown) = if show_list {
             (list.as_slice(), fixes.as_slice())
         } else {
             (&[][..], &[][..])
@@ -330,12 +328,7 @@ impl NewPage {
             .tenant
             .with(|conn| payments::new_payment_form(&conn, &q, chosen))
             .await?;
-        while form.items.len() < ITEM_ROWS {
-            form.items.push((String::new(), String::new()));
-        }
-        if form.method.is_empty() {
-            form.method = Method::Cash.as_str().to_owned();
-        }
+        form.fill_defaults();
         Ok(Self {
             frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
             q,
@@ -394,6 +387,16 @@ impl PaymentForm {
         amounts.resize(n, String::new());
         form.items = descriptions.into_iter().zip(amounts).collect();
         Ok(form)
+    }
+
+    /// Empty item rows up to the form's length, and cash unless another method is chosen.
+    fn fill_defaults(&mut self) {
+        while self.items.len() < ITEM_ROWS {
+            self.items.push((String::new(), String::new()));
+        }
+        if self.method.is_empty() {
+            self.method = Method::Cash.as_str().to_owned();
+        }
     }
 
     /// The fields other than the items, checked: the payment's header when all are
