@@ -235,8 +235,8 @@ impl DayPage {
         let doctors = doctors(app, access).await?;
         let now = app.clock.now();
         let q = query.q.unwrap_or_default();
-        let chosen = query.patient.as_deref().or(Some(form.patient_id.as_str()));
-        let chosen = chosen.and_then(|s| s.trim().parse::<i64>().ok());
+        let chosen = query.patient.as_deref().unwrap_or(&form.patient_id);
+        let chosen = chosen.trim().parse::<i64>().ok();
         // Only a doctor of this clinic filters the day.
         let doctor = doctor_filter_text(&query.doctor, &doctors);
         let filter = (!doctor.is_empty()).then_some(doctor.as_str());
@@ -249,13 +249,8 @@ impl DayPage {
         form.fill_defaults(book.date, query.doctor.unwrap_or_default());
         let frame = ClinicFrame::new(access, clinic.name, csrf, "appointments");
         let can_manage = access.can(Permission::ManageAppointments);
-        Ok(Self::new(
-            frame,
-            (doctor, doctors),
-            book,
-            (q, form, errors),
-            can_manage,
-        ))
+        let shown = (q, form, errors);
+        Ok(Self::new(frame, (doctor, doctors), book, shown, can_manage))
     }
 
     /// The page of `book`, filtered on `doctor` (empty: all of `doctors`).
