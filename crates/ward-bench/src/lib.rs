@@ -87,6 +87,34 @@ pub fn dir_size(dir: &Path, suffix: &str) -> std::io::Result<(u64, usize)> {
     Ok((total, count))
 }
 
+/// The benchmarks' replica: the test S3 server's bucket under a fresh prefix when
+/// `WARD_TEST_S3_ENDPOINT` is set (scripts/s3-test-server), else `<dir>/replica`.
+pub fn bench_replica(dir: &Path) -> anyhow::Result<ward_replica::Target> {
+    use ward_replica::Target;
+    let Ok(endpoint) = std::env::var("WARD_TEST_S3_ENDPOINT") else {
+        return Ok(Target::from_url(&format!(
+            "file://{}",
+            std::path::absolute(dir.join("replica"))?.display()
+        ))?);
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let url = format!(
+        "s3://{}/bench-{}",
+        var("WARD_TEST_S3_BUCKET"),
+        uuid::Uuid::now_v7()
+    );
+    Ok(Target::from_url_with(
+        &url,
+        &[
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", var("WARD_TEST_S3_KEY").as_str()),
+            ("aws_secret_access_key", var("WARD_TEST_S3_SECRET").as_str()),
+            ("aws_region", "us-east-1"),
+        ],
+    )?)
+}
+
 /// The benchmarks' attachment store: `file://<attachments_dir>`, files of at most
 /// `max_mb` MiB.
 pub fn bench_store(

@@ -7,12 +7,15 @@
 //! segments onto its snapshot up to the last commit at or before a chosen moment. The
 //! replica never holds a key or a plaintext page.
 
+pub mod compact;
+pub mod recovery;
 pub mod replicator;
 pub mod restore;
 pub mod segment;
 pub mod target;
 pub mod wal;
 
+pub use compact::{Compacted, compact_generation};
 pub use replicator::{DbStatus, Position, Replicator, db_name, db_path, disk_status};
 pub use restore::{
     Generation, PurgedObjects, Restored, databases, delete_database, delete_purged, generations,

@@ -338,6 +338,17 @@ impl Replicator {
             .map_err(|e| ReplicaError::Store(e.to_string()))?
     }
 
+    /// Joins each generation's runs of small segments into larger objects and deletes
+    /// what an earlier pass joined ([`crate::compact`]). Runs hourly with retention.
+    pub async fn compact(&self) -> Result<crate::Compacted, ReplicaError> {
+        let shared = self.shared.clone();
+        self.shared
+            .runtime
+            .spawn(async move { shared.compact().await })
+            .await
+            .map_err(|e| ReplicaError::Store(e.to_string()))?
+    }
+
     /// Ships `db`'s pending frames now.
     pub async fn sync(&self, db: &str) -> Result<(), ReplicaError> {
         let shared = self.shared.clone();
@@ -525,6 +536,16 @@ impl Shared {
         Ok(deleted)
     }
 
+    async fn compact(&self) -> Result<crate::Compacted, ReplicaError> {
+        let mut done = crate::Compacted::default();
+        for db in crate::restore::databases(&self.target).await? {
+            for g in crate::restore::generations(&self.target, &db).await? {
+                done += crate::compact::compact_generation(&self.target, &db, &g.name).await?;
+            }
+        }
+        Ok(done)
+    }
+
     /// Deletes every object of a generation, its description last: a deletion cut short
     /// leaves a folder without one, which the next retention pass takes up again.
     /// Returns how many objects went.
@@ -655,6 +676,16 @@ impl Shared {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(generations = n, "replica retention applied"),
                     Err(e) => tracing::warn!(error = %e, "replica retention failed; will retry"),
+                }
+                match self.compact().await {
+                    Ok(c) if c == crate::Compacted::default() => {}
+                    Ok(c) => tracing::info!(
+                        written = c.written,
+                        joined = c.joined,
+                        deleted = c.deleted,
+                        "replica segments compacted"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "replica compaction failed; will retry"),
                 }
             }
             let batch: Vec<String> = std::mem::take(&mut *self.dirty.lock())
@@ -853,6 +884,7 @@ impl Shared {
             db: stream.db.clone(),
             generation: pos.generation.clone(),
             seq: pos.next_seq,
+            through: None,
             salt: h.salt,
             from,
             to: scan.end.offset,

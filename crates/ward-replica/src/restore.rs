@@ -114,28 +114,24 @@ pub async fn restore_generation(
     };
     drop(snapshot);
     let listed = target.list(&format!("{prefix}/wal")).await?;
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    let chain = segment::chain(&names);
     let mut log: Vec<u8> = Vec::new();
     let mut header: Option<wal::Header> = None;
     let mut cursor: Option<Cursor> = None;
-    'segments: for (expected, (name, _)) in listed.iter().enumerate() {
-        let seq = name
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.strip_suffix(".seg"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if seq != Some(expected as u64) {
-            return Err(ReplicaError::Damaged(format!(
-                "{prefix}: segment {expected} is missing (found {name}); the replica cannot be \
-                 replayed past {}",
-                rfc3339(report.last_commit_ms)
-            )));
-        }
+    let mut reached = false;
+    'segments: for name in &chain.used {
         let bytes = target
             .get(name)
             .await?
             .ok_or_else(|| ReplicaError::Damaged(format!("{name} vanished")))?;
         report.bytes += bytes.len() as u64;
         let (h, body) = segment::decode(name, &bytes)?;
+        if segment::segment_span(name) != Some((h.seq, h.through.unwrap_or(h.seq))) {
+            return Err(ReplicaError::Damaged(format!(
+                "{name}: its header names another place"
+            )));
+        }
         report.segments += 1;
         if h.from == 0 {
             let parsed = wal::header(&body).map_err(|_| {
@@ -167,15 +163,14 @@ pub async fn restore_generation(
             )));
         }
         let frame_len = u64::from(hh.page_size) + wal::FRAME_HEADER as u64;
+        let times: std::collections::HashMap<u64, i64> =
+            h.commits.iter().map(|c| (c.end, c.at_ms)).collect();
         let mut last = None;
         let mut past = false;
         for f in scan.commits() {
             let end = f.offset + frame_len;
-            let t = h
-                .commits
-                .iter()
-                .find(|c| c.end == end)
-                .map(|c| c.at_ms)
+            let t = *times
+                .get(&end)
                 .ok_or_else(|| ReplicaError::Damaged(format!("{name}: a commit has no time")))?;
             if t > at {
                 past = true;
@@ -190,8 +185,16 @@ pub async fn restore_generation(
         }
         cursor = Some(scan.end);
         if past {
+            reached = true;
             break 'segments;
         }
+    }
+    if let (Some(missing), false) = (chain.missing, reached) {
+        // Everything before the gap was replayed and the moment asked for lies beyond.
+        return Err(ReplicaError::Damaged(format!(
+            "{prefix}: segment {missing} is missing; the replica cannot be replayed past {}",
+            rfc3339(report.last_commit_ms)
+        )));
     }
     file.sync_all()?;
     Ok(report)

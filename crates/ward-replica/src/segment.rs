@@ -4,6 +4,7 @@
 //! <db>/<generation>/snapshot.db        the encrypted file as it was when the generation began
 //! <db>/<generation>/meta.json          when, how large, its SHA-256
 //! <db>/<generation>/wal/<seq>.seg      WAL bytes in order, with their commits' times
+//! <db>/<generation>/wal/<seq>-<last>.seg segments seq..=last joined into one (compaction)
 //! ```
 //!
 //! `<db>` is `control` or a clinic's id; a generation's name starts with its time, so
@@ -50,6 +51,10 @@ pub struct SegmentHeader {
     pub generation: String,
     /// Its place in the generation, from 0.
     pub seq: u64,
+    /// For a compacted segment, the last place it stands for (it replaces segments
+    /// `seq..=through`); absent for a segment as shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<u64>,
     /// The salts of the WAL the bytes come from.
     pub salt: [u32; 2],
     /// Offset in that WAL of the first byte carried (0: the WAL begins here).
@@ -102,6 +107,64 @@ pub fn segment_name(db: &str, generation: &str, seq: u64) -> String {
     format!("{db}/{generation}/wal/{seq:012}.seg")
 }
 
+/// The object name of the segment that joins segments `first..=last` of `generation`.
+pub fn compacted_name(db: &str, generation: &str, first: u64, last: u64) -> String {
+    format!("{db}/{generation}/wal/{first:012}-{last:012}.seg")
+}
+
+/// The places a segment's object name stands for: `(seq, seq)` for a segment as shipped,
+/// `(first, last)` for a compacted one; `None` if the name is neither.
+pub fn segment_span(name: &str) -> Option<(u64, u64)> {
+    let stem = name.rsplit('/').next()?.strip_suffix(".seg")?;
+    let number = |n: &str| (n.len() == 12).then(|| n.parse::<u64>().ok()).flatten();
+    match stem.split_once('-') {
+        None => number(stem).map(|n| (n, n)),
+        Some((a, b)) => {
+            let (a, b) = (number(a)?, number(b)?);
+            (a < b).then_some((a, b))
+        }
+    }
+}
+
+/// The segments a restore reads, in order, from the object names under a generation's
+/// `wal/` folder.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Chain<'a> {
+    /// From place 0 on, at each place the object that stands for the most (a compacted
+    /// one over the segments it joined, which compaction deletes later), up to the first
+    /// place nothing stands for.
+    pub used: Vec<&'a str>,
+    /// Objects a compacted one stands in for.
+    pub superseded: Vec<&'a str>,
+    /// The first place nothing stands for although some object lies beyond it: a
+    /// missing segment, past which nothing can be replayed.
+    pub missing: Option<u64>,
+}
+
+/// The [`Chain`] of the segment names `listed`.
+pub fn chain<'a>(listed: &[&'a str]) -> Chain<'a> {
+    let mut spans: Vec<(u64, u64, &str)> = listed
+        .iter()
+        .filter_map(|n| segment_span(n).map(|(a, b)| (a, b, *n)))
+        .collect();
+    // At each first place, the widest first.
+    spans.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+    let mut out = Chain::default();
+    let mut next = 0u64;
+    for (first, last, name) in spans {
+        if first == next {
+            out.used.push(name);
+            next = last + 1;
+        } else if first < next {
+            out.superseded.push(name);
+        } else {
+            out.missing = Some(next);
+            break;
+        }
+    }
+    out
+}
+
 /// A new generation's name: its time, then random characters.
 pub fn new_generation(now_ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
@@ -135,6 +198,7 @@ mod tests {
             db: "control".into(),
             generation: "g".into(),
             seq: 3,
+            through: None,
             salt: [1, 2],
             from: 32,
             to: 48,
@@ -152,5 +216,37 @@ mod tests {
         assert_eq!(generation_time(&new_generation(at)), Some(at));
         assert_eq!(generation_time("lease.json"), None);
         assert_eq!(generation_time("20260101T000000.000Z-notahex!"), None);
+    }
+
+    #[test]
+    fn a_restore_reads_compacted_segments_in_place_of_what_they_join_and_stops_at_a_gap() {
+        let n = |first: u64, last: u64| {
+            if first == last {
+                segment_name("d", "g", first)
+            } else {
+                compacted_name("d", "g", first, last)
+            }
+        };
+        assert_eq!(segment_span(&n(7, 7)), Some((7, 7)));
+        assert_eq!(segment_span(&n(2, 9)), Some((2, 9)));
+        assert_eq!(segment_span("d/g/wal/000000000009-000000000002.seg"), None);
+        assert_eq!(segment_span("d/g/wal/7.seg"), None);
+        // 0..=3 joined (its parts not yet deleted), then 4 and 5 as shipped.
+        let names: Vec<String> = [(0, 0), (0, 3), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+            .iter()
+            .map(|&(a, b)| n(a, b))
+            .collect();
+        let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let got = chain(&listed);
+        let want = |v: &[(u64, u64)]| v.iter().map(|&(a, b)| n(a, b)).collect::<Vec<_>>();
+        assert_eq!(got.used, want(&[(0, 3), (4, 4), (5, 5)]));
+        assert_eq!(got.superseded, want(&[(0, 0), (1, 1), (2, 2), (3, 3)]));
+        assert_eq!(got.missing, None);
+        // Without segment 4, nothing past place 4 is read.
+        let gap: Vec<&str> = listed.iter().copied().filter(|s| *s != n(4, 4)).collect();
+        let got = chain(&gap);
+        assert_eq!(got.used, want(&[(0, 3)]));
+        assert_eq!(got.missing, Some(4));
+        assert_eq!(chain(&[]), Chain::default());
     }
 }

@@ -16,6 +16,9 @@ pub struct Target {
     pub url: String,
     /// Whether the target is a folder on this machine (not off the machine).
     pub local: bool,
+    /// The folder, for a `file://` target: its conditional writes are made under a lock
+    /// there, since a folder store cannot compare versions itself.
+    root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -56,6 +59,7 @@ impl Target {
                     prefix: ObjectPath::default(),
                     url: format!("file://{}", path.display()),
                     local: true,
+                    root: Some(path),
                 })
             }
             "s3" => {
@@ -105,6 +109,7 @@ impl Target {
                     prefix: ObjectPath::from(parsed.path().trim_matches('/')),
                     url: format!("s3://{bucket}{}", parsed.path()),
                     local: false,
+                    root: None,
                 })
             }
             other => Err(ReplicaError::Config(format!(
@@ -205,14 +210,19 @@ impl Target {
     }
 
     /// Writes `name` only if it is still at `version` (or, with `None`, absent). Returns
-    /// whether this write won. A folder target cannot compare versions and simply
-    /// writes (one machine, one server: the data directory's guard fences it).
+    /// whether this write won: of several writers that read the same version, exactly
+    /// one does. An object store compares versions itself; a folder is compared and
+    /// written under an exclusive lock on `.lease.lock` in it, which every process
+    /// writing that folder takes.
     pub(crate) async fn put_if(
         &self,
         name: &str,
         bytes: Vec<u8>,
         version: Option<object_store::UpdateVersion>,
     ) -> Result<bool, ReplicaError> {
+        if let Some(root) = &self.root {
+            return self.put_if_locked(root, name, bytes, version).await;
+        }
         let mode = match version {
             None => PutMode::Create,
             Some(v) => PutMode::Update(v),
@@ -221,10 +231,9 @@ impl Target {
             mode,
             ..Default::default()
         };
-        let path = self.path(name);
         match self
             .store
-            .put_opts(&path, PutPayload::from(bytes.clone()), opts)
+            .put_opts(&self.path(name), PutPayload::from(bytes), opts)
             .await
         {
             Ok(_) => Ok(true),
@@ -232,14 +241,49 @@ impl Target {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) => Ok(false),
-            Err(object_store::Error::NotImplemented) => self
-                .store
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .map(|_| true)
-                .map_err(|e| ReplicaError::Store(e.to_string())),
             Err(e) => Err(ReplicaError::Store(e.to_string())),
         }
+    }
+
+    /// [`Target::put_if`] on a folder: the version read (its e-tag: inode, time and size,
+    /// so any rewrite changes it) is compared with the expected one and the new bytes
+    /// renamed into place while the lock is held.
+    async fn put_if_locked(
+        &self,
+        root: &std::path::Path,
+        name: &str,
+        bytes: Vec<u8>,
+        version: Option<object_store::UpdateVersion>,
+    ) -> Result<bool, ReplicaError> {
+        let lock_path = root.join(".lease.lock");
+        let lock = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| ReplicaError::Store(e.to_string()))??;
+        let path = self.path(name);
+        let current = match self.store.head(&path).await {
+            Ok(meta) => Some(meta.e_tag),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(ReplicaError::Store(e.to_string())),
+        };
+        if current != version.map(|v| v.e_tag) {
+            return Ok(false);
+        }
+        let written = self
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map(|_| true)
+            .map_err(|e| ReplicaError::Store(e.to_string()));
+        drop(lock);
+        written
     }
 
     /// Reads `name`, or `None` if there is no such object.
@@ -299,5 +343,53 @@ impl Target {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(ReplicaError::Store(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn of_writers_on_one_folder_that_read_the_same_version_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let (a, b) = (
+            Target::from_url(&url).unwrap(),
+            Target::from_url(&url).unwrap(),
+        );
+        assert!(a.put_if("lease.json", b"a".to_vec(), None).await.unwrap());
+        assert!(!b.put_if("lease.json", b"b".to_vec(), None).await.unwrap());
+        let (_, seen) = a.get_versioned("lease.json").await.unwrap().unwrap();
+        assert!(
+            a.put_if("lease.json", b"a2".to_vec(), Some(seen.clone()))
+                .await
+                .unwrap()
+        );
+        // b read the same version before a renewed: its write is refused and a's stays.
+        assert!(
+            !b.put_if("lease.json", b"b2".to_vec(), Some(seen))
+                .await
+                .unwrap()
+        );
+        assert_eq!(&a.get("lease.json").await.unwrap().unwrap()[..], b"a2");
+
+        // Many writers (each its own handle on the folder) race from one version.
+        let (_, seen) = a.get_versioned("lease.json").await.unwrap().unwrap();
+        let mut racers = Vec::new();
+        for i in 0..16u8 {
+            let (t, seen) = (Target::from_url(&url).unwrap(), seen.clone());
+            racers.push(tokio::spawn(async move {
+                t.put_if("lease.json", vec![i], Some(seen)).await.unwrap()
+            }));
+        }
+        let mut won = Vec::new();
+        for (i, r) in racers.into_iter().enumerate() {
+            if r.await.unwrap() {
+                won.push(i as u8);
+            }
+        }
+        assert_eq!(won.len(), 1, "winners: {won:?}");
+        assert_eq!(&a.get("lease.json").await.unwrap().unwrap()[..], &won[..]);
     }
 }

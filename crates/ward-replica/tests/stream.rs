@@ -383,6 +383,18 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_replica_waits_for_the_first_to_let_go() {
     let Some(target) = s3_target() else { return };
+    second_server_waits_for_the_first(&target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_replica_folder_waits_for_the_first_to_let_go() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    second_server_waits_for_the_first(&target).await;
+}
+
+async fn second_server_waits_for_the_first(target: &Target) {
+    let target = target.clone();
     let first = setup(&target);
     let second = setup(&target);
     // The first took the lease; the second writes locally but ships nothing.
@@ -530,4 +542,107 @@ async fn retention_on_a_controlled_clock_deletes_superseded_and_undescribed_gene
     assert_eq!(count(&out, &key), 2);
     // Nothing more to do.
     assert_eq!(replicator.apply_retention().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_on_s3_joins_segments_and_every_moment_stays_restorable() {
+    let Some(target) = s3_target() else { return };
+    compaction(target, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_joins_segments_and_every_moment_stays_restorable() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    compaction(target, Some(replica.path())).await;
+}
+
+/// Ships one segment per commit, compacts, and restores to the moment after each.
+async fn compaction(target: Target, folder: Option<&Path>) {
+    let s = setup(&target);
+    let mut marks = Vec::new();
+    for i in 0..40 {
+        s.conn
+            .execute_now(
+                "INSERT INTO t (pad) VALUES (?1)",
+                ward_tenancy::sql::params![format!("row {i}")],
+            )
+            .unwrap();
+        s.replicator.sync(&s.db_id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        marks.push((ward_replica::now_ms(), i + 1));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let restores_all = |round: &'static str| {
+        let (target, marks, s) = (&target, &marks, &s);
+        async move {
+            let mut segments_read = 0;
+            for (i, (at, expected)) in marks.iter().enumerate() {
+                let out = s.data.path().join(format!("{round}-{i}.db"));
+                let report = restore_to(target, &s.db_id, Some(*at), &out).await.unwrap();
+                assert_eq!(
+                    count(&out, &s.key),
+                    *expected,
+                    "{round}: restore to mark {i}"
+                );
+                segments_read = segments_read.max(report.segments);
+            }
+            segments_read
+        }
+    };
+    let (objects_before, _) = ward_replica::stored(&target, &s.db_id).await.unwrap();
+    let shipped = restores_all("shipped").await;
+    assert!(shipped >= 40, "a segment per commit: {shipped}");
+
+    let first = s.replicator.compact().await.unwrap();
+    assert!(first.written >= 1 && first.joined >= 40, "{first:?}");
+    assert_eq!(
+        first.deleted, 0,
+        "nothing is deleted in the pass that joins"
+    );
+    // Both the joined objects and what they join are there; a restore reads the former.
+    let read = restores_all("joined").await;
+    assert!(read <= 3, "a restore read {read} objects after compaction");
+
+    let second = s.replicator.compact().await.unwrap();
+    assert_eq!(
+        (second.written, second.deleted),
+        (0, first.joined),
+        "{second:?}"
+    );
+    let (objects_after, _) = ward_replica::stored(&target, &s.db_id).await.unwrap();
+    assert!(
+        objects_after + 30 <= objects_before,
+        "{objects_before} objects before, {objects_after} after"
+    );
+    assert!(restores_all("cleaned").await <= 3);
+
+    // The stream goes on after the joined object.
+    s.conn
+        .execute_now("INSERT INTO t (pad) VALUES ('after')", ())
+        .unwrap();
+    s.replicator.sync(&s.db_id).await.unwrap();
+    let out = s.data.path().join("latest.db");
+    restore_to(&target, &s.db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &s.key), 41);
+
+    // A flipped byte in a joined object stops the restore with its name.
+    if let Some(folder) = folder {
+        let joined = walk(folder)
+            .into_iter()
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.ends_with(".seg") && name.contains('-')
+            })
+            .unwrap();
+        let mut bytes = std::fs::read(&joined).unwrap();
+        let at = bytes.len() - 100;
+        bytes[at] ^= 0x01;
+        std::fs::write(&joined, &bytes).unwrap();
+        let err = restore_to(&target, &s.db_id, None, &s.data.path().join("bad.db"))
+            .await
+            .unwrap_err();
+        let name = joined.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.to_string().contains(&name), "{err}");
+    }
 }

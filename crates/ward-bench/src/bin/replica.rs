@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use ward_bench::Samples;
-use ward_replica::{Replicator, Target, restore_to};
+use ward_replica::{Replicator, restore_to};
 use ward_tenancy::db::{self, Durability};
 use ward_tenancy::keys::DataKey;
 use ward_tenancy::sql::params;
@@ -52,31 +52,6 @@ struct Opts {
     dir: PathBuf,
 }
 
-fn target(dir: &std::path::Path) -> anyhow::Result<Target> {
-    let Ok(endpoint) = std::env::var("WARD_TEST_S3_ENDPOINT") else {
-        return Ok(Target::from_url(&format!(
-            "file://{}",
-            std::path::absolute(dir.join("replica"))?.display()
-        ))?);
-    };
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let url = format!(
-        "s3://{}/bench-{}",
-        var("WARD_TEST_S3_BUCKET"),
-        uuid::Uuid::now_v7()
-    );
-    Ok(Target::from_url_with(
-        &url,
-        &[
-            ("aws_endpoint", endpoint.as_str()),
-            ("aws_allow_http", "true"),
-            ("aws_access_key_id", var("WARD_TEST_S3_KEY").as_str()),
-            ("aws_secret_access_key", var("WARD_TEST_S3_SECRET").as_str()),
-            ("aws_region", "us-east-1"),
-        ],
-    )?)
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -88,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&opts.dir);
     let data = opts.dir.join("data");
     std::fs::create_dir_all(data.join("clinics"))?;
-    let target = target(&opts.dir)?;
+    let target = ward_bench::bench_replica(&opts.dir)?;
     let replicator = Replicator::new(&data, target.clone(), Duration::from_secs(30 * 86_400))?;
     replicator.start();
     println!("replica target: {}", target.url);
@@ -263,7 +238,7 @@ async fn storage(opts: &Opts) -> anyhow::Result<()> {
     let dir = opts.dir.join("storage");
     let data = dir.join("data");
     std::fs::create_dir_all(data.join("clinics"))?;
-    let target = target(&dir)?;
+    let target = ward_bench::bench_replica(&dir)?;
     let day = Duration::from_secs_f64(opts.day_secs);
     let replicator = Replicator::new(&data, target.clone(), day * 30)?;
     let path = data

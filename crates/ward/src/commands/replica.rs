@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use ward_control::ServeGuard;
+use ward_replica::recovery::Fetcher;
 use ward_replica::{Replicator, Target};
 
 use crate::cli::{Global, ReplicaCommand, ReplicaStatusOpts};
@@ -217,54 +218,11 @@ pub fn report_status(global: &Global) {
     });
 }
 
-/// Brings missing clinic files back from the replica (a server started on an empty
-/// machine): on a clinic's first use, and in the background for the rest.
-pub struct Fetcher {
-    target: Target,
-    scratch: std::path::PathBuf,
-    busy: std::sync::Mutex<
-        std::collections::HashMap<ward_core::ClinicId, Arc<tokio::sync::Mutex<()>>>,
-    >,
-}
-
 static FETCHER: OnceLock<Arc<Fetcher>> = OnceLock::new();
 
 /// The fetcher of this process, when `ward serve` set one up.
 pub fn fetcher() -> Option<Arc<Fetcher>> {
     FETCHER.get().cloned()
-}
-
-#[async_trait::async_trait]
-impl ward_tenancy::FetchMissing for Fetcher {
-    async fn fetch(&self, id: ward_core::ClinicId, path: &std::path::Path) -> Result<bool, String> {
-        let one = self
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(id)
-            .or_default()
-            .clone();
-        let _one = one.lock().await;
-        if path.exists() {
-            return Ok(true);
-        }
-        let tmp = self
-            .scratch
-            .join(format!("{id}-{}.fetching", uuid::Uuid::now_v7()));
-        let result = ward_replica::restore_to(&self.target, &id.to_string(), None, &tmp).await;
-        let outcome = match result {
-            Ok(_) => std::fs::hard_link(&tmp, path)
-                .map(|()| true)
-                .map_err(|e| format!("cannot put the rebuilt file in place: {e}")),
-            Err(ward_replica::ReplicaError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = std::fs::remove_file(&tmp);
-        if outcome == Ok(true) {
-            tracing::info!(clinic = %id, "clinic rebuilt from the replica");
-        }
-        outcome
-    }
 }
 
 /// For `ward serve` on a data directory without a control plane: if the replica holds
@@ -273,34 +231,12 @@ impl ward_tenancy::FetchMissing for Fetcher {
 pub async fn rebuild_control_if_empty(global: &Global) -> anyhow::Result<bool> {
     let target = target(global)?;
     let data = &global.data_dir;
-    std::fs::create_dir_all(data.join("replication").join("tmp"))?;
-    let _ = FETCHER.set(Arc::new(Fetcher {
-        target: target.clone(),
-        scratch: data.join("replication").join("tmp"),
-        busy: std::sync::Mutex::new(std::collections::HashMap::new()),
-    }));
-    if data.join("control.db").exists() {
-        return Ok(false);
-    }
-    let generations = ward_replica::generations(&target, "control")
+    let fetcher = Fetcher::new(data, target.clone())
+        .with_context(|| format!("cannot prepare {}", data.display()))?;
+    let _ = FETCHER.set(Arc::new(fetcher));
+    ward_replica::recovery::rebuild_control_if_empty(data, &target)
         .await
-        .unwrap_or_default();
-    if generations.is_empty() {
-        return Ok(false);
-    }
-    tracing::warn!(target_url = %target.url, "no control plane here but the replica has one: rebuilding this machine from the replica");
-    std::fs::create_dir_all(data.join("clinics"))?;
-    ward_tenancy::format::check_or_mark(data, true).map_err(anyhow::Error::msg)?;
-    let tmp = data
-        .join("replication")
-        .join("tmp")
-        .join("control.rebuilding");
-    let _ = std::fs::remove_file(&tmp);
-    ward_replica::restore_to(&target, "control", None, &tmp)
-        .await
-        .context("the control plane could not be rebuilt from the replica")?;
-    std::fs::rename(&tmp, data.join("control.db"))?;
-    Ok(true)
+        .map_err(anyhow::Error::msg)
 }
 
 /// Rebuilds, one after another, every clinic whose file is missing (a request for one
@@ -316,19 +252,15 @@ pub async fn rebuild_clinics(
         return;
     };
     let started = std::time::Instant::now();
-    let mut done = 0usize;
-    for c in &clinics {
-        let path = tenants.path_of(c.id);
-        if path.exists() {
-            continue;
-        }
-        match ward_tenancy::FetchMissing::fetch(fetcher.as_ref(), c.id, &path).await {
-            Ok(_) => done += 1,
-            Err(e) => {
-                tracing::error!(clinic = %c.id, error = %e, "clinic could not be rebuilt from the replica")
-            }
-        }
+    let files: Vec<_> = clinics
+        .iter()
+        .map(|c| (c.id, tenants.path_of(c.id)))
+        .collect();
+    let rebuilt = ward_replica::recovery::rebuild_missing(&fetcher, files).await;
+    for (id, e) in &rebuilt.failed {
+        tracing::error!(clinic = %id, error = %e, "clinic could not be rebuilt from the replica");
     }
+    let done = rebuilt.done;
     tracing::info!(
         clinics = done,
         secs = started.elapsed().as_secs_f64(),
