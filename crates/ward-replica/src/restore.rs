@@ -3,10 +3,15 @@
 use std::io::Write;
 use std::path::Path;
 
+use futures::StreamExt as _;
+
 use crate::ReplicaError;
 use crate::segment::{self, Meta};
 use crate::target::Target;
 use crate::wal::{self, Cursor};
+
+/// Segments read ahead of the one being replayed.
+const PREFETCH: usize = 16;
 
 /// A generation of a database in the replica.
 #[derive(Debug, Clone)]
@@ -120,11 +125,21 @@ pub async fn restore_generation(
     let mut header: Option<wal::Header> = None;
     let mut cursor: Option<Cursor> = None;
     let mut reached = false;
-    'segments: for name in &chain.used {
-        let bytes = target
-            .get(name)
-            .await?
-            .ok_or_else(|| ReplicaError::Damaged(format!("{name} vanished")))?;
+    // Segments are read a few ahead of the replay: an object store answers each request
+    // in a millisecond or more, and a generation can hold thousands of small segments.
+    let names: Vec<String> = chain.used.iter().map(|n| (*n).to_owned()).collect();
+    let mut fetched = futures::stream::iter(names)
+        .map(|name| {
+            let target = target.clone();
+            async move {
+                let got = target.get(&name).await;
+                (name, got)
+            }
+        })
+        .buffered(PREFETCH);
+    'segments: while let Some((name, got)) = fetched.next().await {
+        let name = name.as_str();
+        let bytes = got?.ok_or_else(|| ReplicaError::Damaged(format!("{name} vanished")))?;
         report.bytes += bytes.len() as u64;
         let (h, body) = segment::decode(name, &bytes)?;
         if segment::segment_span(name) != Some((h.seq, h.through.unwrap_or(h.seq))) {
