@@ -430,7 +430,7 @@ pub async fn new_post(
             if !confirmed {
                 let dups = patients::find_duplicates(&conn, &valid, None)?;
                 if !dups.is_empty() {
-                    return Ok(Err((Vec::new(), dups, s)));
+                    return Ok(Err((ward_clinic::FieldErrors::new(), dups, s)));
                 }
             }
             Ok(Ok(patients::create(&conn, &valid, entry)?))
@@ -651,7 +651,7 @@ pub async fn edit_post(
                     Err(ward_clinic::ClinicError::Invalid {
                         field: "reason",
                         message,
-                    }) => Ok(Err((vec![("reason", message)], old))),
+                    }) => Ok(Err((ward_clinic::FieldErrors::one("reason", message), old))),
                     Err(e) => Err(e),
                 },
                 Err(errors) => Ok(Err((errors, old))),
