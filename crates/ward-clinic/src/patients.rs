@@ -552,6 +552,93 @@ pub fn update(
     get(conn, id)
 }
 
+/// What the registration form came to.
+#[derive(Debug)]
+pub enum Registration {
+    /// The patient was registered.
+    Registered(Patient),
+    /// The form is shown again: with its `errors`, or (none) with the possible
+    /// `duplicates` to confirm. `today` is the clinic's date, for their ages.
+    Refused {
+        /// The fields to correct.
+        errors: FieldErrors,
+        /// Patients who are probably the same person.
+        duplicates: Vec<Patient>,
+        /// The clinic's local date.
+        today: NaiveDate,
+    },
+}
+
+/// The registration form's post: checks `form` against the clinic's date at `entry`'s
+/// time, warns of possible duplicates unless `confirmed_duplicate`, and registers the
+/// patient with `entry` (a `create`).
+pub fn register(
+    conn: &Db,
+    form: &PatientForm,
+    confirmed_duplicate: bool,
+    entry: Entry,
+) -> Result<Registration, ClinicError> {
+    let today = crate::settings::load(conn)?.local(entry.at).date_naive();
+    let refused = |errors, duplicates| Registration::Refused {
+        errors,
+        duplicates,
+        today,
+    };
+    let valid = match form.validate(today) {
+        Ok(v) => v,
+        Err(errors) => return Ok(refused(errors, Vec::new())),
+    };
+    if !confirmed_duplicate {
+        let duplicates = find_duplicates(conn, &valid, None)?;
+        if !duplicates.is_empty() {
+            return Ok(refused(FieldErrors::new(), duplicates));
+        }
+    }
+    Ok(Registration::Registered(create(conn, &valid, entry)?))
+}
+
+/// What the correction form came to.
+#[derive(Debug)]
+pub enum Correction {
+    /// The correction was saved (or changed nothing).
+    Saved,
+    /// The form is shown again with its `errors`, for `patient` as stored.
+    Refused {
+        /// The fields to correct (the reason among them).
+        errors: FieldErrors,
+        /// The record as it stands.
+        patient: Box<Patient>,
+    },
+}
+
+/// The correction form's post: checks `form` against the clinic's date at `entry`'s
+/// time and saves it as patient `id`'s next version with `reason` (see [`update`]).
+pub fn correct(
+    conn: &Db,
+    id: i64,
+    form: &PatientForm,
+    reason: &str,
+    entry: Entry,
+) -> Result<Correction, ClinicError> {
+    let patient = get(conn, id)?;
+    let today = crate::settings::load(conn)?.local(entry.at).date_naive();
+    let errors = match form.validate(today) {
+        Ok(valid) => match update(conn, id, &valid, reason, entry) {
+            Ok(_) => return Ok(Correction::Saved),
+            Err(ClinicError::Invalid {
+                field: "reason",
+                message,
+            }) => FieldErrors::one("reason", message),
+            Err(e) => return Err(e),
+        },
+        Err(errors) => errors,
+    };
+    Ok(Correction::Refused {
+        errors,
+        patient: Box::new(patient),
+    })
+}
+
 /// Every kept version of patient `id`'s record, oldest first.
 pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewPatient>>, ClinicError> {
     history::list(conn, Kind::Patient, id)
