@@ -11,8 +11,8 @@ use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
 use crate::fields::{Field, FieldErrors};
 use crate::history::{self, Change, Kind, Saved, Version};
-use crate::patients::{check_text, parse_date, time};
-use crate::settings::Currency;
+use crate::patients::{self, Patient, check_text, parse_date, time};
+use crate::settings::{self, ClinicSettings, Currency};
 
 /// Most diagnoses on one visit.
 pub const MAX_DIAGNOSES: usize = 20;
@@ -851,6 +851,147 @@ pub fn save_favourite(
         let diff = Diff::new().field("name", serde_json::Value::Null, name);
         audit::record(&tx, &entry.entity("favourite", id).diff(diff))?;
         Ok(id)
+    })
+}
+
+/// Which visit a form records: a new one for a patient, or a stored one being corrected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A new visit of patient `patient_id`.
+    New {
+        /// The patient seen.
+        patient_id: i64,
+    },
+    /// A correction of visit `visit_id`.
+    Edit {
+        /// The visit corrected.
+        visit_id: i64,
+    },
+}
+
+impl Target {
+    /// What saving the form is audited as: a `create` or an `update`.
+    pub fn action(self) -> audit::Action {
+        match self {
+            Self::New { .. } => audit::Action::Create,
+            Self::Edit { .. } => audit::Action::Update,
+        }
+    }
+}
+
+/// What a visit form shows besides what was typed.
+#[derive(Debug)]
+pub struct FormData {
+    /// The visit being corrected (`None` for a new one).
+    pub visit: Option<Visit>,
+    /// The patient the visit is of.
+    pub patient: Patient,
+    /// The doctor's favourites.
+    pub favourites: Vec<Favourite>,
+    /// The clinic's settings (its date and currency).
+    pub settings: ClinicSettings,
+}
+
+/// What the form for `target` shows, for doctor `doctor_id`.
+pub fn form_data(conn: &Db, target: Target, doctor_id: &str) -> Result<FormData, ClinicError> {
+    let (visit, patient_id) = match target {
+        Target::New { patient_id } => (None, patient_id),
+        Target::Edit { visit_id } => {
+            let v = get(conn, visit_id)?;
+            let patient_id = v.patient_id;
+            (Some(v), patient_id)
+        }
+    };
+    Ok(FormData {
+        visit,
+        patient: patients::get(conn, patient_id)?,
+        favourites: favourites(conn, doctor_id)?,
+        settings: settings::load(conn)?,
+    })
+}
+
+/// Saves checked form `v` for `target`: a new visit by `doctor` ([`create`]), or the
+/// correction of a stored one with `reason` ([`update`]), with `entry` (see
+/// [`Target::action`]). Returns the visit's id.
+pub fn save(
+    conn: &Db,
+    target: Target,
+    v: &NewVisit,
+    doctor: &Doctor,
+    reason: &str,
+    entry: Entry,
+) -> Result<i64, ClinicError> {
+    match target {
+        Target::New { patient_id } => create(conn, patient_id, v, doctor, entry),
+        Target::Edit { visit_id } => update(conn, visit_id, v, reason, entry).map(|_| visit_id),
+    }
+}
+
+/// Saves `items` as doctor `doctor_id`'s favourite `name` (see [`save_favourite`]) and
+/// returns the doctor's favourites as they now are.
+pub fn keep_favourite(
+    conn: &Db,
+    doctor_id: &str,
+    name: &str,
+    items: &[Item],
+    entry: Entry,
+) -> Result<Vec<Favourite>, ClinicError> {
+    save_favourite(conn, doctor_id, name, items, entry)?;
+    favourites(conn, doctor_id)
+}
+
+/// A visit as a page about it shows it.
+#[derive(Debug)]
+pub struct Record {
+    /// The visit, as of the version asked for.
+    pub visit: Visit,
+    /// Its patient.
+    pub patient: Patient,
+    /// The clinic's settings.
+    pub settings: ClinicSettings,
+    /// Every kept version, oldest first, when the visit was amended or a version was
+    /// asked for (or the history was); else `None`.
+    pub versions: Option<Vec<Version<NewVisit>>>,
+    /// The patient's files, when asked for.
+    pub files: Option<Vec<crate::attachments::Attachment>>,
+}
+
+/// What a page about a visit reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// The version to show (the current one if `None`).
+    pub version: Option<i64>,
+    /// Every kept version, even of a visit never amended.
+    pub history: bool,
+    /// The patient's files.
+    pub files: bool,
+}
+
+/// Visit `id` as `wanted` asks: the visit, its patient, the settings, its versions and
+/// the patient's files.
+pub fn record(conn: &Db, id: i64, wanted: Wanted) -> Result<Record, ClinicError> {
+    let visit = match wanted.version {
+        Some(n) => as_of(conn, id, n)?,
+        None => get(conn, id)?,
+    };
+    let patient = patients::get(conn, visit.patient_id)?;
+    let settings = settings::load(conn)?;
+    let versions = if wanted.history || visit.version > 1 || wanted.version.is_some() {
+        Some(versions(conn, id)?)
+    } else {
+        None
+    };
+    let files = if wanted.files {
+        Some(crate::attachments::list(conn, patient.id)?)
+    } else {
+        None
+    };
+    Ok(Record {
+        visit,
+        patient,
+        settings,
+        versions,
+        files,
     })
 }
 
