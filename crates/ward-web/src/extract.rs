@@ -352,6 +352,21 @@ pub fn parse_id(text: &str) -> Result<i64, AppError> {
     }
 }
 
+/// The path parameter `name` of the request's route as a record's id: a positive
+/// integer; anything else, or no such parameter, is "not found". Every id in a path is
+/// read this way ([`RecordId`], [`AttachmentId`]).
+async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Result<i64, AppError> {
+    let Path(params) =
+        Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+    parse_id(params.get(name).ok_or(AppError::NotFound)?)
+}
+
 /// The `{id}` of a record's address (`/c/{slug}/patients/{id}`, `…/visits/{id}`): a
 /// positive integer; anything else, or no `{id}` in the route, is "not found".
 pub struct RecordId(pub i64);
@@ -360,11 +375,18 @@ impl<S: Send + Sync> FromRequestParts<S> for RecordId {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(params) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| AppError::NotFound)?;
-        let id = params.get("id").ok_or(AppError::NotFound)?;
-        parse_id(id).map(Self)
+        path_id(parts, state, "id").await.map(Self)
+    }
+}
+
+/// The `{attachment}` of an attachment's address
+/// (`/c/{slug}/patients/{id}/attachments/{attachment}`), read like [`RecordId`].
+pub struct AttachmentId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for AttachmentId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_id(parts, state, "attachment").await.map(Self)
     }
 }

@@ -2,7 +2,7 @@
 //! and delete (docs/attachments.md).
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::RngCore;
@@ -12,8 +12,7 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
 
 use crate::attachments::{AttachmentError, Stored};
-use crate::extract::parse_id;
-use crate::extract::{AppForm, ClinicAccess};
+use crate::extract::{AppForm, AttachmentId, ClinicAccess, RecordId, parse_id};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -184,19 +183,6 @@ impl AttachmentsBox {
             ..b
         })
     }
-}
-
-/// Path of one attachment.
-#[derive(Deserialize)]
-pub struct AttachmentPath {
-    id: String,
-    attachment: String,
-}
-
-/// Path of a patient.
-#[derive(Deserialize)]
-pub struct PatientPath {
-    id: String,
 }
 
 /// The most files one upload takes.
@@ -511,10 +497,9 @@ async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: i64, s: &Sto
 pub async fn upload_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(PatientPath { id }): Path<PatientPath>,
+    RecordId(id): RecordId,
     request: axum::extract::Request,
 ) -> Page {
-    let id = parse_id(&id)?;
     if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
         return Err(AppError::Forbidden);
     }
@@ -622,9 +607,13 @@ fn sandboxed(
     r
 }
 
-async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, download: bool) -> Page {
-    let id = parse_id(&path.id)?;
-    let aid = parse_id(&path.attachment)?;
+/// Attachment `aid` of patient `id`, inline or as a `download`.
+async fn send(
+    app: &AppState,
+    access: &ClinicAccess,
+    (id, aid): (i64, i64),
+    download: bool,
+) -> Page {
     let a = access
         .tenant
         .with(move |conn| attachments::get(&conn, id, aid))
@@ -671,10 +660,9 @@ async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, downl
 pub async fn thumbnail_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
 ) -> Page {
-    let id = parse_id(&path.id)?;
-    let aid = parse_id(&path.attachment)?;
     let a = access
         .tenant
         .with(move |conn| attachments::get(&conn, id, aid))
@@ -721,9 +709,10 @@ pub async fn upload_js_get() -> impl IntoResponse {
 pub async fn view_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
 ) -> Page {
-    send(&app, &access, path, false).await
+    send(&app, &access, (id, aid), false).await
 }
 
 /// `GET /c/{slug}/patients/{id}/attachments/{attachment}/download`: as a download;
@@ -731,9 +720,10 @@ pub async fn view_get(
 pub async fn download_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
 ) -> Page {
-    send(&app, &access, path, true).await
+    send(&app, &access, (id, aid), true).await
 }
 
 /// The delete form.
@@ -750,11 +740,10 @@ pub struct DeleteForm {
 pub async fn delete_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
     AppForm(form): AppForm<DeleteForm>,
 ) -> Page {
-    let id = parse_id(&path.id)?;
-    let aid = parse_id(&path.attachment)?;
     let a = access
         .tenant
         .with(move |conn| attachments::get(&conn, id, aid))
