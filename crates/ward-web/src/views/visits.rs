@@ -632,6 +632,38 @@ struct PrescriptionPage {
     version_query: String,
 }
 
+impl PrescriptionPage {
+    /// The print of `record` (as of version `asked`, if one was) on A5 or A4 paper.
+    async fn new(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        record: visits::Record,
+        (asked, a5): (Option<i64>, bool),
+    ) -> Result<Self, AppError> {
+        let note = note_of(&record);
+        let visits::Record {
+            visit,
+            patient,
+            settings: s,
+            ..
+        } = record;
+        Ok(Self {
+            age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
+            date: s.local(visit.visited_at).format("%d %b %Y").to_string(),
+            letterhead: s.letterhead.clone(),
+            address: s.address.clone(),
+            phone: s.phone.clone(),
+            version_query: asked.map(|n| format!("&version={n}")).unwrap_or_default(),
+            patient,
+            visit,
+            a5,
+            note,
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
+}
+
 /// `GET /c/{slug}/visits/{id}/prescription?paper=a4|a5[&version=N]`: the printable
 /// prescription, audited as a `print` naming the version printed, so a print of an
 /// amended visit can be reproduced as it was (`version=N`).
@@ -649,13 +681,6 @@ pub async fn prescription_get(
         ..visits::Wanted::default()
     };
     let record = record(&access, id, wanted).await?;
-    let note = note_of(&record);
-    let visits::Record {
-        visit,
-        patient,
-        settings: s,
-        ..
-    } = record;
     let a5 = q.paper == "a5";
     let paper = if a5 { " (A5)" } else { "" };
     access.note_view(
@@ -663,21 +688,12 @@ pub async fn prescription_get(
         access
             .audit_entry(app.clock.now(), Action::Print)
             .entity("visit", id)
-            .detail(&format!("prescription{paper}, version {}", visit.version)),
+            .detail(&format!(
+                "prescription{paper}, version {}",
+                record.visit.version
+            )),
     )?;
-    let page = PrescriptionPage {
-        age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
-        date: s.local(visit.visited_at).format("%d %b %Y").to_string(),
-        letterhead: s.letterhead.clone(),
-        address: s.address.clone(),
-        phone: s.phone.clone(),
-        version_query: asked.map(|n| format!("&version={n}")).unwrap_or_default(),
-        patient,
-        visit,
-        a5,
-        note,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let page = PrescriptionPage::new(&app, &access, csrf, record, (asked, a5)).await?;
     Ok(Html(page.render()?).into_response())
 }
 
