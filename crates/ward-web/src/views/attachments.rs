@@ -665,6 +665,41 @@ fn sandboxed(
     r
 }
 
+/// Attachment `aid` of patient `id`, if this role may see its kind.
+async fn visible(access: &ClinicAccess, id: i64, aid: i64) -> Result<Attachment, AppError> {
+    let a = access
+        .tenant
+        .with(move |conn| attachments::get(&conn, id, aid))
+        .await?;
+    access.require(a.kind.view_permission())?;
+    Ok(a)
+}
+
+/// Records that `a` was opened (`action`), then opens the stored object `object`
+/// (its name, key and digest): the file or its thumbnail (`what`, for the log).
+async fn open_audited(
+    app: &AppState,
+    access: &ClinicAccess,
+    a: Attachment,
+    action: Action,
+    (object, key, sha256): (&str, &[u8], &str),
+    what: &'static str,
+) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>, AppError> {
+    let aid = a.id;
+    let entry = access.audit_entry(app.clock.now(), action);
+    access
+        .tenant
+        .with(move |conn| attachments::record_access(&conn, &a, entry))
+        .await?;
+    app.attachments
+        .open(object, key, sha256)
+        .await
+        .map_err(|e| {
+            tracing::error!(attachment = aid, error = %e, "{what} could not be read");
+            AppError::Internal(Box::new(e))
+        })
+}
+
 /// Attachment `aid` of patient `id`, inline or as a `download`.
 async fn send(
     app: &AppState,
@@ -672,37 +707,17 @@ async fn send(
     (id, aid): (i64, i64),
     download: bool,
 ) -> Page {
-    let a = access
-        .tenant
-        .with(move |conn| attachments::get(&conn, id, aid))
-        .await?;
-    access.require(a.kind.view_permission())?;
+    let a = visible(access, id, aid).await?;
     let download = download || !crate::attachments::inline(&a.content_type);
-    let action = if download {
-        Action::Export
+    let (action, disposition) = if download {
+        let ext = ward_clinic::archive::extension(&a.content_type);
+        let name = format!("attachment; filename=\"attachment-{}.{ext}\"", a.id);
+        (Action::Export, name)
     } else {
-        Action::View
+        (Action::View, "inline".to_owned())
     };
-    let entry = access.audit_entry(app.clock.now(), action);
-    let row = a.clone();
-    access
-        .tenant
-        .with(move |conn| attachments::record_access(&conn, &row, entry))
-        .await?;
-    let body = app
-        .attachments
-        .open(&a.object_name, &a.key, &a.sha256)
-        .await
-        .map_err(|e| {
-            tracing::error!(attachment = a.id, error = %e, "an attachment could not be read");
-            AppError::Internal(Box::new(e))
-        })?;
-    let ext = ward_clinic::archive::extension(&a.content_type);
-    let disposition = if download {
-        format!("attachment; filename=\"attachment-{}.{ext}\"", a.id)
-    } else {
-        "inline".to_owned()
-    };
+    let object = (a.object_name.as_str(), &a.key[..], a.sha256.as_str());
+    let body = open_audited(app, access, a.clone(), action, object, "an attachment").await?;
     Ok(sandboxed(
         a.content_type.clone(),
         Some(a.size),
@@ -721,33 +736,14 @@ pub async fn thumbnail_get(
     RecordId(id): RecordId,
     AttachmentId(aid): AttachmentId,
 ) -> Page {
-    let a = access
-        .tenant
-        .with(move |conn| attachments::get(&conn, id, aid))
-        .await?;
-    access.require(a.kind.view_permission())?;
+    let a = visible(&access, id, aid).await?;
     let Some(t) = a.thumbnail.clone() else {
         return Err(AppError::NotFound);
     };
-    let entry = access.audit_entry(app.clock.now(), Action::View);
-    access
-        .tenant
-        .with(move |conn| attachments::record_access(&conn, &a, entry))
-        .await?;
-    let body = app
-        .attachments
-        .open(&t.object_name, &t.key, &t.sha256)
-        .await
-        .map_err(|e| {
-            tracing::error!(attachment = aid, error = %e, "a thumbnail could not be read");
-            AppError::Internal(Box::new(e))
-        })?;
-    Ok(sandboxed(
-        "image/jpeg".to_owned(),
-        None,
-        "inline".to_owned(),
-        body,
-    ))
+    let object = (t.object_name.as_str(), &t.key[..], t.sha256.as_str());
+    let body = open_audited(&app, &access, a, Action::View, object, "a thumbnail").await?;
+    let inline = "inline".to_owned();
+    Ok(sandboxed("image/jpeg".to_owned(), None, inline, body))
 }
 
 /// `GET /static/upload.js`: the upload form's progress bar and retries (the form works
