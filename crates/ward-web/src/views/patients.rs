@@ -136,83 +136,105 @@ fn extra_sections(
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
     payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
 ) -> Vec<Section> {
+    let appointments = appointments.map(|a| appointments_section(access, settings, id, &a));
+    let payments =
+        payments.map(|(p, account)| payments_section(access, settings, id, &p, &account));
+    appointments.into_iter().chain(payments).collect()
+}
+
+fn cell(text: String, href: Option<String>) -> Cell {
+    Cell { text, href }
+}
+
+/// The patient's appointments, with a link to book one for roles that may.
+fn appointments_section(
+    access: &ClinicAccess,
+    settings: &ClinicSettings,
+    id: i64,
+    appts: &[ward_clinic::appointments::Appointment],
+) -> Section {
     let slug = access.slug.as_str();
-    let cell = |text: String, href: Option<String>| Cell { text, href };
-    let mut out = Vec::new();
-    if let Some(appts) = appointments {
-        let mut actions = Vec::new();
-        if access.can(Permission::ManageAppointments) {
-            actions.push((
-                format!("/c/{slug}/appointments?patient={id}"),
-                "Book an appointment".to_owned(),
-            ));
-        }
-        out.push(Section {
-            id: "appointments",
-            title: "Appointments".to_owned(),
-            summary: None,
-            columns: ["When", "Doctor", "Status", "Reason"]
-                .map(str::to_owned)
-                .to_vec(),
-            rows: appts
-                .iter()
-                .map(|a| {
-                    vec![
-                        cell(
-                            settings
-                                .local(a.starts_at)
-                                .format("%Y-%m-%d %H:%M")
-                                .to_string(),
-                            Some(format!("/c/{slug}/appointments/{}", a.id)),
-                        ),
-                        cell(a.doctor_name.clone(), None),
-                        cell(a.status.label().to_owned(), None),
-                        cell(a.reason.clone(), None),
-                    ]
-                })
-                .collect(),
-            empty: "No appointments.".to_owned(),
-            actions,
-        });
+    let mut actions = Vec::new();
+    if access.can(Permission::ManageAppointments) {
+        actions.push((
+            format!("/c/{slug}/appointments?patient={id}"),
+            "Book an appointment".to_owned(),
+        ));
     }
-    if let Some((pays, account)) = payments {
-        let receipts = access.can(Permission::RecordPayments);
-        let mut actions = Vec::new();
-        if receipts {
-            actions.push((
-                format!("/c/{slug}/payments/new?patient={id}"),
-                "Record a payment".to_owned(),
-            ));
-        }
-        out.push(Section {
-            id: "payments",
-            title: "Payments".to_owned(),
-            summary: Some(account_summary(settings, &account)),
-            columns: ["Date", "Receipt", "Amount", "Method"]
-                .map(str::to_owned)
-                .to_vec(),
-            rows: pays
-                .iter()
-                .map(|p| {
-                    vec![
-                        cell(
-                            settings.local(p.received_at).format("%Y-%m-%d").to_string(),
-                            None,
-                        ),
-                        cell(
-                            format!("No. {}", p.receipt_number),
-                            receipts.then(|| format!("/c/{slug}/payments/{}/receipt", p.id)),
-                        ),
-                        cell(settings.money(p.amount_minor), None),
-                        cell(p.method.label().to_owned(), None),
-                    ]
-                })
-                .collect(),
-            empty: "No payments recorded.".to_owned(),
-            actions,
-        });
+    Section {
+        id: "appointments",
+        title: "Appointments".to_owned(),
+        summary: None,
+        columns: ["When", "Doctor", "Status", "Reason"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: appts
+            .iter()
+            .map(|a| {
+                vec![
+                    cell(
+                        settings
+                            .local(a.starts_at)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string(),
+                        Some(format!("/c/{slug}/appointments/{}", a.id)),
+                    ),
+                    cell(a.doctor_name.clone(), None),
+                    cell(a.status.label().to_owned(), None),
+                    cell(a.reason.clone(), None),
+                ]
+            })
+            .collect(),
+        empty: "No appointments.".to_owned(),
+        actions,
     }
-    out
+}
+
+/// The patient's payments and account, with receipts and a link to record a payment
+/// for roles that may.
+fn payments_section(
+    access: &ClinicAccess,
+    settings: &ClinicSettings,
+    id: i64,
+    pays: &[ward_clinic::payments::Payment],
+    account: &Account,
+) -> Section {
+    let slug = access.slug.as_str();
+    let receipts = access.can(Permission::RecordPayments);
+    let mut actions = Vec::new();
+    if receipts {
+        actions.push((
+            format!("/c/{slug}/payments/new?patient={id}"),
+            "Record a payment".to_owned(),
+        ));
+    }
+    Section {
+        id: "payments",
+        title: "Payments".to_owned(),
+        summary: Some(account_summary(settings, account)),
+        columns: ["Date", "Receipt", "Amount", "Method"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: pays
+            .iter()
+            .map(|p| {
+                vec![
+                    cell(
+                        settings.local(p.received_at).format("%Y-%m-%d").to_string(),
+                        None,
+                    ),
+                    cell(
+                        format!("No. {}", p.receipt_number),
+                        receipts.then(|| format!("/c/{slug}/payments/{}/receipt", p.id)),
+                    ),
+                    cell(settings.money(p.amount_minor), None),
+                    cell(p.method.label().to_owned(), None),
+                ]
+            })
+            .collect(),
+        empty: "No payments recorded.".to_owned(),
+        actions,
+    }
 }
 
 /// "Charged X · Paid Y · Balance due Z", or "In credit Z" when they paid more than
