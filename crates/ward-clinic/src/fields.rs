@@ -115,13 +115,6 @@ impl FieldErrors {
         }
     }
 
-    /// Adds every error of `other` (each unless its field already has one).
-    pub fn extend(&mut self, other: Self) {
-        for (f, m) in other.0 {
-            self.add(f, m);
-        }
-    }
-
     /// Adds the error a domain function returned if it is about the input (a field's
     /// value, or a clash with what is stored, on [`WHOLE_FORM`]); any other error is
     /// given back.
