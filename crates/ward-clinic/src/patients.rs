@@ -639,6 +639,26 @@ pub fn correct(
     })
 }
 
+/// A patient's record with every kept version, for its history page.
+#[derive(Debug)]
+pub struct History {
+    /// The record as it stands.
+    pub patient: Patient,
+    /// Every kept version, oldest first.
+    pub versions: Vec<Version<NewPatient>>,
+    /// The clinic's settings (its timezone, for the times).
+    pub settings: crate::settings::ClinicSettings,
+}
+
+/// Patient `id`, its kept versions and the clinic's settings.
+pub fn with_history(conn: &Db, id: i64) -> Result<History, ClinicError> {
+    Ok(History {
+        patient: get(conn, id)?,
+        versions: versions(conn, id)?,
+        settings: crate::settings::load(conn)?,
+    })
+}
+
 /// Every kept version of patient `id`'s record, oldest first.
 pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewPatient>>, ClinicError> {
     history::list(conn, Kind::Patient, id)

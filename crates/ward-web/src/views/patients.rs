@@ -731,14 +731,9 @@ pub async fn history_get(
     RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let (p, versions, s) = access
+    let kept = access
         .tenant
-        .with(|conn| {
-            let p = patients::get(&conn, id)?;
-            let versions = patients::versions(&conn, id)?;
-            let s = settings::load(&conn)?;
-            Ok::<_, ward_clinic::ClinicError>((p, versions, s))
-        })
+        .with(|conn| patients::with_history(&conn, id))
         .await?;
     access.note_view(
         &app,
@@ -749,11 +744,11 @@ pub async fn history_get(
     )?;
     let page = HistoryPage {
         entries: crate::views::history::HistoryEntry::newest_first(
-            &versions,
-            &s,
+            &kept.versions,
+            &kept.settings,
             patients::changes,
         ),
-        p,
+        p: kept.patient,
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
     Ok(Html(page.render()?).into_response())
