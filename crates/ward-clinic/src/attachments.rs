@@ -250,6 +250,13 @@ pub fn check_target(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result
     Ok(())
 }
 
+/// Before an upload's first file is stored: checks its target (see [`check_target`])
+/// and returns the bytes the clinic's files already take (see [`usage`]).
+pub fn check_upload(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result<u64, ClinicError> {
+    check_target(conn, patient_id, visit_id)?;
+    usage(conn)
+}
+
 /// What became of an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Batch {

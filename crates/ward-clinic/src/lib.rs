@@ -10,6 +10,7 @@
 //! - [`visits`]: consultations, diagnoses, prescriptions and favourites.
 //! - [`appointments`]: the appointment book; [`payments`]: payments, receipts, collections.
 //! - [`history`]: the kept versions of amended visits and patients, and their differences.
+//! - [`fields`]: a form's errors by field, as the checks find them and the pages show them.
 //! - [`export`] / [`import`]: the whole clinic as one JSON document and back.
 
 pub mod appointments;
@@ -20,6 +21,7 @@ pub mod audit_viewer;
 mod error;
 pub mod export;
 pub mod export_csv;
+pub mod fields;
 pub mod history;
 pub mod import;
 pub mod merge;
@@ -31,3 +33,4 @@ pub mod visits;
 
 pub use audit::integrity_check;
 pub use error::ClinicError;
+pub use fields::{Field, FieldErrors};

@@ -9,6 +9,7 @@ use ward_tenancy::sql::{Row, params};
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
+use crate::fields::{Field, FieldErrors};
 use crate::history::{self, Change, Kind, Saved, Version};
 
 /// Most patients a search returns.
@@ -66,24 +67,21 @@ pub const SEXES: [(&str, &str); 4] = [
     ("unknown", "Not stated"),
 ];
 
-/// Field errors of a form: (field, sentence to show next to it).
-pub type FieldErrors = Vec<(&'static str, String)>;
-
 pub(crate) fn check_text(
     errors: &mut FieldErrors,
-    field: &'static str,
+    field: impl Into<Field>,
     value: &str,
     max: usize,
     multiline: bool,
 ) -> String {
     let value = value.trim();
     if value.chars().count() > max {
-        errors.push((field, format!("At most {max} characters.")));
+        errors.add(field, format!("At most {max} characters."));
     } else if value
         .chars()
         .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
     {
-        errors.push((field, "Remove the control characters.".to_owned()));
+        errors.add(field, "Remove the control characters.");
     }
     value.to_owned()
 }
@@ -104,28 +102,25 @@ impl PatientForm {
         let mut errors = FieldErrors::new();
         let full_name = check_text(&mut errors, "full_name", &self.full_name, 200, false);
         if full_name.is_empty() {
-            errors.push(("full_name", "Enter the patient's full name.".to_owned()));
+            errors.add("full_name", "Enter the patient's full name.");
         }
         let date_of_birth = match self.date_of_birth.trim() {
             "" => None,
             text => match parse_date(text) {
                 Some(d) if d > today => {
-                    errors.push((
-                        "date_of_birth",
-                        "The date of birth is in the future.".into(),
-                    ));
+                    errors.add("date_of_birth", "The date of birth is in the future.");
                     None
                 }
                 Some(d) if d.year() < 1880 => {
-                    errors.push(("date_of_birth", "Check the year.".into()));
+                    errors.add("date_of_birth", "Check the year.");
                     None
                 }
                 Some(d) => Some(d),
                 None => {
-                    errors.push((
+                    errors.add(
                         "date_of_birth",
-                        "Enter the date as YYYY-MM-DD, e.g. 1984-07-21.".into(),
-                    ));
+                        "Enter the date as YYYY-MM-DD, e.g. 1984-07-21.",
+                    );
                     None
                 }
             },
@@ -135,35 +130,29 @@ impl PatientForm {
             text => match text.parse::<i64>() {
                 Ok(n) if (0..=130).contains(&n) => Some(n),
                 _ => {
-                    errors.push(("age_years", "Enter the age in whole years (0–130).".into()));
+                    errors.add("age_years", "Enter the age in whole years (0–130).");
                     None
                 }
             },
         };
         if date_of_birth.is_some() && age_years.is_some() {
-            errors.push((
+            errors.add(
                 "age_years",
-                "Give either the date of birth or the age, not both.".into(),
-            ));
+                "Give either the date of birth or the age, not both.",
+            );
         }
         let sex = self.sex.trim().to_owned();
         if !SEXES.iter().any(|(v, _)| *v == sex) {
-            errors.push(("sex", "Choose one.".into()));
+            errors.add("sex", "Choose one.");
         }
         let phone = check_text(&mut errors, "phone", &self.phone, 40, false);
         if !phone.is_empty() && digits(&phone).len() < 5 {
-            errors.push((
-                "phone",
-                "Enter a phone number with at least 5 digits.".into(),
-            ));
+            errors.add("phone", "Enter a phone number with at least 5 digits.");
         }
         let address = check_text(&mut errors, "address", &self.address, 500, true);
         let email = check_text(&mut errors, "email", &self.email, 254, false);
         if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace)) {
-            errors.push((
-                "email",
-                "Enter an email address like name@example.com.".into(),
-            ));
+            errors.add("email", "Enter an email address like name@example.com.");
         }
         let notes = check_text(&mut errors, "notes", &self.notes, 4000, true);
         if errors.is_empty() {
@@ -563,6 +552,113 @@ pub fn update(
     get(conn, id)
 }
 
+/// What the registration form came to.
+#[derive(Debug)]
+pub enum Registration {
+    /// The patient was registered.
+    Registered(Patient),
+    /// The form is shown again: with its `errors`, or (none) with the possible
+    /// `duplicates` to confirm. `today` is the clinic's date, for their ages.
+    Refused {
+        /// The fields to correct.
+        errors: FieldErrors,
+        /// Patients who are probably the same person.
+        duplicates: Vec<Patient>,
+        /// The clinic's local date.
+        today: NaiveDate,
+    },
+}
+
+/// The registration form's post: checks `form` against the clinic's date at `entry`'s
+/// time, warns of possible duplicates unless `confirmed_duplicate`, and registers the
+/// patient with `entry` (a `create`).
+pub fn register(
+    conn: &Db,
+    form: &PatientForm,
+    confirmed_duplicate: bool,
+    entry: Entry,
+) -> Result<Registration, ClinicError> {
+    let today = crate::settings::load(conn)?.local(entry.at).date_naive();
+    let refused = |errors, duplicates| Registration::Refused {
+        errors,
+        duplicates,
+        today,
+    };
+    let valid = match form.validate(today) {
+        Ok(v) => v,
+        Err(errors) => return Ok(refused(errors, Vec::new())),
+    };
+    if !confirmed_duplicate {
+        let duplicates = find_duplicates(conn, &valid, None)?;
+        if !duplicates.is_empty() {
+            return Ok(refused(FieldErrors::new(), duplicates));
+        }
+    }
+    Ok(Registration::Registered(create(conn, &valid, entry)?))
+}
+
+/// What the correction form came to.
+#[derive(Debug)]
+pub enum Correction {
+    /// The correction was saved (or changed nothing).
+    Saved,
+    /// The form is shown again with its `errors`, for `patient` as stored.
+    Refused {
+        /// The fields to correct (the reason among them).
+        errors: FieldErrors,
+        /// The record as it stands.
+        patient: Box<Patient>,
+    },
+}
+
+/// The correction form's post: checks `form` against the clinic's date at `entry`'s
+/// time and saves it as patient `id`'s next version with `reason` (see [`update`]).
+pub fn correct(
+    conn: &Db,
+    id: i64,
+    form: &PatientForm,
+    reason: &str,
+    entry: Entry,
+) -> Result<Correction, ClinicError> {
+    let patient = get(conn, id)?;
+    let today = crate::settings::load(conn)?.local(entry.at).date_naive();
+    let errors = match form.validate(today) {
+        Ok(valid) => match update(conn, id, &valid, reason, entry) {
+            Ok(_) => return Ok(Correction::Saved),
+            Err(ClinicError::Invalid {
+                field: "reason",
+                message,
+            }) => FieldErrors::one("reason", message),
+            Err(e) => return Err(e),
+        },
+        Err(errors) => errors,
+    };
+    Ok(Correction::Refused {
+        errors,
+        patient: Box::new(patient),
+    })
+}
+
+/// A patient's record with every kept version, for its history page.
+#[derive(Debug)]
+pub struct History {
+    /// The record as it stands.
+    pub patient: Patient,
+    /// Every kept version, oldest first.
+    pub versions: Vec<Version<NewPatient>>,
+    /// The clinic's settings (its timezone, for the times).
+    pub settings: crate::settings::ClinicSettings,
+}
+
+/// Patient `id`, its kept versions and the clinic's settings.
+pub fn with_history(conn: &Db, id: i64) -> Result<History, ClinicError> {
+    Ok(History {
+        patient: get(conn, id)?,
+        versions: versions(conn, id)?,
+        settings: crate::settings::load(conn)?,
+    })
+}
+
 /// Every kept version of patient `id`'s record, oldest first.
 pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewPatient>>, ClinicError> {
     history::list(conn, Kind::Patient, id)
@@ -754,7 +850,8 @@ mod tests {
             ..PatientForm::default()
         };
         let errors = bad.validate(today).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|(f, _)| *f).collect();
+        let names: Vec<_> = errors.iter().map(|(f, _)| f.name()).collect();
+        let fields: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
         for f in [
             "full_name",
             "date_of_birth",

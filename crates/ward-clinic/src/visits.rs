@@ -9,9 +9,10 @@ use ward_tenancy::sql::params;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
+use crate::fields::{Field, FieldErrors};
 use crate::history::{self, Change, Kind, Saved, Version};
-use crate::patients::{check_text, parse_date, time};
-use crate::settings::Currency;
+use crate::patients::{self, Patient, check_text, parse_date, time};
+use crate::settings::{self, ClinicSettings, Currency};
 
 /// Most diagnoses on one visit.
 pub const MAX_DIAGNOSES: usize = 20;
@@ -20,9 +21,6 @@ pub const MAX_ITEMS: usize = 30;
 /// The largest fee, in minor units: far beyond any consultation, and (like a payment's
 /// cap) keeps a patient's sum of charges far from overflow.
 pub const MAX_FEE_MINOR: i64 = 1_000_000_000_000;
-
-/// Field errors keyed by form field name (`diagnosis_2`, `item_0_drug`, …).
-pub type FieldErrors = Vec<(String, String)>;
 
 /// One prescription line.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -137,7 +135,7 @@ impl VisitForm {
     /// before it); the fee is read in `currency`. Blank rows are dropped. All field
     /// errors at once.
     pub fn validate(&self, today: NaiveDate, currency: &Currency) -> Result<NewVisit, FieldErrors> {
-        let mut errors: Vec<(&'static str, String)> = Vec::new();
+        let mut errors = FieldErrors::new();
         let presenting_complaints = check_text(
             &mut errors,
             "presenting_complaints",
@@ -157,30 +155,27 @@ impl VisitForm {
             "" => None,
             t => match parse_date(t) {
                 Some(d) if d < today => {
-                    errors.push(("follow_up_on", "The follow-up date has passed.".into()));
+                    errors.add("follow_up_on", "The follow-up date has passed.");
                     None
                 }
                 Some(d) if d > today + chrono::Days::new(3660) => {
-                    errors.push(("follow_up_on", "Check the year.".into()));
+                    errors.add("follow_up_on", "Check the year.");
                     None
                 }
                 Some(d) => Some(d),
                 None => {
-                    errors.push((
+                    errors.add(
                         "follow_up_on",
-                        "Enter the date as YYYY-MM-DD, e.g. 2026-03-15.".into(),
-                    ));
+                        "Enter the date as YYYY-MM-DD, e.g. 2026-03-15.",
+                    );
                     None
                 }
             },
         };
         let fee_minor = check_fee(&mut errors, &self.fee, currency);
-        let mut errors: FieldErrors = errors.into_iter().map(|(f, m)| (f.to_owned(), m)).collect();
         let mut diagnoses = Vec::new();
         for (i, d) in self.diagnoses.iter().enumerate() {
-            let mut e = Vec::new();
-            let d = check_text(&mut e, "diagnosis", d, 300, false);
-            errors.extend(e.into_iter().map(|(_, m)| (format!("diagnosis_{i}"), m)));
+            let d = check_text(&mut errors, Field::diagnosis(i), d, 300, false);
             if !d.is_empty() {
                 diagnoses.push(d);
             }
@@ -190,18 +185,23 @@ impl VisitForm {
             if item.is_blank() {
                 continue;
             }
-            let mut e = Vec::new();
+            let e = &mut errors;
             let checked = Item {
-                drug: check_text(&mut e, "drug", &item.drug, 200, false),
-                dose: check_text(&mut e, "dose", &item.dose, 100, false),
-                frequency: check_text(&mut e, "frequency", &item.frequency, 100, false),
-                duration: check_text(&mut e, "duration", &item.duration, 100, false),
-                instructions: check_text(&mut e, "instructions", &item.instructions, 300, false),
+                drug: check_text(e, Field::item(i, "drug"), &item.drug, 200, false),
+                dose: check_text(e, Field::item(i, "dose"), &item.dose, 100, false),
+                frequency: check_text(e, Field::item(i, "frequency"), &item.frequency, 100, false),
+                duration: check_text(e, Field::item(i, "duration"), &item.duration, 100, false),
+                instructions: check_text(
+                    e,
+                    Field::item(i, "instructions"),
+                    &item.instructions,
+                    300,
+                    false,
+                ),
             };
             if checked.drug.is_empty() {
-                e.push(("drug", "Enter the drug, or clear the row.".into()));
+                e.add(Field::item(i, "drug"), "Enter the drug, or clear the row.");
             }
-            errors.extend(e.into_iter().map(|(f, m)| (format!("item_{i}_{f}"), m)));
             items.push(checked);
         }
         if !errors.is_empty() {
@@ -217,31 +217,27 @@ impl VisitForm {
             fee_minor,
         };
         if visit.is_empty() {
-            return Err(vec![(
-                "presenting_complaints".into(),
-                "Record at least the complaints, a diagnosis or a prescription.".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "presenting_complaints",
+                "Record at least the complaints, a diagnosis or a prescription.",
+            ));
         }
         Ok(visit)
     }
 }
 
-fn check_fee(
-    errors: &mut Vec<(&'static str, String)>,
-    typed: &str,
-    currency: &Currency,
-) -> Option<i64> {
+fn check_fee(errors: &mut FieldErrors, typed: &str, currency: &Currency) -> Option<i64> {
     let typed = typed.trim();
     if typed.is_empty() {
         return None;
     }
     if typed.starts_with('-') {
-        errors.push(("fee", "A fee cannot be negative.".into()));
+        errors.add("fee", "A fee cannot be negative.");
         return None;
     }
     match currency.parse_amount(typed) {
         Some(m) if m > MAX_FEE_MINOR => {
-            errors.push(("fee", "That fee is too large.".into()));
+            errors.add("fee", "That fee is too large.");
             None
         }
         Some(m) => Some(m),
@@ -251,10 +247,10 @@ fn check_fee(
             } else {
                 "e.g. 500 or 500.50"
             };
-            errors.push((
+            errors.add(
                 "fee",
                 format!("Enter the fee in {} as a number, {example}.", currency.code),
-            ));
+            );
             None
         }
     }
@@ -821,10 +817,10 @@ pub fn save_favourite(
     items: &[Item],
     entry: Entry,
 ) -> Result<i64, ClinicError> {
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::new();
     let name = check_text(&mut errors, "favourite_name", name, 100, false);
-    if let Some((field, message)) = errors.pop() {
-        return Err(ClinicError::Invalid { field, message });
+    if let Some((_, message)) = errors.iter().next() {
+        return Err(ClinicError::invalid("favourite_name", message.clone()));
     }
     if name.is_empty() {
         return Err(ClinicError::invalid(
@@ -855,6 +851,147 @@ pub fn save_favourite(
         let diff = Diff::new().field("name", serde_json::Value::Null, name);
         audit::record(&tx, &entry.entity("favourite", id).diff(diff))?;
         Ok(id)
+    })
+}
+
+/// Which visit a form records: a new one for a patient, or a stored one being corrected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A new visit of patient `patient_id`.
+    New {
+        /// The patient seen.
+        patient_id: i64,
+    },
+    /// A correction of visit `visit_id`.
+    Edit {
+        /// The visit corrected.
+        visit_id: i64,
+    },
+}
+
+impl Target {
+    /// What saving the form is audited as: a `create` or an `update`.
+    pub fn action(self) -> audit::Action {
+        match self {
+            Self::New { .. } => audit::Action::Create,
+            Self::Edit { .. } => audit::Action::Update,
+        }
+    }
+}
+
+/// What a visit form shows besides what was typed.
+#[derive(Debug)]
+pub struct FormData {
+    /// The visit being corrected (`None` for a new one).
+    pub visit: Option<Visit>,
+    /// The patient the visit is of.
+    pub patient: Patient,
+    /// The doctor's favourites.
+    pub favourites: Vec<Favourite>,
+    /// The clinic's settings (its date and currency).
+    pub settings: ClinicSettings,
+}
+
+/// What the form for `target` shows, for doctor `doctor_id`.
+pub fn form_data(conn: &Db, target: Target, doctor_id: &str) -> Result<FormData, ClinicError> {
+    let (visit, patient_id) = match target {
+        Target::New { patient_id } => (None, patient_id),
+        Target::Edit { visit_id } => {
+            let v = get(conn, visit_id)?;
+            let patient_id = v.patient_id;
+            (Some(v), patient_id)
+        }
+    };
+    Ok(FormData {
+        visit,
+        patient: patients::get(conn, patient_id)?,
+        favourites: favourites(conn, doctor_id)?,
+        settings: settings::load(conn)?,
+    })
+}
+
+/// Saves checked form `v` for `target`: a new visit by `doctor` ([`create`]), or the
+/// correction of a stored one with `reason` ([`update`]), with `entry` (see
+/// [`Target::action`]). Returns the visit's id.
+pub fn save(
+    conn: &Db,
+    target: Target,
+    v: &NewVisit,
+    doctor: &Doctor,
+    reason: &str,
+    entry: Entry,
+) -> Result<i64, ClinicError> {
+    match target {
+        Target::New { patient_id } => create(conn, patient_id, v, doctor, entry),
+        Target::Edit { visit_id } => update(conn, visit_id, v, reason, entry).map(|_| visit_id),
+    }
+}
+
+/// Saves `items` as doctor `doctor_id`'s favourite `name` (see [`save_favourite`]) and
+/// returns the doctor's favourites as they now are.
+pub fn keep_favourite(
+    conn: &Db,
+    doctor_id: &str,
+    name: &str,
+    items: &[Item],
+    entry: Entry,
+) -> Result<Vec<Favourite>, ClinicError> {
+    save_favourite(conn, doctor_id, name, items, entry)?;
+    favourites(conn, doctor_id)
+}
+
+/// A visit as a page about it shows it.
+#[derive(Debug)]
+pub struct Record {
+    /// The visit, as of the version asked for.
+    pub visit: Visit,
+    /// Its patient.
+    pub patient: Patient,
+    /// The clinic's settings.
+    pub settings: ClinicSettings,
+    /// Every kept version, oldest first, when the visit was amended or a version was
+    /// asked for (or the history was); else `None`.
+    pub versions: Option<Vec<Version<NewVisit>>>,
+    /// The patient's files, when asked for.
+    pub files: Option<Vec<crate::attachments::Attachment>>,
+}
+
+/// What a page about a visit reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// The version to show (the current one if `None`).
+    pub version: Option<i64>,
+    /// Every kept version, even of a visit never amended.
+    pub history: bool,
+    /// The patient's files.
+    pub files: bool,
+}
+
+/// Visit `id` as `wanted` asks: the visit, its patient, the settings, its versions and
+/// the patient's files.
+pub fn record(conn: &Db, id: i64, wanted: Wanted) -> Result<Record, ClinicError> {
+    let visit = match wanted.version {
+        Some(n) => as_of(conn, id, n)?,
+        None => get(conn, id)?,
+    };
+    let patient = patients::get(conn, visit.patient_id)?;
+    let settings = settings::load(conn)?;
+    let versions = if wanted.history || visit.version > 1 || wanted.version.is_some() {
+        Some(versions(conn, id)?)
+    } else {
+        None
+    };
+    let files = if wanted.files {
+        Some(crate::attachments::list(conn, patient.id)?)
+    } else {
+        None
+    };
+    Ok(Record {
+        visit,
+        patient,
+        settings,
+        versions,
+        files,
     })
 }
 
@@ -899,7 +1036,8 @@ mod tests {
         ]));
         let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         let errors = form.validate(today, &CURRENCIES[0]).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        let names: Vec<_> = errors.iter().map(|(f, _)| f.name()).collect();
+        let fields: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
         assert!(fields.contains(&"item_0_drug"), "{fields:?}");
         assert!(fields.contains(&"follow_up_on"), "{fields:?}");
         assert!(

@@ -187,21 +187,11 @@ impl AttachmentStore {
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut name_bytes = [0u8; 16];
         let mut key = [0u8; 32];
-        let mut prefix = [0u8; NONCE_PREFIX];
-        let mut rng = rand::rngs::OsRng;
-        rng.fill_bytes(&mut name_bytes);
-        rng.fill_bytes(&mut key);
-        rng.fill_bytes(&mut prefix);
-        let object_name = format!("a/{}", hex::encode(name_bytes));
-        let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(&key));
-        let mut enc = EncryptorBE32::from_aead(cipher, GenericArray::from_slice(&prefix));
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let mut sealer = Sealer::new(self, &key);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        let mut buf = BytesMut::with_capacity(CHUNK);
-        let mut content_type: Option<&'static str> = None;
-        let mut writer: Option<WriteMultipart> = None;
         let outcome: Result<(), AttachmentError> = async {
             while let Some(piece) = chunks.next().await {
                 let piece = piece.map_err(|e| AttachmentError::Upload(e.to_string()))?;
@@ -213,89 +203,19 @@ impl AttachmentStore {
                     return Err(AttachmentError::OverQuota);
                 }
                 hasher.update(&piece);
-                let mut rest = &piece[..];
-                while !rest.is_empty() {
-                    if buf.len() == CHUNK {
-                        // More follows, so this chunk is not the last.
-                        let w = self
-                            .writer(&mut writer, &mut content_type, &buf, &object_name, &prefix)
-                            .await?;
-                        let sealed = enc
-                            .encrypt_next(Payload {
-                                msg: &buf,
-                                aad: object_name.as_bytes(),
-                            })
-                            .map_err(|_| AttachmentError::Integrity)?;
-                        w.write(&sealed);
-                        w.wait_for_capacity(2)
-                            .await
-                            .map_err(|e| AttachmentError::Store(e.to_string()))?;
-                        buf.clear();
-                    }
-                    let take = rest.len().min(CHUNK - buf.len());
-                    buf.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                }
+                sealer.push(&piece).await?;
             }
-            let w = self
-                .writer(&mut writer, &mut content_type, &buf, &object_name, &prefix)
-                .await?;
-            let sealed = enc
-                .encrypt_last(Payload {
-                    msg: &buf,
-                    aad: object_name.as_bytes(),
-                })
-                .map_err(|_| AttachmentError::Integrity)?;
-            w.write(&sealed);
-            Ok(())
+            sealer.seal_last().await
         }
         .await;
-        match (outcome, writer) {
-            (Ok(()), Some(w)) => {
-                w.finish()
-                    .await
-                    .map_err(|e| AttachmentError::Store(e.to_string()))?;
-            }
-            (Ok(()), None) => return Err(AttachmentError::Unsupported),
-            (Err(e), w) => {
-                if let Some(w) = w {
-                    let _ = w.abort().await;
-                }
-                return Err(e);
-            }
-        }
+        let (object_name, content_type) = sealer.finish(outcome).await?;
         Ok(Stored {
             object_name,
             key,
-            content_type: content_type.unwrap_or("application/octet-stream"),
+            content_type,
             size,
             sha256: hex::encode(hasher.finalize()),
         })
-    }
-
-    /// The writer, started on the first chunk once the type is known to be accepted.
-    async fn writer<'w>(
-        &self,
-        writer: &'w mut Option<WriteMultipart>,
-        content_type: &mut Option<&'static str>,
-        first: &[u8],
-        object_name: &str,
-        prefix: &[u8],
-    ) -> Result<&'w mut WriteMultipart, AttachmentError> {
-        if writer.is_none() {
-            *content_type = Some(sniff(first).ok_or(AttachmentError::Unsupported)?);
-            let upload = self
-                .store()
-                .put_multipart(&self.target.path(object_name))
-                .await
-                .map_err(|e| AttachmentError::Store(e.to_string()))?;
-            let mut w = WriteMultipart::new(upload);
-            w.write(prefix);
-            *writer = Some(w);
-        }
-        writer
-            .as_mut()
-            .ok_or_else(|| AttachmentError::Store("no writer".into()))
     }
 
     /// The whole plaintext of an object, refused past `max` bytes (for thumbnails: the
@@ -346,90 +266,249 @@ impl AttachmentStore {
             .get(&self.target.path(object_name))
             .await
             .map_err(|e| AttachmentError::Store(e.to_string()))?;
-        let mut source = result.into_stream();
-        let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(key));
-        let aad = object_name.to_owned();
-        let expected = sha256.to_owned();
-        let (mut tx, mut rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-        tokio::spawn(async move {
-            use futures::SinkExt;
-            let mut buf = BytesMut::new();
-            let mut dec: Option<DecryptorBE32<XChaCha20Poly1305>> = None;
-            let mut cipher = Some(cipher);
-            let mut hasher = Sha256::new();
-            let sealed = CHUNK + TAG;
-            let fail = |why: &str| {
-                tracing::error!(why, "an attachment failed its integrity check");
-                std::io::Error::other("the attachment failed its integrity check")
-            };
-            loop {
-                let next = source.next().await;
-                let end = next.is_none();
-                if let Some(piece) = next {
-                    match piece {
-                        Ok(p) => buf.extend_from_slice(&p),
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading an attachment failed");
-                            let _ = tx.send(Err(std::io::Error::other("read failed"))).await;
-                            return;
-                        }
-                    }
-                }
-                if dec.is_none() {
-                    if buf.len() < NONCE_PREFIX {
-                        if end {
-                            let _ = tx.send(Err(fail("short object"))).await;
-                            return;
-                        }
-                        continue;
-                    }
-                    let prefix = buf.split_to(NONCE_PREFIX);
-                    if let Some(c) = cipher.take() {
-                        dec = Some(DecryptorBE32::from_aead(
-                            c,
-                            GenericArray::from_slice(&prefix),
-                        ));
-                    }
-                }
-                let Some(d) = dec.as_mut() else { return };
-                // A chunk is the last one only when nothing follows it.
-                while buf.len() > sealed {
-                    let chunk = buf.split_to(sealed);
-                    let Ok(plain) = d.decrypt_next(Payload {
-                        msg: &chunk,
-                        aad: aad.as_bytes(),
-                    }) else {
-                        let _ = tx.send(Err(fail("chunk does not open"))).await;
-                        return;
-                    };
-                    hasher.update(&plain);
-                    if tx.send(Ok(Bytes::from(plain))).await.is_err() {
-                        return;
-                    }
-                }
-                if end {
-                    let Some(d) = dec.take() else { return };
-                    let Ok(plain) = d.decrypt_last(Payload {
-                        msg: &buf,
-                        aad: aad.as_bytes(),
-                    }) else {
-                        let _ = tx.send(Err(fail("last chunk does not open"))).await;
-                        return;
-                    };
-                    hasher.update(&plain);
-                    if hex::encode(hasher.finalize()) != expected {
-                        let _ = tx.send(Err(fail("digest mismatch"))).await;
-                        return;
-                    }
-                    let _ = tx.send(Ok(Bytes::from(plain))).await;
-                    return;
-                }
-            }
-        });
+        let unsealer = Unsealer {
+            buf: BytesMut::new(),
+            cipher: Some(XChaCha20Poly1305::new(GenericArray::from_slice(key))),
+            dec: None,
+            hasher: Sha256::new(),
+            aad: object_name.to_owned(),
+            expected: sha256.to_owned(),
+        };
+        let (tx, mut rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+        tokio::spawn(unseal(result.into_stream(), unsealer, tx));
         // Peek at the first piece: an object that does not open is an error page.
         match rx.next().await {
             Some(Ok(b)) => Ok(futures::stream::iter([Ok(b)]).chain(rx).boxed()),
             Some(Err(_)) | None => Err(AttachmentError::Integrity),
+        }
+    }
+}
+
+/// An object being written: its nonce prefix, then the file sealed chunk by chunk with
+/// the object's name as associated data. The writer is started on the first chunk, once
+/// its type is known to be accepted.
+struct Sealer<'s> {
+    store: &'s AttachmentStore,
+    object_name: String,
+    prefix: [u8; NONCE_PREFIX],
+    /// The encryptor, until the last chunk is sealed.
+    enc: Option<EncryptorBE32<XChaCha20Poly1305>>,
+    /// The chunk being filled.
+    buf: BytesMut,
+    content_type: Option<&'static str>,
+    writer: Option<WriteMultipart>,
+}
+
+impl<'s> Sealer<'s> {
+    /// A new object in `store` under a random name, sealed with `key`.
+    fn new(store: &'s AttachmentStore, key: &[u8; 32]) -> Self {
+        let mut name_bytes = [0u8; 16];
+        let mut prefix = [0u8; NONCE_PREFIX];
+        let mut rng = rand::rngs::OsRng;
+        rng.fill_bytes(&mut name_bytes);
+        rng.fill_bytes(&mut prefix);
+        let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(key));
+        Self {
+            store,
+            object_name: format!("a/{}", hex::encode(name_bytes)),
+            enc: Some(EncryptorBE32::from_aead(
+                cipher,
+                GenericArray::from_slice(&prefix),
+            )),
+            prefix,
+            buf: BytesMut::with_capacity(CHUNK),
+            content_type: None,
+            writer: None,
+        }
+    }
+
+    /// Adds `piece` of the file, writing each chunk it fills.
+    async fn push(&mut self, piece: &[u8]) -> Result<(), AttachmentError> {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            if self.buf.len() == CHUNK {
+                // More follows, so this chunk is not the last.
+                self.start().await?;
+                let enc = self.enc.as_mut().ok_or(AttachmentError::Integrity)?;
+                let sealed = enc
+                    .encrypt_next(Payload {
+                        msg: &self.buf,
+                        aad: self.object_name.as_bytes(),
+                    })
+                    .map_err(|_| AttachmentError::Integrity)?;
+                let w = self.writer()?;
+                w.write(&sealed);
+                w.wait_for_capacity(2)
+                    .await
+                    .map_err(|e| AttachmentError::Store(e.to_string()))?;
+                self.buf.clear();
+            }
+            let take = rest.len().min(CHUNK - self.buf.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        Ok(())
+    }
+
+    /// Writes the chunk being filled as the last one.
+    async fn seal_last(&mut self) -> Result<(), AttachmentError> {
+        self.start().await?;
+        let enc = self.enc.take().ok_or(AttachmentError::Integrity)?;
+        let sealed = enc
+            .encrypt_last(Payload {
+                msg: &self.buf,
+                aad: self.object_name.as_bytes(),
+            })
+            .map_err(|_| AttachmentError::Integrity)?;
+        self.writer()?.write(&sealed);
+        Ok(())
+    }
+
+    /// Starts the writer on the first chunk, once its type is known to be accepted.
+    async fn start(&mut self) -> Result<(), AttachmentError> {
+        if self.writer.is_none() {
+            self.content_type = Some(sniff(&self.buf).ok_or(AttachmentError::Unsupported)?);
+            let upload = (self.store.store())
+                .put_multipart(&self.store.target.path(&self.object_name))
+                .await
+                .map_err(|e| AttachmentError::Store(e.to_string()))?;
+            let mut w = WriteMultipart::new(upload);
+            w.write(&self.prefix);
+            self.writer = Some(w);
+        }
+        Ok(())
+    }
+
+    fn writer(&mut self) -> Result<&mut WriteMultipart, AttachmentError> {
+        (self.writer.as_mut()).ok_or_else(|| AttachmentError::Store("no writer".into()))
+    }
+
+    /// Completes the object when `outcome` is `Ok` (its name and type), else aborts
+    /// it so nothing is left in the store.
+    async fn finish(
+        self,
+        outcome: Result<(), AttachmentError>,
+    ) -> Result<(String, &'static str), AttachmentError> {
+        match (outcome, self.writer) {
+            (Ok(()), Some(w)) => {
+                w.finish()
+                    .await
+                    .map_err(|e| AttachmentError::Store(e.to_string()))?;
+            }
+            (Ok(()), None) => return Err(AttachmentError::Unsupported),
+            (Err(e), w) => {
+                if let Some(w) = w {
+                    let _ = w.abort().await;
+                }
+                return Err(e);
+            }
+        }
+        let content_type = self.content_type.unwrap_or("application/octet-stream");
+        Ok((self.object_name, content_type))
+    }
+}
+
+/// An object being read: its nonce prefix, then its sealed chunks, the last one only
+/// when nothing follows it, and the plaintext's digest checked at the end.
+struct Unsealer {
+    /// What has arrived and is not decrypted yet.
+    buf: BytesMut,
+    /// The cipher, until the prefix has arrived and the decryptor is made.
+    cipher: Option<XChaCha20Poly1305>,
+    dec: Option<DecryptorBE32<XChaCha20Poly1305>>,
+    hasher: Sha256,
+    /// The object's name, the chunks' associated data.
+    aad: String,
+    /// The plaintext's digest, hex.
+    expected: String,
+}
+
+impl Unsealer {
+    /// The next chunk's plaintext, if a whole chunk that is not the last has arrived.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, &'static str> {
+        if self.dec.is_none() {
+            if self.buf.len() < NONCE_PREFIX {
+                return Ok(None);
+            }
+            let prefix = self.buf.split_to(NONCE_PREFIX);
+            self.dec = (self.cipher.take())
+                .map(|c| DecryptorBE32::from_aead(c, GenericArray::from_slice(&prefix)));
+        }
+        let Some(d) = self.dec.as_mut() else {
+            return Ok(None);
+        };
+        // A chunk is the last one only when nothing follows it.
+        if self.buf.len() <= CHUNK + TAG {
+            return Ok(None);
+        }
+        let chunk = self.buf.split_to(CHUNK + TAG);
+        let plain = d
+            .decrypt_next(Payload {
+                msg: &chunk,
+                aad: self.aad.as_bytes(),
+            })
+            .map_err(|_| "chunk does not open")?;
+        self.hasher.update(&plain);
+        Ok(Some(Bytes::from(plain)))
+    }
+
+    /// At the end of the object: the last chunk's plaintext, once the digest matches.
+    fn finish(mut self) -> Result<Bytes, &'static str> {
+        let Some(d) = self.dec.take() else {
+            return Err("short object");
+        };
+        let plain = d
+            .decrypt_last(Payload {
+                msg: &self.buf,
+                aad: self.aad.as_bytes(),
+            })
+            .map_err(|_| "last chunk does not open")?;
+        self.hasher.update(&plain);
+        if hex::encode(self.hasher.finalize()) != self.expected {
+            return Err("digest mismatch");
+        }
+        Ok(Bytes::from(plain))
+    }
+}
+
+/// Decrypts `source` into `tx`, piece by piece as it arrives; a read failure or a chunk
+/// that does not open ends the stream with an error (logged here).
+async fn unseal(
+    mut source: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    mut u: Unsealer,
+    mut tx: futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    use futures::SinkExt;
+    let fail = |why: &str| {
+        tracing::error!(why, "an attachment failed its integrity check");
+        std::io::Error::other("the attachment failed its integrity check")
+    };
+    loop {
+        match source.next().await {
+            Some(Ok(p)) => u.buf.extend_from_slice(&p),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "reading an attachment failed");
+                let _ = tx.send(Err(std::io::Error::other("read failed"))).await;
+                return;
+            }
+            None => {
+                let _ = tx.send(u.finish().map_err(fail)).await;
+                return;
+            }
+        }
+        loop {
+            match u.next_chunk() {
+                Ok(Some(plain)) => {
+                    if tx.send(Ok(plain)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(why) => {
+                    let _ = tx.send(Err(fail(why))).await;
+                    return;
+                }
+            }
         }
     }
 }

@@ -158,6 +158,91 @@ pub(crate) struct SlugParam {
     pub(crate) slug: String,
 }
 
+/// The clinic the path's `{slug}` names and the user's membership of it: its id, status
+/// and the user's role. "Not found" for a malformed slug or a clinic they are not in.
+async fn membership(
+    parts: &mut Parts,
+    state: &AppState,
+    session: &Session,
+) -> Result<(Slug, ClinicId, ClinicStatus, Role), Response> {
+    let Path(SlugParam { slug }) = Path::<SlugParam>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| AppError::NotFound.into_response())?;
+    let slug = Slug::parse(&slug).map_err(|_| AppError::NotFound.into_response())?;
+    let membership = state
+        .control
+        .membership_by_slug(&session.user.id, slug.as_str())
+        .await
+        .map_err(|e| AppError::from(e).into_response())?;
+    let Some((clinic_id, status, role)) = membership else {
+        return Err(AppError::NotFound.into_response());
+    };
+    Ok((slug, clinic_id, status, role))
+}
+
+/// Whether the member may enter: a confirmed address, and an owner's second factor
+/// (enrolled, or still within the grace: `Some(end)`).
+async fn admitted(
+    state: &AppState,
+    session: &Session,
+    role: Role,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Response> {
+    if !session.user.email_verified {
+        return Err((
+            StatusCode::FORBIDDEN,
+            pages::message("Confirm your email address first", "We sent you a link when you signed up. Open it to confirm your address, then sign in again."),
+        )
+            .into_response());
+    }
+    if role != Role::Owner {
+        return Ok(None);
+    }
+    match crate::views::second_factor::owner_enrolment(state, session)
+        .await
+        .map_err(IntoResponse::into_response)?
+    {
+        crate::views::second_factor::OwnerFactor::Overdue => {
+            // Owners hold every record of the clinic: no way in on a password alone.
+            Err(Redirect::to("/account/two-factor?required=1").into_response())
+        }
+        crate::views::second_factor::OwnerFactor::DueBy(at) => Ok(Some(at)),
+        crate::views::second_factor::OwnerFactor::Done => Ok(None),
+    }
+}
+
+/// Whether the clinic is open to this role on this path: an active one is; a suspended
+/// one gets its page; a closed one shows its owner the closed page (or lets them take
+/// the export) and is "not found" to everyone else, like a purged one.
+async fn open_to(
+    parts: &Parts,
+    state: &AppState,
+    (clinic_id, status, role): (ClinicId, ClinicStatus, Role),
+) -> Result<(), Response> {
+    match status {
+        ClinicStatus::Active => Ok(()),
+        ClinicStatus::Suspended => Err((
+            StatusCode::FORBIDDEN,
+            pages::message("This clinic is suspended", "Access to this clinic has been suspended by the operator. Its records are kept safe; contact the operator to restore access."),
+        )
+            .into_response()),
+        // While closed, owners can still take their export.
+        ClinicStatus::Closed if role == Role::Owner && parts.uri.path().ends_with("/export") => {
+            Ok(())
+        }
+        ClinicStatus::Closed if role == Role::Owner => {
+            // Owners learn when the data goes and that an export is still possible;
+            // everyone else sees no clinic at all.
+            let clinic = state
+                .control
+                .clinic_by_id(clinic_id)
+                .await
+                .map_err(|e| AppError::from(e).into_response())?;
+            Err(crate::views::lifecycle::closed_page(state, &clinic))
+        }
+        ClinicStatus::Closed | ClinicStatus::Purged => Err(AppError::NotFound.into_response()),
+    }
+}
+
 impl FromRequestParts<AppState> for ClinicAccess {
     type Rejection = Response;
 
@@ -169,66 +254,10 @@ impl FromRequestParts<AppState> for ClinicAccess {
             return crate::views::support::clinic_access(parts, state, support).await;
         }
         let CurrentUser(session) = CurrentUser::from_request_parts(parts, state).await?;
-        let Path(SlugParam { slug }) = Path::<SlugParam>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound.into_response())?;
-        let slug = Slug::parse(&slug).map_err(|_| AppError::NotFound.into_response())?;
-        let membership = state
-            .control
-            .membership_by_slug(&session.user.id, slug.as_str())
-            .await
-            .map_err(|e| AppError::from(e).into_response())?;
-        let Some((clinic_id, status, role)) = membership else {
-            return Err(AppError::NotFound.into_response());
-        };
+        let (slug, clinic_id, status, role) = membership(parts, state, &session).await?;
         crate::observe::record_clinic(clinic_id);
-        if !session.user.email_verified {
-            return Err((
-                StatusCode::FORBIDDEN,
-                pages::message("Confirm your email address first", "We sent you a link when you signed up. Open it to confirm your address, then sign in again."),
-            )
-                .into_response());
-        }
-        let mut second_factor_due = None;
-        if role == Role::Owner {
-            match crate::views::second_factor::owner_enrolment(state, &session)
-                .await
-                .map_err(IntoResponse::into_response)?
-            {
-                crate::views::second_factor::OwnerFactor::Overdue => {
-                    // Owners hold every record of the clinic: no way in on a password alone.
-                    return Err(Redirect::to("/account/two-factor?required=1").into_response());
-                }
-                crate::views::second_factor::OwnerFactor::DueBy(at) => second_factor_due = Some(at),
-                crate::views::second_factor::OwnerFactor::Done => {}
-            }
-        }
-        match status {
-            ClinicStatus::Active => {}
-            ClinicStatus::Suspended => {
-                return Err((
-                    StatusCode::FORBIDDEN,
-                    pages::message("This clinic is suspended", "Access to this clinic has been suspended by the operator. Its records are kept safe; contact the operator to restore access."),
-                )
-                    .into_response());
-            }
-            // While closed, owners can still take their export.
-            ClinicStatus::Closed
-                if role == Role::Owner && parts.uri.path().ends_with("/export") => {}
-            ClinicStatus::Closed if role == Role::Owner => {
-                // Owners learn when the data goes and that an export is still possible;
-                // everyone else sees no clinic at all.
-                let clinic = state
-                    .control
-                    .clinic_by_id(clinic_id)
-                    .await
-                    .map_err(|e| AppError::from(e).into_response())?;
-                return Err(crate::views::lifecycle::closed_page(state, &clinic));
-            }
-            ClinicStatus::Closed | ClinicStatus::Purged => {
-                return Err(AppError::NotFound.into_response());
-            }
-        }
+        let second_factor_due = admitted(state, &session, role).await?;
+        open_to(parts, state, (clinic_id, status, role)).await?;
         let tenant = state
             .tenants
             .get(clinic_id)
@@ -352,6 +381,21 @@ pub fn parse_id(text: &str) -> Result<i64, AppError> {
     }
 }
 
+/// The path parameter `name` of the request's route as a record's id: a positive
+/// integer; anything else, or no such parameter, is "not found". Every id in a path is
+/// read this way ([`RecordId`], [`AttachmentId`]).
+async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Result<i64, AppError> {
+    let Path(params) =
+        Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+    parse_id(params.get(name).ok_or(AppError::NotFound)?)
+}
+
 /// The `{id}` of a record's address (`/c/{slug}/patients/{id}`, `…/visits/{id}`): a
 /// positive integer; anything else, or no `{id}` in the route, is "not found".
 pub struct RecordId(pub i64);
@@ -360,11 +404,18 @@ impl<S: Send + Sync> FromRequestParts<S> for RecordId {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(params) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| AppError::NotFound)?;
-        let id = params.get("id").ok_or(AppError::NotFound)?;
-        parse_id(id).map(Self)
+        path_id(parts, state, "id").await.map(Self)
+    }
+}
+
+/// The `{attachment}` of an attachment's address
+/// (`/c/{slug}/patients/{id}/attachments/{attachment}`), read like [`RecordId`].
+pub struct AttachmentId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for AttachmentId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_id(parts, state, "attachment").await.map(Self)
     }
 }

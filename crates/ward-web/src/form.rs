@@ -1,18 +1,20 @@
-//! The one shape of a form's errors: messages by field name, shown next to the field
-//! (`errors.get("phone")`, `errors.has("phone")` for `aria-invalid`), in the order they
-//! were found. Every form of every page uses it.
+//! A form's errors as a page shows them: the domain's [`FieldErrors`] (messages by
+//! field, found by the checks in `ward-clinic` or added here), read by the templates as
+//! they are (`errors.get("phone")`, `errors.has("phone")` for `aria-invalid`,
+//! `errors.item(row, "drug")`, `errors.diagnosis(row)`), and the status the refused
+//! form is answered with. Every form of every page uses it.
 
 use axum::http::StatusCode;
 use ward_clinic::ClinicError;
+pub use ward_clinic::fields::WHOLE_FORM;
+use ward_clinic::{Field, FieldErrors};
 
 use crate::AppError;
 
-/// The field of errors that concern the whole form (a clash with what is stored).
-pub const WHOLE_FORM: &str = "form";
-
-/// A form's errors by field.
+/// A form's errors by field: the domain's [`FieldErrors`], with the HTTP status a page
+/// answers them with.
 #[derive(Debug, Default, Clone)]
-pub struct FormErrors(Vec<(String, String)>);
+pub struct FormErrors(FieldErrors);
 
 impl FormErrors {
     /// No errors yet.
@@ -21,69 +23,25 @@ impl FormErrors {
     }
 
     /// One error.
-    pub fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let mut e = Self::new();
-        e.add(field, message);
-        e
-    }
-
-    /// The message for `field`, if any.
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-    }
-
-    /// Whether `field` has an error (for `aria-invalid`).
-    pub fn has(&self, field: &str) -> bool {
-        self.get(field).is_some()
-    }
-
-    /// The message for column `field` of row `row` of a table of rows
-    /// (`item_{row}_{field}`, see `ward_clinic::visits`).
-    pub fn item(&self, row: &usize, field: &str) -> Option<&str> {
-        self.get(&format!("item_{row}_{field}"))
-    }
-
-    /// The message for diagnosis row `row`.
-    pub fn diagnosis(&self, row: &usize) -> Option<&str> {
-        self.get(&format!("diagnosis_{row}"))
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    pub fn one(field: impl Into<Field>, message: impl Into<String>) -> Self {
+        Self(FieldErrors::one(field, message))
     }
 
     /// Adds one; the first error of a field is the one shown.
-    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        let field = field.into();
-        if !self.has(&field) {
-            self.0.push((field, message.into()));
-        }
+    pub fn add(&mut self, field: impl Into<Field>, message: impl Into<String>) {
+        self.0.add(field, message);
     }
 
     /// Adds the error a domain function returned, if it is about the input; other
     /// errors are given back.
     pub fn absorb(&mut self, e: ClinicError) -> Result<(), AppError> {
-        match e {
-            ClinicError::Invalid { field, message } => {
-                self.add(field, message);
-                Ok(())
-            }
-            ClinicError::Conflict(message) => {
-                self.add(WHOLE_FORM, message);
-                Ok(())
-            }
-            other => Err(other.into()),
-        }
+        Ok(self.0.absorb(e)?)
     }
 
     /// The status a refused form is shown with: 409 when it clashed with what is
     /// stored (a double booking), 422 when the input itself was wrong.
     pub fn status(&self) -> StatusCode {
-        if self.has(WHOLE_FORM) {
+        if self.0.is_conflict() {
             StatusCode::CONFLICT
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
@@ -91,13 +49,23 @@ impl FormErrors {
     }
 }
 
-impl<F: Into<String>> From<Vec<(F, String)>> for FormErrors {
+impl std::ops::Deref for FormErrors {
+    type Target = FieldErrors;
+
+    fn deref(&self) -> &FieldErrors {
+        &self.0
+    }
+}
+
+impl From<FieldErrors> for FormErrors {
+    fn from(e: FieldErrors) -> Self {
+        Self(e)
+    }
+}
+
+impl<F: Into<Field>> From<Vec<(F, String)>> for FormErrors {
     fn from(v: Vec<(F, String)>) -> Self {
-        let mut e = Self::new();
-        for (f, m) in v {
-            e.add(f, m);
-        }
-        e
+        Self(v.into())
     }
 }
 
@@ -107,7 +75,7 @@ mod tests {
 
     #[test]
     fn the_first_error_of_a_field_is_kept_and_rows_are_addressed_by_index() {
-        let mut e = FormErrors::from(vec![("item_2_dose", "Enter a dose.".to_owned())]);
+        let mut e = FormErrors::one(Field::item(2, "dose"), "Enter a dose.");
         e.add("phone", "Too long.");
         e.add("phone", "Second message.");
         assert_eq!(e.get("phone"), Some("Too long."));

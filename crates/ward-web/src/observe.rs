@@ -67,13 +67,56 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// The request's id: the client's when well formed, else a new UUID v7.
+fn request_id(req: &Request) -> Arc<str> {
+    match req.headers().get(REQUEST_ID_HEADER).and_then(well_formed) {
+        Some(id) => id.into(),
+        None => uuid::Uuid::now_v7().to_string().into(),
+    }
+}
+
+/// Records how the request ended on its span, logs its line (a warning for a server
+/// error), and counts it in the request metrics by method, route and status.
+fn finished(
+    span: &tracing::Span,
+    (method, route): (&'static str, &str),
+    status: axum::http::StatusCode,
+    elapsed: std::time::Duration,
+) {
+    span.record("status", status.as_u16());
+    span.record(
+        "latency_us",
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    );
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!("request finished");
+        } else {
+            tracing::info!("request finished");
+        }
+    });
+    let status_label = status.as_u16().to_string();
+    let route = route.to_owned();
+    metrics::counter!(
+        "ward_http_requests_total",
+        "method" => method,
+        "route" => route.clone(),
+        "status" => status_label.clone()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "ward_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => status_label
+    )
+    .record(elapsed.as_secs_f64());
+}
+
 /// The middleware: id, span, log line, metrics, and the id on the response.
 pub async fn track(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id: Arc<str> = match req.headers().get(REQUEST_ID_HEADER).and_then(well_formed) {
-        Some(id) => id.into(),
-        None => uuid::Uuid::now_v7().to_string().into(),
-    };
+    let id = request_id(&req);
     let header = HeaderValue::from_str(&id).ok();
     if let Some(h) = &header {
         req.headers_mut().insert(REQUEST_ID_HEADER, h.clone());
@@ -96,36 +139,12 @@ pub async fn track(mut req: Request, next: Next) -> Response {
         .scope(id, next.run(req))
         .instrument(span.clone())
         .await;
-    let elapsed = started.elapsed();
-    let status = response.status();
-    span.record("status", status.as_u16());
-    span.record(
-        "latency_us",
-        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    finished(
+        &span,
+        (method, &route),
+        response.status(),
+        started.elapsed(),
     );
-    span.in_scope(|| {
-        if status.is_server_error() {
-            tracing::warn!("request finished");
-        } else {
-            tracing::info!("request finished");
-        }
-    });
-    let status_label = status.as_u16().to_string();
-    let route = route.to_string();
-    metrics::counter!(
-        "ward_http_requests_total",
-        "method" => method,
-        "route" => route.clone(),
-        "status" => status_label.clone()
-    )
-    .increment(1);
-    metrics::histogram!(
-        "ward_http_request_duration_seconds",
-        "method" => method,
-        "route" => route,
-        "status" => status_label
-    )
-    .record(elapsed.as_secs_f64());
     if let Some(h) = header {
         response.headers_mut().insert(REQUEST_ID_HEADER, h);
     }

@@ -178,88 +178,125 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Who a request comes from, as its cookies say, and the CSRF token its forms carry.
+struct Resolved {
+    session: Option<Session>,
+    support: Option<SupportSession>,
+    /// The session's token, or the pre-session cookie's, or a freshly minted one.
+    csrf: String,
+    /// The token minted for this request when it had neither (to set as a cookie if a
+    /// page put it in a form).
+    minted: Option<String>,
+}
+
+impl Resolved {
+    /// Looks up the session cookie (a user's session, else a support session) and the
+    /// pre-session CSRF cookie.
+    async fn from_cookies(app: &AppState, headers: &HeaderMap) -> Result<Self, AppError> {
+        let jar = CookieJar::from_headers(headers);
+        let cookie = jar.get(session_cookie_name(&app.config));
+        let session = match cookie {
+            Some(c) => app.control.session(c.value(), app.session_policy).await?,
+            None => None,
+        };
+        let support = match (&session, cookie) {
+            (None, Some(c)) => app.control.support_session(c.value()).await?,
+            _ => None,
+        };
+        let pre_csrf = jar
+            .get(csrf_cookie_name(&app.config))
+            .map(|c| c.value().to_owned())
+            .filter(|v| v.len() == 64);
+        let (csrf, minted) = match (&session, &support, pre_csrf) {
+            (Some(s), _, _) => (s.csrf_token.clone(), None),
+            (None, Some(s), _) => (s.csrf_token.clone(), None),
+            (None, None, Some(v)) => (v, None),
+            (None, None, None) => {
+                let t = random_token();
+                (t.clone(), Some(t))
+            }
+        };
+        Ok(Self {
+            session,
+            support,
+            csrf,
+            minted,
+        })
+    }
+}
+
+/// The request's body, once a state-changing request passed the checks: not
+/// cross-site, and carrying the form's `_csrf` (in the body, read up to
+/// [`MAX_FORM_BYTES`], or for a multipart upload in the address, its body left to
+/// stream). Other requests' bodies pass unread. `Err` is the refusal.
+async fn checked_body(
+    app: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    who: &Resolved,
+) -> Result<Body, Response> {
+    if !matches!(
+        parts.method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        return Ok(body);
+    }
+    if cross_site(&app.config, &parts.headers) {
+        tracing::warn!(path = %parts.uri.path(), "refused a cross-site form submission");
+        return Err(forbidden());
+    }
+    // A file upload streams: its token is in the form's address, not its body.
+    let multipart = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (sent, body) = if multipart {
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        (form_field(query, "_csrf"), body)
+    } else {
+        let bytes = to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|_| too_much())?;
+        (form_field(&bytes, "_csrf"), Body::from(bytes))
+    };
+    let minted = who.minted.is_some();
+    if !minted
+        && sent
+            .as_ref()
+            .is_some_and(|s| constant_time_eq(s, &who.csrf))
+    {
+        return Ok(body);
+    }
+    let why = match (minted, sent.is_some()) {
+        (true, _) => "no session and no form cookie",
+        (false, false) => "the form carried no token",
+        (false, true) => "the form's token does not match",
+    };
+    tracing::warn!(path = %parts.uri.path(), why, "refused a form submission");
+    Err(forbidden())
+}
+
 /// Resolves the session, enforces CSRF on state-changing requests, and marks responses
 /// uncacheable.
 pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let jar = CookieJar::from_headers(&parts.headers);
-    let session = match jar.get(session_cookie_name(&app.config)) {
-        Some(c) => match app.control.session(c.value(), app.session_policy).await {
-            Ok(s) => s,
-            Err(e) => return AppError::from(e).into_response(),
-        },
-        None => None,
+    let who = match Resolved::from_cookies(&app, &parts.headers).await {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
     };
-    let support = match (&session, jar.get(session_cookie_name(&app.config))) {
-        (None, Some(c)) => match app.control.support_session(c.value()).await {
-            Ok(s) => s,
-            Err(e) => return AppError::from(e).into_response(),
-        },
-        _ => None,
+    let body = match checked_body(&app, &parts, body, &who).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
-    let pre_csrf = jar
-        .get(csrf_cookie_name(&app.config))
-        .map(|c| c.value().to_owned())
-        .filter(|v| v.len() == 64);
-    let mut new_pre_csrf = None;
-    let csrf = match (&session, &support, &pre_csrf) {
-        (Some(s), _, _) => s.csrf_token.clone(),
-        (None, Some(s), _) => s.csrf_token.clone(),
-        (None, None, Some(v)) => v.clone(),
-        (None, None, None) => {
-            let t = random_token();
-            new_pre_csrf = Some(t.clone());
-            t
-        }
-    };
-
-    let body = if matches!(
-        parts.method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
-        if cross_site(&app.config, &parts.headers) {
-            tracing::warn!(path = %parts.uri.path(), "refused a cross-site form submission");
-            return forbidden();
-        }
-        // A file upload streams: its token is in the form's address, not its body.
-        let multipart = parts
-            .headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("multipart/form-data"));
-        let (sent, body) = if multipart {
-            let query = parts.uri.query().unwrap_or_default().as_bytes();
-            (form_field(query, "_csrf"), body)
-        } else {
-            let bytes = match to_bytes(body, MAX_FORM_BYTES).await {
-                Ok(b) => b,
-                Err(_) => return too_much(),
-            };
-            (form_field(&bytes, "_csrf"), Body::from(bytes))
-        };
-        let ok =
-            new_pre_csrf.is_none() && sent.as_ref().is_some_and(|s| constant_time_eq(s, &csrf));
-        if !ok {
-            let why = match (new_pre_csrf.is_some(), sent.is_some()) {
-                (true, _) => "no session and no form cookie",
-                (false, false) => "the form carried no token",
-                (false, true) => "the form's token does not match",
-            };
-            tracing::warn!(path = %parts.uri.path(), why, "refused a form submission");
-            return forbidden();
-        }
-        body
-    } else {
-        body
-    };
-
-    parts.extensions.insert(ResolvedSession(session.clone()));
-    parts.extensions.insert(ResolvedSupport(support));
-    let used = new_pre_csrf
+    parts.extensions.insert(ResolvedSession(who.session));
+    parts.extensions.insert(ResolvedSupport(who.support));
+    let used = who
+        .minted
         .as_ref()
         .map(|_| Arc::new(AtomicBool::new(false)));
     parts.extensions.insert(CsrfToken {
-        token: csrf,
+        token: who.csrf,
         used: used.clone(),
     });
     let mut response = next.run(Request::from_parts(parts, body)).await;
@@ -267,13 +304,11 @@ pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if let (Some(t), Some(used)) = (new_pre_csrf, used)
+    if let (Some(t), Some(used)) = (who.minted, used)
         && used.load(Ordering::Acquire)
     {
-        headers.append(
-            header::SET_COOKIE,
-            header_value(&base_cookie(&app.config, csrf_cookie_name(&app.config), t)),
-        );
+        let cookie = base_cookie(&app.config, csrf_cookie_name(&app.config), t);
+        headers.append(header::SET_COOKIE, header_value(&cookie));
     }
     response
 }

@@ -160,66 +160,82 @@ impl From<StoreStats> for HandleSection {
     }
 }
 
-impl StatusReport {
-    /// Reads the control plane. A part that cannot be read counts as failing: the
-    /// report then says `degraded`, never `ok` by default.
-    pub async fn gather(control: &ControlPlane, now: DateTime<Utc>) -> Self {
-        let mut readable = control.ping().await;
-        let (schema, counts, failing, backups, mail, jobs) = if readable {
-            let schema = control.schema_version().await;
-            let counts = control.clinic_counts().await;
-            let failing = control.failing_clinics().await;
-            let backups = control.backup_overview().await;
-            let mail = control.outbox().counts().await;
-            let jobs = control.job_counts().await;
-            readable = schema.is_ok()
+/// What the report reads from the control plane; each part at its default when it
+/// could not be read.
+#[derive(Default)]
+struct ControlReading {
+    /// Whether it answered, and every part was read.
+    readable: bool,
+    schema: u32,
+    counts: Vec<(ward_core::ClinicStatus, u64)>,
+    failing: Vec<ward_control::ClinicRecord>,
+    backups: BackupOverview,
+    mail: OutboxCounts,
+    jobs: JobCounts,
+}
+
+impl ControlReading {
+    async fn read(control: &ControlPlane) -> Self {
+        if !control.ping().await {
+            return Self::default();
+        }
+        let schema = control.schema_version().await;
+        let counts = control.clinic_counts().await;
+        let failing = control.failing_clinics().await;
+        let backups = control.backup_overview().await;
+        let mail = control.outbox().counts().await;
+        let jobs = control.job_counts().await;
+        Self {
+            readable: schema.is_ok()
                 && counts.is_ok()
                 && failing.is_ok()
                 && backups.is_ok()
                 && mail.is_ok()
-                && jobs.is_ok();
-            (
-                schema.unwrap_or(0),
-                counts.unwrap_or_default(),
-                failing.unwrap_or_default(),
-                backups.unwrap_or_default(),
-                mail.unwrap_or_default(),
-                jobs.unwrap_or_default(),
-            )
-        } else {
-            Default::default()
-        };
-        let backups_ok = backups.attention.is_empty();
+                && jobs.is_ok(),
+            schema: schema.unwrap_or(0),
+            counts: counts.unwrap_or_default(),
+            failing: failing.unwrap_or_default(),
+            backups: backups.unwrap_or_default(),
+            mail: mail.unwrap_or_default(),
+            jobs: jobs.unwrap_or_default(),
+        }
+    }
+}
+
+impl StatusReport {
+    /// Reads the control plane. A part that cannot be read counts as failing: the
+    /// report then says `degraded`, never `ok` by default.
+    pub async fn gather(control: &ControlPlane, now: DateTime<Utc>) -> Self {
+        let r = ControlReading::read(control).await;
+        let backups_ok = r.backups.attention.is_empty();
         let replica = REPLICA_SOURCE.get().map(|f| f());
         let replica_ok = replica
             .as_ref()
             .is_none_or(|r| r.worst_lag_ms < REPLICA_LAG_DEGRADED_MS);
-        let healthy = readable && failing.is_empty() && backups_ok && replica_ok;
+        let healthy = r.readable && r.failing.is_empty() && backups_ok && replica_ok;
         Self {
             state: if healthy { State::Ok } else { State::Degraded },
             at: now,
             control_plane: ControlSection {
-                ok: readable,
-                schema,
+                ok: r.readable,
+                schema: r.schema,
             },
             clinics: ClinicsSection {
-                total: counts.iter().map(|(_, n)| n).sum(),
-                by_status: counts
-                    .iter()
+                total: r.counts.iter().map(|(_, n)| n).sum(),
+                by_status: (r.counts.iter())
                     .map(|(status, n)| (status.to_string(), *n))
                     .collect(),
             },
-            failing: failing
-                .into_iter()
+            failing: (r.failing.into_iter())
                 .map(|c| FailingClinic {
                     id: c.id.to_string(),
                     since: c.open_error_at,
                 })
                 .collect(),
-            backups,
+            backups: r.backups,
             backups_ok,
-            mail,
-            jobs,
+            mail: r.mail,
+            jobs: r.jobs,
             replica,
             process: None,
         }

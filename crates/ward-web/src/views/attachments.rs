@@ -2,7 +2,7 @@
 //! and delete (docs/attachments.md).
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::RngCore;
@@ -12,8 +12,7 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
 
 use crate::attachments::{AttachmentError, Stored};
-use crate::extract::parse_id;
-use crate::extract::{AppForm, ClinicAccess};
+use crate::extract::{AppForm, AttachmentId, ClinicAccess, RecordId, parse_id};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -186,19 +185,6 @@ impl AttachmentsBox {
     }
 }
 
-/// Path of one attachment.
-#[derive(Deserialize)]
-pub struct AttachmentPath {
-    id: String,
-    attachment: String,
-}
-
-/// Path of a patient.
-#[derive(Deserialize)]
-pub struct PatientPath {
-    id: String,
-}
-
 /// The most files one upload takes.
 pub const MAX_FILES: usize = 20;
 
@@ -281,6 +267,33 @@ struct Received {
     upload_key: Option<String>,
 }
 
+impl Received {
+    /// The rows of patient `id`'s files `stored`: one title for all, numbered when
+    /// there are several.
+    fn files(&self, id: i64, stored: &[Stored]) -> Vec<NewAttachment> {
+        let count = stored.len();
+        (1..)
+            .zip(stored)
+            .map(|(n, s)| NewAttachment {
+                patient_id: id,
+                visit_id: self.visit_id,
+                kind: self.kind,
+                title: if count == 1 {
+                    self.title.clone()
+                } else {
+                    format!("{} ({n} of {count})", self.title)
+                },
+                content_type: s.content_type.to_owned(),
+                size: bytes_i64(s.size),
+                sha256: s.sha256.clone(),
+                object_name: s.object_name.clone(),
+                key: s.key,
+                upload_key: self.upload_key.clone(),
+            })
+            .collect()
+    }
+}
+
 /// The page an upload goes back to.
 fn back_to(slug: &ward_core::Slug, patient: i64, visit: Option<i64>) -> Response {
     let back = match visit {
@@ -303,6 +316,103 @@ fn check_upload_key(key: &str) -> Result<String, AppError> {
     }
 }
 
+/// The answer to an upload of patient `id` whose key `key` was stored before (a retry),
+/// if it was; refused if it was stored for another record.
+async fn stored_before(
+    access: &ClinicAccess,
+    id: i64,
+    key: &str,
+) -> Result<Option<Response>, AppError> {
+    let k = key.to_owned();
+    let before = access
+        .tenant
+        .with(move |conn| attachments::find_upload(&conn, &k))
+        .await?;
+    match before {
+        Some((patient, _)) if patient != id => Err(AppError::Refused(
+            "This upload form was already used for another record. Reload the page and \
+             upload again."
+                .into(),
+        )),
+        Some((patient, visit)) => Ok(Some(back_to(&access.slug, patient, visit))),
+        None => Ok(None),
+    }
+}
+
+/// An upload's form as read so far.
+#[derive(Default)]
+struct Reading {
+    title: Option<String>,
+    kind: Option<Kind>,
+    visit_id: Option<i64>,
+    upload_key: Option<String>,
+    /// Bytes left in the clinic's quota, once the first file's target was checked.
+    room: Option<u64>,
+}
+
+impl Reading {
+    /// Stores one `file` part into `stored`, within the quota. Before the first, the
+    /// kind's permission, the title and the patient (and visit) are checked.
+    async fn file(
+        &mut self,
+        app: &AppState,
+        access: &ClinicAccess,
+        id: i64,
+        field: axum::extract::multipart::Field<'_>,
+        stored: &mut Vec<Stored>,
+    ) -> Result<(), AppError> {
+        let name = field.file_name().map(str::to_owned);
+        // A file input left empty sends one part with no name and no bytes.
+        if name.as_deref() == Some("") {
+            return Ok(());
+        }
+        let (Some(t), Some(k)) = (self.title.as_deref(), self.kind) else {
+            return Err(bad_form());
+        };
+        if stored.len() >= MAX_FILES {
+            return Err(AppError::Refused(format!(
+                "At most {MAX_FILES} files can be sent at once. Nothing was stored."
+            )));
+        }
+        let store = &app.attachments;
+        let left = match self.room {
+            Some(left) => left,
+            None => {
+                access.require(k.write_permission())?;
+                self.title = Some(attachments::check_title(t)?);
+                // The patient must exist before anything is stored.
+                let vid = self.visit_id;
+                let used = access
+                    .tenant
+                    .with(move |conn| attachments::check_upload(&conn, id, vid))
+                    .await?;
+                store.quota_bytes.saturating_sub(used)
+            }
+        };
+        let n = stored.len() + 1;
+        let s = store
+            .put_within(field, left)
+            .await
+            .map_err(|e| store_error(e, store, which(n, name.as_deref())))?;
+        self.room = Some(left.saturating_sub(s.size));
+        stored.push(s);
+        Ok(())
+    }
+
+    /// The form, complete: a title, a kind and at least one file.
+    fn finish(self, stored: &[Stored]) -> Result<Received, AppError> {
+        let (Some(title), Some(kind), false) = (self.title, self.kind, stored.is_empty()) else {
+            return Err(bad_form());
+        };
+        Ok(Received {
+            title,
+            kind,
+            visit_id: self.visit_id,
+            upload_key: self.upload_key,
+        })
+    }
+}
+
 /// Reads the form, storing each file as it streams in (into `stored`, which the caller
 /// empties from the store on failure). `Ok(Err(response))`: the upload was stored
 /// before (a retry), and this is its answer.
@@ -313,95 +423,85 @@ async fn receive(
     form: &mut Multipart,
     stored: &mut Vec<Stored>,
 ) -> Result<Result<Received, Response>, AppError> {
-    let mut title = None;
-    let mut kind = None;
-    let mut visit_id = None;
-    let mut upload_key = None;
-    let mut room = None;
-    let store = &app.attachments;
+    let mut r = Reading::default();
     while let Some(field) = form.next_field().await.map_err(|_| bad_form())? {
         match field.name().unwrap_or_default() {
             "upload_key" => {
                 let key = check_upload_key(&small_text(field).await?)?;
-                let k = key.clone();
-                let before = access
-                    .tenant
-                    .with(move |conn| attachments::find_upload(&conn, &k))
-                    .await?;
-                if let Some((patient, visit)) = before {
-                    if patient != id {
-                        return Err(AppError::Refused(
-                            "This upload form was already used for another record. Reload \
-                             the page and upload again."
-                                .into(),
-                        ));
-                    }
-                    return Ok(Err(back_to(&access.slug, patient, visit)));
+                if let Some(answer) = stored_before(access, id, &key).await? {
+                    return Ok(Err(answer));
                 }
-                upload_key = Some(key);
+                r.upload_key = Some(key);
             }
-            "title" => title = Some(small_text(field).await?),
+            "title" => r.title = Some(small_text(field).await?),
             "kind" => {
                 let k = small_text(field).await?;
-                kind = Some(Kind::parse(k.trim()).ok_or_else(bad_form)?);
+                r.kind = Some(Kind::parse(k.trim()).ok_or_else(bad_form)?);
             }
             "visit" => {
                 let v = small_text(field).await?;
                 if !v.trim().is_empty() {
-                    visit_id = Some(parse_id(v.trim())?);
+                    r.visit_id = Some(parse_id(v.trim())?);
                 }
             }
-            "file" => {
-                let name = field.file_name().map(str::to_owned);
-                // A file input left empty sends one part with no name and no bytes.
-                if name.as_deref() == Some("") {
-                    continue;
-                }
-                let (Some(t), Some(k)) = (title.as_deref(), kind) else {
-                    return Err(bad_form());
-                };
-                if stored.len() >= MAX_FILES {
-                    return Err(AppError::Refused(format!(
-                        "At most {MAX_FILES} files can be sent at once. Nothing was stored."
-                    )));
-                }
-                let left = match room {
-                    Some(left) => left,
-                    None => {
-                        access.require(k.write_permission())?;
-                        title = Some(attachments::check_title(t)?);
-                        // The patient must exist before anything is stored.
-                        let vid = visit_id;
-                        let used = access
-                            .tenant
-                            .with(move |conn| {
-                                attachments::check_target(&conn, id, vid)?;
-                                attachments::usage(&conn)
-                            })
-                            .await?;
-                        store.quota_bytes.saturating_sub(used)
-                    }
-                };
-                let n = stored.len() + 1;
-                let s = store
-                    .put_within(field, left)
-                    .await
-                    .map_err(|e| store_error(e, store, which(n, name.as_deref())))?;
-                room = Some(left.saturating_sub(s.size));
-                stored.push(s);
-            }
+            "file" => r.file(app, access, id, field, stored).await?,
             _ => {}
         }
     }
-    let (Some(title), Some(kind), false) = (title, kind, stored.is_empty()) else {
-        return Err(bad_form());
+    r.finish(stored).map(Ok)
+}
+
+/// What an upload came to, its files stored.
+enum Upload {
+    /// Its rows were written: their ids, in the upload's order, and its visit.
+    Created {
+        ids: Vec<i64>,
+        visit_id: Option<i64>,
+    },
+    /// It was stored before (a retry): the answer given then; its files are not needed.
+    Before(Response),
+}
+
+/// Receives the upload into `stored` and writes its rows (with their audit rows) in
+/// one transaction, unless it was stored before or takes the clinic past its quota.
+async fn upload(
+    app: &AppState,
+    access: &ClinicAccess,
+    id: i64,
+    form: &mut Multipart,
+    stored: &mut Vec<Stored>,
+) -> Result<Upload, AppError> {
+    let received = match receive(app, access, id, form, stored).await? {
+        Ok(r) => r,
+        Err(answer) => return Ok(Upload::Before(answer)),
     };
-    Ok(Ok(Received {
-        title,
-        kind,
-        visit_id,
-        upload_key,
-    }))
+    let files = received.files(id, stored);
+    let entry = access.audit_entry(app.clock.now(), Action::Create);
+    let quota = app.attachments.quota_bytes;
+    let created = access
+        .tenant
+        .with(move |conn| attachments::create_batch(&conn, &files, quota, entry))
+        .await;
+    let e = match created {
+        Ok(Batch::Created(ids)) => {
+            let visit_id = received.visit_id;
+            return Ok(Upload::Created { ids, visit_id });
+        }
+        Ok(Batch::AlreadyStored {
+            patient_id,
+            visit_id,
+        }) => return Ok(Upload::Before(back_to(&access.slug, patient_id, visit_id))),
+        Ok(Batch::OverQuota { .. }) => return Err(over_quota(&app.attachments)),
+        Err(e) => e,
+    };
+    // The same upload, retried while the first copy was being written, loses the race
+    // on the key's unique index: answer with the first copy.
+    if let Some(key) = received.upload_key
+        && let Ok(Some(answer)) = stored_before(access, id, &key).await
+    {
+        return Ok(Upload::Before(answer));
+    }
+    Err(e.into())
 }
 
 /// A body stream that gives way after every piece (it wakes itself and answers
@@ -511,89 +611,32 @@ async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: i64, s: &Sto
 pub async fn upload_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(PatientPath { id }): Path<PatientPath>,
+    RecordId(id): RecordId,
     request: axum::extract::Request,
 ) -> Page {
-    let id = parse_id(&id)?;
     if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
         return Err(AppError::Forbidden);
     }
     let mut form = paced_form(request, &app).await?;
     let mut stored = Vec::new();
-    let received = match receive(&app, &access, id, &mut form, &mut stored).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(answer)) => {
-            discard(&app, &stored).await;
-            return Ok(answer);
-        }
-        Err(e) => {
-            discard(&app, &stored).await;
-            return Err(e);
-        }
-    };
-    let count = stored.len();
-    let files: Vec<NewAttachment> = (1..)
-        .zip(&stored)
-        .map(|(n, s)| NewAttachment {
-            patient_id: id,
-            visit_id: received.visit_id,
-            kind: received.kind,
-            title: if count == 1 {
-                received.title.clone()
-            } else {
-                format!("{} ({n} of {count})", received.title)
-            },
-            content_type: s.content_type.to_owned(),
-            size: bytes_i64(s.size),
-            sha256: s.sha256.clone(),
-            object_name: s.object_name.clone(),
-            key: s.key,
-            upload_key: received.upload_key.clone(),
-        })
-        .collect();
-    let entry = access.audit_entry(app.clock.now(), Action::Create);
-    let quota = app.attachments.quota_bytes;
-    let created = access
-        .tenant
-        .with(move |conn| attachments::create_batch(&conn, &files, quota, entry))
-        .await;
-    let ids = match created {
-        Ok(Batch::Created(ids)) => ids,
-        Ok(Batch::AlreadyStored {
-            patient_id,
-            visit_id,
-        }) => {
-            discard(&app, &stored).await;
-            return Ok(back_to(&access.slug, patient_id, visit_id));
-        }
-        Ok(Batch::OverQuota { .. }) => {
-            discard(&app, &stored).await;
-            return Err(over_quota(&app.attachments));
-        }
-        Err(e) => {
-            discard(&app, &stored).await;
-            // The same upload, retried while the first copy was being written, loses
-            // the race on the key's unique index: answer with the first copy.
-            if let Some(key) = received.upload_key {
-                let before = access
-                    .tenant
-                    .with(move |conn| attachments::find_upload(&conn, &key))
-                    .await;
-                if let Ok(Some((patient, visit))) = before
-                    && patient == id
-                {
-                    return Ok(back_to(&access.slug, patient, visit));
+    match upload(&app, &access, id, &mut form, &mut stored).await {
+        Ok(Upload::Created { ids, visit_id }) => {
+            for (aid, s) in ids.into_iter().zip(&stored) {
+                if crate::thumbnail::applies(s.content_type) {
+                    make_thumbnail(&app, &access, aid, s).await;
                 }
             }
-            return Err(e.into());
+            Ok(back_to(&access.slug, id, visit_id))
         }
-    };
-    for (aid, s) in ids.into_iter().zip(&stored) {
-        if crate::thumbnail::applies(s.content_type) {
-            make_thumbnail(&app, &access, aid, s).await;
+        Ok(Upload::Before(answer)) => {
+            discard(&app, &stored).await;
+            Ok(answer)
+        }
+        Err(e) => {
+            discard(&app, &stored).await;
+            Err(e)
         }
     }
-    Ok(back_to(&access.slug, id, received.visit_id))
 }
 
 /// The headers every attachment response carries, and its body.
@@ -622,40 +665,59 @@ fn sandboxed(
     r
 }
 
-async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, download: bool) -> Page {
-    let id = parse_id(&path.id)?;
-    let aid = parse_id(&path.attachment)?;
+/// Attachment `aid` of patient `id`, if this role may see its kind.
+async fn visible(access: &ClinicAccess, id: i64, aid: i64) -> Result<Attachment, AppError> {
     let a = access
         .tenant
         .with(move |conn| attachments::get(&conn, id, aid))
         .await?;
     access.require(a.kind.view_permission())?;
-    let download = download || !crate::attachments::inline(&a.content_type);
-    let action = if download {
-        Action::Export
-    } else {
-        Action::View
-    };
+    Ok(a)
+}
+
+/// Records that `a` was opened (`action`), then opens the stored object `object`
+/// (its name, key and digest): the file or its thumbnail (`what`, for the log).
+async fn open_audited(
+    app: &AppState,
+    access: &ClinicAccess,
+    a: Attachment,
+    action: Action,
+    (object, key, sha256): (&str, &[u8], &str),
+    what: &'static str,
+) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>, AppError> {
+    let aid = a.id;
     let entry = access.audit_entry(app.clock.now(), action);
-    let row = a.clone();
     access
         .tenant
-        .with(move |conn| attachments::record_access(&conn, &row, entry))
+        .with(move |conn| attachments::record_access(&conn, &a, entry))
         .await?;
-    let body = app
-        .attachments
-        .open(&a.object_name, &a.key, &a.sha256)
+    app.attachments
+        .open(object, key, sha256)
         .await
         .map_err(|e| {
-            tracing::error!(attachment = a.id, error = %e, "an attachment could not be read");
+            tracing::error!(attachment = aid, error = %e, "{what} could not be read");
             AppError::Internal(Box::new(e))
-        })?;
-    let ext = ward_clinic::archive::extension(&a.content_type);
-    let disposition = if download {
-        format!("attachment; filename=\"attachment-{}.{ext}\"", a.id)
+        })
+}
+
+/// Attachment `aid` of patient `id`, inline or as a `download`.
+async fn send(
+    app: &AppState,
+    access: &ClinicAccess,
+    (id, aid): (i64, i64),
+    download: bool,
+) -> Page {
+    let a = visible(access, id, aid).await?;
+    let download = download || !crate::attachments::inline(&a.content_type);
+    let (action, disposition) = if download {
+        let ext = ward_clinic::archive::extension(&a.content_type);
+        let name = format!("attachment; filename=\"attachment-{}.{ext}\"", a.id);
+        (Action::Export, name)
     } else {
-        "inline".to_owned()
+        (Action::View, "inline".to_owned())
     };
+    let object = (a.object_name.as_str(), &a.key[..], a.sha256.as_str());
+    let body = open_audited(app, access, a.clone(), action, object, "an attachment").await?;
     Ok(sandboxed(
         a.content_type.clone(),
         Some(a.size),
@@ -671,37 +733,17 @@ async fn send(app: &AppState, access: &ClinicAccess, path: AttachmentPath, downl
 pub async fn thumbnail_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
 ) -> Page {
-    let id = parse_id(&path.id)?;
-    let aid = parse_id(&path.attachment)?;
-    let a = access
-        .tenant
-        .with(move |conn| attachments::get(&conn, id, aid))
-        .await?;
-    access.require(a.kind.view_permission())?;
+    let a = visible(&access, id, aid).await?;
     let Some(t) = a.thumbnail.clone() else {
         return Err(AppError::NotFound);
     };
-    let entry = access.audit_entry(app.clock.now(), Action::View);
-    access
-        .tenant
-        .with(move |conn| attachments::record_access(&conn, &a, entry))
-        .await?;
-    let body = app
-        .attachments
-        .open(&t.object_name, &t.key, &t.sha256)
-        .await
-        .map_err(|e| {
-            tracing::error!(attachment = aid, error = %e, "a thumbnail could not be read");
-            AppError::Internal(Box::new(e))
-        })?;
-    Ok(sandboxed(
-        "image/jpeg".to_owned(),
-        None,
-        "inline".to_owned(),
-        body,
-    ))
+    let object = (t.object_name.as_str(), &t.key[..], t.sha256.as_str());
+    let body = open_audited(&app, &access, a, Action::View, object, "a thumbnail").await?;
+    let inline = "inline".to_owned();
+    Ok(sandboxed("image/jpeg".to_owned(), None, inline, body))
 }
 
 /// `GET /static/upload.js`: the upload form's progress bar and retries (the form works
@@ -721,9 +763,10 @@ pub async fn upload_js_get() -> impl IntoResponse {
 pub async fn view_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
 ) -> Page {
-    send(&app, &access, path, false).await
+    send(&app, &access, (id, aid), false).await
 }
 
 /// `GET /c/{slug}/patients/{id}/attachments/{attachment}/download`: as a download;
@@ -731,9 +774,10 @@ pub async fn view_get(
 pub async fn download_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
 ) -> Page {
-    send(&app, &access, path, true).await
+    send(&app, &access, (id, aid), true).await
 }
 
 /// The delete form.
@@ -750,11 +794,10 @@ pub struct DeleteForm {
 pub async fn delete_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    Path(path): Path<AttachmentPath>,
+    RecordId(id): RecordId,
+    AttachmentId(aid): AttachmentId,
     AppForm(form): AppForm<DeleteForm>,
 ) -> Page {
-    let id = parse_id(&path.id)?;
-    let aid = parse_id(&path.attachment)?;
     let a = access
         .tenant
         .with(move |conn| attachments::get(&conn, id, aid))

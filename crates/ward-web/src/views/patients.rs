@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use ward_clinic::audit::Action;
-use ward_clinic::patients::{self, Patient, PatientForm};
+use ward_clinic::patients::{self, Correction, Patient, PatientForm, Registration};
 use ward_clinic::payments::Account;
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
@@ -136,83 +136,105 @@ fn extra_sections(
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
     payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
 ) -> Vec<Section> {
+    let appointments = appointments.map(|a| appointments_section(access, settings, id, &a));
+    let payments =
+        payments.map(|(p, account)| payments_section(access, settings, id, &p, &account));
+    appointments.into_iter().chain(payments).collect()
+}
+
+fn cell(text: String, href: Option<String>) -> Cell {
+    Cell { text, href }
+}
+
+/// The patient's appointments, with a link to book one for roles that may.
+fn appointments_section(
+    access: &ClinicAccess,
+    settings: &ClinicSettings,
+    id: i64,
+    appts: &[ward_clinic::appointments::Appointment],
+) -> Section {
     let slug = access.slug.as_str();
-    let cell = |text: String, href: Option<String>| Cell { text, href };
-    let mut out = Vec::new();
-    if let Some(appts) = appointments {
-        let mut actions = Vec::new();
-        if access.can(Permission::ManageAppointments) {
-            actions.push((
-                format!("/c/{slug}/appointments?patient={id}"),
-                "Book an appointment".to_owned(),
-            ));
-        }
-        out.push(Section {
-            id: "appointments",
-            title: "Appointments".to_owned(),
-            summary: None,
-            columns: ["When", "Doctor", "Status", "Reason"]
-                .map(str::to_owned)
-                .to_vec(),
-            rows: appts
-                .iter()
-                .map(|a| {
-                    vec![
-                        cell(
-                            settings
-                                .local(a.starts_at)
-                                .format("%Y-%m-%d %H:%M")
-                                .to_string(),
-                            Some(format!("/c/{slug}/appointments/{}", a.id)),
-                        ),
-                        cell(a.doctor_name.clone(), None),
-                        cell(a.status.label().to_owned(), None),
-                        cell(a.reason.clone(), None),
-                    ]
-                })
-                .collect(),
-            empty: "No appointments.".to_owned(),
-            actions,
-        });
+    let mut actions = Vec::new();
+    if access.can(Permission::ManageAppointments) {
+        actions.push((
+            format!("/c/{slug}/appointments?patient={id}"),
+            "Book an appointment".to_owned(),
+        ));
     }
-    if let Some((pays, account)) = payments {
-        let receipts = access.can(Permission::RecordPayments);
-        let mut actions = Vec::new();
-        if receipts {
-            actions.push((
-                format!("/c/{slug}/payments/new?patient={id}"),
-                "Record a payment".to_owned(),
-            ));
-        }
-        out.push(Section {
-            id: "payments",
-            title: "Payments".to_owned(),
-            summary: Some(account_summary(settings, &account)),
-            columns: ["Date", "Receipt", "Amount", "Method"]
-                .map(str::to_owned)
-                .to_vec(),
-            rows: pays
-                .iter()
-                .map(|p| {
-                    vec![
-                        cell(
-                            settings.local(p.received_at).format("%Y-%m-%d").to_string(),
-                            None,
-                        ),
-                        cell(
-                            format!("No. {}", p.receipt_number),
-                            receipts.then(|| format!("/c/{slug}/payments/{}/receipt", p.id)),
-                        ),
-                        cell(settings.money(p.amount_minor), None),
-                        cell(p.method.label().to_owned(), None),
-                    ]
-                })
-                .collect(),
-            empty: "No payments recorded.".to_owned(),
-            actions,
-        });
+    Section {
+        id: "appointments",
+        title: "Appointments".to_owned(),
+        summary: None,
+        columns: ["When", "Doctor", "Status", "Reason"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: appts
+            .iter()
+            .map(|a| {
+                vec![
+                    cell(
+                        settings
+                            .local(a.starts_at)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string(),
+                        Some(format!("/c/{slug}/appointments/{}", a.id)),
+                    ),
+                    cell(a.doctor_name.clone(), None),
+                    cell(a.status.label().to_owned(), None),
+                    cell(a.reason.clone(), None),
+                ]
+            })
+            .collect(),
+        empty: "No appointments.".to_owned(),
+        actions,
     }
-    out
+}
+
+/// The patient's payments and account, with receipts and a link to record a payment
+/// for roles that may.
+fn payments_section(
+    access: &ClinicAccess,
+    settings: &ClinicSettings,
+    id: i64,
+    pays: &[ward_clinic::payments::Payment],
+    account: &Account,
+) -> Section {
+    let slug = access.slug.as_str();
+    let receipts = access.can(Permission::RecordPayments);
+    let mut actions = Vec::new();
+    if receipts {
+        actions.push((
+            format!("/c/{slug}/payments/new?patient={id}"),
+            "Record a payment".to_owned(),
+        ));
+    }
+    Section {
+        id: "payments",
+        title: "Payments".to_owned(),
+        summary: Some(account_summary(settings, account)),
+        columns: ["Date", "Receipt", "Amount", "Method"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: pays
+            .iter()
+            .map(|p| {
+                vec![
+                    cell(
+                        settings.local(p.received_at).format("%Y-%m-%d").to_string(),
+                        None,
+                    ),
+                    cell(
+                        format!("No. {}", p.receipt_number),
+                        receipts.then(|| format!("/c/{slug}/payments/{}/receipt", p.id)),
+                    ),
+                    cell(settings.money(p.amount_minor), None),
+                    cell(p.method.label().to_owned(), None),
+                ]
+            })
+            .collect(),
+        empty: "No payments recorded.".to_owned(),
+        actions,
+    }
 }
 
 /// "Charged X · Paid Y · Balance due Z", or "In credit Z" when they paid more than
@@ -384,23 +406,61 @@ pub(crate) struct PatientPost {
     reason: String,
 }
 
+impl FormPage {
+    /// The registration form, with what was typed, its errors and possible duplicates.
+    async fn register(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        form: PatientForm,
+        errors: FormErrors,
+        duplicates: Vec<Duplicate>,
+    ) -> Result<Self, AppError> {
+        Ok(Self {
+            action: format!("/c/{}/patients/new", access.slug),
+            title: "Register a patient".into(),
+            form,
+            errors,
+            duplicates,
+            sexes: &patients::SEXES,
+            cancel: format!("/c/{}/patients", access.slug),
+            reason: None,
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
+
+    /// The correction form of patient `p`, with what was typed, the reason and errors.
+    async fn correct(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        p: &Patient,
+        (form, reason): (PatientForm, String),
+        errors: FormErrors,
+    ) -> Result<Self, AppError> {
+        let id = p.id;
+        Ok(Self {
+            action: format!("/c/{}/patients/{id}/edit", access.slug),
+            title: format!("Edit No. {} {}", p.number, p.full_name),
+            form,
+            errors,
+            duplicates: Vec::new(),
+            sexes: &patients::SEXES,
+            cancel: format!("/c/{}/patients/{id}", access.slug),
+            reason: Some(reason),
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
+}
+
 /// `GET /c/{slug}/patients/new`.
 pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csrf): Csrf) -> Page {
     access.require(Permission::EditDemographics)?;
-    let page = FormPage {
-        action: format!("/c/{}/patients/new", access.slug),
-        title: "Register a patient".into(),
-        form: PatientForm {
-            sex: String::new(),
-            ..PatientForm::default()
-        },
-        errors: FormErrors::default(),
-        duplicates: Vec::new(),
-        sexes: &patients::SEXES,
-        cancel: format!("/c/{}/patients", access.slug),
-        reason: None,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+    let form = PatientForm {
+        sex: String::new(),
+        ..PatientForm::default()
     };
+    let page = FormPage::register(&app, &access, csrf, form, FormErrors::new(), Vec::new()).await?;
     Ok(Html(page.render()?).into_response())
 }
 
@@ -413,49 +473,25 @@ pub async fn new_post(
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let now = app.clock.now();
-    let entry = access.audit_entry(now, Action::Create);
-    let form = post.form.clone();
+    let entry = access.audit_entry(app.clock.now(), Action::Create);
     let confirmed = post.confirm_duplicate == "yes";
+    let form = post.form.clone();
     let outcome = access
         .tenant
-        .with(|conn| {
-            let s = settings::load(&conn)?;
-            let valid = match form.validate(s.local(now).date_naive()) {
-                Ok(v) => v,
-                Err(errors) => {
-                    return Ok::<_, ward_clinic::ClinicError>(Err((errors, Vec::new(), s)));
-                }
-            };
-            if !confirmed {
-                let dups = patients::find_duplicates(&conn, &valid, None)?;
-                if !dups.is_empty() {
-                    return Ok(Err((Vec::new(), dups, s)));
-                }
-            }
-            Ok(Ok(patients::create(&conn, &valid, entry)?))
-        })
+        .with(|conn| patients::register(&conn, &form, confirmed, entry))
         .await?;
     match outcome {
-        Ok(p) => Ok(Redirect::to(&format!("/c/{}/patients/{}", access.slug, p.id)).into_response()),
-        Err((errors, dups, s)) => {
-            let today = today(&app, &s);
-            let page = FormPage {
-                action: format!("/c/{}/patients/new", access.slug),
-                title: "Register a patient".into(),
-                form: post.form,
-                errors: errors.into(),
-                duplicates: duplicates(access.slug.as_str(), &dups, today),
-                sexes: &patients::SEXES,
-                cancel: format!("/c/{}/patients", access.slug),
-                reason: None,
-                frame: ClinicFrame::new(
-                    &access,
-                    clinic_name(&app, &access).await?,
-                    csrf,
-                    "patients",
-                ),
-            };
+        Registration::Registered(p) => {
+            Ok(Redirect::to(&format!("/c/{}/patients/{}", access.slug, p.id)).into_response())
+        }
+        Registration::Refused {
+            errors,
+            duplicates: found,
+            today,
+        } => {
+            let found = duplicates(access.slug.as_str(), &found, today);
+            let page =
+                FormPage::register(&app, &access, csrf, post.form, errors.into(), found).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
         }
     }
@@ -519,6 +555,91 @@ struct PatientPage {
     attachments: Option<crate::views::attachments::AttachmentsBox>,
 }
 
+/// Everything the patient page shows, read in one hand-off to the database.
+struct PatientData {
+    s: ClinicSettings,
+    p: Patient,
+    extras: PatientExtras,
+    files: Vec<ward_clinic::attachments::Attachment>,
+}
+
+impl PatientData {
+    /// Patient `id` and the parts `allowed` may see, in one read transaction.
+    async fn load(access: &ClinicAccess, id: i64, allowed: Allowed) -> Result<Self, AppError> {
+        Ok(access
+            .tenant
+            .read(|conn| {
+                Ok::<_, ward_clinic::ClinicError>(Self {
+                    s: settings::load(&conn)?,
+                    p: patients::get(&conn, id)?,
+                    extras: PatientExtras::load(&conn, &allowed, id)?,
+                    files: ward_clinic::attachments::list(&conn, id)?,
+                })
+            })
+            .await?)
+    }
+}
+
+impl PatientPage {
+    /// The page of `data` for this role.
+    async fn new(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        allowed: Allowed,
+        data: PatientData,
+    ) -> Result<Self, AppError> {
+        let PatientData {
+            s,
+            p,
+            extras,
+            files,
+        } = data;
+        let id = p.id;
+        let slug = access.slug.to_string();
+        let visits = extras
+            .visits
+            .iter()
+            .map(|v: &VisitSummary| VisitLine {
+                href: format!("/c/{slug}/visits/{}", v.id),
+                when: s.local(v.visited_at).format("%Y-%m-%d %H:%M").to_string(),
+                doctor: v.doctor_name.clone(),
+                diagnoses: v.diagnoses.clone(),
+                items: v.items,
+            })
+            .collect();
+        let restricted = crate::views::rights::restriction_banner(&s, &extras.standing);
+        let mut attachments =
+            crate::views::attachments::AttachmentsBox::new(access, &s, &csrf, id, files);
+        if restricted.is_some()
+            && let Some(b) = attachments.as_mut()
+        {
+            // Nothing new is added to a restricted record.
+            b.upload_href = None;
+        }
+        Ok(Self {
+            attachments,
+            merging: (extras.merging)
+                .map(|m| crate::views::merge::MergeBox::new(access, &s, id, m)),
+            rights: (allowed.rights)
+                .then(|| crate::views::rights::RightsBox::new(access, &s, id, &extras.standing)),
+            restricted,
+            accessed_by: extras.accessed_by.map(|rows| {
+                crate::views::audit::AccessedBy::new(access, &s, rows, Some((p.id, p.number)))
+            }),
+            sections: extra_sections(access, &s, id, extras.appointments, extras.payments),
+            age_sex: age_sex(&p, today(app, &s)),
+            registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),
+            can_edit: access.can(Permission::EditDemographics),
+            clinical: allowed.clinical,
+            can_write_clinical: access.can(Permission::WriteClinical),
+            visits,
+            p,
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
+}
+
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
 /// other areas' sections. Audited as a `view`.
 pub async fn show_get(
@@ -529,69 +650,14 @@ pub async fn show_get(
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let allowed = Allowed::of(&access);
-    // One hand-off to the database for the whole page.
-    let (p, extras, s, files) = access
-        .tenant
-        .read(|conn| {
-            let s = settings::load(&conn)?;
-            let p = patients::get(&conn, id)?;
-            let extras = PatientExtras::load(&conn, &allowed, id)?;
-            let files = ward_clinic::attachments::list(&conn, id)?;
-            Ok::<_, ward_clinic::ClinicError>((p, extras, s, files))
-        })
-        .await?;
-    let now = app.clock.now();
+    let data = PatientData::load(&access, id, allowed).await?;
     access.note_view(
         &app,
-        access.audit_entry(now, Action::View).entity("patient", id),
+        access
+            .audit_entry(app.clock.now(), Action::View)
+            .entity("patient", id),
     )?;
-    let slug = access.slug.to_string();
-    let visits = extras
-        .visits
-        .iter()
-        .map(|v: &VisitSummary| VisitLine {
-            href: format!("/c/{slug}/visits/{}", v.id),
-            when: s.local(v.visited_at).format("%Y-%m-%d %H:%M").to_string(),
-            doctor: v.doctor_name.clone(),
-            diagnoses: v.diagnoses.clone(),
-            items: v.items,
-        })
-        .collect();
-    let sections = extra_sections(&access, &s, id, extras.appointments, extras.payments);
-    let accessed_by = extras.accessed_by.map(|rows| {
-        crate::views::audit::AccessedBy::new(&access, &s, rows, Some((p.id, p.number)))
-    });
-    let restricted = crate::views::rights::restriction_banner(&s, &extras.standing);
-    let rights = allowed
-        .rights
-        .then(|| crate::views::rights::RightsBox::new(&access, &s, id, &extras.standing));
-    let merging = extras
-        .merging
-        .map(|m| crate::views::merge::MergeBox::new(&access, &s, id, m));
-    let mut attachments =
-        crate::views::attachments::AttachmentsBox::new(&access, &s, &csrf, id, files);
-    if restricted.is_some()
-        && let Some(b) = attachments.as_mut()
-    {
-        // Nothing new is added to a restricted record.
-        b.upload_href = None;
-    }
-    let page = PatientPage {
-        attachments,
-        merging,
-        rights,
-        restricted,
-        accessed_by,
-        age_sex: age_sex(&p, today(&app, &s)),
-        registered: s.local(p.created_at).format("%Y-%m-%d").to_string(),
-        can_edit: access.can(Permission::EditDemographics),
-        clinical: allowed.clinical,
-        can_write_clinical: access.can(Permission::WriteClinical),
-        visits,
-        sections,
-        p,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let page = PatientPage::new(&app, &access, csrf, allowed, data).await?;
     Ok(Html(page.render()?).into_response())
 }
 
@@ -612,17 +678,8 @@ pub async fn edit_get(
             .entity("patient", id)
             .detail("edit form"),
     )?;
-    let page = FormPage {
-        action: format!("/c/{}/patients/{id}/edit", access.slug),
-        title: format!("Edit No. {} {}", p.number, p.full_name),
-        form: p.to_form(),
-        errors: FormErrors::default(),
-        duplicates: Vec::new(),
-        sexes: &patients::SEXES,
-        cancel: format!("/c/{}/patients/{id}", access.slug),
-        reason: Some(String::new()),
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let typed = (p.to_form(), String::new());
+    let page = FormPage::correct(&app, &access, csrf, &p, typed, FormErrors::new()).await?;
     Ok(Html(page.render()?).into_response())
 }
 
@@ -636,47 +693,20 @@ pub async fn edit_post(
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let now = app.clock.now();
-    let entry = access.audit_entry(now, Action::Update);
-    let form = post.form.clone();
-    let reason = post.reason.clone();
+    let entry = access.audit_entry(app.clock.now(), Action::Update);
+    let (form, reason) = (post.form.clone(), post.reason.clone());
     let outcome = access
         .tenant
-        .with(|conn| {
-            let old = patients::get(&conn, id)?;
-            let s = settings::load(&conn)?;
-            match form.validate(s.local(now).date_naive()) {
-                Ok(valid) => match patients::update(&conn, id, &valid, &reason, entry) {
-                    Ok(_) => Ok::<_, ward_clinic::ClinicError>(Ok(())),
-                    Err(ward_clinic::ClinicError::Invalid {
-                        field: "reason",
-                        message,
-                    }) => Ok(Err((vec![("reason", message)], old))),
-                    Err(e) => Err(e),
-                },
-                Err(errors) => Ok(Err((errors, old))),
-            }
-        })
+        .with(|conn| patients::correct(&conn, id, &form, &reason, entry))
         .await?;
     match outcome {
-        Ok(()) => Ok(Redirect::to(&format!("/c/{}/patients/{id}", access.slug)).into_response()),
-        Err((errors, old)) => {
-            let page = FormPage {
-                action: format!("/c/{}/patients/{id}/edit", access.slug),
-                title: format!("Edit No. {} {}", old.number, old.full_name),
-                form: post.form,
-                errors: errors.into(),
-                duplicates: Vec::new(),
-                sexes: &patients::SEXES,
-                cancel: format!("/c/{}/patients/{id}", access.slug),
-                reason: Some(post.reason),
-                frame: ClinicFrame::new(
-                    &access,
-                    clinic_name(&app, &access).await?,
-                    csrf,
-                    "patients",
-                ),
-            };
+        Correction::Saved => {
+            Ok(Redirect::to(&format!("/c/{}/patients/{id}", access.slug)).into_response())
+        }
+        Correction::Refused { errors, patient } => {
+            let typed = (post.form, post.reason);
+            let page =
+                FormPage::correct(&app, &access, csrf, &patient, typed, errors.into()).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
         }
     }
@@ -701,14 +731,9 @@ pub async fn history_get(
     RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let (p, versions, s) = access
+    let kept = access
         .tenant
-        .with(|conn| {
-            let p = patients::get(&conn, id)?;
-            let versions = patients::versions(&conn, id)?;
-            let s = settings::load(&conn)?;
-            Ok::<_, ward_clinic::ClinicError>((p, versions, s))
-        })
+        .with(|conn| patients::with_history(&conn, id))
         .await?;
     access.note_view(
         &app,
@@ -719,11 +744,11 @@ pub async fn history_get(
     )?;
     let page = HistoryPage {
         entries: crate::views::history::HistoryEntry::newest_first(
-            &versions,
-            &s,
+            &kept.versions,
+            &kept.settings,
             patients::changes,
         ),
-        p,
+        p: kept.patient,
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
     Ok(Html(page.render()?).into_response())

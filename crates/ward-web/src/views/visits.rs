@@ -5,12 +5,11 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use ward_clinic::ClinicError;
 use ward_clinic::audit::Action;
-use ward_clinic::patients::{self, Patient};
+use ward_clinic::patients::Patient;
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{
-    self, Doctor, Favourite, Item, MAX_DIAGNOSES, MAX_ITEMS, Visit, VisitForm,
+    self, Doctor, Favourite, Item, MAX_DIAGNOSES, MAX_ITEMS, Target, Visit, VisitForm,
 };
 use ward_core::Permission;
 
@@ -28,13 +27,6 @@ type Page = Result<Response, AppError>;
 const BLANK_ITEMS: usize = 3;
 /// Empty diagnosis rows a new form offers.
 const BLANK_DIAGNOSES: usize = 2;
-
-/// Which visit a form records: a new one for a patient, or a stored one being edited.
-#[derive(Clone, Copy)]
-enum Target {
-    New { patient_id: i64 },
-    Edit { visit_id: i64 },
-}
 
 #[derive(Template)]
 #[template(path = "visit_form.html")]
@@ -104,6 +96,68 @@ impl FormParts {
             reason: String::new(),
         }
     }
+
+    /// Redraws the form for a button that only changes its rows: one added or removed,
+    /// or a favourite's items added.
+    fn press(&mut self, button: &Button) -> Result<StatusCode, AppError> {
+        let form = &mut self.form;
+        match *button {
+            Button::AddItem if form.items.len() < MAX_ITEMS => form.items.push(Item::default()),
+            Button::AddDiagnosis if form.diagnoses.len() < MAX_DIAGNOSES => {
+                form.diagnoses.push(String::new());
+            }
+            Button::RemoveItem(n) if n < form.items.len() => {
+                form.items.remove(n);
+            }
+            Button::ApplyFavourite(n) => return apply_favourite(self, n),
+            _ => {}
+        }
+        Ok(StatusCode::OK)
+    }
+}
+
+impl FormPage {
+    /// The form for `target` showing `parts`.
+    async fn new(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        target: Target,
+        s: &ClinicSettings,
+        parts: FormParts,
+    ) -> Result<Self, AppError> {
+        let form = padded(parts.form);
+        let slug = &access.slug;
+        let (heading, action, cancel) = match target {
+            Target::New { patient_id } => (
+                "New visit",
+                format!("/c/{slug}/patients/{patient_id}/visits"),
+                format!("/c/{slug}/patients/{patient_id}"),
+            ),
+            Target::Edit { visit_id } => (
+                "Correct the visit",
+                format!("/c/{slug}/visits/{visit_id}/edit"),
+                format!("/c/{slug}/visits/{visit_id}"),
+            ),
+        };
+        Ok(Self {
+            heading,
+            action,
+            cancel,
+            currency: s.currency.code,
+            age_sex: age_sex(&parts.patient, today(app, s)),
+            patient: parts.patient,
+            can_add_item: form.items.len() < MAX_ITEMS,
+            can_add_diagnosis: form.diagnoses.len() < MAX_DIAGNOSES,
+            form,
+            errors: parts.errors,
+            favourites: parts.favourites,
+            favourite_name: parts.favourite_name,
+            notice: parts.notice,
+            reason: matches!(target, Target::Edit { .. }).then_some(parts.reason),
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
 }
 
 async fn render_form(
@@ -111,51 +165,22 @@ async fn render_form(
     access: &ClinicAccess,
     csrf: String,
     target: Target,
-    s: &settings::ClinicSettings,
+    s: &ClinicSettings,
     parts: FormParts,
     status: StatusCode,
 ) -> Page {
-    let FormParts {
-        patient,
-        form,
-        errors,
-        favourites,
-        favourite_name,
-        notice,
-        reason,
-    } = parts;
-    let form = padded(form);
-    let slug = &access.slug;
-    let (heading, action, cancel) = match target {
-        Target::New { patient_id } => (
-            "New visit",
-            format!("/c/{slug}/patients/{patient_id}/visits"),
-            format!("/c/{slug}/patients/{patient_id}"),
-        ),
-        Target::Edit { visit_id } => (
-            "Correct the visit",
-            format!("/c/{slug}/visits/{visit_id}/edit"),
-            format!("/c/{slug}/visits/{visit_id}"),
-        ),
-    };
-    let page = FormPage {
-        heading,
-        action,
-        cancel,
-        currency: s.currency.code,
-        age_sex: age_sex(&patient, today(app, s)),
-        patient,
-        can_add_item: form.items.len() < MAX_ITEMS,
-        can_add_diagnosis: form.diagnoses.len() < MAX_DIAGNOSES,
-        form,
-        errors,
-        favourites,
-        favourite_name,
-        notice,
-        reason: matches!(target, Target::Edit { .. }).then_some(reason),
-        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
-    };
+    let page = FormPage::new(app, access, csrf, target, s, parts).await?;
     Ok((status, Html(page.render()?)).into_response())
+}
+
+/// What the form for `target` shows (the patient, the doctor's favourites, the settings
+/// and, when correcting, the visit).
+async fn form_data(access: &ClinicAccess, target: Target) -> Result<visits::FormData, AppError> {
+    let doctor = access.session.user.id.clone();
+    Ok(access
+        .tenant
+        .with(|conn| visits::form_data(&conn, target, &doctor))
+        .await?)
 }
 
 /// `GET /c/{slug}/patients/{id}/visits/new`: the visit form.
@@ -166,23 +191,15 @@ pub async fn new_get(
     RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let doctor = access.session.user.id.clone();
-    let (patient, favourites, s) = access
-        .tenant
-        .with(|conn| {
-            let p = patients::get(&conn, id)?;
-            let f = visits::favourites(&conn, &doctor)?;
-            let s = settings::load(&conn)?;
-            Ok::<_, ClinicError>((p, f, s))
-        })
-        .await?;
-    let parts = FormParts::fresh(patient, VisitForm::default(), favourites);
+    let target = Target::New { patient_id: id };
+    let data = form_data(&access, target).await?;
+    let parts = FormParts::fresh(data.patient, VisitForm::default(), data.favourites);
     render_form(
         &app,
         &access,
         csrf,
-        Target::New { patient_id: id },
-        &s,
+        target,
+        &data.settings,
         parts,
         StatusCode::OK,
     )
@@ -198,17 +215,8 @@ pub async fn edit_get(
     RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let doctor = access.session.user.id.clone();
-    let (visit, patient, favourites, s) = access
-        .tenant
-        .with(|conn| {
-            let v = visits::get(&conn, id)?;
-            let p = patients::get(&conn, v.patient_id)?;
-            let f = visits::favourites(&conn, &doctor)?;
-            let s = settings::load(&conn)?;
-            Ok::<_, ClinicError>((v, p, f, s))
-        })
-        .await?;
+    let target = Target::Edit { visit_id: id };
+    let data = form_data(&access, target).await?;
     access.note_view(
         &app,
         access
@@ -216,18 +224,10 @@ pub async fn edit_get(
             .entity("visit", id)
             .detail("edit form"),
     )?;
-    let form = VisitForm::from_visit(&visit, &s.currency);
-    let parts = FormParts::fresh(patient, form, favourites);
-    render_form(
-        &app,
-        &access,
-        csrf,
-        Target::Edit { visit_id: id },
-        &s,
-        parts,
-        StatusCode::OK,
-    )
-    .await
+    let s = data.settings;
+    let form = (data.visit.as_ref()).map(|v| VisitForm::from_visit(v, &s.currency));
+    let parts = FormParts::fresh(data.patient, form.unwrap_or_default(), data.favourites);
+    render_form(&app, &access, csrf, target, &s, parts, StatusCode::OK).await
 }
 
 /// `POST /c/{slug}/patients/{id}/visits`: saves a new visit, or redraws its form (see
@@ -295,6 +295,37 @@ impl Button {
     }
 }
 
+/// A visit form's post, read: the button, the visit as typed, and the favourite's name
+/// and the correction's reason (each cut to its longest).
+struct VisitPost {
+    button: Button,
+    form: VisitForm,
+    favourite_name: String,
+    reason: String,
+}
+
+impl VisitPost {
+    fn parse(pairs: &[(String, String)]) -> Result<Self, AppError> {
+        let field = |name: &str, max: usize| {
+            let value = pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
+            value
+                .unwrap_or_default()
+                .chars()
+                .take(max)
+                .collect::<String>()
+        };
+        Ok(Self {
+            button: Button::parse(&field("action", 100))?,
+            form: VisitForm::from_pairs(pairs),
+            favourite_name: field("favourite_name", 200),
+            reason: field("reason", 1000),
+        })
+    }
+}
+
 /// A visit form's post: saves the visit (`action=save`), or redraws the form with a row
 /// added (`add_item`, `add_diagnosis`) or removed (`remove_item_N`), a favourite's items
 /// added (`apply_favourite_N`), or the items saved as a favourite (`save_favourite`).
@@ -306,23 +337,15 @@ async fn form_post(
     target: Target,
     pairs: &[(String, String)],
 ) -> Page {
-    let field = |name: &str, max: usize| {
-        let value = pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
-        value
-            .unwrap_or_default()
-            .chars()
-            .take(max)
-            .collect::<String>()
-    };
-    let button = Button::parse(&field("action", 100))?;
-    let (patient, favourites, s) = load_for_form(access, target).await?;
-    let mut parts = FormParts::fresh(patient, VisitForm::from_pairs(pairs), favourites);
-    (parts.favourite_name, parts.reason) = (field("favourite_name", 200), field("reason", 1000));
+    let post = VisitPost::parse(pairs)?;
+    let data = form_data(access, target).await?;
+    let (s, mut parts) = (
+        data.settings,
+        FormParts::fresh(data.patient, post.form, data.favourites),
+    );
+    (parts.favourite_name, parts.reason) = (post.favourite_name, post.reason);
     let today = s.local(app.clock.now()).date_naive();
-    let status = match button {
+    let status = match post.button {
         Button::Save => match save(app, access, target, &s, today, &mut parts).await? {
             Some(visit_id) => {
                 let to = format!("/c/{}/visits/{visit_id}", access.slug);
@@ -330,47 +353,10 @@ async fn form_post(
             }
             None => StatusCode::UNPROCESSABLE_ENTITY,
         },
-        Button::AddItem if parts.form.items.len() < MAX_ITEMS => {
-            parts.form.items.push(Item::default());
-            StatusCode::OK
-        }
-        Button::AddDiagnosis if parts.form.diagnoses.len() < MAX_DIAGNOSES => {
-            parts.form.diagnoses.push(String::new());
-            StatusCode::OK
-        }
-        Button::AddItem | Button::AddDiagnosis => StatusCode::OK,
-        Button::RemoveItem(n) => {
-            if n < parts.form.items.len() {
-                parts.form.items.remove(n);
-            }
-            StatusCode::OK
-        }
-        Button::ApplyFavourite(n) => apply_favourite(&mut parts, n)?,
         Button::SaveFavourite => save_favourite(app, access, &s, today, &mut parts).await?,
+        ref other => parts.press(other)?,
     };
     render_form(app, access, csrf, target, &s, parts, status).await
-}
-
-/// The patient a visit form is for, the doctor's favourites and the clinic's settings.
-async fn load_for_form(
-    access: &ClinicAccess,
-    target: Target,
-) -> Result<(Patient, Vec<Favourite>, ClinicSettings), AppError> {
-    let doctor_id = access.session.user.id.clone();
-    let loaded = access
-        .tenant
-        .with(|conn| {
-            let patient_id = match target {
-                Target::New { patient_id } => patient_id,
-                Target::Edit { visit_id } => visits::get(&conn, visit_id)?.patient_id,
-            };
-            let p = patients::get(&conn, patient_id)?;
-            let f = visits::favourites(&conn, &doctor_id)?;
-            let s = settings::load(&conn)?;
-            Ok::<_, ClinicError>((p, f, s))
-        })
-        .await?;
-    Ok(loaded)
 }
 
 /// Saves the visit: a new one, or a correction (which needs a reason). `None`, with
@@ -386,36 +372,26 @@ async fn save(
     let valid = match parts.form.validate(today, &s.currency) {
         Ok(valid) => valid,
         Err(e) => {
-            parts.errors = FormErrors::from(e);
+            parts.errors = e.into();
             return Ok(None);
         }
     };
-    let now = app.clock.now();
+    let entry = access.audit_entry(app.clock.now(), target.action());
     let doctor = Doctor {
         id: access.session.user.id.clone(),
         name: access.session.user.name.clone(),
     };
-    match target {
-        Target::New { patient_id } => {
-            let entry = access.audit_entry(now, Action::Create);
-            let id = access
-                .tenant
-                .with(|conn| visits::create(&conn, patient_id, &valid, &doctor, entry))
-                .await?;
-            Ok(Some(id))
-        }
-        Target::Edit { visit_id } => {
-            let entry = access.audit_entry(now, Action::Update);
-            let why = parts.reason.clone();
-            let saved = access
-                .tenant
-                .with(|conn| visits::update(&conn, visit_id, &valid, &why, entry))
-                .await;
-            match saved {
-                Ok(_) => Ok(Some(visit_id)),
-                Err(e) => parts.errors.absorb(e).map(|()| None),
-            }
-        }
+    let why = parts.reason.clone();
+    let saved = access
+        .tenant
+        .with(|conn| visits::save(&conn, target, &valid, &doctor, &why, entry))
+        .await;
+    match (saved, target) {
+        (Ok(id), _) => Ok(Some(id)),
+        // A correction can be refused (no reason given); a new visit's refusal is not
+        // about the form.
+        (Err(e), Target::Edit { .. }) => parts.errors.absorb(e).map(|()| None),
+        (Err(e), Target::New { .. }) => Err(e.into()),
     }
 }
 
@@ -455,10 +431,7 @@ async fn save_favourite(
     let (doctor_id, name) = (access.session.user.id.clone(), parts.favourite_name.clone());
     let saved = access
         .tenant
-        .with(|conn| {
-            visits::save_favourite(&conn, &doctor_id, &name, &items, entry)?;
-            visits::favourites(&conn, &doctor_id)
-        })
+        .with(|conn| visits::keep_favourite(&conn, &doctor_id, &name, &items, entry))
         .await;
     match saved {
         Ok(list) => {
@@ -552,38 +525,65 @@ struct VisitPage {
     attachments: Option<crate::views::attachments::AttachmentsBox>,
 }
 
-/// What a page about one visit shows: the visit as of `version` (the current one if
-/// `None`), its patient, the settings, and the note naming the version (amended visits).
-async fn load(
+/// Visit `id` as `wanted` asks, in one hand-off to the database.
+async fn record(
     access: &ClinicAccess,
     id: i64,
-    version: Option<i64>,
-) -> Result<
-    (
-        Visit,
-        Patient,
-        settings::ClinicSettings,
-        Option<VersionNote>,
-    ),
-    AppError,
-> {
+    wanted: visits::Wanted,
+) -> Result<visits::Record, AppError> {
     Ok(access
         .tenant
-        .with(|conn| {
-            let v = match version {
-                Some(n) => visits::as_of(&conn, id, n)?,
-                None => visits::get(&conn, id)?,
-            };
-            let p = patients::get(&conn, v.patient_id)?;
-            let s = settings::load(&conn)?;
-            let note = if v.version > 1 || version.is_some() {
-                version_note(&s, v.version, &visits::versions(&conn, id)?)
-            } else {
-                None
-            };
-            Ok::<_, ClinicError>((v, p, s, note))
-        })
+        .with(|conn| visits::record(&conn, id, wanted))
         .await?)
+}
+
+/// The note naming the version `record` shows, for an amended visit.
+fn note_of(record: &visits::Record) -> Option<VersionNote> {
+    let versions = record.versions.as_ref()?;
+    version_note(&record.settings, record.visit.version, versions)
+}
+
+impl VisitPage {
+    /// The page of `record` (read with its files) for this role.
+    async fn new(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        record: visits::Record,
+    ) -> Result<Self, AppError> {
+        let note = note_of(&record);
+        let visits::Record {
+            visit,
+            patient,
+            settings: s,
+            files,
+            ..
+        } = record;
+        let (pid, id) = (patient.id, visit.id);
+        let files = files.unwrap_or_default();
+        Ok(Self {
+            attachments: crate::views::attachments::AttachmentsBox::for_visit(
+                access, &s, &csrf, pid, id, files,
+            ),
+            age_sex: age_sex(&patient, today(app, &s)),
+            when: s
+                .local(visit.visited_at)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            can_edit: access.can(Permission::WriteClinical)
+                && note.as_ref().is_none_or(|n| n.number == n.current),
+            note,
+            fee: access
+                .can(Permission::ViewPayments)
+                .then(|| match visit.fee_minor {
+                    Some(m) => s.money(m),
+                    None => "None recorded".to_owned(),
+                }),
+            patient,
+            visit,
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
 }
 
 /// `GET /c/{slug}/visits/{id}[?version=N]`: the visit (or one of its kept versions),
@@ -597,41 +597,20 @@ pub async fn show_get(
 ) -> Page {
     access.require(Permission::ViewClinical)?;
     let asked = q.number()?;
-    let (visit, patient, s, note) = load(&access, id, asked).await?;
+    let wanted = visits::Wanted {
+        version: asked,
+        files: true,
+        ..visits::Wanted::default()
+    };
+    let record = record(&access, id, wanted).await?;
     let mut entry = access
         .audit_entry(app.clock.now(), Action::View)
         .entity("visit", id);
     if asked.is_some() {
-        entry = entry.detail(&format!("version {}", visit.version));
+        entry = entry.detail(&format!("version {}", record.visit.version));
     }
     access.note_view(&app, entry)?;
-    let pid = patient.id;
-    let files = access
-        .tenant
-        .with(move |conn| ward_clinic::attachments::list(&conn, pid))
-        .await?;
-    let attachments =
-        crate::views::attachments::AttachmentsBox::for_visit(&access, &s, &csrf, pid, id, files);
-    let page = VisitPage {
-        attachments,
-        age_sex: age_sex(&patient, today(&app, &s)),
-        when: s
-            .local(visit.visited_at)
-            .format("%Y-%m-%d %H:%M")
-            .to_string(),
-        can_edit: access.can(Permission::WriteClinical)
-            && note.as_ref().is_none_or(|n| n.number == n.current),
-        note,
-        fee: access
-            .can(Permission::ViewPayments)
-            .then(|| match visit.fee_minor {
-                Some(m) => s.money(m),
-                None => "None recorded".to_owned(),
-            }),
-        patient,
-        visit,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let page = VisitPage::new(&app, &access, csrf, record).await?;
     Ok(Html(page.render()?).into_response())
 }
 
@@ -653,6 +632,38 @@ struct PrescriptionPage {
     version_query: String,
 }
 
+impl PrescriptionPage {
+    /// The print of `record` (as of version `asked`, if one was) on A5 or A4 paper.
+    async fn new(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        record: visits::Record,
+        (asked, a5): (Option<i64>, bool),
+    ) -> Result<Self, AppError> {
+        let note = note_of(&record);
+        let visits::Record {
+            visit,
+            patient,
+            settings: s,
+            ..
+        } = record;
+        Ok(Self {
+            age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
+            date: s.local(visit.visited_at).format("%d %b %Y").to_string(),
+            letterhead: s.letterhead.clone(),
+            address: s.address.clone(),
+            phone: s.phone.clone(),
+            version_query: asked.map(|n| format!("&version={n}")).unwrap_or_default(),
+            patient,
+            visit,
+            a5,
+            note,
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
+}
+
 /// `GET /c/{slug}/visits/{id}/prescription?paper=a4|a5[&version=N]`: the printable
 /// prescription, audited as a `print` naming the version printed, so a print of an
 /// amended visit can be reproduced as it was (`version=N`).
@@ -665,7 +676,11 @@ pub async fn prescription_get(
 ) -> Page {
     access.require(Permission::WriteClinical)?;
     let asked = q.number()?;
-    let (visit, patient, s, note) = load(&access, id, asked).await?;
+    let wanted = visits::Wanted {
+        version: asked,
+        ..visits::Wanted::default()
+    };
+    let record = record(&access, id, wanted).await?;
     let a5 = q.paper == "a5";
     let paper = if a5 { " (A5)" } else { "" };
     access.note_view(
@@ -673,21 +688,12 @@ pub async fn prescription_get(
         access
             .audit_entry(app.clock.now(), Action::Print)
             .entity("visit", id)
-            .detail(&format!("prescription{paper}, version {}", visit.version)),
+            .detail(&format!(
+                "prescription{paper}, version {}",
+                record.visit.version
+            )),
     )?;
-    let page = PrescriptionPage {
-        age_sex: age_sex(&patient, s.local(visit.visited_at).date_naive()),
-        date: s.local(visit.visited_at).format("%d %b %Y").to_string(),
-        letterhead: s.letterhead.clone(),
-        address: s.address.clone(),
-        phone: s.phone.clone(),
-        version_query: asked.map(|n| format!("&version={n}")).unwrap_or_default(),
-        patient,
-        visit,
-        a5,
-        note,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let page = PrescriptionPage::new(&app, &access, csrf, record, (asked, a5)).await?;
     Ok(Html(page.render()?).into_response())
 }
 
@@ -706,6 +712,58 @@ struct HistoryPage {
     original_fee: Option<String>,
 }
 
+impl HistoryPage {
+    /// The history of `record` (read with every version) for this role.
+    async fn new(
+        app: &AppState,
+        access: &ClinicAccess,
+        csrf: String,
+        record: visits::Record,
+    ) -> Result<Self, AppError> {
+        let visits::Record {
+            visit,
+            patient,
+            settings: s,
+            versions,
+            ..
+        } = record;
+        let versions = versions.unwrap_or_default();
+        let payments = access.can(Permission::ViewPayments);
+        let money = |m: i64| {
+            if payments {
+                s.money(m)
+            } else {
+                "(hidden)".to_owned()
+            }
+        };
+        let entries = HistoryEntry::newest_first(&versions, &s, |old, new| {
+            let mut changes = visits::changes(old, new, money);
+            if !payments {
+                changes.retain(|c| c.label != "Fee");
+            }
+            changes
+        });
+        let original = versions
+            .into_iter()
+            .next()
+            .map_or_else(|| visits::NewVisit::from(&visit), |v| v.content);
+        Ok(Self {
+            when: s
+                .local(visit.visited_at)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            original_fee: payments
+                .then(|| original.fee_minor.map(|m| s.money(m)))
+                .flatten(),
+            original,
+            entries,
+            patient,
+            visit,
+            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        })
+    }
+}
+
 /// `GET /c/{slug}/visits/{id}/history`: every version of the visit, newest first, each
 /// with who saved it, when, why and what it changed; the original in full. Clinical
 /// roles only (the changes are clinical text); audited as a `view`.
@@ -716,16 +774,11 @@ pub async fn history_get(
     RecordId(id): RecordId,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let (visit, patient, s, versions) = access
-        .tenant
-        .with(|conn| {
-            let v = visits::get(&conn, id)?;
-            let p = patients::get(&conn, v.patient_id)?;
-            let s = settings::load(&conn)?;
-            let versions = visits::versions(&conn, id)?;
-            Ok::<_, ClinicError>((v, p, s, versions))
-        })
-        .await?;
+    let wanted = visits::Wanted {
+        history: true,
+        ..visits::Wanted::default()
+    };
+    let record = record(&access, id, wanted).await?;
     access.note_view(
         &app,
         access
@@ -733,38 +786,6 @@ pub async fn history_get(
             .entity("visit", id)
             .detail("history"),
     )?;
-    let payments = access.can(Permission::ViewPayments);
-    let money = |m: i64| {
-        if payments {
-            s.money(m)
-        } else {
-            "(hidden)".to_owned()
-        }
-    };
-    let entries = HistoryEntry::newest_first(&versions, &s, |old, new| {
-        let mut changes = visits::changes(old, new, money);
-        if !payments {
-            changes.retain(|c| c.label != "Fee");
-        }
-        changes
-    });
-    let original = versions
-        .into_iter()
-        .next()
-        .map_or_else(|| visits::NewVisit::from(&visit), |v| v.content);
-    let page = HistoryPage {
-        when: s
-            .local(visit.visited_at)
-            .format("%Y-%m-%d %H:%M")
-            .to_string(),
-        original_fee: payments
-            .then(|| original.fee_minor.map(|m| s.money(m)))
-            .flatten(),
-        original,
-        entries,
-        patient,
-        visit,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
-    };
+    let page = HistoryPage::new(&app, &access, csrf, record).await?;
     Ok(Html(page.render()?).into_response())
 }
