@@ -205,9 +205,16 @@ pub enum AddRefused {
     /// The control plane did not issue the invitation.
     #[error("the invitation was not issued")]
     NotInvited(#[source] ControlError),
-    /// The invitation was issued, but its mail could not be stored.
+    /// The invitation was issued, but its mail could not be stored (and the audit row
+    /// of it could not be written either, when `unrecorded` says why).
     #[error("the invitation was issued but its mail could not be stored")]
-    NotQueued(#[source] MailError),
+    NotQueued {
+        /// Why the mail was not stored.
+        #[source]
+        error: MailError,
+        /// Why the clinic's audit log does not record the invitation.
+        unrecorded: Option<Box<Error>>,
+    },
     /// The control plane could not be read.
     #[error(transparent)]
     Control(#[from] ControlError),
@@ -278,10 +285,13 @@ pub async fn add_by_operator(
     let unrecorded = record_anchored(control, tenants, clinic.id, entry)
         .await
         .err();
-    let id = mailer
-        .enqueue(email, "", message)
-        .await
-        .map_err(AddRefused::NotQueued)?;
+    let id = match mailer.enqueue(email, "", message).await {
+        Ok(id) => id,
+        Err(error) => {
+            let unrecorded = unrecorded.map(Box::new);
+            return Err(AddRefused::NotQueued { error, unrecorded });
+        }
+    };
     let delivered = mailer.deliver(id).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot deliver the invitation now");
         false

@@ -98,13 +98,20 @@ async fn add(global: &Global, opts: MembersAddOpts) -> anyhow::Result<ExitCode> 
         Err(AddRefused::NoBaseUrl) => anyhow::bail!(
             "{email} has no account, so an invitation is mailed, and its link needs the address users reach Ward at: set WARD_PUBLIC_URL or --public-url (http:// or https://)"
         ),
+        Err(AddRefused::NotQueued { error, unrecorded }) => {
+            if let Some(e) = unrecorded {
+                unrecorded_warning(*e);
+            }
+            let refused = AddRefused::NotQueued {
+                error,
+                unrecorded: None,
+            };
+            return Err(refused.into());
+        }
         Err(e) => return Err(e.into()),
     };
     if let Some(e) = done.unrecorded {
-        note(format_args!(
-            "warning: the change is done but the clinic's audit log could not record it: {:#}",
-            anyhow::Error::from(e)
-        ));
+        unrecorded_warning(e);
     }
     let mut added = Added {
         clinic_id: clinic.id.to_string(),
@@ -157,6 +164,15 @@ async fn add(global: &Global, opts: MembersAddOpts) -> anyhow::Result<ExitCode> 
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The change is made by then: an audit row that could not be written is reported, not
+/// undone (as for a clinic's status change).
+fn unrecorded_warning(e: ward_app::Error) {
+    note(format_args!(
+        "warning: the change is done but the clinic's audit log could not record it: {:#}",
+        anyhow::Error::from(e)
+    ));
 }
 
 /// The staff and open invitations, for `--json`.
