@@ -5,7 +5,7 @@ use ward_clinic::ClinicError;
 use ward_clinic::audit::{self, Diff, Entry};
 use ward_control::ControlError;
 use ward_control::lifecycle::Transition;
-use ward_core::ClinicId;
+use ward_core::{Actor, ClinicId};
 use ward_tenancy::Tenant;
 
 use crate::{App, Error};
@@ -41,7 +41,11 @@ pub async fn rename(
     name: &str,
     entry: Entry,
 ) -> Result<(), Error> {
-    let (control, actor, name) = (app.control.clone(), format!("user:{by}"), name.to_owned());
+    let (control, actor, name) = (
+        app.control.clone(),
+        Actor::user(by).to_string(),
+        name.to_owned(),
+    );
     let outcome = tenant
         .with_async(|conn| async move {
             audit::in_transaction_async(&conn, |tx| async move {
@@ -97,7 +101,7 @@ pub async fn close(
         .detail("clinic status active → closed");
     crate::record(tenant, entry).await?;
     let retention = ward_control::lifecycle::retention_days(app.config.retention_days);
-    let actor = format!("user:{by}");
+    let actor = Actor::user(by).to_string();
     app.control
         .transition_clinic(
             clinic,

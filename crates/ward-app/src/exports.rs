@@ -124,7 +124,7 @@ async fn prepare(app: &App, job: &Job) -> Result<(), BoxError> {
         .user_by_id(user_id)
         .await?
         .ok_or("the owner's account is gone")?;
-    let by = format!("user:{}", user.id);
+    let by = ward_core::Actor::user(&user.id).to_string();
     let header = header(&app.control, clinic_id, by, app.clock.now()).await?;
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);

@@ -1,4 +1,5 @@
-//! A clinic's staff: invitations, role changes, removals and accepting an invitation.
+//! A clinic's staff: invitations, role changes, removals and accepting an invitation,
+//! and the operator's additions from the command line ([`add_by_operator`]).
 //!
 //! A staff change touches two databases: the membership lives in the control plane, the
 //! record of it in the clinic's audit log. The control-plane change runs inside the
@@ -6,14 +7,18 @@
 //! change (last owner, not a member) rolls the audit transaction back, and a change
 //! that could not be recorded is reported in the server log.
 
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use ward_clinic::ClinicError;
 use ward_clinic::audit::{self, Action, Actor, AuditError, Diff, Entry};
 use ward_control::{
-    ControlError, Invitation, Invited, Inviter, Purpose, StaffChange, invitation_link,
+    ClinicRecord, ControlError, ControlPlane, INVITE_TTL, Invitation, Invited, Inviter, Purpose,
+    StaffChange, invitation_link,
 };
-use ward_core::{ClinicId, Email, Role};
-use ward_mail::Message;
-use ward_tenancy::Tenant;
+use ward_core::{ClinicId, Clock, Email, Role};
+use ward_mail::{MailError, Mailer, Message};
+use ward_tenancy::{Tenant, TenantStore};
 
 use crate::accounts::{Origin, auth_event};
 use crate::{App, Error, record};
@@ -30,7 +35,7 @@ pub struct ByMember<'a> {
 impl ByMember<'_> {
     /// How the control plane's clinic history names them.
     fn actor(&self) -> String {
-        format!("user:{}", self.id)
+        ward_core::Actor::user(self.id).to_string()
     }
 }
 
@@ -58,6 +63,9 @@ impl From<AuditError> for TxError {
     }
 }
 
+/// How the clinic's audit row says someone came onto the staff by an invitation.
+const INVITATION_SENT: &str = "invitation sent";
+
 /// Invites `email` to the clinic as `role`: the control plane issues a one-time link,
 /// the clinic's log gets `entry` as "invitation sent", and the mail is queued. `false`
 /// when the address is already on the staff (nothing is issued).
@@ -77,31 +85,240 @@ pub async fn invite(
         user_id: Some(by.id),
         actor: &actor,
     };
-    let token = match app
-        .control
-        .invite_to_clinic(clinic, email, role, inviter)
-        .await?
-    {
-        Invited::Sent(token) => token,
-        Invited::AlreadyMember => return Ok(false),
+    let Some(message) =
+        issue_invitation(&app.control, &record_, email, role, inviter, app.base_url()).await?
+    else {
+        return Ok(false);
     };
-    record(
-        tenant,
-        entry.staff_added(email.as_str(), role, "invitation sent"),
-    )
-    .await?;
-    let message = Message::StaffInvite {
-        clinic_name: record_.name,
-        inviter: by.name.to_owned(),
-        role: role.as_str().to_owned(),
-        link: invitation_link(app.base_url(), &token),
-    };
+    record(tenant, invitation_sent(entry, email, role)).await?;
     app.mailer
         .send(email, "", message)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "could not queue an invitation"))
         .map_err(Error::other)?;
     Ok(true)
+}
+
+/// The control-plane step of an invitation: issues the one-time link and gives the
+/// mail that carries it. `None` when the address is already on the staff (nothing is
+/// issued).
+async fn issue_invitation(
+    control: &ControlPlane,
+    clinic: &ClinicRecord,
+    email: &Email,
+    role: Role,
+    inviter: Inviter<'_>,
+    base_url: &str,
+) -> Result<Option<Message>, ControlError> {
+    let name = inviter.name.to_owned();
+    let token = match control
+        .invite_to_clinic(clinic.id, email, role, inviter)
+        .await?
+    {
+        Invited::Sent(token) => token,
+        Invited::AlreadyMember => return Ok(None),
+    };
+    Ok(Some(Message::StaffInvite {
+        clinic_name: clinic.name.clone(),
+        inviter: name,
+        role: role.as_str().to_owned(),
+        link: invitation_link(base_url, &token),
+    }))
+}
+
+/// `entry` as the audit row of an invitation sent to `email`.
+fn invitation_sent(entry: Entry, email: &Email, role: Role) -> Entry {
+    entry.staff_added(email.as_str(), role, INVITATION_SENT)
+}
+
+/// Who the clinic's history and audit log name for the operator's changes.
+const OPERATOR: &str = "operator";
+
+/// Who an invitation from the command line says it is from.
+const OPERATOR_INVITER: &str = "The operator of Ward";
+
+/// What the operator asks for with `ward members add`: `email` onto the staff of
+/// `clinic` as `role`, for `reason`.
+#[derive(Debug, Clone, Copy)]
+pub struct OperatorAdd<'a> {
+    /// The clinic (active: the caller checks).
+    pub clinic: &'a ClinicRecord,
+    /// The address: an account's, who joins at once, or anyone's, who is invited.
+    pub email: &'a Email,
+    /// The role they get.
+    pub role: Role,
+    /// Why, for the clinic's audit log.
+    pub reason: &'a str,
+    /// The address users reach Ward at, for an invitation's link (needed only when the
+    /// address has no account).
+    pub base_url: Option<&'a str>,
+}
+
+/// What the operator's addition did.
+#[derive(Debug)]
+pub enum OperatorAdded {
+    /// The account is a member now.
+    Joined {
+        /// The account.
+        user_id: String,
+        /// The account is disabled: it cannot sign in until it is enabled.
+        disabled: bool,
+    },
+    /// The address has no account: it was invited.
+    Invited {
+        /// When the link stops working.
+        expires_at: DateTime<Utc>,
+        /// Whether the mail was delivered now (otherwise it waits in the outbox).
+        delivered: bool,
+        /// Where the mail goes, for a person to read.
+        mail: String,
+    },
+}
+
+/// The operator's addition, and the audit row it could not write, if any: the change is
+/// made by then, so such a failure is reported, not undone (as for a clinic's status
+/// change).
+#[derive(Debug)]
+pub struct AddedByOperator {
+    /// What was done.
+    pub added: OperatorAdded,
+    /// Why the clinic's audit log does not record it.
+    pub unrecorded: Option<Error>,
+}
+
+/// Why the operator's addition did not happen (nothing was changed, but for
+/// [`AddRefused::NotQueued`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AddRefused {
+    /// The address is already on the staff (as this role, when known).
+    #[error("already a member")]
+    AlreadyMember(Option<Role>),
+    /// The address has no account and no address for the invitation's link was given.
+    #[error("an invitation's link needs the address users reach Ward at")]
+    NoBaseUrl,
+    /// Mail could not be set up for the invitation.
+    #[error("cannot set up outgoing mail")]
+    Mail(#[source] MailError),
+    /// The control plane refused the membership.
+    #[error("the membership was not added")]
+    NotJoined(#[source] ControlError),
+    /// The control plane did not issue the invitation.
+    #[error("the invitation was not issued")]
+    NotInvited(#[source] ControlError),
+    /// The invitation was issued, but its mail could not be stored (and the audit row
+    /// of it could not be written either, when `unrecorded` says why).
+    #[error("the invitation was issued but its mail could not be stored")]
+    NotQueued {
+        /// Why the mail was not stored.
+        #[source]
+        error: MailError,
+        /// Why the clinic's audit log does not record the invitation.
+        unrecorded: Option<Box<Error>>,
+    },
+    /// The control plane could not be read.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// The operator puts `add.email` on a clinic's staff (`ward members add`): an account
+/// with the address joins at once, anyone else is invited by mail (through the mailer
+/// `mailer` makes, only then), and either way the clinic's audit log records it for
+/// `add.reason`, as the staff page's invitations and accepting them do.
+pub async fn add_by_operator(
+    control: &Arc<ControlPlane>,
+    tenants: &TenantStore,
+    clock: &dyn Clock,
+    mailer: impl FnOnce() -> Result<Mailer, MailError>,
+    add: OperatorAdd<'_>,
+) -> Result<AddedByOperator, AddRefused> {
+    let OperatorAdd {
+        clinic,
+        email,
+        role,
+        reason,
+        base_url,
+    } = add;
+    // The row is dated when it is written, after the change.
+    let entry = || {
+        let operator = Actor::Operator {
+            name: OPERATOR.to_owned(),
+        };
+        Entry::new(clock.now(), operator, Action::Create).reason(reason)
+    };
+    if let Some(user) = control.user_by_email(email).await? {
+        if let Some(m) = control.clinic_member(clinic.id, &user.id).await? {
+            return Err(AddRefused::AlreadyMember(Some(m.role)));
+        }
+        let actor = ward_core::Actor::Operator.to_string();
+        let joined = control
+            .join_clinic(clinic.id, &user.id, role, &actor)
+            .await
+            .map_err(AddRefused::NotJoined)?;
+        if !joined {
+            return Err(AddRefused::AlreadyMember(None));
+        }
+        let entry = entry().staff_added(&user.id, role, "added by the operator");
+        let unrecorded = record_anchored(control, tenants, clinic.id, entry)
+            .await
+            .err();
+        let added = OperatorAdded::Joined {
+            user_id: user.id,
+            disabled: user.disabled,
+        };
+        return Ok(AddedByOperator { added, unrecorded });
+    }
+    // Everything that can be refused is checked before the invitation is issued.
+    let base_url = base_url.ok_or(AddRefused::NoBaseUrl)?;
+    let mailer = mailer().map_err(AddRefused::Mail)?;
+    let actor = ward_core::Actor::Operator.to_string();
+    let inviter = Inviter {
+        name: OPERATOR_INVITER,
+        user_id: None,
+        actor: &actor,
+    };
+    let message = issue_invitation(control, clinic, email, role, inviter, base_url)
+        .await
+        .map_err(AddRefused::NotInvited)?
+        .ok_or(AddRefused::AlreadyMember(None))?;
+    let expires_at = clock.now() + INVITE_TTL;
+    let entry = invitation_sent(entry(), email, role);
+    let unrecorded = record_anchored(control, tenants, clinic.id, entry)
+        .await
+        .err();
+    let id = match mailer.enqueue(email, "", message).await {
+        Ok(id) => id,
+        Err(error) => {
+            let unrecorded = unrecorded.map(Box::new);
+            return Err(AddRefused::NotQueued { error, unrecorded });
+        }
+    };
+    let delivered = mailer.deliver(id).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot deliver the invitation now");
+        false
+    });
+    let added = OperatorAdded::Invited {
+        expires_at,
+        delivered,
+        mail: mailer.describe(),
+    };
+    Ok(AddedByOperator { added, unrecorded })
+}
+
+/// Appends `entry` to the clinic's audit log in a transaction of its own, and anchors the
+/// new head in the control plane (without `ward serve` running, nobody else would).
+async fn record_anchored(
+    control: &ControlPlane,
+    tenants: &TenantStore,
+    clinic: ClinicId,
+    entry: Entry,
+) -> Result<(), Error> {
+    let tenant = tenants.get(clinic).await?;
+    let recorded = tenant
+        .with(|conn| audit::in_transaction(&conn, |tx| audit::record(&tx, &entry)))
+        .await
+        .map_err(ClinicError::from)?;
+    control.anchor(clinic, recorded.seq, &recorded.hash).await?;
+    Ok(())
 }
 
 /// Which change to make to a member.
@@ -125,7 +342,11 @@ pub async fn change(
     change: Change,
     entry: Entry,
 ) -> Result<StaffChange, Error> {
-    let (control, actor, target) = (app.control.clone(), format!("user:{by}"), target.to_owned());
+    let (control, actor, target) = (
+        app.control.clone(),
+        ward_core::Actor::user(by).to_string(),
+        target.to_owned(),
+    );
     let outcome = tenant
         .with_async(|conn| async move {
             audit::in_transaction_async(&conn, |tx| async move {
@@ -181,7 +402,7 @@ pub async fn withdraw(
         .record_clinic_event(
             clinic,
             "staff_invite_withdrawn",
-            &format!("user:{by}"),
+            &ward_core::Actor::user(by).to_string(),
             serde_json::json!({"email": email}),
         )
         .await?;
@@ -263,7 +484,7 @@ pub async fn accept(
         }
     };
     let clinic = invitation.clinic.id;
-    let actor = format!("user:{user_id}");
+    let actor = ward_core::Actor::user(&user_id).to_string();
     let joined = app
         .control
         .join_clinic(clinic, &user_id, invitation.role, &actor)

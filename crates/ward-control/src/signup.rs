@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
-use ward_core::{ClinicId, Email, Role};
+use ward_core::{Actor, ClinicId, Email, Role};
 use ward_tenancy::TenantStore;
 use ward_tenancy::sql::Connection;
 
@@ -168,7 +168,7 @@ impl ControlPlane {
                 &pending.clinic_name,
                 None,
                 store,
-                &format!("user:{user_id}"),
+                &Actor::user(&user_id).to_string(),
                 Some(owner),
             )
             .await

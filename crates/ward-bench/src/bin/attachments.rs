@@ -345,8 +345,13 @@ async fn main() -> anyhow::Result<()> {
 
     // The export with files of everything uploaded so far, written to a file: each file
     // is streamed through, so memory must not grow with the archive's size.
-    let header =
-        ward_app::exports::header(&control, clinic.id, "operator".into(), clock.now()).await?;
+    let header = ward_app::exports::header(
+        &control,
+        clinic.id,
+        ward_core::Actor::Operator.to_string(),
+        clock.now(),
+    )
+    .await?;
     let archive_path = dir.path().join("bench-archive.zip");
     let out = std::io::BufWriter::new(std::fs::File::create(&archive_path)?);
     let store = ward_bench::bench_store(&dir.path().join("attachments"), max_mb)?;

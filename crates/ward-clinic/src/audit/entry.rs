@@ -9,7 +9,8 @@ use ward_core::Role;
 
 use super::AuditError;
 
-/// Who acted.
+/// Who acted, with what the log keeps about them at that moment (their name, their
+/// role). [`Actor::who`] gives the plain [`ward_core::Actor`] the rest of Ward uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Actor {
@@ -48,22 +49,29 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// Who this is in Ward's shared vocabulary (the control plane's records name actors
+    /// the same way).
+    pub fn who(&self) -> ward_core::Actor {
+        match self {
+            Self::User { id, .. } => ward_core::Actor::User(id.clone()),
+            Self::Operator { .. } => ward_core::Actor::Operator,
+            Self::Support { grant, .. } => ward_core::Actor::Support(*grant),
+            Self::System { .. } => ward_core::Actor::System,
+        }
+    }
+
     /// The stored `actor_kind`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::User { .. } => "user",
-            // The log's kinds are fixed: support is the operator, named as such.
-            Self::Operator { .. } | Self::Support { .. } => "operator",
-            Self::System { .. } => "system",
-        }
+        // The log's kinds are fixed: support is the operator, named as such.
+        self.who().kind()
     }
 
     /// The stored `actor_id`: the user's id, `support:<grant>`, or none.
     pub(crate) fn id(&self) -> Option<String> {
-        match self {
-            Self::User { id, .. } => Some(id.clone()),
-            Self::Support { grant, .. } => Some(support_actor_id(*grant)),
-            Self::Operator { .. } | Self::System { .. } => None,
+        match self.who() {
+            ward_core::Actor::User(id) => Some(id),
+            support @ ward_core::Actor::Support(_) => Some(support.to_string()),
+            _ => None,
         }
     }
 
@@ -94,7 +102,7 @@ impl Actor {
 /// The `actor_id` of every row a support grant's session writes (the audit page filters
 /// by it).
 pub fn support_actor_id(grant: i64) -> String {
-    format!("support:{grant}")
+    ward_core::Actor::Support(grant).to_string()
 }
 
 /// What was done.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ward_control::backups::{Failure, PassSummary};
 use ward_control::{BackupRecord, ControlError, Scope};
-use ward_core::format_time;
+use ward_core::{Actor, format_time};
 use ward_tenancy::TenantError;
 
 use crate::cli::{BackupOpts, BackupsCommand, Global};
@@ -24,7 +24,7 @@ pub async fn run(global: &Global, opts: BackupOpts) -> anyhow::Result<ExitCode> 
                 changed: 1,
                 ..PassSummary::default()
             };
-            match backups.backup(scope, "operator").await {
+            match backups.backup(scope, &Actor::Operator.to_string()).await {
                 Ok(r) if r.verify_error.is_none() => {
                     s.backed_up = 1;
                     s.bytes = r.size;
@@ -58,7 +58,9 @@ pub async fn run(global: &Global, opts: BackupOpts) -> anyhow::Result<ExitCode> 
         None => {
             let total = platform.control.list_clinics().await?.len() as u64 + 1;
             let bar = progress(total, "backing up");
-            let s = backups.pass(true, "operator", &|_| bar.inc(1)).await?;
+            let s = backups
+                .pass(true, &Actor::Operator.to_string(), &|_| bar.inc(1))
+                .await?;
             bar.finish_and_clear();
             s
         }

@@ -25,7 +25,12 @@ pub async fn run(global: &Global, cmd: ClinicsCommand) -> anyhow::Result<ExitCod
                 .transpose()?;
             let clinic = platform
                 .control
-                .create_clinic(&name, slug, &platform.tenants, "operator")
+                .create_clinic(
+                    &name,
+                    slug,
+                    &platform.tenants,
+                    &ward_core::Actor::Operator.to_string(),
+                )
                 .await
                 .context("the clinic was not created")?;
             if as_json {
@@ -99,7 +104,13 @@ async fn transition(
     let before = c.status;
     let after = platform
         .control
-        .transition_clinic(c.id, t, "operator", &opts.reason, super::retention(global))
+        .transition_clinic(
+            c.id,
+            t,
+            &ward_core::Actor::Operator.to_string(),
+            &opts.reason,
+            super::retention(global),
+        )
         .await
         .with_context(|| format!("clinic {} was not {}", c.slug, t.as_str()))?;
     let reason = if opts.reason.trim().is_empty() {

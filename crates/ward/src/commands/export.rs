@@ -8,7 +8,7 @@ use ward_clinic::audit::{self, Action};
 use ward_clinic::export::{Header, Summary};
 use ward_clinic::import;
 use ward_control::{ClinicRecord, Platform};
-use ward_core::Slug;
+use ward_core::{Actor, Slug};
 
 use crate::cli::{ExportFormat, ExportOpts, Global, ImportOpts};
 use crate::output::{json, note, say};
@@ -30,7 +30,7 @@ pub async fn export(global: &Global, opts: ExportOpts) -> anyhow::Result<ExitCod
     }
     let platform = super::open_platform(global).await?;
     let c = super::find_clinic(&platform, &opts.clinic).await?;
-    let header = header(&platform, &c, "operator").await?;
+    let header = header(&platform, &c, &Actor::Operator.to_string()).await?;
     let tenant = platform
         .tenants
         .get(c.id)
@@ -164,7 +164,12 @@ pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCod
         .transpose()?;
     let clinic = platform
         .control
-        .create_clinic(&opts.name, slug, &platform.tenants, "operator")
+        .create_clinic(
+            &opts.name,
+            slug,
+            &platform.tenants,
+            &Actor::Operator.to_string(),
+        )
         .await
         .context("the clinic was not created")?;
     let at = platform.control.clock().now();

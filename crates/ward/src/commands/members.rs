@@ -1,25 +1,17 @@
 //! `ward members …`: a clinic's staff from the operator's side. A clinic made by
 //! `ward import` or `ward clinics create` has nobody on its staff; `ward members add`
-//! gives it its owner (or anyone else), through the same control-plane calls, audit row
-//! and invitation mail as the staff page.
+//! gives it its owner (or anyone else): the workflow is `ward_app::staff::add_by_operator`,
+//! with the same control-plane calls, audit row and invitation mail as the staff page.
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use serde::Serialize;
-use ward_clinic::audit::{Action, Actor, Entry};
-use ward_control::{ClinicRecord, INVITE_TTL, Invited, Inviter, Platform, invitation_link};
+use ward_app::staff::{self, AddRefused, OperatorAdd, OperatorAdded};
 use ward_core::{ClinicStatus, Email, Role, format_time};
-use ward_mail::{MailConfig, Mailer, Message};
+use ward_mail::{MailConfig, Mailer};
 
 use crate::cli::{Global, MembersAddOpts, MembersCommand};
 use crate::output::{json, note, say};
-
-/// Who the clinic's history and audit log name for these changes.
-const OPERATOR: &str = "operator";
-
-/// Who an invitation from the command line says it is from.
-const INVITER: &str = "The operator of Ward";
 
 pub async fn run(global: &Global, cmd: MembersCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -62,7 +54,65 @@ async fn add(global: &Global, opts: MembersAddOpts) -> anyhow::Result<ExitCode> 
         clinic.status
     );
     let role = opts.role;
-    let already = || anyhow::anyhow!("{email} is already a member of clinic {}", clinic.slug);
+    let base_url = opts
+        .public_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let mailer = || {
+        Mailer::new(
+            platform.control.clone(),
+            MailConfig {
+                smtp_url: opts.mail.smtp_url.clone(),
+                from: opts.mail.mail_from.clone(),
+                outbox_dir: global.data_dir.join("outbox"),
+            },
+        )
+    };
+    let add = OperatorAdd {
+        clinic: &clinic,
+        email: &email,
+        role,
+        reason,
+        base_url,
+    };
+    let clock = platform.control.clock().as_ref();
+    let done = match staff::add_by_operator(
+        &platform.control,
+        &platform.tenants,
+        clock,
+        mailer,
+        add,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err(AddRefused::AlreadyMember(Some(was))) => anyhow::bail!(
+            "{email} is already a member of clinic {} (as {})",
+            clinic.slug,
+            was.as_str()
+        ),
+        Err(AddRefused::AlreadyMember(None)) => {
+            anyhow::bail!("{email} is already a member of clinic {}", clinic.slug)
+        }
+        Err(AddRefused::NoBaseUrl) => anyhow::bail!(
+            "{email} has no account, so an invitation is mailed, and its link needs the address users reach Ward at: set WARD_PUBLIC_URL or --public-url (http:// or https://)"
+        ),
+        Err(AddRefused::NotQueued { error, unrecorded }) => {
+            if let Some(e) = unrecorded {
+                unrecorded_warning(*e);
+            }
+            let refused = AddRefused::NotQueued {
+                error,
+                unrecorded: None,
+            };
+            return Err(refused.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(e) = done.unrecorded {
+        unrecorded_warning(e);
+    }
     let mut added = Added {
         clinic_id: clinic.id.to_string(),
         clinic: clinic.slug.to_string(),
@@ -73,102 +123,29 @@ async fn add(global: &Global, opts: MembersAddOpts) -> anyhow::Result<ExitCode> 
         mail: None,
         expires_at: None,
     };
-    if let Some(user) = platform.control.user_by_email(&email).await? {
-        if let Some(m) = platform.control.clinic_member(clinic.id, &user.id).await? {
-            anyhow::bail!(
-                "{email} is already a member of clinic {} (as {})",
-                clinic.slug,
-                m.role.as_str()
-            );
+    match done.added {
+        OperatorAdded::Joined { user_id, disabled } => {
+            if disabled {
+                note(format_args!(
+                    "warning: the account of {email} is disabled; `ward users enable` lets it sign in"
+                ));
+            }
+            added.user_id = Some(user_id);
         }
-        let joined = platform
-            .control
-            .join_clinic(clinic.id, &user.id, role, OPERATOR)
-            .await
-            .context("the membership was not added")?;
-        anyhow::ensure!(joined, already());
-        record(
-            &platform,
-            &clinic,
-            reason,
-            &user.id,
-            role,
-            "added by the operator",
-        )
-        .await;
-        if user.disabled {
-            note(format_args!(
-                "warning: the account of {email} is disabled; `ward users enable` lets it sign in"
-            ));
+        OperatorAdded::Invited {
+            expires_at,
+            delivered,
+            mail,
+        } => {
+            if !delivered {
+                note(format_args!(
+                    "warning: the invitation mail is not delivered yet; it stays in the outbox and `ward serve` retries it ({mail})"
+                ));
+            }
+            added.outcome = "invited";
+            added.mail = Some(if delivered { "delivered" } else { "queued" });
+            added.expires_at = Some(format_time(expires_at));
         }
-        added.user_id = Some(user.id);
-    } else {
-        // Everything that can be refused is checked before the invitation is issued.
-        let base = opts
-            .public_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-            .with_context(|| {
-                format!(
-                    "{email} has no account, so an invitation is mailed, and its link needs the address users reach Ward at: set WARD_PUBLIC_URL or --public-url (http:// or https://)"
-                )
-            })?;
-        let mailer = Mailer::new(
-            platform.control.clone(),
-            MailConfig {
-                smtp_url: opts.mail.smtp_url.clone(),
-                from: opts.mail.mail_from.clone(),
-                outbox_dir: global.data_dir.join("outbox"),
-            },
-        )
-        .context("cannot set up outgoing mail")?;
-        let inviter = Inviter {
-            name: INVITER,
-            user_id: None,
-            actor: OPERATOR,
-        };
-        let Invited::Sent(token) = platform
-            .control
-            .invite_to_clinic(clinic.id, &email, role, inviter)
-            .await
-            .context("the invitation was not issued")?
-        else {
-            return Err(already());
-        };
-        let expires_at = platform.control.clock().now() + INVITE_TTL;
-        record(
-            &platform,
-            &clinic,
-            reason,
-            email.as_str(),
-            role,
-            "invitation sent",
-        )
-        .await;
-        let message = Message::StaffInvite {
-            clinic_name: clinic.name.clone(),
-            inviter: INVITER.to_owned(),
-            role: role.as_str().to_owned(),
-            link: invitation_link(base, &token),
-        };
-        let id = mailer
-            .enqueue(&email, "", message)
-            .await
-            .context("the invitation was issued but its mail could not be stored")?;
-        let delivered = mailer.deliver(id).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot deliver the invitation now");
-            false
-        });
-        if !delivered {
-            note(format_args!(
-                "warning: the invitation mail is not delivered yet; it stays in the outbox and `ward serve` retries it ({})",
-                mailer.describe()
-            ));
-        }
-        added.outcome = "invited";
-        added.mail = Some(if delivered { "delivered" } else { "queued" });
-        added.expires_at = Some(format_time(expires_at));
     }
     if opts.json {
         json(&added)?;
@@ -189,31 +166,13 @@ async fn add(global: &Global, opts: MembersAddOpts) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The clinic's audit row for someone coming onto its staff, by the operator. The change
-/// is made by then: a row that cannot be written is reported, not undone (as for a
-/// clinic's status change).
-async fn record(
-    platform: &Platform,
-    clinic: &ClinicRecord,
-    reason: &str,
-    who: &str,
-    role: Role,
-    how: &str,
-) {
-    let entry = Entry::new(
-        platform.control.clock().now(),
-        Actor::Operator {
-            name: OPERATOR.to_owned(),
-        },
-        Action::Create,
-    )
-    .reason(reason)
-    .staff_added(who, role, how);
-    if let Err(e) = super::clinics::record_in_audit_log(platform, clinic.id, entry).await {
-        note(format_args!(
-            "warning: the change is done but the clinic's audit log could not record it: {e:#}"
-        ));
-    }
+/// The change is made by then: an audit row that could not be written is reported, not
+/// undone (as for a clinic's status change).
+fn unrecorded_warning(e: ward_app::Error) {
+    note(format_args!(
+        "warning: the change is done but the clinic's audit log could not record it: {:#}",
+        anyhow::Error::from(e)
+    ));
 }
 
 /// The staff and open invitations, for `--json`.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use uuid::Uuid;
 use ward_control::backups::restore_control_plane;
 use ward_control::{MasterKeySource, RestoreTarget, master_key};
-use ward_core::{SystemClock, format_time, parse_time};
+use ward_core::{Actor, SystemClock, format_time, parse_time};
 use ward_tenancy::backup::RestoreStep;
 
 use crate::cli::{Global, RestoreOpts, RestoreSource};
@@ -28,10 +28,7 @@ fn step_name(s: RestoreStep) -> String {
 }
 
 fn actor() -> String {
-    match std::env::var("USER") {
-        Ok(user) if !user.is_empty() => format!("operator ({user})"),
-        _ => "operator".to_owned(),
-    }
+    Actor::operator_login(std::env::var("USER").ok().as_deref()).to_string()
 }
 
 pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode> {

@@ -11,7 +11,7 @@ use ward_clinic::audit::ReadAuditConfig;
 use ward_control::SessionPolicy;
 use ward_control::passwords::{PRODUCTION_COST, Pepper};
 use ward_control::{Backups, ServeGuard};
-use ward_core::SystemClock;
+use ward_core::{Actor, SystemClock};
 use ward_mail::MailConfig;
 use ward_web::limits::{EmailLimits, IpLimit};
 use ward_web::{TrustedProxy, Web, WebOptions};
@@ -217,7 +217,10 @@ async fn schedule_backups(backups: Arc<Backups>, interval: Duration) {
         if let Err(e) = backups.run_daily_if_due(&|_| {}).await {
             tracing::error!(error = %e, "the daily backup jobs failed");
         }
-        match backups.pass(false, "schedule", &|_| {}).await {
+        match backups
+            .pass(false, &Actor::Schedule.to_string(), &|_| {})
+            .await
+        {
             Ok(s) if !s.failed.is_empty() => tracing::error!(
                 backed_up = s.backed_up,
                 failed = s.failed.len(),

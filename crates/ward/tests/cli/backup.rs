@@ -75,24 +75,20 @@ impl Data {
         p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
     }
 
+    /// Gives the clinic a `notes` table holding one note, `body`.
+    async fn create_notes(&self, id: ClinicId, body: &str) {
+        let sql = format!(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('{body}');"
+        );
+        self.exec(id, &sql).await;
+    }
+
     async fn notes(&self, id: ClinicId) -> Vec<String> {
         let p = self.platform().await;
-        let out = p
-            .tenants
-            .get(id)
-            .await
-            .unwrap()
-            .with(|conn| {
-                let mut rows = conn
-                    .query("SELECT body FROM notes ORDER BY id", ())
-                    .unwrap();
-                let mut out = Vec::new();
-                while let Some(r) = rows.next().unwrap() {
-                    out.push(r.get::<String>(0).unwrap());
-                }
-                out
-            })
-            .await;
+        let out = select(&p, id, "SELECT body FROM notes ORDER BY id", |r| {
+            r.get::<String>(0).unwrap()
+        })
+        .await;
         assert!(!p.tenants.is_locked(id));
         p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
         out
@@ -117,8 +113,7 @@ impl Data {
 async fn backup_list_restore_and_drill_through_the_command_line() {
     let data = Data::new();
     let id = data.create_clinic("acme");
-    data.exec(id, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('one');")
-        .await;
+    data.create_notes(id, "one").await;
 
     let summary: serde_json::Value =
         serde_json::from_str(&data.ok(&["backup", "--all", "--json"])).unwrap();
@@ -180,8 +175,7 @@ async fn backup_list_restore_and_drill_through_the_command_line() {
 async fn a_restore_killed_at_any_step_leaves_a_usable_clinic_old_or_new() {
     let data = Data::new();
     let id = data.create_clinic("acme");
-    data.exec(id, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('backed up');")
-        .await;
+    data.create_notes(id, "backed up").await;
     data.ok(&["backup", "--clinic", "acme"]);
     let backup_id = data.backups(&["--clinic", "acme"])[0]["id"]
         .as_str()
@@ -327,6 +321,28 @@ async fn the_control_plane_restore_is_refused_while_serve_runs() {
     );
 }
 
+/// Every row `sql` selects from the clinic, each made into a value by `row`.
+async fn select<T: Send>(
+    p: &Platform,
+    id: ClinicId,
+    sql: &str,
+    row: impl Fn(&ward_tenancy::sql::Row) -> T + Send,
+) -> Vec<T> {
+    p.tenants
+        .get(id)
+        .await
+        .unwrap()
+        .with(|conn| {
+            let mut rows = conn.query(sql, ()).unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                out.push(row(&r));
+            }
+            out
+        })
+        .await
+}
+
 /// Appends one audit row to the clinic and anchors the new head, as `ward serve` would.
 async fn audit_and_anchor(data: &Data, id: ClinicId, detail: &str) {
     use ward_clinic::audit::{self, Action, Actor, Entry};
@@ -386,31 +402,17 @@ async fn a_restore_writes_its_audit_row_and_verify_stays_clean() {
     ]);
 
     let p = data.platform().await;
-    let rows = p
-        .tenants
-        .get(id)
-        .await
-        .unwrap()
-        .with(|conn| {
-            let mut rows = conn
-                .query(
-                    "SELECT action, actor_kind, actor_name, reason, detail FROM audit_log ORDER BY seq",
-                    (),
-                )
-                .unwrap();
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().unwrap() {
-                out.push((
-                    r.get::<String>(0).unwrap(),
-                    r.get::<String>(1).unwrap(),
-                    r.get::<Option<String>>(2).unwrap(),
-                    r.get::<Option<String>>(3).unwrap(),
-                    r.get::<Option<String>>(4).unwrap(),
-                ));
-            }
-            out
-        })
-        .await;
+    let sql = "SELECT action, actor_kind, actor_name, reason, detail FROM audit_log ORDER BY seq";
+    let rows = select(&p, id, sql, |r| {
+        (
+            r.get::<String>(0).unwrap(),
+            r.get::<String>(1).unwrap(),
+            r.get::<Option<String>>(2).unwrap(),
+            r.get::<Option<String>>(3).unwrap(),
+            r.get::<Option<String>>(4).unwrap(),
+        )
+    })
+    .await;
     p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
     assert_eq!(
         rows.len(),

@@ -8,6 +8,12 @@ use crate::support::{MASTER_HEX, PASSWORD, Run, Server, Visitor, Ward, run, sign
 
 const NEW_HEX: &str = "7f3e1d2c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
+/// Signs up the owner `email` of a new clinic `clinic` as a new visitor and
+/// confirms the address; the clinic's home page.
+fn sign_up(ward: &Ward, server: &Server, clinic: &str, email: &str) -> String {
+    sign_up_and_confirm(ward, server, &mut Visitor::new(server), clinic, email)
+}
+
 /// `ward keys rotate-master` to `new` (64 hex), crashing before `crash_at` if given.
 fn rotate(ward: &Ward, new: Option<&str>, crash_at: Option<&str>) -> Run {
     let mut cmd = ward.cmd();
@@ -49,14 +55,7 @@ fn leftovers(data: &Path) -> Vec<String> {
 fn a_rotation_survives_crashes_and_afterwards_only_the_new_key_opens() {
     let mut ward = Ward::new();
     let server = Server::start(&ward);
-    let mut visitor = Visitor::new(&server);
-    let home = sign_up_and_confirm(
-        &ward,
-        &server,
-        &mut visitor,
-        "Rotation Clinic",
-        "ada@example.com",
-    );
+    let home = sign_up(&ward, &server, "Rotation Clinic", "ada@example.com");
     assert!(home.starts_with("/c/"), "{home}");
     let (status, _) = server.terminate();
     assert!(status.success());
@@ -191,27 +190,13 @@ fn the_replica_continues_after_a_rotation_and_rebuilds_under_the_new_key() {
     let env = replica_env(folder.path());
     let mut ward = Ward::with_env(env.clone());
     let server = Server::start(&ward);
-    let mut visitor = Visitor::new(&server);
-    sign_up_and_confirm(
-        &ward,
-        &server,
-        &mut visitor,
-        "Before Rotation",
-        "a@example.com",
-    );
+    sign_up(&ward, &server, "Before Rotation", "a@example.com");
     server.terminate();
 
     rotate(&ward, Some(NEW_HEX), None).ok();
     ward.set_env("WARD_MASTER_KEY", NEW_HEX);
     let server = Server::start(&ward);
-    let mut visitor = Visitor::new(&server);
-    sign_up_and_confirm(
-        &ward,
-        &server,
-        &mut visitor,
-        "After Rotation",
-        "b@example.com",
-    );
+    sign_up(&ward, &server, "After Rotation", "b@example.com");
     server.terminate();
 
     // An empty machine rebuilt from the replica with the new key has both clinics.
@@ -239,8 +224,7 @@ fn after_a_pepper_rotation_passwords_work_and_are_rehashed_at_sign_in() {
         ("Pepper A", "ada@example.com"),
         ("Pepper B", "bob@example.com"),
     ] {
-        let mut visitor = Visitor::new(&server);
-        sign_up_and_confirm(&ward, &server, &mut visitor, name, email);
+        sign_up(&ward, &server, name, email);
     }
     let refused = ward.run(&["keys", "rotate-pepper"]).final_error();
     assert!(refused.contains("ward serve"), "{refused}");

@@ -1,7 +1,21 @@
 //! `ward export`, `ward import`, `ward clinics suspend|resume|close|reopen` and
 //! `ward purge` through the real binary.
 
-use crate::support::Ward;
+use crate::support::{Run, Ward};
+
+/// `ward export --clinic <clinic> --reason <reason> <more>`.
+fn export(ward: &Ward, clinic: &str, reason: &str, more: &[&str]) -> Run {
+    let mut args = vec!["export", "--clinic", clinic, "--reason", reason];
+    args.extend(more);
+    ward.run(&args)
+}
+
+/// `ward import --file <file> --name <name> <more>`.
+fn import(ward: &Ward, file: &str, name: &str, more: &[&str]) -> Run {
+    let mut args = vec!["import", "--file", file, "--name", name];
+    args.extend(more);
+    ward.run(&args)
+}
 
 #[test]
 fn export_then_import_through_the_command_line() {
@@ -9,26 +23,14 @@ fn export_then_import_through_the_command_line() {
     let (id, slug) = ward.create("Acme Clinic");
     let dir = ward.data_dir();
     let file = dir.join("acme.json");
-    let out = ward
-        .run(&[
-            "export",
-            "--clinic",
-            &slug,
-            "--reason",
-            "owner asked by phone",
-            "--out",
-        ])
-        .stderr;
+    let out = export(&ward, &slug, "owner asked by phone", &["--out"]).stderr;
     assert!(out.contains("--out"), "--out needs a value: {out}");
-    ward.run(&[
-        "export",
-        "--clinic",
+    export(
+        &ward,
         &slug,
-        "--reason",
         "owner asked by phone",
-        "--out",
-        file.to_str().unwrap(),
-    ])
+        &["--out", file.to_str().unwrap()],
+    )
     .ok();
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -42,22 +44,11 @@ fn export_then_import_through_the_command_line() {
     );
 
     // Standard output by default.
-    let stdout = ward
-        .run(&["export", "--clinic", &id, "--reason", "second look"])
-        .ok();
+    let stdout = export(&ward, &id, "second look", &[]).ok();
     let doc2: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc2["clinic"]["slug"], slug);
 
-    let out = ward
-        .run(&[
-            "import",
-            "--file",
-            file.to_str().unwrap(),
-            "--name",
-            "Acme Again",
-            "--json",
-        ])
-        .ok();
+    let out = import(&ward, file.to_str().unwrap(), "Acme Again", &["--json"]).ok();
     let imported: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_ne!(imported["id"], id);
     assert_eq!(imported["from"], id);
@@ -69,15 +60,7 @@ fn export_then_import_through_the_command_line() {
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.join("cut.json");
     std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
-    let err = ward
-        .run(&[
-            "import",
-            "--file",
-            cut.to_str().unwrap(),
-            "--name",
-            "Broken",
-        ])
-        .final_error();
+    let err = import(&ward, cut.to_str().unwrap(), "Broken", &[]).final_error();
     assert!(
         err.contains("ends too early") && err.contains("nothing was created"),
         "{err}"
@@ -89,9 +72,7 @@ fn export_then_import_through_the_command_line() {
     rows.push(first);
     let dup = dir.join("dup.json");
     std::fs::write(&dup, v.to_string()).unwrap();
-    let err = ward
-        .run(&["import", "--file", dup.to_str().unwrap(), "--name", "Dup"])
-        .final_error();
+    let err = import(&ward, dup.to_str().unwrap(), "Dup", &[]).final_error();
     assert!(err.contains("nothing was created"), "{err}");
     assert_eq!(ward.list().len(), 2, "no clinic left behind");
     let clinic_files = std::fs::read_dir(dir.join("clinics"))
@@ -128,12 +109,8 @@ fn clinic_status_changes_and_purge_dry_run() {
         .ok();
     assert_eq!(status(&ward), "active");
     // Every change is in the clinic's own audit log: the export shows them.
-    let doc: serde_json::Value = serde_json::from_str(
-        &ward
-            .run(&["export", "--clinic", &slug, "--reason", "check"])
-            .ok(),
-    )
-    .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&export(&ward, &slug, "check", &[]).ok()).unwrap();
     let log = doc["tables"]["audit_log"].to_string();
     for change in [
         "active → suspended",
@@ -152,17 +129,12 @@ fn export_as_csv_writes_a_zip_of_one_csv_per_table() {
     let ward = Ward::new();
     let (id, slug) = ward.create("Acme Clinic");
     let file = ward.data_dir().join("acme.zip");
-    ward.run(&[
-        "export",
-        "--clinic",
+    export(
+        &ward,
         &slug,
-        "--reason",
         "spreadsheet for the accountant",
-        "--format",
-        "csv",
-        "--out",
-        file.to_str().unwrap(),
-    ])
+        &["--format", "csv", "--out", file.to_str().unwrap()],
+    )
     .ok();
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&file).unwrap()).unwrap();
     let mut read = |name: &str| {
@@ -204,16 +176,10 @@ fn export_as_csv_writes_a_zip_of_one_csv_per_table() {
     );
 
     // JSON stays the default; an unknown format is refused.
-    let stdout = ward
-        .run(&["export", "--clinic", &id, "--reason", "json still"])
-        .ok();
+    let stdout = export(&ward, &id, "json still", &[]).ok();
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["format"], "ward-export");
-    let err = ward
-        .run(&[
-            "export", "--clinic", &id, "--reason", "x", "--format", "xml",
-        ])
-        .stderr;
+    let err = export(&ward, &id, "x", &["--format", "xml"]).stderr;
     assert!(err.contains("xml"), "{err}");
 }
 
@@ -311,25 +277,8 @@ fn the_export_with_files_round_trips_through_the_command_line() {
 
     // The plain JSON export cannot bring the files, so its import is refused.
     let json = dir.join("acme.json");
-    ward.run(&[
-        "export",
-        "--clinic",
-        &slug,
-        "--reason",
-        "move",
-        "--out",
-        json.to_str().unwrap(),
-    ])
-    .ok();
-    let err = ward
-        .run(&[
-            "import",
-            "--file",
-            json.to_str().unwrap(),
-            "--name",
-            "Lossy",
-        ])
-        .final_error();
+    export(&ward, &slug, "move", &["--out", json.to_str().unwrap()]).ok();
+    let err = import(&ward, json.to_str().unwrap(), "Lossy", &[]).final_error();
     assert!(
         err.contains("names 2 attachment file(s) but holds none of them")
             && err.contains("--format zip")
@@ -339,17 +288,12 @@ fn the_export_with_files_round_trips_through_the_command_line() {
     assert_eq!(ward.list().len(), 1);
 
     let archive = dir.join("acme.zip");
-    let run = ward.run(&[
-        "export",
-        "--clinic",
+    let run = export(
+        &ward,
         &slug,
-        "--reason",
         "moving to a new installation",
-        "--format",
-        "zip",
-        "--out",
-        archive.to_str().unwrap(),
-    ]);
+        &["--format", "zip", "--out", archive.to_str().unwrap()],
+    );
     assert!(run.stderr.contains("2 attachment files"), "{run:#?}");
     run.ok();
     let entries = zip_entries(&archive);
@@ -371,16 +315,7 @@ fn the_export_with_files_round_trips_through_the_command_line() {
         assert!(!raw.windows(32).any(|w| w == &key[..]), "a raw key");
     }
 
-    let out = ward
-        .run(&[
-            "import",
-            "--file",
-            archive.to_str().unwrap(),
-            "--name",
-            "Acme Again",
-            "--json",
-        ])
-        .ok();
+    let out = import(&ward, archive.to_str().unwrap(), "Acme Again", &["--json"]).ok();
     let imported: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(imported["files"], 2);
     assert_eq!(imported["from"], id);
@@ -411,15 +346,7 @@ fn the_export_with_files_round_trips_through_the_command_line() {
         }
         zip.finish().unwrap();
     }
-    let err = ward
-        .run(&[
-            "import",
-            "--file",
-            bad.to_str().unwrap(),
-            "--name",
-            "Tampered",
-        ])
-        .final_error();
+    let err = import(&ward, bad.to_str().unwrap(), "Tampered", &[]).final_error();
     assert!(
         err.contains("attachments/2.pdf does not match")
             && err.contains("altered or damaged")

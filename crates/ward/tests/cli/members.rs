@@ -2,7 +2,16 @@
 //! against a running `ward serve`: an account that joins, an invitation mailed to a new
 //! address and accepted, and the refusals.
 
-use crate::support::{PASSWORD, Server, Visitor, Ward, sign_up_and_confirm};
+use crate::support::{PASSWORD, Run, Server, Visitor, Ward, sign_up_and_confirm};
+
+/// `ward members add --clinic <clinic> --email <email> --role <role> <more>`.
+fn add(ward: &Ward, clinic: &str, email: &str, role: &str, more: &[&str]) -> Run {
+    let mut args = vec![
+        "members", "add", "--clinic", clinic, "--email", email, "--role", role,
+    ];
+    args.extend_from_slice(more);
+    ward.run(&args)
+}
 
 #[test]
 fn an_existing_account_becomes_the_owner_of_an_imported_clinic() {
@@ -21,20 +30,14 @@ fn an_existing_account_becomes_the_owner_of_an_imported_clinic() {
     let staff = format!("/c/{slug}/staff");
     assert_ne!(ada.get(&home).0, 200, "a stranger opened the clinic");
 
-    let out = ward
-        .run(&[
-            "members",
-            "add",
-            "--clinic",
-            &slug,
-            "--email",
-            "Ada@Example.com",
-            "--role",
-            "owner",
-            "--reason",
-            "owner of the imported clinic",
-        ])
-        .ok();
+    let out = add(
+        &ward,
+        &slug,
+        "Ada@Example.com",
+        "owner",
+        &["--reason", "owner of the imported clinic"],
+    )
+    .ok();
     assert!(
         out.contains("added ada@example.com") && out.contains("as owner"),
         "{out}"
@@ -64,20 +67,14 @@ fn an_existing_account_becomes_the_owner_of_an_imported_clinic() {
         "no audit row with the reason: {audit}"
     );
 
-    let err = ward
-        .run(&[
-            "members",
-            "add",
-            "--clinic",
-            &slug,
-            "--email",
-            "ada@example.com",
-            "--role",
-            "doctor",
-            "--reason",
-            "again",
-        ])
-        .final_error();
+    let err = add(
+        &ward,
+        &slug,
+        "ada@example.com",
+        "doctor",
+        &["--reason", "again"],
+    )
+    .final_error();
     assert!(err.contains("already a member"), "{err}");
     let listed = ward.run(&["members", "list", "--clinic", &slug]).ok();
     assert!(
@@ -92,23 +89,20 @@ fn a_new_address_gets_an_invitation_mail_whose_link_makes_the_account_and_joins(
     let server = Server::start(&ward);
     let (_, slug) = ward.create("Imported Clinic");
     let base = format!("http://{}", server.addr);
-    let out = ward
-        .run(&[
-            "members",
-            "add",
-            "--clinic",
-            &slug,
-            "--email",
-            "grace@example.com",
-            "--role",
-            "owner",
+    let out = add(
+        &ward,
+        &slug,
+        "grace@example.com",
+        "owner",
+        &[
             "--reason",
             "owner of the imported clinic",
             "--public-url",
             &base,
             "--json",
-        ])
-        .ok();
+        ],
+    )
+    .ok();
     let added: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(added["outcome"], "invited", "{added}");
     assert_eq!(added["mail"], "delivered", "{added}");
@@ -154,13 +148,6 @@ fn a_new_address_gets_an_invitation_mail_whose_link_makes_the_account_and_joins(
 fn members_add_refuses_what_it_cannot_do_and_changes_nothing() {
     let ward = Ward::new();
     let (_, slug) = ward.create("Acme Clinic");
-    let add = |clinic: &str, email: &str, role: &str, extra: &[&str]| {
-        let mut args = vec![
-            "members", "add", "--clinic", clinic, "--email", email, "--role", role,
-        ];
-        args.extend_from_slice(extra);
-        ward.run(&args)
-    };
     let reason = ["--reason", "new owner"];
     let url = [
         "--reason",
@@ -169,32 +156,32 @@ fn members_add_refuses_what_it_cannot_do_and_changes_nothing() {
         "http://127.0.0.1:9",
     ];
 
-    let err = add("no-such-clinic", "a@example.com", "owner", &url).final_error();
+    let err = add(&ward, "no-such-clinic", "a@example.com", "owner", &url).final_error();
     assert!(
         err.contains("no clinic") && err.contains("no-such-clinic"),
         "{err}"
     );
 
-    let run = add(&slug, "a@example.com", "boss", &url);
+    let run = add(&ward, &slug, "a@example.com", "boss", &url);
     assert_eq!(run.status.code(), Some(2), "{run:#?}");
     assert!(
         run.stderr.contains("--role") && run.stderr.contains("owner, doctor"),
         "{run:#?}"
     );
 
-    let err = add(&slug, "not an address", "owner", &url).final_error();
+    let err = add(&ward, &slug, "not an address", "owner", &url).final_error();
     assert!(err.contains("--email"), "{err}");
 
-    let err = add(&slug, "a@example.com", "owner", &["--reason", "  "]).final_error();
+    let err = add(&ward, &slug, "a@example.com", "owner", &["--reason", "  "]).final_error();
     assert!(err.contains("--reason"), "{err}");
 
     // Without the address users reach Ward at, an invitation's link cannot be written.
-    let err = add(&slug, "a@example.com", "owner", &reason).final_error();
+    let err = add(&ward, &slug, "a@example.com", "owner", &reason).final_error();
     assert!(err.contains("WARD_PUBLIC_URL"), "{err}");
 
     ward.run(&["clinics", "suspend", &slug, "--reason", "unpaid"])
         .ok();
-    let err = add(&slug, "a@example.com", "owner", &url).final_error();
+    let err = add(&ward, &slug, "a@example.com", "owner", &url).final_error();
     assert!(err.contains("suspended"), "{err}");
 
     let listed: serde_json::Value = serde_json::from_str(

@@ -626,13 +626,7 @@ impl Ward {
     /// [`Self::link_in_mail`] for links to `base`.
     pub fn link_in_mail_at(&self, base: &str, to: &str, path: &str) -> String {
         self.mail_to(to, path)
-            .and_then(|text| {
-                let start = text.find(&format!("{base}{path}"))?;
-                let end = text[start..]
-                    .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
-                    .map_or(text.len(), |e| start + e);
-                Some(text[start..end].replace("&amp;", "&"))
-            })
+            .and_then(|text| link_in(&text, &format!("{base}{path}")))
             .unwrap_or_else(|| panic!("no mail to {to} with a {base}{path} link"))
     }
 
@@ -642,21 +636,8 @@ impl Ward {
         let dir = self.data_dir().join("outbox");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-            let found = files.iter().rev().find_map(|f| {
-                let text = std::fs::read_to_string(f)
-                    .unwrap()
-                    .replace("=\r\n", "")
-                    .replace("=\n", "")
-                    .replace("=3D", "=");
+            let found = outbox_files(&dir).iter().rev().find_map(|f| {
+                let text = read_mail(f);
                 let to_line = text
                     .lines()
                     .find(|l| l.starts_with("To:"))
@@ -669,6 +650,38 @@ impl Ward {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The `.eml` files in the outbox folder `dir`, oldest first.
+pub fn outbox_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    files
+}
+
+/// A mail file's text with its quoted-printable soft breaks and `=3D` undone.
+pub fn read_mail(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// The first link in `text` that starts with `prefix`, up to a space, quote or bracket.
+pub fn link_in(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)?;
+    let end = text[start..]
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .map_or(text.len(), |e| start + e);
+    Some(text[start..end].replace("&amp;", "&"))
 }
 
 /// Runs `f` against the data directory in this process (the platform and the

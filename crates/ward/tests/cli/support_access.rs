@@ -11,6 +11,29 @@ fn support(ward: &Ward, args: &[&str]) -> Run {
     run(ward.cmd().env("USER", "alice").arg("support").args(args))
 }
 
+/// `ward support request --clinic <clinic> --reason <reason> --minutes <minutes> <more>`.
+fn request(ward: &Ward, clinic: &str, reason: &str, minutes: &str, more: &[&str]) -> Run {
+    let mut args = vec![
+        "request",
+        "--clinic",
+        clinic,
+        "--reason",
+        reason,
+        "--minutes",
+        minutes,
+    ];
+    args.extend(more);
+    support(ward, &args)
+}
+
+/// The sign-in link `out` prints.
+fn link_in(out: &str, base: &str) -> String {
+    out.split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}/support/")))
+        .unwrap_or_else(|| panic!("no link in {out}"))
+        .to_owned()
+}
+
 /// A new visitor that opens the sign-in link and starts the session.
 fn open_session(server: &Server, link: &str) -> Visitor {
     let base = format!("http://{}", server.addr);
@@ -37,18 +60,7 @@ fn support_access_through_the_command_line_and_the_pages() {
     let url = ["--public-url", base.as_str()];
 
     // What is refused, and why.
-    let long = support(
-        &ward,
-        &[
-            "request",
-            "--clinic",
-            &slug,
-            "--reason",
-            REASON,
-            "--minutes",
-            "45",
-        ],
-    );
+    let long = request(&ward, &slug, REASON, "45", &[]);
     assert!(!long.status.success());
     assert!(
         long.stderr.contains("45 is not in 1..=30"),
@@ -62,67 +74,18 @@ fn support_access_through_the_command_line_and_the_pages() {
         "{}",
         no_reason.stderr
     );
-    let blank = support(
-        &ward,
-        &[
-            "request",
-            "--clinic",
-            &slug,
-            "--reason",
-            "  ",
-            "--minutes",
-            "10",
-            "--public-url",
-            &base,
-        ],
-    )
-    .final_error();
+    let blank = request(&ward, &slug, "  ", "10", &url).final_error();
     assert!(blank.contains("--reason must say why"), "{blank}");
-    let no_url = support(
-        &ward,
-        &[
-            "request",
-            "--clinic",
-            &slug,
-            "--reason",
-            REASON,
-            "--minutes",
-            "10",
-        ],
-    )
-    .final_error();
+    let no_url = request(&ward, &slug, REASON, "10", &[]).final_error();
     assert!(no_url.contains("WARD_PUBLIC_URL"), "{no_url}");
-    let nowhere = support(
-        &ward,
-        &[
-            "request",
-            "--clinic",
-            "no-such-clinic",
-            "--reason",
-            REASON,
-            "--minutes",
-            "10",
-            "--public-url",
-            &base,
-        ],
-    )
-    .final_error();
+    let nowhere = request(&ward, "no-such-clinic", REASON, "10", &url).final_error();
     assert!(nowhere.contains("no-such-clinic"), "{nowhere}");
-    let write = support(
+    let write = request(
         &ward,
-        &[
-            "request",
-            "--clinic",
-            &slug,
-            "--reason",
-            REASON,
-            "--minutes",
-            "10",
-            "--emergency",
-            "--write",
-            "--public-url",
-            &base,
-        ],
+        &slug,
+        REASON,
+        "10",
+        &["--emergency", "--write", "--public-url", &base],
     )
     .final_error();
     assert!(
@@ -136,17 +99,7 @@ fn support_access_through_the_command_line_and_the_pages() {
     );
 
     // The request: the owner is mailed and sees it on their pages.
-    let mut args = vec![
-        "request",
-        "--clinic",
-        &slug,
-        "--reason",
-        REASON,
-        "--minutes",
-        "30",
-    ];
-    args.extend(url);
-    let out = support(&ward, &args).ok();
+    let out = request(&ward, &slug, REASON, "30", &url).ok();
     assert!(
         out.contains(&format!(
             "support grant #1 requested on clinic {slug} for 30 minutes; 1 owner(s) were asked"
@@ -165,7 +118,7 @@ fn support_access_through_the_command_line_and_the_pages() {
         page.contains("Support (alice) asks to look at this clinic"),
         "{page}"
     );
-    let again = support(&ward, &args).final_error();
+    let again = request(&ward, &slug, REASON, "30", &url).final_error();
     assert!(
         again.contains("already has an open support grant (#1)"),
         "{again}"
@@ -194,11 +147,7 @@ fn support_access_through_the_command_line_and_the_pages() {
         "{status}"
     );
     let out = support(&ward, &["link", "--grant", "1", "--public-url", &base]).ok();
-    let link = out
-        .split_whitespace()
-        .find(|w| w.starts_with(&format!("{base}/support/")))
-        .unwrap_or_else(|| panic!("no link in {out}"))
-        .to_owned();
+    let link = link_in(&out, &base);
     assert!(out.starts_with("sign in once, within 10 minutes:"), "{out}");
     let mut op = open_session(&server, &link);
     let (code, page) = op.get(&home);
@@ -236,24 +185,16 @@ fn support_access_through_the_command_line_and_the_pages() {
     );
 
     // The emergency path: open at once, the owner mailed at once, marked in the log.
-    let mut args = vec![
-        "request",
-        "--clinic",
+    let out = request(
+        &ward,
         &slug,
-        "--reason",
         REASON,
-        "--minutes",
         "5",
-        "--emergency",
-    ];
-    args.extend(url);
-    let out = support(&ward, &args).ok();
+        &["--emergency", "--public-url", &base],
+    )
+    .ok();
     assert!(out.contains("emergency support grant #2"), "{out}");
-    let link = out
-        .split_whitespace()
-        .find(|w| w.starts_with(&format!("{base}/support/")))
-        .unwrap_or_else(|| panic!("no link in {out}"))
-        .to_owned();
+    let link = link_in(&out, &base);
     let mail = ward
         .mail_to("owner@acme.test", "Emergency support access to your clinic")
         .expect("the owner is mailed at once");

@@ -1,7 +1,12 @@
 //! `ward users disable` and `ward users enable` through the binary, checked over HTTP
 //! against a running `ward serve`.
 
-use crate::support::{PASSWORD, Server, Visitor, Ward, sign_up_and_confirm};
+use crate::support::{PASSWORD, Run, Server, Visitor, Ward, sign_up_and_confirm};
+
+/// `ward users <verb> --email <email> --reason <reason>`.
+fn users(ward: &Ward, verb: &str, email: &str, reason: &str) -> Run {
+    ward.run(&["users", verb, "--email", email, "--reason", reason])
+}
 
 #[test]
 fn a_disabled_account_loses_its_sessions_and_cannot_sign_in_until_enabled() {
@@ -16,16 +21,7 @@ fn a_disabled_account_loses_its_sessions_and_cannot_sign_in_until_enabled() {
     assert!(other_device.sign_in("ada@example.com", PASSWORD));
     assert_eq!(other_device.get(home).0, 200);
 
-    let out = ward
-        .run(&[
-            "users",
-            "disable",
-            "--email",
-            "ada@example.com",
-            "--reason",
-            "left the practice",
-        ])
-        .ok();
+    let out = users(&ward, "disable", "ada@example.com", "left the practice").ok();
     assert!(out.contains("disabled ada@example.com"), "{out}");
     // Both sessions end (the server's session cache holds an answer two seconds).
     assert_eq!(ada.status_becomes(home, 303), 303);
@@ -37,16 +33,7 @@ fn a_disabled_account_loses_its_sessions_and_cannot_sign_in_until_enabled() {
     );
     assert_ne!(fresh.get(home).0, 200);
 
-    let out = ward
-        .run(&[
-            "users",
-            "enable",
-            "--email",
-            "ada@example.com",
-            "--reason",
-            "back from leave",
-        ])
-        .ok();
+    let out = users(&ward, "enable", "ada@example.com", "back from leave").ok();
     assert!(out.contains("re-enabled ada@example.com"), "{out}");
     let mut back = Visitor::new(&server);
     assert!(
@@ -63,31 +50,11 @@ fn users_commands_refuse_an_unknown_address_a_bad_one_and_no_reason() {
     let ward = Ward::new();
     ward.create("Acme Clinic");
     for verb in ["disable", "enable"] {
-        let err = ward
-            .run(&[
-                "users",
-                verb,
-                "--email",
-                "nobody@example.com",
-                "--reason",
-                "x",
-            ])
-            .final_error();
+        let err = users(&ward, verb, "nobody@example.com", "x").final_error();
         assert!(err.contains("no account for nobody@example.com"), "{err}");
-        let err = ward
-            .run(&["users", verb, "--email", "not an address", "--reason", "x"])
-            .final_error();
+        let err = users(&ward, verb, "not an address", "x").final_error();
         assert!(err.contains("--email"), "{err}");
-        let err = ward
-            .run(&[
-                "users",
-                verb,
-                "--email",
-                "nobody@example.com",
-                "--reason",
-                " ",
-            ])
-            .final_error();
+        let err = users(&ward, verb, "nobody@example.com", " ").final_error();
         assert!(err.contains("--reason"), "{err}");
     }
 }

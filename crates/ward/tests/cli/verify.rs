@@ -105,6 +105,17 @@ pub(crate) fn entry(n: i64) -> Entry {
     .ip("192.0.2.10")
 }
 
+/// `ward verify` fails on attachment 7: its object does not open or does not match.
+fn assert_attachment_7_refused(data: &Path) {
+    let out = ward(data, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("attachment 7 does not open with its key or does not match its digest"),
+        "{text}"
+    );
+}
+
 /// Runs `sql` on the clinic's file as someone holding its key, with the append-only
 /// triggers dropped and put back afterwards.
 async fn tamper(data: &Path, clinic: &ClinicRecord, sql: &str) {
@@ -243,13 +254,7 @@ async fn verify_names_an_attachment_whose_object_is_missing_or_damaged() {
     let objects = data.join("attachments").join("a");
     std::fs::create_dir_all(&objects).unwrap();
     std::fs::write(objects.join("0123456789abcdef"), b"sealed").unwrap();
-    let out = ward(data, &["verify"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("attachment 7 does not open with its key or does not match its digest"),
-        "{text}"
-    );
+    assert_attachment_7_refused(data);
     // The real file, stored as an upload stores it: the clinic passes, the file read
     // back whole.
     let store = ward_web::attachments::AttachmentStore::from_url(
@@ -288,11 +293,5 @@ async fn verify_names_an_attachment_whose_object_is_missing_or_damaged() {
     let last = bytes.len() - 20;
     bytes[last] ^= 0x01;
     std::fs::write(&object, bytes).unwrap();
-    let out = ward(data, &["verify"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("attachment 7 does not open with its key or does not match its digest"),
-        "{text}"
-    );
+    assert_attachment_7_refused(data);
 }

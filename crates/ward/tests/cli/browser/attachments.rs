@@ -4,29 +4,23 @@
 
 use std::time::{Duration, Instant};
 
-use super::artifact;
 use super::server::Server;
 use super::webdriver::Driver;
-
-const PASSWORD: &str = "a long and private passphrase";
+use super::{artifact, sign_up_and_confirm};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_and_a_pdf_uploaded_together_show_a_thumbnail_and_open() {
     let server = Server::start();
     let browser = Driver::start().await;
 
-    browser.goto(&format!("{}/signup", server.base)).await;
-    browser.fill("#clinic_name", "Riverside Clinic").await;
-    browser.fill("#name", "Dr. Mira Iyer").await;
-    browser.fill("#email", "mira@riverside.example").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Check your email").await;
-    browser
-        .goto(&server.link_in_newest_mail("/verify-email"))
-        .await;
-    browser.wait_for_text("mira@riverside.example").await;
-    browser.click("button[type=submit]").await;
+    sign_up_and_confirm(
+        &browser,
+        &server,
+        "Riverside Clinic",
+        "Dr. Mira Iyer",
+        "mira@riverside.example",
+    )
+    .await;
     let home = browser.wait_for_url(|u| u.contains("/c/")).await;
 
     browser.goto(&format!("{home}patients/new")).await;

@@ -2,12 +2,11 @@
 //! registers and books a patient, the doctor sees them and prints the prescription,
 //! billing takes the payment and prints the receipt, and the owner reads the audit log.
 
-use super::artifact;
 use super::server::Server;
 use super::webdriver::Driver;
+use super::{PASSWORD, artifact, sign_up_and_confirm};
 
 const SLUG: &str = "lakeside-clinic";
-const PASSWORD: &str = "a long and private passphrase";
 
 /// Signs out whoever is signed in, then signs in as `email`.
 async fn sign_in_as(browser: &Driver, server: &Server, email: &str) {
@@ -123,17 +122,14 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
     let browser = Driver::start().await;
 
     // The owner signs up and confirms the address from the mail.
-    browser.goto(&format!("{}/signup", server.base)).await;
-    browser.fill("#clinic_name", "Lakeside Clinic").await;
-    browser.fill("#name", "Dr. Asha Rao").await;
-    browser.fill("#email", "owner@lakeside.example").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Check your email").await;
-    let link = server.link_in_newest_mail("/verify-email");
-    browser.goto(&link).await;
-    browser.wait_for_text("owner@lakeside.example").await;
-    browser.click("button[type=submit]").await;
+    sign_up_and_confirm(
+        &browser,
+        &server,
+        "Lakeside Clinic",
+        "Dr. Asha Rao",
+        "owner@lakeside.example",
+    )
+    .await;
     let url = browser.wait_for_url(|u| u.contains("/c/")).await;
     assert!(url.ends_with(&format!("/c/{SLUG}/")), "{url}");
 

@@ -12,6 +12,31 @@ use std::path::PathBuf;
 use server::Server;
 use webdriver::Driver;
 
+/// The password of every account the browser tests make.
+const PASSWORD: &str = "a long and private passphrase";
+
+/// Signs up `name` (`email`) with the clinic `clinic` and confirms the address from the
+/// mail, ending with the click that signs them in.
+async fn sign_up_and_confirm(
+    browser: &Driver,
+    server: &Server,
+    clinic: &str,
+    name: &str,
+    email: &str,
+) {
+    browser.goto(&format!("{}/signup", server.base)).await;
+    browser.fill("#clinic_name", clinic).await;
+    browser.fill("#name", name).await;
+    browser.fill("#email", email).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Check your email").await;
+    let link = server.link_in_newest_mail("/verify-email");
+    browser.goto(&link).await;
+    browser.wait_for_text(email).await;
+    browser.click("button[type=submit]").await;
+}
+
 fn artifact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/browser-artifacts")
@@ -23,20 +48,14 @@ async fn a_new_owner_signs_up_confirms_from_the_mail_signs_out_and_back_in() {
     let server = Server::start();
     let browser = Driver::start().await;
 
-    browser.goto(&format!("{}/signup", server.base)).await;
-    browser.fill("#clinic_name", "Sunrise Family Clinic").await;
-    browser.fill("#name", "Dr. Meera Iyer").await;
-    browser.fill("#email", "meera@example.com").await;
-    browser
-        .fill("#password", "a long and private passphrase")
-        .await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Check your email").await;
-
-    let link = server.link_in_newest_mail("/verify-email");
-    browser.goto(&link).await;
-    browser.wait_for_text("meera@example.com").await;
-    browser.click("button[type=submit]").await;
+    sign_up_and_confirm(
+        &browser,
+        &server,
+        "Sunrise Family Clinic",
+        "Dr. Meera Iyer",
+        "meera@example.com",
+    )
+    .await;
     let url = browser.wait_for_url(|u| u.contains("/c/")).await;
     assert!(url.ends_with("/c/sunrise-family-clinic/"), "{url}");
     let page = browser.source().await;
@@ -56,9 +75,7 @@ async fn a_new_owner_signs_up_confirms_from_the_mail_signs_out_and_back_in() {
     browser.wait_for_url(|u| u.ends_with("/login")).await;
 
     browser.fill("#email", "meera@example.com").await;
-    browser
-        .fill("#password", "a long and private passphrase")
-        .await;
+    browser.fill("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
     let url = browser.wait_for_url(|u| u.contains("/c/")).await;
     assert!(url.ends_with("/c/sunrise-family-clinic/"), "{url}");

@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::support::{link_in, outbox_files, read_mail};
+
 pub struct Server {
     pub base: String,
     pub data: tempfile::TempDir,
@@ -67,26 +69,10 @@ impl Server {
         let dir = self.data.path().join("outbox");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let mut files: Vec<_> = std::fs::read_dir(&dir)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-            if let Some(newest) = files.last() {
-                let raw = std::fs::read_to_string(newest).unwrap();
-                let text = raw
-                    .replace("=\r\n", "")
-                    .replace("=\n", "")
-                    .replace("=3D", "=");
-                if let Some(start) = text.find(&format!("{}{path}", self.base)) {
-                    let end = text[start..]
-                        .find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
-                        .map_or(text.len(), |e| start + e);
-                    return text[start..end].replace("&amp;", "&");
+            if let Some(newest) = outbox_files(&dir).last() {
+                let text = read_mail(newest);
+                if let Some(link) = link_in(&text, &format!("{}{path}", self.base)) {
+                    return link;
                 }
             }
             assert!(

@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use totp_rs::{Builder, Secret};
 
-use super::artifact;
 use super::server::Server;
 use super::webdriver::Driver;
-
-const PASSWORD: &str = "a long and private passphrase";
+use super::{PASSWORD, artifact, sign_up_and_confirm};
 
 fn unix_now() -> u64 {
     u64::try_from(ward_core::Clock::now(&ward_core::SystemClock).timestamp()).unwrap()
@@ -31,18 +29,14 @@ async fn an_owner_sets_up_two_step_sign_in_and_signs_in_with_a_code() {
     let server = Server::start_with(&[("WARD_OWNER_MFA_GRACE", "0")]);
     let browser = Driver::start().await;
 
-    browser.goto(&format!("{}/signup", server.base)).await;
-    browser.fill("#clinic_name", "Hilltop Clinic").await;
-    browser.fill("#name", "Dr. Kavya Menon").await;
-    browser.fill("#email", "kavya@example.com").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Check your email").await;
-    browser
-        .goto(&server.link_in_newest_mail("/verify-email"))
-        .await;
-    browser.wait_for_text("kavya@example.com").await;
-    browser.click("button[type=submit]").await;
+    sign_up_and_confirm(
+        &browser,
+        &server,
+        "Hilltop Clinic",
+        "Dr. Kavya Menon",
+        "kavya@example.com",
+    )
+    .await;
 
     // An owner without a second factor is sent to set one up, not into the clinic.
     let url = browser
