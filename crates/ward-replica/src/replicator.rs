@@ -110,6 +110,32 @@ struct State {
     error: Option<String>,
 }
 
+impl State {
+    /// Notes a commit the hook saw, with `frames` in the WAL after it. A count not above
+    /// the last one's means the WAL began again (checkpointed, here or by another
+    /// process): the times noted for the old WAL can never be a frame of the new one,
+    /// and kept they would date its commits earlier than they happened (and hold the
+    /// lag at their age), so they go.
+    fn note_commit(&mut self, frames: u32, now: i64) {
+        if self.commits.back().is_some_and(|(n, _)| *n >= frames) {
+            self.commits.clear();
+            self.pending_since = None;
+        }
+        self.commits.push_back((frames, now));
+        self.pending_since.get_or_insert(now);
+    }
+
+    /// When the commit that left `frames` in the current WAL happened, if this process
+    /// saw it (the newest note of that count: the current WAL's).
+    fn time_of(&self, frames: u32) -> Option<i64> {
+        self.commits
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == frames)
+            .map(|(_, t)| *t)
+    }
+}
+
 /// What a pass over one database found to do.
 enum Work {
     Nothing,
@@ -866,11 +892,7 @@ impl Shared {
         for f in scan.commits() {
             let end = f.offset + frame_len;
             let n = frames_at(end, h.page_size);
-            let at = st
-                .commits
-                .iter()
-                .find(|(frames, _)| *frames == n)
-                .map_or(now, |(_, t)| *t);
+            let at = st.time_of(n).unwrap_or(now);
             commits.push(Commit { end, at_ms: at });
         }
         let end = (scan.end.offset - u.base) as usize;
@@ -1100,9 +1122,7 @@ impl ward_tenancy::db::WalWatch for Shared {
         let (starting, wanted) = {
             let mut st = stream.state.lock();
             self.ensure_loaded(&stream, &mut st);
-            let now = self.now_ms();
-            st.commits.push_back((frames, now));
-            st.pending_since.get_or_insert(now);
+            st.note_commit(frames, self.now_ms());
             (st.pos.is_none(), st.checkpoint_wanted)
         };
         self.dirty.lock().insert(db.clone());
@@ -1169,4 +1189,28 @@ pub fn disk_status(data_dir: &Path) -> Vec<DbStatus> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    #[test]
+    fn a_commit_is_dated_by_the_current_wals_notes_not_an_earlier_wals() {
+        let mut st = State::default();
+        // Two commits of a WAL checkpointed away by another process before they shipped.
+        st.note_commit(5, 1_000);
+        st.note_commit(9, 2_000);
+        // The WAL began again: a commit leaving 3 frames, then one leaving 5.
+        st.note_commit(3, 3_000);
+        st.note_commit(5, 4_000);
+        assert_eq!(st.time_of(5), Some(4_000));
+        assert_eq!(st.time_of(3), Some(3_000));
+        assert_eq!(st.time_of(9), None, "a frame count of the old WAL");
+        assert_eq!(
+            st.pending_since,
+            Some(3_000),
+            "the lag counts from the new WAL"
+        );
+    }
 }
