@@ -81,3 +81,13 @@ impl Staffed for TestApp {
         r.location().to_owned()
     }
 }
+
+impl Clinic {
+    /// Registers a patient by name and phone through the receptionist's browser; returns
+    /// the patient page's path.
+    pub async fn patient(&mut self, full_name: &str, phone: &str) -> String {
+        self.receptionist
+            .register(&self.base, &[("full_name", full_name), ("phone", phone)])
+            .await
+    }
+}
