@@ -46,13 +46,7 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
         .set(chrono::Utc.with_ymd_and_hms(2026, 3, 2, 4, 0, 0).unwrap());
     let mut c = t.clinic("Seen Clinic", "seen").await;
     let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Lata Mangesh"), ("phone", "98450 11111")],
-        )
-        .await;
+    let patient = c.patient("Lata Mangesh", "98450 11111").await;
     let other = c
         .receptionist
         .register(&base, &[("full_name", "Other Person")])

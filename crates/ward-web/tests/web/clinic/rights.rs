@@ -590,13 +590,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         .submit(&a, &status, &[("status", "arrived")])
         .await;
     refused_as_restricted(&r, "an arrival");
-    let other = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Aardvark Twin"), ("phone", "98450 77777")],
-        )
-        .await;
+    let other = c.patient("Aardvark Twin", "98450 77777").await;
     let other = other.rsplit('/').next().unwrap().to_owned();
     let merge = format!("{a}/merge");
     let r = c
