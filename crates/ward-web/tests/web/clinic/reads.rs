@@ -12,15 +12,7 @@ use crate::support::staffed::{Clinic, Staffed as _};
 
 /// The clinic's doctor's user id.
 async fn doctor_id(t: &TestApp, c: &Clinic) -> String {
-    t.app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Doctor)
-        .unwrap()
-        .user_id
+    c.member(t, Role::Doctor).await.user_id
 }
 
 /// The `view` rows of patient `id` with `detail`, by `who`.
@@ -142,15 +134,7 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
 }
 
 async fn owner_name(t: &TestApp, c: &Clinic) -> String {
-    t.app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Owner)
-        .unwrap()
-        .name
+    c.member(t, Role::Owner).await.name
 }
 
 #[tokio::test(flavor = "multi_thread")]

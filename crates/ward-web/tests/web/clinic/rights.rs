@@ -11,15 +11,7 @@ use crate::support::staffed::{Clinic, ROLES, Staffed as _};
 
 /// The user id of the clinic's doctor.
 async fn doctor_of(t: &TestApp, c: &Clinic) -> String {
-    t.app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Doctor)
-        .unwrap()
-        .user_id
+    c.member(t, Role::Doctor).await.user_id
 }
 
 /// A patient with a visit (amended once), an appointment, a payment and a refund, every

@@ -17,6 +17,19 @@ pub struct Clinic {
 }
 
 impl Clinic {
+    /// The clinic's member in `role` (the first, if several), as the control plane lists
+    /// them.
+    pub async fn member(&self, t: &TestApp, role: Role) -> ward_control::Member {
+        t.app
+            .control
+            .clinic_members(self.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.role == role)
+            .unwrap()
+    }
+
     pub fn browser(&mut self, role: Role) -> &mut TestApp {
         match role {
             Role::Owner => &mut self.owner,
