@@ -485,26 +485,10 @@ async fn password_reset_sets_the_new_password_and_ends_every_session() {
     let form = phone.get(&link).await;
     assert_eq!(form.status, StatusCode::OK);
     let token = field_value(&form.body, "token").unwrap();
-    let weak = phone
-        .post(
-            "/password/reset",
-            &[
-                ("_csrf", &form.csrf()),
-                ("token", &token),
-                ("password", "short"),
-            ],
-        )
-        .await;
+    let weak = phone.reset_password(&form, &token, "short").await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
     let done = phone
-        .post(
-            "/password/reset",
-            &[
-                ("_csrf", &form.csrf()),
-                ("token", &token),
-                ("password", "a brand new passphrase"),
-            ],
-        )
+        .reset_password(&form, &token, "a brand new passphrase")
         .await;
     assert_eq!(done.status, StatusCode::OK);
     assert!(done.body.contains("Your password has been changed"));

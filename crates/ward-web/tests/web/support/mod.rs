@@ -309,6 +309,24 @@ impl TestApp {
         .await
     }
 
+    /// Posts the new-password form of the reset page `form` with its `token`.
+    pub async fn reset_password(
+        &mut self,
+        form: &Response,
+        token: &str,
+        password: &str,
+    ) -> Response {
+        self.post(
+            "/password/reset",
+            &[
+                ("_csrf", &form.csrf()),
+                ("token", token),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
     /// Signs up a clinic and confirms the owner's address; returns the clinic's path.
     pub async fn signup_verified(&mut self, clinic: &str, email: &str) -> String {
         let r = self.sign_up(clinic, "Dr. Ana Rao", email, PASSWORD).await;
