@@ -56,6 +56,18 @@ async fn upload(
         .await
 }
 
+/// [`upload`], which must be accepted (redirected back to the patient page).
+async fn uploaded(
+    browser: &mut TestApp,
+    patient: &str,
+    title: &str,
+    kind: &str,
+    file: (&str, &str, &[u8]),
+) {
+    let r = upload(browser, patient, title, kind, file).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+}
+
 /// (id, object name, key, kind) of every attachment row, oldest first.
 async fn rows(t: &TestApp, c: &Clinic) -> Vec<(i64, String, Vec<u8>, String, Option<String>)> {
     let tenant = t.app.tenants.get(c.id).await.unwrap();
@@ -138,7 +150,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
 
     // A PNG over two chunks and a small PDF, uploaded by the doctor.
     let image = png(150 * 1024);
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Zubair chest X-ray",
@@ -146,9 +158,8 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("zubair-xray.png", "image/png", &image),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let report = pdf("Zubair blood count");
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Zubair CBC",
@@ -156,7 +167,6 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("zubair-cbc.pdf", "application/pdf", &report),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
     let page = c.doctor.get(&patient).await;
     assert!(page.body.contains("Zubair chest X-ray"), "{}", page.body);
@@ -269,7 +279,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let consent = pdf("Zubair consent signed");
-    let r = upload(
+    uploaded(
         &mut c.receptionist,
         &patient,
         "Zubair consent",
@@ -277,7 +287,6 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("consent.pdf", "application/pdf", &consent),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let consent_id = rows(&t, &c).await[2].0;
     let r = c
         .receptionist
@@ -393,7 +402,7 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     let mut c = t.clinic("Erase Clinic", "erase").await;
     let patient = c.patient("Yusuf Ali", "98450 22222").await;
     let consent = pdf("Yusuf consent");
-    let r = upload(
+    uploaded(
         &mut c.receptionist,
         &patient,
         "Yusuf consent form",
@@ -401,12 +410,11 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
         ("yusuf.pdf", "application/pdf", &consent),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let (aid, name, _, _, _) = rows(&t, &c).await[0].clone();
     assert!(t.app.attachments.raw(&name).await.unwrap().is_some());
     // A photo with its thumbnail: both objects go too.
     let photo = real_image(100, 80, image::ImageFormat::Png);
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Yusuf photo",
@@ -414,7 +422,6 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
         ("yusuf.png", "image/png", &photo),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(stored_files(&t).len(), 3);
 
     let erase = format!("{patient}/erase");
@@ -461,7 +468,7 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     let mut dicom = vec![0u8; 128];
     dicom.extend_from_slice(b"DICM");
     dicom.extend_from_slice(&[7u8; 2000]);
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Wanda CT",
@@ -469,7 +476,6 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
         ("scan.dcm", "application/octet-stream", &dicom),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let id = rows(&t, &c).await[0].0;
     assert!(c.doctor.get(&patient).await.body.contains("DICOM"));
     let r = c.doctor.get(&format!("{patient}/attachments/{id}")).await;
@@ -598,7 +604,7 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     let kept = c.patient("Uma Rao", "98450 66666").await;
     let dup = c.patient("Uma Rao", "98450 77777").await;
     let consent = pdf("Uma consent");
-    let r = upload(
+    uploaded(
         &mut c.receptionist,
         &dup,
         "Uma consent form",
@@ -606,7 +612,6 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
         ("uma.pdf", "application/pdf", &consent),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let kept_id = kept.rsplit('/').next().unwrap();
     let dup_id = dup.rsplit('/').next().unwrap();
     let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
