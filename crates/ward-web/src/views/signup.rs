@@ -24,20 +24,15 @@ type Page = Result<Response, AppError>;
 
 /// The signup form's fields, whose names outside checks rely on.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct SignupForm {
-    #[serde(default)]
     clinic_name: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     password: String,
     /// The form stamp: when the form was shown (see `ward_control::signup`).
-    #[serde(default)]
     started: String,
     /// A field people never see or fill; bots that fill every field do.
-    #[serde(default)]
     website: String,
 }
 
