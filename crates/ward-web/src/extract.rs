@@ -338,6 +338,12 @@ impl ClinicAccess {
         }
     }
 
+    /// An audit `view` of the `entity_type` record `id` by this user, now.
+    pub fn view_entry(&self, app: &AppState, entity_type: &str, id: impl ToString) -> Entry {
+        self.audit_entry(app.clock.now(), Action::View)
+            .entity(entity_type, id)
+    }
+
     /// Queues `entry`, a read of this clinic's records, for the read auditor, with the
     /// handle this request holds (so writing it never reopens the clinic).
     pub fn note_view(&self, app: &AppState, entry: Entry) -> Result<(), AppError> {

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_control::passwords::check_new_password;
-use ward_control::{Purpose, Session};
+use ward_control::{Purpose, Session, TokenInfo};
 use ward_core::Email;
 
 use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
@@ -99,6 +99,20 @@ pub(crate) fn expired_link() -> Page {
         ),
     )
         .into_response())
+}
+
+/// The page a mailed link opens: `page` of the token and its contents while the token
+/// is good, [`expired_link`] otherwise. Opening it uses nothing.
+pub(crate) async fn link_page<T: Template>(
+    app: &AppState,
+    purpose: Purpose,
+    token: String,
+    page: impl FnOnce(String, TokenInfo) -> T,
+) -> Page {
+    match app.control.peek_token(purpose, &token).await? {
+        Some(info) => html(StatusCode::OK, &page(token, info)),
+        None => expired_link(),
+    }
 }
 
 // ---------------------------------------------------------------- sign in and out
@@ -286,21 +300,14 @@ pub async fn reset_get(
     Csrf(csrf): Csrf,
     Query(q): Query<TokenQuery>,
 ) -> Page {
-    match app
-        .control
-        .peek_token(Purpose::ResetPassword, &q.token)
-        .await?
-    {
-        Some(_) => html(
-            StatusCode::OK,
-            &ResetPage {
-                csrf,
-                token: q.token,
-                error: None,
-            },
-        ),
-        None => expired_link(),
-    }
+    link_page(&app, Purpose::ResetPassword, q.token, |token, _| {
+        ResetPage {
+            csrf,
+            token,
+            error: None,
+        }
+    })
+    .await
 }
 
 /// The reset form's fields.

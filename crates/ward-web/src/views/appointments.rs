@@ -159,24 +159,16 @@ pub fn by_doctor(doctors: &[Doctor], list: &[Appointment], s: &ClinicSettings) -
 
 /// The values of the booking form, kept when it is shown again.
 #[derive(Default, Deserialize)]
+#[serde(default)]
 pub struct BookForm {
-    #[serde(default)]
     patient_id: String,
-    #[serde(default)]
     full_name: String,
-    #[serde(default)]
     sex: String,
-    #[serde(default)]
     phone: String,
-    #[serde(default)]
     doctor: String,
-    #[serde(default)]
     date: String,
-    #[serde(default)]
     time: String,
-    #[serde(default)]
     minutes: String,
-    #[serde(default)]
     reason: String,
 }
 
@@ -466,14 +458,11 @@ pub struct ShowQuery {
 
 /// The reschedule form's values.
 #[derive(Default, Deserialize)]
+#[serde(default)]
 pub struct RescheduleForm {
-    #[serde(default)]
     doctor: String,
-    #[serde(default)]
     date: String,
-    #[serde(default)]
     time: String,
-    #[serde(default)]
     minutes: String,
 }
 

@@ -651,12 +651,7 @@ pub async fn show_get(
     access.require(Permission::ViewDemographics)?;
     let allowed = Allowed::of(&access);
     let data = PatientData::load(&access, id, allowed).await?;
-    access.note_view(
-        &app,
-        access
-            .audit_entry(app.clock.now(), Action::View)
-            .entity("patient", id),
-    )?;
+    access.note_view(&app, access.view_entry(&app, "patient", id))?;
     let page = PatientPage::new(&app, &access, csrf, allowed, data).await?;
     Ok(Html(page.render()?).into_response())
 }
@@ -673,10 +668,7 @@ pub async fn edit_get(
     // The edit form shows the whole record: a view like the patient page.
     access.note_view(
         &app,
-        access
-            .audit_entry(app.clock.now(), Action::View)
-            .entity("patient", id)
-            .detail("edit form"),
+        access.view_entry(&app, "patient", id).detail("edit form"),
     )?;
     let typed = (p.to_form(), String::new());
     let page = FormPage::correct(&app, &access, csrf, &p, typed, FormErrors::new()).await?;
@@ -737,10 +729,7 @@ pub async fn history_get(
         .await?;
     access.note_view(
         &app,
-        access
-            .audit_entry(app.clock.now(), Action::View)
-            .entity("patient", id)
-            .detail("history"),
+        access.view_entry(&app, "patient", id).detail("history"),
     )?;
     let page = HistoryPage {
         entries: crate::views::history::HistoryEntry::newest_first(

@@ -675,12 +675,10 @@ pub async fn correct_get(
 
 /// The refund or void form, as posted.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct CorrectionPost {
-    #[serde(default)]
     amount: String,
-    #[serde(default)]
     method: String,
-    #[serde(default)]
     reason: String,
 }
 

@@ -581,12 +581,10 @@ pub async fn confirm_get(
 
 /// The confirmation form's fields.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ConfirmForm {
-    #[serde(default)]
     password: String,
-    #[serde(default)]
     code: String,
-    #[serde(default)]
     next: String,
 }
 

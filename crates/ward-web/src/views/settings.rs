@@ -21,18 +21,13 @@ type Page = Result<Response, AppError>;
 
 /// The settings form (also what the page shows).
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct SettingsForm {
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     address: String,
-    #[serde(default)]
     phone: String,
-    #[serde(default)]
     timezone: String,
-    #[serde(default)]
     currency: String,
-    #[serde(default)]
     letterhead: String,
 }
 

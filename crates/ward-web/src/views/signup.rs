@@ -14,7 +14,7 @@ use ward_core::Email;
 use crate::extract::{AppForm, ClientInfo, Csrf, MaybeUser};
 use crate::form::FormErrors;
 use crate::limits::{check, too_many};
-use crate::views::accounts::{TokenQuery, expired_link, html, log, sign_in};
+use crate::views::accounts::{TokenQuery, expired_link, html, link_page, log, sign_in};
 use crate::views::pages;
 use crate::{AppError, AppState, Web};
 
@@ -24,20 +24,15 @@ type Page = Result<Response, AppError>;
 
 /// The signup form's fields, whose names outside checks rely on.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct SignupForm {
-    #[serde(default)]
     clinic_name: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     password: String,
     /// The form stamp: when the form was shown (see `ward_control::signup`).
-    #[serde(default)]
     started: String,
     /// A field people never see or fill; bots that fill every field do.
-    #[serde(default)]
     website: String,
 }
 
@@ -221,21 +216,14 @@ pub async fn verify_email_get(
     Csrf(csrf): Csrf,
     Query(q): Query<TokenQuery>,
 ) -> Page {
-    match app
-        .control
-        .peek_token(Purpose::VerifyEmail, &q.token)
-        .await?
-    {
-        Some(info) => html(
-            StatusCode::OK,
-            &VerifyPage {
-                csrf,
-                token: q.token,
-                email: info.email.unwrap_or_default(),
-            },
-        ),
-        None => expired_link(),
-    }
+    link_page(&app, Purpose::VerifyEmail, q.token, |token, info| {
+        VerifyPage {
+            csrf,
+            token,
+            email: info.email.unwrap_or_default(),
+        }
+    })
+    .await
 }
 
 /// Confirms the address: a signup's account, clinic and database are made now, and

@@ -394,12 +394,10 @@ pub async fn withdraw_post(
 
 /// `?token=` of an invitation link, and the accept form.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct AcceptForm {
-    #[serde(default)]
     token: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     password: String,
 }
 

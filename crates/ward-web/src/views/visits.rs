@@ -219,10 +219,7 @@ pub async fn edit_get(
     let data = form_data(&access, target).await?;
     access.note_view(
         &app,
-        access
-            .audit_entry(app.clock.now(), Action::View)
-            .entity("visit", id)
-            .detail("edit form"),
+        access.view_entry(&app, "visit", id).detail("edit form"),
     )?;
     let s = data.settings;
     let form = (data.visit.as_ref()).map(|v| VisitForm::from_visit(v, &s.currency));
@@ -603,9 +600,7 @@ pub async fn show_get(
         ..visits::Wanted::default()
     };
     let record = record(&access, id, wanted).await?;
-    let mut entry = access
-        .audit_entry(app.clock.now(), Action::View)
-        .entity("visit", id);
+    let mut entry = access.view_entry(&app, "visit", id);
     if asked.is_some() {
         entry = entry.detail(&format!("version {}", record.visit.version));
     }
@@ -779,13 +774,7 @@ pub async fn history_get(
         ..visits::Wanted::default()
     };
     let record = record(&access, id, wanted).await?;
-    access.note_view(
-        &app,
-        access
-            .audit_entry(app.clock.now(), Action::View)
-            .entity("visit", id)
-            .detail("history"),
-    )?;
+    access.note_view(&app, access.view_entry(&app, "visit", id).detail("history"))?;
     let page = HistoryPage::new(&app, &access, csrf, record).await?;
     Ok(Html(page.render()?).into_response())
 }

@@ -13,16 +13,7 @@ use ward_web::limits::IpLimit;
 async fn signup_then_verify_from_the_mail_lands_the_owner_on_their_clinic() {
     let mut t = TestApp::new().await;
     let r = t
-        .submit(
-            "/signup",
-            "/signup",
-            &[
-                ("clinic_name", "Acme Clinic"),
-                ("name", "Dr. Ana Rao"),
-                ("email", "ana@example.com"),
-                ("password", PASSWORD),
-            ],
-        )
+        .sign_up("Acme Clinic", "Dr. Ana Rao", "ana@example.com", PASSWORD)
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("Check your email"));
@@ -80,16 +71,7 @@ async fn signup_then_verify_from_the_mail_lands_the_owner_on_their_clinic() {
 async fn signup_form_errors_are_shown_next_to_fields_and_keep_the_input() {
     let mut t = TestApp::new().await;
     let r = t
-        .submit(
-            "/signup",
-            "/signup",
-            &[
-                ("clinic_name", "Acme <Clinic>"),
-                ("name", ""),
-                ("email", "not-an-email"),
-                ("password", "short"),
-            ],
-        )
+        .sign_up("Acme <Clinic>", "", "not-an-email", "short")
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Enter your name."));
@@ -116,31 +98,9 @@ async fn signing_up_with_a_taken_address_looks_the_same_and_warns_the_owner() {
     let mut t = TestApp::new().await;
     t.signup_verified("Acme Clinic", "ana@example.com").await;
     let mut a = t.fresh_browser();
-    let fresh = a
-        .submit(
-            "/signup",
-            "/signup",
-            &[
-                ("clinic_name", "Beta"),
-                ("name", "B"),
-                ("email", "new@example.com"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let fresh = a.sign_up("Beta", "B", "new@example.com", PASSWORD).await;
     let mut b = t.fresh_browser();
-    let taken = b
-        .submit(
-            "/signup",
-            "/signup",
-            &[
-                ("clinic_name", "Gamma"),
-                ("name", "G"),
-                ("email", "ANA@example.com"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let taken = b.sign_up("Gamma", "G", "ANA@example.com", PASSWORD).await;
     assert_eq!(fresh.status, taken.status);
     assert_eq!(fresh.body, taken.body);
     let last = t.mails().await.pop().unwrap();
@@ -166,18 +126,7 @@ async fn signing_up_with_a_taken_address_looks_the_same_and_warns_the_owner() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_exists_before_the_address_is_confirmed() {
     let mut t = TestApp::new().await;
-    let r = t
-        .submit(
-            "/signup",
-            "/signup",
-            &[
-                ("clinic_name", "Acme"),
-                ("name", "Ana"),
-                ("email", "ana@example.com"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let r = t.sign_up("Acme", "Ana", "ana@example.com", PASSWORD).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // No account, no clinic row, no clinic file.
     let email = ward_core::Email::parse("ana@example.com").unwrap();
@@ -434,18 +383,7 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
     assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
     all.extend(bad.set_cookies());
     let verified_path = {
-        let r = t
-            .submit(
-                "/signup",
-                "/signup",
-                &[
-                    ("clinic_name", "Acme"),
-                    ("name", "Ana"),
-                    ("email", "ana@example.com"),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
+        let r = t.sign_up("Acme", "Ana", "ana@example.com", PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK);
         let link = t.link_in_last_mail("/verify-email").await;
         assert!(
@@ -547,26 +485,10 @@ async fn password_reset_sets_the_new_password_and_ends_every_session() {
     let form = phone.get(&link).await;
     assert_eq!(form.status, StatusCode::OK);
     let token = field_value(&form.body, "token").unwrap();
-    let weak = phone
-        .post(
-            "/password/reset",
-            &[
-                ("_csrf", &form.csrf()),
-                ("token", &token),
-                ("password", "short"),
-            ],
-        )
-        .await;
+    let weak = phone.reset_password(&form, &token, "short").await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
     let done = phone
-        .post(
-            "/password/reset",
-            &[
-                ("_csrf", &form.csrf()),
-                ("token", &token),
-                ("password", "a brand new passphrase"),
-            ],
-        )
+        .reset_password(&form, &token, "a brand new passphrase")
         .await;
     assert_eq!(done.status, StatusCode::OK);
     assert!(done.body.contains("Your password has been changed"));

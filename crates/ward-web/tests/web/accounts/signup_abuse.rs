@@ -226,14 +226,7 @@ async fn a_password_reset_ends_every_other_reset_link() {
     let form = phone.get(&links[1]).await;
     let token = field_value(&form.body, "token").unwrap();
     let r = phone
-        .post(
-            "/password/reset",
-            &[
-                ("_csrf", &form.csrf()),
-                ("token", &token),
-                ("password", "a brand new passphrase"),
-            ],
-        )
+        .reset_password(&form, &token, "a brand new passphrase")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("Your password has been changed"));

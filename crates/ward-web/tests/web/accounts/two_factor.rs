@@ -100,13 +100,7 @@ async fn an_owner_enrols_before_reaching_the_clinic_then_signs_in_with_a_code() 
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(
-        !t.app
-            .control
-            .second_factor_enrolled(&owner_id(&t).await)
-            .await
-            .unwrap()
-    );
+    assert!(!enrolled(&t).await);
     assert_eq!(t.get(&home).await.status, StatusCode::SEE_OTHER);
 
     let (secret, codes) = enrol(&mut t).await;
@@ -179,6 +173,25 @@ async fn owner_id(t: &TestApp) -> String {
         .unwrap()
         .unwrap()
         .id
+}
+
+/// Whether the owner has a second factor.
+async fn enrolled(t: &TestApp) -> bool {
+    t.app
+        .control
+        .second_factor_enrolled(&owner_id(t).await)
+        .await
+        .unwrap()
+}
+
+/// Asks to turn two-step sign-in off with `password` and `code`.
+async fn turn_off(t: &mut TestApp, password: &str, code: &str) -> crate::support::Response {
+    t.submit(
+        "/account/two-factor",
+        "/account/two-factor/remove",
+        &[("password", password), ("code", code)],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -296,55 +309,18 @@ async fn turning_it_off_needs_the_password_and_a_code() {
     let home = t.signup_verified("Acme Clinic", OWNER).await;
     let (secret, _) = enrol(&mut t).await;
     t.clock.advance(TimeDelta::seconds(30));
-    let r = t
-        .submit(
-            "/account/two-factor",
-            "/account/two-factor/remove",
-            &[
-                ("password", "not my password"),
-                ("code", &code(&t, &secret)),
-            ],
-        )
-        .await;
+    let current = code(&t, &secret);
+    let r = turn_off(&mut t, "not my password", &current).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        t.app
-            .control
-            .second_factor_enrolled(&owner_id(&t).await)
-            .await
-            .unwrap()
-    );
-    let r = t
-        .submit(
-            "/account/two-factor",
-            "/account/two-factor/remove",
-            &[("password", PASSWORD), ("code", "000000")],
-        )
-        .await;
+    assert!(enrolled(&t).await);
+    let r = turn_off(&mut t, PASSWORD, "000000").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        t.app
-            .control
-            .second_factor_enrolled(&owner_id(&t).await)
-            .await
-            .unwrap()
-    );
-    let r = t
-        .submit(
-            "/account/two-factor",
-            "/account/two-factor/remove",
-            &[("password", PASSWORD), ("code", &code(&t, &secret))],
-        )
-        .await;
+    assert!(enrolled(&t).await);
+    let current = code(&t, &secret);
+    let r = turn_off(&mut t, PASSWORD, &current).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("Two-step sign-in is off"));
-    assert!(
-        !t.app
-            .control
-            .second_factor_enrolled(&owner_id(&t).await)
-            .await
-            .unwrap()
-    );
+    assert!(!enrolled(&t).await);
     let mails = t.mails().await;
     assert!(
         mails

@@ -56,6 +56,18 @@ async fn upload(
         .await
 }
 
+/// [`upload`], which must be accepted (redirected back to the patient page).
+async fn uploaded(
+    browser: &mut TestApp,
+    patient: &str,
+    title: &str,
+    kind: &str,
+    file: (&str, &str, &[u8]),
+) {
+    let r = upload(browser, patient, title, kind, file).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+}
+
 /// (id, object name, key, kind) of every attachment row, oldest first.
 async fn rows(t: &TestApp, c: &Clinic) -> Vec<(i64, String, Vec<u8>, String, Option<String>)> {
     let tenant = t.app.tenants.get(c.id).await.unwrap();
@@ -134,18 +146,11 @@ fn decrypt(object: &[u8], key: &[u8], name: &str) -> Option<Vec<u8>> {
 async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Asha Clinic", "asha").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Zubair Khan"), ("phone", "98450 11111")],
-        )
-        .await;
+    let patient = c.patient("Zubair Khan", "98450 11111").await;
 
     // A PNG over two chunks and a small PDF, uploaded by the doctor.
     let image = png(150 * 1024);
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Zubair chest X-ray",
@@ -153,9 +158,8 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("zubair-xray.png", "image/png", &image),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let report = pdf("Zubair blood count");
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Zubair CBC",
@@ -163,7 +167,6 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("zubair-cbc.pdf", "application/pdf", &report),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
     let page = c.doctor.get(&patient).await;
     assert!(page.body.contains("Zubair chest X-ray"), "{}", page.body);
@@ -276,7 +279,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let consent = pdf("Zubair consent signed");
-    let r = upload(
+    uploaded(
         &mut c.receptionist,
         &patient,
         "Zubair consent",
@@ -284,7 +287,6 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         ("consent.pdf", "application/pdf", &consent),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let consent_id = rows(&t, &c).await[2].0;
     let r = c
         .receptionist
@@ -398,16 +400,9 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
 async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Erase Clinic", "erase").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Yusuf Ali"), ("phone", "98450 22222")],
-        )
-        .await;
+    let patient = c.patient("Yusuf Ali", "98450 22222").await;
     let consent = pdf("Yusuf consent");
-    let r = upload(
+    uploaded(
         &mut c.receptionist,
         &patient,
         "Yusuf consent form",
@@ -415,12 +410,11 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
         ("yusuf.pdf", "application/pdf", &consent),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let (aid, name, _, _, _) = rows(&t, &c).await[0].clone();
     assert!(t.app.attachments.raw(&name).await.unwrap().is_some());
     // A photo with its thumbnail: both objects go too.
     let photo = real_image(100, 80, image::ImageFormat::Png);
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Yusuf photo",
@@ -428,7 +422,6 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
         ("yusuf.png", "image/png", &photo),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(stored_files(&t).len(), 3);
 
     let erase = format!("{patient}/erase");
@@ -471,18 +464,11 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
 async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Scan Clinic", "scan").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Wanda Mehta"), ("phone", "98450 33333")],
-        )
-        .await;
+    let patient = c.patient("Wanda Mehta", "98450 33333").await;
     let mut dicom = vec![0u8; 128];
     dicom.extend_from_slice(b"DICM");
     dicom.extend_from_slice(&[7u8; 2000]);
-    let r = upload(
+    uploaded(
         &mut c.doctor,
         &patient,
         "Wanda CT",
@@ -490,7 +476,6 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
         ("scan.dcm", "application/octet-stream", &dicom),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let id = rows(&t, &c).await[0].0;
     assert!(c.doctor.get(&patient).await.body.contains("DICOM"));
     let r = c.doctor.get(&format!("{patient}/attachments/{id}")).await;
@@ -541,21 +526,8 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
 async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Visit Clinic", "visit").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Vera Das"), ("phone", "98450 44444")],
-        )
-        .await;
-    let other = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Omar Das"), ("phone", "98450 55555")],
-        )
-        .await;
+    let patient = c.patient("Vera Das", "98450 44444").await;
+    let other = c.patient("Omar Das", "98450 55555").await;
     let r = c
         .doctor
         .submit(
@@ -629,17 +601,10 @@ async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
 async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Merge Clinic", "merge").await;
-    let base = c.base.clone();
-    let kept = c
-        .receptionist
-        .register(&base, &[("full_name", "Uma Rao"), ("phone", "98450 66666")])
-        .await;
-    let dup = c
-        .receptionist
-        .register(&base, &[("full_name", "Uma Rao"), ("phone", "98450 77777")])
-        .await;
+    let kept = c.patient("Uma Rao", "98450 66666").await;
+    let dup = c.patient("Uma Rao", "98450 77777").await;
     let consent = pdf("Uma consent");
-    let r = upload(
+    uploaded(
         &mut c.receptionist,
         &dup,
         "Uma consent form",
@@ -647,7 +612,6 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
         ("uma.pdf", "application/pdf", &consent),
     )
     .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let kept_id = kept.rsplit('/').next().unwrap();
     let dup_id = dup.rsplit('/').next().unwrap();
     let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
@@ -812,6 +776,25 @@ async fn upload_form(browser: &mut TestApp, path: &str) -> (String, String) {
     (action, key)
 }
 
+/// Posts `files` as one upload titled `title` of `kind` through the form on the page at
+/// `path`, with that form's own upload key.
+async fn upload_files(
+    browser: &mut TestApp,
+    path: &str,
+    title: &str,
+    kind: &str,
+    files: &[(&str, &str, &[u8])],
+) -> crate::support::Response {
+    let (action, key) = upload_form(browser, path).await;
+    post_files(
+        browser,
+        &action,
+        &[("upload_key", &key), ("title", title), ("kind", kind)],
+        files,
+    )
+    .await
+}
+
 /// (title, size, has a thumbnail) of every attachment row, oldest first.
 async fn titles(t: &TestApp, c: &Clinic) -> Vec<(String, i64, bool)> {
     let tenant = t.app.tenants.get(c.id).await.unwrap();
@@ -831,14 +814,7 @@ async fn titles(t: &TestApp, c: &Clinic) -> Vec<(String, i64, bool)> {
 async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Batch Clinic", "batch").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Meera Iyer"), ("phone", "98450 22222")],
-        )
-        .await;
+    let patient = c.patient("Meera Iyer", "98450 22222").await;
     let page = c.doctor.get(&patient).await;
     assert!(
         page.body.contains("type=\"file\" multiple"),
@@ -900,15 +876,11 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
 
     // One file of the batch refused by its content: the message names it, and nothing
     // of the batch is kept (the first file's object, already written, is removed).
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Meera more"),
-            ("kind", "other"),
-        ],
+        &patient,
+        "Meera more",
+        "other",
         &[
             ("good.pdf", "application/pdf", &first),
             ("notes.pdf", "application/pdf", b"plain words, no PDF here"),
@@ -925,15 +897,11 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
 
     // One file of the batch over the cap: 413, naming it, nothing kept.
     let big = png(usize::try_from(ATTACHMENT_CAP).unwrap() + 1024);
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Meera photos"),
-            ("kind", "photo"),
-        ],
+        &patient,
+        "Meera photos",
+        "photo",
         &[
             ("small.png", "image/png", &second),
             ("huge.png", "image/png", &big),
@@ -952,13 +920,7 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Quota Clinic", "quota").await;
     let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Ravi Rao"), ("phone", "98450 33333")],
-        )
-        .await;
+    let patient = c.patient("Ravi Rao", "98450 33333").await;
     let settings = format!("{base}/settings");
     let page = c.owner.get(&settings).await;
     assert!(page.body.contains("0 B of 2 MB"), "{}", page.body);
@@ -966,15 +928,11 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota, in one upload (whose body is larger
     // than one file's cap: each file is capped, not the upload).
     let file = png(450 * 1024);
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Scans"),
-            ("kind", "imaging"),
-        ],
+        &patient,
+        "Scans",
+        "imaging",
         &[
             ("scan1.png", "image/png", &file),
             ("scan2.png", "image/png", &file),
@@ -991,15 +949,11 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
 
     // One more would pass it: 413, a clear page, nothing stored.
     let before = stored_files(&t);
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Scan 5"),
-            ("kind", "imaging"),
-        ],
+        &patient,
+        "Scan 5",
+        "imaging",
         &[("scan.png", "image/png", &file)],
     )
     .await;
@@ -1041,15 +995,11 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(c.owner.get(&settings).await.body.contains("1.3 MB of 2 MB"));
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Scan 5"),
-            ("kind", "imaging"),
-        ],
+        &patient,
+        "Scan 5",
+        "imaging",
         &[("scan.png", "image/png", &file)],
     )
     .await;
@@ -1062,21 +1012,8 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
 async fn a_retried_upload_with_the_same_key_is_stored_once() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Retry Clinic", "retry").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Kiran Das"), ("phone", "98450 55555")],
-        )
-        .await;
-    let other_patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Leela Das"), ("phone", "98450 66666")],
-        )
-        .await;
+    let patient = c.patient("Kiran Das", "98450 55555").await;
+    let other_patient = c.patient("Leela Das", "98450 66666").await;
     let (action, key) = upload_form(&mut c.doctor, &patient).await;
     assert_eq!(key.len(), 32);
     // Each page view makes a new key.
@@ -1152,26 +1089,15 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
 async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Thumb Clinic", "thumb").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Nisha Pai"), ("phone", "98450 77777")],
-        )
-        .await;
+    let patient = c.patient("Nisha Pai", "98450 77777").await;
     let wide = real_image(600, 300, image::ImageFormat::Png);
     let photo = real_image(300, 500, image::ImageFormat::Jpeg);
     let broken = png(2048); // a PNG signature over nonsense: stored, no thumbnail
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Nisha wound"),
-            ("kind", "photo"),
-        ],
+        &patient,
+        "Nisha wound",
+        "photo",
         &[
             ("wide.png", "image/png", &wide),
             ("tall.jpg", "image/jpeg", &photo),
@@ -1285,14 +1211,7 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
 async fn deleted_files_stay_for_the_retention_and_the_sweep_then_removes_them() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Sweep Clinic", "sweep").await;
-    let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Omar Ali"), ("phone", "98450 88888")],
-        )
-        .await;
+    let patient = c.patient("Omar Ali", "98450 88888").await;
     let (action, key) = upload_form(&mut c.doctor, &patient).await;
     let img = real_image(64, 64, image::ImageFormat::Png);
     let r = post_files(
@@ -1370,13 +1289,7 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
     let mut c = t.clinic("Purge Clinic", "purge").await;
     let mut keep = t.clinic("Kept Clinic", "kept").await;
     let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Tara Sen"), ("phone", "98450 99999")],
-        )
-        .await;
+    let patient = c.patient("Tara Sen", "98450 99999").await;
     let kbase = keep.base.clone();
     let kept_patient = keep
         .receptionist
@@ -1408,15 +1321,11 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
             &[("reason", "duplicate")],
         )
         .await;
-    let (action, key) = upload_form(&mut keep.doctor, &kept_patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut keep.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Uma"),
-            ("kind", "lab_report"),
-        ],
+        &kept_patient,
+        "Uma",
+        "lab_report",
         &[("u.pdf", "application/pdf", &pdf("Uma"))],
     )
     .await;
@@ -1546,13 +1455,7 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Files Clinic", "files").await;
     let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Kavya Rao"), ("phone", "98450 31313")],
-        )
-        .await;
+    let patient = c.patient("Kavya Rao", "98450 31313").await;
     // A real PNG (it gets a thumbnail) over several 64 KiB chunks, and a PDF.
     let noise = image::RgbImage::from_fn(256, 256, |x, y| {
         let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).rotate_left(x % 31);
@@ -1563,15 +1466,11 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     let image = image.into_inner();
     assert!(image.len() > 64 * 1024, "{}", image.len());
     let report = pdf("Kavya thyroid panel");
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Kavya"),
-            ("kind", "lab_report"),
-        ],
+        &patient,
+        "Kavya",
+        "lab_report",
         &[
             ("scan.png", "image/png", &image),
             ("panel.pdf", "application/pdf", &report),

@@ -5,18 +5,21 @@ use chrono::TimeDelta;
 use ward_core::{Email, Role};
 
 use crate::support::admin::{OwnerPages as _, SignUp as _};
-use crate::support::{PASSWORD, TestApp, field_value};
+use crate::support::{PASSWORD, Response, TestApp, field_value};
+
+/// Posts the staff page's invite form from `t`: `email` as `role`.
+async fn post_invite(t: &mut TestApp, slug: &str, email: &str, role: &str) -> Response {
+    t.submit(
+        &format!("/c/{slug}/staff"),
+        &format!("/c/{slug}/staff/invite"),
+        &[("email", email), ("role", role)],
+    )
+    .await
+}
 
 /// Invites `email` as `role` from the owner's browser; returns the link's path.
 async fn invite(t: &mut TestApp, slug: &str, email: &str, role: &str) -> String {
-    let staff = format!("/c/{slug}/staff");
-    let r = t
-        .submit(
-            &staff,
-            &format!("/c/{slug}/staff/invite"),
-            &[("email", email), ("role", role)],
-        )
-        .await;
+    let r = post_invite(t, slug, email, role).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), format!("/c/{slug}/staff?done=invited"));
     t.link_in_last_mail("/invite").await
@@ -257,34 +260,14 @@ async fn inviting_refuses_bad_input_and_current_staff() {
     owner
         .staff(&a, "doc@example.com", "Dr. Doc", Role::Doctor)
         .await;
-    let staff = a.path("staff");
-    let invite = a.path("staff/invite");
-    let r = owner
-        .submit(
-            &staff,
-            &invite,
-            &[("email", "not-an-address"), ("role", "doctor")],
-        )
-        .await;
+    let r = post_invite(&mut owner, &a.slug, "not-an-address", "doctor").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("invite-email-error"));
     assert!(r.body.contains("not-an-address"));
-    let r = owner
-        .submit(
-            &staff,
-            &invite,
-            &[("email", "x@example.com"), ("role", "janitor")],
-        )
-        .await;
+    let r = post_invite(&mut owner, &a.slug, "x@example.com", "janitor").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("invite-role-error"));
-    let r = owner
-        .submit(
-            &staff,
-            &invite,
-            &[("email", "DOC@example.com"), ("role", "billing")],
-        )
-        .await;
+    let r = post_invite(&mut owner, &a.slug, "DOC@example.com", "billing").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("already on the staff"));
     // Only the signup's verification mail was sent.

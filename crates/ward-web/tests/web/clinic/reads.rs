@@ -12,15 +12,7 @@ use crate::support::staffed::{Clinic, Staffed as _};
 
 /// The clinic's doctor's user id.
 async fn doctor_id(t: &TestApp, c: &Clinic) -> String {
-    t.app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Doctor)
-        .unwrap()
-        .user_id
+    c.member(t, Role::Doctor).await.user_id
 }
 
 /// The `view` rows of patient `id` with `detail`, by `who`.
@@ -46,13 +38,7 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
         .set(chrono::Utc.with_ymd_and_hms(2026, 3, 2, 4, 0, 0).unwrap());
     let mut c = t.clinic("Seen Clinic", "seen").await;
     let base = c.base.clone();
-    let patient = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Lata Mangesh"), ("phone", "98450 11111")],
-        )
-        .await;
+    let patient = c.patient("Lata Mangesh", "98450 11111").await;
     let other = c
         .receptionist
         .register(&base, &[("full_name", "Other Person")])
@@ -148,15 +134,7 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
 }
 
 async fn owner_name(t: &TestApp, c: &Clinic) -> String {
-    t.app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Owner)
-        .unwrap()
-        .name
+    c.member(t, Role::Owner).await.name
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,15 +11,7 @@ use crate::support::staffed::{Clinic, ROLES, Staffed as _};
 
 /// The user id of the clinic's doctor.
 async fn doctor_of(t: &TestApp, c: &Clinic) -> String {
-    t.app
-        .control
-        .clinic_members(c.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Doctor)
-        .unwrap()
-        .user_id
+    c.member(t, Role::Doctor).await.user_id
 }
 
 /// A patient with a visit (amended once), an appointment, a payment and a refund, every
@@ -590,13 +582,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         .submit(&a, &status, &[("status", "arrived")])
         .await;
     refused_as_restricted(&r, "an arrival");
-    let other = c
-        .receptionist
-        .register(
-            &base,
-            &[("full_name", "Aardvark Twin"), ("phone", "98450 77777")],
-        )
-        .await;
+    let other = c.patient("Aardvark Twin", "98450 77777").await;
     let other = other.rsplit('/').next().unwrap().to_owned();
     let merge = format!("{a}/merge");
     let r = c

@@ -3,8 +3,30 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::TestApp;
-use crate::support::admin::{OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
+use crate::support::{Response, TestApp};
+
+/// `browser` changes member `user`'s role to `role` on the staff page.
+async fn set_role(browser: &mut TestApp, a: &Clinic, user: &str, role: &str) -> Response {
+    browser
+        .submit(
+            &a.path("staff"),
+            &a.path(&format!("staff/{user}/role")),
+            &[("role", role)],
+        )
+        .await
+}
+
+/// `browser` removes member `user` on the staff page.
+async fn remove(browser: &mut TestApp, a: &Clinic, user: &str) -> Response {
+    browser
+        .submit(
+            &a.path("staff"),
+            &a.path(&format!("staff/{user}/remove")),
+            &[],
+        )
+        .await
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_staff_page_lists_members_and_changes_a_role() {
@@ -24,13 +46,7 @@ async fn the_staff_page_lists_members_and_changes_a_role() {
     ] {
         assert!(page.body.contains(text), "{text}");
     }
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{doc}/role")),
-            &[("role", "billing")],
-        )
-        .await;
+    let r = set_role(&mut owner, &a, &doc, "billing").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(owner.role_of(&a, &doc).await, Some(Role::Billing));
     let row = owner.audit_rows(&a).await.pop().unwrap();
@@ -43,13 +59,7 @@ async fn the_staff_page_lists_members_and_changes_a_role() {
     );
 
     // A role that does not exist, or a user who is not a member, changes nothing.
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{doc}/role")),
-            &[("role", "admin")],
-        )
-        .await;
+    let r = set_role(&mut owner, &a, &doc, "admin").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let r = owner
         .submit(
@@ -72,13 +82,7 @@ async fn removal_ends_the_members_access_at_once() {
     let mut receptionist = owner.browser_as("rec@example.com").await;
     assert_eq!(receptionist.get(&a.path("")).await.status, StatusCode::OK);
 
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{rec}/remove")),
-            &[],
-        )
-        .await;
+    let r = remove(&mut owner, &a, &rec).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(owner.role_of(&a, &rec).await, None);
     assert!(
@@ -119,22 +123,10 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
     let me = a.owner_id.clone();
     let before = owner.audit_rows(&a).await.len();
 
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{me}/role")),
-            &[("role", "doctor")],
-        )
-        .await;
+    let r = set_role(&mut owner, &a, &me, "doctor").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("only owner"), "{}", r.body);
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{me}/remove")),
-            &[],
-        )
-        .await;
+    let r = remove(&mut owner, &a, &me).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("only owner"));
     assert_eq!(owner.role_of(&a, &me).await, Some(Role::Owner));
@@ -148,13 +140,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
     let other = owner
         .staff(&a, "co@example.com", "Co Owner", Role::Owner)
         .await;
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{me}/role")),
-            &[("role", "doctor")],
-        )
-        .await;
+    let r = set_role(&mut owner, &a, &me, "doctor").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), a.path(""));
     assert_eq!(owner.role_of(&a, &me).await, Some(Role::Doctor));
@@ -165,13 +151,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
 
     // And now the other is the last owner.
     let mut co = owner.browser_as("co@example.com").await;
-    let r = co
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/{other}/remove")),
-            &[],
-        )
-        .await;
+    let r = remove(&mut co, &a, &other).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(owner.app.control.count_owners(a.id).await.unwrap(), 1);
 }

@@ -82,6 +82,21 @@ async fn approve(t: &mut TestApp, clinic: &Clinic, grant: &Grant, allow_changes:
     assert_eq!(r.location(), clinic.path("support?done=approved"));
 }
 
+/// The support browser `op` adds a patient through the clinic's form.
+async fn add_patient(op: &mut TestApp, clinic: &Clinic) -> Response {
+    let new = clinic.path("patients/new");
+    op.submit(
+        &new,
+        &new,
+        &[
+            ("full_name", "Ada Lovelace"),
+            ("sex", "female"),
+            ("phone", "98450 00001"),
+        ],
+    )
+    .await
+}
+
 async fn support_rows(t: &TestApp, clinic: &Clinic) -> Vec<AuditRow> {
     t.app.audit.flush().await;
     t.audit_rows(clinic)
@@ -185,18 +200,7 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
         assert_eq!(r.location(), "/login", "{page}");
     }
     // Read only: a change is refused with a page saying so.
-    let new = clinic.path("patients/new");
-    let r = op
-        .submit(
-            &new,
-            &new,
-            &[
-                ("full_name", "Ada Lovelace"),
-                ("sex", "female"),
-                ("phone", "98450 00001"),
-            ],
-        )
-        .await;
+    let r = add_patient(&mut op, &clinic).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(
         r.body.contains("This support session is read only"),
@@ -334,18 +338,7 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
         home.body
     );
 
-    let new = clinic.path("patients/new");
-    let r = op
-        .submit(
-            &new,
-            &new,
-            &[
-                ("full_name", "Ada Lovelace"),
-                ("sex", "female"),
-                ("phone", "98450 00001"),
-            ],
-        )
-        .await;
+    let r = add_patient(&mut op, &clinic).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let rows = support_rows(&t, &clinic).await;
     let created = rows

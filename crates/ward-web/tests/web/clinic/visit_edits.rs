@@ -53,6 +53,23 @@ async fn update_rows(t: &TestApp, c: &Clinic, visit: &str) -> Vec<ward_clinic::a
     .await
 }
 
+/// The billing clerk records a cash payment of `amount` for a consultation.
+async fn pay_cash(c: &mut Clinic, patient_id: &str, amount: &str) -> crate::support::Response {
+    let base = c.base.clone();
+    c.billing
+        .submit(
+            &format!("{base}/payments/new"),
+            &format!("{base}/payments"),
+            &[
+                ("patient_id", patient_id),
+                ("method", "cash"),
+                ("item_description", "Consultation"),
+                ("item_amount", amount),
+            ],
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     let t = TestApp::new().await;
@@ -537,25 +554,7 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
         page.body
     );
 
-    let base = c.base.clone();
-    let pay = |amount: &'static str| {
-        [
-            ("patient_id", patient_id.clone()),
-            ("method", "cash".to_owned()),
-            ("item_description", "Consultation".to_owned()),
-            ("item_amount", amount.to_owned()),
-        ]
-    };
-    let fields = pay("300");
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = c
-        .billing
-        .submit(
-            &format!("{base}/payments/new"),
-            &format!("{base}/payments"),
-            &fields,
-        )
-        .await;
+    let r = pay_cash(&mut c, &patient_id, "300").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     for role in [Role::Owner, Role::Doctor, Role::Billing, Role::Receptionist] {
         let page = c.browser(role).get(&patient).await;
@@ -566,16 +565,7 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
         );
     }
 
-    let fields = pay("500");
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = c
-        .billing
-        .submit(
-            &format!("{base}/payments/new"),
-            &format!("{base}/payments"),
-            &fields,
-        )
-        .await;
+    let r = pay_cash(&mut c, &patient_id, "500").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.owner.get(&patient).await;
     assert!(

@@ -34,6 +34,20 @@ async fn set_letterhead(t: &TestApp, clinic: ClinicId) {
 
 /// A patient (registered by the receptionist) and a visit (by the doctor) with a canary
 /// in the clinical notes; returns (patient path, visit path).
+/// How many patients, visits, favourites and non-view audit rows clinic `c` holds.
+async fn write_counts(t: &TestApp, c: &Clinic) -> [i64; 4] {
+    [
+        t.count(c.id, "SELECT COUNT(*) FROM patients").await,
+        t.count(c.id, "SELECT COUNT(*) FROM visits").await,
+        t.count(c.id, "SELECT COUNT(*) FROM favourites").await,
+        t.count(
+            c.id,
+            "SELECT COUNT(*) FROM audit_log WHERE action <> 'view'",
+        )
+        .await,
+    ]
+}
+
 async fn patient_with_visit(c: &mut Clinic, name: &str, canary: &str) -> (String, String) {
     let base = c.base.clone();
     let patient = c
@@ -368,15 +382,8 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
     // Writes: allowed ones take effect, forbidden ones change nothing.
     let csrf_page = format!("{base}/patients");
     for role in ROLES {
-        let patients_before = t.count(c.id, "SELECT COUNT(*) FROM patients").await;
-        let visits_before = t.count(c.id, "SELECT COUNT(*) FROM visits").await;
-        let favs_before = t.count(c.id, "SELECT COUNT(*) FROM favourites").await;
-        let audit_before = t
-            .count(
-                c.id,
-                "SELECT COUNT(*) FROM audit_log WHERE action <> 'view'",
-            )
-            .await;
+        let [patients_before, visits_before, favs_before, audit_before] =
+            write_counts(&t, &c).await;
         let b = c.browser(role);
         let name = format!("New by {role:?}");
         let r = b
@@ -455,15 +462,7 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
             "{role:?}"
         );
 
-        let patients_after = t.count(c.id, "SELECT COUNT(*) FROM patients").await;
-        let visits_after = t.count(c.id, "SELECT COUNT(*) FROM visits").await;
-        let favs_after = t.count(c.id, "SELECT COUNT(*) FROM favourites").await;
-        let audit_after = t
-            .count(
-                c.id,
-                "SELECT COUNT(*) FROM audit_log WHERE action <> 'view'",
-            )
-            .await;
+        let [patients_after, visits_after, favs_after, audit_after] = write_counts(&t, &c).await;
         assert_eq!(
             patients_after - patients_before,
             i64::from(edit_ok),

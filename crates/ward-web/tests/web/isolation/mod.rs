@@ -45,14 +45,18 @@ fn post_forms(body: &str) -> Vec<String> {
         .collect()
 }
 
-/// Seeds clinic A through its own database with canary records.
-async fn seed(t: &TestApp, slug: &str) {
-    let clinic = t
-        .app
+/// The clinic at `slug`, as the control plane records it.
+async fn clinic_of(t: &TestApp, slug: &str) -> ward_control::ClinicRecord {
+    t.app
         .control
         .clinic_by_slug(&ward_core::Slug::parse(slug).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Seeds clinic A through its own database with canary records.
+async fn seed(t: &TestApp, slug: &str) {
+    let clinic = clinic_of(t, slug).await;
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {
@@ -87,12 +91,7 @@ async fn member(owner: &TestApp, slug: &str, role: Role, email: &str) -> TestApp
         .unwrap()
         .unwrap();
     b.app.control.mark_email_verified(&user.id).await.unwrap();
-    let clinic = b
-        .app
-        .control
-        .clinic_by_slug(&ward_core::Slug::parse(slug).unwrap())
-        .await
-        .unwrap();
+    let clinic = clinic_of(&b, slug).await;
     b.app
         .control
         .add_membership(&user.id, clinic.id, role)
@@ -210,12 +209,7 @@ async fn members_of_another_clinic_never_reach_this_clinics_records() {
 }
 
 async fn audit_rows(t: &TestApp, slug: &str) -> i64 {
-    let clinic = t
-        .app
-        .control
-        .clinic_by_slug(&ward_core::Slug::parse(slug).unwrap())
-        .await
-        .unwrap();
+    let clinic = clinic_of(t, slug).await;
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {

@@ -288,20 +288,48 @@ impl TestApp {
             .cloned()
     }
 
+    /// Posts the sign-up form: clinic `clinic`, owner `name` at `email` with `password`.
+    pub async fn sign_up(
+        &mut self,
+        clinic: &str,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Response {
+        self.submit(
+            "/signup",
+            "/signup",
+            &[
+                ("clinic_name", clinic),
+                ("name", name),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Posts the new-password form of the reset page `form` with its `token`.
+    pub async fn reset_password(
+        &mut self,
+        form: &Response,
+        token: &str,
+        password: &str,
+    ) -> Response {
+        self.post(
+            "/password/reset",
+            &[
+                ("_csrf", &form.csrf()),
+                ("token", token),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
     /// Signs up a clinic and confirms the owner's address; returns the clinic's path.
     pub async fn signup_verified(&mut self, clinic: &str, email: &str) -> String {
-        let r = self
-            .submit(
-                "/signup",
-                "/signup",
-                &[
-                    ("clinic_name", clinic),
-                    ("name", "Dr. Ana Rao"),
-                    ("email", email),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
+        let r = self.sign_up(clinic, "Dr. Ana Rao", email, PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let link = self.link_in_last_mail("/verify-email").await;
         let page = self.get(&link).await;

@@ -17,6 +17,19 @@ pub struct Clinic {
 }
 
 impl Clinic {
+    /// The clinic's member in `role` (the first, if several), as the control plane lists
+    /// them.
+    pub async fn member(&self, t: &TestApp, role: Role) -> ward_control::Member {
+        t.app
+            .control
+            .clinic_members(self.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.role == role)
+            .unwrap()
+    }
+
     pub fn browser(&mut self, role: Role) -> &mut TestApp {
         match role {
             Role::Owner => &mut self.owner,
@@ -79,5 +92,15 @@ impl Staffed for TestApp {
         let r = self.submit(&new, &new, &all).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         r.location().to_owned()
+    }
+}
+
+impl Clinic {
+    /// Registers a patient by name and phone through the receptionist's browser; returns
+    /// the patient page's path.
+    pub async fn patient(&mut self, full_name: &str, phone: &str) -> String {
+        self.receptionist
+            .register(&self.base, &[("full_name", full_name), ("phone", phone)])
+            .await
     }
 }
