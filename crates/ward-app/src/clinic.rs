@@ -41,11 +41,7 @@ pub async fn rename(
     name: &str,
     entry: Entry,
 ) -> Result<(), Error> {
-    let (control, actor, name) = (
-        app.control.clone(),
-        Actor::user(by).to_string(),
-        name.to_owned(),
-    );
+    let (control, actor, name) = (app.control.clone(), Actor::user(by), name.to_owned());
     let outcome = tenant
         .with_async(|conn| async move {
             audit::in_transaction_async(&conn, |tx| async move {
@@ -101,7 +97,7 @@ pub async fn close(
         .detail("clinic status active → closed");
     crate::record(tenant, entry).await?;
     let retention = ward_control::lifecycle::retention_days(app.config.retention_days);
-    let actor = Actor::user(by).to_string();
+    let actor = Actor::user(by);
     app.control
         .transition_clinic(
             clinic,

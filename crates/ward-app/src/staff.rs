@@ -34,8 +34,8 @@ pub struct ByMember<'a> {
 
 impl ByMember<'_> {
     /// How the control plane's clinic history names them.
-    fn actor(&self) -> String {
-        ward_core::Actor::user(self.id).to_string()
+    fn actor(&self) -> ward_core::Actor {
+        ward_core::Actor::user(self.id)
     }
 }
 
@@ -249,9 +249,8 @@ pub async fn add_by_operator(
         if let Some(m) = control.clinic_member(clinic.id, &user.id).await? {
             return Err(AddRefused::AlreadyMember(Some(m.role)));
         }
-        let actor = ward_core::Actor::Operator.to_string();
         let joined = control
-            .join_clinic(clinic.id, &user.id, role, &actor)
+            .join_clinic(clinic.id, &user.id, role, &ward_core::Actor::Operator)
             .await
             .map_err(AddRefused::NotJoined)?;
         if !joined {
@@ -270,11 +269,10 @@ pub async fn add_by_operator(
     // Everything that can be refused is checked before the invitation is issued.
     let base_url = base_url.ok_or(AddRefused::NoBaseUrl)?;
     let mailer = mailer().map_err(AddRefused::Mail)?;
-    let actor = ward_core::Actor::Operator.to_string();
     let inviter = Inviter {
         name: OPERATOR_INVITER,
         user_id: None,
-        actor: &actor,
+        actor: &ward_core::Actor::Operator,
     };
     let message = issue_invitation(control, clinic, email, role, inviter, base_url)
         .await
@@ -344,7 +342,7 @@ pub async fn change(
 ) -> Result<StaffChange, Error> {
     let (control, actor, target) = (
         app.control.clone(),
-        ward_core::Actor::user(by).to_string(),
+        ward_core::Actor::user(by),
         target.to_owned(),
     );
     let outcome = tenant
@@ -402,7 +400,7 @@ pub async fn withdraw(
         .record_clinic_event(
             clinic,
             "staff_invite_withdrawn",
-            &ward_core::Actor::user(by).to_string(),
+            &ward_core::Actor::user(by),
             serde_json::json!({"email": email}),
         )
         .await?;
@@ -484,10 +482,14 @@ pub async fn accept(
         }
     };
     let clinic = invitation.clinic.id;
-    let actor = ward_core::Actor::user(&user_id).to_string();
     let joined = app
         .control
-        .join_clinic(clinic, &user_id, invitation.role, &actor)
+        .join_clinic(
+            clinic,
+            &user_id,
+            invitation.role,
+            &ward_core::Actor::user(&user_id),
+        )
         .await?;
     // The address is proven by the link.
     app.control.mark_email_verified(&user_id).await?;

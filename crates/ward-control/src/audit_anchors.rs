@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use ward_core::{ClinicId, format_time, parse_time};
+use ward_core::{Actor, ClinicId, format_time, parse_time};
 
 use crate::{ControlError, ControlPlane};
 
@@ -75,12 +75,12 @@ impl ControlPlane {
         clinic: ClinicId,
         seq: i64,
         hash: &[u8],
-        actor: &str,
+        actor: &Actor,
         reason: &str,
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let hash = hash.to_vec();
-        let actor = actor.to_owned();
+        let actor = actor.to_string();
         let detail = format!("audit anchor reset to seq {seq}: {reason}");
         self.transaction(|conn| async move {
             conn.execute(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use ward_core::{ClinicId, format_time, parse_time};
+use ward_core::{Actor, ClinicId, format_time, parse_time};
 use ward_tenancy::backup::ChainHead;
 use ward_tenancy::sql::Row;
 
@@ -489,7 +489,7 @@ impl ControlPlane {
         scope: Scope,
         backup: &BackupRecord,
         at: DateTime<Utc>,
-        actor: &str,
+        actor: &Actor,
         reason: &str,
         pre_restore: Option<String>,
         detail: &str,
@@ -499,7 +499,7 @@ impl ControlPlane {
         let backup_id = backup.id.to_string();
         let backup_at = format_time(backup.taken_at);
         let at = format_time(at);
-        let (actor, reason, detail) = (actor.to_owned(), reason.to_owned(), detail.to_owned());
+        let (actor, reason, detail) = (actor.to_string(), reason.to_owned(), detail.to_owned());
         self.transaction(|conn| async move {
             conn.execute(
                 "INSERT INTO restores (scope, backup_id, backup_at, at, actor, reason, pre_restore, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use ward_core::{ClinicId, ClinicStatus, Slug, format_time, parse_time};
+use ward_core::{Actor, ClinicId, ClinicStatus, Slug, format_time, parse_time};
 use ward_tenancy::sql::{Connection, Row};
 use ward_tenancy::store_registry::{RegistryError, TenantRecord};
 use ward_tenancy::{Registry, TenantStore, db};
@@ -115,7 +115,7 @@ impl ControlPlane {
         name: &str,
         slug: Option<Slug>,
         store: &TenantStore,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ClinicRecord, ControlError> {
         self.create_clinic_owned(name, slug, store, actor, None)
             .await
@@ -129,7 +129,7 @@ impl ControlPlane {
         name: &str,
         slug: Option<Slug>,
         store: &TenantStore,
-        actor: &str,
+        actor: &Actor,
         owner: Option<crate::signup::NewOwner>,
     ) -> Result<ClinicRecord, ControlError> {
         let name = name.trim();
@@ -147,7 +147,7 @@ impl ControlPlane {
             None => (false, Slug::from_name(name)),
         };
         let name_owned = name.to_owned();
-        let actor = actor.to_owned();
+        let actor = actor.to_string();
         let owner_id = owner.as_ref().map(|o| o.id.clone());
         let slug = self
             .transaction(|conn| async move {

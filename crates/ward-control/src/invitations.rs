@@ -4,7 +4,7 @@
 
 use chrono::TimeDelta;
 use serde::Deserialize;
-use ward_core::{ClinicId, ClinicStatus, Email, Role};
+use ward_core::{Actor, ClinicId, ClinicStatus, Email, Role};
 
 use crate::tokens::Purpose;
 use crate::{ClinicRecord, ControlError, ControlPlane};
@@ -28,7 +28,7 @@ pub struct Inviter<'a> {
     /// The inviting member's user id; `None` for the operator.
     pub user_id: Option<&'a str>,
     /// Who the clinic's history names (`user:<id>`, `operator`).
-    pub actor: &'a str,
+    pub actor: &'a Actor,
 }
 
 /// What inviting did.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use ward_core::{ClinicId, ClinicStatus, format_time, parse_time};
+use ward_core::{Actor, ClinicId, ClinicStatus, format_time, parse_time};
 use ward_tenancy::{TenantStore, blocking};
 
 use crate::{ClinicRecord, ControlError, ControlPlane};
@@ -90,14 +90,14 @@ impl ControlPlane {
         &self,
         id: ClinicId,
         transition: Transition,
-        actor: &str,
+        actor: &Actor,
         reason: &str,
         retention: TimeDelta,
     ) -> Result<ClinicRecord, ControlError> {
         let _memberships = self.cache.memberships_changing();
         let now = self.clock.now();
         let at = format_time(now);
-        let actor = actor.to_owned();
+        let actor = actor.to_string();
         let detail = (!reason.trim().is_empty()).then(|| reason.trim().to_owned());
         self.transaction(|conn| async move {
             let mut rows = conn
@@ -219,10 +219,14 @@ impl ControlPlane {
 
     /// Purge step one: forgets the clinic's wrapped data key and marks it purged. Once
     /// this commits, nothing can decrypt the clinic's files or backups. Idempotent.
-    pub async fn destroy_clinic_key(&self, id: ClinicId, actor: &str) -> Result<(), ControlError> {
+    pub async fn destroy_clinic_key(
+        &self,
+        id: ClinicId,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
         let _memberships = self.cache.memberships_changing();
         let at = format_time(self.clock.now());
-        let actor = actor.to_owned();
+        let actor = actor.to_string();
         self.transaction(|conn| async move {
             let changed = conn
                 .execute(
@@ -244,9 +248,9 @@ impl ControlPlane {
 
     /// Removes the backup catalog rows of clinic `id` and records that the purge
     /// finished (once).
-    async fn finish_purge(&self, id: ClinicId, actor: &str) -> Result<(), ControlError> {
+    async fn finish_purge(&self, id: ClinicId, actor: &Actor) -> Result<(), ControlError> {
         let at = format_time(self.clock.now());
-        let actor = actor.to_owned();
+        let actor = actor.to_string();
         self.transaction(|conn| async move {
             conn.execute("DELETE FROM backups WHERE clinic_id = ?1", [id.to_string()])
                 .await?;
@@ -427,7 +431,7 @@ impl Purger {
     /// Purges (or with `dry_run`, lists) every clinic due. Each clinic's key is
     /// destroyed before any of its files are touched; re-running after a crash at any
     /// step finishes the work.
-    pub async fn run(&self, actor: &str, dry_run: bool) -> Result<Vec<PurgeItem>, ControlError> {
+    pub async fn run(&self, actor: &Actor, dry_run: bool) -> Result<Vec<PurgeItem>, ControlError> {
         let due = self.control.purge_due(self.retention).await?;
         let mut out = Vec::new();
         for clinic in due {

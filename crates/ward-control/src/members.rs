@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use ward_core::{ClinicId, Role, format_time, parse_time};
+use ward_core::{Actor, ClinicId, Role, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::sql::Connection;
 
@@ -85,12 +85,12 @@ async fn clinic_event(
     clinic: ClinicId,
     at: &str,
     kind: &str,
-    actor: &str,
+    actor: &Actor,
     detail: serde_json::Value,
 ) -> Result<(), ControlError> {
     conn.execute(
         "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        ward_tenancy::sql::params![clinic.to_string(), at, kind, actor, detail.to_string()],
+        ward_tenancy::sql::params![clinic.to_string(), at, kind, actor.to_string(), detail.to_string()],
     )
     .await?;
     Ok(())
@@ -138,11 +138,11 @@ impl ControlPlane {
         clinic_id: ClinicId,
         user_id: &str,
         role: Role,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<bool, ControlError> {
         let _memberships = self.cache.memberships_changing();
         let now = format_time(self.clock.now());
-        let (user, actor) = (user_id.to_owned(), actor.to_owned());
+        let (user, actor) = (user_id.to_owned(), actor.clone());
         self.transaction(|conn| async move {
             let n = conn
                 .execute(
@@ -173,11 +173,11 @@ impl ControlPlane {
         clinic_id: ClinicId,
         user_id: &str,
         role: Role,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<StaffChange, ControlError> {
         let _memberships = self.cache.memberships_changing();
         let now = format_time(self.clock.now());
-        let (user, actor) = (user_id.to_owned(), actor.to_owned());
+        let (user, actor) = (user_id.to_owned(), actor.clone());
         self.transaction(|conn| async move {
             let Some(before) = member_in(&conn, clinic_id, &user).await? else {
                 return Ok(StaffChange::NotMember);
@@ -214,12 +214,12 @@ impl ControlPlane {
         &self,
         clinic_id: ClinicId,
         user_id: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<StaffChange, ControlError> {
         let _memberships = self.cache.memberships_changing();
         let _sessions = self.cache.sessions_changing();
         let now = format_time(self.clock.now());
-        let (user, actor) = (user_id.to_owned(), actor.to_owned());
+        let (user, actor) = (user_id.to_owned(), actor.clone());
         self.transaction(|conn| async move {
             let Some(before) = member_in(&conn, clinic_id, &user).await? else {
                 return Ok(StaffChange::NotMember);
@@ -258,7 +258,7 @@ impl ControlPlane {
         &self,
         clinic_id: ClinicId,
         name: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<String, ControlError> {
         let _clinics = self.cache.memberships_changing();
         let name = name.trim().to_owned();
@@ -268,7 +268,7 @@ impl ControlPlane {
             ));
         }
         let now = format_time(self.clock.now());
-        let actor = actor.to_owned();
+        let actor = actor.clone();
         self.transaction(|conn| async move {
             let Some(row) = first_row(
                 &conn,
@@ -334,11 +334,11 @@ impl ControlPlane {
         &self,
         clinic_id: ClinicId,
         kind: &str,
-        actor: &str,
+        actor: &Actor,
         detail: serde_json::Value,
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
-        let (kind, actor) = (kind.to_owned(), actor.to_owned());
+        let (kind, actor) = (kind.to_owned(), actor.clone());
         self.with(|conn| async move {
             clinic_event(&conn, clinic_id, &now, &kind, &actor, detail).await
         })

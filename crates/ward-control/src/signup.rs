@@ -168,7 +168,7 @@ impl ControlPlane {
                 &pending.clinic_name,
                 None,
                 store,
-                &Actor::user(&user_id).to_string(),
+                &Actor::user(&user_id),
                 Some(owner),
             )
             .await

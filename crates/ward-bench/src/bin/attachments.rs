@@ -222,7 +222,12 @@ async fn main() -> anyhow::Result<()> {
     let hash = hasher.hash("bench password 123").await?;
     let control = platform.control.clone();
     let clinic = control
-        .create_clinic("Bench Clinic", None, &platform.tenants, "bench")
+        .create_clinic(
+            "Bench Clinic",
+            None,
+            &platform.tenants,
+            &ward_core::Actor::Operator,
+        )
         .await?;
     let tenant = platform.tenants.get(clinic.id).await?;
     tenant

@@ -66,7 +66,12 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let clinic = platform
         .control
-        .create_clinic("Bench", None, &platform.tenants, "bench")
+        .create_clinic(
+            "Bench",
+            None,
+            &platform.tenants,
+            &ward_core::Actor::Operator,
+        )
         .await?;
 
     // 1. The request path: note_view is a validation and a channel send.

@@ -12,7 +12,7 @@ use clap::Parser;
 use rand::seq::SliceRandom as _;
 use ward_control::backups::retention_plan;
 use ward_control::{BackupConfig, Backups, MasterKeySource, Platform, RestoreTarget, Scope};
-use ward_core::{ClinicId, SystemClock, parse_time};
+use ward_core::{Actor, ClinicId, SystemClock, parse_time};
 use ward_tenancy::StoreConfig;
 
 const MASTER_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
@@ -119,7 +119,7 @@ async fn large_clinic(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
     let (platform, backups) = open(root, 100, a.parallel).await?;
     let clinic = platform
         .control
-        .create_clinic("Large Clinic", None, &platform.tenants, "bench")
+        .create_clinic("Large Clinic", None, &platform.tenants, &Actor::Operator)
         .await?;
     let id = clinic.id;
     // Three quarters in 8 KiB documents, a quarter in many small rows with an index,
@@ -177,7 +177,7 @@ async fn large_clinic(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
             id,
             RestoreTarget::Backup(record.id),
             "benchmark",
-            "bench",
+            &Actor::Operator,
             false,
             &mut |_| {},
             &mut |_| Ok(()),
@@ -190,7 +190,7 @@ async fn large_clinic(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
             id,
             RestoreTarget::Backup(record.id),
             "benchmark",
-            "bench",
+            &Actor::Operator,
             true,
             &mut |_| {},
             &mut |_| Ok(()),
@@ -229,7 +229,12 @@ async fn many_clinics(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
     for i in 0..a.clinics {
         let c = platform
             .control
-            .create_clinic(&format!("Clinic {i}"), None, &platform.tenants, "bench")
+            .create_clinic(
+                &format!("Clinic {i}"),
+                None,
+                &platform.tenants,
+                &Actor::Operator,
+            )
             .await?;
         ids.push(c.id);
     }

@@ -366,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
             let (control, tenants, hash) = (control.clone(), tenants.clone(), hash.clone());
             let patients = opts.patients;
             tokio::spawn(async move {
-                let clinic = control.create_clinic(&format!("Bench Clinic {i}"), None, &tenants, "bench").await?;
+                let clinic = control.create_clinic(&format!("Bench Clinic {i}"), None, &tenants, &ward_core::Actor::Operator).await?;
                 let tenant = tenants.get(clinic.id).await?;
                 tenant
                     .with(|conn| {

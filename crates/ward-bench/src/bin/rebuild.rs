@@ -241,7 +241,7 @@ async fn make_clinics(platform: &Platform, n: usize, hash: &str) -> anyhow::Resu
             let (control, tenants, hash) = (control.clone(), tenants.clone(), hash.to_owned());
             tokio::spawn(async move {
                 let clinic = control
-                    .create_clinic(&format!("Rebuild Clinic {i}"), None, &tenants, "bench")
+                    .create_clinic(&format!("Rebuild Clinic {i}"), None, &tenants, &ward_core::Actor::Operator)
                     .await?;
                 let patient = format!("Patient of clinic {i}");
                 let name = patient.clone();

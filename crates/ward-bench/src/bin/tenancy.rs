@@ -14,7 +14,7 @@ use clap::Parser;
 use futures::StreamExt as _;
 use ward_bench::{Samples, dir_size, open_fds, rss_bytes, us};
 use ward_control::{MasterKeySource, Platform};
-use ward_core::{ClinicId, SystemClock};
+use ward_core::{Actor, ClinicId, SystemClock};
 use ward_tenancy::db::{self, Durability};
 use ward_tenancy::sql::Connection;
 use ward_tenancy::{MasterKey, Migration, Registry, StoreConfig, TenantStore};
@@ -229,7 +229,7 @@ async fn opens(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
     for i in 0..opts.iterations.clamp(1, 100) {
         let c = platform
             .control
-            .create_clinic(&format!("Cold {i}"), None, &store, "bench")
+            .create_clinic(&format!("Cold {i}"), None, &store, &Actor::Operator)
             .await?;
         put_greeting(&store, c.id).await?;
         ids.push(c.id);
@@ -426,7 +426,7 @@ async fn many_clinics(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
             let (control, store) = (control.clone(), store.clone());
             tokio::spawn(async move {
                 control
-                    .create_clinic(&format!("Bench Clinic {i}"), None, &store, "bench")
+                    .create_clinic(&format!("Bench Clinic {i}"), None, &store, &Actor::Operator)
                     .await
             })
         })

@@ -81,7 +81,7 @@ async fn anchors_move_only_forward_unless_a_restore_resets_them() {
             a.id,
             3,
             &[3; 32],
-            "operator",
+            &ward_core::Actor::Operator,
             "restored from the backup of 1 March",
         )
         .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use ward_control::lifecycle::{Purger, Transition, retention_days};
 use ward_control::{MasterKeySource, Platform};
-use ward_core::{ClinicStatus, ManualClock};
+use ward_core::{Actor, ClinicStatus, ManualClock};
 use ward_tenancy::StoreConfig;
 
 use crate::export::fill;
@@ -92,11 +92,11 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
         .await
         .unwrap();
     let other = control
-        .create_clinic("Other Clinic", None, &s.platform.tenants, "test")
+        .create_clinic("Other Clinic", None, &s.platform.tenants, &Actor::Operator)
         .await
         .unwrap();
     let tenant = s.platform.tenants.get(c.id).await.unwrap();
@@ -129,7 +129,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
         .transition_clinic(
             c.id,
             Transition::Close,
-            "owner@example.com",
+            &Actor::user("owner"),
             "moving",
             ninety,
         )
@@ -139,19 +139,25 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     // Closed twice: refused.
     assert!(
         control
-            .transition_clinic(c.id, Transition::Close, "x", "", ninety)
+            .transition_clinic(c.id, Transition::Close, &Actor::Operator, "", ninety)
             .await
             .is_err()
     );
 
     // Day 89: reopening works; nothing is due.
     s.clock.advance(TimeDelta::days(89));
-    assert!(s.purger().run("test", true).await.unwrap().is_empty());
+    assert!(
+        s.purger()
+            .run(&Actor::Operator, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let reopened = control
         .transition_clinic(
             c.id,
             Transition::Reopen,
-            "operator",
+            &Actor::Operator,
             "changed their mind",
             ninety,
         )
@@ -161,16 +167,16 @@ async fn close_reopen_within_grace_then_purge_after_it() {
 
     // Closed again; 91 days later the reopen is refused and the purge runs.
     control
-        .transition_clinic(c.id, Transition::Close, "owner@example.com", "", ninety)
+        .transition_clinic(c.id, Transition::Close, &Actor::user("owner"), "", ninety)
         .await
         .unwrap();
     s.clock.advance(TimeDelta::days(91));
     let err = control
-        .transition_clinic(c.id, Transition::Reopen, "operator", "", ninety)
+        .transition_clinic(c.id, Transition::Reopen, &Actor::Operator, "", ninety)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("grace period"), "{err}");
-    let dry = s.purger().run("test", true).await.unwrap();
+    let dry = s.purger().run(&Actor::Operator, true).await.unwrap();
     assert_eq!(dry.len(), 1);
     assert!(!dry[0].done);
     assert!(
@@ -179,14 +185,14 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     );
     assert!(snapshot.exists(), "a dry run keeps the backups");
 
-    let done = s.purger().run("test", false).await.unwrap();
+    let done = s.purger().run(&Actor::Operator, false).await.unwrap();
     assert_eq!(done.len(), 1);
     assert!(done[0].done);
     let tomb = control.tombstone(c.id).await.unwrap();
     assert_eq!(tomb.status, ClinicStatus::Purged);
     assert!(!tomb.has_key, "the wrapped key is destroyed");
     assert_eq!(tomb.name, "Acme Clinic");
-    assert_eq!(tomb.closed_by.as_deref(), Some("owner@example.com"));
+    assert_eq!(tomb.closed_by.as_deref(), Some("user:owner"));
     assert!(tomb.closed_at.is_some() && tomb.purged_at.is_some());
     let clinics = s.dir.path().join("clinics");
     let left: Vec<_> = std::fs::read_dir(&clinics)
@@ -223,7 +229,13 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     );
     // The other clinic is untouched; a second run has nothing to do.
     assert!(s.platform.tenants.path_of(other.id).exists());
-    assert!(s.purger().run("test", false).await.unwrap().is_empty());
+    assert!(
+        s.purger()
+            .run(&Actor::Operator, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,28 +243,43 @@ async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
         .await
         .unwrap();
     let tenant = s.platform.tenants.get(c.id).await.unwrap();
     tenant.with(|conn| fill(&conn, 3)).await;
     drop(tenant);
     control
-        .transition_clinic(c.id, Transition::Close, "owner", "", retention_days(90))
+        .transition_clinic(
+            c.id,
+            Transition::Close,
+            &Actor::user("owner"),
+            "",
+            retention_days(90),
+        )
         .await
         .unwrap();
     s.clock.advance(TimeDelta::days(120));
     // The crash: step one (the key) committed, nothing else happened.
-    control.destroy_clinic_key(c.id, "test").await.unwrap();
+    control
+        .destroy_clinic_key(c.id, &Actor::Operator)
+        .await
+        .unwrap();
     s.platform.tenants.evict(c.id).await;
     assert!(s.platform.tenants.path_of(c.id).exists());
     assert!(!control.tombstone(c.id).await.unwrap().has_key);
 
-    let done = s.purger().run("test", false).await.unwrap();
+    let done = s.purger().run(&Actor::Operator, false).await.unwrap();
     assert_eq!(done.len(), 1, "the re-run finishes the purge");
     assert!(!s.platform.tenants.path_of(c.id).exists());
     assert!(files_containing(s.dir.path(), CANARY).is_empty());
-    assert!(s.purger().run("test", false).await.unwrap().is_empty());
+    assert!(
+        s.purger()
+            .run(&Actor::Operator, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,26 +287,32 @@ async fn suspend_and_resume_do_not_start_retention() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
         .await
         .unwrap();
     let r = retention_days(90);
     let x = control
-        .transition_clinic(c.id, Transition::Suspend, "operator", "unpaid", r)
+        .transition_clinic(c.id, Transition::Suspend, &Actor::Operator, "unpaid", r)
         .await
         .unwrap();
     assert_eq!(x.status, ClinicStatus::Suspended);
     assert!(x.closed_at.is_none());
     s.clock.advance(TimeDelta::days(400));
-    assert!(s.purger().run("test", true).await.unwrap().is_empty());
+    assert!(
+        s.purger()
+            .run(&Actor::Operator, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let x = control
-        .transition_clinic(c.id, Transition::Resume, "operator", "paid", r)
+        .transition_clinic(c.id, Transition::Resume, &Actor::Operator, "paid", r)
         .await
         .unwrap();
     assert_eq!(x.status, ClinicStatus::Active);
     assert!(
         control
-            .transition_clinic(c.id, Transition::Reopen, "operator", "", r)
+            .transition_clinic(c.id, Transition::Reopen, &Actor::Operator, "", r)
             .await
             .is_err(),
         "an active clinic is not reopened"
@@ -291,7 +324,7 @@ async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, "test")
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
         .await
         .unwrap();
     let id = control
@@ -329,9 +362,9 @@ async fn pre_restore_copies_of_the_control_plane_do_not_outlive_the_backups() {
     std::fs::write(&old, b"an old copy").unwrap();
     std::fs::write(&recent, b"a recent copy").unwrap();
     // A dry run touches nothing.
-    s.purger().run("test", true).await.unwrap();
+    s.purger().run(&Actor::Operator, true).await.unwrap();
     assert!(old.exists());
-    s.purger().run("test", false).await.unwrap();
+    s.purger().run(&Actor::Operator, false).await.unwrap();
     assert!(
         !old.exists(),
         "a copy older than the backups' retention is deleted"

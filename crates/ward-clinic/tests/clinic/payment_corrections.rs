@@ -52,7 +52,12 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
     let old = platform(dir.path(), before).await;
     let clinic = old
         .control
-        .create_clinic("Old Clinic", None, &old.tenants, "test")
+        .create_clinic(
+            "Old Clinic",
+            None,
+            &old.tenants,
+            &ward_core::Actor::Operator,
+        )
         .await
         .unwrap();
     let tenant = old.tenants.get(clinic.id).await.unwrap();

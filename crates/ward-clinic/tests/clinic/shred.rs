@@ -14,7 +14,7 @@ use chrono::TimeDelta;
 use ward_control::backups::restore_control_plane;
 use ward_control::lifecycle::{Purger, Transition, retention_days};
 use ward_control::{BackupConfig, Backups, ControlPlane, MasterKeySource, Platform, Scope};
-use ward_core::{ClinicId, ClinicStatus, ManualClock};
+use ward_core::{Actor, ClinicId, ClinicStatus, ManualClock};
 use ward_replica::{Replicator, Target};
 use ward_tenancy::{DataKey, MasterKey, StoreConfig};
 
@@ -70,7 +70,7 @@ impl Ward {
             data.join("exports"),
             retention_days(90),
         )
-        .run("ward serve", false)
+        .run(&Actor::Schedule, false)
         .await
         .unwrap();
         // What `ward serve`'s daily purge does after it (crates/ward, `drop_purged`).
@@ -295,11 +295,21 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
     let ward = open(&data, &clock).await;
     let control = ward.platform.control.clone();
     let victim = control
-        .create_clinic("Acme Clinic", None, &ward.platform.tenants, "test")
+        .create_clinic(
+            "Acme Clinic",
+            None,
+            &ward.platform.tenants,
+            &Actor::Operator,
+        )
         .await
         .unwrap();
     let other = control
-        .create_clinic("Other Clinic", None, &ward.platform.tenants, "test")
+        .create_clinic(
+            "Other Clinic",
+            None,
+            &ward.platform.tenants,
+            &Actor::Operator,
+        )
         .await
         .unwrap();
     let tenant = ward.platform.tenants.get(victim.id).await.unwrap();
@@ -330,7 +340,7 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
         &MasterKey::from_hex(MASTER_HEX).unwrap(),
         newest_control,
         "test",
-        "operator",
+        &Actor::Operator,
         false,
         Arc::new(clock.clone()),
         &mut |_| Ok(()),
@@ -402,7 +412,7 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
         .transition_clinic(
             victim.id,
             Transition::Close,
-            "owner",
+            &Actor::user("owner"),
             "",
             retention_days(90),
         )

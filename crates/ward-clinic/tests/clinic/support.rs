@@ -38,7 +38,12 @@ impl TestPlatform {
     pub async fn clinic(&self, name: &str) -> ClinicRecord {
         self.platform
             .control
-            .create_clinic(name, None, &self.platform.tenants, "test")
+            .create_clinic(
+                name,
+                None,
+                &self.platform.tenants,
+                &ward_core::Actor::Operator,
+            )
             .await
             .unwrap()
     }

@@ -34,7 +34,12 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
     let old = platform(dir.path(), before).await;
     let clinic = old
         .control
-        .create_clinic("Old Clinic", None, &old.tenants, "test")
+        .create_clinic(
+            "Old Clinic",
+            None,
+            &old.tenants,
+            &ward_core::Actor::Operator,
+        )
         .await
         .unwrap();
     let tenant = old.tenants.get(clinic.id).await.unwrap();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uuid::Uuid;
+use ward_core::Actor;
 use ward_tenancy::backup::{
     self, AuditTableReadable, BackupError, Expected, RestoreStep, StepHook,
 };
@@ -108,7 +109,7 @@ pub async fn restore_control_plane(
     master: &MasterKey,
     id: Uuid,
     reason: &str,
-    actor: &str,
+    actor: &Actor,
     dry_run: bool,
     clock: Arc<dyn ward_core::Clock>,
     mut hook: StepHook<'_>,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
-use ward_core::{ClinicId, format_time};
+use ward_core::{Actor, ClinicId, format_time};
 use ward_tenancy::TenantError;
 use ward_tenancy::backup::{BackupError, RestoreStep, StepHook};
 
@@ -24,7 +24,8 @@ pub struct RestoreAuditEntry {
     /// The clinic restored.
     pub clinic: ClinicId,
     /// Who restored (the operator).
-    pub actor: String,
+    #[serde(serialize_with = "as_text")]
+    pub actor: Actor,
     /// Why, as the operator typed it.
     pub reason: String,
     /// The backup restored from.
@@ -33,6 +34,11 @@ pub struct RestoreAuditEntry {
     pub backup_taken_at: DateTime<Utc>,
     /// When the restore happened.
     pub at: DateTime<Utc>,
+}
+
+/// Serializes an actor as its stored text form.
+fn as_text<S: serde::Serializer>(actor: &Actor, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(actor)
 }
 
 /// Appends the `restore` entry to a restored clinic's own audit log, on the clinic's
@@ -176,7 +182,7 @@ impl Backups {
         clinic: ClinicId,
         target: RestoreTarget,
         reason: &str,
-        actor: &str,
+        actor: &Actor,
         dry_run: bool,
         chosen: &mut (dyn FnMut(&BackupRecord) + Send),
         hook: StepHook<'_>,
@@ -295,7 +301,7 @@ impl Backups {
                 .await?;
             let entry = RestoreAuditEntry {
                 clinic,
-                actor: actor.to_owned(),
+                actor: actor.clone(),
                 reason: reason.to_owned(),
                 backup_id: backup.id,
                 backup_taken_at: backup.taken_at,
@@ -310,7 +316,7 @@ impl Backups {
                     "the clinic's audit log entry could not be written: {e}"
                 ));
             }
-            tracing::info!(clinic = %clinic, backup = %backup.id, actor, "clinic restored");
+            tracing::info!(clinic = %clinic, backup = %backup.id, actor = actor.to_string(), "clinic restored");
         }
         drop(lock);
         Ok(RestoreReport {

@@ -174,7 +174,7 @@ async fn clinics_with_hostile_names_get_only_uuid_files() {
         match t
             .platform
             .control
-            .create_clinic(name, None, t.store(), "test")
+            .create_clinic(name, None, t.store(), &ward_core::Actor::Operator)
             .await
         {
             Ok(c) => {

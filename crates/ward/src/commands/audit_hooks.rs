@@ -78,7 +78,7 @@ pub async fn record_restore(
     entry: &RestoreAuditEntry,
     detail: &str,
 ) -> Result<(), String> {
-    let (at, actor, reason) = (entry.at, entry.actor.clone(), entry.reason.clone());
+    let (at, actor, reason) = (entry.at, entry.actor.to_string(), entry.reason.clone());
     let recorded = audit::in_transaction(&Db::new(conn.clone()), |tx| {
         audit::record_operator_access(&tx, at, &actor, &reason, Action::Restore, Some(detail))
     })

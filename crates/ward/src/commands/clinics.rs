@@ -25,12 +25,7 @@ pub async fn run(global: &Global, cmd: ClinicsCommand) -> anyhow::Result<ExitCod
                 .transpose()?;
             let clinic = platform
                 .control
-                .create_clinic(
-                    &name,
-                    slug,
-                    &platform.tenants,
-                    &ward_core::Actor::Operator.to_string(),
-                )
+                .create_clinic(&name, slug, &platform.tenants, &ward_core::Actor::Operator)
                 .await
                 .context("the clinic was not created")?;
             if as_json {
@@ -107,7 +102,7 @@ async fn transition(
         .transition_clinic(
             c.id,
             t,
-            &ward_core::Actor::Operator.to_string(),
+            &ward_core::Actor::Operator,
             &opts.reason,
             super::retention(global),
         )

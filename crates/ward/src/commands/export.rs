@@ -164,12 +164,7 @@ pub async fn import(global: &Global, opts: ImportOpts) -> anyhow::Result<ExitCod
         .transpose()?;
     let clinic = platform
         .control
-        .create_clinic(
-            &opts.name,
-            slug,
-            &platform.tenants,
-            &Actor::Operator.to_string(),
-        )
+        .create_clinic(&opts.name, slug, &platform.tenants, &Actor::Operator)
         .await
         .context("the clinic was not created")?;
     let at = platform.control.clock().now();

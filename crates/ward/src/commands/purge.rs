@@ -11,7 +11,7 @@ pub async fn run(global: &Global, opts: PurgeOpts) -> anyhow::Result<ExitCode> {
     let platform = super::open_platform(global).await?;
     let attachments = super::attachment_store(global, opts.attachment_url.as_deref())?;
     let items = super::purger(global, &platform, attachments)
-        .run(&Actor::Operator.to_string(), opts.dry_run)
+        .run(&Actor::Operator, opts.dry_run)
         .await?;
     if !opts.dry_run {
         super::replica::drop_purged(global, &platform.control, &items).await;

@@ -27,8 +27,8 @@ fn step_name(s: RestoreStep) -> String {
         .unwrap_or_default()
 }
 
-fn actor() -> String {
-    Actor::operator_login(std::env::var("USER").ok().as_deref()).to_string()
+fn actor() -> Actor {
+    Actor::operator_login(std::env::var("USER").ok().as_deref())
 }
 
 pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode> {

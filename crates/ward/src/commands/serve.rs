@@ -177,7 +177,7 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
         let (purger, global, web) = (purger.clone(), purge_global.clone(), purge_web.clone());
         let control = purge_control.clone();
         async move {
-            match purger.run("ward serve", false).await {
+            match purger.run(&Actor::Schedule, false).await {
                 Ok(items) => {
                     // Also every day without a purge: what an earlier run could not
                     // delete from the replica is deleted now.

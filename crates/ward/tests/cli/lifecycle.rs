@@ -397,7 +397,7 @@ fn a_purged_clinics_replica_objects_left_behind_go_on_the_next_purge() {
             .transition_clinic(
                 ward_core::ClinicId::parse(&id).unwrap(),
                 ward_control::lifecycle::Transition::Close,
-                "operator",
+                &ward_core::Actor::Operator,
                 "leaving",
                 ward_control::lifecycle::retention_days(1),
             )

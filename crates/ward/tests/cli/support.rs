@@ -163,7 +163,7 @@ impl Ward {
                 out.push(
                     platform
                         .control
-                        .create_clinic(name, None, &platform.tenants, "test")
+                        .create_clinic(name, None, &platform.tenants, &ward_core::Actor::Operator)
                         .await
                         .unwrap(),
                 );

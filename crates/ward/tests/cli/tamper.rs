@@ -34,7 +34,7 @@ fn seed(ward: &Ward, names: &[&str], rows: i64) -> Vec<ward_control::ClinicRecor
         for (i, name) in names.iter().enumerate() {
             let clinic = platform
                 .control
-                .create_clinic(name, None, &platform.tenants, "test")
+                .create_clinic(name, None, &platform.tenants, &ward_core::Actor::Operator)
                 .await
                 .unwrap();
             let n = if i == 0 { rows } else { 10 };

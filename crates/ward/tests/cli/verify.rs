@@ -44,7 +44,7 @@ async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
     for name in ["Acme", "Bravo"] {
         let clinic = platform
             .control
-            .create_clinic(name, None, &platform.tenants, "test")
+            .create_clinic(name, None, &platform.tenants, &ward_core::Actor::Operator)
             .await
             .unwrap();
         let tenant = platform.tenants.get(clinic.id).await.unwrap();

@@ -57,7 +57,12 @@ impl Env {
         let c = self
             .platform
             .control
-            .create_clinic(name, None, &self.platform.tenants, "test")
+            .create_clinic(
+                name,
+                None,
+                &self.platform.tenants,
+                &ward_core::Actor::Operator,
+            )
             .await
             .unwrap();
         self.exec(

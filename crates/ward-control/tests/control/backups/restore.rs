@@ -19,7 +19,7 @@ async fn restore(
             id,
             target,
             "test restore",
-            "operator",
+            &ward_core::Actor::Operator,
             dry_run,
             &mut |_| {},
             &mut |s| {
@@ -303,7 +303,7 @@ async fn the_control_plane_restore_waits_for_serve_and_brings_the_registry_back(
                 &master,
                 control_backup.id,
                 "test",
-                "operator",
+                &ward_core::Actor::Operator,
                 dry_run,
                 clock,
                 &mut |_| Ok(()),

@@ -1354,10 +1354,19 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
         }))
     };
     // Not yet due: nothing goes.
-    assert!(purger().run("test", false).await.unwrap().is_empty());
+    assert!(
+        purger()
+            .run(&ward_core::Actor::Operator, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(stored_files(&t).len(), 5);
     t.clock.advance(chrono::TimeDelta::days(91));
-    let done = purger().run("test", false).await.unwrap();
+    let done = purger()
+        .run(&ward_core::Actor::Operator, false)
+        .await
+        .unwrap();
     assert_eq!(done.len(), 1);
     assert!(done[0].done);
     // Only the other clinic's object is left.
@@ -1413,7 +1422,7 @@ async fn import_archive(
     let clinic = t
         .app
         .control
-        .create_clinic(name, None, &t.app.tenants, "operator")
+        .create_clinic(name, None, &t.app.tenants, &ward_core::Actor::Operator)
         .await
         .unwrap();
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();

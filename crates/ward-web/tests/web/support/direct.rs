@@ -45,7 +45,12 @@ impl Direct {
     pub async fn clinic(&self, name: &str) -> ClinicRecord {
         self.platform
             .control
-            .create_clinic(name, None, &self.platform.tenants, "test")
+            .create_clinic(
+                name,
+                None,
+                &self.platform.tenants,
+                &ward_core::Actor::Operator,
+            )
             .await
             .unwrap()
     }
