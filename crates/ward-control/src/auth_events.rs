@@ -168,16 +168,11 @@ fn field(v: &Value) -> Field<'_> {
 impl ControlPlane {
     /// The newest `limit` auth events, newest first (for the operator and tests).
     pub async fn recent_auth_events(&self, limit: u32) -> Result<Vec<AuthEvent>, ControlError> {
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT kind, user_id, email, ip, user_agent, outcome, detail FROM auth_events ORDER BY seq DESC LIMIT ?1",
-                    [limit],
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(AuthEvent {
+        self.query_rows(
+            "SELECT kind, user_id, email, ip, user_agent, outcome, detail FROM auth_events ORDER BY seq DESC LIMIT ?1",
+            [limit],
+            |row| {
+                Ok(AuthEvent {
                     kind: row.get(0)?,
                     user_id: row.get(1)?,
                     email: row.get(2)?,
@@ -185,10 +180,9 @@ impl ControlPlane {
                     user_agent: row.get(4)?,
                     outcome: row.get(5)?,
                     detail: row.get(6)?,
-                });
-            }
-            Ok(out)
-        })
+                })
+            },
+        )
         .await
     }
 }

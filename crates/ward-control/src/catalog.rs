@@ -10,6 +10,7 @@ use ward_core::{Actor, ClinicId, format_time, parse_time};
 use ward_tenancy::backup::ChainHead;
 use ward_tenancy::sql::Row;
 
+use crate::store::all_rows;
 use crate::{ControlError, ControlPlane};
 
 /// What a backup is of: one clinic, or the control plane.
@@ -312,14 +313,11 @@ impl ControlPlane {
             "SELECT {COLUMNS} FROM backups WHERE clinic_id IS ?1{deleted} ORDER BY taken_at DESC, id DESC"
         );
         let clinic = scope.clinic_column();
-        self.with(|conn| async move {
-            let mut rows = conn.query(&sql, ward_tenancy::sql::params![clinic]).await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(BackupRecord::from_row(&row)?);
-            }
-            Ok(out)
-        })
+        self.query_rows(
+            &sql,
+            ward_tenancy::sql::params![clinic],
+            BackupRecord::from_row,
+        )
         .await
     }
 
@@ -358,27 +356,21 @@ impl ControlPlane {
 
     /// Every scope's scheduler state, in one query.
     pub(crate) async fn backup_states(&self) -> Result<HashMap<String, BackupState>, ControlError> {
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT scope, fingerprint, last_backup_at, last_verified_at FROM backup_state",
-                    (),
-                )
-                .await?;
-            let mut out = HashMap::new();
-            while let Some(row) = rows.next().await? {
-                out.insert(
-                    row.get::<String>(0)?,
-                    BackupState {
+        let states = self
+            .query_rows(
+                "SELECT scope, fingerprint, last_backup_at, last_verified_at FROM backup_state",
+                (),
+                |row| {
+                    let state = BackupState {
                         fingerprint: row.get(1)?,
-                        last_backup_at: time(&row, 2)?,
-                        last_verified_at: time(&row, 3)?,
-                    },
-                );
-            }
-            Ok(out)
-        })
-        .await
+                        last_backup_at: time(row, 2)?,
+                        last_verified_at: time(row, 3)?,
+                    };
+                    Ok((row.get::<String>(0)?, state))
+                },
+            )
+            .await?;
+        Ok(states.into_iter().collect())
     }
 
     /// A backup of `scope` could not be taken at all.
@@ -543,24 +535,24 @@ impl ControlPlane {
                 o.drill_failed = row.get::<Option<u64>>(4)?.unwrap_or(0);
                 o.control_verified_at = time(&row, 5)?;
             }
-            let mut rows = conn
-                .query(
-                    "SELECT scope, last_verified_at, last_error IS NOT NULL, drill_at, drill_ok FROM backup_state
-                     WHERE (last_error IS NOT NULL OR drill_ok = 0)
-                       AND (scope = 'control' OR scope IN (SELECT id FROM clinics WHERE status != 'purged'))
-                     ORDER BY scope LIMIT 100",
-                    (),
-                )
-                .await?;
-            while let Some(row) = rows.next().await? {
-                o.attention.push(BackupAttention {
-                    scope: row.get(0)?,
-                    newest_verified_at: time(&row, 1)?,
-                    failed: row.get::<i64>(2)? != 0,
-                    drill_at: time(&row, 3)?,
-                    drill_ok: row.get::<Option<i64>>(4)?.map(|v| v != 0),
-                });
-            }
+            o.attention = all_rows(
+                &conn,
+                "SELECT scope, last_verified_at, last_error IS NOT NULL, drill_at, drill_ok FROM backup_state
+                 WHERE (last_error IS NOT NULL OR drill_ok = 0)
+                   AND (scope = 'control' OR scope IN (SELECT id FROM clinics WHERE status != 'purged'))
+                 ORDER BY scope LIMIT 100",
+                (),
+                |row| {
+                    Ok(BackupAttention {
+                        scope: row.get(0)?,
+                        newest_verified_at: time(row, 1)?,
+                        failed: row.get::<i64>(2)? != 0,
+                        drill_at: time(row, 3)?,
+                        drill_ok: row.get::<Option<i64>>(4)?.map(|v| v != 0),
+                    })
+                },
+            )
+            .await?;
             Ok(o)
         })
         .await

@@ -10,7 +10,7 @@ use ward_tenancy::sql::{Connection, Row};
 use ward_tenancy::store_registry::{RegistryError, TenantRecord};
 use ward_tenancy::{Registry, TenantStore, db};
 
-use crate::store::{ControlError, ControlPlane, is_unique_violation};
+use crate::store::{ControlError, ControlPlane, all_rows, is_unique_violation};
 
 /// How many numbered variants of a derived slug are tried before giving up.
 const SLUG_ATTEMPTS: u32 = 1_000;
@@ -95,12 +95,7 @@ async fn collect(
     sql: &str,
     params: impl ward_tenancy::sql::IntoParams,
 ) -> Result<Vec<ClinicRecord>, ControlError> {
-    let mut rows = conn.query(sql, params).await?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
-        out.push(ClinicRecord::from_row(&row)?);
-    }
-    Ok(out)
+    all_rows(conn, sql, params, ClinicRecord::from_row).await
 }
 
 impl ControlPlane {
@@ -290,21 +285,16 @@ impl ControlPlane {
 
     /// Number of clinics in each status.
     pub async fn clinic_counts(&self) -> Result<Vec<(ClinicStatus, u64)>, ControlError> {
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT status, count(*) FROM clinics GROUP BY status ORDER BY status",
-                    (),
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                if let Ok(status) = ClinicStatus::parse(&row.get::<String>(0)?) {
-                    out.push((status, row.get::<u64>(1)?));
-                }
-            }
-            Ok(out)
-        })
+        self.query_rows_where(
+            "SELECT status, count(*) FROM clinics GROUP BY status ORDER BY status",
+            (),
+            |row| {
+                let Ok(status) = ClinicStatus::parse(&row.get::<String>(0)?) else {
+                    return Ok(None);
+                };
+                Ok(Some((status, row.get::<u64>(1)?)))
+            },
+        )
         .await
     }
 }

@@ -194,19 +194,11 @@ impl ControlPlane {
     pub async fn purge_due(&self, retention: TimeDelta) -> Result<Vec<Tombstone>, ControlError> {
         let cutoff = format_time(self.clock.now() - retention);
         let ids: Vec<String> = self
-            .with(|conn| async move {
-                let mut rows = conn
-                    .query(
-                        "SELECT id FROM clinics WHERE (status = 'closed' AND closed_at <= ?1) OR status = 'purged' ORDER BY closed_at",
-                        [cutoff],
-                    )
-                    .await?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().await? {
-                    out.push(row.get::<String>(0)?);
-                }
-                Ok::<_, ControlError>(out)
-            })
+            .query_rows(
+                "SELECT id FROM clinics WHERE (status = 'closed' AND closed_at <= ?1) OR status = 'purged' ORDER BY closed_at",
+                [cutoff],
+                |row| Ok(row.get::<String>(0)?),
+            )
             .await?;
         let mut out = Vec::new();
         for id in ids {
@@ -551,26 +543,20 @@ pub struct StaffEntry {
 impl ControlPlane {
     /// Clinic `id`'s staff, oldest member first.
     pub async fn clinic_staff(&self, id: ClinicId) -> Result<Vec<StaffEntry>, ControlError> {
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m \
-                     JOIN users u ON u.id = m.user_id WHERE m.clinic_id = ?1 ORDER BY m.created_at, u.id",
-                    [id.to_string()],
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(StaffEntry {
+        self.query_rows(
+            "SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m \
+             JOIN users u ON u.id = m.user_id WHERE m.clinic_id = ?1 ORDER BY m.created_at, u.id",
+            [id.to_string()],
+            |row| {
+                Ok(StaffEntry {
                     user_id: row.get(0)?,
                     name: row.get(1)?,
                     email: row.get(2)?,
                     role: row.get(3)?,
                     member_since: row.get(4)?,
-                });
-            }
-            Ok(out)
-        })
+                })
+            },
+        )
         .await
     }
 }

@@ -101,15 +101,8 @@ impl ControlPlane {
     pub async fn clinic_members(&self, clinic_id: ClinicId) -> Result<Vec<Member>, ControlError> {
         let sql =
             format!("{MEMBER_SQL} WHERE m.clinic_id = ?1 ORDER BY u.name COLLATE NOCASE, u.id");
-        self.with(|conn| async move {
-            let mut rows = conn.query(&sql, [clinic_id.to_string()]).await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(member_from_row(&row)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.query_rows(&sql, [clinic_id.to_string()], member_from_row)
+            .await
     }
 
     /// One member of the clinic, if `user_id` is one.
@@ -307,22 +300,16 @@ impl ControlPlane {
         clinic_id: ClinicId,
         limit: u32,
     ) -> Result<Vec<(DateTime<Utc>, String, String, Option<String>)>, ControlError> {
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT at, kind, actor, detail FROM clinic_events WHERE clinic_id = ?1 ORDER BY seq DESC LIMIT ?2",
-                    ward_tenancy::sql::params![clinic_id.to_string(), limit],
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
+        self.query_rows_where(
+            "SELECT at, kind, actor, detail FROM clinic_events WHERE clinic_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            ward_tenancy::sql::params![clinic_id.to_string(), limit],
+            |row| {
                 let Some(at) = parse_time(&row.get::<String>(0)?) else {
-                    continue;
+                    return Ok(None);
                 };
-                out.push((at, row.get(1)?, row.get(2)?, row.get(3)?));
-            }
-            Ok(out)
-        })
+                Ok(Some((at, row.get(1)?, row.get(2)?, row.get(3)?)))
+            },
+        )
         .await
     }
 }
@@ -367,36 +354,29 @@ impl ControlPlane {
         clinic_id: ClinicId,
     ) -> Result<Vec<PendingInvite>, ControlError> {
         let now = format_time(self.clock.now());
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT token_hash, email, payload, expires_at FROM one_time_tokens
-                     WHERE purpose = 'invite' AND clinic_id = ?1 AND used_at IS NULL AND expires_at > ?2
-                     ORDER BY expires_at",
-                    [clinic_id.to_string(), now],
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
+        self.query_rows_where(
+            "SELECT token_hash, email, payload, expires_at FROM one_time_tokens
+             WHERE purpose = 'invite' AND clinic_id = ?1 AND used_at IS NULL AND expires_at > ?2
+             ORDER BY expires_at",
+            [clinic_id.to_string(), now],
+            |row| {
                 let payload: Option<String> = row.get(2)?;
                 let role = payload
                     .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
                     .and_then(|v| v.get("role").and_then(|r| r.as_str()).map(str::to_owned))
                     .and_then(|r| Role::parse(&r).ok());
-                let (Some(role), Some(expires_at)) =
-                    (role, parse_time(&row.get::<String>(3)?))
+                let (Some(role), Some(expires_at)) = (role, parse_time(&row.get::<String>(3)?))
                 else {
-                    continue;
+                    return Ok(None);
                 };
-                out.push(PendingInvite {
+                Ok(Some(PendingInvite {
                     id: hex::encode(row.get::<Vec<u8>>(0)?),
                     email: row.get::<Option<String>>(1)?.unwrap_or_default(),
                     role,
                     expires_at,
-                });
-            }
-            Ok(out)
-        })
+                }))
+            },
+        )
         .await
     }
 

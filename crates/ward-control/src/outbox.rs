@@ -169,23 +169,15 @@ impl Outbox<'_> {
     ) -> Result<Vec<OutboxMail>, ControlError> {
         let now = format_time(now);
         self.control
-            .with(|conn| async move {
-                let mut rows = conn
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM outbox \
+            .query_rows(
+                &format!(
+                    "SELECT {COLUMNS} FROM outbox \
                              WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1 \
                              ORDER BY next_attempt_at, id LIMIT ?2"
-                        ),
-                        ward_tenancy::sql::params![now, limit],
-                    )
-                    .await?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().await? {
-                    out.push(OutboxMail::from_row(&row)?);
-                }
-                Ok(out)
-            })
+                ),
+                ward_tenancy::sql::params![now, limit],
+                OutboxMail::from_row,
+            )
             .await
     }
 

@@ -276,24 +276,27 @@ impl ControlPlane {
         let idle_cut = format_time(now - policy.idle);
         let abs_cut = format_time(now - policy.absolute);
         let user = user_id.to_owned();
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT token_hash, created_at, last_seen_at, ip, user_agent FROM sessions
-                     WHERE user_id = ?1 AND revoked_at IS NULL AND last_seen_at >= ?2 AND created_at >= ?3
-                     ORDER BY last_seen_at DESC",
-                    [user, idle_cut, abs_cut],
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                let (Some(created_at), Some(last_seen_at)) = (parse_time(&row.get::<String>(1)?), parse_time(&row.get::<String>(2)?)) else {
-                    continue;
+        self.query_rows_where(
+            "SELECT token_hash, created_at, last_seen_at, ip, user_agent FROM sessions
+             WHERE user_id = ?1 AND revoked_at IS NULL AND last_seen_at >= ?2 AND created_at >= ?3
+             ORDER BY last_seen_at DESC",
+            [user, idle_cut, abs_cut],
+            |row| {
+                let (Some(created_at), Some(last_seen_at)) = (
+                    parse_time(&row.get::<String>(1)?),
+                    parse_time(&row.get::<String>(2)?),
+                ) else {
+                    return Ok(None);
                 };
-                out.push(SessionSummary { id: hex::encode(row.get::<Vec<u8>>(0)?), created_at, last_seen_at, ip: row.get(3)?, user_agent: row.get(4)? });
-            }
-            Ok(out)
-        })
+                Ok(Some(SessionSummary {
+                    id: hex::encode(row.get::<Vec<u8>>(0)?),
+                    created_at,
+                    last_seen_at,
+                    ip: row.get(3)?,
+                    user_agent: row.get(4)?,
+                }))
+            },
+        )
         .await
     }
 }

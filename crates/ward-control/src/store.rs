@@ -5,10 +5,35 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ward_core::Clock;
 use ward_tenancy::backup::{BackupError, Digest};
 use ward_tenancy::migrate::{self, MigrateOutcome};
-use ward_tenancy::sql::Connection;
+use ward_tenancy::sql::{Connection, IntoParams, Row};
 use ward_tenancy::{
     DataKey, DbError, Durability, MasterKey, Pin, TenantError, backup, blocking, db,
 };
+
+/// Every row `sql` returns on `conn`, each read by `read`.
+pub(crate) async fn all_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl IntoParams,
+    mut read: impl FnMut(&Row) -> Result<T, ControlError>,
+) -> Result<Vec<T>, ControlError> {
+    rows_where(conn, sql, params, |row| read(row).map(Some)).await
+}
+
+/// The rows `sql` returns on `conn` that `read` makes something of (`None` skips a row).
+pub(crate) async fn rows_where<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl IntoParams,
+    mut read: impl FnMut(&Row) -> Result<Option<T>, ControlError>,
+) -> Result<Vec<T>, ControlError> {
+    let mut rows = conn.query(sql, params).await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.extend(read(&row)?);
+    }
+    Ok(out)
+}
 
 /// How many connections the control plane keeps; WAL lets readers run side by side.
 const POOL_SIZE: usize = 4;
@@ -192,6 +217,29 @@ impl ControlPlane {
         let out = blocking(f(guard.clone())).await;
         drop(guard);
         out
+    }
+
+    /// Every row `sql` returns, each read by `read`, on one pooled connection.
+    pub(crate) async fn query_rows<T: Send>(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+        read: impl FnMut(&Row) -> Result<T, ControlError> + Send,
+    ) -> Result<Vec<T>, ControlError> {
+        self.with(|conn| async move { all_rows(&conn, sql, params, read).await })
+            .await
+    }
+
+    /// The rows `sql` returns that `read` makes something of (`None` skips a row), on
+    /// one pooled connection.
+    pub(crate) async fn query_rows_where<T: Send>(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+        read: impl FnMut(&Row) -> Result<Option<T>, ControlError> + Send,
+    ) -> Result<Vec<T>, ControlError> {
+        self.with(|conn| async move { rows_where(&conn, sql, params, read).await })
+            .await
     }
 
     /// Runs `f` inside one write transaction (`BEGIN IMMEDIATE`): all of it or none.

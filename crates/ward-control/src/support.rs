@@ -314,19 +314,11 @@ impl ControlPlane {
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM support_grants WHERE clinic_id = ?1 ORDER BY id DESC LIMIT ?2"
         );
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    &sql,
-                    ward_tenancy::sql::params![clinic.to_string(), i64::from(limit)],
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(grant_from_row(&row)?);
-            }
-            Ok(out)
-        })
+        self.query_rows(
+            &sql,
+            ward_tenancy::sql::params![clinic.to_string(), i64::from(limit)],
+            grant_from_row,
+        )
         .await
     }
 
@@ -346,16 +338,11 @@ impl ControlPlane {
                AND ((state IN ('approved', 'active') AND ends_at <= ?1) OR (state = 'requested' AND requested_at <= ?2))
              RETURNING {GRANT_COLUMNS}"
         );
-        self.with(|conn| async move {
-            let mut rows = conn
-                .query(&sql, ward_tenancy::sql::params![at, stale, clinic])
-                .await?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().await? {
-                out.push(grant_from_row(&row)?);
-            }
-            Ok(out)
-        })
+        self.query_rows(
+            &sql,
+            ward_tenancy::sql::params![at, stale, clinic],
+            grant_from_row,
+        )
         .await
     }
 
@@ -588,19 +575,11 @@ impl ControlPlane {
         );
         let (stale, at) = (format_time(now - REQUEST_TTL), format_time(now));
         let grants = self
-            .with(|conn| async move {
-                let mut rows = conn
-                    .query(
-                        &sql,
-                        ward_tenancy::sql::params![clinic.to_string(), stale, at],
-                    )
-                    .await?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().await? {
-                    out.push(grant_from_row(&row)?);
-                }
-                Ok::<_, ControlError>(out)
-            })
+            .query_rows(
+                &sql,
+                ward_tenancy::sql::params![clinic.to_string(), stale, at],
+                grant_from_row,
+            )
             .await?;
         let (pending, open): (Vec<Grant>, Vec<Grant>) = grants
             .into_iter()

@@ -276,20 +276,12 @@ impl ControlPlane {
     pub async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, ControlError> {
         let id = user_id.to_owned();
         let ids: Vec<(String, String)> = self
-            .with(|conn| async move {
-                let mut rows = conn
-                    .query(
-                        "SELECT m.clinic_id, m.role FROM memberships m JOIN clinics c ON c.id = m.clinic_id
+            .query_rows(
+                "SELECT m.clinic_id, m.role FROM memberships m JOIN clinics c ON c.id = m.clinic_id
                          WHERE m.user_id = ?1 AND c.status != 'purged' ORDER BY c.name",
-                        [id],
-                    )
-                    .await?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().await? {
-                    out.push((row.get::<String>(0)?, row.get::<String>(1)?));
-                }
-                Ok::<_, ControlError>(out)
-            })
+                [id],
+                |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+            )
             .await?;
         let mut out = Vec::with_capacity(ids.len());
         for (clinic, role) in ids {
