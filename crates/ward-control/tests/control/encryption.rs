@@ -183,15 +183,7 @@ async fn a_store_with_another_master_key_names_the_clinic_it_cannot_open() {
 
     // The clinic is reported as failing, and the right store still opens it (and clears
     // the mark).
-    let failing = t.platform.control.failing_clinics().await.unwrap();
-    assert_eq!(failing.iter().map(|c| c.id).collect::<Vec<_>>(), vec![a.id]);
+    assert_eq!(t.failing_ids().await, vec![a.id]);
     t.store().get(a.id).await.unwrap();
-    assert!(
-        t.platform
-            .control
-            .failing_clinics()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.failing().await.is_empty());
 }

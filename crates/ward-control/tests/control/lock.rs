@@ -42,14 +42,7 @@ async fn a_locked_clinic_is_in_maintenance_and_the_others_are_not() {
         Some("alpha")
     );
     // The lock was not mistaken for a broken clinic.
-    assert!(
-        t.platform
-            .control
-            .failing_clinics()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.failing().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -113,15 +113,7 @@ async fn a_failing_migration_leaves_the_schema_as_it_was() {
         "{err}"
     );
     assert!(t.store().migrate_clinic(b.id).await.is_err());
-    let failing: Vec<_> = t
-        .platform
-        .control
-        .failing_clinics()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let failing = t.failing_ids().await;
     assert_eq!(failing.len(), 2);
     assert!(failing.contains(&a.id) && failing.contains(&b.id));
 
@@ -136,14 +128,7 @@ async fn a_failing_migration_leaves_the_schema_as_it_was() {
     );
     // Opening successfully clears the failure mark.
     t.store().get(b.id).await.unwrap();
-    assert!(
-        t.platform
-            .control
-            .failing_clinics()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.failing().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +148,7 @@ async fn a_corrupted_clinic_file_is_reported_and_does_not_affect_the_others() {
         Err(TenantError::Damaged(clinic)) => assert_eq!(clinic, broken.id),
         other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
     }
-    let failing = t.platform.control.failing_clinics().await.unwrap();
+    let failing = t.failing().await;
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].id, broken.id);
     let reason = failing[0].open_error.clone().unwrap();
@@ -211,24 +196,13 @@ async fn a_missing_clinic_file_is_reported_not_recreated() {
     assert!(!path.exists(), "an empty database was created in its place");
     assert!(t.store().migrate_clinic(gone.id).await.is_err());
     assert!(!path.exists());
-    let failing = t.platform.control.failing_clinics().await.unwrap();
-    assert_eq!(
-        failing.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![gone.id]
-    );
+    assert_eq!(t.failing_ids().await, vec![gone.id]);
     t.store().get(other.id).await.unwrap();
 
     // Put back, it opens again and the mark is cleared.
     std::fs::rename(&saved, &path).unwrap();
     t.store().get(gone.id).await.unwrap();
-    assert!(
-        t.platform
-            .control
-            .failing_clinics()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.failing().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

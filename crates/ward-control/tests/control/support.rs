@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use ward_control::{ClinicRecord, MasterKeySource, Platform};
-use ward_core::{ClinicId, SystemClock};
+use ward_core::{Actor, ClinicId, SystemClock};
 use ward_tenancy::{MasterKey, Migration, StoreConfig, TenantStore};
 
 /// The master key every test platform uses (tests that need another make one).
@@ -45,16 +45,17 @@ impl TestPlatform {
 
     /// Creates a clinic named `name`.
     pub async fn clinic(&self, name: &str) -> ClinicRecord {
-        self.platform
-            .control
-            .create_clinic(
-                name,
-                None,
-                &self.platform.tenants,
-                &ward_core::Actor::Operator,
-            )
-            .await
-            .unwrap()
+        create_clinic(&self.platform, name).await
+    }
+
+    /// The clinics marked as failing to open.
+    pub async fn failing(&self) -> Vec<ClinicRecord> {
+        self.platform.control.failing_clinics().await.unwrap()
+    }
+
+    /// The ids of the clinics marked as failing to open.
+    pub async fn failing_ids(&self) -> Vec<ClinicId> {
+        self.failing().await.into_iter().map(|c| c.id).collect()
     }
 
     /// Closes every clinic and the control plane, then opens the same data directory again
@@ -66,6 +67,15 @@ impl TestPlatform {
         let platform = open_platform(&data_dir_of(&dir), f).await;
         Self { dir, platform }
     }
+}
+
+/// Creates a clinic named `name` on `platform`, as the operator.
+pub async fn create_clinic(platform: &Platform, name: &str) -> ClinicRecord {
+    platform
+        .control
+        .create_clinic(name, None, &platform.tenants, &Actor::Operator)
+        .await
+        .unwrap()
 }
 
 fn data_dir_of(dir: &TempDir) -> PathBuf {

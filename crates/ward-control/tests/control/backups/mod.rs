@@ -13,7 +13,9 @@ use ward_control::backups::PassSummary;
 use ward_control::{BackupConfig, Backups, MasterKeySource, Platform};
 use ward_core::{ClinicId, ManualClock, parse_time};
 use ward_tenancy::sql::Connection;
-use ward_tenancy::{DataKey, Durability, StoreConfig, db};
+use ward_tenancy::{DataKey, Durability, StoreConfig, TenantStore, db};
+
+use crate::support::create_clinic;
 
 /// A canary written into clinics; it must never appear in a backup file in the clear.
 pub const CANARY: &str = "PLAINTEXT-CANARY-4d1c8e";
@@ -54,17 +56,7 @@ impl Env {
 
     /// A clinic with a `notes` table holding the canary.
     pub async fn clinic(&self, name: &str) -> ClinicId {
-        let c = self
-            .platform
-            .control
-            .create_clinic(
-                name,
-                None,
-                &self.platform.tenants,
-                &ward_core::Actor::Operator,
-            )
-            .await
-            .unwrap();
+        let c = create_clinic(&self.platform, name).await;
         self.exec(
             c.id,
             &format!(
@@ -78,15 +70,7 @@ impl Env {
     }
 
     pub async fn exec(&self, id: ClinicId, sql: &str) {
-        let sql = sql.to_owned();
-        self.platform
-            .tenants
-            .get(id)
-            .await
-            .unwrap()
-            .with(|conn| conn.execute_batch(&sql).map(|_| ()))
-            .await
-            .unwrap();
+        exec(&self.platform.tenants, id, sql).await;
     }
 
     /// Every row of every table of the live clinic.
@@ -107,6 +91,18 @@ impl Env {
     pub async fn key(&self, id: ClinicId) -> DataKey {
         self.platform.tenants.data_key(id).await.unwrap()
     }
+}
+
+/// Runs `sql` (one or more statements) in clinic `id`.
+pub async fn exec(tenants: &TenantStore, id: ClinicId, sql: &str) {
+    let sql = sql.to_owned();
+    tenants
+        .get(id)
+        .await
+        .unwrap()
+        .with(|conn| conn.execute_batch(&sql).map(|_| ()))
+        .await
+        .unwrap();
 }
 
 pub async fn open(root: &Path, clock: &ManualClock) -> (Platform, Backups) {

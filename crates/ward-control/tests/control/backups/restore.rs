@@ -5,7 +5,7 @@ use ward_core::ClinicId;
 use ward_tenancy::MasterKey;
 use ward_tenancy::backup::RestoreStep;
 
-use super::{Env, MASTER_HEX, dump_file, open};
+use super::{Dump, Env, MASTER_HEX, dump_file, open};
 
 async fn restore(
     env: &Env,
@@ -41,6 +41,18 @@ async fn backup(env: &Env, id: ClinicId) -> BackupRecord {
         .unwrap();
     assert!(r.is_good());
     r
+}
+
+/// A clinic backed up and then changed: the environment, the clinic, its backup and
+/// the clinic's rows now.
+async fn changed_since_its_backup() -> (Env, ClinicId, BackupRecord, Dump) {
+    let env = Env::new().await;
+    let id = env.clinic("Acme Clinic").await;
+    let b = backup(&env, id).await;
+    env.exec(id, "INSERT INTO notes (body) VALUES ('kept')")
+        .await;
+    let current = env.dump(id).await;
+    (env, id, b, current)
 }
 
 fn leftovers(env: &Env) -> Vec<String> {
@@ -219,12 +231,7 @@ async fn a_restore_stopped_at_any_step_leaves_a_whole_unlocked_clinic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_is_refused_while_another_operator_holds_the_clinic() {
-    let env = Env::new().await;
-    let id = env.clinic("Acme Clinic").await;
-    let b = backup(&env, id).await;
-    env.exec(id, "INSERT INTO notes (body) VALUES ('kept')")
-        .await;
-    let current = env.dump(id).await;
+    let (env, id, b, current) = changed_since_its_backup().await;
     let lock = env.platform.tenants.lock(id, "purge").await.unwrap();
     let err = restore(&env, id, RestoreTarget::Backup(b.id), false, None)
         .await
@@ -236,12 +243,7 @@ async fn a_restore_is_refused_while_another_operator_holds_the_clinic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_checks_the_backup_and_changes_nothing() {
-    let env = Env::new().await;
-    let id = env.clinic("Acme Clinic").await;
-    let b = backup(&env, id).await;
-    env.exec(id, "INSERT INTO notes (body) VALUES ('kept')")
-        .await;
-    let current = env.dump(id).await;
+    let (env, id, b, current) = changed_since_its_backup().await;
     let report = restore(&env, id, RestoreTarget::At(env.clock_now()), true, None)
         .await
         .unwrap();

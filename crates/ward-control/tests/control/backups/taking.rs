@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::TimeDelta;
 use ward_control::Scope;
 
-use super::{CANARY, Env, dump_file, files_under};
+use super::{CANARY, Env, dump_file, exec, files_under};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pass_backs_up_only_what_changed_and_verifies_every_backup() {
@@ -80,13 +80,7 @@ async fn backups_taken_while_a_writer_commits_are_all_consistent() {
                     "BEGIN; INSERT INTO pairs VALUES ({n}, 'a'); INSERT INTO pairs VALUES ({n}, 'b');
                      UPDATE counter SET n = n + 1; COMMIT;"
                 );
-                tenants
-                    .get(id)
-                    .await
-                    .unwrap()
-                    .with(|conn| conn.execute_batch(&sql).map(|_| ()))
-                    .await
-                    .unwrap();
+                exec(&tenants, id, &sql).await;
                 tokio::task::yield_now().await;
             }
             n
