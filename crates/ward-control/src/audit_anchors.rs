@@ -102,13 +102,12 @@ impl ControlPlane {
     /// Clinic `clinic`'s anchored audit head, if it has one.
     pub async fn anchor_of(&self, clinic: ClinicId) -> Result<Option<AuditAnchor>, ControlError> {
         self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT seq, hash, anchored_at FROM audit_anchors WHERE clinic_id = ?1",
-                    [clinic.to_string()],
-                )
-                .await?;
-            let Some(row) = rows.next().await? else {
+            let Some(row) = ward_tenancy::db::first_row(
+                &conn,
+                "SELECT seq, hash, anchored_at FROM audit_anchors WHERE clinic_id = ?1",
+                [clinic.to_string()],
+            )?
+            else {
                 return Ok(None);
             };
             let anchored_at: String = row.get(2)?;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use ward_core::{Actor, ClinicId, ClinicStatus, format_time, parse_time};
+use ward_tenancy::db::first_row;
 use ward_tenancy::{TenantStore, blocking};
 
 use crate::{ClinicRecord, ControlError, ControlPlane};
@@ -100,18 +101,16 @@ impl ControlPlane {
         let actor = actor.to_string();
         let detail = (!reason.trim().is_empty()).then(|| reason.trim().to_owned());
         self.transaction(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT status, closed_at FROM clinics WHERE id = ?1",
-                    [id.to_string()],
-                )
-                .await?;
-            let Some(row) = rows.next().await? else {
+            let Some(row) = first_row(
+                &conn,
+                "SELECT status, closed_at FROM clinics WHERE id = ?1",
+                [id.to_string()],
+            )?
+            else {
                 return Err(ControlError::NoSuchClinic(id.to_string()));
             };
             let status: String = row.get(0)?;
             let closed_at: Option<String> = row.get(1)?;
-            drop(rows);
             if !transition.allowed_from().contains(&status.as_str()) {
                 return Err(ControlError::Invalid(format!(
                     "the clinic is {status}; it cannot be {}",
@@ -164,13 +163,12 @@ impl ControlPlane {
     /// The lifecycle fields of clinic `id` (for a purged clinic: its tombstone).
     pub async fn tombstone(&self, id: ClinicId) -> Result<Tombstone, ControlError> {
         self.with(|conn| async move {
-            let mut rows = conn
-                .query(
-                    "SELECT slug, name, status, closed_at, closed_by, purged_at, wrapped_key IS NOT NULL FROM clinics WHERE id = ?1",
-                    [id.to_string()],
-                )
-                .await?;
-            let Some(row) = rows.next().await? else {
+            let Some(row) = first_row(
+                &conn,
+                "SELECT slug, name, status, closed_at, closed_by, purged_at, wrapped_key IS NOT NULL FROM clinics WHERE id = ?1",
+                [id.to_string()],
+            )?
+            else {
                 return Err(ControlError::NoSuchClinic(id.to_string()));
             };
             let time = |s: Option<String>| s.and_then(|t| parse_time(&t));

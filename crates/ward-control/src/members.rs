@@ -71,6 +71,27 @@ async fn member_in(
     }
 }
 
+/// Member `user_id` of `clinic` as they are before their role becomes `to` (`None`:
+/// they leave), or why that is refused: they are not a member, nothing would change,
+/// or the clinic would lose its last owner.
+async fn member_to_change(
+    conn: &Connection,
+    clinic: ClinicId,
+    user_id: &str,
+    to: Option<Role>,
+) -> Result<Result<Member, StaffChange>, ControlError> {
+    let Some(before) = member_in(conn, clinic, user_id).await? else {
+        return Ok(Err(StaffChange::NotMember));
+    };
+    if Some(before.role) == to {
+        return Ok(Err(StaffChange::Unchanged));
+    }
+    if before.role == Role::Owner && owners_in(conn, clinic).await? <= 1 {
+        return Ok(Err(StaffChange::LastOwner));
+    }
+    Ok(Ok(before))
+}
+
 async fn owners_in(conn: &Connection, clinic: ClinicId) -> Result<u64, ControlError> {
     let row = first_row(
         conn,
@@ -172,15 +193,10 @@ impl ControlPlane {
         let now = format_time(self.clock.now());
         let (user, actor) = (user_id.to_owned(), actor.clone());
         self.transaction(|conn| async move {
-            let Some(before) = member_in(&conn, clinic_id, &user).await? else {
-                return Ok(StaffChange::NotMember);
+            let before = match member_to_change(&conn, clinic_id, &user, Some(role)).await? {
+                Ok(before) => before,
+                Err(refused) => return Ok(refused),
             };
-            if before.role == role {
-                return Ok(StaffChange::Unchanged);
-            }
-            if before.role == Role::Owner && owners_in(&conn, clinic_id).await? <= 1 {
-                return Ok(StaffChange::LastOwner);
-            }
             conn.execute(
                 "UPDATE memberships SET role = ?3 WHERE clinic_id = ?1 AND user_id = ?2",
                 [clinic_id.to_string(), user.clone(), role.as_str().to_owned()],
@@ -214,12 +230,10 @@ impl ControlPlane {
         let now = format_time(self.clock.now());
         let (user, actor) = (user_id.to_owned(), actor.clone());
         self.transaction(|conn| async move {
-            let Some(before) = member_in(&conn, clinic_id, &user).await? else {
-                return Ok(StaffChange::NotMember);
+            let before = match member_to_change(&conn, clinic_id, &user, None).await? {
+                Ok(before) => before,
+                Err(refused) => return Ok(refused),
             };
-            if before.role == Role::Owner && owners_in(&conn, clinic_id).await? <= 1 {
-                return Ok(StaffChange::LastOwner);
-            }
             conn.execute(
                 "DELETE FROM memberships WHERE clinic_id = ?1 AND user_id = ?2",
                 [clinic_id.to_string(), user.clone()],
