@@ -443,18 +443,14 @@ impl ControlPlane {
         job: &str,
     ) -> Result<Option<DateTime<Utc>>, ControlError> {
         let job = job.to_owned();
-        self.with(|conn| async move {
-            let row = ward_tenancy::db::first_row(
-                &conn,
+        let ran_at = self
+            .query_row(
                 "SELECT ran_at FROM backup_schedule WHERE job = ?1",
                 [job],
-            )?;
-            Ok(match row {
-                Some(r) => parse_time(&r.get::<String>(0)?),
-                None => None,
-            })
-        })
-        .await
+                |row| Ok(row.get::<String>(0)?),
+            )
+            .await?;
+        Ok(ran_at.and_then(|t| parse_time(&t)))
     }
 
     pub(crate) async fn set_job_ran_at(

@@ -90,6 +90,17 @@ impl std::fmt::Display for ClinicRef {
     }
 }
 
+/// `name` trimmed, if it can name a clinic: 1 to 200 characters, on one line.
+pub(crate) fn clinic_name(name: &str) -> Result<&str, ControlError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ControlError::Invalid(
+            "a clinic name is 1 to 200 characters, on one line".into(),
+        ));
+    }
+    Ok(name)
+}
+
 async fn collect(
     conn: &Connection,
     sql: &str,
@@ -127,12 +138,7 @@ impl ControlPlane {
         actor: &Actor,
         owner: Option<crate::signup::NewOwner>,
     ) -> Result<ClinicRecord, ControlError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ControlError::Invalid(
-                "a clinic name is 1 to 200 characters, on one line".into(),
-            ));
-        }
+        let name = clinic_name(name)?;
         let id = ClinicId::new();
         let (_, wrapped) = store.new_data_key(id);
         let wrapped_for_store = wrapped.clone();

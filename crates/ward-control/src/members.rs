@@ -268,12 +268,7 @@ impl ControlPlane {
         actor: &Actor,
     ) -> Result<String, ControlError> {
         let _clinics = self.cache.memberships_changing();
-        let name = name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ControlError::Invalid(
-                "a clinic name is 1 to 200 characters, on one line".into(),
-            ));
-        }
+        let name = crate::clinics::clinic_name(name)?.to_owned();
         let now = format_time(self.clock.now());
         let actor = actor.clone();
         self.transaction(|conn| async move {

@@ -230,6 +230,21 @@ impl ControlPlane {
             .await
     }
 
+    /// The first row `sql` returns, if any, read by `read`, on one pooled connection.
+    pub(crate) async fn query_row<T: Send>(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+        read: impl FnOnce(&Row) -> Result<T, ControlError> + Send,
+    ) -> Result<Option<T>, ControlError> {
+        self.with(|conn| async move {
+            db::first_row(&conn, sql, params)?
+                .map(|row| read(&row))
+                .transpose()
+        })
+        .await
+    }
+
     /// The rows `sql` returns that `read` makes something of (`None` skips a row), on
     /// one pooled connection.
     pub(crate) async fn query_rows_where<T: Send>(

@@ -297,12 +297,7 @@ impl ControlPlane {
     /// One grant.
     pub async fn support_grant(&self, id: i64) -> Result<Option<Grant>, ControlError> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM support_grants WHERE id = ?1");
-        self.with(|conn| async move {
-            first_row(&conn, &sql, [id])?
-                .map(|r| grant_from_row(&r))
-                .transpose()
-        })
-        .await
+        self.query_row(&sql, [id], grant_from_row).await
     }
 
     /// A clinic's grants, newest first (at most `limit`).
@@ -375,24 +370,11 @@ impl ControlPlane {
         };
         let ends = format_time(now + TimeDelta::minutes(i64::from(grant.minutes)));
         let (clinic, owner) = (clinic.to_string(), owner.to_owned());
-        self.with(|conn| async move {
-            first_row(
-                &conn,
-                &sql,
-                ward_tenancy::sql::params![
-                    id,
-                    clinic,
-                    owner,
-                    approve,
-                    at,
-                    allow_changes,
-                    stale,
-                    ends
-                ],
-            )?
-            .map(|r| grant_from_row(&r))
-            .transpose()
-        })
+        self.query_row(
+            &sql,
+            ward_tenancy::sql::params![id, clinic, owner, approve, at, allow_changes, stale, ends],
+            grant_from_row,
+        )
         .await
     }
 
@@ -415,15 +397,11 @@ impl ControlPlane {
         );
         let clinic = clinic.map(|c| c.to_string());
         let (by, why) = (by.to_owned(), why.trim().to_owned());
-        self.with(|conn| async move {
-            first_row(
-                &conn,
-                &sql,
-                ward_tenancy::sql::params![id, clinic, at, by, why],
-            )?
-            .map(|r| grant_from_row(&r))
-            .transpose()
-        })
+        self.query_row(
+            &sql,
+            ward_tenancy::sql::params![id, clinic, at, by, why],
+            grant_from_row,
+        )
         .await
     }
 

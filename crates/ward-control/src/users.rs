@@ -121,26 +121,14 @@ impl ControlPlane {
     pub async fn user_by_email(&self, email: &Email) -> Result<Option<User>, ControlError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1");
         let email = email.to_string();
-        self.with(|conn| async move {
-            match first_row(&conn, &sql, [email])? {
-                Some(row) => Ok(Some(User::from_row(&row)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.query_row(&sql, [email], User::from_row).await
     }
 
     /// The user with this id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, ControlError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
         let id = id.to_owned();
-        self.with(|conn| async move {
-            match first_row(&conn, &sql, [id])? {
-                Some(row) => Ok(Some(User::from_row(&row)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.query_row(&sql, [id], User::from_row).await
     }
 
     /// Marks the user's address as confirmed.
