@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ward_core::{Actor, ClinicId, format_time, parse_time};
 
+use crate::members::insert_clinic_event;
 use crate::{ControlError, ControlPlane};
 
 /// A clinic's anchored audit head.
@@ -80,7 +81,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let hash = hash.to_vec();
-        let actor = actor.to_string();
+        let actor = actor.clone();
         let detail = format!("audit anchor reset to seq {seq}: {reason}");
         self.transaction(|conn| async move {
             conn.execute(
@@ -89,11 +90,7 @@ impl ControlPlane {
                 ward_tenancy::sql::params![clinic.to_string(), seq, hash, now.as_str()],
             )
             .await?;
-            conn.execute(
-                "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'anchor_reset', ?3, ?4)",
-                ward_tenancy::sql::params![clinic.to_string(), now.as_str(), actor, detail],
-            )
-            .await?;
+            insert_clinic_event(&conn, clinic, &now, "anchor_reset", &actor, Some(&detail)).await?;
             Ok(())
         })
         .await

@@ -10,6 +10,7 @@ use ward_core::{Actor, ClinicId, format_time, parse_time};
 use ward_tenancy::backup::ChainHead;
 use ward_tenancy::sql::Row;
 
+use crate::members::clinic_event;
 use crate::store::all_rows;
 use crate::{ControlError, ControlPlane};
 
@@ -483,27 +484,21 @@ impl ControlPlane {
         detail: &str,
     ) -> Result<(), ControlError> {
         let key = scope.key();
-        let clinic = scope.clinic_column();
         let backup_id = backup.id.to_string();
         let backup_at = format_time(backup.taken_at);
         let at = format_time(at);
-        let (actor, reason, detail) = (actor.to_string(), reason.to_owned(), detail.to_owned());
+        let (actor, reason, detail) = (actor.clone(), reason.to_owned(), detail.to_owned());
         self.transaction(|conn| async move {
             conn.execute(
                 "INSERT INTO restores (scope, backup_id, backup_at, at, actor, reason, pre_restore, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                ward_tenancy::sql::params![key, backup_id.clone(), backup_at.clone(), at.clone(), actor.clone(), reason.clone(), pre_restore, detail],
+                ward_tenancy::sql::params![key, backup_id.clone(), backup_at.clone(), at.clone(), actor.to_string(), reason.clone(), pre_restore, detail],
             )
             .await?;
-            if let Some(clinic) = clinic {
+            if let Scope::Clinic(clinic) = scope {
                 let event = serde_json::json!({
                     "backup_id": backup_id, "backup_at": backup_at, "reason": reason,
-                })
-                .to_string();
-                conn.execute(
-                    "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'restored', ?3, ?4)",
-                    [clinic, at, actor, event],
-                )
-                .await?;
+                });
+                clinic_event(&conn, clinic, &at, "restored", &actor, event).await?;
             }
             Ok(())
         })

@@ -10,6 +10,7 @@ use ward_tenancy::sql::{Connection, Row};
 use ward_tenancy::store_registry::{RegistryError, TenantRecord};
 use ward_tenancy::{Registry, TenantStore, db};
 
+use crate::members::insert_clinic_event;
 use crate::store::{ControlError, ControlPlane, all_rows, is_unique_violation};
 
 /// How many numbered variants of a derived slug are tried before giving up.
@@ -148,7 +149,7 @@ impl ControlPlane {
             None => (false, Slug::from_name(name)),
         };
         let name_owned = name.to_owned();
-        let actor = actor.to_string();
+        let actor = actor.clone();
         let owner_id = owner.as_ref().map(|o| o.id.clone());
         let slug = self
             .transaction(|conn| async move {
@@ -162,11 +163,8 @@ impl ControlPlane {
                         .await;
                     match inserted {
                         Ok(_) => {
-                            conn.execute(
-                                "INSERT INTO clinic_events (clinic_id, at, kind, actor) VALUES (?1, ?2, 'created', ?3)",
-                                ward_tenancy::sql::params![id.to_string(), now.as_str(), actor.as_str()],
-                            )
-                            .await?;
+                            insert_clinic_event(&conn, id, &now, "created", &actor, None)
+                                .await?;
                             if let Some(o) = &owner {
                                 o.insert(&conn, id, &now).await?;
                             }

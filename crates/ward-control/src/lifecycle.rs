@@ -15,6 +15,7 @@ use ward_core::{Actor, ClinicId, ClinicStatus, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::{TenantStore, blocking};
 
+use crate::members::insert_clinic_event;
 use crate::{ClinicRecord, ControlError, ControlPlane};
 
 /// The default grace period between closing and purging.
@@ -98,7 +99,7 @@ impl ControlPlane {
         let _memberships = self.cache.memberships_changing();
         let now = self.clock.now();
         let at = format_time(now);
-        let actor = actor.to_string();
+        let actor = actor.clone();
         let detail = (!reason.trim().is_empty()).then(|| reason.trim().to_owned());
         self.transaction(|conn| async move {
             let Some(row) = first_row(
@@ -130,7 +131,7 @@ impl ControlPlane {
                 Transition::Close => {
                     conn.execute(
                         "UPDATE clinics SET status = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1",
-                        ward_tenancy::sql::params![id.to_string(), target, at.as_str(), actor.as_str()],
+                        ward_tenancy::sql::params![id.to_string(), target, at.as_str(), actor.to_string()],
                     )
                     .await?
                 }
@@ -149,11 +150,8 @@ impl ControlPlane {
                     .await?
                 }
             };
-            conn.execute(
-                "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                ward_tenancy::sql::params![id.to_string(), at.as_str(), transition.as_str(), actor.as_str(), detail],
-            )
-            .await?;
+            insert_clinic_event(&conn, id, &at, transition.as_str(), &actor, detail.as_deref())
+                .await?;
             Ok(())
         })
         .await?;
@@ -216,7 +214,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let _memberships = self.cache.memberships_changing();
         let at = format_time(self.clock.now());
-        let actor = actor.to_string();
+        let actor = actor.clone();
         self.transaction(|conn| async move {
             let changed = conn
                 .execute(
@@ -225,11 +223,7 @@ impl ControlPlane {
                 )
                 .await?;
             if changed > 0 {
-                conn.execute(
-                    "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'key_destroyed', ?3, NULL)",
-                    ward_tenancy::sql::params![id.to_string(), at.as_str(), actor.as_str()],
-                )
-                .await?;
+                insert_clinic_event(&conn, id, &at, "key_destroyed", &actor, None).await?;
             }
             Ok(())
         })
@@ -240,26 +234,24 @@ impl ControlPlane {
     /// finished (once).
     async fn finish_purge(&self, id: ClinicId, actor: &Actor) -> Result<(), ControlError> {
         let at = format_time(self.clock.now());
-        let actor = actor.to_string();
+        let actor = actor.clone();
         self.transaction(|conn| async move {
             conn.execute("DELETE FROM backups WHERE clinic_id = ?1", [id.to_string()])
                 .await?;
-            conn.execute("DELETE FROM backup_state WHERE scope = ?1", [id.to_string()])
-                .await?;
-            let mut rows = conn
-                .query(
-                    "SELECT 1 FROM clinic_events WHERE clinic_id = ?1 AND kind = 'purged'",
-                    [id.to_string()],
-                )
-                .await?;
-            let done = rows.next().await?.is_some();
-            drop(rows);
+            conn.execute(
+                "DELETE FROM backup_state WHERE scope = ?1",
+                [id.to_string()],
+            )
+            .await?;
+            let done = first_row(
+                &conn,
+                "SELECT 1 FROM clinic_events WHERE clinic_id = ?1 AND kind = 'purged'",
+                [id.to_string()],
+            )?
+            .is_some();
             if !done {
-                conn.execute(
-                    "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, 'purged', ?3, 'files, exports and backups deleted')",
-                    ward_tenancy::sql::params![id.to_string(), at.as_str(), actor.as_str()],
-                )
-                .await?;
+                let detail = Some("files, exports and backups deleted");
+                insert_clinic_event(&conn, id, &at, "purged", &actor, detail).await?;
             }
             Ok(())
         })

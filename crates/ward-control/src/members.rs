@@ -101,7 +101,7 @@ async fn owners_in(conn: &Connection, clinic: ClinicId) -> Result<u64, ControlEr
     Ok(row.map(|r| r.get::<u64>(0)).transpose()?.unwrap_or(0))
 }
 
-async fn clinic_event(
+pub(crate) async fn clinic_event(
     conn: &Connection,
     clinic: ClinicId,
     at: &str,
@@ -109,9 +109,21 @@ async fn clinic_event(
     actor: &Actor,
     detail: serde_json::Value,
 ) -> Result<(), ControlError> {
+    insert_clinic_event(conn, clinic, at, kind, actor, Some(&detail.to_string())).await
+}
+
+/// Appends one event to clinic `clinic`'s lifecycle and staff history, on `conn`.
+pub(crate) async fn insert_clinic_event(
+    conn: &Connection,
+    clinic: ClinicId,
+    at: &str,
+    kind: &str,
+    actor: &Actor,
+    detail: Option<&str>,
+) -> Result<(), ControlError> {
     conn.execute(
         "INSERT INTO clinic_events (clinic_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        ward_tenancy::sql::params![clinic.to_string(), at, kind, actor.to_string(), detail.to_string()],
+        ward_tenancy::sql::params![clinic.to_string(), at, kind, actor.to_string(), detail],
     )
     .await?;
     Ok(())
