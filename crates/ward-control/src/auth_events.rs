@@ -205,6 +205,14 @@ mod tests {
         (dir, Arc::new(control))
     }
 
+    /// Runs `sql` on the control plane behind the chain's back, then verifies the chain.
+    async fn tampered(control: &ControlPlane, sql: &str) -> ChainReport {
+        control
+            .with(|conn| async move { conn.execute_batch(sql).await.unwrap() })
+            .await;
+        control.verify_auth_chain().await.unwrap()
+    }
+
     fn event(n: usize) -> AuthEvent {
         AuthEvent {
             kind: "login".into(),
@@ -265,16 +273,11 @@ mod tests {
         );
 
         // A failed login made to look successful, with the triggers out of the way.
-        control
-            .with(|conn| async move {
-                conn.execute_batch(
-                    "DROP TRIGGER auth_events_no_update; UPDATE auth_events SET outcome = 'ok' WHERE seq = 4;",
-                )
-                .await
-                .unwrap();
-            })
-            .await;
-        let report = control.verify_auth_chain().await.unwrap();
+        let report = tampered(
+            &control,
+            "DROP TRIGGER auth_events_no_update; UPDATE auth_events SET outcome = 'ok' WHERE seq = 4;",
+        )
+        .await;
         assert_eq!(report.first_bad_seq(), Some(4), "{report:?}");
         assert!(
             report
@@ -290,16 +293,11 @@ mod tests {
         );
 
         // An event deleted from the middle.
-        control
-            .with(|conn| async move {
-                conn.execute_batch(
-                    "DROP TRIGGER auth_events_no_delete; DELETE FROM auth_events WHERE seq = 2;",
-                )
-                .await
-                .unwrap();
-            })
-            .await;
-        let report = control.verify_auth_chain().await.unwrap();
+        let report = tampered(
+            &control,
+            "DROP TRIGGER auth_events_no_delete; DELETE FROM auth_events WHERE seq = 2;",
+        )
+        .await;
         assert_eq!(report.first_bad_seq(), Some(2), "{report:?}");
         assert_eq!(
             report.problems[0].kind,
