@@ -134,16 +134,7 @@ pub async fn rotate_master(
                 "another key rotation{pid} is running on this data directory; wait for it to finish"
             ))
         })?;
-    let _serve = ServeGuard::acquire(data_dir)
-        .map_err(|e| io("cannot take", &ServeGuard::path(data_dir), e))?
-        .ok_or_else(|| {
-            let pid = ServeGuard::holder_pid(data_dir)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            ControlError::Busy(format!(
-                "ward serve{pid} is running on this data directory; stop it before rotating the master key"
-            ))
-        })?;
+    let _serve = ServeGuard::acquire_before(data_dir, "rotating the master key")?;
 
     let next_path = data_dir.join(NEXT_KEY_FILE);
     let new = match home {

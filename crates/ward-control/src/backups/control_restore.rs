@@ -44,6 +44,26 @@ impl ServeGuard {
     pub fn holder_pid(data_dir: &Path) -> Option<u32> {
         pid_in(&Self::path(data_dir))
     }
+
+    /// Takes the guard for work `ward serve` must not run beside, refusing while it
+    /// runs: the refusal asks to stop it before `doing` ("restoring the control plane").
+    pub(crate) fn acquire_before(data_dir: &Path, doing: &str) -> Result<Self, ControlError> {
+        Self::acquire(data_dir)
+            .map_err(|e| {
+                ControlError::Invalid(format!(
+                    "cannot take {}: {e}",
+                    Self::path(data_dir).display()
+                ))
+            })?
+            .ok_or_else(|| {
+                let pid = Self::holder_pid(data_dir)
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default();
+                ControlError::Busy(format!(
+                    "ward serve{pid} is running on this data directory; stop it before {doing}"
+                ))
+            })
+    }
 }
 
 /// Takes an exclusive `flock` on `path` (created if missing) and writes this process's
@@ -115,16 +135,7 @@ pub async fn restore_control_plane(
     mut hook: StepHook<'_>,
 ) -> Result<ControlRestoreReport, ControlError> {
     let started = Instant::now();
-    let guard = ServeGuard::acquire(data_dir)
-        .map_err(|e| ControlError::Invalid(format!("cannot take {}: {e}", ServeGuard::path(data_dir).display())))?
-        .ok_or_else(|| {
-            let pid = ServeGuard::holder_pid(data_dir)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            ControlError::Busy(format!(
-                "ward serve{pid} is running on this data directory; stop it before restoring the control plane"
-            ))
-        })?;
+    let guard = ServeGuard::acquire_before(data_dir, "restoring the control plane")?;
     let (file, manifest) = blocking(async { scan_manifests(&backups.dir) })
         .await
         .into_iter()
