@@ -12,6 +12,9 @@ use ward_tenancy::StoreConfig;
 use crate::export::fill;
 use crate::support::{MASTER_HEX, start};
 
+/// Who the lifecycle steps of these tests are taken by.
+const OPERATOR: &Actor = &Actor::Operator;
+
 const CANARY: &[u8] = b"Zebediah Quillfeather";
 
 struct Setup {
@@ -92,11 +95,11 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
         .await
         .unwrap();
     let other = control
-        .create_clinic("Other Clinic", None, &s.platform.tenants, &Actor::Operator)
+        .create_clinic("Other Clinic", None, &s.platform.tenants, OPERATOR)
         .await
         .unwrap();
     let tenant = s.platform.tenants.get(c.id).await.unwrap();
@@ -139,25 +142,19 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     // Closed twice: refused.
     assert!(
         control
-            .transition_clinic(c.id, Transition::Close, &Actor::Operator, "", ninety)
+            .transition_clinic(c.id, Transition::Close, OPERATOR, "", ninety)
             .await
             .is_err()
     );
 
     // Day 89: reopening works; nothing is due.
     s.clock.advance(TimeDelta::days(89));
-    assert!(
-        s.purger()
-            .run(&Actor::Operator, true)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.purger().run(OPERATOR, true).await.unwrap().is_empty());
     let reopened = control
         .transition_clinic(
             c.id,
             Transition::Reopen,
-            &Actor::Operator,
+            OPERATOR,
             "changed their mind",
             ninety,
         )
@@ -172,11 +169,11 @@ async fn close_reopen_within_grace_then_purge_after_it() {
         .unwrap();
     s.clock.advance(TimeDelta::days(91));
     let err = control
-        .transition_clinic(c.id, Transition::Reopen, &Actor::Operator, "", ninety)
+        .transition_clinic(c.id, Transition::Reopen, OPERATOR, "", ninety)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("grace period"), "{err}");
-    let dry = s.purger().run(&Actor::Operator, true).await.unwrap();
+    let dry = s.purger().run(OPERATOR, true).await.unwrap();
     assert_eq!(dry.len(), 1);
     assert!(!dry[0].done);
     assert!(
@@ -185,7 +182,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     );
     assert!(snapshot.exists(), "a dry run keeps the backups");
 
-    let done = s.purger().run(&Actor::Operator, false).await.unwrap();
+    let done = s.purger().run(OPERATOR, false).await.unwrap();
     assert_eq!(done.len(), 1);
     assert!(done[0].done);
     let tomb = control.tombstone(c.id).await.unwrap();
@@ -229,13 +226,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     );
     // The other clinic is untouched; a second run has nothing to do.
     assert!(s.platform.tenants.path_of(other.id).exists());
-    assert!(
-        s.purger()
-            .run(&Actor::Operator, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.purger().run(OPERATOR, false).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,7 +234,7 @@ async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
         .await
         .unwrap();
     let tenant = s.platform.tenants.get(c.id).await.unwrap();
@@ -261,25 +252,16 @@ async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
         .unwrap();
     s.clock.advance(TimeDelta::days(120));
     // The crash: step one (the key) committed, nothing else happened.
-    control
-        .destroy_clinic_key(c.id, &Actor::Operator)
-        .await
-        .unwrap();
+    control.destroy_clinic_key(c.id, OPERATOR).await.unwrap();
     s.platform.tenants.evict(c.id).await;
     assert!(s.platform.tenants.path_of(c.id).exists());
     assert!(!control.tombstone(c.id).await.unwrap().has_key);
 
-    let done = s.purger().run(&Actor::Operator, false).await.unwrap();
+    let done = s.purger().run(OPERATOR, false).await.unwrap();
     assert_eq!(done.len(), 1, "the re-run finishes the purge");
     assert!(!s.platform.tenants.path_of(c.id).exists());
     assert!(files_containing(s.dir.path(), CANARY).is_empty());
-    assert!(
-        s.purger()
-            .run(&Actor::Operator, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.purger().run(OPERATOR, false).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,32 +269,26 @@ async fn suspend_and_resume_do_not_start_retention() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
         .await
         .unwrap();
     let r = retention_days(90);
     let x = control
-        .transition_clinic(c.id, Transition::Suspend, &Actor::Operator, "unpaid", r)
+        .transition_clinic(c.id, Transition::Suspend, OPERATOR, "unpaid", r)
         .await
         .unwrap();
     assert_eq!(x.status, ClinicStatus::Suspended);
     assert!(x.closed_at.is_none());
     s.clock.advance(TimeDelta::days(400));
-    assert!(
-        s.purger()
-            .run(&Actor::Operator, true)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.purger().run(OPERATOR, true).await.unwrap().is_empty());
     let x = control
-        .transition_clinic(c.id, Transition::Resume, &Actor::Operator, "paid", r)
+        .transition_clinic(c.id, Transition::Resume, OPERATOR, "paid", r)
         .await
         .unwrap();
     assert_eq!(x.status, ClinicStatus::Active);
     assert!(
         control
-            .transition_clinic(c.id, Transition::Reopen, &Actor::Operator, "", r)
+            .transition_clinic(c.id, Transition::Reopen, OPERATOR, "", r)
             .await
             .is_err(),
         "an active clinic is not reopened"
@@ -324,7 +300,7 @@ async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
     let s = setup().await;
     let control = &s.platform.control;
     let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, &Actor::Operator)
+        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
         .await
         .unwrap();
     let id = control
@@ -362,9 +338,9 @@ async fn pre_restore_copies_of_the_control_plane_do_not_outlive_the_backups() {
     std::fs::write(&old, b"an old copy").unwrap();
     std::fs::write(&recent, b"a recent copy").unwrap();
     // A dry run touches nothing.
-    s.purger().run(&Actor::Operator, true).await.unwrap();
+    s.purger().run(OPERATOR, true).await.unwrap();
     assert!(old.exists());
-    s.purger().run(&Actor::Operator, false).await.unwrap();
+    s.purger().run(OPERATOR, false).await.unwrap();
     assert!(
         !old.exists(),
         "a copy older than the backups' retention is deleted"
