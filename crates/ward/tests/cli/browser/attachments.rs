@@ -4,24 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use super::server::Server;
-use super::webdriver::Driver;
-use super::{artifact, sign_up_and_confirm};
+use super::{artifact, signed_up_owner};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_and_a_pdf_uploaded_together_show_a_thumbnail_and_open() {
-    let server = Server::start();
-    let browser = Driver::start().await;
-
-    sign_up_and_confirm(
-        &browser,
-        &server,
+    let (_server, browser, home) = signed_up_owner(
         "Riverside Clinic",
         "Dr. Mira Iyer",
         "mira@riverside.example",
     )
     .await;
-    let home = browser.wait_for_url(|u| u.contains("/c/")).await;
 
     browser.goto(&format!("{home}patients/new")).await;
     browser.fill("#full_name", "Anil Kapoor").await;
