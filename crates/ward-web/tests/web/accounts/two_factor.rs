@@ -416,11 +416,7 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
     let page = t.get(&export).await;
     assert!(page.body.contains("name=\"password\"") && page.body.contains("name=\"code\""));
     let r = t
-        .submit(
-            &export,
-            &export,
-            &[("password", PASSWORD), ("code", "999999")],
-        )
+        .submit_page(&export, &[("password", PASSWORD), ("code", "999999")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(

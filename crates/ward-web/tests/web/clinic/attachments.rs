@@ -427,11 +427,7 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     let erase = format!("{patient}/erase");
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(t.app.attachments.raw(&name).await.unwrap().is_none());
@@ -528,16 +524,10 @@ async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
     let mut c = t.clinic("Visit Clinic", "visit").await;
     let patient = c.patient("Vera Das", "98450 44444").await;
     let other = c.patient("Omar Das", "98450 55555").await;
-    let r = c
+    let visit_page = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
-            &[("action", "save"), ("presenting_complaints", "rash")],
-        )
+        .record_visit(&patient, &[("presenting_complaints", "rash")])
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let visit_page = r.location().to_owned();
     let visit_id = visit_page.rsplit('/').next().unwrap().to_owned();
     let page = c.doctor.get(&visit_page).await;
     let action = upload_action(&page.body).expect("the visit page has an upload form");
@@ -617,10 +607,7 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
 
     let merge = format!("{kept}/merge");
-    let r = c
-        .receptionist
-        .submit(&merge, &merge, &[("other", "2")])
-        .await;
+    let r = c.receptionist.submit_page(&merge, &[("other", "2")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(t.count(c.id, &owner_of(kept_id)).await, 1);
     assert!(
@@ -717,47 +704,6 @@ async fn damage_past_the_first_chunk_ends_the_stream_with_an_error() {
 
 // ------------------------------------------------------------ several files, quota, retries
 
-/// A multipart body with `fields` then every file of `files` as a part named `file`.
-async fn post_files(
-    browser: &mut TestApp,
-    action: &str,
-    fields: &[(&str, &str)],
-    files: &[(&str, &str, &[u8])],
-) -> crate::support::Response {
-    let boundary = "----WardBatchBoundary3F9sQ2";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    for (file_name, content_type, bytes) in files {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    browser
-        .send(
-            axum::http::Request::post(action)
-                .header(
-                    axum::http::header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(axum::body::Body::from(body))
-                .unwrap(),
-        )
-        .await
-}
-
 /// A real image of `w` x `h` pixels in `format`.
 fn real_image(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -786,13 +732,13 @@ async fn upload_files(
     files: &[(&str, &str, &[u8])],
 ) -> crate::support::Response {
     let (action, key) = upload_form(browser, path).await;
-    post_files(
-        browser,
-        &action,
-        &[("upload_key", &key), ("title", title), ("kind", kind)],
-        files,
-    )
-    .await
+    browser
+        .post_files(
+            &action,
+            &[("upload_key", &key), ("title", title), ("kind", kind)],
+            files,
+        )
+        .await
 }
 
 /// (title, size, has a thumbnail) of every attachment row, oldest first.
@@ -826,21 +772,22 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     let first = pdf("Meera report page one");
     let second = real_image(40, 30, image::ImageFormat::Png);
     let third = pdf("Meera report page three");
-    let r = post_files(
-        &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Meera labs"),
-            ("kind", "lab_report"),
-        ],
-        &[
-            ("one.pdf", "application/pdf", &first),
-            ("two.png", "image/png", &second),
-            ("three.pdf", "application/pdf", &third),
-        ],
-    )
-    .await;
+    let r = c
+        .doctor
+        .post_files(
+            &action,
+            &[
+                ("upload_key", &key),
+                ("title", "Meera labs"),
+                ("kind", "lab_report"),
+            ],
+            &[
+                ("one.pdf", "application/pdf", &first),
+                ("two.png", "image/png", &second),
+                ("three.pdf", "application/pdf", &third),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().ends_with("#attachments"));
     let all = titles(&t, &c).await;
@@ -974,13 +921,14 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
         )
         .await;
     let (action, key) = upload_form(&mut other.doctor, &op).await;
-    let r = post_files(
-        &mut other.doctor,
-        &action,
-        &[("upload_key", &key), ("title", "Scan"), ("kind", "imaging")],
-        &[("scan.png", "image/png", &file)],
-    )
-    .await;
+    let r = other
+        .doctor
+        .post_files(
+            &action,
+            &[("upload_key", &key), ("title", "Scan"), ("kind", "imaging")],
+            &[("scan.png", "image/png", &file)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
     // Deleting a file makes room again.
@@ -1028,7 +976,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
         ("a.pdf", "application/pdf", &report),
         ("b.pdf", "application/pdf", &report),
     ];
-    let r = post_files(&mut c.doctor, &action, &form, &files).await;
+    let r = c.doctor.post_files(&action, &form, &files).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let first_location = r.location().to_owned();
     let objects = stored_files(&t);
@@ -1036,7 +984,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
 
     // The same upload again (the answer was lost; the script retries): the answer is
     // the same, and nothing more is stored.
-    let r = post_files(&mut c.doctor, &action, &form, &files).await;
+    let r = c.doctor.post_files(&action, &form, &files).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), first_location);
     assert_eq!(titles(&t, &c).await.len(), 2);
@@ -1045,7 +993,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
     // The key cannot be replayed against another record.
     let other_action = action.replace(&patient, &other_patient);
     assert_ne!(other_action, action);
-    let r = post_files(&mut c.doctor, &other_action, &form, &files).await;
+    let r = c.doctor.post_files(&other_action, &form, &files).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert_eq!(titles(&t, &c).await.len(), 2);
     assert_eq!(stored_files(&t), objects);
@@ -1056,7 +1004,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
         ("title", "Kiran"),
         ("kind", "lab_report"),
     ];
-    let r = post_files(&mut c.doctor, &action, &bad, &files).await;
+    let r = c.doctor.post_files(&action, &bad, &files).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let (action, key) = upload_form(&mut c.doctor, &patient).await;
     let form = [
@@ -1064,7 +1012,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
         ("title", "Kiran again"),
         ("kind", "lab_report"),
     ];
-    let r = post_files(&mut c.doctor, &action, &form, &files[..1]).await;
+    let r = c.doctor.post_files(&action, &form, &files[..1]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(titles(&t, &c).await.len(), 3);
 
@@ -1214,16 +1162,17 @@ async fn deleted_files_stay_for_the_retention_and_the_sweep_then_removes_them() 
     let patient = c.patient("Omar Ali", "98450 88888").await;
     let (action, key) = upload_form(&mut c.doctor, &patient).await;
     let img = real_image(64, 64, image::ImageFormat::Png);
-    let r = post_files(
-        &mut c.doctor,
-        &action,
-        &[("upload_key", &key), ("title", "Omar"), ("kind", "photo")],
-        &[
-            ("a.png", "image/png", &img),
-            ("b.pdf", "application/pdf", &pdf("Omar kept")),
-        ],
-    )
-    .await;
+    let r = c
+        .doctor
+        .post_files(
+            &action,
+            &[("upload_key", &key), ("title", "Omar"), ("kind", "photo")],
+            &[
+                ("a.png", "image/png", &img),
+                ("b.pdf", "application/pdf", &pdf("Omar kept")),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Two files, one thumbnail.
     assert_eq!(stored_files(&t).len(), 3);
@@ -1300,17 +1249,18 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
         .await;
     let img = real_image(80, 40, image::ImageFormat::Jpeg);
     let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
-        &mut c.doctor,
-        &action,
-        &[("upload_key", &key), ("title", "Tara"), ("kind", "photo")],
-        &[
-            ("a.jpg", "image/jpeg", &img),
-            ("b.pdf", "application/pdf", &pdf("Tara")),
-            ("c.pdf", "application/pdf", &pdf("Tara deleted")),
-        ],
-    )
-    .await;
+    let r = c
+        .doctor
+        .post_files(
+            &action,
+            &[("upload_key", &key), ("title", "Tara"), ("kind", "photo")],
+            &[
+                ("a.jpg", "image/jpeg", &img),
+                ("b.pdf", "application/pdf", &pdf("Tara")),
+                ("c.pdf", "application/pdf", &pdf("Tara deleted")),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // A deleted file (its objects kept for the retention) goes too.
     let deleted = rows(&t, &c).await[2].0;
@@ -1337,7 +1287,7 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
     let settings = format!("{base}/settings/close");
     let r = c
         .owner
-        .submit(&settings, &settings, &[("clinic_name", "Purge Clinic")])
+        .submit_page(&settings, &[("clinic_name", "Purge Clinic")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let purger = || {
@@ -1495,7 +1445,7 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
         "{}",
         page.body
     );
-    let r = c.owner.submit(&export, &export, &[("format", "zip")]).await;
+    let r = c.owner.submit_page(&export, &[("format", "zip")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(
         r.body.contains("every file kept next to your patients"),

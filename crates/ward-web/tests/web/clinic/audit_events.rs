@@ -98,8 +98,7 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
 
     // One settings change: one more row, with only the changed field.
     let r = owner
-        .submit(
-            &a.path("settings"),
+        .submit_page(
             &a.path("settings"),
             &[
                 ("name", "Acme Clinic"),

@@ -19,13 +19,13 @@ async fn the_owner_closes_the_clinic_by_typing_its_name() {
     assert!(page.body.contains("name=\"clinic_name\""));
 
     // A wrong name closes nothing.
-    let r = t.submit(&close, &close, &[("clinic_name", "Canary")]).await;
+    let r = t.submit_page(&close, &[("clinic_name", "Canary")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("exactly"), "{}", r.body);
     assert_eq!(t.get(&home).await.status, StatusCode::OK);
 
     let r = t
-        .submit(&close, &close, &[("clinic_name", "Canary Clinic")])
+        .submit_page(&close, &[("clinic_name", "Canary Clinic")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();

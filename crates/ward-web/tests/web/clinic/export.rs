@@ -71,7 +71,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
         !page.body.contains("name=\"password\""),
         "a fresh sign-in needs no password"
     );
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(
         r.body.contains("Your export has been requested"),
@@ -155,7 +155,7 @@ async fn a_damaged_export_file_is_refused_whole_before_anything_is_sent_or_recor
         .await;
     add_canary_patient(&t, &home).await;
     let export = format!("{home}export");
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let files = exports(&t);
@@ -237,8 +237,7 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let refund = format!("{home}payments/1/refund");
     let r = t
-        .submit(
-            &refund,
+        .submit_page(
             &refund,
             &[
                 ("amount", "250.25"),
@@ -256,7 +255,7 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
         "{}",
         page.body
     );
-    let r = t.submit(&export, &export, &[("format", "xml")]).await;
+    let r = t.submit_page(&export, &[("format", "xml")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         r.body.contains("Choose JSON, JSON with files, or CSV."),
@@ -268,7 +267,7 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
         0,
         "nothing queued"
     );
-    let r = t.submit(&export, &export, &[("format", "csv")]).await;
+    let r = t.submit_page(&export, &[("format", "csv")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(
         r.body.contains("a zip of spreadsheet (CSV) files"),
@@ -399,7 +398,7 @@ async fn an_old_sign_in_needs_the_password_and_links_expire() {
     let page = t.get(&export).await;
     assert!(page.body.contains("name=\"password\""), "{}", page.body);
     let r = t
-        .submit(&export, &export, &[("password", "wrong password")])
+        .submit_page(&export, &[("password", "wrong password")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
@@ -408,7 +407,7 @@ async fn an_old_sign_in_needs_the_password_and_links_expire() {
         "nothing queued"
     );
     let r = t
-        .submit(&export, &export, &[("password", support::PASSWORD)])
+        .submit_page(&export, &[("password", support::PASSWORD)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
@@ -430,7 +429,7 @@ async fn a_closed_clinics_owner_can_still_export() {
         .await;
     let close = format!("{home}settings/close");
     let r = t
-        .submit(&close, &close, &[("clinic_name", "Canary Clinic")])
+        .submit_page(&close, &[("clinic_name", "Canary Clinic")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let closed = t.get(&home).await;
@@ -441,7 +440,7 @@ async fn a_closed_clinics_owner_can_still_export() {
     );
     let export = format!("{home}export");
     assert_eq!(t.get(&export).await.status, StatusCode::OK);
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     assert!(
@@ -462,7 +461,7 @@ async fn the_apps_workers_prepare_a_queued_export_and_stop_through_one_path() {
         .signup_verified("Worker Clinic", "owner@example.com")
         .await;
     let export = format!("{home}export");
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert!(
         r.body.contains("Your export has been requested"),
         "{}",

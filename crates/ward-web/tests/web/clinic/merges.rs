@@ -41,10 +41,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
     let r = c.billing.get(&format!("{a}/merge?other=2")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let merge = format!("{a}/merge");
-    let r = c
-        .receptionist
-        .submit(&merge, &merge, &[("other", "1")])
-        .await;
+    let r = c.receptionist.submit_page(&merge, &[("other", "1")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         r.body.contains("cannot be merged into itself"),
@@ -52,10 +49,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
         r.body
     );
 
-    let r = c
-        .receptionist
-        .submit(&merge, &merge, &[("other", "2")])
-        .await;
+    let r = c.receptionist.submit_page(&merge, &[("other", "2")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     for table in ["visits", "appointments", "payments"] {
         assert_eq!(t.count(c.id, &count(table, &a_id)).await, 2, "{table}");
@@ -87,10 +81,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
     assert!(r.body.contains("Aardvark Person"), "{}", r.body);
     // Merged once, not twice.
     let again = format!("{b}/merge");
-    let r = c
-        .receptionist
-        .submit(&again, &again, &[("other", "1")])
-        .await;
+    let r = c.receptionist.submit_page(&again, &[("other", "1")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("already merged"), "{}", r.body);
     // Audited on both records, and the chain holds.

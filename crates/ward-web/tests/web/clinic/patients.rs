@@ -94,8 +94,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     // registers anyway.
     let new = format!("{base}/patients/new");
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "ana maria rao"),
@@ -113,8 +112,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert!(r.body.contains("value=\"ana maria rao\""), "input kept");
     assert_eq!(t.count(c.id, "SELECT COUNT(*) FROM patients").await, 2);
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "Ana Maria Rao"),
@@ -128,8 +126,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         "name + date of birth"
     );
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "ana maria rao"),
@@ -142,8 +139,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(t.count(c.id, "SELECT COUNT(*) FROM patients").await, 3);
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "Ana Maria Rao"),
@@ -170,7 +166,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         ("phone", "+91 98450 99999"),
         ("address", "12 MG Road"),
     ];
-    let r = rec.submit(&edit, &edit, &corrected).await;
+    let r = rec.submit_page(&edit, &corrected).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.body.contains("id=\"reason-error\""), "{}", r.body);
     assert!(
@@ -180,7 +176,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert!(rec.get(&ana).await.body.contains("+91 98450-12345"));
     let mut with_reason = corrected.to_vec();
     with_reason.push(("reason", "patient changed their number"));
-    let r = rec.submit(&edit, &edit, &with_reason).await;
+    let r = rec.submit_page(&edit, &with_reason).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // The record keeps both versions: the history shows the old number struck out, the
     // new one, who, and why.
@@ -245,8 +241,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     // A saved edit that changes nothing writes nothing.
     let before = rows.len();
     let r = rec
-        .submit(
-            &edit,
+        .submit_page(
             &edit,
             &[
                 ("full_name", "Ana Maria Rao"),
@@ -288,8 +283,7 @@ async fn bad_input_is_shown_next_to_the_field_and_never_a_500() {
     let new = format!("{base}/patients/new");
     let long = "x".repeat(5000);
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", long.as_str()),
@@ -327,8 +321,7 @@ async fn bad_input_is_shown_next_to_the_field_and_never_a_500() {
         ("01/02/1990", ""),
     ] {
         let r = rec
-            .submit(
-                &new,
+            .submit_page(
                 &new,
                 &[
                     ("full_name", "A B"),

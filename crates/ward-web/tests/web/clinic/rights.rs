@@ -40,11 +40,9 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let id = patient.rsplit('/').next().unwrap().to_owned();
     let r = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
+        .save_visit(
+            &patient,
             &[
-                ("action", "save"),
                 ("presenting_complaints", &format!("{tag} first complaint")),
                 ("diagnosis_0", &format!("{tag} diagnosis")),
                 ("item_0_drug", &format!("{tag}mycin")),
@@ -56,8 +54,7 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let edit = format!("{}/edit", r.location());
     let r = c
         .doctor
-        .submit(
-            &edit,
+        .submit_page(
             &edit,
             &[
                 ("action", "save"),
@@ -76,8 +73,7 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let doctor = doctor_of(t, c).await;
     let r = c
         .receptionist
-        .submit(
-            &format!("{base}/appointments"),
+        .submit_page(
             &format!("{base}/appointments"),
             &[
                 ("patient_id", &id),
@@ -123,8 +119,7 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let refund = format!("{base}/payments/{payment}/refund");
     let r = c
         .billing
-        .submit(
-            &refund,
+        .submit_page(
             &refund,
             &[
                 ("amount", "100"),
@@ -294,11 +289,7 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     let erase = format!("{a}/erase");
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.body.contains("legal hold"), "{}", r.body);
@@ -312,25 +303,17 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "2")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "2")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("erase-error"));
-    let r = c.owner.submit(&erase, &erase, &[("confirm", "1")]).await;
+    let r = c.owner.submit_page(&erase, &[("confirm", "1")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(all_rows(&t, &c).await.contains("Aardvark Person"));
 
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.owner.get(&a).await.body;
@@ -380,11 +363,7 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     // Once erased, erasing again is refused.
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -499,8 +478,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let edit_visit = format!("{base}/visits/{visit}/edit");
     let r = c
         .doctor
-        .submit(
-            &edit_visit,
+        .submit_page(
             &edit_visit,
             &[
                 ("action", "save"),
@@ -513,8 +491,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let edit = format!("{a}/edit");
     let r = c
         .receptionist
-        .submit(
-            &edit,
+        .submit_page(
             &edit,
             &[
                 ("full_name", "Aardvark Renamed"),
@@ -528,8 +505,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let doctor = doctor_of(&t, &c).await;
     let r = c
         .receptionist
-        .submit(
-            &format!("{base}/appointments"),
+        .submit_page(
             &format!("{base}/appointments"),
             &[
                 ("patient_id", &id),
@@ -587,7 +563,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let merge = format!("{a}/merge");
     let r = c
         .receptionist
-        .submit(&merge, &merge, &[("other", &other)])
+        .submit_page(&merge, &[("other", &other)])
         .await;
     assert!(r.status.is_client_error(), "{}", r.body);
     assert!(r.body.contains("is restricted"), "a merge: {}", r.body);
@@ -651,14 +627,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     assert!(!c.doctor.get(&a).await.body.contains("id=\"restricted\""));
     let r = c
         .doctor
-        .submit(
-            &format!("{a}/visits/new"),
-            &format!("{a}/visits"),
-            &[
-                ("action", "save"),
-                ("presenting_complaints", "Aardvark after"),
-            ],
-        )
+        .save_visit(&a, &[("presenting_complaints", "Aardvark after")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(
@@ -679,11 +648,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let erase = format!("{a}/erase");
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(!all_rows(&t, &c).await.contains("Quokka"));

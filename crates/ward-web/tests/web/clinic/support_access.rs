@@ -85,8 +85,7 @@ async fn approve(t: &mut TestApp, clinic: &Clinic, grant: &Grant, allow_changes:
 /// The support browser `op` adds a patient through the clinic's form.
 async fn add_patient(op: &mut TestApp, clinic: &Clinic) -> Response {
     let new = clinic.path("patients/new");
-    op.submit(
-        &new,
+    op.submit_page(
         &new,
         &[
             ("full_name", "Ada Lovelace"),

@@ -18,13 +18,11 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
             &[("full_name", name), ("date_of_birth", "1990-05-04")],
         )
         .await;
-    let r = c
+    let visit = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
+        .record_visit(
+            &patient,
             &[
-                ("action", "save"),
                 ("presenting_complaints", "Fever for two days"),
                 ("examination_notes", "Throat red"),
                 ("diagnosis_0", "Viral fever"),
@@ -36,8 +34,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    (patient, r.location().to_owned())
+    (patient, visit)
 }
 
 async fn update_rows(t: &TestApp, c: &Clinic, visit: &str) -> Vec<ward_clinic::audit::AuditRow> {
@@ -535,14 +532,9 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
     let patient_id = patient.rsplit('/').next().unwrap().to_owned();
     let r = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
-            &[
-                ("action", "save"),
-                ("presenting_complaints", "Review"),
-                ("fee", "250.50"),
-            ],
+        .save_visit(
+            &patient,
+            &[("presenting_complaints", "Review"), ("fee", "250.50")],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);

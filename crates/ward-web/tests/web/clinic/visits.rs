@@ -61,15 +61,11 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, canary: &str) -> (String
             ],
         )
         .await;
-    let form = format!("{patient}/visits/new");
-    let action = format!("{patient}/visits");
-    let r = c
+    let visit = c
         .doctor
-        .submit(
-            &form,
-            &action,
+        .record_visit(
+            &patient,
             &[
-                ("action", "save"),
                 ("presenting_complaints", canary),
                 ("examination_notes", "Chest clear"),
                 ("diagnosis_0", "Viral fever"),
@@ -78,8 +74,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, canary: &str) -> (String
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    (patient, r.location().to_owned())
+    (patient, visit)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -213,6 +213,17 @@ impl TestApp {
         fields: &[(&str, &str)],
         file: (&str, &str, &[u8]),
     ) -> Response {
+        self.post_files(path, fields, &[file]).await
+    }
+
+    /// [`Self::post_multipart`] with every file of `files`, in order, as a part named
+    /// `file`.
+    pub async fn post_files(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Response {
         let boundary = "----WardTestBoundary7MA4YWxkTrZu0gW";
         let mut body = Vec::new();
         for (name, value) in fields {
@@ -223,15 +234,17 @@ impl TestApp {
                 .as_bytes(),
             );
         }
-        let (file_name, content_type, bytes) = file;
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        for (file_name, content_type, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         self.send(
             Request::post(path)
                 .header(
@@ -255,6 +268,11 @@ impl TestApp {
         let mut fields = vec![("_csrf", csrf.as_str())];
         fields.extend_from_slice(form);
         self.post(action, &fields).await
+    }
+
+    /// Posts `form` back to the page at `path`, with that page's `_csrf`.
+    pub async fn submit_page(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.submit(path, path, form).await
     }
 
     /// Every mail sent so far (delivering what is queued first), oldest first, as
