@@ -3,14 +3,31 @@
 use axum::http::StatusCode;
 
 use crate::support::TestApp;
-use crate::support::desk::{Desk, FrontDesk as _, SignUp as _, book, id_in, pay};
+use crate::support::desk::{Desk, FrontDesk as _, SignUp as _, book, id_in, pay, post_payment};
+
+/// A front desk whose clinic keeps Kolkata time, with the patient Asha Patel (phone
+/// `phone`); her id.
+async fn desk_in_kolkata(phone: &str) -> (Desk, i64) {
+    let d = Desk::new().await;
+    d.owner.set_timezone(&d.clinic, "Asia/Kolkata").await;
+    let p = d.owner.add_patient(&d.clinic, "Asha Patel", phone).await;
+    (d, p)
+}
+
+/// The amount of the payment `id`, in minor units, as stored.
+async fn amount_minor(d: &Desk, id: i64) -> i64 {
+    d.owner
+        .scalar(
+            &d.clinic,
+            &format!("SELECT amount_minor FROM payments WHERE id = {id}"),
+        )
+        .await
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_when_printed() {
-    let mut d = Desk::new().await;
+    let (mut d, p) = desk_in_kolkata("98450 11111").await;
     let c = &d.clinic;
-    d.owner.set_timezone(c, "Asia/Kolkata").await;
-    let p = d.owner.add_patient(c, "Asha Patel", "98450 11111").await;
     let r = pay(
         &mut d.billing,
         c,
@@ -21,15 +38,7 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let id = id_in(r.location());
-    assert_eq!(
-        d.owner
-            .scalar(
-                c,
-                &format!("SELECT amount_minor FROM payments WHERE id = {id}")
-            )
-            .await,
-        30
-    );
+    assert_eq!(amount_minor(&d, id).await, 30);
     assert_eq!(
         d.owner
             .scalar(
@@ -86,15 +95,7 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
     )
     .await;
     let id = id_in(r.location());
-    assert_eq!(
-        d.owner
-            .scalar(
-                c,
-                &format!("SELECT amount_minor FROM payments WHERE id = {id}")
-            )
-            .await,
-        135_049
-    );
+    assert_eq!(amount_minor(&d, id).await, 135_049);
 
     // Bad amounts, methods and patients are shown next to their fields, input kept.
     let count = d.owner.scalar(c, "SELECT count(*) FROM payments").await;
@@ -127,28 +128,21 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
         assert!(r.body.contains("class=\"field-error\""));
         assert!(r.body.contains(&format!("value=\"{amount}\"")) || amount.contains('<'));
     }
-    let r = d
-        .billing
-        .send_form(
-            &format!("{}/payments", c.base),
-            &[("patient_id", &p.to_string()), ("method", "cash")],
-        )
-        .await;
+    let r = post_payment(&mut d.billing, c, p, &[("method", "cash")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Add at least one item"));
-    let r = d
-        .billing
-        .send_form(
-            &format!("{}/payments", c.base),
-            &[
-                ("patient_id", &p.to_string()),
-                ("visit_id", "5"),
-                ("method", "cash"),
-                ("item_description", "Fee"),
-                ("item_amount", "5"),
-            ],
-        )
-        .await;
+    let r = post_payment(
+        &mut d.billing,
+        c,
+        p,
+        &[
+            ("visit_id", "5"),
+            ("method", "cash"),
+            ("item_description", "Fee"),
+            ("item_amount", "5"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("There is no such visit."));
     assert_eq!(
@@ -209,10 +203,8 @@ fn receipt_number(body: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_collection_report_totals_by_method_and_by_staff_member() {
-    let mut d = Desk::new().await;
+    let (mut d, p) = desk_in_kolkata("1").await;
     let c = &d.clinic;
-    d.owner.set_timezone(c, "Asia/Kolkata").await;
-    let p = d.owner.add_patient(c, "Asha Patel", "1").await;
     pay(
         &mut d.owner,
         c,
@@ -317,17 +309,17 @@ async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
             "Bea Billing",
         )
         .await;
-    let r = billing
-        .send_form(
-            &format!("{}/payments", c.base),
-            &[
-                ("patient_id", &p.to_string()),
-                ("method", "cash"),
-                ("item_description", "Consultation"),
-                ("item_amount", "450"),
-            ],
-        )
-        .await;
+    let r = post_payment(
+        &mut billing,
+        &c,
+        p,
+        &[
+            ("method", "cash"),
+            ("item_description", "Consultation"),
+            ("item_amount", "450"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let billing_view = billing.get(&format!("{}/patients/{p}", c.base)).await;
     owner.app.audit.flush().await;

@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use ward_core::Role;
 
 use crate::support::TestApp;
-use crate::support::desk::{Clinic, Desk, FrontDesk as _, SignUp as _, book, id_in, pay};
+use crate::support::desk::{
+    Clinic, Desk, FrontDesk as _, SignUp as _, book, id_in, pay, post_payment,
+};
 
 const CANARIES: [&str; 3] = ["CANARY-PATIENT-A", "CANARY-ITEM-A", "CANARY-REASON-A"];
 
@@ -133,17 +135,17 @@ async fn a_member_of_another_clinic_gets_404s_and_never_a_canary() {
         }
     }
     // A payment in B naming A's patient ids is refused there (no such patient).
-    let r = b_owner
-        .send_form(
-            &format!("{}/payments", b.base),
-            &[
-                ("patient_id", &patients[4].to_string()),
-                ("method", "cash"),
-                ("item_description", "Fee"),
-                ("item_amount", "1"),
-            ],
-        )
-        .await;
+    let r = post_payment(
+        &mut b_owner,
+        &b,
+        patients[4],
+        &[
+            ("method", "cash"),
+            ("item_description", "Fee"),
+            ("item_amount", "1"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_no_canary(&r.body, "payment");
     assert!(requests > 2500, "{requests}");
