@@ -598,7 +598,7 @@ async fn a_user_can_see_and_end_their_other_sessions() {
         .await;
     other.login("ana@example.com", PASSWORD).await;
     let page = t.get("/account").await;
-    assert!(page.body.contains("198.51.100.9"), "{}", page.body);
+    page.assert_contains("198.51.100.9");
     let other_id = {
         let sessions = t
             .app

@@ -75,7 +75,7 @@ async fn scripts_that_fill_the_hidden_field_or_do_not_wait_are_refused() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let r = sign_up(&mut t, "b@example.com", TimeDelta::zero(), &[], &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "sent at once");
-    assert!(r.body.contains("send the form again"), "{}", r.body);
+    r.assert_contains("send the form again");
     assert!(r.body.contains("b@example.com"), "what was typed is kept");
     let r = sign_up(&mut t, "c@example.com", wait, &[], &[("started", "")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "no stamp");

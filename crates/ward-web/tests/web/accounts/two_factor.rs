@@ -50,7 +50,7 @@ async fn enrol(t: &mut TestApp) -> (String, Vec<String>) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body.contains("Two-step sign-in is on"), "{}", r.body);
+    r.assert_contains("Two-step sign-in is on");
     let codes: Vec<String> = between(&r.body, "<li><code>", "</code>")
         .into_iter()
         .map(str::to_owned)
@@ -83,11 +83,7 @@ async fn an_owner_enrols_before_reaching_the_clinic_then_signs_in_with_a_code() 
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/account/two-factor?required=1");
     let page = t.get(r.location()).await;
-    assert!(
-        page.body.contains("Owners sign in with two steps"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Owners sign in with two steps");
 
     // A wrong first code does not turn it on.
     let setup = t
@@ -205,7 +201,7 @@ async fn a_code_works_once() {
     let now_code = code(&t, &secret);
     let r = code_step(&mut t, &now_code).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.body.contains("already used"), "{}", r.body);
+    r.assert_contains("already used");
     t.clock.advance(TimeDelta::seconds(30));
     let fresh = code(&t, &secret);
     let r = code_step(&mut t, &fresh).await;
@@ -236,11 +232,7 @@ async fn a_recovery_code_signs_in_once_and_is_mailed_about() {
     assert!(notice.contains("9 unused codes remain"), "{notice}");
     assert!(!notice.contains(&codes[3]));
     let page = t.get("/account/two-factor").await;
-    assert!(
-        page.body.contains("9 unused recovery codes"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("9 unused recovery codes");
 
     sign_out(&mut t).await;
     password_step(&mut t).await;
@@ -299,7 +291,7 @@ async fn a_pending_sign_in_expires() {
     let now_code = code(&t, &secret);
     let r = code_step(&mut t, &now_code).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.body.contains("Sign in again"), "{}", r.body);
+    r.assert_contains("Sign in again");
     assert!(t.session_cookie().is_none());
 }
 
@@ -361,7 +353,7 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
     let confirm = r.location().to_owned();
     assert!(confirm.starts_with("/account/confirm?next="), "{confirm}");
     let page = t.get(&confirm).await;
-    assert!(page.body.contains("name=\"code\""), "{}", page.body);
+    page.assert_contains("name=\"code\"");
     let next = field_value(&page.body, "next").unwrap();
     assert_eq!(next, staff.trim_end_matches('/'));
     let r = t

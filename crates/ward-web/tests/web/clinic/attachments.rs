@@ -169,7 +169,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     .await;
 
     let page = c.doctor.get(&patient).await;
-    assert!(page.body.contains("Zubair chest X-ray"), "{}", page.body);
+    page.assert_contains("Zubair chest X-ray");
     assert!(page.body.contains("Zubair CBC"));
     assert!(page.body.contains("PNG") && page.body.contains("PDF"));
     assert!(page.body.contains("Dr. Bina Shah"));
@@ -242,11 +242,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body.contains("PDF, JPEG, PNG, WebP and DICOM"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("PDF, JPEG, PNG, WebP and DICOM");
     // Over the cap: refused while streaming, nothing stored.
     let big = png(usize::try_from(ATTACHMENT_CAP).unwrap() + 70 * 1024);
     let r = upload(
@@ -258,7 +254,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(r.body.contains("larger than"), "{}", r.body);
+    r.assert_contains("larger than");
     assert_eq!(rows(&t, &c).await.len(), 2);
     assert_eq!(stored_files(&t), files_before);
 
@@ -499,7 +495,7 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("at most 200 characters"), "{}", r.body);
+    r.assert_contains("at most 200 characters");
     for action in [
         format!("{patient}/attachments"),
         format!("{patient}/attachments?_csrf=0000"),
@@ -633,7 +629,7 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("merged into No. 1"), "{}", r.body);
+    r.assert_contains("merged into No. 1");
     assert_eq!(rows(&t, &c).await.len(), 1, "nothing stored");
 
     let r = c
@@ -836,9 +832,9 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("notes.pdf"), "{}", r.body);
-    assert!(r.body.contains("file 2 of this upload"), "{}", r.body);
-    assert!(r.body.contains("Nothing was stored"), "{}", r.body);
+    r.assert_contains("notes.pdf");
+    r.assert_contains("file 2 of this upload");
+    r.assert_contains("Nothing was stored");
     assert_eq!(titles(&t, &c).await.len(), 3);
     assert_eq!(stored_files(&t), objects);
 
@@ -856,8 +852,8 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
-    assert!(r.body.contains("huge.png"), "{}", r.body);
-    assert!(r.body.contains("larger than"), "{}", r.body);
+    r.assert_contains("huge.png");
+    r.assert_contains("larger than");
     assert_eq!(titles(&t, &c).await.len(), 3);
     assert_eq!(stored_files(&t), objects);
 }
@@ -870,7 +866,7 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     let patient = c.patient("Ravi Rao", "98450 33333").await;
     let settings = format!("{base}/settings");
     let page = c.owner.get(&settings).await;
-    assert!(page.body.contains("0 B of 2 MB"), "{}", page.body);
+    page.assert_contains("0 B of 2 MB");
 
     // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota, in one upload (whose body is larger
     // than one file's cap: each file is capped, not the upload).
@@ -892,7 +888,7 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     assert_eq!(titles(&t, &c).await.len(), 4);
     assert_eq!(crate::support::ATTACHMENT_QUOTA, 2 * 1024 * 1024);
     let page = c.owner.get(&settings).await;
-    assert!(page.body.contains("1.8 MB of 2 MB"), "{}", page.body);
+    page.assert_contains("1.8 MB of 2 MB");
 
     // One more would pass it: 413, a clear page, nothing stored.
     let before = stored_files(&t);
@@ -905,8 +901,8 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
-    assert!(r.body.contains("quota of 2 MB"), "{}", r.body);
-    assert!(r.body.contains("Nothing was"), "{}", r.body);
+    r.assert_contains("quota of 2 MB");
+    r.assert_contains("Nothing was");
     assert_eq!(titles(&t, &c).await.len(), 4);
     assert_eq!(stored_files(&t), before);
 
@@ -1063,12 +1059,7 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     let ids: Vec<i64> = rows(&t, &c).await.iter().map(|r| r.0).collect();
     let page = c.doctor.get(&patient).await;
     for id in &ids[..2] {
-        assert!(
-            page.body
-                .contains(&format!("src=\"{patient}/attachments/{id}/thumbnail\"")),
-            "{}",
-            page.body
-        );
+        page.assert_contains(&format!("src=\"{patient}/attachments/{id}/thumbnail\""));
     }
     assert!(
         !page
@@ -1440,18 +1431,10 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     // The owner asks for the export with files on the export page.
     let export = format!("{base}/export");
     let page = c.owner.get(&export).await;
-    assert!(
-        page.body.contains("name=\"format\" value=\"zip\""),
-        "{}",
-        page.body
-    );
+    page.assert_contains("name=\"format\" value=\"zip\"");
     let r = c.owner.submit_page(&export, &[("format", "zip")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.body.contains("every file kept next to your patients"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("every file kept next to your patients");
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     // Sealed at rest, like the other formats (the PDF's text is in the archive itself:
     // its entry is compared with the upload below).

@@ -87,11 +87,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
     );
     let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.body.contains("Your export has been requested"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("Your export has been requested");
     assert!(
         exports(&t).is_empty(),
         "nothing is prepared before the worker runs"
@@ -173,7 +169,7 @@ async fn a_damaged_export_file_is_refused_whole_before_anything_is_sent_or_recor
     let (link, token) = export_link(&t).await;
     let r = download(&mut t, &link, &token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
-    assert!(r.body.contains("This link is not valid"), "{}", r.body);
+    r.assert_contains("This link is not valid");
     assert!(!r.body.contains(CANARY), "no part of the file was sent");
     assert!(exports(&t).is_empty(), "the damaged file is deleted");
     let details = audit_details(&t, &home).await;
@@ -248,18 +244,10 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
 
     let export = format!("{home}export");
     let page = t.get(&export).await;
-    assert!(
-        page.body.contains("name=\"format\" value=\"csv\""),
-        "{}",
-        page.body
-    );
+    page.assert_contains("name=\"format\" value=\"csv\"");
     let r = t.submit_page(&export, &[("format", "xml")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body.contains("Choose JSON, JSON with files, or CSV."),
-        "{}",
-        r.body
-    );
+    r.assert_contains("Choose JSON, JSON with files, or CSV.");
     assert_eq!(
         ward_app::exports::run_jobs(&t.app).await,
         0,
@@ -267,11 +255,7 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
     );
     let r = t.submit_page(&export, &[("format", "csv")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.body.contains("a zip of spreadsheet (CSV) files"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("a zip of spreadsheet (CSV) files");
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let sealed = std::fs::read(&exports(&t)[0]).unwrap();
     assert!(
@@ -388,7 +372,7 @@ async fn an_old_sign_in_needs_the_password_and_links_expire() {
     let export = format!("{home}export");
     t.clock.advance(chrono::TimeDelta::minutes(16));
     let page = t.get(&export).await;
-    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    page.assert_contains("name=\"password\"");
     let r = t
         .submit_page(&export, &[("password", "wrong password")])
         .await;
@@ -422,11 +406,7 @@ async fn a_closed_clinics_owner_can_still_export() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let closed = t.get(&home).await;
-    assert!(
-        closed.body.contains(&format!("{home}export")),
-        "{}",
-        closed.body
-    );
+    closed.assert_contains(&format!("{home}export"));
     let export = format!("{home}export");
     assert_eq!(t.get(&export).await.status, StatusCode::OK);
     let r = t.submit_page(&export, &[]).await;
@@ -448,11 +428,7 @@ async fn the_apps_workers_prepare_a_queued_export_and_stop_through_one_path() {
     let (mut t, home) = owner_of("Worker Clinic").await;
     let export = format!("{home}export");
     let r = t.submit_page(&export, &[]).await;
-    assert!(
-        r.body.contains("Your export has been requested"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("Your export has been requested");
     assert!(exports(&t).is_empty());
 
     let workers = t.app.app.start();

@@ -55,11 +55,7 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
         .await;
     let receipt = d.billing.get(r.location()).await;
     assert_eq!(receipt.status, StatusCode::OK);
-    assert!(
-        receipt.body.contains("id=\"receipt-total\">₹0.30<"),
-        "{}",
-        receipt.body
-    );
+    receipt.assert_contains("id=\"receipt-total\">₹0.30<");
     assert!(receipt.body.contains("Dressing"));
     assert!(receipt.body.contains("₹0.10"));
     assert!(receipt.body.contains("Mobile / UPI"));
@@ -229,11 +225,7 @@ async fn the_collection_report_totals_by_method_and_by_staff_member() {
     let path = format!("{}/payments/report?from=2026-03-01&to=2026-03-01", c.base);
     let page = d.billing.get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(
-        page.body.contains("id=\"collection-total\">₹1,700.30<"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("id=\"collection-total\">₹1,700.30<");
     let methods = section(&page.body, "id=\"by-method\"");
     assert!(
         methods.contains("<td>Cash</td><td class=\"num\">2</td><td class=\"num\">₹500.30</td>"),
@@ -330,12 +322,7 @@ async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
         page.body.contains("2026-03-05 10:30"),
         "the appointment is listed"
     );
-    assert!(
-        page.body
-            .contains("Charged ₹0.00 · Paid ₹450.00 · In credit ₹450.00"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹0.00 · Paid ₹450.00 · In credit ₹450.00");
     assert!(page.body.contains("No. 1"));
     assert!(
         page.body.contains("Accessed by") && page.body.contains("Bea Billing"),

@@ -72,7 +72,7 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let home = c.doctor.get(&format!("{base}/")).await;
-    assert!(home.body.contains("Lata Mangesh"), "{}", home.body);
+    home.assert_contains("Lata Mangesh");
 
     assert_eq!(shown(&t, &c, &id, "patient list", "Meera Iyer").await, 1);
     assert_eq!(shown(&t, &c, &id, "search results", "Ravi Kumar").await, 1);

@@ -292,7 +292,7 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
         .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("legal hold"), "{}", r.body);
+    r.assert_contains("legal hold");
     assert!(all_rows(&t, &c).await.contains("Aardvark Person"));
 
     // Lifted: a wrong number or no ground is refused on the form.
@@ -430,7 +430,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         .submit(&a, &restriction, &[("restrict", "on"), ("reason", "  ")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("Write why"), "{}", r.body);
+    r.assert_contains("Write why");
     assert!(!c.owner.get(&a).await.body.contains("id=\"restricted\""));
     let r = c
         .owner
@@ -592,7 +592,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     // restricted and why, the log says that it happened but not why.
     let record = c.owner.get(&format!("{a}/record.json")).await;
     assert_eq!(record.status, StatusCode::OK);
-    assert!(record.body.contains(REASON), "{}", record.body);
+    record.assert_contains(REASON);
     let updates = t
         .audit(
             c.id,

@@ -192,11 +192,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     let rx = c.doctor.get(&format!("{visit}/prescription")).await;
     assert!(rx.body.contains("Amoxicillin") && rx.body.contains("250 mg"));
     assert!(!rx.body.contains("Paracetamol") && !rx.body.contains("Cetirizine"));
-    assert!(
-        rx.body.contains("Amended record: Version 2 of 2"),
-        "{}",
-        rx.body
-    );
+    rx.assert_contains("Amended record: Version 2 of 2");
 
     // The history keeps what was first written and shows what changed.
     let history = c.doctor.get(&format!("{visit}/history")).await;
@@ -214,11 +210,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
             history.body
         );
     }
-    assert!(
-        history.body.contains("<ins>₹1,250.50</ins>"),
-        "{}",
-        history.body
-    );
+    history.assert_contains("<ins>₹1,250.50</ins>");
     let original = history.body.split("id=\"original\"").nth(1).unwrap();
     for first in [
         "Fever for two days",
@@ -398,7 +390,7 @@ async fn only_clinical_writers_may_edit_a_visit_and_refusals_change_nothing() {
     }
     // The doctor's edit stands; the receptionist's and billing's never landed.
     let page = c.owner.get(&visit).await;
-    assert!(page.body.contains("Changed by Doctor"), "{}", page.body);
+    page.assert_contains("Changed by Doctor");
     assert!(
         !page.body.contains("Changed by Receptionist") && !page.body.contains("Changed by Billing")
     );
@@ -539,12 +531,7 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.billing.get(&patient).await;
-    assert!(
-        page.body
-            .contains("Charged ₹750.50 · Paid ₹0.00 · Balance due ₹750.50"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹750.50 · Paid ₹0.00 · Balance due ₹750.50");
 
     let r = pay_cash(&mut c, &patient_id, "300").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
@@ -560,11 +547,6 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
     let r = pay_cash(&mut c, &patient_id, "500").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.owner.get(&patient).await;
-    assert!(
-        page.body
-            .contains("Charged ₹750.50 · Paid ₹800.00 · In credit ₹49.50"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹750.50 · Paid ₹800.00 · In credit ₹49.50");
     assert!(!page.body.contains("Balance due"));
 }

@@ -104,6 +104,12 @@ impl Response {
             .collect()
     }
 
+    /// Fails, showing the page, unless the body holds `text`.
+    #[track_caller]
+    pub fn assert_contains(&self, text: &str) {
+        assert!(self.body.contains(text), "{}", self.body);
+    }
+
     /// The `_csrf` value of the first form on the page.
     pub fn csrf(&self) -> String {
         field_value(&self.body, "_csrf").expect("page has a _csrf field")
