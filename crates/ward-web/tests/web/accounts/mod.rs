@@ -36,10 +36,7 @@ async fn signup_then_verify_from_the_mail_lands_the_owner_on_their_clinic() {
 
     let token = field_value(&page.body, "token").unwrap();
     let r = t
-        .post(
-            "/verify-email",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post_with_csrf("/verify-email", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/c/acme-clinic/");
@@ -149,10 +146,7 @@ async fn nothing_exists_before_the_address_is_confirmed() {
     let page = t.get(&link).await;
     let token = field_value(&page.body, "token").unwrap();
     let r = t
-        .post(
-            "/verify-email",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post_with_csrf("/verify-email", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), "/c/acme/");
@@ -177,20 +171,20 @@ async fn wrong_email_and_wrong_password_are_indistinguishable() {
     let csrf = a.get("/login").await.csrf();
     b.cookies = a.cookies.clone();
     let wrong_pw = a
-        .post(
+        .post_with_csrf(
             "/login",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("email", "ana@example.com"),
                 ("password", "wrong password here"),
             ],
         )
         .await;
     let unknown = b
-        .post(
+        .post_with_csrf(
             "/login",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("email", "zed@example.com"),
                 ("password", "wrong password here"),
             ],
@@ -375,9 +369,10 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
     let mut other = t.fresh_browser();
     let bad = other.get("/password/forgot").await;
     let rejected = other
-        .post(
+        .post_with_csrf(
             "/password/forgot",
-            &[("_csrf", &bad.csrf()), ("email", "not an email")],
+            &bad.csrf(),
+            &[("email", "not an email")],
         )
         .await;
     assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -396,7 +391,7 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
         let p = t.get(&link).await;
         let token = field_value(&p.body, "token").unwrap();
         let r = t
-            .post("/verify-email", &[("_csrf", &p.csrf()), ("token", &token)])
+            .post_with_csrf("/verify-email", &p.csrf(), &[("token", &token)])
             .await;
         all.extend(r.set_cookies());
         r.location().to_owned()
@@ -549,10 +544,10 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_devices
     assert!(page.body.contains("(this device)"));
     let csrf = page.csrf();
     let bad = t
-        .post(
+        .post_with_csrf(
             "/account/password",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("current_password", "not it at all"),
                 ("new_password", "another fine passphrase"),
             ],
@@ -561,10 +556,10 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_devices
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("not your current password"));
     let ok = t
-        .post(
+        .post_with_csrf(
             "/account/password",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("current_password", PASSWORD),
                 ("new_password", "another fine passphrase"),
             ],
@@ -623,9 +618,10 @@ async fn a_user_can_see_and_end_their_other_sessions() {
             .id
     };
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/sessions/revoke",
-            &[("_csrf", &page.csrf()), ("session", &other_id)],
+            &page.csrf(),
+            &[("session", &other_id)],
         )
         .await;
     assert_eq!(r.location(), "/account");

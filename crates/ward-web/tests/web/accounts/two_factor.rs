@@ -44,10 +44,7 @@ async fn enrol(t: &mut TestApp) -> (String, Vec<String>) {
     let secret = between(&r.body, "<code id=\"secret\">", "</code>")[0].to_owned();
     let code = code(t, &secret);
     let r = t
-        .post(
-            "/account/two-factor/confirm",
-            &[("_csrf", &r.csrf()), ("code", &code)],
-        )
+        .post_with_csrf("/account/two-factor/confirm", &r.csrf(), &[("code", &code)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r.assert_contains("Two-step sign-in is on");
@@ -90,9 +87,10 @@ async fn an_owner_enrols_before_reaching_the_clinic_then_signs_in_with_a_code() 
         .submit("/account/two-factor", "/account/two-factor/setup", &[])
         .await;
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/two-factor/confirm",
-            &[("_csrf", &setup.csrf()), ("code", "000000")],
+            &setup.csrf(),
+            &[("code", "000000")],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
@@ -267,7 +265,7 @@ async fn wrong_codes_are_limited_and_end_the_pending_sign_in() {
     // The pending sign-in is gone: even the right code now needs the password first.
     let csrf = t.get("/login").await.csrf();
     let r = t
-        .post("/login/code", &[("_csrf", &csrf), ("code", &right)])
+        .post_with_csrf("/login/code", &csrf, &[("code", &right)])
         .await;
     assert_ne!(r.status, StatusCode::SEE_OTHER);
     assert!(t.session_cookie().is_none());
@@ -357,14 +355,10 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
     let next = field_value(&page.body, "next").unwrap();
     assert_eq!(next, staff.trim_end_matches('/'));
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/confirm",
-            &[
-                ("_csrf", &page.csrf()),
-                ("password", PASSWORD),
-                ("code", ""),
-                ("next", &next),
-            ],
+            &page.csrf(),
+            &[("password", PASSWORD), ("code", ""), ("next", &next)],
         )
         .await;
     assert_eq!(
@@ -373,10 +367,10 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
         "the password alone is not enough"
     );
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/confirm",
+            &page.csrf(),
             &[
-                ("_csrf", &page.csrf()),
                 ("password", PASSWORD),
                 ("code", &code(&t, &secret)),
                 ("next", "https://evil.example/"),

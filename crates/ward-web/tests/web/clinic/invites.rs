@@ -61,10 +61,10 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
     let csrf = page.csrf();
     // A short password is refused next to the field, the name kept.
     let r = guest
-        .post(
+        .post_with_csrf(
             "/invite",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("token", &token),
                 ("name", "Dr. Bo Lin"),
                 ("password", "short"),
@@ -85,10 +85,10 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
     );
 
     let r = guest
-        .post(
+        .post_with_csrf(
             "/invite",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("token", &token),
                 ("name", "Dr. Bo Lin"),
                 ("password", PASSWORD),
@@ -117,7 +117,7 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     let csrf = guest.get(&a.path("")).await.csrf();
     let r = guest
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
+        .post_with_csrf("/invite", &csrf, &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
@@ -163,7 +163,7 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     let token = link.split("token=").nth(1).unwrap().to_owned();
     let csrf = anon.get("/login").await.csrf();
     let r = anon
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
+        .post_with_csrf("/invite", &csrf, &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
@@ -173,7 +173,7 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     assert!(page.body.contains("this invitation is for bob@example.com"));
     let csrf = carol.get("/login").await.csrf();
     let r = carol
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
+        .post_with_csrf("/invite", &csrf, &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let carol_id = owner
@@ -193,7 +193,7 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Join Acme Clinic"));
     let r = bob
-        .post("/invite", &[("_csrf", &page.csrf()), ("token", &token)])
+        .post_with_csrf("/invite", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), a.path(""));
@@ -207,7 +207,7 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     // Used up.
     let csrf = bob.get("/login").await.csrf();
     let r = bob
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
+        .post_with_csrf("/invite", &csrf, &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
@@ -231,10 +231,10 @@ async fn an_invitation_expires_after_72_hours() {
     assert!(page.body.contains("expired"));
     let csrf = guest.get("/login").await.csrf();
     let r = guest
-        .post(
+        .post_with_csrf(
             "/invite",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("token", &token),
                 ("name", "Late Person"),
                 ("password", PASSWORD),

@@ -330,10 +330,7 @@ async fn bad_input_is_shown_next_to_the_field_and_never_a_500() {
     // A form that cannot be read at all is a 400 page.
     let csrf = rec.get(&new).await.csrf();
     let r = rec
-        .post(
-            &new,
-            &[("_csrf", &csrf), ("full_name", "A"), ("full_name", "B")],
-        )
+        .post_with_csrf(&new, &csrf, &[("full_name", "A"), ("full_name", "B")])
         .await;
     assert!(r.status.is_client_error(), "{}", r.status);
 

@@ -459,10 +459,10 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let csrf = c.doctor.get(&a).await.csrf();
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &format!("{a}/visits"),
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("presenting_complaints", "Aardvark new complaint"),
             ],

@@ -59,10 +59,7 @@ async fn open_session(t: &TestApp, clinic: &Clinic, link: &str) -> TestApp {
     assert!(page.body.contains("Acme Clinic") && page.body.contains(REASON));
     let token = field_value(&page.body, "token").unwrap();
     let r = op
-        .post(
-            "/support/start",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post_with_csrf("/support/start", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), clinic.path(""));
@@ -310,7 +307,7 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
     let token = spare.trim_start_matches("/support/");
     let csrf = second.get("/login").await.csrf();
     let r = second
-        .post("/support/start", &[("_csrf", &csrf), ("token", token)])
+        .post_with_csrf("/support/start", &csrf, &[("token", token)])
         .await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
     assert!(second.session_cookie().is_none());
@@ -330,13 +327,10 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
     assert_eq!(created.reason.as_deref(), Some(REASON));
     // Staff changes stay out of reach even with changes allowed.
     let r = op
-        .post(
+        .post_with_csrf(
             &clinic.path("staff/invite"),
-            &[
-                ("_csrf", &home.csrf()),
-                ("email", "x@acme.test"),
-                ("role", "doctor"),
-            ],
+            &home.csrf(),
+            &[("email", "x@acme.test"), ("role", "doctor")],
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -410,10 +404,7 @@ async fn a_support_session_cannot_reach_another_clinic() {
     }
     let csrf = op.get(&clinic.path("")).await.csrf();
     let r = op
-        .post(
-            &other.path("patients/new"),
-            &[("_csrf", &csrf), ("full_name", "X")],
-        )
+        .post_with_csrf(&other.path("patients/new"), &csrf, &[("full_name", "X")])
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Nothing of the other clinic's log mentions support.

@@ -318,10 +318,10 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     );
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &edit,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("presenting_complaints", "Fever for three days"),
                 ("examination_notes", "Throat red"),
@@ -456,10 +456,10 @@ async fn bad_edits_are_refused_next_to_the_field_and_unknown_visits_are_not_foun
     for (field, value, error_id, message) in cases {
         let r = c
             .doctor
-            .post(
+            .post_with_csrf(
                 &edit,
+                &csrf,
                 &[
-                    ("_csrf", &csrf),
                     ("action", "save"),
                     ("presenting_complaints", "Changed"),
                     ("diagnosis_0", "Viral fever"),
@@ -509,7 +509,7 @@ async fn bad_edits_are_refused_next_to_the_field_and_unknown_visits_are_not_foun
         assert!(r.body.contains("<html") && !r.body.contains("Strict Patient"));
         let r = c
             .doctor
-            .post(&path, &[("_csrf", &csrf), ("action", "save"), ("fee", "1")])
+            .post_with_csrf(&path, &csrf, &[("action", "save"), ("fee", "1")])
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "POST {path}");
     }

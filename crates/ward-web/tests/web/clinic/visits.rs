@@ -136,10 +136,10 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     // A row without a drug is refused next to its field; nothing saved.
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("item_1_dose", "10 mg"),
                 ("follow_up_on", "2026-02-30"),
@@ -155,10 +155,10 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     // Save a favourite, then apply it in one click.
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save_favourite"),
                 ("favourite_name", "Fever pack"),
                 ("item_0_drug", "Paracetamol"),
@@ -183,10 +183,10 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
         .to_owned();
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", &format!("apply_favourite_{fav_id}")),
                 ("advice", "Rest"),
             ],
@@ -201,22 +201,20 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     let owner_csrf = c.owner.get(&new).await.csrf();
     let r = c
         .owner
-        .post(
+        .post_with_csrf(
             &action,
-            &[
-                ("_csrf", &owner_csrf),
-                ("action", &format!("apply_favourite_{fav_id}")),
-            ],
+            &owner_csrf,
+            &[("action", &format!("apply_favourite_{fav_id}"))],
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("presenting_complaints", "Fever for three days"),
                 ("examination_notes", "Throat congested"),
@@ -381,81 +379,50 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
             write_counts(&t, &c).await;
         let b = c.browser(role);
         let name = format!("New by {role:?}");
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{base}/patients/new"),
-                &[("full_name", &name), ("sex", "other")],
-            )
-            .await;
+        let renamed = format!("Matrix Patient {role:?}");
         let edit_ok = allowed(role, Need::Edit);
-        assert_eq!(
-            r.status,
-            if edit_ok {
-                StatusCode::SEE_OTHER
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{patient}/edit"),
-                &[
-                    ("full_name", &format!("Matrix Patient {role:?}")),
+        let clinical = allowed(role, Need::Clinical);
+        // Each write, whether the role may make it, and what it answers when it may.
+        let writes = [
+            (
+                format!("{base}/patients/new"),
+                vec![("full_name", name.as_str()), ("sex", "other")],
+                edit_ok,
+                StatusCode::SEE_OTHER,
+            ),
+            (
+                format!("{patient}/edit"),
+                vec![
+                    ("full_name", renamed.as_str()),
                     ("sex", "female"),
                     ("date_of_birth", "1990-05-04"),
                     ("reason", "spelling"),
                 ],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            if edit_ok {
-                StatusCode::SEE_OTHER
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
-        let clinical = allowed(role, Need::Clinical);
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{patient}/visits"),
-                &[("action", "save"), ("presenting_complaints", "Cough")],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            if clinical {
-                StatusCode::SEE_OTHER
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{patient}/visits"),
-                &[
+                edit_ok,
+                StatusCode::SEE_OTHER,
+            ),
+            (
+                format!("{patient}/visits"),
+                vec![("action", "save"), ("presenting_complaints", "Cough")],
+                clinical,
+                StatusCode::SEE_OTHER,
+            ),
+            (
+                format!("{patient}/visits"),
+                vec![
                     ("action", "save_favourite"),
                     ("favourite_name", "Mine"),
                     ("item_0_drug", "ORS"),
                 ],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            if clinical {
-                StatusCode::OK
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
+                clinical,
+                StatusCode::OK,
+            ),
+        ];
+        for (path, form, may, answer) in writes {
+            let r = b.submit(&csrf_page, &path, &form).await;
+            let expect = if may { answer } else { StatusCode::FORBIDDEN };
+            assert_eq!(r.status, expect, "{role:?}");
+        }
 
         let [patients_after, visits_after, favs_after, audit_after] = write_counts(&t, &c).await;
         assert_eq!(
@@ -502,20 +469,28 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
 
     let a_base = a.base.clone();
     let b_base = b.base.clone();
+    // Not found, or forbidden under B's own slug (B's roles hold there).
+    let refused = |status: StatusCode, path: &str| {
+        status == StatusCode::NOT_FOUND
+            || (status == StatusCode::FORBIDDEN && path.starts_with(&b_base))
+    };
     let mut requests = 0;
     for role in ROLES {
         let browser = b.browser(role);
         // Every clinic-A URL, as it is, under A's slug.
         let mut urls: Vec<String> = a_paths.clone();
-        for p in &a_paths.clone() {
-            urls.push(format!("{p}/edit"));
-            urls.push(format!("{p}/visits/new"));
-            urls.push(format!("{p}/prescription"));
+        for p in &a_paths {
+            urls.extend(["edit", "visits/new", "prescription"].map(|tail| format!("{p}/{tail}")));
         }
-        urls.push(format!("{a_base}/patients"));
-        urls.push(format!("{a_base}/patients?q=zyxwv"));
-        urls.push(format!("{a_base}/patients/search?q=zyxwv"));
-        urls.push(format!("{a_base}/patients/new"));
+        urls.extend(
+            [
+                "patients",
+                "patients?q=zyxwv",
+                "patients/search?q=zyxwv",
+                "patients/new",
+            ]
+            .map(|tail| format!("{a_base}/{tail}")),
+        );
         // A's ids under B's own slug: B has no such records.
         for id in 2..=400 {
             urls.push(format!("{b_base}/patients/{id}"));
@@ -531,12 +506,7 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
         for url in &urls {
             let r = browser.get(url).await;
             requests += 1;
-            assert!(
-                r.status == StatusCode::NOT_FOUND
-                    || (r.status == StatusCode::FORBIDDEN && url.starts_with(&b_base)),
-                "{role:?} GET {url}: {}",
-                r.status
-            );
+            assert!(refused(r.status, url), "{role:?} GET {url}: {}", r.status);
             assert!(
                 !r.body.contains("Zyxwv") && !r.body.contains(canary_note),
                 "{url}"
@@ -577,8 +547,7 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
             let r = browser.submit(&csrf_page, &path, &form).await;
             requests += 1;
             assert!(
-                r.status == StatusCode::NOT_FOUND
-                    || (r.status == StatusCode::FORBIDDEN && path.starts_with(&b_base)),
+                refused(r.status, &path),
                 "{role:?} POST {path}: {}",
                 r.status
             );
@@ -669,7 +638,7 @@ async fn hostile_visit_input_is_refused_field_by_field_and_never_a_500() {
     ] {
         let r = c
             .doctor
-            .post(&action, &[("_csrf", &csrf), ("action", odd)])
+            .post_with_csrf(&action, &csrf, &[("action", odd)])
             .await;
         assert!(
             r.status.is_client_error() || r.status == StatusCode::OK,

@@ -231,8 +231,6 @@ impl FrontDesk for TestApp {
 
     async fn send_form(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let csrf = self.token().await;
-        let mut fields = vec![("_csrf", csrf.as_str())];
-        fields.extend_from_slice(form);
-        self.post(path, &fields).await
+        self.post_with_csrf(path, &csrf, form).await
     }
 }

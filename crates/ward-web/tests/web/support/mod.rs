@@ -271,9 +271,19 @@ impl TestApp {
         form: &[(&str, &str)],
     ) -> Response {
         let csrf = self.get(form_page).await.csrf();
-        let mut fields = vec![("_csrf", csrf.as_str())];
+        self.post_with_csrf(action, &csrf, form).await
+    }
+
+    /// Posts `form` after the `_csrf` field `csrf`.
+    pub async fn post_with_csrf(
+        &mut self,
+        path: &str,
+        csrf: &str,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let mut fields = vec![("_csrf", csrf)];
         fields.extend_from_slice(form);
-        self.post(action, &fields).await
+        self.post(path, &fields).await
     }
 
     /// Posts `form` back to the page at `path`, with that page's `_csrf`.
