@@ -33,6 +33,26 @@ fn between<'a>(body: &'a str, start: &str, end: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A new clinic's owner, signed in and enrolled, with a strict grace; with the clinic's
+/// path and what [`enrol`] returns.
+async fn enrolled_owner() -> (TestApp, String, (String, Vec<String>)) {
+    let mut t = strict().await;
+    let home = t.signup_verified("Acme Clinic", OWNER).await;
+    let enrolment = enrol(&mut t).await;
+    (t, home, enrolment)
+}
+
+/// Invites a doctor from the staff page at `staff`.
+async fn invite_doctor(t: &mut TestApp, staff: &str) -> crate::support::Response {
+    let invite = format!("{staff}/invite");
+    t.submit(
+        staff,
+        &invite,
+        &[("email", "dr@example.com"), ("role", "doctor")],
+    )
+    .await
+}
+
 /// Turns two-step sign-in on from the account page; returns the secret and the
 /// recovery codes shown.
 async fn enrol(t: &mut TestApp) -> (String, Vec<String>) {
@@ -190,9 +210,7 @@ async fn turn_off(t: &mut TestApp, password: &str, code: &str) -> crate::support
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_code_works_once() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, _, (secret, _)) = enrolled_owner().await;
     sign_out(&mut t).await;
     // The code typed at enrolment is still the current one: it is refused as used.
     password_step(&mut t).await;
@@ -215,9 +233,7 @@ async fn a_code_works_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recovery_code_signs_in_once_and_is_mailed_about() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (_, codes) = enrol(&mut t).await;
+    let (mut t, _, (_, codes)) = enrolled_owner().await;
     sign_out(&mut t).await;
     password_step(&mut t).await;
     // Typed in capitals and without dashes, as people do.
@@ -246,9 +262,7 @@ async fn a_recovery_code_signs_in_once_and_is_mailed_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_codes_are_limited_and_end_the_pending_sign_in() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, _, (secret, _)) = enrolled_owner().await;
     sign_out(&mut t).await;
     t.clock.advance(TimeDelta::seconds(30));
     password_step(&mut t).await;
@@ -280,9 +294,7 @@ async fn wrong_codes_are_limited_and_end_the_pending_sign_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_sign_in_expires() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, _, (secret, _)) = enrolled_owner().await;
     sign_out(&mut t).await;
     password_step(&mut t).await;
     t.clock.advance(TimeDelta::minutes(6));
@@ -295,9 +307,7 @@ async fn a_pending_sign_in_expires() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn turning_it_off_needs_the_password_and_a_code() {
-    let mut t = strict().await;
-    let home = t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, home, (secret, _)) = enrolled_owner().await;
     t.clock.advance(TimeDelta::seconds(30));
     let current = code(&t, &secret);
     let r = turn_off(&mut t, "not my password", &current).await;
@@ -333,20 +343,12 @@ async fn turning_it_off_needs_the_password_and_a_code() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
-    let mut t = strict().await;
-    let home = t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, home, (secret, _)) = enrolled_owner().await;
     let staff = format!("{home}staff");
     t.clock.advance(TimeDelta::minutes(16));
 
     // A staff change after an old sign-in goes to "confirm it is you" first.
-    let r = t
-        .submit(
-            &staff,
-            &format!("{staff}/invite"),
-            &[("email", "dr@example.com"), ("role", "doctor")],
-        )
-        .await;
+    let r = invite_doctor(&mut t, &staff).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let confirm = r.location().to_owned();
     assert!(confirm.starts_with("/account/confirm?next="), "{confirm}");
@@ -379,13 +381,7 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/account", "never sent to another site");
-    let r = t
-        .submit(
-            &staff,
-            &format!("{staff}/invite"),
-            &[("email", "dr@example.com"), ("role", "doctor")],
-        )
-        .await;
+    let r = invite_doctor(&mut t, &staff).await;
     assert!(
         r.location().ends_with("staff?done=invited"),
         "{}",
