@@ -38,6 +38,18 @@ async fn accept(t: &mut TestApp, token: &str) -> Response {
         .await
 }
 
+/// Creates an account named `name` with `password` from the invitation `token`.
+async fn create_account(
+    t: &mut TestApp,
+    csrf: &str,
+    token: &str,
+    name: &str,
+    password: &str,
+) -> Response {
+    let form = [("token", token), ("name", name), ("password", password)];
+    t.post_with_csrf("/invite", csrf, &form).await
+}
+
 /// Withdraws the invitation `id` of `clinic`, with the `_csrf` of its page `from`.
 async fn withdraw(t: &mut TestApp, clinic: &Clinic, from: &str, id: &str) -> Response {
     let action = clinic.path(&format!("staff/invites/{id}/withdraw"));
@@ -71,33 +83,13 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
     let token = field_value(&page.body, "token").unwrap();
     let csrf = page.csrf();
     // A short password is refused next to the field, the name kept.
-    let r = guest
-        .post_with_csrf(
-            "/invite",
-            &csrf,
-            &[
-                ("token", &token),
-                ("name", "Dr. Bo Lin"),
-                ("password", "short"),
-            ],
-        )
-        .await;
+    let r = create_account(&mut guest, &csrf, &token, "Dr. Bo Lin", "short").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Dr. Bo Lin"));
     assert!(r.body.contains("password-error"));
     assert!(account(&owner, email).await.is_none());
 
-    let r = guest
-        .post_with_csrf(
-            "/invite",
-            &csrf,
-            &[
-                ("token", &token),
-                ("name", "Dr. Bo Lin"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let r = create_account(&mut guest, &csrf, &token, "Dr. Bo Lin", PASSWORD).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), a.path(""));
     assert!(guest.session_cookie().is_some(), "signed in");
@@ -211,17 +203,7 @@ async fn an_invitation_expires_after_72_hours() {
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("expired"));
     let csrf = guest.get("/login").await.csrf();
-    let r = guest
-        .post_with_csrf(
-            "/invite",
-            &csrf,
-            &[
-                ("token", &token),
-                ("name", "Late Person"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let r = create_account(&mut guest, &csrf, &token, "Late Person", PASSWORD).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(account(&owner, "late@example.com").await.is_none());
 }
