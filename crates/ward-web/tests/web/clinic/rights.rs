@@ -6,8 +6,44 @@ use ward_clinic::audit::{Action, Filter};
 use ward_clinic::export;
 use ward_core::Role;
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
+use crate::support::{Response, TestApp};
+
+/// Books `id` with `doctor` at `(date, time)` for 15 minutes, through the form.
+async fn book(
+    b: &mut TestApp,
+    base: &str,
+    id: &str,
+    doctor: &str,
+    (date, time): (&str, &str),
+    reason: &str,
+) -> Response {
+    let form = [
+        ("patient_id", id),
+        ("doctor", doctor),
+        ("date", date),
+        ("time", time),
+        ("minutes", "15"),
+        ("reason", reason),
+    ];
+    b.submit_page(&format!("{base}/appointments"), &form).await
+}
+
+/// Takes a cash payment of one item from `id`, through the form.
+async fn pay_cash(b: &mut TestApp, base: &str, id: &str, item: &str, amount: &str) -> Response {
+    let form = [
+        ("patient_id", id),
+        ("method", "cash"),
+        ("item_description", item),
+        ("item_amount", amount),
+    ];
+    b.submit(
+        &format!("{base}/payments/new"),
+        &format!("{base}/payments"),
+        &form,
+    )
+    .await
+}
 
 /// The user id of the clinic's doctor.
 async fn doctor_of(t: &TestApp, c: &Clinic) -> String {
@@ -71,41 +107,17 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let doctor = doctor_of(t, c).await;
-    let r = c
-        .receptionist
-        .submit_page(
-            &format!("{base}/appointments"),
-            &[
-                ("patient_id", &id),
-                ("doctor", &doctor),
-                ("date", "2026-12-20"),
-                (
-                    "time",
-                    if tag.starts_with('A') {
-                        "10:00"
-                    } else {
-                        "11:00"
-                    },
-                ),
-                ("minutes", "15"),
-                ("reason", &format!("{tag} appointment reason")),
-            ],
-        )
-        .await;
+    let time = if tag.starts_with('A') {
+        "10:00"
+    } else {
+        "11:00"
+    };
+    let reason = format!("{tag} appointment reason");
+    let at = ("2026-12-20", time);
+    let r = book(&mut c.receptionist, &base, &id, &doctor, at, &reason).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = c
-        .billing
-        .submit(
-            &format!("{base}/payments/new"),
-            &format!("{base}/payments"),
-            &[
-                ("patient_id", &id),
-                ("method", "cash"),
-                ("item_description", &format!("{tag} dressing")),
-                ("item_amount", "500"),
-            ],
-        )
-        .await;
+    let item = format!("{tag} dressing");
+    let r = pay_cash(&mut c.billing, &base, &id, &item, "500").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let payment = r
         .location()
@@ -503,34 +515,10 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         .await;
     refused_as_restricted(&r, "a correction of the details");
     let doctor = doctor_of(&t, &c).await;
-    let r = c
-        .receptionist
-        .submit_page(
-            &format!("{base}/appointments"),
-            &[
-                ("patient_id", &id),
-                ("doctor", &doctor),
-                ("date", "2026-12-21"),
-                ("time", "12:00"),
-                ("minutes", "15"),
-                ("reason", "check-up"),
-            ],
-        )
-        .await;
+    let at = ("2026-12-21", "12:00");
+    let r = book(&mut c.receptionist, &base, &id, &doctor, at, "check-up").await;
     refused_as_restricted(&r, "an appointment");
-    let r = c
-        .billing
-        .submit(
-            &format!("{base}/payments/new"),
-            &format!("{base}/payments"),
-            &[
-                ("patient_id", &id),
-                ("method", "cash"),
-                ("item_description", "dressing"),
-                ("item_amount", "200"),
-            ],
-        )
-        .await;
+    let r = pay_cash(&mut c.billing, &base, &id, "dressing", "200").await;
     refused_as_restricted(&r, "a payment");
     let csrf = c.doctor.get(&a).await.csrf();
     let r = c
