@@ -84,10 +84,7 @@ async fn signup_form_errors_are_shown_next_to_fields_and_keep_the_input() {
         !r.body.contains("value=\"short\""),
         "passwords are never echoed"
     );
-    assert!(
-        t.app.control.list_clinics().await.unwrap().is_empty(),
-        "nothing created"
-    );
+    assert!(t.clinic_names().await.is_empty(), "nothing created");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,15 +102,7 @@ async fn signing_up_with_a_taken_address_looks_the_same_and_warns_the_owner() {
         last.contains("Someone tried to sign up with your address"),
         "{last}"
     );
-    let names: Vec<_> = t
-        .app
-        .control
-        .list_clinics()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let names = t.clinic_names().await;
     assert!(
         !names.contains(&"Gamma".to_owned()),
         "no clinic for the taken address"
@@ -128,7 +117,7 @@ async fn nothing_exists_before_the_address_is_confirmed() {
     // No account, no clinic row, no clinic file.
     let email = ward_core::Email::parse("ana@example.com").unwrap();
     assert!(t.app.control.user_by_email(&email).await.unwrap().is_none());
-    assert!(t.app.control.list_clinics().await.unwrap().is_empty());
+    assert!(t.clinic_names().await.is_empty());
     let files = std::fs::read_dir(t.dir.path().join("clinics"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -150,7 +139,7 @@ async fn nothing_exists_before_the_address_is_confirmed() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), "/c/acme/");
-    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), 1);
+    assert_eq!(t.clinic_names().await.len(), 1);
     let user = t.app.control.user_by_email(&email).await.unwrap().unwrap();
     assert!(user.email_verified);
     assert_eq!(t.get("/c/acme/").await.status, StatusCode::OK);
@@ -158,7 +147,7 @@ async fn nothing_exists_before_the_address_is_confirmed() {
     let mut other = t.fresh_browser();
     let page = other.get(&link).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
-    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), 1);
+    assert_eq!(t.clinic_names().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -553,6 +553,12 @@ impl TestApp {
         b
     }
 
+    /// The names of every clinic, as the control plane lists them.
+    pub async fn clinic_names(&self) -> Vec<String> {
+        let clinics = self.app.control.list_clinics().await.unwrap();
+        clinics.into_iter().map(|c| c.name).collect()
+    }
+
     /// The clinic at `home` (`/c/{slug}/`, as signing up redirects) and its slug.
     pub async fn clinic_at(&self, home: &str) -> (String, ClinicRecord) {
         let slug = home
