@@ -3,7 +3,7 @@
 mod signup_abuse;
 mod two_factor;
 
-use crate::support::{Options, PASSWORD, TestApp, field_value};
+use crate::support::{Options, PASSWORD, TestApp, field_value, signed_in_twice, times};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::TimeDelta;
@@ -429,10 +429,7 @@ async fn pages_carry_security_headers_and_signed_in_pages_are_not_cached() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_reset_sets_the_new_password_and_ends_every_session() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut laptop = t.fresh_browser();
-    laptop.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut laptop) = signed_in_twice().await;
     assert_eq!(laptop.get("/account").await.status, StatusCode::OK);
 
     let mut phone = t.fresh_browser();
@@ -525,10 +522,7 @@ async fn reset_links_expire_after_30_minutes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn changing_the_password_needs_the_current_one_and_signs_out_other_devices() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut other = t.fresh_browser();
-    other.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut other) = signed_in_twice().await;
     let page = t.get("/account").await;
     assert!(page.body.contains("(this device)"));
     let csrf = page.csrf();
@@ -658,18 +652,12 @@ async fn sign_in_is_rate_limited_per_address_and_spoofed_headers_do_not_help() {
         statuses.push(r.status);
     }
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::UNAUTHORIZED)
-            .count(),
+        times(&statuses, StatusCode::UNAUTHORIZED),
         5,
         "{statuses:?}"
     );
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-            .count(),
+        times(&statuses, StatusCode::TOO_MANY_REQUESTS),
         3,
         "{statuses:?}"
     );
@@ -911,10 +899,7 @@ async fn disabling_an_account_ends_its_sessions_and_refuses_sign_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_out_everywhere_ends_sessions_another_browser_holds_at_once() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut other = t.fresh_browser();
-    other.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut other) = signed_in_twice().await;
     // Both sessions have just been used (and may be remembered for a moment).
     assert_eq!(other.get("/account").await.status, StatusCode::OK);
     let csrf = t.get("/account").await.csrf();

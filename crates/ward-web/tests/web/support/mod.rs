@@ -401,6 +401,20 @@ impl TestApp {
     }
 }
 
+/// A new clinic Acme's owner (ana@example.com), signed in in two browsers.
+pub async fn signed_in_twice() -> (TestApp, TestApp) {
+    let mut t = TestApp::new().await;
+    t.signup_verified("Acme", "ana@example.com").await;
+    let mut other = t.fresh_browser();
+    other.login("ana@example.com", PASSWORD).await;
+    (t, other)
+}
+
+/// How many of `statuses` are `status`.
+pub fn times(statuses: &[StatusCode], status: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
 /// One app over a fresh data directory, as the harness opens it.
 pub struct Opened {
     /// Keeps the data directory alive.
