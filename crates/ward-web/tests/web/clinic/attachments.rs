@@ -359,15 +359,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     );
 
     // Audited by id and kind: never the title, the file name or the reason.
-    let audit = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("attachment".into(), png_id.to_string())),
-                ..Filter::default()
-            },
-        )
-        .await;
+    let audit = t.audit_of(c.id, ("attachment", png_id), None).await;
     let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
     assert!(actions.contains(&"create"), "{actions:?}");
     assert!(actions.contains(&"view"), "{actions:?}");
@@ -1118,13 +1110,7 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     let mut other = t.clinic("Elsewhere", "elsewhere").await;
     assert_eq!(other.owner.get(&url).await.status, StatusCode::NOT_FOUND);
     let views = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("attachment".into(), ids[0].to_string())),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("attachment", ids[0]), None)
         .await
         .into_iter()
         .filter(|r| r.action == "view")

@@ -2,7 +2,6 @@
 //! audited and undone exactly.
 
 use axum::http::StatusCode;
-use ward_clinic::audit::Filter;
 
 use super::rights::patient_with_everything;
 use crate::support::TestApp;
@@ -82,15 +81,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
     r.assert_contains("already merged");
     // Audited on both records, and the chain holds.
     for id in [&a_id, &b_id] {
-        let rows = t
-            .audit(
-                c.id,
-                Filter {
-                    entity: Some(("patient".into(), id.clone())),
-                    ..Filter::default()
-                },
-            )
-            .await;
+        let rows = t.audit_of(c.id, ("patient", &id), None).await;
         assert!(
             rows.iter().any(|r| r
                 .detail
@@ -125,12 +116,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
         .submit(&a, &format!("{a}/merges/1/undo"), &[])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "undone once");
-    let tenant = t.app.tenants.get(c.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    t.assert_audit_chain_holds(c.id).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! The patient register over HTTP.
 
 use axum::http::StatusCode;
-use ward_clinic::audit::{Action, Diff, Filter};
+use ward_clinic::audit::{Action, Diff};
 
 use crate::support::TestApp;
 use crate::support::staffed::Staffed as _;
@@ -194,15 +194,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         "search follows the edit"
     );
 
-    let rows = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id_of(&ana).into())),
-                ..Filter::default()
-            },
-        )
-        .await;
+    let rows = t.audit_of(c.id, ("patient", id_of(&ana)), None).await;
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert!(actions.contains(&Action::Create.as_str()), "{actions:?}");
     assert!(actions.contains(&Action::View.as_str()), "{actions:?}");
@@ -248,14 +240,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let after = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id_of(&ana).into())),
-                action: Some(Action::Update),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", id_of(&ana)), Some(Action::Update))
         .await;
     assert_eq!(
         after.len(),

@@ -17,18 +17,11 @@ async fn doctor_id(t: &TestApp, c: &Clinic) -> String {
 
 /// The `view` rows of patient `id` with `detail`, by `who`.
 async fn shown(t: &TestApp, c: &Clinic, id: &str, detail: &str, who: &str) -> usize {
-    t.audit(
-        c.id,
-        Filter {
-            entity: Some(("patient".into(), id.into())),
-            action: Some(Action::View),
-            ..Filter::default()
-        },
-    )
-    .await
-    .iter()
-    .filter(|r| r.detail.as_deref() == Some(detail) && r.actor_name == who)
-    .count()
+    t.audit_of(c.id, ("patient", id), Some(Action::View))
+        .await
+        .iter()
+        .filter(|r| r.detail.as_deref() == Some(detail) && r.actor_name == who)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]

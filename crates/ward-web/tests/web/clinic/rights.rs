@@ -2,7 +2,7 @@
 //! hold, and erasure that leaves no trace of them in the clinic's readable rows.
 
 use axum::http::StatusCode;
-use ward_clinic::audit::{Action, Filter};
+use ward_clinic::audit::Action;
 use ward_clinic::export;
 use ward_core::Role;
 
@@ -248,14 +248,7 @@ async fn the_patients_record_holds_everything_about_them_and_nothing_about_anoth
     assert!(!page.body.contains("Bumblebee"));
     let id = a.rsplit('/').next().unwrap();
     let exports: Vec<_> = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id.into())),
-                action: Some(Action::Export),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", id), Some(Action::Export))
         .await
         .into_iter()
         .filter_map(|r| r.detail)
@@ -351,14 +344,7 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     assert!(!record.contains("Aardvark") && record.contains("Erased patient No. 1"));
     // The log says it happened, by whom and on what ground; the chain still verifies.
     let deleted = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id)),
-                action: Some(Action::Delete),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", id), Some(Action::Delete))
         .await;
     assert_eq!(deleted.len(), 1);
     assert_eq!(
@@ -366,12 +352,7 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
         Some("erased: patient_request")
     );
     assert_eq!(deleted[0].actor_role.as_deref(), Some("owner"));
-    let tenant = t.app.tenants.get(c.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    t.assert_audit_chain_holds(c.id).await;
     // Once erased, erasing again is refused.
     let r = c
         .owner
@@ -582,14 +563,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     assert_eq!(record.status, StatusCode::OK);
     record.assert_contains(REASON);
     let updates = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id.clone())),
-                action: Some(Action::Update),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", &id), Some(Action::Update))
         .await;
     assert!(
         updates.iter().any(|u| u

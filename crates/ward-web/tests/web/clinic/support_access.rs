@@ -287,12 +287,7 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
     let steps = details(&support_rows(&t, &clinic).await);
     assert_eq!(steps.last().unwrap(), "support ended by Dr. Ana Rao");
     // The chain still verifies.
-    let tenant = t.app.tenants.get(clinic.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    t.assert_audit_chain_holds(clinic.id).await;
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use chrono::TimeZone;
-use ward_clinic::audit::{Action, Diff, Filter};
+use ward_clinic::audit::{Action, Diff};
 use ward_core::Role;
 
 use crate::support::TestApp;
@@ -39,15 +39,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
 
 async fn update_rows(t: &TestApp, c: &Clinic, visit: &str) -> Vec<ward_clinic::audit::AuditRow> {
     let id = visit.rsplit('/').next().unwrap().to_owned();
-    t.audit(
-        c.id,
-        Filter {
-            entity: Some(("visit".into(), id)),
-            action: Some(Action::Update),
-            ..Filter::default()
-        },
-    )
-    .await
+    t.audit_of(c.id, ("visit", id), Some(Action::Update)).await
 }
 
 /// The billing clerk records a cash payment of `amount` for a consultation.
@@ -249,13 +241,10 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     }
     // The prints name the version they showed.
     let prints = t
-        .audit(
+        .audit_of(
             c.id,
-            Filter {
-                entity: Some(("visit".into(), visit.rsplit('/').next().unwrap().into())),
-                action: Some(Action::Print),
-                ..Filter::default()
-            },
+            ("visit", visit.rsplit('/').next().unwrap()),
+            Some(Action::Print),
         )
         .await;
     let details: Vec<_> = prints.iter().filter_map(|r| r.detail.clone()).collect();

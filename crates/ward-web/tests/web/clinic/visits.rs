@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use chrono::TimeZone;
-use ward_clinic::audit::{Action, Actor, Filter};
+use ward_clinic::audit::{Action, Actor};
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{ClinicId, Role};
 
@@ -277,15 +277,7 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     let css = c.doctor.get("/static/ward.css").await.body;
     assert!(css.contains("size: A5") && css.contains("size: A4") && css.contains("@media print"));
 
-    let rows = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("visit".into(), visit_id.clone())),
-                ..Filter::default()
-            },
-        )
-        .await;
+    let rows = t.audit_of(c.id, ("visit", &visit_id), None).await;
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions

@@ -23,7 +23,7 @@ use chrono::TimeZone;
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 use ward_app::{App, Config, Hashing, MailSetup};
-use ward_clinic::audit::{AuditRow, Filter, MAX_PAGE};
+use ward_clinic::audit::{Action, AuditRow, Filter, MAX_PAGE};
 use ward_control::passwords::Pepper;
 use ward_control::{ClinicRecord, MasterKeySource, Platform, SessionPolicy};
 use ward_core::{ClinicId, Clock, Email, ManualClock, Role, Slug};
@@ -526,6 +526,32 @@ impl TestApp {
             .with(|conn| ward_clinic::audit::search(&conn, &filter, None, MAX_PAGE))
             .await
             .unwrap()
+    }
+
+    /// The clinic's audit rows about one record (`(entity type, id)`), newest first; with
+    /// `action`, only those.
+    pub async fn audit_of(
+        &self,
+        clinic: ClinicId,
+        (entity_type, id): (&str, impl std::fmt::Display),
+        action: Option<Action>,
+    ) -> Vec<AuditRow> {
+        let filter = Filter {
+            entity: Some((entity_type.to_owned(), id.to_string())),
+            action,
+            ..Filter::default()
+        };
+        self.audit(clinic, filter).await
+    }
+
+    /// Fails unless the clinic's audit chain verifies.
+    pub async fn assert_audit_chain_holds(&self, clinic: ClinicId) {
+        let tenant = self.app.tenants.get(clinic).await.unwrap();
+        let report = tenant
+            .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
+            .await
+            .unwrap();
+        assert!(report.problems.is_empty(), "{report:?}");
     }
 
     /// Gives the account for `email` (made verified, password [`PASSWORD`], if there is
