@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{artifact, signed_up_owner};
+use super::{artifact, register_patient, signed_up_owner};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_and_a_pdf_uploaded_together_show_a_thumbnail_and_open() {
@@ -19,12 +19,7 @@ async fn an_image_and_a_pdf_uploaded_together_show_a_thumbnail_and_open() {
     browser.fill("#full_name", "Anil Kapoor").await;
     browser.click("input[name=sex][value=male]").await;
     browser.fill("#phone", "98450 31313").await;
-    browser
-        .click("form[action$=\"/patients/new\"] button[type=submit]")
-        .await;
-    let patient = browser
-        .wait_for_url(|u| u.contains("/patients/") && !u.ends_with("/new"))
-        .await;
+    let patient = register_patient(&browser).await;
     browser.wait_for_text("Anil Kapoor").await;
 
     // Two real files on disk, chosen together in the one file input.

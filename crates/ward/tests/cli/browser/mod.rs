@@ -47,6 +47,16 @@ async fn signed_up_owner(clinic: &str, name: &str, email: &str) -> (Server, Driv
     (server, browser, home)
 }
 
+/// Sends the filled new-patient form; returns the new patient's page once it shows.
+async fn register_patient(browser: &Driver) -> String {
+    browser
+        .click("form[action$=\"/patients/new\"] button[type=submit]")
+        .await;
+    browser
+        .wait_for_url(|u| u.contains("/patients/") && !u.ends_with("/new"))
+        .await
+}
+
 fn artifact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/browser-artifacts")
