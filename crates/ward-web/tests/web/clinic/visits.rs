@@ -7,8 +7,8 @@ use ward_clinic::audit::{Action, Actor};
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{ClinicId, Role};
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
+use crate::support::{TestApp, with_action};
 
 async fn set_letterhead(t: &TestApp, clinic: ClinicId) {
     let tenant = t.app.tenants.get(clinic).await.unwrap();
@@ -122,16 +122,18 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
         ("item_1_drug", "Cetirizine"),
         ("item_2_drug", "Amoxicillin"),
     ];
-    let mut fields = typed.to_vec();
-    fields.push(("action", "add_item"));
-    let r = c.doctor.post(&action, &fields).await;
+    let r = c
+        .doctor
+        .post(&action, &with_action(&typed, "add_item"))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("name=\"item_3_drug\""), "a fourth row");
     assert!(r.body.contains("Fever for three days") && r.body.contains("value=\"Amoxicillin\""));
     // Removing a row.
-    let mut fields = typed.to_vec();
-    fields.push(("action", "remove_item_1"));
-    let r = c.doctor.post(&action, &fields).await;
+    let r = c
+        .doctor
+        .post(&action, &with_action(&typed, "remove_item_1"))
+        .await;
     assert!(!r.body.contains("Cetirizine") && r.body.contains("value=\"Amoxicillin\""));
     // A row without a drug is refused next to its field; nothing saved.
     let r = c

@@ -123,6 +123,13 @@ pub fn field_value(body: &str, name: &str) -> Option<String> {
     Some(body[start..end].to_owned())
 }
 
+/// `form` with the submit button `action` pressed.
+pub fn with_action<'a>(form: &[(&'a str, &'a str)], action: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut fields = form.to_vec();
+    fields.push(("action", action));
+    fields
+}
+
 /// The attachment size cap in tests.
 pub const ATTACHMENT_CAP: u64 = 512 * 1024;
 /// Each clinic's attachment quota in tests.
