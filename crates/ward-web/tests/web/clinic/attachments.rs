@@ -1137,19 +1137,18 @@ async fn deleted_files_stay_for_the_retention_and_the_sweep_then_removes_them() 
     let t = TestApp::new().await;
     let mut c = t.clinic("Sweep Clinic", "sweep").await;
     let patient = c.patient("Omar Ali", "98450 88888").await;
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
     let img = real_image(64, 64, image::ImageFormat::Png);
-    let r = c
-        .doctor
-        .post_files(
-            &action,
-            &[("upload_key", &key), ("title", "Omar"), ("kind", "photo")],
-            &[
-                ("a.png", "image/png", &img),
-                ("b.pdf", "application/pdf", &pdf("Omar kept")),
-            ],
-        )
-        .await;
+    let r = upload_files(
+        &mut c.doctor,
+        &patient,
+        "Omar",
+        "photo",
+        &[
+            ("a.png", "image/png", &img),
+            ("b.pdf", "application/pdf", &pdf("Omar kept")),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Two files, one thumbnail.
     assert_eq!(stored_files(&t).len(), 3);
@@ -1225,19 +1224,18 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
         )
         .await;
     let img = real_image(80, 40, image::ImageFormat::Jpeg);
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = c
-        .doctor
-        .post_files(
-            &action,
-            &[("upload_key", &key), ("title", "Tara"), ("kind", "photo")],
-            &[
-                ("a.jpg", "image/jpeg", &img),
-                ("b.pdf", "application/pdf", &pdf("Tara")),
-                ("c.pdf", "application/pdf", &pdf("Tara deleted")),
-            ],
-        )
-        .await;
+    let r = upload_files(
+        &mut c.doctor,
+        &patient,
+        "Tara",
+        "photo",
+        &[
+            ("a.jpg", "image/jpeg", &img),
+            ("b.pdf", "application/pdf", &pdf("Tara")),
+            ("c.pdf", "application/pdf", &pdf("Tara deleted")),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // A deleted file (its objects kept for the retention) goes too.
     let deleted = rows(&t, &c).await[2].0;
