@@ -85,15 +85,7 @@ async fn https_deployments_add_hsts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_not_found_page_is_a_page() {
     let t = TestApp::new().await;
-    let response = t.get("/nope").await;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert!(
-        response.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let body = crate::support::body_text(response).await;
+    let body = t.answer("/nope", StatusCode::NOT_FOUND, "text/html").await;
     assert!(body.contains("Not found"), "{body}");
     assert!(!body.contains("<script"), "{body}");
 }

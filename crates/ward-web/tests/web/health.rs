@@ -10,15 +10,8 @@ use crate::support::direct::Direct as TestApp;
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_answers_ok() {
     let t = TestApp::new().await;
-    let response = t.get("/healthz").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    assert_eq!(crate::support::body_text(response).await, "ok");
+    let body = t.answer("/healthz", StatusCode::OK, "text/plain").await;
+    assert_eq!(body, "ok");
 }
 
 /// GET `path` on the operator listener's router.

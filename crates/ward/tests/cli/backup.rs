@@ -201,15 +201,7 @@ async fn a_restore_killed_at_any_step_leaves_a_usable_clinic_old_or_new() {
         let out = data
             .ward()
             .env("WARD_TEST_CRASH_AT", step)
-            .args([
-                "restore",
-                "--clinic",
-                "acme",
-                "--backup",
-                &backup_id,
-                "--reason",
-                "crash test",
-            ])
+            .args(restore_acme(&backup_id, "crash test"))
             .output()
             .unwrap();
         assert!(
@@ -228,10 +220,27 @@ async fn a_restore_killed_at_any_step_leaves_a_usable_clinic_old_or_new() {
         }
     }
     // A full restore still works afterwards, stale lock and leftovers notwithstanding.
-    data.ok(&[
-        "restore", "--clinic", "acme", "--backup", &backup_id, "--reason", "final",
-    ]);
+    data.ok(&restore_acme(&backup_id, "final"));
     assert_eq!(data.notes(id).await, ["backed up"]);
+}
+
+/// The arguments that restore the clinic `acme` from the backup `backup`, for `reason`.
+fn restore_acme<'a>(backup: &'a str, reason: &'a str) -> [&'a str; 7] {
+    [
+        "restore", "--clinic", "acme", "--backup", backup, "--reason", reason,
+    ]
+}
+
+/// The arguments that restore the control plane from the backup `backup`.
+fn restore_control_plane(backup: &str) -> [&str; 6] {
+    [
+        "restore",
+        "--control-plane",
+        "--backup",
+        backup,
+        "--reason",
+        "test",
+    ]
 }
 
 /// `ward serve` on port 0, its operator listener too; returns the child and the
@@ -283,14 +292,7 @@ async fn the_control_plane_restore_is_refused_while_serve_runs() {
     let status = get(&addr, "/status");
     assert!(status.contains("backups: all backups"), "{status}");
     assert!(status.contains("with a verified backup: "), "{status}");
-    let out = data.run(&[
-        "restore",
-        "--control-plane",
-        "--backup",
-        &id,
-        "--reason",
-        "test",
-    ]);
+    let out = data.run(&restore_control_plane(&id));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -300,14 +302,7 @@ async fn the_control_plane_restore_is_refused_while_serve_runs() {
     server.kill().unwrap();
     server.wait().unwrap();
 
-    let out = data.ok(&[
-        "restore",
-        "--control-plane",
-        "--backup",
-        &id,
-        "--reason",
-        "test",
-    ]);
+    let out = data.ok(&restore_control_plane(&id));
     assert!(out.contains("restored control-plane backup"), "{out}");
     assert!(Path::new(&data.path()).join("control.db").exists());
     let p = data.platform().await;
@@ -391,15 +386,7 @@ async fn a_restore_writes_its_audit_row_and_verify_stays_clean() {
     // The anchor moves past what the backup holds; the restore must reset it.
     audit_and_anchor(&data, id, "after the backup").await;
 
-    data.ok(&[
-        "restore",
-        "--clinic",
-        "acme",
-        "--backup",
-        &backup_id,
-        "--reason",
-        "wrong edit",
-    ]);
+    data.ok(&restore_acme(&backup_id, "wrong edit"));
 
     let p = data.platform().await;
     let sql = "SELECT action, actor_kind, actor_name, reason, detail FROM audit_log ORDER BY seq";

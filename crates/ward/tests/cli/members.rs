@@ -13,6 +13,12 @@ fn add(ward: &Ward, clinic: &str, email: &str, role: &str, more: &[&str]) -> Run
     ward.run(&args)
 }
 
+/// Fails, showing the list, unless `ward members list` for `clinic` passes `check`.
+fn assert_members(ward: &Ward, clinic: &str, check: impl Fn(&str) -> bool) {
+    let listed = ward.run(&["members", "list", "--clinic", clinic]).ok();
+    assert!(check(&listed), "{listed}");
+}
+
 #[test]
 fn an_existing_account_becomes_the_owner_of_an_imported_clinic() {
     let ward = Ward::new();
@@ -76,11 +82,9 @@ fn an_existing_account_becomes_the_owner_of_an_imported_clinic() {
     )
     .final_error();
     assert!(err.contains("already a member"), "{err}");
-    let listed = ward.run(&["members", "list", "--clinic", &slug]).ok();
-    assert!(
-        listed.contains("owner") && !listed.contains("doctor"),
-        "{listed}"
-    );
+    assert_members(&ward, &slug, |listed| {
+        listed.contains("owner") && !listed.contains("doctor")
+    });
 }
 
 #[test]
@@ -111,11 +115,9 @@ fn a_new_address_gets_an_invitation_mail_whose_link_makes_the_account_and_joins(
     let mail = ward.mail_to("grace@example.com", "/invite?token=").unwrap();
     assert!(mail.contains("Imported Clinic"), "{mail}");
     let link = ward.link_in_mail(&server, "grace@example.com", "/invite");
-    let listed = ward.run(&["members", "list", "--clinic", &slug]).ok();
-    assert!(
-        listed.contains("invited: grace@example.com as owner"),
-        "{listed}"
-    );
+    assert_members(&ward, &slug, |listed| {
+        listed.contains("invited: grace@example.com as owner")
+    });
 
     let mut grace = Visitor::new(&server);
     let page = link.trim_start_matches(&base).to_owned();
@@ -137,11 +139,9 @@ fn a_new_address_gets_an_invitation_mail_whose_link_makes_the_account_and_joins(
     let mut again = Visitor::new(&server);
     assert_eq!(again.get(&page).0, 400);
     assert!(again.sign_in("grace@example.com", PASSWORD));
-    let listed = ward.run(&["members", "list", "--clinic", &slug]).ok();
-    assert!(
-        listed.contains("grace@example.com") && !listed.contains("invited:"),
-        "{listed}"
-    );
+    assert_members(&ward, &slug, |listed| {
+        listed.contains("grace@example.com") && !listed.contains("invited:")
+    });
 }
 
 #[test]

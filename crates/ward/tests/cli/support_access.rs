@@ -46,6 +46,21 @@ fn open_session(server: &Server, link: &str) -> Visitor {
     op
 }
 
+/// [`open_session`], then the clinic's page `home` as the session sees it (which must
+/// open).
+fn session_at(server: &Server, link: &str, home: &str) -> (Visitor, String) {
+    let mut op = open_session(server, link);
+    let (code, page) = op.get(home);
+    assert_eq!(code, 200, "{page}");
+    (op, page)
+}
+
+/// Fails, showing it, unless `ward support status` for `clinic` passes `check`.
+fn assert_status(ward: &Ward, clinic: &str, check: impl Fn(&str) -> bool) {
+    let status = support(ward, &["status", "--clinic", clinic]).ok();
+    assert!(check(&status), "{status}");
+}
+
 #[test]
 fn support_access_through_the_command_line_and_the_pages() {
     let ward = Ward::new();
@@ -127,11 +142,9 @@ fn support_access_through_the_command_line_and_the_pages() {
     // No link before approval.
     let early = support(&ward, &["link", "--grant", "1", "--public-url", &base]).final_error();
     assert!(early.contains("not approved yet"), "{early}");
-    let status = support(&ward, &["status", "--clinic", &slug]).ok();
-    assert!(
-        status.contains("#1") && status.contains("requested") && status.contains(REASON),
-        "{status}"
-    );
+    assert_status(&ward, &slug, |status| {
+        status.contains("#1") && status.contains("requested") && status.contains(REASON)
+    });
 
     // The owner approves; the link opens the session, once.
     let (code, head) = owner.submit(
@@ -140,18 +153,14 @@ fn support_access_through_the_command_line_and_the_pages() {
         &[],
     );
     assert_eq!(code, 303, "{head}");
-    let status = support(&ward, &["status", "--clinic", &slug]).ok();
-    assert!(
+    assert_status(&ward, &slug, |status| {
         status.contains("approved (link not used yet)")
-            && status.contains("`ward support link --grant 1`"),
-        "{status}"
-    );
+            && status.contains("`ward support link --grant 1`")
+    });
     let out = support(&ward, &["link", "--grant", "1", "--public-url", &base]).ok();
     let link = link_in(&out, &base);
     assert!(out.starts_with("sign in once, within 10 minutes:"), "{out}");
-    let mut op = open_session(&server, &link);
-    let (code, page) = op.get(&home);
-    assert_eq!(code, 200, "{page}");
+    let (mut op, page) = session_at(&server, &link, &home);
     assert!(
         page.contains("Support session (alice) — read only — ends at"),
         "{page}"
@@ -161,21 +170,17 @@ fn support_access_through_the_command_line_and_the_pages() {
     assert!(used.contains("its link was used"), "{used}");
     let (code, _) = op.get(&format!("/c/{slug}/export"));
     assert_eq!(code, 403);
-    let status = support(&ward, &["status", "--clinic", &slug]).ok();
-    assert!(
-        status.contains("active") && status.contains("approved by Dr Ada Lovelace"),
-        "{status}"
-    );
+    assert_status(&ward, &slug, |status| {
+        status.contains("active") && status.contains("approved by Dr Ada Lovelace")
+    });
 
     // `ward support end` signs it out at its next page.
     let out = support(&ward, &["end", "--grant", "1"]).ok();
     assert!(out.contains("support grant #1 ended"), "{out}");
     assert_eq!(op.status_becomes(&home, 303), 303);
-    let status = support(&ward, &["status", "--clinic", &slug]).ok();
-    assert!(
-        status.contains("ended") && status.contains("ended by Support (alice)"),
-        "{status}"
-    );
+    assert_status(&ward, &slug, |status| {
+        status.contains("ended") && status.contains("ended by Support (alice)")
+    });
     let twice = support(&ward, &["end", "--grant", "1"]).final_error();
     assert!(twice.contains("is not open"), "{twice}");
     let (_, page) = owner.get(&format!("/c/{slug}/support"));
@@ -199,9 +204,7 @@ fn support_access_through_the_command_line_and_the_pages() {
         .mail_to("owner@acme.test", "Emergency support access to your clinic")
         .expect("the owner is mailed at once");
     assert!(mail.contains("without waiting for approval"), "{mail}");
-    let mut op = open_session(&server, &link);
-    let (code, page) = op.get(&home);
-    assert_eq!(code, 200, "{page}");
+    let (_op, page) = session_at(&server, &link, &home);
     assert!(
         page.contains("Support session (alice) — read only"),
         "{page}"

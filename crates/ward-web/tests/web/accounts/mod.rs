@@ -3,7 +3,7 @@
 mod signup_abuse;
 mod two_factor;
 
-use crate::support::{Options, PASSWORD, TestApp, field_value};
+use crate::support::{Options, PASSWORD, TestApp, field_value, signed_in_twice, times};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::TimeDelta;
@@ -36,10 +36,7 @@ async fn signup_then_verify_from_the_mail_lands_the_owner_on_their_clinic() {
 
     let token = field_value(&page.body, "token").unwrap();
     let r = t
-        .post(
-            "/verify-email",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post_with_csrf("/verify-email", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/c/acme-clinic/");
@@ -87,10 +84,7 @@ async fn signup_form_errors_are_shown_next_to_fields_and_keep_the_input() {
         !r.body.contains("value=\"short\""),
         "passwords are never echoed"
     );
-    assert!(
-        t.app.control.list_clinics().await.unwrap().is_empty(),
-        "nothing created"
-    );
+    assert!(t.clinic_names().await.is_empty(), "nothing created");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,15 +102,7 @@ async fn signing_up_with_a_taken_address_looks_the_same_and_warns_the_owner() {
         last.contains("Someone tried to sign up with your address"),
         "{last}"
     );
-    let names: Vec<_> = t
-        .app
-        .control
-        .list_clinics()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let names = t.clinic_names().await;
     assert!(
         !names.contains(&"Gamma".to_owned()),
         "no clinic for the taken address"
@@ -131,7 +117,7 @@ async fn nothing_exists_before_the_address_is_confirmed() {
     // No account, no clinic row, no clinic file.
     let email = ward_core::Email::parse("ana@example.com").unwrap();
     assert!(t.app.control.user_by_email(&email).await.unwrap().is_none());
-    assert!(t.app.control.list_clinics().await.unwrap().is_empty());
+    assert!(t.clinic_names().await.is_empty());
     let files = std::fs::read_dir(t.dir.path().join("clinics"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -149,14 +135,11 @@ async fn nothing_exists_before_the_address_is_confirmed() {
     let page = t.get(&link).await;
     let token = field_value(&page.body, "token").unwrap();
     let r = t
-        .post(
-            "/verify-email",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post_with_csrf("/verify-email", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), "/c/acme/");
-    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), 1);
+    assert_eq!(t.clinic_names().await.len(), 1);
     let user = t.app.control.user_by_email(&email).await.unwrap().unwrap();
     assert!(user.email_verified);
     assert_eq!(t.get("/c/acme/").await.status, StatusCode::OK);
@@ -164,7 +147,7 @@ async fn nothing_exists_before_the_address_is_confirmed() {
     let mut other = t.fresh_browser();
     let page = other.get(&link).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
-    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), 1);
+    assert_eq!(t.clinic_names().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,20 +160,20 @@ async fn wrong_email_and_wrong_password_are_indistinguishable() {
     let csrf = a.get("/login").await.csrf();
     b.cookies = a.cookies.clone();
     let wrong_pw = a
-        .post(
+        .post_with_csrf(
             "/login",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("email", "ana@example.com"),
                 ("password", "wrong password here"),
             ],
         )
         .await;
     let unknown = b
-        .post(
+        .post_with_csrf(
             "/login",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("email", "zed@example.com"),
                 ("password", "wrong password here"),
             ],
@@ -375,9 +358,10 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
     let mut other = t.fresh_browser();
     let bad = other.get("/password/forgot").await;
     let rejected = other
-        .post(
+        .post_with_csrf(
             "/password/forgot",
-            &[("_csrf", &bad.csrf()), ("email", "not an email")],
+            &bad.csrf(),
+            &[("email", "not an email")],
         )
         .await;
     assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -396,7 +380,7 @@ async fn every_cookie_carries_the_security_attributes_over_https() {
         let p = t.get(&link).await;
         let token = field_value(&p.body, "token").unwrap();
         let r = t
-            .post("/verify-email", &[("_csrf", &p.csrf()), ("token", &token)])
+            .post_with_csrf("/verify-email", &p.csrf(), &[("token", &token)])
             .await;
         all.extend(r.set_cookies());
         r.location().to_owned()
@@ -445,10 +429,7 @@ async fn pages_carry_security_headers_and_signed_in_pages_are_not_cached() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_reset_sets_the_new_password_and_ends_every_session() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut laptop = t.fresh_browser();
-    laptop.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut laptop) = signed_in_twice().await;
     assert_eq!(laptop.get("/account").await.status, StatusCode::OK);
 
     let mut phone = t.fresh_browser();
@@ -541,18 +522,15 @@ async fn reset_links_expire_after_30_minutes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn changing_the_password_needs_the_current_one_and_signs_out_other_devices() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut other = t.fresh_browser();
-    other.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut other) = signed_in_twice().await;
     let page = t.get("/account").await;
     assert!(page.body.contains("(this device)"));
     let csrf = page.csrf();
     let bad = t
-        .post(
+        .post_with_csrf(
             "/account/password",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("current_password", "not it at all"),
                 ("new_password", "another fine passphrase"),
             ],
@@ -561,10 +539,10 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_devices
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("not your current password"));
     let ok = t
-        .post(
+        .post_with_csrf(
             "/account/password",
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("current_password", PASSWORD),
                 ("new_password", "another fine passphrase"),
             ],
@@ -598,7 +576,7 @@ async fn a_user_can_see_and_end_their_other_sessions() {
         .await;
     other.login("ana@example.com", PASSWORD).await;
     let page = t.get("/account").await;
-    assert!(page.body.contains("198.51.100.9"), "{}", page.body);
+    page.assert_contains("198.51.100.9");
     let other_id = {
         let sessions = t
             .app
@@ -623,9 +601,10 @@ async fn a_user_can_see_and_end_their_other_sessions() {
             .id
     };
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/sessions/revoke",
-            &[("_csrf", &page.csrf()), ("session", &other_id)],
+            &page.csrf(),
+            &[("session", &other_id)],
         )
         .await;
     assert_eq!(r.location(), "/account");
@@ -673,18 +652,12 @@ async fn sign_in_is_rate_limited_per_address_and_spoofed_headers_do_not_help() {
         statuses.push(r.status);
     }
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::UNAUTHORIZED)
-            .count(),
+        times(&statuses, StatusCode::UNAUTHORIZED),
         5,
         "{statuses:?}"
     );
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-            .count(),
+        times(&statuses, StatusCode::TOO_MANY_REQUESTS),
         3,
         "{statuses:?}"
     );
@@ -926,10 +899,7 @@ async fn disabling_an_account_ends_its_sessions_and_refuses_sign_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_out_everywhere_ends_sessions_another_browser_holds_at_once() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut other = t.fresh_browser();
-    other.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut other) = signed_in_twice().await;
     // Both sessions have just been used (and may be remembered for a moment).
     assert_eq!(other.get("/account").await.status, StatusCode::OK);
     let csrf = t.get("/account").await.csrf();

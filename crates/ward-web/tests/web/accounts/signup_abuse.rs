@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::TimeDelta;
 
-use crate::support::{Options, PASSWORD, TestApp, field_value};
+use crate::support::{Options, PASSWORD, TestApp, field_value, signed_in_twice, times};
 
 async fn guarded() -> TestApp {
     TestApp::with(Options {
@@ -75,7 +75,7 @@ async fn scripts_that_fill_the_hidden_field_or_do_not_wait_are_refused() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let r = sign_up(&mut t, "b@example.com", TimeDelta::zero(), &[], &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "sent at once");
-    assert!(r.body.contains("send the form again"), "{}", r.body);
+    r.assert_contains("send the form again");
     assert!(r.body.contains("b@example.com"), "what was typed is kept");
     let r = sign_up(&mut t, "c@example.com", wait, &[], &[("started", "")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "no stamp");
@@ -129,10 +129,7 @@ async fn a_few_signups_per_address_an_hour_whatever_the_forwarded_headers_say() 
         statuses.push(r.status);
     }
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    let limited = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
+    let limited = times(&statuses, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!((ok, limited), (5, 3), "{statuses:?}");
     assert_eq!(verify_links_sent(&t).await, 5);
     let events = t.app.control.recent_auth_events(20).await.unwrap();
@@ -150,10 +147,7 @@ async fn one_email_address_cannot_be_signed_up_over_and_over() {
         statuses.push(r.status);
     }
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-            .count(),
+        times(&statuses, StatusCode::TOO_MANY_REQUESTS),
         2,
         "{statuses:?}"
     );
@@ -173,17 +167,14 @@ async fn unconfirmed_signups_expire_and_are_swept() {
     assert_eq!(t.get(&link).await.status, StatusCode::BAD_REQUEST);
     let swept = t.app.control.sweep(t.app.session_policy).await.unwrap();
     assert!(swept.tokens >= 1, "{swept:?}");
-    assert!(t.app.control.list_clinics().await.unwrap().is_empty());
+    assert!(t.clinic_names().await.is_empty());
     let again = t.app.control.sweep(t.app.session_policy).await.unwrap();
     assert_eq!(again.tokens, 0, "nothing left to sweep: {again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sweeper_deletes_ended_sessions_and_leaves_live_ones() {
-    let mut t = TestApp::new().await;
-    t.signup_verified("Acme", "ana@example.com").await;
-    let mut laptop = t.fresh_browser();
-    laptop.login("ana@example.com", PASSWORD).await;
+    let (mut t, mut laptop) = signed_in_twice().await;
     // The laptop signs out (revoked); the first browser stays signed in.
     let csrf = laptop.get("/account").await.csrf();
     laptop.post("/logout", &[("_csrf", &csrf)]).await;

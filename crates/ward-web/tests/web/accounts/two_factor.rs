@@ -33,6 +33,26 @@ fn between<'a>(body: &'a str, start: &str, end: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A new clinic's owner, signed in and enrolled, with a strict grace; with the clinic's
+/// path and what [`enrol`] returns.
+async fn enrolled_owner() -> (TestApp, String, (String, Vec<String>)) {
+    let mut t = strict().await;
+    let home = t.signup_verified("Acme Clinic", OWNER).await;
+    let enrolment = enrol(&mut t).await;
+    (t, home, enrolment)
+}
+
+/// Invites a doctor from the staff page at `staff`.
+async fn invite_doctor(t: &mut TestApp, staff: &str) -> crate::support::Response {
+    let invite = format!("{staff}/invite");
+    t.submit(
+        staff,
+        &invite,
+        &[("email", "dr@example.com"), ("role", "doctor")],
+    )
+    .await
+}
+
 /// Turns two-step sign-in on from the account page; returns the secret and the
 /// recovery codes shown.
 async fn enrol(t: &mut TestApp) -> (String, Vec<String>) {
@@ -44,13 +64,10 @@ async fn enrol(t: &mut TestApp) -> (String, Vec<String>) {
     let secret = between(&r.body, "<code id=\"secret\">", "</code>")[0].to_owned();
     let code = code(t, &secret);
     let r = t
-        .post(
-            "/account/two-factor/confirm",
-            &[("_csrf", &r.csrf()), ("code", &code)],
-        )
+        .post_with_csrf("/account/two-factor/confirm", &r.csrf(), &[("code", &code)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body.contains("Two-step sign-in is on"), "{}", r.body);
+    r.assert_contains("Two-step sign-in is on");
     let codes: Vec<String> = between(&r.body, "<li><code>", "</code>")
         .into_iter()
         .map(str::to_owned)
@@ -83,20 +100,17 @@ async fn an_owner_enrols_before_reaching_the_clinic_then_signs_in_with_a_code() 
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/account/two-factor?required=1");
     let page = t.get(r.location()).await;
-    assert!(
-        page.body.contains("Owners sign in with two steps"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Owners sign in with two steps");
 
     // A wrong first code does not turn it on.
     let setup = t
         .submit("/account/two-factor", "/account/two-factor/setup", &[])
         .await;
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/two-factor/confirm",
-            &[("_csrf", &setup.csrf()), ("code", "000000")],
+            &setup.csrf(),
+            &[("code", "000000")],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
@@ -196,16 +210,14 @@ async fn turn_off(t: &mut TestApp, password: &str, code: &str) -> crate::support
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_code_works_once() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, _, (secret, _)) = enrolled_owner().await;
     sign_out(&mut t).await;
     // The code typed at enrolment is still the current one: it is refused as used.
     password_step(&mut t).await;
     let now_code = code(&t, &secret);
     let r = code_step(&mut t, &now_code).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.body.contains("already used"), "{}", r.body);
+    r.assert_contains("already used");
     t.clock.advance(TimeDelta::seconds(30));
     let fresh = code(&t, &secret);
     let r = code_step(&mut t, &fresh).await;
@@ -221,9 +233,7 @@ async fn a_code_works_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recovery_code_signs_in_once_and_is_mailed_about() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (_, codes) = enrol(&mut t).await;
+    let (mut t, _, (_, codes)) = enrolled_owner().await;
     sign_out(&mut t).await;
     password_step(&mut t).await;
     // Typed in capitals and without dashes, as people do.
@@ -236,11 +246,7 @@ async fn a_recovery_code_signs_in_once_and_is_mailed_about() {
     assert!(notice.contains("9 unused codes remain"), "{notice}");
     assert!(!notice.contains(&codes[3]));
     let page = t.get("/account/two-factor").await;
-    assert!(
-        page.body.contains("9 unused recovery codes"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("9 unused recovery codes");
 
     sign_out(&mut t).await;
     password_step(&mut t).await;
@@ -256,9 +262,7 @@ async fn a_recovery_code_signs_in_once_and_is_mailed_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_codes_are_limited_and_end_the_pending_sign_in() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, _, (secret, _)) = enrolled_owner().await;
     sign_out(&mut t).await;
     t.clock.advance(TimeDelta::seconds(30));
     password_step(&mut t).await;
@@ -275,7 +279,7 @@ async fn wrong_codes_are_limited_and_end_the_pending_sign_in() {
     // The pending sign-in is gone: even the right code now needs the password first.
     let csrf = t.get("/login").await.csrf();
     let r = t
-        .post("/login/code", &[("_csrf", &csrf), ("code", &right)])
+        .post_with_csrf("/login/code", &csrf, &[("code", &right)])
         .await;
     assert_ne!(r.status, StatusCode::SEE_OTHER);
     assert!(t.session_cookie().is_none());
@@ -290,24 +294,20 @@ async fn wrong_codes_are_limited_and_end_the_pending_sign_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_sign_in_expires() {
-    let mut t = strict().await;
-    t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, _, (secret, _)) = enrolled_owner().await;
     sign_out(&mut t).await;
     password_step(&mut t).await;
     t.clock.advance(TimeDelta::minutes(6));
     let now_code = code(&t, &secret);
     let r = code_step(&mut t, &now_code).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.body.contains("Sign in again"), "{}", r.body);
+    r.assert_contains("Sign in again");
     assert!(t.session_cookie().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn turning_it_off_needs_the_password_and_a_code() {
-    let mut t = strict().await;
-    let home = t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, home, (secret, _)) = enrolled_owner().await;
     t.clock.advance(TimeDelta::seconds(30));
     let current = code(&t, &secret);
     let r = turn_off(&mut t, "not my password", &current).await;
@@ -343,36 +343,24 @@ async fn turning_it_off_needs_the_password_and_a_code() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
-    let mut t = strict().await;
-    let home = t.signup_verified("Acme Clinic", OWNER).await;
-    let (secret, _) = enrol(&mut t).await;
+    let (mut t, home, (secret, _)) = enrolled_owner().await;
     let staff = format!("{home}staff");
     t.clock.advance(TimeDelta::minutes(16));
 
     // A staff change after an old sign-in goes to "confirm it is you" first.
-    let r = t
-        .submit(
-            &staff,
-            &format!("{staff}/invite"),
-            &[("email", "dr@example.com"), ("role", "doctor")],
-        )
-        .await;
+    let r = invite_doctor(&mut t, &staff).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let confirm = r.location().to_owned();
     assert!(confirm.starts_with("/account/confirm?next="), "{confirm}");
     let page = t.get(&confirm).await;
-    assert!(page.body.contains("name=\"code\""), "{}", page.body);
+    page.assert_contains("name=\"code\"");
     let next = field_value(&page.body, "next").unwrap();
     assert_eq!(next, staff.trim_end_matches('/'));
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/confirm",
-            &[
-                ("_csrf", &page.csrf()),
-                ("password", PASSWORD),
-                ("code", ""),
-                ("next", &next),
-            ],
+            &page.csrf(),
+            &[("password", PASSWORD), ("code", ""), ("next", &next)],
         )
         .await;
     assert_eq!(
@@ -381,10 +369,10 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
         "the password alone is not enough"
     );
     let r = t
-        .post(
+        .post_with_csrf(
             "/account/confirm",
+            &page.csrf(),
             &[
-                ("_csrf", &page.csrf()),
                 ("password", PASSWORD),
                 ("code", &code(&t, &secret)),
                 ("next", "https://evil.example/"),
@@ -393,13 +381,7 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/account", "never sent to another site");
-    let r = t
-        .submit(
-            &staff,
-            &format!("{staff}/invite"),
-            &[("email", "dr@example.com"), ("role", "doctor")],
-        )
-        .await;
+    let r = invite_doctor(&mut t, &staff).await;
     assert!(
         r.location().ends_with("staff?done=invited"),
         "{}",
@@ -416,11 +398,7 @@ async fn sensitive_actions_ask_for_the_password_and_a_code_again() {
     let page = t.get(&export).await;
     assert!(page.body.contains("name=\"password\"") && page.body.contains("name=\"code\""));
     let r = t
-        .submit(
-            &export,
-            &export,
-            &[("password", PASSWORD), ("code", "999999")],
-        )
+        .submit_page(&export, &[("password", PASSWORD), ("code", "999999")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(

@@ -39,12 +39,7 @@ async fn a_doctors_slot_cannot_be_booked_twice_but_a_cancelled_one_frees_it() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(
-        r.body
-            .contains("Dr. Vik Menon already has an appointment at that time"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("Dr. Vik Menon already has an appointment at that time");
     // The form comes back with what was typed.
     assert!(r.body.contains("value=\"09:15\""));
     assert_eq!(
@@ -137,12 +132,7 @@ async fn statuses_move_only_forward_through_the_day_and_each_change_is_audited()
 
     let r = d.receptionist.send_form(&path, &[("status", "done")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body
-            .contains("An appointment that is booked cannot become done"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("An appointment that is booked cannot become done");
 
     for step in ["arrived", "in_consultation", "done"] {
         let r = d

@@ -169,7 +169,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     .await;
 
     let page = c.doctor.get(&patient).await;
-    assert!(page.body.contains("Zubair chest X-ray"), "{}", page.body);
+    page.assert_contains("Zubair chest X-ray");
     assert!(page.body.contains("Zubair CBC"));
     assert!(page.body.contains("PNG") && page.body.contains("PDF"));
     assert!(page.body.contains("Dr. Bina Shah"));
@@ -242,11 +242,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body.contains("PDF, JPEG, PNG, WebP and DICOM"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("PDF, JPEG, PNG, WebP and DICOM");
     // Over the cap: refused while streaming, nothing stored.
     let big = png(usize::try_from(ATTACHMENT_CAP).unwrap() + 70 * 1024);
     let r = upload(
@@ -258,7 +254,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(r.body.contains("larger than"), "{}", r.body);
+    r.assert_contains("larger than");
     assert_eq!(rows(&t, &c).await.len(), 2);
     assert_eq!(stored_files(&t), files_before);
 
@@ -363,15 +359,7 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     );
 
     // Audited by id and kind: never the title, the file name or the reason.
-    let audit = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("attachment".into(), png_id.to_string())),
-                ..Filter::default()
-            },
-        )
-        .await;
+    let audit = t.audit_of(c.id, ("attachment", png_id), None).await;
     let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
     assert!(actions.contains(&"create"), "{actions:?}");
     assert!(actions.contains(&"view"), "{actions:?}");
@@ -427,11 +415,7 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     let erase = format!("{patient}/erase");
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(t.app.attachments.raw(&name).await.unwrap().is_none());
@@ -503,7 +487,7 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("at most 200 characters"), "{}", r.body);
+    r.assert_contains("at most 200 characters");
     for action in [
         format!("{patient}/attachments"),
         format!("{patient}/attachments?_csrf=0000"),
@@ -528,16 +512,10 @@ async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
     let mut c = t.clinic("Visit Clinic", "visit").await;
     let patient = c.patient("Vera Das", "98450 44444").await;
     let other = c.patient("Omar Das", "98450 55555").await;
-    let r = c
+    let visit_page = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
-            &[("action", "save"), ("presenting_complaints", "rash")],
-        )
+        .record_visit(&patient, &[("presenting_complaints", "rash")])
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let visit_page = r.location().to_owned();
     let visit_id = visit_page.rsplit('/').next().unwrap().to_owned();
     let page = c.doctor.get(&visit_page).await;
     let action = upload_action(&page.body).expect("the visit page has an upload form");
@@ -617,10 +595,7 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
 
     let merge = format!("{kept}/merge");
-    let r = c
-        .receptionist
-        .submit(&merge, &merge, &[("other", "2")])
-        .await;
+    let r = c.receptionist.submit_page(&merge, &[("other", "2")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(t.count(c.id, &owner_of(kept_id)).await, 1);
     assert!(
@@ -646,7 +621,7 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("merged into No. 1"), "{}", r.body);
+    r.assert_contains("merged into No. 1");
     assert_eq!(rows(&t, &c).await.len(), 1, "nothing stored");
 
     let r = c
@@ -717,47 +692,6 @@ async fn damage_past_the_first_chunk_ends_the_stream_with_an_error() {
 
 // ------------------------------------------------------------ several files, quota, retries
 
-/// A multipart body with `fields` then every file of `files` as a part named `file`.
-async fn post_files(
-    browser: &mut TestApp,
-    action: &str,
-    fields: &[(&str, &str)],
-    files: &[(&str, &str, &[u8])],
-) -> crate::support::Response {
-    let boundary = "----WardBatchBoundary3F9sQ2";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    for (file_name, content_type, bytes) in files {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    browser
-        .send(
-            axum::http::Request::post(action)
-                .header(
-                    axum::http::header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(axum::body::Body::from(body))
-                .unwrap(),
-        )
-        .await
-}
-
 /// A real image of `w` x `h` pixels in `format`.
 fn real_image(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -786,13 +720,13 @@ async fn upload_files(
     files: &[(&str, &str, &[u8])],
 ) -> crate::support::Response {
     let (action, key) = upload_form(browser, path).await;
-    post_files(
-        browser,
-        &action,
-        &[("upload_key", &key), ("title", title), ("kind", kind)],
-        files,
-    )
-    .await
+    browser
+        .post_files(
+            &action,
+            &[("upload_key", &key), ("title", title), ("kind", kind)],
+            files,
+        )
+        .await
 }
 
 /// (title, size, has a thumbnail) of every attachment row, oldest first.
@@ -826,21 +760,22 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     let first = pdf("Meera report page one");
     let second = real_image(40, 30, image::ImageFormat::Png);
     let third = pdf("Meera report page three");
-    let r = post_files(
-        &mut c.doctor,
-        &action,
-        &[
-            ("upload_key", &key),
-            ("title", "Meera labs"),
-            ("kind", "lab_report"),
-        ],
-        &[
-            ("one.pdf", "application/pdf", &first),
-            ("two.png", "image/png", &second),
-            ("three.pdf", "application/pdf", &third),
-        ],
-    )
-    .await;
+    let r = c
+        .doctor
+        .post_files(
+            &action,
+            &[
+                ("upload_key", &key),
+                ("title", "Meera labs"),
+                ("kind", "lab_report"),
+            ],
+            &[
+                ("one.pdf", "application/pdf", &first),
+                ("two.png", "image/png", &second),
+                ("three.pdf", "application/pdf", &third),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().ends_with("#attachments"));
     let all = titles(&t, &c).await;
@@ -889,9 +824,9 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("notes.pdf"), "{}", r.body);
-    assert!(r.body.contains("file 2 of this upload"), "{}", r.body);
-    assert!(r.body.contains("Nothing was stored"), "{}", r.body);
+    r.assert_contains("notes.pdf");
+    r.assert_contains("file 2 of this upload");
+    r.assert_contains("Nothing was stored");
     assert_eq!(titles(&t, &c).await.len(), 3);
     assert_eq!(stored_files(&t), objects);
 
@@ -909,8 +844,8 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
-    assert!(r.body.contains("huge.png"), "{}", r.body);
-    assert!(r.body.contains("larger than"), "{}", r.body);
+    r.assert_contains("huge.png");
+    r.assert_contains("larger than");
     assert_eq!(titles(&t, &c).await.len(), 3);
     assert_eq!(stored_files(&t), objects);
 }
@@ -923,7 +858,7 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     let patient = c.patient("Ravi Rao", "98450 33333").await;
     let settings = format!("{base}/settings");
     let page = c.owner.get(&settings).await;
-    assert!(page.body.contains("0 B of 2 MB"), "{}", page.body);
+    page.assert_contains("0 B of 2 MB");
 
     // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota, in one upload (whose body is larger
     // than one file's cap: each file is capped, not the upload).
@@ -945,7 +880,7 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     assert_eq!(titles(&t, &c).await.len(), 4);
     assert_eq!(crate::support::ATTACHMENT_QUOTA, 2 * 1024 * 1024);
     let page = c.owner.get(&settings).await;
-    assert!(page.body.contains("1.8 MB of 2 MB"), "{}", page.body);
+    page.assert_contains("1.8 MB of 2 MB");
 
     // One more would pass it: 413, a clear page, nothing stored.
     let before = stored_files(&t);
@@ -958,8 +893,8 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
-    assert!(r.body.contains("quota of 2 MB"), "{}", r.body);
-    assert!(r.body.contains("Nothing was"), "{}", r.body);
+    r.assert_contains("quota of 2 MB");
+    r.assert_contains("Nothing was");
     assert_eq!(titles(&t, &c).await.len(), 4);
     assert_eq!(stored_files(&t), before);
 
@@ -974,13 +909,14 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
         )
         .await;
     let (action, key) = upload_form(&mut other.doctor, &op).await;
-    let r = post_files(
-        &mut other.doctor,
-        &action,
-        &[("upload_key", &key), ("title", "Scan"), ("kind", "imaging")],
-        &[("scan.png", "image/png", &file)],
-    )
-    .await;
+    let r = other
+        .doctor
+        .post_files(
+            &action,
+            &[("upload_key", &key), ("title", "Scan"), ("kind", "imaging")],
+            &[("scan.png", "image/png", &file)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
     // Deleting a file makes room again.
@@ -1028,7 +964,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
         ("a.pdf", "application/pdf", &report),
         ("b.pdf", "application/pdf", &report),
     ];
-    let r = post_files(&mut c.doctor, &action, &form, &files).await;
+    let r = c.doctor.post_files(&action, &form, &files).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let first_location = r.location().to_owned();
     let objects = stored_files(&t);
@@ -1036,7 +972,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
 
     // The same upload again (the answer was lost; the script retries): the answer is
     // the same, and nothing more is stored.
-    let r = post_files(&mut c.doctor, &action, &form, &files).await;
+    let r = c.doctor.post_files(&action, &form, &files).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), first_location);
     assert_eq!(titles(&t, &c).await.len(), 2);
@@ -1045,7 +981,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
     // The key cannot be replayed against another record.
     let other_action = action.replace(&patient, &other_patient);
     assert_ne!(other_action, action);
-    let r = post_files(&mut c.doctor, &other_action, &form, &files).await;
+    let r = c.doctor.post_files(&other_action, &form, &files).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert_eq!(titles(&t, &c).await.len(), 2);
     assert_eq!(stored_files(&t), objects);
@@ -1056,7 +992,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
         ("title", "Kiran"),
         ("kind", "lab_report"),
     ];
-    let r = post_files(&mut c.doctor, &action, &bad, &files).await;
+    let r = c.doctor.post_files(&action, &bad, &files).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let (action, key) = upload_form(&mut c.doctor, &patient).await;
     let form = [
@@ -1064,7 +1000,7 @@ async fn a_retried_upload_with_the_same_key_is_stored_once() {
         ("title", "Kiran again"),
         ("kind", "lab_report"),
     ];
-    let r = post_files(&mut c.doctor, &action, &form, &files[..1]).await;
+    let r = c.doctor.post_files(&action, &form, &files[..1]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(titles(&t, &c).await.len(), 3);
 
@@ -1115,12 +1051,7 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     let ids: Vec<i64> = rows(&t, &c).await.iter().map(|r| r.0).collect();
     let page = c.doctor.get(&patient).await;
     for id in &ids[..2] {
-        assert!(
-            page.body
-                .contains(&format!("src=\"{patient}/attachments/{id}/thumbnail\"")),
-            "{}",
-            page.body
-        );
+        page.assert_contains(&format!("src=\"{patient}/attachments/{id}/thumbnail\""));
     }
     assert!(
         !page
@@ -1179,13 +1110,7 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     let mut other = t.clinic("Elsewhere", "elsewhere").await;
     assert_eq!(other.owner.get(&url).await.status, StatusCode::NOT_FOUND);
     let views = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("attachment".into(), ids[0].to_string())),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("attachment", ids[0]), None)
         .await
         .into_iter()
         .filter(|r| r.action == "view")
@@ -1212,12 +1137,12 @@ async fn deleted_files_stay_for_the_retention_and_the_sweep_then_removes_them() 
     let t = TestApp::new().await;
     let mut c = t.clinic("Sweep Clinic", "sweep").await;
     let patient = c.patient("Omar Ali", "98450 88888").await;
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
     let img = real_image(64, 64, image::ImageFormat::Png);
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[("upload_key", &key), ("title", "Omar"), ("kind", "photo")],
+        &patient,
+        "Omar",
+        "photo",
         &[
             ("a.png", "image/png", &img),
             ("b.pdf", "application/pdf", &pdf("Omar kept")),
@@ -1299,11 +1224,11 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
         )
         .await;
     let img = real_image(80, 40, image::ImageFormat::Jpeg);
-    let (action, key) = upload_form(&mut c.doctor, &patient).await;
-    let r = post_files(
+    let r = upload_files(
         &mut c.doctor,
-        &action,
-        &[("upload_key", &key), ("title", "Tara"), ("kind", "photo")],
+        &patient,
+        "Tara",
+        "photo",
         &[
             ("a.jpg", "image/jpeg", &img),
             ("b.pdf", "application/pdf", &pdf("Tara")),
@@ -1337,7 +1262,7 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
     let settings = format!("{base}/settings/close");
     let r = c
         .owner
-        .submit(&settings, &settings, &[("clinic_name", "Purge Clinic")])
+        .submit_page(&settings, &[("clinic_name", "Purge Clinic")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let purger = || {
@@ -1499,18 +1424,10 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     // The owner asks for the export with files on the export page.
     let export = format!("{base}/export");
     let page = c.owner.get(&export).await;
-    assert!(
-        page.body.contains("name=\"format\" value=\"zip\""),
-        "{}",
-        page.body
-    );
-    let r = c.owner.submit(&export, &export, &[("format", "zip")]).await;
+    page.assert_contains("name=\"format\" value=\"zip\"");
+    let r = c.owner.submit_page(&export, &[("format", "zip")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.body.contains("every file kept next to your patients"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("every file kept next to your patients");
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     // Sealed at rest, like the other formats (the PDF's text is in the archive itself:
     // its entry is compared with the upload below).
@@ -1671,7 +1588,7 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     assert_eq!(&r.bytes, &report);
 
     // A changed byte in a file: refused before anything is written.
-    let clinics = t.app.control.list_clinics().await.unwrap().len();
+    let clinics = t.clinic_names().await.len();
     let mut tampered = entries.clone();
     tampered
         .get_mut(&format!("attachments/{pdf_id}.pdf"))
@@ -1684,7 +1601,7 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
             && why.contains("altered or damaged"),
         "{why}"
     );
-    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), clinics);
+    assert_eq!(t.clinic_names().await.len(), clinics);
     assert_eq!(stored_files(&t), after, "no object written");
 
     // Files that pass but rows that do not (an edited audit log): every object the
@@ -1698,6 +1615,6 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
         .await
         .unwrap_err();
     assert!(why.contains("audit log"), "{why}");
-    assert_eq!(t.app.control.list_clinics().await.unwrap().len(), clinics);
+    assert_eq!(t.clinic_names().await.len(), clinics);
     assert_eq!(stored_files(&t), after, "the stored objects were removed");
 }

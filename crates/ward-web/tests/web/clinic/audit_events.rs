@@ -98,8 +98,7 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
 
     // One settings change: one more row, with only the changed field.
     let r = owner
-        .submit(
-            &a.path("settings"),
+        .submit_page(
             &a.path("settings"),
             &[
                 ("name", "Acme Clinic"),
@@ -120,10 +119,5 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
         Some(r#"{"phone":["","555 0100"]}"#)
     );
     // The chain still verifies.
-    let tenant = owner.app.tenants.get(a.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    owner.assert_audit_chain_holds(a.id).await;
 }

@@ -15,17 +15,17 @@ async fn the_owner_closes_the_clinic_by_typing_its_name() {
     let close = format!("{home}settings/close");
     let page = t.get(&close).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("90 days"), "{}", page.body);
+    page.assert_contains("90 days");
     assert!(page.body.contains("name=\"clinic_name\""));
 
     // A wrong name closes nothing.
-    let r = t.submit(&close, &close, &[("clinic_name", "Canary")]).await;
+    let r = t.submit_page(&close, &[("clinic_name", "Canary")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("exactly"), "{}", r.body);
+    r.assert_contains("exactly");
     assert_eq!(t.get(&home).await.status, StatusCode::OK);
 
     let r = t
-        .submit(&close, &close, &[("clinic_name", "Canary Clinic")])
+        .submit_page(&close, &[("clinic_name", "Canary Clinic")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
@@ -35,9 +35,9 @@ async fn the_owner_closes_the_clinic_by_typing_its_name() {
     // The owner is told when the data goes; the clinic's pages are closed to them.
     let r = t.get(&home).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.body.contains("This clinic is closed"), "{}", r.body);
-    assert!(r.body.contains("permanently deleted"), "{}", r.body);
-    assert!(r.body.contains("export"), "{}", r.body);
+    r.assert_contains("This clinic is closed");
+    r.assert_contains("permanently deleted");
+    r.assert_contains("export");
     assert_eq!(t.get(&close).await.status, StatusCode::FORBIDDEN);
 
     // The close is in the clinic's own audit log.

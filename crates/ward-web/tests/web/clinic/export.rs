@@ -2,15 +2,33 @@
 //! worker, mailed as a one-time link, downloaded once as JSON or a zip of CSV files.
 
 use axum::http::StatusCode;
-use ward_core::Slug;
 
 use crate::support::{self, TestApp};
 
 const CANARY: &str = "Zebediah Quillfeather";
 
+/// A browser signed in as the owner of a new clinic `clinic`; with the clinic's path.
+async fn owner_of(clinic: &str) -> (TestApp, String) {
+    let mut t = TestApp::new().await;
+    let home = t.signup_verified(clinic, "owner@example.com").await;
+    (t, home)
+}
+
+/// The download link in the newest mail, and its token.
+async fn export_link(t: &TestApp) -> (String, String) {
+    let link = t.link_in_last_mail("/export/download").await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    (link, token)
+}
+
+/// Posts the download form with `token`, with the `_csrf` of the page at `from`.
+async fn download(t: &mut TestApp, from: &str, token: &str) -> support::Response {
+    t.submit(from, "/export/download", &[("token", token)])
+        .await
+}
+
 async fn add_canary_patient(t: &TestApp, home: &str) {
-    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
-    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    let (_, clinic) = t.clinic_at(home).await;
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {
@@ -37,8 +55,7 @@ fn exports(t: &TestApp) -> Vec<std::path::PathBuf> {
 }
 
 async fn audit_details(t: &TestApp, home: &str) -> Vec<String> {
-    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
-    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    let (_, clinic) = t.clinic_at(home).await;
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {
@@ -59,10 +76,7 @@ async fn audit_details(t: &TestApp, home: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
-    let mut t = TestApp::new().await;
-    let home = t
-        .signup_verified("Canary Clinic", "owner@example.com")
-        .await;
+    let (mut t, home) = owner_of("Canary Clinic").await;
     add_canary_patient(&t, &home).await;
     let export = format!("{home}export");
     let page = t.get(&export).await;
@@ -71,13 +85,9 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
         !page.body.contains("name=\"password\""),
         "a fresh sign-in needs no password"
     );
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.body.contains("Your export has been requested"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("Your export has been requested");
     assert!(
         exports(&t).is_empty(),
         "nothing is prepared before the worker runs"
@@ -102,8 +112,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
         !mail.contains(CANARY) && !mail.contains("Canary Clinic"),
         "{mail}"
     );
-    let link = t.link_in_last_mail("/export/download").await;
-    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let (link, token) = export_link(&t).await;
 
     // Another clinic's owner, and an anonymous browser, get nothing.
     let mut other = t.fresh_browser();
@@ -111,9 +120,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
         .signup_verified("Other Clinic", "other@example.com")
         .await;
     assert_eq!(other.get(&link).await.status, StatusCode::NOT_FOUND);
-    let r = other
-        .submit("/account", "/export/download", &[("token", &token)])
-        .await;
+    let r = download(&mut other, "/account", &token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let mut anonymous = t.fresh_browser();
     assert_ne!(anonymous.get(&link).await.status, StatusCode::OK);
@@ -121,9 +128,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
 
     let page = t.get(&link).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let r = t
-        .submit(&link, "/export/download", &[("token", &token)])
-        .await;
+    let r = download(&mut t, &link, &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let disposition = r.headers["content-disposition"].to_str().unwrap();
     assert!(disposition.starts_with("attachment"), "{disposition}");
@@ -138,9 +143,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
     );
 
     // Single use.
-    let r = t
-        .submit(&home, "/export/download", &[("token", &token)])
-        .await;
+    let r = download(&mut t, &home, &token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let details = audit_details(&t, &home).await;
     assert_eq!(details.len(), 2, "{details:?}");
@@ -149,13 +152,10 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_export_file_is_refused_whole_before_anything_is_sent_or_recorded() {
-    let mut t = TestApp::new().await;
-    let home = t
-        .signup_verified("Canary Clinic", "owner@example.com")
-        .await;
+    let (mut t, home) = owner_of("Canary Clinic").await;
     add_canary_patient(&t, &home).await;
     let export = format!("{home}export");
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let files = exports(&t);
@@ -166,13 +166,10 @@ async fn a_damaged_export_file_is_refused_whole_before_anything_is_sent_or_recor
     let at = sealed.len() - 3;
     sealed[at] ^= 0x40;
     std::fs::write(&files[0], sealed).unwrap();
-    let link = t.link_in_last_mail("/export/download").await;
-    let token = link.split("token=").nth(1).unwrap().to_owned();
-    let r = t
-        .submit(&link, "/export/download", &[("token", &token)])
-        .await;
+    let (link, token) = export_link(&t).await;
+    let r = download(&mut t, &link, &token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
-    assert!(r.body.contains("This link is not valid"), "{}", r.body);
+    r.assert_contains("This link is not valid");
     assert!(!r.body.contains(CANARY), "no part of the file was sent");
     assert!(exports(&t).is_empty(), "the damaged file is deleted");
     let details = audit_details(&t, &home).await;
@@ -217,10 +214,7 @@ fn records(rows: &[Vec<String>]) -> Vec<std::collections::BTreeMap<String, Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
-    let mut t = TestApp::new().await;
-    let home = t
-        .signup_verified("Canary Clinic", "owner@example.com")
-        .await;
+    let (mut t, home) = owner_of("Canary Clinic").await;
     add_canary_patient(&t, &home).await;
     let r = t
         .submit(
@@ -237,8 +231,7 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let refund = format!("{home}payments/1/refund");
     let r = t
-        .submit(
-            &refund,
+        .submit_page(
             &refund,
             &[
                 ("amount", "250.25"),
@@ -251,41 +244,26 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
 
     let export = format!("{home}export");
     let page = t.get(&export).await;
-    assert!(
-        page.body.contains("name=\"format\" value=\"csv\""),
-        "{}",
-        page.body
-    );
-    let r = t.submit(&export, &export, &[("format", "xml")]).await;
+    page.assert_contains("name=\"format\" value=\"csv\"");
+    let r = t.submit_page(&export, &[("format", "xml")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body.contains("Choose JSON, JSON with files, or CSV."),
-        "{}",
-        r.body
-    );
+    r.assert_contains("Choose JSON, JSON with files, or CSV.");
     assert_eq!(
         ward_app::exports::run_jobs(&t.app).await,
         0,
         "nothing queued"
     );
-    let r = t.submit(&export, &export, &[("format", "csv")]).await;
+    let r = t.submit_page(&export, &[("format", "csv")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.body.contains("a zip of spreadsheet (CSV) files"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("a zip of spreadsheet (CSV) files");
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     let sealed = std::fs::read(&exports(&t)[0]).unwrap();
     assert!(
         !sealed.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
         "sealed at rest"
     );
-    let link = t.link_in_last_mail("/export/download").await;
-    let token = link.split("token=").nth(1).unwrap().to_owned();
-    let r = t
-        .submit(&link, "/export/download", &[("token", &token)])
-        .await;
+    let (link, token) = export_link(&t).await;
+    let r = download(&mut t, &link, &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.headers["content-type"], "application/zip");
     let disposition = r.headers["content-disposition"].to_str().unwrap();
@@ -390,16 +368,13 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_old_sign_in_needs_the_password_and_links_expire() {
-    let mut t = TestApp::new().await;
-    let home = t
-        .signup_verified("Canary Clinic", "owner@example.com")
-        .await;
+    let (mut t, home) = owner_of("Canary Clinic").await;
     let export = format!("{home}export");
     t.clock.advance(chrono::TimeDelta::minutes(16));
     let page = t.get(&export).await;
-    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    page.assert_contains("name=\"password\"");
     let r = t
-        .submit(&export, &export, &[("password", "wrong password")])
+        .submit_page(&export, &[("password", "wrong password")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
@@ -408,7 +383,7 @@ async fn an_old_sign_in_needs_the_password_and_links_expire() {
         "nothing queued"
     );
     let r = t
-        .submit(&export, &export, &[("password", support::PASSWORD)])
+        .submit_page(&export, &[("password", support::PASSWORD)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
@@ -424,24 +399,17 @@ async fn an_old_sign_in_needs_the_password_and_links_expire() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_closed_clinics_owner_can_still_export() {
-    let mut t = TestApp::new().await;
-    let home = t
-        .signup_verified("Canary Clinic", "owner@example.com")
-        .await;
+    let (mut t, home) = owner_of("Canary Clinic").await;
     let close = format!("{home}settings/close");
     let r = t
-        .submit(&close, &close, &[("clinic_name", "Canary Clinic")])
+        .submit_page(&close, &[("clinic_name", "Canary Clinic")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let closed = t.get(&home).await;
-    assert!(
-        closed.body.contains(&format!("{home}export")),
-        "{}",
-        closed.body
-    );
+    closed.assert_contains(&format!("{home}export"));
     let export = format!("{home}export");
     assert_eq!(t.get(&export).await.status, StatusCode::OK);
-    let r = t.submit(&export, &export, &[]).await;
+    let r = t.submit_page(&export, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(ward_app::exports::run_jobs(&t.app).await, 1);
     assert!(
@@ -457,17 +425,10 @@ async fn a_closed_clinics_owner_can_still_export() {
 /// calling the job runner, and `Workers::shutdown` stops them and closes the clinics.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_apps_workers_prepare_a_queued_export_and_stop_through_one_path() {
-    let mut t = TestApp::new().await;
-    let home = t
-        .signup_verified("Worker Clinic", "owner@example.com")
-        .await;
+    let (mut t, home) = owner_of("Worker Clinic").await;
     let export = format!("{home}export");
-    let r = t.submit(&export, &export, &[]).await;
-    assert!(
-        r.body.contains("Your export has been requested"),
-        "{}",
-        r.body
-    );
+    let r = t.submit_page(&export, &[]).await;
+    r.assert_contains("Your export has been requested");
     assert!(exports(&t).is_empty());
 
     let workers = t.app.app.start();
@@ -492,8 +453,7 @@ async fn the_apps_workers_prepare_a_queued_export_and_stop_through_one_path() {
         "the export worker prepared the file and the mail worker sent the link"
     );
 
-    let slug = Slug::parse(home.trim_start_matches("/c/").trim_end_matches('/')).unwrap();
-    let clinic = t.app.control.clinic_by_slug(&slug).await.unwrap();
+    let (_, clinic) = t.clinic_at(&home).await;
     assert!(t.app.tenants.get(clinic.id).await.is_ok());
     assert_eq!(workers.shutdown(std::time::Duration::from_secs(5)).await, 0);
     assert!(

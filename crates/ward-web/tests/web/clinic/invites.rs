@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use chrono::TimeDelta;
 use ward_core::{Email, Role};
 
-use crate::support::admin::{OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
 use crate::support::{PASSWORD, Response, TestApp, field_value};
 
 /// Posts the staff page's invite form from `t`: `email` as `role`.
@@ -23,6 +23,37 @@ async fn invite(t: &mut TestApp, slug: &str, email: &str, role: &str) -> String 
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), format!("/c/{slug}/staff?done=invited"));
     t.link_in_last_mail("/invite").await
+}
+
+/// The account for `email`, if there is one.
+async fn account(t: &TestApp, email: &str) -> Option<ward_control::User> {
+    let email = Email::parse(email).unwrap();
+    t.app.control.user_by_email(&email).await.unwrap()
+}
+
+/// Accepts the invitation `token` as whoever `t` is signed in as, if anyone.
+async fn accept(t: &mut TestApp, token: &str) -> Response {
+    let csrf = t.get("/login").await.csrf();
+    t.post_with_csrf("/invite", &csrf, &[("token", token)])
+        .await
+}
+
+/// Creates an account named `name` with `password` from the invitation `token`.
+async fn create_account(
+    t: &mut TestApp,
+    csrf: &str,
+    token: &str,
+    name: &str,
+    password: &str,
+) -> Response {
+    let form = [("token", token), ("name", name), ("password", password)];
+    t.post_with_csrf("/invite", csrf, &form).await
+}
+
+/// Withdraws the invitation `id` of `clinic`, with the `_csrf` of its page `from`.
+async fn withdraw(t: &mut TestApp, clinic: &Clinic, from: &str, id: &str) -> Response {
+    let action = clinic.path(&format!("staff/invites/{id}/withdraw"));
+    t.submit(&clinic.path(from), &action, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,56 +76,20 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
         assert!(page.body.contains("doctor"));
         assert!(page.body.contains("Create account and join"));
     }
-    let email = Email::parse("newdoc@example.com").unwrap();
-    assert!(
-        owner
-            .app
-            .control
-            .user_by_email(&email)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let email = "newdoc@example.com";
+    assert!(account(&owner, email).await.is_none());
 
     let page = guest.get(&link).await;
     let token = field_value(&page.body, "token").unwrap();
     let csrf = page.csrf();
     // A short password is refused next to the field, the name kept.
-    let r = guest
-        .post(
-            "/invite",
-            &[
-                ("_csrf", &csrf),
-                ("token", &token),
-                ("name", "Dr. Bo Lin"),
-                ("password", "short"),
-            ],
-        )
-        .await;
+    let r = create_account(&mut guest, &csrf, &token, "Dr. Bo Lin", "short").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Dr. Bo Lin"));
     assert!(r.body.contains("password-error"));
-    assert!(
-        owner
-            .app
-            .control
-            .user_by_email(&email)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(account(&owner, email).await.is_none());
 
-    let r = guest
-        .post(
-            "/invite",
-            &[
-                ("_csrf", &csrf),
-                ("token", &token),
-                ("name", "Dr. Bo Lin"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let r = create_account(&mut guest, &csrf, &token, "Dr. Bo Lin", PASSWORD).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), a.path(""));
     assert!(guest.session_cookie().is_some(), "signed in");
@@ -102,13 +97,7 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
     assert_eq!(home.status, StatusCode::OK);
     assert!(home.body.contains("Dr. Bo Lin"));
 
-    let user = owner
-        .app
-        .control
-        .user_by_email(&email)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = account(&owner, email).await.unwrap();
     assert!(user.email_verified, "the link proves the address");
     assert_eq!(owner.role_of(&a, &user.id).await, Some(Role::Doctor));
 
@@ -117,7 +106,7 @@ async fn a_new_person_creates_their_account_from_the_link_and_lands_in_the_clini
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     let csrf = guest.get(&a.path("")).await.csrf();
     let r = guest
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
+        .post_with_csrf("/invite", &csrf, &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
@@ -161,29 +150,16 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     assert!(page.body.contains("already have an account"));
     assert!(!page.body.contains("Create account and join"));
     let token = link.split("token=").nth(1).unwrap().to_owned();
-    let csrf = anon.get("/login").await.csrf();
-    let r = anon
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
-        .await;
+    let r = accept(&mut anon, &token).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Another clinic's owner, signed in, cannot use it.
     let page = carol.get(&link).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.body.contains("this invitation is for bob@example.com"));
-    let csrf = carol.get("/login").await.csrf();
-    let r = carol
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
-        .await;
+    let r = accept(&mut carol, &token).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let carol_id = owner
-        .app
-        .control
-        .user_by_email(&Email::parse("carol@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let carol_id = account(&owner, "carol@example.com").await.unwrap().id;
     assert_eq!(owner.role_of(&a, &carol_id).await, None);
     assert_eq!(carol.get(&a.path("")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(owner.role_of(&a, &b.owner_id).await, None);
@@ -193,7 +169,7 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Join Acme Clinic"));
     let r = bob
-        .post("/invite", &[("_csrf", &page.csrf()), ("token", &token)])
+        .post_with_csrf("/invite", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), a.path(""));
@@ -205,10 +181,7 @@ async fn an_existing_account_joins_only_when_signed_in_as_the_invited_address() 
     assert_eq!(bob.get(&a.path("")).await.status, StatusCode::OK);
 
     // Used up.
-    let csrf = bob.get("/login").await.csrf();
-    let r = bob
-        .post("/invite", &[("_csrf", &csrf), ("token", &token)])
-        .await;
+    let r = accept(&mut bob, &token).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -230,27 +203,9 @@ async fn an_invitation_expires_after_72_hours() {
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("expired"));
     let csrf = guest.get("/login").await.csrf();
-    let r = guest
-        .post(
-            "/invite",
-            &[
-                ("_csrf", &csrf),
-                ("token", &token),
-                ("name", "Late Person"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let r = create_account(&mut guest, &csrf, &token, "Late Person", PASSWORD).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(
-        owner
-            .app
-            .control
-            .user_by_email(&Email::parse("late@example.com").unwrap())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(account(&owner, "late@example.com").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,26 +248,14 @@ async fn an_open_invitation_is_listed_and_can_be_withdrawn() {
     // Another clinic's owner cannot withdraw it.
     let mut other = owner.fresh_browser();
     let b = other.clinic("Bravo Clinic", "owner@bravo.test").await;
-    let r = other
-        .submit(
-            &b.path(""),
-            &b.path(&format!("staff/invites/{id}/withdraw")),
-            &[],
-        )
-        .await;
+    let r = withdraw(&mut other, &b, "", &id).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(
         owner.fresh_browser().get(&link).await.status,
         StatusCode::OK
     );
 
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/invites/{id}/withdraw")),
-            &[],
-        )
-        .await;
+    let r = withdraw(&mut owner, &a, "staff", &id).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(
         owner.fresh_browser().get(&link).await.status,
@@ -330,12 +273,6 @@ async fn an_open_invitation_is_listed_and_can_be_withdrawn() {
     assert_eq!(row.entity_id.as_deref(), Some("maybe@example.com"));
     assert_eq!(row.detail.as_deref(), Some("invitation withdrawn"));
     // Twice is a 404, not a second record.
-    let r = owner
-        .submit(
-            &a.path("staff"),
-            &a.path(&format!("staff/invites/{id}/withdraw")),
-            &[],
-        )
-        .await;
+    let r = withdraw(&mut owner, &a, "staff", &id).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

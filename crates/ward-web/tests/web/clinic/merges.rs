@@ -2,7 +2,6 @@
 //! audited and undone exactly.
 
 use axum::http::StatusCode;
-use ward_clinic::audit::Filter;
 
 use super::rights::patient_with_everything;
 use crate::support::TestApp;
@@ -41,21 +40,11 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
     let r = c.billing.get(&format!("{a}/merge?other=2")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let merge = format!("{a}/merge");
-    let r = c
-        .receptionist
-        .submit(&merge, &merge, &[("other", "1")])
-        .await;
+    let r = c.receptionist.submit_page(&merge, &[("other", "1")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body.contains("cannot be merged into itself"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("cannot be merged into itself");
 
-    let r = c
-        .receptionist
-        .submit(&merge, &merge, &[("other", "2")])
-        .await;
+    let r = c.receptionist.submit_page(&merge, &[("other", "2")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     for table in ["visits", "appointments", "payments"] {
         assert_eq!(t.count(c.id, &count(table, &a_id)).await, 2, "{table}");
@@ -84,26 +73,15 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
         .receptionist
         .get(&format!("{base}/patients/search?q=2"))
         .await;
-    assert!(r.body.contains("Aardvark Person"), "{}", r.body);
+    r.assert_contains("Aardvark Person");
     // Merged once, not twice.
     let again = format!("{b}/merge");
-    let r = c
-        .receptionist
-        .submit(&again, &again, &[("other", "1")])
-        .await;
+    let r = c.receptionist.submit_page(&again, &[("other", "1")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("already merged"), "{}", r.body);
+    r.assert_contains("already merged");
     // Audited on both records, and the chain holds.
     for id in [&a_id, &b_id] {
-        let rows = t
-            .audit(
-                c.id,
-                Filter {
-                    entity: Some(("patient".into(), id.clone())),
-                    ..Filter::default()
-                },
-            )
-            .await;
+        let rows = t.audit_of(c.id, ("patient", &id), None).await;
         assert!(
             rows.iter().any(|r| r
                 .detail
@@ -127,7 +105,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
         .receptionist
         .get(&format!("{base}/patients/search?q=bumblebee"))
         .await;
-    assert!(r.body.contains("Bumblebee Person"), "{}", r.body);
+    r.assert_contains("Bumblebee Person");
     let page = c.owner.get(&a).await.body;
     assert!(
         page.contains("undone") && !page.contains("Bumblebee diagnosis"),
@@ -138,12 +116,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
         .submit(&a, &format!("{a}/merges/1/undo"), &[])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "undone once");
-    let tenant = t.app.tenants.get(c.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    t.assert_audit_chain_holds(c.id).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! The patient register over HTTP.
 
 use axum::http::StatusCode;
-use ward_clinic::audit::{Action, Diff, Filter};
+use ward_clinic::audit::{Action, Diff};
 
 use crate::support::TestApp;
 use crate::support::staffed::Staffed as _;
@@ -94,8 +94,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     // registers anyway.
     let new = format!("{base}/patients/new");
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "ana maria rao"),
@@ -113,8 +112,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert!(r.body.contains("value=\"ana maria rao\""), "input kept");
     assert_eq!(t.count(c.id, "SELECT COUNT(*) FROM patients").await, 2);
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "Ana Maria Rao"),
@@ -128,8 +126,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         "name + date of birth"
     );
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "ana maria rao"),
@@ -142,8 +139,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(t.count(c.id, "SELECT COUNT(*) FROM patients").await, 3);
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", "Ana Maria Rao"),
@@ -170,9 +166,9 @@ async fn registering_searching_and_editing_patients_is_audited() {
         ("phone", "+91 98450 99999"),
         ("address", "12 MG Road"),
     ];
-    let r = rec.submit(&edit, &edit, &corrected).await;
+    let r = rec.submit_page(&edit, &corrected).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("id=\"reason-error\""), "{}", r.body);
+    r.assert_contains("id=\"reason-error\"");
     assert!(
         r.body.contains("value=\"+91 98450 99999\""),
         "what was typed is kept"
@@ -180,7 +176,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert!(rec.get(&ana).await.body.contains("+91 98450-12345"));
     let mut with_reason = corrected.to_vec();
     with_reason.push(("reason", "patient changed their number"));
-    let r = rec.submit(&edit, &edit, &with_reason).await;
+    let r = rec.submit_page(&edit, &with_reason).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // The record keeps both versions: the history shows the old number struck out, the
     // new one, who, and why.
@@ -188,13 +184,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     assert!(page.contains("id=\"corrections\""), "{page}");
     let history = rec.get(&format!("{ana}/history")).await;
     assert_eq!(history.status, StatusCode::OK);
-    assert!(
-        history
-            .body
-            .contains("<del>+91 98450-12345</del><ins>+91 98450 99999</ins>"),
-        "{}",
-        history.body
-    );
+    history.assert_contains("<del>+91 98450-12345</del><ins>+91 98450 99999</ins>");
     assert!(history.body.contains("patient changed their number"));
     assert!(history.body.contains("Corrected") && history.body.contains("by Ravi Kumar"));
     assert!(rec.get(&list).await.status == StatusCode::OK);
@@ -204,15 +194,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         "search follows the edit"
     );
 
-    let rows = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id_of(&ana).into())),
-                ..Filter::default()
-            },
-        )
-        .await;
+    let rows = t.audit_of(c.id, ("patient", id_of(&ana)), None).await;
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert!(actions.contains(&Action::Create.as_str()), "{actions:?}");
     assert!(actions.contains(&Action::View.as_str()), "{actions:?}");
@@ -245,8 +227,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
     // A saved edit that changes nothing writes nothing.
     let before = rows.len();
     let r = rec
-        .submit(
-            &edit,
+        .submit_page(
             &edit,
             &[
                 ("full_name", "Ana Maria Rao"),
@@ -259,14 +240,7 @@ async fn registering_searching_and_editing_patients_is_audited() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let after = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id_of(&ana).into())),
-                action: Some(Action::Update),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", id_of(&ana)), Some(Action::Update))
         .await;
     assert_eq!(
         after.len(),
@@ -288,8 +262,7 @@ async fn bad_input_is_shown_next_to_the_field_and_never_a_500() {
     let new = format!("{base}/patients/new");
     let long = "x".repeat(5000);
     let r = rec
-        .submit(
-            &new,
+        .submit_page(
             &new,
             &[
                 ("full_name", long.as_str()),
@@ -327,8 +300,7 @@ async fn bad_input_is_shown_next_to_the_field_and_never_a_500() {
         ("01/02/1990", ""),
     ] {
         let r = rec
-            .submit(
-                &new,
+            .submit_page(
                 &new,
                 &[
                     ("full_name", "A B"),
@@ -343,10 +315,7 @@ async fn bad_input_is_shown_next_to_the_field_and_never_a_500() {
     // A form that cannot be read at all is a 400 page.
     let csrf = rec.get(&new).await.csrf();
     let r = rec
-        .post(
-            &new,
-            &[("_csrf", &csrf), ("full_name", "A"), ("full_name", "B")],
-        )
+        .post_with_csrf(&new, &csrf, &[("full_name", "A"), ("full_name", "B")])
         .await;
     assert!(r.status.is_client_error(), "{}", r.status);
 

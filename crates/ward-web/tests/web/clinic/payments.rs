@@ -3,14 +3,31 @@
 use axum::http::StatusCode;
 
 use crate::support::TestApp;
-use crate::support::desk::{Desk, FrontDesk as _, SignUp as _, book, id_in, pay};
+use crate::support::desk::{Desk, FrontDesk as _, SignUp as _, book, id_in, pay, post_payment};
+
+/// A front desk whose clinic keeps Kolkata time, with the patient Asha Patel (phone
+/// `phone`); her id.
+async fn desk_in_kolkata(phone: &str) -> (Desk, i64) {
+    let d = Desk::new().await;
+    d.owner.set_timezone(&d.clinic, "Asia/Kolkata").await;
+    let p = d.owner.add_patient(&d.clinic, "Asha Patel", phone).await;
+    (d, p)
+}
+
+/// The amount of the payment `id`, in minor units, as stored.
+async fn amount_minor(d: &Desk, id: i64) -> i64 {
+    d.owner
+        .scalar(
+            &d.clinic,
+            &format!("SELECT amount_minor FROM payments WHERE id = {id}"),
+        )
+        .await
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_when_printed() {
-    let mut d = Desk::new().await;
+    let (mut d, p) = desk_in_kolkata("98450 11111").await;
     let c = &d.clinic;
-    d.owner.set_timezone(c, "Asia/Kolkata").await;
-    let p = d.owner.add_patient(c, "Asha Patel", "98450 11111").await;
     let r = pay(
         &mut d.billing,
         c,
@@ -21,15 +38,7 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let id = id_in(r.location());
-    assert_eq!(
-        d.owner
-            .scalar(
-                c,
-                &format!("SELECT amount_minor FROM payments WHERE id = {id}")
-            )
-            .await,
-        30
-    );
+    assert_eq!(amount_minor(&d, id).await, 30);
     assert_eq!(
         d.owner
             .scalar(
@@ -46,11 +55,7 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
         .await;
     let receipt = d.billing.get(r.location()).await;
     assert_eq!(receipt.status, StatusCode::OK);
-    assert!(
-        receipt.body.contains("id=\"receipt-total\">₹0.30<"),
-        "{}",
-        receipt.body
-    );
+    receipt.assert_contains("id=\"receipt-total\">₹0.30<");
     assert!(receipt.body.contains("Dressing"));
     assert!(receipt.body.contains("₹0.10"));
     assert!(receipt.body.contains("Mobile / UPI"));
@@ -86,15 +91,7 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
     )
     .await;
     let id = id_in(r.location());
-    assert_eq!(
-        d.owner
-            .scalar(
-                c,
-                &format!("SELECT amount_minor FROM payments WHERE id = {id}")
-            )
-            .await,
-        135_049
-    );
+    assert_eq!(amount_minor(&d, id).await, 135_049);
 
     // Bad amounts, methods and patients are shown next to their fields, input kept.
     let count = d.owner.scalar(c, "SELECT count(*) FROM payments").await;
@@ -127,28 +124,21 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
         assert!(r.body.contains("class=\"field-error\""));
         assert!(r.body.contains(&format!("value=\"{amount}\"")) || amount.contains('<'));
     }
-    let r = d
-        .billing
-        .send_form(
-            &format!("{}/payments", c.base),
-            &[("patient_id", &p.to_string()), ("method", "cash")],
-        )
-        .await;
+    let r = post_payment(&mut d.billing, c, p, &[("method", "cash")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Add at least one item"));
-    let r = d
-        .billing
-        .send_form(
-            &format!("{}/payments", c.base),
-            &[
-                ("patient_id", &p.to_string()),
-                ("visit_id", "5"),
-                ("method", "cash"),
-                ("item_description", "Fee"),
-                ("item_amount", "5"),
-            ],
-        )
-        .await;
+    let r = post_payment(
+        &mut d.billing,
+        c,
+        p,
+        &[
+            ("visit_id", "5"),
+            ("method", "cash"),
+            ("item_description", "Fee"),
+            ("item_amount", "5"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("There is no such visit."));
     assert_eq!(
@@ -209,10 +199,8 @@ fn receipt_number(body: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_collection_report_totals_by_method_and_by_staff_member() {
-    let mut d = Desk::new().await;
+    let (mut d, p) = desk_in_kolkata("1").await;
     let c = &d.clinic;
-    d.owner.set_timezone(c, "Asia/Kolkata").await;
-    let p = d.owner.add_patient(c, "Asha Patel", "1").await;
     pay(
         &mut d.owner,
         c,
@@ -237,11 +225,7 @@ async fn the_collection_report_totals_by_method_and_by_staff_member() {
     let path = format!("{}/payments/report?from=2026-03-01&to=2026-03-01", c.base);
     let page = d.billing.get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(
-        page.body.contains("id=\"collection-total\">₹1,700.30<"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("id=\"collection-total\">₹1,700.30<");
     let methods = section(&page.body, "id=\"by-method\"");
     assert!(
         methods.contains("<td>Cash</td><td class=\"num\">2</td><td class=\"num\">₹500.30</td>"),
@@ -317,17 +301,17 @@ async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
             "Bea Billing",
         )
         .await;
-    let r = billing
-        .send_form(
-            &format!("{}/payments", c.base),
-            &[
-                ("patient_id", &p.to_string()),
-                ("method", "cash"),
-                ("item_description", "Consultation"),
-                ("item_amount", "450"),
-            ],
-        )
-        .await;
+    let r = post_payment(
+        &mut billing,
+        &c,
+        p,
+        &[
+            ("method", "cash"),
+            ("item_description", "Consultation"),
+            ("item_amount", "450"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let billing_view = billing.get(&format!("{}/patients/{p}", c.base)).await;
     owner.app.audit.flush().await;
@@ -338,12 +322,7 @@ async fn the_patient_page_shows_appointments_payments_and_who_accessed_it() {
         page.body.contains("2026-03-05 10:30"),
         "the appointment is listed"
     );
-    assert!(
-        page.body
-            .contains("Charged ₹0.00 · Paid ₹450.00 · In credit ₹450.00"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹0.00 · Paid ₹450.00 · In credit ₹450.00");
     assert!(page.body.contains("No. 1"));
     assert!(
         page.body.contains("Accessed by") && page.body.contains("Bea Billing"),

@@ -62,11 +62,7 @@ async fn a_refund_changes_the_balance_and_the_report() {
         .get(&format!("{}/payments/{first}/refund", c.base))
         .await;
     assert_eq!(form.status, StatusCode::OK);
-    assert!(
-        form.body.contains("id=\"remaining\">₹1,000.00<"),
-        "{}",
-        form.body
-    );
+    form.assert_contains("id=\"remaining\">₹1,000.00<");
     let r = refund(
         &mut d.billing,
         c,
@@ -115,12 +111,7 @@ async fn a_refund_changes_the_balance_and_the_report() {
 
     // The patient's balance counts it.
     let page = d.owner.get(&format!("{}/patients/{p}", c.base)).await;
-    assert!(
-        page.body
-            .contains("Charged ₹0.00 · Paid ₹1,049.50 · In credit ₹1,049.50"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹0.00 · Paid ₹1,049.50 · In credit ₹1,049.50");
     let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
     let account = tenant
         .with(move |conn| ward_clinic::payments::account(&conn, p).unwrap())
@@ -132,11 +123,7 @@ async fn a_refund_changes_the_balance_and_the_report() {
     let path = format!("{}/payments/report?from=2026-03-01&to=2026-03-01", c.base);
     let page = d.billing.get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(
-        page.body.contains("id=\"collection-total\">₹1,049.50<"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("id=\"collection-total\">₹1,049.50<");
     assert!(page.body.contains("id=\"collection-gross\">₹1,300.00<"));
     assert!(page.body.contains("id=\"collection-refunds\">₹250.50<"));
     assert!(page.body.contains("id=\"collection-voids\">₹0.00<"));
@@ -156,41 +143,22 @@ async fn a_refund_changes_the_balance_and_the_report() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let void_id = id_in(r.location());
     let receipt = d.owner.get(r.location()).await;
-    assert!(
-        receipt
-            .body
-            .contains("Void No. <span id=\"receipt-number\">4<"),
-        "{}",
-        receipt.body
-    );
+    receipt.assert_contains("Void No. <span id=\"receipt-number\">4<");
     assert!(receipt.body.contains("id=\"receipt-total\">₹300.00<"));
     let page = d.billing.get(&path).await;
-    assert!(
-        page.body.contains("id=\"collection-total\">₹749.50<"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("id=\"collection-total\">₹749.50<");
     assert!(page.body.contains("id=\"collection-voids\">₹300.00<"));
     let methods = section(&page.body, "id=\"by-method\"");
     assert!(methods.contains(
         "<td>Card</td><td class=\"num\">1</td><td class=\"num\">₹300.00</td><td class=\"num\">₹0.00</td><td class=\"num\">₹300.00</td><td class=\"num\">₹0.00</td>"
     ), "{methods}");
     let page = d.owner.get(&format!("{}/patients/{p}", c.base)).await;
-    assert!(
-        page.body
-            .contains("Charged ₹0.00 · Paid ₹749.50 · In credit ₹749.50"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹0.00 · Paid ₹749.50 · In credit ₹749.50");
     // The sequence goes on after them, and a number cannot be taken twice across the two
     // tables, even by a direct write.
     let r = pay(&mut d.billing, c, p, "cash", &[("Lab", "1")]).await;
     let next = d.billing.get(r.location()).await;
-    assert!(
-        next.body.contains("id=\"receipt-number\">5<"),
-        "{}",
-        next.body
-    );
+    next.assert_contains("id=\"receipt-number\">5<");
     let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
     let clash = tenant
         .with(move |conn| {
@@ -217,7 +185,7 @@ async fn a_refund_changes_the_balance_and_the_report() {
             c.base
         ))
         .await;
-    assert!(page.body.contains("Refunded ₹250.50"), "{}", page.body);
+    page.assert_contains("Refunded ₹250.50");
     assert!(page.body.contains("Voided"));
     let list = section(&page.body, "<table id=\"corrections\"");
     assert!(list.contains("No. 3") && list.contains("No. 4"), "{list}");
@@ -260,7 +228,7 @@ async fn a_refund_changes_the_balance_and_the_report() {
         .owner
         .get(&format!("{}/audit?action=create", c.base))
         .await;
-    assert!(page.body.contains("₹250.50 by cash"), "{}", page.body);
+    page.assert_contains("₹250.50 by cash");
 }
 
 /// Corrections and their audit rows.
@@ -326,19 +294,15 @@ async fn bad_refunds_and_voids_are_refused_on_the_form_and_write_nothing() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = refund(&mut d.billing, c, paid, "40.01", "cash", "Too much").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body.contains("At most ₹40.00 remains"), "{}", r.body);
+    r.assert_contains("At most ₹40.00 remains");
     let r = void(&mut d.billing, c, paid, "Cannot").await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
-    assert!(
-        r.body.contains("refund the remaining ₹40.00 instead"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("refund the remaining ₹40.00 instead");
     let r = refund(&mut d.billing, c, paid, "40", "card", "Part two").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = refund(&mut d.billing, c, paid, "0.01", "cash", "More").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(r.body.contains("refunded in full"), "{}", r.body);
+    r.assert_contains("refunded in full");
     let written = count(&d).await;
     assert_eq!(written, 4, "two refunds, two audit rows");
 
@@ -347,7 +311,7 @@ async fn bad_refunds_and_voids_are_refused_on_the_form_and_write_nothing() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = void(&mut d.billing, c, other, "Again").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(r.body.contains("was voided"), "{}", r.body);
+    r.assert_contains("was voided");
     let r = refund(&mut d.billing, c, other, "1", "cash", "After void").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(
@@ -358,7 +322,7 @@ async fn bad_refunds_and_voids_are_refused_on_the_form_and_write_nothing() {
         .billing
         .get(&format!("{}/payments/{other}/refund", c.base))
         .await;
-    assert!(page.body.contains("id=\"blocked\""), "{}", page.body);
+    page.assert_contains("id=\"blocked\"");
     assert!(!page.body.contains("name=\"reason\""));
     assert_eq!(count(&d).await, written + 2);
 
@@ -453,12 +417,7 @@ async fn the_audit_page_shows_amounts_through_the_money_formatter() {
         .get(&format!("{}/audit?action=update", c.base))
         .await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(
-        page.body
-            .contains("<strong>fee_minor</strong>: <del>₹500.00</del> → <ins>₹650.50</ins>"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("<strong>fee_minor</strong>: <del>₹500.00</del> → <ins>₹650.50</ins>");
     assert!(
         page.body
             .contains("<strong>fee_minor</strong>: <del>—</del> → <ins>₹1.20</ins>")

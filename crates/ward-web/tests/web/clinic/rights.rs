@@ -2,12 +2,48 @@
 //! hold, and erasure that leaves no trace of them in the clinic's readable rows.
 
 use axum::http::StatusCode;
-use ward_clinic::audit::{Action, Filter};
+use ward_clinic::audit::Action;
 use ward_clinic::export;
 use ward_core::Role;
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
+use crate::support::{Response, TestApp};
+
+/// Books `id` with `doctor` at `(date, time)` for 15 minutes, through the form.
+async fn book(
+    b: &mut TestApp,
+    base: &str,
+    id: &str,
+    doctor: &str,
+    (date, time): (&str, &str),
+    reason: &str,
+) -> Response {
+    let form = [
+        ("patient_id", id),
+        ("doctor", doctor),
+        ("date", date),
+        ("time", time),
+        ("minutes", "15"),
+        ("reason", reason),
+    ];
+    b.submit_page(&format!("{base}/appointments"), &form).await
+}
+
+/// Takes a cash payment of one item from `id`, through the form.
+async fn pay_cash(b: &mut TestApp, base: &str, id: &str, item: &str, amount: &str) -> Response {
+    let form = [
+        ("patient_id", id),
+        ("method", "cash"),
+        ("item_description", item),
+        ("item_amount", amount),
+    ];
+    b.submit(
+        &format!("{base}/payments/new"),
+        &format!("{base}/payments"),
+        &form,
+    )
+    .await
+}
 
 /// The user id of the clinic's doctor.
 async fn doctor_of(t: &TestApp, c: &Clinic) -> String {
@@ -40,11 +76,9 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let id = patient.rsplit('/').next().unwrap().to_owned();
     let r = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
+        .save_visit(
+            &patient,
             &[
-                ("action", "save"),
                 ("presenting_complaints", &format!("{tag} first complaint")),
                 ("diagnosis_0", &format!("{tag} diagnosis")),
                 ("item_0_drug", &format!("{tag}mycin")),
@@ -56,8 +90,7 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let edit = format!("{}/edit", r.location());
     let r = c
         .doctor
-        .submit(
-            &edit,
+        .submit_page(
             &edit,
             &[
                 ("action", "save"),
@@ -74,42 +107,17 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let doctor = doctor_of(t, c).await;
-    let r = c
-        .receptionist
-        .submit(
-            &format!("{base}/appointments"),
-            &format!("{base}/appointments"),
-            &[
-                ("patient_id", &id),
-                ("doctor", &doctor),
-                ("date", "2026-12-20"),
-                (
-                    "time",
-                    if tag.starts_with('A') {
-                        "10:00"
-                    } else {
-                        "11:00"
-                    },
-                ),
-                ("minutes", "15"),
-                ("reason", &format!("{tag} appointment reason")),
-            ],
-        )
-        .await;
+    let time = if tag.starts_with('A') {
+        "10:00"
+    } else {
+        "11:00"
+    };
+    let reason = format!("{tag} appointment reason");
+    let at = ("2026-12-20", time);
+    let r = book(&mut c.receptionist, &base, &id, &doctor, at, &reason).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = c
-        .billing
-        .submit(
-            &format!("{base}/payments/new"),
-            &format!("{base}/payments"),
-            &[
-                ("patient_id", &id),
-                ("method", "cash"),
-                ("item_description", &format!("{tag} dressing")),
-                ("item_amount", "500"),
-            ],
-        )
-        .await;
+    let item = format!("{tag} dressing");
+    let r = pay_cash(&mut c.billing, &base, &id, &item, "500").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let payment = r
         .location()
@@ -123,8 +131,7 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
     let refund = format!("{base}/payments/{payment}/refund");
     let r = c
         .billing
-        .submit(
-            &refund,
+        .submit_page(
             &refund,
             &[
                 ("amount", "100"),
@@ -241,14 +248,7 @@ async fn the_patients_record_holds_everything_about_them_and_nothing_about_anoth
     assert!(!page.body.contains("Bumblebee"));
     let id = a.rsplit('/').next().unwrap();
     let exports: Vec<_> = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id.into())),
-                action: Some(Action::Export),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", id), Some(Action::Export))
         .await
         .into_iter()
         .filter_map(|r| r.detail)
@@ -294,14 +294,10 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     let erase = format!("{a}/erase");
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("legal hold"), "{}", r.body);
+    r.assert_contains("legal hold");
     assert!(all_rows(&t, &c).await.contains("Aardvark Person"));
 
     // Lifted: a wrong number or no ground is refused on the form.
@@ -312,25 +308,17 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "2")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "2")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("erase-error"));
-    let r = c.owner.submit(&erase, &erase, &[("confirm", "1")]).await;
+    let r = c.owner.submit_page(&erase, &[("confirm", "1")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(all_rows(&t, &c).await.contains("Aardvark Person"));
 
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.owner.get(&a).await.body;
@@ -356,14 +344,7 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
     assert!(!record.contains("Aardvark") && record.contains("Erased patient No. 1"));
     // The log says it happened, by whom and on what ground; the chain still verifies.
     let deleted = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id)),
-                action: Some(Action::Delete),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", id), Some(Action::Delete))
         .await;
     assert_eq!(deleted.len(), 1);
     assert_eq!(
@@ -371,20 +352,11 @@ async fn erasure_is_refused_under_a_legal_hold_and_then_leaves_no_trace_in_reada
         Some("erased: patient_request")
     );
     assert_eq!(deleted[0].actor_role.as_deref(), Some("owner"));
-    let tenant = t.app.tenants.get(c.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    t.assert_audit_chain_holds(c.id).await;
     // Once erased, erasing again is refused.
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -451,7 +423,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         .submit(&a, &restriction, &[("restrict", "on"), ("reason", "  ")])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    assert!(r.body.contains("Write why"), "{}", r.body);
+    r.assert_contains("Write why");
     assert!(!c.owner.get(&a).await.body.contains("id=\"restricted\""));
     let r = c
         .owner
@@ -480,10 +452,10 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let csrf = c.doctor.get(&a).await.csrf();
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &format!("{a}/visits"),
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("presenting_complaints", "Aardvark new complaint"),
             ],
@@ -499,8 +471,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let edit_visit = format!("{base}/visits/{visit}/edit");
     let r = c
         .doctor
-        .submit(
-            &edit_visit,
+        .submit_page(
             &edit_visit,
             &[
                 ("action", "save"),
@@ -513,8 +484,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let edit = format!("{a}/edit");
     let r = c
         .receptionist
-        .submit(
-            &edit,
+        .submit_page(
             &edit,
             &[
                 ("full_name", "Aardvark Renamed"),
@@ -526,35 +496,10 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         .await;
     refused_as_restricted(&r, "a correction of the details");
     let doctor = doctor_of(&t, &c).await;
-    let r = c
-        .receptionist
-        .submit(
-            &format!("{base}/appointments"),
-            &format!("{base}/appointments"),
-            &[
-                ("patient_id", &id),
-                ("doctor", &doctor),
-                ("date", "2026-12-21"),
-                ("time", "12:00"),
-                ("minutes", "15"),
-                ("reason", "check-up"),
-            ],
-        )
-        .await;
+    let at = ("2026-12-21", "12:00");
+    let r = book(&mut c.receptionist, &base, &id, &doctor, at, "check-up").await;
     refused_as_restricted(&r, "an appointment");
-    let r = c
-        .billing
-        .submit(
-            &format!("{base}/payments/new"),
-            &format!("{base}/payments"),
-            &[
-                ("patient_id", &id),
-                ("method", "cash"),
-                ("item_description", "dressing"),
-                ("item_amount", "200"),
-            ],
-        )
-        .await;
+    let r = pay_cash(&mut c.billing, &base, &id, "dressing", "200").await;
     refused_as_restricted(&r, "a payment");
     let csrf = c.doctor.get(&a).await.csrf();
     let r = c
@@ -587,7 +532,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let merge = format!("{a}/merge");
     let r = c
         .receptionist
-        .submit(&merge, &merge, &[("other", &other)])
+        .submit_page(&merge, &[("other", &other)])
         .await;
     assert!(r.status.is_client_error(), "{}", r.body);
     assert!(r.body.contains("is restricted"), "a merge: {}", r.body);
@@ -616,16 +561,9 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     // restricted and why, the log says that it happened but not why.
     let record = c.owner.get(&format!("{a}/record.json")).await;
     assert_eq!(record.status, StatusCode::OK);
-    assert!(record.body.contains(REASON), "{}", record.body);
+    record.assert_contains(REASON);
     let updates = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("patient".into(), id.clone())),
-                action: Some(Action::Update),
-                ..Filter::default()
-            },
-        )
+        .audit_of(c.id, ("patient", &id), Some(Action::Update))
         .await;
     assert!(
         updates.iter().any(|u| u
@@ -651,14 +589,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     assert!(!c.doctor.get(&a).await.body.contains("id=\"restricted\""));
     let r = c
         .doctor
-        .submit(
-            &format!("{a}/visits/new"),
-            &format!("{a}/visits"),
-            &[
-                ("action", "save"),
-                ("presenting_complaints", "Aardvark after"),
-            ],
-        )
+        .save_visit(&a, &[("presenting_complaints", "Aardvark after")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(
@@ -679,11 +610,7 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
     let erase = format!("{a}/erase");
     let r = c
         .owner
-        .submit(
-            &erase,
-            &erase,
-            &[("ground", "patient_request"), ("confirm", "1")],
-        )
+        .submit_page(&erase, &[("ground", "patient_request"), ("confirm", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(!all_rows(&t, &c).await.contains("Quokka"));

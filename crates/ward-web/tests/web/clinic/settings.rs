@@ -2,8 +2,8 @@
 
 use axum::http::StatusCode;
 
-use crate::support::TestApp;
-use crate::support::admin::{OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
+use crate::support::{Response, TestApp};
 
 fn form<'a>(name: &'a str, timezone: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -16,6 +16,12 @@ fn form<'a>(name: &'a str, timezone: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
+/// Posts `fields` through the settings form of `clinic`.
+async fn save(owner: &mut TestApp, clinic: &Clinic, fields: &[(&str, &str)]) -> Response {
+    let settings = clinic.path("settings");
+    owner.submit_page(&settings, fields).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_are_saved_and_audited_with_a_diff() {
     let mut owner = TestApp::new().await;
@@ -26,13 +32,7 @@ async fn settings_are_saved_and_audited_with_a_diff() {
     assert!(page.body.contains("<option value=\"Asia/Kolkata\""));
     assert!(page.body.contains("Close this clinic"));
 
-    let r = owner
-        .submit(
-            &a.path("settings"),
-            &a.path("settings"),
-            &form("Acme Family Clinic", "Asia/Kolkata"),
-        )
-        .await;
+    let r = save(&mut owner, &a, &form("Acme Family Clinic", "Asia/Kolkata")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), a.path("settings?saved=1"));
     let page = owner.get(r.location()).await;
@@ -71,13 +71,7 @@ async fn settings_are_saved_and_audited_with_a_diff() {
     );
 
     // Saving the same values again records nothing.
-    let r = owner
-        .submit(
-            &a.path("settings"),
-            &a.path("settings"),
-            &form("Acme Family Clinic", "Asia/Kolkata"),
-        )
-        .await;
+    let r = save(&mut owner, &a, &form("Acme Family Clinic", "Asia/Kolkata")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(owner.audit_rows(&a).await.len(), 2);
 }
@@ -89,9 +83,7 @@ async fn invalid_settings_are_shown_next_to_their_fields_and_nothing_is_saved() 
     let mut fields = form("", "Mars/Olympus");
     fields.retain(|(k, _)| *k != "currency");
     fields.push(("currency", "XXX"));
-    let r = owner
-        .submit(&a.path("settings"), &a.path("settings"), &fields)
-        .await;
+    let r = save(&mut owner, &a, &fields).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     for id in ["name-error", "timezone-error", "currency-error"] {
         assert!(r.body.contains(id), "{id}");

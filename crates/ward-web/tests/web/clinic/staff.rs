@@ -125,7 +125,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
 
     let r = set_role(&mut owner, &a, &me, "doctor").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(r.body.contains("only owner"), "{}", r.body);
+    r.assert_contains("only owner");
     let r = remove(&mut owner, &a, &me).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("only owner"));

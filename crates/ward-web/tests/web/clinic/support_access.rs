@@ -59,25 +59,58 @@ async fn open_session(t: &TestApp, clinic: &Clinic, link: &str) -> TestApp {
     assert!(page.body.contains("Acme Clinic") && page.body.contains(REASON));
     let token = field_value(&page.body, "token").unwrap();
     let r = op
-        .post(
-            "/support/start",
-            &[("_csrf", &page.csrf()), ("token", &token)],
-        )
+        .post_with_csrf("/support/start", &page.csrf(), &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), clinic.path(""));
     op
 }
 
+/// A browser signed in as the owner of a new clinic Acme, and support's request to look
+/// at it.
+async fn requested(minutes: u32, write: bool, emergency: bool) -> (TestApp, Clinic, Grant) {
+    let mut t = TestApp::new().await;
+    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
+    let grant = request(&t, &clinic, minutes, write, emergency).await;
+    (t, clinic, grant)
+}
+
+/// Why no link can be issued for `grant` now.
+async fn refused_link(t: &TestApp, grant: &Grant) -> LinkRefused {
+    t.app
+        .control
+        .issue_support_link(grant.id)
+        .await
+        .unwrap()
+        .unwrap_err()
+}
+
+/// A new link for `grant`, and a new browser in which it started the session.
+async fn session(t: &TestApp, clinic: &Clinic, grant: &Grant) -> (String, TestApp) {
+    let link = link(t, grant).await;
+    let op = open_session(t, clinic, &link).await;
+    (link, op)
+}
+
+/// The owner's `decision` (`approve`, `refuse`, `end`) on `grant`, from the support page.
+async fn decide(
+    t: &mut TestApp,
+    clinic: &Clinic,
+    grant: &Grant,
+    decision: &str,
+    form: &[(&str, &str)],
+) -> Response {
+    let action = clinic.path(&format!("support/{}/{decision}", grant.id));
+    t.submit(&clinic.path("support"), &action, form).await
+}
+
 async fn approve(t: &mut TestApp, clinic: &Clinic, grant: &Grant, allow_changes: bool) {
-    let page = clinic.path("support");
-    let action = clinic.path(&format!("support/{}/approve", grant.id));
     let form: &[(&str, &str)] = if allow_changes {
         &[("allow_changes", "1")]
     } else {
         &[]
     };
-    let r = t.submit(&page, &action, form).await;
+    let r = decide(t, clinic, grant, "approve", form).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), clinic.path("support?done=approved"));
 }
@@ -85,8 +118,7 @@ async fn approve(t: &mut TestApp, clinic: &Clinic, grant: &Grant, allow_changes:
 /// The support browser `op` adds a patient through the clinic's form.
 async fn add_patient(op: &mut TestApp, clinic: &Clinic) -> Response {
     let new = clinic.path("patients/new");
-    op.submit(
-        &new,
+    op.submit_page(
         &new,
         &[
             ("full_name", "Ada Lovelace"),
@@ -115,9 +147,7 @@ fn details(rows: &[AuditRow]) -> Vec<String> {
 
 #[tokio::test]
 async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_ends_it() {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
-    let grant = request(&t, &clinic, 30, false, false).await;
+    let (mut t, clinic, grant) = requested(30, false, false).await;
 
     // The owner is mailed (no reason, nothing about patients in the subject) …
     let mail = t.mails().await.pop().unwrap();
@@ -133,65 +163,36 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
     assert!(mail.contains(&format!("http://ward.test{}", clinic.path("support"))));
     // … and every clinic page says so, linking to the support page.
     let home = t.get(&clinic.path("")).await;
-    assert!(
-        home.body
-            .contains("Support (alice) asks to look at this clinic for up to 30 minutes"),
-        "{}",
-        home.body
-    );
+    home.assert_contains("Support (alice) asks to look at this clinic for up to 30 minutes");
     assert!(
         home.body
             .contains(&format!("href=\"{}\"", clinic.path("support")))
     );
 
     // No link before approval.
-    assert_eq!(
-        t.app
-            .control
-            .issue_support_link(grant.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        LinkRefused::NotApproved
-    );
+    assert_eq!(refused_link(&t, &grant).await, LinkRefused::NotApproved);
     let page = t.get(&clinic.path("support")).await;
-    assert!(page.body.contains(REASON), "{}", page.body);
+    page.assert_contains(REASON);
     assert!(page.body.contains("Approve for 30 minutes"));
     approve(&mut t, &clinic, &grant, false).await;
 
-    let link = link(&t, &grant).await;
-    let mut op = open_session(&t, &clinic, &link).await;
+    let (link, mut op) = session(&t, &clinic, &grant).await;
     let home = op.get(&clinic.path("")).await;
     assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-    assert!(
-        home.body
-            .contains("Support session (alice) — read only — ends at 09:30 UTC (30 minutes left)"),
-        "{}",
-        home.body
+    home.assert_contains(
+        "Support session (alice) — read only — ends at 09:30 UTC (30 minutes left)",
     );
     assert!(home.body.contains(&format!("Reason: {REASON}")));
     assert!(home.body.contains("End support session"));
     t.clock.advance(TimeDelta::minutes(10));
     let patients = op.get(&clinic.path("patients")).await;
     assert_eq!(patients.status, StatusCode::OK);
-    assert!(
-        patients.body.contains("(20 minutes left)"),
-        "{}",
-        patients.body
-    );
+    patients.assert_contains("(20 minutes left)");
 
     // The link worked once.
     let mut again = t.fresh_browser();
     assert_eq!(again.get(&link).await.status, StatusCode::GONE);
-    assert_eq!(
-        t.app
-            .control
-            .issue_support_link(grant.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        LinkRefused::AlreadyUsed
-    );
+    assert_eq!(refused_link(&t, &grant).await, LinkRefused::AlreadyUsed);
 
     // Nothing outside the clinic: no clinic list, no account, no second factor.
     for page in ["/clinics", "/account", "/account/two-factor"] {
@@ -202,11 +203,7 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
     // Read only: a change is refused with a page saying so.
     let r = add_patient(&mut op, &clinic).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(
-        r.body.contains("This support session is read only"),
-        "{}",
-        r.body
-    );
+    r.assert_contains("This support session is read only");
     // Never: exports, staff, closing, support itself.
     for page in ["export", "staff", "settings/close", "support"] {
         let r = op.get(&clinic.path(page)).await;
@@ -259,13 +256,7 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
     assert!(steps[2].starts_with("support session started: until 2026-03-01T09:30:00.000Z"));
     // The owner's audit page shows them readably.
     let audit = t.get(&clinic.path("audit")).await;
-    assert!(
-        audit
-            .body
-            .contains("Support (alice) <span class=\"muted\">support</span>"),
-        "{}",
-        audit.body
-    );
+    audit.assert_contains("Support (alice) <span class=\"muted\">support</span>");
     assert!(audit.body.contains(REASON));
     let this_grant = t
         .get(&clinic.path(&format!("audit?actor=support:{}", grant.id)))
@@ -278,64 +269,46 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
 
     // The owner sees it open and ends it now; the next page is signed out.
     let page = t.get(&clinic.path("support")).await;
-    assert!(page.body.contains("Open now"), "{}", page.body);
+    page.assert_contains("Open now");
     assert!(
         t.get(&clinic.path(""))
             .await
             .body
             .contains("A support session (alice) is open until 09:30 UTC — read only.")
     );
-    let r = t
-        .submit(
-            &clinic.path("support"),
-            &clinic.path(&format!("support/{}/end", grant.id)),
-            &[],
-        )
-        .await;
+    let r = decide(&mut t, &clinic, &grant, "end", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = op.get(&clinic.path("")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login");
     let page = t.get(&clinic.path("support")).await;
     assert!(page.body.contains("Past support sessions"));
-    assert!(page.body.contains("ended: Dr. Ana Rao"), "{}", page.body);
+    page.assert_contains("ended: Dr. Ana Rao");
     let steps = details(&support_rows(&t, &clinic).await);
     assert_eq!(steps.last().unwrap(), "support ended by Dr. Ana Rao");
     // The chain still verifies.
-    let tenant = t.app.tenants.get(clinic.id).await.unwrap();
-    let report = tenant
-        .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
-        .await
-        .unwrap();
-    assert!(report.problems.is_empty(), "{report:?}");
+    t.assert_audit_chain_holds(clinic.id).await;
 }
 
 #[tokio::test]
 async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time() {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
-    let grant = request(&t, &clinic, 15, true, false).await;
+    let (mut t, clinic, grant) = requested(15, true, false).await;
     approve(&mut t, &clinic, &grant, true).await;
     let spare = link(&t, &grant).await;
-    let link = link(&t, &grant).await;
-    let mut op = open_session(&t, &clinic, &link).await;
+    let (_, mut op) = session(&t, &clinic, &grant).await;
     // Once one link started the session, no other link starts another.
     let mut second = t.fresh_browser();
     assert_eq!(second.get(&spare).await.status, StatusCode::GONE);
     let token = spare.trim_start_matches("/support/");
     let csrf = second.get("/login").await.csrf();
     let r = second
-        .post("/support/start", &[("_csrf", &csrf), ("token", token)])
+        .post_with_csrf("/support/start", &csrf, &[("token", token)])
         .await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
     assert!(second.session_cookie().is_none());
     let home = op.get(&clinic.path("")).await;
-    assert!(
-        home.body.contains(
-            "Support session (alice) — changes allowed — ends at 09:15 UTC (15 minutes left)"
-        ),
-        "{}",
-        home.body
+    home.assert_contains(
+        "Support session (alice) — changes allowed — ends at 09:15 UTC (15 minutes left)",
     );
 
     let r = add_patient(&mut op, &clinic).await;
@@ -349,13 +322,10 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
     assert_eq!(created.reason.as_deref(), Some(REASON));
     // Staff changes stay out of reach even with changes allowed.
     let r = op
-        .post(
+        .post_with_csrf(
             &clinic.path("staff/invite"),
-            &[
-                ("_csrf", &home.csrf()),
-                ("email", "x@acme.test"),
-                ("role", "doctor"),
-            ],
+            &home.csrf(),
+            &[("email", "x@acme.test"), ("role", "doctor")],
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -375,70 +345,32 @@ async fn changes_only_when_the_owner_allows_them_and_the_session_expires_on_time
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/login");
     let page = t.get(&clinic.path("support")).await;
-    assert!(page.body.contains("expired"), "{}", page.body);
+    page.assert_contains("expired");
     assert!(!page.body.contains("Open now"));
     let steps = details(&support_rows(&t, &clinic).await);
     assert_eq!(
         steps.last().unwrap(),
         "support session expired: its time was up"
     );
-    assert_eq!(
-        t.app
-            .control
-            .issue_support_link(grant.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        LinkRefused::Over
-    );
+    assert_eq!(refused_link(&t, &grant).await, LinkRefused::Over);
 }
 
 #[tokio::test]
 async fn a_refused_request_opens_nothing() {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
-    let grant = request(&t, &clinic, 30, false, false).await;
+    let (mut t, clinic, grant) = requested(30, false, false).await;
     // Approving needs a recent sign-in, like other sensitive owner actions.
     t.clock.advance(TimeDelta::hours(1));
-    let r = t
-        .submit(
-            &clinic.path("support"),
-            &clinic.path(&format!("support/{}/approve", grant.id)),
-            &[],
-        )
-        .await;
+    let r = decide(&mut t, &clinic, &grant, "approve", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(
         r.location().starts_with("/account/confirm"),
         "{}",
         r.location()
     );
-    assert_eq!(
-        t.app
-            .control
-            .issue_support_link(grant.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        LinkRefused::NotApproved
-    );
-    let r = t
-        .submit(
-            &clinic.path("support"),
-            &clinic.path(&format!("support/{}/refuse", grant.id)),
-            &[],
-        )
-        .await;
+    assert_eq!(refused_link(&t, &grant).await, LinkRefused::NotApproved);
+    let r = decide(&mut t, &clinic, &grant, "refuse", &[]).await;
     assert_eq!(r.location(), clinic.path("support?done=refused"));
-    assert_eq!(
-        t.app
-            .control
-            .issue_support_link(grant.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        LinkRefused::Over
-    );
+    assert_eq!(refused_link(&t, &grant).await, LinkRefused::Over);
     assert!(!t.get(&clinic.path("")).await.body.contains("asks to look"));
     let steps = details(&support_rows(&t, &clinic).await);
     assert_eq!(steps.last().unwrap(), "support refused by Dr. Ana Rao");
@@ -452,8 +384,7 @@ async fn a_support_session_cannot_reach_another_clinic() {
     let other = other_owner.clinic("Beta Clinic", "owner@beta.test").await;
     let grant = request(&t, &clinic, 30, true, false).await;
     approve(&mut t, &clinic, &grant, true).await;
-    let link = link(&t, &grant).await;
-    let mut op = open_session(&t, &clinic, &link).await;
+    let (_, mut op) = session(&t, &clinic, &grant).await;
     assert_eq!(op.get(&clinic.path("")).await.status, StatusCode::OK);
 
     let nowhere = op.get("/c/no-such-clinic/").await;
@@ -468,10 +399,7 @@ async fn a_support_session_cannot_reach_another_clinic() {
     }
     let csrf = op.get(&clinic.path("")).await.csrf();
     let r = op
-        .post(
-            &other.path("patients/new"),
-            &[("_csrf", &csrf), ("full_name", "X")],
-        )
+        .post_with_csrf(&other.path("patients/new"), &csrf, &[("full_name", "X")])
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Nothing of the other clinic's log mentions support.
@@ -486,9 +414,7 @@ async fn a_support_session_cannot_reach_another_clinic() {
 
 #[tokio::test]
 async fn the_emergency_path_needs_no_approval_tells_the_owners_at_once_and_is_marked() {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
-    let grant = request(&t, &clinic, 20, false, true).await;
+    let (mut t, clinic, grant) = requested(20, false, true).await;
     let mail = t.mails().await.pop().unwrap();
     assert!(
         mail.starts_with("Subject: Emergency support access to your clinic on Ward\n"),
@@ -496,23 +422,13 @@ async fn the_emergency_path_needs_no_approval_tells_the_owners_at_once_and_is_ma
     );
     assert!(mail.contains("without waiting for approval"), "{mail}");
 
-    let link = link(&t, &grant).await;
-    let mut op = open_session(&t, &clinic, &link).await;
+    let (_, mut op) = session(&t, &clinic, &grant).await;
     let home = op.get(&clinic.path("")).await;
-    assert!(
-        home.body
-            .contains("Support session (alice) — read only — ends at 09:20 UTC (20 minutes left)"),
-        "{}",
-        home.body
+    home.assert_contains(
+        "Support session (alice) — read only — ends at 09:20 UTC (20 minutes left)",
     );
     let owner_home = t.get(&clinic.path("")).await;
-    assert!(
-        owner_home
-            .body
-            .contains("An emergency support session (alice) is open until 09:20 UTC"),
-        "{}",
-        owner_home.body
-    );
+    owner_home.assert_contains("An emergency support session (alice) is open until 09:20 UTC");
     let rows = support_rows(&t, &clinic).await;
     let steps = details(&rows);
     assert_eq!(
@@ -526,11 +442,7 @@ async fn the_emergency_path_needs_no_approval_tells_the_owners_at_once_and_is_ma
     assert_eq!(view.actor_role.as_deref(), Some("emergency support"));
     assert_eq!(view.reason.as_deref(), Some(REASON));
     let page = t.get(&clinic.path("support")).await;
-    assert!(
-        page.body.contains("emergency, opened without approval"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("emergency, opened without approval");
     // The session ends itself from its banner.
     let r = op.post("/support/end", &[("_csrf", &home.csrf())]).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -543,6 +455,7 @@ async fn requests_are_checked() {
     let t = TestApp::new().await;
     let mut b = t.fresh_browser();
     let clinic = b.clinic("Acme Clinic", "owner@acme.test").await;
+    let control = &t.app.control;
     let ask = |minutes, reason: &'static str| NewGrant {
         clinic_id: clinic.id,
         operator: "alice",
@@ -551,45 +464,20 @@ async fn requests_are_checked() {
         write: false,
         emergency: false,
     };
-    let too_long = t
-        .app
-        .control
-        .request_support(ask(45, REASON))
-        .await
-        .unwrap_err();
+    let too_long = control.request_support(ask(45, REASON)).await.unwrap_err();
     assert!(
         too_long.to_string().contains("1 to 30 minutes"),
         "{too_long}"
     );
-    let blank = t
-        .app
-        .control
-        .request_support(ask(10, "  "))
-        .await
-        .unwrap_err();
+    let blank = control.request_support(ask(10, "  ")).await.unwrap_err();
     assert!(blank.to_string().contains("needs a reason"), "{blank}");
     let mut emergency_write = ask(10, REASON);
     emergency_write.emergency = true;
     emergency_write.write = true;
-    let refused = t
-        .app
-        .control
-        .request_support(emergency_write)
-        .await
-        .unwrap_err();
+    let refused = control.request_support(emergency_write).await.unwrap_err();
     assert!(refused.to_string().contains("read only"), "{refused}");
-    let first = t
-        .app
-        .control
-        .request_support(ask(10, REASON))
-        .await
-        .unwrap();
-    let twice = t
-        .app
-        .control
-        .request_support(ask(10, REASON))
-        .await
-        .unwrap_err();
+    let first = control.request_support(ask(10, REASON)).await.unwrap();
+    let twice = control.request_support(ask(10, REASON)).await.unwrap_err();
     assert!(
         twice
             .to_string()

@@ -2,11 +2,11 @@
 
 use axum::http::StatusCode;
 use chrono::TimeZone;
-use ward_clinic::audit::{Action, Diff, Filter};
+use ward_clinic::audit::{Action, Diff};
 use ward_core::Role;
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
+use crate::support::{TestApp, with_action};
 
 /// A patient and a visit recorded by the doctor; returns (patient path, visit path).
 async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, String) {
@@ -18,13 +18,11 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
             &[("full_name", name), ("date_of_birth", "1990-05-04")],
         )
         .await;
-    let r = c
+    let visit = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
+        .record_visit(
+            &patient,
             &[
-                ("action", "save"),
                 ("presenting_complaints", "Fever for two days"),
                 ("examination_notes", "Throat red"),
                 ("diagnosis_0", "Viral fever"),
@@ -36,21 +34,12 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    (patient, r.location().to_owned())
+    (patient, visit)
 }
 
 async fn update_rows(t: &TestApp, c: &Clinic, visit: &str) -> Vec<ward_clinic::audit::AuditRow> {
     let id = visit.rsplit('/').next().unwrap().to_owned();
-    t.audit(
-        c.id,
-        Filter {
-            entity: Some(("visit".into(), id)),
-            action: Some(Action::Update),
-            ..Filter::default()
-        },
-    )
-    .await
+    t.audit_of(c.id, ("visit", id), Some(Action::Update)).await
 }
 
 /// The billing clerk records a cash payment of `amount` for a consultation.
@@ -121,14 +110,13 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
         ("item_1_drug", "Cetirizine"),
         ("item_2_drug", "Amoxicillin"),
     ];
-    let mut fields = typed.to_vec();
-    fields.push(("action", "add_item"));
-    let r = c.doctor.post(&edit, &fields).await;
+    let r = c.doctor.post(&edit, &with_action(&typed, "add_item")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("name=\"item_3_drug\"") && r.body.contains("Fever for three days"));
-    let mut fields = typed.to_vec();
-    fields.push(("action", "remove_item_1"));
-    let r = c.doctor.post(&edit, &fields).await;
+    let r = c
+        .doctor
+        .post(&edit, &with_action(&typed, "remove_item_1"))
+        .await;
     assert!(!r.body.contains("Cetirizine") && r.body.contains("value=\"Amoxicillin\""));
     assert!(update_rows(&t, &c, &visit).await.is_empty());
 
@@ -195,11 +183,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     let rx = c.doctor.get(&format!("{visit}/prescription")).await;
     assert!(rx.body.contains("Amoxicillin") && rx.body.contains("250 mg"));
     assert!(!rx.body.contains("Paracetamol") && !rx.body.contains("Cetirizine"));
-    assert!(
-        rx.body.contains("Amended record: Version 2 of 2"),
-        "{}",
-        rx.body
-    );
+    rx.assert_contains("Amended record: Version 2 of 2");
 
     // The history keeps what was first written and shows what changed.
     let history = c.doctor.get(&format!("{visit}/history")).await;
@@ -217,11 +201,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
             history.body
         );
     }
-    assert!(
-        history.body.contains("<ins>₹1,250.50</ins>"),
-        "{}",
-        history.body
-    );
+    history.assert_contains("<ins>₹1,250.50</ins>");
     let original = history.body.split("id=\"original\"").nth(1).unwrap();
     for first in [
         "Fever for two days",
@@ -260,13 +240,10 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     }
     // The prints name the version they showed.
     let prints = t
-        .audit(
+        .audit_of(
             c.id,
-            Filter {
-                entity: Some(("visit".into(), visit.rsplit('/').next().unwrap().into())),
-                action: Some(Action::Print),
-                ..Filter::default()
-            },
+            ("visit", visit.rsplit('/').next().unwrap()),
+            Some(Action::Print),
         )
         .await;
     let details: Vec<_> = prints.iter().filter_map(|r| r.detail.clone()).collect();
@@ -327,24 +304,11 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
         again.body.contains("value=\"1250.50\""),
         "the fee reads back"
     );
-    let r = c
-        .doctor
-        .post(
-            &edit,
-            &[
-                ("_csrf", &csrf),
-                ("action", "save"),
-                ("presenting_complaints", "Fever for three days"),
-                ("examination_notes", "Throat red"),
-                ("diagnosis_0", "Streptococcal pharyngitis"),
-                ("item_0_drug", "Amoxicillin"),
-                ("item_0_dose", "250 mg"),
-                ("advice", "Fluids"),
-                ("follow_up_on", "2026-03-09"),
-                ("fee", "1250.50"),
-            ],
-        )
-        .await;
+    let (fee, same) = corrected.split_last().unwrap();
+    assert_eq!(fee.0, "fee");
+    let mut same = same.to_vec();
+    same.push(("fee", "1250.50"));
+    let r = c.doctor.post(&edit, &same).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(update_rows(&t, &c, &visit).await.len(), 1);
 }
@@ -401,7 +365,7 @@ async fn only_clinical_writers_may_edit_a_visit_and_refusals_change_nothing() {
     }
     // The doctor's edit stands; the receptionist's and billing's never landed.
     let page = c.owner.get(&visit).await;
-    assert!(page.body.contains("Changed by Doctor"), "{}", page.body);
+    page.assert_contains("Changed by Doctor");
     assert!(
         !page.body.contains("Changed by Receptionist") && !page.body.contains("Changed by Billing")
     );
@@ -467,10 +431,10 @@ async fn bad_edits_are_refused_next_to_the_field_and_unknown_visits_are_not_foun
     for (field, value, error_id, message) in cases {
         let r = c
             .doctor
-            .post(
+            .post_with_csrf(
                 &edit,
+                &csrf,
                 &[
-                    ("_csrf", &csrf),
                     ("action", "save"),
                     ("presenting_complaints", "Changed"),
                     ("diagnosis_0", "Viral fever"),
@@ -520,7 +484,7 @@ async fn bad_edits_are_refused_next_to_the_field_and_unknown_visits_are_not_foun
         assert!(r.body.contains("<html") && !r.body.contains("Strict Patient"));
         let r = c
             .doctor
-            .post(&path, &[("_csrf", &csrf), ("action", "save"), ("fee", "1")])
+            .post_with_csrf(&path, &csrf, &[("action", "save"), ("fee", "1")])
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "POST {path}");
     }
@@ -535,24 +499,14 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
     let patient_id = patient.rsplit('/').next().unwrap().to_owned();
     let r = c
         .doctor
-        .submit(
-            &format!("{patient}/visits/new"),
-            &format!("{patient}/visits"),
-            &[
-                ("action", "save"),
-                ("presenting_complaints", "Review"),
-                ("fee", "250.50"),
-            ],
+        .save_visit(
+            &patient,
+            &[("presenting_complaints", "Review"), ("fee", "250.50")],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.billing.get(&patient).await;
-    assert!(
-        page.body
-            .contains("Charged ₹750.50 · Paid ₹0.00 · Balance due ₹750.50"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹750.50 · Paid ₹0.00 · Balance due ₹750.50");
 
     let r = pay_cash(&mut c, &patient_id, "300").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
@@ -568,11 +522,6 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
     let r = pay_cash(&mut c, &patient_id, "500").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = c.owner.get(&patient).await;
-    assert!(
-        page.body
-            .contains("Charged ₹750.50 · Paid ₹800.00 · In credit ₹49.50"),
-        "{}",
-        page.body
-    );
+    page.assert_contains("Charged ₹750.50 · Paid ₹800.00 · In credit ₹49.50");
     assert!(!page.body.contains("Balance due"));
 }

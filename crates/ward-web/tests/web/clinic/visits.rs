@@ -3,12 +3,12 @@
 
 use axum::http::StatusCode;
 use chrono::TimeZone;
-use ward_clinic::audit::{Action, Actor, Filter};
+use ward_clinic::audit::{Action, Actor};
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{ClinicId, Role};
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
+use crate::support::{TestApp, with_action};
 
 async fn set_letterhead(t: &TestApp, clinic: ClinicId) {
     let tenant = t.app.tenants.get(clinic).await.unwrap();
@@ -61,15 +61,11 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, canary: &str) -> (String
             ],
         )
         .await;
-    let form = format!("{patient}/visits/new");
-    let action = format!("{patient}/visits");
-    let r = c
+    let visit = c
         .doctor
-        .submit(
-            &form,
-            &action,
+        .record_visit(
+            &patient,
             &[
-                ("action", "save"),
                 ("presenting_complaints", canary),
                 ("examination_notes", "Chest clear"),
                 ("diagnosis_0", "Viral fever"),
@@ -78,8 +74,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, canary: &str) -> (String
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    (patient, r.location().to_owned())
+    (patient, visit)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,24 +122,26 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
         ("item_1_drug", "Cetirizine"),
         ("item_2_drug", "Amoxicillin"),
     ];
-    let mut fields = typed.to_vec();
-    fields.push(("action", "add_item"));
-    let r = c.doctor.post(&action, &fields).await;
+    let r = c
+        .doctor
+        .post(&action, &with_action(&typed, "add_item"))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("name=\"item_3_drug\""), "a fourth row");
     assert!(r.body.contains("Fever for three days") && r.body.contains("value=\"Amoxicillin\""));
     // Removing a row.
-    let mut fields = typed.to_vec();
-    fields.push(("action", "remove_item_1"));
-    let r = c.doctor.post(&action, &fields).await;
+    let r = c
+        .doctor
+        .post(&action, &with_action(&typed, "remove_item_1"))
+        .await;
     assert!(!r.body.contains("Cetirizine") && r.body.contains("value=\"Amoxicillin\""));
     // A row without a drug is refused next to its field; nothing saved.
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("item_1_dose", "10 mg"),
                 ("follow_up_on", "2026-02-30"),
@@ -160,10 +157,10 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     // Save a favourite, then apply it in one click.
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save_favourite"),
                 ("favourite_name", "Fever pack"),
                 ("item_0_drug", "Paracetamol"),
@@ -188,10 +185,10 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
         .to_owned();
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", &format!("apply_favourite_{fav_id}")),
                 ("advice", "Rest"),
             ],
@@ -206,22 +203,20 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     let owner_csrf = c.owner.get(&new).await.csrf();
     let r = c
         .owner
-        .post(
+        .post_with_csrf(
             &action,
-            &[
-                ("_csrf", &owner_csrf),
-                ("action", &format!("apply_favourite_{fav_id}")),
-            ],
+            &owner_csrf,
+            &[("action", &format!("apply_favourite_{fav_id}"))],
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     let r = c
         .doctor
-        .post(
+        .post_with_csrf(
             &action,
+            &csrf,
             &[
-                ("_csrf", &csrf),
                 ("action", "save"),
                 ("presenting_complaints", "Fever for three days"),
                 ("examination_notes", "Throat congested"),
@@ -284,15 +279,7 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     let css = c.doctor.get("/static/ward.css").await.body;
     assert!(css.contains("size: A5") && css.contains("size: A4") && css.contains("@media print"));
 
-    let rows = t
-        .audit(
-            c.id,
-            Filter {
-                entity: Some(("visit".into(), visit_id.clone())),
-                ..Filter::default()
-            },
-        )
-        .await;
+    let rows = t.audit_of(c.id, ("visit", &visit_id), None).await;
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions
@@ -386,81 +373,50 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
             write_counts(&t, &c).await;
         let b = c.browser(role);
         let name = format!("New by {role:?}");
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{base}/patients/new"),
-                &[("full_name", &name), ("sex", "other")],
-            )
-            .await;
+        let renamed = format!("Matrix Patient {role:?}");
         let edit_ok = allowed(role, Need::Edit);
-        assert_eq!(
-            r.status,
-            if edit_ok {
-                StatusCode::SEE_OTHER
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{patient}/edit"),
-                &[
-                    ("full_name", &format!("Matrix Patient {role:?}")),
+        let clinical = allowed(role, Need::Clinical);
+        // Each write, whether the role may make it, and what it answers when it may.
+        let writes = [
+            (
+                format!("{base}/patients/new"),
+                vec![("full_name", name.as_str()), ("sex", "other")],
+                edit_ok,
+                StatusCode::SEE_OTHER,
+            ),
+            (
+                format!("{patient}/edit"),
+                vec![
+                    ("full_name", renamed.as_str()),
                     ("sex", "female"),
                     ("date_of_birth", "1990-05-04"),
                     ("reason", "spelling"),
                 ],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            if edit_ok {
-                StatusCode::SEE_OTHER
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
-        let clinical = allowed(role, Need::Clinical);
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{patient}/visits"),
-                &[("action", "save"), ("presenting_complaints", "Cough")],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            if clinical {
-                StatusCode::SEE_OTHER
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
-        let r = b
-            .submit(
-                &csrf_page,
-                &format!("{patient}/visits"),
-                &[
+                edit_ok,
+                StatusCode::SEE_OTHER,
+            ),
+            (
+                format!("{patient}/visits"),
+                vec![("action", "save"), ("presenting_complaints", "Cough")],
+                clinical,
+                StatusCode::SEE_OTHER,
+            ),
+            (
+                format!("{patient}/visits"),
+                vec![
                     ("action", "save_favourite"),
                     ("favourite_name", "Mine"),
                     ("item_0_drug", "ORS"),
                 ],
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            if clinical {
-                StatusCode::OK
-            } else {
-                StatusCode::FORBIDDEN
-            },
-            "{role:?}"
-        );
+                clinical,
+                StatusCode::OK,
+            ),
+        ];
+        for (path, form, may, answer) in writes {
+            let r = b.submit(&csrf_page, &path, &form).await;
+            let expect = if may { answer } else { StatusCode::FORBIDDEN };
+            assert_eq!(r.status, expect, "{role:?}");
+        }
 
         let [patients_after, visits_after, favs_after, audit_after] = write_counts(&t, &c).await;
         assert_eq!(
@@ -507,20 +463,28 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
 
     let a_base = a.base.clone();
     let b_base = b.base.clone();
+    // Not found, or forbidden under B's own slug (B's roles hold there).
+    let refused = |status: StatusCode, path: &str| {
+        status == StatusCode::NOT_FOUND
+            || (status == StatusCode::FORBIDDEN && path.starts_with(&b_base))
+    };
     let mut requests = 0;
     for role in ROLES {
         let browser = b.browser(role);
         // Every clinic-A URL, as it is, under A's slug.
         let mut urls: Vec<String> = a_paths.clone();
-        for p in &a_paths.clone() {
-            urls.push(format!("{p}/edit"));
-            urls.push(format!("{p}/visits/new"));
-            urls.push(format!("{p}/prescription"));
+        for p in &a_paths {
+            urls.extend(["edit", "visits/new", "prescription"].map(|tail| format!("{p}/{tail}")));
         }
-        urls.push(format!("{a_base}/patients"));
-        urls.push(format!("{a_base}/patients?q=zyxwv"));
-        urls.push(format!("{a_base}/patients/search?q=zyxwv"));
-        urls.push(format!("{a_base}/patients/new"));
+        urls.extend(
+            [
+                "patients",
+                "patients?q=zyxwv",
+                "patients/search?q=zyxwv",
+                "patients/new",
+            ]
+            .map(|tail| format!("{a_base}/{tail}")),
+        );
         // A's ids under B's own slug: B has no such records.
         for id in 2..=400 {
             urls.push(format!("{b_base}/patients/{id}"));
@@ -536,12 +500,7 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
         for url in &urls {
             let r = browser.get(url).await;
             requests += 1;
-            assert!(
-                r.status == StatusCode::NOT_FOUND
-                    || (r.status == StatusCode::FORBIDDEN && url.starts_with(&b_base)),
-                "{role:?} GET {url}: {}",
-                r.status
-            );
+            assert!(refused(r.status, url), "{role:?} GET {url}: {}", r.status);
             assert!(
                 !r.body.contains("Zyxwv") && !r.body.contains(canary_note),
                 "{url}"
@@ -582,8 +541,7 @@ async fn a_member_of_another_clinic_gets_404_for_every_patient_and_visit_url() {
             let r = browser.submit(&csrf_page, &path, &form).await;
             requests += 1;
             assert!(
-                r.status == StatusCode::NOT_FOUND
-                    || (r.status == StatusCode::FORBIDDEN && path.starts_with(&b_base)),
+                refused(r.status, &path),
                 "{role:?} POST {path}: {}",
                 r.status
             );
@@ -674,7 +632,7 @@ async fn hostile_visit_input_is_refused_field_by_field_and_never_a_500() {
     ] {
         let r = c
             .doctor
-            .post(&action, &[("_csrf", &csrf), ("action", odd)])
+            .post_with_csrf(&action, &csrf, &[("action", odd)])
             .await;
         assert!(
             r.status.is_client_error() || r.status == StatusCode::OK,

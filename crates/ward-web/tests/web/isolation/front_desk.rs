@@ -4,7 +4,10 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::desk::{Desk, FrontDesk as _, SignUp as _, book, id_in, pay};
+use crate::support::TestApp;
+use crate::support::desk::{
+    Clinic, Desk, FrontDesk as _, SignUp as _, book, id_in, pay, post_payment,
+};
 
 const CANARIES: [&str; 3] = ["CANARY-PATIENT-A", "CANARY-ITEM-A", "CANARY-REASON-A"];
 
@@ -58,16 +61,7 @@ async fn a_member_of_another_clinic_gets_404s_and_never_a_canary() {
     let mut b_billing = b_owner
         .staff(&b, Role::Billing, "bill@bay.test", "Bay Billing")
         .await;
-    let before = (
-        d.owner
-            .scalar(&a, "SELECT count(*) FROM appointments")
-            .await,
-        d.owner
-            .text(&a, "SELECT group_concat(status) FROM appointments")
-            .await,
-        d.owner.scalar(&a, "SELECT count(*) FROM payments").await,
-        d.owner.scalar(&a, "SELECT count(*) FROM audit_log").await,
-    );
+    let before = front_desk_rows(&d.owner, &a).await;
 
     let mut requests = 0;
     for who in [&mut b_owner, &mut b_billing] {
@@ -141,31 +135,37 @@ async fn a_member_of_another_clinic_gets_404s_and_never_a_canary() {
         }
     }
     // A payment in B naming A's patient ids is refused there (no such patient).
-    let r = b_owner
-        .send_form(
-            &format!("{}/payments", b.base),
-            &[
-                ("patient_id", &patients[4].to_string()),
-                ("method", "cash"),
-                ("item_description", "Fee"),
-                ("item_amount", "1"),
-            ],
-        )
-        .await;
+    let r = post_payment(
+        &mut b_owner,
+        &b,
+        patients[4],
+        &[
+            ("method", "cash"),
+            ("item_description", "Fee"),
+            ("item_amount", "1"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_no_canary(&r.body, "payment");
     assert!(requests > 2500, "{requests}");
-    let after = (
-        d.owner
-            .scalar(&a, "SELECT count(*) FROM appointments")
-            .await,
-        d.owner
-            .text(&a, "SELECT group_concat(status) FROM appointments")
-            .await,
-        d.owner.scalar(&a, "SELECT count(*) FROM payments").await,
-        d.owner.scalar(&a, "SELECT count(*) FROM audit_log").await,
-    );
+    let after = front_desk_rows(&d.owner, &a).await;
     assert_eq!(before, after);
+}
+
+/// What the clinic's front desk has written: appointments and their statuses,
+/// payments and audit rows.
+async fn front_desk_rows(owner: &TestApp, clinic: &Clinic) -> (i64, String, i64, i64) {
+    (
+        owner
+            .scalar(clinic, "SELECT count(*) FROM appointments")
+            .await,
+        owner
+            .text(clinic, "SELECT group_concat(status) FROM appointments")
+            .await,
+        owner.scalar(clinic, "SELECT count(*) FROM payments").await,
+        owner.scalar(clinic, "SELECT count(*) FROM audit_log").await,
+    )
 }
 
 fn assert_no_canary(body: &str, path: &str) {

@@ -183,10 +183,7 @@ async fn members_of_another_clinic_never_reach_this_clinics_records() {
             for action in &forms {
                 let csrf = b.get("/account").await.csrf();
                 let r = b
-                    .post(
-                        action,
-                        &[("_csrf", &csrf), ("full_name", "Intruder"), ("amount", "1")],
-                    )
+                    .post_with_csrf(action, &csrf, &[("full_name", "Intruder"), ("amount", "1")])
                     .await;
                 requests += 2;
                 assert!(

@@ -4,35 +4,24 @@
 use super::TestApp;
 pub use super::owner::{Clinic, SignUp};
 use ward_clinic::audit::{AuditRow, Filter};
+use ward_core::Role;
 
 /// The owner pages' helpers on a browser.
 pub trait OwnerPages {
     /// Creates a verified account for `email` (password [`super::PASSWORD`]) with `role`
     /// in `clinic`, straight through the control plane; returns its id.
-    async fn staff(
-        &self,
-        clinic: &Clinic,
-        email: &str,
-        name: &str,
-        role: ward_core::Role,
-    ) -> String;
+    async fn staff(&self, clinic: &Clinic, email: &str, name: &str, role: Role) -> String;
     /// The clinic's audit rows, oldest first, without the members' sign-ins and
     /// sign-outs (see [`Self::all_audit_rows`]).
     async fn audit_rows(&self, clinic: &Clinic) -> Vec<AuditRow>;
     /// Every audit row of the clinic, oldest first.
     async fn all_audit_rows(&self, clinic: &Clinic) -> Vec<AuditRow>;
     /// The role `user_id` has in the clinic, if any.
-    async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<ward_core::Role>;
+    async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<Role>;
 }
 
 impl OwnerPages for TestApp {
-    async fn staff(
-        &self,
-        clinic: &Clinic,
-        email: &str,
-        name: &str,
-        role: ward_core::Role,
-    ) -> String {
+    async fn staff(&self, clinic: &Clinic, email: &str, name: &str, role: Role) -> String {
         self.add_member(clinic.id, role, email, name).await
     }
 
@@ -48,7 +37,7 @@ impl OwnerPages for TestApp {
         rows
     }
 
-    async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<ward_core::Role> {
+    async fn role_of(&self, clinic: &Clinic, user_id: &str) -> Option<Role> {
         self.app
             .control
             .clinic_member(clinic.id, user_id)

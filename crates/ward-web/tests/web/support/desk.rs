@@ -88,17 +88,25 @@ pub async fn pay(
     method: &str,
     items: &[(&str, &str)],
 ) -> Response {
-    let path = format!("{}/payments", clinic.base);
-    let patient = patient.to_string();
-    let mut form = vec![
-        ("patient_id", patient.as_str()),
-        ("method", method),
-        ("reference", "REF-1"),
-    ];
+    let mut form = vec![("method", method), ("reference", "REF-1")];
     for (d, a) in items {
         form.push(("item_description", d));
         form.push(("item_amount", a));
     }
+    post_payment(who, clinic, patient, &form).await
+}
+
+/// Posts the payment form as `who`: `fields` for the patient `patient`.
+pub async fn post_payment(
+    who: &mut TestApp,
+    clinic: &Clinic,
+    patient: i64,
+    fields: &[(&str, &str)],
+) -> Response {
+    let path = format!("{}/payments", clinic.base);
+    let patient = patient.to_string();
+    let mut form = vec![("patient_id", patient.as_str())];
+    form.extend_from_slice(fields);
     who.send_form(&path, &form).await
 }
 
@@ -223,8 +231,6 @@ impl FrontDesk for TestApp {
 
     async fn send_form(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let csrf = self.token().await;
-        let mut fields = vec![("_csrf", csrf.as_str())];
-        fields.extend_from_slice(form);
-        self.post(path, &fields).await
+        self.post_with_csrf(path, &csrf, form).await
     }
 }

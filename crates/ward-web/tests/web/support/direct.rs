@@ -41,6 +41,18 @@ impl Direct {
         Self { dir, platform, app }
     }
 
+    /// GETs `path`, which must answer `status` with a body of the type `kind` (a prefix
+    /// of its `Content-Type`); returns the body.
+    pub async fn answer(&self, path: &str, status: StatusCode, kind: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        let content_type = response.headers()[axum::http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        body_text(response).await
+    }
+
     /// Creates a clinic.
     pub async fn clinic(&self, name: &str) -> ClinicRecord {
         self.platform

@@ -23,7 +23,7 @@ use chrono::TimeZone;
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 use ward_app::{App, Config, Hashing, MailSetup};
-use ward_clinic::audit::{AuditRow, Filter, MAX_PAGE};
+use ward_clinic::audit::{Action, AuditRow, Filter, MAX_PAGE};
 use ward_control::passwords::Pepper;
 use ward_control::{ClinicRecord, MasterKeySource, Platform, SessionPolicy};
 use ward_core::{ClinicId, Clock, Email, ManualClock, Role, Slug};
@@ -104,6 +104,12 @@ impl Response {
             .collect()
     }
 
+    /// Fails, showing the page, unless the body holds `text`.
+    #[track_caller]
+    pub fn assert_contains(&self, text: &str) {
+        assert!(self.body.contains(text), "{}", self.body);
+    }
+
     /// The `_csrf` value of the first form on the page.
     pub fn csrf(&self) -> String {
         field_value(&self.body, "_csrf").expect("page has a _csrf field")
@@ -115,6 +121,13 @@ pub fn field_value(body: &str, name: &str) -> Option<String> {
     let start = body.find(&marker)? + marker.len();
     let end = body[start..].find('"')? + start;
     Some(body[start..end].to_owned())
+}
+
+/// `form` with the submit button `action` pressed.
+pub fn with_action<'a>(form: &[(&'a str, &'a str)], action: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut fields = form.to_vec();
+    fields.push(("action", action));
+    fields
 }
 
 /// The attachment size cap in tests.
@@ -213,6 +226,17 @@ impl TestApp {
         fields: &[(&str, &str)],
         file: (&str, &str, &[u8]),
     ) -> Response {
+        self.post_files(path, fields, &[file]).await
+    }
+
+    /// [`Self::post_multipart`] with every file of `files`, in order, as a part named
+    /// `file`.
+    pub async fn post_files(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Response {
         let boundary = "----WardTestBoundary7MA4YWxkTrZu0gW";
         let mut body = Vec::new();
         for (name, value) in fields {
@@ -223,15 +247,17 @@ impl TestApp {
                 .as_bytes(),
             );
         }
-        let (file_name, content_type, bytes) = file;
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        for (file_name, content_type, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         self.send(
             Request::post(path)
                 .header(
@@ -252,9 +278,24 @@ impl TestApp {
         form: &[(&str, &str)],
     ) -> Response {
         let csrf = self.get(form_page).await.csrf();
-        let mut fields = vec![("_csrf", csrf.as_str())];
+        self.post_with_csrf(action, &csrf, form).await
+    }
+
+    /// Posts `form` after the `_csrf` field `csrf`.
+    pub async fn post_with_csrf(
+        &mut self,
+        path: &str,
+        csrf: &str,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let mut fields = vec![("_csrf", csrf)];
         fields.extend_from_slice(form);
-        self.post(action, &fields).await
+        self.post(path, &fields).await
+    }
+
+    /// Posts `form` back to the page at `path`, with that page's `_csrf`.
+    pub async fn submit_page(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.submit(path, path, form).await
     }
 
     /// Every mail sent so far (delivering what is queued first), oldest first, as
@@ -365,6 +406,20 @@ impl TestApp {
             mailbox: self.mailbox.clone(),
         }
     }
+}
+
+/// A new clinic Acme's owner (ana@example.com), signed in in two browsers.
+pub async fn signed_in_twice() -> (TestApp, TestApp) {
+    let mut t = TestApp::new().await;
+    t.signup_verified("Acme", "ana@example.com").await;
+    let mut other = t.fresh_browser();
+    other.login("ana@example.com", PASSWORD).await;
+    (t, other)
+}
+
+/// How many of `statuses` are `status`.
+pub fn times(statuses: &[StatusCode], status: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
 }
 
 /// One app over a fresh data directory, as the harness opens it.
@@ -480,6 +535,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The clinic's audit rows about one record (`(entity type, id)`), newest first; with
+    /// `action`, only those.
+    pub async fn audit_of(
+        &self,
+        clinic: ClinicId,
+        (entity_type, id): (&str, impl std::fmt::Display),
+        action: Option<Action>,
+    ) -> Vec<AuditRow> {
+        let filter = Filter {
+            entity: Some((entity_type.to_owned(), id.to_string())),
+            action,
+            ..Filter::default()
+        };
+        self.audit(clinic, filter).await
+    }
+
+    /// Fails unless the clinic's audit chain verifies.
+    pub async fn assert_audit_chain_holds(&self, clinic: ClinicId) {
+        let tenant = self.app.tenants.get(clinic).await.unwrap();
+        let report = tenant
+            .with(|conn| ward_clinic::audit::verify_chain(&conn, None))
+            .await
+            .unwrap();
+        assert!(report.problems.is_empty(), "{report:?}");
+    }
+
     /// Gives the account for `email` (made verified, password [`PASSWORD`], if there is
     /// none yet) `role` in `clinic`, straight through the control plane; returns its id.
     pub async fn add_member(
@@ -517,6 +598,12 @@ impl TestApp {
         let r = b.login(email, PASSWORD).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         b
+    }
+
+    /// The names of every clinic, as the control plane lists them.
+    pub async fn clinic_names(&self) -> Vec<String> {
+        let clinics = self.app.control.list_clinics().await.unwrap();
+        clinics.into_iter().map(|c| c.name).collect()
     }
 
     /// The clinic at `home` (`/c/{slug}/`, as signing up redirects) and its slug.

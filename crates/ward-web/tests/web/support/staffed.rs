@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use ward_core::{ClinicId, Role};
 
-use super::TestApp;
+use super::{Response, TestApp};
 
 /// A clinic with one signed-in browser per role.
 pub struct Clinic {
@@ -49,6 +49,10 @@ pub trait Staffed {
     async fn clinic(&self, name: &str, tag: &str) -> Clinic;
     /// Registers a patient through the form; returns the patient page's path.
     async fn register(&mut self, base: &str, fields: &[(&str, &str)]) -> String;
+    /// Saves a new visit of the patient at `patient` through the form, with `fields`.
+    async fn save_visit(&mut self, patient: &str, fields: &[(&str, &str)]) -> Response;
+    /// [`Self::save_visit`], which must be accepted; returns the new visit's path.
+    async fn record_visit(&mut self, patient: &str, fields: &[(&str, &str)]) -> String;
 }
 
 impl Staffed for TestApp {
@@ -89,7 +93,20 @@ impl Staffed for TestApp {
             all.push(("sex", "female"));
         }
         all.push(("confirm_duplicate", "yes"));
-        let r = self.submit(&new, &new, &all).await;
+        let r = self.submit_page(&new, &all).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        r.location().to_owned()
+    }
+
+    async fn save_visit(&mut self, patient: &str, fields: &[(&str, &str)]) -> Response {
+        let mut form = vec![("action", "save")];
+        form.extend_from_slice(fields);
+        let action = format!("{patient}/visits");
+        self.submit(&format!("{action}/new"), &action, &form).await
+    }
+
+    async fn record_visit(&mut self, patient: &str, fields: &[(&str, &str)]) -> String {
+        let r = self.save_visit(patient, fields).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         r.location().to_owned()
     }

@@ -4,35 +4,22 @@
 
 use std::time::{Duration, Instant};
 
-use super::server::Server;
-use super::webdriver::Driver;
-use super::{artifact, sign_up_and_confirm};
+use super::{artifact, register_patient, signed_up_owner};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_and_a_pdf_uploaded_together_show_a_thumbnail_and_open() {
-    let server = Server::start();
-    let browser = Driver::start().await;
-
-    sign_up_and_confirm(
-        &browser,
-        &server,
+    let (_server, browser, home) = signed_up_owner(
         "Riverside Clinic",
         "Dr. Mira Iyer",
         "mira@riverside.example",
     )
     .await;
-    let home = browser.wait_for_url(|u| u.contains("/c/")).await;
 
     browser.goto(&format!("{home}patients/new")).await;
     browser.fill("#full_name", "Anil Kapoor").await;
     browser.click("input[name=sex][value=male]").await;
     browser.fill("#phone", "98450 31313").await;
-    browser
-        .click("form[action$=\"/patients/new\"] button[type=submit]")
-        .await;
-    let patient = browser
-        .wait_for_url(|u| u.contains("/patients/") && !u.ends_with("/new"))
-        .await;
+    let patient = register_patient(&browser).await;
     browser.wait_for_text("Anil Kapoor").await;
 
     // Two real files on disk, chosen together in the one file input.

@@ -4,7 +4,7 @@
 
 use super::server::Server;
 use super::webdriver::Driver;
-use super::{PASSWORD, artifact, sign_up_and_confirm};
+use super::{PASSWORD, artifact, register_patient, signed_up_owner};
 
 const SLUG: &str = "lakeside-clinic";
 
@@ -118,19 +118,9 @@ async fn correct_the_visit(browser: &Driver, server: &Server, visit: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log() {
-    let server = Server::start();
-    let browser = Driver::start().await;
-
     // The owner signs up and confirms the address from the mail.
-    sign_up_and_confirm(
-        &browser,
-        &server,
-        "Lakeside Clinic",
-        "Dr. Asha Rao",
-        "owner@lakeside.example",
-    )
-    .await;
-    let url = browser.wait_for_url(|u| u.contains("/c/")).await;
+    let (server, browser, url) =
+        signed_up_owner("Lakeside Clinic", "Dr. Asha Rao", "owner@lakeside.example").await;
     assert!(url.ends_with(&format!("/c/{SLUG}/")), "{url}");
 
     // Three staff join through invitations.
@@ -169,12 +159,7 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
     browser.click("input[name=sex][value=female]").await;
     browser.fill("#phone", "98450 12345").await;
     browser.fill("#address", "12 Lake Road, Kochi").await;
-    browser
-        .click("form[action$=\"/patients/new\"] button[type=submit]")
-        .await;
-    let url = browser
-        .wait_for_url(|u| u.contains("/patients/") && !u.ends_with("/new"))
-        .await;
+    let url = register_patient(&browser).await;
     let patient = id_after(&url, "/patients/");
     browser.wait_for_text("Kavya Pillai").await;
 

@@ -37,6 +37,26 @@ async fn sign_up_and_confirm(
     browser.click("button[type=submit]").await;
 }
 
+/// A served ward and a browser in which `name` (`email`) has signed up the clinic
+/// `clinic` and confirmed the address; with the clinic's home page the browser lands on.
+async fn signed_up_owner(clinic: &str, name: &str, email: &str) -> (Server, Driver, String) {
+    let server = Server::start();
+    let browser = Driver::start().await;
+    sign_up_and_confirm(&browser, &server, clinic, name, email).await;
+    let home = browser.wait_for_url(|u| u.contains("/c/")).await;
+    (server, browser, home)
+}
+
+/// Sends the filled new-patient form; returns the new patient's page once it shows.
+async fn register_patient(browser: &Driver) -> String {
+    browser
+        .click("form[action$=\"/patients/new\"] button[type=submit]")
+        .await;
+    browser
+        .wait_for_url(|u| u.contains("/patients/") && !u.ends_with("/new"))
+        .await
+}
+
 fn artifact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/browser-artifacts")
@@ -45,18 +65,12 @@ fn artifact(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_owner_signs_up_confirms_from_the_mail_signs_out_and_back_in() {
-    let server = Server::start();
-    let browser = Driver::start().await;
-
-    sign_up_and_confirm(
-        &browser,
-        &server,
+    let (server, browser, url) = signed_up_owner(
         "Sunrise Family Clinic",
         "Dr. Meera Iyer",
         "meera@example.com",
     )
     .await;
-    let url = browser.wait_for_url(|u| u.contains("/c/")).await;
     assert!(url.ends_with("/c/sunrise-family-clinic/"), "{url}");
     let page = browser.source().await;
     assert!(

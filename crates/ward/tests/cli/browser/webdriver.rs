@@ -141,15 +141,16 @@ impl Driver {
     }
 
     pub async fn url(&self) -> String {
-        self.cmd("GET", "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.text_at("/url").await
     }
 
     pub async fn source(&self) -> String {
-        self.cmd("GET", "/source", None)
+        self.text_at("/source").await
+    }
+
+    /// The text the session's `path` answers with (empty if it is not text).
+    async fn text_at(&self, path: &str) -> String {
+        self.cmd("GET", path, None)
             .await
             .as_str()
             .unwrap_or_default()
