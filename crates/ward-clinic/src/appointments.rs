@@ -13,6 +13,7 @@ use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
+use crate::ids::{AppointmentId, PatientId};
 
 /// Where an appointment is in the day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +98,9 @@ impl std::fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appointment {
     /// Row id.
-    pub id: i64,
+    pub id: AppointmentId,
     /// The patient.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The patient's clinic number.
     pub patient_number: i64,
     /// The patient's name.
@@ -149,7 +150,7 @@ pub struct QuickPatient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatientChoice {
     /// A registered patient (row id).
-    Existing(i64),
+    Existing(PatientId),
     /// Register this person first, in the same transaction.
     New(QuickPatient),
 }
@@ -173,7 +174,7 @@ pub struct NewAppointment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientHit {
     /// Row id.
-    pub id: i64,
+    pub id: PatientId,
     /// Clinic number.
     pub number: i64,
     /// Name.
@@ -283,7 +284,7 @@ fn collect(mut rows: ward_tenancy::DbRows) -> Result<Vec<Appointment>, ClinicErr
 }
 
 /// The appointment with row id `id`.
-pub fn get(conn: &Db, id: i64) -> Result<Appointment, ClinicError> {
+pub fn get(conn: &Db, id: AppointmentId) -> Result<Appointment, ClinicError> {
     let rows = conn.query(&format!("{SELECT} WHERE a.id = ?1"), [id])?;
     collect(rows)?.pop().ok_or(ClinicError::NotFound)
 }
@@ -325,7 +326,7 @@ pub fn for_day(
 }
 
 /// Every appointment of a patient, newest first (for the patient page).
-pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Appointment>, ClinicError> {
+pub fn for_patient(conn: &Db, patient_id: PatientId) -> Result<Vec<Appointment>, ClinicError> {
     conn.rows(
         &format!("{SELECT} WHERE a.patient_id = ?1 ORDER BY a.starts_at DESC, a.id DESC"),
         [patient_id],
@@ -379,7 +380,7 @@ pub fn find_patients(conn: &Db, query: &str, limit: u32) -> Result<Vec<PatientHi
 }
 
 /// A registered patient by row id, for display on the booking and payment forms.
-pub fn patient(conn: &Db, id: i64) -> Result<PatientHit, ClinicError> {
+pub fn patient(conn: &Db, id: PatientId) -> Result<PatientHit, ClinicError> {
     let mut rows = conn.query(
         "SELECT id, number, full_name, phone FROM patients WHERE id = ?1",
         [id],
@@ -407,7 +408,7 @@ pub struct PatientPick {
 pub fn pick_patient(
     conn: &Db,
     query: &str,
-    chosen: Option<i64>,
+    chosen: Option<PatientId>,
 ) -> Result<PatientPick, ClinicError> {
     Ok(PatientPick {
         hits: find_patients(conn, query, 20)?,
@@ -495,7 +496,7 @@ pub fn quick_register_patient(
     p: &QuickPatient,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<PatientId, ClinicError> {
     let p = check_quick_patient(p)?;
     let new = crate::patients::NewPatient {
         full_name: p.full_name,
@@ -549,7 +550,7 @@ pub fn book(
     new: &NewAppointment,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<AppointmentId, ClinicError> {
     let minutes = check_minutes(new.minutes)?;
     let reason = check_reason(&new.reason)?;
     if let PatientChoice::New(p) = &new.patient {
@@ -588,7 +589,7 @@ pub fn book(
                     now
                 ],
             )?;
-        let id: i64 = rows.next()?.ok_or(ClinicError::NotFound)?.get(0)?;
+        let id: AppointmentId = rows.next()?.ok_or(ClinicError::NotFound)?.get(0)?;
         drop(rows);
         audit::record(
             &tx,
@@ -606,7 +607,7 @@ pub fn book(
 /// (action `update`) carries the diff.
 pub fn set_status(
     conn: &Db,
-    id: i64,
+    id: AppointmentId,
     status: Status,
     at: DateTime<Utc>,
     entry: Entry,
@@ -652,7 +653,7 @@ fn allowed_sentence(s: Status) -> String {
 /// and the new slot is free; the audit row (action `update`) carries the diff.
 pub fn reschedule(
     conn: &Db,
-    id: i64,
+    id: AppointmentId,
     doctor: &Doctor,
     starts_at: DateTime<Utc>,
     minutes: i64,
@@ -670,7 +671,7 @@ pub fn reschedule(
                 current.status.label().to_lowercase()
             )));
         }
-        check_free(&tx, &doctor, starts_at, ends_at, id)?;
+        check_free(&tx, &doctor, starts_at, ends_at, id.get())?;
         let diff = Diff::new()
             .field(
                 "starts_at",
@@ -729,7 +730,7 @@ pub fn book_local(
     reason: String,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<AppointmentId, ClinicError> {
     let new = NewAppointment {
         patient,
         doctor,
@@ -744,7 +745,7 @@ pub fn book_local(
 /// appointment is [`ClinicError::NotFound`] before the slot is judged.
 pub fn reschedule_local(
     conn: &Db,
-    id: i64,
+    id: AppointmentId,
     doctor: &Doctor,
     slot: LocalSlot,
     at: DateTime<Utc>,
@@ -758,7 +759,7 @@ pub fn reschedule_local(
 /// An appointment with the clinic's settings, to show it.
 pub fn get_with_settings(
     conn: &Db,
-    id: i64,
+    id: AppointmentId,
 ) -> Result<(crate::settings::ClinicSettings, Appointment), ClinicError> {
     Ok((crate::settings::load(conn)?, get(conn, id)?))
 }
@@ -788,7 +789,7 @@ pub fn day_book(
     now: DateTime<Utc>,
     (date, doctor): (&str, Option<&str>),
     query: &str,
-    chosen: Option<i64>,
+    chosen: Option<PatientId>,
 ) -> Result<DayBook, ClinicError> {
     let settings = crate::settings::load(conn)?;
     let today = settings.local(now).date_naive();

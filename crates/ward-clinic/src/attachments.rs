@@ -13,6 +13,7 @@ use ward_tenancy::sql::params;
 
 use crate::ClinicError;
 use crate::audit::{self, Entry};
+use crate::ids::{AttachmentId, PatientId, VisitId};
 
 /// What an attachment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,9 +88,9 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct NewAttachment {
     /// The patient.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The visit, if it belongs to one (of the same patient).
-    pub visit_id: Option<i64>,
+    pub visit_id: Option<VisitId>,
     /// What it is.
     pub kind: Kind,
     /// The title people gave it.
@@ -123,11 +124,11 @@ pub struct Thumbnail {
 #[derive(Debug, Clone)]
 pub struct Attachment {
     /// Row id.
-    pub id: i64,
+    pub id: AttachmentId,
     /// The patient.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The visit, if any.
-    pub visit_id: Option<i64>,
+    pub visit_id: Option<VisitId>,
     /// What it is.
     pub kind: Kind,
     /// Its title.
@@ -221,7 +222,11 @@ pub fn check_title(title: &str) -> Result<String, ClinicError> {
 
 /// Checks that the patient exists (and was not erased or merged away), and that the
 /// visit, if given, is theirs.
-pub fn check_target(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result<(), ClinicError> {
+pub fn check_target(
+    conn: &Db,
+    patient_id: PatientId,
+    visit_id: Option<VisitId>,
+) -> Result<(), ClinicError> {
     crate::patients::get(conn, patient_id)?;
     if crate::rights::standing(conn, patient_id)?
         .erased_at
@@ -252,7 +257,11 @@ pub fn check_target(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result
 
 /// Before an upload's first file is stored: checks its target (see [`check_target`])
 /// and returns the bytes the clinic's files already take (see [`usage`]).
-pub fn check_upload(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result<u64, ClinicError> {
+pub fn check_upload(
+    conn: &Db,
+    patient_id: PatientId,
+    visit_id: Option<VisitId>,
+) -> Result<u64, ClinicError> {
     check_target(conn, patient_id, visit_id)?;
     usage(conn)
 }
@@ -261,14 +270,14 @@ pub fn check_upload(conn: &Db, patient_id: i64, visit_id: Option<i64>) -> Result
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Batch {
     /// Its rows were written: their ids, in the upload's order.
-    Created(Vec<i64>),
+    Created(Vec<AttachmentId>),
     /// An upload with the same key was stored before (a retry): nothing was written.
     /// The patient and visit it was stored for.
     AlreadyStored {
         /// The patient.
-        patient_id: i64,
+        patient_id: PatientId,
         /// The visit, if any.
-        visit_id: Option<i64>,
+        visit_id: Option<VisitId>,
     },
     /// Storing it would take the clinic past its quota: nothing was written. The bytes
     /// already in use.
@@ -279,7 +288,10 @@ pub enum Batch {
 }
 
 /// The upload stored under `key`, if any: (patient, visit).
-pub fn find_upload(conn: &Db, key: &str) -> Result<Option<(i64, Option<i64>)>, ClinicError> {
+pub fn find_upload(
+    conn: &Db,
+    key: &str,
+) -> Result<Option<(PatientId, Option<VisitId>)>, ClinicError> {
     conn.row(
         "SELECT patient_id, visit_id FROM attachments WHERE upload_key = ?1 \
          ORDER BY upload_part LIMIT 1",
@@ -356,7 +368,7 @@ pub fn create_batch(
             )?;
             let id = tx
                 .row("SELECT last_insert_rowid()", (), |r| {
-                    Ok::<i64, ClinicError>(r.get(0)?)
+                    Ok::<AttachmentId, ClinicError>(r.get(0)?)
                 })?
                 .ok_or(ClinicError::NotFound)?;
             audit::record(
@@ -373,7 +385,11 @@ pub fn create_batch(
 }
 
 /// Records attachment `id`'s thumbnail (its object already stored).
-pub fn set_thumbnail(conn: &Db, id: i64, thumbnail: &Thumbnail) -> Result<(), ClinicError> {
+pub fn set_thumbnail(
+    conn: &Db,
+    id: AttachmentId,
+    thumbnail: &Thumbnail,
+) -> Result<(), ClinicError> {
     conn.execute(
         "UPDATE attachments SET thumbnail_object = ?2, thumbnail_key = ?3, thumbnail_sha256 = ?4 \
          WHERE id = ?1 AND deleted_at IS NULL",
@@ -402,7 +418,7 @@ pub fn due_for_removal(conn: &Db, before: DateTime<Utc>) -> Result<Vec<Attachmen
 }
 
 /// Records that attachment `id`'s objects were removed from the store at `at`.
-pub fn mark_removed(conn: &Db, id: i64, at: DateTime<Utc>) -> Result<(), ClinicError> {
+pub fn mark_removed(conn: &Db, id: AttachmentId, at: DateTime<Utc>) -> Result<(), ClinicError> {
     conn.execute(
         "UPDATE attachments SET objects_removed_at = ?2 WHERE id = ?1",
         params![id, format_time(at)],
@@ -425,7 +441,7 @@ pub fn every_object(conn: &Db) -> Result<Vec<String>, ClinicError> {
 }
 
 /// The attachment `id` of patient `patient_id`, unless deleted.
-pub fn get(conn: &Db, patient_id: i64, id: i64) -> Result<Attachment, ClinicError> {
+pub fn get(conn: &Db, patient_id: PatientId, id: AttachmentId) -> Result<Attachment, ClinicError> {
     conn.row(
         &format!(
             "SELECT {COLUMNS} FROM attachments \
@@ -438,7 +454,7 @@ pub fn get(conn: &Db, patient_id: i64, id: i64) -> Result<Attachment, ClinicErro
 }
 
 /// The patient's attachments that are not deleted, newest first.
-pub fn list(conn: &Db, patient_id: i64) -> Result<Vec<Attachment>, ClinicError> {
+pub fn list(conn: &Db, patient_id: PatientId) -> Result<Vec<Attachment>, ClinicError> {
     conn.rows(
         &format!(
             "SELECT {COLUMNS} FROM attachments \
@@ -450,7 +466,7 @@ pub fn list(conn: &Db, patient_id: i64) -> Result<Vec<Attachment>, ClinicError> 
 }
 
 /// Every attachment of the patient, deleted or not (for erasure).
-pub fn all_of(conn: &Db, patient_id: i64) -> Result<Vec<Attachment>, ClinicError> {
+pub fn all_of(conn: &Db, patient_id: PatientId) -> Result<Vec<Attachment>, ClinicError> {
     conn.rows(
         &format!("SELECT {COLUMNS} FROM attachments WHERE patient_id = ?1 ORDER BY id"),
         [patient_id],
@@ -475,8 +491,8 @@ pub fn record_access(conn: &Db, a: &Attachment, entry: Entry) -> Result<(), Clin
 /// caller removes from the store.
 pub fn delete(
     conn: &Db,
-    patient_id: i64,
-    id: i64,
+    patient_id: PatientId,
+    id: AttachmentId,
     reason: &str,
     entry: Entry,
 ) -> Result<Attachment, ClinicError> {

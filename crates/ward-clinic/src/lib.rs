@@ -23,6 +23,7 @@ pub mod export;
 pub mod export_csv;
 pub mod fields;
 pub mod history;
+pub mod ids;
 pub mod import;
 pub mod merge;
 pub mod patients;
@@ -34,3 +35,7 @@ pub mod visits;
 pub use audit::integrity_check;
 pub use error::ClinicError;
 pub use fields::{Field, FieldErrors};
+pub use ids::{
+    AppointmentId, AttachmentId, CorrectionId, FavouriteId, MergeId, ParseIdError, PatientId,
+    PaymentId, VisitId,
+};

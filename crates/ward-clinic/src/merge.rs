@@ -10,36 +10,37 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ward_core::{format_time, parse_time};
 use ward_tenancy::Db;
-use ward_tenancy::sql::params;
+use ward_tenancy::sql::{FromValue, Value, params};
 
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
 use crate::history::author;
+use crate::ids::{AppointmentId, AttachmentId, MergeId, PatientId, PaymentId, VisitId};
 use crate::patients;
 
 /// What a merge moved, by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Moved {
     /// Visits.
-    pub visits: Vec<i64>,
+    pub visits: Vec<VisitId>,
     /// Appointments.
-    pub appointments: Vec<i64>,
+    pub appointments: Vec<AppointmentId>,
     /// Payments (their items, refunds and voids follow them).
-    pub payments: Vec<i64>,
+    pub payments: Vec<PaymentId>,
     /// Attachments (files); absent from merges made before files existed.
     #[serde(default)]
-    pub attachments: Vec<i64>,
+    pub attachments: Vec<AttachmentId>,
 }
 
 /// One merge, as the survivor's page lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merge {
     /// Row id.
-    pub id: i64,
+    pub id: MergeId,
     /// The record kept.
-    pub survivor_id: i64,
+    pub survivor_id: PatientId,
     /// The duplicate.
-    pub merged_id: i64,
+    pub merged_id: PatientId,
     /// The duplicate's number.
     pub merged_number: i64,
     /// The duplicate's name.
@@ -54,7 +55,7 @@ pub struct Merge {
     pub undone_at: Option<DateTime<Utc>>,
 }
 
-fn ids(tx: &Db, table: &str, patient: i64) -> Result<Vec<i64>, ClinicError> {
+fn ids<T: FromValue>(tx: &Db, table: &str, patient: PatientId) -> Result<Vec<T>, ClinicError> {
     tx.rows(
         &format!("SELECT id FROM {table} WHERE patient_id = ?1 ORDER BY id"),
         [patient],
@@ -62,11 +63,33 @@ fn ids(tx: &Db, table: &str, patient: i64) -> Result<Vec<i64>, ClinicError> {
     )
 }
 
-fn move_to(tx: &Db, table: &str, list: &[i64], to: i64) -> Result<(), ClinicError> {
+fn move_to<T: Copy + Into<Value>>(
+    tx: &Db,
+    table: &str,
+    list: &[T],
+    to: PatientId,
+) -> Result<(), ClinicError> {
     for id in list {
         tx.execute(
             &format!("UPDATE {table} SET patient_id = ?2 WHERE id = ?1"),
-            params![*id, to],
+            params![(*id).into(), to],
+        )?;
+    }
+    Ok(())
+}
+
+/// Moves the rows of `list` still with `survivor` back to `merged` (`back` is
+/// (`merged`, `survivor`)), undoing [`move_to`].
+fn move_back<T: Copy + Into<Value>>(
+    tx: &Db,
+    table: &str,
+    list: &[T],
+    (merged, survivor): (PatientId, PatientId),
+) -> Result<(), ClinicError> {
+    for row in list {
+        tx.execute(
+            &format!("UPDATE {table} SET patient_id = ?2 WHERE id = ?1 AND patient_id = ?3"),
+            params![(*row).into(), merged, survivor],
         )?;
     }
     Ok(())
@@ -75,7 +98,12 @@ fn move_to(tx: &Db, table: &str, list: &[i64], to: i64) -> Result<(), ClinicErro
 /// Merges patient `merged` into `survivor`, recording `entry` (an `update`) on both.
 /// Refused ([`ClinicError::Conflict`]) when they are the same record, when either is
 /// already merged into another, or when either was erased. Returns the merge's id.
-pub fn merge(conn: &Db, survivor: i64, merged: i64, entry: Entry) -> Result<i64, ClinicError> {
+pub fn merge(
+    conn: &Db,
+    survivor: PatientId,
+    merged: PatientId,
+    entry: Entry,
+) -> Result<MergeId, ClinicError> {
     audit::in_transaction(conn, |tx| {
         if survivor == merged {
             return Err(ClinicError::Conflict(
@@ -138,7 +166,7 @@ pub fn merge(conn: &Db, survivor: i64, merged: i64, entry: Entry) -> Result<i64,
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![survivor, merged, json, format_time(entry.at), by_id, by_name],
         )?;
-        let id = tx.last_insert_rowid();
+        let id = MergeId::new(tx.last_insert_rowid());
         let counts = format!(
             "{} visits, {} appointments, {} payments",
             moved.visits.len(),
@@ -176,7 +204,7 @@ pub fn merge(conn: &Db, survivor: i64, merged: i64, entry: Entry) -> Result<i64,
 /// duplicate (those still with the survivor), which returns to search; recorded with
 /// `entry` (an `update`) on both. [`ClinicError::NotFound`] for an unknown merge,
 /// [`ClinicError::Conflict`] if it was undone already.
-pub fn undo(conn: &Db, survivor: i64, id: i64, entry: Entry) -> Result<(), ClinicError> {
+pub fn undo(conn: &Db, survivor: PatientId, id: MergeId, entry: Entry) -> Result<(), ClinicError> {
     audit::in_transaction(conn, |tx| {
         let m = one(&tx, id)?
             .filter(|m| m.survivor_id == survivor)
@@ -186,21 +214,11 @@ pub fn undo(conn: &Db, survivor: i64, id: i64, entry: Entry) -> Result<(), Clini
                 "This merge was already undone.".into(),
             ));
         }
-        for (table, list) in [
-            ("visits", &m.moved.visits),
-            ("appointments", &m.moved.appointments),
-            ("payments", &m.moved.payments),
-            ("attachments", &m.moved.attachments),
-        ] {
-            for row in list {
-                tx.execute(
-                    &format!(
-                        "UPDATE {table} SET patient_id = ?2 WHERE id = ?1 AND patient_id = ?3"
-                    ),
-                    params![*row, m.merged_id, survivor],
-                )?;
-            }
-        }
+        let back = (m.merged_id, survivor);
+        move_back(&tx, "visits", &m.moved.visits, back)?;
+        move_back(&tx, "appointments", &m.moved.appointments, back)?;
+        move_back(&tx, "payments", &m.moved.payments, back)?;
+        move_back(&tx, "attachments", &m.moved.attachments, back)?;
         tx.execute(
             "UPDATE patients SET merged_into = NULL, updated_at = ?2 WHERE id = ?1",
             params![m.merged_id, format_time(entry.at)],
@@ -268,12 +286,12 @@ fn from_row(row: &ward_tenancy::sql::Row) -> Result<Merge, ClinicError> {
     })
 }
 
-fn one(conn: &Db, id: i64) -> Result<Option<Merge>, ClinicError> {
+fn one(conn: &Db, id: MergeId) -> Result<Option<Merge>, ClinicError> {
     conn.row(&format!("{SELECT} WHERE g.id = ?1"), [id], from_row)
 }
 
 /// The merges into `survivor`, newest first (undone ones too).
-pub fn into(conn: &Db, survivor: i64) -> Result<Vec<Merge>, ClinicError> {
+pub fn into(conn: &Db, survivor: PatientId) -> Result<Vec<Merge>, ClinicError> {
     conn.rows(
         &format!("{SELECT} WHERE g.survivor_id = ?1 ORDER BY g.id DESC"),
         [survivor],
@@ -282,7 +300,7 @@ pub fn into(conn: &Db, survivor: i64) -> Result<Vec<Merge>, ClinicError> {
 }
 
 /// The record patient `id` was merged into, if it was: (id, number).
-pub fn merged_into(conn: &Db, id: i64) -> Result<Option<(i64, i64)>, ClinicError> {
+pub fn merged_into(conn: &Db, id: PatientId) -> Result<Option<(PatientId, i64)>, ClinicError> {
     conn.row(
         "SELECT s.id, s.number FROM patients p JOIN patients s ON s.id = p.merged_into WHERE p.id = ?1",
         [id],
@@ -302,7 +320,7 @@ pub struct Side {
 }
 
 /// Patient `id` for the merge review.
-pub fn side(conn: &Db, id: i64) -> Result<Side, ClinicError> {
+pub fn side(conn: &Db, id: PatientId) -> Result<Side, ClinicError> {
     Ok(Side {
         patient: patients::get(conn, id)?,
         visits: crate::visits::summaries(conn, id)?.len(),
@@ -314,7 +332,7 @@ pub fn side(conn: &Db, id: i64) -> Result<Side, ClinicError> {
 /// one is.
 pub fn review(
     conn: &Db,
-    id: i64,
+    id: PatientId,
     number: Option<i64>,
 ) -> Result<(Side, Option<Side>), ClinicError> {
     let keep = side(conn, id)?;
@@ -343,7 +361,7 @@ pub enum ByNumber {
 /// [`ByNumber::Refused`] with its message.
 pub fn merge_by_number(
     conn: &Db,
-    survivor: i64,
+    survivor: PatientId,
     number: i64,
     entry: Entry,
 ) -> Result<ByNumber, ClinicError> {
@@ -363,13 +381,13 @@ pub struct Overview {
     /// The merges into this record.
     pub merges: Vec<Merge>,
     /// The record this one was merged into: (id, number).
-    pub merged_into: Option<(i64, i64)>,
+    pub merged_into: Option<(PatientId, i64)>,
     /// Possible duplicates of this record (none once it was merged away).
     pub duplicates: Vec<patients::Patient>,
 }
 
 /// Patient `id`'s merges, the record it went into, and its possible duplicates.
-pub fn overview(conn: &Db, id: i64) -> Result<Overview, ClinicError> {
+pub fn overview(conn: &Db, id: PatientId) -> Result<Overview, ClinicError> {
     let merged_into = merged_into(conn, id)?;
     let duplicates = if merged_into.is_none() {
         let p = patients::get(conn, id)?;

@@ -11,6 +11,7 @@ use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
 use crate::fields::{Field, FieldErrors};
 use crate::history::{self, Change, Kind, Saved, Version};
+use crate::ids::PatientId;
 
 /// Most patients a search returns.
 pub const SEARCH_LIMIT: usize = 50;
@@ -176,7 +177,7 @@ impl PatientForm {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Patient {
     /// Internal id (in URLs).
-    pub id: i64,
+    pub id: PatientId,
     /// The clinic-visible patient number.
     pub number: i64,
     /// Full name.
@@ -280,7 +281,7 @@ fn from_row(row: &Row) -> Result<Patient, ClinicError> {
 }
 
 /// The patient with id `id`, or [`ClinicError::NotFound`].
-pub fn get(conn: &Db, id: i64) -> Result<Patient, ClinicError> {
+pub fn get(conn: &Db, id: PatientId) -> Result<Patient, ClinicError> {
     conn.row(
         &format!("SELECT {COLUMNS} FROM patients WHERE id = ?1"),
         [id],
@@ -290,11 +291,11 @@ pub fn get(conn: &Db, id: i64) -> Result<Patient, ClinicError> {
 }
 
 /// The id of the patient with register number `number`, if there is one.
-pub fn id_by_number(conn: &Db, number: i64) -> Result<Option<i64>, ClinicError> {
+pub fn id_by_number(conn: &Db, number: i64) -> Result<Option<PatientId>, ClinicError> {
     conn.row(
         "SELECT id FROM patients WHERE number = ?1",
         [number],
-        |r| -> Result<i64, ClinicError> { Ok(r.get(0)?) },
+        |r| -> Result<PatientId, ClinicError> { Ok(r.get(0)?) },
     )
 }
 
@@ -310,7 +311,7 @@ pub fn name_tokens(name: &str) -> Vec<String> {
     tokens
 }
 
-pub(crate) fn write_tokens(conn: &Db, id: i64, name: &str) -> Result<(), ClinicError> {
+pub(crate) fn write_tokens(conn: &Db, id: PatientId, name: &str) -> Result<(), ClinicError> {
     conn.execute(
         "DELETE FROM patient_name_tokens WHERE patient_id = ?1",
         [id],
@@ -335,7 +336,7 @@ fn reversed(s: &str) -> String {
 pub fn find_duplicates(
     conn: &Db,
     p: &NewPatient,
-    except: Option<i64>,
+    except: Option<PatientId>,
 ) -> Result<Vec<Patient>, ClinicError> {
     let phone = digits(&p.phone);
     let dob = p.date_of_birth.map(|d| d.to_string());
@@ -367,7 +368,11 @@ pub fn create(conn: &Db, p: &NewPatient, entry: Entry) -> Result<Patient, Clinic
 /// [`create`]'s work inside the caller's transaction `tx`, for workflows that register a
 /// patient as part of something else (a booking at the front desk): the row, its search
 /// tokens, version 1 and the audit row. Returns the id and the patient number.
-pub(crate) fn insert(tx: &Db, p: &NewPatient, entry: Entry) -> Result<(i64, i64), ClinicError> {
+pub(crate) fn insert(
+    tx: &Db,
+    p: &NewPatient,
+    entry: Entry,
+) -> Result<(PatientId, i64), ClinicError> {
     let at = entry.at;
     let now = format_time(at);
     let mut rows = tx.query("SELECT COALESCE(MAX(number), 0) + 1 FROM patients", ())?;
@@ -398,12 +403,12 @@ pub(crate) fn insert(tx: &Db, p: &NewPatient, entry: Entry) -> Result<(i64, i64)
             now
         ],
     )?;
-    let id = tx.last_insert_rowid();
+    let id = PatientId::new(tx.last_insert_rowid());
     write_tokens(tx, id, &p.full_name)?;
     history::insert(
         tx,
         Kind::Patient,
-        id,
+        id.get(),
         p,
         &Saved {
             number: 1,
@@ -480,7 +485,7 @@ impl From<&Patient> for NewPatient {
 /// changed.
 pub fn update(
     conn: &Db,
-    id: i64,
+    id: PatientId,
     p: &NewPatient,
     reason: &str,
     entry: Entry,
@@ -534,7 +539,7 @@ pub fn update(
         history::insert(
             &tx,
             Kind::Patient,
-            id,
+            id.get(),
             &p,
             &Saved {
                 number: version,
@@ -615,7 +620,7 @@ pub enum Correction {
 /// time and saves it as patient `id`'s next version with `reason` (see [`update`]).
 pub fn correct(
     conn: &Db,
-    id: i64,
+    id: PatientId,
     form: &PatientForm,
     reason: &str,
     entry: Entry,
@@ -651,7 +656,7 @@ pub struct History {
 }
 
 /// Patient `id`, its kept versions and the clinic's settings.
-pub fn with_history(conn: &Db, id: i64) -> Result<History, ClinicError> {
+pub fn with_history(conn: &Db, id: PatientId) -> Result<History, ClinicError> {
     Ok(History {
         patient: get(conn, id)?,
         versions: versions(conn, id)?,
@@ -660,8 +665,8 @@ pub fn with_history(conn: &Db, id: i64) -> Result<History, ClinicError> {
 }
 
 /// Every kept version of patient `id`'s record, oldest first.
-pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewPatient>>, ClinicError> {
-    history::list(conn, Kind::Patient, id)
+pub fn versions(conn: &Db, id: PatientId) -> Result<Vec<Version<NewPatient>>, ClinicError> {
+    history::list(conn, Kind::Patient, id.get())
 }
 
 /// How version `new` of a patient's record differs from `old`, field by field.

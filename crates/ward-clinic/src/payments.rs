@@ -17,6 +17,7 @@ use ward_tenancy::Db;
 
 use crate::ClinicError;
 use crate::audit::{self, Entry};
+use crate::ids::{CorrectionId, PatientId, PaymentId, VisitId};
 
 /// How the money came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,9 +91,9 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPayment {
     /// Who paid (patient row id).
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The visit it is for, if any.
-    pub visit_id: Option<i64>,
+    pub visit_id: Option<VisitId>,
     /// How.
     pub method: Method,
     /// Card slip, transaction id… (at most 100 characters).
@@ -111,17 +112,17 @@ pub struct NewPayment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     /// Row id.
-    pub id: i64,
+    pub id: PaymentId,
     /// The clinic's receipt number.
     pub receipt_number: i64,
     /// Who paid.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// Their clinic number.
     pub patient_number: i64,
     /// Their name.
     pub patient_name: String,
     /// The visit it is for, if any.
-    pub visit_id: Option<i64>,
+    pub visit_id: Option<VisitId>,
     /// Total, in minor units.
     pub amount_minor: i64,
     /// ISO currency code.
@@ -219,7 +220,7 @@ pub fn record(
     new: &NewPayment,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<PaymentId, ClinicError> {
     let total = check(new)?;
     let new = new.clone();
     audit::in_transaction(conn, |tx| {
@@ -245,7 +246,7 @@ pub fn record(
                 // patient column, its id alone is checked.
                 match tx.query(
                     "SELECT 1 FROM visits WHERE id = ?1 AND patient_id = ?2",
-                    [visit, new.patient_id],
+                    ward_tenancy::sql::params![visit, new.patient_id],
                 ) {
                     Ok(mut rows) => rows.next()?.is_some(),
                     Err(_) => {
@@ -277,7 +278,7 @@ pub fn record(
                 ],
             )?;
         let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-        let (id, receipt): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let (id, receipt): (PaymentId, i64) = (row.get(0)?, row.get(1)?);
         drop(rows);
         for (i, item) in new.items.iter().enumerate() {
             tx.execute(
@@ -348,7 +349,7 @@ fn collect(mut rows: ward_tenancy::DbRows) -> Result<Vec<Payment>, ClinicError> 
 }
 
 /// The payment with row id `id`, with its items.
-pub fn get(conn: &Db, id: i64) -> Result<Payment, ClinicError> {
+pub fn get(conn: &Db, id: PaymentId) -> Result<Payment, ClinicError> {
     let rows = conn.query(&format!("{SELECT} WHERE y.id = ?1"), [id])?;
     let mut payment = collect(rows)?.pop().ok_or(ClinicError::NotFound)?;
     let mut rows = conn
@@ -381,7 +382,7 @@ pub fn between(
 }
 
 /// Every payment of a patient, newest first (for the patient page).
-pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Payment>, ClinicError> {
+pub fn for_patient(conn: &Db, patient_id: PatientId) -> Result<Vec<Payment>, ClinicError> {
     conn.rows(
         &format!("{SELECT} WHERE y.patient_id = ?1 ORDER BY y.received_at DESC, y.id DESC"),
         [patient_id],
@@ -408,7 +409,7 @@ impl Account {
 }
 
 /// Patient `patient_id`'s charges and payments (net of refunds and voids), in one query.
-pub fn account(conn: &Db, patient_id: i64) -> Result<Account, ClinicError> {
+pub fn account(conn: &Db, patient_id: PatientId) -> Result<Account, ClinicError> {
     let account = conn.row(
         "SELECT (SELECT coalesce(sum(fee_minor), 0) FROM visits WHERE patient_id = ?1), \
                     (SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE patient_id = ?1), \
@@ -471,7 +472,7 @@ impl std::fmt::Display for CorrectionKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCorrection {
     /// The payment corrected (row id).
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     /// Refund or void.
     pub kind: CorrectionKind,
     /// A refund's amount in minor units (> 0, at most what remains); ignored for a void,
@@ -491,17 +492,17 @@ pub struct NewCorrection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Correction {
     /// Row id.
-    pub id: i64,
+    pub id: CorrectionId,
     /// Refund or void.
     pub kind: CorrectionKind,
     /// Its own receipt number.
     pub receipt_number: i64,
     /// The payment corrected.
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     /// That payment's receipt number.
     pub payment_receipt_number: i64,
     /// Who paid.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// Their clinic number.
     pub patient_number: i64,
     /// Their name.
@@ -563,7 +564,7 @@ pub fn correct(
     new: &NewCorrection,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<CorrectionId, ClinicError> {
     let reason = check_reason(&new.reason)?;
     if new.kind == CorrectionKind::Refund && new.amount_minor <= 0 {
         return Err(ClinicError::invalid(
@@ -633,7 +634,7 @@ pub fn correct(
             ],
         )?;
         let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-        let (id, receipt): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let (id, receipt): (CorrectionId, i64) = (row.get(0)?, row.get(1)?);
         drop(rows);
         audit::record(
             &tx,
@@ -679,7 +680,7 @@ fn correction_from_row(row: &ward_tenancy::sql::Row) -> Result<Correction, Clini
 }
 
 /// The refund or void with row id `id`.
-pub fn get_correction(conn: &Db, id: i64) -> Result<Correction, ClinicError> {
+pub fn get_correction(conn: &Db, id: CorrectionId) -> Result<Correction, ClinicError> {
     conn.rows(
         &format!("{SELECT_CORRECTION} WHERE c.id = ?1"),
         [id],
@@ -690,7 +691,7 @@ pub fn get_correction(conn: &Db, id: i64) -> Result<Correction, ClinicError> {
 }
 
 /// The refunds and void of payment `payment_id`, oldest first.
-pub fn corrections_of(conn: &Db, payment_id: i64) -> Result<Vec<Correction>, ClinicError> {
+pub fn corrections_of(conn: &Db, payment_id: PaymentId) -> Result<Vec<Correction>, ClinicError> {
     conn.rows(
         &format!("{SELECT_CORRECTION} WHERE c.payment_id = ?1 ORDER BY c.recorded_at, c.id"),
         [payment_id],
@@ -855,7 +856,7 @@ pub fn collection(payments: &[Payment], corrections: &[Correction], tz: Tz) -> C
 /// Records that receipt `id` was produced for printing (action `print`).
 pub fn record_print(
     conn: &Db,
-    id: i64,
+    id: PaymentId,
     receipt_number: i64,
     entry: Entry,
 ) -> Result<(), ClinicError> {
@@ -899,9 +900,9 @@ pub struct Recorder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentHeader {
     /// Who paid (patient row id).
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The visit it is for, if any.
-    pub visit_id: Option<i64>,
+    pub visit_id: Option<VisitId>,
     /// How.
     pub method: Method,
     /// Card slip, transaction id…
@@ -920,7 +921,7 @@ pub fn record_typed(
     header: Option<PaymentHeader>,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<Option<i64>, ClinicError> {
+) -> Result<Option<PaymentId>, ClinicError> {
     let s = crate::settings::load(conn)?;
     let mut items = Vec::new();
     for (description, amount) in typed {
@@ -981,13 +982,13 @@ pub struct CorrectionHeader {
 /// when one was recorded.
 pub fn correct_typed(
     conn: &Db,
-    payment_id: i64,
+    payment_id: PaymentId,
     kind: CorrectionKind,
     amount: &str,
     header: Option<CorrectionHeader>,
     at: DateTime<Utc>,
     entry: Entry,
-) -> Result<Option<i64>, ClinicError> {
+) -> Result<Option<CorrectionId>, ClinicError> {
     let s = crate::settings::load(conn)?;
     get(conn, payment_id)?;
     let amount_minor = match kind {
@@ -1117,7 +1118,7 @@ pub fn range(
 /// A payment with the clinic's settings, to show it.
 pub fn get_with_settings(
     conn: &Db,
-    id: i64,
+    id: PaymentId,
 ) -> Result<(crate::settings::ClinicSettings, Payment), ClinicError> {
     Ok((crate::settings::load(conn)?, get(conn, id)?))
 }
@@ -1126,7 +1127,7 @@ pub fn get_with_settings(
 /// producing it is recorded with `entry` (see [`record_print`]).
 pub fn print_receipt(
     conn: &Db,
-    id: i64,
+    id: PaymentId,
     entry: Entry,
 ) -> Result<(crate::settings::ClinicSettings, Payment, Vec<Correction>), ClinicError> {
     let s = crate::settings::load(conn)?;
@@ -1140,7 +1141,7 @@ pub fn print_receipt(
 /// it is recorded with `entry` (see [`record_correction_print`]).
 pub fn print_correction(
     conn: &Db,
-    id: i64,
+    id: CorrectionId,
     entry: Entry,
 ) -> Result<(crate::settings::ClinicSettings, Correction), ClinicError> {
     let s = crate::settings::load(conn)?;
@@ -1154,7 +1155,7 @@ pub fn print_correction(
 pub fn new_payment_form(
     conn: &Db,
     query: &str,
-    chosen: Option<i64>,
+    chosen: Option<PatientId>,
 ) -> Result<
     (
         crate::settings::ClinicSettings,

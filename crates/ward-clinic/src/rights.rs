@@ -12,6 +12,7 @@ use ward_tenancy::Db;
 use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
 use crate::export::{ExportError, columns, write_table};
+use crate::ids::PatientId;
 
 /// The `format` of a patient's record.
 pub const FORMAT: &str = "ward-patient-record";
@@ -76,7 +77,7 @@ pub struct RecordHeader {
 /// their details and visits. A table with no rows of theirs is written empty.
 pub fn write_record<W: Write>(
     conn: &Db,
-    patient_id: i64,
+    patient_id: PatientId,
     header: &RecordHeader,
     out: W,
 ) -> Result<(), ExportError> {
@@ -166,7 +167,7 @@ pub struct Standing {
 }
 
 /// Patient `id`'s hold and erasure, or [`ClinicError::NotFound`].
-pub fn standing(conn: &Db, id: i64) -> Result<Standing, ClinicError> {
+pub fn standing(conn: &Db, id: PatientId) -> Result<Standing, ClinicError> {
     let time = |t: Option<String>| t.as_deref().and_then(ward_core::parse_time);
     conn.row(
         "SELECT legal_hold_since, erased_at, restricted_since, restriction_reason FROM patients WHERE id = ?1",
@@ -185,7 +186,12 @@ pub fn standing(conn: &Db, id: i64) -> Result<Standing, ClinicError> {
 
 /// Puts patient `id`'s record under a legal hold (`hold`) or lifts it, recording `entry`
 /// (an `update` of `legal_hold`). Nothing is written when it is already so.
-pub fn set_legal_hold(conn: &Db, id: i64, hold: bool, entry: Entry) -> Result<(), ClinicError> {
+pub fn set_legal_hold(
+    conn: &Db,
+    id: PatientId,
+    hold: bool,
+    entry: Entry,
+) -> Result<(), ClinicError> {
     audit::in_transaction(conn, |tx| {
         let now = standing(&tx, id)?;
         if now.legal_hold_since.is_some() == hold {
@@ -220,7 +226,7 @@ pub const RESTRICTED: &str = "Processing of this patient's record is restricted:
 /// moving appointments, payments, files, merging. Reading, exporting, erasing, cancelling
 /// an appointment, refunding or voiding a payment and deleting a file stay possible: they
 /// record nothing new about the patient, or undo what was recorded.
-pub fn check_processable(conn: &Db, id: i64) -> Result<(), ClinicError> {
+pub fn check_processable(conn: &Db, id: PatientId) -> Result<(), ClinicError> {
     let restricted: Option<Option<String>> = conn.row(
         "SELECT restricted_since FROM patients WHERE id = ?1",
         [id],
@@ -239,7 +245,7 @@ pub fn check_processable(conn: &Db, id: i64) -> Result<(), ClinicError> {
 /// in the log). Nothing is written when it is already so; refused once erased.
 pub fn set_restriction(
     conn: &Db,
-    id: i64,
+    id: PatientId,
     reason: Option<&str>,
     entry: Entry,
 ) -> Result<(), ClinicError> {
@@ -298,7 +304,7 @@ pub fn set_restriction(
 /// 0 (no kept version: a later correction starts again at 1). Freed pages are overwritten
 /// (`secure_delete`). Refused ([`ClinicError::Conflict`]) under a legal hold or when
 /// already erased; nothing is written then.
-pub fn erase(conn: &Db, id: i64, ground: Ground, entry: Entry) -> Result<(), ClinicError> {
+pub fn erase(conn: &Db, id: PatientId, ground: Ground, entry: Entry) -> Result<(), ClinicError> {
     conn.execute_batch_now("PRAGMA secure_delete = ON")?;
     let result = audit::in_transaction(conn, |tx| {
         let now = standing(&tx, id)?;
@@ -364,7 +370,7 @@ pub fn record_export(conn: &Db, entry: &Entry) -> Result<(), ClinicError> {
 /// `entry`, its export, is written. Returns the patient's number and the document.
 pub fn export_record_json(
     conn: &Db,
-    id: i64,
+    id: PatientId,
     header: &RecordHeader,
     entry: &Entry,
 ) -> Result<(i64, Vec<u8>), ClinicError> {
@@ -394,7 +400,11 @@ pub struct PrintedRecord {
 }
 
 /// Patient `id`'s record to print, once `entry`, its export, is written.
-pub fn export_record(conn: &Db, id: i64, entry: &Entry) -> Result<PrintedRecord, ClinicError> {
+pub fn export_record(
+    conn: &Db,
+    id: PatientId,
+    entry: &Entry,
+) -> Result<PrintedRecord, ClinicError> {
     let patient = crate::patients::get(conn, id)?;
     let settings = crate::settings::load(conn)?;
     let standing = standing(conn, id)?;
@@ -428,7 +438,7 @@ pub struct AccessReport {
 }
 
 /// Patient `id`'s access report (see [`audit::accessed_by_patient`]).
-pub fn access_report(conn: &Db, id: i64) -> Result<AccessReport, ClinicError> {
+pub fn access_report(conn: &Db, id: PatientId) -> Result<AccessReport, ClinicError> {
     let patient = crate::patients::get(conn, id)?;
     let accesses = audit::accessed_by_patient(conn, id, audit::MAX_PATIENT_REPORT)?;
     let settings = crate::settings::load(conn)?;
@@ -443,7 +453,7 @@ pub fn access_report(conn: &Db, id: i64) -> Result<AccessReport, ClinicError> {
 /// attachments, whose keys went with the erasure, for the caller to remove.
 pub fn erase_with_files(
     conn: &Db,
-    id: i64,
+    id: PatientId,
     ground: Ground,
     entry: Entry,
 ) -> Result<Vec<String>, ClinicError> {

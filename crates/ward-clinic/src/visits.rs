@@ -11,6 +11,7 @@ use crate::ClinicError;
 use crate::audit::{self, Diff, Entry};
 use crate::fields::{Field, FieldErrors};
 use crate::history::{self, Change, Kind, Saved, Version};
+use crate::ids::{FavouriteId, PatientId, VisitId};
 use crate::patients::{self, Patient, check_text, parse_date, time};
 use crate::settings::{self, ClinicSettings, Currency};
 
@@ -300,9 +301,9 @@ pub struct Doctor {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Visit {
     /// Id (in URLs).
-    pub id: i64,
+    pub id: VisitId,
     /// The patient's id.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The doctor's user id.
     pub doctor_id: String,
     /// The doctor's name at the time.
@@ -345,11 +346,11 @@ impl From<&Visit> for NewVisit {
 /// [`ClinicError::NotFound`] if the patient does not exist. Returns the visit's id.
 pub fn create(
     conn: &Db,
-    patient_id: i64,
+    patient_id: PatientId,
     v: &NewVisit,
     doctor: &Doctor,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<VisitId, ClinicError> {
     let v = v.clone();
     let doctor = doctor.clone();
     let now = format_time(entry.at);
@@ -370,18 +371,18 @@ pub fn create(
                 v.fee_minor
             ],
         )?;
-        let id = tx.last_insert_rowid();
+        let id = VisitId::new(tx.last_insert_rowid());
         for (i, d) in v.diagnoses.iter().enumerate() {
             tx.execute(
                 "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
                 params![id, i as i64, d.clone()],
             )?;
         }
-        insert_items(&tx, "prescription_items", "visit_id", id, &v.items)?;
+        insert_items(&tx, "prescription_items", "visit_id", id.get(), &v.items)?;
         history::insert(
             &tx,
             Kind::Visit,
-            id,
+            id.get(),
             &v,
             &Saved {
                 number: 1,
@@ -393,7 +394,7 @@ pub fn create(
         // The log says which record and what it holds in outline; the record itself is
         // the copy of the clinical content.
         let diff = Diff::new()
-            .field("patient_id", serde_json::Value::Null, patient_id)
+            .field("patient_id", serde_json::Value::Null, patient_id.get())
             .field("version", serde_json::Value::Null, 1)
             .field("diagnoses", serde_json::Value::Null, v.diagnoses.len())
             .field("prescription_items", serde_json::Value::Null, v.items.len())
@@ -461,7 +462,7 @@ fn diff_of(old: &Visit, new: &NewVisit) -> Diff {
 /// [`ClinicError::NotFound`] if there is no such visit.
 pub fn update(
     conn: &Db,
-    id: i64,
+    id: VisitId,
     v: &NewVisit,
     reason: &str,
     entry: Entry,
@@ -500,11 +501,11 @@ pub fn update(
             )?;
         }
         tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])?;
-        insert_items(&tx, "prescription_items", "visit_id", id, &v.items)?;
+        insert_items(&tx, "prescription_items", "visit_id", id.get(), &v.items)?;
         history::insert(
             &tx,
             Kind::Visit,
-            id,
+            id.get(),
             &v,
             &Saved {
                 number: version,
@@ -522,18 +523,18 @@ pub fn update(
 }
 
 /// Every kept version of visit `id`, oldest first (empty if there is no such visit).
-pub fn versions(conn: &Db, id: i64) -> Result<Vec<Version<NewVisit>>, ClinicError> {
-    history::list(conn, Kind::Visit, id)
+pub fn versions(conn: &Db, id: VisitId) -> Result<Vec<Version<NewVisit>>, ClinicError> {
+    history::list(conn, Kind::Visit, id.get())
 }
 
 /// Version `number` of visit `id`, or [`ClinicError::NotFound`].
-pub fn version(conn: &Db, id: i64, number: i64) -> Result<Version<NewVisit>, ClinicError> {
-    history::one(conn, Kind::Visit, id, number)
+pub fn version(conn: &Db, id: VisitId, number: i64) -> Result<Version<NewVisit>, ClinicError> {
+    history::one(conn, Kind::Visit, id.get(), number)
 }
 
 /// Visit `id` as it read in version `number`: the stored visit (doctor, time, patient)
 /// with that version's content. [`ClinicError::NotFound`] if either does not exist.
-pub fn as_of(conn: &Db, id: i64, number: i64) -> Result<Visit, ClinicError> {
+pub fn as_of(conn: &Db, id: VisitId, number: i64) -> Result<Visit, ClinicError> {
     let mut visit = get(conn, id)?;
     if number == visit.version {
         return Ok(visit);
@@ -660,7 +661,7 @@ fn items_of(conn: &Db, table: &str, owner: &str, owner_id: i64) -> Result<Vec<It
     Ok(items)
 }
 
-fn diagnoses_of(conn: &Db, visit_id: i64) -> Result<Vec<String>, ClinicError> {
+fn diagnoses_of(conn: &Db, visit_id: VisitId) -> Result<Vec<String>, ClinicError> {
     let mut rows = conn.query(
         "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
         [visit_id],
@@ -697,12 +698,12 @@ fn head_from_row(row: &ward_tenancy::sql::Row) -> Result<Visit, ClinicError> {
 
 fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
     visit.diagnoses = diagnoses_of(conn, visit.id)?;
-    visit.items = items_of(conn, "prescription_items", "visit_id", visit.id)?;
+    visit.items = items_of(conn, "prescription_items", "visit_id", visit.id.get())?;
     Ok(visit)
 }
 
 /// Visit `id` with its diagnoses and items, or [`ClinicError::NotFound`].
-pub fn get(conn: &Db, id: i64) -> Result<Visit, ClinicError> {
+pub fn get(conn: &Db, id: VisitId) -> Result<Visit, ClinicError> {
     let head = {
         let mut rows = conn.query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])?;
         let row = rows.next()?.ok_or(ClinicError::NotFound)?;
@@ -712,7 +713,7 @@ pub fn get(conn: &Db, id: i64) -> Result<Visit, ClinicError> {
 }
 
 /// Patient `patient_id`'s visits, newest first (at most 200).
-pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Visit>, ClinicError> {
+pub fn for_patient(conn: &Db, patient_id: PatientId) -> Result<Vec<Visit>, ClinicError> {
     let mut heads = Vec::new();
     {
         let mut rows = conn
@@ -737,7 +738,7 @@ pub fn for_patient(conn: &Db, patient_id: i64) -> Result<Vec<Visit>, ClinicError
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VisitSummary {
     /// Id.
-    pub id: i64,
+    pub id: VisitId,
     /// When (UTC).
     pub visited_at: DateTime<Utc>,
     /// The doctor's name at the time.
@@ -750,7 +751,7 @@ pub struct VisitSummary {
 
 /// Patient `patient_id`'s visits as history lines, newest first (at most 200), in one
 /// query: the patient page is the busiest page there is.
-pub fn summaries(conn: &Db, patient_id: i64) -> Result<Vec<VisitSummary>, ClinicError> {
+pub fn summaries(conn: &Db, patient_id: PatientId) -> Result<Vec<VisitSummary>, ClinicError> {
     conn.rows(
         "SELECT v.id, v.visited_at, v.doctor_name,                (SELECT group_concat(text, '; ') FROM (SELECT text FROM diagnoses WHERE visit_id = v.id ORDER BY position)),                (SELECT COUNT(*) FROM prescription_items WHERE visit_id = v.id)              FROM visits v WHERE v.patient_id = ?1 ORDER BY v.visited_at DESC, v.id DESC LIMIT 200",
         [patient_id],
@@ -770,7 +771,7 @@ pub fn summaries(conn: &Db, patient_id: i64) -> Result<Vec<VisitSummary>, Clinic
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Favourite {
     /// Id.
-    pub id: i64,
+    pub id: FavouriteId,
     /// The name the doctor gave it.
     pub name: String,
     /// The items.
@@ -785,26 +786,26 @@ pub fn favourites(conn: &Db, doctor_id: &str) -> Result<Vec<Favourite>, ClinicEr
     )?;
     let mut heads = Vec::new();
     while let Some(row) = rows.next()? {
-        heads.push((row.get::<i64>(0)?, row.get::<String>(1)?));
+        heads.push((row.get::<FavouriteId>(0)?, row.get::<String>(1)?));
     }
     drop(rows);
     let mut found = Vec::with_capacity(heads.len());
     for (id, name) in heads {
-        let items = items_of(conn, "favourite_items", "favourite_id", id)?;
+        let items = items_of(conn, "favourite_items", "favourite_id", id.get())?;
         found.push(Favourite { id, name, items });
     }
     Ok(found)
 }
 
 /// Favourite `id` if it belongs to `doctor_id`, else [`ClinicError::NotFound`].
-pub fn favourite(conn: &Db, doctor_id: &str, id: i64) -> Result<Favourite, ClinicError> {
+pub fn favourite(conn: &Db, doctor_id: &str, id: FavouriteId) -> Result<Favourite, ClinicError> {
     let mut rows = conn.query(
         "SELECT name FROM favourites WHERE id = ?1 AND doctor_id = ?2",
         params![id, doctor_id],
     )?;
     let name: String = rows.next()?.ok_or(ClinicError::NotFound)?.get(0)?;
     drop(rows);
-    let items = items_of(conn, "favourite_items", "favourite_id", id)?;
+    let items = items_of(conn, "favourite_items", "favourite_id", id.get())?;
     Ok(Favourite { id, name, items })
 }
 
@@ -816,7 +817,7 @@ pub fn save_favourite(
     name: &str,
     items: &[Item],
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<FavouriteId, ClinicError> {
     let mut errors = FieldErrors::new();
     let name = check_text(&mut errors, "favourite_name", name, 100, false);
     if let Some((_, message)) = errors.iter().next() {
@@ -846,8 +847,8 @@ pub fn save_favourite(
             "INSERT INTO favourites (doctor_id, name, created_at) VALUES (?1, ?2, ?3)",
             params![doctor_id, name.clone(), now],
         )?;
-        let id = tx.last_insert_rowid();
-        insert_items(&tx, "favourite_items", "favourite_id", id, &items)?;
+        let id = FavouriteId::new(tx.last_insert_rowid());
+        insert_items(&tx, "favourite_items", "favourite_id", id.get(), &items)?;
         let diff = Diff::new().field("name", serde_json::Value::Null, name);
         audit::record(&tx, &entry.entity("favourite", id).diff(diff))?;
         Ok(id)
@@ -860,12 +861,12 @@ pub enum Target {
     /// A new visit of patient `patient_id`.
     New {
         /// The patient seen.
-        patient_id: i64,
+        patient_id: PatientId,
     },
     /// A correction of visit `visit_id`.
     Edit {
         /// The visit corrected.
-        visit_id: i64,
+        visit_id: VisitId,
     },
 }
 
@@ -920,7 +921,7 @@ pub fn save(
     doctor: &Doctor,
     reason: &str,
     entry: Entry,
-) -> Result<i64, ClinicError> {
+) -> Result<VisitId, ClinicError> {
     match target {
         Target::New { patient_id } => create(conn, patient_id, v, doctor, entry),
         Target::Edit { visit_id } => update(conn, visit_id, v, reason, entry).map(|_| visit_id),
@@ -969,7 +970,7 @@ pub struct Wanted {
 
 /// Visit `id` as `wanted` asks: the visit, its patient, the settings, its versions and
 /// the patient's files.
-pub fn record(conn: &Db, id: i64, wanted: Wanted) -> Result<Record, ClinicError> {
+pub fn record(conn: &Db, id: VisitId, wanted: Wanted) -> Result<Record, ClinicError> {
     let visit = match wanted.version {
         Some(n) => as_of(conn, id, n)?,
         None => get(conn, id)?,
@@ -1077,8 +1078,8 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         let inr = &CURRENCIES[0];
         let visit = Visit {
-            id: 1,
-            patient_id: 1,
+            id: VisitId::new(1),
+            patient_id: PatientId::new(1),
             doctor_id: "d".into(),
             doctor_name: "Dr".into(),
             visited_at: DateTime::default(),

@@ -569,7 +569,7 @@ async fn sweep_clinic(
         let mut removed = true;
         for name in a.object_names() {
             if let Err(e) = store.remove(&name).await {
-                tracing::warn!(attachment = a.id, error = %e, "could not remove a deleted attachment's object");
+                tracing::warn!(attachment = a.id.get(), error = %e, "could not remove a deleted attachment's object");
                 removed = false;
             }
         }

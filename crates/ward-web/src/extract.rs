@@ -1,11 +1,14 @@
 //! Extractors: who is asking, from where, with which form, for which clinic.
 
+use std::str::FromStr;
+
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use ward_clinic::audit::{Action, Actor, Entry};
+use ward_clinic::{ParseIdError, PatientId};
 use ward_control::Session;
 use ward_core::{ClinicId, ClinicStatus, Permission, Role, Slug};
 use ward_tenancy::TenantHandle;
@@ -360,7 +363,7 @@ impl ClinicAccess {
     pub fn note_shown(
         &self,
         app: &AppState,
-        patients: impl IntoIterator<Item = i64>,
+        patients: impl IntoIterator<Item = PatientId>,
         what: &str,
     ) -> Result<(), AppError> {
         let now = app.clock.now();
@@ -380,21 +383,18 @@ impl ClinicAccess {
 }
 
 /// A record's id from the path: anything but a positive integer is "not found".
-pub fn parse_id(text: &str) -> Result<i64, AppError> {
-    match text.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(AppError::NotFound),
-    }
+pub fn parse_id<T: FromStr<Err = ParseIdError>>(text: &str) -> Result<T, AppError> {
+    text.parse().map_err(|_| AppError::NotFound)
 }
 
 /// The path parameter `name` of the request's route as a record's id: a positive
 /// integer; anything else, or no such parameter, is "not found". Every id in a path is
-/// read this way ([`RecordId`], [`AttachmentId`]).
-async fn path_id<S: Send + Sync>(
+/// read this way ([`RecordId`], [`AttachmentPath`]).
+async fn path_id<T: FromStr<Err = ParseIdError>, S: Send + Sync>(
     parts: &mut Parts,
     state: &S,
     name: &str,
-) -> Result<i64, AppError> {
+) -> Result<T, AppError> {
     let Path(params) =
         Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
             .await
@@ -403,10 +403,11 @@ async fn path_id<S: Send + Sync>(
 }
 
 /// The `{id}` of a record's address (`/c/{slug}/patients/{id}`, `…/visits/{id}`): a
-/// positive integer; anything else, or no `{id}` in the route, is "not found".
-pub struct RecordId(pub i64);
+/// positive integer; anything else, or no `{id}` in the route, is "not found". `T` is
+/// the kind of record the route is about ([`PatientId`], [`ward_clinic::VisitId`], …).
+pub struct RecordId<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for RecordId {
+impl<T: FromStr<Err = ParseIdError> + Send, S: Send + Sync> FromRequestParts<S> for RecordId<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -416,9 +417,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RecordId {
 
 /// The `{attachment}` of an attachment's address
 /// (`/c/{slug}/patients/{id}/attachments/{attachment}`), read like [`RecordId`].
-pub struct AttachmentId(pub i64);
+pub struct AttachmentPath(pub ward_clinic::AttachmentId);
 
-impl<S: Send + Sync> FromRequestParts<S> for AttachmentId {
+impl<S: Send + Sync> FromRequestParts<S> for AttachmentPath {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {

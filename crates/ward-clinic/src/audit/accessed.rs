@@ -7,6 +7,7 @@ use ward_tenancy::Db;
 use super::search::{COLUMNS, row_of};
 use super::{AuditError, Filter, MAX_PAGE, search};
 use crate::audit::AuditRow;
+use crate::ids::PatientId;
 
 /// One access to a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,7 +80,7 @@ pub const MAX_PATIENT_REPORT: u32 = 5_000;
 /// `audit_log_by_entity` index.
 pub fn accessed_by_patient(
     conn: &Db,
-    patient_id: i64,
+    patient_id: PatientId,
     limit: u32,
 ) -> Result<Vec<Access>, AuditError> {
     // Each kind of record, and the ids of the patient's records of that kind.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as J;
 use ward_clinic::export::{self, ClinicInfo, Header, StaffMember};
+use ward_clinic::ids::PatientId;
 use ward_clinic::import::{self, ImportError};
 use ward_control::ClinicRecord;
 use ward_core::format_time;
@@ -246,7 +247,9 @@ async fn export_import_export_round_trips() {
         1
     );
     let account = tp
-        .with(&b, |conn| ward_clinic::payments::account(&conn, 1).unwrap())
+        .with(&b, |conn| {
+            ward_clinic::payments::account(&conn, PatientId::new(1)).unwrap()
+        })
         .await;
     assert_eq!(
         (account.paid_minor, account.refunded_minor),

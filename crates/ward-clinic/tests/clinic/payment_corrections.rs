@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ward_clinic::ClinicError;
 use ward_clinic::audit::{Action, Entry};
+use ward_clinic::ids::{PatientId, PaymentId};
 use ward_clinic::payments::{
     self, CorrectionHeader, CorrectionKind, Method, NewCorrection, PaymentHeader, Recorder,
 };
@@ -28,7 +29,7 @@ async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration])
     .unwrap()
 }
 
-fn refund(payment_id: i64, kind: CorrectionKind, amount_minor: i64) -> NewCorrection {
+fn refund(payment_id: PaymentId, kind: CorrectionKind, amount_minor: i64) -> NewCorrection {
     NewCorrection {
         payment_id,
         kind,
@@ -80,26 +81,26 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
     tenant
         .with(|conn| {
             let entry = || Entry::new(start(), doctor(), Action::Create);
-            let p = payments::get(&conn, 1).unwrap();
+            let p = payments::get(&conn, PaymentId::new(1)).unwrap();
             assert_eq!((p.refunded_minor, p.voided, p.remaining_minor()), (0, false, 20_000));
 
-            let id = payments::correct(&conn, &refund(1, CorrectionKind::Refund, 7_500), start(), entry())
+            let id = payments::correct(&conn, &refund(PaymentId::new(1), CorrectionKind::Refund, 7_500), start(), entry())
                 .unwrap();
             let c = payments::get_correction(&conn, id).unwrap();
             assert_eq!(c.receipt_number, 3, "after the existing receipts");
             assert_eq!(c.method, payments::Method::Card, "the payment's method by default");
             assert_eq!(c.payment_receipt_number, 1);
-            assert_eq!(payments::get(&conn, 1).unwrap().remaining_minor(), 12_500);
+            assert_eq!(payments::get(&conn, PaymentId::new(1)).unwrap().remaining_minor(), 12_500);
 
             // Over-refund, a void after a refund, a void twice: refused, nothing written.
-            let over = payments::correct(&conn, &refund(1, CorrectionKind::Refund, 12_501), start(), entry());
+            let over = payments::correct(&conn, &refund(PaymentId::new(1), CorrectionKind::Refund, 12_501), start(), entry());
             assert!(matches!(over, Err(ClinicError::Invalid { field: "amount", .. })), "{over:?}");
-            let void = payments::correct(&conn, &refund(1, CorrectionKind::Void, 0), start(), entry());
+            let void = payments::correct(&conn, &refund(PaymentId::new(1), CorrectionKind::Void, 0), start(), entry());
             assert!(matches!(void, Err(ClinicError::Conflict(_))), "{void:?}");
-            payments::correct(&conn, &refund(2, CorrectionKind::Void, 0), start(), entry()).unwrap();
-            let twice = payments::correct(&conn, &refund(2, CorrectionKind::Void, 0), start(), entry());
+            payments::correct(&conn, &refund(PaymentId::new(2), CorrectionKind::Void, 0), start(), entry()).unwrap();
+            let twice = payments::correct(&conn, &refund(PaymentId::new(2), CorrectionKind::Void, 0), start(), entry());
             assert!(matches!(twice, Err(ClinicError::Conflict(_))), "{twice:?}");
-            let mut none = refund(1, CorrectionKind::Refund, 1);
+            let mut none = refund(PaymentId::new(1), CorrectionKind::Refund, 1);
             none.reason = " \n ".into();
             assert!(matches!(
                 payments::correct(&conn, &none, start(), entry()),
@@ -112,7 +113,7 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
             assert_eq!(count, 2);
 
             // The balance and the report subtract both.
-            let account = payments::account(&conn, 1).unwrap();
+            let account = payments::account(&conn, PatientId::new(1)).unwrap();
             assert_eq!((account.paid_minor, account.refunded_minor), (12_500, 12_500));
             let list = payments::between(&conn, start() - chrono::TimeDelta::days(365), start() + chrono::TimeDelta::days(1)).unwrap();
             let fixes = payments::corrections_between(&conn, start(), start() + chrono::TimeDelta::days(1)).unwrap();
@@ -160,7 +161,7 @@ async fn typed_payments_and_corrections_are_read_in_the_clinics_currency() {
         let unsent = payments::record_typed(&conn, &items(&[("Consultation", "250")]), None, start(), entry());
         assert_eq!(unsent.unwrap(), None);
         let header = PaymentHeader {
-            patient_id: 1,
+            patient_id: PatientId::new(1),
             visit_id: None,
             method: Method::Cash,
             reference: String::new(),
@@ -181,7 +182,7 @@ async fn typed_payments_and_corrections_are_read_in_the_clinics_currency() {
                 by: by.clone(),
             })
         };
-        let missing = payments::correct_typed(&conn, 99, CorrectionKind::Refund, "x", None, start(), entry());
+        let missing = payments::correct_typed(&conn, PaymentId::new(99), CorrectionKind::Refund, "x", None, start(), entry());
         assert!(matches!(missing, Err(ClinicError::NotFound)), "{missing:?}");
         let negative = payments::correct_typed(&conn, id, CorrectionKind::Refund, "-1", h(), start(), entry());
         assert!(matches!(negative, Err(ClinicError::Invalid { field: "amount", .. })), "{negative:?}");

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ward_clinic::audit::{Action, Entry};
+use ward_clinic::ids::{PatientId, VisitId};
 use ward_clinic::{payments, settings, visits};
 use ward_control::{MasterKeySource, Platform};
 use ward_core::ManualClock;
@@ -72,10 +73,10 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
                 ward_tenancy::migrate::version(&conn).unwrap() as usize,
                 TENANT.len()
             );
-            let v = visits::get(&conn, 1).unwrap();
+            let v = visits::get(&conn, VisitId::new(1)).unwrap();
             assert_eq!(v.presenting_complaints, "Cough");
             assert_eq!(v.fee_minor, None);
-            let account = payments::account(&conn, 1).unwrap();
+            let account = payments::account(&conn, PatientId::new(1)).unwrap();
             assert_eq!((account.charged_minor, account.paid_minor), (0, 20_000));
             assert_eq!(account.balance_minor(), -20_000);
 
@@ -89,7 +90,7 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
             // A correction needs a reason; refused without one, nothing written.
             let refused = visits::update(
                 &conn,
-                1,
+                VisitId::new(1),
                 &valid,
                 " ",
                 Entry::new(start(), doctor(), Action::Update),
@@ -104,19 +105,22 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
                 ),
                 "{refused:?}"
             );
-            assert_eq!(visits::get(&conn, 1).unwrap().fee_minor, None);
+            assert_eq!(visits::get(&conn, VisitId::new(1)).unwrap().fee_minor, None);
             let version = visits::update(
                 &conn,
-                1,
+                VisitId::new(1),
                 &valid,
                 "fee was not entered",
                 Entry::new(start(), doctor(), Action::Update),
             )
             .unwrap();
             assert_eq!(version, 2);
-            assert_eq!(visits::get(&conn, 1).unwrap().fee_minor, Some(35_000));
+            assert_eq!(
+                visits::get(&conn, VisitId::new(1)).unwrap().fee_minor,
+                Some(35_000)
+            );
             // The visit saved before versions were kept became version 1 as it was.
-            let versions = visits::versions(&conn, 1).unwrap();
+            let versions = visits::versions(&conn, VisitId::new(1)).unwrap();
             assert_eq!(versions.len(), 2);
             assert_eq!(versions[0].content.fee_minor, None);
             assert_eq!(versions[0].content.diagnoses, v.diagnoses);
@@ -127,7 +131,12 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
             assert_eq!(versions[0].reason, None);
             assert_eq!(versions[1].reason.as_deref(), Some("fee was not entered"));
             assert_eq!(versions[1].content.fee_minor, Some(35_000));
-            assert_eq!(payments::account(&conn, 1).unwrap().balance_minor(), 15_000);
+            assert_eq!(
+                payments::account(&conn, PatientId::new(1))
+                    .unwrap()
+                    .balance_minor(),
+                15_000
+            );
             // A negative fee cannot be stored even by a direct write.
             assert!(
                 conn.execute("UPDATE visits SET fee_minor = -1 WHERE id = 1", ())

@@ -6,12 +6,12 @@ use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
-use ward_clinic::ClinicError;
 use ward_clinic::appointments::{
     self, Appointment, DayBook, Doctor, LocalSlot, PatientChoice, PatientHit, QuickPatient, Status,
 };
 use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
+use ward_clinic::{AppointmentId, ClinicError, PatientId};
 use ward_core::{Permission, Role};
 
 use crate::extract::{AppForm, ClinicAccess, Csrf, RecordId};
@@ -70,13 +70,13 @@ pub async fn doctors(app: &AppState, access: &ClinicAccess) -> Result<Vec<Doctor
 /// An appointment as a page shows it.
 pub struct ApptRow {
     /// Row id.
-    pub id: i64,
+    pub id: AppointmentId,
     /// Local start `HH:MM`.
     pub time: String,
     /// Local end `HH:MM`.
     pub end: String,
     /// Patient row id.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// Patient number.
     pub patient_number: i64,
     /// Patient name.
@@ -228,7 +228,7 @@ impl DayPage {
         let now = app.clock.now();
         let q = query.q.unwrap_or_default();
         let chosen = query.patient.as_deref().unwrap_or(&form.patient_id);
-        let chosen = chosen.trim().parse::<i64>().ok();
+        let chosen = chosen.trim().parse::<PatientId>().ok();
         // Only a doctor of this clinic filters the day.
         let doctor = doctor_filter_text(&query.doctor, &doctors);
         let filter = (!doctor.is_empty()).then_some(doctor.as_str());
@@ -346,7 +346,7 @@ impl BookForm {
     /// A registered patient chosen, or a new one typed, or an error.
     fn patient(&self, errors: &mut FormErrors) -> Result<Option<PatientChoice>, AppError> {
         if !self.patient_id.trim().is_empty() {
-            let id = self.patient_id.trim().parse::<i64>();
+            let id = self.patient_id.trim().parse::<PatientId>();
             if id.is_err() {
                 errors.add(
                     "patient",
@@ -473,7 +473,7 @@ impl AppointmentPage {
         app: &AppState,
         access: &ClinicAccess,
         csrf: String,
-        id: i64,
+        id: AppointmentId,
         form: Option<RescheduleForm>,
         (errors, notice): (FormErrors, Option<&'static str>),
     ) -> Result<Self, AppError> {
@@ -521,7 +521,7 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<AppointmentId>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
@@ -545,7 +545,7 @@ pub struct StatusForm {
 pub async fn status_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<AppointmentId>,
     AppForm(form): AppForm<StatusForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
@@ -573,7 +573,7 @@ pub async fn reschedule_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<AppointmentId>,
     AppForm(form): AppForm<RescheduleForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;

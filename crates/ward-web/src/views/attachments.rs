@@ -10,9 +10,10 @@ use serde::Deserialize;
 use ward_clinic::attachments::{self, Attachment, Batch, Kind, NewAttachment, Thumbnail};
 use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
+use ward_clinic::{AttachmentId, PatientId, VisitId};
 
 use crate::attachments::{AttachmentError, Stored};
-use crate::extract::{AppForm, AttachmentId, ClinicAccess, RecordId, parse_id};
+use crate::extract::{AppForm, AttachmentPath, ClinicAccess, RecordId, parse_id};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -52,7 +53,7 @@ pub struct AttachmentsBox {
     /// The kinds they may upload: (value, label).
     pub kinds: Vec<(&'static str, &'static str)>,
     /// On a visit page: the visit new files belong to.
-    pub visit: Option<i64>,
+    pub visit: Option<VisitId>,
     /// A fresh random key for this form's upload: a retried upload with the same key
     /// is stored once.
     pub upload_key: String,
@@ -120,7 +121,7 @@ impl AttachmentsBox {
         access: &ClinicAccess,
         s: &ClinicSettings,
         csrf: &str,
-        id: i64,
+        id: PatientId,
         all: Vec<Attachment>,
     ) -> Option<Self> {
         let base = format!("/c/{}/patients/{id}/attachments", access.slug);
@@ -170,8 +171,8 @@ impl AttachmentsBox {
         access: &ClinicAccess,
         s: &ClinicSettings,
         csrf: &str,
-        patient: i64,
-        visit: i64,
+        patient: PatientId,
+        visit: VisitId,
         all: Vec<Attachment>,
     ) -> Option<Self> {
         let theirs = all
@@ -263,14 +264,14 @@ fn bad_form() -> AppError {
 struct Received {
     title: String,
     kind: Kind,
-    visit_id: Option<i64>,
+    visit_id: Option<VisitId>,
     upload_key: Option<String>,
 }
 
 impl Received {
     /// The rows of patient `id`'s files `stored`: one title for all, numbered when
     /// there are several.
-    fn files(&self, id: i64, stored: &[Stored]) -> Vec<NewAttachment> {
+    fn files(&self, id: PatientId, stored: &[Stored]) -> Vec<NewAttachment> {
         let count = stored.len();
         (1..)
             .zip(stored)
@@ -295,7 +296,7 @@ impl Received {
 }
 
 /// The page an upload goes back to.
-fn back_to(slug: &ward_core::Slug, patient: i64, visit: Option<i64>) -> Response {
+fn back_to(slug: &ward_core::Slug, patient: PatientId, visit: Option<VisitId>) -> Response {
     let back = match visit {
         Some(v) => format!("/c/{slug}/visits/{v}#attachments"),
         None => format!("/c/{slug}/patients/{patient}#attachments"),
@@ -320,7 +321,7 @@ fn check_upload_key(key: &str) -> Result<String, AppError> {
 /// if it was; refused if it was stored for another record.
 async fn stored_before(
     access: &ClinicAccess,
-    id: i64,
+    id: PatientId,
     key: &str,
 ) -> Result<Option<Response>, AppError> {
     let k = key.to_owned();
@@ -344,7 +345,7 @@ async fn stored_before(
 struct Reading {
     title: Option<String>,
     kind: Option<Kind>,
-    visit_id: Option<i64>,
+    visit_id: Option<VisitId>,
     upload_key: Option<String>,
     /// Bytes left in the clinic's quota, once the first file's target was checked.
     room: Option<u64>,
@@ -357,7 +358,7 @@ impl Reading {
         &mut self,
         app: &AppState,
         access: &ClinicAccess,
-        id: i64,
+        id: PatientId,
         field: axum::extract::multipart::Field<'_>,
         stored: &mut Vec<Stored>,
     ) -> Result<(), AppError> {
@@ -419,7 +420,7 @@ impl Reading {
 async fn receive(
     app: &AppState,
     access: &ClinicAccess,
-    id: i64,
+    id: PatientId,
     form: &mut Multipart,
     stored: &mut Vec<Stored>,
 ) -> Result<Result<Received, Response>, AppError> {
@@ -455,8 +456,8 @@ async fn receive(
 enum Upload {
     /// Its rows were written: their ids, in the upload's order, and its visit.
     Created {
-        ids: Vec<i64>,
-        visit_id: Option<i64>,
+        ids: Vec<AttachmentId>,
+        visit_id: Option<VisitId>,
     },
     /// It was stored before (a retry): the answer given then; its files are not needed.
     Before(Response),
@@ -467,7 +468,7 @@ enum Upload {
 async fn upload(
     app: &AppState,
     access: &ClinicAccess,
-    id: i64,
+    id: PatientId,
     form: &mut Multipart,
     stored: &mut Vec<Stored>,
 ) -> Result<Upload, AppError> {
@@ -562,7 +563,7 @@ async fn discard(app: &AppState, stored: &[Stored]) {
 /// file is read back decrypted, decoded on a blocking thread within the decoder's
 /// limits, and its thumbnail stored encrypted under its own key. A failure is logged
 /// (by id) and leaves the attachment without a thumbnail.
-async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: i64, s: &Stored) {
+async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: AttachmentId, s: &Stored) {
     let ct = s.content_type;
     let made = async {
         let bytes = app
@@ -595,7 +596,7 @@ async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: i64, s: &Sto
     }
     .await;
     if let Err(why) = made {
-        tracing::warn!(attachment = aid, why, "no thumbnail could be made");
+        tracing::warn!(attachment = aid.get(), why, "no thumbnail could be made");
     }
 }
 
@@ -611,7 +612,7 @@ async fn make_thumbnail(app: &AppState, access: &ClinicAccess, aid: i64, s: &Sto
 pub async fn upload_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     request: axum::extract::Request,
 ) -> Page {
     if !Kind::ALL.iter().any(|k| access.can(k.write_permission())) {
@@ -666,7 +667,11 @@ fn sandboxed(
 }
 
 /// Attachment `aid` of patient `id`, if this role may see its kind.
-async fn visible(access: &ClinicAccess, id: i64, aid: i64) -> Result<Attachment, AppError> {
+async fn visible(
+    access: &ClinicAccess,
+    id: PatientId,
+    aid: AttachmentId,
+) -> Result<Attachment, AppError> {
     let a = access
         .tenant
         .with(move |conn| attachments::get(&conn, id, aid))
@@ -695,7 +700,7 @@ async fn open_audited(
         .open(object, key, sha256)
         .await
         .map_err(|e| {
-            tracing::error!(attachment = aid, error = %e, "{what} could not be read");
+            tracing::error!(attachment = aid.get(), error = %e, "{what} could not be read");
             AppError::Internal(Box::new(e))
         })
 }
@@ -704,7 +709,7 @@ async fn open_audited(
 async fn send(
     app: &AppState,
     access: &ClinicAccess,
-    (id, aid): (i64, i64),
+    (id, aid): (PatientId, AttachmentId),
     download: bool,
 ) -> Page {
     let a = visible(access, id, aid).await?;
@@ -733,8 +738,8 @@ async fn send(
 pub async fn thumbnail_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
-    AttachmentId(aid): AttachmentId,
+    RecordId(id): RecordId<PatientId>,
+    AttachmentPath(aid): AttachmentPath,
 ) -> Page {
     let a = visible(&access, id, aid).await?;
     let Some(t) = a.thumbnail.clone() else {
@@ -763,8 +768,8 @@ pub async fn upload_js_get() -> impl IntoResponse {
 pub async fn view_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
-    AttachmentId(aid): AttachmentId,
+    RecordId(id): RecordId<PatientId>,
+    AttachmentPath(aid): AttachmentPath,
 ) -> Page {
     send(&app, &access, (id, aid), false).await
 }
@@ -774,8 +779,8 @@ pub async fn view_get(
 pub async fn download_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
-    AttachmentId(aid): AttachmentId,
+    RecordId(id): RecordId<PatientId>,
+    AttachmentPath(aid): AttachmentPath,
 ) -> Page {
     send(&app, &access, (id, aid), true).await
 }
@@ -794,8 +799,8 @@ pub struct DeleteForm {
 pub async fn delete_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
-    AttachmentId(aid): AttachmentId,
+    RecordId(id): RecordId<PatientId>,
+    AttachmentPath(aid): AttachmentPath,
     AppForm(form): AppForm<DeleteForm>,
 ) -> Page {
     let a = access

@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use ward_clinic::PatientId;
 use ward_clinic::audit::{self, Action, AuditRow, Diff, Filter};
 use ward_clinic::audit_viewer::{self, Search};
 use ward_clinic::settings::ClinicSettings;
@@ -367,7 +368,7 @@ impl AccessedBy {
     /// showed them, their visits, appointments and payments), for the patient page.
     pub fn patient_rows(
         conn: &ward_tenancy::Db,
-        id: i64,
+        id: PatientId,
     ) -> Result<Vec<audit::Access>, ward_clinic::ClinicError> {
         audit::accessed_by_patient(conn, id, ACCESSED_BY_LIMIT)
             .map_err(ward_clinic::ClinicError::from)
@@ -380,7 +381,7 @@ impl AccessedBy {
         access: &ClinicAccess,
         settings: &ClinicSettings,
         rows: Vec<audit::Access>,
-        patient: Option<(i64, i64)>,
+        patient: Option<(PatientId, i64)>,
     ) -> Self {
         Self {
             lines: rows
@@ -430,7 +431,7 @@ pub async fn patient_access_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    crate::extract::RecordId(id): crate::extract::RecordId,
+    crate::extract::RecordId(id): crate::extract::RecordId<ward_clinic::PatientId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
     let report = access

@@ -5,11 +5,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_clinic::ClinicError;
 use ward_clinic::audit::Action;
 use ward_clinic::merge::{self, ByNumber, Merge};
 use ward_clinic::patients::Patient;
 use ward_clinic::settings::ClinicSettings;
+use ward_clinic::{ClinicError, MergeId, PatientId};
 use ward_core::Permission;
 
 use crate::extract::{AppForm, ClinicAccess, Csrf};
@@ -23,13 +23,13 @@ type Page = Result<Response, AppError>;
 /// What the patient page needs about merging, read with the page.
 pub struct Merging {
     merges: Vec<Merge>,
-    merged_into: Option<(i64, i64)>,
+    merged_into: Option<(PatientId, i64)>,
     duplicates: Vec<Patient>,
 }
 
 impl Merging {
     /// For patient `id`, on the page's connection.
-    pub fn load(conn: &ward_tenancy::Db, id: i64) -> Result<Self, ClinicError> {
+    pub fn load(conn: &ward_tenancy::Db, id: PatientId) -> Result<Self, ClinicError> {
         let o = merge::overview(conn, id)?;
         Ok(Self {
             merges: o.merges,
@@ -41,7 +41,7 @@ impl Merging {
 
 /// One merge into this record, as the page lists it.
 pub struct MergeLine {
-    pub id: i64,
+    pub id: MergeId,
     pub number: i64,
     pub name: String,
     pub when: String,
@@ -63,7 +63,7 @@ pub struct MergeBox {
 
 impl MergeBox {
     /// The box for patient `id`.
-    pub fn new(access: &ClinicAccess, s: &ClinicSettings, id: i64, m: Merging) -> Self {
+    pub fn new(access: &ClinicAccess, s: &ClinicSettings, id: PatientId, m: Merging) -> Self {
         let slug = &access.slug;
         Self {
             base: format!("/c/{slug}/patients/{id}"),
@@ -144,7 +144,7 @@ fn number(typed: &str) -> Option<i64> {
 
 /// Why the review cannot go on (`asked`, the number typed, found `other`), if it
 /// cannot.
-fn review_error(id: i64, other: Option<&Side>, asked: Option<i64>) -> Option<String> {
+fn review_error(id: PatientId, other: Option<&Side>, asked: Option<i64>) -> Option<String> {
     match (other, asked) {
         (_, None) => Some("Enter the duplicate's patient number.".to_owned()),
         (None, Some(n)) => Some(format!("No patient has the number {n}.")),
@@ -160,7 +160,7 @@ async fn review(
     app: &AppState,
     access: &ClinicAccess,
     csrf: String,
-    id: i64,
+    id: PatientId,
     asked: String,
     error: Option<String>,
 ) -> Page {
@@ -192,7 +192,7 @@ pub async fn merge_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     Query(q): Query<OtherQuery>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -212,7 +212,7 @@ pub async fn merge_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     AppForm(form): AppForm<MergeForm>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -239,11 +239,11 @@ pub async fn merge_post(
 pub async fn undo_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     Path((_, _, merge_id)): Path<(String, String, String)>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
-    let merge_id = parse_id(&merge_id)?;
+    let merge_id: MergeId = parse_id(&merge_id)?;
     let entry = access.audit_entry(app.clock.now(), Action::Update);
     access
         .tenant

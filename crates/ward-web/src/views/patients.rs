@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
+use ward_clinic::PatientId;
 use ward_clinic::audit::Action;
 use ward_clinic::patients::{self, Correction, Patient, PatientForm, Registration};
 use ward_clinic::payments::Account;
@@ -66,7 +67,7 @@ impl PatientExtras {
     fn load(
         conn: &ward_tenancy::Db,
         access: &Allowed,
-        id: i64,
+        id: PatientId,
     ) -> Result<Self, ward_clinic::ClinicError> {
         Ok(Self {
             visits: if access.clinical {
@@ -132,7 +133,7 @@ impl Allowed {
 fn extra_sections(
     access: &ClinicAccess,
     settings: &ClinicSettings,
-    id: i64,
+    id: PatientId,
     appointments: Option<Vec<ward_clinic::appointments::Appointment>>,
     payments: Option<(Vec<ward_clinic::payments::Payment>, Account)>,
 ) -> Vec<Section> {
@@ -150,7 +151,7 @@ fn cell(text: String, href: Option<String>) -> Cell {
 fn appointments_section(
     access: &ClinicAccess,
     settings: &ClinicSettings,
-    id: i64,
+    id: PatientId,
     appts: &[ward_clinic::appointments::Appointment],
 ) -> Section {
     let slug = access.slug.as_str();
@@ -195,7 +196,7 @@ fn appointments_section(
 fn payments_section(
     access: &ClinicAccess,
     settings: &ClinicSettings,
-    id: i64,
+    id: PatientId,
     pays: &[ward_clinic::payments::Payment],
     account: &Account,
 ) -> Section {
@@ -565,7 +566,11 @@ struct PatientData {
 
 impl PatientData {
     /// Patient `id` and the parts `allowed` may see, in one read transaction.
-    async fn load(access: &ClinicAccess, id: i64, allowed: Allowed) -> Result<Self, AppError> {
+    async fn load(
+        access: &ClinicAccess,
+        id: PatientId,
+        allowed: Allowed,
+    ) -> Result<Self, AppError> {
         Ok(access
             .tenant
             .read(|conn| {
@@ -646,7 +651,7 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let allowed = Allowed::of(&access);
@@ -661,7 +666,7 @@ pub async fn edit_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
     let p = access.tenant.with(|conn| patients::get(&conn, id)).await?;
@@ -681,7 +686,7 @@ pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -720,7 +725,7 @@ pub async fn history_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
     let kept = access

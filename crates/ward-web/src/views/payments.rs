@@ -8,13 +8,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_clinic::ClinicError;
 use ward_clinic::appointments::PatientHit;
 use ward_clinic::audit::Action;
 use ward_clinic::payments::{
     self, Correction, CorrectionHeader, CorrectionKind, Method, Payment, PaymentHeader, Recorder,
 };
 use ward_clinic::settings::ClinicSettings;
+use ward_clinic::{ClinicError, CorrectionId, PatientId, PaymentId, VisitId};
 use ward_core::Permission;
 
 use crate::extract::RecordId;
@@ -29,13 +29,13 @@ const ITEM_ROWS: usize = 5;
 /// A payment as a list shows it.
 pub struct PaymentRow {
     /// Row id.
-    pub id: i64,
+    pub id: PaymentId,
     /// Receipt number.
     pub receipt_number: i64,
     /// Local date and time.
     pub when: String,
     /// Patient row id.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// Patient number.
     pub patient_number: i64,
     /// Patient name.
@@ -85,19 +85,19 @@ impl PaymentRow {
 /// A refund or void as a list shows it.
 pub struct CorrectionRow {
     /// Row id.
-    pub id: i64,
+    pub id: CorrectionId,
     /// "Refund" or "Void".
     pub kind: &'static str,
     /// Its own receipt number.
     pub receipt_number: i64,
     /// The corrected payment's id.
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     /// The corrected payment's receipt number.
     pub payment_receipt_number: i64,
     /// Local date and time.
     pub when: String,
     /// Patient row id.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// Patient number.
     pub patient_number: i64,
     /// Patient name.
@@ -323,7 +323,7 @@ impl NewPage {
         errors: FormErrors,
     ) -> Result<Self, AppError> {
         let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-        let chosen = form.patient_id.trim().parse::<i64>().ok();
+        let chosen = form.patient_id.trim().parse::<PatientId>().ok();
         let (s, pick) = access
             .tenant
             .with(|conn| payments::new_payment_form(&conn, &q, chosen))
@@ -403,13 +403,13 @@ impl PaymentForm {
     /// right, and the errors found.
     fn header(&self, by: Recorder) -> (Option<PaymentHeader>, FormErrors) {
         let mut errors = FormErrors::default();
-        let patient_id = self.patient_id.trim().parse::<i64>().ok();
+        let patient_id = self.patient_id.trim().parse::<PatientId>().ok();
         if patient_id.is_none() {
             errors.add("patient", "Search for and choose the patient who pays.");
         }
         let visit_id = match self.visit_id.trim() {
             "" => Ok(None),
-            v => v.parse::<i64>().map(Some).map_err(|_| {
+            v => v.parse::<VisitId>().map(Some).map_err(|_| {
                 errors.add("visit", "There is no such visit.");
             }),
         };
@@ -489,13 +489,13 @@ struct ReceiptPage {
     when: String,
     patient_name: String,
     patient_number: i64,
-    visit_id: Option<i64>,
+    visit_id: Option<VisitId>,
     method: &'static str,
     reference: String,
     items: Vec<(String, String)>,
     total: String,
     recorded_by: String,
-    payment_id: i64,
+    payment_id: PaymentId,
     corrections: Vec<CorrectionRow>,
     remaining: String,
     voided: bool,
@@ -510,7 +510,7 @@ pub async fn receipt_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -593,7 +593,7 @@ struct CorrectionForm {
 struct CorrectPage {
     frame: ClinicFrame,
     refund: bool,
-    payment_id: i64,
+    payment_id: PaymentId,
     receipt_number: i64,
     when: String,
     patient_name: String,
@@ -617,7 +617,7 @@ impl CorrectPage {
         app: &AppState,
         access: &ClinicAccess,
         csrf: String,
-        (id, kind): (i64, CorrectionKind),
+        (id, kind): (PaymentId, CorrectionKind),
         mut form: CorrectionForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
@@ -664,7 +664,7 @@ pub async fn correct_get(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     uri: axum::http::Uri,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
     let (form, errors) = (CorrectionForm::default(), FormErrors::default());
@@ -689,7 +689,7 @@ pub async fn correct_post(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
     uri: axum::http::Uri,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PaymentId>,
     AppForm(post): AppForm<CorrectionPost>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
@@ -762,7 +762,7 @@ struct CorrectionReceiptPage {
     letterhead: String,
     refund: bool,
     receipt_number: i64,
-    payment_id: i64,
+    payment_id: PaymentId,
     payment_receipt_number: i64,
     when: String,
     patient_name: String,
@@ -778,7 +778,7 @@ pub async fn correction_receipt_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<CorrectionId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use ward_clinic::audit::Action;
 use ward_clinic::rights::{self, Ground, PrintedRecord, RecordHeader, Standing};
 use ward_clinic::settings::ClinicSettings;
-use ward_clinic::{patients, payments, visits};
+use ward_clinic::{PatientId, patients, payments, visits};
 use ward_core::Permission;
 
 use crate::extract::RecordId;
@@ -34,7 +34,12 @@ pub struct RightsBox {
 
 impl RightsBox {
     /// The box for patient `id` in `standing`.
-    pub fn new(access: &ClinicAccess, s: &ClinicSettings, id: i64, standing: &Standing) -> Self {
+    pub fn new(
+        access: &ClinicAccess,
+        s: &ClinicSettings,
+        id: PatientId,
+        standing: &Standing,
+    ) -> Self {
         let when =
             |t: chrono::DateTime<chrono::Utc>| s.local(t).format("%Y-%m-%d %H:%M").to_string();
         Self {
@@ -68,7 +73,7 @@ pub fn restriction_banner(s: &ClinicSettings, standing: &Standing) -> Option<Str
 pub async fn record_json_get(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
     let now = app.clock.now();
@@ -135,7 +140,7 @@ pub async fn record_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
     let now = app.clock.now();
@@ -242,7 +247,7 @@ pub struct HoldForm {
 pub async fn legal_hold_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     AppForm(form): AppForm<HoldForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
@@ -278,7 +283,7 @@ pub struct RestrictionForm {
 pub async fn restriction_post(
     State(app): State<AppState>,
     access: ClinicAccess,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     AppForm(form): AppForm<RestrictionForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
@@ -341,7 +346,7 @@ pub async fn erase_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
     let p = access
@@ -368,7 +373,7 @@ pub async fn erase_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     AppForm(form): AppForm<EraseForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;

@@ -11,6 +11,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{
     self, Doctor, Favourite, Item, MAX_DIAGNOSES, MAX_ITEMS, Target, Visit, VisitForm,
 };
+use ward_clinic::{PatientId, VisitId};
 use ward_core::Permission;
 
 use crate::extract::RecordId;
@@ -188,7 +189,7 @@ pub async fn new_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
     let target = Target::New { patient_id: id };
@@ -212,7 +213,7 @@ pub async fn edit_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<VisitId>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
     let target = Target::Edit { visit_id: id };
@@ -233,7 +234,7 @@ pub async fn create_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<PatientId>,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -248,7 +249,7 @@ pub async fn edit_post(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<VisitId>,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -365,7 +366,7 @@ async fn save(
     s: &ClinicSettings,
     today: chrono::NaiveDate,
     parts: &mut FormParts,
-) -> Result<Option<i64>, AppError> {
+) -> Result<Option<VisitId>, AppError> {
     let valid = match parts.form.validate(today, &s.currency) {
         Ok(valid) => valid,
         Err(e) => {
@@ -394,7 +395,7 @@ async fn save(
 
 /// Adds the items of favourite `n` after the rows already filled.
 fn apply_favourite(parts: &mut FormParts, n: i64) -> Result<StatusCode, AppError> {
-    let Some(f) = parts.favourites.iter().find(|f| f.id == n) else {
+    let Some(f) = parts.favourites.iter().find(|f| f.id.get() == n) else {
         return Err(AppError::NotFound);
     };
     let items = &mut parts.form.items;
@@ -525,7 +526,7 @@ struct VisitPage {
 /// Visit `id` as `wanted` asks, in one hand-off to the database.
 async fn record(
     access: &ClinicAccess,
-    id: i64,
+    id: VisitId,
     wanted: visits::Wanted,
 ) -> Result<visits::Record, AppError> {
     Ok(access
@@ -589,7 +590,7 @@ pub async fn show_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<VisitId>,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
@@ -666,7 +667,7 @@ pub async fn prescription_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<VisitId>,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -766,7 +767,7 @@ pub async fn history_get(
     State(app): State<AppState>,
     access: ClinicAccess,
     Csrf(csrf): Csrf,
-    RecordId(id): RecordId,
+    RecordId(id): RecordId<VisitId>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
     let wanted = visits::Wanted {

@@ -1,6 +1,7 @@
 //! Payments: minor units, receipts and their numbers, the collection report.
 
 use axum::http::StatusCode;
+use ward_clinic::PatientId;
 
 use crate::support::TestApp;
 use crate::support::desk::{Desk, FrontDesk as _, SignUp as _, book, id_in, pay, post_payment};
@@ -151,8 +152,8 @@ async fn amounts_are_exact_minor_units_and_the_receipt_is_itemized_and_audited_w
     let (list, account) = tenant
         .with(|conn| {
             (
-                ward_clinic::payments::for_patient(&conn, p).unwrap(),
-                ward_clinic::payments::account(&conn, p).unwrap(),
+                ward_clinic::payments::for_patient(&conn, PatientId::new(p)).unwrap(),
+                ward_clinic::payments::account(&conn, PatientId::new(p)).unwrap(),
             )
         })
         .await;

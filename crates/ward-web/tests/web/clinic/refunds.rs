@@ -2,6 +2,7 @@
 //! collection report, who may make them, and the audit log.
 
 use axum::http::StatusCode;
+use ward_clinic::PatientId;
 
 use crate::support::desk::{Clinic, Desk, FrontDesk as _, id_in, pay};
 use crate::support::{self, TestApp};
@@ -114,7 +115,7 @@ async fn a_refund_changes_the_balance_and_the_report() {
     page.assert_contains("Charged ₹0.00 · Paid ₹1,049.50 · In credit ₹1,049.50");
     let tenant = d.owner.app.tenants.get(c.id).await.unwrap();
     let account = tenant
-        .with(move |conn| ward_clinic::payments::account(&conn, p).unwrap())
+        .with(move |conn| ward_clinic::payments::account(&conn, PatientId::new(p)).unwrap())
         .await;
     assert_eq!(account.paid_minor, 104_950);
     assert_eq!(account.refunded_minor, 25_050);

@@ -196,6 +196,7 @@ impl FrontDesk for TestApp {
                     ward_clinic::appointments::quick_register_patient(&tx, &p, at, entry)
                 })
                 .unwrap()
+                .get()
             })
             .await
     }
