@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+/// The allocator `ward serve` runs with, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A set of timings.
 #[derive(Debug, Default)]
 pub struct Samples(Vec<Duration>);

@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc for Rust and, through its override, for SQLite's own allocations too: a
+/// clinic's open, page and close allocate and free thousands of small blocks, and
+/// glibc's allocator spent about an eighth of a request's CPU time on them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_logging(&cli.global.log, cli.global.log_format);
