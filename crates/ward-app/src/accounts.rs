@@ -30,6 +30,20 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
+/// A one-time link sent to the address was used: the address is the user's, so it is
+/// marked verified, and the auth log records `kind` as ok.
+async fn address_proved(
+    app: &App,
+    user_id: &str,
+    email: Option<&str>,
+    kind: &str,
+    origin: &Origin,
+) -> Result<(), Error> {
+    app.control.mark_email_verified(user_id).await?;
+    auth_event(app, kind, "ok", Some(user_id), email, origin, None).await;
+    Ok(())
+}
+
 /// Records an event in the sign-in log; a failure is logged, not returned. The address
 /// typed is kept without control characters and at most 254 characters long.
 pub async fn auth_event(
@@ -208,18 +222,7 @@ pub async fn confirm_email(app: &App, token: &str, origin: &Origin) -> Result<Co
     let Some(user_id) = info.user_id else {
         return Ok(Confirmed::Expired);
     };
-    app.control.mark_email_verified(&user_id).await?;
-    let email = info.email.as_deref();
-    auth_event(
-        app,
-        "verify_email",
-        "ok",
-        Some(&user_id),
-        email,
-        origin,
-        None,
-    )
-    .await;
+    address_proved(app, &user_id, info.email.as_deref(), "verify_email", origin).await?;
     let to = match info.clinic_id {
         Some(id) => format!("/c/{}/", app.control.clinic_by_id(id).await?.slug),
         None => landing(app, &user_id).await?,
@@ -539,17 +542,13 @@ pub async fn reset_password(
     app.control
         .revoke_tokens(&user_id, Purpose::ResetPassword)
         .await?;
-    app.control.mark_email_verified(&user_id).await?;
-    let email = info.email.as_deref();
-    auth_event(
+    address_proved(
         app,
+        &user_id,
+        info.email.as_deref(),
         "reset_complete",
-        "ok",
-        Some(&user_id),
-        email,
         origin,
-        None,
     )
-    .await;
+    .await?;
     Ok(true)
 }

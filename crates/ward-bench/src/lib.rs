@@ -91,6 +91,15 @@ pub fn dir_size(dir: &Path, suffix: &str) -> std::io::Result<(u64, usize)> {
     Ok((total, count))
 }
 
+/// Sends the log to stderr, `level` and above only: a benchmark's stdout is its table
+/// and its log is for explaining failures.
+pub fn log_to_stderr(level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// The benchmarks' replica: the test S3 server's bucket under a fresh prefix when
 /// `WARD_TEST_S3_ENDPOINT` is set (scripts/s3-test-server), else `<dir>/replica`.
 pub fn bench_replica(dir: &Path) -> anyhow::Result<ward_replica::Target> {

@@ -9,6 +9,51 @@ use uuid::Uuid;
 #[error("{0}")]
 pub struct ParseError(pub &'static str);
 
+/// `Display`, and the `String` conversions serde goes through, for a newtype over text
+/// that its `parse` checked.
+macro_rules! checked_text {
+    ($ty:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = ParseError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(value: $ty) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
+/// `Display` as the stored form, for an enum stored as one word.
+macro_rules! stored_word {
+    ($ty:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+/// The one of `all` whose stored form is `s`.
+fn parse_word<T: Copy, const N: usize>(
+    all: [T; N],
+    as_str: fn(T) -> &'static str,
+    s: &str,
+) -> Option<T> {
+    all.into_iter().find(|&v| as_str(v) == s)
+}
+
 /// A clinic's permanent identity: a UUID (v7 for new clinics). The only value that ever
 /// becomes part of a file name, always in its canonical hyphenated lowercase form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -138,24 +183,7 @@ impl Slug {
     }
 }
 
-impl fmt::Display for Slug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl TryFrom<String> for Slug {
-    type Error = ParseError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Slug> for String {
-    fn from(s: Slug) -> Self {
-        s.0
-    }
-}
+checked_text!(Slug);
 
 /// An email address as a login name: trimmed, at most 254 bytes, one `@` with text on
 /// both sides, no whitespace or control characters (so it can never inject a mail
@@ -198,24 +226,7 @@ impl Email {
     }
 }
 
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl TryFrom<String> for Email {
-    type Error = ParseError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Email> for String {
-    fn from(e: Email) -> Self {
-        e.0
-    }
-}
+checked_text!(Email);
 
 /// What a person may do in a clinic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -247,20 +258,13 @@ impl Role {
 
     /// Parses the stored form.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(ParseError(
-                "a role is one of owner, doctor, receptionist, billing",
-            ))
+        parse_word(Self::ALL, Self::as_str, s).ok_or(ParseError(
+            "a role is one of owner, doctor, receptionist, billing",
+        ))
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+stored_word!(Role);
 
 /// Where a clinic is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -292,20 +296,13 @@ impl ClinicStatus {
 
     /// Parses the stored form.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(ParseError(
-                "a clinic status is one of active, suspended, closed, purged",
-            ))
+        parse_word(Self::ALL, Self::as_str, s).ok_or(ParseError(
+            "a clinic status is one of active, suspended, closed, purged",
+        ))
     }
 }
 
-impl fmt::Display for ClinicStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+stored_word!(ClinicStatus);
 
 #[cfg(test)]
 mod tests {

@@ -83,65 +83,25 @@ impl Role {
     /// does not compile until someone decides.
     pub fn can(self, p: Permission) -> bool {
         use Permission as P;
+        // The owner may do everything; the others by row: (doctor, receptionist, billing).
+        let (doctor, receptionist, billing) = match p {
+            P::ViewDemographics | P::ViewAppointments | P::ViewPayments => (true, true, true),
+            P::EditDemographics | P::ManageAppointments | P::ConsentForms => (true, true, false),
+            P::ViewClinical | P::WriteClinical => (true, false, false),
+            P::RecordPayments => (false, true, true),
+            P::ViewCollections | P::CorrectPayments => (false, false, true),
+            P::ManageStaff
+            | P::ManageSettings
+            | P::ViewAudit
+            | P::Export
+            | P::CloseClinic
+            | P::PatientRights => (false, false, false),
+        };
         match self {
             Role::Owner => true,
-            Role::Doctor => match p {
-                P::ViewDemographics
-                | P::EditDemographics
-                | P::ViewClinical
-                | P::WriteClinical
-                | P::ViewAppointments
-                | P::ManageAppointments
-                | P::ViewPayments
-                | P::ConsentForms => true,
-                P::RecordPayments
-                | P::ViewCollections
-                | P::CorrectPayments
-                | P::ManageStaff
-                | P::ManageSettings
-                | P::ViewAudit
-                | P::Export
-                | P::CloseClinic
-                | P::PatientRights => false,
-            },
-            Role::Receptionist => match p {
-                P::ViewDemographics
-                | P::EditDemographics
-                | P::ViewAppointments
-                | P::ManageAppointments
-                | P::ViewPayments
-                | P::RecordPayments
-                | P::ConsentForms => true,
-                P::ViewClinical
-                | P::WriteClinical
-                | P::ViewCollections
-                | P::CorrectPayments
-                | P::ManageStaff
-                | P::ManageSettings
-                | P::ViewAudit
-                | P::Export
-                | P::CloseClinic
-                | P::PatientRights => false,
-            },
-            Role::Billing => match p {
-                P::ViewDemographics
-                | P::ViewAppointments
-                | P::ViewPayments
-                | P::RecordPayments
-                | P::ViewCollections
-                | P::CorrectPayments => true,
-                P::EditDemographics
-                | P::ViewClinical
-                | P::WriteClinical
-                | P::ManageAppointments
-                | P::ManageStaff
-                | P::ManageSettings
-                | P::ViewAudit
-                | P::Export
-                | P::CloseClinic
-                | P::PatientRights
-                | P::ConsentForms => false,
-            },
+            Role::Doctor => doctor,
+            Role::Receptionist => receptionist,
+            Role::Billing => billing,
         }
     }
 }

@@ -119,33 +119,43 @@ pub struct Rendered {
 impl Message {
     /// A short stable name of the kind, for logs.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Message::VerifyEmail { .. } => "verify_email",
-            Message::ResetPassword { .. } => "reset_password",
-            Message::SignupAttempt { .. } => "signup_attempt",
-            Message::StaffInvite { .. } => "staff_invite",
-            Message::ExportReady { .. } => "export_ready",
-            Message::SecurityNotice { .. } => "security_notice",
-            Message::SupportAccess { .. } => "support_access",
-        }
+        self.kind_and_subject().0
     }
 
     /// The subject: one fixed string per kind, so no personal or patient data can reach
     /// it (subjects show in notification previews and mail server logs).
     pub fn subject(&self) -> &'static str {
+        self.kind_and_subject().1
+    }
+
+    /// The kind's log name and its fixed subject, side by side.
+    fn kind_and_subject(&self) -> (&'static str, &'static str) {
         match self {
-            Message::VerifyEmail { .. } => "Confirm your email address",
-            Message::ResetPassword { .. } => "Reset your Ward password",
-            Message::SignupAttempt { .. } => "Someone tried to sign up with your address",
-            Message::StaffInvite { .. } => "You have been invited to a clinic on Ward",
-            Message::ExportReady { .. } => "Your Ward export is ready",
-            Message::SecurityNotice { .. } => "A change to how you sign in to Ward",
+            Message::VerifyEmail { .. } => ("verify_email", "Confirm your email address"),
+            Message::ResetPassword { .. } => ("reset_password", "Reset your Ward password"),
+            Message::SignupAttempt { .. } => (
+                "signup_attempt",
+                "Someone tried to sign up with your address",
+            ),
+            Message::StaffInvite { .. } => {
+                ("staff_invite", "You have been invited to a clinic on Ward")
+            }
+            Message::ExportReady { .. } => ("export_ready", "Your Ward export is ready"),
+            Message::SecurityNotice { .. } => {
+                ("security_notice", "A change to how you sign in to Ward")
+            }
             Message::SupportAccess {
                 emergency: false, ..
-            } => "Support asks to look at your clinic on Ward",
+            } => (
+                "support_access",
+                "Support asks to look at your clinic on Ward",
+            ),
             Message::SupportAccess {
                 emergency: true, ..
-            } => "Emergency support access to your clinic on Ward",
+            } => (
+                "support_access",
+                "Emergency support access to your clinic on Ward",
+            ),
         }
     }
 
@@ -169,80 +179,26 @@ impl Message {
             check_link(link)?;
         }
         let (text, html) = match self {
-            Message::VerifyEmail { name, link } => {
-                let name = display(name);
-                (
-                    VerifyEmailText { name: &name, link }.render()?,
-                    VerifyEmailHtml { name: &name, link }.render()?,
-                )
-            }
-            Message::ResetPassword { name, link } => {
-                let name = display(name);
-                (
-                    ResetPasswordText { name: &name, link }.render()?,
-                    ResetPasswordHtml { name: &name, link }.render()?,
-                )
-            }
+            Message::VerifyEmail { name, link } => verify_email(&display(name), link)?,
+            Message::ResetPassword { name, link } => reset_password(&display(name), link)?,
             Message::SignupAttempt { name, reset_link } => {
-                let name = display(name);
-                let link = reset_link;
-                (
-                    SignupAttemptText { name: &name, link }.render()?,
-                    SignupAttemptHtml { name: &name, link }.render()?,
-                )
+                signup_attempt(&display(name), reset_link)?
             }
             Message::StaffInvite {
                 clinic_name,
                 inviter,
                 role,
                 link,
-            } => {
-                let name = display(to_name);
-                let clinic_name = display(clinic_name);
-                let inviter = display(inviter);
-                let role = display(role);
-                let text = StaffInviteText {
-                    name: &name,
-                    clinic_name: &clinic_name,
-                    inviter: &inviter,
-                    role: &role,
-                    link,
-                }
-                .render()?;
-                let html = StaffInviteHtml {
-                    name: &name,
-                    clinic_name: &clinic_name,
-                    inviter: &inviter,
-                    role: &role,
-                    link,
-                }
-                .render()?;
-                (text, html)
-            }
-            Message::ExportReady { name, link } => {
-                let name = display(name);
-                (
-                    ExportReadyText { name: &name, link }.render()?,
-                    ExportReadyHtml { name: &name, link }.render()?,
-                )
-            }
+            } => staff_invite(
+                &display(to_name),
+                &display(clinic_name),
+                &display(inviter),
+                &display(role),
+                link,
+            )?,
+            Message::ExportReady { name, link } => export_ready(&display(name), link)?,
             Message::SecurityNotice { name, event, link } => {
-                let name = display(name);
-                let sentence = event.sentence();
-                (
-                    SecurityNoticeText {
-                        name: &name,
-                        sentence: &sentence,
-                        link,
-                    }
-                    .render()?,
-                    SecurityNoticeHtml {
-                        name: &name,
-                        sentence: &sentence,
-                        link,
-                    }
-                    .render()?,
-                )
+                security_notice(&display(name), &event.sentence(), link)?
             }
             Message::SupportAccess {
                 name,
@@ -251,31 +207,14 @@ impl Message {
                 minutes,
                 emergency,
                 link,
-            } => {
-                let (name, clinic_name, operator) =
-                    (display(name), display(clinic_name), display(operator));
-                let (minutes, emergency) = (*minutes, *emergency);
-                (
-                    SupportAccessText {
-                        name: &name,
-                        clinic_name: &clinic_name,
-                        operator: &operator,
-                        minutes,
-                        emergency,
-                        link,
-                    }
-                    .render()?,
-                    SupportAccessHtml {
-                        name: &name,
-                        clinic_name: &clinic_name,
-                        operator: &operator,
-                        minutes,
-                        emergency,
-                        link,
-                    }
-                    .render()?,
-                )
-            }
+            } => support_access(
+                &display(name),
+                &display(clinic_name),
+                &display(operator),
+                *minutes,
+                *emergency,
+                link,
+            )?,
         };
         Ok(Rendered {
             subject: self.subject(),
@@ -349,118 +288,63 @@ pub(crate) fn links_in(text: &str) -> impl Iterator<Item = &str> {
         .filter(|w| w.starts_with("https://") || w.starts_with("http://"))
 }
 
-#[derive(Template)]
-#[template(path = "mail/verify_email.txt")]
-struct VerifyEmailText<'a> {
-    name: &'a str,
-    link: &'a str,
+/// Declares the text and the HTML template of one kind, which take the same fields, and
+/// a function that renders both from those fields.
+macro_rules! bodies {
+    ($(
+        $render:ident: $text:ident = $text_path:tt, $html:ident = $html_path:tt
+            { $($field:ident: $ty:ty),+ $(,)? }
+    )+) => {$(
+        #[derive(Template)]
+        #[template(path = $text_path)]
+        struct $text<'a> {
+            $($field: $ty),+
+        }
+
+        #[derive(Template)]
+        #[template(path = $html_path)]
+        struct $html<'a> {
+            $($field: $ty),+
+        }
+
+        fn $render<'a>($($field: $ty),+) -> Result<(String, String), askama::Error> {
+            Ok(($text { $($field),+ }.render()?, $html { $($field),+ }.render()?))
+        }
+    )+};
 }
 
-#[derive(Template)]
-#[template(path = "mail/verify_email.html")]
-struct VerifyEmailHtml<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/reset_password.txt")]
-struct ResetPasswordText<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/reset_password.html")]
-struct ResetPasswordHtml<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/signup_attempt.txt")]
-struct SignupAttemptText<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/signup_attempt.html")]
-struct SignupAttemptHtml<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/staff_invite.txt")]
-struct StaffInviteText<'a> {
-    name: &'a str,
-    clinic_name: &'a str,
-    inviter: &'a str,
-    role: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/staff_invite.html")]
-struct StaffInviteHtml<'a> {
-    name: &'a str,
-    clinic_name: &'a str,
-    inviter: &'a str,
-    role: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/export_ready.txt")]
-struct ExportReadyText<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/export_ready.html")]
-struct ExportReadyHtml<'a> {
-    name: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/security_notice.txt")]
-struct SecurityNoticeText<'a> {
-    name: &'a str,
-    sentence: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/security_notice.html")]
-struct SecurityNoticeHtml<'a> {
-    name: &'a str,
-    sentence: &'a str,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/support_access.txt")]
-struct SupportAccessText<'a> {
-    name: &'a str,
-    clinic_name: &'a str,
-    operator: &'a str,
-    minutes: u32,
-    emergency: bool,
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/support_access.html")]
-struct SupportAccessHtml<'a> {
-    name: &'a str,
-    clinic_name: &'a str,
-    operator: &'a str,
-    minutes: u32,
-    emergency: bool,
-    link: &'a str,
+bodies! {
+    verify_email: VerifyEmailText = "mail/verify_email.txt",
+        VerifyEmailHtml = "mail/verify_email.html" { name: &'a str, link: &'a str }
+    reset_password: ResetPasswordText = "mail/reset_password.txt",
+        ResetPasswordHtml = "mail/reset_password.html" { name: &'a str, link: &'a str }
+    signup_attempt: SignupAttemptText = "mail/signup_attempt.txt",
+        SignupAttemptHtml = "mail/signup_attempt.html" { name: &'a str, link: &'a str }
+    staff_invite: StaffInviteText = "mail/staff_invite.txt",
+        StaffInviteHtml = "mail/staff_invite.html" {
+            name: &'a str,
+            clinic_name: &'a str,
+            inviter: &'a str,
+            role: &'a str,
+            link: &'a str,
+        }
+    export_ready: ExportReadyText = "mail/export_ready.txt",
+        ExportReadyHtml = "mail/export_ready.html" { name: &'a str, link: &'a str }
+    security_notice: SecurityNoticeText = "mail/security_notice.txt",
+        SecurityNoticeHtml = "mail/security_notice.html" {
+            name: &'a str,
+            sentence: &'a str,
+            link: &'a str,
+        }
+    support_access: SupportAccessText = "mail/support_access.txt",
+        SupportAccessHtml = "mail/support_access.html" {
+            name: &'a str,
+            clinic_name: &'a str,
+            operator: &'a str,
+            minutes: u32,
+            emergency: bool,
+            link: &'a str,
+        }
 }
 
 #[cfg(test)]

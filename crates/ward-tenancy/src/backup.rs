@@ -456,44 +456,41 @@ fn copy_with_digest(from: &Path, to: &Path, durable: bool) -> Result<Digest, Bac
         .create_new(true)
         .open(to)
         .map_err(BackupError::io("cannot create", to))?;
+    let digest = read_digesting(&mut src, from, |block| {
+        dst.write_all(block)
+            .map_err(BackupError::io("cannot write", to))
+    })?;
+    if durable {
+        dst.sync_all().map_err(BackupError::io("cannot sync", to))?;
+    }
+    Ok(digest)
+}
+
+/// Size and SHA-256 of a file.
+pub fn digest_file(path: &Path) -> Result<Digest, BackupError> {
+    let mut f = std::fs::File::open(path).map_err(BackupError::io("cannot read", path))?;
+    read_digesting(&mut f, path, |_| Ok(()))
+}
+
+/// Reads `src` (the file at `path`) to its end in blocks of 1 MiB, hashing each block and
+/// handing it to `each`: its size and SHA-256.
+fn read_digesting(
+    src: &mut std::fs::File,
+    path: &Path,
+    mut each: impl FnMut(&[u8]) -> Result<(), BackupError>,
+) -> Result<Digest, BackupError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
         let n = src
             .read(&mut buf)
-            .map_err(BackupError::io("cannot read", from))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n])
-            .map_err(BackupError::io("cannot write", to))?;
-        size += n as u64;
-    }
-    if durable {
-        dst.sync_all().map_err(BackupError::io("cannot sync", to))?;
-    }
-    Ok(Digest {
-        size,
-        sha256: hex::encode(hasher.finalize()),
-    })
-}
-
-/// Size and SHA-256 of a file.
-pub fn digest_file(path: &Path) -> Result<Digest, BackupError> {
-    let mut f = std::fs::File::open(path).map_err(BackupError::io("cannot read", path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
             .map_err(BackupError::io("cannot read", path))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        each(&buf[..n])?;
         size += n as u64;
     }
     Ok(Digest {

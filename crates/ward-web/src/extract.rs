@@ -315,6 +315,18 @@ impl ClinicAccess {
         )
     }
 
+    /// [`require`](Self::require) `p`, then [`require_fresh`](Self::require_fresh): what a
+    /// change that needs a recent confirmation checks first.
+    pub fn require_confirmed(
+        &self,
+        p: Permission,
+        app: &crate::Web,
+        back: &str,
+    ) -> Result<(), AppError> {
+        self.require(p)?;
+        self.require_fresh(app, back)
+    }
+
     /// Whether the user's role allows `p` (to show or hide links and sections).
     pub fn can(&self, p: Permission) -> bool {
         self.role.can(p) && (self.support.is_none() || !crate::views::support::NEVER.contains(&p))

@@ -205,10 +205,7 @@ fn newest_attachment(page: &str) -> Option<i64> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .init();
+    ward_bench::log_to_stderr("warn");
     std::fs::create_dir_all(&opts.dir)?;
     let dir = tempfile::tempdir_in(&opts.dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

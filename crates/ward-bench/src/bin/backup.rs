@@ -171,32 +171,24 @@ async fn large_clinic(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
         "INSERT INTO notes (patient, body) VALUES (1, 'after')".into(),
     )
     .await?;
-    let t = Instant::now();
-    let report = backups
-        .restore_clinic(
-            id,
-            RestoreTarget::Backup(record.id),
-            "benchmark",
-            &Actor::Operator,
-            false,
-            &mut |_| {},
-            &mut |_| Ok(()),
-        )
-        .await?;
-    let restore = t.elapsed();
-    let t = Instant::now();
-    backups
-        .restore_clinic(
-            id,
-            RestoreTarget::Backup(record.id),
-            "benchmark",
-            &Actor::Operator,
-            true,
-            &mut |_| {},
-            &mut |_| Ok(()),
-        )
-        .await?;
-    let dry_run = t.elapsed();
+    let (backups_ref, backup_id) = (&backups, record.id);
+    let restore_from_backup = move |dry_run: bool| async move {
+        let t = Instant::now();
+        let report = backups_ref
+            .restore_clinic(
+                id,
+                RestoreTarget::Backup(backup_id),
+                "benchmark",
+                &Actor::Operator,
+                dry_run,
+                &mut |_| {},
+                &mut |_| Ok(()),
+            )
+            .await?;
+        anyhow::Ok((report, t.elapsed()))
+    };
+    let (report, restore) = restore_from_backup(false).await?;
+    let (_, dry_run) = restore_from_backup(true).await?;
     say(format_args!("| step | time |\n| --- | --- |"));
     say(format_args!(
         "| snapshot only (VACUUM INTO, fsync, rename) | {} |",

@@ -327,11 +327,7 @@ fn report(name: &str, r: &mut Result_, cache: Option<CacheUse>) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
-    // Only problems: a benchmark's log is for explaining failed requests.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .init();
+    ward_bench::log_to_stderr("warn");
     // The descriptor budget exactly as `ward serve` derives it.
     let nofile = ward_tenancy::fds::raise_limit()?;
     let budget = ward_tenancy::fds::budget(nofile, ward_tenancy::fds::RESERVED);

@@ -51,10 +51,7 @@ fn say(line: impl std::fmt::Display) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("error"))
-        .with_writer(std::io::stderr)
-        .init();
+    ward_bench::log_to_stderr("error");
     let nofile = ward_tenancy::fds::raise_limit()?;
     let budget = ward_tenancy::fds::budget(nofile, ward_tenancy::fds::RESERVED);
     let _ = std::fs::remove_dir_all(&opts.dir);
@@ -111,27 +108,16 @@ async fn main() -> anyhow::Result<()> {
     // segments as shipped (the machine died within the hour of the busiest writing),
     // then after the hourly pass has compacted them.
     let chosen = &made[made.len() / 2];
-    let shipped = rebuild(
-        &new.join("shipped"),
-        &target,
-        &key,
-        budget,
-        chosen,
-        made.len(),
-    )
-    .await?;
+    let (new, target, key, clinics) = (&new, &target, &key, made.len());
+    let rebuild_in = |name: &str| {
+        let data = new.join(name);
+        async move { rebuild(&data, target, key, budget, chosen, clinics).await }
+    };
+    let shipped = rebuild_in("shipped").await?;
     let t0 = Instant::now();
     let compacted = replicator.compact().await?;
     let compaction = t0.elapsed();
-    let joined = rebuild(
-        &new.join("compacted"),
-        &target,
-        &key,
-        budget,
-        chosen,
-        made.len(),
-    )
-    .await?;
+    let joined = rebuild_in("compacted").await?;
     say("");
     say("| what | target | measured |");
     say("| --- | --- | --- |");

@@ -5,7 +5,7 @@
 //! Run it with `scripts/bench-replica`, which starts a local S3 server (SeaweedFS) for it;
 //! `--help` lists the knobs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,18 +164,8 @@ async fn main() -> anyhow::Result<()> {
 
     // A large clinic, restored to a second between two rounds of changes.
     let key = DataKey::random();
-    let path = data
-        .join("clinics")
-        .join(format!("{}.db", uuid::Uuid::now_v7()));
-    let id = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let opened = db::open_now(&path, &key, true, Durability::Full)?;
-    let conn = opened.conn;
-    conn.execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, body BLOB)")?;
-    let rows = opts.restore_mib * 1024 * 1024 / 4000;
+    let (path, id, conn) = new_clinic(&data, &key)?;
+    let rows = rows_of(opts.restore_mib);
     for chunk in 0..rows.div_ceil(500) {
         conn.execute_batch_now("BEGIN")?;
         for j in 0..500 {
@@ -225,6 +215,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new clinic database in `data/clinics` with one empty table `t` of blobs: its path,
+/// its id (the file's stem) and the connection.
+fn new_clinic(
+    data: &Path,
+    key: &DataKey,
+) -> anyhow::Result<(PathBuf, String, ward_tenancy::sql::Connection)> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let path = data.join("clinics").join(format!("{id}.db"));
+    let conn = db::open_now(&path, key, true, Durability::Full)?.conn;
+    conn.execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, body BLOB)")?;
+    Ok((path, id, conn))
+}
+
 /// Rows of 4,000 bytes: `mib` MiB of them.
 fn rows_of(mib: u64) -> u64 {
     mib * 1024 * 1024 / 4000
@@ -241,17 +244,7 @@ async fn storage(opts: &Opts) -> anyhow::Result<()> {
     let target = ward_bench::bench_replica(&dir)?;
     let day = Duration::from_secs_f64(opts.day_secs);
     let replicator = Replicator::new(&data, target.clone(), day * 30)?;
-    let path = data
-        .join("clinics")
-        .join(format!("{}.db", uuid::Uuid::now_v7()));
-    let id = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let opened = db::open_now(&path, &DataKey::random(), true, Durability::Full)?;
-    let conn = opened.conn;
-    conn.execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, body BLOB)")?;
+    let (path, id, conn) = new_clinic(&data, &DataKey::random())?;
     let rows = rows_of(opts.storage_mib);
     for _ in 0..rows.div_ceil(500) {
         conn.execute_batch_now("BEGIN")?;

@@ -55,8 +55,7 @@ pub async fn close_get(
     access: ClinicAccess,
     Csrf(csrf): Csrf,
 ) -> Result<Html<String>, AppError> {
-    access.require(Permission::CloseClinic)?;
-    access.require_fresh(&app, "settings/close")?;
+    access.require_confirmed(Permission::CloseClinic, &app, "settings/close")?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     page(&app, &access, clinic, csrf, None)
 }
@@ -76,8 +75,7 @@ pub async fn close_post(
     Csrf(csrf): Csrf,
     Form(form): Form<CloseForm>,
 ) -> Result<Response, AppError> {
-    access.require(Permission::CloseClinic)?;
-    access.require_fresh(&app, "settings/close")?;
+    access.require_confirmed(Permission::CloseClinic, &app, "settings/close")?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     if form.clinic_name.trim() != clinic.name {
         let error = Some("Type the clinic's name exactly as shown to confirm.".to_owned());

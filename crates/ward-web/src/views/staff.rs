@@ -205,8 +205,7 @@ pub async fn invite_post(
     Csrf(csrf): Csrf,
     AppForm(form): AppForm<InviteForm>,
 ) -> Page {
-    access.require(Permission::ManageStaff)?;
-    access.require_fresh(&app, "staff")?;
+    access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
     let email = Email::parse(&form.email).ok();
     let role = Role::parse(form.role.trim()).ok();
     let (Some(email), Some(role)) = (email.clone(), role) else {
@@ -276,8 +275,7 @@ pub async fn role_post(
     Path((_, user_id)): Path<(String, String)>,
     AppForm(form): AppForm<RoleForm>,
 ) -> Page {
-    access.require(Permission::ManageStaff)?;
-    access.require_fresh(&app, "staff")?;
+    access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
     let Ok(role) = Role::parse(form.role.trim()) else {
         return Err(AppError::Refused(
             "Choose one of the roles in the list.".into(),
@@ -319,8 +317,7 @@ pub async fn remove_get(
     Csrf(csrf): Csrf,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
-    access.require(Permission::ManageStaff)?;
-    access.require_fresh(&app, "staff")?;
+    access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
     let Some(m) = app
         .control
         .clinic_member(access.clinic_id, &user_id)
@@ -350,8 +347,7 @@ pub async fn remove_post(
     Csrf(csrf): Csrf,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
-    access.require(Permission::ManageStaff)?;
-    access.require_fresh(&app, "staff")?;
+    access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
     let entry = access.audit_entry(app.clock.now(), Action::Delete);
     let me = &access.session.user.id;
     let done = staff::change(
@@ -380,8 +376,7 @@ pub async fn withdraw_post(
     access: ClinicAccess,
     Path((_, id)): Path<(String, String)>,
 ) -> Page {
-    access.require(Permission::ManageStaff)?;
-    access.require_fresh(&app, "staff")?;
+    access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
     let entry = access.audit_entry(app.clock.now(), Action::Delete);
     let me = &access.session.user.id;
     if !staff::withdraw(&app, &access.tenant, access.clinic_id, me, &id, entry).await? {

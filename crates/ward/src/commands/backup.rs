@@ -1,7 +1,6 @@
 //! `ward backup` and `ward backups list`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ward_control::backups::{Failure, PassSummary};
 use ward_control::{BackupRecord, ControlError, Scope};
@@ -65,7 +64,7 @@ pub async fn run(global: &Global, opts: BackupOpts) -> anyhow::Result<ExitCode> 
             s
         }
     };
-    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    super::close_platform(&platform).await;
     if opts.json {
         json(&summary)?;
     } else {

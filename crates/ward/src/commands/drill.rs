@@ -3,7 +3,6 @@
 //! them; the outcome per clinic is recorded for `/status`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::cli::Global;
 use crate::output::{json, progress, say};
@@ -28,7 +27,7 @@ pub async fn run(
     let bar = progress(total, "checking backups");
     let summary = backups.drill(sample, clinic, &|_| bar.inc(1)).await;
     bar.finish_and_clear();
-    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    super::close_platform(&platform).await;
     let summary = summary?;
     if as_json {
         json(&summary)?;

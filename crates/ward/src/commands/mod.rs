@@ -209,6 +209,12 @@ pub async fn open_platform(global: &Global) -> anyhow::Result<Platform> {
         })
 }
 
+/// Closes the clinic databases a command opened, waiting up to 30 seconds for each to
+/// finish what it is doing.
+pub async fn close_platform(platform: &Platform) {
+    platform.tenants.shutdown(Duration::from_secs(30)).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Cli, Global};

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use uuid::Uuid;
@@ -138,7 +137,7 @@ pub async fn run(global: &Global, opts: RestoreOpts) -> anyhow::Result<ExitCode>
             &mut hook,
         )
         .await;
-    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    super::close_platform(&platform).await;
     let report = result.with_context(|| {
         format!(
             "clinic {} was not restored (it is as it was before)",
@@ -277,7 +276,7 @@ async fn everything(global: &Global, opts: &RestoreOpts) -> anyhow::Result<ExitC
         bar.inc(1);
     }
     bar.finish_and_clear();
-    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    super::close_platform(&platform).await;
     let secs = started.elapsed().as_secs_f64();
     if opts.json {
         json(&serde_json::json!({
@@ -394,7 +393,7 @@ async fn as_new(
     }
     let _ = ward_tenancy::backup::remove_database_and_sidecars(scratch);
     let _ = scratch_dir;
-    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    super::close_platform(platform).await;
     let files = result.with_context(|| {
         format!(
             "the copy of {} was not made (the new clinic {} holds no data; close it with ward clinics close)",
@@ -628,7 +627,7 @@ async fn from_replica(
     let (tables, before, pre_restore) = match result {
         Ok(v) => v,
         Err(e) => {
-            platform.tenants.shutdown(Duration::from_secs(30)).await;
+            super::close_platform(&platform).await;
             return Err(anyhow::anyhow!(e)).with_context(|| {
                 format!(
                     "clinic {} was not restored (it is as it was before)",
@@ -669,7 +668,7 @@ async fn from_replica(
         }
     }
     drop(lock);
-    platform.tenants.shutdown(Duration::from_secs(30)).await;
+    super::close_platform(&platform).await;
     if opts.json {
         json(&serde_json::json!({
             "clinic": clinic.id,

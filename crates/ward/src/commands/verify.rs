@@ -151,10 +151,7 @@ pub async fn run(global: &Global, opts: VerifyOpts) -> anyhow::Result<ExitCode> 
         bar.inc(1);
     }
     bar.finish_and_clear();
-    platform
-        .tenants
-        .shutdown(std::time::Duration::from_secs(30))
-        .await;
+    super::close_platform(&platform).await;
 
     let report = Report {
         ok: auth_log.ok && reports.iter().all(|c| c.ok),
@@ -476,10 +473,7 @@ async fn replica_drill(global: &Global, opts: &VerifyOpts) -> anyhow::Result<Exi
         bar.inc(1);
     }
     bar.finish_and_clear();
-    platform
-        .tenants
-        .shutdown(std::time::Duration::from_secs(30))
-        .await;
+    super::close_platform(&platform).await;
     let ok = results.iter().all(|r| r["ok"] == true);
     if opts.json {
         json(&serde_json::json!({"ok": ok, "target": target.url, "clinics": results}))?;
