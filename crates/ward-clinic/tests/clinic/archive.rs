@@ -9,11 +9,11 @@ use serde_json::Value as J;
 use sha2::{Digest, Sha256};
 use ward_clinic::archive::{self, ArchiveWriter};
 use ward_clinic::export::{self, ExportError, Header};
-use ward_clinic::import::{self, ImportError};
+use ward_clinic::import;
 use ward_control::ClinicRecord;
 
 use crate::export::{fill, header};
-use crate::support::{TestPlatform, start};
+use crate::support::{TestPlatform, refusal, start};
 
 /// A PNG's signature and some bytes, long enough to span several pieces.
 fn png() -> Vec<u8> {
@@ -131,13 +131,6 @@ async fn plain_doc(tp: &TestPlatform, c: &ClinicRecord) -> import::Document {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn refusal<T: std::fmt::Debug>(r: Result<T, ImportError>) -> String {
-    match r {
-        Err(ImportError::Refused(m)) => m,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
@@ -16,6 +17,53 @@ pub struct TestPlatform {
     /// Keeps the data directory alive as long as the platform.
     _dir: tempfile::TempDir,
     pub platform: Platform,
+}
+
+/// A platform in `dir` whose clinics are brought to (only) `migrations`.
+pub async fn migrated_platform(dir: &Path, migrations: &[ward_tenancy::Migration]) -> Platform {
+    let mut config = StoreConfig::new(dir);
+    config.migrations = migrations.into();
+    Platform::open(
+        config,
+        MasterKeySource::Configured(MASTER_HEX.into()),
+        Arc::new(ManualClock::new(start())),
+    )
+    .await
+    .unwrap()
+}
+
+/// Creates "Old Clinic" in `dir` on the schema of `migrations`, runs the statements
+/// `seed` in it, and shuts that platform down again.
+pub async fn old_clinic(
+    dir: &Path,
+    migrations: &[ward_tenancy::Migration],
+    seed: &str,
+) -> ClinicRecord {
+    let old = migrated_platform(dir, migrations).await;
+    let clinic = old
+        .control
+        .create_clinic(
+            "Old Clinic",
+            None,
+            &old.tenants,
+            &ward_core::Actor::Operator,
+        )
+        .await
+        .unwrap();
+    let tenant = old.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| {
+            assert_eq!(
+                ward_tenancy::migrate::version(&conn).unwrap() as usize,
+                migrations.len()
+            );
+            conn.execute_batch(seed).unwrap();
+        })
+        .await;
+    drop(tenant);
+    assert_eq!(old.tenants.shutdown(Duration::from_secs(10)).await, 0);
+    drop(old);
+    clinic
 }
 
 impl TestPlatform {
@@ -136,4 +184,12 @@ pub async fn open_copy(from: &Path, to: &Path, key: &DataKey) -> db::Opened {
     db::open(to, key, false, db::Durability::Normal)
         .await
         .unwrap()
+}
+
+/// The message of an import refused for what it holds; any other outcome fails the test.
+pub fn refusal<T: std::fmt::Debug>(r: Result<T, ward_clinic::import::ImportError>) -> String {
+    match r {
+        Err(ward_clinic::import::ImportError::Refused(m)) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
