@@ -10,7 +10,7 @@ use ward_control::ClinicRecord;
 use ward_core::format_time;
 use ward_tenancy::sql::Value;
 
-use crate::support::{TestPlatform, append, refusal, start};
+use crate::support::{TestPlatform, append, refusal, start, zip_files};
 
 const CANARY: &str = "Zebediah Quillfeather";
 
@@ -357,20 +357,6 @@ async fn bad_files_are_refused_with_a_clear_message() {
     assert!(err.contains("does not verify"), "{err}");
 }
 
-/// The files of a zip, by name.
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    use std::io::Read as _;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut out = BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        out.insert(f.name().unwrap().into_owned(), data);
-    }
-    out
-}
-
 /// A CSV file's rows (header first), after checking its byte-order mark.
 fn csv_rows(file: &[u8]) -> Vec<Vec<String>> {
     let body = file
@@ -398,7 +384,7 @@ async fn the_csv_export_is_a_zip_of_one_csv_per_table_with_money_in_both_forms()
         })
         .await;
     assert_eq!(summary.bytes, bytes.len() as u64);
-    let files = unzip(&bytes);
+    let files = zip_files(std::io::Cursor::new(&bytes));
     let mut expected: Vec<String> = tables.iter().map(|t| format!("{t}.csv")).collect();
     expected.extend(["export.csv".to_owned(), "staff.csv".to_owned()]);
     expected.sort();

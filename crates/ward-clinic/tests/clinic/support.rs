@@ -193,3 +193,36 @@ pub fn refusal<T: std::fmt::Debug>(r: Result<T, ward_clinic::import::ImportError
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// The files of the zip read from `reader`, by name.
+pub fn zip_files(
+    reader: impl std::io::Read + std::io::Seek,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(reader).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        out.insert(f.name().unwrap().into_owned(), data);
+    }
+    out
+}
+
+/// Closes clinic `id` as its owner would, with the usual 90 days of retention.
+pub async fn close_by_owner(
+    control: &ward_control::ControlPlane,
+    id: ward_core::ClinicId,
+) -> ClinicRecord {
+    control
+        .transition_clinic(
+            id,
+            ward_control::lifecycle::Transition::Close,
+            &ward_core::Actor::user("owner"),
+            "",
+            ward_control::lifecycle::retention_days(90),
+        )
+        .await
+        .unwrap()
+}
