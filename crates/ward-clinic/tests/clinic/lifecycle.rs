@@ -10,7 +10,7 @@ use ward_core::{Actor, ClinicStatus, ManualClock};
 use ward_tenancy::StoreConfig;
 
 use crate::export::fill;
-use crate::support::{MASTER_HEX, start};
+use crate::support::{MASTER_HEX, close_by_owner, start};
 
 /// Who the lifecycle steps of these tests are taken by.
 const OPERATOR: &Actor = &Actor::Operator;
@@ -170,10 +170,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     assert_eq!(reopened.status, ClinicStatus::Active);
 
     // Closed again; 91 days later the reopen is refused and the purge runs.
-    control
-        .transition_clinic(c.id, Transition::Close, &Actor::user("owner"), "", ninety)
-        .await
-        .unwrap();
+    close_by_owner(control, c.id).await;
     s.clock.advance(TimeDelta::days(91));
     let err = control
         .transition_clinic(c.id, Transition::Reopen, OPERATOR, "", ninety)
@@ -242,16 +239,7 @@ async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
     let control = &s.platform.control;
     let c = s.clinic("Acme Clinic").await;
     s.fill(&c, 3).await;
-    control
-        .transition_clinic(
-            c.id,
-            Transition::Close,
-            &Actor::user("owner"),
-            "",
-            retention_days(90),
-        )
-        .await
-        .unwrap();
+    close_by_owner(control, c.id).await;
     s.clock.advance(TimeDelta::days(120));
     // The crash: step one (the key) committed, nothing else happened.
     control.destroy_clinic_key(c.id, OPERATOR).await.unwrap();
