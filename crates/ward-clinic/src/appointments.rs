@@ -183,6 +183,18 @@ pub struct PatientHit {
     pub phone: String,
 }
 
+impl PatientHit {
+    /// Reads a hit from a row of `id, number, full_name, phone`.
+    fn from_row(row: &ward_tenancy::sql::Row) -> Result<Self, ClinicError> {
+        Ok(Self {
+            id: row.get(0)?,
+            number: row.get(1)?,
+            full_name: row.get(2)?,
+            phone: row.get(3)?,
+        })
+    }
+}
+
 /// The UTC instant of local `date` + `time` in `tz`. A time skipped by a clock change is
 /// refused (field `time`); a repeated one takes the earlier instant.
 pub fn local_to_utc(
@@ -369,12 +381,7 @@ pub fn find_patients(conn: &Db, query: &str, limit: u32) -> Result<Vec<PatientHi
     )?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(PatientHit {
-            id: row.get(0)?,
-            number: row.get(1)?,
-            full_name: row.get(2)?,
-            phone: row.get(3)?,
-        });
+        out.push(PatientHit::from_row(&row)?);
     }
     Ok(out)
 }
@@ -386,12 +393,7 @@ pub fn patient(conn: &Db, id: PatientId) -> Result<PatientHit, ClinicError> {
         [id],
     )?;
     let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-    Ok(PatientHit {
-        id: row.get(0)?,
-        number: row.get(1)?,
-        full_name: row.get(2)?,
-        phone: row.get(3)?,
-    })
+    PatientHit::from_row(&row)
 }
 
 /// The patient search of the booking and payment forms: the hits for `query` and the
@@ -434,12 +436,7 @@ pub fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicE
         )?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(PatientHit {
-            id: row.get(0)?,
-            number: row.get(1)?,
-            full_name: row.get(2)?,
-            phone: row.get(3)?,
-        });
+        out.push(PatientHit::from_row(&row)?);
     }
     Ok(out)
 }

@@ -160,11 +160,7 @@ impl<W: Write> ArchiveWriter<W> {
         conn: &Db,
         header: &Header,
     ) -> Result<Vec<ToCopy>, ExportError> {
-        let began = conn.is_autocommit();
-        if began {
-            conn.execute("BEGIN", ())?;
-        }
-        let result = (|| {
+        export::in_read_transaction(conn, || {
             let files = files_of(conn)?;
             let list: Vec<ArchiveFile> = files.iter().map(|f| f.file.clone()).collect();
             self.zip
@@ -173,12 +169,7 @@ impl<W: Write> ArchiveWriter<W> {
             let summary = export::write_document(conn, header, &mut self.zip, Some(&list))?;
             self.summary.tables = summary.tables;
             Ok(files)
-        })();
-        if began && !conn.is_autocommit() {
-            // A read transaction: ending it cannot lose anything.
-            let _ = conn.execute("COMMIT", ());
-        }
-        result
+        })
     }
 
     /// Starts `file`'s entry.

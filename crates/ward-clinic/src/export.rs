@@ -160,11 +160,20 @@ impl<W: Write> Write for Counting<W> {
 /// The whole read happens in one read transaction, so the document is one consistent
 /// moment of the clinic. Each row is encoded and written as soon as it is read.
 pub fn write_export<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
+    in_read_transaction(conn, || write_body(conn, header, out))
+}
+
+/// Runs `read` inside a read transaction on `conn`, begun here unless one is open
+/// already, so everything it reads is one consistent moment of the clinic.
+pub(crate) fn in_read_transaction<T>(
+    conn: &Db,
+    read: impl FnOnce() -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
     let began = conn.is_autocommit();
     if began {
         conn.execute("BEGIN", ())?;
     }
-    let result = write_body(conn, header, out);
+    let result = read();
     if began && !conn.is_autocommit() {
         // A read transaction: ending it cannot lose anything.
         let _ = conn.execute("COMMIT", ());

@@ -14,7 +14,7 @@ use std::io::Write;
 use ward_tenancy::Db;
 use ward_tenancy::sql::Value;
 
-use crate::export::{self, ExportError, FORMAT, Header, Summary, VERSION, quote};
+use crate::export::{self, Counting, ExportError, FORMAT, Header, Summary, VERSION, quote};
 use crate::settings::Currency;
 
 /// The byte-order mark every file starts with.
@@ -32,23 +32,6 @@ fn csv_error(e: csv::Error) -> ExportError {
     ExportError::Io(std::io::Error::other(e))
 }
 
-/// Counts bytes on their way to the destination.
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 type Zip<W> = zip::ZipWriter<zip::write::StreamWriter<Counting<W>>>;
 
 /// Writes the clinic behind `conn` as a zip of CSV files to `out`: `export.csv` (what
@@ -57,16 +40,7 @@ type Zip<W> = zip::ZipWriter<zip::write::StreamWriter<Counting<W>>>;
 /// The whole read happens in one read transaction, so the files are one consistent
 /// moment of the clinic.
 pub fn write_csv_zip<W: Write>(conn: &Db, header: &Header, out: W) -> Result<Summary, ExportError> {
-    let began = conn.is_autocommit();
-    if began {
-        conn.execute("BEGIN", ())?;
-    }
-    let result = write_body(conn, header, out);
-    if began && !conn.is_autocommit() {
-        // A read transaction: ending it cannot lose anything.
-        let _ = conn.execute("COMMIT", ());
-    }
-    result
+    export::in_read_transaction(conn, || write_body(conn, header, out))
 }
 
 pub(crate) fn options(header: &Header) -> zip::write::SimpleFileOptions {

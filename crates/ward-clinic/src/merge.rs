@@ -173,31 +173,48 @@ pub fn merge(
             moved.appointments.len(),
             moved.payments.len()
         );
-        audit::record(
+        record_link(
             &tx,
-            &entry
-                .clone()
-                .entity("patient", survivor)
-                .diff(Diff::new().field(
-                    "merged",
-                    serde_json::Value::Null,
-                    format!("No. {}", m.number),
-                ))
-                .detail(&format!("merge {id}: took in No. {} ({counts})", m.number)),
+            &entry,
+            survivor,
+            "merged",
+            serde_json::Value::Null,
+            format!("No. {}", m.number),
+            &format!("merge {id}: took in No. {} ({counts})", m.number),
         )?;
-        audit::record(
+        record_link(
             &tx,
-            &entry
-                .entity("patient", merged)
-                .diff(Diff::new().field(
-                    "merged_into",
-                    serde_json::Value::Null,
-                    format!("No. {}", s.number),
-                ))
-                .detail(&format!("merge {id}: merged into No. {}", s.number)),
+            &entry,
+            merged,
+            "merged_into",
+            serde_json::Value::Null,
+            format!("No. {}", s.number),
+            &format!("merge {id}: merged into No. {}", s.number),
         )?;
         Ok(id)
     })
+}
+
+/// Records on patient `patient` (with `entry`) that its link field `field` went from
+/// `old` to `new`, with `detail`.
+fn record_link(
+    tx: &Db,
+    entry: &Entry,
+    patient: PatientId,
+    field: &str,
+    old: impl Into<serde_json::Value>,
+    new: impl Into<serde_json::Value>,
+    detail: &str,
+) -> Result<(), ClinicError> {
+    audit::record(
+        tx,
+        &entry
+            .clone()
+            .entity("patient", patient)
+            .diff(Diff::new().field(field, old, new))
+            .detail(detail),
+    )?;
+    Ok(())
 }
 
 /// Undoes merge `id` of survivor `survivor`: the records it moved go back to the
@@ -231,31 +248,23 @@ pub fn undo(conn: &Db, survivor: PatientId, id: MergeId, entry: Entry) -> Result
             params![id, format_time(entry.at), by_name],
         )?;
         let kept = patients::get(&tx, survivor)?;
-        audit::record(
+        record_link(
             &tx,
-            &entry
-                .clone()
-                .entity("patient", survivor)
-                .diff(Diff::new().field(
-                    "merged",
-                    format!("No. {}", dup.number),
-                    serde_json::Value::Null,
-                ))
-                .detail(&format!(
-                    "merge {id} undone: No. {} is separate again",
-                    dup.number
-                )),
+            &entry,
+            survivor,
+            "merged",
+            format!("No. {}", dup.number),
+            serde_json::Value::Null,
+            &format!("merge {id} undone: No. {} is separate again", dup.number),
         )?;
-        audit::record(
+        record_link(
             &tx,
-            &entry
-                .entity("patient", dup.id)
-                .diff(Diff::new().field(
-                    "merged_into",
-                    format!("No. {}", kept.number),
-                    serde_json::Value::Null,
-                ))
-                .detail(&format!("merge {id} undone")),
+            &entry,
+            dup.id,
+            "merged_into",
+            format!("No. {}", kept.number),
+            serde_json::Value::Null,
+            &format!("merge {id} undone"),
         )?;
         Ok(())
     })

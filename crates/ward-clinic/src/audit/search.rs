@@ -87,51 +87,24 @@ pub fn search(
         params.push(value);
         sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
     };
-    if let Some((kind, id)) = &filter.entity {
-        bind(
-            &mut sql,
-            &mut params,
+    let filters: [(&str, Option<Value>); 6] = [
+        (
             " AND entity_type = ?",
-            kind.clone().into(),
-        );
-        bind(
-            &mut sql,
-            &mut params,
+            filter.entity.as_ref().map(|(kind, _)| kind.clone().into()),
+        ),
+        (
             " AND entity_id = ?",
-            id.clone().into(),
-        );
-    }
-    if let Some(actor) = &filter.actor_id {
-        bind(
-            &mut sql,
-            &mut params,
-            " AND actor_id = ?",
-            actor.clone().into(),
-        );
-    }
-    if let Some(action) = filter.action {
-        bind(
-            &mut sql,
-            &mut params,
-            " AND action = ?",
-            action.as_str().into(),
-        );
-    }
-    if let Some(from) = filter.from {
-        bind(
-            &mut sql,
-            &mut params,
-            " AND at >= ?",
-            format_time(from).into(),
-        );
-    }
-    if let Some(until) = filter.until {
-        bind(
-            &mut sql,
-            &mut params,
-            " AND at < ?",
-            format_time(until).into(),
-        );
+            filter.entity.as_ref().map(|(_, id)| id.clone().into()),
+        ),
+        (" AND actor_id = ?", filter.actor_id.clone().map(Into::into)),
+        (" AND action = ?", filter.action.map(|a| a.as_str().into())),
+        (" AND at >= ?", filter.from.map(|t| format_time(t).into())),
+        (" AND at < ?", filter.until.map(|t| format_time(t).into())),
+    ];
+    for (clause, value) in filters {
+        if let Some(value) = value {
+            bind(&mut sql, &mut params, clause, value);
+        }
     }
     if let Some(seq) = before {
         let Some(at) = at_of(conn, seq)? else {

@@ -2,18 +2,18 @@
 //! files its list names, checked against their rows; no key and no thumbnail leaves.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 
 use serde_json::Value as J;
 use sha2::{Digest, Sha256};
 use ward_clinic::archive::{self, ArchiveWriter};
 use ward_clinic::export::{self, ExportError, Header};
-use ward_clinic::import::{self, ImportError};
+use ward_clinic::import;
 use ward_control::ClinicRecord;
 
 use crate::export::{fill, header};
-use crate::support::{TestPlatform, start};
+use crate::support::{TestPlatform, refusal, start, zip_files};
 
 /// A PNG's signature and some bytes, long enough to span several pieces.
 fn png() -> Vec<u8> {
@@ -96,15 +96,7 @@ async fn write_archive(
 }
 
 fn unzip(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut out = BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        out.insert(f.name().unwrap().into_owned(), data);
-    }
-    out
+    zip_files(std::fs::File::open(path).unwrap())
 }
 
 fn rezip(entries: &BTreeMap<String, Vec<u8>>, path: &Path) {
@@ -131,13 +123,6 @@ async fn plain_doc(tp: &TestPlatform, c: &ClinicRecord) -> import::Document {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn refusal<T: std::fmt::Debug>(r: Result<T, ImportError>) -> String {
-    match r {
-        Err(ImportError::Refused(m)) => m,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

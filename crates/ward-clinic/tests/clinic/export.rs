@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use serde_json::Value as J;
 use ward_clinic::export::{self, ClinicInfo, Header, StaffMember};
 use ward_clinic::ids::PatientId;
-use ward_clinic::import::{self, ImportError};
+use ward_clinic::import;
 use ward_control::ClinicRecord;
 use ward_core::format_time;
 use ward_tenancy::sql::Value;
 
-use crate::support::{TestPlatform, append, start};
+use crate::support::{TestPlatform, append, refusal, start, zip_files};
 
 const CANARY: &str = "Zebediah Quillfeather";
 
@@ -282,13 +282,6 @@ async fn export_import_export_round_trips() {
     assert!(report.is_clean(), "{report:?}");
 }
 
-fn refused(r: Result<import::Document, ImportError>) -> String {
-    match r {
-        Err(ImportError::Refused(m)) => m,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_files_are_refused_with_a_clear_message() {
     let tp = TestPlatform::new().await;
@@ -297,23 +290,23 @@ async fn bad_files_are_refused_with_a_clear_message() {
     let good = String::from_utf8(export_bytes(&tp, &a).await).unwrap();
     import::parse(good.as_bytes()).unwrap();
 
-    let m = refused(import::parse(
+    let m = refusal(import::parse(
         good.replace("\"ward-export\"", "\"other\"").as_bytes(),
     ));
     assert!(m.contains("not a Ward export"), "{m}");
-    let m = refused(import::parse(
+    let m = refusal(import::parse(
         good.replacen("\"version\":1", "\"version\":2", 1)
             .as_bytes(),
     ));
     assert!(m.contains("version 2"), "{m}");
-    let m = refused(import::parse(&good.as_bytes()[..good.len() / 2]));
+    let m = refusal(import::parse(&good.as_bytes()[..good.len() / 2]));
     assert!(m.contains("ends too early"), "{m}");
-    let m = refused(import::parse(good.replacen("{", "{,", 1).as_bytes()));
+    let m = refusal(import::parse(good.replacen("{", "{,", 1).as_bytes()));
     assert!(m.contains("not valid JSON"), "{m}");
-    let m = refused(import::parse(&b"[1,2,3]"[..]));
+    let m = refusal(import::parse(&b"[1,2,3]"[..]));
     assert!(m.contains("not a Ward export"), "{m}");
     let huge = good.replacen(CANARY, &"x".repeat(import::MAX_TEXT + 1), 1);
-    let m = refused(import::parse(huge.as_bytes()));
+    let m = refusal(import::parse(huge.as_bytes()));
     assert!(m.contains("longer than"), "{m}");
 
     // Duplicate ids: patient 2 appears twice. Parsing passes; the import refuses and
@@ -364,20 +357,6 @@ async fn bad_files_are_refused_with_a_clear_message() {
     assert!(err.contains("does not verify"), "{err}");
 }
 
-/// The files of a zip, by name.
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    use std::io::Read as _;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut out = BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        out.insert(f.name().unwrap().into_owned(), data);
-    }
-    out
-}
-
 /// A CSV file's rows (header first), after checking its byte-order mark.
 fn csv_rows(file: &[u8]) -> Vec<Vec<String>> {
     let body = file
@@ -405,7 +384,7 @@ async fn the_csv_export_is_a_zip_of_one_csv_per_table_with_money_in_both_forms()
         })
         .await;
     assert_eq!(summary.bytes, bytes.len() as u64);
-    let files = unzip(&bytes);
+    let files = zip_files(std::io::Cursor::new(&bytes));
     let mut expected: Vec<String> = tables.iter().map(|t| format!("{t}.csv")).collect();
     expected.extend(["export.csv".to_owned(), "staff.csv".to_owned()]);
     expected.sort();

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use ward_control::lifecycle::{Purger, Transition, retention_days};
-use ward_control::{MasterKeySource, Platform};
+use ward_control::{ClinicRecord, MasterKeySource, Platform};
 use ward_core::{Actor, ClinicStatus, ManualClock};
 use ward_tenancy::StoreConfig;
 
 use crate::export::fill;
-use crate::support::{MASTER_HEX, start};
+use crate::support::{MASTER_HEX, close_by_owner, start};
 
 /// Who the lifecycle steps of these tests are taken by.
 const OPERATOR: &Actor = &Actor::Operator;
@@ -41,6 +41,21 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// Registers clinic `name`, as the operator.
+    async fn clinic(&self, name: &str) -> ClinicRecord {
+        self.platform
+            .control
+            .create_clinic(name, None, &self.platform.tenants, OPERATOR)
+            .await
+            .unwrap()
+    }
+
+    /// Fills clinic `c` with `patients` patients and their records.
+    async fn fill(&self, c: &ClinicRecord, patients: i64) {
+        let tenant = self.platform.tenants.get(c.id).await.unwrap();
+        tenant.with(|conn| fill(&conn, patients)).await;
+    }
+
     fn purger(&self) -> Purger {
         Purger::new(
             self.platform.control.clone(),
@@ -94,17 +109,9 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
 async fn close_reopen_within_grace_then_purge_after_it() {
     let s = setup().await;
     let control = &s.platform.control;
-    let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
-        .await
-        .unwrap();
-    let other = control
-        .create_clinic("Other Clinic", None, &s.platform.tenants, OPERATOR)
-        .await
-        .unwrap();
-    let tenant = s.platform.tenants.get(c.id).await.unwrap();
-    tenant.with(|conn| fill(&conn, 5)).await;
-    drop(tenant);
+    let c = s.clinic("Acme Clinic").await;
+    let other = s.clinic("Other Clinic").await;
+    s.fill(&c, 5).await;
     // Leftovers a purge must also remove: an export and a backup folder.
     let exports = s.dir.path().join("exports");
     std::fs::create_dir_all(&exports).unwrap();
@@ -163,10 +170,7 @@ async fn close_reopen_within_grace_then_purge_after_it() {
     assert_eq!(reopened.status, ClinicStatus::Active);
 
     // Closed again; 91 days later the reopen is refused and the purge runs.
-    control
-        .transition_clinic(c.id, Transition::Close, &Actor::user("owner"), "", ninety)
-        .await
-        .unwrap();
+    close_by_owner(control, c.id).await;
     s.clock.advance(TimeDelta::days(91));
     let err = control
         .transition_clinic(c.id, Transition::Reopen, OPERATOR, "", ninety)
@@ -233,23 +237,9 @@ async fn close_reopen_within_grace_then_purge_after_it() {
 async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
     let s = setup().await;
     let control = &s.platform.control;
-    let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
-        .await
-        .unwrap();
-    let tenant = s.platform.tenants.get(c.id).await.unwrap();
-    tenant.with(|conn| fill(&conn, 3)).await;
-    drop(tenant);
-    control
-        .transition_clinic(
-            c.id,
-            Transition::Close,
-            &Actor::user("owner"),
-            "",
-            retention_days(90),
-        )
-        .await
-        .unwrap();
+    let c = s.clinic("Acme Clinic").await;
+    s.fill(&c, 3).await;
+    close_by_owner(control, c.id).await;
     s.clock.advance(TimeDelta::days(120));
     // The crash: step one (the key) committed, nothing else happened.
     control.destroy_clinic_key(c.id, OPERATOR).await.unwrap();
@@ -268,10 +258,7 @@ async fn a_purge_interrupted_after_the_key_went_completes_on_rerun() {
 async fn suspend_and_resume_do_not_start_retention() {
     let s = setup().await;
     let control = &s.platform.control;
-    let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
-        .await
-        .unwrap();
+    let c = s.clinic("Acme Clinic").await;
     let r = retention_days(90);
     let x = control
         .transition_clinic(c.id, Transition::Suspend, OPERATOR, "unpaid", r)
@@ -299,10 +286,7 @@ async fn suspend_and_resume_do_not_start_retention() {
 async fn queued_jobs_are_claimed_once_and_survive_a_stopped_worker() {
     let s = setup().await;
     let control = &s.platform.control;
-    let c = control
-        .create_clinic("Acme Clinic", None, &s.platform.tenants, OPERATOR)
-        .await
-        .unwrap();
+    let c = s.clinic("Acme Clinic").await;
     let id = control
         .enqueue_job("export", Some(c.id), r#"{"user_id":"u1"}"#)
         .await

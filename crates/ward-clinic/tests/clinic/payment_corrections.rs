@@ -1,33 +1,15 @@
 //! Migration 0008 on a clinic that already took payments, and the correction rules
 //! against the database.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use ward_clinic::ClinicError;
 use ward_clinic::audit::{Action, Entry};
 use ward_clinic::ids::{PatientId, PaymentId};
 use ward_clinic::payments::{
     self, CorrectionHeader, CorrectionKind, Method, NewCorrection, PaymentHeader, Recorder,
 };
-use ward_control::{MasterKeySource, Platform};
-use ward_core::ManualClock;
-use ward_tenancy::StoreConfig;
 use ward_tenancy::migrations::TENANT;
 
-use crate::support::{MASTER_HEX, TestPlatform, doctor, start};
-
-async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration]) -> Platform {
-    let mut config = StoreConfig::new(dir);
-    config.migrations = migrations.into();
-    Platform::open(
-        config,
-        MasterKeySource::Configured(MASTER_HEX.into()),
-        Arc::new(ManualClock::new(start())),
-    )
-    .await
-    .unwrap()
-}
+use crate::support::{TestPlatform, doctor, migrated_platform, old_clinic, start};
 
 fn refund(payment_id: PaymentId, kind: CorrectionKind, amount_minor: i64) -> NewCorrection {
     NewCorrection {
@@ -50,33 +32,16 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
         .unwrap();
     let before = &TENANT[..at];
 
-    let old = platform(dir.path(), before).await;
-    let clinic = old
-        .control
-        .create_clinic(
-            "Old Clinic",
-            None,
-            &old.tenants,
-            &ward_core::Actor::Operator,
-        )
-        .await
-        .unwrap();
-    let tenant = old.tenants.get(clinic.id).await.unwrap();
-    tenant
-        .with(|conn| {
-            conn.execute_batch(
-                "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+    let clinic = old_clinic(
+        dir.path(),
+        before,
+        "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'card', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (2, 1, 5000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
-            )
-            .unwrap();
-        })
-        .await;
-    drop(tenant);
-    assert_eq!(old.tenants.shutdown(Duration::from_secs(10)).await, 0);
-    drop(old);
+    )
+    .await;
 
-    let new = platform(dir.path(), TENANT).await;
+    let new = migrated_platform(dir.path(), TENANT).await;
     let tenant = new.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use ward_control::backups::restore_control_plane;
-use ward_control::lifecycle::{Purger, Transition, retention_days};
+use ward_control::lifecycle::{Purger, retention_days};
 use ward_control::{BackupConfig, Backups, ControlPlane, MasterKeySource, Platform, Scope};
 use ward_core::{Actor, ClinicId, ClinicStatus, ManualClock};
 use ward_replica::{Replicator, Target};
@@ -20,7 +20,7 @@ use ward_tenancy::{DataKey, MasterKey, StoreConfig};
 
 use crate::export::fill;
 use crate::lifecycle::readable;
-use crate::support::{MASTER_HEX, start};
+use crate::support::{MASTER_HEX, close_by_owner, start};
 
 /// The victim's canary patient (written by `fill`).
 const CANARY: &str = "Zebediah Quillfeather";
@@ -408,16 +408,7 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
 
     // Closed, the grace passes, the daily purge runs. That day the replica cannot be
     // reached for deleting the victim's objects: the next day's run deletes them.
-    control
-        .transition_clinic(
-            victim.id,
-            Transition::Close,
-            &Actor::user("owner"),
-            "",
-            retention_days(90),
-        )
-        .await
-        .unwrap();
+    close_by_owner(&control, victim.id).await;
     clock.advance(TimeDelta::days(91));
     ward.day(&data, &replicator, false).await;
     assert!(!control.tombstone(victim.id).await.unwrap().has_key);

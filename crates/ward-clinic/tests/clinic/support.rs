@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
@@ -16,6 +17,53 @@ pub struct TestPlatform {
     /// Keeps the data directory alive as long as the platform.
     _dir: tempfile::TempDir,
     pub platform: Platform,
+}
+
+/// A platform in `dir` whose clinics are brought to (only) `migrations`.
+pub async fn migrated_platform(dir: &Path, migrations: &[ward_tenancy::Migration]) -> Platform {
+    let mut config = StoreConfig::new(dir);
+    config.migrations = migrations.into();
+    Platform::open(
+        config,
+        MasterKeySource::Configured(MASTER_HEX.into()),
+        Arc::new(ManualClock::new(start())),
+    )
+    .await
+    .unwrap()
+}
+
+/// Creates "Old Clinic" in `dir` on the schema of `migrations`, runs the statements
+/// `seed` in it, and shuts that platform down again.
+pub async fn old_clinic(
+    dir: &Path,
+    migrations: &[ward_tenancy::Migration],
+    seed: &str,
+) -> ClinicRecord {
+    let old = migrated_platform(dir, migrations).await;
+    let clinic = old
+        .control
+        .create_clinic(
+            "Old Clinic",
+            None,
+            &old.tenants,
+            &ward_core::Actor::Operator,
+        )
+        .await
+        .unwrap();
+    let tenant = old.tenants.get(clinic.id).await.unwrap();
+    tenant
+        .with(|conn| {
+            assert_eq!(
+                ward_tenancy::migrate::version(&conn).unwrap() as usize,
+                migrations.len()
+            );
+            conn.execute_batch(seed).unwrap();
+        })
+        .await;
+    drop(tenant);
+    assert_eq!(old.tenants.shutdown(Duration::from_secs(10)).await, 0);
+    drop(old);
+    clinic
 }
 
 impl TestPlatform {
@@ -134,6 +182,47 @@ pub fn append(conn: &ward_tenancy::Db, range: std::ops::Range<i64>) {
 pub async fn open_copy(from: &Path, to: &Path, key: &DataKey) -> db::Opened {
     std::fs::copy(from, to).unwrap();
     db::open(to, key, false, db::Durability::Normal)
+        .await
+        .unwrap()
+}
+
+/// The message of an import refused for what it holds; any other outcome fails the test.
+pub fn refusal<T: std::fmt::Debug>(r: Result<T, ward_clinic::import::ImportError>) -> String {
+    match r {
+        Err(ward_clinic::import::ImportError::Refused(m)) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The files of the zip read from `reader`, by name.
+pub fn zip_files(
+    reader: impl std::io::Read + std::io::Seek,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(reader).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        out.insert(f.name().unwrap().into_owned(), data);
+    }
+    out
+}
+
+/// Closes clinic `id` as its owner would, with the usual 90 days of retention.
+pub async fn close_by_owner(
+    control: &ward_control::ControlPlane,
+    id: ward_core::ClinicId,
+) -> ClinicRecord {
+    control
+        .transition_clinic(
+            id,
+            ward_control::lifecycle::Transition::Close,
+            &ward_core::Actor::user("owner"),
+            "",
+            ward_control::lifecycle::retention_days(90),
+        )
         .await
         .unwrap()
 }

@@ -35,23 +35,18 @@ const KINDS: [Tampering; 5] = [
     Tampering::RewriteConsistently,
 ];
 
-/// Every stored column but `seq`.
-const CONTENT: [&str; 14] = [
-    "at",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "actor_role",
-    "ip",
-    "action",
-    "entity_type",
-    "entity_id",
-    "reason",
-    "diff",
-    "detail",
-    "prev_hash",
-    "hash",
-];
+/// Every stored column but `seq`: the chained ones after it, then `prev_hash` and `hash`.
+const CONTENT: [&str; CHAINED_COLUMNS.len() + 1] = {
+    let mut out = [""; CHAINED_COLUMNS.len() + 1];
+    let mut i = 1;
+    while i < CHAINED_COLUMNS.len() {
+        out[i - 1] = CHAINED_COLUMNS[i];
+        i += 1;
+    }
+    out[i - 1] = "prev_hash";
+    out[i] = "hash";
+    out
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_random_tampering_is_detected_and_located() {

@@ -1,29 +1,11 @@
 //! Migration 0007 on a clinic created before visits had a fee.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use ward_clinic::audit::{Action, Entry};
 use ward_clinic::ids::{PatientId, VisitId};
 use ward_clinic::{payments, settings, visits};
-use ward_control::{MasterKeySource, Platform};
-use ward_core::ManualClock;
-use ward_tenancy::StoreConfig;
 use ward_tenancy::migrations::TENANT;
 
-use crate::support::{MASTER_HEX, doctor, start};
-
-async fn platform(dir: &std::path::Path, migrations: &[ward_tenancy::Migration]) -> Platform {
-    let mut config = StoreConfig::new(dir);
-    config.migrations = migrations.into();
-    Platform::open(
-        config,
-        MasterKeySource::Configured(MASTER_HEX.into()),
-        Arc::new(ManualClock::new(start())),
-    )
-    .await
-    .unwrap()
-}
+use crate::support::{doctor, migrated_platform, old_clinic, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
@@ -32,40 +14,19 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
     let before = &TENANT[..fee];
 
     // A clinic on the schema before fees, with a patient, a visit and a payment.
-    let old = platform(dir.path(), before).await;
-    let clinic = old
-        .control
-        .create_clinic(
-            "Old Clinic",
-            None,
-            &old.tenants,
-            &ward_core::Actor::Operator,
-        )
-        .await
-        .unwrap();
-    let tenant = old.tenants.get(clinic.id).await.unwrap();
-    tenant
-        .with(|conn| {
-            assert_eq!(
-                ward_tenancy::migrate::version(&conn).unwrap() as usize,
-                before.len()
-            );
-            conn.execute_batch(
-                "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+    let clinic = old_clinic(
+        dir.path(),
+        before,
+        "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, created_at, updated_at) VALUES (1, 'd', 'Dr Old', '2026-01-01T00:00:00.000Z', 'Cough', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO diagnoses (visit_id, position, text) VALUES (1, 1, 'Asthma'), (1, 0, 'Bronchitis');
                  INSERT INTO prescription_items (visit_id, position, drug, dose) VALUES (1, 1, 'Honey \"raw\"', ''), (1, 0, 'Salbutamol', '2 puffs');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
-            )
-            .unwrap();
-        })
-        .await;
-    drop(tenant);
-    assert_eq!(old.tenants.shutdown(Duration::from_secs(10)).await, 0);
-    drop(old);
+    )
+    .await;
 
     // Opened by this build: migrated on first use, the old rows intact and fee-less.
-    let new = platform(dir.path(), TENANT).await;
+    let new = migrated_platform(dir.path(), TENANT).await;
     let tenant = new.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {
