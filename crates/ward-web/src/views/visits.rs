@@ -535,6 +535,22 @@ async fn record(
         .await?)
 }
 
+/// The version `q` asks for, if any, and the visit as of it (with its files when `files`).
+async fn versioned(
+    access: &ClinicAccess,
+    id: VisitId,
+    q: &VersionQuery,
+    files: bool,
+) -> Result<(Option<i64>, visits::Record), AppError> {
+    let asked = q.number()?;
+    let wanted = visits::Wanted {
+        version: asked,
+        files,
+        ..visits::Wanted::default()
+    };
+    Ok((asked, record(access, id, wanted).await?))
+}
+
 /// The note naming the version `record` shows, for an amended visit.
 fn note_of(record: &visits::Record) -> Option<VersionNote> {
     let versions = record.versions.as_ref()?;
@@ -594,13 +610,7 @@ pub async fn show_get(
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let asked = q.number()?;
-    let wanted = visits::Wanted {
-        version: asked,
-        files: true,
-        ..visits::Wanted::default()
-    };
-    let record = record(&access, id, wanted).await?;
+    let (asked, record) = versioned(&access, id, &q, true).await?;
     let mut entry = access.view_entry(&app, "visit", id);
     if asked.is_some() {
         entry = entry.detail(&format!("version {}", record.visit.version));
@@ -671,12 +681,7 @@ pub async fn prescription_get(
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let asked = q.number()?;
-    let wanted = visits::Wanted {
-        version: asked,
-        ..visits::Wanted::default()
-    };
-    let record = record(&access, id, wanted).await?;
+    let (asked, record) = versioned(&access, id, &q, false).await?;
     let a5 = q.paper == "a5";
     let paper = if a5 { " (A5)" } else { "" };
     access.note_view(
