@@ -9,13 +9,15 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::appointments::PatientHit;
-use ward_clinic::audit::Action;
+use ward_clinic::audit::{Action, Entry};
 use ward_clinic::payments::{
     self, Correction, CorrectionHeader, CorrectionKind, Method, Payment, PaymentHeader, Recorder,
 };
 use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{ClinicError, CorrectionId, PatientId, PaymentId, VisitId};
+use ward_control::ClinicRecord;
 use ward_core::Permission;
+use ward_tenancy::Db;
 
 use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
@@ -513,16 +515,26 @@ pub async fn receipt_get(
     RecordId(id): RecordId<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let entry = access.audit_entry(app.clock.now(), Action::Print);
-    let (s, p, fixes) = access
-        .tenant
-        .with(|conn| payments::print_receipt(&conn, id, entry))
-        .await?;
+    let (clinic, (s, p, fixes)) = printed(&app, &access, move |conn, entry| {
+        payments::print_receipt(conn, id, entry)
+    })
+    .await?;
     let frame = ClinicFrame::new(&access, clinic.name.clone(), csrf, "payments");
     let can_correct = access.can(Permission::CorrectPayments);
     let page = ReceiptPage::new(frame, clinic.name, &s, &p, &fixes, can_correct);
     Ok(Html(page.render()?).into_response())
+}
+
+/// The clinic and what `print` reads for a printed page; the print is audited as `print`.
+async fn printed<T>(
+    app: &AppState,
+    access: &ClinicAccess,
+    print: impl FnOnce(&Db, Entry) -> Result<T, ClinicError> + Send,
+) -> Result<(ClinicRecord, T), AppError> {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let entry = access.audit_entry(app.clock.now(), Action::Print);
+    let read = access.tenant.with(move |conn| print(&conn, entry)).await?;
+    Ok((clinic, read))
 }
 
 impl ReceiptPage {
@@ -781,12 +793,10 @@ pub async fn correction_receipt_get(
     RecordId(id): RecordId<CorrectionId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let entry = access.audit_entry(app.clock.now(), Action::Print);
-    let (s, c) = access
-        .tenant
-        .with(|conn| payments::print_correction(&conn, id, entry))
-        .await?;
+    let (clinic, (s, c)) = printed(&app, &access, move |conn, entry| {
+        payments::print_correction(conn, id, entry)
+    })
+    .await?;
     let page = CorrectionReceiptPage {
         clinic_name: clinic.name.clone(),
         frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
