@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use ward_clinic::PatientId;
@@ -348,7 +347,7 @@ pub async fn list_get(
         can_register: access.can(Permission::EditDemographics),
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `GET /c/{slug}/patients/search?q=`: just the result rows, for search as you type.
@@ -462,7 +461,7 @@ pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csr
         ..PatientForm::default()
     };
     let page = FormPage::register(&app, &access, csrf, form, FormErrors::new(), Vec::new()).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `POST /c/{slug}/patients/new`: registers, or shows the form again with errors or a
@@ -493,7 +492,7 @@ pub async fn new_post(
             let found = duplicates(access.slug.as_str(), &found, today);
             let page =
                 FormPage::register(&app, &access, csrf, post.form, errors.into(), found).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+            crate::views::respond::refused(&page)
         }
     }
 }
@@ -658,7 +657,7 @@ pub async fn show_get(
     let data = PatientData::load(&access, id, allowed).await?;
     access.note_view(&app, access.view_entry(&app, "patient", id))?;
     let page = PatientPage::new(&app, &access, csrf, allowed, data).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `GET /c/{slug}/patients/{id}/edit`.
@@ -677,7 +676,7 @@ pub async fn edit_get(
     )?;
     let typed = (p.to_form(), String::new());
     let page = FormPage::correct(&app, &access, csrf, &p, typed, FormErrors::new()).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `POST /c/{slug}/patients/{id}/edit`: saves the correction as the record's next
@@ -704,7 +703,7 @@ pub async fn edit_post(
             let typed = (post.form, post.reason);
             let page =
                 FormPage::correct(&app, &access, csrf, &patient, typed, errors.into()).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+            crate::views::respond::refused(&page)
         }
     }
 }
@@ -745,5 +744,5 @@ pub async fn history_get(
         p: kept.patient,
         frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
     };
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }

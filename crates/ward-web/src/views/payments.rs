@@ -5,7 +5,6 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::appointments::PatientHit;
@@ -268,7 +267,7 @@ pub async fn list_get(
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewPayments)?;
     let page = ListPage::load(&app, &access, csrf, q, true).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// The collection report alone.
@@ -280,7 +279,7 @@ pub async fn report_get(
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewCollections)?;
     let page = ListPage::load(&app, &access, csrf, q, false).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `?patient=&q=&visit=` for the new-payment form.
@@ -448,7 +447,7 @@ pub async fn new_get(
     };
     let q = q.q.unwrap_or_default();
     let page = NewPage::load(&app, &access, csrf, q, form, FormErrors::default()).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// Records a payment and shows its receipt.
@@ -476,7 +475,7 @@ pub async fn create_post(
         Err(e) => errors.absorb(e)?,
     }
     let page = NewPage::load(&app, &access, csrf, String::new(), form, errors).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+    crate::views::respond::refused(&page)
 }
 
 #[derive(Template)]
@@ -522,7 +521,7 @@ pub async fn receipt_get(
     let frame = ClinicFrame::new(&access, clinic.name.clone(), csrf, "payments");
     let can_correct = access.can(Permission::CorrectPayments);
     let page = ReceiptPage::new(frame, clinic.name, &s, &p, &fixes, can_correct);
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// The clinic and what `print` reads for a printed page; the print is audited as `print`.
@@ -682,7 +681,7 @@ pub async fn correct_get(
     let (form, errors) = (CorrectionForm::default(), FormErrors::default());
     let target = (id, kind_of(uri.path()));
     let page = CorrectPage::load(&app, &access, csrf, target, form, errors).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// The refund or void form, as posted.
@@ -815,5 +814,5 @@ pub async fn correction_receipt_get(
         reason: c.reason.clone(),
         recorded_by: c.recorded_by_name.clone(),
     };
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }

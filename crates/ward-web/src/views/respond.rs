@@ -6,13 +6,22 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::AppError;
 
+/// `page`, rendered, as `200`.
+pub fn page(page: &impl Template) -> Result<Response, AppError> {
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `page`, rendered, as `422`: it shows why what was sent is refused.
+pub fn refused(page: &impl Template) -> Result<Response, AppError> {
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+}
+
 /// `page`, rendered: `422` when it shows why what was sent is refused (`refused`), `200`
 /// otherwise.
 pub fn page_refused_if(refused: bool, page: &impl Template) -> Result<Response, AppError> {
-    let status = if refused {
-        StatusCode::UNPROCESSABLE_ENTITY
+    if refused {
+        self::refused(page)
     } else {
-        StatusCode::OK
-    };
-    Ok((status, Html(page.render()?)).into_response())
+        self::page(page)
+    }
 }

@@ -617,7 +617,7 @@ pub async fn show_get(
     }
     access.note_view(&app, entry)?;
     let page = VisitPage::new(&app, &access, csrf, record).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 #[derive(Template)]
@@ -695,7 +695,7 @@ pub async fn prescription_get(
             )),
     )?;
     let page = PrescriptionPage::new(&app, &access, csrf, record, (asked, a5)).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 #[derive(Template)]
@@ -782,5 +782,5 @@ pub async fn history_get(
     let record = record(&access, id, wanted).await?;
     access.note_view(&app, access.view_entry(&app, "visit", id).detail("history"))?;
     let page = HistoryPage::new(&app, &access, csrf, record).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
