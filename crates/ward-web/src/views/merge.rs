@@ -14,7 +14,7 @@ use ward_core::Permission;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::extract::{RecordId, parse_id};
 use crate::views::frame::ClinicFrame;
-use crate::views::patients::clinic_name;
+use crate::views::patients::patients_frame;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -175,7 +175,7 @@ async fn review(
         other,
         asked,
         error,
-        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        frame: patients_frame(app, access, csrf).await?,
     };
     crate::views::respond::page_refused_if(page.error.is_some(), &page)
 }

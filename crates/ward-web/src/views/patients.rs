@@ -295,6 +295,20 @@ pub(crate) async fn clinic_name(app: &AppState, access: &ClinicAccess) -> Result
     Ok(app.control.clinic_by_id(access.clinic_id).await?.name)
 }
 
+/// The frame of a page in the patients area (patients, their visits, merges and rights).
+pub(crate) async fn patients_frame(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+) -> Result<ClinicFrame, AppError> {
+    Ok(ClinicFrame::new(
+        access,
+        clinic_name(app, access).await?,
+        csrf,
+        "patients",
+    ))
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct SearchQuery {
@@ -345,7 +359,7 @@ pub async fn list_get(
         rows: rows(access.slug.as_str(), &found, today(&app, &s)),
         q: query.q.chars().take(100).collect(),
         can_register: access.can(Permission::EditDemographics),
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+        frame: patients_frame(&app, &access, csrf).await?,
     };
     crate::views::respond::page(&page)
 }
@@ -425,7 +439,7 @@ impl FormPage {
             sexes: &patients::SEXES,
             cancel: format!("/c/{}/patients", access.slug),
             reason: None,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 
@@ -448,7 +462,7 @@ impl FormPage {
             sexes: &patients::SEXES,
             cancel: format!("/c/{}/patients/{id}", access.slug),
             reason: Some(reason),
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -639,7 +653,7 @@ impl PatientPage {
             can_write_clinical: access.can(Permission::WriteClinical),
             visits,
             p,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -742,7 +756,7 @@ pub async fn history_get(
             patients::changes,
         ),
         p: kept.patient,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+        frame: patients_frame(&app, &access, csrf).await?,
     };
     crate::views::respond::page(&page)
 }

@@ -16,7 +16,7 @@ use ward_tenancy::Db;
 use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::views::frame::ClinicFrame;
-use crate::views::patients::clinic_name;
+use crate::views::patients::{clinic_name, patients_frame};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -153,7 +153,7 @@ pub async fn record_get(
         .tenant
         .with(move |conn| rights::export_record(&conn, id, &entry))
         .await?;
-    let frame = ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients");
+    let frame = patients_frame(&app, &access, csrf).await?;
     let generated_by = &access.session.user.name;
     let page = RecordPage::new(frame, record, now, generated_by);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page.render()?)).into_response())
@@ -337,7 +337,7 @@ async fn erase_page(
         chosen,
         error,
         p,
-        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        frame: patients_frame(app, access, csrf).await?,
     };
     crate::views::respond::page_refused_if(page.error.is_some(), &page)
 }

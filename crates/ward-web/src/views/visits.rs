@@ -19,7 +19,7 @@ use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
-use crate::views::patients::{age_sex, clinic_name, today};
+use crate::views::patients::{age_sex, patients_frame, today};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -156,7 +156,7 @@ impl FormPage {
             favourite_name: parts.favourite_name,
             notice: parts.notice,
             reason: matches!(target, Target::Edit { .. }).then_some(parts.reason),
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -595,7 +595,7 @@ impl VisitPage {
                 }),
             patient,
             visit,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -665,7 +665,7 @@ impl PrescriptionPage {
             visit,
             a5,
             note,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -760,7 +760,7 @@ impl HistoryPage {
             entries,
             patient,
             visit,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
