@@ -311,7 +311,7 @@ pub async fn day_get(
     access.require(Permission::ViewAppointments)?;
     let (form, errors) = (BookForm::default(), FormErrors::default());
     let page = DayPage::load(&app, &access, csrf, query, form, errors).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// A booking, as the form gives it, checked.
@@ -528,7 +528,7 @@ pub async fn show_get(
     let notice = q.booked.map(|_| "The appointment is booked.");
     let shown = (FormErrors::default(), notice);
     let page = AppointmentPage::load(&app, &access, csrf, id, None, shown).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// The status form.

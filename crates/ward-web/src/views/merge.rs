@@ -2,8 +2,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::audit::Action;
 use ward_clinic::merge::{self, ByNumber, Merge};
@@ -15,7 +14,7 @@ use ward_core::Permission;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::extract::{RecordId, parse_id};
 use crate::views::frame::ClinicFrame;
-use crate::views::patients::clinic_name;
+use crate::views::patients::patients_frame;
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -171,19 +170,14 @@ async fn review(
         .await?;
     let (keep, other) = (Side::from(keep), other.map(Side::from));
     let error = error.or_else(|| review_error(id, other.as_ref(), number));
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
     let page = ReviewPage {
         keep,
         other,
         asked,
         error,
-        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        frame: patients_frame(app, access, csrf).await?,
     };
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::page_refused_if(page.error.is_some(), &page)
 }
 
 /// `GET /c/{slug}/patients/{id}/merge?other=N`: what merging No. N into this record

@@ -15,6 +15,7 @@ pub mod merge;
 pub mod pages;
 pub mod patients;
 pub mod payments;
+pub mod respond;
 pub mod rights;
 pub mod second_factor;
 pub mod settings;

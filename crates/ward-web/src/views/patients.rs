@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use ward_clinic::PatientId;
@@ -296,6 +295,20 @@ pub(crate) async fn clinic_name(app: &AppState, access: &ClinicAccess) -> Result
     Ok(app.control.clinic_by_id(access.clinic_id).await?.name)
 }
 
+/// The frame of a page in the patients area (patients, their visits, merges and rights).
+pub(crate) async fn patients_frame(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+) -> Result<ClinicFrame, AppError> {
+    Ok(ClinicFrame::new(
+        access,
+        clinic_name(app, access).await?,
+        csrf,
+        "patients",
+    ))
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct SearchQuery {
@@ -346,9 +359,9 @@ pub async fn list_get(
         rows: rows(access.slug.as_str(), &found, today(&app, &s)),
         q: query.q.chars().take(100).collect(),
         can_register: access.can(Permission::EditDemographics),
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+        frame: patients_frame(&app, &access, csrf).await?,
     };
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `GET /c/{slug}/patients/search?q=`: just the result rows, for search as you type.
@@ -426,7 +439,7 @@ impl FormPage {
             sexes: &patients::SEXES,
             cancel: format!("/c/{}/patients", access.slug),
             reason: None,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 
@@ -449,7 +462,7 @@ impl FormPage {
             sexes: &patients::SEXES,
             cancel: format!("/c/{}/patients/{id}", access.slug),
             reason: Some(reason),
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -462,7 +475,7 @@ pub async fn new_get(State(app): State<AppState>, access: ClinicAccess, Csrf(csr
         ..PatientForm::default()
     };
     let page = FormPage::register(&app, &access, csrf, form, FormErrors::new(), Vec::new()).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `POST /c/{slug}/patients/new`: registers, or shows the form again with errors or a
@@ -493,7 +506,7 @@ pub async fn new_post(
             let found = duplicates(access.slug.as_str(), &found, today);
             let page =
                 FormPage::register(&app, &access, csrf, post.form, errors.into(), found).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+            crate::views::respond::refused(&page)
         }
     }
 }
@@ -640,7 +653,7 @@ impl PatientPage {
             can_write_clinical: access.can(Permission::WriteClinical),
             visits,
             p,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -658,7 +671,7 @@ pub async fn show_get(
     let data = PatientData::load(&access, id, allowed).await?;
     access.note_view(&app, access.view_entry(&app, "patient", id))?;
     let page = PatientPage::new(&app, &access, csrf, allowed, data).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `GET /c/{slug}/patients/{id}/edit`.
@@ -677,7 +690,7 @@ pub async fn edit_get(
     )?;
     let typed = (p.to_form(), String::new());
     let page = FormPage::correct(&app, &access, csrf, &p, typed, FormErrors::new()).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `POST /c/{slug}/patients/{id}/edit`: saves the correction as the record's next
@@ -704,7 +717,7 @@ pub async fn edit_post(
             let typed = (post.form, post.reason);
             let page =
                 FormPage::correct(&app, &access, csrf, &patient, typed, errors.into()).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+            crate::views::respond::refused(&page)
         }
     }
 }
@@ -743,7 +756,7 @@ pub async fn history_get(
             patients::changes,
         ),
         p: kept.patient,
-        frame: ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients"),
+        frame: patients_frame(&app, &access, csrf).await?,
     };
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }

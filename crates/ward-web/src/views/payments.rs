@@ -5,17 +5,18 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::appointments::PatientHit;
-use ward_clinic::audit::Action;
+use ward_clinic::audit::{Action, Entry};
 use ward_clinic::payments::{
     self, Correction, CorrectionHeader, CorrectionKind, Method, Payment, PaymentHeader, Recorder,
 };
 use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{ClinicError, CorrectionId, PatientId, PaymentId, VisitId};
+use ward_control::ClinicRecord;
 use ward_core::Permission;
+use ward_tenancy::Db;
 
 use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
@@ -266,7 +267,7 @@ pub async fn list_get(
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewPayments)?;
     let page = ListPage::load(&app, &access, csrf, q, true).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// The collection report alone.
@@ -278,7 +279,7 @@ pub async fn report_get(
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewCollections)?;
     let page = ListPage::load(&app, &access, csrf, q, false).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// `?patient=&q=&visit=` for the new-payment form.
@@ -446,7 +447,7 @@ pub async fn new_get(
     };
     let q = q.q.unwrap_or_default();
     let page = NewPage::load(&app, &access, csrf, q, form, FormErrors::default()).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// Records a payment and shows its receipt.
@@ -474,7 +475,7 @@ pub async fn create_post(
         Err(e) => errors.absorb(e)?,
     }
     let page = NewPage::load(&app, &access, csrf, String::new(), form, errors).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+    crate::views::respond::refused(&page)
 }
 
 #[derive(Template)]
@@ -513,16 +514,26 @@ pub async fn receipt_get(
     RecordId(id): RecordId<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let entry = access.audit_entry(app.clock.now(), Action::Print);
-    let (s, p, fixes) = access
-        .tenant
-        .with(|conn| payments::print_receipt(&conn, id, entry))
-        .await?;
+    let (clinic, (s, p, fixes)) = printed(&app, &access, move |conn, entry| {
+        payments::print_receipt(conn, id, entry)
+    })
+    .await?;
     let frame = ClinicFrame::new(&access, clinic.name.clone(), csrf, "payments");
     let can_correct = access.can(Permission::CorrectPayments);
     let page = ReceiptPage::new(frame, clinic.name, &s, &p, &fixes, can_correct);
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
+}
+
+/// The clinic and what `print` reads for a printed page; the print is audited as `print`.
+async fn printed<T>(
+    app: &AppState,
+    access: &ClinicAccess,
+    print: impl FnOnce(&Db, Entry) -> Result<T, ClinicError> + Send,
+) -> Result<(ClinicRecord, T), AppError> {
+    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+    let entry = access.audit_entry(app.clock.now(), Action::Print);
+    let read = access.tenant.with(move |conn| print(&conn, entry)).await?;
+    Ok((clinic, read))
 }
 
 impl ReceiptPage {
@@ -670,7 +681,7 @@ pub async fn correct_get(
     let (form, errors) = (CorrectionForm::default(), FormErrors::default());
     let target = (id, kind_of(uri.path()));
     let page = CorrectPage::load(&app, &access, csrf, target, form, errors).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 /// The refund or void form, as posted.
@@ -781,12 +792,10 @@ pub async fn correction_receipt_get(
     RecordId(id): RecordId<CorrectionId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
-    let entry = access.audit_entry(app.clock.now(), Action::Print);
-    let (s, c) = access
-        .tenant
-        .with(|conn| payments::print_correction(&conn, id, entry))
-        .await?;
+    let (clinic, (s, c)) = printed(&app, &access, move |conn, entry| {
+        payments::print_correction(conn, id, entry)
+    })
+    .await?;
     let page = CorrectionReceiptPage {
         clinic_name: clinic.name.clone(),
         frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
@@ -805,5 +814,5 @@ pub async fn correction_receipt_get(
         reason: c.reason.clone(),
         recorded_by: c.recorded_by_name.clone(),
     };
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }

@@ -3,19 +3,20 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_clinic::audit::Action;
+use ward_clinic::audit::{Action, Entry};
 use ward_clinic::rights::{self, Ground, PrintedRecord, RecordHeader, Standing};
 use ward_clinic::settings::ClinicSettings;
-use ward_clinic::{PatientId, patients, payments, visits};
+use ward_clinic::{ClinicError, PatientId, patients, payments, visits};
 use ward_core::Permission;
+use ward_tenancy::Db;
 
 use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::views::frame::ClinicFrame;
-use crate::views::patients::clinic_name;
+use crate::views::patients::{clinic_name, patients_frame};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -152,7 +153,7 @@ pub async fn record_get(
         .tenant
         .with(move |conn| rights::export_record(&conn, id, &entry))
         .await?;
-    let frame = ClinicFrame::new(&access, clinic_name(&app, &access).await?, csrf, "patients");
+    let frame = patients_frame(&app, &access, csrf).await?;
     let generated_by = &access.session.user.name;
     let page = RecordPage::new(frame, record, now, generated_by);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page.render()?)).into_response())
@@ -251,20 +252,32 @@ pub async fn legal_hold_post(
     AppForm(form): AppForm<HoldForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let hold = match form.hold.as_str() {
-        "on" => true,
-        "off" => false,
-        _ => {
-            return Err(AppError::Refused(
-                "Choose to put the hold on or to lift it.".into(),
-            ));
-        }
-    };
+    let hold = on_off(&form.hold, "Choose to put the hold on or to lift it.")?;
+    update_standing(&app, &access, id, move |conn, entry| {
+        rights::set_legal_hold(conn, id, hold, entry)
+    })
+    .await
+}
+
+/// `on` or `off` as chosen on a rights form; anything else is refused with `refusal`.
+fn on_off(choice: &str, refusal: &str) -> Result<bool, AppError> {
+    match choice {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(AppError::Refused(refusal.to_owned())),
+    }
+}
+
+/// Saves a change to the record's standing, audited as an `update`, and goes back to the
+/// rights box on the patient page.
+async fn update_standing(
+    app: &AppState,
+    access: &ClinicAccess,
+    id: PatientId,
+    change: impl FnOnce(&Db, Entry) -> Result<(), ClinicError> + Send,
+) -> Page {
     let entry = access.audit_entry(app.clock.now(), Action::Update);
-    access
-        .tenant
-        .with(move |conn| rights::set_legal_hold(&conn, id, hold, entry))
-        .await?;
+    access.tenant.with(move |conn| change(&conn, entry)).await?;
     Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
 }
 
@@ -287,21 +300,15 @@ pub async fn restriction_post(
     AppForm(form): AppForm<RestrictionForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
-    let reason = match form.restrict.as_str() {
-        "on" => Some(form.reason),
-        "off" => None,
-        _ => {
-            return Err(AppError::Refused(
-                "Choose to restrict processing or to lift the restriction.".into(),
-            ));
-        }
-    };
-    let entry = access.audit_entry(app.clock.now(), Action::Update);
-    access
-        .tenant
-        .with(move |conn| rights::set_restriction(&conn, id, reason.as_deref(), entry))
-        .await?;
-    Ok(Redirect::to(&format!("/c/{}/patients/{id}#rights", access.slug)).into_response())
+    let restrict = on_off(
+        &form.restrict,
+        "Choose to restrict processing or to lift the restriction.",
+    )?;
+    let reason = restrict.then_some(form.reason);
+    update_standing(&app, &access, id, move |conn, entry| {
+        rights::set_restriction(conn, id, reason.as_deref(), entry)
+    })
+    .await
 }
 
 #[derive(Template)]
@@ -322,11 +329,6 @@ async fn erase_page(
     chosen: String,
     error: Option<String>,
 ) -> Page {
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
     let page = ErasePage {
         grounds: Ground::ALL
             .iter()
@@ -335,9 +337,9 @@ async fn erase_page(
         chosen,
         error,
         p,
-        frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+        frame: patients_frame(app, access, csrf).await?,
     };
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::page_refused_if(page.error.is_some(), &page)
 }
 
 /// `GET /c/{slug}/patients/{id}/erase`: what erasure removes and keeps, the ground, and

@@ -19,7 +19,7 @@ use crate::extract::{AppForm, ClinicAccess, Csrf};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
-use crate::views::patients::{age_sex, clinic_name, today};
+use crate::views::patients::{age_sex, patients_frame, today};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -156,7 +156,7 @@ impl FormPage {
             favourite_name: parts.favourite_name,
             notice: parts.notice,
             reason: matches!(target, Target::Edit { .. }).then_some(parts.reason),
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -535,6 +535,22 @@ async fn record(
         .await?)
 }
 
+/// The version `q` asks for, if any, and the visit as of it (with its files when `files`).
+async fn versioned(
+    access: &ClinicAccess,
+    id: VisitId,
+    q: &VersionQuery,
+    files: bool,
+) -> Result<(Option<i64>, visits::Record), AppError> {
+    let asked = q.number()?;
+    let wanted = visits::Wanted {
+        version: asked,
+        files,
+        ..visits::Wanted::default()
+    };
+    Ok((asked, record(access, id, wanted).await?))
+}
+
 /// The note naming the version `record` shows, for an amended visit.
 fn note_of(record: &visits::Record) -> Option<VersionNote> {
     let versions = record.versions.as_ref()?;
@@ -579,7 +595,7 @@ impl VisitPage {
                 }),
             patient,
             visit,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -594,20 +610,14 @@ pub async fn show_get(
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
-    let asked = q.number()?;
-    let wanted = visits::Wanted {
-        version: asked,
-        files: true,
-        ..visits::Wanted::default()
-    };
-    let record = record(&access, id, wanted).await?;
+    let (asked, record) = versioned(&access, id, &q, true).await?;
     let mut entry = access.view_entry(&app, "visit", id);
     if asked.is_some() {
         entry = entry.detail(&format!("version {}", record.visit.version));
     }
     access.note_view(&app, entry)?;
     let page = VisitPage::new(&app, &access, csrf, record).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 #[derive(Template)]
@@ -655,7 +665,7 @@ impl PrescriptionPage {
             visit,
             a5,
             note,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -671,12 +681,7 @@ pub async fn prescription_get(
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
-    let asked = q.number()?;
-    let wanted = visits::Wanted {
-        version: asked,
-        ..visits::Wanted::default()
-    };
-    let record = record(&access, id, wanted).await?;
+    let (asked, record) = versioned(&access, id, &q, false).await?;
     let a5 = q.paper == "a5";
     let paper = if a5 { " (A5)" } else { "" };
     access.note_view(
@@ -690,7 +695,7 @@ pub async fn prescription_get(
             )),
     )?;
     let page = PrescriptionPage::new(&app, &access, csrf, record, (asked, a5)).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
 
 #[derive(Template)]
@@ -755,7 +760,7 @@ impl HistoryPage {
             entries,
             patient,
             visit,
-            frame: ClinicFrame::new(access, clinic_name(app, access).await?, csrf, "patients"),
+            frame: patients_frame(app, access, csrf).await?,
         })
     }
 }
@@ -777,5 +782,5 @@ pub async fn history_get(
     let record = record(&access, id, wanted).await?;
     access.note_view(&app, access.view_entry(&app, "visit", id).detail("history"))?;
     let page = HistoryPage::new(&app, &access, csrf, record).await?;
-    Ok(Html(page.render()?).into_response())
+    crate::views::respond::page(&page)
 }
