@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_control::passwords::check_new_password;
 use ward_control::{Purpose, Session, TokenInfo};
@@ -23,9 +23,7 @@ use ward_app::accounts::{self, PasswordChange, PasswordStep};
 
 type Page = Result<Response, AppError>;
 
-pub(crate) fn html(status: StatusCode, t: &impl Template) -> Page {
-    Ok((status, Html(t.render()?)).into_response())
-}
+pub(crate) use crate::views::respond::html;
 
 /// Records an event in the sign-in log.
 pub(crate) async fn log(

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use ward_clinic::appointments::{
@@ -427,7 +427,7 @@ pub async fn book_post(
         patient: None,
     };
     let page = DayPage::load(&app, &access, csrf, query, form, errors).await?;
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::html(status, &page)
 }
 
 #[derive(Template)]
@@ -601,5 +601,5 @@ pub async fn reschedule_post(
     }
     let status = errors.status();
     let page = AppointmentPage::load(&app, &access, csrf, id, Some(form), (errors, None)).await?;
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::html(status, &page)
 }

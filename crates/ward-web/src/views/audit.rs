@@ -279,7 +279,7 @@ pub async fn audit_get(
         &settings,
         (found, &base, before),
     );
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::html(status, &page)
 }
 
 impl AuditPage {

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_clinic::appointments::PatientHit;
 use ward_clinic::audit::{Action, Entry};
@@ -724,7 +724,7 @@ pub async fn correct_post(
     }
     let status = errors.status();
     let page = CorrectPage::load(&app, &access, csrf, (id, kind), form, errors).await?;
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::html(status, &page)
 }
 
 impl CorrectionForm {

@@ -6,14 +6,19 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::AppError;
 
+/// `page`, rendered, answered with `status`.
+pub fn html(status: StatusCode, page: &impl Template) -> Result<Response, AppError> {
+    Ok((status, Html(page.render()?)).into_response())
+}
+
 /// `page`, rendered, as `200`.
 pub fn page(page: &impl Template) -> Result<Response, AppError> {
-    Ok(Html(page.render()?).into_response())
+    html(StatusCode::OK, page)
 }
 
 /// `page`, rendered, as `422`: it shows why what was sent is refused.
 pub fn refused(page: &impl Template) -> Result<Response, AppError> {
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+    html(StatusCode::UNPROCESSABLE_ENTITY, page)
 }
 
 /// `page`, rendered: `422` when it shows why what was sent is refused (`refused`), `200`

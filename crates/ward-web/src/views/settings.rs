@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use ward_app::clinic;
 use ward_clinic::ClinicError;
@@ -70,7 +70,7 @@ async fn render(
         currencies: CURRENCIES,
         files_usage: crate::views::attachments::usage_line(app, access).await?,
     };
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::html(status, &page)
 }
 
 /// The settings form, filled in.

@@ -168,7 +168,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
         invite_error_email: state.invite_error_email,
         invite_error_role: state.invite_error_role,
     };
-    Ok((state.status, Html(page.render()?)).into_response())
+    crate::views::respond::html(state.status, &page)
 }
 
 /// The staff list, the invitation form, role changes and removal.
@@ -579,7 +579,7 @@ async fn wrong_account(
     )
     .await;
     let page = invite_page(csrf, form.token, inv, offer);
-    Ok((StatusCode::FORBIDDEN, Html(page.render()?)).into_response())
+    crate::views::respond::html(StatusCode::FORBIDDEN, &page)
 }
 
 /// The answer to an acceptance: on to the clinic at `to`, a new account signed in.

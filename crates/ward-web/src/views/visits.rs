@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use ward_clinic::audit::Action;
 use ward_clinic::patients::Patient;
 use ward_clinic::settings::{self, ClinicSettings};
@@ -171,7 +171,7 @@ async fn render_form(
     status: StatusCode,
 ) -> Page {
     let page = FormPage::new(app, access, csrf, target, s, parts).await?;
-    Ok((status, Html(page.render()?)).into_response())
+    crate::views::respond::html(status, &page)
 }
 
 /// What the form for `target` shows (the patient, the doctor's favourites, the settings
