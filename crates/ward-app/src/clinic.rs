@@ -1,34 +1,13 @@
 //! Changes to a clinic itself that live in the control plane and are recorded in the
 //! clinic's audit log.
 
-use ward_clinic::ClinicError;
 use ward_clinic::audit::{self, Diff, Entry};
-use ward_control::ControlError;
 use ward_control::lifecycle::Transition;
 use ward_core::{Actor, ClinicId};
 use ward_tenancy::Tenant;
 
+use crate::error::TxError;
 use crate::{App, Error};
-
-#[derive(Debug, thiserror::Error)]
-enum TxError {
-    #[error(transparent)]
-    Clinic(#[from] ClinicError),
-    #[error(transparent)]
-    Control(#[from] ControlError),
-}
-
-impl From<audit::AuditError> for TxError {
-    fn from(e: audit::AuditError) -> Self {
-        Self::Clinic(e.into())
-    }
-}
-
-impl From<ward_tenancy::sql::Error> for TxError {
-    fn from(e: ward_tenancy::sql::Error) -> Self {
-        Self::Clinic(e.into())
-    }
-}
 
 /// Renames the clinic as the member `by`, inside the clinic's audit transaction: the
 /// control plane's name and history change, and `entry` records the old and new name
@@ -55,11 +34,7 @@ pub async fn rename(
             .await
         })
         .await;
-    match outcome {
-        Ok(()) => Ok(()),
-        Err(TxError::Clinic(e)) => Err(e.into()),
-        Err(TxError::Control(e)) => Err(e.into()),
-    }
+    Ok(outcome?)
 }
 
 /// Saves the settings page as the member `by`: the clinic's `name` (in the control

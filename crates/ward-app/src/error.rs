@@ -1,5 +1,9 @@
 //! The error of a workflow.
 
+use std::convert::Infallible;
+
+use ward_clinic::ClinicError;
+use ward_clinic::audit::AuditError;
 use ward_control::ControlError;
 use ward_tenancy::TenantError;
 
@@ -30,5 +34,52 @@ impl Error {
     /// Wraps any other error.
     pub fn other(e: impl Into<BoxError>) -> Self {
         Self::Other(e.into())
+    }
+}
+
+/// An error inside a clinic transaction that also changes the control plane. `R` is a
+/// refusal: the transaction rolls back and the caller answers it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TxError<R = Infallible> {
+    #[error(transparent)]
+    Clinic(#[from] ClinicError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The change was refused.
+    #[error("refused")]
+    Refused(R),
+}
+
+impl<R> From<ward_tenancy::sql::Error> for TxError<R> {
+    fn from(e: ward_tenancy::sql::Error) -> Self {
+        Self::Clinic(e.into())
+    }
+}
+
+impl<R> From<AuditError> for TxError<R> {
+    fn from(e: AuditError) -> Self {
+        Self::Clinic(e.into())
+    }
+}
+
+impl<R> TxError<R> {
+    /// A transaction's outcome: what it returned, or its refusal, or the workflow's error.
+    pub(crate) fn settle<T>(outcome: Result<T, Self>) -> Result<Result<T, R>, Error> {
+        match outcome {
+            Ok(done) => Ok(Ok(done)),
+            Err(Self::Refused(r)) => Ok(Err(r)),
+            Err(Self::Clinic(e)) => Err(e.into()),
+            Err(Self::Control(e)) => Err(e.into()),
+        }
+    }
+}
+
+impl From<TxError> for Error {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Clinic(e) => e.into(),
+            TxError::Control(e) => e.into(),
+            TxError::Refused(never) => match never {},
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ward_clinic::ClinicError;
-use ward_clinic::audit::{self, Action, Actor, AuditError, Diff, Entry};
+use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
 use ward_control::{
     ClinicRecord, ControlError, ControlPlane, INVITE_TTL, Invitation, Invited, Inviter, Purpose,
     StaffChange, invitation_link,
@@ -39,29 +39,9 @@ impl ByMember<'_> {
     }
 }
 
-/// An error inside a clinic transaction that also changes the control plane.
-#[derive(Debug, thiserror::Error)]
-enum TxError {
-    #[error(transparent)]
-    Clinic(#[from] ClinicError),
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    /// The change was refused; the transaction rolls back and the caller answers.
-    #[error("refused")]
-    Refused(StaffChange),
-}
-
-impl From<ward_tenancy::sql::Error> for TxError {
-    fn from(e: ward_tenancy::sql::Error) -> Self {
-        Self::Clinic(e.into())
-    }
-}
-
-impl From<AuditError> for TxError {
-    fn from(e: AuditError) -> Self {
-        Self::Clinic(e.into())
-    }
-}
+/// An error inside a clinic transaction that also changes the staff, or the staff
+/// change refused.
+type TxError = crate::error::TxError<StaffChange>;
 
 /// How the clinic's audit row says someone came onto the staff by an invitation.
 const INVITATION_SENT: &str = "invitation sent";
@@ -372,12 +352,10 @@ pub async fn change(
             .await
         })
         .await;
-    match outcome {
-        Ok(before) => Ok(StaffChange::Done(before)),
-        Err(TxError::Refused(change)) => Ok(change),
-        Err(TxError::Clinic(e)) => Err(e.into()),
-        Err(TxError::Control(e)) => Err(e.into()),
-    }
+    Ok(match TxError::settle(outcome)? {
+        Ok(before) => StaffChange::Done(before),
+        Err(refused) => refused,
+    })
 }
 
 /// Withdraws an open invitation (its link stops working) and records it in the
