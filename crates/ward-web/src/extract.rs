@@ -290,6 +290,36 @@ impl FromRequestParts<AppState> for ClinicAccess {
     }
 }
 
+/// What a clinic page's handler starts from: the app, who is asking in which clinic (see
+/// [`ClinicAccess`]) and the CSRF token for the page's forms, taken in that order.
+pub struct ClinicPage {
+    /// The app's state.
+    pub app: AppState,
+    /// The user's access to the clinic.
+    pub access: ClinicAccess,
+    /// The CSRF token for the page's forms (see [`Csrf`]).
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for ClinicPage {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let access = ClinicAccess::from_request_parts(parts, state).await?;
+        let Csrf(csrf) = Csrf::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            app: state.clone(),
+            access,
+            csrf,
+        })
+    }
+}
+
 impl ClinicAccess {
     /// `Ok` if the user's role allows `p`, otherwise the 403 page.
     pub fn require(&self, p: Permission) -> Result<(), AppError> {

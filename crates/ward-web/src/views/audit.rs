@@ -2,7 +2,7 @@
 //! record's page.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,10 +14,10 @@ use ward_clinic::audit_viewer::{self, Search};
 use ward_clinic::settings::ClinicSettings;
 use ward_core::Permission;
 
-use crate::extract::{ClinicAccess, Csrf};
+use crate::AppError;
+use crate::extract::{ClinicAccess, ClinicPage};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
-use crate::{AppError, AppState};
 
 /// Rows per page of the viewer.
 pub const PAGE_SIZE: u32 = 50;
@@ -245,9 +245,7 @@ fn page_links(
 
 /// The log, newest first, filtered and paginated by sequence number.
 pub async fn audit_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
@@ -428,9 +426,7 @@ struct AccessReport {
 /// visits, appointments and payments), when, what and from where — as a page that
 /// prints as a document. For roles that see the audit log; itself audited as a `view`.
 pub async fn patient_access_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     crate::extract::RecordId(id): crate::extract::RecordId<ward_clinic::PatientId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;

@@ -2,15 +2,14 @@
 //! search, the recent patients.
 
 use askama::Template;
-use axum::extract::State;
 use axum::response::Html;
 use ward_clinic::appointments::{self, PatientHit};
 use ward_core::Permission;
 
-use crate::extract::{ClinicAccess, Csrf};
+use crate::AppError;
+use crate::extract::ClinicPage;
 use crate::views::appointments::{DoctorDay, by_doctor, doctors};
 use crate::views::frame::ClinicFrame;
-use crate::{AppError, AppState};
 
 #[derive(Template)]
 #[template(path = "clinic_home.html")]
@@ -28,9 +27,7 @@ struct ClinicHome {
 
 /// The clinic's start page.
 pub async fn home_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
 ) -> Result<Html<String>, AppError> {
     access.require(Permission::ViewAppointments)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;

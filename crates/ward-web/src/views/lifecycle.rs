@@ -2,7 +2,6 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -11,7 +10,7 @@ use ward_control::ClinicRecord;
 use ward_control::lifecycle::retention_days;
 use ward_core::Permission;
 
-use crate::extract::{ClinicAccess, Csrf};
+use crate::extract::{ClinicAccess, ClinicPage};
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
 use crate::{AppError, AppState};
@@ -51,9 +50,7 @@ fn page(
 
 /// The close form.
 pub async fn close_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
 ) -> Result<Html<String>, AppError> {
     access.require_confirmed(Permission::CloseClinic, &app, "settings/close")?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -70,9 +67,7 @@ pub struct CloseForm {
 /// Closes the clinic once its name was typed: recorded in its audit log (while it is
 /// still open) and in the control plane's lifecycle events.
 pub async fn close_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Form(form): Form<CloseForm>,
 ) -> Result<Response, AppError> {
     access.require_confirmed(Permission::CloseClinic, &app, "settings/close")?;

@@ -2,7 +2,7 @@
 //! currency. Closing the clinic has its own section at the bottom.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, CURRENCIES, ClinicSettings, Currency};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, Csrf};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -75,9 +75,7 @@ async fn render(
 
 /// The settings form, filled in.
 pub async fn settings_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Query(q): Query<SavedQuery>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;
@@ -161,9 +159,7 @@ impl SettingsForm {
 
 /// Saves the settings; every change is audited with a diff.
 pub async fn settings_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     AppForm(form): AppForm<SettingsForm>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;

@@ -14,7 +14,7 @@ use ward_control::passwords::check_new_password;
 use ward_control::{Invitation, StaffChange, parse_person_name};
 use ward_core::{Email, Permission, Role};
 
-use crate::extract::{AppForm, ClientInfo, ClinicAccess, Csrf, MaybeUser};
+use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, Csrf, MaybeUser};
 use crate::session::session_cookie;
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
@@ -173,9 +173,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
 
 /// The staff list, the invitation form, role changes and removal.
 pub async fn staff_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Query(q): Query<DoneQuery>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
@@ -200,9 +198,7 @@ pub async fn staff_get(
 
 /// Sends an invitation: a one-time link valid for 72 hours.
 pub async fn invite_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     AppForm(form): AppForm<InviteForm>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
@@ -269,9 +265,7 @@ async fn refused(
 
 /// Changes a member's role; the last owner cannot be demoted.
 pub async fn role_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Path((_, user_id)): Path<(String, String)>,
     AppForm(form): AppForm<RoleForm>,
 ) -> Page {
@@ -312,9 +306,7 @@ struct RemovePage {
 
 /// Asks before removing a member (removal ends their sessions at once).
 pub async fn remove_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
@@ -342,9 +334,7 @@ pub async fn remove_get(
 
 /// Removes a member: their membership and every session end at once.
 pub async fn remove_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    Csrf(csrf): Csrf,
+    ClinicPage { app, access, csrf }: ClinicPage,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
