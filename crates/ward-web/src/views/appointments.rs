@@ -435,7 +435,6 @@ struct AppointmentPage {
     doctor_name: String,
     minutes: i64,
     timezone: String,
-    next: Vec<(&'static str, &'static str)>,
     can_manage: bool,
     can_record: bool,
     reschedulable: bool,
@@ -493,12 +492,6 @@ impl AppointmentPage {
             doctor_name: a.doctor_name.clone(),
             minutes: a.minutes(),
             timezone: s.timezone.name().to_owned(),
-            next: a
-                .status
-                .next()
-                .iter()
-                .map(|n| (n.as_str(), n.label()))
-                .collect(),
             can_manage: access.can(Permission::ManageAppointments),
             can_record: access.can(Permission::RecordPayments),
             reschedulable: a.status == Status::Booked,
