@@ -263,6 +263,35 @@ async fn refused(
     }
 }
 
+/// Makes `change` to member `user_id` as the signed-in member, audited as `action`:
+/// `None` once it is done, otherwise the answer to the refusal (see [`refused`]), which
+/// names what could not be done to the member (`what`).
+async fn change_member(
+    app: &AppState,
+    access: &ClinicAccess,
+    csrf: String,
+    user_id: &str,
+    (change, action, what): (Change, Action, &str),
+) -> Result<Option<Response>, AppError> {
+    let entry = access.audit_entry(app.clock.now(), action);
+    let me = &access.session.user.id;
+    let done = staff::change(
+        app,
+        &access.tenant,
+        access.clinic_id,
+        me,
+        user_id,
+        change,
+        entry,
+    );
+    let outcome = done.await?;
+    if matches!(outcome, StaffChange::Done(_)) {
+        Ok(None)
+    } else {
+        refused(app, access, csrf, outcome, what).await.map(Some)
+    }
+}
+
 /// Changes a member's role; the last owner cannot be demoted.
 pub async fn role_post(
     ClinicPage { app, access, csrf }: ClinicPage,
@@ -275,21 +304,9 @@ pub async fn role_post(
             "Choose one of the roles in the list.".into(),
         ));
     };
-    let entry = access.audit_entry(app.clock.now(), Action::Update);
-    let me = &access.session.user.id;
-    let change = Change::Role(role);
-    let done = staff::change(
-        &app,
-        &access.tenant,
-        access.clinic_id,
-        me,
-        &user_id,
-        change,
-        entry,
-    );
-    let outcome = done.await?;
-    if !matches!(outcome, StaffChange::Done(_)) {
-        return refused(&app, &access, csrf, outcome, "demote").await;
+    let change = (Change::Role(role), Action::Update, "demote");
+    if let Some(refusal) = change_member(&app, &access, csrf, &user_id, change).await? {
+        return Ok(refusal);
     }
     if user_id == access.session.user.id && !role.can(Permission::ManageStaff) {
         return Ok(Redirect::to(&format!("/c/{}/", access.slug)).into_response());
@@ -338,20 +355,9 @@ pub async fn remove_post(
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
-    let entry = access.audit_entry(app.clock.now(), Action::Delete);
-    let me = &access.session.user.id;
-    let done = staff::change(
-        &app,
-        &access.tenant,
-        access.clinic_id,
-        me,
-        &user_id,
-        Change::Remove,
-        entry,
-    );
-    let outcome = done.await?;
-    if !matches!(outcome, StaffChange::Done(_)) {
-        return refused(&app, &access, csrf, outcome, "remove").await;
+    let change = (Change::Remove, Action::Delete, "remove");
+    if let Some(refusal) = change_member(&app, &access, csrf, &user_id, change).await? {
+        return Ok(refusal);
     }
     if user_id == access.session.user.id {
         // They removed themselves: their own session ended with the others.
