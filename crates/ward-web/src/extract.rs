@@ -290,33 +290,31 @@ impl FromRequestParts<AppState> for ClinicAccess {
     }
 }
 
-/// What a clinic page's handler starts from: the app, who is asking in which clinic (see
-/// [`ClinicAccess`]) and the CSRF token for the page's forms, taken in that order.
-pub struct ClinicPage {
-    /// The app's state.
-    pub app: AppState,
-    /// The user's access to the clinic.
-    pub access: ClinicAccess,
-    /// The CSRF token for the page's forms (see [`Csrf`]).
-    pub csrf: String,
-}
+/// What a page's handler starts from: the app, who is asking (`W`, an extractor taken
+/// first) and the CSRF token for the page's forms (see [`Csrf`]).
+pub struct PageRequest<W>(pub AppState, pub W, pub String);
 
-impl FromRequestParts<AppState> for ClinicPage {
+/// A clinic page's request: the user's access to the clinic, then the token.
+pub type ClinicPage = PageRequest<ClinicAccess>;
+
+/// A signed-in user's own page (outside any clinic): their session, then the token.
+pub type SignedInPage = PageRequest<CurrentUser>;
+
+impl<W> FromRequestParts<AppState> for PageRequest<W>
+where
+    W: FromRequestParts<AppState, Rejection = Response> + Send,
+{
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let access = ClinicAccess::from_request_parts(parts, state).await?;
+        let who = W::from_request_parts(parts, state).await?;
         let Csrf(csrf) = Csrf::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Ok(Self {
-            app: state.clone(),
-            access,
-            csrf,
-        })
+        Ok(Self(state.clone(), who, csrf))
     }
 }
 

@@ -13,7 +13,9 @@ use ward_control::passwords::check_new_password;
 use ward_control::{Purpose, Session, TokenInfo};
 use ward_core::Email;
 
-use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
+use crate::extract::{
+    AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser, PageRequest, SignedInPage,
+};
 use crate::form::FormErrors;
 use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
@@ -370,11 +372,7 @@ struct ClinicsPage {
 }
 
 /// The clinic chooser for people in several clinics.
-pub async fn clinics_get(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
-) -> Page {
+pub async fn clinics_get(PageRequest(app, CurrentUser(s), csrf): SignedInPage) -> Page {
     let memberships = app.control.memberships(&s.user.id).await?;
     html(
         StatusCode::OK,
@@ -475,9 +473,7 @@ pub struct AccountQuery {
 
 /// The account page: password and sessions.
 pub async fn account_get(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     Query(q): Query<AccountQuery>,
 ) -> Page {
     let notice = q
@@ -498,9 +494,7 @@ pub struct PasswordForm {
 /// Changes the password (the current one required), ends every session, and signs this
 /// browser in again with a fresh one.
 pub async fn password_post(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     client: ClientInfo,
     AppForm(form): AppForm<PasswordForm>,
 ) -> Page {

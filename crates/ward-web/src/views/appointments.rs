@@ -14,7 +14,7 @@ use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{AppointmentId, ClinicError, PatientId};
 use ward_core::{Permission, Role};
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, RecordId};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -303,7 +303,7 @@ fn doctor_filter_text(d: &Option<String>, doctors: &[Doctor]) -> String {
 
 /// The day view.
 pub async fn day_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(query): Query<DayQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
@@ -388,7 +388,7 @@ impl BookForm {
 
 /// Books an appointment.
 pub async fn book_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     AppForm(form): AppForm<BookForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;
@@ -507,7 +507,7 @@ impl AppointmentPage {
 
 /// One appointment: details, status buttons, reschedule form.
 pub async fn show_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<AppointmentId>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
@@ -557,7 +557,7 @@ pub async fn status_post(
 
 /// Moves an appointment to another time or doctor.
 pub async fn reschedule_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<AppointmentId>,
     AppForm(form): AppForm<RescheduleForm>,
 ) -> Result<Response, AppError> {

@@ -15,7 +15,7 @@ use ward_clinic::settings::ClinicSettings;
 use ward_core::Permission;
 
 use crate::AppError;
-use crate::extract::{ClinicAccess, ClinicPage};
+use crate::extract::{ClinicAccess, ClinicPage, PageRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 
@@ -245,7 +245,7 @@ fn page_links(
 
 /// The log, newest first, filtered and paginated by sequence number.
 pub async fn audit_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
@@ -426,7 +426,7 @@ struct AccessReport {
 /// visits, appointments and payments), when, what and from where — as a page that
 /// prints as a document. For roles that see the audit log; itself audited as a `view`.
 pub async fn patient_access_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     crate::extract::RecordId(id): crate::extract::RecordId<ward_clinic::PatientId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;

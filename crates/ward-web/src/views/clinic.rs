@@ -7,7 +7,7 @@ use ward_clinic::appointments::{self, PatientHit};
 use ward_core::Permission;
 
 use crate::AppError;
-use crate::extract::ClinicPage;
+use crate::extract::{ClinicPage, PageRequest};
 use crate::views::appointments::{DoctorDay, by_doctor, doctors};
 use crate::views::frame::ClinicFrame;
 
@@ -27,7 +27,7 @@ struct ClinicHome {
 
 /// The clinic's start page.
 pub async fn home_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
 ) -> Result<Html<String>, AppError> {
     access.require(Permission::ViewAppointments)?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;

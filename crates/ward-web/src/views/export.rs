@@ -13,7 +13,7 @@ use ward_clinic::audit::Action;
 use ward_clinic::export_csv::Format;
 use ward_core::Permission;
 
-use crate::extract::{ClientInfo, ClinicAccess, ClinicPage, Csrf, CurrentUser};
+use crate::extract::{ClientInfo, ClinicAccess, ClinicPage, Csrf, CurrentUser, PageRequest};
 use crate::views::frame::ClinicFrame;
 use crate::views::{pages, second_factor};
 use crate::{AppError, AppState, Web};
@@ -61,7 +61,7 @@ impl ExportPage {
 
 /// The export page.
 pub async fn export_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
 ) -> Result<Html<String>, AppError> {
     access.require(Permission::Export)?;
     let page = ExportPage::load(&app, &access, csrf, (None, false), Format::Json).await?;
@@ -82,7 +82,7 @@ pub struct ExportForm {
 
 /// Queues the export (after the password, if the sign-in is old) and says what happens.
 pub async fn export_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     client: ClientInfo,
     Form(form): Form<ExportForm>,
 ) -> Result<Response, AppError> {

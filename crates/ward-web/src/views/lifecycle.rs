@@ -10,7 +10,7 @@ use ward_control::ClinicRecord;
 use ward_control::lifecycle::retention_days;
 use ward_core::Permission;
 
-use crate::extract::{ClinicAccess, ClinicPage};
+use crate::extract::{ClinicAccess, ClinicPage, PageRequest};
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
 use crate::{AppError, AppState};
@@ -50,7 +50,7 @@ fn page(
 
 /// The close form.
 pub async fn close_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
 ) -> Result<Html<String>, AppError> {
     access.require_confirmed(Permission::CloseClinic, &app, "settings/close")?;
     let clinic = app.control.clinic_by_id(access.clinic_id).await?;
@@ -67,7 +67,7 @@ pub struct CloseForm {
 /// Closes the clinic once its name was typed: recorded in its audit log (while it is
 /// still open) and in the control plane's lifecycle events.
 pub async fn close_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Form(form): Form<CloseForm>,
 ) -> Result<Response, AppError> {
     access.require_confirmed(Permission::CloseClinic, &app, "settings/close")?;

@@ -11,7 +11,7 @@ use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{ClinicError, MergeId, PatientId};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
 use crate::extract::{RecordId, parse_id};
 use crate::views::frame::ClinicFrame;
 use crate::views::patients::patients_frame;
@@ -183,7 +183,7 @@ async fn review(
 /// `GET /c/{slug}/patients/{id}/merge?other=N`: what merging No. N into this record
 /// would do, to confirm.
 pub async fn merge_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
     Query(q): Query<OtherQuery>,
 ) -> Page {
@@ -201,7 +201,7 @@ pub struct MergeForm {
 /// `POST /c/{slug}/patients/{id}/merge`: merges patient number `other` into this record;
 /// audited on both.
 pub async fn merge_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
     AppForm(form): AppForm<MergeForm>,
 ) -> Page {

@@ -13,7 +13,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, RecordId};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -347,7 +347,7 @@ async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSet
 
 /// `GET /c/{slug}/patients?q=`: the register, searched.
 pub async fn list_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(query): Query<SearchQuery>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
@@ -466,7 +466,7 @@ impl FormPage {
 }
 
 /// `GET /c/{slug}/patients/new`.
-pub async fn new_get(ClinicPage { app, access, csrf }: ClinicPage) -> Page {
+pub async fn new_get(PageRequest(app, access, csrf): ClinicPage) -> Page {
     access.require(Permission::EditDemographics)?;
     let form = PatientForm {
         sex: String::new(),
@@ -479,7 +479,7 @@ pub async fn new_get(ClinicPage { app, access, csrf }: ClinicPage) -> Page {
 /// `POST /c/{slug}/patients/new`: registers, or shows the form again with errors or a
 /// duplicate warning (which `confirm_duplicate=yes` overrides).
 pub async fn new_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -657,7 +657,7 @@ impl PatientPage {
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
 /// other areas' sections. Audited as a `view`.
 pub async fn show_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
@@ -670,7 +670,7 @@ pub async fn show_get(
 
 /// `GET /c/{slug}/patients/{id}/edit`.
 pub async fn edit_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -688,7 +688,7 @@ pub async fn edit_get(
 /// `POST /c/{slug}/patients/{id}/edit`: saves the correction as the record's next
 /// version with its reason, audited as an `update` naming the changed fields.
 pub async fn edit_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
@@ -725,7 +725,7 @@ struct HistoryPage {
 /// newest first, with who saved it, when, why and what changed. For the roles that see
 /// the details; audited as a `view`.
 pub async fn history_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;

@@ -19,7 +19,7 @@ use ward_core::Permission;
 use ward_tenancy::Db;
 
 use crate::extract::RecordId;
-use crate::extract::{AppForm, ClinicAccess, ClinicPage};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -260,7 +260,7 @@ impl Report {
 
 /// The payments of a date range, with the collection report for those who may see it.
 pub async fn list_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewPayments)?;
@@ -270,7 +270,7 @@ pub async fn list_get(
 
 /// The collection report alone.
 pub async fn report_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewCollections)?;
@@ -430,7 +430,7 @@ impl PaymentForm {
 
 /// The form to record a payment.
 pub async fn new_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(q): Query<NewQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
@@ -446,7 +446,7 @@ pub async fn new_get(
 
 /// Records a payment and shows its receipt.
 pub async fn create_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     AppForm(fields): AppForm<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
@@ -500,7 +500,7 @@ struct ReceiptPage {
 
 /// The printable receipt; producing it is recorded in the audit log as `print`.
 pub async fn receipt_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
@@ -661,7 +661,7 @@ impl CorrectPage {
 
 /// The refund or void form of a payment.
 pub async fn correct_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     uri: axum::http::Uri,
     RecordId(id): RecordId<PaymentId>,
 ) -> Result<Response, AppError> {
@@ -684,7 +684,7 @@ pub struct CorrectionPost {
 /// Records a refund or void and shows its receipt; refused input is shown on the form
 /// (422, or 409 when the payment's state forbids it) and nothing is written.
 pub async fn correct_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     uri: axum::http::Uri,
     RecordId(id): RecordId<PaymentId>,
     AppForm(post): AppForm<CorrectionPost>,
@@ -772,7 +772,7 @@ struct CorrectionReceiptPage {
 
 /// The printable receipt of a refund or void; producing it is audited as `print`.
 pub async fn correction_receipt_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<CorrectionId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;

@@ -14,7 +14,7 @@ use ward_core::Permission;
 use ward_tenancy::Db;
 
 use crate::extract::RecordId;
-use crate::extract::{AppForm, ClinicAccess, ClinicPage};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
 use crate::views::frame::ClinicFrame;
 use crate::views::patients::{clinic_name, patients_frame};
 use crate::{AppError, AppState};
@@ -138,7 +138,7 @@ struct RecordPage {
 /// `GET /c/{slug}/patients/{id}/record`: the patient's whole record as a document to
 /// print or save as PDF and hand to them; audited as an `export`.
 pub async fn record_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
@@ -343,7 +343,7 @@ async fn erase_page(
 /// `GET /c/{slug}/patients/{id}/erase`: what erasure removes and keeps, the ground, and
 /// the patient number typed to confirm.
 pub async fn erase_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::PatientRights)?;
@@ -368,7 +368,7 @@ pub struct EraseForm {
 /// password and second factor, the ground and the number typed); refused while a legal
 /// hold is set; audited as a `delete` naming the ground.
 pub async fn erase_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
     AppForm(form): AppForm<EraseForm>,
 ) -> Page {

@@ -20,7 +20,9 @@ use ward_control::{Purpose, Session, User};
 use ward_core::{Email, Role};
 use ward_mail::{Message, SecurityEvent};
 
-use crate::extract::{AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser};
+use crate::extract::{
+    AppForm, ClientInfo, Csrf, CurrentUser, MaybeUser, PageRequest, SignedInPage,
+};
 use crate::limits::too_many;
 use crate::session::{clear_pending_cookie, pending_cookie, pending_cookie_name};
 use crate::views::accounts::{html, log, sign_in_with};
@@ -416,9 +418,7 @@ pub struct FactorQuery {
 
 /// The account's two-step sign-in: its state, and the way to turn it on or off.
 pub async fn factor_get(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     Query(q): Query<FactorQuery>,
 ) -> Page {
     let required = q.required.is_some() || is_owner(&app, &s.user.id).await?;
@@ -437,11 +437,7 @@ pub async fn factor_get(
 }
 
 /// Starts enrolment: a fresh secret, shown as a QR code and as text.
-pub async fn setup_post(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
-) -> Page {
+pub async fn setup_post(PageRequest(app, CurrentUser(s), csrf): SignedInPage) -> Page {
     require_fresh(&app, &s, "/account/two-factor")?;
     let required = is_owner(&app, &s.user.id).await?;
     let Some(e) = app.control.begin_totp(&s.user).await? else {
@@ -454,9 +450,7 @@ pub async fn setup_post(
 
 /// Finishes enrolment with a first code; shows the recovery codes once.
 pub async fn confirm_setup_post(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     client: ClientInfo,
     AppForm(form): AppForm<CodeForm>,
 ) -> Page {
@@ -498,9 +492,7 @@ pub struct RemoveForm {
 
 /// Turns two-step sign-in off, after the password and a code.
 pub async fn remove_post(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     client: ClientInfo,
     AppForm(form): AppForm<RemoveForm>,
 ) -> Page {
@@ -558,9 +550,7 @@ pub struct ConfirmQuery {
 
 /// "Confirm it's you": the password, and a code when the user has a second factor.
 pub async fn confirm_get(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     Query(q): Query<ConfirmQuery>,
 ) -> Page {
     let next = local_path(q.next.as_deref());
@@ -590,9 +580,7 @@ pub struct ConfirmForm {
 
 /// Checks the password (and code) and goes back to where the user was.
 pub async fn confirm_post(
-    State(app): State<AppState>,
-    CurrentUser(s): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(s), csrf): SignedInPage,
     client: ClientInfo,
     AppForm(form): AppForm<ConfirmForm>,
 ) -> Page {

@@ -12,7 +12,7 @@ use ward_clinic::audit::Action;
 use ward_clinic::settings::{self, CURRENCIES, ClinicSettings, Currency};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -75,7 +75,7 @@ async fn render(
 
 /// The settings form, filled in.
 pub async fn settings_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(q): Query<SavedQuery>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;
@@ -159,7 +159,7 @@ impl SettingsForm {
 
 /// Saves the settings; every change is audited with a diff.
 pub async fn settings_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     AppForm(form): AppForm<SettingsForm>,
 ) -> Page {
     access.require(Permission::ManageSettings)?;

@@ -14,7 +14,7 @@ use ward_control::passwords::check_new_password;
 use ward_control::{Invitation, StaffChange, parse_person_name};
 use ward_core::{Email, Permission, Role};
 
-use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, Csrf, MaybeUser};
+use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, Csrf, MaybeUser, PageRequest};
 use crate::session::session_cookie;
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
@@ -173,7 +173,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
 
 /// The staff list, the invitation form, role changes and removal.
 pub async fn staff_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Query(q): Query<DoneQuery>,
 ) -> Page {
     access.require(Permission::ManageStaff)?;
@@ -198,7 +198,7 @@ pub async fn staff_get(
 
 /// Sends an invitation: a one-time link valid for 72 hours.
 pub async fn invite_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     AppForm(form): AppForm<InviteForm>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
@@ -294,7 +294,7 @@ async fn change_member(
 
 /// Changes a member's role; the last owner cannot be demoted.
 pub async fn role_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Path((_, user_id)): Path<(String, String)>,
     AppForm(form): AppForm<RoleForm>,
 ) -> Page {
@@ -323,7 +323,7 @@ struct RemovePage {
 
 /// Asks before removing a member (removal ends their sessions at once).
 pub async fn remove_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;
@@ -351,7 +351,7 @@ pub async fn remove_get(
 
 /// Removes a member: their membership and every session end at once.
 pub async fn remove_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Page {
     access.require_confirmed(Permission::ManageStaff, &app, "staff")?;

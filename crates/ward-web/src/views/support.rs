@@ -15,7 +15,7 @@ use ward_control::support::{Grant, GrantState, SupportSession};
 use ward_control::{Session, User};
 use ward_core::{ClinicStatus, Permission, Role, Slug};
 
-use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, Csrf, SlugParam};
+use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, Csrf, PageRequest, SlugParam};
 use crate::session::{ResolvedSupport, clear_session_cookie, session_cookie};
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
@@ -367,7 +367,7 @@ fn done_notice(done: &str) -> Option<&'static str> {
 
 /// Pending, current and past support sessions, with the owner's buttons.
 pub async fn support_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     axum::extract::Query(q): axum::extract::Query<DoneQuery>,
 ) -> Page {
     owner_only(&access)?;

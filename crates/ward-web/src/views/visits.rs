@@ -15,7 +15,7 @@ use ward_clinic::{PatientId, VisitId};
 use ward_core::Permission;
 
 use crate::extract::RecordId;
-use crate::extract::{AppForm, ClinicAccess, ClinicPage};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
@@ -186,7 +186,7 @@ async fn form_data(access: &ClinicAccess, target: Target) -> Result<visits::Form
 
 /// `GET /c/{slug}/patients/{id}/visits/new`: the visit form.
 pub async fn new_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -208,7 +208,7 @@ pub async fn new_get(
 /// `GET /c/{slug}/visits/{id}/edit`: the visit form filled with the stored visit. It
 /// shows the whole visit, so it is audited as a `view` like the visit page.
 pub async fn edit_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<VisitId>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -227,7 +227,7 @@ pub async fn edit_get(
 /// `POST /c/{slug}/patients/{id}/visits`: saves a new visit, or redraws its form (see
 /// [`form_post`]).
 pub async fn create_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<PatientId>,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
@@ -240,7 +240,7 @@ pub async fn create_post(
 /// (diagnoses and items replaced in the same transaction), or redraws its form (see
 /// [`form_post`]).
 pub async fn edit_post(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<VisitId>,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
@@ -595,7 +595,7 @@ impl VisitPage {
 /// `GET /c/{slug}/visits/{id}[?version=N]`: the visit (or one of its kept versions),
 /// audited as a `view` (naming the version when an earlier one was asked for).
 pub async fn show_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<VisitId>,
     Query(q): Query<VersionQuery>,
 ) -> Page {
@@ -664,7 +664,7 @@ impl PrescriptionPage {
 /// prescription, audited as a `print` naming the version printed, so a print of an
 /// amended visit can be reproduced as it was (`version=N`).
 pub async fn prescription_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<VisitId>,
     Query(q): Query<VersionQuery>,
 ) -> Page {
@@ -757,7 +757,7 @@ impl HistoryPage {
 /// with who saved it, when, why and what it changed; the original in full. Clinical
 /// roles only (the changes are clinical text); audited as a `view`.
 pub async fn history_get(
-    ClinicPage { app, access, csrf }: ClinicPage,
+    PageRequest(app, access, csrf): ClinicPage,
     RecordId(id): RecordId<VisitId>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
