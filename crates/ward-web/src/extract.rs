@@ -302,7 +302,8 @@ pub type SignedInPage = PageRequest<CurrentUser>;
 
 impl<W> FromRequestParts<AppState> for PageRequest<W>
 where
-    W: FromRequestParts<AppState, Rejection = Response> + Send,
+    W: FromRequestParts<AppState> + Send,
+    W::Rejection: IntoResponse,
 {
     type Rejection = Response;
 
@@ -310,7 +311,9 @@ where
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let who = W::from_request_parts(parts, state).await?;
+        let who = W::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let Csrf(csrf) = Csrf::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;

@@ -251,9 +251,7 @@ pub async fn forgot_get(Csrf(csrf): Csrf) -> Page {
 
 /// Always the same answer; mails a link only when the address has an account.
 pub async fn forgot_post(
-    State(app): State<AppState>,
-    Csrf(csrf): Csrf,
-    client: ClientInfo,
+    PageRequest(app, client, csrf): PageRequest<ClientInfo>,
     AppForm(form): AppForm<ForgotForm>,
 ) -> Page {
     let Ok(email) = Email::parse(&form.email) else {
@@ -321,9 +319,7 @@ pub struct ResetForm {
 
 /// Sets the new password and ends every session of the account.
 pub async fn reset_post(
-    State(app): State<AppState>,
-    Csrf(csrf): Csrf,
-    client: ClientInfo,
+    PageRequest(app, client, csrf): PageRequest<ClientInfo>,
     AppForm(form): AppForm<ResetForm>,
 ) -> Page {
     if let Err(e) = check_new_password(&form.password) {

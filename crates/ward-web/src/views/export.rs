@@ -13,7 +13,9 @@ use ward_clinic::audit::Action;
 use ward_clinic::export_csv::Format;
 use ward_core::Permission;
 
-use crate::extract::{ClientInfo, ClinicAccess, ClinicPage, Csrf, CurrentUser, PageRequest};
+use crate::extract::{
+    ClientInfo, ClinicAccess, ClinicPage, CurrentUser, PageRequest, SignedInPage,
+};
 use crate::views::frame::ClinicFrame;
 use crate::views::{pages, second_factor};
 use crate::{AppError, AppState, Web};
@@ -139,9 +141,7 @@ fn invalid_link() -> Response {
 
 /// The page the mailed link opens.
 pub async fn download_get(
-    State(app): State<AppState>,
-    CurrentUser(session): CurrentUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, CurrentUser(session), csrf): SignedInPage,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, AppError> {
     let Some(clinic_name) = exports::check_link(&app, &session.user.id, &q.token).await? else {

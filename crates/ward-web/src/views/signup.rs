@@ -11,7 +11,7 @@ use ward_control::passwords::check_new_password;
 use ward_control::{Purpose, parse_person_name};
 use ward_core::Email;
 
-use crate::extract::{AppForm, ClientInfo, Csrf, MaybeUser};
+use crate::extract::{AppForm, ClientInfo, Csrf, MaybeUser, PageRequest};
 use crate::form::FormErrors;
 use crate::limits::{check, too_many};
 use crate::views::accounts::{TokenQuery, expired_link, html, link_page, log, sign_in};
@@ -163,9 +163,7 @@ async fn limited(app: &Web, client: &ClientInfo, email: &Email) -> Option<Respon
 /// Keeps the answers and sends the confirmation link; nothing else is made until the
 /// address is confirmed.
 pub async fn signup_post(
-    State(app): State<AppState>,
-    Csrf(csrf): Csrf,
-    client: ClientInfo,
+    PageRequest(app, client, csrf): PageRequest<ClientInfo>,
     AppForm(form): AppForm<SignupForm>,
 ) -> Page {
     if let Some(why) = looks_automated(&app, &form) {

@@ -14,7 +14,7 @@ use ward_control::passwords::check_new_password;
 use ward_control::{Invitation, StaffChange, parse_person_name};
 use ward_core::{Email, Permission, Role};
 
-use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, Csrf, MaybeUser, PageRequest};
+use crate::extract::{AppForm, ClientInfo, ClinicAccess, ClinicPage, MaybeUser, PageRequest};
 use crate::session::session_cookie;
 use crate::views::frame::ClinicFrame;
 use crate::views::pages;
@@ -464,9 +464,7 @@ fn invite_page(csrf: String, token: String, inv: Invitation, offer: Offer) -> In
 
 /// Shows the invitation. Changes nothing: mail scanners open links.
 pub async fn invite_get(
-    State(app): State<AppState>,
-    MaybeUser(user): MaybeUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, MaybeUser(user), csrf): PageRequest<MaybeUser>,
     Query(q): Query<AcceptForm>,
 ) -> Page {
     let Some(inv) = app.control.peek_invitation(&q.token).await? else {
@@ -487,9 +485,7 @@ pub async fn invite_get(
 /// Accepts: joins the signed-in invited account to the clinic, or creates the account
 /// (the link proves the address) and signs it in; then opens the clinic.
 pub async fn invite_post_accept(
-    State(app): State<AppState>,
-    MaybeUser(user): MaybeUser,
-    Csrf(csrf): Csrf,
+    PageRequest(app, MaybeUser(user), csrf): PageRequest<MaybeUser>,
     client: ClientInfo,
     AppForm(form): AppForm<AcceptForm>,
 ) -> Page {
