@@ -328,17 +328,9 @@ impl<'s> Sealer<'s> {
         while !rest.is_empty() {
             if self.buf.len() == CHUNK {
                 // More follows, so this chunk is not the last.
-                self.start().await?;
-                let enc = self.enc.as_mut().ok_or(AttachmentError::Integrity)?;
-                let sealed = enc
-                    .encrypt_next(Payload {
-                        msg: &self.buf,
-                        aad: self.object_name.as_bytes(),
-                    })
-                    .map_err(|_| AttachmentError::Integrity)?;
-                let w = self.writer()?;
-                w.write(&sealed);
-                w.wait_for_capacity(2)
+                self.seal_chunk(false).await?;
+                self.writer()?
+                    .wait_for_capacity(2)
                     .await
                     .map_err(|e| AttachmentError::Store(e.to_string()))?;
                 self.buf.clear();
@@ -352,14 +344,24 @@ impl<'s> Sealer<'s> {
 
     /// Writes the chunk being filled as the last one.
     async fn seal_last(&mut self) -> Result<(), AttachmentError> {
+        self.seal_chunk(true).await
+    }
+
+    /// Seals the chunk being filled (as the last one when `last`) and writes it.
+    async fn seal_chunk(&mut self, last: bool) -> Result<(), AttachmentError> {
         self.start().await?;
-        let enc = self.enc.take().ok_or(AttachmentError::Integrity)?;
-        let sealed = enc
-            .encrypt_last(Payload {
-                msg: &self.buf,
-                aad: self.object_name.as_bytes(),
-            })
-            .map_err(|_| AttachmentError::Integrity)?;
+        let payload = Payload {
+            msg: &self.buf,
+            aad: self.object_name.as_bytes(),
+        };
+        let sealed = if last {
+            let enc = self.enc.take().ok_or(AttachmentError::Integrity)?;
+            enc.encrypt_last(payload)
+        } else {
+            let enc = self.enc.as_mut().ok_or(AttachmentError::Integrity)?;
+            enc.encrypt_next(payload)
+        };
+        let sealed = sealed.map_err(|_| AttachmentError::Integrity)?;
         self.writer()?.write(&sealed);
         Ok(())
     }
