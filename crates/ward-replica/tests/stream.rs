@@ -18,23 +18,79 @@ fn s3_target() -> Option<Target> {
         );
         return None;
     };
+    Some(s3_target_through(&endpoint, "t"))
+}
+
+/// A target in the test S3 server's bucket under a fresh prefix starting `prefix`,
+/// reached through `endpoint`.
+fn s3_target_through(endpoint: &str, prefix: &str) -> Target {
     let bucket = std::env::var("WARD_TEST_S3_BUCKET").unwrap();
     let key = std::env::var("WARD_TEST_S3_KEY").unwrap();
     let secret = std::env::var("WARD_TEST_S3_SECRET").unwrap();
-    let url = format!("s3://{bucket}/t-{}", uuid::Uuid::now_v7());
-    Some(
-        Target::from_url_with(
-            &url,
-            &[
-                ("aws_endpoint", endpoint.as_str()),
-                ("aws_allow_http", "true"),
-                ("aws_access_key_id", key.as_str()),
-                ("aws_secret_access_key", secret.as_str()),
-                ("aws_region", "us-east-1"),
-            ],
-        )
-        .unwrap(),
+    let url = format!("s3://{bucket}/{prefix}-{}", uuid::Uuid::now_v7());
+    Target::from_url_with(
+        &url,
+        &[
+            ("aws_endpoint", endpoint),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", key.as_str()),
+            ("aws_secret_access_key", secret.as_str()),
+            ("aws_region", "us-east-1"),
+        ],
     )
+    .unwrap()
+}
+
+/// A replica in a new temporary folder: the folder (removed when dropped) and its target.
+fn folder_target() -> (tempfile::TempDir, Target) {
+    let replica = tempfile::tempdir().unwrap();
+    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    (replica, target)
+}
+
+/// Declares the two tests of each scenario: `s3` runs it against the S3 test server
+/// (and passes without one, outside CI), `folder` against a replica in a temporary
+/// folder, whose path the scenario is also given.
+macro_rules! on_s3_and_in_a_folder {
+    ($($scenario:ident { s3: $s3:ident, folder: $folder:ident, })*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $s3() {
+                let Some(target) = s3_target() else { return };
+                $scenario(target, None).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $folder() {
+                let (replica, target) = folder_target();
+                $scenario(target, Some(replica.path())).await;
+            }
+        )*
+    };
+}
+
+on_s3_and_in_a_folder! {
+    timeline {
+        s3: restores_from_s3_hold_exactly_the_commits_made_by_each_chosen_moment,
+        folder: restores_hold_exactly_the_commits_made_by_each_chosen_moment,
+    }
+    second_server_waits_for_the_first {
+        s3: a_second_server_on_the_same_replica_waits_for_the_first_to_let_go,
+        folder: a_second_server_on_the_same_replica_folder_waits_for_the_first_to_let_go,
+    }
+    compaction {
+        s3: compaction_on_s3_joins_segments_and_every_moment_stays_restorable,
+        folder: compaction_joins_segments_and_every_moment_stays_restorable,
+    }
+}
+
+/// Adds a row to the table `t` with `pad` in it.
+fn add_row(conn: &ward_tenancy::sql::Connection, pad: &str) {
+    conn.execute_now(
+        "INSERT INTO t (pad) VALUES (?1)",
+        ward_tenancy::sql::params![pad],
+    )
+    .unwrap();
 }
 
 /// A started replicator over a new data directory, and one new clinic file in it with
@@ -99,19 +155,6 @@ fn count(path: &Path, key: &DataKey) -> i64 {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restores_from_s3_hold_exactly_the_commits_made_by_each_chosen_moment() {
-    let Some(target) = s3_target() else { return };
-    timeline(target, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restores_hold_exactly_the_commits_made_by_each_chosen_moment() {
-    let replica = tempfile::tempdir().unwrap();
-    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
-    timeline(target, Some(replica.path())).await;
-}
-
 /// Writes in rounds, then restores to the moment after each round.
 async fn timeline(target: Target, folder: Option<&Path>) {
     let Setup {
@@ -127,16 +170,10 @@ async fn timeline(target: Target, folder: Option<&Path>) {
     let mut marks = Vec::new();
     for round in 0..4i64 {
         for i in 0..(50 + round * 400) {
-            opened
-                .conn
-                .execute_now(
-                    "INSERT INTO t (pad) VALUES (?1)",
-                    ward_tenancy::sql::params![format!(
-                        "round {round} row {i} {}",
-                        "x".repeat(200)
-                    )],
-                )
-                .unwrap();
+            add_row(
+                &opened.conn,
+                &format!("round {round} row {i} {}", "x".repeat(200)),
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         marks.push((ward_replica::now_ms(), count(&path, &key)));
@@ -184,8 +221,7 @@ async fn timeline(target: Target, folder: Option<&Path>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
-    let replica = tempfile::tempdir().unwrap();
-    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    let (replica, target) = folder_target();
     let Setup {
         data,
         replicator,
@@ -195,13 +231,7 @@ async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
     } = setup(&target);
     let opened = db::Opened { conn };
     for i in 0..5 {
-        opened
-            .conn
-            .execute_now(
-                "INSERT INTO t (pad) VALUES (?1)",
-                ward_tenancy::sql::params![format!("{i}")],
-            )
-            .unwrap();
+        add_row(&opened.conn, &format!("{i}"));
         replicator.sync(&db_id).await.unwrap();
     }
     drop(opened);
@@ -301,26 +331,7 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
     let upstream = endpoint.trim_start_matches("http://").parse().unwrap();
     let proxy = Proxy::start(upstream);
     let via = format!("http://{}", proxy.addr);
-    let (key, secret) = (
-        std::env::var("WARD_TEST_S3_KEY").unwrap(),
-        std::env::var("WARD_TEST_S3_SECRET").unwrap(),
-    );
-    let url = format!(
-        "s3://{}/outage-{}",
-        std::env::var("WARD_TEST_S3_BUCKET").unwrap(),
-        uuid::Uuid::now_v7()
-    );
-    let target = Target::from_url_with(
-        &url,
-        &[
-            ("aws_endpoint", via.as_str()),
-            ("aws_allow_http", "true"),
-            ("aws_access_key_id", key.as_str()),
-            ("aws_secret_access_key", secret.as_str()),
-            ("aws_region", "us-east-1"),
-        ],
-    )
-    .unwrap();
+    let target = s3_target_through(&via, "outage");
     let Setup {
         data,
         replicator,
@@ -335,13 +346,7 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
     proxy.set_up(false);
     let started = std::time::Instant::now();
     for i in 0..40 {
-        opened
-            .conn
-            .execute_now(
-                "INSERT INTO t (pad) VALUES (?1)",
-                ward_tenancy::sql::params![format!("{i}")],
-            )
-            .unwrap();
+        add_row(&opened.conn, &format!("{i}"));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
@@ -380,31 +385,15 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
     drop(opened);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_server_on_the_same_replica_waits_for_the_first_to_let_go() {
-    let Some(target) = s3_target() else { return };
-    second_server_waits_for_the_first(&target).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_server_on_the_same_replica_folder_waits_for_the_first_to_let_go() {
-    let replica = tempfile::tempdir().unwrap();
-    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
-    second_server_waits_for_the_first(&target).await;
-}
-
-async fn second_server_waits_for_the_first(target: &Target) {
-    let target = target.clone();
+/// Two servers on one replica (its folder, where it has one, is not looked at).
+async fn second_server_waits_for_the_first(target: Target, _folder: Option<&Path>) {
     let first = setup(&target);
     let second = setup(&target);
     // The first took the lease; the second writes locally but ships nothing.
     assert_eq!(first.replicator.lease_error(), None);
     let why = second.replicator.lease_error().unwrap_or_default();
     assert!(why.contains("another server"), "{why:?}");
-    second
-        .conn
-        .execute_now("INSERT INTO t (pad) VALUES ('x')", ())
-        .unwrap();
+    add_row(&second.conn, "x");
     assert!(second.replicator.sync(&second.db_id).await.is_err());
     assert!(
         ward_replica::generations(&target, &second.db_id)
@@ -413,10 +402,7 @@ async fn second_server_waits_for_the_first(target: &Target) {
             .is_empty(),
         "the second server shipped while the first held the replica"
     );
-    first
-        .conn
-        .execute_now("INSERT INTO t (pad) VALUES ('y')", ())
-        .unwrap();
+    add_row(&first.conn, "y");
     first.replicator.sync(&first.db_id).await.unwrap();
     // Once the first lets go, the second takes over and ships its backlog.
     first.replicator.release().await;
@@ -449,8 +435,7 @@ async fn retention_on_a_controlled_clock_deletes_superseded_and_undescribed_gene
     use chrono::TimeDelta;
     use ward_core::{Clock, ManualClock};
 
-    let replica = tempfile::tempdir().unwrap();
-    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
+    let (replica, target) = folder_target();
     let data = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(ward_core::parse_time("2026-03-01T09:00:00Z").unwrap());
     let ms = |c: &ManualClock| c.now().timestamp_millis();
@@ -471,10 +456,7 @@ async fn retention_on_a_controlled_clock_deletes_superseded_and_undescribed_gene
         .execute_batch_now("CREATE TABLE t (i INTEGER PRIMARY KEY, pad TEXT)")
         .unwrap();
     let insert = || {
-        opened
-            .conn
-            .execute_now("INSERT INTO t (pad) VALUES ('row')", ())
-            .unwrap();
+        add_row(&opened.conn, "row");
     };
     insert();
     replicator.sync(&db_id).await.unwrap();
@@ -544,30 +526,12 @@ async fn retention_on_a_controlled_clock_deletes_superseded_and_undescribed_gene
     assert_eq!(replicator.apply_retention().await.unwrap(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_on_s3_joins_segments_and_every_moment_stays_restorable() {
-    let Some(target) = s3_target() else { return };
-    compaction(target, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_joins_segments_and_every_moment_stays_restorable() {
-    let replica = tempfile::tempdir().unwrap();
-    let target = Target::from_url(&format!("file://{}", replica.path().display())).unwrap();
-    compaction(target, Some(replica.path())).await;
-}
-
 /// Ships one segment per commit, compacts, and restores to the moment after each.
 async fn compaction(target: Target, folder: Option<&Path>) {
     let s = setup(&target);
     let mut marks = Vec::new();
     for i in 0..40 {
-        s.conn
-            .execute_now(
-                "INSERT INTO t (pad) VALUES (?1)",
-                ward_tenancy::sql::params![format!("row {i}")],
-            )
-            .unwrap();
+        add_row(&s.conn, &format!("row {i}"));
         s.replicator.sync(&s.db_id).await.unwrap();
         tokio::time::sleep(Duration::from_millis(3)).await;
         marks.push((ward_replica::now_ms(), i + 1));
@@ -618,9 +582,7 @@ async fn compaction(target: Target, folder: Option<&Path>) {
     assert!(restores_all("cleaned").await <= 3);
 
     // The stream goes on after the joined object.
-    s.conn
-        .execute_now("INSERT INTO t (pad) VALUES ('after')", ())
-        .unwrap();
+    add_row(&s.conn, "after");
     s.replicator.sync(&s.db_id).await.unwrap();
     let out = s.data.path().join("latest.db");
     restore_to(&target, &s.db_id, None, &out).await.unwrap();

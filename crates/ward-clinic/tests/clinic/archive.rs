@@ -176,12 +176,7 @@ async fn the_archive_holds_the_document_and_every_live_file_and_no_key() {
     assert_eq!(files[0]["path"], "attachments/2.png");
     assert_eq!(files[0]["size"], png().len());
     let table = &doc["tables"]["attachments"];
-    let cols: Vec<&str> = table["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let cols = ward_testkit::strs(&table["columns"]);
     let at = |name: &str| cols.iter().position(|c| *c == name).unwrap();
     for row in table["rows"].as_array().unwrap() {
         assert_eq!(row[at("file_key")]["hex"], "0".repeat(64));

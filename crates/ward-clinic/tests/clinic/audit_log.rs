@@ -2,7 +2,7 @@
 
 use ward_clinic::audit::{self, Action, AuditError, Entry};
 
-use crate::support::{TestPlatform, append, entry, start};
+use crate::support::{TestPlatform, append, entry, in_new_clinic, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_holds_exactly_what_happened() {
@@ -70,9 +70,7 @@ async fn the_log_is_written_only_inside_a_transaction() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_application_cannot_change_or_remove_audit_rows() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Acme", |conn| {
         append(&conn, 0..5);
         for sql in [
             "UPDATE audit_log SET actor_name = 'someone else' WHERE seq = 2",
@@ -100,9 +98,7 @@ async fn the_application_cannot_change_or_remove_audit_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_audit_insert_rolls_the_change_back() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Acme", |conn| {
         conn.execute_batch("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL);")
             .unwrap();
         append(&conn, 0..3);
@@ -154,9 +150,7 @@ async fn a_failed_audit_insert_rolls_the_change_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_access_always_carries_a_reason() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Acme", |conn| {
         let blank = audit::in_transaction(&conn, |tx| {
             audit::record_operator_access(&tx, start(), "ops", " ", Action::Export, None)
         });
@@ -195,9 +189,7 @@ async fn operator_access_always_carries_a_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sequence_numbers_count_up_and_the_head_follows() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Acme", |conn| {
         assert_eq!(audit::head(&conn).unwrap(), None);
         let mut last = None;
         for n in 0..20 {

@@ -399,23 +399,7 @@ async fn the_csv_export_is_a_zip_of_one_csv_per_table_with_money_in_both_forms()
     }
 
     let payments = csv_rows(&files["payments.csv"]);
-    assert_eq!(
-        payments[0],
-        [
-            "id",
-            "receipt_number",
-            "patient_id",
-            "visit_id",
-            "amount_minor",
-            "amount",
-            "currency",
-            "method",
-            "reference",
-            "recorded_by_id",
-            "recorded_by_name",
-            "received_at"
-        ]
-    );
+    assert_eq!(payments[0], ward_testkit::PAYMENTS_CSV_HEADER);
     assert_eq!(
         payments[1],
         [
@@ -434,18 +418,7 @@ async fn the_csv_export_is_a_zip_of_one_csv_per_table_with_money_in_both_forms()
         ]
     );
     let refunds = csv_rows(&files["payment_corrections.csv"]);
-    assert_eq!(
-        refunds[0][..7],
-        [
-            "id",
-            "payment_id",
-            "kind",
-            "receipt_number",
-            "amount_minor",
-            "amount",
-            "currency"
-        ]
-    );
+    assert_eq!(refunds[0], ward_testkit::PAYMENT_CORRECTIONS_CSV_HEADER);
     assert_eq!(
         refunds[1][..9],
         [

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use ward_control::lifecycle::{Purger, Transition, retention_days};
-use ward_control::{ClinicRecord, MasterKeySource, Platform};
+use ward_control::{ClinicRecord, Platform};
 use ward_core::{Actor, ClinicStatus, ManualClock};
 use ward_tenancy::StoreConfig;
 
@@ -26,13 +26,12 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(start());
-    let platform = Platform::open(
+    let platform = ward_testkit::open_platform(
         StoreConfig::new(dir.path()),
-        MasterKeySource::Configured(MASTER_HEX.into()),
+        MASTER_HEX,
         Arc::new(clock.clone()),
     )
-    .await
-    .unwrap();
+    .await;
     Setup {
         dir,
         clock,
@@ -43,11 +42,7 @@ async fn setup() -> Setup {
 impl Setup {
     /// Registers clinic `name`, as the operator.
     async fn clinic(&self, name: &str) -> ClinicRecord {
-        self.platform
-            .control
-            .create_clinic(name, None, &self.platform.tenants, OPERATOR)
-            .await
-            .unwrap()
+        ward_testkit::create_clinic(&self.platform, name).await
     }
 
     /// Fills clinic `c` with `patients` patients and their records.

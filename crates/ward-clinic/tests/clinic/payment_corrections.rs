@@ -9,7 +9,7 @@ use ward_clinic::payments::{
 };
 use ward_tenancy::migrations::TENANT;
 
-use crate::support::{TestPlatform, doctor, migrated_platform, old_clinic, start};
+use crate::support::{doctor, in_new_clinic, migrated_platform, old_clinic, start};
 
 fn refund(payment_id: PaymentId, kind: CorrectionKind, amount_minor: i64) -> NewCorrection {
     NewCorrection {
@@ -102,9 +102,7 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn typed_payments_and_corrections_are_read_in_the_clinics_currency() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Typed Clinic").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Typed Clinic", |conn| {
         conn.execute_batch(
             "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Typed Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
         )

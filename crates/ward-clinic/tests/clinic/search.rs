@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use ward_clinic::audit::{self, Action, AuditRow, Entry, Filter};
 use ward_clinic::audit_viewer::{self, Search};
 
-use crate::support::{TestPlatform, append, doctor, start};
+use crate::support::{append, doctor, in_new_clinic, start};
 
 /// Every row, newest first, as the viewer orders them.
 fn all(conn: &ward_tenancy::Db) -> Vec<AuditRow> {
@@ -35,9 +35,7 @@ fn paged(conn: &ward_tenancy::Db, filter: &Filter, size: u32) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_and_pages_return_exactly_the_matching_rows_newest_first() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Acme", |conn| {
         append(&conn, 0..300);
         // Views written late (batched): earlier times, later sequence numbers; and ties.
         audit::in_transaction(&conn, |tx| {
@@ -141,9 +139,7 @@ async fn filters_and_pages_return_exactly_the_matching_rows_newest_first() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_viewer_searches_by_local_days_and_patient_number() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    t.with(&clinic, |conn| {
+    in_new_clinic("Acme", |conn| {
         append(&conn, 0..20);
         let day = start().date_naive();
         let yesterday = Entry::new(start() - TimeDelta::days(1), doctor(), Action::View)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use ward_control::backups::restore_control_plane;
 use ward_control::lifecycle::{Purger, retention_days};
-use ward_control::{BackupConfig, Backups, ControlPlane, MasterKeySource, Platform, Scope};
+use ward_control::{BackupConfig, Backups, ControlPlane, Platform, Scope};
 use ward_core::{Actor, ClinicId, ClinicStatus, ManualClock};
 use ward_replica::{Replicator, Target};
 use ward_tenancy::{DataKey, MasterKey, StoreConfig};
@@ -38,18 +38,10 @@ struct Ward {
 }
 
 async fn open(data: &Path, clock: &ManualClock) -> Ward {
-    let platform = Platform::open(
-        StoreConfig::new(data),
-        MasterKeySource::Configured(MASTER_HEX.into()),
-        Arc::new(clock.clone()),
-    )
-    .await
-    .unwrap();
-    let backups = Backups::new(
-        platform.control.clone(),
-        platform.tenants.clone(),
-        BackupConfig::new(data.join("backups")),
-    );
+    let platform =
+        ward_testkit::open_platform(StoreConfig::new(data), MASTER_HEX, Arc::new(clock.clone()))
+            .await;
+    let backups = ward_testkit::backups(&platform, data.join("backups"));
     Ward { platform, backups }
 }
 
@@ -294,24 +286,8 @@ async fn after_a_purge_no_copy_ward_keeps_opens_to_the_clinic_once_the_bound_has
         .with_clock(Arc::new(clock.clone()));
     let ward = open(&data, &clock).await;
     let control = ward.platform.control.clone();
-    let victim = control
-        .create_clinic(
-            "Acme Clinic",
-            None,
-            &ward.platform.tenants,
-            &Actor::Operator,
-        )
-        .await
-        .unwrap();
-    let other = control
-        .create_clinic(
-            "Other Clinic",
-            None,
-            &ward.platform.tenants,
-            &Actor::Operator,
-        )
-        .await
-        .unwrap();
+    let victim = ward_testkit::create_clinic(&ward.platform, "Acme Clinic").await;
+    let other = ward_testkit::create_clinic(&ward.platform, "Other Clinic").await;
     let tenant = ward.platform.tenants.get(victim.id).await.unwrap();
     tenant.with(|conn| fill(&conn, 3)).await;
     drop(tenant);

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
-use ward_control::{ClinicRecord, MasterKeySource, Platform};
+use ward_control::{ClinicRecord, Platform};
 use ward_core::{ManualClock, Role, parse_time};
 use ward_tenancy::{DataKey, MasterKey, Registry, StoreConfig, db};
+pub use ward_testkit::zip_files;
 
 /// The master key every test platform uses (64 hex characters).
 pub const MASTER_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -23,13 +24,7 @@ pub struct TestPlatform {
 pub async fn migrated_platform(dir: &Path, migrations: &[ward_tenancy::Migration]) -> Platform {
     let mut config = StoreConfig::new(dir);
     config.migrations = migrations.into();
-    Platform::open(
-        config,
-        MasterKeySource::Configured(MASTER_HEX.into()),
-        Arc::new(ManualClock::new(start())),
-    )
-    .await
-    .unwrap()
+    ward_testkit::open_platform(config, MASTER_HEX, Arc::new(ManualClock::new(start()))).await
 }
 
 /// Creates "Old Clinic" in `dir` on the schema of `migrations`, runs the statements
@@ -40,16 +35,7 @@ pub async fn old_clinic(
     seed: &str,
 ) -> ClinicRecord {
     let old = migrated_platform(dir, migrations).await;
-    let clinic = old
-        .control
-        .create_clinic(
-            "Old Clinic",
-            None,
-            &old.tenants,
-            &ward_core::Actor::Operator,
-        )
-        .await
-        .unwrap();
+    let clinic = ward_testkit::create_clinic(&old, "Old Clinic").await;
     let tenant = old.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {
@@ -70,13 +56,9 @@ impl TestPlatform {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(start());
-        let platform = Platform::open(
-            StoreConfig::new(dir.path()),
-            MasterKeySource::Configured(MASTER_HEX.into()),
-            Arc::new(clock),
-        )
-        .await
-        .unwrap();
+        let platform =
+            ward_testkit::open_platform(StoreConfig::new(dir.path()), MASTER_HEX, Arc::new(clock))
+                .await;
         Self {
             _dir: dir,
             platform,
@@ -84,16 +66,7 @@ impl TestPlatform {
     }
 
     pub async fn clinic(&self, name: &str) -> ClinicRecord {
-        self.platform
-            .control
-            .create_clinic(
-                name,
-                None,
-                &self.platform.tenants,
-                &ward_core::Actor::Operator,
-            )
-            .await
-            .unwrap()
+        ward_testkit::create_clinic(&self.platform, name).await
     }
 
     /// The clinic's data key, as the tenant store would unwrap it.
@@ -119,6 +92,13 @@ impl TestPlatform {
         let tenant = self.platform.tenants.get(clinic.id).await.unwrap();
         tenant.with(f).await
     }
+}
+
+/// Runs `f` on clinic `name`, the one clinic of a new platform.
+pub async fn in_new_clinic<T>(name: &str, f: impl FnOnce(ward_tenancy::Db) -> T) -> T {
+    let t = TestPlatform::new().await;
+    let clinic = t.clinic(name).await;
+    t.with(&clinic, f).await
 }
 
 pub fn start() -> DateTime<Utc> {
@@ -192,22 +172,6 @@ pub fn refusal<T: std::fmt::Debug>(r: Result<T, ward_clinic::import::ImportError
         Err(ward_clinic::import::ImportError::Refused(m)) => m,
         other => panic!("expected a refusal, got {other:?}"),
     }
-}
-
-/// The files of the zip read from `reader`, by name.
-pub fn zip_files(
-    reader: impl std::io::Read + std::io::Seek,
-) -> std::collections::BTreeMap<String, Vec<u8>> {
-    use std::io::Read as _;
-    let mut zip = zip::ZipArchive::new(reader).unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        out.insert(f.name().unwrap().into_owned(), data);
-    }
-    out
 }
 
 /// Closes clinic `id` as its owner would, with the usual 90 days of retention.

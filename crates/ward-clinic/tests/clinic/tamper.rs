@@ -372,17 +372,10 @@ fn rehash_from(conn: &Db, from: i64) {
 }
 
 fn trigger_sql(conn: &Db) -> Vec<String> {
-    let mut rows = conn
-        .query(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log' ORDER BY name",
-            (),
-        )
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().unwrap() {
-        out.push(row.get::<String>(0).unwrap());
-    }
-    out
+    ward_testkit::texts(
+        conn,
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log' ORDER BY name",
+    )
 }
 
 fn remove(path: &std::path::Path) {

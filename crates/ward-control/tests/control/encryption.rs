@@ -7,7 +7,8 @@ use ward_tenancy::db::{self, DbError, Durability};
 use ward_tenancy::{MasterKey, Registry, StoreConfig, TenantError, TenantStore};
 
 use crate::support::{
-    TestPlatform, close_all, contains, get_setting, master, put_setting, sibling, wal_len,
+    TestPlatform, close_all, contains, first_value, get_setting, master, put_setting, sibling,
+    wal_len,
 };
 
 const CANARY: &str = "CANARY-patient-Zanzibar-7731";
@@ -58,17 +59,12 @@ async fn a_canary_is_absent_from_the_file_its_wal_and_every_copy() {
     let opened = db::open(&copy, &key, false, Durability::Normal)
         .await
         .unwrap();
-    let mut rows = opened
-        .conn
-        .query(
-            "SELECT count(*) FROM settings WHERE value LIKE '%Zanzibar%'",
-            (),
-        )
-        .await
-        .unwrap();
-    let n: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    let n: i64 = first_value(
+        &opened.conn,
+        "SELECT count(*) FROM settings WHERE value LIKE '%Zanzibar%'",
+    )
+    .await;
     assert_eq!(n, 50);
-    drop(rows);
     drop(opened);
 
     // After close (checkpoint) the data is in the main file, still encrypted, and a
@@ -135,12 +131,7 @@ async fn another_clinics_key_does_not_open_a_file() {
     let opened = db::open(&path_a, &key_a, false, Durability::Full)
         .await
         .unwrap();
-    let mut rows = opened
-        .conn
-        .query("SELECT value FROM settings WHERE key = 'k'", ())
-        .await
-        .unwrap();
-    let v: String = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    let v: String = first_value(&opened.conn, "SELECT value FROM settings WHERE key = 'k'").await;
     assert_eq!(v, CANARY);
 }
 

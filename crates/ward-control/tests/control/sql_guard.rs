@@ -4,7 +4,7 @@ use ward_tenancy::DataKey;
 use ward_tenancy::db::{self, Durability};
 use ward_tenancy::sql::Connection;
 
-use crate::support::{TestPlatform, get_setting, master, put_setting};
+use crate::support::{TestPlatform, first_value, get_setting, master, put_setting};
 
 /// The label the control plane's key is derived with. Changing it would make every
 /// existing control.db unreadable, so it is pinned here.
@@ -50,8 +50,7 @@ async fn assert_guarded(conn: &Connection, scratch: &std::path::Path) {
     assert!(conn.query("SELECT load_extension('x')", ()).await.is_err());
     assert!(!target.exists(), "ATTACH created a file");
     // The connection is still usable afterwards.
-    let mut rows = conn.query("SELECT 41 + 1", ()).await.unwrap();
-    let n: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    let n: i64 = first_value(conn, "SELECT 41 + 1").await;
     assert_eq!(n, 42);
 }
 
@@ -81,14 +80,8 @@ async fn the_control_plane_connection_refuses_attach_detach_and_extensions() {
     )
     .await
     .unwrap();
-    let mut rows = control
-        .conn
-        .query("SELECT count(*) FROM clinics", ())
-        .await
-        .unwrap();
-    let n: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    let n: i64 = first_value(&control.conn, "SELECT count(*) FROM clinics").await;
     assert_eq!(n, 1);
-    drop(rows);
     assert_guarded(&control.conn, t.dir.path()).await;
 }
 

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use ward_control::{ClinicRecord, MasterKeySource, Platform};
-use ward_core::{Actor, ClinicId, SystemClock};
+use ward_control::{ClinicRecord, Platform};
+use ward_core::{ClinicId, SystemClock};
 use ward_tenancy::{MasterKey, Migration, StoreConfig, TenantStore};
+pub use ward_testkit::create_clinic;
 
 /// The master key every test platform uses (tests that need another make one).
 pub const MASTER_HEX: &str = "7f3c1a9e5b2d4f6081a3c5e7f9b1d3e5a7c9e1f3b5d7f9a1c3e5b7d9f1a3c5e7";
@@ -69,15 +70,6 @@ impl TestPlatform {
     }
 }
 
-/// Creates a clinic named `name` on `platform`, as the operator.
-pub async fn create_clinic(platform: &Platform, name: &str) -> ClinicRecord {
-    platform
-        .control
-        .create_clinic(name, None, &platform.tenants, &Actor::Operator)
-        .await
-        .unwrap()
-}
-
 fn data_dir_of(dir: &TempDir) -> PathBuf {
     dir.path().join("data")
 }
@@ -86,13 +78,7 @@ fn data_dir_of(dir: &TempDir) -> PathBuf {
 pub async fn open_platform(data_dir: &Path, f: impl FnOnce(&mut StoreConfig)) -> Platform {
     let mut config = StoreConfig::new(data_dir);
     f(&mut config);
-    Platform::open(
-        config,
-        MasterKeySource::Configured(MASTER_HEX.to_owned()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap()
+    ward_testkit::open_platform(config, MASTER_HEX, Arc::new(SystemClock)).await
 }
 
 /// The test master key.
@@ -214,4 +200,13 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// The first column of the first row `sql` returns on `conn`.
+pub async fn first_value<T: ward_tenancy::sql::FromValue>(
+    conn: &ward_tenancy::sql::Connection,
+    sql: &str,
+) -> T {
+    let mut rows = conn.query(sql, ()).await.unwrap();
+    rows.next().await.unwrap().unwrap().get(0).unwrap()
 }

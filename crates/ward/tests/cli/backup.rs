@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use ward_control::{MasterKeySource, Platform, Scope};
+use ward_control::{Platform, Scope};
 use ward_core::{ClinicId, SystemClock};
 use ward_tenancy::StoreConfig;
 
@@ -51,27 +51,19 @@ impl Data {
     }
 
     async fn platform(&self) -> Platform {
-        Platform::open(
+        ward_testkit::open_platform(
             StoreConfig::new(self.path()),
-            MasterKeySource::Configured(MASTER_HEX.into()),
+            MASTER_HEX,
             Arc::new(SystemClock),
         )
         .await
-        .unwrap()
     }
 
     /// Runs `sql` on the clinic in this process, then closes everything again so the
     /// next command has the files to itself.
     async fn exec(&self, id: ClinicId, sql: &str) {
         let p = self.platform().await;
-        let sql = sql.to_owned();
-        p.tenants
-            .get(id)
-            .await
-            .unwrap()
-            .with(|conn| conn.execute_batch(&sql).map(|_| ()))
-            .await
-            .unwrap();
+        ward_testkit::exec(&p.tenants, id, sql).await;
         p.tenants.shutdown(std::time::Duration::from_secs(5)).await;
     }
 

@@ -221,19 +221,6 @@ fn objects(ward: &Ward) -> usize {
         .count()
 }
 
-fn zip_entries(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    use std::io::Read as _;
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        out.insert(f.name().unwrap().into_owned(), data);
-    }
-    out
-}
-
 #[test]
 fn the_export_with_files_round_trips_through_the_command_line() {
     let ward = Ward::new();
@@ -294,7 +281,7 @@ fn the_export_with_files_round_trips_through_the_command_line() {
     );
     assert!(run.stderr.contains("2 attachment files"), "{run:#?}");
     run.ok();
-    let entries = zip_entries(&archive);
+    let entries = ward_testkit::zip_files(std::fs::File::open(&archive).unwrap());
     assert_eq!(
         entries.keys().cloned().collect::<Vec<_>>(),
         ["attachments/1.png", "attachments/2.pdf", "ward-export.json"]
@@ -383,13 +370,12 @@ fn a_purged_clinics_replica_objects_left_behind_go_on_the_next_purge() {
         .unwrap();
     runtime.block_on(async {
         let then = ward_core::Clock::now(&ward_core::SystemClock) - chrono::TimeDelta::days(3);
-        let platform = ward_control::Platform::open(
+        let platform = ward_testkit::open_platform(
             ward_tenancy::StoreConfig::new(ward.data_dir()),
-            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            crate::support::MASTER_HEX,
             std::sync::Arc::new(ward_core::ManualClock::new(then)),
         )
-        .await
-        .unwrap();
+        .await;
         platform
             .control
             .transition_clinic(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use ward_control::{ClinicRecord, MasterKeySource, Platform};
+use ward_control::ClinicRecord;
 use ward_core::SystemClock;
 use ward_tenancy::{Migration, StoreConfig};
 
@@ -151,22 +151,11 @@ impl Ward {
         runtime.block_on(async {
             let mut config = StoreConfig::new(self.data_dir());
             config.migrations = migrations.into();
-            let platform = Platform::open(
-                config,
-                MasterKeySource::Configured(MASTER_HEX.to_owned()),
-                Arc::new(SystemClock),
-            )
-            .await
-            .unwrap();
+            let platform =
+                ward_testkit::open_platform(config, MASTER_HEX, Arc::new(SystemClock)).await;
             let mut out = Vec::new();
             for name in names {
-                out.push(
-                    platform
-                        .control
-                        .create_clinic(name, None, &platform.tenants, &ward_core::Actor::Operator)
-                        .await
-                        .unwrap(),
-                );
+                out.push(ward_testkit::create_clinic(&platform, name).await);
             }
             assert_eq!(platform.tenants.shutdown(Duration::from_secs(10)).await, 0);
             out
@@ -695,13 +684,12 @@ pub fn in_process<T>(
         .build()
         .unwrap();
     runtime.block_on(async {
-        let platform = ward_control::Platform::open(
+        let platform = ward_testkit::open_platform(
             ward_tenancy::StoreConfig::new(ward.data_dir()),
-            ward_control::MasterKeySource::Configured(crate::support::MASTER_HEX.to_owned()),
+            crate::support::MASTER_HEX,
             std::sync::Arc::new(ward_core::SystemClock),
         )
-        .await
-        .unwrap();
+        .await;
         let store = ward_web::attachments::AttachmentStore::from_url(
             &format!("file://{}", ward.data_dir().join("attachments").display()),
             25,

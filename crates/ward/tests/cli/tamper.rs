@@ -1,15 +1,9 @@
 //! A byte changed anywhere in a clinic's file: `ward verify` finds it every time, names
 //! the damage, exits 1 and never panics; the other clinic still verifies clean.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use ward_clinic::audit;
-use ward_control::{MasterKeySource, Platform};
-use ward_core::SystemClock;
-use ward_tenancy::StoreConfig;
 
-use crate::support::{MASTER_HEX, Ward};
+use crate::support::Ward;
 use crate::verify::entry;
 
 /// How many places of the file are changed, one at a time.
@@ -18,25 +12,10 @@ const FLIPS: usize = 300;
 /// Clinics `names`, the first with enough audit rows to span dozens of pages, all
 /// anchored and closed (so each file is whole, with no WAL beside it).
 fn seed(ward: &Ward, names: &[&str], rows: i64) -> Vec<ward_control::ClinicRecord> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let platform = Platform::open(
-            StoreConfig::new(ward.data_dir()),
-            MasterKeySource::Configured(MASTER_HEX.to_owned()),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
+    crate::support::in_process(ward, async |platform, _| {
         let mut out = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            let clinic = platform
-                .control
-                .create_clinic(name, None, &platform.tenants, &ward_core::Actor::Operator)
-                .await
-                .unwrap();
+            let clinic = ward_testkit::create_clinic(platform, name).await;
             let n = if i == 0 { rows } else { 10 };
             let tenant = platform.tenants.get(clinic.id).await.unwrap();
             let head = tenant
@@ -59,7 +38,6 @@ fn seed(ward: &Ward, names: &[&str], rows: i64) -> Vec<ward_control::ClinicRecor
                 .unwrap();
             out.push(clinic);
         }
-        assert_eq!(platform.tenants.shutdown(Duration::from_secs(10)).await, 0);
         out
     })
 }
@@ -106,12 +84,7 @@ fn every_changed_byte_of_a_clinic_file_is_found_by_verify_and_nothing_panics() {
         let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
         let clinic = &report["clinics"][0];
         assert_eq!(clinic["ok"], false);
-        let integrity: Vec<&str> = clinic["integrity"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let integrity = ward_testkit::strs(&clinic["integrity"]);
         let error = clinic["error"].as_str().unwrap_or_default();
         assert!(
             integrity.iter().any(|l| {

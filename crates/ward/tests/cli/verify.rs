@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use ward_clinic::audit::{self, Action, Actor, Entry};
-use ward_control::{AuthEvent, ClinicRecord, MasterKeySource, Platform};
+use ward_control::{AuthEvent, ClinicRecord, Platform};
 use ward_core::{Role, SystemClock, parse_time};
 use ward_tenancy::{MasterKey, Registry, StoreConfig, db};
 
@@ -28,13 +28,7 @@ fn stdout(out: &Output) -> String {
 }
 
 async fn open(data: &Path) -> Platform {
-    Platform::open(
-        StoreConfig::new(data),
-        MasterKeySource::Configured(MASTER_HEX.into()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap()
+    ward_testkit::open_platform(StoreConfig::new(data), MASTER_HEX, Arc::new(SystemClock)).await
 }
 
 /// Two clinics with 30 audit rows each, anchored; a few auth events.
@@ -42,11 +36,7 @@ async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
     let platform = open(data).await;
     let mut clinics = Vec::new();
     for name in ["Acme", "Bravo"] {
-        let clinic = platform
-            .control
-            .create_clinic(name, None, &platform.tenants, &ward_core::Actor::Operator)
-            .await
-            .unwrap();
+        let clinic = ward_testkit::create_clinic(&platform, name).await;
         let tenant = platform.tenants.get(clinic.id).await.unwrap();
         let head = tenant
             .with(|conn| {

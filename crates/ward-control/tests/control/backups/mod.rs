@@ -10,10 +10,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
 use ward_control::backups::PassSummary;
-use ward_control::{BackupConfig, Backups, MasterKeySource, Platform};
+use ward_control::{Backups, Platform};
 use ward_core::{ClinicId, ManualClock, parse_time};
 use ward_tenancy::sql::Connection;
-use ward_tenancy::{DataKey, Durability, StoreConfig, TenantStore, db};
+use ward_tenancy::{DataKey, Durability, StoreConfig, db};
+
+pub use ward_testkit::exec;
 
 use crate::support::create_clinic;
 
@@ -93,31 +95,14 @@ impl Env {
     }
 }
 
-/// Runs `sql` (one or more statements) in clinic `id`.
-pub async fn exec(tenants: &TenantStore, id: ClinicId, sql: &str) {
-    let sql = sql.to_owned();
-    tenants
-        .get(id)
-        .await
-        .unwrap()
-        .with(|conn| conn.execute_batch(&sql).map(|_| ()))
-        .await
-        .unwrap();
-}
-
 pub async fn open(root: &Path, clock: &ManualClock) -> (Platform, Backups) {
-    let platform = Platform::open(
+    let platform = ward_testkit::open_platform(
         StoreConfig::new(root.join("data")),
-        MasterKeySource::Configured(MASTER_HEX.into()),
+        MASTER_HEX,
         Arc::new(clock.clone()),
     )
-    .await
-    .unwrap();
-    let backups = Backups::new(
-        platform.control.clone(),
-        platform.tenants.clone(),
-        BackupConfig::new(root.join("backups")),
-    );
+    .await;
+    let backups = ward_testkit::backups(&platform, root.join("backups"));
     (platform, backups)
 }
 

@@ -41,31 +41,94 @@ fn upload_action(page: &str) -> Option<String> {
     Some(page[start..end].replace("&amp;", "&"))
 }
 
-async fn upload(
-    browser: &mut TestApp,
-    patient: &str,
-    title: &str,
-    kind: &str,
-    file: (&str, &str, &[u8]),
-) -> crate::support::Response {
-    let page = browser.get(patient).await;
-    let action = upload_action(&page.body)
-        .unwrap_or_else(|| format!("{patient}/attachments?_csrf={}", page.csrf()));
-    browser
-        .post_multipart(&action, &[("title", title), ("kind", kind)], file)
-        .await
+/// One upload as the patient page's form sends it: a title, a kind and its files, in
+/// order.
+struct Upload<'a> {
+    title: &'a str,
+    kind: &'a str,
+    files: Vec<(&'a str, &'a str, &'a [u8])>,
 }
 
-/// [`upload`], which must be accepted (redirected back to the patient page).
-async fn uploaded(
+impl<'a> Upload<'a> {
+    fn new(title: &'a str, kind: &'a str) -> Self {
+        Upload {
+            title,
+            kind,
+            files: Vec::new(),
+        }
+    }
+
+    /// Adds the file `name` of the media type `mime`.
+    fn file(mut self, name: &'a str, mime: &'a str, bytes: &'a [u8]) -> Self {
+        self.files.push((name, mime, bytes));
+        self
+    }
+
+    fn pdf(self, name: &'a str, bytes: &'a [u8]) -> Self {
+        self.file(name, "application/pdf", bytes)
+    }
+
+    fn png(self, name: &'a str, bytes: &'a [u8]) -> Self {
+        self.file(name, "image/png", bytes)
+    }
+
+    fn jpeg(self, name: &'a str, bytes: &'a [u8]) -> Self {
+        self.file(name, "image/jpeg", bytes)
+    }
+
+    /// Posts the upload, without an upload key, to the form on the patient page (or, where
+    /// the page shows no form, to the patient's attachments with the page's CSRF token).
+    async fn post(&self, browser: &mut TestApp, patient: &str) -> crate::support::Response {
+        let page = browser.get(patient).await;
+        let action = upload_action(&page.body)
+            .unwrap_or_else(|| format!("{patient}/attachments?_csrf={}", page.csrf()));
+        browser
+            .post_files(
+                &action,
+                &[("title", self.title), ("kind", self.kind)],
+                &self.files,
+            )
+            .await
+    }
+
+    /// [`Self::post`], which must be accepted (redirected back to the patient page).
+    async fn accepted(&self, browser: &mut TestApp, patient: &str) {
+        let r = self.post(browser, patient).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+
+    /// Posts the upload through the form on the page at `path`, with that form's own
+    /// upload key.
+    async fn post_keyed(&self, browser: &mut TestApp, path: &str) -> crate::support::Response {
+        let (action, key) = upload_form(browser, path).await;
+        browser
+            .post_files(
+                &action,
+                &[
+                    ("upload_key", &key),
+                    ("title", self.title),
+                    ("kind", self.kind),
+                ],
+                &self.files,
+            )
+            .await
+    }
+}
+
+/// Deletes the attachment `id` of `patient` for `reason`, from the patient page.
+async fn delete(
     browser: &mut TestApp,
     patient: &str,
-    title: &str,
-    kind: &str,
-    file: (&str, &str, &[u8]),
-) {
-    let r = upload(browser, patient, title, kind, file).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    id: impl std::fmt::Display,
+    reason: &str,
+) -> crate::support::Response {
+    browser
+        .submit(
+            patient,
+            &format!("{patient}/attachments/{id}/delete"),
+            &[("reason", reason)],
+        )
+        .await
 }
 
 /// (id, object name, key, kind) of every attachment row, oldest first.
@@ -150,23 +213,15 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
 
     // A PNG over two chunks and a small PDF, uploaded by the doctor.
     let image = png(150 * 1024);
-    uploaded(
-        &mut c.doctor,
-        &patient,
-        "Zubair chest X-ray",
-        "imaging",
-        ("zubair-xray.png", "image/png", &image),
-    )
-    .await;
+    Upload::new("Zubair chest X-ray", "imaging")
+        .png("zubair-xray.png", &image)
+        .accepted(&mut c.doctor, &patient)
+        .await;
     let report = pdf("Zubair blood count");
-    uploaded(
-        &mut c.doctor,
-        &patient,
-        "Zubair CBC",
-        "lab_report",
-        ("zubair-cbc.pdf", "application/pdf", &report),
-    )
-    .await;
+    Upload::new("Zubair CBC", "lab_report")
+        .pdf("zubair-cbc.pdf", &report)
+        .accepted(&mut c.doctor, &patient)
+        .await;
 
     let page = c.doctor.get(&patient).await;
     page.assert_contains("Zubair chest X-ray");
@@ -229,30 +284,18 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
 
     // Sniffed, not named: a text file called .pdf is refused and nothing is stored.
     let files_before = stored_files(&t);
-    let r = upload(
-        &mut c.doctor,
-        &patient,
-        "Zubair notes",
-        "other",
-        (
-            "notes.pdf",
-            "application/pdf",
-            b"just some text, not a PDF at all",
-        ),
-    )
-    .await;
+    let r = Upload::new("Zubair notes", "other")
+        .pdf("notes.pdf", b"just some text, not a PDF at all")
+        .post(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     r.assert_contains("PDF, JPEG, PNG, WebP and DICOM");
     // Over the cap: refused while streaming, nothing stored.
     let big = png(usize::try_from(ATTACHMENT_CAP).unwrap() + 70 * 1024);
-    let r = upload(
-        &mut c.doctor,
-        &patient,
-        "Zubair big",
-        "photo",
-        ("big.png", "image/png", &big),
-    )
-    .await;
+    let r = Upload::new("Zubair big", "photo")
+        .png("big.png", &big)
+        .post(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     r.assert_contains("larger than");
     assert_eq!(rows(&t, &c).await.len(), 2);
@@ -275,14 +318,10 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let consent = pdf("Zubair consent signed");
-    uploaded(
-        &mut c.receptionist,
-        &patient,
-        "Zubair consent",
-        "consent",
-        ("consent.pdf", "application/pdf", &consent),
-    )
-    .await;
+    Upload::new("Zubair consent", "consent")
+        .pdf("consent.pdf", &consent)
+        .accepted(&mut c.receptionist, &patient)
+        .await;
     let consent_id = rows(&t, &c).await[2].0;
     let r = c
         .receptionist
@@ -328,20 +367,16 @@ async fn attachments_are_sniffed_capped_encrypted_shown_by_role_and_deleted() {
     assert!(!r.bytes.windows(8).any(|w| w == b"%PDF-1.4"));
 
     // Delete: a reason is required; then hidden, 404, and the object gone.
-    let r = c
-        .doctor
-        .submit(&patient, &format!("{png_url}/delete"), &[("reason", " ")])
-        .await;
+    let r = delete(&mut c.doctor, &patient, png_id, " ").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(t.app.attachments.raw(&png_name).await.unwrap().is_some());
-    let r = c
-        .doctor
-        .submit(
-            &patient,
-            &format!("{png_url}/delete"),
-            &[("reason", "uploaded to the wrong patient")],
-        )
-        .await;
+    let r = delete(
+        &mut c.doctor,
+        &patient,
+        png_id,
+        "uploaded to the wrong patient",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(
         !c.doctor
@@ -390,26 +425,18 @@ async fn erasure_removes_the_patients_files_their_titles_and_keys() {
     let mut c = t.clinic("Erase Clinic", "erase").await;
     let patient = c.patient("Yusuf Ali", "98450 22222").await;
     let consent = pdf("Yusuf consent");
-    uploaded(
-        &mut c.receptionist,
-        &patient,
-        "Yusuf consent form",
-        "consent",
-        ("yusuf.pdf", "application/pdf", &consent),
-    )
-    .await;
+    Upload::new("Yusuf consent form", "consent")
+        .pdf("yusuf.pdf", &consent)
+        .accepted(&mut c.receptionist, &patient)
+        .await;
     let (aid, name, _, _, _) = rows(&t, &c).await[0].clone();
     assert!(t.app.attachments.raw(&name).await.unwrap().is_some());
     // A photo with its thumbnail: both objects go too.
     let photo = real_image(100, 80, image::ImageFormat::Png);
-    uploaded(
-        &mut c.doctor,
-        &patient,
-        "Yusuf photo",
-        "photo",
-        ("yusuf.png", "image/png", &photo),
-    )
-    .await;
+    Upload::new("Yusuf photo", "photo")
+        .png("yusuf.png", &photo)
+        .accepted(&mut c.doctor, &patient)
+        .await;
     assert_eq!(stored_files(&t).len(), 3);
 
     let erase = format!("{patient}/erase");
@@ -452,14 +479,10 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     let mut dicom = vec![0u8; 128];
     dicom.extend_from_slice(b"DICM");
     dicom.extend_from_slice(&[7u8; 2000]);
-    uploaded(
-        &mut c.doctor,
-        &patient,
-        "Wanda CT",
-        "imaging",
-        ("scan.dcm", "application/octet-stream", &dicom),
-    )
-    .await;
+    Upload::new("Wanda CT", "imaging")
+        .file("scan.dcm", "application/octet-stream", &dicom)
+        .accepted(&mut c.doctor, &patient)
+        .await;
     let id = rows(&t, &c).await[0].0;
     assert!(c.doctor.get(&patient).await.body.contains("DICOM"));
     let r = c.doctor.get(&format!("{patient}/attachments/{id}")).await;
@@ -478,14 +501,10 @@ async fn dicom_is_downloaded_and_an_upload_without_the_form_token_is_refused() {
     // a title too long to be one.
     let files = stored_files(&t);
     let long = "x".repeat(5000);
-    let r = upload(
-        &mut c.doctor,
-        &patient,
-        &long,
-        "imaging",
-        ("scan.dcm", "application/octet-stream", &dicom),
-    )
-    .await;
+    let r = Upload::new(&long, "imaging")
+        .file("scan.dcm", "application/octet-stream", &dicom)
+        .post(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     r.assert_contains("at most 200 characters");
     for action in [
@@ -582,14 +601,10 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
     let kept = c.patient("Uma Rao", "98450 66666").await;
     let dup = c.patient("Uma Rao", "98450 77777").await;
     let consent = pdf("Uma consent");
-    uploaded(
-        &mut c.receptionist,
-        &dup,
-        "Uma consent form",
-        "consent",
-        ("uma.pdf", "application/pdf", &consent),
-    )
-    .await;
+    Upload::new("Uma consent form", "consent")
+        .pdf("uma.pdf", &consent)
+        .accepted(&mut c.receptionist, &dup)
+        .await;
     let kept_id = kept.rsplit('/').next().unwrap();
     let dup_id = dup.rsplit('/').next().unwrap();
     let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
@@ -612,14 +627,10 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
         .await;
     assert_eq!(r.bytes, consent);
     // The merged-away record takes no new file: it goes to the kept one.
-    let r = upload(
-        &mut c.receptionist,
-        &dup,
-        "Late consent",
-        "consent",
-        ("late.pdf", "application/pdf", &pdf("late")),
-    )
-    .await;
+    let r = Upload::new("Late consent", "consent")
+        .pdf("late.pdf", &pdf("late"))
+        .post(&mut c.receptionist, &dup)
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     r.assert_contains("merged into No. 1");
     assert_eq!(rows(&t, &c).await.len(), 1, "nothing stored");
@@ -710,25 +721,6 @@ async fn upload_form(browser: &mut TestApp, path: &str) -> (String, String) {
     (action, key)
 }
 
-/// Posts `files` as one upload titled `title` of `kind` through the form on the page at
-/// `path`, with that form's own upload key.
-async fn upload_files(
-    browser: &mut TestApp,
-    path: &str,
-    title: &str,
-    kind: &str,
-    files: &[(&str, &str, &[u8])],
-) -> crate::support::Response {
-    let (action, key) = upload_form(browser, path).await;
-    browser
-        .post_files(
-            &action,
-            &[("upload_key", &key), ("title", title), ("kind", kind)],
-            files,
-        )
-        .await
-}
-
 /// (title, size, has a thumbnail) of every attachment row, oldest first.
 async fn titles(t: &TestApp, c: &Clinic) -> Vec<(String, i64, bool)> {
     let tenant = t.app.tenants.get(c.id).await.unwrap();
@@ -811,18 +803,12 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
 
     // One file of the batch refused by its content: the message names it, and nothing
     // of the batch is kept (the first file's object, already written, is removed).
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Meera more",
-        "other",
-        &[
-            ("good.pdf", "application/pdf", &first),
-            ("notes.pdf", "application/pdf", b"plain words, no PDF here"),
-            ("after.pdf", "application/pdf", &third),
-        ],
-    )
-    .await;
+    let r = Upload::new("Meera more", "other")
+        .pdf("good.pdf", &first)
+        .pdf("notes.pdf", b"plain words, no PDF here")
+        .pdf("after.pdf", &third)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     r.assert_contains("notes.pdf");
     r.assert_contains("file 2 of this upload");
@@ -832,17 +818,11 @@ async fn several_files_in_one_upload_are_numbered_and_stored_all_or_nothing() {
 
     // One file of the batch over the cap: 413, naming it, nothing kept.
     let big = png(usize::try_from(ATTACHMENT_CAP).unwrap() + 1024);
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Meera photos",
-        "photo",
-        &[
-            ("small.png", "image/png", &second),
-            ("huge.png", "image/png", &big),
-        ],
-    )
-    .await;
+    let r = Upload::new("Meera photos", "photo")
+        .png("small.png", &second)
+        .png("huge.png", &big)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
     r.assert_contains("huge.png");
     r.assert_contains("larger than");
@@ -863,19 +843,13 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
     // 4 x 450 KiB = 1.76 MiB of the 2 MiB quota, in one upload (whose body is larger
     // than one file's cap: each file is capped, not the upload).
     let file = png(450 * 1024);
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Scans",
-        "imaging",
-        &[
-            ("scan1.png", "image/png", &file),
-            ("scan2.png", "image/png", &file),
-            ("scan3.png", "image/png", &file),
-            ("scan4.png", "image/png", &file),
-        ],
-    )
-    .await;
+    let r = Upload::new("Scans", "imaging")
+        .png("scan1.png", &file)
+        .png("scan2.png", &file)
+        .png("scan3.png", &file)
+        .png("scan4.png", &file)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(titles(&t, &c).await.len(), 4);
     assert_eq!(crate::support::ATTACHMENT_QUOTA, 2 * 1024 * 1024);
@@ -884,14 +858,10 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
 
     // One more would pass it: 413, a clear page, nothing stored.
     let before = stored_files(&t);
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Scan 5",
-        "imaging",
-        &[("scan.png", "image/png", &file)],
-    )
-    .await;
+    let r = Upload::new("Scan 5", "imaging")
+        .png("scan.png", &file)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
     r.assert_contains("quota of 2 MB");
     r.assert_contains("Nothing was");
@@ -921,24 +891,13 @@ async fn the_quota_refuses_what_would_pass_it_and_the_owner_sees_the_usage() {
 
     // Deleting a file makes room again.
     let first = rows(&t, &c).await[0].0;
-    let r = c
-        .doctor
-        .submit(
-            &patient,
-            &format!("{patient}/attachments/{first}/delete"),
-            &[("reason", "a duplicate")],
-        )
-        .await;
+    let r = delete(&mut c.doctor, &patient, first, "a duplicate").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(c.owner.get(&settings).await.body.contains("1.3 MB of 2 MB"));
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Scan 5",
-        "imaging",
-        &[("scan.png", "image/png", &file)],
-    )
-    .await;
+    let r = Upload::new("Scan 5", "imaging")
+        .png("scan.png", &file)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Only owners see the settings page.
     assert_eq!(c.doctor.get(&settings).await.status, StatusCode::FORBIDDEN);
@@ -1029,18 +988,12 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     let wide = real_image(600, 300, image::ImageFormat::Png);
     let photo = real_image(300, 500, image::ImageFormat::Jpeg);
     let broken = png(2048); // a PNG signature over nonsense: stored, no thumbnail
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Nisha wound",
-        "photo",
-        &[
-            ("wide.png", "image/png", &wide),
-            ("tall.jpg", "image/jpeg", &photo),
-            ("broken.png", "image/png", &broken),
-        ],
-    )
-    .await;
+    let r = Upload::new("Nisha wound", "photo")
+        .png("wide.png", &wide)
+        .jpeg("tall.jpg", &photo)
+        .png("broken.png", &broken)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let all = titles(&t, &c).await;
     assert_eq!(
@@ -1118,14 +1071,7 @@ async fn images_get_a_thumbnail_stored_encrypted_and_served_like_the_file() {
     assert_eq!(views, 1);
 
     // A deleted image's thumbnail is gone with it.
-    let r = c
-        .doctor
-        .submit(
-            &patient,
-            &format!("{patient}/attachments/{}/delete", ids[0]),
-            &[("reason", "blurred")],
-        )
-        .await;
+    let r = delete(&mut c.doctor, &patient, ids[0], "blurred").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(c.doctor.get(&url).await.status, StatusCode::NOT_FOUND);
 }
@@ -1138,29 +1084,16 @@ async fn deleted_files_stay_for_the_retention_and_the_sweep_then_removes_them() 
     let mut c = t.clinic("Sweep Clinic", "sweep").await;
     let patient = c.patient("Omar Ali", "98450 88888").await;
     let img = real_image(64, 64, image::ImageFormat::Png);
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Omar",
-        "photo",
-        &[
-            ("a.png", "image/png", &img),
-            ("b.pdf", "application/pdf", &pdf("Omar kept")),
-        ],
-    )
-    .await;
+    let r = Upload::new("Omar", "photo")
+        .png("a.png", &img)
+        .pdf("b.pdf", &pdf("Omar kept"))
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Two files, one thumbnail.
     assert_eq!(stored_files(&t).len(), 3);
     let (gone_id, gone_name, ..) = rows(&t, &c).await[0].clone();
-    let r = c
-        .doctor
-        .submit(
-            &patient,
-            &format!("{patient}/attachments/{gone_id}/delete"),
-            &[("reason", "wrong patient")],
-        )
-        .await;
+    let r = delete(&mut c.doctor, &patient, gone_id, "wrong patient").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // Hidden at once, but the objects stay for the retention.
     assert_eq!(
@@ -1224,36 +1157,20 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
         )
         .await;
     let img = real_image(80, 40, image::ImageFormat::Jpeg);
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Tara",
-        "photo",
-        &[
-            ("a.jpg", "image/jpeg", &img),
-            ("b.pdf", "application/pdf", &pdf("Tara")),
-            ("c.pdf", "application/pdf", &pdf("Tara deleted")),
-        ],
-    )
-    .await;
+    let r = Upload::new("Tara", "photo")
+        .jpeg("a.jpg", &img)
+        .pdf("b.pdf", &pdf("Tara"))
+        .pdf("c.pdf", &pdf("Tara deleted"))
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // A deleted file (its objects kept for the retention) goes too.
     let deleted = rows(&t, &c).await[2].0;
-    c.doctor
-        .submit(
-            &patient,
-            &format!("{patient}/attachments/{deleted}/delete"),
-            &[("reason", "duplicate")],
-        )
+    delete(&mut c.doctor, &patient, deleted, "duplicate").await;
+    let r = Upload::new("Uma", "lab_report")
+        .pdf("u.pdf", &pdf("Uma"))
+        .post_keyed(&mut keep.doctor, &kept_patient)
         .await;
-    let r = upload_files(
-        &mut keep.doctor,
-        &kept_patient,
-        "Uma",
-        "lab_report",
-        &[("u.pdf", "application/pdf", &pdf("Uma"))],
-    )
-    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let kept_object = rows(&t, &keep).await[0].1.clone();
     // Three files and a thumbnail of the clinic to purge, one of the other.
@@ -1303,20 +1220,6 @@ async fn purging_a_clinic_deletes_its_objects_before_its_key() {
             .ends_with(kept_object.rsplit('/').next().unwrap())
     );
     assert!(t.app.attachments.exists(&kept_object).await.unwrap());
-}
-
-/// The entries of a zip, by name.
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    use std::io::Read as _;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        out.insert(f.name().unwrap().into_owned(), data);
-    }
-    out
 }
 
 /// A zip of `entries`, as someone repacking an archive would write it.
@@ -1400,17 +1303,11 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     let image = image.into_inner();
     assert!(image.len() > 64 * 1024, "{}", image.len());
     let report = pdf("Kavya thyroid panel");
-    let r = upload_files(
-        &mut c.doctor,
-        &patient,
-        "Kavya",
-        "lab_report",
-        &[
-            ("scan.png", "image/png", &image),
-            ("panel.pdf", "application/pdf", &report),
-        ],
-    )
-    .await;
+    let r = Upload::new("Kavya", "lab_report")
+        .png("scan.png", &image)
+        .pdf("panel.pdf", &report)
+        .post_keyed(&mut c.doctor, &patient)
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let source = rows(&t, &c).await;
     assert_eq!(source.len(), 2);
@@ -1469,7 +1366,7 @@ async fn the_export_with_files_brings_every_file_into_an_imported_clinic() {
     );
 
     // The files as uploaded, and nothing else: no thumbnail, no key.
-    let entries = unzip(&archive);
+    let entries = ward_testkit::zip_files(std::io::Cursor::new(&archive));
     let (png_id, pdf_id) = (source[0].0, source[1].0);
     assert_eq!(
         entries.keys().cloned().collect::<Vec<_>>(),

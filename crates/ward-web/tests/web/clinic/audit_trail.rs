@@ -34,11 +34,10 @@ async fn a_working_session_leaves_exactly_the_expected_audit_rows() {
         .await;
     let patient_id = patient.rsplit('/').next().unwrap().to_owned();
     assert_eq!(c.doctor.get(&patient).await.status, StatusCode::OK);
-    let edit = format!("{patient}/edit");
     let r = c
         .doctor
-        .submit_page(
-            &edit,
+        .correct(
+            &patient,
             &[
                 ("full_name", "Asha Verma"),
                 ("date_of_birth", "1990-04-01"),

@@ -44,17 +44,10 @@ async fn the_owner_closes_the_clinic_by_typing_its_name() {
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     let details = tenant
         .with(|conn| {
-            let mut rows = conn
-                .query(
-                    "SELECT detail FROM audit_log WHERE entity_type = 'clinic'",
-                    (),
-                )
-                .unwrap();
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().unwrap() {
-                out.push(r.get::<String>(0).unwrap());
-            }
-            out
+            ward_testkit::texts(
+                &conn,
+                "SELECT detail FROM audit_log WHERE entity_type = 'clinic'",
+            )
         })
         .await;
     assert_eq!(details, ["clinic status active → closed"]);

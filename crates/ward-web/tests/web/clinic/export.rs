@@ -59,17 +59,10 @@ async fn audit_details(t: &TestApp, home: &str) -> Vec<String> {
     let tenant = t.app.tenants.get(clinic.id).await.unwrap();
     tenant
         .with(|conn| {
-            let mut rows = conn
-                .query(
-                    "SELECT detail FROM audit_log WHERE action = 'export' ORDER BY seq",
-                    (),
-                )
-                .unwrap();
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().unwrap() {
-                out.push(r.get::<String>(0).unwrap());
-            }
-            out
+            ward_testkit::texts(
+                &conn,
+                "SELECT detail FROM audit_log WHERE action = 'export' ORDER BY seq",
+            )
         })
         .await
 }
@@ -296,40 +289,13 @@ async fn the_owner_can_take_the_export_as_a_zip_of_csv_files_with_refunds() {
     assert_eq!(patients[0]["full_name"], CANARY);
     assert_eq!(patients[0]["number"], "1");
     let payments = &files["payments.csv"];
-    assert_eq!(
-        payments[0][..7],
-        [
-            "id",
-            "receipt_number",
-            "patient_id",
-            "visit_id",
-            "amount_minor",
-            "amount",
-            "currency"
-        ]
-    );
+    assert_eq!(payments[0], ward_testkit::PAYMENTS_CSV_HEADER);
     let payments = records(payments);
     assert_eq!(payments[0]["amount_minor"], "125050");
     assert_eq!(payments[0]["amount"], "1250.50");
     assert_eq!(payments[0]["method"], "card");
     let refunds = &files["payment_corrections.csv"];
-    assert_eq!(
-        refunds[0],
-        [
-            "id",
-            "payment_id",
-            "kind",
-            "receipt_number",
-            "amount_minor",
-            "amount",
-            "currency",
-            "method",
-            "reason",
-            "recorded_by_id",
-            "recorded_by_name",
-            "recorded_at"
-        ]
-    );
+    assert_eq!(refunds[0], ward_testkit::PAYMENT_CORRECTIONS_CSV_HEADER);
     let refunds = records(refunds);
     assert_eq!(refunds.len(), 1);
     let row = &refunds[0];

@@ -174,11 +174,10 @@ async fn no_audit_row_holds_a_patients_name_phone_or_clinical_text() {
         .await;
     // A correction of the details, a visit and its correction, a booking that registers
     // a new patient, a payment.
-    let edit = format!("{patient}/edit");
     let r = c
         .receptionist
-        .submit_page(
-            &edit,
+        .correct(
+            &patient,
             &[
                 ("full_name", NAME),
                 ("sex", "female"),
@@ -202,11 +201,10 @@ async fn no_audit_row_holds_a_patients_name_phone_or_clinical_text() {
             ],
         )
         .await;
-    let vedit = format!("{visit}/edit");
     let r = c
         .doctor
-        .submit_page(
-            &vedit,
+        .correct(
+            &visit,
             &[
                 ("action", "save"),
                 ("presenting_complaints", CLINICAL),

@@ -87,11 +87,11 @@ pub(crate) async fn patient_with_everything(t: &TestApp, c: &mut Clinic, tag: &s
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let edit = format!("{}/edit", r.location());
+    let visit = r.location().to_owned();
     let r = c
         .doctor
-        .submit_page(
-            &edit,
+        .correct(
+            &visit,
             &[
                 ("action", "save"),
                 (
@@ -481,11 +481,10 @@ async fn a_restricted_record_stays_readable_and_nothing_new_is_recorded_until_li
         )
         .await;
     refused_as_restricted(&r, "a visit's correction");
-    let edit = format!("{a}/edit");
     let r = c
         .receptionist
-        .submit_page(
-            &edit,
+        .correct(
+            &a,
             &[
                 ("full_name", "Aardvark Renamed"),
                 ("sex", "female"),

@@ -55,16 +55,7 @@ impl Direct {
 
     /// Creates a clinic.
     pub async fn clinic(&self, name: &str) -> ClinicRecord {
-        self.platform
-            .control
-            .create_clinic(
-                name,
-                None,
-                &self.platform.tenants,
-                &ward_core::Actor::Operator,
-            )
-            .await
-            .unwrap()
+        ward_testkit::create_clinic(&self.platform, name).await
     }
 
     /// Overwrites a clinic's file with garbage and makes the store find out.

@@ -25,7 +25,7 @@ use tower::ServiceExt as _;
 use ward_app::{App, Config, Hashing, MailSetup};
 use ward_clinic::audit::{Action, AuditRow, Filter, MAX_PAGE};
 use ward_control::passwords::Pepper;
-use ward_control::{ClinicRecord, MasterKeySource, Platform, SessionPolicy};
+use ward_control::{ClinicRecord, Platform, SessionPolicy};
 use ward_core::{ClinicId, Clock, Email, ManualClock, Role, Slug};
 use ward_mail::MemoryMailbox;
 use ward_tenancy::StoreConfig;
@@ -438,13 +438,12 @@ pub async fn open(options: Options) -> Opened {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let platform = Platform::open(
+    let platform = ward_testkit::open_platform(
         StoreConfig::new(dir.path()),
-        MasterKeySource::Configured("11".repeat(32)),
+        &"11".repeat(32),
         shared.clone(),
     )
-    .await
-    .unwrap();
+    .await;
     let base_url = options
         .public_url
         .clone()

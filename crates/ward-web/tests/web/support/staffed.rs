@@ -53,6 +53,8 @@ pub trait Staffed {
     async fn save_visit(&mut self, patient: &str, fields: &[(&str, &str)]) -> Response;
     /// [`Self::save_visit`], which must be accepted; returns the new visit's path.
     async fn record_visit(&mut self, patient: &str, fields: &[(&str, &str)]) -> String;
+    /// Submits the correction form of the patient or visit at `record` with `fields`.
+    async fn correct(&mut self, record: &str, fields: &[(&str, &str)]) -> Response;
 }
 
 impl Staffed for TestApp {
@@ -109,6 +111,10 @@ impl Staffed for TestApp {
         let r = self.save_visit(patient, fields).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         r.location().to_owned()
+    }
+
+    async fn correct(&mut self, record: &str, fields: &[(&str, &str)]) -> Response {
+        self.submit_page(&format!("{record}/edit"), fields).await
     }
 }
 
