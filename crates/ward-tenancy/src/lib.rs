@@ -21,6 +21,9 @@ pub mod sql;
 mod store;
 mod telemetry;
 
+#[cfg(test)]
+mod engine_tests;
+
 pub use cached::{Db, DbRows};
 pub use db::{DbError, Durability, blocking};
 pub use keys::{DataKey, KeyError, MasterKey};

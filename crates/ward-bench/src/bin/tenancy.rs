@@ -35,6 +35,9 @@ struct Opts {
     /// Handles held open for the memory figure.
     #[arg(long, default_value_t = 1_000)]
     open_handles: usize,
+    /// Clinic files held open while one more is opened, for the miss figure.
+    #[arg(long, default_value_t = 4_000)]
+    miss_open: usize,
     /// Clinics created and migrated at once (`ward migrate --parallel`'s default).
     #[arg(long, default_value_t = 4)]
     parallel: usize,
@@ -94,7 +97,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("tenancy-")
         .tempdir_in(&opts.dir)?;
-    let wanted_fds = (opts.open_handles as u64) * 3 + 1024;
+    let wanted_fds = (opts.open_handles.max(opts.miss_open) as u64) * 3 + 1024;
     let got_fds = rlimit::increase_nofile_limit(wanted_fds)?;
     if got_fds < wanted_fds {
         bail!("the open-file limit is {got_fds}; {wanted_fds} are needed for --open-handles");
@@ -109,6 +112,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     say("");
 
     opens(scratch.path(), &opts).await?;
+    say("");
+    miss_among_open(scratch.path(), &opts)?;
     say("");
     many_clinics(scratch.path(), &opts).await?;
 
@@ -357,6 +362,64 @@ async fn opens(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
         &format!("target p99 <= 5 us: {}", verdict(ok)),
     );
     store.shutdown(Duration::from_secs(30)).await;
+    Ok(())
+}
+
+/// Opening a clinic file while thousands of others are open, as a cache miss of a busy
+/// server does. SQLite looks every database file it opens up among the files the process
+/// has open; the vendored engine does that through a hash table (a list walk grew with
+/// every open clinic), so the two figures should be alike.
+fn miss_among_open(dir: &Path, opts: &Opts) -> anyhow::Result<()> {
+    const PROBES: usize = 100;
+    let n = opts.miss_open;
+    let key = MasterKey::random().derive("bench miss key");
+    let data_key = ward_tenancy::DataKey::from_bytes(key);
+    let seed = BareFile::create(dir.join("miss-seed.db"), Some(key))?;
+    let folder = dir.join("miss");
+    std::fs::create_dir_all(&folder)?;
+    let paths: Vec<PathBuf> = (0..n + PROBES)
+        .map(|i| folder.join(format!("{i}.db")))
+        .collect();
+    for path in &paths {
+        std::fs::copy(&seed.path, path)?;
+    }
+    let open = |path: &Path| -> anyhow::Result<db::Opened> {
+        let opened = db::open_now(path, &data_key, false, Durability::Full)?;
+        query_once(&opened.conn)?;
+        Ok(opened)
+    };
+    let rounds = (opts.iterations / PROBES).max(1);
+    let probe = |samples: &mut Samples| -> anyhow::Result<()> {
+        for _ in 0..rounds {
+            for path in &paths[n..] {
+                let started = Instant::now();
+                drop(open(path)?);
+                samples.push(started.elapsed());
+            }
+        }
+        Ok(())
+    };
+    let mut alone = Samples::with_capacity(rounds * PROBES);
+    probe(&mut alone)?;
+    let held = paths[..n]
+        .iter()
+        .map(|path| open(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut among = Samples::with_capacity(rounds * PROBES);
+    probe(&mut among)?;
+    drop(held);
+    line(
+        "clinic open + query + close, none other open",
+        &mut alone,
+        "(db::open of a copy of one migrated clinic file)",
+    );
+    let ratio = among.p50().as_secs_f64() / alone.p50().as_secs_f64();
+    line(
+        &format!("the same with {n} other clinic files open"),
+        &mut among,
+        &format!("p50 {ratio:.2}x the first (SQLite's lookup among open files)"),
+    );
+    std::fs::remove_dir_all(&folder)?;
     Ok(())
 }
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Applies Ward's change to SQLite's unix VFS in the SQLCipher amalgamation.
+
+SQLite keeps one unixInodeInfo object per open database file in a linked list, and
+every open of a database file walks that list twice (findReusableFd, findInodeInfo).
+With thousands of clinic files open at once those walks were the largest single cost
+of opening a clinic. This change adds a hash table of the same objects, keyed by the
+same (device, inode) pair, and uses it for both lookups. The list stays as it was.
+
+Usage: vendor/patch-sqlcipher.py <sqlcipher.c>   (edits the file in place; refuses to
+run twice or on a source whose text differs from the one it was written for).
+"""
+import sys
+
+path = sys.argv[1]
+src = open(path, encoding="utf-8").read()
+MARK = "Ward: inode hash"
+if MARK in src:
+    sys.exit(f"{path} is already patched")
+
+
+def replace_once(old, new):
+    global src
+    n = src.count(old)
+    if n != 1:
+        sys.exit(f"expected one occurrence, found {n}: {old[:60]!r}")
+    src = src.replace(old, new)
+
+
+# 1. A hash chain pointer beside the list pointers.
+replace_once(
+    "  unixInodeInfo *pNext;           /* List of all unixInodeInfo objects */\n"
+    "  unixInodeInfo *pPrev;           /*    .... doubly linked */\n",
+    "  unixInodeInfo *pNext;           /* List of all unixInodeInfo objects */\n"
+    "  unixInodeInfo *pPrev;           /*    .... doubly linked */\n"
+    "  unixInodeInfo *pHashNext;       /* Next in the same inodeHash bucket */\n",
+)
+
+# 2. The table and its lookup, after the list head.
+replace_once(
+    "static unixInodeInfo *inodeList = 0;  /* All unixInodeInfo objects */\n",
+    "static unixInodeInfo *inodeList = 0;  /* All unixInodeInfo objects */\n"
+    "\n"
+    "/*\n"
+    "** Ward: inode hash. The same unixInodeInfo objects as inodeList, in\n"
+    "** buckets by file id, so that an open does not walk every open file.\n"
+    "** Must hold unixBigLock in order to read or write it.\n"
+    "*/\n"
+    "#define UNIX_INODE_HASH_SIZE 16384   /* a power of two */\n"
+    "static unixInodeInfo *inodeHash[UNIX_INODE_HASH_SIZE];\n"
+    "static unixInodeInfo **inodeBucket(const struct unixFileId *pId){\n"
+    "  u64 h = (u64)pId->dev * 0x9E3779B97F4A7C15ULL;\n"
+    "#if OS_VXWORKS\n"
+    "  h ^= (u64)(uptr)pId->pId;\n"
+    "#else\n"
+    "  h ^= pId->ino;\n"
+    "#endif\n"
+    "  h *= 0xBF58476D1CE4E5B9ULL;\n"
+    "  return &inodeHash[(h >> 32) & (UNIX_INODE_HASH_SIZE-1)];\n"
+    "}\n"
+    "static unixInodeInfo *inodeFind(const struct unixFileId *pId){\n"
+    "  unixInodeInfo *p = *inodeBucket(pId);\n"
+    "  while( p && memcmp(pId, &p->fileId, sizeof(*pId)) ) p = p->pHashNext;\n"
+    "  return p;\n"
+    "}\n",
+)
+
+# 3. Release: unlink from its bucket too.
+replace_once(
+    "      if( pInode->pNext ){\n"
+    "        assert( pInode->pNext->pPrev==pInode );\n"
+    "        pInode->pNext->pPrev = pInode->pPrev;\n"
+    "      }\n"
+    "      sqlite3_mutex_free(pInode->pLockMutex);\n",
+    "      if( pInode->pNext ){\n"
+    "        assert( pInode->pNext->pPrev==pInode );\n"
+    "        pInode->pNext->pPrev = pInode->pPrev;\n"
+    "      }\n"
+    "      {\n"
+    "        unixInodeInfo **pp = inodeBucket(&pInode->fileId);\n"
+    "        while( *pp!=pInode ){\n"
+    "          assert( *pp!=0 );\n"
+    "          pp = &(*pp)->pHashNext;\n"
+    "        }\n"
+    "        *pp = pInode->pHashNext;\n"
+    "      }\n"
+    "      sqlite3_mutex_free(pInode->pLockMutex);\n",
+)
+
+# 4. findInodeInfo: look up in the table, and add new objects to it.
+replace_once(
+    "  assert( unixMutexHeld() );\n"
+    "  pInode = inodeList;\n"
+    "  while( pInode && memcmp(&fileId, &pInode->fileId, sizeof(fileId)) ){\n"
+    "    pInode = pInode->pNext;\n"
+    "  }\n",
+    "  assert( unixMutexHeld() );\n"
+    "  pInode = inodeFind(&fileId);\n",
+)
+replace_once(
+    "    if( inodeList ) inodeList->pPrev = pInode;\n"
+    "    inodeList = pInode;\n",
+    "    if( inodeList ) inodeList->pPrev = pInode;\n"
+    "    inodeList = pInode;\n"
+    "    {\n"
+    "      unixInodeInfo **pBucket = inodeBucket(&fileId);\n"
+    "      pInode->pHashNext = *pBucket;\n"
+    "      *pBucket = pInode;\n"
+    "    }\n",
+)
+
+# 5. findReusableFd: the same lookup, with the key built as findInodeInfo builds it.
+replace_once(
+    "    unixInodeInfo *pInode;\n"
+    "\n"
+    "    pInode = inodeList;\n"
+    "    while( pInode && (pInode->fileId.dev!=sStat.st_dev\n"
+    "                     || pInode->fileId.ino!=(u64)sStat.st_ino) ){\n"
+    "       pInode = pInode->pNext;\n"
+    "    }\n",
+    "    unixInodeInfo *pInode;\n"
+    "    struct unixFileId fileId;\n"
+    "\n"
+    "    memset(&fileId, 0, sizeof(fileId));\n"
+    "    fileId.dev = sStat.st_dev;\n"
+    "    fileId.ino = (u64)sStat.st_ino;\n"
+    "    pInode = inodeFind(&fileId);\n",
+)
+
+open(path, "w", encoding="utf-8").write(src)
+print(f"patched {path}")
