@@ -140,7 +140,7 @@ impl ControlPlane {
                         continue;
                     }
                 };
-                let fields: Vec<Field<'_>> = values[..9].iter().map(field).collect();
+                let fields: Vec<Field<'_>> = values[..9].iter().map(Field::from).collect();
                 verifier
                     .get_or_insert_with(|| Verifier::new(seq, None))
                     .row(seq, prev_hash, hash, &fields);
@@ -152,16 +152,6 @@ impl ControlPlane {
             Ok(verifier.finish())
         })
         .await
-    }
-}
-
-fn field(v: &Value) -> Field<'_> {
-    match v {
-        Value::Null => Field::Null,
-        Value::Integer(i) => Field::Int(*i),
-        Value::Real(r) => Field::Real(*r),
-        Value::Text(s) => Field::Text(s),
-        Value::Blob(b) => Field::Blob(b),
     }
 }
 

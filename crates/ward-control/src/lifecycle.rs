@@ -15,6 +15,7 @@ use ward_core::{Actor, ClinicId, ClinicStatus, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::{TenantStore, blocking};
 
+use crate::clinics::clinic_row;
 use crate::members::insert_clinic_event;
 use crate::{ClinicRecord, ControlError, ControlPlane};
 
@@ -102,14 +103,7 @@ impl ControlPlane {
         let actor = actor.clone();
         let detail = (!reason.trim().is_empty()).then(|| reason.trim().to_owned());
         self.transaction(|conn| async move {
-            let Some(row) = first_row(
-                &conn,
-                "SELECT status, closed_at FROM clinics WHERE id = ?1",
-                [id.to_string()],
-            )?
-            else {
-                return Err(ControlError::NoSuchClinic(id.to_string()));
-            };
+            let row = clinic_row(&conn, "SELECT status, closed_at FROM clinics WHERE id = ?1", id)?;
             let status: String = row.get(0)?;
             let closed_at: Option<String> = row.get(1)?;
             if !transition.allowed_from().contains(&status.as_str()) {
@@ -161,14 +155,7 @@ impl ControlPlane {
     /// The lifecycle fields of clinic `id` (for a purged clinic: its tombstone).
     pub async fn tombstone(&self, id: ClinicId) -> Result<Tombstone, ControlError> {
         self.with(|conn| async move {
-            let Some(row) = first_row(
-                &conn,
-                "SELECT slug, name, status, closed_at, closed_by, purged_at, wrapped_key IS NOT NULL FROM clinics WHERE id = ?1",
-                [id.to_string()],
-            )?
-            else {
-                return Err(ControlError::NoSuchClinic(id.to_string()));
-            };
+            let row = clinic_row(&conn, "SELECT slug, name, status, closed_at, closed_by, purged_at, wrapped_key IS NOT NULL FROM clinics WHERE id = ?1", id)?;
             let time = |s: Option<String>| s.and_then(|t| parse_time(&t));
             Ok(Tombstone {
                 id,

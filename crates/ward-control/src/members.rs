@@ -12,6 +12,7 @@ use ward_core::{Actor, ClinicId, Role, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::sql::Connection;
 
+use crate::clinics::clinic_row;
 use crate::{ControlError, ControlPlane};
 
 /// One member of a clinic's staff.
@@ -284,14 +285,7 @@ impl ControlPlane {
         let now = format_time(self.clock.now());
         let actor = actor.clone();
         self.transaction(|conn| async move {
-            let Some(row) = first_row(
-                &conn,
-                "SELECT name FROM clinics WHERE id = ?1",
-                [clinic_id.to_string()],
-            )?
-            else {
-                return Err(ControlError::NoSuchClinic(clinic_id.to_string()));
-            };
+            let row = clinic_row(&conn, "SELECT name FROM clinics WHERE id = ?1", clinic_id)?;
             let old: String = row.get(0)?;
             if old != name {
                 conn.execute(

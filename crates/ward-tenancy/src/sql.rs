@@ -267,6 +267,19 @@ impl<T: Into<Value>, const N: usize> IntoParams for [T; N] {
     }
 }
 
+/// A column value as a chained row's field, for checking the row's hash.
+impl<'a> From<&'a Value> for ward_core::chain::Field<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => Self::Null,
+            Value::Integer(i) => Self::Int(*i),
+            Value::Real(r) => Self::Real(*r),
+            Value::Text(s) => Self::Text(s),
+            Value::Blob(b) => Self::Blob(b),
+        }
+    }
+}
+
 /// Positional parameters from a list of expressions, each converted into a [`Value`].
 #[macro_export]
 macro_rules! sql_params {
