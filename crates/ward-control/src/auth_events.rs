@@ -269,18 +269,12 @@ mod tests {
         )
         .await;
         assert_eq!(report.first_bad_seq(), Some(4), "{report:?}");
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.kind == ProblemKind::HashMismatch)
-        );
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.kind == ProblemKind::Unprotected)
-        );
+        for kind in [ProblemKind::HashMismatch, ProblemKind::Unprotected] {
+            assert!(
+                report.problems.iter().any(|p| p.kind == kind),
+                "{kind:?} missing from {report:?}"
+            );
+        }
 
         // An event deleted from the middle.
         let report = tampered(
