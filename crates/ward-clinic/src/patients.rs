@@ -173,37 +173,32 @@ impl PatientForm {
     }
 }
 
-/// One patient as stored.
+/// One patient as stored: the record's content and what the clinic keeps about it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Patient {
     /// Internal id (in URLs).
     pub id: PatientId,
     /// The clinic-visible patient number.
     pub number: i64,
-    /// Full name.
-    pub full_name: String,
-    /// Date of birth, when known.
-    pub date_of_birth: Option<NaiveDate>,
-    /// Age given when the date of birth was unknown.
-    pub age_years: Option<i64>,
-    /// The date that age was given.
+    /// What the record says, as of [`Self::version`]; its fields read as the patient's own.
+    #[serde(flatten)]
+    pub content: NewPatient,
+    /// The date the age was given (when the date of birth was unknown).
     pub age_recorded_on: Option<NaiveDate>,
-    /// Sex.
-    pub sex: String,
-    /// Phone as typed.
-    pub phone: String,
-    /// Address.
-    pub address: String,
-    /// Email.
-    pub email: String,
-    /// Notes.
-    pub notes: String,
     /// When registered.
     pub created_at: DateTime<Utc>,
     /// When last changed.
     pub updated_at: DateTime<Utc>,
     /// Which version the record is at: 1 as registered, one more for each correction.
     pub version: i64,
+}
+
+impl std::ops::Deref for Patient {
+    type Target = NewPatient;
+
+    fn deref(&self) -> &NewPatient {
+        &self.content
+    }
 }
 
 impl Patient {
@@ -265,15 +260,17 @@ fn from_row(row: &Row) -> Result<Patient, ClinicError> {
     Ok(Patient {
         id: row.get(0)?,
         number: row.get(1)?,
-        full_name: row.get(2)?,
-        date_of_birth: date(row, 3)?,
-        age_years: row.get(4)?,
+        content: NewPatient {
+            full_name: row.get(2)?,
+            date_of_birth: date(row, 3)?,
+            age_years: row.get(4)?,
+            sex: row.get(6)?,
+            phone: row.get(7)?,
+            address: row.get(8)?,
+            email: row.get(9)?,
+            notes: row.get(10)?,
+        },
         age_recorded_on: date(row, 5)?,
-        sex: row.get(6)?,
-        phone: row.get(7)?,
-        address: row.get(8)?,
-        email: row.get(9)?,
-        notes: row.get(10)?,
         created_at: time(row, 11)?,
         updated_at: time(row, 12)?,
         version: row.get(13)?,
@@ -465,16 +462,7 @@ fn diff_of(old: &NewPatient, new: &NewPatient, from: i64, to: i64) -> Diff {
 
 impl From<&Patient> for NewPatient {
     fn from(p: &Patient) -> Self {
-        Self {
-            full_name: p.full_name.clone(),
-            date_of_birth: p.date_of_birth,
-            age_years: p.age_years,
-            sex: p.sex.clone(),
-            phone: p.phone.clone(),
-            address: p.address.clone(),
-            email: p.email.clone(),
-            notes: p.notes.clone(),
-        }
+        p.content.clone()
     }
 }
 
