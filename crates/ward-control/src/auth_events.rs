@@ -2,7 +2,7 @@
 //! logout, password reset and session revocation, hash-chained like a clinic's audit
 //! log.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ward_core::chain::{self, ChainReport, Field, GENESIS, ProblemKind, Verifier};
 use ward_core::format_time;
 use ward_tenancy::db;
@@ -11,7 +11,7 @@ use ward_tenancy::sql::Value;
 use crate::{ControlError, ControlPlane};
 
 /// One authentication event, as recorded.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuthEvent {
     /// What happened: `signup`, `verify_email`, `login`, `logout`, `reset_request`,
     /// `reset_complete`, `password_change`, `session_revoke`, …
@@ -161,17 +161,7 @@ impl ControlPlane {
         self.query_rows(
             "SELECT kind, user_id, email, ip, user_agent, outcome, detail FROM auth_events ORDER BY seq DESC LIMIT ?1",
             [limit],
-            |row| {
-                Ok(AuthEvent {
-                    kind: row.get(0)?,
-                    user_id: row.get(1)?,
-                    email: row.get(2)?,
-                    ip: row.get(3)?,
-                    user_agent: row.get(4)?,
-                    outcome: row.get(5)?,
-                    detail: row.get(6)?,
-                })
-            },
+            |row| Ok(row.decode()?),
         )
         .await
     }

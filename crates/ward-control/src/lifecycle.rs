@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ward_core::{Actor, ClinicId, ClinicStatus, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::{TenantStore, blocking};
@@ -503,7 +503,7 @@ pub fn retention_days(days: u32) -> TimeDelta {
 }
 
 /// One member of a clinic's staff as the export lists them: no credentials.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StaffEntry {
     /// Account id.
     pub user_id: String,
@@ -521,18 +521,11 @@ impl ControlPlane {
     /// Clinic `id`'s staff, oldest member first.
     pub async fn clinic_staff(&self, id: ClinicId) -> Result<Vec<StaffEntry>, ControlError> {
         self.query_rows(
-            "SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m \
-             JOIN users u ON u.id = m.user_id WHERE m.clinic_id = ?1 ORDER BY m.created_at, u.id",
+            "SELECT u.id AS user_id, u.name, u.email, m.role, m.created_at AS member_since \
+             FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.clinic_id = ?1 \
+             ORDER BY m.created_at, u.id",
             [id.to_string()],
-            |row| {
-                Ok(StaffEntry {
-                    user_id: row.get(0)?,
-                    name: row.get(1)?,
-                    email: row.get(2)?,
-                    role: row.get(3)?,
-                    member_since: row.get(4)?,
-                })
-            },
+            |row| Ok(row.decode()?),
         )
         .await
     }
