@@ -322,6 +322,30 @@ pub(crate) fn write_tokens(conn: &Db, id: PatientId, name: &str) -> Result<(), C
     Ok(())
 }
 
+/// The columns of content `p` in the order both the insert and the update bind them,
+/// `full_name` to `notes`: with the date its age was given, and the phone also as
+/// digits, forwards and reversed, for search.
+fn content_values(
+    p: &NewPatient,
+    age_recorded_on: Option<String>,
+) -> Vec<ward_tenancy::sql::Value> {
+    let phone_digits = digits(&p.phone);
+    let digits_reversed = reversed(&phone_digits);
+    vec![
+        p.full_name.clone().into(),
+        p.date_of_birth.map(|d| d.to_string()).into(),
+        p.age_years.into(),
+        age_recorded_on.into(),
+        p.sex.clone().into(),
+        p.phone.clone().into(),
+        phone_digits.into(),
+        digits_reversed.into(),
+        p.address.clone().into(),
+        p.email.clone().into(),
+        p.notes.clone().into(),
+    ]
+}
+
 fn reversed(s: &str) -> String {
     s.chars().rev().collect()
 }
@@ -380,25 +404,13 @@ pub(crate) fn insert(
     drop(rows);
     // The age was given on the clinic's date, not UTC's.
     let today = crate::settings::load(tx)?.local(at).date_naive();
-    let phone_digits = digits(&p.phone);
+    let mut values = vec![number.into()];
+    values.extend(content_values(p, p.age_years.map(|_| today.to_string())));
+    values.push(now.into());
     tx.execute(
         "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-        params![
-            number,
-            p.full_name.clone(),
-            p.date_of_birth.map(|d| d.to_string()),
-            p.age_years,
-            p.age_years.map(|_| today.to_string()),
-            p.sex.clone(),
-            p.phone.clone(),
-            phone_digits.clone(),
-            reversed(&phone_digits),
-            p.address.clone(),
-            p.email.clone(),
-            p.notes.clone(),
-            now
-        ],
+        values,
     )?;
     let id = PatientId::new(tx.last_insert_rowid());
     write_tokens(tx, id, &p.full_name)?;
@@ -501,25 +513,12 @@ pub fn update(
                     .to_string(),
             ),
         };
-        let phone_digits = digits(&p.phone);
+        let mut values = vec![id.into()];
+        values.extend(content_values(&p, age_recorded_on));
+        values.extend([format_time(at).into(), version.into()]);
         tx.execute(
             "UPDATE patients SET full_name = ?2, date_of_birth = ?3, age_years = ?4, age_recorded_on = ?5, sex = ?6, phone = ?7, phone_digits = ?8, phone_digits_rev = ?9, address = ?10, email = ?11, notes = ?12, updated_at = ?13, version = ?14 WHERE id = ?1",
-            params![
-                id,
-                p.full_name.clone(),
-                p.date_of_birth.map(|d| d.to_string()),
-                p.age_years,
-                age_recorded_on,
-                p.sex.clone(),
-                p.phone.clone(),
-                phone_digits.clone(),
-                reversed(&phone_digits),
-                p.address.clone(),
-                p.email.clone(),
-                p.notes.clone(),
-                format_time(at),
-                version
-            ],
+            values,
         )?;
         if old.full_name != p.full_name {
             write_tokens(&tx, id, &p.full_name)?;
