@@ -84,9 +84,10 @@ impl Kind {
     }
 }
 
-/// A new attachment, its object already written.
+/// What is kept about an attachment's file, from its upload on: whose it is, what it
+/// is, and its object in the store.
 #[derive(Debug, Clone)]
-pub struct NewAttachment {
+pub struct AttachedFile {
     /// The patient.
     pub patient_id: PatientId,
     /// The visit, if it belongs to one (of the same patient).
@@ -103,6 +104,13 @@ pub struct NewAttachment {
     pub sha256: String,
     /// The object's random name in the store.
     pub object_name: String,
+}
+
+/// A new attachment, its object already written.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    /// The file.
+    pub file: AttachedFile,
     /// The file's own 256-bit key.
     pub key: [u8; 32],
     /// The random key of the upload it came in (the form's `upload_key`), if given.
@@ -125,22 +133,8 @@ pub struct Thumbnail {
 pub struct Attachment {
     /// Row id.
     pub id: AttachmentId,
-    /// The patient.
-    pub patient_id: PatientId,
-    /// The visit, if any.
-    pub visit_id: Option<VisitId>,
-    /// What it is.
-    pub kind: Kind,
-    /// Its title.
-    pub title: String,
-    /// The sniffed content type.
-    pub content_type: String,
-    /// Plaintext size in bytes.
-    pub size: i64,
-    /// Hex SHA-256 of the plaintext.
-    pub sha256: String,
-    /// The object's name in the store.
-    pub object_name: String,
+    /// The file; its fields read as the attachment's own.
+    pub file: AttachedFile,
     /// The file's key.
     pub key: Vec<u8>,
     /// When it was uploaded.
@@ -151,6 +145,14 @@ pub struct Attachment {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Its thumbnail, for an image whose thumbnail could be made.
     pub thumbnail: Option<Thumbnail>,
+}
+
+impl std::ops::Deref for Attachment {
+    type Target = AttachedFile;
+
+    fn deref(&self) -> &AttachedFile {
+        &self.file
+    }
 }
 
 impl Attachment {
@@ -186,14 +188,16 @@ fn from_row(r: &ward_tenancy::sql::Row) -> Result<Attachment, ClinicError> {
     };
     Ok(Attachment {
         id: r.get(0)?,
-        patient_id: r.get(1)?,
-        visit_id: r.get(2)?,
-        kind: Kind::parse(&kind).unwrap_or(Kind::Other),
-        title: r.get(4)?,
-        content_type: r.get(5)?,
-        size: r.get(6)?,
-        sha256: r.get(7)?,
-        object_name: r.get(8)?,
+        file: AttachedFile {
+            patient_id: r.get(1)?,
+            visit_id: r.get(2)?,
+            kind: Kind::parse(&kind).unwrap_or(Kind::Other),
+            title: r.get(4)?,
+            content_type: r.get(5)?,
+            size: r.get(6)?,
+            sha256: r.get(7)?,
+            object_name: r.get(8)?,
+        },
         key: r.get(9)?,
         uploaded_at: parse_time(&uploaded_at).unwrap_or_default(),
         uploaded_by_name: r.get(11)?,
@@ -334,7 +338,7 @@ pub fn create_batch(
         let used = usage(&tx)?;
         let adding: u64 = files
             .iter()
-            .map(|f| u64::try_from(f.size).unwrap_or(0))
+            .map(|f| u64::try_from(f.file.size).unwrap_or(0))
             .sum();
         if used.saturating_add(adding) > quota {
             return Ok(Batch::OverQuota { used });
@@ -343,21 +347,22 @@ pub fn create_batch(
         let (by_id, by_name) = crate::history::author(&entry.actor);
         let mut ids = Vec::with_capacity(files.len());
         for (part, new) in (1i64..).zip(files) {
-            check_target(&tx, new.patient_id, new.visit_id)?;
+            let file = &new.file;
+            check_target(&tx, file.patient_id, file.visit_id)?;
             tx.execute(
                 "INSERT INTO attachments (patient_id, visit_id, kind, title, content_type, size, \
                  sha256, object_name, file_key, uploaded_at, uploaded_by_id, uploaded_by_name, \
                  upload_key, upload_part) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
-                    new.patient_id,
-                    new.visit_id,
-                    new.kind.as_str(),
-                    new.title.as_str(),
-                    new.content_type.as_str(),
-                    new.size,
-                    new.sha256.as_str(),
-                    new.object_name.as_str(),
+                    file.patient_id,
+                    file.visit_id,
+                    file.kind.as_str(),
+                    file.title.as_str(),
+                    file.content_type.as_str(),
+                    file.size,
+                    file.sha256.as_str(),
+                    file.object_name.as_str(),
                     new.key.to_vec(),
                     at.as_str(),
                     by_id.as_str(),
@@ -376,7 +381,7 @@ pub fn create_batch(
                 &entry
                     .clone()
                     .entity("attachment", id)
-                    .detail(new.kind.as_str()),
+                    .detail(file.kind.as_str()),
             )?;
             ids.push(id);
         }

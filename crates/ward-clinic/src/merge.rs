@@ -173,47 +173,57 @@ pub fn merge(
             moved.appointments.len(),
             moved.payments.len()
         );
-        record_link(
-            &tx,
-            &entry,
-            survivor,
-            "merged",
-            serde_json::Value::Null,
-            format!("No. {}", m.number),
-            &format!("merge {id}: took in No. {} ({counts})", m.number),
-        )?;
-        record_link(
-            &tx,
-            &entry,
-            merged,
-            "merged_into",
-            serde_json::Value::Null,
-            format!("No. {}", s.number),
-            &format!("merge {id}: merged into No. {}", s.number),
-        )?;
+        record_links(&tx, &entry, id, (&s, &m), &Link::Made { counts })?;
         Ok(id)
     })
 }
 
-/// Records on patient `patient` (with `entry`) that its link field `field` went from
-/// `old` to `new`, with `detail`.
-fn record_link(
+/// Whether a merge's link between two records was made (with what it moved, told as
+/// counts) or undone.
+enum Link {
+    Made { counts: String },
+    Undone,
+}
+
+/// Records with `entry` on both records of merge `id`, `(survivor, merged)`, that their
+/// link fields were made or undone: the survivor's `merged` names the other's number,
+/// the merged record's `merged_into` the survivor's.
+fn record_links(
     tx: &Db,
     entry: &Entry,
-    patient: PatientId,
-    field: &str,
-    old: impl Into<serde_json::Value>,
-    new: impl Into<serde_json::Value>,
-    detail: &str,
+    id: MergeId,
+    (survivor, merged): (&patients::Patient, &patients::Patient),
+    link: &Link,
 ) -> Result<(), ClinicError> {
-    audit::record(
-        tx,
-        &entry
-            .clone()
-            .entity("patient", patient)
-            .diff(Diff::new().field(field, old, new))
-            .detail(detail),
-    )?;
+    let details = match link {
+        Link::Made { counts } => [
+            format!("merge {id}: took in No. {} ({counts})", merged.number),
+            format!("merge {id}: merged into No. {}", survivor.number),
+        ],
+        Link::Undone => [
+            format!("merge {id} undone: No. {} is separate again", merged.number),
+            format!("merge {id} undone"),
+        ],
+    };
+    let sides = [
+        (survivor.id, "merged", merged.number),
+        (merged.id, "merged_into", survivor.number),
+    ];
+    for ((patient, field, number), detail) in sides.into_iter().zip(details) {
+        let named = serde_json::Value::from(format!("No. {number}"));
+        let (old, new) = match link {
+            Link::Made { .. } => (serde_json::Value::Null, named),
+            Link::Undone => (named, serde_json::Value::Null),
+        };
+        audit::record(
+            tx,
+            &entry
+                .clone()
+                .entity("patient", patient)
+                .diff(Diff::new().field(field, old, new))
+                .detail(&detail),
+        )?;
+    }
     Ok(())
 }
 
@@ -248,24 +258,7 @@ pub fn undo(conn: &Db, survivor: PatientId, id: MergeId, entry: Entry) -> Result
             params![id, format_time(entry.at), by_name],
         )?;
         let kept = patients::get(&tx, survivor)?;
-        record_link(
-            &tx,
-            &entry,
-            survivor,
-            "merged",
-            format!("No. {}", dup.number),
-            serde_json::Value::Null,
-            &format!("merge {id} undone: No. {} is separate again", dup.number),
-        )?;
-        record_link(
-            &tx,
-            &entry,
-            dup.id,
-            "merged_into",
-            format!("No. {}", kept.number),
-            serde_json::Value::Null,
-            &format!("merge {id} undone"),
-        )?;
+        record_links(&tx, &entry, id, (&kept, &dup), &Link::Undone)?;
         Ok(())
     })
 }

@@ -173,37 +173,32 @@ impl PatientForm {
     }
 }
 
-/// One patient as stored.
+/// One patient as stored: the record's content and what the clinic keeps about it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Patient {
     /// Internal id (in URLs).
     pub id: PatientId,
     /// The clinic-visible patient number.
     pub number: i64,
-    /// Full name.
-    pub full_name: String,
-    /// Date of birth, when known.
-    pub date_of_birth: Option<NaiveDate>,
-    /// Age given when the date of birth was unknown.
-    pub age_years: Option<i64>,
-    /// The date that age was given.
+    /// What the record says, as of [`Self::version`]; its fields read as the patient's own.
+    #[serde(flatten)]
+    pub content: NewPatient,
+    /// The date the age was given (when the date of birth was unknown).
     pub age_recorded_on: Option<NaiveDate>,
-    /// Sex.
-    pub sex: String,
-    /// Phone as typed.
-    pub phone: String,
-    /// Address.
-    pub address: String,
-    /// Email.
-    pub email: String,
-    /// Notes.
-    pub notes: String,
     /// When registered.
     pub created_at: DateTime<Utc>,
     /// When last changed.
     pub updated_at: DateTime<Utc>,
     /// Which version the record is at: 1 as registered, one more for each correction.
     pub version: i64,
+}
+
+impl std::ops::Deref for Patient {
+    type Target = NewPatient;
+
+    fn deref(&self) -> &NewPatient {
+        &self.content
+    }
 }
 
 impl Patient {
@@ -265,15 +260,17 @@ fn from_row(row: &Row) -> Result<Patient, ClinicError> {
     Ok(Patient {
         id: row.get(0)?,
         number: row.get(1)?,
-        full_name: row.get(2)?,
-        date_of_birth: date(row, 3)?,
-        age_years: row.get(4)?,
+        content: NewPatient {
+            full_name: row.get(2)?,
+            date_of_birth: date(row, 3)?,
+            age_years: row.get(4)?,
+            sex: row.get(6)?,
+            phone: row.get(7)?,
+            address: row.get(8)?,
+            email: row.get(9)?,
+            notes: row.get(10)?,
+        },
         age_recorded_on: date(row, 5)?,
-        sex: row.get(6)?,
-        phone: row.get(7)?,
-        address: row.get(8)?,
-        email: row.get(9)?,
-        notes: row.get(10)?,
         created_at: time(row, 11)?,
         updated_at: time(row, 12)?,
         version: row.get(13)?,
@@ -323,6 +320,30 @@ pub(crate) fn write_tokens(conn: &Db, id: PatientId, name: &str) -> Result<(), C
         )?;
     }
     Ok(())
+}
+
+/// The columns of content `p` in the order both the insert and the update bind them,
+/// `full_name` to `notes`: with the date its age was given, and the phone also as
+/// digits, forwards and reversed, for search.
+fn content_values(
+    p: &NewPatient,
+    age_recorded_on: Option<String>,
+) -> Vec<ward_tenancy::sql::Value> {
+    let phone_digits = digits(&p.phone);
+    let digits_reversed = reversed(&phone_digits);
+    vec![
+        p.full_name.clone().into(),
+        p.date_of_birth.map(|d| d.to_string()).into(),
+        p.age_years.into(),
+        age_recorded_on.into(),
+        p.sex.clone().into(),
+        p.phone.clone().into(),
+        phone_digits.into(),
+        digits_reversed.into(),
+        p.address.clone().into(),
+        p.email.clone().into(),
+        p.notes.clone().into(),
+    ]
 }
 
 fn reversed(s: &str) -> String {
@@ -383,25 +404,13 @@ pub(crate) fn insert(
     drop(rows);
     // The age was given on the clinic's date, not UTC's.
     let today = crate::settings::load(tx)?.local(at).date_naive();
-    let phone_digits = digits(&p.phone);
+    let mut values = vec![number.into()];
+    values.extend(content_values(p, p.age_years.map(|_| today.to_string())));
+    values.push(now.into());
     tx.execute(
         "INSERT INTO patients (number, full_name, date_of_birth, age_years, age_recorded_on, sex, phone, phone_digits, phone_digits_rev, address, email, notes, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-        params![
-            number,
-            p.full_name.clone(),
-            p.date_of_birth.map(|d| d.to_string()),
-            p.age_years,
-            p.age_years.map(|_| today.to_string()),
-            p.sex.clone(),
-            p.phone.clone(),
-            phone_digits.clone(),
-            reversed(&phone_digits),
-            p.address.clone(),
-            p.email.clone(),
-            p.notes.clone(),
-            now
-        ],
+        values,
     )?;
     let id = PatientId::new(tx.last_insert_rowid());
     write_tokens(tx, id, &p.full_name)?;
@@ -465,16 +474,7 @@ fn diff_of(old: &NewPatient, new: &NewPatient, from: i64, to: i64) -> Diff {
 
 impl From<&Patient> for NewPatient {
     fn from(p: &Patient) -> Self {
-        Self {
-            full_name: p.full_name.clone(),
-            date_of_birth: p.date_of_birth,
-            age_years: p.age_years,
-            sex: p.sex.clone(),
-            phone: p.phone.clone(),
-            address: p.address.clone(),
-            email: p.email.clone(),
-            notes: p.notes.clone(),
-        }
+        p.content.clone()
     }
 }
 
@@ -513,25 +513,12 @@ pub fn update(
                     .to_string(),
             ),
         };
-        let phone_digits = digits(&p.phone);
+        let mut values = vec![id.into()];
+        values.extend(content_values(&p, age_recorded_on));
+        values.extend([format_time(at).into(), version.into()]);
         tx.execute(
             "UPDATE patients SET full_name = ?2, date_of_birth = ?3, age_years = ?4, age_recorded_on = ?5, sex = ?6, phone = ?7, phone_digits = ?8, phone_digits_rev = ?9, address = ?10, email = ?11, notes = ?12, updated_at = ?13, version = ?14 WHERE id = ?1",
-            params![
-                id,
-                p.full_name.clone(),
-                p.date_of_birth.map(|d| d.to_string()),
-                p.age_years,
-                age_recorded_on,
-                p.sex.clone(),
-                p.phone.clone(),
-                phone_digits.clone(),
-                reversed(&phone_digits),
-                p.address.clone(),
-                p.email.clone(),
-                p.notes.clone(),
-                format_time(at),
-                version
-            ],
+            values,
         )?;
         if old.full_name != p.full_name {
             write_tokens(&tx, id, &p.full_name)?;

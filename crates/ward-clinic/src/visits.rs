@@ -297,7 +297,7 @@ pub struct Doctor {
     pub name: String,
 }
 
-/// One stored visit.
+/// One stored visit: who recorded it and when, and what it says.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Visit {
     /// Id (in URLs).
@@ -310,35 +310,24 @@ pub struct Visit {
     pub doctor_name: String,
     /// When (UTC).
     pub visited_at: DateTime<Utc>,
-    /// Presenting complaints.
-    pub presenting_complaints: String,
-    /// Examination notes.
-    pub examination_notes: String,
-    /// Diagnoses in order.
-    pub diagnoses: Vec<String>,
-    /// Prescription items in order.
-    pub items: Vec<Item>,
-    /// Advice.
-    pub advice: String,
-    /// Follow-up date.
-    pub follow_up_on: Option<NaiveDate>,
-    /// The fee charged, in minor units of the clinic's currency; `None` if none entered.
-    pub fee_minor: Option<i64>,
+    /// What the visit records, as of [`Self::version`]; its fields read as the visit's own.
+    #[serde(flatten)]
+    pub content: NewVisit,
     /// Which version the record is at: 1 as first saved, one more for each amendment.
     pub version: i64,
 }
 
+impl std::ops::Deref for Visit {
+    type Target = NewVisit;
+
+    fn deref(&self) -> &NewVisit {
+        &self.content
+    }
+}
+
 impl From<&Visit> for NewVisit {
     fn from(v: &Visit) -> Self {
-        Self {
-            presenting_complaints: v.presenting_complaints.clone(),
-            examination_notes: v.examination_notes.clone(),
-            diagnoses: v.diagnoses.clone(),
-            items: v.items.clone(),
-            advice: v.advice.clone(),
-            follow_up_on: v.follow_up_on,
-            fee_minor: v.fee_minor,
-        }
+        v.content.clone()
     }
 }
 
@@ -540,13 +529,7 @@ pub fn as_of(conn: &Db, id: VisitId, number: i64) -> Result<Visit, ClinicError> 
         return Ok(visit);
     }
     let v = version(conn, id, number)?.content;
-    visit.presenting_complaints = v.presenting_complaints;
-    visit.examination_notes = v.examination_notes;
-    visit.diagnoses = v.diagnoses;
-    visit.items = v.items;
-    visit.advice = v.advice;
-    visit.follow_up_on = v.follow_up_on;
-    visit.fee_minor = v.fee_minor;
+    visit.content = v;
     visit.version = number;
     Ok(visit)
 }
@@ -682,23 +665,25 @@ fn head_from_row(row: &ward_tenancy::sql::Row) -> Result<Visit, ClinicError> {
         doctor_id: row.get(2)?,
         doctor_name: row.get(3)?,
         visited_at: time(row, 4)?,
-        presenting_complaints: row.get(5)?,
-        examination_notes: row.get(6)?,
-        advice: row.get(7)?,
-        follow_up_on: row
-            .get::<Option<String>>(8)?
-            .as_deref()
-            .and_then(parse_date),
-        fee_minor: row.get(9)?,
+        content: NewVisit {
+            presenting_complaints: row.get(5)?,
+            examination_notes: row.get(6)?,
+            diagnoses: Vec::new(),
+            items: Vec::new(),
+            advice: row.get(7)?,
+            follow_up_on: row
+                .get::<Option<String>>(8)?
+                .as_deref()
+                .and_then(parse_date),
+            fee_minor: row.get(9)?,
+        },
         version: row.get(10)?,
-        diagnoses: Vec::new(),
-        items: Vec::new(),
     })
 }
 
 fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
-    visit.diagnoses = diagnoses_of(conn, visit.id)?;
-    visit.items = items_of(conn, "prescription_items", "visit_id", visit.id.get())?;
+    visit.content.diagnoses = diagnoses_of(conn, visit.id)?;
+    visit.content.items = items_of(conn, "prescription_items", "visit_id", visit.id.get())?;
     Ok(visit)
 }
 
@@ -1083,16 +1068,18 @@ mod tests {
             doctor_id: "d".into(),
             doctor_name: "Dr".into(),
             visited_at: DateTime::default(),
-            presenting_complaints: "Cough".into(),
-            examination_notes: String::new(),
-            diagnoses: vec!["Asthma".into()],
-            items: vec![Item {
-                drug: "Salbutamol".into(),
-                ..Item::default()
-            }],
-            advice: "Rest".into(),
-            follow_up_on: NaiveDate::from_ymd_opt(2026, 3, 9),
-            fee_minor: Some(125_050),
+            content: NewVisit {
+                presenting_complaints: "Cough".into(),
+                examination_notes: String::new(),
+                diagnoses: vec!["Asthma".into()],
+                items: vec![Item {
+                    drug: "Salbutamol".into(),
+                    ..Item::default()
+                }],
+                advice: "Rest".into(),
+                follow_up_on: NaiveDate::from_ymd_opt(2026, 3, 9),
+                fee_minor: Some(125_050),
+            },
             version: 1,
         };
         let form = VisitForm::from_visit(&visit, inr);

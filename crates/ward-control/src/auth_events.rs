@@ -2,7 +2,7 @@
 //! logout, password reset and session revocation, hash-chained like a clinic's audit
 //! log.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ward_core::chain::{self, ChainReport, Field, GENESIS, ProblemKind, Verifier};
 use ward_core::format_time;
 use ward_tenancy::db;
@@ -11,7 +11,7 @@ use ward_tenancy::sql::Value;
 use crate::{ControlError, ControlPlane};
 
 /// One authentication event, as recorded.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuthEvent {
     /// What happened: `signup`, `verify_email`, `login`, `logout`, `reset_request`,
     /// `reset_complete`, `password_change`, `session_revoke`, …
@@ -140,7 +140,7 @@ impl ControlPlane {
                         continue;
                     }
                 };
-                let fields: Vec<Field<'_>> = values[..9].iter().map(field).collect();
+                let fields: Vec<Field<'_>> = values[..9].iter().map(Field::from).collect();
                 verifier
                     .get_or_insert_with(|| Verifier::new(seq, None))
                     .row(seq, prev_hash, hash, &fields);
@@ -155,33 +155,13 @@ impl ControlPlane {
     }
 }
 
-fn field(v: &Value) -> Field<'_> {
-    match v {
-        Value::Null => Field::Null,
-        Value::Integer(i) => Field::Int(*i),
-        Value::Real(r) => Field::Real(*r),
-        Value::Text(s) => Field::Text(s),
-        Value::Blob(b) => Field::Blob(b),
-    }
-}
-
 impl ControlPlane {
     /// The newest `limit` auth events, newest first (for the operator and tests).
     pub async fn recent_auth_events(&self, limit: u32) -> Result<Vec<AuthEvent>, ControlError> {
         self.query_rows(
             "SELECT kind, user_id, email, ip, user_agent, outcome, detail FROM auth_events ORDER BY seq DESC LIMIT ?1",
             [limit],
-            |row| {
-                Ok(AuthEvent {
-                    kind: row.get(0)?,
-                    user_id: row.get(1)?,
-                    email: row.get(2)?,
-                    ip: row.get(3)?,
-                    user_agent: row.get(4)?,
-                    outcome: row.get(5)?,
-                    detail: row.get(6)?,
-                })
-            },
+            |row| Ok(row.decode()?),
         )
         .await
     }
@@ -279,18 +259,12 @@ mod tests {
         )
         .await;
         assert_eq!(report.first_bad_seq(), Some(4), "{report:?}");
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.kind == ProblemKind::HashMismatch)
-        );
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.kind == ProblemKind::Unprotected)
-        );
+        for kind in [ProblemKind::HashMismatch, ProblemKind::Unprotected] {
+            assert!(
+                report.problems.iter().any(|p| p.kind == kind),
+                "{kind:?} missing from {report:?}"
+            );
+        }
 
         // An event deleted from the middle.
         let report = tampered(

@@ -91,6 +91,12 @@ impl std::fmt::Display for ClinicRef {
     }
 }
 
+/// The row `sql` reads for clinic `id` (its one parameter), or `NoSuchClinic`.
+pub(crate) fn clinic_row(conn: &Connection, sql: &str, id: ClinicId) -> Result<Row, ControlError> {
+    db::first_row(conn, sql, [id.to_string()])?
+        .ok_or_else(|| ControlError::NoSuchClinic(id.to_string()))
+}
+
 /// `name` trimmed, if it can name a clinic: 1 to 200 characters, on one line.
 pub(crate) fn clinic_name(name: &str) -> Result<&str, ControlError> {
     let name = name.trim();

@@ -10,11 +10,12 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ward_core::{Actor, ClinicId, ClinicStatus, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::{TenantStore, blocking};
 
+use crate::clinics::clinic_row;
 use crate::members::insert_clinic_event;
 use crate::{ClinicRecord, ControlError, ControlPlane};
 
@@ -102,14 +103,7 @@ impl ControlPlane {
         let actor = actor.clone();
         let detail = (!reason.trim().is_empty()).then(|| reason.trim().to_owned());
         self.transaction(|conn| async move {
-            let Some(row) = first_row(
-                &conn,
-                "SELECT status, closed_at FROM clinics WHERE id = ?1",
-                [id.to_string()],
-            )?
-            else {
-                return Err(ControlError::NoSuchClinic(id.to_string()));
-            };
+            let row = clinic_row(&conn, "SELECT status, closed_at FROM clinics WHERE id = ?1", id)?;
             let status: String = row.get(0)?;
             let closed_at: Option<String> = row.get(1)?;
             if !transition.allowed_from().contains(&status.as_str()) {
@@ -161,14 +155,7 @@ impl ControlPlane {
     /// The lifecycle fields of clinic `id` (for a purged clinic: its tombstone).
     pub async fn tombstone(&self, id: ClinicId) -> Result<Tombstone, ControlError> {
         self.with(|conn| async move {
-            let Some(row) = first_row(
-                &conn,
-                "SELECT slug, name, status, closed_at, closed_by, purged_at, wrapped_key IS NOT NULL FROM clinics WHERE id = ?1",
-                [id.to_string()],
-            )?
-            else {
-                return Err(ControlError::NoSuchClinic(id.to_string()));
-            };
+            let row = clinic_row(&conn, "SELECT slug, name, status, closed_at, closed_by, purged_at, wrapped_key IS NOT NULL FROM clinics WHERE id = ?1", id)?;
             let time = |s: Option<String>| s.and_then(|t| parse_time(&t));
             Ok(Tombstone {
                 id,
@@ -516,7 +503,7 @@ pub fn retention_days(days: u32) -> TimeDelta {
 }
 
 /// One member of a clinic's staff as the export lists them: no credentials.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StaffEntry {
     /// Account id.
     pub user_id: String,
@@ -534,18 +521,11 @@ impl ControlPlane {
     /// Clinic `id`'s staff, oldest member first.
     pub async fn clinic_staff(&self, id: ClinicId) -> Result<Vec<StaffEntry>, ControlError> {
         self.query_rows(
-            "SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m \
-             JOIN users u ON u.id = m.user_id WHERE m.clinic_id = ?1 ORDER BY m.created_at, u.id",
+            "SELECT u.id AS user_id, u.name, u.email, m.role, m.created_at AS member_since \
+             FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.clinic_id = ?1 \
+             ORDER BY m.created_at, u.id",
             [id.to_string()],
-            |row| {
-                Ok(StaffEntry {
-                    user_id: row.get(0)?,
-                    name: row.get(1)?,
-                    email: row.get(2)?,
-                    role: row.get(3)?,
-                    member_since: row.get(4)?,
-                })
-            },
+            |row| Ok(row.decode()?),
         )
         .await
     }

@@ -12,6 +12,7 @@ use ward_core::{Actor, ClinicId, Role, format_time, parse_time};
 use ward_tenancy::db::first_row;
 use ward_tenancy::sql::Connection;
 
+use crate::clinics::clinic_row;
 use crate::{ControlError, ControlPlane};
 
 /// One member of a clinic's staff.
@@ -202,30 +203,8 @@ impl ControlPlane {
         actor: &Actor,
     ) -> Result<StaffChange, ControlError> {
         let _memberships = self.cache.memberships_changing();
-        let now = format_time(self.clock.now());
-        let (user, actor) = (user_id.to_owned(), actor.clone());
-        self.transaction(|conn| async move {
-            let before = match member_to_change(&conn, clinic_id, &user, Some(role)).await? {
-                Ok(before) => before,
-                Err(refused) => return Ok(refused),
-            };
-            conn.execute(
-                "UPDATE memberships SET role = ?3 WHERE clinic_id = ?1 AND user_id = ?2",
-                [clinic_id.to_string(), user.clone(), role.as_str().to_owned()],
-            )
-            .await?;
-            clinic_event(
-                &conn,
-                clinic_id,
-                &now,
-                "staff_role_changed",
-                &actor,
-                serde_json::json!({"user_id": user, "from": before.role.as_str(), "to": role.as_str()}),
-            )
-            .await?;
-            Ok(StaffChange::Done(before))
-        })
-        .await
+        self.change_member(clinic_id, user_id, Some(role), actor)
+            .await
     }
 
     /// Removes a member from the clinic and ends every one of their sessions, in one
@@ -239,34 +218,58 @@ impl ControlPlane {
     ) -> Result<StaffChange, ControlError> {
         let _memberships = self.cache.memberships_changing();
         let _sessions = self.cache.sessions_changing();
+        self.change_member(clinic_id, user_id, None, actor).await
+    }
+
+    /// Gives member `user_id` role `to` (`None`: removes them and ends their sessions)
+    /// and records it, in one transaction, unless [`member_to_change`] refuses.
+    async fn change_member(
+        &self,
+        clinic_id: ClinicId,
+        user_id: &str,
+        to: Option<Role>,
+        actor: &Actor,
+    ) -> Result<StaffChange, ControlError> {
         let now = format_time(self.clock.now());
         let (user, actor) = (user_id.to_owned(), actor.clone());
         self.transaction(|conn| async move {
-            let before = match member_to_change(&conn, clinic_id, &user, None).await? {
+            let before = match member_to_change(&conn, clinic_id, &user, to).await? {
                 Ok(before) => before,
                 Err(refused) => return Ok(refused),
             };
-            conn.execute(
-                "DELETE FROM memberships WHERE clinic_id = ?1 AND user_id = ?2",
-                [clinic_id.to_string(), user.clone()],
-            )
-            .await?;
-            // Sessions are per user, not per clinic: ending them all is what guarantees
-            // that no page already open keeps working (the same as revoke_all_sessions).
-            conn.execute(
-                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-                [user.clone(), now.clone()],
-            )
-            .await?;
-            clinic_event(
-                &conn,
-                clinic_id,
-                &now,
-                "staff_removed",
-                &actor,
-                serde_json::json!({"user_id": user, "role": before.role.as_str()}),
-            )
-            .await?;
+            let (kind, detail) = match to {
+                Some(role) => {
+                    conn.execute(
+                        "UPDATE memberships SET role = ?3 WHERE clinic_id = ?1 AND user_id = ?2",
+                        [clinic_id.to_string(), user.clone(), role.as_str().to_owned()],
+                    )
+                    .await?;
+                    (
+                        "staff_role_changed",
+                        serde_json::json!({"user_id": user, "from": before.role.as_str(), "to": role.as_str()}),
+                    )
+                }
+                None => {
+                    conn.execute(
+                        "DELETE FROM memberships WHERE clinic_id = ?1 AND user_id = ?2",
+                        [clinic_id.to_string(), user.clone()],
+                    )
+                    .await?;
+                    // Sessions are per user, not per clinic: ending them all is what
+                    // guarantees that no page already open keeps working (the same as
+                    // revoke_all_sessions).
+                    conn.execute(
+                        "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                        [user.clone(), now.clone()],
+                    )
+                    .await?;
+                    (
+                        "staff_removed",
+                        serde_json::json!({"user_id": user, "role": before.role.as_str()}),
+                    )
+                }
+            };
+            clinic_event(&conn, clinic_id, &now, kind, &actor, detail).await?;
             Ok(StaffChange::Done(before))
         })
         .await
@@ -284,14 +287,7 @@ impl ControlPlane {
         let now = format_time(self.clock.now());
         let actor = actor.clone();
         self.transaction(|conn| async move {
-            let Some(row) = first_row(
-                &conn,
-                "SELECT name FROM clinics WHERE id = ?1",
-                [clinic_id.to_string()],
-            )?
-            else {
-                return Err(ControlError::NoSuchClinic(clinic_id.to_string()));
-            };
+            let row = clinic_row(&conn, "SELECT name FROM clinics WHERE id = ?1", clinic_id)?;
             let old: String = row.get(0)?;
             if old != name {
                 conn.execute(

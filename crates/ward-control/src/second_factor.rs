@@ -160,18 +160,12 @@ impl ControlPlane {
     /// The unfinished enrolment, if there is one (to show the same secret again).
     pub async fn pending_totp(&self, user: &User) -> Result<Option<Enrolment>, ControlError> {
         let id = user.id.clone();
-        let secret = self
-            .with(|conn| async move {
-                let row = first_row(
-                    &conn,
-                    "SELECT secret FROM totp_factors WHERE user_id = ?1 AND confirmed_at IS NULL",
-                    [id],
-                )?;
-                Ok::<_, ControlError>(match row {
-                    Some(r) => Some(r.get::<Vec<u8>>(0)?),
-                    None => None,
-                })
-            })
+        let secret: Option<Vec<u8>> = self
+            .query_row(
+                "SELECT secret FROM totp_factors WHERE user_id = ?1 AND confirmed_at IS NULL",
+                [id],
+                |row| Ok(row.get(0)?),
+            )
             .await?;
         secret.map(|s| enrolment(s, &user.email)).transpose()
     }
@@ -296,18 +290,12 @@ impl ControlPlane {
     /// How many unused recovery codes the user has.
     pub async fn recovery_codes_left(&self, user_id: &str) -> Result<usize, ControlError> {
         let id = user_id.to_owned();
-        let n = self
-            .with(|conn| async move {
-                let row = first_row(
-                    &conn,
-                    "SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
-                    [id],
-                )?;
-                Ok::<_, ControlError>(match row {
-                    Some(r) => Some(r.get::<i64>(0)?),
-                    None => None,
-                })
-            })
+        let n: Option<i64> = self
+            .query_row(
+                "SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
+                [id],
+                |row| Ok(row.get(0)?),
+            )
             .await?;
         Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(0))
     }

@@ -45,6 +45,9 @@ pub enum Error {
     /// There is no column at this index.
     #[error("there is no column {0}")]
     InvalidColumnIndex(i32),
+    /// A row does not read as the type asked for by [`Row::decode`].
+    #[error("the row does not read as asked: {0}")]
+    Decode(String),
 }
 
 impl From<rusqlite::Error> for Error {
@@ -267,6 +270,19 @@ impl<T: Into<Value>, const N: usize> IntoParams for [T; N] {
     }
 }
 
+/// A column value as a chained row's field, for checking the row's hash.
+impl<'a> From<&'a Value> for ward_core::chain::Field<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => Self::Null,
+            Value::Integer(i) => Self::Int(*i),
+            Value::Real(r) => Self::Real(*r),
+            Value::Text(s) => Self::Text(s),
+            Value::Blob(b) => Self::Blob(b),
+        }
+    }
+}
+
 /// Positional parameters from a list of expressions, each converted into a [`Value`].
 #[macro_export]
 macro_rules! sql_params {
@@ -383,6 +399,12 @@ impl Row {
         T::from_value(self.value(idx)?, idx)
     }
 
+    /// The row as a `T` whose fields are named as the query's columns (`SELECT a AS b`
+    /// names one), for rows whose values need no conversion of their own.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        T::deserialize(decode::RowDecoder(self))
+    }
+
     /// Column `idx` as a plain value.
     pub fn get_value(&self, idx: i32) -> Result<Value, Error> {
         self.value(idx).cloned()
@@ -396,6 +418,113 @@ impl Row {
     /// The name of column `idx`.
     pub fn column_name(&self, idx: i32) -> Option<&str> {
         name_at(&self.columns, idx)
+    }
+}
+
+/// Reads a row into a type whose fields are named as the query's columns.
+mod decode {
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+
+    use super::{Error, Row, Value, index_count};
+
+    impl de::Error for Error {
+        fn custom<T: std::fmt::Display>(msg: T) -> Self {
+            Self::Decode(msg.to_string())
+        }
+    }
+
+    /// A whole row, as a map from column name to value.
+    pub(super) struct RowDecoder<'a>(pub(super) &'a Row);
+
+    impl<'de> de::Deserializer<'de> for RowDecoder<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_map(Columns {
+                row: self.0,
+                next: 0,
+            })
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            struct enum identifier ignored_any
+        }
+    }
+
+    /// The columns of a row, one after the other.
+    struct Columns<'a> {
+        row: &'a Row,
+        next: usize,
+    }
+
+    impl<'de> MapAccess<'de> for Columns<'_> {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            match self.row.columns.get(self.next) {
+                Some(name) => seed
+                    .deserialize(name.as_str().into_deserializer())
+                    .map(Some),
+                None => Ok(None),
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            let idx = index_count(self.next);
+            self.next += 1;
+            seed.deserialize(ValueDecoder(self.row.value(idx)?))
+        }
+    }
+
+    /// One column's value. NULL reads as `None`, an integer as a `bool` (0 is false)
+    /// or any number type it fits, a real as a float, text as a string.
+    struct ValueDecoder<'a>(&'a Value);
+
+    impl<'de> de::Deserializer<'de> for ValueDecoder<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                Value::Integer(i) => visitor.visit_i64(*i),
+                Value::Real(r) => visitor.visit_f64(*r),
+                Value::Text(s) => visitor.visit_str(s),
+                Value::Blob(b) => visitor.visit_bytes(b),
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                _ => visitor.visit_some(self),
+            }
+        }
+
+        fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Integer(i) => visitor.visit_bool(*i != 0),
+                _ => self.deserialize_any(visitor),
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf unit unit_struct seq tuple tuple_struct map struct enum identifier
+            ignored_any
+        }
     }
 }
 
@@ -716,6 +845,45 @@ mod tests {
             Err(Error::InvalidColumnIndex(9))
         ));
         assert!(rows.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_row_decodes_into_a_struct_by_column_name() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Thing {
+            id: i64,
+            count: u32,
+            weight: f64,
+            name: String,
+            note: Option<String>,
+            gone: Option<String>,
+            done: bool,
+        }
+        let c = conn();
+        let row = c
+            .first_row_now(
+                "SELECT 3 AS count, 'x' AS name, 7 AS id, 2 AS weight, 'n' AS note, NULL AS gone, 1 AS done",
+                (),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.decode::<Thing>().unwrap(),
+            Thing {
+                id: 7,
+                count: 3,
+                weight: 2.0,
+                name: "x".into(),
+                note: Some("n".into()),
+                gone: None,
+                done: true,
+            }
+        );
+        let wrong = c
+            .first_row_now("SELECT 'x' AS id, 1 AS count", ())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(wrong.decode::<Thing>(), Err(Error::Decode(_))));
     }
 
     #[tokio::test]

@@ -50,7 +50,7 @@ pub fn verify_chain(conn: &Db, anchor: Option<Head>) -> Result<ChainReport, Audi
             verifier.unreadable(Some(seq), "its prev_hash or hash is not a hash");
             continue;
         };
-        let fields: Vec<Field<'_>> = values[..n].iter().map(field).collect();
+        let fields: Vec<Field<'_>> = values[..n].iter().map(Field::from).collect();
         verifier.row(seq, prev_hash, hash, &fields);
     }
     Ok(verifier.finish())
@@ -78,16 +78,6 @@ fn check_triggers(conn: &Db, verifier: &mut Verifier) -> Result<(), AuditError> 
         }
     }
     Ok(())
-}
-
-fn field(v: &Value) -> Field<'_> {
-    match v {
-        Value::Null => Field::Null,
-        Value::Integer(i) => Field::Int(*i),
-        Value::Real(r) => Field::Real(*r),
-        Value::Text(s) => Field::Text(s),
-        Value::Blob(b) => Field::Blob(b),
-    }
 }
 
 /// Every page's authentication code and SQLite's structural check

@@ -7,7 +7,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::RngCore;
 use serde::Deserialize;
-use ward_clinic::attachments::{self, Attachment, Batch, Kind, NewAttachment, Thumbnail};
+use ward_clinic::attachments::{
+    self, AttachedFile, Attachment, Batch, Kind, NewAttachment, Thumbnail,
+};
 use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{AttachmentId, PatientId, VisitId};
@@ -145,10 +147,10 @@ impl AttachmentsBox {
                     .map(|_| format!("{base}/{}/thumbnail", a.id)),
                 delete_href: format!("{base}/{}/delete", a.id),
                 can_delete: access.can(a.kind.write_permission()),
-                title: a.title,
-                kind: a.kind.label(),
-                content_type: short_type(&a.content_type),
-                size: readable_size(a.size),
+                title: a.file.title,
+                kind: a.file.kind.label(),
+                content_type: short_type(&a.file.content_type),
+                size: readable_size(a.file.size),
                 uploaded: format!(
                     "{}, {}",
                     a.uploaded_by_name,
@@ -276,18 +278,20 @@ impl Received {
         (1..)
             .zip(stored)
             .map(|(n, s)| NewAttachment {
-                patient_id: id,
-                visit_id: self.visit_id,
-                kind: self.kind,
-                title: if count == 1 {
-                    self.title.clone()
-                } else {
-                    format!("{} ({n} of {count})", self.title)
+                file: AttachedFile {
+                    patient_id: id,
+                    visit_id: self.visit_id,
+                    kind: self.kind,
+                    title: if count == 1 {
+                        self.title.clone()
+                    } else {
+                        format!("{} ({n} of {count})", self.title)
+                    },
+                    content_type: s.content_type.to_owned(),
+                    size: bytes_i64(s.size),
+                    sha256: s.sha256.clone(),
+                    object_name: s.object_name.clone(),
                 },
-                content_type: s.content_type.to_owned(),
-                size: bytes_i64(s.size),
-                sha256: s.sha256.clone(),
-                object_name: s.object_name.clone(),
                 key: s.key,
                 upload_key: self.upload_key.clone(),
             })
