@@ -142,15 +142,11 @@ pub(crate) fn list<T: DeserializeOwned>(
     id: i64,
 ) -> Result<Vec<Version<T>>, ClinicError> {
     let (table, owner) = kind.table();
-    let mut rows = conn.query(
+    conn.rows(
         &format!("SELECT {COLUMNS} FROM {table} WHERE {owner} = ?1 ORDER BY version"),
         [id],
-    )?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(from_row(&row)?);
-    }
-    Ok(found)
+        from_row,
+    )
 }
 
 /// Version `number` of record `id`, or [`ClinicError::NotFound`].

@@ -626,34 +626,19 @@ fn insert_items(
 }
 
 fn items_of(conn: &Db, table: &str, owner: &str, owner_id: i64) -> Result<Vec<Item>, ClinicError> {
-    let mut rows = conn
-        .query(
-            &format!("SELECT drug, dose, frequency, duration, instructions FROM {table} WHERE {owner} = ?1 ORDER BY position"),
-            [owner_id],
-        )?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(Item {
-            drug: row.get(0)?,
-            dose: row.get(1)?,
-            frequency: row.get(2)?,
-            duration: row.get(3)?,
-            instructions: row.get(4)?,
-        });
-    }
-    Ok(items)
+    conn.rows(
+        &format!("SELECT drug, dose, frequency, duration, instructions FROM {table} WHERE {owner} = ?1 ORDER BY position"),
+        [owner_id],
+        |row| Ok(row.decode()?),
+    )
 }
 
 fn diagnoses_of(conn: &Db, visit_id: VisitId) -> Result<Vec<String>, ClinicError> {
-    let mut rows = conn.query(
+    conn.rows(
         "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
         [visit_id],
-    )?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(row.get(0)?);
-    }
-    Ok(found)
+        |row| Ok(row.get(0)?),
+    )
 }
 
 const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor, version";
@@ -689,29 +674,25 @@ fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
 
 /// Visit `id` with its diagnoses and items, or [`ClinicError::NotFound`].
 pub fn get(conn: &Db, id: VisitId) -> Result<Visit, ClinicError> {
-    let head = {
-        let mut rows = conn.query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])?;
-        let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-        head_from_row(&row)?
-    };
+    let head = conn
+        .row(
+            &format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"),
+            [id],
+            head_from_row,
+        )?
+        .ok_or(ClinicError::NotFound)?;
     fill(conn, head)
 }
 
 /// Patient `patient_id`'s visits, newest first (at most 200).
 pub fn for_patient(conn: &Db, patient_id: PatientId) -> Result<Vec<Visit>, ClinicError> {
-    let mut heads = Vec::new();
-    {
-        let mut rows = conn
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM visits WHERE patient_id = ?1 ORDER BY visited_at DESC, id DESC LIMIT 200"
-                ),
-                [patient_id],
-            )?;
-        while let Some(row) = rows.next()? {
-            heads.push(head_from_row(&row)?);
-        }
-    }
+    let heads = conn.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM visits WHERE patient_id = ?1 ORDER BY visited_at DESC, id DESC LIMIT 200"
+        ),
+        [patient_id],
+        head_from_row,
+    )?;
     let mut visits = Vec::with_capacity(heads.len());
     for head in heads {
         visits.push(fill(conn, head)?);
@@ -765,15 +746,11 @@ pub struct Favourite {
 
 /// Doctor `doctor_id`'s favourites, by name.
 pub fn favourites(conn: &Db, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
-    let mut rows = conn.query(
+    let heads = conn.rows(
         "SELECT id, name FROM favourites WHERE doctor_id = ?1 ORDER BY name COLLATE NOCASE",
         [doctor_id],
+        |row| Ok::<_, ClinicError>((row.get::<FavouriteId>(0)?, row.get::<String>(1)?)),
     )?;
-    let mut heads = Vec::new();
-    while let Some(row) = rows.next()? {
-        heads.push((row.get::<FavouriteId>(0)?, row.get::<String>(1)?));
-    }
-    drop(rows);
     let mut found = Vec::with_capacity(heads.len());
     for (id, name) in heads {
         let items = items_of(conn, "favourite_items", "favourite_id", id.get())?;
