@@ -766,11 +766,7 @@ pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
         // One word: walk its index range in order and stop at the limit. Sorting every
         // match by name instead would sort a quarter of the register for "r".
         1 => {
-            let columns = COLUMNS
-                .split(", ")
-                .map(|c| format!("p.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let columns = ward_tenancy::sql::qualified("p", COLUMNS);
             // Twice the limit: a name can match twice ("Ravi Rao" for "ra").
             let sql = format!(
                 "SELECT {columns} FROM patient_name_tokens t JOIN patients p ON p.id = t.patient_id \

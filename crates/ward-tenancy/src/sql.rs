@@ -528,6 +528,16 @@ mod decode {
     }
 }
 
+/// The column list `columns` ("a, b, c") with each name qualified by the table alias
+/// `alias` ("t.a, t.b, t.c"), for a query that joins another table.
+pub fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A column count as the `i32` SQLite's API speaks in.
 fn index_count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -845,6 +855,14 @@ mod tests {
             Err(Error::InvalidColumnIndex(9))
         ));
         assert!(rows.next().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_column_list_is_qualified_name_by_name() {
+        assert_eq!(
+            qualified("p", "id, number, full_name"),
+            "p.id, p.number, p.full_name"
+        );
     }
 
     #[tokio::test]
