@@ -15,7 +15,7 @@ use ward_tenancy::Db;
 use ward_tenancy::sql::params;
 
 use crate::ClinicError;
-use crate::audit::Actor;
+use crate::audit::{Actor, Entry};
 use crate::patients::time;
 
 /// The longest reason for an amendment, in characters.
@@ -87,6 +87,18 @@ pub(crate) struct Saved<'a> {
     pub actor: &'a Actor,
     pub at: DateTime<Utc>,
     pub reason: Option<&'a str>,
+}
+
+impl<'a> Saved<'a> {
+    /// Version `number`, by `entry`'s actor at its time, with `reason`.
+    pub fn by(entry: &'a Entry, number: i64, reason: Option<&'a str>) -> Self {
+        Self {
+            number,
+            actor: &entry.actor,
+            at: entry.at,
+            reason,
+        }
+    }
 }
 
 /// Writes version `saved.number` of record `id`.

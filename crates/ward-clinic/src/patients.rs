@@ -410,18 +410,7 @@ pub(crate) fn insert(
     )?;
     let id = PatientId::new(tx.last_insert_rowid());
     write_tokens(tx, id, &p.full_name)?;
-    history::insert(
-        tx,
-        Kind::Patient,
-        id.get(),
-        p,
-        &Saved {
-            number: 1,
-            actor: &entry.actor,
-            at,
-            reason: None,
-        },
-    )?;
+    history::insert(tx, Kind::Patient, id.get(), p, &Saved::by(&entry, 1, None))?;
     let diff = diff_of(&blank(), p, 0, 1).field("number", Value::Null, number);
     audit::record(tx, &entry.entity("patient", id).diff(diff))?;
     Ok((id, number))
@@ -524,12 +513,7 @@ pub fn update(
             Kind::Patient,
             id.get(),
             &p,
-            &Saved {
-                number: version,
-                actor: &entry.actor,
-                at,
-                reason: Some(&reason),
-            },
+            &Saved::by(&entry, version, Some(&reason)),
         )?;
         audit::record(
             &tx,

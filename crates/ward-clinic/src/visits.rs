@@ -361,25 +361,8 @@ pub fn create(
             ],
         )?;
         let id = VisitId::new(tx.last_insert_rowid());
-        for (i, d) in v.diagnoses.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
-                params![id, i as i64, d.clone()],
-            )?;
-        }
-        insert_items(&tx, "prescription_items", "visit_id", id.get(), &v.items)?;
-        history::insert(
-            &tx,
-            Kind::Visit,
-            id.get(),
-            &v,
-            &Saved {
-                number: 1,
-                actor: &entry.actor,
-                at: entry.at,
-                reason: None,
-            },
-        )?;
+        write_lists(&tx, id, &v)?;
+        history::insert(&tx, Kind::Visit, id.get(), &v, &Saved::by(&entry, 1, None))?;
         // The log says which record and what it holds in outline; the record itself is
         // the copy of the clinical content.
         let diff = Diff::new()
@@ -483,25 +466,14 @@ pub fn update(
             ],
         )?;
         tx.execute("DELETE FROM diagnoses WHERE visit_id = ?1", [id])?;
-        for (i, d) in v.diagnoses.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
-                params![id, i as i64, d.clone()],
-            )?;
-        }
         tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])?;
-        insert_items(&tx, "prescription_items", "visit_id", id.get(), &v.items)?;
+        write_lists(&tx, id, &v)?;
         history::insert(
             &tx,
             Kind::Visit,
             id.get(),
             &v,
-            &Saved {
-                number: version,
-                actor: &entry.actor,
-                at: entry.at,
-                reason: Some(&reason),
-            },
+            &Saved::by(&entry, version, Some(&reason)),
         )?;
         audit::record(
             &tx,
@@ -596,6 +568,18 @@ pub fn changes(old: &NewVisit, new: &NewVisit, money: impl Fn(i64) -> String) ->
         ));
     }
     found
+}
+
+/// Writes `v`'s diagnoses and prescription items, in order, for visit `id` (which has
+/// none).
+fn write_lists(tx: &Db, id: VisitId, v: &NewVisit) -> Result<(), ClinicError> {
+    for (i, d) in v.diagnoses.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
+            params![id, i as i64, d.clone()],
+        )?;
+    }
+    insert_items(tx, "prescription_items", "visit_id", id.get(), &v.items)
 }
 
 fn insert_items(
