@@ -822,12 +822,16 @@ mod tests {
         Connection::new(rusqlite::Connection::open_in_memory().unwrap(), None)
     }
 
+    /// [`conn`] to a database that `schema` has set up.
+    async fn conn_with(schema: &str) -> Connection {
+        let c = conn();
+        c.execute_batch(schema).await.unwrap();
+        c
+    }
+
     #[tokio::test]
     async fn values_round_trip_and_convert_as_asked() {
-        let c = conn();
-        c.execute_batch("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)")
-            .await
-            .unwrap();
+        let c = conn_with("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)").await;
         let changed = c
             .execute(
                 "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -906,10 +910,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_row_callback_may_use_the_connection_again() {
-        let c = conn();
-        c.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2);")
-            .await
-            .unwrap();
+        let c = conn_with("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2);").await;
         let mut seen = Vec::new();
         c.for_each_row("SELECT n FROM t ORDER BY n", (), |row| {
             let n: i64 = row.get(0)?;
@@ -923,10 +924,7 @@ mod tests {
 
     #[tokio::test]
     async fn engine_errors_keep_their_code() {
-        let c = conn();
-        c.execute_batch("CREATE TABLE t (n INTEGER UNIQUE); INSERT INTO t VALUES (1);")
-            .await
-            .unwrap();
+        let c = conn_with("CREATE TABLE t (n INTEGER UNIQUE); INSERT INTO t VALUES (1);").await;
         let e = c.execute("INSERT INTO t VALUES (1)", ()).await.unwrap_err();
         assert_eq!(e.primary_code(), Some(19), "{e}");
         assert!(e.to_string().contains("UNIQUE"), "{e}");
