@@ -287,18 +287,10 @@ fn from_row(row: &ward_tenancy::sql::Row) -> Result<Appointment, ClinicError> {
     })
 }
 
-fn collect(mut rows: ward_tenancy::DbRows) -> Result<Vec<Appointment>, ClinicError> {
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(&row)?);
-    }
-    Ok(out)
-}
-
 /// The appointment with row id `id`.
 pub fn get(conn: &Db, id: AppointmentId) -> Result<Appointment, ClinicError> {
-    let rows = conn.query(&format!("{SELECT} WHERE a.id = ?1"), [id])?;
-    collect(rows)?.pop().ok_or(ClinicError::NotFound)
+    conn.row(&format!("{SELECT} WHERE a.id = ?1"), [id], from_row)?
+        .ok_or(ClinicError::NotFound)
 }
 
 /// The appointments starting between `from` (inclusive) and `to` (exclusive), of one
@@ -309,21 +301,22 @@ pub fn between(
     to: DateTime<Utc>,
     doctor_id: Option<&str>,
 ) -> Result<Vec<Appointment>, ClinicError> {
-    let rows = match doctor_id {
+    match doctor_id {
         Some(d) => {
-            conn.query(
+            conn.rows(
                 &format!("{SELECT} WHERE a.starts_at >= ?1 AND a.starts_at < ?2 AND a.doctor_id = ?3 ORDER BY a.starts_at, a.id"),
                 [format_time(from), format_time(to), d.to_owned()],
-            )?
+                from_row,
+            )
         }
         None => {
-            conn.query(
+            conn.rows(
                 &format!("{SELECT} WHERE a.starts_at >= ?1 AND a.starts_at < ?2 ORDER BY a.doctor_name, a.starts_at, a.id"),
                 [format_time(from), format_time(to)],
-            )?
+                from_row,
+            )
         }
-    };
-    collect(rows)
+    }
 }
 
 /// The appointments of local day `date` in `tz`, of one doctor or all.
@@ -373,27 +366,23 @@ pub fn find_patients(conn: &Db, query: &str, limit: u32) -> Result<Vec<PatientHi
         // this matches nothing.
         "x".to_owned()
     };
-    let mut rows = conn.query(
+    conn.rows(
         "SELECT id, number, full_name, phone FROM patients \
              WHERE merged_into IS NULL AND (number = ?1 OR phone_digits LIKE ?2 OR full_name LIKE ?3 ESCAPE '\\') \
              ORDER BY (number = ?1) DESC, full_name COLLATE NOCASE, id LIMIT ?4",
         ward_tenancy::sql::params![number, phone, format!("%{escaped}%"), i64::from(limit)],
-    )?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(PatientHit::from_row(&row)?);
-    }
-    Ok(out)
+        PatientHit::from_row,
+    )
 }
 
 /// A registered patient by row id, for display on the booking and payment forms.
 pub fn patient(conn: &Db, id: PatientId) -> Result<PatientHit, ClinicError> {
-    let mut rows = conn.query(
+    conn.row(
         "SELECT id, number, full_name, phone FROM patients WHERE id = ?1",
         [id],
-    )?;
-    let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-    PatientHit::from_row(&row)
+        PatientHit::from_row,
+    )?
+    .ok_or(ClinicError::NotFound)
 }
 
 /// The patient search of the booking and payment forms: the hits for `query` and the
@@ -422,8 +411,7 @@ pub fn pick_patient(
 /// "arrived" or later), newest first (for the dashboard). Each source is read through an
 /// index and cut to `limit`, so this stays quick on a large register.
 pub fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicError> {
-    let mut rows = conn
-        .query(
+    conn.rows(
             "SELECT p.id, p.number, p.full_name, p.phone FROM (\
                 SELECT id, max(t) AS t FROM (\
                     SELECT * FROM (SELECT id, updated_at AS t FROM patients ORDER BY updated_at DESC LIMIT ?1) \
@@ -433,12 +421,8 @@ pub fn recent_patients(conn: &Db, limit: u32) -> Result<Vec<PatientHit>, ClinicE
                 ) GROUP BY id\
              ) r JOIN patients p ON p.id = r.id WHERE p.merged_into IS NULL ORDER BY r.t DESC, p.id DESC LIMIT ?1",
             [i64::from(limit)],
-        )?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(PatientHit::from_row(&row)?);
-    }
-    Ok(out)
+        PatientHit::from_row,
+    )
 }
 
 /// Checks a front-desk registration without writing anything.

@@ -98,30 +98,22 @@ pub enum ExportError {
 /// The clinic's own tables, in name order: everything but SQLite's
 /// internal tables.
 pub fn tables(conn: &Db) -> Result<Vec<String>, ward_tenancy::sql::Error> {
-    let mut rows = conn.query(
+    conn.rows(
         "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\' \
              AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
         (),
-    )?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(row.get::<String>(0)?);
-    }
-    Ok(out)
+        |row| row.get::<String>(0),
+    )
 }
 
 /// A table's column names, in declaration order.
 pub fn columns(conn: &Db, table: &str) -> Result<Vec<String>, ward_tenancy::sql::Error> {
-    let mut rows = conn.query(
+    conn.rows(
         "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
         [table],
-    )?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(row.get::<String>(0)?);
-    }
-    Ok(out)
+        |row| row.get::<String>(0),
+    )
 }
 
 /// SQL-quotes an identifier read from the schema.

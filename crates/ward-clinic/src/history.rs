@@ -15,7 +15,7 @@ use ward_tenancy::Db;
 use ward_tenancy::sql::params;
 
 use crate::ClinicError;
-use crate::audit::Actor;
+use crate::audit::{Actor, Entry};
 use crate::patients::time;
 
 /// The longest reason for an amendment, in characters.
@@ -89,6 +89,18 @@ pub(crate) struct Saved<'a> {
     pub reason: Option<&'a str>,
 }
 
+impl<'a> Saved<'a> {
+    /// Version `number`, by `entry`'s actor at its time, with `reason`.
+    pub fn by(entry: &'a Entry, number: i64, reason: Option<&'a str>) -> Self {
+        Self {
+            number,
+            actor: &entry.actor,
+            at: entry.at,
+            reason,
+        }
+    }
+}
+
 /// Writes version `saved.number` of record `id`.
 pub(crate) fn insert(
     tx: &Db,
@@ -142,15 +154,11 @@ pub(crate) fn list<T: DeserializeOwned>(
     id: i64,
 ) -> Result<Vec<Version<T>>, ClinicError> {
     let (table, owner) = kind.table();
-    let mut rows = conn.query(
+    conn.rows(
         &format!("SELECT {COLUMNS} FROM {table} WHERE {owner} = ?1 ORDER BY version"),
         [id],
-    )?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(from_row(&row)?);
-    }
-    Ok(found)
+        from_row,
+    )
 }
 
 /// Version `number` of record `id`, or [`ClinicError::NotFound`].

@@ -361,20 +361,16 @@ pub fn find_duplicates(
 ) -> Result<Vec<Patient>, ClinicError> {
     let phone = digits(&p.phone);
     let dob = p.date_of_birth.map(|d| d.to_string());
-    let mut rows = conn
-        .query(
+    conn
+        .rows(
             &format!(
                 "SELECT {COLUMNS} FROM patients WHERE full_name = ?1 COLLATE NOCASE \
                  AND ((length(?2) >= 7 AND length(phone_digits) >= 7 AND substr(phone_digits, -10) = substr(?2, -10)) OR (?3 IS NOT NULL AND date_of_birth = ?3)) \
                  AND id IS NOT ?4 AND merged_into IS NULL ORDER BY number LIMIT 10"
             ),
             params![p.full_name.clone(), phone, dob, except],
-        )?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(from_row(&row)?);
-    }
-    Ok(found)
+            from_row,
+        )
 }
 
 /// Registers `p` with the next patient number as the record's version 1, recording
@@ -414,18 +410,7 @@ pub(crate) fn insert(
     )?;
     let id = PatientId::new(tx.last_insert_rowid());
     write_tokens(tx, id, &p.full_name)?;
-    history::insert(
-        tx,
-        Kind::Patient,
-        id.get(),
-        p,
-        &Saved {
-            number: 1,
-            actor: &entry.actor,
-            at,
-            reason: None,
-        },
-    )?;
+    history::insert(tx, Kind::Patient, id.get(), p, &Saved::by(&entry, 1, None))?;
     let diff = diff_of(&blank(), p, 0, 1).field("number", Value::Null, number);
     audit::record(tx, &entry.entity("patient", id).diff(diff))?;
     Ok((id, number))
@@ -528,12 +513,7 @@ pub fn update(
             Kind::Patient,
             id.get(),
             &p,
-            &Saved {
-                number: version,
-                actor: &entry.actor,
-                at,
-                reason: Some(&reason),
-            },
+            &Saved::by(&entry, version, Some(&reason)),
         )?;
         audit::record(
             &tx,
@@ -697,21 +677,13 @@ pub fn changes(old: &NewPatient, new: &NewPatient) -> Vec<Change> {
 /// The most recently registered patients.
 pub fn recent(conn: &Db, limit: usize) -> Result<Vec<Patient>, ClinicError> {
     let limit = i64::try_from(limit.min(SEARCH_LIMIT)).unwrap_or(50);
-    let mut rows = conn.query(
+    conn.rows(
         &format!(
             "SELECT {COLUMNS} FROM patients WHERE merged_into IS NULL ORDER BY id DESC LIMIT ?1"
         ),
         [limit],
-    )?;
-    collect(&mut rows)
-}
-
-fn collect(rows: &mut ward_tenancy::DbRows) -> Result<Vec<Patient>, ClinicError> {
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(from_row(&row)?);
-    }
-    Ok(found)
+        from_row,
+    )
 }
 
 /// The exclusive upper bound of strings starting with `prefix` (binary collation).
@@ -745,8 +717,8 @@ pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
         // register.
         let phones = d.len() >= 4;
         let rev = reversed(&d);
-        let mut rows = conn
-            .query(
+        return conn
+            .rows(
                 &format!(
                     // A merged duplicate's number finds the record it went into.
                     "SELECT {COLUMNS} FROM patients WHERE merged_into IS NULL AND id IN ( \
@@ -764,8 +736,8 @@ pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
                     prefix_end(&rev),
                     limit
                 ],
-            )?;
-        return collect(&mut rows);
+                from_row,
+            );
     }
     let words: Vec<String> = name_tokens(query).into_iter().take(6).collect();
     let mut values: Vec<ward_tenancy::sql::Value> = Vec::with_capacity(words.len() * 2);
@@ -778,19 +750,14 @@ pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
         // One word: walk its index range in order and stop at the limit. Sorting every
         // match by name instead would sort a quarter of the register for "r".
         1 => {
-            let columns = COLUMNS
-                .split(", ")
-                .map(|c| format!("p.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let columns = ward_tenancy::sql::qualified("p", COLUMNS);
             // Twice the limit: a name can match twice ("Ravi Rao" for "ra").
             let sql = format!(
                 "SELECT {columns} FROM patient_name_tokens t JOIN patients p ON p.id = t.patient_id \
                  WHERE t.token >= ?1 AND t.token < ?2 ORDER BY t.token, t.patient_id LIMIT {}",
                 2 * limit
             );
-            let mut rows = conn.query(&sql, values)?;
-            let mut found = collect(&mut rows)?;
+            let mut found = conn.rows(&sql, values, from_row)?;
             let mut seen = std::collections::HashSet::new();
             found.retain(|p| seen.insert(p.id));
             found.truncate(SEARCH_LIMIT);
@@ -805,8 +772,7 @@ pub fn search(conn: &Db, query: &str) -> Result<Vec<Patient>, ClinicError> {
                 "SELECT {COLUMNS} FROM patients WHERE id IN ({ranges}) \
                  ORDER BY full_name COLLATE NOCASE, number LIMIT {limit}"
             );
-            let mut rows = conn.query(&sql, values)?;
-            collect(&mut rows)?
+            conn.rows(&sql, values, from_row)?
         }
     };
     let mut found = found;

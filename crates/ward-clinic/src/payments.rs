@@ -340,29 +340,21 @@ fn from_row(row: &ward_tenancy::sql::Row) -> Result<Payment, ClinicError> {
     })
 }
 
-fn collect(mut rows: ward_tenancy::DbRows) -> Result<Vec<Payment>, ClinicError> {
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(&row)?);
-    }
-    Ok(out)
-}
-
 /// The payment with row id `id`, with its items.
 pub fn get(conn: &Db, id: PaymentId) -> Result<Payment, ClinicError> {
-    let rows = conn.query(&format!("{SELECT} WHERE y.id = ?1"), [id])?;
-    let mut payment = collect(rows)?.pop().ok_or(ClinicError::NotFound)?;
-    let mut rows = conn
-        .query(
-            "SELECT description, amount_minor FROM payment_items WHERE payment_id = ?1 ORDER BY position",
-            [id],
-        )?;
-    while let Some(row) = rows.next()? {
-        payment.items.push(Item {
-            description: row.get(0)?,
-            amount_minor: row.get(1)?,
-        });
-    }
+    let mut payment = conn
+        .row(&format!("{SELECT} WHERE y.id = ?1"), [id], from_row)?
+        .ok_or(ClinicError::NotFound)?;
+    payment.items = conn.rows(
+        "SELECT description, amount_minor FROM payment_items WHERE payment_id = ?1 ORDER BY position",
+        [id],
+        |row| {
+            Ok::<_, ClinicError>(Item {
+                description: row.get(0)?,
+                amount_minor: row.get(1)?,
+            })
+        },
+    )?;
     Ok(payment)
 }
 
@@ -372,13 +364,13 @@ pub fn between(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Payment>, ClinicError> {
-    let rows = conn.query(
+    conn.rows(
         &format!(
             "{SELECT} WHERE y.received_at >= ?1 AND y.received_at < ?2 ORDER BY y.received_at, y.id"
         ),
         [format_time(from), format_time(to)],
-    )?;
-    collect(rows)
+        from_row,
+    )
 }
 
 /// Every payment of a patient, newest first (for the patient page).

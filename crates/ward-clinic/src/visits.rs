@@ -361,25 +361,8 @@ pub fn create(
             ],
         )?;
         let id = VisitId::new(tx.last_insert_rowid());
-        for (i, d) in v.diagnoses.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
-                params![id, i as i64, d.clone()],
-            )?;
-        }
-        insert_items(&tx, "prescription_items", "visit_id", id.get(), &v.items)?;
-        history::insert(
-            &tx,
-            Kind::Visit,
-            id.get(),
-            &v,
-            &Saved {
-                number: 1,
-                actor: &entry.actor,
-                at: entry.at,
-                reason: None,
-            },
-        )?;
+        write_lists(&tx, id, &v)?;
+        history::insert(&tx, Kind::Visit, id.get(), &v, &Saved::by(&entry, 1, None))?;
         // The log says which record and what it holds in outline; the record itself is
         // the copy of the clinical content.
         let diff = Diff::new()
@@ -483,25 +466,14 @@ pub fn update(
             ],
         )?;
         tx.execute("DELETE FROM diagnoses WHERE visit_id = ?1", [id])?;
-        for (i, d) in v.diagnoses.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
-                params![id, i as i64, d.clone()],
-            )?;
-        }
         tx.execute("DELETE FROM prescription_items WHERE visit_id = ?1", [id])?;
-        insert_items(&tx, "prescription_items", "visit_id", id.get(), &v.items)?;
+        write_lists(&tx, id, &v)?;
         history::insert(
             &tx,
             Kind::Visit,
             id.get(),
             &v,
-            &Saved {
-                number: version,
-                actor: &entry.actor,
-                at: entry.at,
-                reason: Some(&reason),
-            },
+            &Saved::by(&entry, version, Some(&reason)),
         )?;
         audit::record(
             &tx,
@@ -598,6 +570,18 @@ pub fn changes(old: &NewVisit, new: &NewVisit, money: impl Fn(i64) -> String) ->
     found
 }
 
+/// Writes `v`'s diagnoses and prescription items, in order, for visit `id` (which has
+/// none).
+fn write_lists(tx: &Db, id: VisitId, v: &NewVisit) -> Result<(), ClinicError> {
+    for (i, d) in v.diagnoses.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO diagnoses (visit_id, position, text) VALUES (?1, ?2, ?3)",
+            params![id, i as i64, d.clone()],
+        )?;
+    }
+    insert_items(tx, "prescription_items", "visit_id", id.get(), &v.items)
+}
+
 fn insert_items(
     tx: &Db,
     table: &str,
@@ -626,34 +610,19 @@ fn insert_items(
 }
 
 fn items_of(conn: &Db, table: &str, owner: &str, owner_id: i64) -> Result<Vec<Item>, ClinicError> {
-    let mut rows = conn
-        .query(
-            &format!("SELECT drug, dose, frequency, duration, instructions FROM {table} WHERE {owner} = ?1 ORDER BY position"),
-            [owner_id],
-        )?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(Item {
-            drug: row.get(0)?,
-            dose: row.get(1)?,
-            frequency: row.get(2)?,
-            duration: row.get(3)?,
-            instructions: row.get(4)?,
-        });
-    }
-    Ok(items)
+    conn.rows(
+        &format!("SELECT drug, dose, frequency, duration, instructions FROM {table} WHERE {owner} = ?1 ORDER BY position"),
+        [owner_id],
+        |row| Ok(row.decode()?),
+    )
 }
 
 fn diagnoses_of(conn: &Db, visit_id: VisitId) -> Result<Vec<String>, ClinicError> {
-    let mut rows = conn.query(
+    conn.rows(
         "SELECT text FROM diagnoses WHERE visit_id = ?1 ORDER BY position",
         [visit_id],
-    )?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(row.get(0)?);
-    }
-    Ok(found)
+        |row| Ok(row.get(0)?),
+    )
 }
 
 const COLUMNS: &str = "id, patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, examination_notes, advice, follow_up_on, fee_minor, version";
@@ -689,29 +658,25 @@ fn fill(conn: &Db, mut visit: Visit) -> Result<Visit, ClinicError> {
 
 /// Visit `id` with its diagnoses and items, or [`ClinicError::NotFound`].
 pub fn get(conn: &Db, id: VisitId) -> Result<Visit, ClinicError> {
-    let head = {
-        let mut rows = conn.query(&format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"), [id])?;
-        let row = rows.next()?.ok_or(ClinicError::NotFound)?;
-        head_from_row(&row)?
-    };
+    let head = conn
+        .row(
+            &format!("SELECT {COLUMNS} FROM visits WHERE id = ?1"),
+            [id],
+            head_from_row,
+        )?
+        .ok_or(ClinicError::NotFound)?;
     fill(conn, head)
 }
 
 /// Patient `patient_id`'s visits, newest first (at most 200).
 pub fn for_patient(conn: &Db, patient_id: PatientId) -> Result<Vec<Visit>, ClinicError> {
-    let mut heads = Vec::new();
-    {
-        let mut rows = conn
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM visits WHERE patient_id = ?1 ORDER BY visited_at DESC, id DESC LIMIT 200"
-                ),
-                [patient_id],
-            )?;
-        while let Some(row) = rows.next()? {
-            heads.push(head_from_row(&row)?);
-        }
-    }
+    let heads = conn.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM visits WHERE patient_id = ?1 ORDER BY visited_at DESC, id DESC LIMIT 200"
+        ),
+        [patient_id],
+        head_from_row,
+    )?;
     let mut visits = Vec::with_capacity(heads.len());
     for head in heads {
         visits.push(fill(conn, head)?);
@@ -765,15 +730,11 @@ pub struct Favourite {
 
 /// Doctor `doctor_id`'s favourites, by name.
 pub fn favourites(conn: &Db, doctor_id: &str) -> Result<Vec<Favourite>, ClinicError> {
-    let mut rows = conn.query(
+    let heads = conn.rows(
         "SELECT id, name FROM favourites WHERE doctor_id = ?1 ORDER BY name COLLATE NOCASE",
         [doctor_id],
+        |row| Ok::<_, ClinicError>((row.get::<FavouriteId>(0)?, row.get::<String>(1)?)),
     )?;
-    let mut heads = Vec::new();
-    while let Some(row) = rows.next()? {
-        heads.push((row.get::<FavouriteId>(0)?, row.get::<String>(1)?));
-    }
-    drop(rows);
     let mut found = Vec::with_capacity(heads.len());
     for (id, name) in heads {
         let items = items_of(conn, "favourite_items", "favourite_id", id.get())?;

@@ -382,14 +382,11 @@ impl ControlPlane {
         now: DateTime<Utc>,
     ) -> Result<(), ControlError> {
         let (scope, error, now) = (scope.key(), error.to_owned(), format_time(now));
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO backup_state (scope, last_error, last_error_at) VALUES (?1, ?2, ?3)
+        self.execute(
+            "INSERT INTO backup_state (scope, last_error, last_error_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (scope) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-                [scope, error, now],
-            )
-            .await
-        })
+            [scope, error, now],
+        )
         .await?;
         Ok(())
     }
@@ -408,17 +405,14 @@ impl ControlPlane {
         let ok = i64::from(error.is_none());
         let error = error.map(str::to_owned);
         let verified = verified_taken_at.map(format_time);
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO backup_state (scope, drill_at, drill_ok, drill_error, last_verified_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        self.execute(
+            "INSERT INTO backup_state (scope, drill_at, drill_ok, drill_error, last_verified_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (scope) DO UPDATE SET drill_at = excluded.drill_at, drill_ok = excluded.drill_ok,
                    drill_error = excluded.drill_error,
                    last_verified_at = CASE WHEN excluded.last_verified_at IS NULL THEN last_verified_at
                                            ELSE max(coalesce(last_verified_at, ''), excluded.last_verified_at) END",
-                ward_tenancy::sql::params![scope, at, ok, error, verified],
-            )
-            .await
-        })
+            ward_tenancy::sql::params![scope, at, ok, error, verified],
+        )
         .await?;
         Ok(())
     }
@@ -427,13 +421,10 @@ impl ControlPlane {
     /// failed a check or was removed).
     pub(crate) async fn refresh_verified_state(&self, scope: Scope) -> Result<(), ControlError> {
         let (key, clinic) = (scope.key(), scope.clinic_column());
-        self.with(|conn| async move {
-            conn.execute(
-                "UPDATE backup_state SET last_verified_at = (SELECT max(taken_at) FROM backups WHERE clinic_id IS ?2 AND verified_at IS NOT NULL AND verify_error IS NULL AND deleted_at IS NULL) WHERE scope = ?1",
-                ward_tenancy::sql::params![key, clinic],
-            )
-            .await
-        })
+        self.execute(
+            "UPDATE backup_state SET last_verified_at = (SELECT max(taken_at) FROM backups WHERE clinic_id IS ?2 AND verified_at IS NOT NULL AND verify_error IS NULL AND deleted_at IS NULL) WHERE scope = ?1",
+            ward_tenancy::sql::params![key, clinic],
+        )
         .await?;
         Ok(())
     }
@@ -460,13 +451,10 @@ impl ControlPlane {
         at: DateTime<Utc>,
     ) -> Result<(), ControlError> {
         let (job, at) = (job.to_owned(), format_time(at));
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO backup_schedule (job, ran_at) VALUES (?1, ?2) ON CONFLICT (job) DO UPDATE SET ran_at = excluded.ran_at",
-                [job, at],
-            )
-            .await
-        })
+        self.execute(
+            "INSERT INTO backup_schedule (job, ran_at) VALUES (?1, ?2) ON CONFLICT (job) DO UPDATE SET ran_at = excluded.ran_at",
+            [job, at],
+        )
         .await?;
         Ok(())
     }

@@ -312,12 +312,15 @@ mod tests {
 
     use super::*;
 
-    async fn plane(dir: &std::path::Path) -> (ControlPlane, ManualClock) {
+    /// A control plane in a new folder, on a clock that moves only when told to.
+    async fn plane() -> (tempfile::TempDir, ControlPlane, ManualClock) {
+        let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(parse_time("2026-03-01T09:00:00Z").unwrap());
-        let (control, _) = ControlPlane::open(dir, &MasterKey::random(), Arc::new(clock.clone()))
-            .await
-            .unwrap();
-        (control, clock)
+        let (control, _) =
+            ControlPlane::open(dir.path(), &MasterKey::random(), Arc::new(clock.clone()))
+                .await
+                .unwrap();
+        (dir, control, clock)
     }
 
     fn mail(to: &str) -> NewMail {
@@ -332,8 +335,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_stored_mail_is_due_at_once_and_not_after_it_is_sent() {
-        let dir = tempfile::tempdir().unwrap();
-        let (control, clock) = plane(dir.path()).await;
+        let (_dir, control, clock) = plane().await;
         let outbox = control.outbox();
         let id = outbox.enqueue(mail("ana@example.com")).await.unwrap();
         let due = outbox.due(clock.now(), 10).await.unwrap();
@@ -365,8 +367,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_failed_attempt_waits_for_its_retry_time_and_giving_up_keeps_the_row() {
-        let dir = tempfile::tempdir().unwrap();
-        let (control, clock) = plane(dir.path()).await;
+        let (_dir, control, clock) = plane().await;
         let outbox = control.outbox();
         let id = outbox.enqueue(mail("ana@example.com")).await.unwrap();
         let retry = clock.now() + TimeDelta::seconds(30);
@@ -406,8 +407,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn due_mails_come_oldest_first_and_limited() {
-        let dir = tempfile::tempdir().unwrap();
-        let (control, clock) = plane(dir.path()).await;
+        let (_dir, control, clock) = plane().await;
         let outbox = control.outbox();
         let mut ids = Vec::new();
         for i in 0..5 {

@@ -58,10 +58,6 @@ impl RotationLock {
     pub fn acquire(data_dir: &Path) -> std::io::Result<Option<Self>> {
         Ok(crate::backups::pid_lock(&data_dir.join(LOCK_FILE))?.map(|file| Self { _file: file }))
     }
-
-    fn holder_pid(data_dir: &Path) -> Option<u32> {
-        crate::backups::pid_in(&data_dir.join(LOCK_FILE))
-    }
 }
 
 /// What a rotation is told as it goes: the step it is about to take, or how many
@@ -127,12 +123,9 @@ pub async fn rotate_master(
     let _lock = RotationLock::acquire(data_dir)
         .map_err(|e| io("cannot take", &lock_path, e))?
         .ok_or_else(|| {
-            let pid = RotationLock::holder_pid(data_dir)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            ControlError::Busy(format!(
-                "another key rotation{pid} is running on this data directory; wait for it to finish"
-            ))
+            crate::backups::held_by(&lock_path, |pid| {
+                format!("another key rotation{pid} is running on this data directory; wait for it to finish")
+            })
         })?;
     let _serve = ServeGuard::acquire_before(data_dir, "rotating the master key")?;
 

@@ -140,17 +140,13 @@ impl ControlPlane {
             format_time(self.clock.now()),
             secret.clone(),
         );
-        let written = self
-            .with(|conn| async move {
-                conn.execute(
-                    "INSERT INTO totp_factors (user_id, secret, created_at) VALUES (?1, ?2, ?3)
+        let written = self.execute(
+            "INSERT INTO totp_factors (user_id, secret, created_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at, last_step = 0
                      WHERE confirmed_at IS NULL",
-                    ward_tenancy::sql::params![id, stored, now],
-                )
-                .await
-            })
-            .await?;
+            ward_tenancy::sql::params![id, stored, now],
+        )
+        .await?;
         if written == 0 {
             return Ok(None);
         }
@@ -336,15 +332,12 @@ impl ControlPlane {
         };
         let _sessions = self.cache.sessions_changing();
         let now = format_time(self.clock.now());
-        self.with(|conn| async move {
-            conn.execute(
-                "UPDATE sessions SET authenticated_at = ?2,
+        self.execute(
+            "UPDATE sessions SET authenticated_at = ?2,
                         second_factor_at = CASE WHEN ?3 THEN ?2 ELSE second_factor_at END
                  WHERE token_hash = ?1",
-                ward_tenancy::sql::params![hash, now, second_factor],
-            )
-            .await
-        })
+            ward_tenancy::sql::params![hash, now, second_factor],
+        )
         .await?;
         Ok(())
     }

@@ -124,14 +124,11 @@ impl ControlPlane {
                 .take(300)
                 .collect::<String>()
         });
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, authenticated_at, last_seen_at, ip, user_agent, second_factor_at)
+        self.execute(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, authenticated_at, last_seen_at, ip, user_agent, second_factor_at)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6, CASE WHEN ?7 THEN ?4 END)",
-                ward_tenancy::sql::params![hash, user, csrf, now, ip, ua, second_factor],
-            )
-            .await
-        })
+            ward_tenancy::sql::params![hash, user, csrf, now, ip, ua, second_factor],
+        )
         .await?;
         Ok(token)
     }
@@ -170,15 +167,7 @@ impl ControlPlane {
                 parse_time(&row.get::<String>(i)?).ok_or_else(|| ControlError::Invalid("bad session time".into()))
             };
             let (created, last_seen, authenticated) = (time(1)?, time(2)?, time(3)?);
-            let user = User {
-                id: row.get(4)?,
-                email: row.get(5)?,
-                name: row.get(6)?,
-                password_hash: row.get(7)?,
-                email_verified: row.get::<i64>(8)? != 0,
-                disabled: row.get::<i64>(9)? != 0,
-                password_changed_at: row.get::<Option<String>>(10)?.and_then(|t| parse_time(&t)),
-            };
+            let user = User::from_row_at(&row, 4)?;
             let mut session = Session {
                 id: hex::encode(&hash),
                 user,
@@ -232,15 +221,11 @@ impl ControlPlane {
         let _sessions = self.cache.sessions_changing();
         let now = format_time(self.clock.now());
         let user = user_id.to_owned();
-        let n = self
-            .with(|conn| async move {
-                conn.execute(
-                    "UPDATE sessions SET revoked_at = ?3 WHERE token_hash = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-                    ward_tenancy::sql::params![hash, user, now],
-                )
-                .await
-            })
-            .await?;
+        let n = self.execute(
+            "UPDATE sessions SET revoked_at = ?3 WHERE token_hash = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+            ward_tenancy::sql::params![hash, user, now],
+        )
+        .await?;
         Ok(n > 0)
     }
 
@@ -255,15 +240,11 @@ impl ControlPlane {
         let now = format_time(self.clock.now());
         let user = user_id.to_owned();
         let keep = keep.and_then(parse_hex_id).unwrap_or_default();
-        Ok(self
-            .with(|conn| async move {
-                conn.execute(
-                    "UPDATE sessions SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL AND token_hash != ?2",
-                    ward_tenancy::sql::params![user, keep, now],
-                )
-                .await
-            })
-            .await?)
+        self.execute(
+            "UPDATE sessions SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL AND token_hash != ?2",
+            ward_tenancy::sql::params![user, keep, now],
+        )
+        .await
     }
 
     /// The user's live sessions, most recent first.

@@ -188,15 +188,11 @@ impl ControlPlane {
     ) -> Result<u64, ControlError> {
         let now = ward_core::format_time(self.clock.now());
         let user = user_id.to_owned();
-        Ok(self
-            .with(|conn| async move {
-                conn.execute(
-                    "UPDATE one_time_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
-                    ward_tenancy::sql::params![user, purpose.as_str(), now],
-                )
-                .await
-            })
-            .await?)
+        self.execute(
+            "UPDATE one_time_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+            ward_tenancy::sql::params![user, purpose.as_str(), now],
+        )
+        .await
     }
 
     /// Deletes what can no longer be used: expired or long-used tokens (unconfirmed

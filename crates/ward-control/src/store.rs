@@ -219,6 +219,18 @@ impl ControlPlane {
         out
     }
 
+    /// Runs the one statement `sql` on one pooled connection; returns how many rows it
+    /// changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> Result<u64, ControlError> {
+        Ok(self
+            .with(|conn| async move { conn.execute(sql, params).await })
+            .await?)
+    }
+
     /// Every row `sql` returns, each read by `read`, on one pooled connection.
     pub(crate) async fn query_rows<T: Send>(
         &self,

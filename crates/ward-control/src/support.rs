@@ -516,11 +516,7 @@ impl ControlPlane {
         }
         let hash = token_hash(token);
         let at = format_time(self.clock.now());
-        let columns = GRANT_COLUMNS
-            .split(", ")
-            .map(|c| format!("g.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = ward_tenancy::sql::qualified("g", GRANT_COLUMNS);
         let sql = format!(
             "SELECT {columns}, s.csrf_token FROM support_sessions s JOIN support_grants g ON g.id = s.grant_id
              WHERE s.token_hash = ?1 AND g.state = 'active' AND g.ends_at > ?2"

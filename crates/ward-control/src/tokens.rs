@@ -73,14 +73,11 @@ impl ControlPlane {
             format_time(now),
             format_time(now + ttl)
         ];
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO one_time_tokens (token_hash, purpose, user_id, clinic_id, email, payload, created_at, expires_at)
+        self.execute(
+            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, clinic_id, email, payload, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params,
-            )
-            .await
-        })
+            params,
+        )
         .await?;
         Ok(token)
     }

@@ -34,14 +34,23 @@ const USER_COLUMNS: &str = "id, email, name, password_hash, email_verified_at IS
 
 impl User {
     fn from_row(row: &Row) -> Result<Self, ControlError> {
+        Self::from_row_at(row, 0)
+    }
+
+    /// Reads a user from the row's columns `first..first + 7`: `id, email, name,
+    /// password_hash, email_verified_at IS NOT NULL, disabled_at IS NOT NULL,
+    /// password_changed_at`.
+    pub(crate) fn from_row_at(row: &Row, first: i32) -> Result<Self, ControlError> {
         Ok(Self {
-            id: row.get(0)?,
-            email: row.get(1)?,
-            name: row.get(2)?,
-            password_hash: row.get(3)?,
-            email_verified: row.get::<i64>(4)? != 0,
-            disabled: row.get::<i64>(5)? != 0,
-            password_changed_at: row.get::<Option<String>>(6)?.and_then(|t| parse_time(&t)),
+            id: row.get(first)?,
+            email: row.get(first + 1)?,
+            name: row.get(first + 2)?,
+            password_hash: row.get(first + 3)?,
+            email_verified: row.get::<i64>(first + 4)? != 0,
+            disabled: row.get::<i64>(first + 5)? != 0,
+            password_changed_at: row
+                .get::<Option<String>>(first + 6)?
+                .and_then(|t| parse_time(&t)),
         })
     }
 }
@@ -106,13 +115,10 @@ impl ControlPlane {
     /// Removes a user that never became usable (signup that could not finish).
     pub async fn delete_unverified_user(&self, id: &str) -> Result<(), ControlError> {
         let id = id.to_owned();
-        self.with(|conn| async move {
-            conn.execute(
-                "DELETE FROM users WHERE id = ?1 AND email_verified_at IS NULL",
-                [id],
-            )
-            .await
-        })
+        self.execute(
+            "DELETE FROM users WHERE id = ?1 AND email_verified_at IS NULL",
+            [id],
+        )
         .await?;
         Ok(())
     }
@@ -135,9 +141,10 @@ impl ControlPlane {
     pub async fn mark_email_verified(&self, user_id: &str) -> Result<(), ControlError> {
         let now = format_time(self.clock.now());
         let id = user_id.to_owned();
-        self.with(|conn| async move {
-            conn.execute("UPDATE users SET email_verified_at = coalesce(email_verified_at, ?2) WHERE id = ?1", [id, now]).await
-        })
+        self.execute(
+            "UPDATE users SET email_verified_at = coalesce(email_verified_at, ?2) WHERE id = ?1",
+            [id, now],
+        )
         .await?;
         Ok(())
     }
@@ -173,13 +180,10 @@ impl ControlPlane {
     ) -> Result<bool, ControlError> {
         let (id, old, new) = (user_id.to_owned(), old_hash.to_owned(), new_hash.to_owned());
         let changed = self
-            .with(|conn| async move {
-                conn.execute(
-                    "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
-                    [id, old, new],
-                )
-                .await
-            })
+            .execute(
+                "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+                [id, old, new],
+            )
             .await?;
         Ok(changed > 0)
     }
@@ -248,14 +252,11 @@ impl ControlPlane {
         let now = format_time(self.clock.now());
         let id = user_id.to_owned();
         let _memberships = self.cache.memberships_changing();
-        self.with(|conn| async move {
-            conn.execute(
-                "INSERT INTO memberships (user_id, clinic_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
+        self.execute(
+            "INSERT INTO memberships (user_id, clinic_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user_id, clinic_id) DO UPDATE SET role = excluded.role",
-                [id, clinic.to_string(), role.as_str().to_owned(), now],
-            )
-            .await
-        })
+            [id, clinic.to_string(), role.as_str().to_owned(), now],
+        )
         .await?;
         Ok(())
     }

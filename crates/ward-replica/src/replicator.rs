@@ -318,37 +318,16 @@ impl Replicator {
     /// Ships everything pending of every database now (or queued ones only), returning
     /// the databases that failed.
     pub async fn sync_all(&self) -> Vec<(String, String)> {
-        let shared = self.shared.clone();
-        let all: Vec<String> = all_databases(&shared.data_dir).collect();
-        let handle = self.shared.runtime.spawn(async move {
-            let mut failed = Vec::new();
-            for db in all {
-                if let Err(e) = shared.ship(&db).await {
-                    failed.push((db, e.to_string()));
-                }
-            }
-            failed
-        });
-        handle.await.unwrap_or_default()
+        let all: Vec<String> = all_databases(&self.shared.data_dir).collect();
+        self.on_runtime(|shared| async move { shared.ship_each(all).await })
+            .await
+            .unwrap_or_default()
     }
 
     /// Ships what this process wrote and has not shipped yet (a command about to exit).
     pub async fn sync_dirty(&self) -> Vec<(String, String)> {
-        let shared = self.shared.clone();
-        let dirty: Vec<String> = std::mem::take(&mut *shared.dirty.lock())
-            .into_iter()
-            .collect();
-        self.shared
-            .runtime
-            .spawn(async move {
-                let mut failed = Vec::new();
-                for db in dirty {
-                    if let Err(e) = shared.ship(&db).await {
-                        failed.push((db, e.to_string()));
-                    }
-                }
-                failed
-            })
+        let dirty = self.shared.take_dirty();
+        self.on_runtime(|shared| async move { shared.ship_each(dirty).await })
             .await
             .unwrap_or_default()
     }
@@ -356,10 +335,7 @@ impl Replicator {
     /// Deletes the generations no restore within the retention can need: those whose
     /// successor began before the retention's start. Returns how many went.
     pub async fn apply_retention(&self) -> Result<usize, ReplicaError> {
-        let shared = self.shared.clone();
-        self.shared
-            .runtime
-            .spawn(async move { shared.apply_retention().await })
+        self.on_runtime(|shared| async move { shared.apply_retention().await })
             .await
             .map_err(|e| ReplicaError::Store(e.to_string()))?
     }
@@ -367,21 +343,15 @@ impl Replicator {
     /// Joins each generation's runs of small segments into larger objects and deletes
     /// what an earlier pass joined ([`crate::compact`]). Runs hourly with retention.
     pub async fn compact(&self) -> Result<crate::Compacted, ReplicaError> {
-        let shared = self.shared.clone();
-        self.shared
-            .runtime
-            .spawn(async move { shared.compact().await })
+        self.on_runtime(|shared| async move { shared.compact().await })
             .await
             .map_err(|e| ReplicaError::Store(e.to_string()))?
     }
 
     /// Ships `db`'s pending frames now.
     pub async fn sync(&self, db: &str) -> Result<(), ReplicaError> {
-        let shared = self.shared.clone();
         let db = db.to_owned();
-        self.shared
-            .runtime
-            .spawn(async move { shared.ship(&db).await })
+        self.on_runtime(|shared| async move { shared.ship(&db).await })
             .await
             .map_err(|e| ReplicaError::Store(e.to_string()))?
     }
@@ -433,16 +403,10 @@ impl Replicator {
 
     /// Ships what is pending and gives the replica up for the next server (at shutdown).
     pub async fn release(&self) {
-        let shared = self.shared.clone();
         let _ = self
-            .shared
-            .runtime
-            .spawn(async move {
+            .on_runtime(|shared| async move {
                 shared.stopped.store(true, Ordering::Release);
-                let dirty: Vec<String> = std::mem::take(&mut *shared.dirty.lock())
-                    .into_iter()
-                    .collect();
-                for db in dirty {
+                for db in shared.take_dirty() {
                     let _ = shared.ship(&db).await;
                 }
                 // The hold is given up for the next server; this process may still ship
@@ -452,6 +416,18 @@ impl Replicator {
                 }
             })
             .await;
+    }
+
+    /// Runs `job` with the shared state on the replicator's own threads and waits for it.
+    async fn on_runtime<T, F>(
+        &self,
+        job: impl FnOnce(Arc<Shared>) -> F,
+    ) -> Result<T, tokio::task::JoinError>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.runtime.spawn(job(self.shared.clone())).await
     }
 
     /// Whether the shipping loop runs in this process.
@@ -714,9 +690,7 @@ impl Shared {
                     Err(e) => tracing::warn!(error = %e, "replica compaction failed; will retry"),
                 }
             }
-            let batch: Vec<String> = std::mem::take(&mut *self.dirty.lock())
-                .into_iter()
-                .collect();
+            let batch = self.take_dirty();
             if batch.is_empty() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
                 continue;
@@ -740,6 +714,24 @@ impl Shared {
                 });
             }
         }
+    }
+
+    /// The databases written since they last shipped, leaving the set empty.
+    fn take_dirty(&self) -> Vec<String> {
+        std::mem::take(&mut *self.dirty.lock())
+            .into_iter()
+            .collect()
+    }
+
+    /// Ships each of `dbs`, returning those that failed and why.
+    async fn ship_each(&self, dbs: Vec<String>) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for db in dbs {
+            if let Err(e) = self.ship(&db).await {
+                failed.push((db, e.to_string()));
+            }
+        }
+        failed
     }
 
     /// Ships what `db` has not shipped, starting a generation if it must.

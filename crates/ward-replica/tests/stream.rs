@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ward_replica::{Replicator, Target, restore_to};
+use ward_replica::{DbStatus, Replicator, Target, restore_to};
 use ward_tenancy::db::{self, Durability};
 use ward_tenancy::keys::DataKey;
 
@@ -157,53 +157,47 @@ fn count(path: &Path, key: &DataKey) -> i64 {
 
 /// Writes in rounds, then restores to the moment after each round.
 async fn timeline(target: Target, folder: Option<&Path>) {
-    let Setup {
-        data,
-        replicator,
-        key,
-        path,
-        db_id,
-        conn,
-    } = setup(&target);
-    let opened = db::Opened { conn };
+    let s = setup(&target);
     // Four rounds of writes, 300 ms apart; the moments between rounds are remembered.
     let mut marks = Vec::new();
     for round in 0..4i64 {
         for i in 0..(50 + round * 400) {
             add_row(
-                &opened.conn,
+                &s.conn,
                 &format!("round {round} row {i} {}", "x".repeat(200)),
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        marks.push((ward_replica::now_ms(), count(&path, &key)));
+        marks.push((ward_replica::now_ms(), count(&s.path, &s.key)));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // The WAL passed the checkpoint threshold at least once: the stream went on.
-    let wal_len = std::fs::metadata(format!("{}-wal", path.display()))
+    let wal_len = std::fs::metadata(format!("{}-wal", s.path.display()))
         .unwrap()
         .len();
     assert!(
         wal_len < 8 << 20,
         "the WAL was never checkpointed ({wal_len} bytes): {:?}",
-        replicator.status()
+        s.replicator.status()
     );
-    replicator.sync(&db_id).await.unwrap();
+    s.replicator.sync(&s.db_id).await.unwrap();
     for (i, (at, expected)) in marks.iter().enumerate() {
-        let out = data.path().join(format!("restored-{i}.db"));
-        let report = restore_to(&target, &db_id, Some(*at), &out).await.unwrap();
+        let out = s.data.path().join(format!("restored-{i}.db"));
+        let report = restore_to(&target, &s.db_id, Some(*at), &out)
+            .await
+            .unwrap();
         assert!(report.last_commit_ms <= *at);
-        assert_eq!(count(&out, &key), *expected, "restore to mark {i}");
+        assert_eq!(count(&out, &s.key), *expected, "restore to mark {i}");
     }
     // Closing ships and checkpoints: the WAL is empty and the latest restore is whole.
-    drop(opened);
-    let wal_len = std::fs::metadata(format!("{}-wal", path.display()))
+    drop(s.conn);
+    let wal_len = std::fs::metadata(format!("{}-wal", s.path.display()))
         .unwrap()
         .len();
     assert_eq!(wal_len, 0);
-    let out = data.path().join("latest.db");
-    restore_to(&target, &db_id, None, &out).await.unwrap();
-    assert_eq!(count(&out, &key), marks.last().unwrap().1);
+    let out = s.data.path().join("latest.db");
+    restore_to(&target, &s.db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &s.key), marks.last().unwrap().1);
     // No page of the replica is plaintext, though the rows are in it (restored above).
     if let Some(folder) = folder {
         let files = walk(folder);
@@ -222,19 +216,12 @@ async fn timeline(target: Target, folder: Option<&Path>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
     let (replica, target) = folder_target();
-    let Setup {
-        data,
-        replicator,
-        db_id,
-        conn,
-        ..
-    } = setup(&target);
-    let opened = db::Opened { conn };
+    let s = setup(&target);
     for i in 0..5 {
-        add_row(&opened.conn, &format!("{i}"));
-        replicator.sync(&db_id).await.unwrap();
+        add_row(&s.conn, &format!("{i}"));
+        s.replicator.sync(&s.db_id).await.unwrap();
     }
-    drop(opened);
+    drop(s.conn);
     let mut segments: Vec<_> = walk(replica.path())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
@@ -246,16 +233,25 @@ async fn a_damaged_or_missing_segment_stops_the_restore_with_its_name() {
     let last = bytes.len() - 10;
     bytes[last] ^= 0x40;
     std::fs::write(&segments[2], &bytes).unwrap();
-    let err = restore_to(&target, &db_id, None, &data.path().join("a.db"))
+    let err = restore_to(&target, &s.db_id, None, &s.data.path().join("a.db"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("000000000002.seg"), "{err}");
     // A missing one.
     std::fs::remove_file(&segments[2]).unwrap();
-    let err = restore_to(&target, &db_id, None, &data.path().join("b.db"))
+    let err = restore_to(&target, &s.db_id, None, &s.data.path().join("b.db"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("segment 2 is missing"), "{err}");
+}
+
+/// How the replicator sees database `db`.
+fn status_of(replicator: &Replicator, db: &str) -> DbStatus {
+    replicator
+        .status()
+        .into_iter()
+        .find(|s| s.db == db)
+        .unwrap()
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -332,21 +328,13 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
     let proxy = Proxy::start(upstream);
     let via = format!("http://{}", proxy.addr);
     let target = s3_target_through(&via, "outage");
-    let Setup {
-        data,
-        replicator,
-        key,
-        db_id,
-        conn,
-        ..
-    } = setup(&target);
-    let opened = db::Opened { conn };
-    replicator.sync(&db_id).await.unwrap();
+    let s = setup(&target);
+    s.replicator.sync(&s.db_id).await.unwrap();
 
     proxy.set_up(false);
     let started = std::time::Instant::now();
     for i in 0..40 {
-        add_row(&opened.conn, &format!("{i}"));
+        add_row(&s.conn, &format!("{i}"));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
@@ -354,35 +342,27 @@ async fn while_the_store_is_down_writes_go_on_lag_shows_and_the_backlog_drains_a
         "writes waited for the store"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = replicator
-        .status()
-        .into_iter()
-        .find(|s| s.db == db_id)
-        .unwrap();
+    let status = status_of(&s.replicator, &s.db_id);
     assert!(status.lag_ms > 1000, "{status:?}");
     assert!(status.error.is_some(), "{status:?}");
 
     proxy.set_up(true);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let s = replicator
-            .status()
-            .into_iter()
-            .find(|s| s.db == db_id)
-            .unwrap();
-        if s.lag_ms == 0 && s.error.is_none() {
+        let status = status_of(&s.replicator, &s.db_id);
+        if status.lag_ms == 0 && status.error.is_none() {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the backlog never drained: {s:?}"
+            "the backlog never drained: {status:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let out = data.path().join("after.db");
-    restore_to(&target, &db_id, None, &out).await.unwrap();
-    assert_eq!(count(&out, &key), 40);
-    drop(opened);
+    let out = s.data.path().join("after.db");
+    restore_to(&target, &s.db_id, None, &out).await.unwrap();
+    assert_eq!(count(&out, &s.key), 40);
+    drop(s.conn);
 }
 
 /// Two servers on one replica (its folder, where it has one, is not looked at).

@@ -95,13 +95,11 @@ fn owners(conn: &Connection, pages: &[i64]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DataKey, Durability, db};
+    use crate::{Durability, db};
 
     #[test]
     fn a_sound_file_has_no_problems_and_a_flipped_index_page_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let key = DataKey::random();
+        let (_dir, path, key) = crate::test_files::temp_db("a.db");
         {
             let c = db::open_now(&path, &key, true, Durability::Full)
                 .unwrap()

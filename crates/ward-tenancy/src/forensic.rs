@@ -82,9 +82,7 @@ mod tests {
 
     #[test]
     fn deleted_bytes_are_found_until_secure_delete_and_a_checkpoint_remove_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db");
-        let key = DataKey::random();
+        let (dir, path, key) = crate::test_files::temp_db("x.db");
         let needle = b"Zebediah-Quillfeather-0xC0FFEE";
         let text = String::from_utf8_lossy(needle).into_owned();
         {

@@ -255,8 +255,7 @@ mod tests {
 
     #[test]
     fn a_generated_key_file_is_private_and_stable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("master.key");
+        let (_dir, path) = crate::test_files::temp_file("master.key");
         let (a, generated) = MasterKey::load_or_generate(&path).unwrap();
         assert!(generated);
         let (b, generated) = MasterKey::load_or_generate(&path).unwrap();

@@ -24,6 +24,28 @@ mod telemetry;
 #[cfg(test)]
 mod engine_tests;
 
+#[cfg(test)]
+mod test_files {
+    use std::path::PathBuf;
+
+    use tempfile::TempDir;
+
+    use crate::DataKey;
+
+    /// A path named `name` in a new empty folder, which lasts as long as the `TempDir`.
+    pub(crate) fn temp_file(name: &str) -> (TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        (dir, path)
+    }
+
+    /// [`temp_file`] for a new database, with a fresh key to encrypt it.
+    pub(crate) fn temp_db(name: &str) -> (TempDir, PathBuf, DataKey) {
+        let (dir, path) = temp_file(name);
+        (dir, path, DataKey::random())
+    }
+}
+
 pub use cached::{Db, DbRows};
 pub use db::{DbError, Durability, blocking};
 pub use keys::{DataKey, KeyError, MasterKey};

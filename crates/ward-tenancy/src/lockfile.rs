@@ -84,8 +84,7 @@ mod tests {
 
     #[test]
     fn a_lock_is_exclusive_and_released_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = crate::test_files::temp_file("x.lock");
         let lock = OperatorLock::acquire(&path, "restore").unwrap().unwrap();
         assert!(is_held(&path));
         assert!(OperatorLock::acquire(&path, "again").unwrap().is_none());
@@ -95,8 +94,7 @@ mod tests {
 
     #[test]
     fn a_lock_left_by_a_dead_process_is_cleared() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        let (_dir, path) = crate::test_files::temp_file("x.lock");
         // pid_max on Linux is at most 2^22, so this pid cannot be alive.
         std::fs::write(&path, "999999999\nrestore\n").unwrap();
         assert!(!is_held(&path));

@@ -70,8 +70,7 @@ mod tests {
 
     #[test]
     fn shared_pins_coexist_and_exclude_the_exclusive_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.pin");
+        let (_dir, path) = crate::test_files::temp_file("x.pin");
         let a = Pin::shared(&path).unwrap().unwrap();
         let b = Pin::shared(&path).unwrap().unwrap();
         assert!(Pin::exclusive(&path, Duration::ZERO).unwrap().is_none());

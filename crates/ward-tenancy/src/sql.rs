@@ -528,6 +528,16 @@ mod decode {
     }
 }
 
+/// The column list `columns` ("a, b, c") with each name qualified by the table alias
+/// `alias` ("t.a, t.b, t.c"), for a query that joins another table.
+pub fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A column count as the `i32` SQLite's API speaks in.
 fn index_count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -812,12 +822,16 @@ mod tests {
         Connection::new(rusqlite::Connection::open_in_memory().unwrap(), None)
     }
 
+    /// [`conn`] to a database that `schema` has set up.
+    async fn conn_with(schema: &str) -> Connection {
+        let c = conn();
+        c.execute_batch(schema).await.unwrap();
+        c
+    }
+
     #[tokio::test]
     async fn values_round_trip_and_convert_as_asked() {
-        let c = conn();
-        c.execute_batch("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)")
-            .await
-            .unwrap();
+        let c = conn_with("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)").await;
         let changed = c
             .execute(
                 "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -845,6 +859,14 @@ mod tests {
             Err(Error::InvalidColumnIndex(9))
         ));
         assert!(rows.next().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_column_list_is_qualified_name_by_name() {
+        assert_eq!(
+            qualified("p", "id, number, full_name"),
+            "p.id, p.number, p.full_name"
+        );
     }
 
     #[tokio::test]
@@ -888,10 +910,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_row_callback_may_use_the_connection_again() {
-        let c = conn();
-        c.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2);")
-            .await
-            .unwrap();
+        let c = conn_with("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2);").await;
         let mut seen = Vec::new();
         c.for_each_row("SELECT n FROM t ORDER BY n", (), |row| {
             let n: i64 = row.get(0)?;
@@ -905,10 +924,7 @@ mod tests {
 
     #[tokio::test]
     async fn engine_errors_keep_their_code() {
-        let c = conn();
-        c.execute_batch("CREATE TABLE t (n INTEGER UNIQUE); INSERT INTO t VALUES (1);")
-            .await
-            .unwrap();
+        let c = conn_with("CREATE TABLE t (n INTEGER UNIQUE); INSERT INTO t VALUES (1);").await;
         let e = c.execute("INSERT INTO t VALUES (1)", ()).await.unwrap_err();
         assert_eq!(e.primary_code(), Some(19), "{e}");
         assert!(e.to_string().contains("UNIQUE"), "{e}");

@@ -6,33 +6,30 @@ use crate::support::{TestPlatform, append, entry, in_new_clinic, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_holds_exactly_what_happened() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    let row = t
-        .with(&clinic, |conn| {
-            let recorded = audit::in_transaction(&conn, |tx| {
-                audit::record(&tx, &entry(1))
-            })
-            .unwrap();
-            assert_eq!(recorded.seq, 1);
-            let mut rows = conn
-                .query(
-                    "SELECT seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail, prev_hash, hash FROM audit_log",
-                    (),
-                )
-                .unwrap();
-            let row = rows.next().unwrap().unwrap();
-            let text = |i| row.get::<Option<String>>(i).unwrap();
-            let out = (
-                row.get::<i64>(0).unwrap(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map(text),
-                row.get::<Vec<u8>>(13).unwrap(),
-                row.get::<Vec<u8>>(14).unwrap(),
-            );
-            assert_eq!(out.3, recorded.hash.to_vec());
-            out
+    let row = in_new_clinic("Acme", |conn| {
+        let recorded = audit::in_transaction(&conn, |tx| {
+            audit::record(&tx, &entry(1))
         })
-        .await;
+        .unwrap();
+        assert_eq!(recorded.seq, 1);
+        let mut rows = conn
+            .query(
+                "SELECT seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, reason, diff, detail, prev_hash, hash FROM audit_log",
+                (),
+            )
+            .unwrap();
+        let row = rows.next().unwrap().unwrap();
+        let text = |i| row.get::<Option<String>>(i).unwrap();
+        let out = (
+            row.get::<i64>(0).unwrap(),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map(text),
+            row.get::<Vec<u8>>(13).unwrap(),
+            row.get::<Vec<u8>>(14).unwrap(),
+        );
+        assert_eq!(out.3, recorded.hash.to_vec());
+        out
+    })
+    .await;
     let s = |v: &str| Some(v.to_owned());
     assert_eq!(row.0, 1);
     assert_eq!(

@@ -7,9 +7,8 @@ use ward_clinic::ids::{PatientId, PaymentId};
 use ward_clinic::payments::{
     self, CorrectionHeader, CorrectionKind, Method, NewCorrection, PaymentHeader, Recorder,
 };
-use ward_tenancy::migrations::TENANT;
 
-use crate::support::{doctor, in_new_clinic, migrated_platform, old_clinic, start};
+use crate::support::{doctor, in_new_clinic, migrated_from, start};
 
 fn refund(payment_id: PaymentId, kind: CorrectionKind, amount_minor: i64) -> NewCorrection {
     NewCorrection {
@@ -25,26 +24,12 @@ fn refund(payment_id: PaymentId, kind: CorrectionKind, amount_minor: i64) -> New
 
 #[tokio::test(flavor = "multi_thread")]
 async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let at = TENANT
-        .iter()
-        .position(|m| m.name == "payment_corrections")
-        .unwrap();
-    let before = &TENANT[..at];
-
-    let clinic = old_clinic(
-        dir.path(),
-        before,
+    migrated_from(
+        "payment_corrections",
         "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'card', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (2, 1, 5000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
-    )
-    .await;
-
-    let new = migrated_platform(dir.path(), TENANT).await;
-    let tenant = new.tenants.get(clinic.id).await.unwrap();
-    tenant
-        .with(|conn| {
+        |conn| {
             let entry = || Entry::new(start(), doctor(), Action::Create);
             let p = payments::get(&conn, PaymentId::new(1)).unwrap();
             assert_eq!((p.refunded_minor, p.voided, p.remaining_minor()), (0, false, 20_000));

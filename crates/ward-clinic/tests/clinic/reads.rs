@@ -23,11 +23,17 @@ async fn rows_of(t: &TestPlatform, clinic: &ClinicRecord) -> i64 {
     t.with(clinic, |conn| count(&conn)).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn noted_views_are_written_within_about_a_tenth_of_a_second() {
+/// A platform with one clinic, "Acme", and a read auditor configured so over its clinics.
+async fn audited_acme(config: ReadAuditConfig) -> (TestPlatform, ClinicRecord, ReadAuditor) {
     let t = TestPlatform::new().await;
     let clinic = t.clinic("Acme").await;
-    let auditor = ReadAuditor::start(t.platform.tenants.clone(), ReadAuditConfig::default());
+    let auditor = ReadAuditor::start(t.platform.tenants.clone(), config);
+    (t, clinic, auditor)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn noted_views_are_written_within_about_a_tenth_of_a_second() {
+    let (t, clinic, auditor) = audited_acme(ReadAuditConfig::default()).await;
     let noted = Instant::now();
     for p in 0..5 {
         auditor.note_view(clinic.id, view(p)).unwrap();
@@ -105,14 +111,12 @@ async fn ten_thousand_views_from_many_tasks_are_all_written_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flush_writes_what_is_still_queued() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    let config = ReadAuditConfig {
+    let (t, clinic, auditor) = audited_acme(ReadAuditConfig {
         // Nothing would be written for a minute without the flush.
         max_delay: Duration::from_secs(60),
         ..ReadAuditConfig::default()
-    };
-    let auditor = ReadAuditor::start(t.platform.tenants.clone(), config);
+    })
+    .await;
     for p in 0..25 {
         auditor.note_view(clinic.id, view(p)).unwrap();
     }
@@ -167,9 +171,7 @@ async fn views_of_an_unavailable_clinic_wait_and_are_not_dropped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entry_the_log_would_refuse_is_refused_when_noted() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    let auditor = ReadAuditor::start(t.platform.tenants.clone(), ReadAuditConfig::default());
+    let (t, clinic, auditor) = audited_acme(ReadAuditConfig::default()).await;
     let mut bad = view(1);
     bad.entity_type = None;
     assert!(auditor.note_view(clinic.id, bad).is_err());
@@ -180,10 +182,8 @@ async fn an_entry_the_log_would_refuse_is_refused_when_noted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_view_noted_through_its_handle_is_written_without_opening_the_clinic_again() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
+    let (t, clinic, auditor) = audited_acme(ReadAuditConfig::default()).await;
     let store = t.platform.tenants.clone();
-    let auditor = ReadAuditor::start(store.clone(), ReadAuditConfig::default());
     let tenant = store.get(clinic.id).await.unwrap();
     auditor.note_view_in(&tenant, view(1)).unwrap();
     // The request ends and the clinic leaves the cache before the batch is due.
@@ -203,14 +203,12 @@ async fn a_view_noted_through_its_handle_is_written_without_opening_the_clinic_a
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_handle_is_not_used_once_an_operator_has_locked_the_clinic() {
-    let t = TestPlatform::new().await;
-    let clinic = t.clinic("Acme").await;
-    let store = t.platform.tenants.clone();
-    let config = ReadAuditConfig {
+    let (t, clinic, auditor) = audited_acme(ReadAuditConfig {
         flush_attempts: 1,
         ..ReadAuditConfig::default()
-    };
-    let auditor = ReadAuditor::start(store.clone(), config);
+    })
+    .await;
+    let store = t.platform.tenants.clone();
     let tenant = store.get(clinic.id).await.unwrap();
     auditor.note_view_in(&tenant, view(1)).unwrap();
     drop(tenant);

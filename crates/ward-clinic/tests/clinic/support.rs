@@ -8,7 +8,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ward_clinic::audit::{self, Action, Actor, Diff, Entry};
 use ward_control::{ClinicRecord, Platform};
 use ward_core::{ManualClock, Role, parse_time};
-use ward_tenancy::{DataKey, MasterKey, Registry, StoreConfig, db};
+use ward_tenancy::migrations::TENANT;
+use ward_tenancy::{DataKey, Db, MasterKey, Registry, StoreConfig, db};
 pub use ward_testkit::zip_files;
 
 /// The master key every test platform uses (64 hex characters).
@@ -25,6 +26,18 @@ pub async fn migrated_platform(dir: &Path, migrations: &[ward_tenancy::Migration
     let mut config = StoreConfig::new(dir);
     config.migrations = migrations.into();
     ward_testkit::open_platform(config, MASTER_HEX, Arc::new(ManualClock::new(start()))).await
+}
+
+/// Creates "Old Clinic" on the schema clinics had before the migration named `name`,
+/// with the statements `seed` run in it; then opens it on a platform with every
+/// migration of this build (so it is migrated on first use) and runs `f` on it.
+pub async fn migrated_from<T>(name: &str, seed: &str, f: impl FnOnce(Db) -> T) -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let at = TENANT.iter().position(|m| m.name == name).unwrap();
+    let clinic = old_clinic(dir.path(), &TENANT[..at], seed).await;
+    let new = migrated_platform(dir.path(), TENANT).await;
+    let tenant = new.tenants.get(clinic.id).await.unwrap();
+    tenant.with(f).await
 }
 
 /// Creates "Old Clinic" in `dir` on the schema of `migrations`, runs the statements

@@ -5,31 +5,20 @@ use ward_clinic::ids::{PatientId, VisitId};
 use ward_clinic::{payments, settings, visits};
 use ward_tenancy::migrations::TENANT;
 
-use crate::support::{doctor, migrated_platform, old_clinic, start};
+use crate::support::{doctor, migrated_from, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
-    let dir = tempfile::tempdir().unwrap();
-    let fee = TENANT.iter().position(|m| m.name == "visit_fee").unwrap();
-    let before = &TENANT[..fee];
-
-    // A clinic on the schema before fees, with a patient, a visit and a payment.
-    let clinic = old_clinic(
-        dir.path(),
-        before,
+    // A clinic on the schema before fees, with a patient, a visit and a payment, opened by
+    // this build: migrated on first use, the old rows intact and fee-less.
+    migrated_from(
+        "visit_fee",
         "INSERT INTO patients (number, full_name, sex, created_at, updated_at) VALUES (1, 'Old Patient', 'female', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO visits (patient_id, doctor_id, doctor_name, visited_at, presenting_complaints, created_at, updated_at) VALUES (1, 'd', 'Dr Old', '2026-01-01T00:00:00.000Z', 'Cough', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
                  INSERT INTO diagnoses (visit_id, position, text) VALUES (1, 1, 'Asthma'), (1, 0, 'Bronchitis');
                  INSERT INTO prescription_items (visit_id, position, drug, dose) VALUES (1, 1, 'Honey \"raw\"', ''), (1, 0, 'Salbutamol', '2 puffs');
                  INSERT INTO payments (receipt_number, patient_id, amount_minor, currency, method, reference, recorded_by_id, recorded_by_name, received_at) VALUES (1, 1, 20000, 'INR', 'cash', '', 'd', 'Dr Old', '2026-01-01T00:00:00.000Z');",
-    )
-    .await;
-
-    // Opened by this build: migrated on first use, the old rows intact and fee-less.
-    let new = migrated_platform(dir.path(), TENANT).await;
-    let tenant = new.tenants.get(clinic.id).await.unwrap();
-    tenant
-        .with(|conn| {
+        |conn| {
             assert_eq!(
                 ward_tenancy::migrate::version(&conn).unwrap() as usize,
                 TENANT.len()
@@ -48,14 +37,17 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
             let valid = form
                 .validate(s.local(start()).date_naive(), &s.currency)
                 .unwrap();
+            let amend = |reason: &str| {
+                visits::update(
+                    &conn,
+                    VisitId::new(1),
+                    &valid,
+                    reason,
+                    Entry::new(start(), doctor(), Action::Update),
+                )
+            };
             // A correction needs a reason; refused without one, nothing written.
-            let refused = visits::update(
-                &conn,
-                VisitId::new(1),
-                &valid,
-                " ",
-                Entry::new(start(), doctor(), Action::Update),
-            );
+            let refused = amend(" ");
             assert!(
                 matches!(
                     refused,
@@ -67,14 +59,7 @@ async fn the_fee_migration_keeps_an_existing_clinics_visits_and_balance() {
                 "{refused:?}"
             );
             assert_eq!(visits::get(&conn, VisitId::new(1)).unwrap().fee_minor, None);
-            let version = visits::update(
-                &conn,
-                VisitId::new(1),
-                &valid,
-                "fee was not entered",
-                Entry::new(start(), doctor(), Action::Update),
-            )
-            .unwrap();
+            let version = amend("fee was not entered").unwrap();
             assert_eq!(version, 2);
             assert_eq!(
                 visits::get(&conn, VisitId::new(1)).unwrap().fee_minor,

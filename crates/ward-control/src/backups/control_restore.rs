@@ -56,12 +56,11 @@ impl ServeGuard {
                 ))
             })?
             .ok_or_else(|| {
-                let pid = Self::holder_pid(data_dir)
-                    .map(|p| format!(" (pid {p})"))
-                    .unwrap_or_default();
-                ControlError::Busy(format!(
-                    "ward serve{pid} is running on this data directory; stop it before {doing}"
-                ))
+                held_by(&Self::path(data_dir), |pid| {
+                    format!(
+                        "ward serve{pid} is running on this data directory; stop it before {doing}"
+                    )
+                })
             })
     }
 }
@@ -92,6 +91,15 @@ pub(crate) fn pid_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
 /// The pid the last holder of the lock file `path` wrote.
 pub(crate) fn pid_in(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The refusal while another process holds the lock file `path`: `message` is given
+/// the holder as " (pid N)", or "" when its pid cannot be read.
+pub(crate) fn held_by(path: &Path, message: impl FnOnce(&str) -> String) -> ControlError {
+    let pid = pid_in(path)
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default();
+    ControlError::Busy(message(&pid))
 }
 
 /// What a control-plane restore did.

@@ -42,7 +42,7 @@ use ward_tenancy::backup::{AuditTableReadable, ContentCheck};
 use crate::ControlPlane;
 
 pub use control_restore::{ControlRestoreReport, ServeGuard, restore_control_plane};
-pub(crate) use control_restore::{pid_in, pid_lock};
+pub(crate) use control_restore::{held_by, pid_lock};
 pub use manifests::Manifest;
 pub use restore::{
     NoClinicAuditLog, RestoreAudit, RestoreAuditEntry, RestoreReport, RestoreTarget,

@@ -33,6 +33,19 @@ async fn restore(
         .await
 }
 
+/// How [`restore`] with these arguments fails; it must.
+async fn refused(
+    env: &Env,
+    id: ClinicId,
+    target: RestoreTarget,
+    dry_run: bool,
+    stop_at: Option<RestoreStep>,
+) -> ControlError {
+    restore(env, id, target, dry_run, stop_at)
+        .await
+        .unwrap_err()
+}
+
 async fn backup(env: &Env, id: ClinicId) -> BackupRecord {
     let r = env
         .backups
@@ -45,10 +58,17 @@ async fn backup(env: &Env, id: ClinicId) -> BackupRecord {
 
 /// A clinic backed up and then changed: the environment, the clinic, its backup and
 /// the clinic's rows now.
-async fn changed_since_its_backup() -> (Env, ClinicId, BackupRecord, Dump) {
+/// A new "Acme Clinic" with one backup, and what the clinic held when it was taken.
+async fn backed_up_acme() -> (Env, ClinicId, BackupRecord, Dump) {
     let env = Env::new().await;
     let id = env.clinic("Acme Clinic").await;
     let b = backup(&env, id).await;
+    let state = env.dump(id).await;
+    (env, id, b, state)
+}
+
+async fn changed_since_its_backup() -> (Env, ClinicId, BackupRecord, Dump) {
+    let (env, id, b, _) = backed_up_acme().await;
     env.exec(id, "INSERT INTO notes (body) VALUES ('kept')")
         .await;
     let current = env.dump(id).await;
@@ -119,10 +139,7 @@ async fn restoring_to_a_backup_time_brings_back_exactly_that_state() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_backup_is_detected_and_never_restored_from() {
-    let env = Env::new().await;
-    let id = env.clinic("Acme Clinic").await;
-    let good = backup(&env, id).await;
-    let good_state = env.dump(id).await;
+    let (env, id, good, good_state) = backed_up_acme().await;
 
     let corrupt = |r: &BackupRecord| {
         let path = env.backup_dir().join(&r.file);
@@ -173,19 +190,14 @@ async fn a_corrupted_backup_is_detected_and_never_restored_from() {
     assert_eq!(env.dump(id).await, good_state);
 
     for bad in [&second, &third] {
-        let err = restore(&env, id, RestoreTarget::Backup(bad.id), false, None)
-            .await
-            .unwrap_err();
+        let err = refused(&env, id, RestoreTarget::Backup(bad.id), false, None).await;
         assert!(err.to_string().contains("failed its check"), "{err}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_stopped_at_any_step_leaves_a_whole_unlocked_clinic() {
-    let env = Env::new().await;
-    let id = env.clinic("Acme Clinic").await;
-    let b = backup(&env, id).await;
-    let backed_up = env.dump(id).await;
+    let (env, id, b, backed_up) = backed_up_acme().await;
     let steps = [
         RestoreStep::Prepare,
         RestoreStep::Exclusive,
@@ -202,9 +214,7 @@ async fn a_restore_stopped_at_any_step_leaves_a_whole_unlocked_clinic() {
         )
         .await;
         let current = env.dump(id).await;
-        let err = restore(&env, id, RestoreTarget::Backup(b.id), false, Some(step))
-            .await
-            .unwrap_err();
+        let err = refused(&env, id, RestoreTarget::Backup(b.id), false, Some(step)).await;
         assert!(err.to_string().contains("stopped by the test"), "{err}");
         assert!(
             !env.platform.tenants.is_locked(id),
@@ -233,9 +243,7 @@ async fn a_restore_stopped_at_any_step_leaves_a_whole_unlocked_clinic() {
 async fn a_restore_is_refused_while_another_operator_holds_the_clinic() {
     let (env, id, b, current) = changed_since_its_backup().await;
     let lock = env.platform.tenants.lock(id, "purge").await.unwrap();
-    let err = restore(&env, id, RestoreTarget::Backup(b.id), false, None)
-        .await
-        .unwrap_err();
+    let err = refused(&env, id, RestoreTarget::Backup(b.id), false, None).await;
     assert!(matches!(err, ControlError::Busy(_)), "{err}");
     drop(lock);
     assert_eq!(env.dump(id).await, current);
@@ -260,15 +268,14 @@ async fn a_dry_run_checks_the_backup_and_changes_nothing() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
     // Nothing before the first backup.
-    let err = restore(
+    let err = refused(
         &env,
         id,
         RestoreTarget::At(b.taken_at - TimeDelta::seconds(1)),
         true,
         None,
     )
-    .await
-    .unwrap_err();
+    .await;
     assert!(err.to_string().contains("no usable backup"), "{err}");
 }
 
