@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
+use ward_app::accounts::Origin;
 use ward_clinic::audit::{Action, Actor, Entry};
 use ward_clinic::{ParseIdError, PatientId};
 use ward_control::Session;
@@ -77,21 +78,22 @@ impl FromRequestParts<AppState> for Csrf {
     }
 }
 
-/// The client's address (as the rate limiter sees it) and browser, for the auth log.
-pub struct ClientInfo {
-    /// Address.
-    pub ip: Option<String>,
-    /// User agent, truncated.
-    pub user_agent: Option<String>,
-}
+/// The client's address (as the rate limiter sees it) and browser, for the auth log:
+/// its `ip` and `user_agent` (truncated) are the [`Origin`]'s.
+pub struct ClientInfo(pub Origin);
 
 impl ClientInfo {
     /// Where the request came from, as the workflows log it.
-    pub fn origin(&self) -> ward_app::accounts::Origin {
-        ward_app::accounts::Origin {
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-        }
+    pub fn origin(&self) -> &Origin {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ClientInfo {
+    type Target = Origin;
+
+    fn deref(&self) -> &Origin {
+        &self.0
     }
 }
 
@@ -102,7 +104,7 @@ impl FromRequestParts<AppState> for ClientInfo {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self {
+        Ok(Self(Origin {
             ip: client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
                 .map(|ip| ip.to_string()),
             user_agent: parts
@@ -110,7 +112,7 @@ impl FromRequestParts<AppState> for ClientInfo {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().filter(|c| !c.is_control()).take(300).collect()),
-        })
+        }))
     }
 }
 
