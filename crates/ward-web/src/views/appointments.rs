@@ -223,7 +223,6 @@ impl DayPage {
         mut form: BookForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let doctors = doctors(app, access).await?;
         let now = app.clock.now();
         let q = query.q.unwrap_or_default();
@@ -239,7 +238,7 @@ impl DayPage {
             .await?;
         note_book(app, access, &book)?;
         form.fill_defaults(book.date, query.doctor.unwrap_or_default());
-        let frame = ClinicFrame::new(access, clinic.name, csrf, "appointments");
+        let frame = ClinicFrame::load(app, access, csrf, "appointments").await?;
         let can_manage = access.can(Permission::ManageAppointments);
         let shown = (q, form, errors);
         Ok(Self::new(frame, (doctor, doctors), book, shown, can_manage))
@@ -472,7 +471,6 @@ impl AppointmentPage {
         form: Option<RescheduleForm>,
         (errors, notice): (FormErrors, Option<&'static str>),
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let doctors = doctors(app, access).await?;
         let (s, a) = access
             .tenant
@@ -487,7 +485,7 @@ impl AppointmentPage {
             minutes: a.minutes().to_string(),
         });
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "appointments"),
+            frame: ClinicFrame::load(app, access, csrf, "appointments").await?,
             date: local.format("%Y-%m-%d").to_string(),
             doctor_name: a.doctor_name.clone(),
             minutes: a.minutes(),

@@ -301,12 +301,7 @@ pub(crate) async fn patients_frame(
     access: &ClinicAccess,
     csrf: String,
 ) -> Result<ClinicFrame, AppError> {
-    Ok(ClinicFrame::new(
-        access,
-        clinic_name(app, access).await?,
-        csrf,
-        "patients",
-    ))
+    ClinicFrame::load(app, access, csrf, "patients").await
 }
 
 #[derive(serde::Deserialize, Default)]

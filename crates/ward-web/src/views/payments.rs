@@ -210,7 +210,6 @@ impl ListPage {
         q: RangeQuery,
         show_list: bool,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let now = app.clock.now();
         let range = access
             .tenant
@@ -227,7 +226,7 @@ impl ListPage {
             (&[][..], &[][..])
         };
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            frame: ClinicFrame::load(app, access, csrf, "payments").await?,
             from: range.from.to_string(),
             to: range.to.to_string(),
             notice: range.notice.clone(),
@@ -319,7 +318,6 @@ impl NewPage {
         mut form: PaymentForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let chosen = form.patient_id.trim().parse::<PatientId>().ok();
         let (s, pick) = access
             .tenant
@@ -327,7 +325,7 @@ impl NewPage {
             .await?;
         form.fill_defaults();
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            frame: ClinicFrame::load(app, access, csrf, "payments").await?,
             q,
             hits: pick.hits,
             chosen: pick.chosen,
@@ -622,7 +620,6 @@ impl CorrectPage {
         mut form: CorrectionForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let (s, p) = access
             .tenant
             .with(|conn| payments::get_with_settings(&conn, id))
@@ -637,7 +634,7 @@ impl CorrectPage {
             payments::correction_blocked(&p, kind, &s)
         };
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            frame: ClinicFrame::load(app, access, csrf, "payments").await?,
             refund: kind == CorrectionKind::Refund,
             payment_id: p.id,
             receipt_number: p.receipt_number,

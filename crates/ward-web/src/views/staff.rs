@@ -140,7 +140,6 @@ impl InviteRow {
 }
 
 async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: PageState) -> Page {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let settings = access
         .tenant
         .with(|conn| ward_clinic::settings::load(&conn))
@@ -157,7 +156,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
         .map(|i| InviteRow::new(i, &settings))
         .collect();
     let page = StaffPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "staff"),
+        frame: ClinicFrame::load(app, access, csrf, "staff").await?,
         members,
         invites,
         roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
@@ -334,9 +333,8 @@ pub async fn remove_get(
     else {
         return Err(AppError::NotFound);
     };
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let page = RemovePage {
-        frame: ClinicFrame::new(&access, clinic.name, csrf, "staff"),
+        frame: ClinicFrame::load(&app, &access, csrf, "staff").await?,
         member: MemberRow {
             is_me: m.user_id == access.session.user.id,
             since: String::new(),
