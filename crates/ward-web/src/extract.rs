@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use ward_app::accounts::Origin;
 use ward_clinic::audit::{Action, Actor, Entry};
-use ward_clinic::{ParseIdError, PatientId};
+use ward_clinic::{AttachmentId, ParseIdError, PatientId};
 use ward_control::Session;
 use ward_core::{ClinicId, ClinicStatus, Permission, Role, Slug};
 use ward_tenancy::TenantHandle;
@@ -434,7 +434,7 @@ pub fn parse_id<T: FromStr<Err = ParseIdError>>(text: &str) -> Result<T, AppErro
 
 /// The path parameter `name` of the request's route as a record's id: a positive
 /// integer; anything else, or no such parameter, is "not found". Every id in a path is
-/// read this way ([`RecordId`], [`AttachmentPath`]).
+/// read this way ([`RecordId`], [`AttachmentRequest`]).
 async fn path_id<T: FromStr<Err = ParseIdError>, S: Send + Sync>(
     parts: &mut Parts,
     state: &S,
@@ -460,14 +460,26 @@ impl<T: FromStr<Err = ParseIdError> + Send, S: Send + Sync> FromRequestParts<S> 
     }
 }
 
-/// The `{attachment}` of an attachment's address
-/// (`/c/{slug}/patients/{id}/attachments/{attachment}`), read like [`RecordId`].
-pub struct AttachmentPath(pub ward_clinic::AttachmentId);
+/// A request about one attachment (`/c/{slug}/patients/{id}/attachments/{attachment}…`):
+/// the app, the user's access to the clinic (as [`ClinicAccess`] reads it), and the
+/// patient's `{id}` and the attachment's `{attachment}` (read like [`RecordId`]).
+pub struct AttachmentRequest(
+    pub AppState,
+    pub ClinicAccess,
+    pub (PatientId, AttachmentId),
+);
 
-impl<S: Send + Sync> FromRequestParts<S> for AttachmentPath {
-    type Rejection = AppError;
+impl FromRequestParts<AppState> for AttachmentRequest {
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        path_id(parts, state, "attachment").await.map(Self)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let access = ClinicAccess::from_request_parts(parts, state).await?;
+        let RecordId(id) = RecordId::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let aid = path_id(parts, state, "attachment")
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self(state.clone(), access, (id, aid)))
     }
 }
