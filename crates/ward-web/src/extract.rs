@@ -323,6 +323,22 @@ where
     }
 }
 
+/// A clinic page about one record: [`ClinicPage`]'s app, access and token, then the
+/// record's [`RecordId`] (`T`: its kind), read in that order.
+pub struct RecordRequest<T>(pub AppState, pub ClinicAccess, pub String, pub T);
+
+impl<T: FromStr<Err = ParseIdError> + Send> FromRequestParts<AppState> for RecordRequest<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let PageRequest(app, access, csrf) = ClinicPage::from_request_parts(parts, state).await?;
+        let RecordId(id) = RecordId::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self(app, access, csrf, id))
+    }
+}
+
 impl ClinicAccess {
     /// `Ok` if the user's role allows `p`, otherwise the 403 page.
     pub fn require(&self, p: Permission) -> Result<(), AppError> {

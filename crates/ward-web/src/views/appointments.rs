@@ -14,7 +14,7 @@ use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{AppointmentId, ClinicError, PatientId};
 use ward_core::{Permission, Role};
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId, RecordRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -505,8 +505,7 @@ impl AppointmentPage {
 
 /// One appointment: details, status buttons, reschedule form.
 pub async fn show_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<AppointmentId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<AppointmentId>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
@@ -555,8 +554,7 @@ pub async fn status_post(
 
 /// Moves an appointment to another time or doctor.
 pub async fn reschedule_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<AppointmentId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<AppointmentId>,
     AppForm(form): AppForm<RescheduleForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;

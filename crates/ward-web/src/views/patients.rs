@@ -13,7 +13,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -651,10 +651,7 @@ impl PatientPage {
 
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
 /// other areas' sections. Audited as a `view`.
-pub async fn show_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn show_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::ViewDemographics)?;
     let allowed = Allowed::of(&access);
     let data = PatientData::load(&access, id, allowed).await?;
@@ -664,10 +661,7 @@ pub async fn show_get(
 }
 
 /// `GET /c/{slug}/patients/{id}/edit`.
-pub async fn edit_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn edit_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::EditDemographics)?;
     let p = access.tenant.with(|conn| patients::get(&conn, id)).await?;
     // The edit form shows the whole record: a view like the patient page.
@@ -683,8 +677,7 @@ pub async fn edit_get(
 /// `POST /c/{slug}/patients/{id}/edit`: saves the correction as the record's next
 /// version with its reason, audited as an `update` naming the changed fields.
 pub async fn edit_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PatientId>,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -719,10 +712,7 @@ struct HistoryPage {
 /// `GET /c/{slug}/patients/{id}/history`: every version of the patient's details,
 /// newest first, with who saved it, when, why and what changed. For the roles that see
 /// the details; audited as a `view`.
-pub async fn history_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn history_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::ViewDemographics)?;
     let kept = access
         .tenant

@@ -18,8 +18,8 @@ use ward_control::ClinicRecord;
 use ward_core::Permission;
 use ward_tenancy::Db;
 
-use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
+use crate::extract::{RecordId, RecordRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -498,8 +498,7 @@ struct ReceiptPage {
 
 /// The printable receipt; producing it is recorded in the audit log as `print`.
 pub async fn receipt_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PaymentId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
     let (clinic, (s, p, fixes)) = printed(&app, &access, move |conn, entry| {
@@ -769,8 +768,7 @@ struct CorrectionReceiptPage {
 
 /// The printable receipt of a refund or void; producing it is audited as `print`.
 pub async fn correction_receipt_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<CorrectionId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<CorrectionId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
     let (clinic, (s, c)) = printed(&app, &access, move |conn, entry| {
