@@ -326,10 +326,17 @@ struct RowsFragment {
     rows: Vec<Row>,
 }
 
-async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSettings), AppError> {
+/// The register searched for `q`, noted in the audit log as `what`: the query as
+/// searched and the rows found.
+async fn search(
+    app: &AppState,
+    access: &ClinicAccess,
+    q: &str,
+    what: &str,
+) -> Result<(String, Vec<Row>), AppError> {
     // Longer queries than any name or phone are cut rather than refused.
     let q: String = q.chars().take(100).collect();
-    let found = access
+    let (found, s) = access
         .tenant
         .with(|conn| {
             let s = settings::load(&conn)?;
@@ -337,7 +344,9 @@ async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSet
             Ok::<_, ward_clinic::ClinicError>((found, s))
         })
         .await?;
-    Ok(found)
+    access.note_shown(app, found.iter().map(|p| p.id), what)?;
+    let rows = rows(access.slug.as_str(), &found, today(app, &s));
+    Ok((q, rows))
 }
 
 /// `GET /c/{slug}/patients?q=`: the register, searched.
@@ -346,11 +355,10 @@ pub async fn list_get(
     Query(query): Query<SearchQuery>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let (found, s) = find(&access, &query.q).await?;
-    access.note_shown(&app, found.iter().map(|p| p.id), "patient list")?;
+    let (q, rows) = search(&app, &access, &query.q, "patient list").await?;
     let page = ListPage {
-        rows: rows(access.slug.as_str(), &found, today(&app, &s)),
-        q: query.q.chars().take(100).collect(),
+        rows,
+        q,
         can_register: access.can(Permission::EditDemographics),
         frame: patients_frame(&app, &access, csrf).await?,
     };
@@ -364,12 +372,8 @@ pub async fn search_get(
     Query(query): Query<SearchQuery>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let (found, s) = find(&access, &query.q).await?;
-    access.note_shown(&app, found.iter().map(|p| p.id), "search results")?;
-    let fragment = RowsFragment {
-        rows: rows(access.slug.as_str(), &found, today(&app, &s)),
-        q: query.q.chars().take(100).collect(),
-    };
+    let (q, rows) = search(&app, &access, &query.q, "search results").await?;
+    let fragment = RowsFragment { q, rows };
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Html(fragment.render()?),
