@@ -472,10 +472,7 @@ pub async fn create_post(
 #[template(path = "receipt.html")]
 struct ReceiptPage {
     frame: ClinicFrame,
-    clinic_name: String,
-    address: String,
-    phone: String,
-    letterhead: String,
+    head: Letterhead,
     receipt_number: i64,
     when: String,
     patient_name: String,
@@ -494,6 +491,26 @@ struct ReceiptPage {
     can_correct: bool,
     can_refund: bool,
     can_void: bool,
+}
+
+/// The head of a printed receipt (`_receipt_letterhead.html`): the clinic's name and
+/// the letterhead, address and phone its settings give.
+struct Letterhead {
+    clinic_name: String,
+    letterhead: String,
+    address: String,
+    phone: String,
+}
+
+impl Letterhead {
+    fn new(clinic_name: String, s: &ClinicSettings) -> Self {
+        Self {
+            clinic_name,
+            letterhead: s.letterhead.clone(),
+            address: s.address.clone(),
+            phone: s.phone.clone(),
+        }
+    }
 }
 
 /// The printable receipt; producing it is recorded in the audit log as `print`.
@@ -534,10 +551,7 @@ impl ReceiptPage {
     ) -> Self {
         Self {
             frame,
-            clinic_name,
-            address: s.address.clone(),
-            phone: s.phone.clone(),
-            letterhead: s.letterhead.clone(),
+            head: Letterhead::new(clinic_name, s),
             receipt_number: p.receipt_number,
             when: printed_time(s, p.received_at),
             patient_name: p.patient_name.clone(),
@@ -749,10 +763,7 @@ impl CorrectionForm {
 #[template(path = "correction_receipt.html")]
 struct CorrectionReceiptPage {
     frame: ClinicFrame,
-    clinic_name: String,
-    address: String,
-    phone: String,
-    letterhead: String,
+    head: Letterhead,
     refund: bool,
     receipt_number: i64,
     payment_id: PaymentId,
@@ -776,11 +787,8 @@ pub async fn correction_receipt_get(
     })
     .await?;
     let page = CorrectionReceiptPage {
-        clinic_name: clinic.name.clone(),
+        head: Letterhead::new(clinic.name.clone(), &s),
         frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
-        address: s.address.clone(),
-        phone: s.phone.clone(),
-        letterhead: s.letterhead.clone(),
         refund: c.kind == CorrectionKind::Refund,
         receipt_number: c.receipt_number,
         payment_id: c.payment_id,
