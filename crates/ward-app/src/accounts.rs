@@ -30,6 +30,79 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
+/// One attempt for the sign-in log: what was tried, by which account (when one is
+/// known), for which address, and from where. Each way it ends is written with
+/// [`Attempt::log`].
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// What was tried: `login`, `signup`, `reset_request`, ...
+    pub kind: &'a str,
+    /// The account, when one is known.
+    pub user: Option<&'a str>,
+    /// The address typed, or the account's.
+    pub email: Option<&'a str>,
+    /// Where the request came from.
+    pub origin: &'a Origin,
+}
+
+impl<'a> Attempt<'a> {
+    /// An attempt of `kind` from `origin`, by no known account, for no address.
+    pub fn new(kind: &'a str, origin: &'a Origin) -> Self {
+        Self {
+            kind,
+            user: None,
+            email: None,
+            origin,
+        }
+    }
+
+    /// The same attempt, by the account `user_id` (or none).
+    #[must_use]
+    pub fn user(self, user_id: Option<&'a str>) -> Self {
+        Self {
+            user: user_id,
+            ..self
+        }
+    }
+
+    /// The same attempt, for the address `email` (or none).
+    #[must_use]
+    pub fn email(self, email: Option<&'a str>) -> Self {
+        Self { email, ..self }
+    }
+
+    /// The same attempt, by `user` with their address.
+    #[must_use]
+    pub fn by(self, user: &'a User) -> Self {
+        self.user(Some(&user.id)).email(Some(&user.email))
+    }
+
+    /// Records that the attempt ended in `outcome`.
+    pub async fn log(self, app: &App, outcome: &str) {
+        self.log_detail(app, outcome, None).await;
+    }
+
+    /// Records that the attempt ended in `outcome`, with `detail`; a failure is
+    /// logged, not returned. The address typed is kept without control characters and
+    /// at most 254 characters long.
+    pub async fn log_detail(self, app: &App, outcome: &str, detail: Option<String>) {
+        let event = AuthEvent {
+            kind: self.kind.to_owned(),
+            user_id: self.user.map(str::to_owned),
+            email: self
+                .email
+                .map(|e| e.chars().filter(|c| !c.is_control()).take(254).collect()),
+            ip: self.origin.ip.clone(),
+            user_agent: self.origin.user_agent.clone(),
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        if let Err(e) = app.control.record_auth_event(event).await {
+            tracing::error!(error = %e, kind = self.kind, "could not record an auth event");
+        }
+    }
+}
+
 /// A one-time link sent to the address was used: the address is the user's, so it is
 /// marked verified, and the auth log records `kind` as ok.
 async fn address_proved(
@@ -40,33 +113,25 @@ async fn address_proved(
     origin: &Origin,
 ) -> Result<(), Error> {
     app.control.mark_email_verified(user_id).await?;
-    auth_event(app, kind, "ok", Some(user_id), email, origin, None).await;
+    let attempt = Attempt::new(kind, origin).user(Some(user_id));
+    attempt.email(email).log(app, "ok").await;
     Ok(())
 }
 
-/// Records an event in the sign-in log; a failure is logged, not returned. The address
-/// typed is kept without control characters and at most 254 characters long.
-pub async fn auth_event(
+/// Issues a one-time token of `purpose` for the account `user_id`, valid for `ttl`;
+/// `email` is the address a link with it is mailed to, if one is. Returns the secret.
+pub async fn user_token(
     app: &App,
-    kind: &str,
-    outcome: &str,
-    user: Option<&str>,
+    purpose: Purpose,
+    user_id: &str,
     email: Option<&str>,
-    origin: &Origin,
-    detail: Option<String>,
-) {
-    let event = AuthEvent {
-        kind: kind.to_owned(),
-        user_id: user.map(str::to_owned),
-        email: email.map(|e| e.chars().filter(|c| !c.is_control()).take(254).collect()),
-        ip: origin.ip.clone(),
-        user_agent: origin.user_agent.clone(),
-        outcome: outcome.to_owned(),
-        detail,
-    };
-    if let Err(e) = app.control.record_auth_event(event).await {
-        tracing::error!(error = %e, kind, "could not record an auth event");
-    }
+    ttl: TimeDelta,
+) -> Result<String, Error> {
+    let control = &app.control;
+    let token = control
+        .issue_token(purpose, Some(user_id), None, email, None, ttl)
+        .await?;
+    Ok(token)
 }
 
 /// Queues `message` to `to`; a failure is logged (the page says the same either way).
@@ -100,6 +165,7 @@ pub struct Signup<'a> {
 /// mail saying so (with a reset link) instead, after the same work.
 pub async fn start_signup(app: &App, signup: Signup<'_>, origin: &Origin) -> Result<(), Error> {
     let email = signup.email;
+    let attempt = Attempt::new("signup", origin).email(Some(email.as_str()));
     // Hash first, whether or not the address is taken: both paths cost the same.
     let hash = app.hasher.hash(signup.password).await?;
     if let Some(existing) = app.control.user_by_email(email).await? {
@@ -109,16 +175,7 @@ pub async fn start_signup(app: &App, signup: Signup<'_>, origin: &Origin) -> Res
         };
         send(app, email, &existing.name, message).await;
         let user = Some(existing.id.as_str());
-        auth_event(
-            app,
-            "signup",
-            "existing_email",
-            user,
-            Some(email.as_str()),
-            origin,
-            None,
-        )
-        .await;
+        attempt.user(user).log(app, "existing_email").await;
         return Ok(());
     }
     let token = app
@@ -130,16 +187,7 @@ pub async fn start_signup(app: &App, signup: Signup<'_>, origin: &Origin) -> Res
         link: link(app, "/verify-email", &token),
     };
     send(app, email, signup.name, message).await;
-    auth_event(
-        app,
-        "signup",
-        "ok",
-        None,
-        Some(email.as_str()),
-        origin,
-        None,
-    )
-    .await;
+    attempt.log(app, "ok").await;
     Ok(())
 }
 
@@ -170,34 +218,18 @@ pub enum Confirmed {
 /// are made now (all or nothing, `ward_control::signup`). Links sent to accounts made
 /// before signups waited for confirmation just mark the address confirmed.
 pub async fn confirm_email(app: &App, token: &str, origin: &Origin) -> Result<Confirmed, Error> {
+    let attempt = Attempt::new("verify_email", origin);
     match app.control.finish_signup(token, &app.tenants).await? {
         SignupOutcome::Created { user_id, clinic } => {
-            auth_event(
-                app,
-                "verify_email",
-                "ok",
-                Some(&user_id),
-                None,
-                origin,
-                None,
-            )
-            .await;
             let user = Some(user_id.as_str());
-            auth_event(app, "signup", "clinic_created", user, None, origin, None).await;
+            attempt.user(user).log(app, "ok").await;
+            let signup = Attempt::new("signup", origin).user(user);
+            signup.log(app, "clinic_created").await;
             let to = format!("/c/{}/", clinic.slug);
             return Ok(Confirmed::Created { user_id, to });
         }
         SignupOutcome::AddressTaken => {
-            auth_event(
-                app,
-                "verify_email",
-                "existing_email",
-                None,
-                None,
-                origin,
-                None,
-            )
-            .await;
+            attempt.log(app, "existing_email").await;
             return Ok(Confirmed::AddressTaken);
         }
         SignupOutcome::NoSuchSignup => {}
@@ -207,16 +239,7 @@ pub async fn confirm_email(app: &App, token: &str, origin: &Origin) -> Result<Co
         .consume_token(Purpose::VerifyEmail, token)
         .await?
     else {
-        auth_event(
-            app,
-            "verify_email",
-            "invalid_token",
-            None,
-            None,
-            origin,
-            None,
-        )
-        .await;
+        attempt.log(app, "invalid_token").await;
         return Ok(Confirmed::Expired);
     };
     let Some(user_id) = info.user_id else {
@@ -261,10 +284,11 @@ pub async fn check_password(
     password: &str,
     origin: &Origin,
 ) -> Result<PasswordStep, Error> {
+    let attempt = Attempt::new("login", origin).email(Some(typed));
     let since = app.clock.now() - TimeDelta::hours(1);
     if app.control.failed_logins_since(None, typed, since).await? >= MAX_FAILED_LOGINS_PER_HOUR {
         refused("limited");
-        auth_event(app, "login", "limited", None, Some(typed), origin, None).await;
+        attempt.log(app, "limited").await;
         return Ok(PasswordStep::Limited);
     }
     let user = match Email::parse(typed) {
@@ -278,7 +302,7 @@ pub async fn check_password(
         other => {
             refused("credentials");
             let id = other.as_ref().map(|u| u.id.as_str());
-            auth_event(app, "login", "failed", id, Some(typed), origin, None).await;
+            attempt.user(id).log(app, "failed").await;
             return Ok(PasswordStep::Refused);
         }
     };
@@ -295,18 +319,18 @@ pub async fn check_password(
             tracing::warn!(error = %e, "could not re-hash a password under the current pepper");
         }
     }
-    let id = Some(user.id.as_str());
+    let attempt = attempt.user(Some(&user.id));
     if !user.email_verified {
         refused("unverified");
-        auth_event(app, "login", "unverified", id, Some(typed), origin, None).await;
+        attempt.log(app, "unverified").await;
         return Ok(PasswordStep::Unverified(user));
     }
     if app.control.second_factor_enrolled(&user.id).await? {
         // The password was right; the session starts only after the code.
-        auth_event(app, "login", "password_ok", id, Some(typed), origin, None).await;
+        attempt.log(app, "password_ok").await;
         return Ok(PasswordStep::NeedsCode(user));
     }
-    auth_event(app, "login", "ok", id, Some(typed), origin, None).await;
+    attempt.log(app, "ok").await;
     Ok(PasswordStep::Done(user))
 }
 
@@ -315,17 +339,8 @@ pub async fn resend_verification(app: &App, user: &User) -> Result<(), Error> {
     let Ok(email) = Email::parse(&user.email) else {
         return Ok(());
     };
-    let token = app
-        .control
-        .issue_token(
-            Purpose::VerifyEmail,
-            Some(&user.id),
-            None,
-            Some(&user.email),
-            None,
-            VERIFY_TTL,
-        )
-        .await?;
+    let email_to = Some(user.email.as_str());
+    let token = user_token(app, Purpose::VerifyEmail, &user.id, email_to, VERIFY_TTL).await?;
     let message = Message::VerifyEmail {
         name: user.name.clone(),
         link: link(app, "/verify-email", &token),
@@ -361,16 +376,7 @@ pub async fn sign_out(app: &App, session: &Session, origin: &Origin) -> Result<(
     let user = &session.user;
     app.control.revoke_session(&user.id, &session.id).await?;
     note_in_clinics(app, &user.id, origin, Action::Logout).await;
-    auth_event(
-        app,
-        "logout",
-        "ok",
-        Some(&user.id),
-        Some(&user.email),
-        origin,
-        None,
-    )
-    .await;
+    Attempt::new("logout", origin).by(user).log(app, "ok").await;
     Ok(())
 }
 
@@ -422,50 +428,23 @@ pub async fn landing(app: &App, user_id: &str) -> Result<String, Error> {
 /// Mails a reset link when `email` has an (enabled) account, and logs either way.
 pub async fn request_reset(app: &App, email: &Email, origin: &Origin) -> Result<(), Error> {
     let typed = Some(email.as_str());
+    let attempt = Attempt::new("reset_request", origin).email(typed);
     let Some(user) = app
         .control
         .user_by_email(email)
         .await?
         .filter(|u| !u.disabled)
     else {
-        auth_event(
-            app,
-            "reset_request",
-            "no_account",
-            None,
-            typed,
-            origin,
-            None,
-        )
-        .await;
+        attempt.log(app, "no_account").await;
         return Ok(());
     };
-    let token = app
-        .control
-        .issue_token(
-            Purpose::ResetPassword,
-            Some(&user.id),
-            None,
-            Some(email.as_str()),
-            None,
-            RESET_TTL,
-        )
-        .await?;
+    let token = user_token(app, Purpose::ResetPassword, &user.id, typed, RESET_TTL).await?;
     let message = Message::ResetPassword {
         name: user.name.clone(),
         link: link(app, "/password/reset", &token),
     };
     send(app, email, &user.name, message).await;
-    auth_event(
-        app,
-        "reset_request",
-        "sent",
-        Some(&user.id),
-        typed,
-        origin,
-        None,
-    )
-    .await;
+    attempt.user(Some(&user.id)).log(app, "sent").await;
     Ok(())
 }
 
@@ -489,14 +468,14 @@ pub async fn change_password(
     (current, new): (&str, &str),
     origin: &Origin,
 ) -> Result<PasswordChange, Error> {
-    let (id, email) = (Some(user.id.as_str()), Some(user.email.as_str()));
+    let attempt = Attempt::new("password_change", origin).by(user);
     let mut refused = Vec::new();
     if !app.hasher.verify(current, Some(&user.password_hash)).await {
         refused.push((
             "current_password",
             "That is not your current password.".to_owned(),
         ));
-        auth_event(app, "password_change", "failed", id, email, origin, None).await;
+        attempt.log(app, "failed").await;
     }
     if let Err(e) = check_new_password(new) {
         refused.push(("new_password", e.to_owned()));
@@ -509,7 +488,7 @@ pub async fn change_password(
     app.control
         .revoke_tokens(&user.id, Purpose::ResetPassword)
         .await?;
-    auth_event(app, "password_change", "ok", id, email, origin, None).await;
+    attempt.log(app, "ok").await;
     let (ip, agent) = (origin.ip.clone(), origin.user_agent.clone());
     let token = app
         .control

@@ -20,7 +20,7 @@ use ward_core::{ClinicId, Clock, Email, Role};
 use ward_mail::{MailError, Mailer, Message};
 use ward_tenancy::{Tenant, TenantStore};
 
-use crate::accounts::{Origin, auth_event};
+use crate::accounts::{Attempt, Origin};
 use crate::{App, Error, record};
 
 /// The member making a change: their user id and name.
@@ -446,16 +446,11 @@ pub async fn accept(
                 return Ok(Accepted::AddressTaken);
             };
             let detail = Some("by invitation".into());
-            auth_event(
-                app,
-                "signup",
-                "ok",
-                Some(&user.id),
-                Some(email),
-                origin,
-                detail,
-            )
-            .await;
+            let signup = Attempt::new("signup", origin).user(Some(&user.id));
+            signup
+                .email(Some(email))
+                .log_detail(app, "ok", detail)
+                .await;
             (user.id, name.to_owned(), true)
         }
     };
@@ -490,16 +485,11 @@ pub async fn accept(
     }
     let outcome = if joined { "ok" } else { "already_member" };
     let detail = Some(format!("clinic {clinic}"));
-    auth_event(
-        app,
-        "invite_accept",
-        outcome,
-        Some(&user_id),
-        Some(email),
-        origin,
-        detail,
-    )
-    .await;
+    let attempt = Attempt::new("invite_accept", origin).user(Some(&user_id));
+    attempt
+        .email(Some(email))
+        .log_detail(app, outcome, detail)
+        .await;
     Ok(Accepted::Member {
         user_id,
         created,

@@ -7,8 +7,9 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
+use ward_app::accounts::Origin;
 use ward_clinic::audit::{Action, Actor, Entry};
-use ward_clinic::{ParseIdError, PatientId};
+use ward_clinic::{AttachmentId, ParseIdError, PatientId};
 use ward_control::Session;
 use ward_core::{ClinicId, ClinicStatus, Permission, Role, Slug};
 use ward_tenancy::TenantHandle;
@@ -77,21 +78,22 @@ impl FromRequestParts<AppState> for Csrf {
     }
 }
 
-/// The client's address (as the rate limiter sees it) and browser, for the auth log.
-pub struct ClientInfo {
-    /// Address.
-    pub ip: Option<String>,
-    /// User agent, truncated.
-    pub user_agent: Option<String>,
-}
+/// The client's address (as the rate limiter sees it) and browser, for the auth log:
+/// its `ip` and `user_agent` (truncated) are the [`Origin`]'s.
+pub struct ClientInfo(pub Origin);
 
 impl ClientInfo {
     /// Where the request came from, as the workflows log it.
-    pub fn origin(&self) -> ward_app::accounts::Origin {
-        ward_app::accounts::Origin {
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-        }
+    pub fn origin(&self) -> &Origin {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ClientInfo {
+    type Target = Origin;
+
+    fn deref(&self) -> &Origin {
+        &self.0
     }
 }
 
@@ -102,7 +104,7 @@ impl FromRequestParts<AppState> for ClientInfo {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self {
+        Ok(Self(Origin {
             ip: client_ip(&parts.headers, &parts.extensions, state.trusted_proxy)
                 .map(|ip| ip.to_string()),
             user_agent: parts
@@ -110,7 +112,7 @@ impl FromRequestParts<AppState> for ClientInfo {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().filter(|c| !c.is_control()).take(300).collect()),
-        })
+        }))
     }
 }
 
@@ -321,6 +323,22 @@ where
     }
 }
 
+/// A clinic page about one record: [`ClinicPage`]'s app, access and token, then the
+/// record's [`RecordId`] (`T`: its kind), read in that order.
+pub struct RecordRequest<T>(pub AppState, pub ClinicAccess, pub String, pub T);
+
+impl<T: FromStr<Err = ParseIdError> + Send> FromRequestParts<AppState> for RecordRequest<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let PageRequest(app, access, csrf) = ClinicPage::from_request_parts(parts, state).await?;
+        let RecordId(id) = RecordId::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self(app, access, csrf, id))
+    }
+}
+
 impl ClinicAccess {
     /// `Ok` if the user's role allows `p`, otherwise the 403 page.
     pub fn require(&self, p: Permission) -> Result<(), AppError> {
@@ -432,7 +450,7 @@ pub fn parse_id<T: FromStr<Err = ParseIdError>>(text: &str) -> Result<T, AppErro
 
 /// The path parameter `name` of the request's route as a record's id: a positive
 /// integer; anything else, or no such parameter, is "not found". Every id in a path is
-/// read this way ([`RecordId`], [`AttachmentPath`]).
+/// read this way ([`RecordId`], [`AttachmentRequest`]).
 async fn path_id<T: FromStr<Err = ParseIdError>, S: Send + Sync>(
     parts: &mut Parts,
     state: &S,
@@ -458,14 +476,26 @@ impl<T: FromStr<Err = ParseIdError> + Send, S: Send + Sync> FromRequestParts<S> 
     }
 }
 
-/// The `{attachment}` of an attachment's address
-/// (`/c/{slug}/patients/{id}/attachments/{attachment}`), read like [`RecordId`].
-pub struct AttachmentPath(pub ward_clinic::AttachmentId);
+/// A request about one attachment (`/c/{slug}/patients/{id}/attachments/{attachment}…`):
+/// the app, the user's access to the clinic (as [`ClinicAccess`] reads it), and the
+/// patient's `{id}` and the attachment's `{attachment}` (read like [`RecordId`]).
+pub struct AttachmentRequest(
+    pub AppState,
+    pub ClinicAccess,
+    pub (PatientId, AttachmentId),
+);
 
-impl<S: Send + Sync> FromRequestParts<S> for AttachmentPath {
-    type Rejection = AppError;
+impl FromRequestParts<AppState> for AttachmentRequest {
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        path_id(parts, state, "attachment").await.map(Self)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let access = ClinicAccess::from_request_parts(parts, state).await?;
+        let RecordId(id) = RecordId::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let aid = path_id(parts, state, "attachment")
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self(state.clone(), access, (id, aid)))
     }
 }

@@ -21,22 +21,25 @@ use crate::limits::{check, too_many};
 use crate::session::{clear_session_cookie, session_cookie};
 use crate::views::{pages, second_factor};
 use crate::{AppError, AppState, Web};
-use ward_app::accounts::{self, PasswordChange, PasswordStep};
+use ward_app::accounts::{self, Attempt, PasswordChange, PasswordStep};
 
 type Page = Result<Response, AppError>;
 
 pub(crate) use crate::views::respond::html;
 
-/// Records an event in the sign-in log.
+/// Records in the sign-in log that an attempt of `kind` for the address `email`, by no
+/// known account, ended in `outcome`.
 pub(crate) async fn log(
     app: &Web,
     kind: &str,
     outcome: &str,
-    user_id: Option<&str>,
     email: Option<&str>,
     client: &ClientInfo,
 ) {
-    accounts::auth_event(app, kind, outcome, user_id, email, &client.origin(), None).await;
+    Attempt::new(kind, client.origin())
+        .email(email)
+        .log(app, outcome)
+        .await;
 }
 
 /// Starts a session and answers with a redirect to `to`, setting the cookie.
@@ -60,7 +63,7 @@ pub(crate) async fn sign_in_with(
     second_factor: bool,
 ) -> Page {
     let origin = client.origin();
-    let token = accounts::start_session(app, user_id, &origin, old, second_factor).await?;
+    let token = accounts::start_session(app, user_id, origin, old, second_factor).await?;
     let mut r = Redirect::to(to).into_response();
     let cookie = session_cookie(&app.config, token, app.session_policy.absolute);
     r.headers_mut().append(header::SET_COOKIE, cookie);
@@ -166,11 +169,11 @@ pub async fn login_post(
     let typed = form.email.trim().to_lowercase();
     if let Err(wait) = check(&app.email_limits.login, &typed) {
         signin_failed("limited");
-        log(&app, "login", "limited", None, Some(&typed), &client).await;
+        log(&app, "login", "limited", Some(&typed), &client).await;
         return Ok(too_many(wait));
     }
     let origin = client.origin();
-    match accounts::check_password(&app, &typed, &form.password, &origin).await? {
+    match accounts::check_password(&app, &typed, &form.password, origin).await? {
         PasswordStep::Limited => Ok(too_many(15 * 60)),
         PasswordStep::Refused => {
             let page = LoginPage {
@@ -212,7 +215,7 @@ pub async fn logout_post(
     client: ClientInfo,
 ) -> Page {
     if let Some(s) = user {
-        accounts::sign_out(&app, &s, &client.origin()).await?;
+        accounts::sign_out(&app, &s, client.origin()).await?;
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut()
@@ -269,14 +272,13 @@ pub async fn forgot_post(
             &app,
             "reset_request",
             "limited",
-            None,
             Some(email.as_str()),
             &client,
         )
         .await;
         return Ok(too_many(wait));
     }
-    accounts::request_reset(&app, &email, &client.origin()).await?;
+    accounts::request_reset(&app, &email, client.origin()).await?;
     Ok(pages::message(
         "Check your email",
         "If an account exists for that address, we have sent it a link to choose a new password. The link works once, for 30 minutes.",
@@ -342,7 +344,7 @@ pub async fn reset_post(
         );
     }
     let origin = client.origin();
-    if !accounts::reset_password(&app, &form.token, &form.password, &origin).await? {
+    if !accounts::reset_password(&app, &form.token, &form.password, origin).await? {
         return expired_link();
     }
     let mut r = pages::message_with_link(
@@ -495,7 +497,7 @@ pub async fn password_post(
     AppForm(form): AppForm<PasswordForm>,
 ) -> Page {
     let typed = (form.current_password.as_str(), form.new_password.as_str());
-    match accounts::change_password(&app, &s.user, typed, &client.origin()).await? {
+    match accounts::change_password(&app, &s.user, typed, client.origin()).await? {
         PasswordChange::Refused(errors) => {
             let (errors, status) = (FormErrors::from(errors), StatusCode::UNPROCESSABLE_ENTITY);
             account_page(&app, &s, csrf, errors, None, status).await
@@ -529,15 +531,10 @@ pub async fn revoke_post(
         .control
         .revoke_session(&s.user.id, &form.session)
         .await?;
-    log(
-        &app,
-        "session_revoke",
-        if revoked { "ok" } else { "not_found" },
-        Some(&s.user.id),
-        Some(&s.user.email),
-        &client,
-    )
-    .await;
+    let attempt = Attempt::new("session_revoke", client.origin()).by(&s.user);
+    attempt
+        .log(&app, if revoked { "ok" } else { "not_found" })
+        .await;
     if form.session == s.id {
         let mut r = Redirect::to("/login").into_response();
         r.headers_mut()
@@ -554,15 +551,8 @@ pub async fn revoke_all_post(
     client: ClientInfo,
 ) -> Page {
     let n = app.control.revoke_all_sessions(&s.user.id, None).await?;
-    log(
-        &app,
-        "session_revoke",
-        &format!("all:{n}"),
-        Some(&s.user.id),
-        Some(&s.user.email),
-        &client,
-    )
-    .await;
+    let attempt = Attempt::new("session_revoke", client.origin()).by(&s.user);
+    attempt.log(&app, &format!("all:{n}")).await;
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut()
         .append(header::SET_COOKIE, clear_session_cookie(&app.config));

@@ -14,7 +14,7 @@ use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{AppointmentId, ClinicError, PatientId};
 use ward_core::{Permission, Role};
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId, RecordRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -223,7 +223,6 @@ impl DayPage {
         mut form: BookForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let doctors = doctors(app, access).await?;
         let now = app.clock.now();
         let q = query.q.unwrap_or_default();
@@ -239,7 +238,7 @@ impl DayPage {
             .await?;
         note_book(app, access, &book)?;
         form.fill_defaults(book.date, query.doctor.unwrap_or_default());
-        let frame = ClinicFrame::new(access, clinic.name, csrf, "appointments");
+        let frame = ClinicFrame::load(app, access, csrf, "appointments").await?;
         let can_manage = access.can(Permission::ManageAppointments);
         let shown = (q, form, errors);
         Ok(Self::new(frame, (doctor, doctors), book, shown, can_manage))
@@ -472,7 +471,6 @@ impl AppointmentPage {
         form: Option<RescheduleForm>,
         (errors, notice): (FormErrors, Option<&'static str>),
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let doctors = doctors(app, access).await?;
         let (s, a) = access
             .tenant
@@ -487,7 +485,7 @@ impl AppointmentPage {
             minutes: a.minutes().to_string(),
         });
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "appointments"),
+            frame: ClinicFrame::load(app, access, csrf, "appointments").await?,
             date: local.format("%Y-%m-%d").to_string(),
             doctor_name: a.doctor_name.clone(),
             minutes: a.minutes(),
@@ -507,8 +505,7 @@ impl AppointmentPage {
 
 /// One appointment: details, status buttons, reschedule form.
 pub async fn show_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<AppointmentId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<AppointmentId>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAppointments)?;
@@ -557,8 +554,7 @@ pub async fn status_post(
 
 /// Moves an appointment to another time or doctor.
 pub async fn reschedule_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<AppointmentId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<AppointmentId>,
     AppForm(form): AppForm<RescheduleForm>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ManageAppointments)?;

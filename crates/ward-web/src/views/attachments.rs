@@ -15,7 +15,7 @@ use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{AttachmentId, PatientId, VisitId};
 
 use crate::attachments::{AttachmentError, Stored};
-use crate::extract::{AppForm, AttachmentPath, ClinicAccess, RecordId, parse_id};
+use crate::extract::{AppForm, AttachmentRequest, ClinicAccess, RecordId, parse_id};
 use crate::{AppError, AppState};
 
 type Page = Result<Response, AppError>;
@@ -739,12 +739,7 @@ async fn send(
 /// thumbnail (a small JPEG), under the same rules as the file: the same permission,
 /// sandboxed, uncached, audited as a `view` of the attachment. "Not found" when it
 /// has none.
-pub async fn thumbnail_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    RecordId(id): RecordId<PatientId>,
-    AttachmentPath(aid): AttachmentPath,
-) -> Page {
+pub async fn thumbnail_get(AttachmentRequest(app, access, (id, aid)): AttachmentRequest) -> Page {
     let a = visible(&access, id, aid).await?;
     let Some(t) = a.thumbnail.clone() else {
         return Err(AppError::NotFound);
@@ -769,24 +764,14 @@ pub async fn upload_js_get() -> impl IntoResponse {
 
 /// `GET /c/{slug}/patients/{id}/attachments/{attachment}`: shown inline (images and
 /// PDFs, sandboxed) or downloaded (DICOM); audited as a `view` (or an `export`).
-pub async fn view_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    RecordId(id): RecordId<PatientId>,
-    AttachmentPath(aid): AttachmentPath,
-) -> Page {
-    send(&app, &access, (id, aid), false).await
+pub async fn view_get(AttachmentRequest(app, access, at): AttachmentRequest) -> Page {
+    send(&app, &access, at, false).await
 }
 
 /// `GET /c/{slug}/patients/{id}/attachments/{attachment}/download`: as a download;
 /// audited as an `export`.
-pub async fn download_get(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    RecordId(id): RecordId<PatientId>,
-    AttachmentPath(aid): AttachmentPath,
-) -> Page {
-    send(&app, &access, (id, aid), true).await
+pub async fn download_get(AttachmentRequest(app, access, at): AttachmentRequest) -> Page {
+    send(&app, &access, at, true).await
 }
 
 /// The delete form.
@@ -801,10 +786,7 @@ pub struct DeleteForm {
 /// in the store until the sweep removes them after the retention for deleted records
 /// (`WARD_RETENTION_DAYS`).
 pub async fn delete_post(
-    State(app): State<AppState>,
-    access: ClinicAccess,
-    RecordId(id): RecordId<PatientId>,
-    AttachmentPath(aid): AttachmentPath,
+    AttachmentRequest(app, access, (id, aid)): AttachmentRequest,
     AppForm(form): AppForm<DeleteForm>,
 ) -> Page {
     let a = access

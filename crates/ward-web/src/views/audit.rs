@@ -249,7 +249,6 @@ pub async fn audit_get(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, AppError> {
     access.require(Permission::ViewAudit)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let members = app.control.clinic_members(access.clinic_id).await?;
     let mut errors = FormErrors::new();
     let wanted = wanted(&q, &mut errors);
@@ -268,7 +267,7 @@ pub async fn audit_get(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let frame = ClinicFrame::new(&access, clinic.name, csrf, "audit");
+    let frame = ClinicFrame::load(&app, &access, csrf, "audit").await?;
     let base = format!("/c/{}/audit", access.slug);
     let page = AuditPage::new(
         frame,
@@ -437,8 +436,7 @@ pub async fn patient_access_get(
     let now = app.clock.now();
     let entry = access.audit_entry(now, Action::View);
     access.note_view(&app, entry.entity("patient", id).detail("access report"))?;
-    let clinic = crate::views::patients::clinic_name(&app, &access).await?;
-    let frame = ClinicFrame::new(&access, clinic, csrf, "patients");
+    let frame = ClinicFrame::load(&app, &access, csrf, "patients").await?;
     let page = AccessReport::new(frame, report, now, &access.session.user.name);
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],

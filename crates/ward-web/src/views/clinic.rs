@@ -30,7 +30,6 @@ pub async fn home_get(
     PageRequest(app, access, csrf): ClinicPage,
 ) -> Result<Html<String>, AppError> {
     access.require(Permission::ViewAppointments)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let doctors = doctors(&app, &access).await?;
     let now = app.clock.now();
     let can_search = access.can(Permission::ViewDemographics);
@@ -43,7 +42,7 @@ pub async fn home_get(
     access.note_shown(&app, t.recent.iter().map(|p| p.id), "recent patients")?;
     Ok(Html(
         ClinicHome {
-            frame: ClinicFrame::new(&access, clinic.name, csrf, ""),
+            frame: ClinicFrame::load(&app, &access, csrf, "").await?,
             today: t.date.to_string(),
             today_label: t.date.format("%A %-d %B %Y").to_string(),
             timezone: t.settings.timezone.name().to_owned(),

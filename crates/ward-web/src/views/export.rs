@@ -47,12 +47,11 @@ impl ExportPage {
         (error, queued): (Option<String>, bool),
         format: Format,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         Ok(Self {
             needs_password: needs_password(app, access),
             needs_code: access.session.has_second_factor,
             email: access.session.user.email.clone(),
-            frame: ClinicFrame::new(access, clinic.name, csrf, "export"),
+            frame: ClinicFrame::load(app, access, csrf, "export").await?,
             error,
             queued,
             format: format.as_str(),

@@ -4,6 +4,7 @@
 use ward_core::Permission;
 
 use crate::extract::ClinicAccess;
+use crate::{AppError, Web};
 
 /// One entry of the clinic navigation.
 pub struct NavItem {
@@ -52,6 +53,17 @@ const SECTIONS: &[(&str, &str, Permission)] = &[
 ];
 
 impl ClinicFrame {
+    /// [`ClinicFrame::new`] with the clinic's name as the control plane has it now.
+    pub async fn load(
+        app: &Web,
+        access: &ClinicAccess,
+        csrf: String,
+        section: &str,
+    ) -> Result<Self, AppError> {
+        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
+        Ok(Self::new(access, clinic.name, csrf, section))
+    }
+
     /// The frame for `access`, with `section` (a first path segment under the clinic,
     /// `""` for the start page) marked current.
     pub fn new(access: &ClinicAccess, clinic_name: String, csrf: String, section: &str) -> Self {

@@ -11,8 +11,8 @@ use ward_clinic::settings::ClinicSettings;
 use ward_clinic::{ClinicError, MergeId, PatientId};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
-use crate::extract::{RecordId, parse_id};
+use crate::extract::{AppForm, ClinicAccess};
+use crate::extract::{RecordId, RecordRequest, parse_id};
 use crate::views::frame::ClinicFrame;
 use crate::views::patients::patients_frame;
 use crate::{AppError, AppState};
@@ -183,8 +183,7 @@ async fn review(
 /// `GET /c/{slug}/patients/{id}/merge?other=N`: what merging No. N into this record
 /// would do, to confirm.
 pub async fn merge_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PatientId>,
     Query(q): Query<OtherQuery>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -201,8 +200,7 @@ pub struct MergeForm {
 /// `POST /c/{slug}/patients/{id}/merge`: merges patient number `other` into this record;
 /// audited on both.
 pub async fn merge_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PatientId>,
     AppForm(form): AppForm<MergeForm>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;

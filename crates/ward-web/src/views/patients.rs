@@ -13,7 +13,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_clinic::visits::{self, VisitSummary};
 use ward_core::Permission;
 
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordId};
+use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest, RecordRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -301,12 +301,7 @@ pub(crate) async fn patients_frame(
     access: &ClinicAccess,
     csrf: String,
 ) -> Result<ClinicFrame, AppError> {
-    Ok(ClinicFrame::new(
-        access,
-        clinic_name(app, access).await?,
-        csrf,
-        "patients",
-    ))
+    ClinicFrame::load(app, access, csrf, "patients").await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -331,10 +326,17 @@ struct RowsFragment {
     rows: Vec<Row>,
 }
 
-async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSettings), AppError> {
+/// The register searched for `q`, noted in the audit log as `what`: the query as
+/// searched and the rows found.
+async fn search(
+    app: &AppState,
+    access: &ClinicAccess,
+    q: &str,
+    what: &str,
+) -> Result<(String, Vec<Row>), AppError> {
     // Longer queries than any name or phone are cut rather than refused.
     let q: String = q.chars().take(100).collect();
-    let found = access
+    let (found, s) = access
         .tenant
         .with(|conn| {
             let s = settings::load(&conn)?;
@@ -342,7 +344,9 @@ async fn find(access: &ClinicAccess, q: &str) -> Result<(Vec<Patient>, ClinicSet
             Ok::<_, ward_clinic::ClinicError>((found, s))
         })
         .await?;
-    Ok(found)
+    access.note_shown(app, found.iter().map(|p| p.id), what)?;
+    let rows = rows(access.slug.as_str(), &found, today(app, &s));
+    Ok((q, rows))
 }
 
 /// `GET /c/{slug}/patients?q=`: the register, searched.
@@ -351,11 +355,10 @@ pub async fn list_get(
     Query(query): Query<SearchQuery>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let (found, s) = find(&access, &query.q).await?;
-    access.note_shown(&app, found.iter().map(|p| p.id), "patient list")?;
+    let (q, rows) = search(&app, &access, &query.q, "patient list").await?;
     let page = ListPage {
-        rows: rows(access.slug.as_str(), &found, today(&app, &s)),
-        q: query.q.chars().take(100).collect(),
+        rows,
+        q,
         can_register: access.can(Permission::EditDemographics),
         frame: patients_frame(&app, &access, csrf).await?,
     };
@@ -369,12 +372,8 @@ pub async fn search_get(
     Query(query): Query<SearchQuery>,
 ) -> Page {
     access.require(Permission::ViewDemographics)?;
-    let (found, s) = find(&access, &query.q).await?;
-    access.note_shown(&app, found.iter().map(|p| p.id), "search results")?;
-    let fragment = RowsFragment {
-        rows: rows(access.slug.as_str(), &found, today(&app, &s)),
-        q: query.q.chars().take(100).collect(),
-    };
+    let (q, rows) = search(&app, &access, &query.q, "search results").await?;
+    let fragment = RowsFragment { q, rows };
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Html(fragment.render()?),
@@ -656,10 +655,7 @@ impl PatientPage {
 
 /// `GET /c/{slug}/patients/{id}`: demographics, visits (for clinical roles) and the
 /// other areas' sections. Audited as a `view`.
-pub async fn show_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn show_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::ViewDemographics)?;
     let allowed = Allowed::of(&access);
     let data = PatientData::load(&access, id, allowed).await?;
@@ -669,10 +665,7 @@ pub async fn show_get(
 }
 
 /// `GET /c/{slug}/patients/{id}/edit`.
-pub async fn edit_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn edit_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::EditDemographics)?;
     let p = access.tenant.with(|conn| patients::get(&conn, id)).await?;
     // The edit form shows the whole record: a view like the patient page.
@@ -688,8 +681,7 @@ pub async fn edit_get(
 /// `POST /c/{slug}/patients/{id}/edit`: saves the correction as the record's next
 /// version with its reason, audited as an `update` naming the changed fields.
 pub async fn edit_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PatientId>,
     AppForm(post): AppForm<PatientPost>,
 ) -> Page {
     access.require(Permission::EditDemographics)?;
@@ -724,10 +716,7 @@ struct HistoryPage {
 /// `GET /c/{slug}/patients/{id}/history`: every version of the patient's details,
 /// newest first, with who saved it, when, why and what changed. For the roles that see
 /// the details; audited as a `view`.
-pub async fn history_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn history_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::ViewDemographics)?;
     let kept = access
         .tenant

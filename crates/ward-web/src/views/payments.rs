@@ -18,8 +18,8 @@ use ward_control::ClinicRecord;
 use ward_core::Permission;
 use ward_tenancy::Db;
 
-use crate::extract::RecordId;
 use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
+use crate::extract::{RecordId, RecordRequest};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::{AppError, AppState};
@@ -210,7 +210,6 @@ impl ListPage {
         q: RangeQuery,
         show_list: bool,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let now = app.clock.now();
         let range = access
             .tenant
@@ -227,7 +226,7 @@ impl ListPage {
             (&[][..], &[][..])
         };
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            frame: ClinicFrame::load(app, access, csrf, "payments").await?,
             from: range.from.to_string(),
             to: range.to.to_string(),
             notice: range.notice.clone(),
@@ -319,7 +318,6 @@ impl NewPage {
         mut form: PaymentForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let chosen = form.patient_id.trim().parse::<PatientId>().ok();
         let (s, pick) = access
             .tenant
@@ -327,7 +325,7 @@ impl NewPage {
             .await?;
         form.fill_defaults();
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            frame: ClinicFrame::load(app, access, csrf, "payments").await?,
             q,
             hits: pick.hits,
             chosen: pick.chosen,
@@ -474,10 +472,7 @@ pub async fn create_post(
 #[template(path = "receipt.html")]
 struct ReceiptPage {
     frame: ClinicFrame,
-    clinic_name: String,
-    address: String,
-    phone: String,
-    letterhead: String,
+    head: Letterhead,
     receipt_number: i64,
     when: String,
     patient_name: String,
@@ -498,10 +493,29 @@ struct ReceiptPage {
     can_void: bool,
 }
 
+/// The head of a printed receipt (`_receipt_letterhead.html`): the clinic's name and
+/// the letterhead, address and phone its settings give.
+struct Letterhead {
+    clinic_name: String,
+    letterhead: String,
+    address: String,
+    phone: String,
+}
+
+impl Letterhead {
+    fn new(clinic_name: String, s: &ClinicSettings) -> Self {
+        Self {
+            clinic_name,
+            letterhead: s.letterhead.clone(),
+            address: s.address.clone(),
+            phone: s.phone.clone(),
+        }
+    }
+}
+
 /// The printable receipt; producing it is recorded in the audit log as `print`.
 pub async fn receipt_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PaymentId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PaymentId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::RecordPayments)?;
     let (clinic, (s, p, fixes)) = printed(&app, &access, move |conn, entry| {
@@ -537,10 +551,7 @@ impl ReceiptPage {
     ) -> Self {
         Self {
             frame,
-            clinic_name,
-            address: s.address.clone(),
-            phone: s.phone.clone(),
-            letterhead: s.letterhead.clone(),
+            head: Letterhead::new(clinic_name, s),
             receipt_number: p.receipt_number,
             when: printed_time(s, p.received_at),
             patient_name: p.patient_name.clone(),
@@ -622,7 +633,6 @@ impl CorrectPage {
         mut form: CorrectionForm,
         errors: FormErrors,
     ) -> Result<Self, AppError> {
-        let clinic = app.control.clinic_by_id(access.clinic_id).await?;
         let (s, p) = access
             .tenant
             .with(|conn| payments::get_with_settings(&conn, id))
@@ -637,7 +647,7 @@ impl CorrectPage {
             payments::correction_blocked(&p, kind, &s)
         };
         Ok(Self {
-            frame: ClinicFrame::new(access, clinic.name, csrf, "payments"),
+            frame: ClinicFrame::load(app, access, csrf, "payments").await?,
             refund: kind == CorrectionKind::Refund,
             payment_id: p.id,
             receipt_number: p.receipt_number,
@@ -753,10 +763,7 @@ impl CorrectionForm {
 #[template(path = "correction_receipt.html")]
 struct CorrectionReceiptPage {
     frame: ClinicFrame,
-    clinic_name: String,
-    address: String,
-    phone: String,
-    letterhead: String,
+    head: Letterhead,
     refund: bool,
     receipt_number: i64,
     payment_id: PaymentId,
@@ -772,8 +779,7 @@ struct CorrectionReceiptPage {
 
 /// The printable receipt of a refund or void; producing it is audited as `print`.
 pub async fn correction_receipt_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<CorrectionId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<CorrectionId>,
 ) -> Result<Response, AppError> {
     access.require(Permission::CorrectPayments)?;
     let (clinic, (s, c)) = printed(&app, &access, move |conn, entry| {
@@ -781,11 +787,8 @@ pub async fn correction_receipt_get(
     })
     .await?;
     let page = CorrectionReceiptPage {
-        clinic_name: clinic.name.clone(),
+        head: Letterhead::new(clinic.name.clone(), &s),
         frame: ClinicFrame::new(&access, clinic.name, csrf, "payments"),
-        address: s.address.clone(),
-        phone: s.phone.clone(),
-        letterhead: s.letterhead.clone(),
         refund: c.kind == CorrectionKind::Refund,
         receipt_number: c.receipt_number,
         payment_id: c.payment_id,

@@ -13,8 +13,8 @@ use ward_clinic::{ClinicError, PatientId, patients, payments, visits};
 use ward_core::Permission;
 use ward_tenancy::Db;
 
-use crate::extract::RecordId;
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
+use crate::extract::{AppForm, ClinicAccess};
+use crate::extract::{RecordId, RecordRequest};
 use crate::views::frame::ClinicFrame;
 use crate::views::patients::{clinic_name, patients_frame};
 use crate::{AppError, AppState};
@@ -137,10 +137,7 @@ struct RecordPage {
 
 /// `GET /c/{slug}/patients/{id}/record`: the patient's whole record as a document to
 /// print or save as PDF and hand to them; audited as an `export`.
-pub async fn record_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn record_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::PatientRights)?;
     let now = app.clock.now();
     let entry = access
@@ -342,10 +339,7 @@ async fn erase_page(
 
 /// `GET /c/{slug}/patients/{id}/erase`: what erasure removes and keeps, the ground, and
 /// the patient number typed to confirm.
-pub async fn erase_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn erase_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::PatientRights)?;
     let p = access
         .tenant
@@ -368,8 +362,7 @@ pub struct EraseForm {
 /// password and second factor, the ground and the number typed); refused while a legal
 /// hold is set; audited as a `delete` naming the ground.
 pub async fn erase_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PatientId>,
     AppForm(form): AppForm<EraseForm>,
 ) -> Page {
     access.require(Permission::PatientRights)?;

@@ -25,10 +25,10 @@ use crate::extract::{
 };
 use crate::limits::too_many;
 use crate::session::{clear_pending_cookie, pending_cookie, pending_cookie_name};
-use crate::views::accounts::{html, log, sign_in_with};
+use crate::views::accounts::{html, sign_in_with};
 use crate::views::pages;
 use crate::{AppError, AppState, Web};
-use ward_app::accounts::{landing, send};
+use ward_app::accounts::{self, Attempt, landing, send};
 
 type Page = Result<Response, AppError>;
 
@@ -123,15 +123,10 @@ async fn notify(app: &Web, user: &User, event: SecurityEvent) {
 
 /// Records an auth-log event about `user`.
 async fn log_user(app: &Web, kind: &str, outcome: &str, user: &User, client: &ClientInfo) {
-    log(
-        app,
-        kind,
-        outcome,
-        Some(&user.id),
-        Some(&user.email),
-        client,
-    )
-    .await;
+    Attempt::new(kind, client.origin())
+        .by(user)
+        .log(app, outcome)
+        .await;
 }
 
 /// Counts a refused code for the operator's metrics.
@@ -197,17 +192,7 @@ async fn over_limit(
 /// After a right password for an account with a second factor: no session yet, a
 /// pending sign-in and the code form.
 pub async fn start_pending(app: &Web, user: &User) -> Page {
-    let token = app
-        .control
-        .issue_token(
-            Purpose::SignInCode,
-            Some(&user.id),
-            None,
-            None,
-            None,
-            PENDING_TTL,
-        )
-        .await?;
+    let token = accounts::user_token(app, Purpose::SignInCode, &user.id, None, PENDING_TTL).await?;
     let mut r = Redirect::to("/login/code").into_response();
     r.headers_mut().append(
         header::SET_COOKIE,

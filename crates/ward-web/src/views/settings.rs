@@ -60,9 +60,8 @@ async fn render(
     errors: FormErrors,
     saved: bool,
 ) -> Page {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let page = SettingsPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "settings"),
+        frame: ClinicFrame::load(app, access, csrf, "settings").await?,
         form,
         errors,
         saved,

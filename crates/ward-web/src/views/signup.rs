@@ -125,7 +125,7 @@ async fn refuse_automated(
     form: SignupForm,
     why: &'static str,
 ) -> Page {
-    log(app, "signup", why, None, None, client).await;
+    log(app, "signup", why, None, client).await;
     metrics::counter!("ward_signup_refused_total", "reason" => why).increment(1);
     html(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -156,7 +156,7 @@ async fn limited(app: &Web, client: &ClientInfo, email: &Email) -> Option<Respon
             Ok(_) => return None,
         },
     };
-    log(app, "signup", why, None, Some(email.as_str()), client).await;
+    log(app, "signup", why, Some(email.as_str()), client).await;
     Some(too_many(wait))
 }
 
@@ -194,7 +194,7 @@ pub async fn signup_post(
         email: &email,
         password: &form.password,
     };
-    accounts::start_signup(&app, signup, &client.origin()).await?;
+    accounts::start_signup(&app, signup, client.origin()).await?;
     check_email_page()
 }
 
@@ -233,7 +233,7 @@ pub async fn verify_email_post(
     client: ClientInfo,
     AppForm(q): AppForm<TokenQuery>,
 ) -> Page {
-    match accounts::confirm_email(&app, &q.token, &client.origin()).await? {
+    match accounts::confirm_email(&app, &q.token, client.origin()).await? {
         Confirmed::Created { user_id, to } | Confirmed::Confirmed { user_id, to } => {
             sign_in(&app, &user_id, &client, old.as_ref(), &to).await
         }

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use ward_app::accounts::{Origin, auth_event};
+use ward_app::accounts::{Attempt, Origin};
 use ward_app::staff::{self, Accepted, Acceptor, ByMember, Change};
 use ward_clinic::audit::Action;
 use ward_clinic::settings::ClinicSettings;
@@ -140,7 +140,6 @@ impl InviteRow {
 }
 
 async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: PageState) -> Page {
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let settings = access
         .tenant
         .with(|conn| ward_clinic::settings::load(&conn))
@@ -157,7 +156,7 @@ async fn staff_page(app: &AppState, access: &ClinicAccess, csrf: String, state: 
         .map(|i| InviteRow::new(i, &settings))
         .collect();
     let page = StaffPage {
-        frame: ClinicFrame::new(access, clinic.name, csrf, "staff"),
+        frame: ClinicFrame::load(app, access, csrf, "staff").await?,
         members,
         invites,
         roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
@@ -334,9 +333,8 @@ pub async fn remove_get(
     else {
         return Err(AppError::NotFound);
     };
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let page = RemovePage {
-        frame: ClinicFrame::new(&access, clinic.name, csrf, "staff"),
+        frame: ClinicFrame::load(&app, &access, csrf, "staff").await?,
         member: MemberRow {
             is_me: m.user_id == access.session.user.id,
             since: String::new(),
@@ -492,7 +490,7 @@ pub async fn invite_post_accept(
     let origin = client.origin();
     let me = user.as_ref().map(|s| s.user.id.as_str());
     let Some(inv) = app.control.peek_invitation(&form.token).await? else {
-        return invalid_token(&app, me, &origin).await;
+        return invalid_token(&app, me, origin).await;
     };
     let (name, hash);
     let who = match (offer(&app, &inv, user.as_ref()).await?, user.as_ref()) {
@@ -514,25 +512,17 @@ pub async fn invite_post_accept(
                 hash: &hash,
             }
         }
-        (offer, _) => return wrong_account(&app, (me, &origin), csrf, form, inv, offer).await,
+        (offer, _) => return wrong_account(&app, (me, origin), csrf, form, inv, offer).await,
     };
     let to = format!("/c/{}/", inv.clinic.slug);
-    let accepted = staff::accept(&app, &inv, &form.token, who, &origin).await?;
+    let accepted = staff::accept(&app, &inv, &form.token, who, origin).await?;
     accepted_answer(&app, accepted, &to, client).await
 }
 
 /// No invitation has the link's token (any more): logged, and the expired page.
 async fn invalid_token(app: &AppState, me: Option<&str>, origin: &Origin) -> Page {
-    auth_event(
-        app,
-        "invite_accept",
-        "invalid_token",
-        me,
-        None,
-        origin,
-        None,
-    )
-    .await;
+    let attempt = Attempt::new("invite_accept", origin).user(me);
+    attempt.log(app, "invalid_token").await;
     expired()
 }
 
@@ -560,16 +550,8 @@ async fn wrong_account(
     offer: Offer,
 ) -> Page {
     let email = Some(inv.email.as_str());
-    auth_event(
-        app,
-        "invite_accept",
-        "wrong_account",
-        me,
-        email,
-        origin,
-        None,
-    )
-    .await;
+    let attempt = Attempt::new("invite_accept", origin).user(me);
+    attempt.email(email).log(app, "wrong_account").await;
     let page = invite_page(csrf, form.token, inv, offer);
     crate::views::respond::html(StatusCode::FORBIDDEN, &page)
 }
@@ -580,7 +562,8 @@ async fn accepted_answer(app: &AppState, accepted: Accepted, to: &str, client: C
         Accepted::Expired => expired(),
         Accepted::AddressTaken => Err(AppError::Refused("An account with this address was created meanwhile. Sign in, then ask for a new invitation.".into())),
         Accepted::Member { user_id, created: true, .. } => {
-            let token = app.control.create_session(&user_id, client.ip, client.user_agent).await?;
+            let ClientInfo(Origin { ip, user_agent }) = client;
+            let token = app.control.create_session(&user_id, ip, user_agent).await?;
             let mut r = Redirect::to(to).into_response();
             let cookie = session_cookie(&app.config, token, app.session_policy.absolute);
             r.headers_mut().append(header::SET_COOKIE, cookie);

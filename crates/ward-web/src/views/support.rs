@@ -374,7 +374,6 @@ pub async fn support_get(
     support_access::expire(&app.control, &app.tenants, Some(access.clinic_id))
         .await
         .map_err(AppError::Internal)?;
-    let clinic = app.control.clinic_by_id(access.clinic_id).await?;
     let settings = access
         .tenant
         .with(|conn| ward_clinic::settings::load(&conn))
@@ -392,7 +391,7 @@ pub async fn support_get(
     }
     let notice = done_notice(&q.done);
     let page = SupportPage {
-        frame: ClinicFrame::new(&access, clinic.name, csrf, "support"),
+        frame: ClinicFrame::load(&app, &access, csrf, "support").await?,
         pending,
         open,
         past,

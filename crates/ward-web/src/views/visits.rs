@@ -14,8 +14,8 @@ use ward_clinic::visits::{
 use ward_clinic::{PatientId, VisitId};
 use ward_core::Permission;
 
-use crate::extract::RecordId;
-use crate::extract::{AppForm, ClinicAccess, ClinicPage, PageRequest};
+use crate::extract::RecordRequest;
+use crate::extract::{AppForm, ClinicAccess};
 use crate::form::FormErrors;
 use crate::views::frame::ClinicFrame;
 use crate::views::history::HistoryEntry;
@@ -185,10 +185,7 @@ async fn form_data(access: &ClinicAccess, target: Target) -> Result<visits::Form
 }
 
 /// `GET /c/{slug}/patients/{id}/visits/new`: the visit form.
-pub async fn new_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
-) -> Page {
+pub async fn new_get(RecordRequest(app, access, csrf, id): RecordRequest<PatientId>) -> Page {
     access.require(Permission::WriteClinical)?;
     let target = Target::New { patient_id: id };
     let data = form_data(&access, target).await?;
@@ -207,10 +204,7 @@ pub async fn new_get(
 
 /// `GET /c/{slug}/visits/{id}/edit`: the visit form filled with the stored visit. It
 /// shows the whole visit, so it is audited as a `view` like the visit page.
-pub async fn edit_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<VisitId>,
-) -> Page {
+pub async fn edit_get(RecordRequest(app, access, csrf, id): RecordRequest<VisitId>) -> Page {
     access.require(Permission::WriteClinical)?;
     let target = Target::Edit { visit_id: id };
     let data = form_data(&access, target).await?;
@@ -227,8 +221,7 @@ pub async fn edit_get(
 /// `POST /c/{slug}/patients/{id}/visits`: saves a new visit, or redraws its form (see
 /// [`form_post`]).
 pub async fn create_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<PatientId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<PatientId>,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -240,8 +233,7 @@ pub async fn create_post(
 /// (diagnoses and items replaced in the same transaction), or redraws its form (see
 /// [`form_post`]).
 pub async fn edit_post(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<VisitId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<VisitId>,
     AppForm(pairs): AppForm<Vec<(String, String)>>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -595,8 +587,7 @@ impl VisitPage {
 /// `GET /c/{slug}/visits/{id}[?version=N]`: the visit (or one of its kept versions),
 /// audited as a `view` (naming the version when an earlier one was asked for).
 pub async fn show_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<VisitId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<VisitId>,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::ViewClinical)?;
@@ -664,8 +655,7 @@ impl PrescriptionPage {
 /// prescription, audited as a `print` naming the version printed, so a print of an
 /// amended visit can be reproduced as it was (`version=N`).
 pub async fn prescription_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<VisitId>,
+    RecordRequest(app, access, csrf, id): RecordRequest<VisitId>,
     Query(q): Query<VersionQuery>,
 ) -> Page {
     access.require(Permission::WriteClinical)?;
@@ -756,10 +746,7 @@ impl HistoryPage {
 /// `GET /c/{slug}/visits/{id}/history`: every version of the visit, newest first, each
 /// with who saved it, when, why and what it changed; the original in full. Clinical
 /// roles only (the changes are clinical text); audited as a `view`.
-pub async fn history_get(
-    PageRequest(app, access, csrf): ClinicPage,
-    RecordId(id): RecordId<VisitId>,
-) -> Page {
+pub async fn history_get(RecordRequest(app, access, csrf, id): RecordRequest<VisitId>) -> Page {
     access.require(Permission::ViewClinical)?;
     let wanted = visits::Wanted {
         history: true,

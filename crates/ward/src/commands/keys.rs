@@ -128,25 +128,17 @@ async fn rotate_master(global: &Global, opts: RotateMasterOpts) -> anyhow::Resul
 /// Moves `<data>/pepper.key` to `pepper.key.previous` and makes a new one. The server must
 /// be stopped: it reads both at start.
 fn rotate_pepper(global: &Global, opts: &RotatePepperOpts) -> anyhow::Result<ExitCode> {
-    use ward_control::ServeGuard;
     use ward_control::passwords::PREVIOUS_PEPPER_FILE;
     if std::env::var_os("WARD_PEPPER").is_some() {
         anyhow::bail!(
             "WARD_PEPPER is set, so the pepper is yours to rotate: set WARD_PEPPER_PREVIOUS to its current value and WARD_PEPPER to a new one (openssl rand -hex 32), then restart ward serve (see docs/keys.md)"
         );
     }
-    let _serve = ServeGuard::acquire(&global.data_dir)
-        .with_context(|| {
-            format!(
-                "cannot take {}",
-                ServeGuard::path(&global.data_dir).display()
-            )
-        })?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "ward serve is running on this data directory; stop it before rotating the pepper"
-            )
-        })?;
+    let _serve = super::try_serve_guard(global)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "ward serve is running on this data directory; stop it before rotating the pepper"
+        )
+    })?;
     let current = global.data_dir.join("pepper.key");
     let previous = global.data_dir.join(PREVIOUS_PEPPER_FILE);
     if !current.exists() {

@@ -23,11 +23,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ward_control::{BackupConfig, Backups, ClinicRecord, ClinicRef, MasterKeySource, Platform};
+use ward_control::{
+    BackupConfig, Backups, ClinicRecord, ClinicRef, MasterKeySource, Platform, ServeGuard,
+};
 use ward_core::SystemClock;
 use ward_tenancy::StoreConfig;
 
 use crate::cli::{Cli, Command, Global};
+
+/// Takes the serve lock of the data directory: `None` while a server or a control-plane
+/// restore holds it. Held until the guard is dropped.
+pub fn try_serve_guard(global: &Global) -> anyhow::Result<Option<ServeGuard>> {
+    ServeGuard::acquire(&global.data_dir).with_context(|| {
+        format!(
+            "cannot take {}",
+            ServeGuard::path(&global.data_dir).display()
+        )
+    })
+}
 
 /// Runs the command the user asked for.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

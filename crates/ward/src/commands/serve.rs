@@ -27,22 +27,15 @@ pub async fn run(global: &Global, opts: ServeOpts) -> anyhow::Result<ExitCode> {
     })?;
     // Held for the life of the process: a second server, or a control-plane restore,
     // on the same data is refused while it runs.
-    let _guard = ServeGuard::acquire(&global.data_dir)
-        .with_context(|| {
-            format!(
-                "cannot take {}",
-                ServeGuard::path(&global.data_dir).display()
-            )
-        })?
-        .with_context(|| {
-            let pid = ServeGuard::holder_pid(&global.data_dir)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            format!(
-                "another ward serve{pid}, or a control-plane restore, is running on {}",
-                global.data_dir.display()
-            )
-        })?;
+    let _guard = super::try_serve_guard(global)?.with_context(|| {
+        let pid = ServeGuard::holder_pid(&global.data_dir)
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        format!(
+            "another ward serve{pid}, or a control-plane restore, is running on {}",
+            global.data_dir.display()
+        )
+    })?;
     super::replica::install(global)?;
     let rebuilding = super::replica::rebuild_control_if_empty(global).await?;
     let platform = super::open_platform(global).await?;
