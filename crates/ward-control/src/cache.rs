@@ -1,11 +1,14 @@
-//! Short-lived caches for what every page asks: which session a cookie is, and which
-//! role its user has in the clinic of the URL.
+//! Short-lived caches for what every page asks: which session a cookie is, which role
+//! its user has in the clinic of the URL, and (on an owner's pages) which support
+//! requests and windows the clinic has.
 //!
-//! Every clinic page would otherwise make two control-plane queries before it touches
-//! the clinic. Entries live two seconds at most; anything in this process that revokes a
-//! session or changes a membership or a clinic's status clears the cache at once, so the
-//! delay applies only to changes made by another process (an operator's command).
+//! Every clinic page would otherwise make two or three control-plane queries before it
+//! touches the clinic. Entries live two seconds at most; anything in this process that
+//! revokes a session, changes a membership, a clinic's status or a support grant clears
+//! the cache at once, so the delay applies only to changes made by another process (an
+//! operator's command).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -27,6 +30,9 @@ pub(crate) struct Caches {
     pub memberships: Cache<(String, String), MembershipHit>,
     /// Clinic id → its registry record (name, status, schema).
     pub clinics: Cache<ClinicId, crate::ClinicRecord>,
+    /// Clinic id → the support grants its owners' pages mention (pending requests and
+    /// open windows), as last read; filtered by the clock again on every use.
+    pub support_notices: Cache<ClinicId, Arc<Vec<crate::support::Grant>>>,
 }
 
 impl Caches {
@@ -41,6 +47,10 @@ impl Caches {
                 .time_to_live(TTL)
                 .build(),
             clinics: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TTL)
+                .build(),
+            support_notices: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(TTL)
                 .build(),
@@ -59,6 +69,22 @@ impl Caches {
         self.clinics.invalidate_all();
     }
 
+    /// Forgets every support notice (after any change to a support grant).
+    pub fn forget_support(&self) {
+        self.support_notices.invalidate_all();
+    }
+
+    /// As [`Self::sessions_changing`], for support grants.
+    pub fn support_changing(&self) -> Forget<'_> {
+        self.forget_support();
+        Forget {
+            caches: self,
+            sessions: false,
+            memberships: false,
+            support: true,
+        }
+    }
+
     /// Forgets sessions now and again when the guard drops, i.e. once the change is in
     /// the database: a request reading between the two cannot keep a stale answer.
     pub fn sessions_changing(&self) -> Forget<'_> {
@@ -67,6 +93,7 @@ impl Caches {
             caches: self,
             sessions: true,
             memberships: false,
+            support: false,
         }
     }
 
@@ -77,6 +104,7 @@ impl Caches {
             caches: self,
             sessions: false,
             memberships: true,
+            support: false,
         }
     }
 }
@@ -86,6 +114,7 @@ pub(crate) struct Forget<'a> {
     caches: &'a Caches,
     sessions: bool,
     memberships: bool,
+    support: bool,
 }
 
 impl Drop for Forget<'_> {
@@ -95,6 +124,9 @@ impl Drop for Forget<'_> {
         }
         if self.memberships {
             self.caches.forget_memberships();
+        }
+        if self.support {
+            self.caches.forget_support();
         }
     }
 }

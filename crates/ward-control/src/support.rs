@@ -7,6 +7,8 @@
 //! opens at approval and closes `minutes` later whether or not the link was used. The
 //! clinic's audit rows for each step are written by the callers (they hold the clinic).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use ward_core::{ClinicId, format_time, parse_time};
@@ -257,6 +259,7 @@ impl ControlPlane {
             "INSERT INTO support_grants (clinic_id, operator, reason, minutes, write_requested, write_allowed, emergency, state, requested_at, decided_by, decided_at, starts_at, ends_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING {GRANT_COLUMNS}"
         );
+        let _support = self.cache.support_changing();
         self.transaction(|conn| async move {
             let open = first_row(
                 &conn,
@@ -333,6 +336,7 @@ impl ControlPlane {
                AND ((state IN ('approved', 'active') AND ends_at <= ?1) OR (state = 'requested' AND requested_at <= ?2))
              RETURNING {GRANT_COLUMNS}"
         );
+        let _support = self.cache.support_changing();
         self.query_rows(
             &sql,
             ward_tenancy::sql::params![at, stale, clinic],
@@ -370,6 +374,7 @@ impl ControlPlane {
         };
         let ends = format_time(now + TimeDelta::minutes(i64::from(grant.minutes)));
         let (clinic, owner) = (clinic.to_string(), owner.to_owned());
+        let _support = self.cache.support_changing();
         self.query_row(
             &sql,
             ward_tenancy::sql::params![id, clinic, owner, approve, at, allow_changes, stale, ends],
@@ -397,6 +402,7 @@ impl ControlPlane {
         );
         let clinic = clinic.map(|c| c.to_string());
         let (by, why) = (by.to_owned(), why.trim().to_owned());
+        let _support = self.cache.support_changing();
         self.query_row(
             &sql,
             ward_tenancy::sql::params![id, clinic, at, by, why],
@@ -484,6 +490,7 @@ impl ControlPlane {
             "UPDATE support_grants SET state = 'active' WHERE id = ?1 AND state = 'approved' AND ends_at > ?2
              RETURNING {GRANT_COLUMNS}"
         );
+        let _support = self.cache.support_changing();
         let grant = self
             .transaction(|conn| async move {
                 let Some(row) = first_row(&conn, &sql, ward_tenancy::sql::params![id, at.clone()])?
@@ -542,22 +549,41 @@ impl ControlPlane {
         clinic: ClinicId,
     ) -> Result<(Vec<Grant>, Option<Grant>), ControlError> {
         let now = self.clock.now();
+        let grants = match self.cache.support_notices.get(&clinic) {
+            Some(hit) => hit,
+            None => {
+                let read = Arc::new(self.notice_grants(clinic, now).await?);
+                self.cache.support_notices.insert(clinic, read.clone());
+                read
+            }
+        };
+        // A grant only ever leaves the notice as time passes (a request goes stale, a
+        // window closes), so a cached list filtered by the clock again is exact.
+        let (pending, open): (Vec<Grant>, Vec<Grant>) = grants
+            .iter()
+            .filter(|g| g.pending_at(now) || g.open_at(now))
+            .cloned()
+            .partition(|g| g.state == GrantState::Requested);
+        Ok((pending, open.into_iter().next_back()))
+    }
+
+    /// The grants of `clinic` an owner's pages mention at `now`, oldest first.
+    async fn notice_grants(
+        &self,
+        clinic: ClinicId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, ControlError> {
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM support_grants
              WHERE clinic_id = ?1 AND ((state = 'requested' AND requested_at > ?2) OR (state IN ('approved', 'active') AND ends_at > ?3))
              ORDER BY id"
         );
         let (stale, at) = (format_time(now - REQUEST_TTL), format_time(now));
-        let grants = self
-            .query_rows(
-                &sql,
-                ward_tenancy::sql::params![clinic.to_string(), stale, at],
-                grant_from_row,
-            )
-            .await?;
-        let (pending, open): (Vec<Grant>, Vec<Grant>) = grants
-            .into_iter()
-            .partition(|g| g.state == GrantState::Requested);
-        Ok((pending, open.into_iter().next_back()))
+        self.query_rows(
+            &sql,
+            ward_tenancy::sql::params![clinic.to_string(), stale, at],
+            grant_from_row,
+        )
+        .await
     }
 }

@@ -19,3 +19,4 @@ mod paths;
 mod recent_use;
 mod sql_guard;
 mod support;
+mod support_notices;
