@@ -7,7 +7,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{Clock as _, Role};
 
 use crate::support::TestApp;
-use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, acme, acme_with_doctor};
 
 fn count(body: &str) -> usize {
     body.matches("id=\"seq-").count()
@@ -31,11 +31,7 @@ fn next_link(body: &str) -> Option<String> {
 /// 23:30 local on 1 March: every third by the doctor, every second a view, every tenth
 /// about patient 7.
 async fn seeded() -> (TestApp, Clinic, String) {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
-    let doc = owner
-        .staff(&a, "doc@example.com", "Dr. Doc", Role::Doctor)
-        .await;
+    let (owner, a, doc) = acme_with_doctor().await;
     // The sign-in is queued, not written; written now, it is seq 1 for every run rather
     // than wherever the writer's timer puts it among the rows below.
     owner.app.audit.flush().await;
@@ -197,8 +193,7 @@ async fn the_viewer_filters_by_actor_patient_action_and_local_dates() {
 #[ignore = "seeds a million audit rows; a measurement, run on demand"]
 async fn the_viewer_is_fast_on_a_million_rows() {
     const ROWS: i64 = 1_000_000;
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let tenant = owner.app.tenants.get(a.id).await.unwrap();
     let started = std::time::Instant::now();
     tenant

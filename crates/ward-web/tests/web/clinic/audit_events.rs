@@ -2,18 +2,14 @@
 //! and auth events.
 
 use axum::http::StatusCode;
-use ward_core::{Clock as _, Role};
+use ward_core::Clock as _;
 
-use crate::support::admin::{OwnerPages as _, SignUp as _};
-use crate::support::{PASSWORD, TestApp};
+use crate::support::PASSWORD;
+use crate::support::admin::{OwnerPages as _, acme_with_doctor};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
-    let doc = owner
-        .staff(&a, "doc@example.com", "Dr. Doc", Role::Doctor)
-        .await;
+    let (mut owner, a, doc) = acme_with_doctor().await;
 
     // A failed, then a successful sign-in: one auth event each.
     let mut browser = owner.fresh_browser();

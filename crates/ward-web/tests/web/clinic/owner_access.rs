@@ -3,13 +3,11 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::TestApp;
-use crate::support::admin::{OwnerPages as _, SignUp as _};
+use crate::support::admin::{OwnerPages as _, SignUp as _, acme};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_roles_get_403_and_change_nothing() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let settings_before = owner.get(&a.path("settings")).await.body;
     for (i, role) in [Role::Doctor, Role::Receptionist, Role::Billing]
         .into_iter()
@@ -79,8 +77,7 @@ async fn other_roles_get_403_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_clinics_owner_gets_404_for_every_owner_page() {
-    let mut owner_a = TestApp::new().await;
-    let a = owner_a.clinic("Acme Clinic", "owner@acme.test").await;
+    let (owner_a, a) = acme().await;
     let mut owner_b = owner_a.fresh_browser();
     let b = owner_b.clinic("Bravo Clinic", "owner@bravo.test").await;
     let a_owner = a.owner_id.clone();

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, acme, acme_with_doctor};
 use crate::support::{Response, TestApp};
 
 /// `browser` changes member `user`'s role to `role` on the staff page.
@@ -30,11 +30,7 @@ async fn remove(browser: &mut TestApp, a: &Clinic, user: &str) -> Response {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_staff_page_lists_members_and_changes_a_role() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
-    let doc = owner
-        .staff(&a, "doc@example.com", "Dr. Doc", Role::Doctor)
-        .await;
+    let (mut owner, a, doc) = acme_with_doctor().await;
     let page = owner.get(&a.path("staff")).await;
     assert_eq!(page.status, StatusCode::OK);
     for text in [
@@ -74,8 +70,7 @@ async fn the_staff_page_lists_members_and_changes_a_role() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removal_ends_the_members_access_at_once() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let rec = owner
         .staff(&a, "rec@example.com", "Rae Reception", Role::Receptionist)
         .await;
@@ -118,8 +113,7 @@ async fn removal_ends_the_members_access_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_owner_can_be_neither_removed_nor_demoted() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let me = a.owner_id.clone();
     let before = owner.audit_rows(&a).await.len();
 

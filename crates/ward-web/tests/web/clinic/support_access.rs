@@ -69,8 +69,7 @@ async fn open_session(t: &TestApp, clinic: &Clinic, link: &str) -> TestApp {
 /// A browser signed in as the owner of a new clinic Acme, and support's request to look
 /// at it.
 async fn requested(minutes: u32, write: bool, emergency: bool) -> (TestApp, Clinic, Grant) {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
+    let (t, clinic) = acme().await;
     let grant = request(&t, &clinic, minutes, write, emergency).await;
     (t, clinic, grant)
 }
@@ -378,8 +377,7 @@ async fn a_refused_request_opens_nothing() {
 
 #[tokio::test]
 async fn a_support_session_cannot_reach_another_clinic() {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut t, clinic) = acme().await;
     let mut other_owner = t.fresh_browser();
     let other = other_owner.clinic("Beta Clinic", "owner@beta.test").await;
     let grant = request(&t, &clinic, 30, true, false).await;

@@ -2,9 +2,18 @@
 //! add to the harness.
 
 use super::TestApp;
-pub use super::owner::{Clinic, SignUp};
+pub use super::owner::{Clinic, SignUp, acme};
 use ward_clinic::audit::{AuditRow, Filter};
 use ward_core::Role;
+
+/// [`acme`] with a doctor, Dr. Doc (`doc@example.com`); returns the doctor's user id too.
+pub async fn acme_with_doctor() -> (TestApp, Clinic, String) {
+    let (owner, clinic) = acme().await;
+    let doctor = owner
+        .staff(&clinic, "doc@example.com", "Dr. Doc", Role::Doctor)
+        .await;
+    (owner, clinic, doctor)
+}
 
 /// The owner pages' helpers on a browser.
 pub trait OwnerPages {
