@@ -112,14 +112,15 @@ fn clinic_status_changes_and_purge_dry_run() {
     let doc: serde_json::Value =
         serde_json::from_str(&export(&ward, &slug, "check", &[]).ok()).unwrap();
     let log = doc["tables"]["audit_log"].to_string();
-    for change in [
-        "active → suspended",
-        "suspended → active",
-        "active → closed",
-        "closed → active",
-    ] {
-        assert!(log.contains(change), "{change} missing from {log}");
-    }
+    ward_testkit::assert_contains_all(
+        &log,
+        &[
+            "active → suspended",
+            "suspended → active",
+            "active → closed",
+            "closed → active",
+        ],
+    );
     ward.run(&["verify"]).ok();
 }
 

@@ -110,6 +110,13 @@ impl Response {
         assert!(self.body.contains(text), "{}", self.body);
     }
 
+    /// Fails, showing the page, unless it is a 200 holding every one of `texts`.
+    #[track_caller]
+    pub fn assert_shows(&self, texts: &[&str]) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        ward_testkit::assert_contains_all(&self.body, texts);
+    }
+
     /// The `_csrf` value of the first form on the page.
     pub fn csrf(&self) -> String {
         field_value(&self.body, "_csrf").expect("page has a _csrf field")
