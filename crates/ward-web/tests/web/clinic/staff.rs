@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::admin::{Clinic, OwnerPages as _, acme, acme_with_doctor};
+use crate::support::admin::{Clinic, OwnerPages as _, acme, acme_with_doctor, assert_role_change};
 use crate::support::{Response, TestApp};
 
 /// `browser` changes member `user`'s role to `role` on the staff page.
@@ -43,13 +43,7 @@ async fn the_staff_page_lists_members_and_changes_a_role() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(owner.role_of(&a, &doc).await, Some(Role::Billing));
     let row = owner.audit_rows(&a).await.pop().unwrap();
-    assert_eq!(row.action, "update");
-    assert_eq!(row.entity_type.as_deref(), Some("staff"));
-    assert_eq!(row.entity_id.as_deref(), Some(doc.as_str()));
-    assert_eq!(
-        row.diff.as_deref(),
-        Some(r#"{"role":["doctor","billing"]}"#)
-    );
+    assert_role_change(&row, &doc, "doctor", "billing");
 
     // A role that does not exist, or a user who is not a member, changes nothing.
     let r = set_role(&mut owner, &a, &doc, "admin").await;

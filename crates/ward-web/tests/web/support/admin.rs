@@ -15,6 +15,16 @@ pub async fn acme_with_doctor() -> (TestApp, Clinic, String) {
     (owner, clinic, doctor)
 }
 
+/// Fails unless `row` records the role of member `user` changing from `from` to `to`.
+#[track_caller]
+pub fn assert_role_change(row: &AuditRow, user: &str, from: &str, to: &str) {
+    assert_eq!(row.action, "update");
+    assert_eq!(row.entity_type.as_deref(), Some("staff"));
+    assert_eq!(row.entity_id.as_deref(), Some(user));
+    let diff = format!(r#"{{"role":["{from}","{to}"]}}"#);
+    assert_eq!(row.diff.as_deref(), Some(diff.as_str()));
+}
+
 /// The owner pages' helpers on a browser.
 pub trait OwnerPages {
     /// Creates a verified account for `email` (password [`super::PASSWORD`]) with `role`
