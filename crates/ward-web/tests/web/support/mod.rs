@@ -316,6 +316,14 @@ impl TestApp {
             .collect()
     }
 
+    /// The newest mail (as [`Self::mails`] gives it), which must have the subject
+    /// `subject`.
+    pub async fn last_mail(&self, subject: &str) -> String {
+        let mail = self.mails().await.pop().expect("a mail was sent");
+        assert!(mail.starts_with(&format!("Subject: {subject}\n")), "{mail}");
+        mail
+    }
+
     /// The path and query of the first link to `path` in the newest mail.
     pub async fn link_in_last_mail(&self, path: &str) -> String {
         self.app.mailer.deliver_due().await.unwrap();
