@@ -3,7 +3,6 @@
 //! audit row holds a patient's name, phone or clinical text.
 
 use axum::http::StatusCode;
-use chrono::TimeZone;
 use ward_clinic::audit::{Action, Filter};
 use ward_core::{Clock as _, Role};
 
@@ -27,8 +26,7 @@ async fn shown(t: &TestApp, c: &Clinic, id: &str, detail: &str, who: &str) -> us
 #[tokio::test(flavor = "multi_thread")]
 async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
     let t = TestApp::new().await;
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 2, 4, 0, 0).unwrap());
+    t.set_utc(2026, 3, 2, 4, 0);
     let mut c = t.clinic("Seen Clinic", "seen").await;
     let base = c.base.clone();
     let patient = c.patient("Lata Mangesh", "98450 11111").await;

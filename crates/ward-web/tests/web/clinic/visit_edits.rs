@@ -1,7 +1,6 @@
 //! Correcting a saved visit, its fee, and the balance the fee gives the patient page.
 
 use axum::http::StatusCode;
-use chrono::TimeZone;
 use ward_clinic::audit::{Action, Diff};
 use ward_core::Role;
 use ward_testkit::assert_contains_all;
@@ -63,8 +62,7 @@ async fn pay_cash(c: &mut Clinic, patient_id: &str, amount: &str) -> crate::supp
 #[tokio::test(flavor = "multi_thread")]
 async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     let t = TestApp::new().await;
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
+    t.set_utc(2026, 3, 1, 9, 0);
     let mut c = t.clinic("Mend Clinic", "mend").await;
     let (_, visit) = patient_with_visit(&mut c, "Asha Rao", "").await;
     let edit = format!("{visit}/edit");
@@ -146,8 +144,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     );
     let mut fields = corrected.to_vec();
     fields.push(("reason", "throat swab came back positive"));
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 11, 30, 0).unwrap());
+    t.set_utc(2026, 3, 1, 11, 30);
     let r = c.doctor.post(&edit, &fields).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), visit);

@@ -2,7 +2,6 @@
 //! isolation of every patient and visit route.
 
 use axum::http::StatusCode;
-use chrono::TimeZone;
 use ward_clinic::audit::{Action, Actor};
 use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{ClinicId, Role};
@@ -81,8 +80,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, canary: &str) -> (String
 async fn a_doctor_records_a_visit_and_prints_the_prescription() {
     let t = TestApp::new().await;
     // 20:30 UTC is already the next day in the clinic's zone.
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 20, 30, 0).unwrap());
+    t.set_utc(2026, 3, 1, 20, 30);
     let mut c = t.clinic("Lakeview Clinic", "lake").await;
     set_letterhead(&t, c.id).await;
     let base = c.base.clone();

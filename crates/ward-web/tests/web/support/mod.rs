@@ -175,6 +175,12 @@ impl TestApp {
         }
     }
 
+    /// Sets the clock to `y`-`mo`-`d` `h`:`mi` UTC.
+    pub fn set_utc(&self, y: i32, mo: u32, d: u32, h: u32, mi: u32) {
+        let at = chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
+        self.clock.set(at);
+    }
+
     pub async fn send(&mut self, mut req: Request<Body>) -> Response {
         if !self.cookies.is_empty() && !req.headers().contains_key(header::COOKIE) {
             let cookie = self
