@@ -222,13 +222,22 @@ impl TestApp {
 
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let body = serde_urlencoded::to_string(form).unwrap();
-        self.send(
-            Request::post(path)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
+        self.post_body(path, "application/x-www-form-urlencoded", body)
+            .await
+    }
+
+    /// Posts `body` to `path` as `content_type`.
+    async fn post_body(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> Response {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .unwrap();
+        self.send(request).await
     }
 
     /// Posts a multipart form (as a browser sends one): `fields` as text parts, in
@@ -271,16 +280,8 @@ impl TestApp {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        self.send(
-            Request::post(path)
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.post_body(path, &content_type, body).await
     }
 
     /// Posts `form` with the `_csrf` of the page at `form_page` (fetched first).
