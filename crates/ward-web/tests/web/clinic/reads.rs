@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use ward_clinic::audit::{Action, Filter};
 use ward_core::{Clock as _, Role};
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, Staffed as _};
+use crate::support::{TestApp, id_of};
 
 /// The clinic's doctor's user id.
 async fn doctor_id(t: &TestApp, c: &Clinic) -> String {
@@ -34,8 +34,8 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
         .receptionist
         .register(&base, &[("full_name", "Other Person")])
         .await;
-    let id = patient.rsplit('/').next().unwrap().to_owned();
-    let other_id = other.rsplit('/').next().unwrap().to_owned();
+    let id = id_of(&patient).to_owned();
+    let other_id = id_of(&other).to_owned();
 
     // The register, a search, and the day's appointments each show the patient.
     let list = c.billing.get(&format!("{base}/patients")).await;

@@ -6,7 +6,7 @@ use ward_core::Role;
 use ward_testkit::assert_contains_all;
 
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
-use crate::support::{TestApp, with_action};
+use crate::support::{TestApp, id_of, with_action};
 
 /// A patient and a visit recorded by the doctor; returns (patient path, visit path).
 async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, String) {
@@ -38,7 +38,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
 }
 
 async fn update_rows(t: &TestApp, c: &Clinic, visit: &str) -> Vec<ward_clinic::audit::AuditRow> {
-    let id = visit.rsplit('/').next().unwrap().to_owned();
+    let id = id_of(visit).to_owned();
     t.audit_of(c.id, ("visit", id), Some(Action::Update)).await
 }
 
@@ -228,11 +228,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     }
     // The prints name the version they showed.
     let prints = t
-        .audit_of(
-            c.id,
-            ("visit", visit.rsplit('/').next().unwrap()),
-            Some(Action::Print),
-        )
+        .audit_of(c.id, ("visit", id_of(&visit)), Some(Action::Print))
         .await;
     let details: Vec<_> = prints.iter().filter_map(|r| r.detail.clone()).collect();
     assert!(
@@ -484,7 +480,7 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Ledger Clinic", "ledger").await;
     let (patient, _) = patient_with_visit(&mut c, "Ledger Patient", "500").await;
-    let patient_id = patient.rsplit('/').next().unwrap().to_owned();
+    let patient_id = id_of(&patient).to_owned();
     let r = c
         .doctor
         .save_visit(

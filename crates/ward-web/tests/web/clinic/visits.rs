@@ -7,7 +7,7 @@ use ward_clinic::settings::{self, ClinicSettings};
 use ward_core::{ClinicId, Role};
 
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
-use crate::support::{TestApp, with_action};
+use crate::support::{TestApp, id_of, with_action};
 
 async fn set_letterhead(t: &TestApp, clinic: ClinicId) {
     let tenant = t.app.tenants.get(clinic).await.unwrap();
@@ -236,7 +236,7 @@ async fn a_doctor_records_a_visit_and_prints_the_prescription() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let visit = r.location().to_owned();
-    let visit_id = visit.rsplit('/').next().unwrap().to_owned();
+    let visit_id = id_of(&visit).to_owned();
     let v = c.doctor.get(&visit).await;
     assert!(v.body.contains("Throat congested") && v.body.contains("Pharyngitis"));
     assert!(v.body.contains("Dr. Bina Shah"));

@@ -123,6 +123,11 @@ impl Response {
     }
 }
 
+/// The record id at the end of a page's path, as in `/c/x/patients/7` or `/c/x/visits/3`.
+pub fn id_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap()
+}
+
 pub fn field_value(body: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
     let start = body.find(&marker)? + marker.len();
