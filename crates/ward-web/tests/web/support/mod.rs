@@ -117,6 +117,19 @@ impl Response {
         ward_testkit::assert_contains_all(&self.body, texts);
     }
 
+    /// Fails, showing the page, unless the form was refused (422) with every one of
+    /// `texts` on the page.
+    #[track_caller]
+    pub fn assert_refused(&self, texts: &[&str]) {
+        assert_eq!(
+            self.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            self.body
+        );
+        ward_testkit::assert_contains_all(&self.body, texts);
+    }
+
     /// The `_csrf` value of the first form on the page.
     pub fn csrf(&self) -> String {
         field_value(&self.body, "_csrf").expect("page has a _csrf field")
