@@ -93,6 +93,15 @@ pub fn strs(value: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// Fails, naming what is missing and showing `text`, unless `text` holds every one of
+/// `wanted`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, wanted: &[&str]) {
+    for w in wanted {
+        assert!(text.contains(w), "{w:?} missing from:\n{text}");
+    }
+}
+
 /// The header row of an export's `payments.csv`.
 pub const PAYMENTS_CSV_HEADER: [&str; 12] = [
     "id",

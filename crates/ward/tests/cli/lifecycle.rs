@@ -112,14 +112,15 @@ fn clinic_status_changes_and_purge_dry_run() {
     let doc: serde_json::Value =
         serde_json::from_str(&export(&ward, &slug, "check", &[]).ok()).unwrap();
     let log = doc["tables"]["audit_log"].to_string();
-    for change in [
-        "active → suspended",
-        "suspended → active",
-        "active → closed",
-        "closed → active",
-    ] {
-        assert!(log.contains(change), "{change} missing from {log}");
-    }
+    ward_testkit::assert_contains_all(
+        &log,
+        &[
+            "active → suspended",
+            "suspended → active",
+            "active → closed",
+            "closed → active",
+        ],
+    );
     ward.run(&["verify"]).ok();
 }
 
@@ -264,11 +265,13 @@ fn the_export_with_files_round_trips_through_the_command_line() {
     let json = dir.join("acme.json");
     export(&ward, &slug, "move", &["--out", json.to_str().unwrap()]).ok();
     let err = import(&ward, json.to_str().unwrap(), "Lossy", &[]).final_error();
-    assert!(
-        err.contains("names 2 attachment file(s) but holds none of them")
-            && err.contains("--format zip")
-            && err.contains("nothing was created"),
-        "{err}"
+    ward_testkit::assert_contains_all(
+        &err,
+        &[
+            "names 2 attachment file(s) but holds none of them",
+            "--format zip",
+            "nothing was created",
+        ],
     );
     assert_eq!(ward.list().len(), 1);
 
@@ -332,11 +335,13 @@ fn the_export_with_files_round_trips_through_the_command_line() {
         zip.finish().unwrap();
     }
     let err = import(&ward, bad.to_str().unwrap(), "Tampered", &[]).final_error();
-    assert!(
-        err.contains("attachments/2.pdf does not match")
-            && err.contains("altered or damaged")
-            && err.contains("nothing was created"),
-        "{err}"
+    ward_testkit::assert_contains_all(
+        &err,
+        &[
+            "attachments/2.pdf does not match",
+            "altered or damaged",
+            "nothing was created",
+        ],
     );
     assert_eq!(ward.list().len(), 2, "no clinic left behind");
     assert_eq!(objects(&ward), 4, "no object left behind");

@@ -1,10 +1,8 @@
 //! A byte changed anywhere in a clinic's file: `ward verify` finds it every time, names
 //! the damage, exits 1 and never panics; the other clinic still verifies clean.
 
-use ward_clinic::audit;
-
 use crate::support::Ward;
-use crate::verify::entry;
+use crate::verify::record_and_anchor;
 
 /// How many places of the file are changed, one at a time.
 const FLIPS: usize = 300;
@@ -17,25 +15,7 @@ fn seed(ward: &Ward, names: &[&str], rows: i64) -> Vec<ward_control::ClinicRecor
         for (i, name) in names.iter().enumerate() {
             let clinic = ward_testkit::create_clinic(platform, name).await;
             let n = if i == 0 { rows } else { 10 };
-            let tenant = platform.tenants.get(clinic.id).await.unwrap();
-            let head = tenant
-                .with(|conn| {
-                    audit::in_transaction(&conn, |tx| {
-                        for k in 0..n {
-                            audit::record(&tx, &entry(k))?;
-                        }
-                        Ok::<_, audit::AuditError>(())
-                    })
-                    .unwrap();
-                    audit::head(&conn).unwrap().unwrap()
-                })
-                .await;
-            drop(tenant);
-            platform
-                .control
-                .anchor(clinic.id, head.seq, &head.hash)
-                .await
-                .unwrap();
+            record_and_anchor(platform, &clinic, n).await;
             out.push(clinic);
         }
         out

@@ -37,24 +37,7 @@ async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
     let mut clinics = Vec::new();
     for name in ["Acme", "Bravo"] {
         let clinic = ward_testkit::create_clinic(&platform, name).await;
-        let tenant = platform.tenants.get(clinic.id).await.unwrap();
-        let head = tenant
-            .with(|conn| {
-                audit::in_transaction(&conn, |tx| {
-                    for n in 0..30 {
-                        audit::record(&tx, &entry(n))?;
-                    }
-                    Ok::<_, audit::AuditError>(())
-                })
-                .unwrap();
-                audit::head(&conn).unwrap().unwrap()
-            })
-            .await;
-        platform
-            .control
-            .anchor(clinic.id, head.seq, &head.hash)
-            .await
-            .unwrap();
+        record_and_anchor(&platform, &clinic, 30).await;
         clinics.push(clinic);
     }
     for kind in ["signup", "login"] {
@@ -76,6 +59,30 @@ async fn set_up(data: &Path) -> (ClinicRecord, ClinicRecord) {
 }
 
 /// An audit entry of a doctor, `n` seconds into the test day.
+/// Writes the audit rows [`entry`] makes for 0 to `rows` - 1 into `clinic`, then anchors
+/// its head.
+pub(crate) async fn record_and_anchor(platform: &Platform, clinic: &ClinicRecord, rows: i64) {
+    let tenant = platform.tenants.get(clinic.id).await.unwrap();
+    let head = tenant
+        .with(|conn| {
+            audit::in_transaction(&conn, |tx| {
+                for n in 0..rows {
+                    audit::record(&tx, &entry(n))?;
+                }
+                Ok::<_, audit::AuditError>(())
+            })
+            .unwrap();
+            audit::head(&conn).unwrap().unwrap()
+        })
+        .await;
+    drop(tenant);
+    platform
+        .control
+        .anchor(clinic.id, head.seq, &head.hash)
+        .await
+        .unwrap();
+}
+
 pub(crate) fn entry(n: i64) -> Entry {
     let at = parse_time("2026-03-01T09:00:00.000Z").unwrap() + TimeDelta::seconds(n);
     Entry::new(

@@ -11,7 +11,7 @@ use chacha20poly1305::aead::stream::DecryptorBE32;
 use ward_clinic::audit::Filter;
 
 use crate::support::staffed::{Clinic, Staffed as _};
-use crate::support::{ATTACHMENT_CAP, TestApp};
+use crate::support::{ATTACHMENT_CAP, TestApp, id_of};
 
 /// A PNG-looking file of `len` bytes: the real signature and header, then a pattern
 /// that carries a marker the encrypted object must not show.
@@ -535,7 +535,7 @@ async fn a_file_attached_from_a_visit_page_belongs_to_that_visit() {
         .doctor
         .record_visit(&patient, &[("presenting_complaints", "rash")])
         .await;
-    let visit_id = visit_page.rsplit('/').next().unwrap().to_owned();
+    let visit_id = id_of(&visit_page).to_owned();
     let page = c.doctor.get(&visit_page).await;
     let action = upload_action(&page.body).expect("the visit page has an upload form");
     assert!(
@@ -605,8 +605,8 @@ async fn merging_moves_the_duplicates_files_and_undoing_brings_them_back() {
         .pdf("uma.pdf", &consent)
         .accepted(&mut c.receptionist, &dup)
         .await;
-    let kept_id = kept.rsplit('/').next().unwrap();
-    let dup_id = dup.rsplit('/').next().unwrap();
+    let kept_id = id_of(&kept);
+    let dup_id = id_of(&dup);
     let owner_of = |id: &str| format!("SELECT count(*) FROM attachments WHERE patient_id = {id}");
 
     let merge = format!("{kept}/merge");

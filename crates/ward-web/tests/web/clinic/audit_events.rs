@@ -2,18 +2,14 @@
 //! and auth events.
 
 use axum::http::StatusCode;
-use ward_core::{Clock as _, Role};
+use ward_core::Clock as _;
 
-use crate::support::admin::{OwnerPages as _, SignUp as _};
-use crate::support::{PASSWORD, TestApp};
+use crate::support::PASSWORD;
+use crate::support::admin::{OwnerPages as _, acme_with_doctor, assert_role_change};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
-    let doc = owner
-        .staff(&a, "doc@example.com", "Dr. Doc", Role::Doctor)
-        .await;
+    let (mut owner, a, doc) = acme_with_doctor().await;
 
     // A failed, then a successful sign-in: one auth event each.
     let mut browser = owner.fresh_browser();
@@ -75,13 +71,7 @@ async fn sign_ins_staff_and_settings_changes_are_recorded_exactly() {
     assert_eq!(row.actor_name, "Dr. Ana Rao");
     assert_eq!(row.actor_role.as_deref(), Some("owner"));
     assert_eq!(row.ip.as_deref(), Some("203.0.113.7"));
-    assert_eq!(row.action, "update");
-    assert_eq!(row.entity_type.as_deref(), Some("staff"));
-    assert_eq!(row.entity_id.as_deref(), Some(doc.as_str()));
-    assert_eq!(
-        row.diff.as_deref(),
-        Some(r#"{"role":["doctor","receptionist"]}"#)
-    );
+    assert_role_change(row, &doc, "doctor", "receptionist");
     assert_eq!(row.detail.as_deref(), Some("Dr. Doc <doc@example.com>"));
     assert_eq!(row.reason, None);
     assert_eq!(row.at, owner.clock.now());

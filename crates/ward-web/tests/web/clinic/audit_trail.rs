@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use ward_clinic::audit::Filter;
 
-use crate::support::TestApp;
 use crate::support::staffed::Staffed as _;
+use crate::support::{TestApp, id_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_working_session_leaves_exactly_the_expected_audit_rows() {
@@ -32,7 +32,7 @@ async fn a_working_session_leaves_exactly_the_expected_audit_rows() {
             ],
         )
         .await;
-    let patient_id = patient.rsplit('/').next().unwrap().to_owned();
+    let patient_id = id_of(&patient).to_owned();
     assert_eq!(c.doctor.get(&patient).await.status, StatusCode::OK);
     let r = c
         .doctor
@@ -60,7 +60,7 @@ async fn a_working_session_leaves_exactly_the_expected_audit_rows() {
             ],
         )
         .await;
-    let visit_id = visit.rsplit('/').next().unwrap().to_owned();
+    let visit_id = id_of(&visit).to_owned();
     assert_eq!(
         c.doctor.get(&format!("{visit}/prescription")).await.status,
         StatusCode::OK

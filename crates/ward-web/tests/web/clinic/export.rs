@@ -95,12 +95,7 @@ async fn the_owner_gets_the_export_by_mail_once_and_no_one_else_can() {
         "sealed at rest"
     );
 
-    let mails = t.mails().await;
-    let mail = mails.last().unwrap();
-    assert!(
-        mail.starts_with("Subject: Your Ward export is ready\n"),
-        "{mail}"
-    );
+    let mail = t.last_mail("Your Ward export is ready").await;
     assert!(
         !mail.contains(CANARY) && !mail.contains("Canary Clinic"),
         "{mail}"

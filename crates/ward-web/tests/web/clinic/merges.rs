@@ -4,8 +4,8 @@
 use axum::http::StatusCode;
 
 use super::rights::patient_with_everything;
-use crate::support::TestApp;
 use crate::support::staffed::Staffed as _;
+use crate::support::{TestApp, id_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
@@ -13,10 +13,7 @@ async fn a_merge_moves_everything_shows_both_numbers_and_is_undone_exactly() {
     let mut c = t.clinic("Twin Clinic", "twin").await;
     let a = patient_with_everything(&t, &mut c, "Aardvark").await;
     let b = patient_with_everything(&t, &mut c, "Bumblebee").await;
-    let (a_id, b_id) = (
-        a.rsplit('/').next().unwrap().to_owned(),
-        b.rsplit('/').next().unwrap().to_owned(),
-    );
+    let (a_id, b_id) = (id_of(&a).to_owned(), id_of(&b).to_owned());
     let base = c.base.clone();
     let count =
         |table: &str, id: &str| format!("SELECT COUNT(*) FROM {table} WHERE patient_id = {id}");

@@ -6,8 +6,8 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
-use crate::support::TestApp;
 use crate::support::staffed::Staffed as _;
+use crate::support::{TestApp, id_of};
 
 /// `/metrics` from the operator's router of `t`'s app.
 async fn scrape(t: &TestApp) -> String {
@@ -120,7 +120,7 @@ async fn metrics_after_real_requests_show_requests_and_handle_cache_counters_mov
     assert!(sample(&after, "ward_tenant_cache_capacity", &[]) >= 1.0);
 
     // Labels carry templates and fixed words only: no slug, patient id, name or address.
-    let patient_id = patient.rsplit('/').next().unwrap();
+    let patient_id = id_of(&patient);
     for secret in [
         base.as_str(),
         &format!("/patients/{patient_id}"),
@@ -176,7 +176,7 @@ async fn the_request_log_names_route_template_and_clinic_id_but_no_patient_or_qu
     assert!(line.contains("route=/c/{slug}/patients/{id}"), "{line}");
     assert!(line.contains(&format!("clinic_id={}", c.id)), "{line}");
     assert!(line.contains("status=200"), "{line}");
-    let patient_id = patient.rsplit('/').next().unwrap();
+    let patient_id = id_of(&patient);
     for secret in [
         base.as_str(),
         &format!("/patients/{patient_id}"),

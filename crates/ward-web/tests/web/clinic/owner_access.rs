@@ -3,13 +3,23 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::TestApp;
-use crate::support::admin::{OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _, acme};
+
+/// The owner's pages of clinic `a`: staff, settings, the audit log plain and with
+/// `audit_query`, and the form that removes its owner.
+fn owner_pages(a: &Clinic, audit_query: &str) -> [String; 5] {
+    [
+        a.path("staff"),
+        a.path("settings"),
+        a.path("audit"),
+        a.path(&format!("audit?{audit_query}")),
+        a.path(&format!("staff/{}/remove", a.owner_id)),
+    ]
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_roles_get_403_and_change_nothing() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let settings_before = owner.get(&a.path("settings")).await.body;
     for (i, role) in [Role::Doctor, Role::Receptionist, Role::Billing]
         .into_iter()
@@ -18,15 +28,8 @@ async fn other_roles_get_403_and_change_nothing() {
         let email = format!("member{i}@example.com");
         owner.staff(&a, &email, "A Member", role).await;
         let mut member = owner.browser_as(&email).await;
-        let remove_owner = format!("staff/{}/remove", a.owner_id);
-        for page in [
-            "staff",
-            "settings",
-            "audit",
-            "audit?action=view",
-            &remove_owner,
-        ] {
-            let r = member.get(&a.path(page)).await;
+        for page in owner_pages(&a, "action=view") {
+            let r = member.get(&page).await;
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{role} {page}");
             assert!(!r.body.contains("owner@acme.test"), "{role} {page}");
         }
@@ -79,20 +82,12 @@ async fn other_roles_get_403_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_clinics_owner_gets_404_for_every_owner_page() {
-    let mut owner_a = TestApp::new().await;
-    let a = owner_a.clinic("Acme Clinic", "owner@acme.test").await;
+    let (owner_a, a) = acme().await;
     let mut owner_b = owner_a.fresh_browser();
     let b = owner_b.clinic("Bravo Clinic", "owner@bravo.test").await;
     let a_owner = a.owner_id.clone();
-    let remove_owner = format!("staff/{a_owner}/remove");
-    for page in [
-        "staff",
-        "settings",
-        "audit",
-        "audit?actor=x&before=5",
-        &remove_owner,
-    ] {
-        let r = owner_b.get(&a.path(page)).await;
+    for page in owner_pages(&a, "actor=x&before=5") {
+        let r = owner_b.get(&page).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{page}");
         assert!(!r.body.contains("Acme"), "{page}");
     }

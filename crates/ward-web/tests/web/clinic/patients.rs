@@ -3,12 +3,8 @@
 use axum::http::StatusCode;
 use ward_clinic::audit::{Action, Diff};
 
-use crate::support::TestApp;
 use crate::support::staffed::Staffed as _;
-
-fn id_of(path: &str) -> &str {
-    path.rsplit('/').next().unwrap()
-}
+use crate::support::{TestApp, id_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registering_searching_and_editing_patients_is_audited() {

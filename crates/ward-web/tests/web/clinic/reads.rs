@@ -3,12 +3,11 @@
 //! audit row holds a patient's name, phone or clinical text.
 
 use axum::http::StatusCode;
-use chrono::TimeZone;
 use ward_clinic::audit::{Action, Filter};
 use ward_core::{Clock as _, Role};
 
-use crate::support::TestApp;
 use crate::support::staffed::{Clinic, Staffed as _};
+use crate::support::{TestApp, id_of};
 
 /// The clinic's doctor's user id.
 async fn doctor_id(t: &TestApp, c: &Clinic) -> String {
@@ -27,8 +26,7 @@ async fn shown(t: &TestApp, c: &Clinic, id: &str, detail: &str, who: &str) -> us
 #[tokio::test(flavor = "multi_thread")]
 async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
     let t = TestApp::new().await;
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 2, 4, 0, 0).unwrap());
+    t.set_utc(2026, 3, 2, 4, 0);
     let mut c = t.clinic("Seen Clinic", "seen").await;
     let base = c.base.clone();
     let patient = c.patient("Lata Mangesh", "98450 11111").await;
@@ -36,8 +34,8 @@ async fn a_patient_seen_in_a_list_is_in_accessed_by_and_in_the_access_report() {
         .receptionist
         .register(&base, &[("full_name", "Other Person")])
         .await;
-    let id = patient.rsplit('/').next().unwrap().to_owned();
-    let other_id = other.rsplit('/').next().unwrap().to_owned();
+    let id = id_of(&patient).to_owned();
+    let other_id = id_of(&other).to_owned();
 
     // The register, a search, and the day's appointments each show the patient.
     let list = c.billing.get(&format!("{base}/patients")).await;

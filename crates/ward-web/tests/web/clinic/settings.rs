@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 
-use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, acme};
 use crate::support::{Response, TestApp};
 
 fn form<'a>(name: &'a str, timezone: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -24,8 +24,7 @@ async fn save(owner: &mut TestApp, clinic: &Clinic, fields: &[(&str, &str)]) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_are_saved_and_audited_with_a_diff() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let page = owner.get(&a.path("settings")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("value=\"Acme Clinic\""));
@@ -78,8 +77,7 @@ async fn settings_are_saved_and_audited_with_a_diff() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_settings_are_shown_next_to_their_fields_and_nothing_is_saved() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let mut fields = form("", "Mars/Olympus");
     fields.retain(|(k, _)| *k != "currency");
     fields.push(("currency", "XXX"));

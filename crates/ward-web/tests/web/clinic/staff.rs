@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use ward_core::Role;
 
-use crate::support::admin::{Clinic, OwnerPages as _, SignUp as _};
+use crate::support::admin::{Clinic, OwnerPages as _, acme, acme_with_doctor, assert_role_change};
 use crate::support::{Response, TestApp};
 
 /// `browser` changes member `user`'s role to `role` on the staff page.
@@ -30,33 +30,20 @@ async fn remove(browser: &mut TestApp, a: &Clinic, user: &str) -> Response {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_staff_page_lists_members_and_changes_a_role() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
-    let doc = owner
-        .staff(&a, "doc@example.com", "Dr. Doc", Role::Doctor)
-        .await;
+    let (mut owner, a, doc) = acme_with_doctor().await;
     let page = owner.get(&a.path("staff")).await;
-    assert_eq!(page.status, StatusCode::OK);
-    for text in [
+    page.assert_shows(&[
         "Dr. Ana Rao",
         "owner@acme.test",
         "Dr. Doc",
         "doc@example.com",
         "2026-03-01",
-    ] {
-        assert!(page.body.contains(text), "{text}");
-    }
+    ]);
     let r = set_role(&mut owner, &a, &doc, "billing").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(owner.role_of(&a, &doc).await, Some(Role::Billing));
     let row = owner.audit_rows(&a).await.pop().unwrap();
-    assert_eq!(row.action, "update");
-    assert_eq!(row.entity_type.as_deref(), Some("staff"));
-    assert_eq!(row.entity_id.as_deref(), Some(doc.as_str()));
-    assert_eq!(
-        row.diff.as_deref(),
-        Some(r#"{"role":["doctor","billing"]}"#)
-    );
+    assert_role_change(&row, &doc, "doctor", "billing");
 
     // A role that does not exist, or a user who is not a member, changes nothing.
     let r = set_role(&mut owner, &a, &doc, "admin").await;
@@ -74,8 +61,7 @@ async fn the_staff_page_lists_members_and_changes_a_role() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removal_ends_the_members_access_at_once() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let rec = owner
         .staff(&a, "rec@example.com", "Rae Reception", Role::Receptionist)
         .await;
@@ -118,8 +104,7 @@ async fn removal_ends_the_members_access_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_owner_can_be_neither_removed_nor_demoted() {
-    let mut owner = TestApp::new().await;
-    let a = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut owner, a) = acme().await;
     let me = a.owner_id.clone();
     let before = owner.audit_rows(&a).await.len();
 

@@ -69,8 +69,7 @@ async fn open_session(t: &TestApp, clinic: &Clinic, link: &str) -> TestApp {
 /// A browser signed in as the owner of a new clinic Acme, and support's request to look
 /// at it.
 async fn requested(minutes: u32, write: bool, emergency: bool) -> (TestApp, Clinic, Grant) {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
+    let (t, clinic) = acme().await;
     let grant = request(&t, &clinic, minutes, write, emergency).await;
     (t, clinic, grant)
 }
@@ -150,11 +149,9 @@ async fn an_approved_read_only_session_shows_a_banner_is_audited_and_the_owner_e
     let (mut t, clinic, grant) = requested(30, false, false).await;
 
     // The owner is mailed (no reason, nothing about patients in the subject) …
-    let mail = t.mails().await.pop().unwrap();
-    assert!(
-        mail.starts_with("Subject: Support asks to look at your clinic on Ward\n"),
-        "{mail}"
-    );
+    let mail = t
+        .last_mail("Support asks to look at your clinic on Ward")
+        .await;
     assert!(mail.contains("alice") && mail.contains("30"), "{mail}");
     assert!(
         !mail.contains(REASON),
@@ -378,8 +375,7 @@ async fn a_refused_request_opens_nothing() {
 
 #[tokio::test]
 async fn a_support_session_cannot_reach_another_clinic() {
-    let mut t = TestApp::new().await;
-    let clinic = t.clinic("Acme Clinic", "owner@acme.test").await;
+    let (mut t, clinic) = acme().await;
     let mut other_owner = t.fresh_browser();
     let other = other_owner.clinic("Beta Clinic", "owner@beta.test").await;
     let grant = request(&t, &clinic, 30, true, false).await;
@@ -415,11 +411,9 @@ async fn a_support_session_cannot_reach_another_clinic() {
 #[tokio::test]
 async fn the_emergency_path_needs_no_approval_tells_the_owners_at_once_and_is_marked() {
     let (mut t, clinic, grant) = requested(20, false, true).await;
-    let mail = t.mails().await.pop().unwrap();
-    assert!(
-        mail.starts_with("Subject: Emergency support access to your clinic on Ward\n"),
-        "{mail}"
-    );
+    let mail = t
+        .last_mail("Emergency support access to your clinic on Ward")
+        .await;
     assert!(mail.contains("without waiting for approval"), "{mail}");
 
     let (_, mut op) = session(&t, &clinic, &grant).await;

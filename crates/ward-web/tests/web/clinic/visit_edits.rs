@@ -1,12 +1,12 @@
 //! Correcting a saved visit, its fee, and the balance the fee gives the patient page.
 
 use axum::http::StatusCode;
-use chrono::TimeZone;
 use ward_clinic::audit::{Action, Diff};
 use ward_core::Role;
+use ward_testkit::assert_contains_all;
 
 use crate::support::staffed::{Clinic, ROLES, Staffed as _};
-use crate::support::{TestApp, with_action};
+use crate::support::{TestApp, id_of, with_action};
 
 /// A patient and a visit recorded by the doctor; returns (patient path, visit path).
 async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, String) {
@@ -38,7 +38,7 @@ async fn patient_with_visit(c: &mut Clinic, name: &str, fee: &str) -> (String, S
 }
 
 async fn update_rows(t: &TestApp, c: &Clinic, visit: &str) -> Vec<ward_clinic::audit::AuditRow> {
-    let id = visit.rsplit('/').next().unwrap().to_owned();
+    let id = id_of(visit).to_owned();
     t.audit_of(c.id, ("visit", id), Some(Action::Update)).await
 }
 
@@ -62,8 +62,7 @@ async fn pay_cash(c: &mut Clinic, patient_id: &str, amount: &str) -> crate::supp
 #[tokio::test(flavor = "multi_thread")]
 async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     let t = TestApp::new().await;
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap());
+    t.set_utc(2026, 3, 1, 9, 0);
     let mut c = t.clinic("Mend Clinic", "mend").await;
     let (_, visit) = patient_with_visit(&mut c, "Asha Rao", "").await;
     let edit = format!("{visit}/edit");
@@ -84,7 +83,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
         "a correction asks why"
     );
     assert!(form.body.contains(&format!("action=\"{edit}\"")));
-    for kept in [
+    form.assert_shows(&[
         ">Fever for two days</textarea>",
         ">Throat red</textarea>",
         ">Fluids</textarea>",
@@ -92,9 +91,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
         "value=\"Paracetamol\"",
         "value=\"500 mg\"",
         "value=\"Cetirizine\"",
-    ] {
-        assert!(form.body.contains(kept), "the form shows {kept}");
-    }
+    ]);
     assert!(
         form.body.contains("name=\"item_2_drug\""),
         "a blank row to add to"
@@ -147,14 +144,13 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     );
     let mut fields = corrected.to_vec();
     fields.push(("reason", "throat swab came back positive"));
-    t.clock
-        .set(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 11, 30, 0).unwrap());
+    t.set_utc(2026, 3, 1, 11, 30);
     let r = c.doctor.post(&edit, &fields).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location(), visit);
 
     let page = c.doctor.get(&visit).await;
-    for shown in [
+    page.assert_shows(&[
         "Fever for three days",
         "Streptococcal pharyngitis",
         "Amoxicillin",
@@ -162,9 +158,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
         "2026-03-09",
         "₹1,250.50",
         "Dr. Bina Shah",
-    ] {
-        assert!(page.body.contains(shown), "the visit shows {shown}");
-    }
+    ]);
     for gone in [
         "Viral fever",
         "Paracetamol",
@@ -187,30 +181,24 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
 
     // The history keeps what was first written and shows what changed.
     let history = c.doctor.get(&format!("{visit}/history")).await;
-    assert_eq!(history.status, StatusCode::OK);
-    for shown in [
+    history.assert_shows(&[
         "<span>Fever for </span><del>two</del><ins>three</ins><span> days</span>",
         "<del>Viral fever</del><ins>Streptococcal pharyngitis</ins>",
         "<del>Paracetamol</del><ins>Amoxicillin</ins><span> · </span><del>500</del><ins>250</ins><span> mg</span><del>\nCetirizine</del>",
         "throat swab came back positive",
         "Corrected 2026-03-01 11:30 by Dr. Bina Shah",
-    ] {
-        assert!(
-            history.body.contains(shown),
-            "history shows {shown}: {}",
-            history.body
-        );
-    }
+    ]);
     history.assert_contains("<ins>₹1,250.50</ins>");
     let original = history.body.split("id=\"original\"").nth(1).unwrap();
-    for first in [
-        "Fever for two days",
-        "Viral fever",
-        "Paracetamol",
-        "Cetirizine",
-    ] {
-        assert!(original.contains(first), "the original keeps {first}");
-    }
+    assert_contains_all(
+        original,
+        &[
+            "Fever for two days",
+            "Viral fever",
+            "Paracetamol",
+            "Cetirizine",
+        ],
+    );
     // Version 1 reads in full, and prints as it was printed then.
     let v1 = c.doctor.get(&format!("{visit}?version=1")).await;
     assert!(v1.body.contains("id=\"superseded\"") && v1.body.contains("Fever for two days"));
@@ -240,11 +228,7 @@ async fn a_doctor_corrects_a_visit_and_the_page_prescription_and_log_follow() {
     }
     // The prints name the version they showed.
     let prints = t
-        .audit_of(
-            c.id,
-            ("visit", visit.rsplit('/').next().unwrap()),
-            Some(Action::Print),
-        )
+        .audit_of(c.id, ("visit", id_of(&visit)), Some(Action::Print))
         .await;
     let details: Vec<_> = prints.iter().filter_map(|r| r.detail.clone()).collect();
     assert!(
@@ -496,7 +480,7 @@ async fn fees_and_payments_give_the_balance_on_the_patient_page() {
     let t = TestApp::new().await;
     let mut c = t.clinic("Ledger Clinic", "ledger").await;
     let (patient, _) = patient_with_visit(&mut c, "Ledger Patient", "500").await;
-    let patient_id = patient.rsplit('/').next().unwrap().to_owned();
+    let patient_id = id_of(&patient).to_owned();
     let r = c
         .doctor
         .save_visit(

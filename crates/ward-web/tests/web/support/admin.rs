@@ -2,9 +2,28 @@
 //! add to the harness.
 
 use super::TestApp;
-pub use super::owner::{Clinic, SignUp};
+pub use super::owner::{Clinic, SignUp, acme};
 use ward_clinic::audit::{AuditRow, Filter};
 use ward_core::Role;
+
+/// [`acme`] with a doctor, Dr. Doc (`doc@example.com`); returns the doctor's user id too.
+pub async fn acme_with_doctor() -> (TestApp, Clinic, String) {
+    let (owner, clinic) = acme().await;
+    let doctor = owner
+        .staff(&clinic, "doc@example.com", "Dr. Doc", Role::Doctor)
+        .await;
+    (owner, clinic, doctor)
+}
+
+/// Fails unless `row` records the role of member `user` changing from `from` to `to`.
+#[track_caller]
+pub fn assert_role_change(row: &AuditRow, user: &str, from: &str, to: &str) {
+    assert_eq!(row.action, "update");
+    assert_eq!(row.entity_type.as_deref(), Some("staff"));
+    assert_eq!(row.entity_id.as_deref(), Some(user));
+    let diff = format!(r#"{{"role":["{from}","{to}"]}}"#);
+    assert_eq!(row.diff.as_deref(), Some(diff.as_str()));
+}
 
 /// The owner pages' helpers on a browser.
 pub trait OwnerPages {

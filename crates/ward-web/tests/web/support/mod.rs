@@ -110,10 +110,35 @@ impl Response {
         assert!(self.body.contains(text), "{}", self.body);
     }
 
+    /// Fails, showing the page, unless it is a 200 holding every one of `texts`.
+    #[track_caller]
+    pub fn assert_shows(&self, texts: &[&str]) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        ward_testkit::assert_contains_all(&self.body, texts);
+    }
+
+    /// Fails, showing the page, unless the form was refused (422) with every one of
+    /// `texts` on the page.
+    #[track_caller]
+    pub fn assert_refused(&self, texts: &[&str]) {
+        assert_eq!(
+            self.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            self.body
+        );
+        ward_testkit::assert_contains_all(&self.body, texts);
+    }
+
     /// The `_csrf` value of the first form on the page.
     pub fn csrf(&self) -> String {
         field_value(&self.body, "_csrf").expect("page has a _csrf field")
     }
+}
+
+/// The record id at the end of a page's path, as in `/c/x/patients/7` or `/c/x/visits/3`.
+pub fn id_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap()
 }
 
 pub fn field_value(body: &str, name: &str) -> Option<String> {
@@ -168,6 +193,12 @@ impl TestApp {
         }
     }
 
+    /// Sets the clock to `y`-`mo`-`d` `h`:`mi` UTC.
+    pub fn set_utc(&self, y: i32, mo: u32, d: u32, h: u32, mi: u32) {
+        let at = chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
+        self.clock.set(at);
+    }
+
     pub async fn send(&mut self, mut req: Request<Body>) -> Response {
         if !self.cookies.is_empty() && !req.headers().contains_key(header::COOKIE) {
             let cookie = self
@@ -209,13 +240,22 @@ impl TestApp {
 
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let body = serde_urlencoded::to_string(form).unwrap();
-        self.send(
-            Request::post(path)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
+        self.post_body(path, "application/x-www-form-urlencoded", body)
+            .await
+    }
+
+    /// Posts `body` to `path` as `content_type`.
+    async fn post_body(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> Response {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .unwrap();
+        self.send(request).await
     }
 
     /// Posts a multipart form (as a browser sends one): `fields` as text parts, in
@@ -258,16 +298,8 @@ impl TestApp {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        self.send(
-            Request::post(path)
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.post_body(path, &content_type, body).await
     }
 
     /// Posts `form` with the `_csrf` of the page at `form_page` (fetched first).
@@ -307,6 +339,14 @@ impl TestApp {
             .into_iter()
             .map(|m| format!("Subject: {}\n\n{}", m.subject, m.text))
             .collect()
+    }
+
+    /// The newest mail (as [`Self::mails`] gives it), which must have the subject
+    /// `subject`.
+    pub async fn last_mail(&self, subject: &str) -> String {
+        let mail = self.mails().await.pop().expect("a mail was sent");
+        assert!(mail.starts_with(&format!("Subject: {subject}\n")), "{mail}");
+        mail
     }
 
     /// The path and query of the first link to `path` in the newest mail.

@@ -19,6 +19,14 @@ impl Clinic {
     }
 }
 
+/// A new app with "Acme Clinic" signed up by `owner@acme.test`, signed in in the
+/// returned browser.
+pub async fn acme() -> (TestApp, Clinic) {
+    let mut owner = TestApp::new().await;
+    let clinic = owner.clinic("Acme Clinic", "owner@acme.test").await;
+    (owner, clinic)
+}
+
 /// Signing up a clinic from a browser.
 pub trait SignUp {
     /// Signs up a clinic whose owner is `email`; this browser stays signed in as them.

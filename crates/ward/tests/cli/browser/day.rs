@@ -8,6 +8,13 @@ use super::{PASSWORD, artifact, register_patient, signed_up_owner};
 
 const SLUG: &str = "lakeside-clinic";
 
+/// Opens the clinic's page `page` (the path after `/c/{slug}/`).
+async fn open(browser: &Driver, server: &Server, page: &str) {
+    browser
+        .goto(&format!("{}/c/{SLUG}/{page}", server.base))
+        .await;
+}
+
 /// Signs out whoever is signed in, then signs in as `email`.
 async fn sign_in_as(browser: &Driver, server: &Server, email: &str) {
     browser.delete_cookies().await;
@@ -22,9 +29,7 @@ async fn sign_in_as(browser: &Driver, server: &Server, email: &str) {
 /// The owner invites `email` as `role`; the invited person accepts in a fresh session.
 async fn invite(browser: &Driver, server: &Server, name: &str, email: &str, role: &str) {
     sign_in_as(browser, server, "owner@lakeside.example").await;
-    browser
-        .goto(&format!("{}/c/{SLUG}/staff", server.base))
-        .await;
+    open(browser, server, "staff").await;
     browser.fill("#invite-email", email).await;
     browser.select("#invite-role", role).await;
     browser
@@ -68,9 +73,7 @@ fn has_row(page: &str, cells: &[&str]) -> bool {
 /// The doctor corrects visit `visit`: the reason is asked for, the page says it was
 /// amended, and the history shows what was first written and what changed.
 async fn correct_the_visit(browser: &Driver, server: &Server, visit: &str) {
-    browser
-        .goto(&format!("{}/c/{SLUG}/visits/{visit}", server.base))
-        .await;
+    open(browser, server, &format!("visits/{visit}")).await;
     browser.wait_for_text("Correct the visit").await;
     browser.click("a[href$=\"/edit\"]").await;
     browser.wait_for_url(|u| u.ends_with("/edit")).await;
@@ -103,14 +106,15 @@ async fn correct_the_visit(browser: &Driver, server: &Server, visit: &str) {
     browser.click("#amended a[href$=\"/history\"]").await;
     browser.wait_for_url(|u| u.ends_with("/history")).await;
     let page = browser.wait_for_text("History of the visit").await;
-    for shown in [
-        "<del>Viral fever</del><ins>Dengue fever</ins>",
-        "Cetirizine · </span><del>10</del><ins>5</ins><span> mg · At night",
-        "NS1 antigen test came back positive",
-        "by Dr. Neha Menon",
-    ] {
-        assert!(page.contains(shown), "the history shows {shown}:\n{page}");
-    }
+    ward_testkit::assert_contains_all(
+        &page,
+        &[
+            "<del>Viral fever</del><ins>Dengue fever</ins>",
+            "Cetirizine · </span><del>10</del><ins>5</ins><span> mg · At night",
+            "NS1 antigen test came back positive",
+            "by Dr. Neha Menon",
+        ],
+    );
     let original = browser.text("#original").await;
     assert!(original.contains("Viral fever"), "{original}");
     browser.screenshot(&artifact("visit-history.png")).await;
@@ -151,9 +155,7 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
 
     // The receptionist registers a patient and books them with the doctor.
     sign_in_as(&browser, &server, "ravi@lakeside.example").await;
-    browser
-        .goto(&format!("{}/c/{SLUG}/patients/new", server.base))
-        .await;
+    open(&browser, &server, "patients/new").await;
     browser.fill("#full_name", "Kavya Pillai").await;
     browser.set_value("#date_of_birth", "1990-04-12").await;
     browser.click("input[name=sex][value=female]").await;
@@ -163,12 +165,12 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
     let patient = id_after(&url, "/patients/");
     browser.wait_for_text("Kavya Pillai").await;
 
-    browser
-        .goto(&format!(
-            "{}/c/{SLUG}/appointments?patient={patient}#book",
-            server.base
-        ))
-        .await;
+    open(
+        &browser,
+        &server,
+        &format!("appointments?patient={patient}#book"),
+    )
+    .await;
     let page = browser.wait_for_text("Dr. Neha Menon").await;
     assert!(page.contains("Kavya Pillai"), "{page}");
     let doctor_option = page
@@ -191,9 +193,7 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
 
     // The doctor sees the patient, writes the visit and prints the prescription.
     sign_in_as(&browser, &server, "neha@lakeside.example").await;
-    browser
-        .goto(&format!("{}/c/{SLUG}/patients/{patient}", server.base))
-        .await;
+    open(&browser, &server, &format!("patients/{patient}")).await;
     browser.wait_for_text("Kavya Pillai").await;
     browser.click("a[href$=\"/visits/new\"]").await;
     browser.wait_for_url(|u| u.ends_with("/visits/new")).await;
@@ -224,12 +224,7 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
         .wait_for_url(|u| u.contains(&format!("/c/{SLUG}/visits/")))
         .await;
     let visit = id_after(&url, "/visits/");
-    browser
-        .goto(&format!(
-            "{}/c/{SLUG}/visits/{visit}/prescription",
-            server.base
-        ))
-        .await;
+    open(&browser, &server, &format!("visits/{visit}/prescription")).await;
     let page = browser.wait_for_text("Paracetamol").await;
     for text in [
         "Kavya Pillai",
@@ -249,12 +244,12 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
 
     // Billing takes the payment and prints the receipt.
     sign_in_as(&browser, &server, "sunil@lakeside.example").await;
-    browser
-        .goto(&format!(
-            "{}/c/{SLUG}/payments/new?patient={patient}",
-            server.base
-        ))
-        .await;
+    open(
+        &browser,
+        &server,
+        &format!("payments/new?patient={patient}"),
+    )
+    .await;
     browser.wait_for_text("Kavya Pillai").await;
     browser.fill("#item-d-1", "Consultation").await;
     browser.fill("#item-a-1", "450").await;
@@ -277,9 +272,7 @@ async fn a_day_at_the_clinic_from_registration_to_receipt_shows_in_the_audit_log
 
     // The owner reads who did what.
     sign_in_as(&browser, &server, "owner@lakeside.example").await;
-    browser
-        .goto(&format!("{}/c/{SLUG}/audit", server.base))
-        .await;
+    open(&browser, &server, "audit").await;
     let page = browser.wait_for_text("Sunil Das").await;
     for cells in [
         ["Ravi Kumar", "<td>create</td>"],
