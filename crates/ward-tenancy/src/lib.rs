@@ -14,6 +14,7 @@ pub mod forensic;
 pub mod format;
 pub mod keys;
 mod lockfile;
+pub mod memory;
 pub mod migrate;
 mod pin;
 pub mod sealed;

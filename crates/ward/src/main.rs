@@ -17,6 +17,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_logging(&cli.global.log, cli.global.log_format);
+    if let Err(e) = ward_tenancy::memory::small_pages() {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off; memory use will be higher");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

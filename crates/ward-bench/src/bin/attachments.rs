@@ -204,6 +204,8 @@ fn newest_attachment(page: &str) -> Option<i64> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let opts = Opts::parse();
     ward_bench::log_to_stderr("warn");
     std::fs::create_dir_all(&opts.dir)?;

@@ -55,6 +55,8 @@ fn entry(n: i64) -> Entry {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let args = Args::parse();
     let total = args.rows;
     let dir = tempfile::tempdir()?;

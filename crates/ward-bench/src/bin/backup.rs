@@ -97,6 +97,8 @@ async fn exec(platform: &Platform, id: ClinicId, sql: String) -> anyhow::Result<
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let mut a = Args::parse();
     a.changed = a.changed.min(a.clinics);
     let tmp = match &a.dir {

@@ -356,6 +356,8 @@ fn report(name: &str, r: &mut Result_, cache: Option<CacheUse>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let opts = Opts::parse();
     ward_bench::log_to_stderr("warn");
     // The descriptor budget exactly as `ward serve` derives it.

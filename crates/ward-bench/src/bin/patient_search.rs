@@ -105,6 +105,8 @@ fn say(line: impl std::fmt::Display) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

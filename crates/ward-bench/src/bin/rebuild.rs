@@ -50,6 +50,8 @@ fn say(line: impl std::fmt::Display) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let opts = Opts::parse();
     ward_bench::log_to_stderr("error");
     let nofile = ward_tenancy::fds::raise_limit()?;

@@ -59,6 +59,8 @@ fn ms(d: Duration) -> f64 {
 #[expect(clippy::print_stdout, reason = "a benchmark prints its numbers")]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let opts = Opts::parse();
     let _ = std::fs::remove_dir_all(&opts.dir);
     let data = opts.dir.join("data");

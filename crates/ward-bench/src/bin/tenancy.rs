@@ -80,6 +80,8 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The memory settings `ward serve` runs with, so the figures are the server's.
+    ward_tenancy::memory::small_pages()?;
     let opts = Opts::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
