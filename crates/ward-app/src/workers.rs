@@ -57,6 +57,7 @@ impl App {
     /// - the owners' export jobs (jobs a stopped process left running are queued again
     ///   first), every 5 s, and the "expired" rows of support sessions whose time is up,
     ///   every 30 s;
+    /// - every second, the sessions' last-seen times noted by requests, in one write;
     /// - every ten minutes, the sweep of what can no longer be used: expired links and
     ///   unconfirmed signups, ended sessions, accounts never confirmed.
     ///
@@ -101,6 +102,13 @@ impl App {
                 {
                     tracing::warn!(error = %e, "could not mark expired support grants");
                 }
+            }
+        });
+        let control = self.control.clone();
+        workers.every("session touches", Duration::from_secs(1), move || {
+            let control = control.clone();
+            async move {
+                control.write_session_touches().await;
             }
         });
         let app = self.clone();
@@ -171,6 +179,7 @@ impl Workers {
         {
             tracing::warn!("the mail worker did not stop in time; queued mail stays in the outbox");
         }
+        self.app.control.write_session_touches().await;
         let flushed = self.app.audit.flush().await;
         if flushed.pending > 0 {
             tracing::error!(

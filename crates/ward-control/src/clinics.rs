@@ -267,6 +267,7 @@ impl ControlPlane {
     /// session of any of its members, then clinics no one has used, newest first. (The
     /// order a machine rebuilt from the replica restores them in the background.)
     pub async fn clinics_by_recent_use(&self) -> Result<Vec<ClinicRecord>, ControlError> {
+        self.write_session_touches().await;
         let columns = CLINIC_COLUMNS
             .split(',')
             .map(|c| format!("c.{}", c.trim()))

@@ -1,5 +1,7 @@
 //! Sign-in sessions: an opaque random token in a cookie, only its SHA-256 stored here.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngCore;
 use serde::Serialize;
@@ -30,6 +32,68 @@ impl Default for SessionPolicy {
 /// Last-seen times are written at most this often per session (a write per page view
 /// would turn every read into an fsync).
 const TOUCH_EVERY: TimeDelta = TimeDelta::minutes(1);
+
+/// Noted last-seen times are written together, at most this often from the request
+/// path (the app's workers also write them every second).
+const WRITE_TOUCHES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Last-seen times noted by requests and not yet written: one write transaction (and
+/// one fsync) for all of them instead of one per session. What is lost if the process
+/// dies before they are written is a minute or two of "last seen" on the sessions page;
+/// an idle timeout counted in hours does not notice.
+pub(crate) struct Touches {
+    /// Token hash → the newest noted use.
+    pending: parking_lot::Mutex<HashMap<Vec<u8>, DateTime<Utc>>>,
+    /// When the request path last wrote them.
+    written_at: parking_lot::Mutex<std::time::Instant>,
+}
+
+impl Touches {
+    pub(crate) fn new() -> Self {
+        Self {
+            pending: parking_lot::Mutex::new(HashMap::new()),
+            written_at: parking_lot::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn note(&self, hash: Vec<u8>, at: DateTime<Utc>) {
+        let mut pending = self.pending.lock();
+        let slot = pending.entry(hash).or_insert(at);
+        *slot = (*slot).max(at);
+    }
+
+    /// The newest use noted for `hash` and not yet written.
+    fn noted(&self, hash: &[u8]) -> Option<DateTime<Utc>> {
+        self.pending.lock().get(hash).copied()
+    }
+
+    /// Whether the request path should write now: something is noted and the last
+    /// write from it is old enough. Claims the write when it says yes.
+    fn claim_due(&self) -> bool {
+        if self.pending.lock().is_empty() {
+            return false;
+        }
+        let mut at = self.written_at.lock();
+        if at.elapsed() < WRITE_TOUCHES_EVERY {
+            return false;
+        }
+        *at = std::time::Instant::now();
+        true
+    }
+
+    fn take(&self) -> Vec<(Vec<u8>, DateTime<Utc>)> {
+        std::mem::take(&mut *self.pending.lock())
+            .into_iter()
+            .collect()
+    }
+
+    /// Puts back what could not be written, unless a newer use was noted meanwhile.
+    fn restore(&self, batch: Vec<(Vec<u8>, DateTime<Utc>)>) {
+        for (hash, at) in batch {
+            self.note(hash, at);
+        }
+    }
+}
 
 /// A live session and its user.
 #[derive(Debug, Clone)]
@@ -151,6 +215,7 @@ impl ControlPlane {
             return Ok(cached.live(now, policy).then_some(cached));
         }
         let key = hash.clone();
+        let touches = &self.touches;
         let found = self.with(|conn| async move {
             let row = first_row(
                 &conn,
@@ -166,7 +231,9 @@ impl ControlPlane {
             let time = |i: i32| -> Result<DateTime<Utc>, ControlError> {
                 parse_time(&row.get::<String>(i)?).ok_or_else(|| ControlError::Invalid("bad session time".into()))
             };
-            let (created, last_seen, authenticated) = (time(1)?, time(2)?, time(3)?);
+            let (created, written, authenticated) = (time(1)?, time(2)?, time(3)?);
+            // A use noted since counts as if written.
+            let last_seen = touches.noted(&hash).map_or(written, |noted| noted.max(written));
             let user = User::from_row_at(&row, 4)?;
             let mut session = Session {
                 id: hex::encode(&hash),
@@ -187,16 +254,8 @@ impl ControlPlane {
                 return Ok(None);
             }
             if now - last_seen > TOUCH_EVERY {
-                // Best effort: under a burst of writes the control plane may stay locked
-                // past the busy timeout, and a missed "last seen" must not turn a page
-                // into an error. The next request tries again.
-                match conn
-                    .execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", ward_tenancy::sql::params![hash.clone(), format_time(now)])
-                    .await
-                {
-                    Ok(_) => session.last_seen_at = now,
-                    Err(e) => tracing::warn!(error = %e, "could not record a session's last use"),
-                }
+                touches.note(hash.clone(), now);
+                session.last_seen_at = now;
             }
             Ok(Some(session))
         })
@@ -204,7 +263,45 @@ impl ControlPlane {
         if let Some(s) = &found {
             self.cache.sessions.insert(key, s.clone());
         }
+        if self.touches.claim_due() {
+            self.write_session_touches().await;
+        }
         Ok(found)
+    }
+
+    /// Writes every last-seen time noted since the last write, in one transaction;
+    /// returns how many sessions it touched. Best effort: under a burst of writes the
+    /// control plane may stay locked past the busy timeout, and a missed "last seen"
+    /// must not turn a page into an error; what failed is kept for the next write.
+    pub async fn write_session_touches(&self) -> usize {
+        let batch = self.touches.take();
+        if batch.is_empty() {
+            return 0;
+        }
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(hash, at)| (hash.clone(), format_time(*at)))
+            .collect();
+        let written = self
+            .transaction(|conn| async move {
+                for (hash, at) in rows {
+                    conn.execute(
+                        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1 AND last_seen_at < ?2",
+                        ward_tenancy::sql::params![hash, at],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => batch.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, sessions = batch.len(), "could not record sessions' last use; will retry");
+                self.touches.restore(batch);
+                0
+            }
+        }
     }
 
     /// Ends one session of `user_id` (by its id); false if there was no such live session.
@@ -253,6 +350,7 @@ impl ControlPlane {
         user_id: &str,
         policy: SessionPolicy,
     ) -> Result<Vec<SessionSummary>, ControlError> {
+        self.write_session_touches().await;
         let now = self.clock.now();
         let idle_cut = format_time(now - policy.idle);
         let abs_cut = format_time(now - policy.absolute);

@@ -205,6 +205,8 @@ impl ControlPlane {
         let idle_cut = ward_core::format_time(now - policy.idle);
         let abs_cut = ward_core::format_time(now - policy.absolute);
         let user_cut = ward_core::format_time(now - SIGNUP_TTL);
+        // Noted uses first: a session used a moment ago must not be swept as idle.
+        self.write_session_touches().await;
         let _sessions = self.cache.sessions_changing();
         self.transaction(|conn| async move {
             let tokens = conn

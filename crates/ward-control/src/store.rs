@@ -90,6 +90,8 @@ pub struct ControlPlane {
     key: DataKey,
     /// Recently resolved sessions and memberships (see [`crate::cache`]).
     pub(crate) cache: crate::cache::Caches,
+    /// Sessions' last-seen times not yet written (see [`crate::sessions`]).
+    pub(crate) touches: crate::sessions::Touches,
     /// See [`ControlPlane::owners_second_factor_since`].
     pub(crate) owners_since: tokio::sync::OnceCell<chrono::DateTime<chrono::Utc>>,
     /// Keyed (from the master key) for form stamps; see [`crate::signup`].
@@ -163,6 +165,7 @@ impl ControlPlane {
                 clock,
                 key,
                 cache: crate::cache::Caches::new(),
+                touches: crate::sessions::Touches::new(),
                 owners_since: tokio::sync::OnceCell::new(),
                 stamp_key,
                 _pin: pin,

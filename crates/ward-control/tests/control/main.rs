@@ -17,6 +17,7 @@ mod lock;
 mod migrations;
 mod paths;
 mod recent_use;
+mod session_touches;
 mod sql_guard;
 mod support;
 mod support_notices;

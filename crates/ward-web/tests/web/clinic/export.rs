@@ -393,7 +393,13 @@ async fn the_apps_workers_prepare_a_queued_export_and_stop_through_one_path() {
     assert!(exports(&t).is_empty());
 
     let workers = t.app.app.start();
-    for name in ["anchoring", "housekeeping", "exports", "sweep"] {
+    for name in [
+        "anchoring",
+        "housekeeping",
+        "exports",
+        "session touches",
+        "sweep",
+    ] {
         assert!(workers.names().contains(&name), "{:?}", workers.names());
     }
     let mut ready = false;
