@@ -185,3 +185,42 @@ async fn the_viewer_searches_by_local_days_and_patient_number() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patients_access_report_is_the_newest_rows_of_that_patient_in_order() {
+    in_new_clinic("Acme", |conn| {
+        // 120 views of patient 7, written in batches whose times run backwards against
+        // their sequence numbers (late batches), between views of other records.
+        audit::in_transaction(&conn, |tx| {
+            for i in 0..120i64 {
+                let at = start() + TimeDelta::seconds((i % 3) * 1_000 + (119 - i));
+                let seen = Entry::new(at, doctor(), Action::View).entity("patient", "7");
+                audit::record(&tx, &seen)?;
+                let other = Entry::new(at, doctor(), Action::View).entity("patient", "70");
+                audit::record(&tx, &other)?;
+            }
+            Ok::<_, audit::AuditError>(())
+        })
+        .unwrap();
+        let mut expected: Vec<_> = all(&conn)
+            .iter()
+            .filter(|r| {
+                r.entity_type.as_deref() == Some("patient") && r.entity_id.as_deref() == Some("7")
+            })
+            .map(|r| r.at)
+            .collect();
+        assert_eq!(expected.len(), 120);
+        expected.truncate(20);
+        let patient = ward_clinic::ids::PatientId::new(7);
+        let report = audit::accessed_by_patient(&conn, patient, 20).unwrap();
+        let got: Vec<_> = report.iter().map(|a| a.at).collect();
+        assert_eq!(got, expected, "the newest twenty, newest first");
+        assert_eq!(
+            audit::accessed_by_patient(&conn, patient, 500)
+                .unwrap()
+                .len(),
+            120
+        );
+    })
+    .await;
+}
