@@ -96,7 +96,9 @@ pub fn accessed_by_patient(
 
 /// The query of [`accessed_by_patient`] (`?1` the patient, `?2` the limit): one part per
 /// kind of record, each joined to the index by the record's id (no list of ids built
-/// first) and cut to the limit before the parts are merged.
+/// first) and cut to the limit before the parts are merged. `CROSS JOIN` keeps the
+/// patient's records the outer loop: left to itself the planner may walk the index over
+/// every audit row of that kind in the clinic instead.
 static PATIENT_REPORT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     // Each kind of record: the table its ids come from, the id, and the patient filter.
     let parts = [
@@ -105,13 +107,13 @@ static PATIENT_REPORT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
         ("payment", "payments r", "r.id", "r.patient_id = ?1"),
         (
             "refund",
-            "payment_corrections r JOIN payments p ON p.id = r.payment_id",
+            "payments p JOIN payment_corrections r ON r.payment_id = p.id",
             "r.id",
             "p.patient_id = ?1 AND r.kind = 'refund'",
         ),
         (
             "void",
-            "payment_corrections r JOIN payments p ON p.id = r.payment_id",
+            "payments p JOIN payment_corrections r ON r.payment_id = p.id",
             "r.id",
             "p.patient_id = ?1 AND r.kind = 'void'",
         ),
@@ -130,7 +132,7 @@ static PATIENT_REPORT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
         .chain(parts.iter().map(|(kind, source, id, filter)| {
             format!(
                 "SELECT * FROM (SELECT {columns} FROM {source} \
-                 JOIN audit_log a INDEXED BY audit_log_by_entity \
+                 CROSS JOIN audit_log a INDEXED BY audit_log_by_entity \
                  ON a.entity_type = '{kind}' AND a.entity_id = CAST({id} AS TEXT) \
                  WHERE {filter} ORDER BY a.at DESC, a.seq DESC LIMIT ?2)"
             )
