@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Applies Ward's change to SQLite's unix VFS in the SQLCipher amalgamation.
+"""Applies Ward's two changes to the SQLCipher amalgamation.
+
+1. SQLite's unix VFS: a hash table of open files beside its linked list.
 
 SQLite keeps one unixInodeInfo object per open database file in a linked list, and
 every open of a database file walks that list twice (findReusableFd, findInodeInfo).
 With thousands of clinic files open at once those walks were the largest single cost
 of opening a clinic. This change adds a hash table of the same objects, keyed by the
 same (device, inode) pair, and uses it for both lookups. The list stays as it was.
+
+2. Memory statistics off by default (SQLITE_DEFAULT_MEMSTATUS 0). With them on, every
+allocation SQLite makes takes one process-wide mutex to count it; the server's blocking
+threads, each on its own clinic's connection, queued on that mutex for a third of a
+page's CPU. Ward reads none of those statistics.
 
 Usage: vendor/patch-sqlcipher.py <sqlcipher.c>   (edits the file in place; refuses to
 run twice or on a source whose text differs from the one it was written for).
@@ -125,6 +132,16 @@ replace_once(
     "    fileId.dev = sStat.st_dev;\n"
     "    fileId.ino = (u64)sStat.st_ino;\n"
     "    pInode = inodeFind(&fileId);\n",
+)
+
+# 6. No process-wide allocation statistics (see the second change above).
+replace_once(
+    "#if !defined(SQLITE_DEFAULT_MEMSTATUS)\n"
+    "# define SQLITE_DEFAULT_MEMSTATUS 1\n"
+    "#endif\n",
+    "#if !defined(SQLITE_DEFAULT_MEMSTATUS)\n"
+    "# define SQLITE_DEFAULT_MEMSTATUS 0 /* Ward: no global allocation mutex */\n"
+    "#endif\n",
 )
 
 open(path, "w", encoding="utf-8").write(src)
