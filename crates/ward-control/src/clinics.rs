@@ -268,11 +268,7 @@ impl ControlPlane {
     /// order a machine rebuilt from the replica restores them in the background.)
     pub async fn clinics_by_recent_use(&self) -> Result<Vec<ClinicRecord>, ControlError> {
         self.write_session_touches().await;
-        let columns = CLINIC_COLUMNS
-            .split(',')
-            .map(|c| format!("c.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = ward_tenancy::sql::qualified("c", CLINIC_COLUMNS);
         let sql = format!(
             "SELECT {columns} FROM clinics c
              LEFT JOIN memberships m ON m.clinic_id = c.id

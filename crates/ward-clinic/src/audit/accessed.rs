@@ -118,11 +118,7 @@ static PATIENT_REPORT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
             "p.patient_id = ?1 AND r.kind = 'void'",
         ),
     ];
-    let columns = COLUMNS
-        .split(',')
-        .map(|c| format!("a.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = ward_tenancy::sql::qualified("a", COLUMNS);
     let own = format!(
         "SELECT * FROM (SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity \
          WHERE entity_type = 'patient' AND entity_id = CAST(?1 AS TEXT) \
