@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Applies Ward's two changes to the SQLCipher amalgamation.
+"""Applies Ward's three changes to the SQLCipher amalgamation.
 
 1. SQLite's unix VFS: a hash table of open files beside its linked list.
 
@@ -13,6 +13,11 @@ same (device, inode) pair, and uses it for both lookups. The list stays as it wa
 allocation SQLite makes takes one process-wide mutex to count it; the server's blocking
 threads, each on its own clinic's connection, queued on that mutex for a third of a
 page's CPU. Ward reads none of those statistics.
+
+3. A smaller lookaside buffer per connection by default (7,200 bytes instead of 48,000).
+Every connection allocates and touches its whole lookaside buffer when it opens, and
+Ward holds thousands of connections open; the small default saves about 40 KiB of
+resident memory per open clinic for no measurable CPU.
 
 Usage: vendor/patch-sqlcipher.py <sqlcipher.c>   (edits the file in place; refuses to
 run twice or on a source whose text differs from the one it was written for).
@@ -142,6 +147,12 @@ replace_once(
     "#if !defined(SQLITE_DEFAULT_MEMSTATUS)\n"
     "# define SQLITE_DEFAULT_MEMSTATUS 0 /* Ward: no global allocation mutex */\n"
     "#endif\n",
+)
+
+# 7. A smaller default lookaside buffer (see the third change above).
+replace_once(
+    "#   define SQLITE_DEFAULT_LOOKASIDE 1200,40   /* 48KB of memory */\n",
+    "#   define SQLITE_DEFAULT_LOOKASIDE 1200,6    /* Ward: 7.2KB, thousands are open */\n",
 )
 
 open(path, "w", encoding="utf-8").write(src)
