@@ -44,7 +44,7 @@ const WRITE_TOUCHES_EVERY: std::time::Duration = std::time::Duration::from_secs(
 pub(crate) struct Touches {
     /// Token hash → the newest noted use.
     pending: parking_lot::Mutex<HashMap<Vec<u8>, DateTime<Utc>>>,
-    /// When the request path last wrote them.
+    /// When they were last taken for writing (by the request path or a worker).
     written_at: parking_lot::Mutex<std::time::Instant>,
 }
 
@@ -81,7 +81,9 @@ impl Touches {
         true
     }
 
+    /// Everything noted, for writing now; the request path then waits its turn again.
     fn take(&self) -> Vec<(Vec<u8>, DateTime<Utc>)> {
+        *self.written_at.lock() = std::time::Instant::now();
         std::mem::take(&mut *self.pending.lock())
             .into_iter()
             .collect()
