@@ -85,21 +85,30 @@ pub fn accessed_by_patient(
     patient_id: PatientId,
     limit: u32,
 ) -> Result<Vec<Access>, AuditError> {
-    let limit = i64::from(limit.min(MAX_PATIENT_REPORT));
-    let rows = conn.rows(
-        &PATIENT_REPORT_SQL,
-        ward_tenancy::sql::params![patient_id, limit],
-        row_of,
-    )?;
+    let limit = limit.min(MAX_PATIENT_REPORT);
+    let mut rows = Vec::new();
+    for part in PATIENT_REPORT_SQL.iter() {
+        rows.extend(conn.rows(
+            part,
+            ward_tenancy::sql::params![patient_id, i64::from(limit)],
+            row_of,
+        )?);
+    }
+    // Newest first across the parts, as each part is on its own.
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.at, r.seq)));
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(rows.into_iter().map(Access::from).collect())
 }
 
-/// The query of [`accessed_by_patient`] (`?1` the patient, `?2` the limit): one part per
+/// The queries of [`accessed_by_patient`] (`?1` the patient, `?2` the limit): one per
 /// kind of record, each joined to the index by the record's id (no list of ids built
-/// first) and cut to the limit before the parts are merged. `CROSS JOIN` keeps the
-/// patient's records the outer loop: left to itself the planner may walk the index over
-/// every audit row of that kind in the clinic instead.
-static PATIENT_REPORT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// first), newest first and cut to the limit; the caller merges them. Separate statements
+/// rather than one `UNION ALL` of them: the compound statement cost more to prepare than
+/// its parts together (and is prepared again on every newly opened clinic), and was
+/// larger to keep in each connection's statement cache. `CROSS JOIN` keeps the patient's
+/// records the outer loop: left to itself the planner may walk the index over every
+/// audit row of that kind in the clinic instead.
+static PATIENT_REPORT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     // Each kind of record: the table its ids come from, the id, and the patient filter.
     let parts = [
         ("visit", "visits r", "r.id", "r.patient_id = ?1"),
@@ -120,20 +129,18 @@ static PATIENT_REPORT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
     ];
     let columns = ward_tenancy::sql::qualified("a", COLUMNS);
     let own = format!(
-        "SELECT * FROM (SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity \
+        "SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity \
          WHERE entity_type = 'patient' AND entity_id = CAST(?1 AS TEXT) \
-         ORDER BY at DESC, seq DESC LIMIT ?2)"
+         ORDER BY at DESC, seq DESC LIMIT ?2"
     );
     std::iter::once(own)
         .chain(parts.iter().map(|(kind, source, id, filter)| {
             format!(
-                "SELECT * FROM (SELECT {columns} FROM {source} \
+                "SELECT {columns} FROM {source} \
                  CROSS JOIN audit_log a INDEXED BY audit_log_by_entity \
                  ON a.entity_type = '{kind}' AND a.entity_id = CAST({id} AS TEXT) \
-                 WHERE {filter} ORDER BY a.at DESC, a.seq DESC LIMIT ?2)"
+                 WHERE {filter} ORDER BY a.at DESC, a.seq DESC LIMIT ?2"
             )
         }))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
-        + " ORDER BY at DESC, seq DESC LIMIT ?2"
+        .collect()
 });
