@@ -354,6 +354,18 @@ fn report(name: &str, r: &mut Result_, cache: Option<CacheUse>) -> f64 {
     rps
 }
 
+/// What the process holds when a phase ends: open handles (cached, or kept past eviction
+/// by a page finishing or by views queued for the audit log) and the views still queued.
+fn held(tenants: &ward_tenancy::TenantStore, audit: &ward_clinic::audit::ReadAuditor) -> String {
+    let (s, a) = (tenants.stats(), audit.stats());
+    format!(
+        "  at the end of the phase: {} handles open, {} in the cache, {} views queued for the audit log",
+        s.open_handles,
+        s.cached,
+        a.noted.saturating_sub(a.written)
+    )
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     // The memory settings `ward serve` runs with, so the figures are the server's.
@@ -512,6 +524,7 @@ async fn main() -> anyhow::Result<()> {
     let before = stats(&platform.tenants);
     let mut ward = load(&traffic, addr, opts.seconds, Pick::Zipf, page, None).await?;
     let zipf_cache = CacheUse::between(before, stats(&platform.tenants));
+    let zipf_held = held(&platform.tenants, &audit);
     let zipf_costs = PhaseCosts::of(&ward, zipf_cache);
     let mut bare_r = load(
         &traffic,
@@ -538,6 +551,7 @@ async fn main() -> anyhow::Result<()> {
         &mut ward,
         Some(zipf_cache),
     );
+    say(zipf_held);
     let b = report("bare axum + SELECT", &mut bare_r, None);
     let every_clinic_open = targets.len() as u64 <= cap;
     say(format_args!(
@@ -579,12 +593,14 @@ async fn main() -> anyhow::Result<()> {
     let before = stats(&platform.tenants);
     let mut uniform = load(&traffic, addr, opts.seconds, Pick::Uniform, page, None).await?;
     let uniform_cache = CacheUse::between(before, stats(&platform.tenants));
+    let uniform_held = held(&platform.tenants, &audit);
     let uniform_costs = PhaseCosts::of(&uniform, uniform_cache);
     report(
         "ward patient page (uniform, worst case)",
         &mut uniform,
         Some(uniform_cache),
     );
+    say(uniform_held);
     say("target for the worst case: no errors, no timeouts, p99 <= 50 ms");
     match uniform_costs.cpu_per_open_beyond(zipf_costs) {
         Some(miss) => say(format_args!(

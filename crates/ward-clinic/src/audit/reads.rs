@@ -98,12 +98,7 @@ impl ReadAuditor {
     pub fn start(store: TenantStore, config: ReadAuditConfig) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        let writer = Writer {
-            store,
-            config,
-            counters: counters.clone(),
-            pending: HashMap::new(),
-        };
+        let writer = Writer::new(store, config, counters.clone());
         tokio::spawn(writer.run(rx));
         Self { tx, counters }
     }
@@ -189,65 +184,79 @@ impl Batch {
     }
 }
 
+/// What a write task hands back: the clinic, its batch, and how the write went.
+type Written = (ClinicId, Batch, Result<(), String>);
+
 struct Writer {
     store: TenantStore,
     config: ReadAuditConfig,
     counters: Arc<Counters>,
+    /// Views waiting to be written, per clinic (a clinic being written may have more).
     pending: HashMap<ClinicId, Batch>,
+    /// The writes under way, at most `config.parallel`.
+    writing: tokio::task::JoinSet<Written>,
+    /// The clinic of each of those writes: a clinic has one write at a time, so its rows
+    /// keep the order its views came in.
+    in_flight: HashMap<tokio::task::Id, ClinicId>,
 }
 
 impl Writer {
+    fn new(store: TenantStore, config: ReadAuditConfig, counters: Arc<Counters>) -> Self {
+        Self {
+            store,
+            config,
+            counters,
+            pending: HashMap::new(),
+            writing: tokio::task::JoinSet::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    /// Receives views and writes them as they fall due, without ever waiting for a write
+    /// to finish before taking the next view or starting the next clinic's write: a
+    /// clinic whose write is slow (its fsync, a long page holding its connection) holds
+    /// up only itself.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let next_due = self.pending.values().map(|b| b.due_at(&self.config)).min();
-            let command = match next_due {
-                None => rx.recv().await,
-                Some(due) => tokio::select! {
-                    c = rx.recv() => c,
-                    () = tokio::time::sleep_until(due) => {
-                        self.write_due(false).await;
-                        continue;
-                    }
-                },
-            };
-            match command {
-                Some(Command::View(clinic, tenant, entry)) => {
-                    self.queue(clinic, tenant, entry);
-                    // Take everything already waiting before deciding what is due, so a
-                    // burst becomes one batch, not many.
-                    let mut flush = None;
-                    while let Ok(c) = rx.try_recv() {
-                        match c {
-                            Command::View(clinic, tenant, entry) => {
-                                self.queue(clinic, tenant, entry);
-                            }
-                            Command::Flush(reply) => {
-                                flush = Some(reply);
-                                break;
+            self.start_due();
+            let next_due = self.next_due();
+            let wake = tokio::time::sleep_until(
+                next_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(Command::View(clinic, tenant, entry)) => {
+                        self.queue(clinic, tenant, entry);
+                        // Take everything already waiting, so a burst becomes one batch
+                        // per clinic, not many.
+                        while let Ok(c) = rx.try_recv() {
+                            match c {
+                                Command::View(clinic, tenant, entry) => {
+                                    self.queue(clinic, tenant, entry);
+                                }
+                                Command::Flush(reply) => {
+                                    self.flush(reply).await;
+                                    break;
+                                }
                             }
                         }
                     }
-                    if let Some(reply) = flush {
-                        self.flush(reply).await;
-                    } else if self
-                        .pending
-                        .values()
-                        .any(|b| b.due_at(&self.config) <= Instant::now())
-                    {
-                        self.write_due(false).await;
+                    Some(Command::Flush(reply)) => self.flush(reply).await,
+                    None => {
+                        let outcome = self.write_all().await;
+                        if outcome.pending > 0 {
+                            tracing::error!(
+                                views = outcome.pending,
+                                "views could not be written to the audit log before the read auditor stopped"
+                            );
+                        }
+                        return;
                     }
+                },
+                Some(joined) = self.writing.join_next_with_id(), if !self.writing.is_empty() => {
+                    self.settle(joined);
                 }
-                Some(Command::Flush(reply)) => self.flush(reply).await,
-                None => {
-                    let outcome = self.write_all().await;
-                    if outcome.pending > 0 {
-                        tracing::error!(
-                            views = outcome.pending,
-                            "views could not be written to the audit log before the read auditor stopped"
-                        );
-                    }
-                    return;
-                }
+                () = wake, if next_due.is_some() => {}
             }
         }
     }
@@ -265,17 +274,142 @@ impl Writer {
         }
     }
 
+    /// When the next batch that could start now falls due (none while every place for a
+    /// write is taken: a finishing write wakes the loop instead).
+    fn next_due(&self) -> Option<Instant> {
+        if self.writing.len() >= self.config.parallel.max(1) {
+            return None;
+        }
+        self.pending
+            .iter()
+            .filter(|(id, _)| !self.is_writing(**id))
+            .map(|(_, b)| b.due_at(&self.config))
+            .min()
+    }
+
+    /// Starts the writes of the batches that are due, oldest first, as far as there are
+    /// places for them.
+    fn start_due(&mut self) {
+        let free = self
+            .config
+            .parallel
+            .max(1)
+            .saturating_sub(self.writing.len());
+        if free == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let due = self.oldest_first(|b, config| b.due_at(config) <= now);
+        for id in due.into_iter().take(free) {
+            self.start(id);
+        }
+    }
+
+    /// The clinics with a batch waiting and no write under way that `pick` picks, oldest
+    /// view first.
+    fn oldest_first(&self, pick: impl Fn(&Batch, &ReadAuditConfig) -> bool) -> Vec<ClinicId> {
+        let mut due: Vec<(Instant, ClinicId)> = self
+            .pending
+            .iter()
+            .filter(|(id, b)| !self.is_writing(**id) && pick(b, &self.config))
+            .map(|(id, b)| (b.since, *id))
+            .collect();
+        due.sort_unstable_by_key(|(since, _)| *since);
+        due.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Starts writing clinic `id`'s batch.
+    fn start(&mut self, id: ClinicId) {
+        let Some(mut batch) = self.pending.remove(&id) else {
+            return;
+        };
+        let store = self.store.clone();
+        let tenant = batch.tenant.take();
+        // Each clinic in its own task: a write blocks its thread, and clinics must not
+        // wait for each other.
+        let task = self.writing.spawn(async move {
+            let result = write_batch(&store, id, tenant, &batch.entries).await;
+            (id, batch, result)
+        });
+        self.in_flight.insert(task.id(), id);
+    }
+
+    fn is_writing(&self, id: ClinicId) -> bool {
+        self.in_flight.values().any(|c| *c == id)
+    }
+
+    /// Books a finished write; a failed batch goes back to the queue with a retry time.
+    /// Returns the rows written.
+    fn settle(
+        &mut self,
+        joined: Result<(tokio::task::Id, Written), tokio::task::JoinError>,
+    ) -> u64 {
+        let task = match &joined {
+            Ok((task, _)) => *task,
+            Err(e) => e.id(),
+        };
+        self.in_flight.remove(&task);
+        let Ok((_, (id, mut batch, result))) = joined else {
+            // A panic inside a write: the batch went with it. Never expected; loud if it
+            // happens.
+            tracing::error!("a read-audit write task panicked; its views are lost");
+            return 0;
+        };
+        match result {
+            Ok(()) => {
+                let n = batch.entries.len() as u64;
+                self.counters.written.fetch_add(n, Ordering::Relaxed);
+                // From the oldest view's arrival to its row: the flush lag.
+                metrics::histogram!("ward_audit_read_flush_lag_seconds")
+                    .record(batch.since.elapsed().as_secs_f64());
+                n
+            }
+            Err(reason) => {
+                self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    clinic = %id,
+                    views = batch.entries.len(),
+                    %reason,
+                    "views could not be written to the audit log yet; will retry"
+                );
+                batch.retry_at = Some(Instant::now() + self.config.retry_after);
+                // Views noted while this batch was being written go after it.
+                if let Some(newer) = self.pending.remove(&id) {
+                    batch.entries.extend(newer.entries);
+                }
+                self.pending.insert(id, batch);
+                0
+            }
+        }
+    }
+
     async fn flush(&mut self, reply: oneshot::Sender<FlushOutcome>) {
         let outcome = self.write_all().await;
         // The caller may have stopped waiting; the views are written either way.
         let _ = reply.send(outcome);
     }
 
-    /// Writes every clinic's batch now, retrying failures a few times.
+    /// Writes every clinic's batch now (after the writes under way), retrying failures a
+    /// few times.
     async fn write_all(&mut self) -> FlushOutcome {
         let mut written = 0;
+        while let Some(joined) = self.writing.join_next_with_id().await {
+            written += self.settle(joined);
+        }
+        let parallel = self.config.parallel.max(1);
         for attempt in 1..=self.config.flush_attempts.max(1) {
-            written += self.write_due(true).await;
+            // Each batch once per round; one that fails waits for the next round.
+            let mut round = self.oldest_first(|_, _| true).into_iter();
+            loop {
+                while self.writing.len() < parallel {
+                    let Some(id) = round.next() else { break };
+                    self.start(id);
+                }
+                let Some(joined) = self.writing.join_next_with_id().await else {
+                    break;
+                };
+                written += self.settle(joined);
+            }
             if self.pending.is_empty() || attempt == self.config.flush_attempts {
                 break;
             }
@@ -283,69 +417,6 @@ impl Writer {
         }
         let pending = self.pending.values().map(|b| b.entries.len() as u64).sum();
         FlushOutcome { written, pending }
-    }
-
-    /// Writes the batches that are due (all of them with `all`), a few clinics at a time.
-    /// Failed batches go back to the queue with a retry time. Returns the rows written.
-    async fn write_due(&mut self, all: bool) -> u64 {
-        let now = Instant::now();
-        let due: Vec<ClinicId> = self
-            .pending
-            .iter()
-            .filter(|(_, b)| all || b.due_at(&self.config) <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        let mut written = 0;
-        for chunk in due.chunks(self.config.parallel.max(1)) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for id in chunk {
-                if let Some(mut batch) = self.pending.remove(id) {
-                    let store = self.store.clone();
-                    let id = *id;
-                    let tenant = batch.tenant.take();
-                    // Each clinic in its own task: a write blocks its thread (fsync), and
-                    // clinics must not wait for each other.
-                    tasks.spawn(async move {
-                        let result = write_batch(&store, id, tenant, &batch.entries).await;
-                        (id, batch, result)
-                    });
-                }
-            }
-            while let Some(joined) = tasks.join_next().await {
-                let Ok((id, mut batch, result)) = joined else {
-                    // A panic inside a write: the batch went with it. Never expected;
-                    // loud if it happens.
-                    tracing::error!("a read-audit write task panicked; its views are lost");
-                    continue;
-                };
-                match result {
-                    Ok(()) => {
-                        let n = batch.entries.len() as u64;
-                        written += n;
-                        self.counters.written.fetch_add(n, Ordering::Relaxed);
-                        // From the oldest view's arrival to its row: the flush lag.
-                        metrics::histogram!("ward_audit_read_flush_lag_seconds")
-                            .record(batch.since.elapsed().as_secs_f64());
-                    }
-                    Err(reason) => {
-                        self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            clinic = %id,
-                            views = batch.entries.len(),
-                            %reason,
-                            "views could not be written to the audit log yet; will retry"
-                        );
-                        batch.retry_at = Some(Instant::now() + self.config.retry_after);
-                        // Views noted while this batch was being written go after it.
-                        if let Some(newer) = self.pending.remove(&id) {
-                            batch.entries.extend(newer.entries);
-                        }
-                        self.pending.insert(id, batch);
-                    }
-                }
-            }
-        }
-        written
     }
 }
 

@@ -228,3 +228,60 @@ async fn a_held_handle_is_not_used_once_an_operator_has_locked_the_clinic() {
     assert_eq!((flushed.written, flushed.pending), (1, 0));
     assert_eq!(rows_of(&t, &clinic).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clinic_whose_write_is_held_up_does_not_hold_up_the_others() {
+    let t = TestPlatform::new().await;
+    let mut clinics = Vec::new();
+    for name in ["Busy", "Bern", "Cork", "Dax", "Enna", "Faro"] {
+        clinics.push(t.clinic(name).await);
+    }
+    let auditor = ReadAuditor::start(
+        t.platform.tenants.clone(),
+        ReadAuditConfig {
+            max_delay: Duration::from_millis(10),
+            parallel: 2,
+            ..ReadAuditConfig::default()
+        },
+    );
+    // Something holds the first clinic's connection (a long page, a slow disk) until told.
+    let busy = t.platform.tenants.get(clinics[0].id).await.unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (holding, is_holding) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn({
+        let busy = busy.clone();
+        async move {
+            busy.with(move |_conn| {
+                let _ = holding.send(());
+                held.recv_timeout(Duration::from_secs(20)).ok()
+            })
+            .await
+        }
+    });
+    is_holding.await.unwrap();
+    // Its view is the oldest, so its write starts first and cannot finish.
+    auditor.note_view_in(&busy, view(0)).unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for (i, clinic) in clinics.iter().enumerate().skip(1) {
+        auditor.note_view(clinic.id, view(i)).unwrap();
+    }
+    // Every other clinic's view is written while the first one's is still waiting.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for clinic in &clinics[1..] {
+        while rows_of(&t, clinic).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{}'s view waited behind a clinic that could not be written",
+                clinic.name
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(auditor.stats().written, 5);
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let flushed = auditor.flush().await;
+    assert_eq!(flushed.pending, 0);
+    assert_eq!(rows_of(&t, &clinics[0]).await, 1);
+    assert_eq!(auditor.stats().written, 6);
+}
