@@ -356,13 +356,19 @@ fn report(name: &str, r: &mut Result_, cache: Option<CacheUse>) -> f64 {
 
 /// What the process holds when a phase ends: open handles (cached, or kept past eviction
 /// by a page finishing or by views queued for the audit log) and the views still queued.
-fn held(tenants: &ward_tenancy::TenantStore, audit: &ward_clinic::audit::ReadAuditor) -> String {
+fn held(
+    tenants: &ward_tenancy::TenantStore,
+    audit: &ward_clinic::audit::ReadAuditor,
+    since: ward_clinic::audit::ReadAuditStats,
+) -> String {
     let (s, a) = (tenants.stats(), audit.stats());
+    let (views, commits) = (a.written - since.written, a.batches - since.batches);
     format!(
-        "  at the end of the phase: {} handles open, {} in the cache, {} views queued for the audit log",
+        "  audit log: {views} views written in {commits} commits ({:.1} a commit); at the end of the phase {} views queued, {} handles open, {} in the cache",
+        views as f64 / commits.max(1) as f64,
+        a.noted.saturating_sub(a.written),
         s.open_handles,
         s.cached,
-        a.noted.saturating_sub(a.written)
     )
 }
 
@@ -522,9 +528,10 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     let before = stats(&platform.tenants);
+    let audit_before = audit.stats();
     let mut ward = load(&traffic, addr, opts.seconds, Pick::Zipf, page, None).await?;
     let zipf_cache = CacheUse::between(before, stats(&platform.tenants));
-    let zipf_held = held(&platform.tenants, &audit);
+    let zipf_held = held(&platform.tenants, &audit, audit_before);
     let zipf_costs = PhaseCosts::of(&ward, zipf_cache);
     let mut bare_r = load(
         &traffic,
@@ -591,9 +598,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let before = stats(&platform.tenants);
+    let audit_before = audit.stats();
     let mut uniform = load(&traffic, addr, opts.seconds, Pick::Uniform, page, None).await?;
     let uniform_cache = CacheUse::between(before, stats(&platform.tenants));
-    let uniform_held = held(&platform.tenants, &audit);
+    let uniform_held = held(&platform.tenants, &audit, audit_before);
     let uniform_costs = PhaseCosts::of(&uniform, uniform_cache);
     report(
         "ward patient page (uniform, worst case)",

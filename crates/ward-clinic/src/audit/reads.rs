@@ -49,6 +49,9 @@ pub struct ReadAuditStats {
     pub written: u64,
     /// Failed batch writes since start (each retried).
     pub failed_writes: u64,
+    /// Batches written since start: one commit each, so `written / batches` is how many
+    /// views a commit carried.
+    pub batches: u64,
 }
 
 /// What a flush achieved.
@@ -75,6 +78,7 @@ struct Counters {
     noted: AtomicU64,
     written: AtomicU64,
     failed_writes: AtomicU64,
+    batches: AtomicU64,
 }
 
 /// Queues views and writes them in batches. One per process; cheap to clone.
@@ -158,6 +162,7 @@ impl ReadAuditor {
             noted: self.counters.noted.load(Ordering::Relaxed),
             written: self.counters.written.load(Ordering::Relaxed),
             failed_writes: self.counters.failed_writes.load(Ordering::Relaxed),
+            batches: self.counters.batches.load(Ordering::Relaxed),
         }
     }
 }
@@ -359,6 +364,7 @@ impl Writer {
             Ok(()) => {
                 let n = batch.entries.len() as u64;
                 self.counters.written.fetch_add(n, Ordering::Relaxed);
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 // From the oldest view's arrival to its row: the flush lag.
                 metrics::histogram!("ward_audit_read_flush_lag_seconds")
                     .record(batch.since.elapsed().as_secs_f64());

@@ -51,6 +51,16 @@ async fn noted_views_are_written_within_about_a_tenth_of_a_second() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     eprintln!("5 views written {written:?} after being noted");
+    // The writer books the commit just after it lands.
+    while auditor.stats().written < 5 {
+        assert!(noted.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        auditor.stats().batches,
+        1,
+        "five views noted together, one commit"
+    );
     // 100 ms of batching plus one commit; generous for a loaded machine.
     assert!(written < Duration::from_millis(600), "{written:?}");
 }
