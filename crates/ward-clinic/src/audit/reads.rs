@@ -223,8 +223,7 @@ impl Writer {
     /// up only itself.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
-            self.start_due();
-            let next_due = self.next_due();
+            let next_due = self.start_due();
             let wake = tokio::time::sleep_until(
                 next_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             );
@@ -279,48 +278,55 @@ impl Writer {
         }
     }
 
-    /// When the next batch that could start now falls due (none while every place for a
-    /// write is taken: a finishing write wakes the loop instead).
-    fn next_due(&self) -> Option<Instant> {
-        if self.writing.len() >= self.config.parallel.max(1) {
-            return None;
-        }
-        self.pending
-            .iter()
-            .filter(|(id, _)| !self.is_writing(**id))
-            .map(|(_, b)| b.due_at(&self.config))
-            .min()
-    }
-
     /// Starts the writes of the batches that are due, oldest first, as far as there are
-    /// places for them.
-    fn start_due(&mut self) {
+    /// places for them, and says when the next waiting batch falls due (none while every
+    /// place is taken: a finishing write wakes the loop instead). One pass over the queue.
+    fn start_due(&mut self) -> Option<Instant> {
         let free = self
             .config
             .parallel
             .max(1)
             .saturating_sub(self.writing.len());
         if free == 0 {
-            return;
+            return None;
         }
         let now = Instant::now();
-        let due = self.oldest_first(|b, config| b.due_at(config) <= now);
-        for id in due.into_iter().take(free) {
+        let mut due = Vec::new();
+        let mut next = None::<Instant>;
+        for (id, batch) in &self.pending {
+            if self.is_writing(*id) {
+                continue;
+            }
+            let at = batch.due_at(&self.config);
+            if at <= now {
+                due.push((batch.since, *id));
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        if due.len() > free {
+            due.select_nth_unstable_by_key(free, |(since, _)| *since);
+            due.truncate(free);
+        }
+        due.sort_unstable_by_key(|(since, _)| *since);
+        let places_left = due.len() < free;
+        for (_, id) in due {
             self.start(id);
         }
+        // With every place taken the loop comes back when a write ends.
+        next.filter(|_| places_left)
     }
 
-    /// The clinics with a batch waiting and no write under way that `pick` picks, oldest
-    /// view first.
-    fn oldest_first(&self, pick: impl Fn(&Batch, &ReadAuditConfig) -> bool) -> Vec<ClinicId> {
-        let mut due: Vec<(Instant, ClinicId)> = self
+    /// The clinics with a batch waiting and no write under way, oldest view first.
+    fn oldest_first(&self) -> Vec<ClinicId> {
+        let mut waiting: Vec<(Instant, ClinicId)> = self
             .pending
             .iter()
-            .filter(|(id, b)| !self.is_writing(**id) && pick(b, &self.config))
+            .filter(|(id, _)| !self.is_writing(**id))
             .map(|(id, b)| (b.since, *id))
             .collect();
-        due.sort_unstable_by_key(|(since, _)| *since);
-        due.into_iter().map(|(_, id)| id).collect()
+        waiting.sort_unstable_by_key(|(since, _)| *since);
+        waiting.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Starts writing clinic `id`'s batch.
@@ -405,7 +411,7 @@ impl Writer {
         let parallel = self.config.parallel.max(1);
         for attempt in 1..=self.config.flush_attempts.max(1) {
             // Each batch once per round; one that fails waits for the next round.
-            let mut round = self.oldest_first(|_, _| true).into_iter();
+            let mut round = self.oldest_first().into_iter();
             loop {
                 while self.writing.len() < parallel {
                     let Some(id) = round.next() else { break };
