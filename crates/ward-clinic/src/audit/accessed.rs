@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ward_tenancy::Db;
 
-use super::search::{COLUMNS, row_of};
 use super::{AuditError, Filter, MAX_PAGE, search};
 use crate::audit::AuditRow;
 use crate::ids::PatientId;
@@ -91,45 +90,69 @@ pub fn accessed_by_patient(
         rows.extend(conn.rows(
             part,
             ward_tenancy::sql::params![patient_id, i64::from(limit)],
-            row_of,
+            report_row,
         )?);
     }
     // Newest first across the parts, as each part is on its own.
-    rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.at, r.seq)));
+    rows.sort_unstable_by_key(|(seq, a)| std::cmp::Reverse((a.at, *seq)));
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok(rows.into_iter().map(Access::from).collect())
+    Ok(rows.into_iter().map(|(_, a)| a).collect())
 }
 
-/// The queries of [`accessed_by_patient`] (`?1` the patient, `?2` the limit): one per
-/// kind of record, each joined to the index by the record's id (no list of ids built
-/// first), newest first and cut to the limit; the caller merges them. Separate statements
+/// What the access report reads of a row: what [`Access`] shows, and `seq` to order by.
+/// Not the reason or the diff (the report does not show them, and a diff can be long).
+const REPORT_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, detail";
+
+/// One row selected with [`REPORT_COLUMNS`].
+fn report_row(row: &ward_tenancy::sql::Row) -> Result<(i64, Access), AuditError> {
+    let at: String = row.get(1)?;
+    let access = Access {
+        at: ward_core::parse_time(&at)
+            .ok_or(AuditError::Invalid("an audit row holds an invalid time"))?,
+        actor_kind: row.get(2)?,
+        actor_id: row.get(3)?,
+        actor_name: row.get(4)?,
+        actor_role: row.get(5)?,
+        ip: row.get(6)?,
+        action: row.get(7)?,
+        entity_type: row.get(8)?,
+        entity_id: row.get(9)?,
+        detail: row.get(10)?,
+    };
+    Ok((row.get(0)?, access))
+}
+
+/// The queries of [`accessed_by_patient`] (`?1` the patient, `?2` the limit): one for the
+/// patient record and one per kind of related record (refunds and voids together),
+/// each joined to the index by the record's id (no list of ids built first), newest first and cut to the limit; the caller merges them. Separate statements
 /// rather than one `UNION ALL` of them: the compound statement cost more to prepare than
 /// its parts together (and is prepared again on every newly opened clinic), and was
 /// larger to keep in each connection's statement cache. `CROSS JOIN` keeps the patient's
 /// records the outer loop: left to itself the planner may walk the index over every
 /// audit row of that kind in the clinic instead.
 static PATIENT_REPORT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-    // Each kind of record: the table its ids come from, the id, and the patient filter.
+    // Each kind of record: the kind its audit rows name (a column of the source when
+    // that says it), the table its ids come from, the id, and the patient filter.
     let parts = [
-        ("visit", "visits r", "r.id", "r.patient_id = ?1"),
-        ("appointment", "appointments r", "r.id", "r.patient_id = ?1"),
-        ("payment", "payments r", "r.id", "r.patient_id = ?1"),
+        ("'visit'", "visits r", "r.id", "r.patient_id = ?1"),
         (
-            "refund",
-            "payments p JOIN payment_corrections r ON r.payment_id = p.id",
+            "'appointment'",
+            "appointments r",
             "r.id",
-            "p.patient_id = ?1 AND r.kind = 'refund'",
+            "r.patient_id = ?1",
         ),
+        ("'payment'", "payments r", "r.id", "r.patient_id = ?1"),
+        // Refunds and voids in one statement: a correction's audit rows name its kind.
         (
-            "void",
+            "r.kind",
             "payments p JOIN payment_corrections r ON r.payment_id = p.id",
             "r.id",
-            "p.patient_id = ?1 AND r.kind = 'void'",
+            "p.patient_id = ?1",
         ),
     ];
-    let columns = ward_tenancy::sql::qualified("a", COLUMNS);
+    let columns = ward_tenancy::sql::qualified("a", REPORT_COLUMNS);
     let own = format!(
-        "SELECT {COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity \
+        "SELECT {REPORT_COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity \
          WHERE entity_type = 'patient' AND entity_id = CAST(?1 AS TEXT) \
          ORDER BY at DESC, seq DESC LIMIT ?2"
     );
@@ -138,7 +161,7 @@ static PATIENT_REPORT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLoc
             format!(
                 "SELECT {columns} FROM {source} \
                  CROSS JOIN audit_log a INDEXED BY audit_log_by_entity \
-                 ON a.entity_type = '{kind}' AND a.entity_id = CAST({id} AS TEXT) \
+                 ON a.entity_type = {kind} AND a.entity_id = CAST({id} AS TEXT) \
                  WHERE {filter} ORDER BY a.at DESC, a.seq DESC LIMIT ?2"
             )
         }))

@@ -61,6 +61,21 @@ async fn corrections_come_to_an_existing_clinic_and_its_receipt_numbers_go_on() 
                 .unwrap()
                 .unwrap();
             assert_eq!(count, 2);
+            // The patient's access report names both corrections, each by its own kind.
+            let void_id: i64 = conn
+                .row("SELECT id FROM payment_corrections WHERE kind = 'void'", (), |r| r.get(0))
+                .unwrap()
+                .unwrap();
+            let mut named: Vec<_> = ward_clinic::audit::accessed_by_patient(&conn, PatientId::new(1), 50)
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.entity_type.unwrap_or_default(), a.entity_id.unwrap_or_default()))
+                .collect();
+            named.sort();
+            assert_eq!(
+                named,
+                [("refund".to_owned(), id.to_string()), ("void".to_owned(), void_id.to_string())]
+            );
 
             // The balance and the report subtract both.
             let account = payments::account(&conn, PatientId::new(1)).unwrap();
