@@ -45,8 +45,9 @@ struct Opts {
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Seconds of unmeasured Zipf traffic first, so the handle cache holds the clinics
-    /// that traffic favours (right after setup it holds the last ones created).
-    #[arg(long, default_value_t = 10)]
+    /// that traffic favours (right after setup it holds the last ones created, and the
+    /// use counts it keeps clinics by still reflect the setup for a while).
+    #[arg(long, default_value_t = 60)]
     warmup: u64,
     /// Offered load of the fixed-rate phase, in requests per second (0 skips it).
     #[arg(long, default_value_t = 5_000.0)]

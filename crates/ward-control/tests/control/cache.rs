@@ -55,6 +55,49 @@ async fn the_cap_holds_under_churn_and_evicted_clinics_reopen_with_their_data() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_clinic_stays_open_while_clinics_used_once_pass_through() {
+    const CAP: u64 = 4;
+    let t = TestPlatform::with(|c| c.max_open = CAP).await;
+    let store = t.store();
+    let busy = t.clinic("Busy").await;
+    put_setting(store, busy.id, "owner", "the busy one").await;
+    let mut others = Vec::new();
+    for i in 0..24 {
+        others.push(t.clinic(&format!("Once {i}")).await.id);
+    }
+    let mut all = others.clone();
+    all.push(busy.id);
+    close_all(store, &all).await;
+    for _ in 0..20 {
+        get_setting(store, busy.id, "owner").await;
+    }
+    let first = Arc::downgrade(&store.get(busy.id).await.unwrap());
+
+    // Between two uses of the busy clinic, more clinics than the cache holds are used
+    // once each: least-recently-used eviction would close the busy one every time.
+    for group in others.chunks(8) {
+        for id in group {
+            let got = get_setting(store, *id, "owner").await;
+            assert_eq!(got, None, "a new clinic has no owner setting");
+        }
+        store.run_pending().await;
+        assert_eq!(
+            get_setting(store, busy.id, "owner").await.as_deref(),
+            Some("the busy one")
+        );
+        assert!(store.stats().cached <= CAP, "{:?}", store.stats());
+    }
+    let now = store.get(busy.id).await.unwrap();
+    let kept = first.upgrade().is_some_and(|h| Arc::ptr_eq(&h, &now));
+    assert!(kept, "the busy clinic was closed and opened again");
+    // The clinics used once were opened for their page and closed after it.
+    settle(store, "the passing handles are closed", |s| {
+        s.stats().open_handles as u64 <= CAP
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_first_uses_open_a_clinic_once() {
     let t = TestPlatform::new().await;

@@ -1,6 +1,7 @@
 //! [`TenantStore`]: clinic id → encrypted file → cached, migrated connection. Its
 //! snapshots and restores of a clinic are in `snapshot`.
 
+mod admission;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -262,6 +263,7 @@ impl Tenant {
             tracing::error!(clinic = %self.id, error = %e, "could not record the damage");
         }
         store.cache.invalidate(&self.id).await;
+        store.admission.left(self.id);
     }
 }
 
@@ -367,6 +369,8 @@ struct Inner {
     migrations: Arc<[Migration]>,
     max_open: u64,
     cache: Cache<ClinicId, TenantHandle>,
+    /// Which opened clinics the cache keeps when it is full.
+    admission: admission::Admission,
     shutting_down: AtomicBool,
     open: Arc<OpenFiles>,
     hits: AtomicU64,
@@ -405,8 +409,11 @@ impl TenantStore {
             .max_handles
             .unwrap_or(config.max_open + config.max_open / 8 + 1)
             .max(config.max_open);
+        // The cache keeps what `admission` chooses and closes what it drops; its own
+        // bound (least recently used out first) only backs that up.
         let cache = Cache::builder()
             .max_capacity(config.max_open)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(config.idle_timeout)
             .eviction_listener(
                 |_id: Arc<ClinicId>, tenant: TenantHandle, cause: RemovalCause| {
@@ -423,6 +430,7 @@ impl TenantStore {
                 migrations: config.migrations,
                 max_open: config.max_open,
                 cache,
+                admission: admission::Admission::new(config.max_open),
                 shutting_down: AtomicBool::new(false),
                 open: Arc::default(),
                 hits: AtomicU64::new(0),
@@ -520,6 +528,9 @@ impl TenantStore {
         let tenant = self.wrap_tenant(id, opened, pin, permit);
         self.record_opened(id, outcome.to).await;
         self.inner.cache.insert(id, tenant).await;
+        if let Some(victim) = self.inner.admission.added(id) {
+            self.inner.cache.invalidate(&victim).await;
+        }
         Ok(outcome.to)
     }
 
@@ -529,23 +540,43 @@ impl TenantStore {
         self.check_running()?;
         if self.is_locked(id) {
             self.inner.cache.invalidate(&id).await;
+            self.inner.admission.left(id);
             return Err(TenantError::Maintenance(id));
         }
         if let Some(tenant) = self.inner.cache.get(&id).await {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            self.inner.admission.used(id);
             crate::telemetry::hit();
             return Ok(tenant);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::miss();
-        self.inner
+        let verdict = self.inner.admission.missed(id);
+        let opened = self
+            .inner
             .cache
             .try_get_with(id, async {
                 let (tenant, _) = self.open(id).await?;
                 Ok::<_, TenantError>(tenant)
             })
             .await
-            .map_err(|e: Arc<TenantError>| (*e).clone())
+            .map_err(|e: Arc<TenantError>| (*e).clone());
+        // Concurrent first uses share the one open above whatever is decided here; a
+        // clinic not kept leaves the cache at once and closes when its pages finish.
+        match (&opened, verdict) {
+            (
+                Ok(_),
+                admission::Verdict::Keep {
+                    evict: Some(victim),
+                },
+            ) => {
+                self.inner.cache.invalidate(&victim).await;
+            }
+            (Ok(_), admission::Verdict::Keep { evict: None }) => {}
+            (Ok(_), admission::Verdict::Pass) => self.inner.cache.invalidate(&id).await,
+            (Err(_), _) => self.inner.admission.left(id),
+        }
+        opened
     }
 
     /// Brings one clinic to the newest schema (for `ward migrate`), without disturbing the
@@ -606,6 +637,7 @@ impl TenantStore {
     /// housekeeping, which this runs.
     async fn close_now(&self, id: ClinicId) {
         self.inner.cache.invalidate(&id).await;
+        self.inner.admission.left(id);
         // The cache keeps its own reference to a removed entry until its next
         // housekeeping pass; run it now so the file is really closed.
         self.inner.cache.run_pending_tasks().await;
@@ -726,6 +758,10 @@ impl TenantStore {
     /// Runs the cache's pending housekeeping (idle and over-cap evictions) now.
     pub async fn run_pending(&self) {
         self.inner.cache.run_pending_tasks().await;
+        // What the cache closed on its own (idle clinics) leaves the admission's list.
+        self.inner
+            .admission
+            .resync(self.inner.cache.iter().map(|(id, _)| *id));
     }
 
     /// Whether this process has clinic `id`'s file open (cached, or still in use after it
