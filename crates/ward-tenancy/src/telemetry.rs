@@ -20,6 +20,13 @@ pub(crate) fn opened() {
     metrics::counter!("ward_tenant_opens_total").increment(1);
 }
 
+/// What became of a clinic opened for a lookup: `room` (kept, the cache had room),
+/// `replaced` (kept, a less used clinic closed for it) or `passed` (used for its pages,
+/// then closed).
+pub(crate) fn admitted(verdict: &'static str) {
+    metrics::counter!("ward_tenant_cache_admissions_total", "verdict" => verdict).increment(1);
+}
+
 /// A handle left the cache; a replacement (the same clinic cached again) is not counted.
 pub(crate) fn evicted(cause: RemovalCause) {
     let cause = match cause {

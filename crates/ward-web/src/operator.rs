@@ -72,6 +72,10 @@ fn describe() {
     );
     describe_counter!("ward_tenant_opens_total", "Clinic database files opened.");
     describe_counter!(
+        "ward_tenant_cache_admissions_total",
+        "Clinics opened for a lookup, by what the cache did with them (room, replaced, passed)."
+    );
+    describe_counter!(
         "ward_tenant_cache_evictions_total",
         "Handles that left the cache, by cause (idle, capacity, explicit)."
     );

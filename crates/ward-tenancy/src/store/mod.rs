@@ -570,10 +570,16 @@ impl TenantStore {
                     evict: Some(victim),
                 },
             ) => {
+                crate::telemetry::admitted("replaced");
                 self.inner.cache.invalidate(&victim).await;
             }
-            (Ok(_), admission::Verdict::Keep { evict: None }) => {}
-            (Ok(_), admission::Verdict::Pass) => self.inner.cache.invalidate(&id).await,
+            (Ok(_), admission::Verdict::Keep { evict: None }) => {
+                crate::telemetry::admitted("room");
+            }
+            (Ok(_), admission::Verdict::Pass) => {
+                crate::telemetry::admitted("passed");
+                self.inner.cache.invalidate(&id).await;
+            }
             (Err(_), _) => self.inner.admission.left(id),
         }
         opened

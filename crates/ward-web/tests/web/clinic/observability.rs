@@ -93,6 +93,10 @@ async fn metrics_after_real_requests_show_requests_and_handle_cache_counters_mov
     );
     assert!(moved("ward_tenant_opens_total", &[]) >= 1.0, "{after}");
     assert!(
+        moved("ward_tenant_cache_admissions_total", &["verdict=\"room\""]) >= 1.0,
+        "{after}"
+    );
+    assert!(
         moved("ward_tenant_cache_evictions_total", &["cause=\"explicit\""]) >= 1.0,
         "{after}"
     );
