@@ -85,15 +85,20 @@ impl State {
         }
     }
 
-    /// The least used of [`SAMPLE`] residents drawn at random.
+    /// The least used of [`SAMPLE`] residents drawn at random (of all of them, when there
+    /// are no more than that).
     fn least_used(&self) -> Option<ClinicId> {
+        let n = self.residents.len();
+        if n <= SAMPLE {
+            return self
+                .residents
+                .iter()
+                .copied()
+                .min_by_key(|id| self.uses(*id));
+        }
         let mut rng = rand::thread_rng();
-        (0..SAMPLE.min(self.residents.len()))
-            .filter_map(|_| {
-                self.residents
-                    .get(rng.gen_range(0..self.residents.len()))
-                    .copied()
-            })
+        (0..SAMPLE)
+            .filter_map(|_| self.residents.get(rng.gen_range(0..n)).copied())
             .min_by_key(|id| self.uses(*id))
     }
 }
