@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ward_tenancy::Db;
 
+use super::search::{COLUMNS, row_of};
 use super::{AuditError, Filter, MAX_PAGE, search};
 use crate::audit::AuditRow;
 use crate::ids::PatientId;
@@ -90,36 +91,13 @@ pub fn accessed_by_patient(
         rows.extend(conn.rows(
             part,
             ward_tenancy::sql::params![patient_id, i64::from(limit)],
-            report_row,
+            row_of,
         )?);
     }
     // Newest first across the parts, as each part is on its own.
-    rows.sort_unstable_by_key(|(seq, a)| std::cmp::Reverse((a.at, *seq)));
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.at, r.seq)));
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok(rows.into_iter().map(|(_, a)| a).collect())
-}
-
-/// What the access report reads of a row: what [`Access`] shows, and `seq` to order by.
-/// Not the reason or the diff (the report does not show them, and a diff can be long).
-const REPORT_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, actor_role, ip, action, entity_type, entity_id, detail";
-
-/// One row selected with [`REPORT_COLUMNS`].
-fn report_row(row: &ward_tenancy::sql::Row) -> Result<(i64, Access), AuditError> {
-    let at: String = row.get(1)?;
-    let access = Access {
-        at: ward_core::parse_time(&at)
-            .ok_or(AuditError::Invalid("an audit row holds an invalid time"))?,
-        actor_kind: row.get(2)?,
-        actor_id: row.get(3)?,
-        actor_name: row.get(4)?,
-        actor_role: row.get(5)?,
-        ip: row.get(6)?,
-        action: row.get(7)?,
-        entity_type: row.get(8)?,
-        entity_id: row.get(9)?,
-        detail: row.get(10)?,
-    };
-    Ok((row.get(0)?, access))
+    Ok(rows.into_iter().map(Access::from).collect())
 }
 
 /// The queries of [`accessed_by_patient`] (`?1` the patient, `?2` the limit): one for the
@@ -150,9 +128,12 @@ static PATIENT_REPORT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLoc
             "p.patient_id = ?1",
         ),
     ];
-    let columns = ward_tenancy::sql::qualified("a", REPORT_COLUMNS);
+    // The reason and the diff are not shown (and a diff can be long): not read.
+    let own_columns = COLUMNS.replace("reason, diff", "NULL, NULL");
+    let columns =
+        ward_tenancy::sql::qualified("a", COLUMNS).replace("a.reason, a.diff", "NULL, NULL");
     let own = format!(
-        "SELECT {REPORT_COLUMNS} FROM audit_log INDEXED BY audit_log_by_entity \
+        "SELECT {own_columns} FROM audit_log INDEXED BY audit_log_by_entity \
          WHERE entity_type = 'patient' AND entity_id = CAST(?1 AS TEXT) \
          ORDER BY at DESC, seq DESC LIMIT ?2"
     );
